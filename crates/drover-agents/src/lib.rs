@@ -1,0 +1,161 @@
+//! Agent adapters. One trait, [`Adapter`]; one module per agent.
+//!
+//! An adapter knows three things about its agent: how to start it ([`Adapter::launch`]), how to read
+//! its output lines ([`Adapter::parse_line`] → [`AgentEvent`]), and how to talk to it on stdin
+//! (follow-up messages, permission answers, interrupts). It never spawns or waits on processes: the
+//! shim does that, and the daemon's engine decides what each event means for the task.
+
+pub mod claude;
+pub mod command;
+
+use drover_types::Usage;
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("unknown agent {0:?} (known: claude, command)")]
+    UnknownAgent(String),
+    #[error("the command agent needs --cmd")]
+    MissingCmd,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the engine knows about the task when it starts (or restarts) the agent.
+#[derive(Debug, Clone)]
+pub struct LaunchContext {
+    pub task_id: String,
+    pub prompt: String,
+    pub model: Option<String>,
+    /// `--cmd` for the command agent.
+    pub cmd: Option<String>,
+    /// The sandbox checkout the agent runs in.
+    pub cwd: PathBuf,
+    /// Pre-assigned session id (Claude: `--session-id`), or the one to resume.
+    pub session_id: String,
+    /// Continue an interrupted session instead of starting fresh (Claude: `--resume <session_id>`).
+    pub resume: bool,
+    /// Binary override (e.g. `DROVER_CLAUDE_BIN`); `None` means look up the default name on PATH.
+    pub binary: Option<String>,
+    /// Ask the host about permissions (Claude: `--permission-prompt-tool stdio`).
+    pub permission_prompts: bool,
+}
+
+/// How to start the agent. The shim spawns `program args…` in `cwd` in its own process group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub env_remove: Vec<String>,
+    /// Lines (without trailing newline) written to stdin right after the spawn.
+    pub stdin_lines: Vec<String>,
+    /// Close stdin after `stdin_lines` (agents that read their prompt to EOF).
+    pub close_stdin: bool,
+}
+
+/// One thing an agent said, normalized.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentEvent {
+    /// The agent announced its session (Claude: `system/init`).
+    Session {
+        session_id: String,
+        model: Option<String>,
+    },
+    Text {
+        text: String,
+    },
+    ToolCall {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    ToolResult {
+        id: String,
+        content: Value,
+        is_error: bool,
+    },
+    /// Tokens of one model response (Claude: counted once per `message.id`).
+    Usage {
+        usage: Usage,
+        model: Option<String>,
+    },
+    /// The agent asks the host whether it may use a tool.
+    PermissionRequest {
+        request_id: String,
+        tool: String,
+        input: Value,
+    },
+    /// The agent withdrew a permission request.
+    PermissionCancelled {
+        request_id: String,
+    },
+    /// A turn ended (Claude: the `result` line). `cost_usd` is cumulative for the process.
+    TurnResult {
+        result: Option<String>,
+        is_error: bool,
+        subtype: Option<String>,
+        stop_reason: Option<String>,
+        cost_usd: Option<f64>,
+        usage: Option<Usage>,
+        errors: Vec<String>,
+        session_id: Option<String>,
+    },
+    /// The agent reported an error that is not a turn result (e.g. an API retry notice).
+    Error {
+        message: String,
+        data: Value,
+    },
+    /// A line the adapter could not read. `excerpt` is bounded; the raw line stays in the raw log.
+    Unparsed {
+        excerpt: String,
+        reason: String,
+    },
+}
+
+/// One agent kind.
+pub trait Adapter: Send + Sync {
+    /// `claude`, `command`, …
+    fn name(&self) -> &'static str;
+    /// The command line and environment for this task.
+    fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError>;
+    /// Reads one output line (no trailing newline; may be huge or not UTF-8-clean: never panics).
+    fn parse_line(&self, line: &str) -> Vec<AgentEvent>;
+    /// The stdin line that sends a follow-up user message; `None` if the agent takes no input.
+    fn user_message(&self, text: &str) -> Option<String>;
+    /// The stdin line that answers a permission request.
+    fn permission_answer(
+        &self,
+        request_id: &str,
+        allow: bool,
+        input: &Value,
+        message: Option<&str>,
+    ) -> Option<String>;
+    /// The stdin line that politely interrupts the current turn.
+    fn interrupt(&self) -> Option<String>;
+    /// Whether the agent keeps reading stdin across turns (then the engine closes stdin once the
+    /// last turn ended and nothing more is to be said).
+    fn multi_turn(&self) -> bool;
+}
+
+/// The adapter for an agent name.
+pub fn adapter(name: &str) -> Result<Box<dyn Adapter>, AgentError> {
+    match name {
+        "claude" => Ok(Box::new(claude::Claude::new())),
+        "command" => Ok(Box::new(command::Command)),
+        other => Err(AgentError::UnknownAgent(other.to_string())),
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a char boundary.
+pub fn excerpt(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

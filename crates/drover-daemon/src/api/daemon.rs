@@ -1,0 +1,57 @@
+use crate::engine::{control, Engine};
+use axum::extract::State;
+use axum::Json;
+use drover_types::{DaemonStatus, StopDaemonRequest};
+use std::sync::Arc;
+
+pub async fn status(State(engine): State<Arc<Engine>>) -> Json<DaemonStatus> {
+    let queued = engine.store.queued().await.map(|q| q.len()).unwrap_or(0);
+    Json(DaemonStatus {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        home: engine.home.root.display().to_string(),
+        slots: engine.config.slots,
+        running: engine.used_slots(),
+        queued,
+        sandbox_mode: engine.sandboxes.kind().as_str().to_string(),
+        sandbox_reason: engine.sandboxes.mode_reason().to_string(),
+    })
+}
+
+/// Stops the daemon. Without `stop_tasks`, running agents stay with their shims.
+pub async fn stop(State(engine): State<Arc<Engine>>, body: Option<Json<StopDaemonRequest>>) -> Json<serde_json::Value> {
+    let stop_tasks = body.map(|b| b.stop_tasks).unwrap_or(false);
+    let mut stopped = vec![];
+    if stop_tasks {
+        // Nothing new starts while we stop what runs.
+        let queued = engine.store.queued().await.unwrap_or_default();
+        for id in queued {
+            let _ = control::stop(&engine, &id).await;
+        }
+        let active = engine.store.active().await.unwrap_or_default();
+        let handles: Vec<_> = active
+            .into_iter()
+            .map(|t| {
+                let engine = engine.clone();
+                tokio::spawn(async move { control::stop(&engine, &t.id).await.map(|t| t.id) })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(Ok(id)) = h.await {
+                stopped.push(id);
+            }
+        }
+        // Let supervisors finish committing before the runtime goes away.
+        for _ in 0..200 {
+            if engine.used_slots() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+    let e = engine.clone();
+    tokio::spawn(async move {
+        e.shutdown();
+    });
+    Json(serde_json::json!({ "stopping": true, "stopped_tasks": stopped }))
+}

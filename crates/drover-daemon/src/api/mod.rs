@@ -1,0 +1,65 @@
+//! HTTP+JSON API on `DROVER_HOME/daemon.sock`. One module per resource.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /v1/status` | daemon pid, slots, sandbox mode |
+//! | `POST /v1/daemon/stop` | stop the daemon (`{"stop_tasks": true}` stops tasks first) |
+//! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
+//! | `GET /v1/tasks?all=` | list tasks |
+//! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
+//! | `GET /v1/tasks/{id}/events?after=&follow=` | events as JSON, or SSE when following |
+//! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
+//! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
+//! | `POST /v1/tasks/{id}/stop` | stop it |
+//! | `DELETE /v1/tasks/{id}` | remove it (its work is committed first) |
+
+mod daemon;
+mod error;
+mod tasks;
+
+use crate::engine::Engine;
+use crate::{DaemonError, Home};
+pub use error::ApiErr;
+use std::sync::Arc;
+
+pub fn router(engine: Arc<Engine>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/v1/status", get(daemon::status))
+        .route("/v1/daemon/stop", post(daemon::stop))
+        .route("/v1/tasks", post(tasks::create).get(tasks::list))
+        .route("/v1/tasks/{id}", get(tasks::show).delete(tasks::remove))
+        .route("/v1/tasks/{id}/events", get(tasks::events))
+        .route("/v1/tasks/{id}/wait", get(tasks::wait))
+        .route("/v1/tasks/{id}/send", post(tasks::send))
+        .route("/v1/tasks/{id}/stop", post(tasks::stop))
+        .with_state(engine)
+}
+
+/// Serves until the engine is told to stop (API call or SIGTERM/SIGINT).
+pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> {
+    let path = home.socket();
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path).map_err(DaemonError::Socket)?;
+    let mut stopping = engine.stopping();
+    let signals = engine.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        signals.shutdown();
+    });
+    let shutdown = async move {
+        while !*stopping.borrow_and_update() {
+            if stopping.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    tracing::info!("listening on {}", path.display());
+    axum::serve(listener, router(engine)).with_graceful_shutdown(shutdown).await.map_err(DaemonError::Socket)
+}

@@ -1,0 +1,227 @@
+//! `/v1/tasks…` handlers.
+
+use super::ApiErr;
+use crate::engine::{control, new_task_id, Engine};
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use drover_store::{ListFilter, NewTask, StoreError, TaskRecord};
+use drover_types::{Budget, RunRequest, SendRequest, Task};
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+type ApiResult<T> = Result<T, ApiErr>;
+
+async fn view(engine: &Engine, t: &TaskRecord) -> Task {
+    let pos = if t.state == drover_types::TaskState::Queued {
+        engine
+            .store
+            .queued()
+            .await
+            .ok()
+            .and_then(|q| q.iter().position(|id| id == &t.id))
+            .map(|p| p as u64 + 1)
+    } else {
+        None
+    };
+    t.to_task(pos)
+}
+
+pub async fn create(State(engine): State<Arc<Engine>>, Json(req): Json<RunRequest>) -> ApiResult<Json<Task>> {
+    let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
+    drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
+    if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        return Err(ApiErr::invalid("the command agent needs --cmd"));
+    }
+    if req.prompt.trim().is_empty() && agent != "command" {
+        return Err(ApiErr::invalid("the prompt is empty"));
+    }
+    let permissions = req.permissions.clone().unwrap_or_else(|| engine.config.permissions.clone());
+    if !["ask", "allow", "deny"].contains(&permissions.as_str()) {
+        return Err(ApiErr::invalid(format!("permissions {permissions:?}: use ask, allow or deny")));
+    }
+    if req.max_usd.is_some_and(|v| !(v > 0.0)) {
+        return Err(ApiErr::invalid("--max-usd must be a positive number"));
+    }
+    let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
+    let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await.map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let session_id = (agent == "claude").then(|| uuid::Uuid::new_v4().to_string());
+    let mut last = None;
+    for _ in 0..5 {
+        let task = NewTask {
+            id: new_task_id(),
+            name: req.name.clone(),
+            agent: agent.clone(),
+            model: req.model.clone(),
+            repo: req.repo.clone(),
+            repo_dir: Some(resolved.repo_dir.display().to_string()),
+            base_ref: base_ref.clone(),
+            base_commit: Some(resolved.commit.clone()),
+            prompt: req.prompt.clone(),
+            cmd: req.cmd.clone(),
+            verify: req.verify.clone(),
+            permissions: permissions.clone(),
+            budget: Budget { max_usd: req.max_usd, max_tokens: req.max_tokens },
+            session_id: session_id.clone(),
+            pool: None,
+            team: None,
+            created_by: req.created_by.clone(),
+        };
+        match engine.store.create_task(task).await {
+            Ok(t) => {
+                engine.notify_changed();
+                engine.wake.notify_one();
+                return Ok(Json(view(&engine, &t).await));
+            }
+            // An id collision (8 random hex digits) just tries another id.
+            Err(e @ StoreError::Db(_)) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.map(ApiErr::from).unwrap_or_else(|| ApiErr::invalid("could not create the task")))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn list(State(engine): State<Arc<Engine>>, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<Task>>> {
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let filter = if q.all { ListFilter::All } else { ListFilter::ActiveOrFinishedSince };
+    let tasks = engine.store.list_tasks(filter, &since).await?;
+    let queued = engine.store.queued().await?;
+    Ok(Json(
+        tasks
+            .iter()
+            .map(|t| {
+                let pos = queued.iter().position(|id| id == &t.id).map(|p| p as u64 + 1);
+                t.to_task(pos)
+            })
+            .collect(),
+    ))
+}
+
+pub async fn show(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Json<Task>> {
+    let t = engine.store.find_task(&id).await?;
+    Ok(Json(view(&engine, &t).await))
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default)]
+    follow: bool,
+}
+
+pub async fn events(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> ApiResult<Response> {
+    let task = engine.store.find_task(&id).await?;
+    if !q.follow {
+        let evs = engine.store.events(&task.id, q.after, i64::MAX).await?;
+        return Ok(Json(evs).into_response());
+    }
+    let stream = follow(engine, task.id, q.after);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+/// Events after `after` as SSE (id = seq), live, ending once the task is terminal and drained,
+/// or when the daemon stops (clients reconnect with `after` = the last id they saw).
+fn follow(
+    engine: Arc<Engine>,
+    id: String,
+    mut after: i64,
+) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> {
+    async_stream(move |tx| async move {
+        let mut rx = engine.subscribe();
+        let mut stopping = engine.stopping();
+        loop {
+            let terminal = match engine.store.get_task(&id).await {
+                Ok(t) => t.state.is_terminal(),
+                Err(_) => true,
+            };
+            let Ok(evs) = engine.store.events(&id, after, 500).await else { return };
+            let n = evs.len();
+            for e in evs {
+                after = e.seq;
+                let data = serde_json::to_string(&e).unwrap_or_default();
+                let ev = SseEvent::default().id(e.seq.to_string()).event(e.kind.as_str()).data(data);
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            if n == 500 {
+                continue;
+            }
+            if terminal || engine.is_stopping() {
+                return;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = stopping.changed() => {}
+            }
+        }
+    })
+}
+
+/// A stream fed by a task through a channel (keeps the follow loop plain async code).
+fn async_stream<F, Fut>(f: F) -> impl futures::Stream<Item = Result<SseEvent, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(f(tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[derive(Deserialize)]
+pub struct WaitQuery {
+    #[serde(default)]
+    timeout: Option<f64>,
+}
+
+pub async fn wait(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Json<Task>> {
+    let task = engine.store.find_task(&id).await?;
+    let timeout = Duration::from_secs_f64(q.timeout.unwrap_or(30.0).clamp(0.0, 300.0));
+    let t = match control::wait_terminal(&engine, &task.id, timeout).await? {
+        Some(t) => t,
+        None => engine.store.get_task(&task.id).await?,
+    };
+    Ok(Json(view(&engine, &t).await))
+}
+
+pub async fn send(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Json(req): Json<SendRequest>,
+) -> ApiResult<Json<Task>> {
+    if req.allow && req.deny {
+        return Err(ApiErr::invalid("--allow and --deny exclude each other"));
+    }
+    let t = control::send(&engine, &id, &req).await?;
+    Ok(Json(view(&engine, &t).await))
+}
+
+pub async fn stop(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Json<Task>> {
+    let t = control::stop(&engine, &id).await?;
+    Ok(Json(view(&engine, &t).await))
+}
+
+pub async fn remove(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let id = control::remove(&engine, &id).await?;
+    Ok(Json(serde_json::json!({ "removed": id })))
+}

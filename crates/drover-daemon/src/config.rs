@@ -1,0 +1,89 @@
+//! Daemon settings. Precedence: built-in defaults < `DROVER_HOME/config.toml` < `DROVER_*`
+//! environment < command-line flags (applied by the caller).
+
+use crate::DaemonError;
+use drover_sandbox::SandboxMode;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: PathBuf,
+    /// Global slot count: at most this many tasks are past `queued` and not yet terminal.
+    pub slots: usize,
+    pub sandbox: SandboxMode,
+    /// Claude Code binary (`DROVER_CLAUDE_BIN`), else `claude` on PATH.
+    pub claude_bin: Option<String>,
+    /// Default permission policy for new tasks: `ask`, `allow` or `deny`.
+    pub permissions: String,
+    /// What happens to a task whose agent died with its shim: `resume` (requeue, Claude resumes
+    /// its session) or `fail`.
+    pub on_interrupt: String,
+    /// How long a polite stop waits before the next, harder signal.
+    pub stop_grace: Duration,
+    /// The binary to run shims with (`drover` itself).
+    pub exe: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    slots: Option<usize>,
+    sandbox: Option<String>,
+    claude_bin: Option<String>,
+    permissions: Option<String>,
+    on_interrupt: Option<String>,
+    stop_grace_secs: Option<f64>,
+}
+
+impl Config {
+    /// Defaults, then `home/config.toml`, then the environment.
+    pub fn load(home: &Path) -> Result<Config, DaemonError> {
+        let path = home.join("config.toml");
+        let file: FileConfig = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| DaemonError::Config(format!("{}: {e}", path.display())))?,
+            Err(_) => FileConfig::default(),
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let slots = match env("DROVER_SLOTS") {
+            Some(v) => Some(v.parse().map_err(|_| DaemonError::Config(format!("DROVER_SLOTS={v} is not a number")))?),
+            None => file.slots,
+        };
+        let sandbox = env("DROVER_SANDBOX").or(file.sandbox).unwrap_or_else(|| "auto".into());
+        let permissions = env("DROVER_PERMISSIONS").or(file.permissions).unwrap_or_else(|| "ask".into());
+        let on_interrupt = env("DROVER_ON_INTERRUPT").or(file.on_interrupt).unwrap_or_else(|| "resume".into());
+        let cfg = Config {
+            home: home.to_path_buf(),
+            slots: slots.unwrap_or(4),
+            sandbox: sandbox.parse().map_err(DaemonError::Config)?,
+            claude_bin: env("DROVER_CLAUDE_BIN").or(file.claude_bin),
+            permissions,
+            on_interrupt,
+            stop_grace: Duration::from_secs_f64(file.stop_grace_secs.unwrap_or(5.0)),
+            exe: std::env::current_exe().map_err(|e| DaemonError::Config(format!("current exe: {e}")))?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), DaemonError> {
+        if self.slots == 0 {
+            return Err(DaemonError::Config("slots must be at least 1".into()));
+        }
+        if !["ask", "allow", "deny"].contains(&self.permissions.as_str()) {
+            return Err(DaemonError::Config(format!(
+                "permissions = {:?}: use ask, allow or deny",
+                self.permissions
+            )));
+        }
+        if !["resume", "fail"].contains(&self.on_interrupt.as_str()) {
+            return Err(DaemonError::Config(format!(
+                "on_interrupt = {:?}: use resume or fail",
+                self.on_interrupt
+            )));
+        }
+        Ok(())
+    }
+}

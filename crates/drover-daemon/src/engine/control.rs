@@ -1,0 +1,227 @@
+//! What clients ask of a task (send, answer, stop, remove), and the level-triggered actions a
+//! supervisor re-checks on every step (`settle`): answering requests by policy and closing the
+//! agent's stdin once its last turn ended.
+
+use super::Engine;
+use drover_agents::Adapter;
+use drover_shim::{proc, ShimClient};
+use drover_store::{now, StoreError, TaskPatch, TaskRecord};
+use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, SendRequest, TaskState};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Agent(String),
+}
+
+fn shim(engine: &Engine, id: &str) -> ShimClient {
+    ShimClient::new(engine.home.task(id))
+}
+
+/// Answers a pending request by policy; closes stdin when every turn sent has ended.
+pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) {
+    if let Some(req) = &task.pending_input {
+        if task.permissions != "ask" {
+            let allow = task.permissions == "allow";
+            let _ = answer(engine, task, adapter, req, allow, None, "policy").await;
+        }
+    }
+    if adapter.multi_turn()
+        && task.state == TaskState::Running
+        && task.pending_input.is_none()
+        && task.turns_sent > 0
+        && task.turns_done >= task.turns_sent
+    {
+        let lock = engine.stdin_lock(&task.id);
+        let mut st = lock.lock().await;
+        if st.closed {
+            return;
+        }
+        // Re-read under the lock: a send may have queued another turn meanwhile.
+        if let Ok(t) = engine.store.get_task(&task.id).await {
+            if t.turns_done >= t.turns_sent && shim(engine, &task.id).close_stdin().await.is_ok() {
+                st.closed = true;
+            }
+        }
+    }
+}
+
+async fn answer(
+    engine: &Engine,
+    task: &TaskRecord,
+    adapter: &dyn Adapter,
+    req: &serde_json::Value,
+    allow: bool,
+    message: Option<&str>,
+    by: &str,
+) -> Result<(), ControlError> {
+    let request_id = req.get("request_id").and_then(|v| v.as_str()).unwrap_or_default();
+    let input = req.get("input").cloned().unwrap_or(json!({}));
+    let line = adapter
+        .permission_answer(request_id, allow, &input, message)
+        .ok_or_else(|| ControlError::Invalid(format!("the {} agent takes no permission answers", adapter.name())))?;
+    shim(engine, &task.id).write_line(line).await.map_err(|e| ControlError::Agent(e.to_string()))?;
+    let behavior = if allow { "allow" } else { "deny" };
+    let ev = NewEvent::new(
+        EventKind::Input,
+        json!({ "request_id": request_id, "behavior": behavior, "message": message, "by": by }),
+    );
+    let mut patch = TaskPatch::new().pending_input(None);
+    if task.state == TaskState::NeedsInput {
+        patch = patch.state(TaskState::Running, json!({}));
+    }
+    engine.update(&task.id, None, patch, vec![ev]).await?;
+    engine.poke(&task.id).notify_one();
+    Ok(())
+}
+
+/// `drover send`: a follow-up message, or an answer to the pending permission request.
+pub async fn send(engine: &Engine, id: &str, req: &SendRequest) -> Result<TaskRecord, ControlError> {
+    let task = engine.store.find_task(id).await?;
+    if task.state.is_terminal() {
+        return Err(ControlError::Conflict(format!(
+            "task {} is {}; it takes no more input (start a new task with `drover run`)",
+            task.id, task.state
+        )));
+    }
+    if !matches!(task.state, TaskState::Running | TaskState::NeedsInput) {
+        return Err(ControlError::Conflict(format!(
+            "task {} is {}; send once it is running",
+            task.id, task.state
+        )));
+    }
+    let adapter = drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    if req.allow || req.deny {
+        let Some(pending) = task.pending_input.clone() else {
+            return Err(ControlError::Conflict(format!("task {} has no pending permission request", task.id)));
+        };
+        answer(engine, &task, adapter.as_ref(), &pending, req.allow, req.message.as_deref(), "user").await?;
+        return Ok(engine.store.get_task(&task.id).await?);
+    }
+    let Some(message) = req.message.as_deref().filter(|m| !m.trim().is_empty()) else {
+        return Err(ControlError::Invalid("nothing to send: give a message, --allow or --deny".into()));
+    };
+    let line = adapter.user_message(message).ok_or_else(|| {
+        ControlError::Invalid(format!("the {} agent takes no messages after it starts", task.agent))
+    })?;
+    let lock = engine.stdin_lock(&task.id);
+    let st = lock.lock().await;
+    if st.closed {
+        return Err(ControlError::Conflict(format!("task {} has finished its last turn and is exiting", task.id)));
+    }
+    shim(engine, &task.id).write_line(line).await.map_err(|e| ControlError::Agent(e.to_string()))?;
+    let ev = NewEvent::new(EventKind::Input, json!({ "message": message, "by": "user" }));
+    let (task, _) = engine.update(&task.id, None, TaskPatch::new().inc_turns_sent(), vec![ev]).await?;
+    drop(st);
+    Ok(task)
+}
+
+/// `drover stop`: polite first (interrupt, close stdin), then INT, TERM, KILL to the group.
+/// Returns once the task is terminal (or after the last signal).
+pub async fn stop(engine: &Arc<Engine>, id: &str) -> Result<TaskRecord, ControlError> {
+    let task = engine.store.find_task(id).await?;
+    let id = task.id.clone();
+    if task.state.is_terminal() {
+        return Ok(task);
+    }
+    if task.state == TaskState::Queued {
+        let outcome = Outcome::fail(ErrorKind::Cancelled, "stopped before it started");
+        let patch = TaskPatch::new()
+            .state(TaskState::Cancelled, json!({ "reason": outcome.reason }))
+            .outcome(Some(&outcome))
+            .stop_requested(true)
+            .finished_at(Some(now()));
+        match engine.update(&id, Some(&[TaskState::Queued]), patch, vec![]).await {
+            Ok((t, _)) => return Ok(t),
+            Err(StoreError::WrongState { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    engine.update(&id, None, TaskPatch::new().stop_requested(true), vec![]).await?;
+    engine.poke(&id).notify_one();
+    let adapter = drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    let client = shim(engine, &id);
+    if let Some(line) = adapter.interrupt() {
+        let _ = client.write_line(line).await;
+    }
+    {
+        let lock = engine.stdin_lock(&id);
+        let mut st = lock.lock().await;
+        if client.close_stdin().await.is_ok() {
+            st.closed = true;
+        }
+    }
+    let grace = engine.config.stop_grace;
+    for signal in ["INT", "TERM", "KILL"] {
+        if let Some(t) = wait_terminal(engine, &id, grace).await? {
+            return Ok(t);
+        }
+        if client.signal(signal).await.is_err() {
+            // No shim to ask: signal the group ourselves if it is still the same agent.
+            let t = engine.store.get_task(&id).await?;
+            if let (Some(pgid), Some(pid), Some(start)) = (t.pgid, t.pid, t.agent_start) {
+                if proc::same_process(pid, start) || proc::group_alive(pgid) {
+                    if let Some(sig) = proc::parse_signal(signal) {
+                        let _ = proc::signal_group(pgid, sig);
+                    }
+                }
+            }
+        }
+    }
+    Ok(wait_terminal(engine, &id, grace).await?.unwrap_or(engine.store.get_task(&id).await?))
+}
+
+/// Waits until the task is terminal; `None` on timeout.
+pub async fn wait_terminal(engine: &Engine, id: &str, timeout: Duration) -> Result<Option<TaskRecord>, StoreError> {
+    let mut rx = engine.subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let t = engine.store.get_task(id).await?;
+        if t.state.is_terminal() {
+            return Ok(Some(t));
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return Ok(None) },
+            _ = tokio::time::sleep_until(deadline) => return Ok(None),
+        }
+    }
+}
+
+/// `drover rm`: stops the task if needed, commits any work left in its sandbox, then forgets it.
+/// Refuses (and keeps everything) if the work cannot be committed.
+pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlError> {
+    let mut task = engine.store.find_task(id).await?;
+    let id = task.id.clone();
+    if !task.state.is_terminal() {
+        task = stop(engine, &id).await?;
+        if !task.state.is_terminal() {
+            return Err(ControlError::Conflict(format!("task {id} did not stop; try again")));
+        }
+    }
+    // A terminal task whose supervisor has not let go yet (rare) is left alone.
+    if engine.is_supervised(&id) {
+        return Err(ControlError::Conflict(format!("task {id} is still being finished; try again")));
+    }
+    if let Some(sb) = engine.sandboxes.load(&id).await.map_err(|e| ControlError::Agent(e.to_string()))? {
+        let message = format!("drover: work left in the sandbox of {id}\n\nTask: {id}\n");
+        engine.sandboxes.finish(&sb, &message).await.map_err(|e| {
+            ControlError::Conflict(format!(
+                "could not commit the work of task {id} ({e}); nothing was removed, the sandbox is at {}",
+                sb.path.display()
+            ))
+        })?;
+    }
+    engine.store.delete_task(&id).await?;
+    let _ = std::fs::remove_dir_all(engine.home.task(&id).dir);
+    engine.notify_changed();
+    Ok(id)
+}

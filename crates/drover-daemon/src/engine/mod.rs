@@ -1,0 +1,155 @@
+//! The engine: tasks from `queued` to a terminal state.
+//!
+//! - [`scheduler`]: fills free slots from the FIFO queue.
+//! - [`supervise`]: one async supervisor per live task: prepare the sandbox, start the shim,
+//!   ingest output, decide the outcome, commit.
+//! - [`ingest`]: agent output files → normalized events, exactly once (offsets move with events).
+//! - [`control`]: what clients ask of a task: send, answer, stop, remove.
+//! - [`recover`]: at start-up, re-adopt live shims and settle what died with the last daemon.
+//!
+//! Concurrency: the store is the source of truth; every decision re-reads the task row. A
+//! per-task async mutex (`stdin_lock`) orders everything written to an agent's stdin with the
+//! decision to close it, so a `send` never races the end of the last turn.
+
+pub mod control;
+pub mod ingest;
+pub mod recover;
+pub mod scheduler;
+pub mod supervise;
+
+use crate::{Config, DaemonError, Home};
+use drover_sandbox::Sandboxes;
+use drover_store::{SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
+use drover_types::{Event, NewEvent, TaskState};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, Notify};
+
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub sandboxes: Sandboxes,
+    pub config: Config,
+    pub home: Home,
+    /// Bumped after every store write: followers (SSE, wait) re-read when it moves.
+    changed: watch::Sender<u64>,
+    /// Wakes the scheduler (a task was queued or a slot freed).
+    pub(crate) wake: Notify,
+    /// Tasks with a live supervisor in this daemon. Its size is the number of used slots.
+    pub(crate) supervised: Mutex<HashSet<String>>,
+    /// Per-task wake-ups for supervisors (a send, a stop).
+    pokes: Mutex<HashMap<String, Arc<Notify>>>,
+    stdin_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<StdinState>>>>,
+    stopping: watch::Sender<bool>,
+}
+
+/// What the engine has done to an agent's stdin.
+#[derive(Debug, Default)]
+pub struct StdinState {
+    pub closed: bool,
+}
+
+impl Engine {
+    pub async fn open(config: Config, home: Home) -> Result<Engine, DaemonError> {
+        let store = SqliteStore::open(&home.db()).await?;
+        let sandboxes = Sandboxes::new(&home.root, config.sandbox);
+        Ok(Engine {
+            store: Arc::new(store),
+            sandboxes,
+            config,
+            home,
+            changed: watch::channel(0).0,
+            wake: Notify::new(),
+            supervised: Mutex::new(HashSet::new()),
+            pokes: Mutex::new(HashMap::new()),
+            stdin_locks: Mutex::new(HashMap::new()),
+            stopping: watch::channel(false).0,
+        })
+    }
+
+    /// Writes through the store and tells followers.
+    pub async fn update(
+        &self,
+        id: &str,
+        from: Option<&[TaskState]>,
+        patch: TaskPatch,
+        events: Vec<NewEvent>,
+    ) -> Result<(TaskRecord, Vec<Event>), StoreError> {
+        let freed = patch.new_state().is_some_and(|s| s.is_terminal() || s == TaskState::Queued);
+        let out = self.store.update(id, from, patch, events).await?;
+        self.notify_changed();
+        if freed {
+            self.wake.notify_one();
+        }
+        Ok(out)
+    }
+
+    pub fn notify_changed(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn poke(&self, id: &str) -> Arc<Notify> {
+        let mut map = self.pokes.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    pub fn stdin_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<StdinState>> {
+        let mut map = self.stdin_locks.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.pokes.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.stdin_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    pub fn used_slots(&self) -> usize {
+        self.supervised.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_supervised(&self, id: &str) -> bool {
+        self.supervised.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
+    }
+
+    /// Starts a supervisor for `id` unless one runs already. Returns whether it started one.
+    pub fn supervise(self: &Arc<Self>, id: &str) -> bool {
+        {
+            let mut set = self.supervised.lock().unwrap_or_else(|e| e.into_inner());
+            if !set.insert(id.to_string()) {
+                return false;
+            }
+        }
+        let engine = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            supervise::run(&engine, &id).await;
+            engine.supervised.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            engine.forget(&id);
+            engine.wake.notify_one();
+            engine.notify_changed();
+        });
+        true
+    }
+
+    /// Asks every loop to stop. Agents keep running under their shims.
+    pub fn shutdown(&self) {
+        self.stopping.send_replace(true);
+        self.wake.notify_waiters();
+    }
+
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+}
+
+/// A fresh task id: 8 lowercase hex characters.
+pub fn new_task_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}

@@ -1,0 +1,55 @@
+//! Start-up: settle what the previous daemon left.
+//!
+//! - `preparing` tasks go back to `queued` (their half-made sandbox is reused or replaced).
+//! - Tasks that had an agent get a supervisor again. It re-attaches to a live shim, or, if the
+//!   agent finished meanwhile (exit.json), ingests the rest and finishes; if the shim died without
+//!   an exit record, the task is `interrupted` (and requeued to resume by policy).
+//! - Sandboxes and mounts of tasks that are gone or finished are committed and removed; unused
+//!   base checkouts are collected.
+
+use super::Engine;
+use drover_store::{ListFilter, TaskPatch};
+use drover_types::TaskState;
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+pub async fn recover(engine: &Arc<Engine>) {
+    let active = match engine.store.active().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("recover: {e}");
+            return;
+        }
+    };
+    for task in &active {
+        if task.state == TaskState::Preparing && task.shim_pid.is_none() {
+            let patch = TaskPatch::new().state(TaskState::Queued, json!({ "reason": "daemon restarted while preparing" }));
+            let _ = engine.update(&task.id, Some(&[TaskState::Preparing]), patch, vec![]).await;
+        } else {
+            engine.supervise(&task.id);
+        }
+    }
+    let all = engine.store.list_tasks(ListFilter::All, "").await.unwrap_or_default();
+    let keep: HashSet<String> = all
+        .iter()
+        .filter(|t| !t.state.is_terminal() || t.sandbox.is_some())
+        .map(|t| t.id.clone())
+        .collect();
+    let mut stale: HashSet<String> = engine.sandboxes.list().into_iter().collect();
+    stale.extend(engine.sandboxes.mounted_task_ids());
+    for id in stale.difference(&keep) {
+        match engine.sandboxes.load(id).await {
+            Ok(Some(sb)) => {
+                let msg = format!("drover: work recovered from the sandbox of {id}\n\nTask: {id}\n");
+                if let Err(e) = engine.sandboxes.finish(&sb, &msg).await {
+                    tracing::warn!(task = id.as_str(), "stale sandbox kept: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(task = id.as_str(), "stale sandbox: {e}"),
+        }
+    }
+    let report = engine.sandboxes.collect_garbage(&keep).await;
+    tracing::info!("recovered {} active tasks; gc: {report:?}", active.len());
+}

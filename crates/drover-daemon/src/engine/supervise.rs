@@ -1,0 +1,397 @@
+//! One supervisor per live task: queued → preparing → running ⇄ needs_input → terminal.
+//!
+//! A supervisor holds no state the store does not have: it can be dropped at any await (daemon
+//! shutdown or crash) and a new one, in a new daemon, carries on from the task row.
+
+use super::{control, ingest, Engine};
+use drover_agents::{Adapter, LaunchContext};
+use drover_sandbox::{Resolved, Sandbox};
+use drover_shim::{proc, spawn_shim, ExitInfo, LaunchFile};
+use drover_store::{now, StoreError, TaskPatch, TaskRecord};
+use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const ACTIVE: &[TaskState] =
+    &[TaskState::Preparing, TaskState::Running, TaskState::NeedsInput, TaskState::Verifying];
+
+/// How the agent's run ended, as the supervisor saw it.
+enum Ended {
+    Exited(ExitInfo),
+    /// The shim died without writing exit.json (host or shim killed).
+    Lost(String),
+    /// The daemon is shutting down; the agent keeps running.
+    Detached,
+}
+
+pub async fn run(engine: &Arc<Engine>, id: &str) {
+    if let Err(e) = drive(engine, id).await {
+        tracing::error!(task = id, "supervisor: {e}");
+        let outcome = Outcome::fail(ErrorKind::SandboxError, format!("drover internal error: {e}"));
+        let patch = TaskPatch::new()
+            .state(TaskState::Failed, json!({ "reason": outcome.reason }))
+            .outcome(Some(&outcome))
+            .finished_at(Some(now()));
+        let _ = engine.update(id, Some(ACTIVE), patch, vec![]).await;
+    }
+}
+
+async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
+    let task = engine.store.get_task(id).await?;
+    let adapter = match drover_agents::adapter(&task.agent) {
+        Ok(a) => a,
+        Err(e) => {
+            return fail(engine, &task, ErrorKind::AgentExit, &e.to_string()).await;
+        }
+    };
+    if task.state == TaskState::Queued {
+        match start(engine, &task, adapter.as_ref()).await? {
+            Some(()) => {}
+            None => return Ok(()),
+        }
+    } else if !task.state.is_active() {
+        return Ok(());
+    }
+    let ended = watch(engine, id, adapter.as_ref()).await?;
+    match ended {
+        Ended::Detached => Ok(()),
+        Ended::Lost(why) => interrupted(engine, id, &why).await,
+        Ended::Exited(exit) => finish(engine, id, adapter.as_ref(), exit).await,
+    }
+}
+
+/// Prepares the sandbox and starts the shim. `None` when the task ended instead.
+async fn start(engine: &Arc<Engine>, task: &TaskRecord, adapter: &dyn Adapter) -> Result<Option<()>, StoreError> {
+    let id = task.id.as_str();
+    let started = task.started_at.clone().unwrap_or_else(now);
+    let patch = TaskPatch::new().state(TaskState::Preparing, json!({})).started_at(Some(started));
+    match engine.update(id, Some(&[TaskState::Queued]), patch, vec![]).await {
+        Ok(_) => {}
+        Err(StoreError::WrongState { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let sandbox = match prepare_sandbox(engine, task).await {
+        Ok(sb) => sb,
+        Err(e) => {
+            let kind = match e {
+                drover_sandbox::SandboxError::Git { .. } => ErrorKind::GitError,
+                _ => ErrorKind::SandboxError,
+            };
+            fail(engine, task, kind, &e.to_string()).await?;
+            return Ok(None);
+        }
+    };
+    let patch = TaskPatch::new()
+        .sandbox(Some(sandbox.path.display().to_string()))
+        .sandbox_kind(Some(sandbox.kind.as_str().to_string()));
+    let task = engine.update(id, None, patch, vec![]).await?.0;
+    if task.stop_requested {
+        let ended = ExitInfo { code: None, signal: None, spawn_error: Some("stopped before start".into()) };
+        finish(engine, id, adapter, ended).await?;
+        return Ok(None);
+    }
+    let resume = task.attempt > 0 && task.session_id.is_some() && adapter.name() == "claude";
+    let ctx = LaunchContext {
+        task_id: id.to_string(),
+        prompt: task.prompt.clone(),
+        model: task.model.clone(),
+        cmd: task.cmd.clone(),
+        cwd: sandbox.path.clone(),
+        session_id: task.session_id.clone().unwrap_or_default(),
+        resume,
+        binary: engine.config.claude_bin.clone(),
+        permission_prompts: true,
+    };
+    let spec = match adapter.launch(&ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            let ended = ExitInfo { code: None, signal: None, spawn_error: Some(e.to_string()) };
+            finish(engine, id, adapter, ended).await?;
+            return Ok(None);
+        }
+    };
+    let launch = LaunchFile {
+        program: spec.program,
+        args: spec.args,
+        cwd: sandbox.path.clone(),
+        env_remove: spec.env_remove,
+        stdin_lines: spec.stdin_lines,
+        close_stdin: spec.close_stdin,
+    };
+    let mut env = spec.env;
+    env.push(("DROVER_TASK_ID".into(), id.to_string()));
+    let files = engine.home.task(id);
+    match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
+        Ok((mut child, ready)) => {
+            // Reap the shim when it exits while this daemon lives; after a restart, init does.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+            if let Some(err) = ready.error {
+                let ended = ExitInfo { code: None, signal: None, spawn_error: Some(err) };
+                finish(engine, id, adapter, ended).await?;
+                return Ok(None);
+            }
+            let patch = TaskPatch::new()
+                .state(TaskState::Running, json!({ "pid": ready.pid }))
+                .shim_pid(Some(ready.shim_pid))
+                .shim_start(Some(ready.shim_start))
+                .pid(Some(ready.pid))
+                .pgid(Some(ready.pgid))
+                .agent_start(Some(ready.agent_start))
+                .turns_sent(Some(task.turns_done + 1));
+            engine.update(id, Some(&[TaskState::Preparing]), patch, vec![]).await?;
+            Ok(Some(()))
+        }
+        Err(e) => {
+            fail(engine, &task, ErrorKind::AgentExit, &format!("could not start the shim: {e}")).await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn prepare_sandbox(engine: &Engine, task: &TaskRecord) -> Result<Sandbox, drover_sandbox::SandboxError> {
+    if let Some(sb) = engine.sandboxes.load(&task.id).await? {
+        return Ok(sb);
+    }
+    let resolved = match (&task.repo_dir, &task.base_commit) {
+        (Some(dir), Some(commit)) => Resolved {
+            source: task.repo.clone(),
+            repo_dir: PathBuf::from(dir),
+            commit: commit.clone(),
+        },
+        _ => engine.sandboxes.resolve(&task.repo, &task.base_ref).await?,
+    };
+    engine.sandboxes.prepare(&task.id, &resolved).await
+}
+
+/// Follows the agent until it exits, its shim dies, or the daemon stops.
+async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<Ended, StoreError> {
+    let files = engine.home.task(id);
+    let poke = engine.poke(id);
+    let mut stopping = engine.stopping();
+    let mut idle = Duration::from_millis(5);
+    loop {
+        if engine.is_stopping() {
+            return Ok(Ended::Detached);
+        }
+        let exit = files.read_exit();
+        let (task, progressed) = ingest::step(engine, id, adapter).await?;
+        if !task.state.is_active() {
+            return Ok(Ended::Detached);
+        }
+        if let Some(exit) = exit {
+            // exit.json is written after the agent's last byte: one more step drains the logs.
+            while ingest::step(engine, id, adapter).await?.1 {}
+            return Ok(Ended::Exited(exit));
+        }
+        control::settle(engine, &task, adapter).await;
+        if let (Some(pid), Some(start)) = (task.shim_pid, task.shim_start) {
+            if !proc::same_process(pid, start) && files.read_exit().is_none() {
+                if let (Some(pgid), Some(apid), Some(astart)) = (task.pgid, task.pid, task.agent_start) {
+                    if proc::same_process(apid, astart) || proc::group_alive(pgid) {
+                        // Nobody owns the agent's stdin any more: end it rather than orphan it.
+                        let _ = proc::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+                while ingest::step(engine, id, adapter).await?.1 {}
+                return Ok(Ended::Lost(format!("the shim (pid {pid}) died without an exit record")));
+            }
+        }
+        idle = if progressed { Duration::from_millis(5) } else { (idle * 2).min(Duration::from_millis(100)) };
+        tokio::select! {
+            _ = poke.notified() => {}
+            _ = stopping.changed() => {}
+            _ = tokio::time::sleep(idle) => {}
+        }
+    }
+}
+
+async fn fail(engine: &Engine, task: &TaskRecord, kind: ErrorKind, reason: &str) -> Result<(), StoreError> {
+    let outcome = Outcome::fail(kind, reason);
+    let patch = TaskPatch::new()
+        .state(TaskState::Failed, json!({ "reason": reason }))
+        .outcome(Some(&outcome))
+        .finished_at(Some(now()));
+    let ev = NewEvent::new(EventKind::Error, json!({ "message": reason, "error_kind": kind.as_str() }));
+    let mut from = ACTIVE.to_vec();
+    from.push(TaskState::Queued);
+    engine.update(&task.id, Some(&from), patch, vec![ev]).await?;
+    Ok(())
+}
+
+/// The shim died with the agent: `interrupted`; then, by policy, back to the queue to resume.
+async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), StoreError> {
+    let task = engine.store.get_task(id).await?;
+    let outcome = Outcome::fail(ErrorKind::LostHost, why);
+    let patch = TaskPatch::new()
+        .state(TaskState::Interrupted, json!({ "reason": why }))
+        .outcome(Some(&outcome))
+        .pid(None)
+        .pgid(None);
+    engine.update(id, Some(ACTIVE), patch, vec![]).await?;
+    let resumable = task.agent == "claude" && task.session_id.is_some();
+    if engine.config.on_interrupt == "resume" && resumable && task.attempt < 3 && !task.stop_requested {
+        let patch = TaskPatch::new()
+            .state(TaskState::Queued, json!({ "reason": "resume after interruption" }))
+            .outcome(None)
+            .inc_attempt();
+        engine.update(id, Some(&[TaskState::Interrupted]), patch, vec![]).await?;
+        return Ok(());
+    }
+    // Not resuming: keep the work.
+    let commit = commit_work(engine, id, "interrupted").await;
+    let patch = TaskPatch::new().finished_at(Some(now()));
+    let (patch, events) = apply_commit(patch, commit);
+    engine.update(id, None, patch, events).await?;
+    Ok(())
+}
+
+/// Decides the outcome, commits the work and moves the task to its terminal state.
+async fn finish(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter, exit: ExitInfo) -> Result<(), StoreError> {
+    let task = engine.store.get_task(id).await?;
+    let last_result = last_result(engine, id).await?;
+    let mut outcome = if task.stop_requested {
+        Outcome::fail(ErrorKind::Cancelled, "stopped by request")
+    } else {
+        judge(adapter, &exit, last_result.as_ref(), &task)
+    };
+    let result = match (adapter.multi_turn(), &task.result) {
+        (_, Some(r)) => Some(r.clone()),
+        (false, None) => last_text(engine, id).await?,
+        _ => None,
+    };
+    let summary = task.name.clone().unwrap_or_else(|| first_line(&task.prompt));
+    let commit = commit_work(engine, id, &summary).await;
+    if let Err(e) = &commit {
+        if outcome.error_kind.is_none() || outcome.error_kind == Some(ErrorKind::AgentExit) {
+            outcome = Outcome::fail(ErrorKind::GitError, e.clone());
+        }
+    }
+    let state = match (&outcome.error_kind, outcome.verdict) {
+        (Some(ErrorKind::Cancelled), _) => TaskState::Cancelled,
+        (None, _) => TaskState::Succeeded,
+        _ => TaskState::Failed,
+    };
+    let patch = TaskPatch::new()
+        .state(state, json!({ "reason": outcome.reason }))
+        .outcome(Some(&outcome))
+        .result(result)
+        .finished_at(Some(now()))
+        .pid(None)
+        .pgid(None)
+        .pending_input(None);
+    let (patch, events) = apply_commit(patch, commit);
+    match engine.update(id, Some(ACTIVE), patch, events).await {
+        Ok(_) | Err(StoreError::WrongState { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Commits the sandbox's work to the task branch and removes the sandbox. On failure the
+/// sandbox stays for inspection and the error says where.
+async fn commit_work(engine: &Engine, id: &str, summary: &str) -> Result<Option<(String, String)>, String> {
+    let sb = match engine.sandboxes.load(id).await {
+        Ok(Some(sb)) => sb,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let message = format!("drover: {summary}\n\nTask: {id}\n");
+    match engine.sandboxes.finish(&sb, &message).await {
+        Ok(Some(sha)) => Ok(Some((sha, sb.branch.clone()))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("{e} (sandbox kept at {})", sb.path.display())),
+    }
+}
+
+fn apply_commit(
+    patch: TaskPatch,
+    commit: Result<Option<(String, String)>, String>,
+) -> (TaskPatch, Vec<NewEvent>) {
+    match commit {
+        Ok(Some((sha, branch))) => (
+            patch.commit(Some(sha.clone())).sandbox(None),
+            vec![NewEvent::new(EventKind::Commit, json!({ "commit": sha, "branch": branch }))],
+        ),
+        Ok(None) => (patch.sandbox(None), vec![]),
+        Err(e) => (patch, vec![NewEvent::new(EventKind::Error, json!({ "message": e, "error_kind": "git_error" }))]),
+    }
+}
+
+/// Structured signals only: exit status and the agent's own result fields. No text matching.
+fn judge(adapter: &dyn Adapter, exit: &ExitInfo, result: Option<&serde_json::Value>, task: &TaskRecord) -> Outcome {
+    if let Some(err) = &exit.spawn_error {
+        let hint = if adapter.name() == "claude" {
+            " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)"
+        } else {
+            ""
+        };
+        return Outcome::fail(ErrorKind::AgentExit, format!("{err}{hint}"));
+    }
+    if !adapter.multi_turn() {
+        return if exit.success() {
+            Outcome::success("command exited 0")
+        } else {
+            Outcome::fail(ErrorKind::AgentExit, exit.describe())
+        };
+    }
+    let Some(r) = result else {
+        return Outcome::fail(ErrorKind::AgentExit, format!("{} before its turn ended", exit.describe()));
+    };
+    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let is_error = r.get("is_error").and_then(|v| v.as_bool()).unwrap_or(false);
+    let subtype = s("subtype");
+    let stop_reason = s("stop_reason");
+    let errors: Vec<String> = r
+        .get("errors")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|e| e.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    if stop_reason == "max_tokens" || stop_reason == "model_context_window_exceeded" {
+        return Outcome::fail(ErrorKind::Truncated, format!("the model's answer was cut off ({stop_reason})"));
+    }
+    if is_error || (!subtype.is_empty() && subtype != "success") {
+        let kind = match subtype.as_str() {
+            "error_max_budget_usd" => ErrorKind::BudgetExceeded,
+            _ if r.get("api_error_status").is_some_and(|v| !v.is_null()) => ErrorKind::ProviderError,
+            _ => ErrorKind::AgentExit,
+        };
+        let text = if errors.is_empty() { task.result.clone().unwrap_or_default() } else { errors.join("; ") };
+        return Outcome::fail(kind, format!("{subtype}: {text}"));
+    }
+    if !exit.success() && exit.code != Some(0) && task.turns_done < task.turns_sent {
+        return Outcome::fail(ErrorKind::AgentExit, exit.describe());
+    }
+    Outcome::success("the agent finished its turn")
+}
+
+async fn last_result(engine: &Engine, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    last_of(engine, id, EventKind::Result).await
+}
+
+async fn last_text(engine: &Engine, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(last_of(engine, id, EventKind::Text)
+        .await?
+        .and_then(|d| d.get("text").and_then(|t| t.as_str()).map(String::from)))
+}
+
+async fn last_of(engine: &Engine, id: &str, kind: EventKind) -> Result<Option<serde_json::Value>, StoreError> {
+    let mut after = 0;
+    let mut found = None;
+    loop {
+        let page = engine.store.events(id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        if let Some(e) = page.iter().rev().find(|e| e.kind == kind) {
+            found = Some(e.data.clone());
+        }
+    }
+    Ok(found)
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    drover_agents::excerpt(line, 72)
+}

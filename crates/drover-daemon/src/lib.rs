@@ -1,0 +1,53 @@
+//! The drover daemon, as a library (the `drover` binary calls [`run`]; tests can too).
+//!
+//! Layout:
+//! - [`config`]: settings (DROVER_HOME/config.toml, then `DROVER_*` environment, then flags).
+//! - [`home`]: the `DROVER_HOME` layout: store, pid file, socket, task dirs, sandboxes.
+//! - [`engine`]: the scheduler and one supervisor per task (sandbox → shim → ingest → commit).
+//! - [`api`]: HTTP+JSON and SSE on `DROVER_HOME/daemon.sock`, one module per resource.
+//!
+//! Shutdown: `POST /v1/daemon/stop` (or SIGTERM/SIGINT) cancels the API and every supervisor.
+//! Agents are not children of the daemon (each runs under its own shim in its own session), so
+//! they keep running; the next daemon re-adopts them (see [`engine::recover`]).
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod home;
+
+pub use config::Config;
+pub use home::Home;
+
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("another daemon is running for {0} (pid file daemon.pid); use it, or `drover daemon stop`")]
+    AlreadyRunning(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("DROVER_HOME {path}: {source}")]
+    Home { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] drover_store::StoreError),
+    #[error("api socket: {0}")]
+    Socket(std::io::Error),
+}
+
+/// Runs the daemon until it is told to stop. Holds an exclusive lock on `DROVER_HOME/daemon.lock`
+/// for its whole life so two daemons never share a home.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let home = Home::new(&config.home);
+    home.create()?;
+    let _lock = home.lock()?;
+    let engine = engine::Engine::open(config, home.clone()).await?;
+    let engine = Arc::new(engine);
+    home.write_pid()?;
+    engine::recover::recover(&engine).await;
+    let scheduler = tokio::spawn(engine::scheduler::run(engine.clone()));
+    let served = api::serve(engine.clone(), &home).await;
+    engine.shutdown();
+    let _ = scheduler.await;
+    home.remove_pid();
+    served
+}

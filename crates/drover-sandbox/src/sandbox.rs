@@ -1,0 +1,394 @@
+//! The per-task lifecycle: prepare, commit_all, remove, finish, load, list.
+
+use std::path::{Path, PathBuf};
+
+use crate::base::{base_lock_name, DEFAULT_EMAIL, DEFAULT_NAME};
+use crate::error::{Result, SandboxError};
+use crate::git::{self, path_str};
+use crate::overlay::{self, is_mounted};
+use crate::{validate_task_id, worktree, Resolved, Sandbox, SandboxKind, Sandboxes};
+
+const META: &str = "sandbox.json";
+
+/// Prefix for git commands drover runs inside a sandbox on the agent's files: no hooks and no
+/// fsmonitor command from a config the agent may have edited, so saving work runs nothing else.
+const INSIDE: [&str; 4] = [
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+];
+
+fn inside<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    INSIDE.iter().copied().chain(args.iter().copied()).collect()
+}
+
+impl Sandboxes {
+    /// Makes the checkout for `task_id` at `resolved.commit`, on branch `drover/<task_id>`.
+    ///
+    /// Overlay: builds (once per repository and commit, under a lock, in a temp dir renamed into
+    /// place) the base checkout, mounts `root/{upper,work,merged}` over it and points HEAD at the new
+    /// branch with `update-ref` + `symbolic-ref` — no checkout, so constant time.
+    /// Worktree: `git worktree add -b drover/<id> root/wt <commit>` in the user's repository.
+    /// `root/sandbox.json` is written before the mount / worktree so a restarted daemon finds it.
+    /// On failure nothing is left behind (there is no work yet).
+    pub async fn prepare(&self, task_id: &str, resolved: &Resolved) -> Result<Sandbox> {
+        validate_task_id(task_id)?;
+        let task_lock = self.lock_for(&format!("task:{task_id}"));
+        let _task_guard = task_lock.lock().await;
+        let dir = self.sandboxes_dir();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| SandboxError::io("create", &dir, e))?;
+        let root = dir.join(task_id);
+        match tokio::fs::create_dir(&root).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(SandboxError::SandboxExists(task_id.to_string()))
+            }
+            Err(e) => return Err(SandboxError::io("create", &root, e)),
+        }
+        let result = match self.kind() {
+            SandboxKind::Overlay => self.prepare_overlay(task_id, resolved, &root).await,
+            SandboxKind::Worktree => self.prepare_worktree(task_id, resolved, &root).await,
+        };
+        if let Err(e) = &result {
+            tracing::warn!(task_id, error = %e, "sandbox prepare failed; cleaning up");
+            if self.kind() == SandboxKind::Overlay {
+                let _ = overlay::unmount(&root.join("merged"));
+            }
+            let _ = tokio::fs::remove_dir_all(&root).await;
+        }
+        result
+    }
+
+    async fn prepare_overlay(
+        &self,
+        task_id: &str,
+        resolved: &Resolved,
+        root: &Path,
+    ) -> Result<Sandbox> {
+        let sb = {
+            let key = crate::base::base_key(resolved);
+            let lock = self.lock_for(&base_lock_name(&key));
+            let _guard = lock.lock().await;
+            let (key, base) = self.ensure_base(resolved).await?;
+            let sb = new_sandbox(
+                task_id,
+                SandboxKind::Overlay,
+                root,
+                resolved,
+                Some((key, base)),
+            );
+            write_meta(&sb).await?;
+            sb
+        };
+        for d in ["upper", "work", "merged"] {
+            let p = root.join(d);
+            tokio::fs::create_dir(&p)
+                .await
+                .map_err(|e| SandboxError::io("create", &p, e))?;
+        }
+        self.mount(&sb)?;
+        let branch_ref = format!("refs/heads/{}", sb.branch);
+        git::git(
+            &sb.path,
+            "update-ref",
+            &["update-ref", &branch_ref, &sb.base_commit],
+        )
+        .await?;
+        git::git(
+            &sb.path,
+            "symbolic-ref",
+            &["symbolic-ref", "HEAD", &branch_ref],
+        )
+        .await?;
+        Ok(sb)
+    }
+
+    async fn prepare_worktree(
+        &self,
+        task_id: &str,
+        resolved: &Resolved,
+        root: &Path,
+    ) -> Result<Sandbox> {
+        let sb = new_sandbox(task_id, SandboxKind::Worktree, root, resolved, None);
+        write_meta(&sb).await?;
+        let lock = self.repo_lock(&sb.repo_dir);
+        let _guard = lock.lock().await;
+        let added = worktree::add(&sb.repo_dir, &sb.branch, &sb.path, &sb.base_commit).await;
+        if added.is_err() {
+            let _ = git::run(&sb.repo_dir, &["worktree", "prune"]).await;
+        }
+        added.map(|()| sb)
+    }
+
+    /// Commits every change in the sandbox (`git add -A`: untracked files included, ignored files
+    /// left out) on the task branch, then makes the branch reach the user's repository (overlay:
+    /// `git -C repo_dir fetch <merged> +refs/heads/drover/<id>:refs/heads/drover/<id>`; worktree:
+    /// the branch already lives there).
+    ///
+    /// The commit uses the repository's / user's git identity, or `drover <drover@localhost>` when
+    /// none is set; hooks are skipped (`--no-verify`) and signing is off, so saving work cannot be
+    /// blocked. If the agent moved HEAD off the branch, the branch is fast-forwarded to HEAD when
+    /// possible; otherwise HEAD is also delivered as `drover/<id>-head`.
+    ///
+    /// Returns `Some(sha of the branch head)` — also when nothing changed (then it is the base
+    /// commit, or whatever the agent committed itself). `None` is never returned today.
+    /// On error (e.g. a failed `git commit`: [`SandboxError::Git`]) the sandbox is left intact.
+    pub async fn commit_all(&self, sb: &Sandbox, message: &str) -> Result<Option<String>> {
+        self.ensure_mounted(sb)?;
+        let dir = &sb.path;
+        git::git(dir, "add -A", &inside(&["add", "-A"])).await?;
+        let staged = git::run(dir, &inside(&["diff", "--cached", "--quiet"])).await?;
+        match staged.code {
+            Some(0) => {}
+            Some(1) => {
+                let mut args: Vec<String> = INSIDE.map(String::from).to_vec();
+                for (key, value) in [("user.name", DEFAULT_NAME), ("user.email", DEFAULT_EMAIL)] {
+                    if !git::config_is_set(dir, key).await? {
+                        args.extend(["-c".to_string(), format!("{key}={value}")]);
+                    }
+                }
+                args.extend(
+                    [
+                        "-c",
+                        "commit.gpgsign=false",
+                        "commit",
+                        "-q",
+                        "--no-verify",
+                        "-m",
+                        message,
+                    ]
+                    .map(String::from),
+                );
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                git::git(dir, "commit", &args).await?;
+            }
+            _ => return Err(git::git_error(dir, "diff --cached", &staged)),
+        }
+        let branch_ref = format!("refs/heads/{}", sb.branch);
+        let mut deliver = vec![sb.branch.clone()];
+        let on = git::run(dir, &["symbolic-ref", "-q", "HEAD"]).await?;
+        if on.stdout.trim() != branch_ref {
+            let ff = git::run(dir, &["merge-base", "--is-ancestor", &branch_ref, "HEAD"]).await?;
+            if ff.ok() {
+                git::git(dir, "update-ref", &["update-ref", &branch_ref, "HEAD"]).await?;
+            } else {
+                let side = format!("{}-head", sb.branch);
+                tracing::warn!(task_id = %sb.task_id, side, "HEAD left the task branch; delivering it separately");
+                git::git(
+                    dir,
+                    "update-ref",
+                    &["update-ref", &format!("refs/heads/{side}"), "HEAD"],
+                )
+                .await?;
+                deliver.push(side);
+            }
+        }
+        let head = git::git(dir, "rev-parse", &["rev-parse", "--verify", &branch_ref]).await?;
+        if sb.kind == SandboxKind::Overlay {
+            let lock = self.repo_lock(&sb.repo_dir);
+            let _guard = lock.lock().await;
+            let mut args = vec![
+                "fetch",
+                "-q",
+                "--no-write-fetch-head",
+                "--no-auto-maintenance",
+                path_str(dir)?,
+            ];
+            let specs: Vec<String> = deliver
+                .iter()
+                .map(|b| format!("+refs/heads/{b}:refs/heads/{b}"))
+                .collect();
+            args.extend(specs.iter().map(String::as_str));
+            git::git(&sb.repo_dir, "fetch (deliver task branch)", &args).await?;
+        }
+        Ok(Some(head))
+    }
+
+    /// Removes the sandbox: unmounts the overlay (lazy detach if busy) or removes the worktree
+    /// (`git worktree remove --force` + prune), then deletes `DROVER_HOME/sandboxes/<id>/`.
+    ///
+    /// Only call this after [`Sandboxes::commit_all`] succeeded (or use [`Sandboxes::finish`]).
+    /// As a safety net it refuses with [`SandboxError::UncommittedChanges`] when `git status` shows
+    /// changes, and (overlay) with [`SandboxError::NotDelivered`] when the user's repository does
+    /// not have the sandbox's branch head. [`Sandboxes::discard`] skips these checks.
+    pub async fn remove(&self, sb: &Sandbox) -> Result<()> {
+        if sb.path.exists() || sb.kind == SandboxKind::Overlay {
+            self.ensure_mounted(sb)?;
+            let status = git::git(&sb.path, "status", &inside(&["status", "--porcelain"])).await?;
+            if !status.is_empty() {
+                return Err(SandboxError::UncommittedChanges {
+                    task_id: sb.task_id.clone(),
+                });
+            }
+            if sb.kind == SandboxKind::Overlay {
+                let branch_ref = format!("refs/heads/{}", sb.branch);
+                let ours =
+                    git::run(&sb.path, &["rev-parse", "--verify", "-q", &branch_ref]).await?;
+                let theirs =
+                    git::run(&sb.repo_dir, &["rev-parse", "--verify", "-q", &branch_ref]).await?;
+                if ours.stdout.trim() != theirs.stdout.trim() || !theirs.ok() {
+                    return Err(SandboxError::NotDelivered {
+                        task_id: sb.task_id.clone(),
+                        branch: sb.branch.clone(),
+                        repo_dir: sb.repo_dir.display().to_string(),
+                    });
+                }
+            }
+        }
+        self.discard(sb).await
+    }
+
+    /// Removes the sandbox WITHOUT the checks of [`Sandboxes::remove`]: uncommitted work is lost.
+    /// For callers that decided so explicitly (e.g. a sandbox whose base checkout is gone).
+    pub async fn discard(&self, sb: &Sandbox) -> Result<()> {
+        match sb.kind {
+            SandboxKind::Overlay => overlay::unmount(&sb.path)?,
+            SandboxKind::Worktree => {
+                let lock = self.repo_lock(&sb.repo_dir);
+                let _guard = lock.lock().await;
+                worktree::remove(&sb.repo_dir, &sb.path).await?;
+            }
+        }
+        match tokio::fs::remove_dir_all(&sb.root).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(SandboxError::io("remove", &sb.root, e)),
+        }
+    }
+
+    /// [`Sandboxes::commit_all`], then [`Sandboxes::remove`]. Returns the branch head.
+    /// If the commit fails, nothing is removed.
+    pub async fn finish(&self, sb: &Sandbox, message: &str) -> Result<Option<String>> {
+        let head = self.commit_all(sb, message).await?;
+        self.remove(sb).await?;
+        Ok(head)
+    }
+
+    /// The sandbox of `task_id` from its `sandbox.json`, or `None` when there is none. An overlay
+    /// whose mount is gone (e.g. after a reboot) is mounted again over its kept upper layer.
+    pub async fn load(&self, task_id: &str) -> Result<Option<Sandbox>> {
+        validate_task_id(task_id)?;
+        let path = self.sandboxes_dir().join(task_id).join(META);
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(SandboxError::io("read", &path, e)),
+        };
+        let sb: Sandbox = serde_json::from_str(&text).map_err(|e| SandboxError::BadMetadata {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.ensure_mounted(&sb)?;
+        Ok(Some(sb))
+    }
+
+    /// Task ids that have a directory under `DROVER_HOME/sandboxes/`, sorted.
+    pub fn list(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.sandboxes_dir()) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|id| validate_task_id(id).is_ok())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Task ids whose overlay is currently mounted (`DROVER_HOME/sandboxes/<id>/merged` in
+    /// `/proc/self/mountinfo`), sorted.
+    pub fn mounted_task_ids(&self) -> Vec<String> {
+        let dir = self.sandboxes_dir();
+        let mut ids: Vec<String> = overlay::mounts()
+            .into_iter()
+            .filter(|m| m.fstype == "overlay" && m.point.file_name().is_some_and(|n| n == "merged"))
+            .filter_map(|m| {
+                let root = m.point.parent()?;
+                (root.parent()? == dir).then(|| root.file_name()?.to_str().map(String::from))?
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Mounts an overlay sandbox whose mount is missing. Worktrees need nothing.
+    fn ensure_mounted(&self, sb: &Sandbox) -> Result<()> {
+        if sb.kind != SandboxKind::Overlay || is_mounted(&sb.path) {
+            return Ok(());
+        }
+        tracing::info!(task_id = %sb.task_id, "overlay not mounted; mounting it again");
+        for d in [sb.root.join("work"), sb.path.clone()] {
+            std::fs::create_dir_all(&d).map_err(|e| SandboxError::io("create", &d, e))?;
+        }
+        self.mount(sb)
+    }
+
+    fn mount(&self, sb: &Sandbox) -> Result<()> {
+        let base = sb.base_dir.clone().unwrap_or_default();
+        let upper = sb.upper_dir();
+        if !base.join(".git").exists() || !upper.is_dir() {
+            return Err(SandboxError::BaseMissing {
+                task_id: sb.task_id.clone(),
+                base: base.display().to_string(),
+                upper: upper.display().to_string(),
+            });
+        }
+        overlay::mount_overlay(&base, &upper, &sb.root.join("work"), &sb.path)
+    }
+
+    pub(crate) fn repo_lock(&self, repo_dir: &Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.lock_for(&format!("repo:{}", repo_dir.display()))
+    }
+}
+
+fn new_sandbox(
+    task_id: &str,
+    kind: SandboxKind,
+    root: &Path,
+    resolved: &Resolved,
+    base: Option<(String, PathBuf)>,
+) -> Sandbox {
+    let path = root.join(match kind {
+        SandboxKind::Overlay => "merged",
+        SandboxKind::Worktree => "wt",
+    });
+    let (base_key, base_dir) = base.unzip();
+    Sandbox {
+        task_id: task_id.to_string(),
+        kind,
+        path,
+        root: root.to_path_buf(),
+        branch: format!("drover/{task_id}"),
+        base_commit: resolved.commit.clone(),
+        repo_dir: resolved.repo_dir.clone(),
+        base_key,
+        base_dir,
+    }
+}
+
+/// Writes `root/sandbox.json` atomically.
+async fn write_meta(sb: &Sandbox) -> Result<()> {
+    let path = sb.root.join(META);
+    let tmp = sb.root.join(".sandbox.json.tmp");
+    let text = serde_json::to_string_pretty(sb).map_err(|e| SandboxError::BadMetadata {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    tokio::fs::write(&tmp, text)
+        .await
+        .map_err(|e| SandboxError::io("write", &tmp, e))?;
+    tokio::fs::rename(&tmp, &path)
+        .await
+        .map_err(|e| SandboxError::io("rename", &path, e))
+}
+
+pub(crate) fn read_meta(root: &Path) -> Option<Sandbox> {
+    let text = std::fs::read_to_string(root.join(META)).ok()?;
+    serde_json::from_str(&text).ok()
+}

@@ -1,0 +1,21 @@
+//! The shim: one small process per task (`drover shim DIR`), in the spirit of containerd's shim.
+//!
+//! Layout:
+//! - [`files`]: the task directory's files, shared by shim and daemon (launch.json, exit.json, logs).
+//! - [`run`]: the shim process itself (synchronous, threads only, to stay small).
+//! - [`client`]: what the daemon uses: spawn a shim, talk to its socket, check processes.
+//! - [`proc`]: process identity (pid + start time) and process-group signalling.
+//!
+//! Why a shim: the agent must outlive the daemon. The shim starts the agent in its own process
+//! group with stdout and stderr going straight to append-only files in the task directory, so
+//! output is on disk whether or not anyone is reading. It keeps the agent's stdin open and serves
+//! `shim.sock` for writes, stdin close and signals. When the agent exits it kills what is left of
+//! the group (no orphans), writes `exit.json` and exits. A restarted daemon finds the same files.
+
+pub mod client;
+pub mod files;
+pub mod proc;
+pub mod run;
+
+pub use client::{spawn_shim, ShimClient, ShimError};
+pub use files::{ExitInfo, LaunchFile, ShimCommand, ShimReady, ShimReply, TaskFiles};

@@ -1,0 +1,80 @@
+//! drover's persistent state.
+//!
+//! Layout:
+//! - [`Store`]: the one trait the daemon talks to (tasks, their events, ingest offsets).
+//! - [`record`]: [`TaskRecord`], a task row with the daemon's bookkeeping, and [`TaskPatch`].
+//! - [`sqlite`]: the embedded implementation (WAL, one writer connection). A PostgreSQL
+//!   implementation follows the same trait; nothing above this crate knows which one it talks to.
+//!
+//! Invariants every implementation keeps:
+//! - A task's events have `seq` 1, 2, 3… with no gaps and no duplicates: seq is allocated from the
+//!   task row inside the same transaction that inserts the event.
+//! - A state change and its `state` event are written in one transaction.
+//! - Ingest offsets move in the same transaction as the events read before them, so a crash at any
+//!   point neither loses nor duplicates an agent's output.
+
+pub mod record;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use drover_types::{Event, NewEvent, TaskState};
+pub use record::{NewTask, TaskPatch, TaskRecord, Val};
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no task matches {0:?}")]
+    NotFound(String),
+    #[error("{0:?} matches several tasks: {1}")]
+    Ambiguous(String, String),
+    #[error("task {id} is {actual}, expected one of {expected}")]
+    WrongState { id: String, actual: TaskState, expected: String },
+    #[error("store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store holds bad data: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which tasks `list_tasks` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFilter {
+    /// Every task.
+    All,
+    /// Tasks not in a terminal state, and terminal ones finished after the given RFC 3339 time.
+    ActiveOrFinishedSince,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Inserts a queued task and its first `state` event.
+    async fn create_task(&self, task: NewTask) -> Result<TaskRecord>;
+    async fn get_task(&self, id: &str) -> Result<TaskRecord>;
+    /// Resolves a full id or a unique prefix of one.
+    async fn find_task(&self, id_or_prefix: &str) -> Result<TaskRecord>;
+    async fn list_tasks(&self, filter: ListFilter, since: &str) -> Result<Vec<TaskRecord>>;
+    /// Queued task ids in FIFO order.
+    async fn queued(&self) -> Result<Vec<String>>;
+    /// Tasks in a state where an agent may be alive.
+    async fn active(&self) -> Result<Vec<TaskRecord>>;
+    /// Applies `patch`, appends `events`, and, when `patch` changes the state, checks the current
+    /// state is one of `from` (if given) and appends the `state` event — all in one transaction.
+    async fn update(
+        &self,
+        id: &str,
+        from: Option<&[TaskState]>,
+        patch: TaskPatch,
+        events: Vec<NewEvent>,
+    ) -> Result<(TaskRecord, Vec<Event>)>;
+    /// Events with `seq > after`, at most `limit`.
+    async fn events(&self, id: &str, after: i64, limit: i64) -> Result<Vec<Event>>;
+    /// Deletes a task and its events.
+    async fn delete_task(&self, id: &str) -> Result<()>;
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,91 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use drover_store::{ListFilter, NewTask, SqliteStore, Store, StoreError, TaskPatch};
+use drover_types::{EventKind, NewEvent, TaskState};
+use serde_json::json;
+use std::sync::Arc;
+
+fn new_task(id: &str) -> NewTask {
+    NewTask {
+        id: id.into(),
+        agent: "command".into(),
+        repo: "/r".into(),
+        base_ref: "HEAD".into(),
+        prompt: "p".into(),
+        permissions: "ask".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn seq_is_contiguous_under_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
+    store.create_task(new_task("aaaa1111")).await.unwrap();
+    let mut handles = vec![];
+    for i in 0..8 {
+        let s = store.clone();
+        handles.push(tokio::spawn(async move {
+            for j in 0..25 {
+                let ev = NewEvent::new(EventKind::Text, json!({"text": format!("{i}-{j}")}));
+                s.update("aaaa1111", None, TaskPatch::new(), vec![ev.clone(), ev]).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let evs = store.events("aaaa1111", 0, 10_000).await.unwrap();
+    assert_eq!(evs.len(), 1 + 8 * 25 * 2);
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1);
+    }
+    assert_eq!(store.events("aaaa1111", 399, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn state_changes_are_checked_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+    store.create_task(new_task("bbbb2222")).await.unwrap();
+    let (t, evs) = store
+        .update(
+            "bbbb2222",
+            Some(&[TaskState::Queued]),
+            TaskPatch::new().state(TaskState::Preparing, json!({})).stdout_offset(Some(42)),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.state, TaskState::Preparing);
+    assert_eq!(t.stdout_offset, 42);
+    assert_eq!(evs[0].kind, EventKind::State);
+    assert_eq!(evs[0].seq, 2);
+    let err = store
+        .update("bbbb2222", Some(&[TaskState::Queued]), TaskPatch::new().state(TaskState::Running, json!({})), vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::WrongState { .. }), "{err}");
+    // Nothing was written by the refused update.
+    assert_eq!(store.events("bbbb2222", 0, 100).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn prefixes_queue_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        for id in ["abc00001", "abd00002", "xyz00003"] {
+            store.create_task(new_task(id)).await.unwrap();
+        }
+        assert!(matches!(store.find_task("ab").await, Err(StoreError::Ambiguous(..))));
+        assert_eq!(store.find_task("abd").await.unwrap().id, "abd00002");
+        assert!(matches!(store.find_task("nope").await, Err(StoreError::NotFound(_))));
+        store.update("abc00001", None, TaskPatch::new().requeue(), vec![]).await.unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.queued().await.unwrap(), vec!["abd00002", "xyz00003", "abc00001"]);
+    assert_eq!(store.list_tasks(ListFilter::All, "").await.unwrap().len(), 3);
+    store.delete_task("xyz00003").await.unwrap();
+    assert!(store.events("xyz00003", 0, 10).await.unwrap().is_empty());
+}

@@ -1,0 +1,63 @@
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/tasks`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// A local directory (resolved to an absolute path by the CLI) or a git URL.
+    pub repo: String,
+    /// Defaults to `HEAD`.
+    pub base_ref: Option<String>,
+    /// `claude` (default) or `command`.
+    pub agent: Option<String>,
+    pub cmd: Option<String>,
+    pub model: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub verify: Vec<String>,
+    pub max_usd: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub prompt: String,
+    pub created_by: Option<String>,
+    /// Permission policy for this task: `ask` (needs_input), `allow` or `deny`.
+    pub permissions: Option<String>,
+}
+
+/// `POST /v1/tasks/{id}/send`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SendRequest {
+    pub message: Option<String>,
+    /// Answer the pending permission request.
+    #[serde(default)]
+    pub allow: bool,
+    #[serde(default)]
+    pub deny: bool,
+}
+
+/// `POST /v1/daemon/stop`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StopDaemonRequest {
+    #[serde(default)]
+    pub stop_tasks: bool,
+}
+
+/// Every API error body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// `not_found`, `invalid`, `conflict`, `internal`.
+    pub kind: String,
+    pub error: String,
+    pub hint: Option<String>,
+}
+
+/// `GET /v1/status`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub version: String,
+    pub home: String,
+    pub slots: usize,
+    pub running: usize,
+    pub queued: usize,
+    pub sandbox_mode: String,
+    pub sandbox_reason: String,
+}

@@ -1,0 +1,14 @@
+//! The contract shared by the daemon, the CLI and the adapters.
+//!
+//! Layout:
+//! - [`task`]: a task, its states and its outcome (DESIGN §3; field names are the public contract).
+//! - [`event`]: the normalized, append-only per-task events.
+//! - [`api`]: request and error bodies of the daemon's HTTP API.
+
+pub mod api;
+pub mod event;
+pub mod task;
+
+pub use api::*;
+pub use event::*;
+pub use task::*;

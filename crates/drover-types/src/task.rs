@@ -1,0 +1,224 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The persisted task states (DESIGN §3). Every transition is also an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Queued,
+    Preparing,
+    Running,
+    NeedsInput,
+    Verifying,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Interrupted,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 9] = [
+        TaskState::Queued,
+        TaskState::Preparing,
+        TaskState::Running,
+        TaskState::NeedsInput,
+        TaskState::Verifying,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Cancelled,
+        TaskState::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Preparing => "preparing",
+            TaskState::Running => "running",
+            TaskState::NeedsInput => "needs_input",
+            TaskState::Verifying => "verifying",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Terminal states never change again (an `interrupted` task may be requeued as a new attempt
+    /// by policy, which is a transition back to `queued`, recorded as an event).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Interrupted
+        )
+    }
+
+    /// States in which an agent process may be alive.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            TaskState::Preparing | TaskState::Running | TaskState::NeedsInput | TaskState::Verifying
+        )
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown task state {s:?}"))
+    }
+}
+
+/// The closed set of reasons a task did not succeed (DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    AgentExit,
+    GateFailed,
+    BudgetExceeded,
+    ProviderError,
+    Truncated,
+    Timeout,
+    SandboxError,
+    GitError,
+    Cancelled,
+    LostHost,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::AgentExit => "agent_exit",
+            ErrorKind::GateFailed => "gate_failed",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
+            ErrorKind::ProviderError => "provider_error",
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::SandboxError => "sandbox_error",
+            ErrorKind::GitError => "git_error",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::LostHost => "lost_host",
+        }
+    }
+}
+
+impl FromStr for ErrorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown error kind {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Success,
+    SoftFail,
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Success => "success",
+            Verdict::SoftFail => "soft_fail",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+impl FromStr for Verdict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown verdict {s:?}"))
+    }
+}
+
+/// What a terminal state means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub reason: String,
+    pub error_kind: Option<ErrorKind>,
+}
+
+impl Outcome {
+    pub fn success(reason: impl Into<String>) -> Self {
+        Outcome { verdict: Verdict::Success, reason: reason.into(), error_kind: None }
+    }
+    pub fn fail(kind: ErrorKind, reason: impl Into<String>) -> Self {
+        Outcome { verdict: Verdict::Fail, reason: reason.into(), error_kind: Some(kind) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    pub max_usd: Option<f64>,
+    pub max_tokens: Option<u64>,
+}
+
+/// The task as `drover show --json` and the API return it. Field names are the public contract
+/// (DESIGN §3); the fields after `created_by` are drover's additions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: TaskState,
+    pub agent: String,
+    pub model: Option<String>,
+    pub repo: String,
+    pub base_ref: String,
+    pub branch: String,
+    pub prompt: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub result: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub usage: Usage,
+    pub cost_usd: Option<f64>,
+    pub budget: Budget,
+    pub session_id: Option<String>,
+    pub commit: Option<String>,
+    pub pool: Option<String>,
+    pub team: Option<String>,
+    pub created_by: Option<String>,
+    /// The commit `base_ref` resolved to when the task was created.
+    pub base_commit: Option<String>,
+    /// `--cmd` of a `command` task.
+    pub cmd: Option<String>,
+    /// Gate commands (`--verify`), run in the sandbox after the agent's turn.
+    pub verify: Vec<String>,
+    /// 1-based place in the FIFO queue while `queued`.
+    pub queue_position: Option<u64>,
+    /// Where the task's checkout lives while it exists (kept after a failed commit).
+    pub sandbox: Option<String>,
+    /// `overlay` or `worktree`.
+    pub sandbox_kind: Option<String>,
+    /// The pending permission request while `needs_input`.
+    pub pending_input: Option<serde_json::Value>,
+    /// Agent process ids, while running.
+    pub pid: Option<i64>,
+    pub pgid: Option<i64>,
+    /// How many times the task was (re)started after an interruption.
+    pub attempt: u32,
+}
