@@ -45,7 +45,11 @@
 //! - **Selection**: a request belongs to the first scenario whose `match` substring occurs in the
 //!   text of the request's *first* `user` message, else to the scenario named `default`.
 //! - **Turn index** (stateless): the number of `assistant` messages already in `messages`. So
-//!   concurrent sessions, retries and resumed sessions all get the right turn.
+//!   concurrent sessions, retries and resumed sessions all get the right turn. The placeholder
+//!   assistant message `"No response requested."` that Claude Code inserts when it resumes an
+//!   interrupted turn is not counted, so the interrupted turn is played again. Claude Code also
+//!   turns a `stop_reason: "max_tokens"` answer into a recovery request that carries the cut
+//!   answer, so that request asks for the next turn.
 //! - **Turn** fields: `content` (blocks `{"type":"text","text"}` and
 //!   `{"type":"tool_use","name","input","id"?}`; ids are generated when absent); `stop_reason`
 //!   (default `tool_use` if a tool_use block is present, else `end_turn`; e.g. `"max_tokens"`);

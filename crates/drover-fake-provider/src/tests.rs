@@ -147,3 +147,25 @@ fn sse_sequence_and_cut_point() {
         .unwrap()
         .starts_with("toolu_"));
 }
+
+#[test]
+fn resume_placeholder_does_not_count_as_a_turn() {
+    let r = RequestInfo::parse(&json!({"tools": [{"name": "Write"}], "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Write", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": crate::request::RESUME_PLACEHOLDER}]},
+        {"role": "user", "content": "go on"}]}));
+    assert_eq!(r.assistant_messages, 1);
+}
+
+#[test]
+fn readme_example_is_valid() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("## Scenario file").unwrap();
+    let block = &readme[start..];
+    let json_start = block.find("```json\n").unwrap() + "```json\n".len();
+    let json_end = block[json_start..].find("```").unwrap();
+    let set = ScenarioSet::from_json(&block[json_start..json_start + json_end]).unwrap();
+    assert_eq!(set.scenarios.len(), 4);
+}

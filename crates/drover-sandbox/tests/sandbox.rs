@@ -2,114 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Once;
+mod common;
 
-use drover_sandbox::{probe_overlay, SandboxError, SandboxKind, SandboxMode, Sandboxes};
-
-/// A temp dir that unmounts every overlay below it before it is deleted (also when a test panics).
-struct TestDir(tempfile::TempDir);
-
-impl TestDir {
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for point in table.lines().filter_map(|l| l.split(' ').nth(4)) {
-            if Path::new(point).starts_with(self.0.path()) {
-                let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-    }
-}
-
-fn tempdir() -> TestDir {
-    TestDir(tempfile::tempdir().unwrap())
-}
-
-fn hermetic() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("GIT_CONFIG_GLOBAL", "/dev/null");
-        std::env::set_var("GIT_CONFIG_NOSYSTEM", "1");
-    });
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn git_ok(dir: &Path, args: &[&str]) -> bool {
-    Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap()
-        .status
-        .success()
-}
-
-/// A repo with `tracked.txt`, `sub/a.txt` and a `.gitignore` ignoring `*.log`; one commit.
-fn make_repo(dir: &Path) -> PathBuf {
-    hermetic();
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(repo.join("sub")).unwrap();
-    std::fs::write(repo.join("tracked.txt"), "base\n").unwrap();
-    std::fs::write(repo.join("sub/a.txt"), "a\n").unwrap();
-    std::fs::write(repo.join(".gitignore"), "*.log\n").unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            "base",
-        ],
-    );
-    repo
-}
-
-/// `None` (and the test is skipped) when overlayfs is unavailable here.
-fn sandboxes(home: &Path, mode: SandboxMode) -> Option<Sandboxes> {
-    if mode == SandboxMode::Overlay {
-        if let Err(e) = probe_overlay(home) {
-            eprintln!("skipping overlay test: {e}");
-            return None;
-        }
-    }
-    let s = Sandboxes::new(home, mode);
-    assert_eq!(
-        s.kind() == SandboxKind::Overlay,
-        mode == SandboxMode::Overlay,
-        "{}",
-        s.mode_reason()
-    );
-    Some(s)
-}
+use common::{git, git_ok, make_repo, sandboxes, tempdir};
+use drover_sandbox::{probe_overlay, SandboxError, SandboxMode, Sandboxes};
+use std::path::PathBuf;
 
 async fn finish_delivers_branch(mode: SandboxMode) {
     let tmp = tempdir();
@@ -292,76 +189,6 @@ async fn remove_refuses_uncommitted_work_and_commit_errors_are_typed() {
 }
 
 #[tokio::test]
-async fn overlay_load_remounts_and_gc_removes_unused_base() {
-    let tmp = tempdir();
-    let repo = make_repo(tmp.path());
-    let Some(s) = sandboxes(&tmp.path().join("home"), SandboxMode::Overlay) else {
-        return;
-    };
-    let r = s.resolve(repo.to_str().unwrap(), "main").await.unwrap();
-    let sbs = futures_join_all(&s, &["g1", "g2", "g3"], &r).await;
-    let bases: Vec<_> = std::fs::read_dir(s.home().join("bases"))
-        .unwrap()
-        .flatten()
-        .collect();
-    assert_eq!(bases.len(), 1, "one base for three sandboxes of one commit");
-    assert_eq!(s.mounted_task_ids(), vec!["g1", "g2", "g3"]);
-
-    // Simulate a reboot: the mount is gone, the upper layer stays.
-    std::fs::write(sbs[0].path.join("kept.txt"), "kept\n").unwrap();
-    nix::mount::umount(&sbs[0].path).unwrap();
-    assert_eq!(s.mounted_task_ids(), vec!["g2", "g3"]);
-    let loaded = s.load("g1").await.unwrap().unwrap();
-    assert_eq!(loaded, sbs[0]);
-    assert_eq!(
-        std::fs::read_to_string(loaded.path.join("kept.txt")).unwrap(),
-        "kept\n"
-    );
-    assert!(s.load("nope").await.unwrap().is_none());
-
-    // Leftovers of a dead prepare and a dead base build are collected; a used base is kept.
-    std::fs::create_dir_all(s.home().join("sandboxes/dead")).unwrap();
-    std::fs::create_dir_all(s.home().join("bases/.tmp-k-0000")).unwrap();
-    let live: HashSet<String> = ["g2".to_string()].into();
-    let report = s.collect_garbage(&live).await;
-    assert!(report.removed_bases.is_empty(), "{report:?}");
-    assert_eq!(report.removed_leftovers.len(), 2, "{report:?}");
-    assert_eq!(report.stale_mounts, vec!["g1", "g3"]);
-    assert_eq!(report.orphaned, vec!["g1", "g3"]);
-
-    for sb in &sbs {
-        s.finish(sb, "done").await.unwrap();
-    }
-    let report = s.collect_garbage(&HashSet::new()).await;
-    assert_eq!(report.removed_bases.len(), 1, "{report:?}");
-    assert_eq!(
-        std::fs::read_dir(s.home().join("bases")).unwrap().count(),
-        0
-    );
-    assert_eq!(git(&repo, &["show", "drover/g1:kept.txt"]), "kept");
-}
-
-async fn futures_join_all(
-    s: &Sandboxes,
-    ids: &[&str],
-    r: &drover_sandbox::Resolved,
-) -> Vec<drover_sandbox::Sandbox> {
-    let handles: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            let (s, r, id) = (s.clone(), r.clone(), id.to_string());
-            tokio::spawn(async move { s.prepare(&id, &r).await })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.unwrap().unwrap());
-    }
-    out.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-    out
-}
-
-#[tokio::test]
 async fn url_repo_is_cloned_and_receives_the_branch() {
     let tmp = tempdir();
     let repo = make_repo(tmp.path());
@@ -401,4 +228,38 @@ async fn url_repo_is_cloned_and_receives_the_branch() {
 fn modes_parse() {
     assert_eq!("auto".parse::<SandboxMode>().unwrap(), SandboxMode::Auto);
     assert!("zfs".parse::<SandboxMode>().is_err());
+}
+
+#[tokio::test]
+async fn agent_commits_and_branch_switches_are_delivered() {
+    for mode in [SandboxMode::Overlay, SandboxMode::Worktree] {
+        let tmp = tempdir();
+        let repo = make_repo(tmp.path());
+        let Some(s) = sandboxes(&tmp.path().join("home"), mode) else {
+            continue;
+        };
+        let r = s.resolve(repo.to_str().unwrap(), "main").await.unwrap();
+        let sb = s.prepare("sw", &r).await.unwrap();
+        // The agent commits by itself on a branch of its own, then leaves more work uncommitted.
+        git(&sb.path, &["checkout", "-q", "-b", "feature"]);
+        std::fs::write(sb.path.join("one.txt"), "1\n").unwrap();
+        git(&sb.path, &["add", "one.txt"]);
+        git(
+            &sb.path,
+            &[
+                "-c",
+                "user.name=agent",
+                "-c",
+                "user.email=a@a",
+                "commit",
+                "-qm",
+                "one",
+            ],
+        );
+        std::fs::write(sb.path.join("two.txt"), "2\n").unwrap();
+        let head = s.finish(&sb, "rest").await.unwrap().unwrap();
+        assert_eq!(git(&repo, &["rev-parse", "drover/sw"]), head, "{mode:?}");
+        assert_eq!(git(&repo, &["show", "drover/sw:one.txt"]), "1");
+        assert_eq!(git(&repo, &["show", "drover/sw:two.txt"]), "2");
+    }
 }

@@ -61,7 +61,8 @@ pub trait Store: Send + Sync {
     /// Tasks in a state where an agent may be alive.
     async fn active(&self) -> Result<Vec<TaskRecord>>;
     /// Applies `patch`, appends `events`, and, when `patch` changes the state, checks the current
-    /// state is one of `from` (if given) and appends the `state` event — all in one transaction.
+    /// state is one of `from` (if given) and appends the `state` event after `events` — all in one
+    /// transaction.
     async fn update(
         &self,
         id: &str,

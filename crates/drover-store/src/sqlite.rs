@@ -209,7 +209,7 @@ impl Store for SqliteStore {
             {
                 obj.extend(extra);
             }
-            events.insert(0, NewEvent::new(EventKind::State, data));
+            events.push(NewEvent::new(EventKind::State, data));
         }
         for (col, val) in patch.sets {
             qb.push(format!(", {col} = "));

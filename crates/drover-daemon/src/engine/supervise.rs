@@ -223,29 +223,33 @@ async fn fail(engine: &Engine, task: &TaskRecord, kind: ErrorKind, reason: &str)
 }
 
 /// The shim died with the agent: `interrupted`; then, by policy, back to the queue to resume.
+/// When it will not resume, its work is committed before the state becomes terminal.
 async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
     let outcome = Outcome::fail(ErrorKind::LostHost, why);
+    let resumable = task.agent == "claude" && task.session_id.is_some();
+    let resume = engine.config.on_interrupt == "resume" && resumable && task.attempt < 3 && !task.stop_requested;
+    if resume {
+        // Both transitions in one write, so no reader sees a terminal `interrupted` that is
+        // about to be requeued.
+        let interrupted = NewEvent::new(EventKind::State, json!({ "state": "interrupted", "reason": why }));
+        let patch = TaskPatch::new()
+            .state(TaskState::Queued, json!({ "reason": "resume after interruption" }))
+            .pid(None)
+            .pgid(None)
+            .inc_attempt();
+        engine.update(id, Some(ACTIVE), patch, vec![interrupted]).await?;
+        return Ok(());
+    }
+    let commit = commit_work(engine, id, "interrupted").await;
     let patch = TaskPatch::new()
         .state(TaskState::Interrupted, json!({ "reason": why }))
         .outcome(Some(&outcome))
+        .finished_at(Some(now()))
         .pid(None)
         .pgid(None);
-    engine.update(id, Some(ACTIVE), patch, vec![]).await?;
-    let resumable = task.agent == "claude" && task.session_id.is_some();
-    if engine.config.on_interrupt == "resume" && resumable && task.attempt < 3 && !task.stop_requested {
-        let patch = TaskPatch::new()
-            .state(TaskState::Queued, json!({ "reason": "resume after interruption" }))
-            .outcome(None)
-            .inc_attempt();
-        engine.update(id, Some(&[TaskState::Interrupted]), patch, vec![]).await?;
-        return Ok(());
-    }
-    // Not resuming: keep the work.
-    let commit = commit_work(engine, id, "interrupted").await;
-    let patch = TaskPatch::new().finished_at(Some(now()));
     let (patch, events) = apply_commit(patch, commit);
-    engine.update(id, None, patch, events).await?;
+    engine.update(id, Some(ACTIVE), patch, events).await?;
     Ok(())
 }
 

@@ -1,0 +1,171 @@
+//! The command line (DESIGN §4). Names here are the user contract.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "drover", version, about = "A supervisor for fleets of coding agents", propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a task: an agent session on a fresh checkout; prints the task id.
+    Run(RunArgs),
+    /// List tasks (active ones and those finished in the last hour; --all for every task).
+    Ls {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one task.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a task's events.
+    Logs {
+        id: String,
+        /// Keep printing new events until the task ends.
+        #[arg(long, short)]
+        follow: bool,
+        /// One JSON event per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until the tasks end; exit 1 if any did not succeed.
+    Wait {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a message to a task, or answer its pending permission request.
+    Send {
+        id: String,
+        message: Option<String>,
+        #[arg(long, conflicts_with = "deny")]
+        allow: bool,
+        #[arg(long)]
+        deny: bool,
+    },
+    /// Stop a task (politely first); its work is committed.
+    Stop { id: String },
+    /// Remove a task; uncommitted work is committed to its branch first.
+    Rm { id: String },
+    /// Follow a task live; typed lines go to the agent. Ctrl-D or Ctrl-C detaches.
+    Attach { id: String },
+    /// Terminal view of all agents.
+    Agents,
+    /// Run the daemon (in the background unless --foreground), or `daemon stop`.
+    Daemon(DaemonArgs),
+    /// Check this machine: git, sandbox mode, agents, daemon.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks (prints figures).
+    Bench(BenchArgs),
+    /// A demo fleet on a generated repo (the README's first command).
+    Demo(DemoArgs),
+    #[command(hide = true)]
+    Shim { dir: PathBuf },
+    #[command(hide = true, name = "fake-provider")]
+    FakeProvider {
+        #[arg(long)]
+        scenarios: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Repository: a local directory (default: the current one) or a git URL.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Base commit, branch or tag (default: HEAD).
+    #[arg(long = "ref")]
+    pub git_ref: Option<String>,
+    /// claude (default) or command.
+    #[arg(long, default_value = "claude")]
+    pub agent: String,
+    /// For --agent command: the shell command to run.
+    #[arg(long)]
+    pub cmd: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Gate command run in the sandbox after the agent's turn (repeatable).
+    #[arg(long)]
+    pub verify: Vec<String>,
+    #[arg(long)]
+    pub max_usd: Option<f64>,
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    /// Permission requests: ask (needs_input), allow or deny.
+    #[arg(long)]
+    pub permissions: Option<String>,
+    /// Block until the task ends; print its final message; exit 1 if it failed.
+    #[arg(long)]
+    pub wait: bool,
+    pub prompt: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    #[command(subcommand)]
+    pub action: Option<DaemonAction>,
+    /// Run in this process instead of in the background.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Global slot count.
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// Sandbox mode: auto, overlay or worktree.
+    #[arg(long)]
+    pub sandbox: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DaemonAction {
+    /// Stop the daemon; running tasks stay with their shims unless --stop-tasks.
+    Stop {
+        #[arg(long)]
+        stop_tasks: bool,
+    },
+    /// Is it running?
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// sandbox, memory or dispatch (default: all).
+    pub which: Option<String>,
+    /// Files in the generated repositories for the sandbox benchmark.
+    #[arg(long, value_delimiter = ',', default_values_t = [5000usize, 50000])]
+    pub files: Vec<usize>,
+    /// Tasks for the dispatch benchmark.
+    #[arg(long, default_value_t = 500)]
+    pub tasks: usize,
+    #[arg(long, default_value_t = 16)]
+    pub slots: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// How many tasks.
+    #[arg(long, default_value_t = 4)]
+    pub tasks: usize,
+    /// Where to create the demo repository (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}

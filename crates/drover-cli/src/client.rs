@@ -1,0 +1,197 @@
+//! Talks to the daemon over `DROVER_HOME/daemon.sock`, starting it when absent.
+
+use crate::error::{CliError, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyperlocal::{UnixClientExt, UnixConnector, Uri};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `DROVER_HOME`, else `$XDG_DATA_HOME/drover`, else `~/.local/share/drover`.
+pub fn drover_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("DROVER_HOME").filter(|v| !v.is_empty()) {
+        return absolute(Path::new(&h));
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("drover");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".local/share/drover")
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub home: PathBuf,
+    socket: PathBuf,
+    http: HyperClient<UnixConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(home: PathBuf) -> Client {
+        let socket = home.join("daemon.sock");
+        Client { home, socket, http: HyperClient::unix() }
+    }
+
+    /// A client to a running daemon, starting one first (and saying so on stderr) if needed.
+    pub async fn connect() -> Result<Client> {
+        let client = Client::new(drover_home());
+        if client.ping().await {
+            return Ok(client);
+        }
+        client.start_daemon(&[]).await?;
+        Ok(client)
+    }
+
+    pub async fn ping(&self) -> bool {
+        self.get::<serde_json::Value>("/v1/status").await.is_ok()
+    }
+
+    /// Starts `drover daemon --foreground` detached (own session, output to daemon.log) and waits
+    /// until it answers.
+    pub async fn start_daemon(&self, extra: &[String]) -> Result<u32> {
+        std::fs::create_dir_all(&self.home).map_err(|e| {
+            CliError::input(format!("cannot create DROVER_HOME {}: {e}", self.home.display()))
+                .hint("set DROVER_HOME to a writable directory")
+        })?;
+        let exe = std::env::current_exe().map_err(|e| CliError::daemon(format!("current exe: {e}")))?;
+        let log_path = self.home.join("daemon.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| CliError::daemon(format!("{}: {e}", log_path.display())))?;
+        let log2 = log.try_clone().map_err(|e| CliError::daemon(e.to_string()))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("daemon")
+            .arg("--foreground")
+            .args(extra)
+            .env("DROVER_HOME", &self.home)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe; runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| CliError::daemon(format!("could not start the daemon: {e}")))?;
+        let pid = child.id();
+        let mut delay = Duration::from_millis(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.ping().await {
+                eprintln!("drover: started the daemon (pid {pid}, log {})", log_path.display());
+                // The daemon lives on in its own session; init reaps it.
+                std::mem::forget(child);
+                return Ok(pid);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail = tail_of(&log_path, 12);
+                return Err(CliError::daemon(format!("the daemon exited at start ({status}): {tail}"))
+                    .hint(format!("see {}", log_path.display())));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(CliError::daemon("the daemon did not answer within 20 s")
+                    .hint(format!("see {}", log_path.display())));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    async fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes)> {
+        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| CliError::daemon(e.to_string()))?;
+        let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| CliError::daemon(format!("reading the daemon's answer: {e}")))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> CliError {
+        CliError::daemon(format!("the daemon at {} is unreachable: {e}", self.socket.display()))
+            .hint("start it with `drover daemon`, or check DROVER_HOME")
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<T> {
+        let (status, bytes) = self.request(method, path, body).await?;
+        if !(200..300).contains(&status) {
+            return Err(CliError::from_api(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| CliError::daemon(format!("unreadable answer from the daemon: {e}")))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let body = serde_json::to_vec(body).map_err(|e| CliError::daemon(e.to_string()))?;
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Follows `path` as SSE, calling `on_event(id, data)` for each event, until the stream ends.
+    pub async fn sse(&self, path: &str, mut on_event: impl FnMut(&str, &str) -> bool) -> Result<()> {
+        use eventsource_stream::Eventsource;
+        use futures::StreamExt;
+        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
+        let req = Request::builder()
+            .uri(uri)
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| CliError::daemon(e.to_string()))?;
+        let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            return Err(CliError::from_api(status, &bytes));
+        }
+        let stream = resp.into_body().into_data_stream().eventsource();
+        futures::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            let ev = ev.map_err(|e| CliError::daemon(format!("event stream broke: {e}")))?;
+            if !on_event(&ev.id, &ev.data) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The daemon's last words: its log from the last `drover:` error line on (at most `n` lines).
+fn tail_of(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.iter().rposition(|l| l.starts_with("drover: ")).unwrap_or(lines.len().saturating_sub(n));
+    let tail = &lines[from..(from + n).min(lines.len())];
+    tail.iter().map(|l| l.trim_start_matches("drover: ").trim()).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,50 @@
+//! One module per command group; [`dispatch`] picks one.
+
+mod daemon;
+mod doctor;
+mod logs;
+mod tasks;
+
+use crate::cli::{Cli, Command};
+use crate::error::{CliError, Result};
+
+pub fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        // The shim runs no async runtime: it must stay small.
+        Command::Shim { dir } => Ok(drover_shim::run::run(&dir)),
+        Command::Daemon(args) if args.foreground && args.action.is_none() => daemon::foreground(args),
+        other => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::daemon(format!("tokio runtime: {e}")))?;
+            rt.block_on(run(other))
+        }
+    }
+}
+
+async fn run(cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Run(args) => tasks::run(args).await,
+        Command::Ls { all, json } => tasks::ls(all, json).await,
+        Command::Show { id, json } => tasks::show(&id, json).await,
+        Command::Wait { ids, json } => tasks::wait(&ids, json).await,
+        Command::Send { id, message, allow, deny } => tasks::send(&id, message, allow, deny).await,
+        Command::Stop { id } => tasks::stop(&id).await,
+        Command::Rm { id } => tasks::rm(&id).await,
+        Command::Logs { id, follow, json } => logs::logs(&id, follow, json).await,
+        Command::Attach { id } => logs::attach(&id).await,
+        Command::Agents => logs::agents().await,
+        Command::Daemon(args) => daemon::background(args).await,
+        Command::Doctor { json } => doctor::doctor(json).await,
+        Command::FakeProvider { scenarios, port } => {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            drover_fake_provider::run_cli(&scenarios, addr)
+                .await
+                .map_err(|e| CliError::input(format!("fake provider: {e}")))?;
+            Ok(0)
+        }
+        Command::Bench(_) | Command::Demo(_) => Err(CliError::input("not built yet")),
+        Command::Shim { .. } => Ok(2),
+    }
+}

@@ -1,0 +1,261 @@
+//! The core with the `command` agent: slots, states, events, sandboxes, stop, rm, restarts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn assert_contiguous(evs: &[Value]) {
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e["seq"].as_i64().unwrap(), i as i64 + 1, "seq gap or duplicate in {evs:#?}");
+    }
+}
+
+#[test]
+fn forty_tasks_on_four_slots_never_exceed_four() {
+    let env = Env::new();
+    env.ok(&["daemon", "--slots", "4"]);
+    let ids: Vec<String> = (0..40)
+        .map(|i| env.run_command_task(&format!("sleep 0.1; echo out-{i} > out.txt; echo line-{i}"), &format!("task {i}")))
+        .collect();
+    let mut args = vec!["wait", "--json"];
+    args.extend(ids.iter().map(|s| s.as_str()));
+    let done: Vec<Value> = serde_json::from_str(&env.ok(&args)).unwrap();
+    assert_eq!(done.len(), 40);
+    for (i, t) in done.iter().enumerate() {
+        assert_eq!(t["state"], "succeeded", "{t:#}");
+        assert_eq!(t["result"], format!("line-{i}"));
+        let commit = t["commit"].as_str().unwrap();
+        assert_eq!(env.git(&["rev-parse", &format!("drover/{}", ids[i])]), commit);
+        assert_eq!(env.git(&["show", &format!("{commit}:out.txt")]), format!("out-{i}"));
+    }
+    let overlap = max_overlap(&busy_intervals(&env, &ids));
+    assert!(overlap <= 4, "{overlap} tasks ran at once on 4 slots");
+    assert!(overlap >= 2, "slots were not used in parallel (max {overlap})");
+    for id in &ids {
+        assert_contiguous(&env.events(id));
+    }
+}
+
+#[test]
+fn work_is_committed_untracked_included_ignored_excluded() {
+    let env = Env::new();
+    std::fs::write(env.repo.join("tracked.txt"), "v1\n").unwrap();
+    env.git(&["add", "tracked.txt"]);
+    env.git(&["commit", "-qm", "tracked"]);
+    let id = env.run_command_task(
+        "echo v2 > tracked.txt; mkdir -p target sub; echo x > target/junk; echo new > sub/new.txt; echo done",
+        "edit",
+    );
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let branch = format!("drover/{id}");
+    assert_eq!(t["branch"], branch);
+    let files = env.git(&["ls-tree", "-r", "--name-only", &branch]);
+    assert!(files.contains("sub/new.txt"), "{files}");
+    assert!(!files.contains("target/junk"), "{files}");
+    assert_eq!(env.git(&["show", &format!("{branch}:tracked.txt")]), "v2");
+    // The user's own checkout is untouched.
+    assert_eq!(std::fs::read_to_string(env.repo.join("tracked.txt")).unwrap(), "v1\n");
+    assert!(t["sandbox"].is_null(), "sandbox should be gone: {t:#}");
+    let commit_ev = env.events(&id).into_iter().find(|e| e["kind"] == "commit").expect("commit event");
+    assert_eq!(commit_ev["data"]["commit"], t["commit"]);
+}
+
+#[test]
+fn failing_command_fails_and_run_wait_exits_one() {
+    let env = Env::new();
+    let out = env.run(&["run", "--wait", "--agent", "command", "--cmd", "echo last words; exit 3", "p"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "last words");
+    let tasks: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--json"])).unwrap();
+    let t = &tasks[0];
+    assert_eq!(t["state"], "failed");
+    assert_eq!(t["outcome"]["verdict"], "fail");
+    assert_eq!(t["outcome"]["error_kind"], "agent_exit");
+    assert!(t["outcome"]["reason"].as_str().unwrap().contains("code 3"));
+    let out = env.run(&["run", "--wait", "--agent", "command", "--cmd", "echo fine", "p"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fine");
+}
+
+#[test]
+fn bad_input_gets_exit_two_and_a_clear_message() {
+    let env = Env::new();
+    let not_repo = env.tmp.path().join("plain");
+    std::fs::create_dir_all(&not_repo).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "--repo", not_repo.to_str().unwrap(), "--agent", "command", "--cmd", "true", "x"], "not a git repository"),
+        (vec!["run", "--repo", "/no/such/dir", "x"], "No such file"),
+        (vec!["run", "--ref", "no-such-ref", "--agent", "command", "--cmd", "true", "x"], "unknown ref"),
+        (vec!["run", "--agent", "nope", "x"], "unknown agent"),
+        (vec!["run", "--agent", "command", "x"], "--cmd"),
+        (vec!["show", "ffffffff"], "no task matches"),
+        (vec!["logs", "ffffffff"], "no task matches"),
+        (vec!["stop", "ffffffff"], "no task matches"),
+        (vec!["rm", "ffffffff"], "no task matches"),
+    ];
+    for (args, needle) in cases {
+        let out = env.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+    }
+    let id = env.run_command_task("echo hi", "p");
+    env.wait(&id);
+    let out = env.run(&["send", &id, "more"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no more input"));
+    // Nothing was created by the refused runs.
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&env.ok(&["ls", "--all", "--json"])).unwrap().len(), 1);
+}
+
+#[test]
+fn daemon_unreachable_is_exit_three() {
+    let env = Env::new();
+    let out = env.run(&["daemon", "status"]);
+    assert_eq!(out.status.code(), Some(3));
+    // A home the daemon cannot start in: the CLI says so and exits 3 or 2, never hangs.
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(env.home.join("config.toml"), "slots = \"many\"\n").unwrap();
+    let out = env.run(&["ls"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
+}
+
+#[test]
+fn stop_is_polite_then_firm_and_leaves_no_process() {
+    let env = Env::new();
+    let id = env.run_command_task("trap '' TERM INT; echo started; echo partial > part.txt; sleep 60 & wait; sleep 60", "stubborn");
+    let t = env.until(&id, "running", |t| t["state"] == "running" && t["result"].is_null());
+    let pgid = t["pgid"].as_i64().unwrap();
+    env.ok(&["stop", &id]);
+    let t = env.show(&id);
+    assert_eq!(t["state"], "cancelled", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "cancelled");
+    assert_eq!(env.git(&["show", &format!("drover/{id}:part.txt")]), "partial");
+    assert!(!group_alive(pgid), "process group {pgid} survived stop");
+}
+
+#[test]
+fn rm_commits_work_first_and_forgets_the_task() {
+    let env = Env::new();
+    let id = env.run_command_task("echo wip > wip.txt; echo ready; sleep 60", "long");
+    env.until(&id, "output", |t| t["state"] == "running" && t["result"].is_null());
+    // `ready` is printed after the file is written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !env.events(&id).iter().any(|e| e["data"]["text"] == "ready") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    env.ok(&["rm", &id]);
+    assert_eq!(env.git(&["show", &format!("drover/{id}:wip.txt")]), "wip");
+    assert_eq!(env.run(&["show", &id]).status.code(), Some(2));
+    assert!(!env.home.join("sandboxes").join(&id).exists());
+}
+
+#[test]
+fn daemon_stop_leaves_tasks_running_and_the_next_daemon_adopts_them() {
+    let env = Env::new();
+    let marker = env.tmp.path().join("go");
+    let cmd = format!("echo before; while [ ! -e {} ]; do sleep 0.02; done; echo after > after.txt; echo after", marker.display());
+    let id = env.run_command_task(&cmd, "survive");
+    let t = env.until(&id, "running", |t| t["state"] == "running");
+    let pid = t["pid"].as_i64().unwrap();
+    env.ok(&["daemon", "stop"]);
+    assert!(alive(pid), "daemon stop killed the agent");
+    std::fs::write(&marker, "").unwrap();
+    // Any command starts a new daemon, which re-adopts the shim and finishes the task.
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let evs = env.events(&id);
+    assert_contiguous(&evs);
+    let texts: Vec<&str> = evs.iter().filter(|e| e["kind"] == "text").map(|e| e["data"]["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, vec!["before", "after"]);
+    assert_eq!(env.git(&["show", &format!("drover/{id}:after.txt")]), "after");
+}
+
+#[test]
+fn sigkill_of_the_daemon_loses_nothing() {
+    let env = Env::new();
+    let marker = env.tmp.path().join("go");
+    let cmd = format!(
+        "for i in 1 2 3; do echo early-$i; done; while [ ! -e {} ]; do sleep 0.02; done; for i in 1 2 3; do echo late-$i; done; echo x > x.txt",
+        marker.display()
+    );
+    let id = env.run_command_task(&cmd, "crash");
+    env.until(&id, "running", |t| t["state"] == "running");
+    env.kill_daemon();
+    std::fs::write(&marker, "").unwrap();
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let evs = env.events(&id);
+    assert_contiguous(&evs);
+    let texts: Vec<&str> = evs.iter().filter(|e| e["kind"] == "text").map(|e| e["data"]["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, vec!["early-1", "early-2", "early-3", "late-1", "late-2", "late-3"]);
+    // No stale mount and no sandbox dir after the next daemon finished it.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&env.home.display().to_string()), "stale mount: {mounts}");
+}
+
+#[test]
+fn a_task_whose_shim_dies_is_interrupted_and_its_work_kept() {
+    let env = Env::new();
+    let id = env.run_command_task("echo kept > kept.txt; echo ready; sleep 60", "doomed");
+    let t = env.until(&id, "running", |t| t["state"] == "running");
+    while !env.events(&id).iter().any(|e| e["data"]["text"] == "ready") {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Kill the shim, then the agent: as if the host lost both.
+    let shim = shim_pid_of(&env, &id);
+    unsafe { libc::kill(shim as i32, libc::SIGKILL) };
+    unsafe { libc::kill(-(t["pgid"].as_i64().unwrap() as i32), libc::SIGKILL) };
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "interrupted", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "lost_host");
+    assert_eq!(env.git(&["show", &format!("drover/{id}:kept.txt")]), "kept");
+}
+
+#[test]
+fn huge_and_binary_output_lines_are_survived() {
+    let env = Env::new();
+    let id = env.run_command_task(
+        "head -c 3000000 /dev/zero | tr '\\0' 'a'; echo; printf '\\377\\376 not utf8\\n'; echo end",
+        "noisy",
+    );
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "end");
+    let evs = env.events(&id);
+    let texts: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "text").collect();
+    assert_eq!(texts.len(), 3);
+    assert_eq!(texts[0]["data"]["text"].as_str().unwrap().len(), 3_000_000);
+    let raw = std::fs::read(env.home.join("tasks").join(&id).join("stdout.log")).unwrap();
+    assert!(raw.windows(2).any(|w| w == [0xff, 0xfe]), "raw log must keep the bytes as written");
+}
+
+fn shim_pid_of(env: &Env, id: &str) -> i64 {
+    let dir = env.home.join("tasks").join(id);
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            if args.len() >= 3 && args[1] == b"shim" && args[2] == dir.as_os_str().as_encoded_bytes() {
+                return pid;
+            }
+        }
+    }
+    panic!("no shim for {id}");
+}
+
+fn group_alive(pgid: i64) -> bool {
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
+            if f[2].parse::<i64>().ok() == Some(pgid) && f[0] != "Z" {
+                return true;
+            }
+        }
+    }
+    false
+}
