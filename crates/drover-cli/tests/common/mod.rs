@@ -246,3 +246,45 @@ pub fn max_overlap(intervals: &[(String, String)]) -> usize {
     }
     max as usize
 }
+
+/// A fake model provider running in this test process, and the env that points agents at it.
+pub struct Provider {
+    pub rt: tokio::runtime::Runtime,
+    pub running: Option<drover_fake_provider::RunningProvider>,
+    pub url: String,
+}
+
+impl Provider {
+    pub fn start(scenarios: Value) -> Provider {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let set = drover_fake_provider::ScenarioSet::from_json(&scenarios.to_string()).unwrap();
+        let running = rt
+            .block_on(drover_fake_provider::FakeProvider::start(set, "127.0.0.1:0".parse().unwrap()))
+            .unwrap();
+        let url = running.base_url();
+        Provider { rt, running: Some(running), url }
+    }
+
+    pub fn log(&self) -> Vec<drover_fake_provider::RequestRecord> {
+        self.running.as_ref().unwrap().log()
+    }
+}
+
+/// The pinned Claude Code binary. The test command installs it; a missing one is a failure,
+/// not a skip.
+pub fn claude_bin() -> String {
+    std::env::var("DROVER_CLAUDE_BIN").ok().filter(|s| !s.is_empty()).expect(
+        "DROVER_CLAUDE_BIN is not set: run the test suite through scripts/test.sh, which installs \
+         @anthropic-ai/claude-code@2.1.328 and sets it",
+    )
+}
+
+impl Env {
+    /// An env whose agents use Claude Code against `provider`.
+    pub fn claude(provider: &Provider) -> Env {
+        Env::new()
+            .with_env("DROVER_CLAUDE_BIN", &claude_bin())
+            .with_env("ANTHROPIC_BASE_URL", &provider.url)
+            .with_env("ANTHROPIC_API_KEY", "sk-ant-test-key")
+    }
+}

@@ -1,0 +1,140 @@
+//! The real Claude Code CLI (pinned 2.1.328) against the fake provider.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+/// Not a plain file edit, so `acceptEdits` leaves it to the host.
+const PERM_CMD: &str = "python3 -c \"open('perm.txt','w').write('allowed\\n')\"";
+
+fn scenarios() -> Value {
+    json!({ "scenarios": [
+        { "name": "write", "match": "WRITE-HELLO", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Write",
+                            "input": {"file_path": "HELLO.txt", "content": "hello from drover\n"}} ],
+              "usage": {"input": 1000, "output": 50, "cache_read": 200, "cache_creation": 300} },
+            { "content": [ {"type": "text", "text": "Wrote HELLO.txt as asked."} ],
+              "usage": {"input": 1100, "output": 30} } ] },
+        { "name": "slow", "match": "SLOW-WRITE", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Write",
+                            "input": {"file_path": "slow.txt", "content": "slow\n"}} ],
+              "delay_ms": 4000 },
+            { "content": [ {"type": "text", "text": "slow done"} ] } ] },
+        { "name": "perm", "match": "NEEDS-BASH", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Bash",
+                            "input": {"command": PERM_CMD, "description": "write a file"}} ] },
+            { "content": [ {"type": "text", "text": "bash ran"} ] } ] },
+        { "name": "default", "turns": [ { "content": [ {"type": "text", "text": "hello"} ] } ] }
+    ]})
+}
+
+fn last_result_line(env: &Env, id: &str) -> Value {
+    let raw = std::fs::read_to_string(env.home.join("tasks").join(id).join("stdout.log")).unwrap();
+    raw.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "result")
+        .last()
+        .expect("a result line in the raw log")
+}
+
+fn assert_contiguous(evs: &[Value]) {
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(e["seq"].as_i64().unwrap(), i as i64 + 1, "seq gap or duplicate");
+    }
+}
+
+#[test]
+fn claude_writes_a_file_and_it_is_committed_on_the_task_branch() {
+    let provider = Provider::start(scenarios());
+    let env = Env::claude(&provider);
+    let id = env.ok(&["run", "--name", "hello", "WRITE-HELLO: create HELLO.txt"]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}\n{:#?}", env.events(&id));
+    assert_eq!(t["result"], "Wrote HELLO.txt as asked.");
+    let commit = t["commit"].as_str().unwrap();
+    assert_eq!(env.git(&["rev-parse", &format!("drover/{id}")]), commit);
+    assert_eq!(env.git(&["show", &format!("{commit}:HELLO.txt")]), "hello from drover");
+    let line = last_result_line(&env, &id);
+    assert_eq!(t["cost_usd"].as_f64(), line["total_cost_usd"].as_f64());
+    assert!(t["cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(t["session_id"], line["session_id"]);
+    let evs = env.events(&id);
+    assert_contiguous(&evs);
+    let call = evs.iter().find(|e| e["kind"] == "tool_call").expect("tool_call event");
+    assert_eq!(call["data"]["name"], "Write");
+    assert!(evs.iter().any(|e| e["kind"] == "tool_result"));
+    assert!(evs.iter().any(|e| e["kind"] == "result" && e["data"]["result"] == "Wrote HELLO.txt as asked."));
+    // Two scripted turns were played, nothing else.
+    let turns: Vec<Option<usize>> = provider.log().iter().filter(|r| !r.side).map(|r| r.turn).collect();
+    assert_eq!(turns, vec![Some(0), Some(1)]);
+}
+
+#[test]
+fn sigkill_of_the_daemon_during_a_claude_task_loses_nothing() {
+    let provider = Provider::start(scenarios());
+    let env = Env::claude(&provider);
+    let id = env.ok(&["run", "SLOW-WRITE: take your time"]);
+    let t = env.until(&id, "the agent started", |t| t["state"] == "running" && !t["session_id"].is_null());
+    let pid = t["pid"].as_i64().unwrap();
+    env.kill_daemon();
+    assert!(alive(pid), "the agent died with the daemon");
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "slow done");
+    assert_eq!(env.git(&["show", &format!("drover/{id}:slow.txt")]), "slow");
+    let evs = env.events(&id);
+    assert_contiguous(&evs);
+    assert_eq!(evs.iter().filter(|e| e["kind"] == "result").count(), 1);
+    // Only the daemon is left: no shim, no agent.
+    let daemon = env.daemon_pid().unwrap() as i64;
+    let left: Vec<i64> = processes_of(&env.home).into_iter().filter(|p| *p != daemon).collect();
+    assert!(left.is_empty(), "orphans: {left:?}");
+}
+
+#[test]
+fn a_permission_request_waits_for_an_answer() {
+    let provider = Provider::start(scenarios());
+    let env = Env::claude(&provider);
+    let id = env.ok(&["run", "NEEDS-BASH: run a command"]);
+    let t = env.until(&id, "needs_input", |t| t["state"] == "needs_input");
+    assert_eq!(t["pending_input"]["tool"], "Bash");
+    assert_eq!(t["pending_input"]["input"]["command"], PERM_CMD);
+    let shown = env.ok(&["show", &id]);
+    assert!(shown.contains("--allow"), "show should say how to answer: {shown}");
+    env.ok(&["send", &id, "--allow"]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "bash ran");
+    assert_eq!(env.git(&["show", &format!("drover/{id}:perm.txt")]), "allowed");
+    let evs = env.events(&id);
+    let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let ni = kinds.iter().position(|k| *k == "needs_input").unwrap();
+    let input = kinds.iter().position(|k| *k == "input").unwrap();
+    assert!(ni < input, "{kinds:?}");
+    assert_eq!(evs[input]["data"]["behavior"], "allow");
+}
+
+#[test]
+fn a_deny_policy_answers_without_a_person() {
+    let provider = Provider::start(scenarios());
+    let env = Env::claude(&provider);
+    let id = env.ok(&["run", "--permissions", "deny", "NEEDS-BASH: run a command"]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let evs = env.events(&id);
+    assert!(evs.iter().any(|e| e["kind"] == "input" && e["data"]["behavior"] == "deny" && e["data"]["by"] == "policy"));
+    assert!(!evs.iter().any(|e| e["kind"] == "state" && e["data"]["state"] == "needs_input"));
+    let files = env.git(&["ls-tree", "-r", "--name-only", &format!("drover/{id}")]);
+    assert!(!files.contains("perm.txt"), "denied command ran: {files}");
+}
+
+#[test]
+fn a_missing_claude_binary_fails_the_task_with_a_hint() {
+    let provider = Provider::start(scenarios());
+    let env = Env::claude(&provider).with_env("DROVER_CLAUDE_BIN", "/nonexistent/claude");
+    let out = env.run(&["run", "--wait", "WRITE-HELLO"]);
+    assert_eq!(out.status.code(), Some(1));
+    let tasks: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--json"])).unwrap();
+    assert_eq!(tasks[0]["outcome"]["error_kind"], "agent_exit");
+    assert!(tasks[0]["outcome"]["reason"].as_str().unwrap().contains("DROVER_CLAUDE_BIN"));
+}
