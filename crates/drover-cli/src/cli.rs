@@ -4,7 +4,12 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "drover", version, about = "A supervisor for fleets of coding agents", propagate_version = true)]
+#[command(
+    name = "drover",
+    version,
+    about = "A supervisor for fleets of coding agents",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -168,4 +173,7 @@ pub struct DemoArgs {
     /// Where to create the demo repository (default: a new temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Slots (tasks at once).
+    #[arg(long, default_value_t = 3)]
+    pub slots: usize,
 }

@@ -27,7 +27,9 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -41,7 +43,11 @@ pub struct Client {
 impl Client {
     pub fn new(home: PathBuf) -> Client {
         let socket = home.join("daemon.sock");
-        Client { home, socket, http: HyperClient::unix() }
+        Client {
+            home,
+            socket,
+            http: HyperClient::unix(),
+        }
     }
 
     /// A client to a running daemon, starting one first (and saying so on stderr) if needed.
@@ -50,7 +56,7 @@ impl Client {
         if client.ping().await {
             return Ok(client);
         }
-        client.start_daemon(&[]).await?;
+        client.start_daemon(&[], &[]).await?;
         Ok(client)
     }
 
@@ -60,24 +66,31 @@ impl Client {
 
     /// Starts `drover daemon --foreground` detached (own session, output to daemon.log) and waits
     /// until it answers.
-    pub async fn start_daemon(&self, extra: &[String]) -> Result<u32> {
+    pub async fn start_daemon(&self, extra: &[String], envs: &[(String, String)]) -> Result<u32> {
         std::fs::create_dir_all(&self.home).map_err(|e| {
-            CliError::input(format!("cannot create DROVER_HOME {}: {e}", self.home.display()))
-                .hint("set DROVER_HOME to a writable directory")
+            CliError::input(format!(
+                "cannot create DROVER_HOME {}: {e}",
+                self.home.display()
+            ))
+            .hint("set DROVER_HOME to a writable directory")
         })?;
-        let exe = std::env::current_exe().map_err(|e| CliError::daemon(format!("current exe: {e}")))?;
+        let exe =
+            std::env::current_exe().map_err(|e| CliError::daemon(format!("current exe: {e}")))?;
         let log_path = self.home.join("daemon.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .map_err(|e| CliError::daemon(format!("{}: {e}", log_path.display())))?;
-        let log2 = log.try_clone().map_err(|e| CliError::daemon(e.to_string()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| CliError::daemon(e.to_string()))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("daemon")
             .arg("--foreground")
             .args(extra)
             .env("DROVER_HOME", &self.home)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -89,21 +102,28 @@ impl Client {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| CliError::daemon(format!("could not start the daemon: {e}")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| CliError::daemon(format!("could not start the daemon: {e}")))?;
         let pid = child.id();
         let mut delay = Duration::from_millis(5);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             if self.ping().await {
-                eprintln!("drover: started the daemon (pid {pid}, log {})", log_path.display());
+                eprintln!(
+                    "drover: started the daemon (pid {pid}, log {})",
+                    log_path.display()
+                );
                 // The daemon lives on in its own session; init reaps it.
                 std::mem::forget(child);
                 return Ok(pid);
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let tail = tail_of(&log_path, 12);
-                return Err(CliError::daemon(format!("the daemon exited at start ({status}): {tail}"))
-                    .hint(format!("see {}", log_path.display())));
+                return Err(CliError::daemon(format!(
+                    "the daemon exited at start ({status}): {tail}"
+                ))
+                .hint(format!("see {}", log_path.display())));
             }
             if std::time::Instant::now() > deadline {
                 return Err(CliError::daemon("the daemon did not answer within 20 s")
@@ -114,7 +134,12 @@ impl Client {
         }
     }
 
-    async fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(u16, Bytes)> {
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Bytes)> {
         let uri: hyper::Uri = Uri::new(&self.socket, path).into();
         let req = Request::builder()
             .method(method)
@@ -122,7 +147,11 @@ impl Client {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| CliError::daemon(e.to_string()))?;
-        let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
@@ -134,16 +163,25 @@ impl Client {
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> CliError {
-        CliError::daemon(format!("the daemon at {} is unreachable: {e}", self.socket.display()))
-            .hint("start it with `drover daemon`, or check DROVER_HOME")
+        CliError::daemon(format!(
+            "the daemon at {} is unreachable: {e}",
+            self.socket.display()
+        ))
+        .hint("start it with `drover daemon`, or check DROVER_HOME")
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<T> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T> {
         let (status, bytes) = self.request(method, path, body).await?;
         if !(200..300).contains(&status) {
             return Err(CliError::from_api(status, &bytes));
         }
-        serde_json::from_slice(&bytes).map_err(|e| CliError::daemon(format!("unreadable answer from the daemon: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::daemon(format!("unreadable answer from the daemon: {e}")))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -160,7 +198,11 @@ impl Client {
     }
 
     /// Follows `path` as SSE, calling `on_event(id, data)` for each event, until the stream ends.
-    pub async fn sse(&self, path: &str, mut on_event: impl FnMut(&str, &str) -> bool) -> Result<()> {
+    pub async fn sse(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&str, &str) -> bool,
+    ) -> Result<()> {
         use eventsource_stream::Eventsource;
         use futures::StreamExt;
         let uri: hyper::Uri = Uri::new(&self.socket, path).into();
@@ -169,10 +211,19 @@ impl Client {
             .header("accept", "text/event-stream")
             .body(Full::new(Bytes::new()))
             .map_err(|e| CliError::daemon(e.to_string()))?;
-        let resp = self.http.request(req).await.map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         if status != 200 {
-            let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             return Err(CliError::from_api(status, &bytes));
         }
         let stream = resp.into_body().into_data_stream().eventsource();
@@ -191,7 +242,13 @@ impl Client {
 fn tail_of(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    let from = lines.iter().rposition(|l| l.starts_with("drover: ")).unwrap_or(lines.len().saturating_sub(n));
+    let from = lines
+        .iter()
+        .rposition(|l| l.starts_with("drover: "))
+        .unwrap_or(lines.len().saturating_sub(n));
     let tail = &lines[from..(from + n).min(lines.len())];
-    tail.iter().map(|l| l.trim_start_matches("drover: ").trim()).collect::<Vec<_>>().join(" ")
+    tail.iter()
+        .map(|l| l.trim_start_matches("drover: ").trim())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

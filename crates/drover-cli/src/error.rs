@@ -23,10 +23,18 @@ pub type Result<T> = std::result::Result<T, CliError>;
 
 impl CliError {
     pub fn input(message: impl Into<String>) -> Self {
-        CliError { kind: Kind::Input, message: message.into(), hint: None }
+        CliError {
+            kind: Kind::Input,
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn daemon(message: impl Into<String>) -> Self {
-        CliError { kind: Kind::Daemon, message: message.into(), hint: None }
+        CliError {
+            kind: Kind::Daemon,
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -35,12 +43,23 @@ impl CliError {
     pub fn from_api(status: u16, body: &[u8]) -> Self {
         match serde_json::from_slice::<ApiError>(body) {
             Ok(e) => {
-                let kind = if e.kind == "internal" || status >= 500 { Kind::Daemon } else { Kind::Input };
-                CliError { kind, message: e.error, hint: e.hint }
+                let kind = if e.kind == "internal" || status >= 500 {
+                    Kind::Daemon
+                } else {
+                    Kind::Input
+                };
+                CliError {
+                    kind,
+                    message: e.error,
+                    hint: e.hint,
+                }
             }
             Err(_) => CliError::daemon(format!(
                 "the daemon answered {status}: {}",
-                String::from_utf8_lossy(body).chars().take(300).collect::<String>()
+                String::from_utf8_lossy(body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
             )),
         }
     }

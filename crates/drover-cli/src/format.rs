@@ -34,9 +34,17 @@ pub fn table(tasks: &[Task]) -> String {
             state_label(t),
             t.agent.clone(),
             excerpt(t.name.as_deref().unwrap_or(&t.prompt), 32),
-            t.cost_usd.map(|c| format!("${c:.4}")).unwrap_or_else(|| "-".into()),
-            t.commit.as_deref().map(|c| c.chars().take(10).collect()).unwrap_or_else(|| "-".into()),
-            t.created_at.get(..19).unwrap_or(&t.created_at).replace('T', " "),
+            t.cost_usd
+                .map(|c| format!("${c:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            t.commit
+                .as_deref()
+                .map(|c| c.chars().take(10).collect())
+                .unwrap_or_else(|| "-".into()),
+            t.created_at
+                .get(..19)
+                .unwrap_or(&t.created_at)
+                .replace('T', " "),
         ]);
     }
     let mut widths = [0usize; 7];
@@ -47,7 +55,11 @@ pub fn table(tasks: &[Task]) -> String {
     }
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -63,17 +75,36 @@ pub fn task(t: &Task) -> String {
     }
     kv("state", state_label(t));
     if let Some(o) = &t.outcome {
-        let kind = o.error_kind.map(|k| format!(" [{}]", k.as_str())).unwrap_or_default();
-        kv("outcome", format!("{}{kind}: {}", o.verdict.as_str(), o.reason));
+        let kind = o
+            .error_kind
+            .map(|k| format!(" [{}]", k.as_str()))
+            .unwrap_or_default();
+        kv(
+            "outcome",
+            format!("{}{kind}: {}", o.verdict.as_str(), o.reason),
+        );
     }
-    kv("agent", format!("{}{}", t.agent, t.model.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()));
+    kv(
+        "agent",
+        format!(
+            "{}{}",
+            t.agent,
+            t.model
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ),
+    );
     kv("repo", format!("{} @ {}", t.repo, t.base_ref));
     kv("branch", t.branch.clone());
     if let Some(c) = &t.commit {
         kv("commit", c.clone());
     }
     if let Some(s) = &t.sandbox {
-        kv("sandbox", format!("{} ({})", s, t.sandbox_kind.as_deref().unwrap_or("?")));
+        kv(
+            "sandbox",
+            format!("{} ({})", s, t.sandbox_kind.as_deref().unwrap_or("?")),
+        );
     }
     if let Some(s) = &t.session_id {
         kv("session", s.clone());
@@ -86,7 +117,12 @@ pub fn task(t: &Task) -> String {
             u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens
         ),
     );
-    kv("cost", t.cost_usd.map(|c| format!("${c:.4}")).unwrap_or_else(|| "-".into()));
+    kv(
+        "cost",
+        t.cost_usd
+            .map(|c| format!("${c:.4}"))
+            .unwrap_or_else(|| "-".into()),
+    );
     kv("created", t.created_at.clone());
     if let Some(s) = &t.started_at {
         kv("started", s.clone());
@@ -95,7 +131,14 @@ pub fn task(t: &Task) -> String {
         kv("finished", s.clone());
     }
     if let Some(p) = &t.pending_input {
-        kv("waiting for", format!("{} (answer: drover send {} --allow|--deny)", excerpt(&p.to_string(), 120), t.id));
+        kv(
+            "waiting for",
+            format!(
+                "{} (answer: drover send {} --allow|--deny)",
+                excerpt(&p.to_string(), 120),
+                t.id
+            ),
+        );
     }
     kv("prompt", excerpt(&t.prompt, 200));
     if let Some(r) = &t.result {
@@ -107,7 +150,12 @@ pub fn task(t: &Task) -> String {
 /// One event as a line (or a few) of transcript.
 pub fn event(e: &Event) -> Option<String> {
     let d = &e.data;
-    let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        d.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let line = match e.kind {
         EventKind::State => {
             let reason = s("reason");
@@ -119,7 +167,14 @@ pub fn event(e: &Event) -> Option<String> {
         }
         EventKind::Text => s("text"),
         EventKind::ToolCall => {
-            format!("→ {} {}", s("name"), excerpt(&d.get("input").map(|v| v.to_string()).unwrap_or_default(), 160))
+            format!(
+                "→ {} {}",
+                s("name"),
+                excerpt(
+                    &d.get("input").map(|v| v.to_string()).unwrap_or_default(),
+                    160
+                )
+            )
         }
         EventKind::ToolResult => {
             let c = match d.get("content") {
@@ -127,13 +182,20 @@ pub fn event(e: &Event) -> Option<String> {
                 Some(v) => v.to_string(),
                 None => String::new(),
             };
-            let err = if d.get("is_error").and_then(|v| v.as_bool()) == Some(true) { " (error)" } else { "" };
+            let err = if d.get("is_error").and_then(|v| v.as_bool()) == Some(true) {
+                " (error)"
+            } else {
+                ""
+            };
             format!("← {}{err}", excerpt(&c, 160))
         }
         EventKind::NeedsInput => format!(
             "? permission for {} {} — answer with `drover send {} --allow` or `--deny`",
             s("tool"),
-            excerpt(&d.get("input").map(|v| v.to_string()).unwrap_or_default(), 160),
+            excerpt(
+                &d.get("input").map(|v| v.to_string()).unwrap_or_default(),
+                160
+            ),
             e.task_id
         ),
         EventKind::Input => {
@@ -146,12 +208,26 @@ pub fn event(e: &Event) -> Option<String> {
             }
         }
         EventKind::Usage => return None,
-        EventKind::Gate => format!("⚑ gate {} → exit {}", s("command"), d.get("exit_code").map(|v| v.to_string()).unwrap_or_default()),
-        EventKind::Commit => format!("⎇ committed {} on {}", s("commit").chars().take(12).collect::<String>(), s("branch")),
+        EventKind::Gate => format!(
+            "⚑ gate {} → exit {}",
+            s("command"),
+            d.get("exit_code")
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        ),
+        EventKind::Commit => format!(
+            "⎇ committed {} on {}",
+            s("commit").chars().take(12).collect::<String>(),
+            s("branch")
+        ),
         EventKind::Error => format!("! {}", s("message")),
         EventKind::Stderr => format!("stderr: {}", s("line")),
         EventKind::Result => {
-            let cost = d.get("cost_usd").and_then(|v| v.as_f64()).map(|c| format!(" (${c:.4})")).unwrap_or_default();
+            let cost = d
+                .get("cost_usd")
+                .and_then(|v| v.as_f64())
+                .map(|c| format!(" (${c:.4})"))
+                .unwrap_or_default();
             format!("✓ result{cost}: {}", excerpt(&s("result"), 300))
         }
     };

@@ -31,15 +31,19 @@ fn scenarios() -> Value {
 fn last_result_line(env: &Env, id: &str) -> Value {
     let raw = std::fs::read_to_string(env.home.join("tasks").join(id).join("stdout.log")).unwrap();
     raw.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == "result")
-        .last()
+        .find(|v| v["type"] == "result")
         .expect("a result line in the raw log")
 }
 
 fn assert_contiguous(evs: &[Value]) {
     for (i, e) in evs.iter().enumerate() {
-        assert_eq!(e["seq"].as_i64().unwrap(), i as i64 + 1, "seq gap or duplicate");
+        assert_eq!(
+            e["seq"].as_i64().unwrap(),
+            i as i64 + 1,
+            "seq gap or duplicate"
+        );
     }
 }
 
@@ -53,19 +57,32 @@ fn claude_writes_a_file_and_it_is_committed_on_the_task_branch() {
     assert_eq!(t["result"], "Wrote HELLO.txt as asked.");
     let commit = t["commit"].as_str().unwrap();
     assert_eq!(env.git(&["rev-parse", &format!("drover/{id}")]), commit);
-    assert_eq!(env.git(&["show", &format!("{commit}:HELLO.txt")]), "hello from drover");
+    assert_eq!(
+        env.git(&["show", &format!("{commit}:HELLO.txt")]),
+        "hello from drover"
+    );
     let line = last_result_line(&env, &id);
     assert_eq!(t["cost_usd"].as_f64(), line["total_cost_usd"].as_f64());
     assert!(t["cost_usd"].as_f64().unwrap() > 0.0);
     assert_eq!(t["session_id"], line["session_id"]);
     let evs = env.events(&id);
     assert_contiguous(&evs);
-    let call = evs.iter().find(|e| e["kind"] == "tool_call").expect("tool_call event");
+    let call = evs
+        .iter()
+        .find(|e| e["kind"] == "tool_call")
+        .expect("tool_call event");
     assert_eq!(call["data"]["name"], "Write");
     assert!(evs.iter().any(|e| e["kind"] == "tool_result"));
-    assert!(evs.iter().any(|e| e["kind"] == "result" && e["data"]["result"] == "Wrote HELLO.txt as asked."));
+    assert!(evs
+        .iter()
+        .any(|e| e["kind"] == "result" && e["data"]["result"] == "Wrote HELLO.txt as asked."));
     // Two scripted turns were played, nothing else.
-    let turns: Vec<Option<usize>> = provider.log().iter().filter(|r| !r.side).map(|r| r.turn).collect();
+    let turns: Vec<Option<usize>> = provider
+        .log()
+        .iter()
+        .filter(|r| !r.side)
+        .map(|r| r.turn)
+        .collect();
     assert_eq!(turns, vec![Some(0), Some(1)]);
 }
 
@@ -74,7 +91,9 @@ fn sigkill_of_the_daemon_during_a_claude_task_loses_nothing() {
     let provider = Provider::start(scenarios());
     let env = Env::claude(&provider);
     let id = env.ok(&["run", "SLOW-WRITE: take your time"]);
-    let t = env.until(&id, "the agent started", |t| t["state"] == "running" && !t["session_id"].is_null());
+    let t = env.until(&id, "the agent started", |t| {
+        t["state"] == "running" && !t["session_id"].is_null()
+    });
     let pid = t["pid"].as_i64().unwrap();
     env.kill_daemon();
     assert!(alive(pid), "the agent died with the daemon");
@@ -87,7 +106,10 @@ fn sigkill_of_the_daemon_during_a_claude_task_loses_nothing() {
     assert_eq!(evs.iter().filter(|e| e["kind"] == "result").count(), 1);
     // Only the daemon is left: no shim, no agent.
     let daemon = env.daemon_pid().unwrap() as i64;
-    let left: Vec<i64> = processes_of(&env.home).into_iter().filter(|p| *p != daemon).collect();
+    let left: Vec<i64> = processes_of(&env.home)
+        .into_iter()
+        .filter(|p| *p != daemon)
+        .collect();
     assert!(left.is_empty(), "orphans: {left:?}");
 }
 
@@ -100,12 +122,18 @@ fn a_permission_request_waits_for_an_answer() {
     assert_eq!(t["pending_input"]["tool"], "Bash");
     assert_eq!(t["pending_input"]["input"]["command"], PERM_CMD);
     let shown = env.ok(&["show", &id]);
-    assert!(shown.contains("--allow"), "show should say how to answer: {shown}");
+    assert!(
+        shown.contains("--allow"),
+        "show should say how to answer: {shown}"
+    );
     env.ok(&["send", &id, "--allow"]);
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}");
     assert_eq!(t["result"], "bash ran");
-    assert_eq!(env.git(&["show", &format!("drover/{id}:perm.txt")]), "allowed");
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:perm.txt")]),
+        "allowed"
+    );
     let evs = env.events(&id);
     let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     let ni = kinds.iter().position(|k| *k == "needs_input").unwrap();
@@ -122,8 +150,12 @@ fn a_deny_policy_answers_without_a_person() {
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}");
     let evs = env.events(&id);
-    assert!(evs.iter().any(|e| e["kind"] == "input" && e["data"]["behavior"] == "deny" && e["data"]["by"] == "policy"));
-    assert!(!evs.iter().any(|e| e["kind"] == "state" && e["data"]["state"] == "needs_input"));
+    assert!(evs.iter().any(|e| e["kind"] == "input"
+        && e["data"]["behavior"] == "deny"
+        && e["data"]["by"] == "policy"));
+    assert!(!evs
+        .iter()
+        .any(|e| e["kind"] == "state" && e["data"]["state"] == "needs_input"));
     let files = env.git(&["ls-tree", "-r", "--name-only", &format!("drover/{id}")]);
     assert!(!files.contains("perm.txt"), "denied command ran: {files}");
 }
@@ -136,5 +168,8 @@ fn a_missing_claude_binary_fails_the_task_with_a_hint() {
     assert_eq!(out.status.code(), Some(1));
     let tasks: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--json"])).unwrap();
     assert_eq!(tasks[0]["outcome"]["error_kind"], "agent_exit");
-    assert!(tasks[0]["outcome"]["reason"].as_str().unwrap().contains("DROVER_CLAUDE_BIN"));
+    assert!(tasks[0]["outcome"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("DROVER_CLAUDE_BIN"));
 }

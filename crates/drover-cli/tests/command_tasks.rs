@@ -6,7 +6,11 @@ use serde_json::Value;
 
 fn assert_contiguous(evs: &[Value]) {
     for (i, e) in evs.iter().enumerate() {
-        assert_eq!(e["seq"].as_i64().unwrap(), i as i64 + 1, "seq gap or duplicate in {evs:#?}");
+        assert_eq!(
+            e["seq"].as_i64().unwrap(),
+            i as i64 + 1,
+            "seq gap or duplicate in {evs:#?}"
+        );
     }
 }
 
@@ -15,7 +19,12 @@ fn forty_tasks_on_four_slots_never_exceed_four() {
     let env = Env::new();
     env.ok(&["daemon", "--slots", "4"]);
     let ids: Vec<String> = (0..40)
-        .map(|i| env.run_command_task(&format!("sleep 0.1; echo out-{i} > out.txt; echo line-{i}"), &format!("task {i}")))
+        .map(|i| {
+            env.run_command_task(
+                &format!("sleep 0.1; echo out-{i} > out.txt; echo line-{i}"),
+                &format!("task {i}"),
+            )
+        })
         .collect();
     let mut args = vec!["wait", "--json"];
     args.extend(ids.iter().map(|s| s.as_str()));
@@ -25,12 +34,21 @@ fn forty_tasks_on_four_slots_never_exceed_four() {
         assert_eq!(t["state"], "succeeded", "{t:#}");
         assert_eq!(t["result"], format!("line-{i}"));
         let commit = t["commit"].as_str().unwrap();
-        assert_eq!(env.git(&["rev-parse", &format!("drover/{}", ids[i])]), commit);
-        assert_eq!(env.git(&["show", &format!("{commit}:out.txt")]), format!("out-{i}"));
+        assert_eq!(
+            env.git(&["rev-parse", &format!("drover/{}", ids[i])]),
+            commit
+        );
+        assert_eq!(
+            env.git(&["show", &format!("{commit}:out.txt")]),
+            format!("out-{i}")
+        );
     }
     let overlap = max_overlap(&busy_intervals(&env, &ids));
     assert!(overlap <= 4, "{overlap} tasks ran at once on 4 slots");
-    assert!(overlap >= 2, "slots were not used in parallel (max {overlap})");
+    assert!(
+        overlap >= 2,
+        "slots were not used in parallel (max {overlap})"
+    );
     for id in &ids {
         assert_contiguous(&env.events(id));
     }
@@ -55,17 +73,37 @@ fn work_is_committed_untracked_included_ignored_excluded() {
     assert!(!files.contains("target/junk"), "{files}");
     assert_eq!(env.git(&["show", &format!("{branch}:tracked.txt")]), "v2");
     // The user's own checkout is untouched.
-    assert_eq!(std::fs::read_to_string(env.repo.join("tracked.txt")).unwrap(), "v1\n");
+    assert_eq!(
+        std::fs::read_to_string(env.repo.join("tracked.txt")).unwrap(),
+        "v1\n"
+    );
     assert!(t["sandbox"].is_null(), "sandbox should be gone: {t:#}");
-    let commit_ev = env.events(&id).into_iter().find(|e| e["kind"] == "commit").expect("commit event");
+    let commit_ev = env
+        .events(&id)
+        .into_iter()
+        .find(|e| e["kind"] == "commit")
+        .expect("commit event");
     assert_eq!(commit_ev["data"]["commit"], t["commit"]);
 }
 
 #[test]
 fn failing_command_fails_and_run_wait_exits_one() {
     let env = Env::new();
-    let out = env.run(&["run", "--wait", "--agent", "command", "--cmd", "echo last words; exit 3", "p"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.run(&[
+        "run",
+        "--wait",
+        "--agent",
+        "command",
+        "--cmd",
+        "echo last words; exit 3",
+        "p",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "last words");
     let tasks: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--json"])).unwrap();
     let t = &tasks[0];
@@ -73,7 +111,15 @@ fn failing_command_fails_and_run_wait_exits_one() {
     assert_eq!(t["outcome"]["verdict"], "fail");
     assert_eq!(t["outcome"]["error_kind"], "agent_exit");
     assert!(t["outcome"]["reason"].as_str().unwrap().contains("code 3"));
-    let out = env.run(&["run", "--wait", "--agent", "command", "--cmd", "echo fine", "p"]);
+    let out = env.run(&[
+        "run",
+        "--wait",
+        "--agent",
+        "command",
+        "--cmd",
+        "echo fine",
+        "p",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fine");
 }
@@ -84,9 +130,33 @@ fn bad_input_gets_exit_two_and_a_clear_message() {
     let not_repo = env.tmp.path().join("plain");
     std::fs::create_dir_all(&not_repo).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["run", "--repo", not_repo.to_str().unwrap(), "--agent", "command", "--cmd", "true", "x"], "not a git repository"),
+        (
+            vec![
+                "run",
+                "--repo",
+                not_repo.to_str().unwrap(),
+                "--agent",
+                "command",
+                "--cmd",
+                "true",
+                "x",
+            ],
+            "not a git repository",
+        ),
         (vec!["run", "--repo", "/no/such/dir", "x"], "No such file"),
-        (vec!["run", "--ref", "no-such-ref", "--agent", "command", "--cmd", "true", "x"], "unknown ref"),
+        (
+            vec![
+                "run",
+                "--ref",
+                "no-such-ref",
+                "--agent",
+                "command",
+                "--cmd",
+                "true",
+                "x",
+            ],
+            "unknown ref",
+        ),
         (vec!["run", "--agent", "nope", "x"], "unknown agent"),
         (vec!["run", "--agent", "command", "x"], "--cmd"),
         (vec!["show", "ffffffff"], "no task matches"),
@@ -98,7 +168,10 @@ fn bad_input_gets_exit_two_and_a_clear_message() {
         let out = env.run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err}"
+        );
     }
     let id = env.run_command_task("echo hi", "p");
     env.wait(&id);
@@ -106,7 +179,12 @@ fn bad_input_gets_exit_two_and_a_clear_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no more input"));
     // Nothing was created by the refused runs.
-    assert_eq!(serde_json::from_str::<Vec<Value>>(&env.ok(&["ls", "--all", "--json"])).unwrap().len(), 1);
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&env.ok(&["ls", "--all", "--json"]))
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -118,21 +196,34 @@ fn daemon_unreachable_is_exit_three() {
     std::fs::create_dir_all(&env.home).unwrap();
     std::fs::write(env.home.join("config.toml"), "slots = \"many\"\n").unwrap();
     let out = env.run(&["ls"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
 }
 
 #[test]
 fn stop_is_polite_then_firm_and_leaves_no_process() {
     let env = Env::new();
-    let id = env.run_command_task("trap '' TERM INT; echo started; echo partial > part.txt; sleep 60 & wait; sleep 60", "stubborn");
-    let t = env.until(&id, "running", |t| t["state"] == "running" && t["result"].is_null());
+    let id = env.run_command_task(
+        "trap '' TERM INT; echo started; echo partial > part.txt; sleep 60 & wait; sleep 60",
+        "stubborn",
+    );
+    let t = env.until(&id, "running", |t| {
+        t["state"] == "running" && t["result"].is_null()
+    });
     let pgid = t["pgid"].as_i64().unwrap();
     env.ok(&["stop", &id]);
     let t = env.show(&id);
     assert_eq!(t["state"], "cancelled", "{t:#}");
     assert_eq!(t["outcome"]["error_kind"], "cancelled");
-    assert_eq!(env.git(&["show", &format!("drover/{id}:part.txt")]), "partial");
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:part.txt")]),
+        "partial"
+    );
     assert!(!group_alive(pgid), "process group {pgid} survived stop");
 }
 
@@ -140,7 +231,9 @@ fn stop_is_polite_then_firm_and_leaves_no_process() {
 fn rm_commits_work_first_and_forgets_the_task() {
     let env = Env::new();
     let id = env.run_command_task("echo wip > wip.txt; echo ready; sleep 60", "long");
-    env.until(&id, "output", |t| t["state"] == "running" && t["result"].is_null());
+    env.until(&id, "output", |t| {
+        t["state"] == "running" && t["result"].is_null()
+    });
     // `ready` is printed after the file is written.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !env.events(&id).iter().any(|e| e["data"]["text"] == "ready") {
@@ -157,7 +250,10 @@ fn rm_commits_work_first_and_forgets_the_task() {
 fn daemon_stop_leaves_tasks_running_and_the_next_daemon_adopts_them() {
     let env = Env::new();
     let marker = env.tmp.path().join("go");
-    let cmd = format!("echo before; while [ ! -e {} ]; do sleep 0.02; done; echo after > after.txt; echo after", marker.display());
+    let cmd = format!(
+        "echo before; while [ ! -e {} ]; do sleep 0.02; done; echo after > after.txt; echo after",
+        marker.display()
+    );
     let id = env.run_command_task(&cmd, "survive");
     let t = env.until(&id, "running", |t| t["state"] == "running");
     let pid = t["pid"].as_i64().unwrap();
@@ -169,9 +265,16 @@ fn daemon_stop_leaves_tasks_running_and_the_next_daemon_adopts_them() {
     assert_eq!(t["state"], "succeeded", "{t:#}");
     let evs = env.events(&id);
     assert_contiguous(&evs);
-    let texts: Vec<&str> = evs.iter().filter(|e| e["kind"] == "text").map(|e| e["data"]["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["kind"] == "text")
+        .map(|e| e["data"]["text"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, vec!["before", "after"]);
-    assert_eq!(env.git(&["show", &format!("drover/{id}:after.txt")]), "after");
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:after.txt")]),
+        "after"
+    );
 }
 
 #[test]
@@ -190,11 +293,21 @@ fn sigkill_of_the_daemon_loses_nothing() {
     assert_eq!(t["state"], "succeeded", "{t:#}");
     let evs = env.events(&id);
     assert_contiguous(&evs);
-    let texts: Vec<&str> = evs.iter().filter(|e| e["kind"] == "text").map(|e| e["data"]["text"].as_str().unwrap()).collect();
-    assert_eq!(texts, vec!["early-1", "early-2", "early-3", "late-1", "late-2", "late-3"]);
+    let texts: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["kind"] == "text")
+        .map(|e| e["data"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        vec!["early-1", "early-2", "early-3", "late-1", "late-2", "late-3"]
+    );
     // No stale mount and no sandbox dir after the next daemon finished it.
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    assert!(!mounts.contains(&env.home.display().to_string()), "stale mount: {mounts}");
+    assert!(
+        !mounts.contains(&env.home.display().to_string()),
+        "stale mount: {mounts}"
+    );
 }
 
 #[test]
@@ -230,16 +343,24 @@ fn huge_and_binary_output_lines_are_survived() {
     assert_eq!(texts.len(), 3);
     assert_eq!(texts[0]["data"]["text"].as_str().unwrap().len(), 3_000_000);
     let raw = std::fs::read(env.home.join("tasks").join(&id).join("stdout.log")).unwrap();
-    assert!(raw.windows(2).any(|w| w == [0xff, 0xfe]), "raw log must keep the bytes as written");
+    assert!(
+        raw.windows(2).any(|w| w == [0xff, 0xfe]),
+        "raw log must keep the bytes as written"
+    );
 }
 
 fn shim_pid_of(env: &Env, id: &str) -> i64 {
     let dir = env.home.join("tasks").join(id);
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
         if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
             let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            if args.len() >= 3 && args[1] == b"shim" && args[2] == dir.as_os_str().as_encoded_bytes() {
+            if args.len() >= 3
+                && args[1] == b"shim"
+                && args[2] == dir.as_os_str().as_encoded_bytes()
+            {
                 return pid;
             }
         }
@@ -249,9 +370,13 @@ fn shim_pid_of(env: &Env, id: &str) -> i64 {
 
 fn group_alive(pgid: i64) -> bool {
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().collect();
+            let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+                .split_whitespace()
+                .collect();
             if f[2].parse::<i64>().ok() == Some(pgid) && f[0] != "Z" {
                 return true;
             }

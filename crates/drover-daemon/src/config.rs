@@ -47,13 +47,22 @@ impl Config {
             Err(_) => FileConfig::default(),
         };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let slots = match env("DROVER_SLOTS") {
-            Some(v) => Some(v.parse().map_err(|_| DaemonError::Config(format!("DROVER_SLOTS={v} is not a number")))?),
-            None => file.slots,
-        };
-        let sandbox = env("DROVER_SANDBOX").or(file.sandbox).unwrap_or_else(|| "auto".into());
-        let permissions = env("DROVER_PERMISSIONS").or(file.permissions).unwrap_or_else(|| "ask".into());
-        let on_interrupt = env("DROVER_ON_INTERRUPT").or(file.on_interrupt).unwrap_or_else(|| "resume".into());
+        let slots =
+            match env("DROVER_SLOTS") {
+                Some(v) => Some(v.parse().map_err(|_| {
+                    DaemonError::Config(format!("DROVER_SLOTS={v} is not a number"))
+                })?),
+                None => file.slots,
+            };
+        let sandbox = env("DROVER_SANDBOX")
+            .or(file.sandbox)
+            .unwrap_or_else(|| "auto".into());
+        let permissions = env("DROVER_PERMISSIONS")
+            .or(file.permissions)
+            .unwrap_or_else(|| "ask".into());
+        let on_interrupt = env("DROVER_ON_INTERRUPT")
+            .or(file.on_interrupt)
+            .unwrap_or_else(|| "resume".into());
         let cfg = Config {
             home: home.to_path_buf(),
             slots: slots.unwrap_or(4),
@@ -62,7 +71,8 @@ impl Config {
             permissions,
             on_interrupt,
             stop_grace: Duration::from_secs_f64(file.stop_grace_secs.unwrap_or(5.0)),
-            exe: std::env::current_exe().map_err(|e| DaemonError::Config(format!("current exe: {e}")))?,
+            exe: std::env::current_exe()
+                .map_err(|e| DaemonError::Config(format!("current exe: {e}")))?,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -26,7 +26,9 @@ pub struct Home {
 
 impl Home {
     pub fn new(root: &Path) -> Self {
-        Home { root: root.to_path_buf() }
+        Home {
+            root: root.to_path_buf(),
+        }
     }
     pub fn db(&self) -> PathBuf {
         self.root.join("drover.db")
@@ -62,7 +64,10 @@ impl Home {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|source| DaemonError::Home { path: path.display().to_string(), source })?;
+            .map_err(|source| DaemonError::Home {
+                path: path.display().to_string(),
+                source,
+            })?;
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a valid fd we own; the lock lives as long as the returned File.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -73,8 +78,12 @@ impl Home {
     }
 
     pub fn write_pid(&self) -> Result<(), DaemonError> {
-        std::fs::write(self.pid_file(), format!("{}\n", std::process::id()))
-            .map_err(|source| DaemonError::Home { path: self.pid_file().display().to_string(), source })
+        std::fs::write(self.pid_file(), format!("{}\n", std::process::id())).map_err(|source| {
+            DaemonError::Home {
+                path: self.pid_file().display().to_string(),
+                source,
+            }
+        })
     }
 
     pub fn remove_pid(&self) {

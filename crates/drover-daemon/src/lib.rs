@@ -22,12 +22,17 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("another daemon is running for {0} (pid file daemon.pid); use it, or `drover daemon stop`")]
+    #[error(
+        "another daemon is running for {0} (pid file daemon.pid); use it, or `drover daemon stop`"
+    )]
     AlreadyRunning(String),
     #[error("{0}")]
     Config(String),
     #[error("DROVER_HOME {path}: {source}")]
-    Home { path: String, source: std::io::Error },
+    Home {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] drover_store::StoreError),
     #[error("api socket: {0}")]

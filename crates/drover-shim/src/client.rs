@@ -10,7 +10,10 @@ use tokio::net::UnixStream;
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
     #[error("shim i/o in {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the shim did not start: {0}")]
     Start(String),
     #[error("the shim refused: {0}")]
@@ -20,7 +23,10 @@ pub enum ShimError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ShimError + '_ {
-    move |source| ShimError::Io { path: path.display().to_string(), source }
+    move |source| ShimError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Writes `launch.json` and starts `exe shim DIR` in a new session (so it survives the daemon and
@@ -64,7 +70,10 @@ pub async fn spawn_shim(
         });
     }
     let mut child = cmd.spawn().map_err(io(exe))?;
-    let stdout = child.stdout.take().ok_or_else(|| ShimError::Start("no stdout".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| ShimError::Start("no stdout".into()))?;
     let mut line = String::new();
     let mut reader = BufReader::new(stdout);
     let read = reader.read_line(&mut line);
@@ -96,13 +105,16 @@ impl ShimClient {
     pub async fn call(&self, cmd: &ShimCommand) -> Result<(), ShimError> {
         let path = self.files.socket();
         let path = path.as_path();
-        let stream = UnixStream::connect(&path).await.map_err(io(&path))?;
+        let stream = UnixStream::connect(&path).await.map_err(io(path))?;
         let (r, mut w) = stream.into_split();
         let mut body = serde_json::to_string(cmd).map_err(|e| ShimError::Refused(e.to_string()))?;
         body.push('\n');
-        w.write_all(body.as_bytes()).await.map_err(io(&path))?;
+        w.write_all(body.as_bytes()).await.map_err(io(path))?;
         let mut line = String::new();
-        BufReader::new(r).read_line(&mut line).await.map_err(io(&path))?;
+        BufReader::new(r)
+            .read_line(&mut line)
+            .await
+            .map_err(io(path))?;
         let reply: ShimReply = serde_json::from_str(line.trim())
             .map_err(|e| ShimError::Refused(format!("unreadable reply: {e}")))?;
         if reply.ok {
@@ -119,6 +131,9 @@ impl ShimClient {
         self.call(&ShimCommand::CloseStdin).await
     }
     pub async fn signal(&self, signal: &str) -> Result<(), ShimError> {
-        self.call(&ShimCommand::Signal { signal: signal.to_string() }).await
+        self.call(&ShimCommand::Signal {
+            signal: signal.to_string(),
+        })
+        .await
     }
 }

@@ -97,10 +97,14 @@ impl ExitInfo {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ShimCommand {
     /// Write a line (a newline is appended) to the agent's stdin.
-    Write { line: String },
+    Write {
+        line: String,
+    },
     CloseStdin,
     /// Signal the agent's process group: `INT`, `TERM` or `KILL`.
-    Signal { signal: String },
+    Signal {
+        signal: String,
+    },
     Ping,
 }
 

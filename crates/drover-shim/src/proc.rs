@@ -24,10 +24,14 @@ pub fn same_process(pid: i64, start: i64) -> bool {
 
 /// True if any process of group `pgid` is still alive (zombies excluded).
 pub fn group_alive(pgid: i64) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             if let Some(i) = stat.rfind(')') {
                 let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
@@ -55,7 +59,9 @@ pub fn parse_signal(name: &str) -> Option<Signal> {
 /// Signals a whole process group. Missing groups are not an error.
 pub fn signal_group(pgid: i64, sig: Signal) -> std::io::Result<()> {
     if pgid <= 1 {
-        return Err(std::io::Error::other("refusing to signal process group <= 1"));
+        return Err(std::io::Error::other(
+            "refusing to signal process group <= 1",
+        ));
     }
     match killpg(Pid::from_raw(pgid as i32), sig) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),

@@ -1,6 +1,8 @@
 //! The shim process. Synchronous on purpose: two threads and no runtime keep it small (< 3 MB).
 
-use crate::files::{write_atomic, ExitInfo, LaunchFile, ShimCommand, ShimReady, ShimReply, TaskFiles};
+use crate::files::{
+    write_atomic, ExitInfo, LaunchFile, ShimCommand, ShimReady, ShimReply, TaskFiles,
+};
 use crate::proc::{parse_signal, signal_group, start_time};
 use nix::sys::signal::Signal;
 use std::fs::OpenOptions;
@@ -44,8 +46,15 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
         Ok(c) => c,
         Err(e) => {
             let msg = format!("{}: {e}", launch.program);
-            let exit = ExitInfo { code: None, signal: None, spawn_error: Some(msg.clone()) };
-            write_atomic(&files.exit(), &serde_json::to_vec(&exit).unwrap_or_default())?;
+            let exit = ExitInfo {
+                code: None,
+                signal: None,
+                spawn_error: Some(msg.clone()),
+            };
+            write_atomic(
+                &files.exit(),
+                &serde_json::to_vec(&exit).unwrap_or_default(),
+            )?;
             let ready = ShimReady {
                 shim_pid: me,
                 shim_start: start_time(me).unwrap_or(0),
@@ -81,9 +90,16 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     let status = child.wait()?;
     // The agent is gone; whatever it left running in its group goes too (no orphans).
     let _ = signal_group(pid, Signal::SIGKILL);
-    let exit = ExitInfo { code: status.code(), signal: status.signal(), spawn_error: None };
+    let exit = ExitInfo {
+        code: status.code(),
+        signal: status.signal(),
+        spawn_error: None,
+    };
     let _ = std::fs::remove_file(&sock);
-    write_atomic(&files.exit(), &serde_json::to_vec(&exit).unwrap_or_default())
+    write_atomic(
+        &files.exit(),
+        &serde_json::to_vec(&exit).unwrap_or_default(),
+    )
 }
 
 /// Prints the ready line for the daemon, then detaches stdout so a dead daemon cannot SIGPIPE us.
@@ -121,7 +137,9 @@ fn serve(listener: UnixListener, stdin: SharedStdin, pgid: i64) {
 }
 
 fn handle(conn: UnixStream, stdin: SharedStdin, pgid: i64) {
-    let Ok(mut writer) = conn.try_clone() else { return };
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
     for line in BufReader::new(conn).lines() {
         let Ok(line) = line else { return };
         let reply = match serde_json::from_str::<ShimCommand>(&line) {
@@ -129,8 +147,14 @@ fn handle(conn: UnixStream, stdin: SharedStdin, pgid: i64) {
             Err(e) => Err(format!("bad command: {e}")),
         };
         let reply = match reply {
-            Ok(()) => ShimReply { ok: true, error: None },
-            Err(e) => ShimReply { ok: false, error: Some(e) },
+            Ok(()) => ShimReply {
+                ok: true,
+                error: None,
+            },
+            Err(e) => ShimReply {
+                ok: false,
+                error: Some(e),
+            },
         };
         let body = serde_json::to_string(&reply).unwrap_or_default();
         if writeln!(writer, "{body}").is_err() {
@@ -143,12 +167,18 @@ fn apply(cmd: ShimCommand, stdin: &SharedStdin, pgid: i64) -> Result<(), String>
     match cmd {
         ShimCommand::Ping => Ok(()),
         ShimCommand::Write { line } => {
-            let mut guard = stdin.lock().map_err(|_| "stdin lock poisoned".to_string())?;
+            let mut guard = stdin
+                .lock()
+                .map_err(|_| "stdin lock poisoned".to_string())?;
             let pipe = guard.as_mut().ok_or("the agent's stdin is closed")?;
-            writeln!(pipe, "{line}").and_then(|_| pipe.flush()).map_err(|e| format!("write to agent: {e}"))
+            writeln!(pipe, "{line}")
+                .and_then(|_| pipe.flush())
+                .map_err(|e| format!("write to agent: {e}"))
         }
         ShimCommand::CloseStdin => {
-            let mut guard = stdin.lock().map_err(|_| "stdin lock poisoned".to_string())?;
+            let mut guard = stdin
+                .lock()
+                .map_err(|_| "stdin lock poisoned".to_string())?;
             *guard = None;
             Ok(())
         }

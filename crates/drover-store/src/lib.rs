@@ -28,7 +28,11 @@ pub enum StoreError {
     #[error("{0:?} matches several tasks: {1}")]
     Ambiguous(String, String),
     #[error("task {id} is {actual}, expected one of {expected}")]
-    WrongState { id: String, actual: TaskState, expected: String },
+    WrongState {
+        id: String,
+        actual: TaskState,
+        expected: String,
+    },
     #[error("store: {0}")]
     Db(#[from] sqlx::Error),
     #[error("store migration: {0}")]

@@ -169,21 +169,28 @@ impl TaskPatch {
         self.state
     }
     pub fn outcome(mut self, o: Option<&Outcome>) -> Self {
-        self.sets.push(("verdict", o.map(|o| o.verdict.as_str().to_string()).into()));
-        self.sets.push(("reason", o.map(|o| o.reason.clone()).into()));
+        self.sets
+            .push(("verdict", o.map(|o| o.verdict.as_str().to_string()).into()));
+        self.sets
+            .push(("reason", o.map(|o| o.reason.clone()).into()));
         let kind = o.and_then(|o| o.error_kind).map(|k| k.as_str().to_string());
         self.sets.push(("error_kind", kind.into()));
         self
     }
     pub fn usage(mut self, u: Usage) -> Self {
-        self.sets.push(("input_tokens", Val::Int(u.input_tokens as i64)));
-        self.sets.push(("output_tokens", Val::Int(u.output_tokens as i64)));
-        self.sets.push(("cache_read_tokens", Val::Int(u.cache_read_tokens as i64)));
-        self.sets.push(("cache_write_tokens", Val::Int(u.cache_write_tokens as i64)));
+        self.sets
+            .push(("input_tokens", Val::Int(u.input_tokens as i64)));
+        self.sets
+            .push(("output_tokens", Val::Int(u.output_tokens as i64)));
+        self.sets
+            .push(("cache_read_tokens", Val::Int(u.cache_read_tokens as i64)));
+        self.sets
+            .push(("cache_write_tokens", Val::Int(u.cache_write_tokens as i64)));
         self
     }
     pub fn pending_input(mut self, v: Option<&serde_json::Value>) -> Self {
-        self.sets.push(("pending_input", v.map(|v| v.to_string()).into()));
+        self.sets
+            .push(("pending_input", v.map(|v| v.to_string()).into()));
         self
     }
     pub fn stop_requested(mut self, v: bool) -> Self {
@@ -239,5 +246,9 @@ pub(crate) fn parse_outcome(
         Some(k) => Some(k.parse::<ErrorKind>()?),
         None => None,
     };
-    Ok(Some(Outcome { verdict, reason: reason.unwrap_or_default(), error_kind }))
+    Ok(Some(Outcome {
+        verdict,
+        reason: reason.unwrap_or_default(),
+        error_kind,
+    }))
 }

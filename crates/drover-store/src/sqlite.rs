@@ -8,7 +8,9 @@ use crate::record::{parse_outcome, NewTask, TaskPatch, TaskRecord, Val};
 use crate::{now, ListFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use drover_types::{Budget, Event, EventKind, NewEvent, TaskState, Usage};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use std::path::Path;
 use std::str::FromStr;
@@ -28,14 +30,23 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await?;
         Ok(SqliteStore { writer, reader })
     }
 
     async fn fetch(&self, conn: &SqlitePool, id: &str) -> Result<TaskRecord> {
-        let row = sqlx::query("SELECT * FROM tasks WHERE id = ?").bind(id).fetch_optional(conn).await?;
+        let row = sqlx::query("SELECT * FROM tasks WHERE id = ?")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
         match row {
             Some(r) => row_to_task(&r),
             None => Err(StoreError::NotFound(id.to_string())),
@@ -68,7 +79,13 @@ async fn append(
             .bind(ev.data.to_string())
             .execute(&mut **tx)
             .await?;
-        out.push(Event { task_id: id.to_string(), seq, ts: ts.clone(), kind: ev.kind, data: ev.data });
+        out.push(Event {
+            task_id: id.to_string(),
+            seq,
+            ts: ts.clone(),
+            kind: ev.kind,
+            data: ev.data,
+        });
     }
     sqlx::query("UPDATE tasks SET next_seq = ? WHERE id = ?")
         .bind(first + out.len() as i64)
@@ -85,7 +102,8 @@ impl Store for SqliteStore {
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM tasks")
             .fetch_one(&mut *tx)
             .await?;
-        let verify = serde_json::to_string(&t.verify).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let verify =
+            serde_json::to_string(&t.verify).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO tasks (id, queue_seq, name, state, agent, model, repo, repo_dir, base_ref, \
              base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
@@ -161,9 +179,11 @@ impl Store for SqliteStore {
     }
 
     async fn queued(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT id FROM tasks WHERE state = 'queued' ORDER BY queue_seq")
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM tasks WHERE state = 'queued' ORDER BY queue_seq")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     async fn active(&self) -> Result<Vec<TaskRecord>> {
@@ -200,7 +220,8 @@ impl Store for SqliteStore {
                 });
             }
         }
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE tasks SET next_seq = next_seq");
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("UPDATE tasks SET next_seq = next_seq");
         if let Some(s) = patch.state {
             qb.push(", state = ").push_bind(s.as_str());
             let mut data = serde_json::json!({ "state": s.as_str() });
@@ -255,7 +276,8 @@ impl Store for SqliteStore {
                     seq: r.try_get("seq")?,
                     ts: r.try_get("ts")?,
                     kind: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
-                    data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    data: serde_json::from_str(&data)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 })
             })
             .collect()
@@ -263,8 +285,14 @@ impl Store for SqliteStore {
 
     async fn delete_task(&self, id: &str) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM events WHERE task_id = ?").bind(id).execute(&mut *tx).await?;
-        let res = sqlx::query("DELETE FROM tasks WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM events WHERE task_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let res = sqlx::query("DELETE FROM tasks WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::NotFound(id.to_string()));
         }
@@ -299,8 +327,12 @@ fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
         result: r.try_get("result")?,
-        outcome: parse_outcome(r.try_get("verdict")?, r.try_get("reason")?, r.try_get("error_kind")?)
-            .map_err(StoreError::Corrupt)?,
+        outcome: parse_outcome(
+            r.try_get("verdict")?,
+            r.try_get("reason")?,
+            r.try_get("error_kind")?,
+        )
+        .map_err(StoreError::Corrupt)?,
         usage: Usage {
             input_tokens: u("input_tokens")?,
             output_tokens: u("output_tokens")?,
@@ -308,7 +340,10 @@ fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
             cache_write_tokens: u("cache_write_tokens")?,
         },
         cost_usd: r.try_get("cost_usd")?,
-        budget: Budget { max_usd: r.try_get("max_usd")?, max_tokens: max_tokens.map(|v| v.max(0) as u64) },
+        budget: Budget {
+            max_usd: r.try_get("max_usd")?,
+            max_tokens: max_tokens.map(|v| v.max(0) as u64),
+        },
         session_id: r.try_get("session_id")?,
         commit: r.try_get("commit_sha")?,
         pool: r.try_get("pool")?,

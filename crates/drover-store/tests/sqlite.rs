@@ -27,7 +27,9 @@ async fn seq_is_contiguous_under_concurrent_writers() {
         handles.push(tokio::spawn(async move {
             for j in 0..25 {
                 let ev = NewEvent::new(EventKind::Text, json!({"text": format!("{i}-{j}")}));
-                s.update("aaaa1111", None, TaskPatch::new(), vec![ev.clone(), ev]).await.unwrap();
+                s.update("aaaa1111", None, TaskPatch::new(), vec![ev.clone(), ev])
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -51,7 +53,9 @@ async fn state_changes_are_checked_and_recorded() {
         .update(
             "bbbb2222",
             Some(&[TaskState::Queued]),
-            TaskPatch::new().state(TaskState::Preparing, json!({})).stdout_offset(Some(42)),
+            TaskPatch::new()
+                .state(TaskState::Preparing, json!({}))
+                .stdout_offset(Some(42)),
             vec![],
         )
         .await
@@ -61,7 +65,12 @@ async fn state_changes_are_checked_and_recorded() {
     assert_eq!(evs[0].kind, EventKind::State);
     assert_eq!(evs[0].seq, 2);
     let err = store
-        .update("bbbb2222", Some(&[TaskState::Queued]), TaskPatch::new().state(TaskState::Running, json!({})), vec![])
+        .update(
+            "bbbb2222",
+            Some(&[TaskState::Queued]),
+            TaskPatch::new().state(TaskState::Running, json!({})),
+            vec![],
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::WrongState { .. }), "{err}");
@@ -78,14 +87,29 @@ async fn prefixes_queue_and_reopen() {
         for id in ["abc00001", "abd00002", "xyz00003"] {
             store.create_task(new_task(id)).await.unwrap();
         }
-        assert!(matches!(store.find_task("ab").await, Err(StoreError::Ambiguous(..))));
+        assert!(matches!(
+            store.find_task("ab").await,
+            Err(StoreError::Ambiguous(..))
+        ));
         assert_eq!(store.find_task("abd").await.unwrap().id, "abd00002");
-        assert!(matches!(store.find_task("nope").await, Err(StoreError::NotFound(_))));
-        store.update("abc00001", None, TaskPatch::new().requeue(), vec![]).await.unwrap();
+        assert!(matches!(
+            store.find_task("nope").await,
+            Err(StoreError::NotFound(_))
+        ));
+        store
+            .update("abc00001", None, TaskPatch::new().requeue(), vec![])
+            .await
+            .unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.queued().await.unwrap(), vec!["abd00002", "xyz00003", "abc00001"]);
-    assert_eq!(store.list_tasks(ListFilter::All, "").await.unwrap().len(), 3);
+    assert_eq!(
+        store.queued().await.unwrap(),
+        vec!["abd00002", "xyz00003", "abc00001"]
+    );
+    assert_eq!(
+        store.list_tasks(ListFilter::All, "").await.unwrap().len(),
+        3
+    );
     store.delete_task("xyz00003").await.unwrap();
     assert!(store.events("xyz00003", 0, 10).await.unwrap().is_empty());
 }

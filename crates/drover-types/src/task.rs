@@ -49,7 +49,10 @@ impl TaskState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Interrupted
+            TaskState::Succeeded
+                | TaskState::Failed
+                | TaskState::Cancelled
+                | TaskState::Interrupted
         )
     }
 
@@ -57,7 +60,10 @@ impl TaskState {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            TaskState::Preparing | TaskState::Running | TaskState::NeedsInput | TaskState::Verifying
+            TaskState::Preparing
+                | TaskState::Running
+                | TaskState::NeedsInput
+                | TaskState::Verifying
         )
     }
 }
@@ -155,10 +161,18 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn success(reason: impl Into<String>) -> Self {
-        Outcome { verdict: Verdict::Success, reason: reason.into(), error_kind: None }
+        Outcome {
+            verdict: Verdict::Success,
+            reason: reason.into(),
+            error_kind: None,
+        }
     }
     pub fn fail(kind: ErrorKind, reason: impl Into<String>) -> Self {
-        Outcome { verdict: Verdict::Fail, reason: reason.into(), error_kind: Some(kind) }
+        Outcome {
+            verdict: Verdict::Fail,
+            reason: reason.into(),
+            error_kind: Some(kind),
+        }
     }
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 fn config(args: &DaemonArgs) -> Result<drover_daemon::Config> {
     let home = drover_home();
-    std::fs::create_dir_all(&home)
-        .map_err(|e| CliError::input(format!("cannot create DROVER_HOME {}: {e}", home.display())))?;
+    std::fs::create_dir_all(&home).map_err(|e| {
+        CliError::input(format!("cannot create DROVER_HOME {}: {e}", home.display()))
+    })?;
     let mut cfg = drover_daemon::Config::load(&home).map_err(|e| CliError::input(e.to_string()))?;
     if let Some(s) = args.slots {
         cfg.slots = s;
@@ -71,7 +72,11 @@ pub async fn background(args: DaemonArgs) -> Result<i32> {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
             }
-            let n = v.get("stopped_tasks").and_then(|s| s.as_array()).map(|a| a.len()).unwrap_or(0);
+            let n = v
+                .get("stopped_tasks")
+                .and_then(|s| s.as_array())
+                .map(|a| a.len())
+                .unwrap_or(0);
             if stop_tasks {
                 eprintln!("drover: daemon stopped ({n} tasks stopped first)");
             } else {
@@ -79,23 +84,25 @@ pub async fn background(args: DaemonArgs) -> Result<i32> {
             }
             Ok(0)
         }
-        Some(DaemonAction::Status { json }) => match client.get::<drover_types::DaemonStatus>("/v1/status").await {
-            Ok(s) => {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-                } else {
-                    println!(
-                        "running: pid {}, {} of {} slots used, {} queued, sandbox {} ({})",
-                        s.pid, s.running, s.slots, s.queued, s.sandbox_mode, s.sandbox_reason
-                    );
+        Some(DaemonAction::Status { json }) => {
+            match client.get::<drover_types::DaemonStatus>("/v1/status").await {
+                Ok(s) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                    } else {
+                        println!(
+                            "running: pid {}, {} of {} slots used, {} queued, sandbox {} ({})",
+                            s.pid, s.running, s.slots, s.queued, s.sandbox_mode, s.sandbox_reason
+                        );
+                    }
+                    Ok(0)
                 }
-                Ok(0)
+                Err(_) => {
+                    println!("not running ({})", client.home.display());
+                    Ok(3)
+                }
             }
-            Err(_) => {
-                println!("not running ({})", client.home.display());
-                Ok(3)
-            }
-        },
+        }
         None => {
             if client.ping().await {
                 let s: drover_types::DaemonStatus = client.get("/v1/status").await?;
@@ -111,7 +118,7 @@ pub async fn background(args: DaemonArgs) -> Result<i32> {
                 extra.push("--sandbox".to_string());
                 extra.push(m.clone());
             }
-            let pid = client.start_daemon(&extra).await?;
+            let pid = client.start_daemon(&extra, &[]).await?;
             println!("{pid}");
             Ok(0)
         }

@@ -14,7 +14,11 @@ struct Check {
 fn version_of(program: &str, arg: &str) -> std::result::Result<String, String> {
     match std::process::Command::new(program).arg(arg).output() {
         Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
-        Ok(o) => Err(format!("{program} {arg} exited {}: {}", o.status, String::from_utf8_lossy(&o.stderr).trim())),
+        Ok(o) => Err(format!(
+            "{program} {arg} exited {}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
         Err(e) => Err(format!("{program}: {e}")),
     }
 }
@@ -30,7 +34,11 @@ pub async fn doctor(json: bool) -> Result<i32> {
     checks.push(Check {
         name: "home",
         ok: writable.is_ok(),
-        detail: format!("{}{}", home.display(), writable.err().map(|e| format!(": {e}")).unwrap_or_default()),
+        detail: format!(
+            "{}{}",
+            home.display(),
+            writable.err().map(|e| format!(": {e}")).unwrap_or_default()
+        ),
         hint: Some("set DROVER_HOME to a writable directory".into()),
     });
     let git = version_of("git", "--version");
@@ -40,7 +48,9 @@ pub async fn doctor(json: bool) -> Result<i32> {
         detail: git.unwrap_or_else(|e| e),
         hint: Some("install git (drover shells out to it)".into()),
     });
-    let mode = drover_daemon::Config::load(&home).map(|c| c.sandbox).unwrap_or_default();
+    let mode = drover_daemon::Config::load(&home)
+        .map(|c| c.sandbox)
+        .unwrap_or_default();
     let sandboxes = drover_sandbox::Sandboxes::new(&home, mode);
     checks.push(Check {
         name: "sandbox",
@@ -48,31 +58,47 @@ pub async fn doctor(json: bool) -> Result<i32> {
         detail: format!("{}: {}", sandboxes.kind(), sandboxes.mode_reason()),
         hint: None,
     });
-    let claude_bin = std::env::var("DROVER_CLAUDE_BIN").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "claude".into());
+    let claude_bin = std::env::var("DROVER_CLAUDE_BIN")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "claude".into());
     let claude = version_of(&claude_bin, "--version");
     checks.push(Check {
         name: "agent claude",
         ok: claude.is_ok(),
         detail: match &claude {
-            Ok(v) => format!("{claude_bin}: {v}; needs ANTHROPIC_API_KEY (or a login) for the real API"),
+            Ok(v) => {
+                format!("{claude_bin}: {v}; needs ANTHROPIC_API_KEY (or a login) for the real API")
+            }
             Err(e) => e.clone(),
         },
         hint: Some("npm install -g @anthropic-ai/claude-code, or set DROVER_CLAUDE_BIN".into()),
     });
     let sh = version_of("/bin/sh", "-c").map(|_| "/bin/sh".to_string());
-    checks.push(Check { name: "agent command", ok: true, detail: sh.unwrap_or_else(|_| "/bin/sh".into()), hint: None });
+    checks.push(Check {
+        name: "agent command",
+        ok: true,
+        detail: sh.unwrap_or_else(|_| "/bin/sh".into()),
+        hint: None,
+    });
     let client = Client::new(home.clone());
     let daemon = client.get::<drover_types::DaemonStatus>("/v1/status").await;
     checks.push(Check {
         name: "daemon",
         ok: true,
         detail: match daemon {
-            Ok(s) => format!("running, pid {}, {} slots, sandbox {}", s.pid, s.slots, s.sandbox_mode),
+            Ok(s) => format!(
+                "running, pid {}, {} slots, sandbox {}",
+                s.pid, s.slots, s.sandbox_mode
+            ),
             Err(_) => "not running (any drover command starts it)".into(),
         },
         hint: None,
     });
-    let essential_ok = checks.iter().filter(|c| matches!(c.name, "home" | "git")).all(|c| c.ok);
+    let essential_ok = checks
+        .iter()
+        .filter(|c| matches!(c.name, "home" | "git"))
+        .all(|c| c.ok);
     if json {
         let v: Vec<_> = checks
             .iter()
@@ -81,7 +107,12 @@ pub async fn doctor(json: bool) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         for c in &checks {
-            println!("{} {:<14} {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail);
+            println!(
+                "{} {:<14} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            );
             if !c.ok {
                 if let Some(h) = &c.hint {
                     println!("     {:<14} hint: {h}", "");

@@ -51,7 +51,9 @@ pub async fn follow_events(client: &Client, id: &str, mut after: i64, json: bool
         match client.get::<Task>(&format!("/v1/tasks/{id}")).await {
             Ok(t) if t.state.is_terminal() => {
                 // Drain anything written after the stream ended.
-                let evs: Vec<Event> = client.get(&format!("/v1/tasks/{id}/events?after={after}")).await?;
+                let evs: Vec<Event> = client
+                    .get(&format!("/v1/tasks/{id}/events?after={after}"))
+                    .await?;
                 for e in &evs {
                     after = e.seq;
                     print_event(e, json);
@@ -80,7 +82,10 @@ pub async fn attach(id: &str) -> Result<i32> {
     let client = Client::connect().await?;
     let task: Task = client.get(&format!("/v1/tasks/{id}")).await?;
     let tid = task.id.clone();
-    eprintln!("drover: attached to {tid} ({}); type a line to send it, Ctrl-D or Ctrl-C to detach", task.state);
+    eprintln!(
+        "drover: attached to {tid} ({}); type a line to send it, Ctrl-D or Ctrl-C to detach",
+        task.state
+    );
     let follower = {
         let client = client.clone();
         let tid = tid.clone();
@@ -148,4 +153,3 @@ pub async fn agents() -> Result<i32> {
         }
     }
 }
-

@@ -1,6 +1,8 @@
 //! One module per command group; [`dispatch`] picks one.
 
+mod bench;
 mod daemon;
+mod demo;
 mod doctor;
 mod logs;
 mod tasks;
@@ -12,7 +14,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         // The shim runs no async runtime: it must stay small.
         Command::Shim { dir } => Ok(drover_shim::run::run(&dir)),
-        Command::Daemon(args) if args.foreground && args.action.is_none() => daemon::foreground(args),
+        Command::Daemon(args) if args.foreground && args.action.is_none() => {
+            daemon::foreground(args)
+        }
         other => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -29,7 +33,12 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Ls { all, json } => tasks::ls(all, json).await,
         Command::Show { id, json } => tasks::show(&id, json).await,
         Command::Wait { ids, json } => tasks::wait(&ids, json).await,
-        Command::Send { id, message, allow, deny } => tasks::send(&id, message, allow, deny).await,
+        Command::Send {
+            id,
+            message,
+            allow,
+            deny,
+        } => tasks::send(&id, message, allow, deny).await,
         Command::Stop { id } => tasks::stop(&id).await,
         Command::Rm { id } => tasks::rm(&id).await,
         Command::Logs { id, follow, json } => logs::logs(&id, follow, json).await,
@@ -44,7 +53,8 @@ async fn run(cmd: Command) -> Result<i32> {
                 .map_err(|e| CliError::input(format!("fake provider: {e}")))?;
             Ok(0)
         }
-        Command::Bench(_) | Command::Demo(_) => Err(CliError::input("not built yet")),
+        Command::Bench(args) => bench::bench(args).await,
+        Command::Demo(args) => demo::demo(args).await,
         Command::Shim { .. } => Ok(2),
     }
 }

@@ -8,7 +8,9 @@ use drover_types::{RunRequest, SendRequest, Task, TaskState};
 
 fn path_id(id: &str) -> String {
     // Ids are hex; anything else is refused by the daemon with a clear not-found.
-    id.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect()
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .collect()
 }
 
 /// A local directory becomes an absolute path (must exist); URLs pass through.
@@ -20,7 +22,8 @@ fn resolve_repo(repo: Option<String>) -> Result<String> {
     }
     let path = std::path::Path::new(&raw);
     let abs = std::fs::canonicalize(path).map_err(|e| {
-        CliError::input(format!("--repo {raw}: {e}")).hint("pass a git checkout's directory, or run drover inside one")
+        CliError::input(format!("--repo {raw}: {e}"))
+            .hint("pass a git checkout's directory, or run drover inside one")
     })?;
     Ok(abs.display().to_string())
 }
@@ -53,7 +56,11 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         println!("{r}");
     }
     if t.state != TaskState::Succeeded {
-        let reason = t.outcome.as_ref().map(|o| o.reason.clone()).unwrap_or_default();
+        let reason = t
+            .outcome
+            .as_ref()
+            .map(|o| o.reason.clone())
+            .unwrap_or_default();
         eprintln!("drover: task {} {}: {reason}", t.id, t.state);
         return Ok(1);
     }
@@ -62,7 +69,9 @@ pub async fn run(args: RunArgs) -> Result<i32> {
 
 pub async fn wait_one(client: &Client, id: &str) -> Result<Task> {
     loop {
-        let t: Task = client.get(&format!("/v1/tasks/{}/wait?timeout=60", path_id(id))).await?;
+        let t: Task = client
+            .get(&format!("/v1/tasks/{}/wait?timeout=60", path_id(id)))
+            .await?;
         if t.state.is_terminal() {
             return Ok(t);
         }
@@ -73,9 +82,19 @@ pub async fn ls(all: bool, json: bool) -> Result<i32> {
     let client = Client::connect().await?;
     let tasks: Vec<Task> = client.get(&format!("/v1/tasks?all={all}")).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&tasks).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&tasks).unwrap_or_default()
+        );
     } else if tasks.is_empty() {
-        eprintln!("no tasks{}", if all { "" } else { " (active or finished in the last hour; --all for every task)" });
+        eprintln!(
+            "no tasks{}",
+            if all {
+                ""
+            } else {
+                " (active or finished in the last hour; --all for every task)"
+            }
+        );
     } else {
         print!("{}", format::table(&tasks));
     }
@@ -100,30 +119,49 @@ pub async fn wait(ids: &[String], json: bool) -> Result<i32> {
         done.push(wait_one(&client, id).await?);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&done).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&done).unwrap_or_default()
+        );
     } else {
         for t in &done {
             let reason = t.outcome.as_ref().map(|o| o.reason.as_str()).unwrap_or("");
             println!("{} {} {}", t.id, t.state, reason);
         }
     }
-    Ok(if done.iter().all(|t| t.state == TaskState::Succeeded) { 0 } else { 1 })
+    Ok(if done.iter().all(|t| t.state == TaskState::Succeeded) {
+        0
+    } else {
+        1
+    })
 }
 
 pub async fn send(id: &str, message: Option<String>, allow: bool, deny: bool) -> Result<i32> {
     if message.is_none() && !allow && !deny {
-        return Err(CliError::input("nothing to send").hint("drover send ID MESSAGE, or drover send ID --allow|--deny"));
+        return Err(CliError::input("nothing to send")
+            .hint("drover send ID MESSAGE, or drover send ID --allow|--deny"));
     }
     let client = Client::connect().await?;
-    let req = SendRequest { message, allow, deny };
-    let t: Task = client.post(&format!("/v1/tasks/{}/send", path_id(id)), &req).await?;
+    let req = SendRequest {
+        message,
+        allow,
+        deny,
+    };
+    let t: Task = client
+        .post(&format!("/v1/tasks/{}/send", path_id(id)), &req)
+        .await?;
     eprintln!("drover: sent to {} ({})", t.id, t.state);
     Ok(0)
 }
 
 pub async fn stop(id: &str) -> Result<i32> {
     let client = Client::connect().await?;
-    let t: Task = client.post(&format!("/v1/tasks/{}/stop", path_id(id)), &serde_json::json!({})).await?;
+    let t: Task = client
+        .post(
+            &format!("/v1/tasks/{}/stop", path_id(id)),
+            &serde_json::json!({}),
+        )
+        .await?;
     println!("{} {}", t.id, t.state);
     Ok(0)
 }
@@ -131,6 +169,9 @@ pub async fn stop(id: &str) -> Result<i32> {
 pub async fn rm(id: &str) -> Result<i32> {
     let client = Client::connect().await?;
     let v: serde_json::Value = client.delete(&format!("/v1/tasks/{}", path_id(id))).await?;
-    println!("{}", v.get("removed").and_then(|v| v.as_str()).unwrap_or(id));
+    println!(
+        "{}",
+        v.get("removed").and_then(|v| v.as_str()).unwrap_or(id)
+    );
     Ok(0)
 }

@@ -16,14 +16,27 @@ pub struct Env {
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).env("GIT_CONFIG_NOSYSTEM", "1").output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Env {
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("dt").tempdir_in("/tmp").unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("dt")
+            .tempdir_in("/tmp")
+            .unwrap();
         let home = tmp.path().join("h");
         let user_home = tmp.path().join("u");
         let repo = tmp.path().join("repo");
@@ -33,7 +46,13 @@ impl Env {
             "[user]\n\tname = Test\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n",
         )
         .unwrap();
-        let env = Env { tmp, home, user_home, repo, extra_env: vec![] };
+        let env = Env {
+            tmp,
+            home,
+            user_home,
+            repo,
+            extra_env: vec![],
+        };
         std::fs::create_dir_all(&env.repo).unwrap();
         env.git(&["init", "-q"]);
         std::fs::write(env.repo.join("README.md"), "demo\n").unwrap();
@@ -52,7 +71,11 @@ impl Env {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -110,14 +133,19 @@ impl Env {
         let out = self.run(&["wait", id, "--json"]);
         let s = String::from_utf8_lossy(&out.stdout);
         let v: Value = serde_json::from_str(&s).unwrap_or_else(|e| {
-            panic!("wait printed no JSON ({e}): {s} {}", String::from_utf8_lossy(&out.stderr))
+            panic!(
+                "wait printed no JSON ({e}): {s} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
         });
         v[0].clone()
     }
 
     pub fn events(&self, id: &str) -> Vec<Value> {
         let s = self.ok(&["logs", id, "--json"]);
-        s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        s.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Polls `show` until `pred` holds (a state the test cannot be told about any other way).
@@ -128,13 +156,20 @@ impl Env {
             if pred(&t) {
                 return t;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; task: {t:#}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; task: {t:#}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.home.join("daemon.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.home.join("daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// SIGKILLs the daemon and waits until it is gone.
@@ -173,7 +208,9 @@ pub fn processes_of(home: &Path) -> Vec<i64> {
     let needle = format!("DROVER_HOME={}", home.display());
     let mut out = vec![];
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
         if pid == std::process::id() as i64 {
             continue;
         }
@@ -211,7 +248,10 @@ pub fn busy_intervals(env: &Env, ids: &[String]) -> Vec<(String, String)> {
     ids.iter()
         .map(|id| {
             let evs = env.events(id);
-            let start = evs.iter().find(|e| e["kind"] == "state" && e["data"]["state"] == "preparing").unwrap()["ts"]
+            let start = evs
+                .iter()
+                .find(|e| e["kind"] == "state" && e["data"]["state"] == "preparing")
+                .unwrap()["ts"]
                 .as_str()
                 .unwrap()
                 .to_string();
@@ -219,7 +259,8 @@ pub fn busy_intervals(env: &Env, ids: &[String]) -> Vec<(String, String)> {
                 .iter()
                 .find(|e| {
                     e["kind"] == "state"
-                        && ["succeeded", "failed", "cancelled", "interrupted"].contains(&e["data"]["state"].as_str().unwrap())
+                        && ["succeeded", "failed", "cancelled", "interrupted"]
+                            .contains(&e["data"]["state"].as_str().unwrap())
                 })
                 .unwrap()["ts"]
                 .as_str()
@@ -256,13 +297,24 @@ pub struct Provider {
 
 impl Provider {
     pub fn start(scenarios: Value) -> Provider {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let set = drover_fake_provider::ScenarioSet::from_json(&scenarios.to_string()).unwrap();
         let running = rt
-            .block_on(drover_fake_provider::FakeProvider::start(set, "127.0.0.1:0".parse().unwrap()))
+            .block_on(drover_fake_provider::FakeProvider::start(
+                set,
+                "127.0.0.1:0".parse().unwrap(),
+            ))
             .unwrap();
         let url = running.base_url();
-        Provider { rt, running: Some(running), url }
+        Provider {
+            rt,
+            running: Some(running),
+            url,
+        }
     }
 
     pub fn log(&self) -> Vec<drover_fake_provider::RequestRecord> {

@@ -19,7 +19,10 @@ pub async fn status(State(engine): State<Arc<Engine>>) -> Json<DaemonStatus> {
 }
 
 /// Stops the daemon. Without `stop_tasks`, running agents stay with their shims.
-pub async fn stop(State(engine): State<Arc<Engine>>, body: Option<Json<StopDaemonRequest>>) -> Json<serde_json::Value> {
+pub async fn stop(
+    State(engine): State<Arc<Engine>>,
+    body: Option<Json<StopDaemonRequest>>,
+) -> Json<serde_json::Value> {
     let stop_tasks = body.map(|b| b.stop_tasks).unwrap_or(false);
     let mut stopped = vec![];
     if stop_tasks {

@@ -13,10 +13,19 @@ pub struct ApiErr {
 }
 
 impl ApiErr {
-    pub fn new(status: StatusCode, kind: &str, error: impl Into<String>, hint: Option<&str>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: &str,
+        error: impl Into<String>,
+        hint: Option<&str>,
+    ) -> Self {
         ApiErr {
             status,
-            body: ApiError { kind: kind.into(), error: error.into(), hint: hint.map(String::from) },
+            body: ApiError {
+                kind: kind.into(),
+                error: error.into(),
+                hint: hint.map(String::from),
+            },
         }
     }
     pub fn invalid(error: impl Into<String>) -> Self {
@@ -33,12 +42,27 @@ impl IntoResponse for ApiErr {
 impl From<StoreError> for ApiErr {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::NotFound(_) => {
-                ApiErr::new(StatusCode::NOT_FOUND, "not_found", e.to_string(), Some("`drover ls --all` lists tasks"))
+            StoreError::NotFound(_) => ApiErr::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                e.to_string(),
+                Some("`drover ls --all` lists tasks"),
+            ),
+            StoreError::Ambiguous(..) => ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                e.to_string(),
+                Some("give more of the id"),
+            ),
+            StoreError::WrongState { .. } => {
+                ApiErr::new(StatusCode::CONFLICT, "conflict", e.to_string(), None)
             }
-            StoreError::Ambiguous(..) => ApiErr::new(StatusCode::BAD_REQUEST, "invalid", e.to_string(), Some("give more of the id")),
-            StoreError::WrongState { .. } => ApiErr::new(StatusCode::CONFLICT, "conflict", e.to_string(), None),
-            _ => ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string(), None),
+            _ => ApiErr::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+                None,
+            ),
         }
     }
 }
@@ -49,7 +73,12 @@ impl From<ControlError> for ApiErr {
             ControlError::Store(s) => s.into(),
             ControlError::Conflict(m) => ApiErr::new(StatusCode::CONFLICT, "conflict", m, None),
             ControlError::Invalid(m) => ApiErr::invalid(m),
-            ControlError::Agent(m) => ApiErr::new(StatusCode::CONFLICT, "conflict", m, Some("the agent may have just exited; `drover show` tells")),
+            ControlError::Agent(m) => ApiErr::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                m,
+                Some("the agent may have just exited; `drover show` tells"),
+            ),
         }
     }
 }

@@ -44,7 +44,9 @@ pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> 
     let mut stopping = engine.stopping();
     let signals = engine.clone();
     tokio::spawn(async move {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
             return;
         };
         tokio::select! {
@@ -61,5 +63,8 @@ pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> 
         }
     };
     tracing::info!("listening on {}", path.display());
-    axum::serve(listener, router(engine)).with_graceful_shutdown(shutdown).await.map_err(DaemonError::Socket)
+    axum::serve(listener, router(engine))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(DaemonError::Socket)
 }

@@ -30,7 +30,10 @@ async fn view(engine: &Engine, t: &TaskRecord) -> Task {
     t.to_task(pos)
 }
 
-pub async fn create(State(engine): State<Arc<Engine>>, Json(req): Json<RunRequest>) -> ApiResult<Json<Task>> {
+pub async fn create(
+    State(engine): State<Arc<Engine>>,
+    Json(req): Json<RunRequest>,
+) -> ApiResult<Json<Task>> {
     let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
     drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
     if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
@@ -39,15 +42,24 @@ pub async fn create(State(engine): State<Arc<Engine>>, Json(req): Json<RunReques
     if req.prompt.trim().is_empty() && agent != "command" {
         return Err(ApiErr::invalid("the prompt is empty"));
     }
-    let permissions = req.permissions.clone().unwrap_or_else(|| engine.config.permissions.clone());
+    let permissions = req
+        .permissions
+        .clone()
+        .unwrap_or_else(|| engine.config.permissions.clone());
     if !["ask", "allow", "deny"].contains(&permissions.as_str()) {
-        return Err(ApiErr::invalid(format!("permissions {permissions:?}: use ask, allow or deny")));
+        return Err(ApiErr::invalid(format!(
+            "permissions {permissions:?}: use ask, allow or deny"
+        )));
     }
-    if req.max_usd.is_some_and(|v| !(v > 0.0)) {
+    if req.max_usd.is_some_and(|v| v.is_nan() || v <= 0.0) {
         return Err(ApiErr::invalid("--max-usd must be a positive number"));
     }
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
-    let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await.map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let resolved = engine
+        .sandboxes
+        .resolve(&req.repo, &base_ref)
+        .await
+        .map_err(|e| ApiErr::invalid(e.to_string()))?;
     let session_id = (agent == "claude").then(|| uuid::Uuid::new_v4().to_string());
     let mut last = None;
     for _ in 0..5 {
@@ -64,7 +76,10 @@ pub async fn create(State(engine): State<Arc<Engine>>, Json(req): Json<RunReques
             cmd: req.cmd.clone(),
             verify: req.verify.clone(),
             permissions: permissions.clone(),
-            budget: Budget { max_usd: req.max_usd, max_tokens: req.max_tokens },
+            budget: Budget {
+                max_usd: req.max_usd,
+                max_tokens: req.max_tokens,
+            },
             session_id: session_id.clone(),
             pool: None,
             team: None,
@@ -81,7 +96,9 @@ pub async fn create(State(engine): State<Arc<Engine>>, Json(req): Json<RunReques
             Err(e) => return Err(e.into()),
         }
     }
-    Err(last.map(ApiErr::from).unwrap_or_else(|| ApiErr::invalid("could not create the task")))
+    Err(last
+        .map(ApiErr::from)
+        .unwrap_or_else(|| ApiErr::invalid("could not create the task")))
 }
 
 #[derive(Deserialize)]
@@ -90,24 +107,37 @@ pub struct ListQuery {
     all: bool,
 }
 
-pub async fn list(State(engine): State<Arc<Engine>>, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<Task>>> {
+pub async fn list(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Task>>> {
     let since = (chrono::Utc::now() - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let filter = if q.all { ListFilter::All } else { ListFilter::ActiveOrFinishedSince };
+    let filter = if q.all {
+        ListFilter::All
+    } else {
+        ListFilter::ActiveOrFinishedSince
+    };
     let tasks = engine.store.list_tasks(filter, &since).await?;
     let queued = engine.store.queued().await?;
     Ok(Json(
         tasks
             .iter()
             .map(|t| {
-                let pos = queued.iter().position(|id| id == &t.id).map(|p| p as u64 + 1);
+                let pos = queued
+                    .iter()
+                    .position(|id| id == &t.id)
+                    .map(|p| p as u64 + 1);
                 t.to_task(pos)
             })
             .collect(),
     ))
 }
 
-pub async fn show(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Json<Task>> {
+pub async fn show(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Task>> {
     let t = engine.store.find_task(&id).await?;
     Ok(Json(view(&engine, &t).await))
 }
@@ -131,7 +161,9 @@ pub async fn events(
         return Ok(Json(evs).into_response());
     }
     let stream = follow(engine, task.id, q.after);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }
 
 /// Events after `after` as SSE (id = seq), live, ending once the task is terminal and drained,
@@ -149,12 +181,17 @@ fn follow(
                 Ok(t) => t.state.is_terminal(),
                 Err(_) => true,
             };
-            let Ok(evs) = engine.store.events(&id, after, 500).await else { return };
+            let Ok(evs) = engine.store.events(&id, after, 500).await else {
+                return;
+            };
             let n = evs.len();
             for e in evs {
                 after = e.seq;
                 let data = serde_json::to_string(&e).unwrap_or_default();
-                let ev = SseEvent::default().id(e.seq.to_string()).event(e.kind.as_str()).data(data);
+                let ev = SseEvent::default()
+                    .id(e.seq.to_string())
+                    .event(e.kind.as_str())
+                    .data(data);
                 if tx.send(Ok(ev)).await.is_err() {
                     return;
                 }
@@ -216,12 +253,18 @@ pub async fn send(
     Ok(Json(view(&engine, &t).await))
 }
 
-pub async fn stop(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Json<Task>> {
+pub async fn stop(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Task>> {
     let t = control::stop(&engine, &id).await?;
     Ok(Json(view(&engine, &t).await))
 }
 
-pub async fn remove(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn remove(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let id = control::remove(&engine, &id).await?;
     Ok(Json(serde_json::json!({ "removed": id })))
 }

@@ -64,12 +64,23 @@ async fn answer(
     message: Option<&str>,
     by: &str,
 ) -> Result<(), ControlError> {
-    let request_id = req.get("request_id").and_then(|v| v.as_str()).unwrap_or_default();
+    let request_id = req
+        .get("request_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
     let input = req.get("input").cloned().unwrap_or(json!({}));
     let line = adapter
         .permission_answer(request_id, allow, &input, message)
-        .ok_or_else(|| ControlError::Invalid(format!("the {} agent takes no permission answers", adapter.name())))?;
-    shim(engine, &task.id).write_line(line).await.map_err(|e| ControlError::Agent(e.to_string()))?;
+        .ok_or_else(|| {
+            ControlError::Invalid(format!(
+                "the {} agent takes no permission answers",
+                adapter.name()
+            ))
+        })?;
+    shim(engine, &task.id)
+        .write_line(line)
+        .await
+        .map_err(|e| ControlError::Agent(e.to_string()))?;
     let behavior = if allow { "allow" } else { "deny" };
     let ev = NewEvent::new(
         EventKind::Input,
@@ -85,7 +96,11 @@ async fn answer(
 }
 
 /// `drover send`: a follow-up message, or an answer to the pending permission request.
-pub async fn send(engine: &Engine, id: &str, req: &SendRequest) -> Result<TaskRecord, ControlError> {
+pub async fn send(
+    engine: &Engine,
+    id: &str,
+    req: &SendRequest,
+) -> Result<TaskRecord, ControlError> {
     let task = engine.store.find_task(id).await?;
     if task.state.is_terminal() {
         return Err(ControlError::Conflict(format!(
@@ -99,28 +114,57 @@ pub async fn send(engine: &Engine, id: &str, req: &SendRequest) -> Result<TaskRe
             task.id, task.state
         )));
     }
-    let adapter = drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    let adapter =
+        drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;
     if req.allow || req.deny {
         let Some(pending) = task.pending_input.clone() else {
-            return Err(ControlError::Conflict(format!("task {} has no pending permission request", task.id)));
+            return Err(ControlError::Conflict(format!(
+                "task {} has no pending permission request",
+                task.id
+            )));
         };
-        answer(engine, &task, adapter.as_ref(), &pending, req.allow, req.message.as_deref(), "user").await?;
+        answer(
+            engine,
+            &task,
+            adapter.as_ref(),
+            &pending,
+            req.allow,
+            req.message.as_deref(),
+            "user",
+        )
+        .await?;
         return Ok(engine.store.get_task(&task.id).await?);
     }
     let Some(message) = req.message.as_deref().filter(|m| !m.trim().is_empty()) else {
-        return Err(ControlError::Invalid("nothing to send: give a message, --allow or --deny".into()));
+        return Err(ControlError::Invalid(
+            "nothing to send: give a message, --allow or --deny".into(),
+        ));
     };
     let line = adapter.user_message(message).ok_or_else(|| {
-        ControlError::Invalid(format!("the {} agent takes no messages after it starts", task.agent))
+        ControlError::Invalid(format!(
+            "the {} agent takes no messages after it starts",
+            task.agent
+        ))
     })?;
     let lock = engine.stdin_lock(&task.id);
     let st = lock.lock().await;
     if st.closed {
-        return Err(ControlError::Conflict(format!("task {} has finished its last turn and is exiting", task.id)));
+        return Err(ControlError::Conflict(format!(
+            "task {} has finished its last turn and is exiting",
+            task.id
+        )));
     }
-    shim(engine, &task.id).write_line(line).await.map_err(|e| ControlError::Agent(e.to_string()))?;
-    let ev = NewEvent::new(EventKind::Input, json!({ "message": message, "by": "user" }));
-    let (task, _) = engine.update(&task.id, None, TaskPatch::new().inc_turns_sent(), vec![ev]).await?;
+    shim(engine, &task.id)
+        .write_line(line)
+        .await
+        .map_err(|e| ControlError::Agent(e.to_string()))?;
+    let ev = NewEvent::new(
+        EventKind::Input,
+        json!({ "message": message, "by": "user" }),
+    );
+    let (task, _) = engine
+        .update(&task.id, None, TaskPatch::new().inc_turns_sent(), vec![ev])
+        .await?;
     drop(st);
     Ok(task)
 }
@@ -140,15 +184,21 @@ pub async fn stop(engine: &Arc<Engine>, id: &str) -> Result<TaskRecord, ControlE
             .outcome(Some(&outcome))
             .stop_requested(true)
             .finished_at(Some(now()));
-        match engine.update(&id, Some(&[TaskState::Queued]), patch, vec![]).await {
+        match engine
+            .update(&id, Some(&[TaskState::Queued]), patch, vec![])
+            .await
+        {
             Ok((t, _)) => return Ok(t),
             Err(StoreError::WrongState { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    engine.update(&id, None, TaskPatch::new().stop_requested(true), vec![]).await?;
+    engine
+        .update(&id, None, TaskPatch::new().stop_requested(true), vec![])
+        .await?;
     engine.poke(&id).notify_one();
-    let adapter = drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;
+    let adapter =
+        drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;
     let client = shim(engine, &id);
     if let Some(line) = adapter.interrupt() {
         let _ = client.write_line(line).await;
@@ -177,11 +227,17 @@ pub async fn stop(engine: &Arc<Engine>, id: &str) -> Result<TaskRecord, ControlE
             }
         }
     }
-    Ok(wait_terminal(engine, &id, grace).await?.unwrap_or(engine.store.get_task(&id).await?))
+    Ok(wait_terminal(engine, &id, grace)
+        .await?
+        .unwrap_or(engine.store.get_task(&id).await?))
 }
 
 /// Waits until the task is terminal; `None` on timeout.
-pub async fn wait_terminal(engine: &Engine, id: &str, timeout: Duration) -> Result<Option<TaskRecord>, StoreError> {
+pub async fn wait_terminal(
+    engine: &Engine,
+    id: &str,
+    timeout: Duration,
+) -> Result<Option<TaskRecord>, StoreError> {
     let mut rx = engine.subscribe();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -204,14 +260,23 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlErr
     if !task.state.is_terminal() {
         task = stop(engine, &id).await?;
         if !task.state.is_terminal() {
-            return Err(ControlError::Conflict(format!("task {id} did not stop; try again")));
+            return Err(ControlError::Conflict(format!(
+                "task {id} did not stop; try again"
+            )));
         }
     }
     // A terminal task whose supervisor has not let go yet (rare) is left alone.
     if engine.is_supervised(&id) {
-        return Err(ControlError::Conflict(format!("task {id} is still being finished; try again")));
+        return Err(ControlError::Conflict(format!(
+            "task {id} is still being finished; try again"
+        )));
     }
-    if let Some(sb) = engine.sandboxes.load(&id).await.map_err(|e| ControlError::Agent(e.to_string()))? {
+    if let Some(sb) = engine
+        .sandboxes
+        .load(&id)
+        .await
+        .map_err(|e| ControlError::Agent(e.to_string()))?
+    {
         let message = format!("drover: work left in the sandbox of {id}\n\nTask: {id}\n");
         engine.sandboxes.finish(&sb, &message).await.map_err(|e| {
             ControlError::Conflict(format!(

@@ -21,7 +21,11 @@ const MAX_LINE: usize = 64 << 20;
 const EXCERPT: usize = 4096;
 
 /// Reads what is new; returns the task as stored afterwards and whether anything was new.
-pub async fn step(engine: &Engine, id: &str, adapter: &dyn Adapter) -> Result<(TaskRecord, bool), StoreError> {
+pub async fn step(
+    engine: &Engine,
+    id: &str,
+    adapter: &dyn Adapter,
+) -> Result<(TaskRecord, bool), StoreError> {
     let task = engine.store.get_task(id).await?;
     let files = engine.home.task(id);
     let (out, out_end) = read_lines(&files.stdout(), task.stdout_offset);
@@ -45,10 +49,16 @@ pub async fn step(engine: &Engine, id: &str, adapter: &dyn Adapter) -> Result<(T
     }
     for line in &err {
         if let Line::Text(l) = line {
-            acc.events.push(NewEvent::new(EventKind::Stderr, json!({ "line": excerpt(l, EXCERPT) })));
+            acc.events.push(NewEvent::new(
+                EventKind::Stderr,
+                json!({ "line": excerpt(l, EXCERPT) }),
+            ));
         }
     }
-    let patch = acc.patch(&task).stdout_offset(Some(out_end)).stderr_offset(Some(err_end));
+    let patch = acc
+        .patch(&task)
+        .stdout_offset(Some(out_end))
+        .stderr_offset(Some(err_end));
     let (task, _) = engine.update(id, None, patch, acc.events).await?;
     Ok((task, true))
 }
@@ -60,7 +70,9 @@ enum Line {
 
 /// Complete lines from `offset`, and the offset just past the last one.
 fn read_lines(path: &Path, offset: i64) -> (Vec<Line>, i64) {
-    let Ok(mut f) = std::fs::File::open(path) else { return (vec![], offset) };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return (vec![], offset);
+    };
     if f.seek(SeekFrom::Start(offset.max(0) as u64)).is_err() {
         return (vec![], offset);
     }
@@ -80,10 +92,16 @@ fn read_lines(path: &Path, offset: i64) -> (Vec<Line>, i64) {
         None if buf.len() == CHUNK => {
             // One line longer than a chunk: read on to its end (or give up past MAX_LINE).
             let mut more = Vec::new();
-            if (&mut f).take((MAX_LINE - CHUNK) as u64).read_to_end(&mut more).is_ok() {
+            if (&mut f)
+                .take((MAX_LINE - CHUNK) as u64)
+                .read_to_end(&mut more)
+                .is_ok()
+            {
                 buf.extend_from_slice(&more);
                 if let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                    lines.push(Line::Text(String::from_utf8_lossy(&buf[..end]).into_owned()));
+                    lines.push(Line::Text(
+                        String::from_utf8_lossy(&buf[..end]).into_owned(),
+                    ));
                     consumed = end + 1;
                 } else if buf.len() >= MAX_LINE {
                     let skip = skip_to_newline(&mut f).map(|n| buf.len() + n);
@@ -149,18 +167,30 @@ impl Acc {
                 return;
             }
             AgentEvent::Text { text } => (EventKind::Text, json!({ "text": text })),
-            AgentEvent::ToolCall { id, name, input } => {
-                (EventKind::ToolCall, json!({ "id": id, "name": name, "input": input }))
-            }
-            AgentEvent::ToolResult { id, content, is_error } => {
+            AgentEvent::ToolCall { id, name, input } => (
+                EventKind::ToolCall,
+                json!({ "id": id, "name": name, "input": input }),
+            ),
+            AgentEvent::ToolResult {
+                id,
+                content,
+                is_error,
+            } => {
                 let content = match content {
                     serde_json::Value::String(s) => serde_json::Value::String(excerpt(&s, EXCERPT)),
                     other => {
                         let s = other.to_string();
-                        if s.len() > EXCERPT { serde_json::Value::String(excerpt(&s, EXCERPT)) } else { other }
+                        if s.len() > EXCERPT {
+                            serde_json::Value::String(excerpt(&s, EXCERPT))
+                        } else {
+                            other
+                        }
                     }
                 };
-                (EventKind::ToolResult, json!({ "id": id, "content": content, "is_error": is_error }))
+                (
+                    EventKind::ToolResult,
+                    json!({ "id": id, "content": content, "is_error": is_error }),
+                )
             }
             AgentEvent::Usage { usage, model } => (
                 EventKind::Usage,
@@ -173,22 +203,42 @@ impl Acc {
                     "cache_write_tokens": usage.cache_write_tokens,
                 }),
             ),
-            AgentEvent::PermissionRequest { request_id, tool, input } => {
+            AgentEvent::PermissionRequest {
+                request_id,
+                tool,
+                input,
+            } => {
                 let req = json!({ "request_id": request_id, "tool": tool, "input": input });
                 self.pending = Some(req.clone());
                 self.pending_changed = true;
                 (EventKind::NeedsInput, req)
             }
             AgentEvent::PermissionCancelled { request_id } => {
-                if self.pending.as_ref().and_then(|p| p.get("request_id")).and_then(|v| v.as_str())
+                if self
+                    .pending
+                    .as_ref()
+                    .and_then(|p| p.get("request_id"))
+                    .and_then(|v| v.as_str())
                     == Some(request_id.as_str())
                 {
                     self.pending = None;
                     self.pending_changed = true;
                 }
-                (EventKind::Input, json!({ "request_id": request_id, "cancelled": true, "by": "agent" }))
+                (
+                    EventKind::Input,
+                    json!({ "request_id": request_id, "cancelled": true, "by": "agent" }),
+                )
             }
-            AgentEvent::TurnResult { result, is_error, subtype, stop_reason, cost_usd, usage, errors, session_id } => {
+            AgentEvent::TurnResult {
+                result,
+                is_error,
+                subtype,
+                stop_reason,
+                cost_usd,
+                usage,
+                errors,
+                session_id,
+            } => {
                 self.turns_done += 1;
                 if result.is_some() {
                     self.result = result.clone();
@@ -216,7 +266,10 @@ impl Acc {
                     }),
                 )
             }
-            AgentEvent::Error { message, data } => (EventKind::Error, json!({ "message": message, "data": data })),
+            AgentEvent::Error { message, data } => (
+                EventKind::Error,
+                json!({ "message": message, "data": data }),
+            ),
             AgentEvent::Unparsed { excerpt, reason } => (
                 EventKind::Error,
                 json!({ "message": "unreadable agent output line (kept in the raw log)", "reason": reason, "excerpt": excerpt }),
@@ -239,7 +292,9 @@ impl Acc {
             } else {
                 TaskState::Running
             };
-            if matches!(task.state, TaskState::Running | TaskState::NeedsInput) && task.state != wants {
+            if matches!(task.state, TaskState::Running | TaskState::NeedsInput)
+                && task.state != wants
+            {
                 p = p.state(wants, json!({}));
             }
         }
@@ -250,7 +305,9 @@ impl Acc {
             p = p.cost_usd(self.cost);
         }
         if self.turns_done > 0 {
-            p = p.turns_done(Some(task.turns_done + self.turns_done)).usage(self.usage);
+            p = p
+                .turns_done(Some(task.turns_done + self.turns_done))
+                .usage(self.usage);
         }
         p
     }

@@ -74,7 +74,9 @@ impl Engine {
         patch: TaskPatch,
         events: Vec<NewEvent>,
     ) -> Result<(TaskRecord, Vec<Event>), StoreError> {
-        let freed = patch.new_state().is_some_and(|s| s.is_terminal() || s == TaskState::Queued);
+        let freed = patch
+            .new_state()
+            .is_some_and(|s| s.is_terminal() || s == TaskState::Queued);
         let out = self.store.update(id, from, patch, events).await?;
         self.notify_changed();
         if freed {
@@ -102,16 +104,28 @@ impl Engine {
     }
 
     pub(crate) fn forget(&self, id: &str) {
-        self.pokes.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-        self.stdin_locks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.pokes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.stdin_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     pub fn used_slots(&self) -> usize {
-        self.supervised.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.supervised
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn is_supervised(&self, id: &str) -> bool {
-        self.supervised.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
+        self.supervised
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
     }
 
     /// Starts a supervisor for `id` unless one runs already. Returns whether it started one.
@@ -126,7 +140,11 @@ impl Engine {
         let id = id.to_string();
         tokio::spawn(async move {
             supervise::run(&engine, &id).await;
-            engine.supervised.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            engine
+                .supervised
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             engine.forget(&id);
             engine.wake.notify_one();
             engine.notify_changed();

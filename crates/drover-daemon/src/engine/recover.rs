@@ -24,13 +24,22 @@ pub async fn recover(engine: &Arc<Engine>) {
     };
     for task in &active {
         if task.state == TaskState::Preparing && task.shim_pid.is_none() {
-            let patch = TaskPatch::new().state(TaskState::Queued, json!({ "reason": "daemon restarted while preparing" }));
-            let _ = engine.update(&task.id, Some(&[TaskState::Preparing]), patch, vec![]).await;
+            let patch = TaskPatch::new().state(
+                TaskState::Queued,
+                json!({ "reason": "daemon restarted while preparing" }),
+            );
+            let _ = engine
+                .update(&task.id, Some(&[TaskState::Preparing]), patch, vec![])
+                .await;
         } else {
             engine.supervise(&task.id);
         }
     }
-    let all = engine.store.list_tasks(ListFilter::All, "").await.unwrap_or_default();
+    let all = engine
+        .store
+        .list_tasks(ListFilter::All, "")
+        .await
+        .unwrap_or_default();
     let keep: HashSet<String> = all
         .iter()
         .filter(|t| !t.state.is_terminal() || t.sandbox.is_some())
@@ -41,7 +50,8 @@ pub async fn recover(engine: &Arc<Engine>) {
     for id in stale.difference(&keep) {
         match engine.sandboxes.load(id).await {
             Ok(Some(sb)) => {
-                let msg = format!("drover: work recovered from the sandbox of {id}\n\nTask: {id}\n");
+                let msg =
+                    format!("drover: work recovered from the sandbox of {id}\n\nTask: {id}\n");
                 if let Err(e) = engine.sandboxes.finish(&sb, &msg).await {
                     tracing::warn!(task = id.as_str(), "stale sandbox kept: {e}");
                 }

@@ -14,8 +14,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-const ACTIVE: &[TaskState] =
-    &[TaskState::Preparing, TaskState::Running, TaskState::NeedsInput, TaskState::Verifying];
+const ACTIVE: &[TaskState] = &[
+    TaskState::Preparing,
+    TaskState::Running,
+    TaskState::NeedsInput,
+    TaskState::Verifying,
+];
 
 /// How the agent's run ended, as the supervisor saw it.
 enum Ended {
@@ -29,7 +33,10 @@ enum Ended {
 pub async fn run(engine: &Arc<Engine>, id: &str) {
     if let Err(e) = drive(engine, id).await {
         tracing::error!(task = id, "supervisor: {e}");
-        let outcome = Outcome::fail(ErrorKind::SandboxError, format!("drover internal error: {e}"));
+        let outcome = Outcome::fail(
+            ErrorKind::SandboxError,
+            format!("drover internal error: {e}"),
+        );
         let patch = TaskPatch::new()
             .state(TaskState::Failed, json!({ "reason": outcome.reason }))
             .outcome(Some(&outcome))
@@ -63,11 +70,20 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
 }
 
 /// Prepares the sandbox and starts the shim. `None` when the task ended instead.
-async fn start(engine: &Arc<Engine>, task: &TaskRecord, adapter: &dyn Adapter) -> Result<Option<()>, StoreError> {
+async fn start(
+    engine: &Arc<Engine>,
+    task: &TaskRecord,
+    adapter: &dyn Adapter,
+) -> Result<Option<()>, StoreError> {
     let id = task.id.as_str();
     let started = task.started_at.clone().unwrap_or_else(now);
-    let patch = TaskPatch::new().state(TaskState::Preparing, json!({})).started_at(Some(started));
-    match engine.update(id, Some(&[TaskState::Queued]), patch, vec![]).await {
+    let patch = TaskPatch::new()
+        .state(TaskState::Preparing, json!({}))
+        .started_at(Some(started));
+    match engine
+        .update(id, Some(&[TaskState::Queued]), patch, vec![])
+        .await
+    {
         Ok(_) => {}
         Err(StoreError::WrongState { .. }) => return Ok(None),
         Err(e) => return Err(e),
@@ -88,7 +104,11 @@ async fn start(engine: &Arc<Engine>, task: &TaskRecord, adapter: &dyn Adapter) -
         .sandbox_kind(Some(sandbox.kind.as_str().to_string()));
     let task = engine.update(id, None, patch, vec![]).await?.0;
     if task.stop_requested {
-        let ended = ExitInfo { code: None, signal: None, spawn_error: Some("stopped before start".into()) };
+        let ended = ExitInfo {
+            code: None,
+            signal: None,
+            spawn_error: Some("stopped before start".into()),
+        };
         finish(engine, id, adapter, ended).await?;
         return Ok(None);
     }
@@ -107,7 +127,11 @@ async fn start(engine: &Arc<Engine>, task: &TaskRecord, adapter: &dyn Adapter) -
     let spec = match adapter.launch(&ctx) {
         Ok(s) => s,
         Err(e) => {
-            let ended = ExitInfo { code: None, signal: None, spawn_error: Some(e.to_string()) };
+            let ended = ExitInfo {
+                code: None,
+                signal: None,
+                spawn_error: Some(e.to_string()),
+            };
             finish(engine, id, adapter, ended).await?;
             return Ok(None);
         }
@@ -130,7 +154,11 @@ async fn start(engine: &Arc<Engine>, task: &TaskRecord, adapter: &dyn Adapter) -
                 let _ = child.wait().await;
             });
             if let Some(err) = ready.error {
-                let ended = ExitInfo { code: None, signal: None, spawn_error: Some(err) };
+                let ended = ExitInfo {
+                    code: None,
+                    signal: None,
+                    spawn_error: Some(err),
+                };
                 finish(engine, id, adapter, ended).await?;
                 return Ok(None);
             }
@@ -142,17 +170,28 @@ async fn start(engine: &Arc<Engine>, task: &TaskRecord, adapter: &dyn Adapter) -
                 .pgid(Some(ready.pgid))
                 .agent_start(Some(ready.agent_start))
                 .turns_sent(Some(task.turns_done + 1));
-            engine.update(id, Some(&[TaskState::Preparing]), patch, vec![]).await?;
+            engine
+                .update(id, Some(&[TaskState::Preparing]), patch, vec![])
+                .await?;
             Ok(Some(()))
         }
         Err(e) => {
-            fail(engine, &task, ErrorKind::AgentExit, &format!("could not start the shim: {e}")).await?;
+            fail(
+                engine,
+                &task,
+                ErrorKind::AgentExit,
+                &format!("could not start the shim: {e}"),
+            )
+            .await?;
             Ok(None)
         }
     }
 }
 
-async fn prepare_sandbox(engine: &Engine, task: &TaskRecord) -> Result<Sandbox, drover_sandbox::SandboxError> {
+async fn prepare_sandbox(
+    engine: &Engine,
+    task: &TaskRecord,
+) -> Result<Sandbox, drover_sandbox::SandboxError> {
     if let Some(sb) = engine.sandboxes.load(&task.id).await? {
         return Ok(sb);
     }
@@ -190,17 +229,25 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
         control::settle(engine, &task, adapter).await;
         if let (Some(pid), Some(start)) = (task.shim_pid, task.shim_start) {
             if !proc::same_process(pid, start) && files.read_exit().is_none() {
-                if let (Some(pgid), Some(apid), Some(astart)) = (task.pgid, task.pid, task.agent_start) {
+                if let (Some(pgid), Some(apid), Some(astart)) =
+                    (task.pgid, task.pid, task.agent_start)
+                {
                     if proc::same_process(apid, astart) || proc::group_alive(pgid) {
                         // Nobody owns the agent's stdin any more: end it rather than orphan it.
                         let _ = proc::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
                     }
                 }
                 while ingest::step(engine, id, adapter).await?.1 {}
-                return Ok(Ended::Lost(format!("the shim (pid {pid}) died without an exit record")));
+                return Ok(Ended::Lost(format!(
+                    "the shim (pid {pid}) died without an exit record"
+                )));
             }
         }
-        idle = if progressed { Duration::from_millis(5) } else { (idle * 2).min(Duration::from_millis(100)) };
+        idle = if progressed {
+            Duration::from_millis(5)
+        } else {
+            (idle * 2).min(Duration::from_millis(100))
+        };
         tokio::select! {
             _ = poke.notified() => {}
             _ = stopping.changed() => {}
@@ -209,16 +256,26 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
     }
 }
 
-async fn fail(engine: &Engine, task: &TaskRecord, kind: ErrorKind, reason: &str) -> Result<(), StoreError> {
+async fn fail(
+    engine: &Engine,
+    task: &TaskRecord,
+    kind: ErrorKind,
+    reason: &str,
+) -> Result<(), StoreError> {
     let outcome = Outcome::fail(kind, reason);
     let patch = TaskPatch::new()
         .state(TaskState::Failed, json!({ "reason": reason }))
         .outcome(Some(&outcome))
         .finished_at(Some(now()));
-    let ev = NewEvent::new(EventKind::Error, json!({ "message": reason, "error_kind": kind.as_str() }));
+    let ev = NewEvent::new(
+        EventKind::Error,
+        json!({ "message": reason, "error_kind": kind.as_str() }),
+    );
     let mut from = ACTIVE.to_vec();
     from.push(TaskState::Queued);
-    engine.update(&task.id, Some(&from), patch, vec![ev]).await?;
+    engine
+        .update(&task.id, Some(&from), patch, vec![ev])
+        .await?;
     Ok(())
 }
 
@@ -228,17 +285,28 @@ async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), St
     let task = engine.store.get_task(id).await?;
     let outcome = Outcome::fail(ErrorKind::LostHost, why);
     let resumable = task.agent == "claude" && task.session_id.is_some();
-    let resume = engine.config.on_interrupt == "resume" && resumable && task.attempt < 3 && !task.stop_requested;
+    let resume = engine.config.on_interrupt == "resume"
+        && resumable
+        && task.attempt < 3
+        && !task.stop_requested;
     if resume {
         // Both transitions in one write, so no reader sees a terminal `interrupted` that is
         // about to be requeued.
-        let interrupted = NewEvent::new(EventKind::State, json!({ "state": "interrupted", "reason": why }));
+        let interrupted = NewEvent::new(
+            EventKind::State,
+            json!({ "state": "interrupted", "reason": why }),
+        );
         let patch = TaskPatch::new()
-            .state(TaskState::Queued, json!({ "reason": "resume after interruption" }))
+            .state(
+                TaskState::Queued,
+                json!({ "reason": "resume after interruption" }),
+            )
             .pid(None)
             .pgid(None)
             .inc_attempt();
-        engine.update(id, Some(ACTIVE), patch, vec![interrupted]).await?;
+        engine
+            .update(id, Some(ACTIVE), patch, vec![interrupted])
+            .await?;
         return Ok(());
     }
     let commit = commit_work(engine, id, "interrupted").await;
@@ -254,7 +322,12 @@ async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), St
 }
 
 /// Decides the outcome, commits the work and moves the task to its terminal state.
-async fn finish(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter, exit: ExitInfo) -> Result<(), StoreError> {
+async fn finish(
+    engine: &Arc<Engine>,
+    id: &str,
+    adapter: &dyn Adapter,
+    exit: ExitInfo,
+) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
     let last_result = last_result(engine, id).await?;
     let mut outcome = if task.stop_requested {
@@ -267,7 +340,10 @@ async fn finish(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter, exit: Exi
         (false, None) => last_text(engine, id).await?,
         _ => None,
     };
-    let summary = task.name.clone().unwrap_or_else(|| first_line(&task.prompt));
+    let summary = task
+        .name
+        .clone()
+        .unwrap_or_else(|| first_line(&task.prompt));
     let commit = commit_work(engine, id, &summary).await;
     if let Err(e) = &commit {
         if outcome.error_kind.is_none() || outcome.error_kind == Some(ErrorKind::AgentExit) {
@@ -296,7 +372,11 @@ async fn finish(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter, exit: Exi
 
 /// Commits the sandbox's work to the task branch and removes the sandbox. On failure the
 /// sandbox stays for inspection and the error says where.
-async fn commit_work(engine: &Engine, id: &str, summary: &str) -> Result<Option<(String, String)>, String> {
+async fn commit_work(
+    engine: &Engine,
+    id: &str,
+    summary: &str,
+) -> Result<Option<(String, String)>, String> {
     let sb = match engine.sandboxes.load(id).await {
         Ok(Some(sb)) => sb,
         Ok(None) => return Ok(None),
@@ -317,15 +397,29 @@ fn apply_commit(
     match commit {
         Ok(Some((sha, branch))) => (
             patch.commit(Some(sha.clone())).sandbox(None),
-            vec![NewEvent::new(EventKind::Commit, json!({ "commit": sha, "branch": branch }))],
+            vec![NewEvent::new(
+                EventKind::Commit,
+                json!({ "commit": sha, "branch": branch }),
+            )],
         ),
         Ok(None) => (patch.sandbox(None), vec![]),
-        Err(e) => (patch, vec![NewEvent::new(EventKind::Error, json!({ "message": e, "error_kind": "git_error" }))]),
+        Err(e) => (
+            patch,
+            vec![NewEvent::new(
+                EventKind::Error,
+                json!({ "message": e, "error_kind": "git_error" }),
+            )],
+        ),
     }
 }
 
 /// Structured signals only: exit status and the agent's own result fields. No text matching.
-fn judge(adapter: &dyn Adapter, exit: &ExitInfo, result: Option<&serde_json::Value>, task: &TaskRecord) -> Outcome {
+fn judge(
+    adapter: &dyn Adapter,
+    exit: &ExitInfo,
+    result: Option<&serde_json::Value>,
+    task: &TaskRecord,
+) -> Outcome {
     if let Some(err) = &exit.spawn_error {
         let hint = if adapter.name() == "claude" {
             " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)"
@@ -342,27 +436,48 @@ fn judge(adapter: &dyn Adapter, exit: &ExitInfo, result: Option<&serde_json::Val
         };
     }
     let Some(r) = result else {
-        return Outcome::fail(ErrorKind::AgentExit, format!("{} before its turn ended", exit.describe()));
+        return Outcome::fail(
+            ErrorKind::AgentExit,
+            format!("{} before its turn ended", exit.describe()),
+        );
     };
-    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        r.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let is_error = r.get("is_error").and_then(|v| v.as_bool()).unwrap_or(false);
     let subtype = s("subtype");
     let stop_reason = s("stop_reason");
     let errors: Vec<String> = r
         .get("errors")
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|e| e.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     if stop_reason == "max_tokens" || stop_reason == "model_context_window_exceeded" {
-        return Outcome::fail(ErrorKind::Truncated, format!("the model's answer was cut off ({stop_reason})"));
+        return Outcome::fail(
+            ErrorKind::Truncated,
+            format!("the model's answer was cut off ({stop_reason})"),
+        );
     }
     if is_error || (!subtype.is_empty() && subtype != "success") {
         let kind = match subtype.as_str() {
             "error_max_budget_usd" => ErrorKind::BudgetExceeded,
-            _ if r.get("api_error_status").is_some_and(|v| !v.is_null()) => ErrorKind::ProviderError,
+            _ if r.get("api_error_status").is_some_and(|v| !v.is_null()) => {
+                ErrorKind::ProviderError
+            }
             _ => ErrorKind::AgentExit,
         };
-        let text = if errors.is_empty() { task.result.clone().unwrap_or_default() } else { errors.join("; ") };
+        let text = if errors.is_empty() {
+            task.result.clone().unwrap_or_default()
+        } else {
+            errors.join("; ")
+        };
         return Outcome::fail(kind, format!("{subtype}: {text}"));
     }
     if !exit.success() && exit.code != Some(0) && task.turns_done < task.turns_sent {
@@ -381,7 +496,11 @@ async fn last_text(engine: &Engine, id: &str) -> Result<Option<String>, StoreErr
         .and_then(|d| d.get("text").and_then(|t| t.as_str()).map(String::from)))
 }
 
-async fn last_of(engine: &Engine, id: &str, kind: EventKind) -> Result<Option<serde_json::Value>, StoreError> {
+async fn last_of(
+    engine: &Engine,
+    id: &str,
+    kind: EventKind,
+) -> Result<Option<serde_json::Value>, StoreError> {
     let mut after = 0;
     let mut found = None;
     loop {

@@ -1,0 +1,260 @@
+//! `drover bench [sandbox|memory|dispatch]`: the figures of issue 2, measured side by side.
+
+use crate::cli::BenchArgs;
+use crate::client::Client;
+use crate::error::{CliError, Result};
+use drover_types::{RunRequest, Task, TaskState};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub async fn bench(args: BenchArgs) -> Result<i32> {
+    let which = args.which.clone().unwrap_or_else(|| "all".into());
+    let work = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)
+        .map_err(|e| CliError::input(format!("{}: {e}", work.display())))?;
+    let res = run(&which, &args, &work).await;
+    cleanup(&work);
+    res
+}
+
+async fn run(which: &str, args: &BenchArgs, work: &Path) -> Result<i32> {
+    if which == "all" || which == "sandbox" {
+        sandbox(args, work).await?;
+    }
+    if which == "all" || which == "memory" {
+        memory(work).await?;
+    }
+    if which == "all" || which == "dispatch" {
+        dispatch(args, work).await?;
+    }
+    if !["all", "sandbox", "memory", "dispatch"].contains(&which) {
+        return Err(CliError::input(format!(
+            "unknown benchmark {which:?}: use sandbox, memory or dispatch"
+        )));
+    }
+    Ok(0)
+}
+
+async fn sandbox(args: &BenchArgs, work: &Path) -> Result<()> {
+    println!("## sandbox ready time: overlay (shared base) vs git worktree add, same repos, medians of 5");
+    let rows = drover_sandbox::bench_sandbox(&work.join("sandbox"), &args.files, 5)
+        .await
+        .map_err(|e| CliError::daemon(format!("sandbox bench: {e}")))?;
+    println!(
+        "{:>8} {:>14} {:>16} {:>16} {:>8}",
+        "files", "base once ms", "overlay ms", "worktree ms", "ratio"
+    );
+    for r in rows {
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:>8} {:>14} {:>16} {:>16.1} {:>8}",
+            r.files,
+            f(r.base_build_ms),
+            f(r.overlay_ready_ms),
+            r.worktree_add_ms,
+            r.ratio
+                .map(|v| format!("{v:.0}x"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<()> {
+    let st = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@drover.invalid",
+        ])
+        .args(args)
+        .output()
+        .map_err(|e| CliError::daemon(format!("git: {e}")))?;
+    if st.status.success() {
+        Ok(())
+    } else {
+        Err(CliError::daemon(format!(
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        )))
+    }
+}
+
+fn small_repo(work: &Path) -> Result<PathBuf> {
+    let repo = work.join("repo");
+    std::fs::create_dir_all(&repo).map_err(|e| CliError::daemon(e.to_string()))?;
+    std::fs::write(repo.join("README.md"), "bench\n")
+        .map_err(|e| CliError::daemon(e.to_string()))?;
+    git(&repo, &["init", "-q"])?;
+    git(&repo, &["add", "-A"])?;
+    git(&repo, &["commit", "-qm", "bench"])?;
+    Ok(repo)
+}
+
+async fn daemon(work: &Path, name: &str, slots: usize) -> Result<(Client, i32)> {
+    let client = Client::new(work.join(name));
+    let pid = client
+        .start_daemon(&["--slots".into(), slots.to_string()], &[])
+        .await?;
+    Ok((client, pid as i32))
+}
+
+fn rss_kb(pid: i64) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn shim_pids(home: &Path) -> Vec<i64> {
+    let tasks = home.join("tasks");
+    let mut out = vec![];
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            if args.len() > 2
+                && args[1] == b"shim"
+                && args[2].starts_with(tasks.as_os_str().as_encoded_bytes())
+            {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+fn command_task(repo: &Path, cmd: &str) -> RunRequest {
+    RunRequest {
+        repo: repo.display().to_string(),
+        agent: Some("command".into()),
+        cmd: Some(cmd.into()),
+        prompt: "bench".into(),
+        ..Default::default()
+    }
+}
+
+async fn wait_all(client: &Client, pred: impl Fn(&[Task]) -> bool) -> Result<Vec<Task>> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let tasks: Vec<Task> = client.get("/v1/tasks?all=true").await?;
+        if pred(&tasks) {
+            return Ok(tasks);
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::daemon("benchmark timed out"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn memory(work: &Path) -> Result<()> {
+    const N: usize = 30;
+    println!(
+        "## memory: daemon idle and per running task, shim RSS ({N} command tasks running `sleep`)"
+    );
+    let repo = small_repo(&work.join("mem"))?;
+    let (client, pid) = daemon(work, "mem-home", N).await?;
+    // Warm the daemon up (store, API) before the idle reading.
+    let _: Vec<Task> = client.get("/v1/tasks").await?;
+    let idle = rss_kb(pid as i64).unwrap_or(0);
+    for _ in 0..N {
+        let _: Task = client
+            .post("/v1/tasks", &command_task(&repo, "sleep 30"))
+            .await?;
+    }
+    wait_all(&client, |ts| {
+        ts.iter().filter(|t| t.state == TaskState::Running).count() == N
+    })
+    .await?;
+    let busy = rss_kb(pid as i64).unwrap_or(0);
+    let shims: Vec<u64> = shim_pids(&client.home)
+        .into_iter()
+        .filter_map(rss_kb)
+        .collect();
+    let shim_avg = shims.iter().sum::<u64>() as f64 / shims.len().max(1) as f64;
+    println!("daemon idle RSS      {:>8.1} MB", idle as f64 / 1024.0);
+    println!("daemon with {N} tasks {:>8.1} MB", busy as f64 / 1024.0);
+    println!(
+        "per running task     {:>8.1} KB",
+        (busy.saturating_sub(idle)) as f64 / N as f64
+    );
+    println!(
+        "shim RSS (avg of {})  {:>8.1} MB\n",
+        shims.len(),
+        shim_avg / 1024.0
+    );
+    let _: serde_json::Value = client
+        .post(
+            "/v1/daemon/stop",
+            &serde_json::json!({ "stop_tasks": true }),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn dispatch(args: &BenchArgs, work: &Path) -> Result<()> {
+    let n = args.tasks;
+    println!("## dispatch: {n} command tasks running `true` through {} slots, sandbox and commit included", args.slots);
+    let repo = small_repo(&work.join("dispatch"))?;
+    let (client, _) = daemon(work, "dispatch-home", args.slots).await?;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let _: Task = client
+            .post("/v1/tasks", &command_task(&repo, "true"))
+            .await?;
+    }
+    let submitted = t0.elapsed();
+    let tasks = wait_all(&client, |ts| {
+        ts.len() == n && ts.iter().all(|t| t.state.is_terminal())
+    })
+    .await?;
+    let total = t0.elapsed();
+    let ok = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Succeeded)
+        .count();
+    println!(
+        "submitted in          {:>8.2} s ({:.0} tasks/s)",
+        submitted.as_secs_f64(),
+        n as f64 / submitted.as_secs_f64()
+    );
+    println!("all finished in       {:>8.2} s", total.as_secs_f64());
+    println!(
+        "throughput            {:>8.1} tasks/s ({ok}/{n} succeeded)\n",
+        n as f64 / total.as_secs_f64()
+    );
+    let _: serde_json::Value = client
+        .post("/v1/daemon/stop", &serde_json::json!({}))
+        .await?;
+    Ok(())
+}
+
+fn cleanup(work: &Path) {
+    // Overlay mounts must go before the directory does.
+    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
+        for line in mounts.lines() {
+            if let Some(t) = line.split_whitespace().nth(1) {
+                if t.starts_with(&work.display().to_string()) {
+                    let _ = std::process::Command::new("umount")
+                        .arg("-l")
+                        .arg(t)
+                        .status();
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(work);
+}
