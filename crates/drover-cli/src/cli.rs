@@ -66,6 +66,19 @@ pub enum Command {
     Attach { id: String },
     /// Terminal view of all agents.
     Agents,
+    /// Pools: one prompt, N sessions at a time, refilled until stopped.
+    Pool {
+        #[command(subcommand)]
+        action: PoolAction,
+    },
+    /// Run CMD holding build lock NAME (at most --slots holders host-wide); works inside sandboxes.
+    Lock {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        slots: usize,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
     /// Run the daemon (in the background unless --foreground), or `daemon stop`.
     Daemon(DaemonArgs),
     /// Check this machine: git, sandbox mode, agents, daemon.
@@ -109,6 +122,12 @@ pub struct RunArgs {
     /// Gate command run in the sandbox after the agent's turn (repeatable).
     #[arg(long)]
     pub verify: Vec<String>,
+    /// How many times a failing gate's output goes back to the agent.
+    #[arg(long, default_value_t = 2)]
+    pub verify_rounds: u32,
+    /// Model that judges the outcome where structured signals leave it open.
+    #[arg(long)]
+    pub judge_model: Option<String>,
     #[arg(long)]
     pub max_usd: Option<f64>,
     #[arg(long)]
@@ -120,6 +139,76 @@ pub struct RunArgs {
     #[arg(long)]
     pub wait: bool,
     pub prompt: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolAction {
+    /// Start a pool.
+    Start(PoolStartArgs),
+    /// List pools.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Slots, running, finished, successes, failures, streak, cost, state, events.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop dispatching (running tasks finish; --hard stops them too).
+    Stop {
+        name: String,
+        #[arg(long)]
+        hard: bool,
+    },
+    /// Dispatch again (starts a new failure streak).
+    Resume { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct PoolStartArgs {
+    pub name: String,
+    #[arg(long)]
+    pub slots: u32,
+    /// The prompt; `{n}` becomes the refill's number.
+    #[arg(
+        long,
+        conflicts_with = "prompt_file",
+        required_unless_present = "prompt_file"
+    )]
+    pub prompt: Option<String>,
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    #[arg(long)]
+    pub repo: Option<String>,
+    #[arg(long = "ref")]
+    pub git_ref: Option<String>,
+    #[arg(long, default_value = "claude")]
+    pub agent: String,
+    #[arg(long)]
+    pub cmd: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub judge_model: Option<String>,
+    /// Stop after this many tasks in all.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Consecutive failures that stop the pool.
+    #[arg(long, default_value_t = 3)]
+    pub max_failures: u32,
+    /// Run once when the pool stops on failures (env DROVER_POOL, DROVER_STREAK, DROVER_REASON).
+    #[arg(long)]
+    pub notify: Option<String>,
+    #[arg(long)]
+    pub verify: Vec<String>,
+    #[arg(long, default_value_t = 2)]
+    pub verify_rounds: u32,
+    #[arg(long)]
+    pub max_usd: Option<f64>,
+    #[arg(long)]
+    pub permissions: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -197,6 +197,54 @@ impl Client {
         self.call(Method::DELETE, path, None).await
     }
 
+    /// POSTs to `path` and waits for the first line of the answer (`granted`); the returned body
+    /// keeps the connection — and so whatever the daemon granted — until it is dropped.
+    pub async fn hold(&self, path: &str) -> Result<hyper::body::Incoming> {
+        use hyper::body::Body as _;
+        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| CliError::daemon(e.to_string()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        if status != 200 {
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(CliError::from_api(status, &bytes));
+        }
+        let mut got = Vec::new();
+        while !got.contains(&b'\n') {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(d) = frame.data_ref() {
+                        got.extend_from_slice(d);
+                    }
+                }
+                _ => {
+                    return Err(CliError::daemon(
+                        "the daemon closed the lock before granting it",
+                    ))
+                }
+            }
+            if body.is_end_stream() && !got.contains(&b'\n') {
+                return Err(CliError::daemon(
+                    "the daemon closed the lock before granting it",
+                ));
+            }
+        }
+        Ok(body)
+    }
+
     /// Follows `path` as SSE, calling `on_event(id, data)` for each event, until the stream ends.
     pub async fn sse(
         &self,

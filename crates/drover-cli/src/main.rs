@@ -13,6 +13,14 @@ mod format;
 fn main() {
     use clap::Parser;
     let args = cli::Cli::parse();
+    if !matches!(
+        args.command,
+        cli::Command::Shim { .. } | cli::Command::Daemon(_)
+    ) {
+        // A CLI whose reader went away (`drover ls | head`) ends quietly, like other tools.
+        // SAFETY: setting a signal disposition at start, before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let code = match commands::dispatch(args) {
         Ok(code) => code,
         Err(e) => {

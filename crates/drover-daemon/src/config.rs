@@ -24,6 +24,20 @@ pub struct Config {
     pub stop_grace: Duration,
     /// The binary to run shims with (`drover` itself).
     pub exe: PathBuf,
+    /// A gate command is killed after this long.
+    pub gate_timeout: Duration,
+    /// Model tiers: the default worker model and the judge model (none: no judge).
+    pub worker_model: Option<String>,
+    pub judge_model: Option<String>,
+    /// Whether a `soft_fail` verdict counts toward a pool's failure streak.
+    pub soft_fail_counts: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Models {
+    worker: Option<String>,
+    judge: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +49,10 @@ struct FileConfig {
     permissions: Option<String>,
     on_interrupt: Option<String>,
     stop_grace_secs: Option<f64>,
+    gate_timeout_secs: Option<f64>,
+    soft_fail_counts: Option<bool>,
+    #[serde(default)]
+    models: Models,
 }
 
 impl Config {
@@ -73,6 +91,10 @@ impl Config {
             stop_grace: Duration::from_secs_f64(file.stop_grace_secs.unwrap_or(5.0)),
             exe: std::env::current_exe()
                 .map_err(|e| DaemonError::Config(format!("current exe: {e}")))?,
+            gate_timeout: Duration::from_secs_f64(file.gate_timeout_secs.unwrap_or(1800.0)),
+            worker_model: env("DROVER_WORKER_MODEL").or(file.models.worker),
+            judge_model: env("DROVER_JUDGE_MODEL").or(file.models.judge),
+            soft_fail_counts: file.soft_fail_counts.unwrap_or(true),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -15,9 +15,10 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::openai::{self, Api};
 use crate::record::{AbortGuard, Log, Outcome, RequestRecord};
-use crate::request::{estimate_tokens, RequestInfo};
-use crate::response::{error_json, new_id, side_turn, Rendered, SseEvent};
+use crate::request::estimate_tokens;
+use crate::response::{new_id, side_turn, Rendered};
 use crate::scenario::{DropKind, Failure, ScenarioSet, Turn};
 
 /// Pause before a scripted mid-stream cut, so the partial answer reaches the client.
@@ -40,7 +41,18 @@ pub struct AppState {
 /// The axum router of the fake provider.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/messages", post(messages))
+        .route(
+            "/v1/messages",
+            post(|st, uri, h, b| handle(st, uri, h, b, Api::Anthropic)),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(|st, uri, h, b| handle(st, uri, h, b, Api::Chat)),
+        )
+        .route(
+            "/v1/responses",
+            post(|st, uri, h, b| handle(st, uri, h, b, Api::Responses)),
+        )
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/_fake/log", get(fake_log).delete(fake_log_clear))
         .route("/_fake/health", get(|| async { Json(json!({"ok": true})) }))
@@ -70,7 +82,15 @@ async fn not_found(
 ) -> Response {
     let rec = RequestRecord::new(method.as_str(), &path_of(&uri));
     st.dump(&rec, &headers, &Bytes::new());
-    error_response(&st, rec, 404, "not_found_error", "Not found", None)
+    error_response(
+        &st,
+        Api::Anthropic,
+        rec,
+        404,
+        "not_found_error",
+        "Not found",
+        None,
+    )
 }
 
 fn has_api_key(headers: &HeaderMap) -> bool {
@@ -86,6 +106,7 @@ fn has_api_key(headers: &HeaderMap) -> bool {
 /// Logs `rec` with an error status and builds the Anthropic-shaped error answer.
 fn error_response(
     st: &AppState,
+    api: Api,
     mut rec: RequestRecord,
     status: u16,
     error_type: &str,
@@ -97,7 +118,11 @@ fn error_response(
     st.log.push(rec);
     let request_id = new_id("req");
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (code, Json(error_json(error_type, message, &request_id))).into_response();
+    let mut resp = (
+        code,
+        Json(openai::error_body(api, error_type, message, &request_id)),
+    )
+        .into_response();
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("request-id", v);
@@ -119,6 +144,7 @@ async fn count_tokens(
     if !has_api_key(&headers) {
         return error_response(
             &st,
+            Api::Anthropic,
             rec,
             401,
             "authentication_error",
@@ -129,6 +155,7 @@ async fn count_tokens(
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return error_response(
             &st,
+            Api::Anthropic,
             rec,
             400,
             "invalid_request_error",
@@ -145,35 +172,24 @@ async fn count_tokens(
     Json(json!({"input_tokens": estimate_tokens(&value)})).into_response()
 }
 
-async fn messages(
+async fn handle(
     State(st): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    api: Api,
 ) -> Response {
     let mut rec = RequestRecord::new("POST", &path_of(&uri));
     st.dump(&rec, &headers, &body);
     if !has_api_key(&headers) {
-        return error_response(
-            &st,
-            rec,
-            401,
-            "authentication_error",
-            "x-api-key header is required",
-            None,
-        );
+        let t = "authentication_error";
+        return error_response(&st, api, rec, 401, t, "an API key is required", None);
     }
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-        return error_response(
-            &st,
-            rec,
-            400,
-            "invalid_request_error",
-            "body is not JSON",
-            None,
-        );
+        let t = "invalid_request_error";
+        return error_response(&st, api, rec, 400, t, "body is not JSON", None);
     };
-    let info = RequestInfo::parse(&value);
+    let info = openai::parse_request(api, &value);
     rec.model = info.model.clone();
     rec.stream = info.stream;
     rec.tools = info.tools;
@@ -208,7 +224,28 @@ async fn messages(
         guard.disarm();
     }
     let model = info.model.clone().unwrap_or_else(|| "claude-fake".into());
-    respond(&st, rec, &turn, failure, &model, info.stream)
+    let include_usage = api != Api::Chat || openai::include_usage(&value);
+    let how = How {
+        api,
+        stream: info.stream,
+        include_usage,
+    };
+    respond(&st, rec, &turn, failure, &model, how)
+}
+
+/// The wire format and mode of an answer.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    api: Api,
+    stream: bool,
+    /// Chat streams: send the final usage chunk.
+    include_usage: bool,
+}
+
+/// How a scripted failure ends a 200 answer.
+enum Cut {
+    Drop,
+    StreamError(String),
 }
 
 fn respond(
@@ -217,9 +254,14 @@ fn respond(
     turn: &Turn,
     failure: Option<Failure>,
     model: &str,
-    stream: bool,
+    how: How,
 ) -> Response {
-    let mut cut_with: Option<Result<SseEvent, ()>> = None;
+    let How {
+        api,
+        stream,
+        include_usage,
+    } = how;
+    let mut cut_with: Option<Cut> = None;
     match failure {
         Some(Failure::Status {
             status,
@@ -227,7 +269,7 @@ fn respond(
             error_type,
             message,
         }) => {
-            return error_response(st, rec, status, &error_type, &message, retry_after);
+            return error_response(st, api, rec, status, &error_type, &message, retry_after);
         }
         Some(Failure::Drop(DropKind::BeforeHeaders)) => {
             rec.status = 0;
@@ -237,7 +279,7 @@ fn respond(
             resp.extensions_mut().insert(DropConnection);
             return resp;
         }
-        Some(Failure::Drop(DropKind::MidStream)) => cut_with = Some(Err(())),
+        Some(Failure::Drop(DropKind::MidStream)) => cut_with = Some(Cut::Drop),
         Some(Failure::StreamError { error_type }) => {
             if !stream {
                 let status = if error_type == "overloaded_error" {
@@ -245,17 +287,10 @@ fn respond(
                 } else {
                     500
                 };
-                return error_response(
-                    st,
-                    rec,
-                    status,
-                    &error_type,
-                    "stream error (fake provider)",
-                    None,
-                );
+                let msg = "stream error (fake provider)";
+                return error_response(st, api, rec, status, &error_type, msg, None);
             }
-            let data = error_json(&error_type, "stream error (fake provider)", &new_id("req"));
-            cut_with = Some(Ok(SseEvent::new("error", data)));
+            cut_with = Some(Cut::StreamError(error_type));
         }
         None => {}
     }
@@ -264,29 +299,34 @@ fn respond(
     rec.tool_uses = rendered.tool_names();
     rec.outcome = match cut_with {
         None => Outcome::Ok,
-        Some(Err(())) => Outcome::DropMidStream,
-        Some(Ok(_)) => Outcome::StreamError,
+        Some(Cut::Drop) => Outcome::DropMidStream,
+        Some(Cut::StreamError(_)) => Outcome::StreamError,
     };
     if rec.outcome == Outcome::Ok {
         rec.usage = rendered.usage;
+        if api != Api::Anthropic {
+            // OpenAI has no cache-write count: it is not sent.
+            rec.usage.cache_creation_input_tokens = 0;
+            if stream && !include_usage {
+                // Not asked for: no usage was sent.
+                rec.usage = crate::scenario::Usage::default();
+            }
+        }
     }
     st.log.push(rec);
 
     let delay = Duration::from_millis(turn.chunk_delay_ms);
     let (pieces, content_type): (Vec<Bytes>, &str) = if stream {
-        let (mut events, cut) = rendered.sse_events();
+        let (mut pieces, cut) = openai::stream_pieces(api, &rendered, include_usage);
         if cut_with.is_some() {
-            events.truncate(cut);
+            pieces.truncate(cut);
         }
-        if let Some(Ok(ev)) = &cut_with {
-            events.push(ev.clone());
+        if let Some(Cut::StreamError(t)) = &cut_with {
+            pieces.push(openai::stream_error_piece(api, &rendered, t));
         }
-        (
-            events.iter().map(SseEvent::to_bytes).collect(),
-            "text/event-stream",
-        )
+        (pieces, "text/event-stream")
     } else {
-        let full = rendered.message_json().to_string();
+        let full = openai::json_body(api, &rendered);
         let body = if cut_with.is_some() {
             full[..full.len() / 2].to_string()
         } else {
@@ -294,7 +334,7 @@ fn respond(
         };
         (vec![Bytes::from(body)], "application/json")
     };
-    let abort = matches!(cut_with, Some(Err(())));
+    let abort = matches!(cut_with, Some(Cut::Drop));
     let items = pieces
         .into_iter()
         .map(Ok::<Bytes, std::io::Error>)

@@ -73,6 +73,7 @@
 //! Set `DROVER_FAKE_PROVIDER_DUMP_DIR` to dump each request (headers without keys, body) as JSON.
 
 mod handlers;
+mod openai;
 mod record;
 mod request;
 mod response;

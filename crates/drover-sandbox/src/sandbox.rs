@@ -44,7 +44,17 @@ impl Sandboxes {
         match tokio::fs::create_dir(&root).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(SandboxError::SandboxExists(task_id.to_string()))
+                if read_meta(&root).is_some() {
+                    return Err(SandboxError::SandboxExists(task_id.to_string()));
+                }
+                // A prepare that died half-way (no metadata yet, so no work): start over.
+                let _ = overlay::unmount(&root.join("merged"));
+                tokio::fs::remove_dir_all(&root)
+                    .await
+                    .map_err(|e| SandboxError::io("remove", &root, e))?;
+                tokio::fs::create_dir(&root)
+                    .await
+                    .map_err(|e| SandboxError::io("create", &root, e))?;
             }
             Err(e) => return Err(SandboxError::io("create", &root, e)),
         }

@@ -47,6 +47,7 @@ pub async fn spawn_shim(
     let launch_path = files.launch();
     std::fs::write(&launch_path, body).map_err(io(&launch_path))?;
     let _ = std::fs::remove_file(files.exit());
+    let _ = std::fs::remove_file(files.ready());
     let log_path = files.shim_log();
     let log = std::fs::OpenOptions::new()
         .create(true)

@@ -33,6 +33,15 @@ impl TaskFiles {
     pub fn exit(&self) -> PathBuf {
         self.dir.join("exit.json")
     }
+    /// The shim's ready line, also kept on disk: a daemon that died between spawning the shim
+    /// and recording its pids finds them here.
+    pub fn ready(&self) -> PathBuf {
+        self.dir.join("ready.json")
+    }
+    pub fn read_ready(&self) -> Option<ShimReady> {
+        let bytes = std::fs::read(self.ready()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
     pub fn socket(&self) -> PathBuf {
         self.dir.join("shim.sock")
     }

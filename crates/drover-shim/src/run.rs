@@ -78,14 +78,19 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
         let stdin = stdin.clone();
         std::thread::spawn(move || serve(listener, stdin, pid));
     }
-    announce(&ShimReady {
+    let ready = ShimReady {
         shim_pid: me,
         shim_start: start_time(me).unwrap_or(0),
         pid,
         pgid: pid,
         agent_start: start_time(pid).unwrap_or(0),
         error: None,
-    });
+    };
+    write_atomic(
+        &files.ready(),
+        &serde_json::to_vec(&ready).unwrap_or_default(),
+    )?;
+    announce(&ready);
 
     let status = child.wait()?;
     // The agent is gone; whatever it left running in its group goes too (no orphans).

@@ -13,11 +13,13 @@
 //! - Ingest offsets move in the same transaction as the events read before them, so a crash at any
 //!   point neither loses nor duplicates an agent's output.
 
+pub mod pools;
 pub mod record;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use drover_types::{Event, NewEvent, TaskState};
+pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats};
 pub use record::{NewTask, TaskPatch, TaskRecord, Val};
 pub use sqlite::SqliteStore;
 
@@ -25,6 +27,10 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     #[error("no task matches {0:?}")]
     NotFound(String),
+    #[error("no pool named {0:?}")]
+    PoolNotFound(String),
+    #[error("{0:?} is already in use")]
+    Exists(String),
     #[error("{0:?} matches several tasks: {1}")]
     Ambiguous(String, String),
     #[error("task {id} is {actual}, expected one of {expected}")]
@@ -78,6 +84,25 @@ pub trait Store: Send + Sync {
     async fn events(&self, id: &str, after: i64, limit: i64) -> Result<Vec<Event>>;
     /// Deletes a task and its events.
     async fn delete_task(&self, id: &str) -> Result<()>;
+
+    async fn create_pool(&self, pool: NewPool) -> Result<PoolRecord>;
+    async fn get_pool(&self, name: &str) -> Result<PoolRecord>;
+    async fn list_pools(&self) -> Result<Vec<PoolRecord>>;
+    /// Sets the state; `reset_streak` starts a new failure streak (and allows a new notification).
+    async fn set_pool_state(
+        &self,
+        name: &str,
+        state: &str,
+        stop_reason: Option<&str>,
+        reset_streak: bool,
+    ) -> Result<PoolRecord>;
+    /// Marks the pool notified; `false` if it already was (notify runs at most once per streak).
+    async fn mark_pool_notified(&self, name: &str) -> Result<bool>;
+    /// Creates the pool's next task if it has room (see [`pools`]); atomic.
+    async fn launch_pool_task(&self, name: &str, task: NewTask) -> Result<Option<TaskRecord>>;
+    async fn pool_stats(&self, name: &str, soft_fail_counts: bool) -> Result<PoolStats>;
+    async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()>;
+    async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>>;
 }
 
 pub fn now() -> String {

@@ -48,6 +48,12 @@ pub struct TaskRecord {
     pub attempt: i64,
     pub stop_requested: bool,
     pub next_seq: i64,
+    /// Gate feedback rounds allowed (`--verify-rounds`) and used.
+    pub verify_rounds: i64,
+    pub gate_rounds: i64,
+    /// `passed` / `failed` for the current turn; `None` until the gates ran.
+    pub gate_status: Option<String>,
+    pub judge_model: Option<String>,
 }
 
 impl TaskRecord {
@@ -86,6 +92,7 @@ impl TaskRecord {
             pid: self.pid,
             pgid: self.pgid,
             attempt: self.attempt.max(0) as u32,
+            locks: None,
         }
     }
 }
@@ -110,6 +117,8 @@ pub struct NewTask {
     pub pool: Option<String>,
     pub team: Option<String>,
     pub created_by: Option<String>,
+    pub verify_rounds: i64,
+    pub judge_model: Option<String>,
 }
 
 /// A SQL value, for [`TaskPatch`].
@@ -205,6 +214,10 @@ impl TaskPatch {
         self.increments.push("turns_done");
         self
     }
+    pub fn inc_gate_rounds(mut self) -> Self {
+        self.increments.push("gate_rounds");
+        self
+    }
     pub fn inc_attempt(mut self) -> Self {
         self.increments.push("attempt");
         self
@@ -233,6 +246,7 @@ impl TaskPatch {
     setter!(stderr_offset, "stderr_offset", Option<i64>);
     setter!(turns_done, "turns_done", Option<i64>);
     setter!(turns_sent, "turns_sent", Option<i64>);
+    setter!(gate_status, "gate_status", Option<String>);
 }
 
 pub(crate) fn parse_outcome(

@@ -4,6 +4,7 @@
 //! writers racing for the lock (a deferred transaction upgrading to a write lock would fail with
 //! SQLITE_BUSY instead of waiting). Reads use a separate pool and see committed snapshots (WAL).
 
+use crate::pools::{NewPool, PoolEvent, PoolRecord, PoolStats};
 use crate::record::{parse_outcome, NewTask, TaskPatch, TaskRecord, Val};
 use crate::{now, ListFilter, Result, Store, StoreError};
 use async_trait::async_trait;
@@ -17,8 +18,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
 }
 
 impl SqliteStore {
@@ -54,7 +55,7 @@ impl SqliteStore {
     }
 }
 
-async fn append(
+pub(crate) async fn append(
     tx: &mut Transaction<'_, Sqlite>,
     id: &str,
     events: Vec<NewEvent>,
@@ -95,46 +96,54 @@ async fn append(
     Ok(out)
 }
 
+/// Inserts a queued task (at the back of the queue) and its first `state` event.
+pub(crate) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -> Result<()> {
+    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM tasks")
+        .fetch_one(&mut **tx)
+        .await?;
+    let verify =
+        serde_json::to_string(&t.verify).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO tasks (id, queue_seq, name, state, agent, model, repo, repo_dir, base_ref, \
+         base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
+         session_id, pool, team, created_by, verify_rounds, judge_model) \
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&t.id)
+    .bind(seq)
+    .bind(&t.name)
+    .bind(&t.agent)
+    .bind(&t.model)
+    .bind(&t.repo)
+    .bind(&t.repo_dir)
+    .bind(&t.base_ref)
+    .bind(&t.base_commit)
+    .bind(format!("drover/{}", t.id))
+    .bind(&t.prompt)
+    .bind(&t.cmd)
+    .bind(verify)
+    .bind(&t.permissions)
+    .bind(now())
+    .bind(t.budget.max_usd)
+    .bind(t.budget.max_tokens.map(|v| v as i64))
+    .bind(&t.session_id)
+    .bind(&t.pool)
+    .bind(&t.team)
+    .bind(&t.created_by)
+    .bind(t.verify_rounds)
+    .bind(&t.judge_model)
+    .execute(&mut **tx)
+    .await?;
+    let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));
+    append(tx, &t.id, vec![ev]).await?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_task(&self, t: NewTask) -> Result<TaskRecord> {
         let mut tx = self.writer.begin().await?;
-        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM tasks")
-            .fetch_one(&mut *tx)
-            .await?;
-        let verify =
-            serde_json::to_string(&t.verify).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO tasks (id, queue_seq, name, state, agent, model, repo, repo_dir, base_ref, \
-             base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
-             session_id, pool, team, created_by) \
-             VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.id)
-        .bind(seq)
-        .bind(&t.name)
-        .bind(&t.agent)
-        .bind(&t.model)
-        .bind(&t.repo)
-        .bind(&t.repo_dir)
-        .bind(&t.base_ref)
-        .bind(&t.base_commit)
-        .bind(format!("drover/{}", t.id))
-        .bind(&t.prompt)
-        .bind(&t.cmd)
-        .bind(verify)
-        .bind(&t.permissions)
-        .bind(now())
-        .bind(t.budget.max_usd)
-        .bind(t.budget.max_tokens.map(|v| v as i64))
-        .bind(&t.session_id)
-        .bind(&t.pool)
-        .bind(&t.team)
-        .bind(&t.created_by)
-        .execute(&mut *tx)
-        .await?;
-        let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));
-        append(&mut tx, &t.id, vec![ev]).await?;
+        insert_task(&mut tx, &t).await?;
         tx.commit().await?;
         self.fetch(&self.writer, &t.id).await
     }
@@ -299,9 +308,44 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn create_pool(&self, pool: NewPool) -> Result<PoolRecord> {
+        self.pool_create(pool).await
+    }
+    async fn get_pool(&self, name: &str) -> Result<PoolRecord> {
+        self.pool_get(name).await
+    }
+    async fn list_pools(&self) -> Result<Vec<PoolRecord>> {
+        self.pool_list().await
+    }
+    async fn set_pool_state(
+        &self,
+        name: &str,
+        state: &str,
+        stop_reason: Option<&str>,
+        reset_streak: bool,
+    ) -> Result<PoolRecord> {
+        self.pool_set_state(name, state, stop_reason, reset_streak)
+            .await
+    }
+    async fn mark_pool_notified(&self, name: &str) -> Result<bool> {
+        self.pool_mark_notified(name).await
+    }
+    async fn launch_pool_task(&self, name: &str, task: NewTask) -> Result<Option<TaskRecord>> {
+        self.pool_launch(name, task).await
+    }
+    async fn pool_stats(&self, name: &str, soft_fail_counts: bool) -> Result<PoolStats> {
+        SqliteStore::pool_stats(self, name, soft_fail_counts).await
+    }
+    async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()> {
+        SqliteStore::pool_event(self, name, kind, data).await
+    }
+    async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>> {
+        SqliteStore::pool_events(self, name).await
+    }
 }
 
-fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
+pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
     let state: String = r.try_get("state")?;
     let verify: String = r.try_get("verify")?;
     let pending: Option<String> = r.try_get("pending_input")?;
@@ -364,5 +408,9 @@ fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         attempt: r.try_get("attempt")?,
         stop_requested: r.try_get::<i64, _>("stop_requested")? != 0,
         next_seq: r.try_get("next_seq")?,
+        verify_rounds: r.try_get("verify_rounds")?,
+        gate_rounds: r.try_get("gate_rounds")?,
+        gate_status: r.try_get("gate_status")?,
+        judge_model: r.try_get("judge_model")?,
     })
 }

@@ -14,6 +14,10 @@ pub struct RunRequest {
     pub name: Option<String>,
     #[serde(default)]
     pub verify: Vec<String>,
+    /// How many times a failing gate's output goes back to the agent (default 2).
+    pub verify_rounds: Option<u32>,
+    /// Judge model for this task (default: the daemon's `models.judge`, if any).
+    pub judge_model: Option<String>,
     pub max_usd: Option<f64>,
     pub max_tokens: Option<u64>,
     pub prompt: String,
@@ -60,4 +64,37 @@ pub struct DaemonStatus {
     pub queued: usize,
     pub sandbox_mode: String,
     pub sandbox_reason: String,
+}
+
+/// `POST /v1/pools`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PoolRequest {
+    pub name: String,
+    pub slots: u32,
+    /// `{n}` in the prompt becomes the refill's number (1, 2, …).
+    pub prompt: String,
+    pub repo: String,
+    pub base_ref: Option<String>,
+    pub agent: Option<String>,
+    pub cmd: Option<String>,
+    pub model: Option<String>,
+    pub judge_model: Option<String>,
+    /// Stop after this many tasks.
+    pub count: Option<u64>,
+    /// Stop dispatching after this many consecutive failures (default 3).
+    pub max_failures: Option<u32>,
+    pub notify: Option<String>,
+    #[serde(default)]
+    pub verify: Vec<String>,
+    pub verify_rounds: Option<u32>,
+    pub max_usd: Option<f64>,
+    pub permissions: Option<String>,
+}
+
+/// `POST /v1/pools/{name}/stop`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PoolStopRequest {
+    /// Also stop the pool's running tasks (default: let them finish).
+    #[serde(default)]
+    pub hard: bool,
 }

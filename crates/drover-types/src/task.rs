@@ -235,4 +235,6 @@ pub struct Task {
     pub pgid: Option<i64>,
     /// How many times the task was (re)started after an interruption.
     pub attempt: u32,
+    /// Build locks (`drover lock`) this task holds or waits for.
+    pub locks: Option<serde_json::Value>,
 }

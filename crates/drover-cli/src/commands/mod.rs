@@ -4,7 +4,9 @@ mod bench;
 mod daemon;
 mod demo;
 mod doctor;
+mod lock;
 mod logs;
+mod pool;
 mod tasks;
 
 use crate::cli::{Cli, Command};
@@ -44,6 +46,8 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Logs { id, follow, json } => logs::logs(&id, follow, json).await,
         Command::Attach { id } => logs::attach(&id).await,
         Command::Agents => logs::agents().await,
+        Command::Pool { action } => pool::pool(action).await,
+        Command::Lock { name, slots, cmd } => lock::lock(&name, slots, &cmd).await,
         Command::Daemon(args) => daemon::background(args).await,
         Command::Doctor { json } => doctor::doctor(json).await,
         Command::FakeProvider { scenarios, port } => {

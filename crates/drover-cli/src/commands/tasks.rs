@@ -14,7 +14,7 @@ fn path_id(id: &str) -> String {
 }
 
 /// A local directory becomes an absolute path (must exist); URLs pass through.
-fn resolve_repo(repo: Option<String>) -> Result<String> {
+pub fn resolve_repo(repo: Option<String>) -> Result<String> {
     let raw = repo.unwrap_or_else(|| ".".into());
     let looks_remote = raw.contains("://") || (raw.contains('@') && raw.contains(':'));
     if looks_remote {
@@ -39,6 +39,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         model: args.model,
         name: args.name,
         verify: args.verify,
+        verify_rounds: Some(args.verify_rounds),
+        judge_model: args.judge_model,
         max_usd: args.max_usd,
         max_tokens: args.max_tokens,
         prompt: args.prompt,

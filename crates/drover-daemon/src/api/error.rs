@@ -48,6 +48,12 @@ impl From<StoreError> for ApiErr {
                 e.to_string(),
                 Some("`drover ls --all` lists tasks"),
             ),
+            StoreError::PoolNotFound(_) => ApiErr::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                e.to_string(),
+                Some("`drover pool ls` lists pools"),
+            ),
             StoreError::Ambiguous(..) => ApiErr::new(
                 StatusCode::BAD_REQUEST,
                 "invalid",

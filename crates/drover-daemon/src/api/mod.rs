@@ -12,9 +12,14 @@
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
 //! | `POST /v1/tasks/{id}/stop` | stop it |
 //! | `DELETE /v1/tasks/{id}` | remove it (its work is committed first) |
+//! | `POST /v1/pools`, `GET /v1/pools[/{name}]` | start, list, show pools |
+//! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
+//! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
 
 mod daemon;
 mod error;
+mod locks;
+mod pools;
 mod tasks;
 
 use crate::engine::Engine;
@@ -33,6 +38,12 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/tasks/{id}/wait", get(tasks::wait))
         .route("/v1/tasks/{id}/send", post(tasks::send))
         .route("/v1/tasks/{id}/stop", post(tasks::stop))
+        .route("/v1/pools", post(pools::create).get(pools::list))
+        .route("/v1/pools/{name}", get(pools::show))
+        .route("/v1/pools/{name}/stop", post(pools::stop))
+        .route("/v1/pools/{name}/resume", post(pools::resume))
+        .route("/v1/locks", get(locks::list))
+        .route("/v1/locks/{name}", post(locks::acquire))
         .with_state(engine)
 }
 

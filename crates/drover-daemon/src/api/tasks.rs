@@ -27,7 +27,9 @@ async fn view(engine: &Engine, t: &TaskRecord) -> Task {
     } else {
         None
     };
-    t.to_task(pos)
+    let mut task = t.to_task(pos);
+    task.locks = engine.locks.of_task(&t.id);
+    task
 }
 
 pub async fn create(
@@ -75,6 +77,8 @@ pub async fn create(
             prompt: req.prompt.clone(),
             cmd: req.cmd.clone(),
             verify: req.verify.clone(),
+            verify_rounds: req.verify_rounds.unwrap_or(2) as i64,
+            judge_model: req.judge_model.clone(),
             permissions: permissions.clone(),
             budget: Budget {
                 max_usd: req.max_usd,
@@ -128,7 +132,9 @@ pub async fn list(
                     .iter()
                     .position(|id| id == &t.id)
                     .map(|p| p as u64 + 1);
-                t.to_task(pos)
+                let mut task = t.to_task(pos);
+                task.locks = engine.locks.of_task(&t.id);
+                task
             })
             .collect(),
     ))

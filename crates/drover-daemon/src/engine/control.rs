@@ -35,12 +35,19 @@ pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) {
             let _ = answer(engine, task, adapter, req, allow, None, "policy").await;
         }
     }
-    if adapter.multi_turn()
-        && task.state == TaskState::Running
+    let turn_over = adapter.multi_turn()
+        && matches!(task.state, TaskState::Running | TaskState::Verifying)
         && task.pending_input.is_none()
         && task.turns_sent > 0
         && task.turns_done >= task.turns_sent
-    {
+        && !task.stop_requested;
+    if turn_over && !task.verify.is_empty() && task.gate_status.is_none() {
+        if let Err(e) = super::gates::verify_turn(engine, task, adapter).await {
+            tracing::warn!(task = task.id.as_str(), "gates: {e}");
+        }
+        return;
+    }
+    if turn_over {
         let lock = engine.stdin_lock(&task.id);
         let mut st = lock.lock().await;
         if st.closed {
@@ -163,7 +170,12 @@ pub async fn send(
         json!({ "message": message, "by": "user" }),
     );
     let (task, _) = engine
-        .update(&task.id, None, TaskPatch::new().inc_turns_sent(), vec![ev])
+        .update(
+            &task.id,
+            None,
+            TaskPatch::new().inc_turns_sent().gate_status(None),
+            vec![ev],
+        )
         .await?;
     drop(st);
     Ok(task)

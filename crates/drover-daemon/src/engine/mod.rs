@@ -12,7 +12,11 @@
 //! decision to close it, so a `send` never races the end of the last turn.
 
 pub mod control;
+pub mod gates;
 pub mod ingest;
+pub mod judge;
+pub mod locks;
+pub mod pools;
 pub mod recover;
 pub mod scheduler;
 pub mod supervise;
@@ -40,6 +44,7 @@ pub struct Engine {
     pokes: Mutex<HashMap<String, Arc<Notify>>>,
     stdin_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<StdinState>>>>,
     stopping: watch::Sender<bool>,
+    pub locks: Arc<locks::Locks>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -63,6 +68,7 @@ impl Engine {
             pokes: Mutex::new(HashMap::new()),
             stdin_locks: Mutex::new(HashMap::new()),
             stopping: watch::channel(false).0,
+            locks: Arc::default(),
         })
     }
 

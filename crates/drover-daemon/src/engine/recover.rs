@@ -24,13 +24,32 @@ pub async fn recover(engine: &Arc<Engine>) {
     };
     for task in &active {
         if task.state == TaskState::Preparing && task.shim_pid.is_none() {
-            let patch = TaskPatch::new().state(
-                TaskState::Queued,
-                json!({ "reason": "daemon restarted while preparing" }),
-            );
+            let files = engine.home.task(&task.id);
+            let patch = match files.read_ready().filter(|r| r.error.is_none()) {
+                // The agent was started just before the crash: adopt it, never start a second.
+                Some(ready) => TaskPatch::new()
+                    .state(
+                        TaskState::Running,
+                        json!({ "pid": ready.pid, "adopted": true }),
+                    )
+                    .shim_pid(Some(ready.shim_pid))
+                    .shim_start(Some(ready.shim_start))
+                    .pid(Some(ready.pid))
+                    .pgid(Some(ready.pgid))
+                    .agent_start(Some(ready.agent_start))
+                    .turns_sent(Some(task.turns_done + 1)),
+                None => TaskPatch::new().state(
+                    TaskState::Queued,
+                    json!({ "reason": "daemon restarted while preparing" }),
+                ),
+            };
+            let adopted = patch.new_state() == Some(TaskState::Running);
             let _ = engine
                 .update(&task.id, Some(&[TaskState::Preparing]), patch, vec![])
                 .await;
+            if adopted {
+                engine.supervise(&task.id);
+            }
         } else {
             engine.supervise(&task.id);
         }

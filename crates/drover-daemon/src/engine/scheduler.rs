@@ -11,6 +11,9 @@ pub async fn run(engine: Arc<Engine>) {
         if engine.is_stopping() {
             return;
         }
+        if let Err(e) = super::pools::tick(&engine).await {
+            tracing::warn!("pools: {e}");
+        }
         if let Err(e) = fill(&engine).await {
             tracing::warn!("scheduler: {e}");
         }

@@ -3,12 +3,12 @@
 //! A supervisor holds no state the store does not have: it can be dropped at any await (daemon
 //! shutdown or crash) and a new one, in a new daemon, carries on from the task row.
 
-use super::{control, ingest, Engine};
+use super::{control, gates, ingest, judge, Engine};
 use drover_agents::{Adapter, LaunchContext};
 use drover_sandbox::{Resolved, Sandbox};
 use drover_shim::{proc, spawn_shim, ExitInfo, LaunchFile};
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
-use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState};
+use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState, Verdict};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,6 +88,8 @@ async fn start(
         Err(StoreError::WrongState { .. }) => return Ok(None),
         Err(e) => return Err(e),
     }
+    // A ready record from an earlier attempt must not be mistaken for this one's (see recover).
+    let _ = std::fs::remove_file(engine.home.task(id).ready());
     let sandbox = match prepare_sandbox(engine, task).await {
         Ok(sb) => sb,
         Err(e) => {
@@ -145,7 +147,7 @@ async fn start(
         close_stdin: spec.close_stdin,
     };
     let mut env = spec.env;
-    env.push(("DROVER_TASK_ID".into(), id.to_string()));
+    env.extend(drover_env(engine, id));
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
         Ok((mut child, ready)) => {
@@ -186,6 +188,26 @@ async fn start(
             Ok(None)
         }
     }
+}
+
+/// What an agent (or gate) needs to reach this daemon from its sandbox (e.g. `drover lock`).
+pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("DROVER_TASK_ID".to_string(), id.to_string()),
+        (
+            "DROVER_HOME".to_string(),
+            engine.home.root.display().to_string(),
+        ),
+        (
+            "DROVER_BIN".to_string(),
+            engine.config.exe.display().to_string(),
+        ),
+    ];
+    if let Some(dir) = engine.config.exe.parent() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
+    }
+    env
 }
 
 async fn prepare_sandbox(
@@ -333,8 +355,13 @@ async fn finish(
     let mut outcome = if task.stop_requested {
         Outcome::fail(ErrorKind::Cancelled, "stopped by request")
     } else {
-        judge(adapter, &exit, last_result.as_ref(), &task)
+        structured(adapter, &exit, last_result.as_ref(), &task)
     };
+    if outcome.error_kind.is_none() {
+        if let Some(failed) = gate_failure(engine, &task, adapter).await? {
+            outcome = Outcome::fail(ErrorKind::GateFailed, failed);
+        }
+    }
     let result = match (adapter.multi_turn(), &task.result) {
         (_, Some(r)) => Some(r.clone()),
         (false, None) => last_text(engine, id).await?,
@@ -350,9 +377,20 @@ async fn finish(
             outcome = Outcome::fail(ErrorKind::GitError, e.clone());
         }
     }
+    let mut events = vec![];
+    if outcome.verdict == Verdict::Success {
+        let sha = commit
+            .as_ref()
+            .ok()
+            .and_then(|c| c.as_ref())
+            .map(|(sha, _)| sha.as_str());
+        if let Some(judged) = ask_judge(engine, &task, result.as_deref(), sha, &mut events).await? {
+            outcome = judged;
+        }
+    }
     let state = match (&outcome.error_kind, outcome.verdict) {
         (Some(ErrorKind::Cancelled), _) => TaskState::Cancelled,
-        (None, _) => TaskState::Succeeded,
+        (_, Verdict::Success) => TaskState::Succeeded,
         _ => TaskState::Failed,
     };
     let patch = TaskPatch::new()
@@ -363,10 +401,125 @@ async fn finish(
         .pid(None)
         .pgid(None)
         .pending_input(None);
-    let (patch, events) = apply_commit(patch, commit);
+    let (patch, mut commit_events) = apply_commit(patch, commit);
+    events.append(&mut commit_events);
     match engine.update(id, Some(ACTIVE), patch, events).await {
         Ok(_) | Err(StoreError::WrongState { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Why the gates failed, if they did. Single-turn agents run theirs here, after they exited.
+async fn gate_failure(
+    engine: &Engine,
+    task: &TaskRecord,
+    adapter: &dyn Adapter,
+) -> Result<Option<String>, StoreError> {
+    if task.verify.is_empty() {
+        return Ok(None);
+    }
+    let failed = if adapter.multi_turn() {
+        if task.gate_status.as_deref() != Some("failed") {
+            return Ok(None);
+        }
+        let last = last_of(engine, &task.id, EventKind::Gate).await?;
+        Some(last.map_or_else(
+            || "a gate failed".to_string(),
+            |g| {
+                format!(
+                    "gate `{}` failed (exit {})",
+                    g["command"].as_str().unwrap_or(""),
+                    g["exit_code"]
+                )
+            },
+        ))
+    } else {
+        let patch = TaskPatch::new().state(TaskState::Verifying, json!({}));
+        engine.update(&task.id, Some(ACTIVE), patch, vec![]).await?;
+        let runs = gates::run_all(engine, task).await?;
+        runs.iter().find(|r| !r.passed()).map(|r| {
+            let code = r
+                .exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "none".into());
+            format!("gate `{}` failed (exit {code})", r.command)
+        })
+    };
+    let rounds = if adapter.multi_turn() {
+        format!(" after {} feedback rounds", task.gate_rounds)
+    } else {
+        String::new()
+    };
+    Ok(failed.map(|f| format!("{f}{rounds}")))
+}
+
+/// Asks the judge when one is configured; `None` keeps the structured success.
+async fn ask_judge(
+    engine: &Engine,
+    task: &TaskRecord,
+    result: Option<&str>,
+    commit: Option<&str>,
+    events: &mut Vec<NewEvent>,
+) -> Result<Option<Outcome>, StoreError> {
+    let Some(model) = task
+        .judge_model
+        .clone()
+        .or_else(|| engine.config.judge_model.clone())
+    else {
+        return Ok(None);
+    };
+    let gates: Vec<serde_json::Value> = engine
+        .store
+        .events(&task.id, 0, i64::MAX)
+        .await?
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Gate)
+        .map(|e| e.data)
+        .collect();
+    let diff = match (commit, &task.base_commit, &task.repo_dir) {
+        (Some(c), Some(base), Some(dir)) => diff_stat(dir, base, c).await,
+        _ => "unknown".into(),
+    };
+    let input = judge::JudgeInput {
+        model: &model,
+        prompt: &task.prompt,
+        final_message: result.unwrap_or(""),
+        gates: &gates,
+        diff_summary: &diff,
+    };
+    match judge::judge(&input).await {
+        Ok(o) => {
+            events.push(NewEvent::new(
+                EventKind::Result,
+                json!({ "judge": { "model": model, "verdict": o.verdict.as_str(), "reason": o.reason } }),
+            ));
+            Ok(Some(o))
+        }
+        Err(e) => {
+            events.push(NewEvent::new(
+                EventKind::Error,
+                json!({ "message": format!("judge: {e}; the structured outcome stands") }),
+            ));
+            Ok(None)
+        }
+    }
+}
+
+async fn diff_stat(repo: &str, base: &str, commit: &str) -> String {
+    let out = tokio::process::Command::new("git")
+        .args(["-C", repo, "diff", "--stat", base, commit])
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => {
+            let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if s.is_empty() {
+                "no changes".into()
+            } else {
+                drover_agents::excerpt(&s, 4000)
+            }
+        }
+        _ => "unknown".into(),
     }
 }
 
@@ -414,7 +567,7 @@ fn apply_commit(
 }
 
 /// Structured signals only: exit status and the agent's own result fields. No text matching.
-fn judge(
+fn structured(
     adapter: &dyn Adapter,
     exit: &ExitInfo,
     result: Option<&serde_json::Value>,

@@ -1,0 +1,149 @@
+//! `drover pool start | ls | show | stop | resume`.
+
+use super::tasks::resolve_repo;
+use crate::cli::PoolAction;
+use crate::client::Client;
+use crate::error::{CliError, Result};
+use drover_types::{PoolRequest, PoolStopRequest};
+use serde_json::Value;
+
+pub async fn pool(action: PoolAction) -> Result<i32> {
+    match action {
+        PoolAction::Start(a) => {
+            let prompt = match (a.prompt, &a.prompt_file) {
+                (Some(p), _) => p,
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| CliError::input(format!("--prompt-file {}: {e}", f.display())))?,
+                (None, None) => return Err(CliError::input("give --prompt or --prompt-file")),
+            };
+            if a.slots == 0 {
+                return Err(CliError::input("--slots must be at least 1"));
+            }
+            let repo = resolve_repo(a.repo)?;
+            let client = Client::connect().await?;
+            let req = PoolRequest {
+                name: a.name,
+                slots: a.slots,
+                prompt,
+                repo,
+                base_ref: a.git_ref,
+                agent: Some(a.agent),
+                cmd: a.cmd,
+                model: a.model,
+                judge_model: a.judge_model,
+                count: a.count,
+                max_failures: Some(a.max_failures),
+                notify: a.notify,
+                verify: a.verify,
+                verify_rounds: Some(a.verify_rounds),
+                max_usd: a.max_usd,
+                permissions: a.permissions,
+            };
+            let v: Value = client.post("/v1/pools", &req).await?;
+            println!("{}", v["name"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        PoolAction::Ls { json } => {
+            let client = Client::connect().await?;
+            let pools: Vec<Value> = client.get("/v1/pools").await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&pools).unwrap_or_default()
+                );
+                return Ok(0);
+            }
+            println!(
+                "{:<16} {:<8} {:>5} {:>7} {:>8} {:>7} {:>7} {:>6} {:>9}",
+                "NAME", "STATE", "SLOTS", "RUNNING", "FINISHED", "OK", "FAILED", "STREAK", "COST"
+            );
+            for p in &pools {
+                println!(
+                    "{:<16} {:<8} {:>5} {:>7} {:>8} {:>7} {:>7} {:>6} {:>9}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["state"].as_str().unwrap_or(""),
+                    p["slots"],
+                    p["running"],
+                    p["finished"],
+                    p["successes"],
+                    p["failures"],
+                    p["streak"],
+                    format!("${:.4}", p["total_cost_usd"].as_f64().unwrap_or(0.0))
+                );
+            }
+            Ok(0)
+        }
+        PoolAction::Show { name, json } => {
+            let client = Client::connect().await?;
+            let p: Value = client.get(&format!("/v1/pools/{name}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+                return Ok(0);
+            }
+            for k in [
+                "name",
+                "state",
+                "stop_reason",
+                "slots",
+                "running",
+                "finished",
+                "successes",
+                "failures",
+                "soft_fails",
+                "streak",
+                "max_failures",
+                "launched",
+                "count_total",
+                "total_cost_usd",
+                "agent",
+                "model",
+                "repo",
+                "prompt",
+            ] {
+                if !p[k].is_null() {
+                    let v = match &p[k] {
+                        Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    };
+                    println!("{k:<14} {v}");
+                }
+            }
+            if let Some(evs) = p["events"].as_array() {
+                println!("events:");
+                for e in evs {
+                    println!(
+                        "  {} {} {}",
+                        e["ts"].as_str().unwrap_or(""),
+                        e["kind"].as_str().unwrap_or(""),
+                        e["data"]
+                    );
+                }
+            }
+            Ok(0)
+        }
+        PoolAction::Stop { name, hard } => {
+            let client = Client::connect().await?;
+            let p: Value = client
+                .post(&format!("/v1/pools/{name}/stop"), &PoolStopRequest { hard })
+                .await?;
+            println!(
+                "{} {}",
+                p["name"].as_str().unwrap_or(""),
+                p["state"].as_str().unwrap_or("")
+            );
+            Ok(0)
+        }
+        PoolAction::Resume { name } => {
+            let client = Client::connect().await?;
+            let p: Value = client
+                .post(&format!("/v1/pools/{name}/resume"), &serde_json::json!({}))
+                .await?;
+            println!(
+                "{} {}",
+                p["name"].as_str().unwrap_or(""),
+                p["state"].as_str().unwrap_or("")
+            );
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `POST /v1/locks/{name}?slots=N&holder=TASK`: waits for a slot, answers `granted`, and holds
+//! the slot while the connection stays open (see [`crate::engine::locks`]).
+
+use super::ApiErr;
+use crate::engine::Engine;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub struct LockQuery {
+    #[serde(default = "one")]
+    slots: usize,
+    #[serde(default)]
+    holder: String,
+}
+
+fn one() -> usize {
+    1
+}
+
+pub async fn acquire(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    Query(q): Query<LockQuery>,
+) -> Result<Response, ApiErr> {
+    if q.slots == 0 {
+        return Err(ApiErr::invalid("--slots must be at least 1"));
+    }
+    let holder = if q.holder.is_empty() {
+        "outside a task".to_string()
+    } else {
+        q.holder
+    };
+    engine.notify_changed();
+    let held = engine
+        .locks
+        .acquire(&name, q.slots, &holder)
+        .await
+        .map_err(ApiErr::invalid)?;
+    engine.notify_changed();
+    // The body says `granted` once, then stays open; when the client goes away hyper drops the
+    // stream, and with it the permit.
+    let granted = futures::stream::once(async {
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from("granted\n"))
+    });
+    let hold = futures::stream::unfold(held, |held| async move {
+        std::future::pending::<()>().await;
+        Some((Ok(bytes::Bytes::new()), held))
+    });
+    use futures::StreamExt;
+    let body = Body::from_stream(granted.chain(hold));
+    Response::builder()
+        .header("content-type", "text/plain")
+        .body(body)
+        .map_err(|e| ApiErr::invalid(e.to_string()))
+}
+
+pub async fn list(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {
+    Json(engine.locks.list())
+}

@@ -1,0 +1,186 @@
+//! `/v1/pools…` handlers.
+
+use super::ApiErr;
+use crate::engine::{control, Engine};
+use axum::extract::{Path, State};
+use axum::Json;
+use drover_store::{NewPool, PoolRecord, StoreError};
+use drover_types::{PoolRequest, PoolStopRequest, TaskState};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+type ApiResult<T> = Result<T, ApiErr>;
+
+async fn view(engine: &Engine, pool: &PoolRecord, with_events: bool) -> ApiResult<Value> {
+    let stats = engine
+        .store
+        .pool_stats(&pool.name, engine.config.soft_fail_counts)
+        .await?;
+    let mut v = serde_json::to_value(pool).unwrap_or_default();
+    if let (Some(obj), Value::Object(s)) = (
+        v.as_object_mut(),
+        serde_json::to_value(&stats).unwrap_or_default(),
+    ) {
+        obj.extend(s);
+        if with_events {
+            obj.insert(
+                "events".into(),
+                serde_json::to_value(engine.store.pool_events(&pool.name).await?)
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    Ok(v)
+}
+
+pub async fn create(
+    State(engine): State<Arc<Engine>>,
+    Json(req): Json<PoolRequest>,
+) -> ApiResult<Json<Value>> {
+    if req.name.is_empty()
+        || !req
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiErr::invalid(
+            "a pool name uses letters, digits, '-', '_' and '.'",
+        ));
+    }
+    if req.slots == 0 {
+        return Err(ApiErr::invalid("--slots must be at least 1"));
+    }
+    let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
+    drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
+    if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        return Err(ApiErr::invalid("the command agent needs --cmd"));
+    }
+    if req.prompt.trim().is_empty() {
+        return Err(ApiErr::invalid("the prompt is empty"));
+    }
+    if req.max_failures == Some(0) {
+        return Err(ApiErr::invalid("--max-failures must be at least 1"));
+    }
+    let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
+    engine
+        .sandboxes
+        .resolve(&req.repo, &base_ref)
+        .await
+        .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let permissions = req
+        .permissions
+        .clone()
+        .unwrap_or_else(|| engine.config.permissions.clone());
+    let pool = NewPool {
+        name: req.name.clone(),
+        slots: req.slots as i64,
+        prompt: req.prompt.clone(),
+        repo: req.repo.clone(),
+        base_ref,
+        agent,
+        cmd: req.cmd.clone(),
+        model: req.model.clone(),
+        judge_model: req.judge_model.clone(),
+        permissions,
+        count_total: req.count.map(|c| c as i64),
+        max_failures: req.max_failures.unwrap_or(3) as i64,
+        notify: req.notify.clone(),
+        verify: req.verify.clone(),
+        verify_rounds: req.verify_rounds.unwrap_or(2) as i64,
+        max_usd: req.max_usd,
+    };
+    let pool = match engine.store.create_pool(pool).await {
+        Ok(p) => p,
+        Err(StoreError::Exists(name)) => {
+            return Err(ApiErr::new(
+                axum::http::StatusCode::CONFLICT,
+                "conflict",
+                format!("pool {name} already exists"),
+                Some("choose another name, or `drover pool resume` it"),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    engine
+        .store
+        .pool_event(&pool.name, "state", json!({ "state": "running" }))
+        .await?;
+    engine.wake.notify_one();
+    Ok(Json(view(&engine, &pool, false).await?))
+}
+
+pub async fn list(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Vec<Value>>> {
+    let mut out = vec![];
+    for p in engine.store.list_pools().await? {
+        out.push(view(&engine, &p, false).await?);
+    }
+    Ok(Json(out))
+}
+
+pub async fn show(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let p = engine.store.get_pool(&name).await?;
+    Ok(Json(view(&engine, &p, true).await?))
+}
+
+pub async fn stop(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    body: Option<Json<PoolStopRequest>>,
+) -> ApiResult<Json<Value>> {
+    let hard = body.map(|b| b.hard).unwrap_or(false);
+    let p = engine.store.get_pool(&name).await?;
+    let p = engine
+        .store
+        .set_pool_state(&p.name, "stopped", Some("stopped by request"), false)
+        .await?;
+    engine
+        .store
+        .pool_event(
+            &p.name,
+            "state",
+            json!({ "state": "stopped", "hard": hard }),
+        )
+        .await?;
+    if hard {
+        let tasks = engine
+            .store
+            .list_tasks(drover_store::ListFilter::All, "")
+            .await?;
+        let live: Vec<_> = tasks
+            .into_iter()
+            .filter(|t| t.pool.as_deref() == Some(&p.name) && !t.state.is_terminal())
+            .collect();
+        // Queued ones first, so nothing new starts while the running ones stop.
+        let (queued, running): (Vec<_>, Vec<_>) =
+            live.into_iter().partition(|t| t.state == TaskState::Queued);
+        for t in queued.iter().chain(running.iter()) {
+            control::stop(&engine, &t.id).await?;
+        }
+    }
+    engine.notify_changed();
+    Ok(Json(view(&engine, &p, false).await?))
+}
+
+pub async fn resume(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let p = engine.store.get_pool(&name).await?;
+    let p = engine
+        .store
+        .set_pool_state(&p.name, "running", None, true)
+        .await?;
+    engine
+        .store
+        .pool_event(
+            &p.name,
+            "state",
+            json!({ "state": "running", "resumed": true }),
+        )
+        .await?;
+    engine.wake.notify_one();
+    Ok(Json(view(&engine, &p, false).await?))
+}

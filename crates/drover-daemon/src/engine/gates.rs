@@ -1,0 +1,216 @@
+//! Quality gates (`--verify CMD`): commands run in the sandbox after the agent's turn. A failing
+//! gate's output tail goes back to the same session as a new message, up to `verify_rounds`
+//! times; then the task fails with `gate_failed`. Tests passing is a fact; nothing here reads
+//! the agent's prose.
+
+use super::Engine;
+use drover_agents::Adapter;
+use drover_shim::{proc, ShimClient};
+use drover_store::{StoreError, TaskPatch, TaskRecord};
+use drover_types::{EventKind, NewEvent, TaskState};
+use serde_json::json;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Bytes of a gate's output kept in its event and sent back to the agent.
+const TAIL: usize = 4000;
+
+pub struct GateRun {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub tail: String,
+}
+
+impl GateRun {
+    pub fn passed(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// Runs every gate (stopping at the first failure) and records one `gate` event each.
+pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>, StoreError> {
+    let Some(dir) = task.sandbox.clone() else {
+        return Ok(vec![GateRun {
+            command: task.verify.first().cloned().unwrap_or_default(),
+            exit_code: None,
+            duration_ms: 0,
+            tail: "the task has no sandbox to run gates in".into(),
+        }]);
+    };
+    let mut runs = vec![];
+    for (i, command) in task.verify.iter().enumerate() {
+        let log = engine
+            .home
+            .task(&task.id)
+            .dir
+            .join(format!("gate-{}.log", i + 1));
+        let env = super::supervise::drover_env(engine, &task.id);
+        let run = run_one(
+            command,
+            Path::new(&dir),
+            &log,
+            &env,
+            engine.config.gate_timeout,
+        )
+        .await;
+        let ev = NewEvent::new(
+            EventKind::Gate,
+            json!({
+                "command": run.command, "exit_code": run.exit_code, "duration_ms": run.duration_ms,
+                "passed": run.passed(), "output_tail": run.tail, "round": task.gate_rounds + 1,
+            }),
+        );
+        engine
+            .update(&task.id, None, TaskPatch::new(), vec![ev])
+            .await?;
+        let passed = run.passed();
+        runs.push(run);
+        if !passed {
+            break;
+        }
+    }
+    Ok(runs)
+}
+
+async fn run_one(
+    command: &str,
+    dir: &Path,
+    log: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> GateRun {
+    let started = Instant::now();
+    let done = |exit_code, tail: String| GateRun {
+        command: command.to_string(),
+        exit_code,
+        duration_ms: started.elapsed().as_millis() as u64,
+        tail,
+    };
+    let file = match std::fs::File::create(log) {
+        Ok(f) => f,
+        Err(e) => return done(None, format!("could not create {}: {e}", log.display())),
+    };
+    let Ok(file2) = file.try_clone() else {
+        return done(None, "could not open the gate log".into());
+    };
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(file2)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return done(None, format!("could not start /bin/sh: {e}")),
+    };
+    let pgid = child.id().map(|p| p as i64);
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(st)) => st.code(),
+        Ok(Err(e)) => return done(None, format!("waiting for the gate: {e}")),
+        Err(_) => {
+            if let Some(g) = pgid {
+                let _ = proc::signal_group(g, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = child.wait().await;
+            let tail = format!(
+                "{}\n[drover: gate timed out after {} s]",
+                tail_of(log),
+                timeout.as_secs()
+            );
+            return done(None, tail);
+        }
+    };
+    // Whatever the gate left running in its group goes too.
+    if let Some(g) = pgid {
+        let _ = proc::signal_group(g, nix::sys::signal::Signal::SIGKILL);
+    }
+    done(status, tail_of(log))
+}
+
+fn tail_of(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let start = bytes.len().saturating_sub(TAIL);
+    let mut s = String::from_utf8_lossy(&bytes[start..]).into_owned();
+    if start > 0 {
+        s.insert_str(0, "…");
+    }
+    s
+}
+
+/// One verification round for a multi-turn agent whose turn just ended: `verifying`, run the
+/// gates, then either mark them passed, send the failure back (a new turn), or mark them failed.
+pub async fn verify_turn(
+    engine: &Engine,
+    task: &TaskRecord,
+    adapter: &dyn Adapter,
+) -> Result<(), StoreError> {
+    if task.state == TaskState::Running {
+        engine
+            .update(
+                &task.id,
+                Some(&[TaskState::Running]),
+                TaskPatch::new().state(TaskState::Verifying, json!({})),
+                vec![],
+            )
+            .await?;
+    }
+    let runs = run_all(engine, task).await?;
+    let back = TaskPatch::new().state(TaskState::Running, json!({}));
+    let Some(failed) = runs.iter().find(|r| !r.passed()) else {
+        engine
+            .update(
+                &task.id,
+                Some(&[TaskState::Verifying]),
+                back.gate_status(Some("passed".into())),
+                vec![],
+            )
+            .await?;
+        return Ok(());
+    };
+    let line = (task.gate_rounds < task.verify_rounds)
+        .then(|| adapter.user_message(&feedback(failed)))
+        .flatten();
+    let lock = engine.stdin_lock(&task.id);
+    let st = lock.lock().await;
+    if let (Some(line), false) = (line, st.closed) {
+        let client = ShimClient::new(engine.home.task(&task.id));
+        if client.write_line(line).await.is_ok() {
+            let ev = NewEvent::new(
+                EventKind::Input,
+                json!({ "message": feedback(failed), "by": "gate" }),
+            );
+            let patch = back.inc_gate_rounds().inc_turns_sent();
+            engine
+                .update(&task.id, Some(&[TaskState::Verifying]), patch, vec![ev])
+                .await?;
+            return Ok(());
+        }
+    }
+    engine
+        .update(
+            &task.id,
+            Some(&[TaskState::Verifying]),
+            back.gate_status(Some("failed".into())),
+            vec![],
+        )
+        .await?;
+    Ok(())
+}
+
+pub fn feedback(run: &GateRun) -> String {
+    let code = run
+        .exit_code
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "none".into());
+    format!(
+        "The quality gate `{}` failed (exit code {code}). Fix the problem so that it passes. \
+         The end of its output:\n\n{}",
+        run.command, run.tail
+    )
+}

@@ -1,0 +1,164 @@
+//! The judge: where structured signals say the agent finished cleanly, a model reads the prompt,
+//! the final message, the gate results and the diff summary and returns `{verdict, reason}`
+//! through a forced tool call (structured output, never a regex over prose). It can only confirm
+//! or lower a success; a failed gate or a failed run never becomes a success here.
+
+use drover_types::{Outcome, Verdict};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub struct JudgeInput<'a> {
+    pub model: &'a str,
+    pub prompt: &'a str,
+    pub final_message: &'a str,
+    pub gates: &'a [Value],
+    pub diff_summary: &'a str,
+}
+
+const SYSTEM: &str =
+    "You are drover's judge. A coding agent was given a task and has finished. Decide \
+whether it achieved the task, from its final message, the quality gates that ran, and the diff it \
+left. success: the task is done. soft_fail: the agent finished but the task is not (fully) done, \
+or it reports a problem. fail: it clearly failed. Call record_verdict exactly once.";
+
+fn request(input: &JudgeInput) -> Value {
+    let gates = if input.gates.is_empty() {
+        "none".to_string()
+    } else {
+        input
+            .gates
+            .iter()
+            .map(|g| {
+                format!(
+                    "- `{}` exit {}",
+                    g["command"].as_str().unwrap_or(""),
+                    g["exit_code"]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let user = format!(
+        "Task prompt:\n{}\n\nAgent's final message:\n{}\n\nQuality gates:\n{}\n\nDiff summary:\n{}\n",
+        input.prompt, input.final_message, gates, input.diff_summary
+    );
+    json!({
+        "model": input.model,
+        "max_tokens": 1024,
+        "system": SYSTEM,
+        "tools": [{
+            "name": "record_verdict",
+            "description": "Record the verdict on the agent's work.",
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "verdict": { "type": "string", "enum": ["success", "soft_fail", "fail"] },
+                    "reason": { "type": "string", "description": "One sentence: why." }
+                },
+                "required": ["verdict", "reason"]
+            }
+        }],
+        "tool_choice": { "type": "tool", "name": "record_verdict" },
+        "messages": [{ "role": "user", "content": user }]
+    })
+}
+
+/// Asks the judge. `Err` carries a message for an `error` event; the caller keeps the structured
+/// outcome then.
+pub async fn judge(input: &JudgeInput<'_>) -> Result<Outcome, String> {
+    let base = std::env::var("DROVER_JUDGE_BASE_URL")
+        .or_else(|_| std::env::var("ANTHROPIC_BASE_URL"))
+        .unwrap_or_else(|_| "https://api.anthropic.com".into());
+    let key = std::env::var("ANTHROPIC_API_KEY")
+        .map_err(|_| "no ANTHROPIC_API_KEY for the judge".to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| format!("judge client: {e}"))?;
+    let url = format!("{}/v1/messages", base.trim_end_matches('/'));
+    let resp = client
+        .post(&url)
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&request(input))
+        .send()
+        .await
+        .map_err(|e| format!("judge request to {url}: {e}"))?;
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("judge answer: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "judge answered {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("")
+        ));
+    }
+    parse(&body)
+}
+
+/// The verdict from a Messages API answer: the `record_verdict` tool call's input.
+pub fn parse(body: &Value) -> Result<Outcome, String> {
+    let call = body["content"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|b| b["type"] == "tool_use" && b["name"] == "record_verdict")
+        })
+        .ok_or("the judge did not call record_verdict")?;
+    let verdict: Verdict = call["input"]["verdict"]
+        .as_str()
+        .ok_or("the judge gave no verdict")?
+        .parse()
+        .map_err(|e: String| format!("judge: {e}"))?;
+    let reason = call["input"]["reason"].as_str().unwrap_or("").to_string();
+    Ok(Outcome {
+        verdict,
+        reason: format!("judge: {reason}"),
+        error_kind: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reads_the_forced_tool_call_and_nothing_else() {
+        let body = json!({"content": [
+            {"type": "text", "text": "verdict: success"},
+            {"type": "tool_use", "name": "record_verdict", "input": {"verdict": "soft_fail", "reason": "build failed"}}
+        ]});
+        let o = parse(&body).unwrap();
+        assert_eq!(o.verdict, Verdict::SoftFail);
+        assert!(o.reason.contains("build failed"));
+        // Prose alone decides nothing.
+        assert!(parse(&json!({"content": [{"type": "text", "text": "success"}]})).is_err());
+        let bad = json!({"content": [{"type": "tool_use", "name": "record_verdict", "input": {"verdict": "great"}}]});
+        assert!(parse(&bad).is_err());
+    }
+
+    #[test]
+    fn the_request_forces_the_tool_and_carries_the_evidence() {
+        let gates = [json!({"command": "cargo test", "exit_code": 0})];
+        let r = request(&JudgeInput {
+            model: "m",
+            prompt: "deploy it",
+            final_message: "deployed to https://x",
+            gates: &gates,
+            diff_summary: "1 file changed",
+        });
+        assert_eq!(r["tool_choice"]["name"], "record_verdict");
+        let text = r["messages"][0]["content"].as_str().unwrap();
+        for needle in [
+            "deploy it",
+            "deployed to https://x",
+            "cargo test",
+            "1 file changed",
+        ] {
+            assert!(text.contains(needle), "{needle}");
+        }
+    }
+}

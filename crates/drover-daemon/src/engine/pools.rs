@@ -1,0 +1,169 @@
+//! Pools: one prompt, N sessions at a time, each a fresh task; every finished slot is refilled
+//! until the pool is stopped, reaches `--count`, or hits `--max-failures` consecutive failures
+//! (then the notify command runs once and the pool stops dispatching).
+//!
+//! All pool state that matters after a crash is in the store: the pool row (state, launched,
+//! streak start, notified) and its tasks (counters are derived from them). A slot is filled by
+//! one transaction that checks the pool's live task count, so a restarted daemon never fills a
+//! slot twice.
+
+use super::{new_task_id, Engine};
+use drover_store::{NewTask, PoolRecord, StoreError};
+use drover_types::Budget;
+use serde_json::json;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Called by the scheduler on every wake-up.
+pub async fn tick(engine: &Arc<Engine>) -> Result<(), StoreError> {
+    for pool in engine.store.list_pools().await? {
+        if pool.state != "running" {
+            continue;
+        }
+        let stats = engine
+            .store
+            .pool_stats(&pool.name, engine.config.soft_fail_counts)
+            .await?;
+        if stats.streak >= pool.max_failures {
+            streak_stop(engine, &pool, stats.streak, &stats.last_reasons).await?;
+            continue;
+        }
+        if pool.count_total.is_some_and(|t| pool.launched >= t) {
+            if stats.running == 0 {
+                engine
+                    .store
+                    .set_pool_state(&pool.name, "done", Some("count reached"), false)
+                    .await?;
+                engine
+                    .store
+                    .pool_event(&pool.name, "state", json!({ "state": "done" }))
+                    .await?;
+            }
+            continue;
+        }
+        fill(engine, &pool).await?;
+    }
+    Ok(())
+}
+
+async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError> {
+    let mut n = pool.launched;
+    loop {
+        n += 1;
+        let resolved = match engine.sandboxes.resolve(&pool.repo, &pool.base_ref).await {
+            Ok(r) => r,
+            Err(e) => {
+                engine
+                    .store
+                    .pool_event(&pool.name, "error", json!({ "message": e.to_string() }))
+                    .await?;
+                return Ok(());
+            }
+        };
+        let id = new_task_id();
+        let task = NewTask {
+            id: id.clone(),
+            name: Some(format!("{}-{n}", pool.name)),
+            agent: pool.agent.clone(),
+            model: pool
+                .model
+                .clone()
+                .or_else(|| engine.config.worker_model.clone()),
+            repo: pool.repo.clone(),
+            repo_dir: Some(resolved.repo_dir.display().to_string()),
+            base_ref: pool.base_ref.clone(),
+            base_commit: Some(resolved.commit),
+            prompt: pool.prompt.replace("{n}", &n.to_string()),
+            cmd: pool.cmd.clone(),
+            verify: pool.verify.clone(),
+            permissions: pool.permissions.clone(),
+            budget: Budget {
+                max_usd: pool.max_usd,
+                max_tokens: None,
+            },
+            session_id: (pool.agent == "claude").then(|| uuid::Uuid::new_v4().to_string()),
+            pool: Some(pool.name.clone()),
+            team: None,
+            created_by: Some(format!("pool:{}", pool.name)),
+            verify_rounds: pool.verify_rounds,
+            judge_model: pool.judge_model.clone(),
+        };
+        match engine.store.launch_pool_task(&pool.name, task).await? {
+            Some(_) => {
+                engine.notify_changed();
+                engine.wake.notify_one();
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+/// K consecutive failures: stop dispatching, notify once.
+async fn streak_stop(
+    engine: &Arc<Engine>,
+    pool: &PoolRecord,
+    streak: i64,
+    reasons: &[String],
+) -> Result<(), StoreError> {
+    let why = format!("{streak} consecutive failures");
+    engine
+        .store
+        .set_pool_state(&pool.name, "failed", Some(&why), false)
+        .await?;
+    engine
+        .store
+        .pool_event(
+            &pool.name,
+            "state",
+            json!({ "state": "failed", "reason": why, "reasons": reasons }),
+        )
+        .await?;
+    engine.notify_changed();
+    if !engine.store.mark_pool_notified(&pool.name).await? {
+        return Ok(());
+    }
+    let Some(cmd) = pool.notify.clone() else {
+        return Ok(());
+    };
+    let engine = engine.clone();
+    let name = pool.name.clone();
+    let reason = reasons.join("\n");
+    tokio::spawn(async move {
+        let data = run_notify(&cmd, &name, streak, &reason).await;
+        let _ = engine.store.pool_event(&name, "notify", data).await;
+        engine.notify_changed();
+    });
+    Ok(())
+}
+
+async fn run_notify(cmd: &str, pool: &str, streak: i64, reason: &str) -> serde_json::Value {
+    let child = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("DROVER_POOL", pool)
+        .env("DROVER_STREAK", streak.to_string())
+        .env("DROVER_REASON", reason)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => return json!({ "command": cmd, "exit_code": null, "error": e.to_string() }),
+    };
+    match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            let start = text.len().saturating_sub(2000);
+            let start = (start..text.len())
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(text.len());
+            json!({ "command": cmd, "exit_code": out.status.code(), "output_tail": &text[start..] })
+        }
+        Ok(Err(e)) => json!({ "command": cmd, "exit_code": null, "error": e.to_string() }),
+        Err(_) => json!({ "command": cmd, "exit_code": null, "error": "timed out after 60 s" }),
+    }
+}

@@ -1,0 +1,165 @@
+//! Gateway overhead, side by side in one run: the fake provider directly, through the gateway,
+//! and through LiteLLM's proxy (when its `litellm` executable is found) on the same upstream.
+//!
+//! `cargo run --release -p drover-gateway --example bench -- [N_SEQ] [SECS] [CONCURRENCY]`
+//! (defaults 300, 5, 32). LiteLLM: `LITELLM_BIN=/path/to/litellm` (else `litellm` on PATH or
+//! `/tmp/litellm-venv/bin/litellm`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_fake_provider::{FakeProvider, ScenarioSet};
+use drover_gateway::bench::{self, Target};
+use drover_gateway::{Gateway, GatewayConfig, MemoryLedger, Secret, TaskGrant};
+
+const SET: &str = r#"{"scenarios": [{"name": "default", "turns": [
+  {"content": [{"type": "text", "text": "Hello from the fake provider, a short streamed answer."}]}]}]}"#;
+
+fn body() -> bytes::Bytes {
+    let v = serde_json::json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "stream": true,
+        "messages": [{"role": "user", "content": "bench"}],
+        "tools": [{"name": "Bash", "description": "run", "input_schema": {"type": "object"}}]});
+    bytes::Bytes::from(v.to_string())
+}
+
+fn target(name: &str, base: &str, key: &str) -> Target {
+    Target {
+        name: name.into(),
+        url: format!("{base}/v1/messages"),
+        headers: vec![
+            ("x-api-key".into(), key.into()),
+            ("anthropic-version".into(), "2023-06-01".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: body(),
+    }
+}
+
+fn litellm_bin() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("LITELLM_BIN") {
+        return Some(p.into());
+    }
+    let venv = std::path::PathBuf::from("/tmp/litellm-venv/bin/litellm");
+    if venv.exists() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("litellm"))
+            .find(|p| p.exists())
+    })
+}
+
+/// Starts LiteLLM's proxy with the fake provider as its Anthropic upstream.
+async fn start_litellm(upstream: &str) -> Option<(tokio::process::Child, String)> {
+    let bin = litellm_bin()?;
+    let dir = std::env::temp_dir().join(format!("drover-bench-litellm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let cfg = format!(
+        "model_list:\n  - model_name: claude-sonnet-4-5\n    litellm_params:\n      model: anthropic/claude-sonnet-4-5\n      api_base: {upstream}\n      api_key: fake-key\nlitellm_settings:\n  drop_params: true\n  set_verbose: false\n"
+    );
+    let cfg_path = dir.join("config.yaml");
+    std::fs::write(&cfg_path, cfg).ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let log = std::fs::File::create(dir.join("litellm.log")).ok()?;
+    let child = tokio::process::Command::new(&bin)
+        .args(["--config", cfg_path.to_str()?, "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string(), "--num_workers", "1"])
+        .env("LITELLM_LOG", "ERROR")
+        .env("NO_DOCS", "True")
+        .stdout(log.try_clone().ok()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = bench::client().ok()?;
+    for _ in 0..240 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let probe = target("litellm", &base, "sk-none");
+        if bench::once(&client, &probe).await.is_ok() {
+            return Some((child, base));
+        }
+    }
+    eprintln!(
+        "litellm did not come up; see {}",
+        dir.join("litellm.log").display()
+    );
+    None
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    let (n, secs, conc) = (arg(0, 300) as usize, arg(1, 5), arg(2, 32) as usize);
+
+    let set = ScenarioSet::from_json(SET).unwrap();
+    let fake = FakeProvider::start(set, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let cfg = GatewayConfig {
+        anthropic_base: fake.base_url(),
+        anthropic_key: Some(Secret::new("fake-key")),
+        ..GatewayConfig::default()
+    };
+    let gw = Gateway::new(cfg, Arc::new(MemoryLedger::new())).unwrap();
+    let token = gw.grant(TaskGrant::new("bench"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw_base = format!("http://{}", listener.local_addr().unwrap());
+    let server = gw.clone();
+    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+
+    let mut targets = vec![
+        target("direct", &fake.base_url(), "fake-key"),
+        target("gateway", &gw_base, &token),
+    ];
+    let litellm = start_litellm(&fake.base_url()).await;
+    if let Some((_, base)) = &litellm {
+        targets.push(target("litellm", base, "sk-none"));
+    } else {
+        eprintln!("litellm not available: LiteLLM column skipped");
+    }
+
+    let client = bench::client().unwrap();
+    let lat = bench::latency(&client, &targets, n, 20).await.unwrap();
+    let mut tput = Vec::new();
+    for t in &targets {
+        tput.push(bench::throughput(&client, t, conc, Duration::from_secs(secs)).await);
+    }
+    let direct = &lat[0];
+    println!("streamed /v1/messages, {n} sequential requests per target (interleaved); {conc} concurrent clients for {secs} s");
+    println!(
+        "{:<8} {:>9} {:>9} {:>12} {:>12} {:>9} {:>7}",
+        "target", "p50 ms", "p99 ms", "p50 added", "p99 added", "req/s", "errors"
+    );
+    for (l, t) in lat.iter().zip(&tput) {
+        println!(
+            "{:<8} {:>9.3} {:>9.3} {:>12.3} {:>12.3} {:>9.0} {:>7}",
+            l.name,
+            l.p50_us / 1000.0,
+            l.p99_us / 1000.0,
+            (l.p50_us - direct.p50_us) / 1000.0,
+            (l.p99_us - direct.p99_us) / 1000.0,
+            t.rps,
+            l.errors as u64 + t.errors,
+        );
+    }
+    if tput.len() == 3 && tput[2].rps > 0.0 {
+        println!(
+            "gateway throughput = {:.1}x LiteLLM's",
+            tput[1].rps / tput[2].rps
+        );
+    }
+    println!(
+        "{}",
+        serde_json::json!({"latency": lat, "throughput": tput})
+    );
+    drop(litellm);
+}

@@ -1,0 +1,125 @@
+//! Configuration: upstream endpoints and keys, retry policy, prices, model aliases.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::prices::PriceTable;
+
+/// A provider key (or any credential). `Debug` and `Display` print `***`; it implements no
+/// `Serialize`, so it cannot end up in the store, an event or a log by accident. Read it with
+/// [`Secret::expose`] only where it goes on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Secret(key.into())
+    }
+
+    /// Reads a key from an environment variable of the daemon; `None` when unset or empty.
+    pub fn from_env(var: &str) -> Option<Self> {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(Secret)
+    }
+
+    /// The key itself. Only for putting it in an upstream request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Anthropic's public endpoint (the SDK convention: no `/v1`).
+pub const DEFAULT_ANTHROPIC_BASE: &str = "https://api.anthropic.com";
+/// OpenAI's public endpoint (the SDK convention: with `/v1`).
+pub const DEFAULT_OPENAI_BASE: &str = "https://api.openai.com/v1";
+
+/// How the gateway reaches providers and treats their answers.
+///
+/// `Debug` is safe to log: keys print as `***`.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Anthropic upstream, without `/v1`: the gateway's `/v1/messages` goes to
+    /// `{anthropic_base}/v1/messages`.
+    pub anthropic_base: String,
+    /// OpenAI upstream, with `/v1`: the gateway's `/v1/responses` goes to
+    /// `{openai_base}/responses`.
+    pub openai_base: String,
+    /// Default Anthropic key (a task's [`crate::TaskGrant::key_override`] wins).
+    pub anthropic_key: Option<Secret>,
+    /// Default OpenAI key.
+    pub openai_key: Option<Secret>,
+    /// Longest wait for the upstream's response headers and first body bytes, per attempt.
+    pub ttfb_timeout: Duration,
+    /// Longest silence between two body chunks of a response being relayed; past it the
+    /// stream counts as interrupted.
+    pub idle_timeout: Duration,
+    /// Retries after the first attempt (so at most `max_retries + 1` upstream requests).
+    pub max_retries: u32,
+    /// First backoff delay; doubles per retry, with jitter.
+    pub backoff_base: Duration,
+    /// Cap on any retry delay, `retry-after` included.
+    pub backoff_max: Duration,
+    /// USD per million tokens by model.
+    pub prices: PriceTable,
+    /// Model aliases applied to every request (e.g. `worker` → `claude-sonnet-5`); a grant's
+    /// own aliases take precedence.
+    pub aliases: HashMap<String, String>,
+    /// Largest request body accepted from an agent (Anthropic's own limit is 32 MB).
+    pub max_request_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            anthropic_base: DEFAULT_ANTHROPIC_BASE.into(),
+            openai_base: DEFAULT_OPENAI_BASE.into(),
+            anthropic_key: None,
+            openai_key: None,
+            ttfb_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(300),
+            max_retries: 4,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            prices: PriceTable::builtin(),
+            aliases: HashMap::new(),
+            max_request_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Defaults, with keys from the daemon's `ANTHROPIC_API_KEY` / `OPENAI_API_KEY` and base
+    /// URLs from `DROVER_ANTHROPIC_BASE_URL` / `DROVER_OPENAI_BASE_URL` when set. (The daemon
+    /// must not pass these variables on to agents.)
+    pub fn from_env() -> Self {
+        let base = |var: &str, default: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+        GatewayConfig {
+            anthropic_base: base("DROVER_ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE),
+            openai_base: base("DROVER_OPENAI_BASE_URL", DEFAULT_OPENAI_BASE),
+            anthropic_key: Secret::from_env("ANTHROPIC_API_KEY"),
+            openai_key: Secret::from_env("OPENAI_API_KEY"),
+            ..GatewayConfig::default()
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! # drover-gateway
+//!
+//! drover's LLM gateway: an Anthropic- and OpenAI-compatible proxy that sits between every
+//! agent and the model provider. The agent gets the gateway as its base URL and a random
+//! task-scoped token as its key; the real key stays in the daemon's memory. Every response is
+//! metered from the wire, budgets are checked before every request, transient upstream
+//! failures are retried before the first byte reaches the agent, and streams pass through as
+//! they arrive.
+//!
+//! ## Embedding (what the daemon does)
+//!
+//! ```no_run
+//! # async fn demo(ledger: std::sync::Arc<dyn drover_gateway::Ledger>) -> Result<(), Box<dyn std::error::Error>> {
+//! use drover_gateway::{Gateway, GatewayConfig, Limits, TaskGrant};
+//! let gw = Gateway::new(GatewayConfig::from_env(), ledger)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let base = format!("http://{}", listener.local_addr()?);
+//! let server = gw.clone();
+//! tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+//!
+//! // At task start:
+//! let token = gw.grant(TaskGrant {
+//!     limits: Limits { task_usd: Some(2.0), ..Limits::default() },
+//!     ..TaskGrant::new("t-123")
+//! });
+//! let env = Gateway::agent_env(&base, &token); // ANTHROPIC_BASE_URL/API_KEY, OPENAI_*
+//! // ... spawn the agent with `env` (and without any real provider key variables) ...
+//! // At task end:
+//! gw.revoke(&token);
+//! # Ok(()) }
+//! ```
+//!
+//! The daemon implements [`Ledger`] over its store: [`Ledger::record`] gets one
+//! [`UsageRecord`] per metered response (written before the response's last event is
+//! relayed), [`Ledger::event`] gets [`GatewayEvent`]s (`Retry`, `BudgetRefused` → end the task
+//! `failed`/`budget_exceeded`, `StreamInterrupted`, `Truncated`, `UnknownModelPrice`, …), and
+//! [`Ledger::spent`] answers from persistent records, so budgets survive restarts.
+//!
+//! ## Endpoints
+//!
+//! `POST /v1/messages` (stream or not), `POST /v1/messages/count_tokens` → Anthropic upstream
+//! `{anthropic_base}/v1/…`; `POST /v1/chat/completions`, `POST /v1/responses` (stream or not) →
+//! OpenAI upstream `{openai_base}/…` (`openai_base` ends in `/v1`, as `OPENAI_BASE_URL` does).
+//! The task token arrives as `x-api-key` or `Authorization: Bearer`; an unknown or revoked
+//! token gets 401 in the provider's error format. Other request headers (`anthropic-version`,
+//! `anthropic-beta`, …) pass through; the real key replaces the token.
+//!
+//! ## Behaviour
+//!
+//! - **Metering**: Anthropic `message_start`/`message_delta` usage, the Chat Completions final
+//!   usage chunk (the gateway adds `stream_options.include_usage` when the agent did not, and
+//!   then strips that chunk from the agent's stream), Responses `response.completed`. Cost =
+//!   tokens × [`PriceTable`]; an unknown model gives `cost_usd: None` and one
+//!   `UnknownModelPrice` event.
+//! - **Budgets** ([`Limits`]): a request starting after a budget is spent gets Anthropic 402
+//!   `billing_error` (Claude Code stops on it; a 400 makes it re-send 5 times) / OpenAI 429 `insufficient_quota`, both with
+//!   `x-should-retry: false`, and a `BudgetRefused` event. Overshoot is bounded by the requests
+//!   already in flight.
+//! - **Retries**: see [`upstream`](crate::upstream) — before the first byte reaches the agent
+//!   only. After that, a break gives the agent a well-formed error event (Anthropic
+//!   `event: error`, Chat `data: {"error":…}`, Responses `response.failed`) and a
+//!   `StreamInterrupted` event; a stall longer than `idle_timeout` counts as a break.
+//! - **Model policy**: [`TaskGrant::aliases`], then [`GatewayConfig::aliases`]; then
+//!   [`TaskGrant::allowed_models`] (403 `permission_error` and `ModelRefused` otherwise).
+//! - **Streaming**: bytes are relayed as they arrive (SSE in whole events); no response is
+//!   buffered whole.
+//!
+//! [`bench`] measures added latency and throughput against a direct upstream.
+
+pub mod bench;
+mod config;
+mod errors;
+mod gateway;
+mod grant;
+mod ledger;
+mod meter;
+mod prices;
+mod proxy;
+mod relay;
+pub mod upstream;
+
+pub use config::{GatewayConfig, Secret, DEFAULT_ANTHROPIC_BASE, DEFAULT_OPENAI_BASE};
+pub use errors::{interrupted_event, Flavor, GatewayError};
+pub use gateway::Gateway;
+pub use grant::{Limits, TaskGrant, TOKEN_PREFIX};
+pub use ledger::{
+    Api, BudgetKind, GatewayEvent, Ledger, MemoryLedger, ResponseOutcome, Spent, UsageRecord,
+};
+pub use meter::TRUNCATED;
+pub use prices::{Price, PriceTable, Tokens};

@@ -1,0 +1,191 @@
+//! Prices (USD per million tokens) and the cost of a response.
+//!
+//! Built-in list prices for current Claude and OpenAI models (from the provider price pages as
+//! of 2026-08; the OpenAI rows are provisional). Lookup is by exact model id, then by the id
+//! without a date suffix (`claude-haiku-4-5-20251001` → `claude-haiku-4-5`,
+//! `gpt-5.4-2026-03-05` → `gpt-5.4`). Nothing else is guessed: an unknown model has no price.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Token counts of one response, as the provider reported them on the wire.
+///
+/// `input` excludes cached tokens (Anthropic's `input_tokens`; OpenAI's prompt tokens minus
+/// `cached_tokens`). `cache_write` is Anthropic's `cache_creation_input_tokens` (OpenAI reports
+/// none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl Tokens {
+    /// All four counts added up (what `--max-tokens` limits).
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.cache_read + self.cache_write
+    }
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: f64,
+    /// 5-minute cache write (1.25 × input for Claude); 0 for OpenAI models.
+    pub cache_write: f64,
+}
+
+impl Price {
+    /// A price with the given input/output rates and Anthropic's cache ratios (read 0.1×,
+    /// 5-minute write 1.25× input).
+    pub fn claude(input: f64, output: f64) -> Self {
+        Price {
+            input,
+            output,
+            cache_read: input / 10.0,
+            cache_write: input * 1.25,
+        }
+    }
+
+    /// An OpenAI price: input, cached input, output; no cache write.
+    pub fn openai(input: f64, cached: f64, output: f64) -> Self {
+        Price {
+            input,
+            output,
+            cache_read: cached,
+            cache_write: 0.0,
+        }
+    }
+
+    /// The cost in USD of `t` tokens.
+    pub fn cost(&self, t: &Tokens) -> f64 {
+        (t.input as f64 * self.input
+            + t.output as f64 * self.output
+            + t.cache_read as f64 * self.cache_read
+            + t.cache_write as f64 * self.cache_write)
+            / 1_000_000.0
+    }
+}
+
+/// Prices by model id. Serializes as a plain map, so a config file can hold overrides as
+/// `{"claude-sonnet-5": {"input": 2, "output": 10, "cache_read": 0.2, "cache_write": 2.5}}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PriceTable {
+    models: HashMap<String, Price>,
+}
+
+impl PriceTable {
+    /// No prices at all (every model is unknown).
+    pub fn empty() -> Self {
+        PriceTable::default()
+    }
+
+    /// The built-in list prices.
+    pub fn builtin() -> Self {
+        let mut t = PriceTable::empty();
+        let claude: &[(&[&str], f64, f64)] = &[
+            (&["claude-fable-5", "claude-mythos-5"], 10.0, 50.0),
+            (
+                &[
+                    "claude-opus-5",
+                    "claude-opus-4-8",
+                    "claude-opus-4-7",
+                    "claude-opus-4-6",
+                    "claude-opus-4-5",
+                ],
+                5.0,
+                25.0,
+            ),
+            (
+                &["claude-opus-4-1", "claude-opus-4-0", "claude-opus-4"],
+                15.0,
+                75.0,
+            ),
+            (&["claude-sonnet-5"], 2.0, 10.0),
+            (
+                &[
+                    "claude-sonnet-4-6",
+                    "claude-sonnet-4-5",
+                    "claude-sonnet-4-0",
+                    "claude-sonnet-4",
+                ],
+                3.0,
+                15.0,
+            ),
+            (&["claude-haiku-4-5"], 1.0, 5.0),
+            (&["claude-3-5-haiku"], 0.8, 4.0),
+        ];
+        for (ids, input, output) in claude {
+            for id in *ids {
+                t.set(id, Price::claude(*input, *output));
+            }
+        }
+        let openai: &[(&str, f64, f64, f64)] = &[
+            ("gpt-5.5", 5.0, 0.5, 30.0),
+            ("gpt-5.4", 2.5, 0.25, 15.0),
+            ("gpt-5.4-mini", 0.75, 0.075, 4.5),
+            ("gpt-5.4-nano", 0.2, 0.02, 1.25),
+            ("gpt-5.3-codex", 1.75, 0.175, 14.0),
+            ("gpt-5-mini", 0.25, 0.025, 2.0),
+        ];
+        for (id, input, cached, output) in openai {
+            t.set(id, Price::openai(*input, *cached, *output));
+        }
+        t
+    }
+
+    /// Sets (or overrides) the price of one model.
+    pub fn set(&mut self, model: &str, price: Price) {
+        self.models.insert(model.to_string(), price);
+    }
+
+    /// This table with `overrides` laid over it.
+    pub fn with_overrides(mut self, overrides: &PriceTable) -> Self {
+        for (m, p) in &overrides.models {
+            self.models.insert(m.clone(), *p);
+        }
+        self
+    }
+
+    /// The price of `model`: exact id, else the id without a date suffix.
+    pub fn get(&self, model: &str) -> Option<Price> {
+        self.models
+            .get(model)
+            .or_else(|| strip_date(model).and_then(|m| self.models.get(m)))
+            .copied()
+    }
+
+    /// The cost of `tokens` on `model`; `None` for an unknown model.
+    pub fn cost(&self, model: &str, tokens: &Tokens) -> Option<f64> {
+        self.get(model).map(|p| p.cost(tokens))
+    }
+}
+
+/// `name-YYYYMMDD` or `name-YYYY-MM-DD` → `name`.
+fn strip_date(model: &str) -> Option<&str> {
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((head, tail)) = model.rsplit_once('-') {
+        if tail.len() == 8 && all_digits(tail) {
+            return Some(head);
+        }
+    }
+    if model.len() > 11 {
+        let (head, tail) = model.split_at(model.len() - 11);
+        let parts: Vec<&str> = tail.split('-').collect();
+        if parts.len() == 4
+            && parts[0].is_empty()
+            && parts[1].len() == 4
+            && parts[2].len() == 2
+            && parts[3].len() == 2
+            && parts[1..].iter().all(|p| all_digits(p))
+        {
+            return Some(head);
+        }
+    }
+    None
+}

@@ -1,0 +1,307 @@
+//! The request path: task token → model policy → budget → upstream (with retries) → relay.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::Secret;
+use crate::errors::{Flavor, GatewayError};
+use crate::gateway::Inner;
+use crate::grant::TaskGrant;
+use crate::ledger::{Api, BudgetKind, GatewayEvent};
+use crate::relay::{Ctx, Relay};
+use crate::upstream::{send_with_retries, Outcome};
+
+/// Request headers not passed upstream: hop-by-hop, length (recomputed), the agent's task
+/// token, and `accept-encoding` (the relay reads the body, so it must arrive uncompressed).
+const DROP_REQUEST: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-api-key",
+    "authorization",
+    "accept-encoding",
+];
+
+/// Response headers not passed back (the body may change length: injected or stripped events).
+const DROP_RESPONSE: &[&str] = &[
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "trailer",
+    "upgrade",
+];
+
+/// The fields of a request body the gateway looks at.
+#[derive(Debug, Deserialize)]
+struct Peek {
+    model: Option<String>,
+    stream: Option<bool>,
+    stream_options: Option<Value>,
+}
+
+/// Serves one agent request.
+pub async fn handle(
+    inner: Arc<Inner>,
+    api: Api,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match proxy(inner, api, uri, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.response(api.flavor()),
+    }
+}
+
+/// The agent's task token: `x-api-key` (Anthropic) or `Authorization: Bearer` (OpenAI).
+fn agent_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .map(str::trim)
+}
+
+async fn proxy(
+    inner: Arc<Inner>,
+    api: Api,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
+    let grant = agent_token(&headers)
+        .and_then(|t| inner.grants.get(t))
+        .ok_or(GatewayError::Unauthorized)?;
+    let (body, model, strip_usage) = prepare(&inner, &grant, api, body).await?;
+    if api != Api::CountTokens && grant.limits.any() {
+        check_budget(&inner, &grant).await?;
+    }
+    let flavor = api.flavor();
+    let key = grant
+        .key_override
+        .as_ref()
+        .or(match flavor {
+            Flavor::Anthropic => inner.cfg.anthropic_key.as_ref(),
+            Flavor::OpenAi => inner.cfg.openai_key.as_ref(),
+        })
+        .ok_or(GatewayError::NoKey(match flavor {
+            Flavor::Anthropic => "Anthropic",
+            Flavor::OpenAi => "OpenAI",
+        }))?;
+    let url = upstream_url(&inner, api, &uri);
+    let fwd = forward_headers(&headers, flavor, key)?;
+    let make = || {
+        inner
+            .client
+            .post(&url)
+            .headers(fwd.clone())
+            .body(body.clone())
+    };
+    let task = grant.task_id.clone();
+    let ledger = inner.ledger.clone();
+    let outcome = send_with_retries(&inner.cfg, make, |ev| {
+        let (ledger, task) = (ledger.clone(), task.clone());
+        async move { ledger.event(&task, ev).await }
+    })
+    .await;
+    let answer = match outcome {
+        Outcome::Answer(a) => a,
+        Outcome::Failed { failure, attempts } => {
+            let ev = GatewayEvent::UpstreamFailed {
+                attempts,
+                status: failure.status,
+                error: failure.error.clone(),
+            };
+            inner.ledger.event(&task, ev).await;
+            if let Some((status, h, b)) = failure.answer {
+                let mut resp = Response::new(Body::from(b));
+                *resp.status_mut() = status;
+                copy_response_headers(&h, resp.headers_mut());
+                return Ok(resp);
+            }
+            if failure.timed_out {
+                return Err(GatewayError::Timeout(inner.cfg.ttfb_timeout.as_secs()));
+            }
+            return Err(GatewayError::Upstream(failure.error));
+        }
+    };
+    let sse = answer
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = if api == Api::CountTokens {
+        let rest = answer.body.map(|r| r.map_err(std::io::Error::other));
+        Body::from_stream(futures::stream::once(async { Ok(answer.first) }).chain(rest))
+    } else {
+        let ctx = Ctx {
+            inner: inner.clone(),
+            grant,
+            api,
+            model,
+            strip_usage,
+        };
+        Body::from_stream(Relay::new(ctx, answer.body, answer.first, sse).into_stream())
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = answer.status;
+    copy_response_headers(&answer.headers, resp.headers_mut());
+    Ok(resp)
+}
+
+/// Applies aliases and the model policy, and asks Chat streams for their usage chunk.
+/// Returns the body to send, the model sent, and whether the usage chunk must be stripped.
+async fn prepare(
+    inner: &Inner,
+    grant: &TaskGrant,
+    api: Api,
+    body: Bytes,
+) -> Result<(Bytes, String, bool), GatewayError> {
+    let peek: Peek = serde_json::from_slice(&body)?;
+    let requested = peek.model.unwrap_or_default();
+    let resolved = grant
+        .resolve_model(&requested, &inner.cfg.aliases)
+        .to_string();
+    if !grant.allows(&requested, &resolved) {
+        let ev = GatewayEvent::ModelRefused {
+            model: resolved.clone(),
+        };
+        inner.ledger.event(&grant.task_id, ev).await;
+        return Err(GatewayError::ModelNotAllowed(resolved));
+    }
+    let wants_usage = peek
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let add_usage = api == Api::ChatCompletions && peek.stream == Some(true) && !wants_usage;
+    if resolved == requested && !add_usage {
+        return Ok((body, resolved, false));
+    }
+    let mut v: Value = serde_json::from_slice(&body)?;
+    if resolved != requested {
+        v["model"] = Value::String(resolved.clone());
+    }
+    if add_usage {
+        let opts = &mut v["stream_options"];
+        if !opts.is_object() {
+            *opts = Value::Object(serde_json::Map::new());
+        }
+        opts["include_usage"] = Value::Bool(true);
+    }
+    Ok((Bytes::from(serde_json::to_vec(&v)?), resolved, add_usage))
+}
+
+/// Refuses the request (and tells the ledger) when any budget of the grant is spent.
+async fn check_budget(inner: &Inner, grant: &TaskGrant) -> Result<(), GatewayError> {
+    let spent = inner.ledger.spent(grant).await;
+    let l = &grant.limits;
+    let checks = [
+        (BudgetKind::TaskUsd, l.task_usd, spent.task_usd),
+        (
+            BudgetKind::TaskTokens,
+            l.task_tokens.map(|t| t as f64),
+            spent.task_tokens as f64,
+        ),
+        (BudgetKind::PoolUsd, l.pool_usd, spent.pool_usd),
+        (
+            BudgetKind::TeamUsdPerDay,
+            l.team_usd_per_day,
+            spent.team_usd_today,
+        ),
+    ];
+    for (budget, limit, spent) in checks {
+        let Some(limit) = limit else { continue };
+        if spent >= limit {
+            let what = match budget {
+                BudgetKind::TaskUsd => format!("task spent ${spent:.4} of its ${limit:.4} budget"),
+                BudgetKind::TaskTokens => format!("task used {spent} of its {limit} tokens"),
+                BudgetKind::PoolUsd => format!("pool spent ${spent:.4} of its ${limit:.4} budget"),
+                BudgetKind::TeamUsdPerDay => {
+                    format!("team spent ${spent:.4} of its ${limit:.4} daily budget")
+                }
+            };
+            let ev = GatewayEvent::BudgetRefused {
+                budget,
+                limit,
+                spent,
+            };
+            inner.ledger.event(&grant.task_id, ev).await;
+            return Err(GatewayError::Budget(what));
+        }
+    }
+    Ok(())
+}
+
+fn upstream_url(inner: &Inner, api: Api, uri: &Uri) -> String {
+    let path = uri.path();
+    let (base, path) = match api.flavor() {
+        Flavor::Anthropic => (inner.cfg.anthropic_base.as_str(), path),
+        Flavor::OpenAi => (
+            inner.cfg.openai_base.as_str(),
+            path.strip_prefix("/v1").unwrap_or(path),
+        ),
+    };
+    let mut url = String::with_capacity(base.len() + path.len() + 32);
+    url.push_str(base.trim_end_matches('/'));
+    url.push_str(path);
+    if let Some(q) = uri.query() {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// The agent's headers minus [`DROP_REQUEST`], plus the real key.
+fn forward_headers(
+    headers: &HeaderMap,
+    flavor: Flavor,
+    key: &Secret,
+) -> Result<HeaderMap, GatewayError> {
+    let mut out = HeaderMap::with_capacity(headers.len() + 1);
+    for (k, v) in headers {
+        if !DROP_REQUEST.contains(&k.as_str()) {
+            out.append(k.clone(), v.clone());
+        }
+    }
+    let bad_key = || GatewayError::NoKey("usable");
+    let (name, value) = match flavor {
+        Flavor::Anthropic => (
+            HeaderName::from_static("x-api-key"),
+            key.expose().to_string(),
+        ),
+        Flavor::OpenAi => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
+    };
+    let mut value = HeaderValue::from_str(&value).map_err(|_| bad_key())?;
+    value.set_sensitive(true);
+    out.insert(name, value);
+    Ok(out)
+}
+
+fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (k, v) in from {
+        if !DROP_RESPONSE.contains(&k.as_str()) {
+            to.append(k.clone(), v.clone());
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The real Claude Code CLI through the gateway to the fake provider.
+//!
+//! Needs `DROVER_CLAUDE_BIN` (the `claude` executable); fails with a clear message without it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use drover_gateway::{Gateway, GatewayEvent, Limits, TaskGrant, Tokens};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+const SET: &str = r#"{"scenarios": [
+  {"name": "hello", "match": "HELLO-FILE", "turns": [
+    {"content": [{"type": "text", "text": "I will create the file."},
+      {"type": "tool_use", "name": "Write", "input": {"file_path": "HELLO.txt", "content": "hello through the gateway\n"}}],
+     "usage": {"input": 2100, "output": 45, "cache_read": 0, "cache_creation": 1800}},
+    {"content": [{"type": "text", "text": "SUCCESS: wrote HELLO.txt"}],
+     "usage": {"input": 1500, "output": 12, "cache_read": 1000, "cache_creation": 0}, "delay_ms": 1500}
+  ]},
+  {"name": "forever", "match": "FOREVER", "turns": [
+    {"content": [{"type": "tool_use", "name": "Bash", "input": {"command": "echo tick", "description": "tick"}}],
+     "usage": {"input": 1000, "output": 100}, "repeat": true}]},
+  {"name": "default", "turns": [{"content": [{"type": "text", "text": "unexpected prompt"}]}]}
+]}"#;
+
+fn claude_bin() -> std::ffi::OsString {
+    std::env::var_os("DROVER_CLAUDE_BIN").unwrap_or_else(|| {
+        panic!("DROVER_CLAUDE_BIN is not set: point it at the claude executable (e.g. /work/cache/claude-2.1.328/node_modules/.bin/claude)")
+    })
+}
+
+/// Runs `claude -p` with the gateway's agent environment only; returns the child.
+fn spawn_claude(
+    env: &Env,
+    token: &str,
+    home: &std::path::Path,
+    cwd: &std::path::Path,
+    extra: &[&str],
+) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(claude_bin());
+    cmd.args([
+        "-p",
+        "--input-format",
+        "stream-json",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+    ])
+    .args(["--model", "claude-sonnet-4-5"])
+    .args(extra)
+    .current_dir(cwd)
+    .env_clear()
+    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    .env("HOME", home)
+    .env("DISABLE_AUTOUPDATER", "1")
+    .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+    .env("CLAUDE_CODE_MAX_RETRIES", "2")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    for (k, v) in Gateway::agent_env(&env.base, token) {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+async fn send_prompt(child: &mut tokio::process::Child, text: &str) {
+    let prompt = json!({"type": "user", "message": {"role": "user", "content": text},
+                        "parent_tool_use_id": null, "session_id": ""});
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{prompt}\n").as_bytes())
+        .await
+        .unwrap();
+}
+
+async fn finish(child: tokio::process::Child) -> (std::process::ExitStatus, Vec<Value>, String) {
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("claude did not finish within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (
+        out.status,
+        lines,
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test]
+async fn claude_code_through_the_gateway_is_metered_exactly_and_never_sees_the_key() {
+    let env = start(SET).await;
+    let home = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let token = env.gateway.grant(TaskGrant::new("claude-task"));
+    let mut child = spawn_claude(
+        &env,
+        &token,
+        home.path(),
+        repo.path(),
+        &["--permission-mode", "acceptEdits"],
+    );
+    let pid = child.id().unwrap();
+    send_prompt(&mut child, "Create HELLO-FILE please").await;
+
+    // While it runs (the second turn is slow): no provider key in its environment or arguments.
+    eventually(|| !env.provider.log().is_empty()).await;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    for blob in [&environ, &cmdline] {
+        let text = String::from_utf8_lossy(blob);
+        assert!(
+            !text.contains(REAL_KEY),
+            "provider key visible to the agent"
+        );
+    }
+    assert!(String::from_utf8_lossy(&environ).contains(&token));
+    drop(child.stdin.take());
+
+    let (status, lines, all) = finish(child).await;
+    assert!(status.success(), "claude failed: {status:?}\n{all}");
+    let result = lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "result")
+        .expect("no result line");
+    assert_eq!(result["result"], "SUCCESS: wrote HELLO.txt", "{all}");
+    assert!(repo.path().join("HELLO.txt").exists());
+
+    let log = env.provider.log();
+    let sent = log.iter().fold(Tokens::default(), |mut t, r| {
+        t.input += r.usage.input_tokens;
+        t.output += r.usage.output_tokens;
+        t.cache_read += r.usage.cache_read_input_tokens;
+        t.cache_write += r.usage.cache_creation_input_tokens;
+        t
+    });
+    let recs = env.ledger.task_records("claude-task");
+    assert_eq!(recs.len(), log.iter().filter(|r| r.status == 200).count());
+    let got = recs.iter().fold(Tokens::default(), |mut t, r| {
+        t.input += r.tokens.input;
+        t.output += r.tokens.output;
+        t.cache_read += r.tokens.cache_read;
+        t.cache_write += r.tokens.cache_write;
+        t
+    });
+    assert_eq!(got, sent);
+    assert_eq!(
+        got,
+        Tokens {
+            input: 3600,
+            output: 57,
+            cache_read: 1000,
+            cache_write: 1800
+        }
+    );
+    // claude-sonnet-4-5 list price: $3 in, $15 out, $0.30 cache read, $3.75 cache write.
+    let want = (3600.0 * 3.0 + 57.0 * 15.0 + 1000.0 * 0.3 + 1800.0 * 3.75) / 1e6;
+    let cost: f64 = recs.iter().map(|r| r.cost_usd.unwrap()).sum();
+    assert!((cost - want).abs() < 1e-9, "{cost} vs {want}");
+    // Claude Code's own figure agrees (the cross-check the daemon keeps).
+    let own = result["total_cost_usd"].as_f64().unwrap();
+    assert!(
+        (own - want).abs() < 1e-6,
+        "claude says {own}, gateway {want}"
+    );
+}
+
+#[tokio::test]
+async fn claude_code_stops_when_the_budget_is_spent() {
+    let env = start(SET).await;
+    let home = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let grant = TaskGrant {
+        limits: Limits {
+            task_usd: Some(0.01),
+            ..Limits::default()
+        },
+        ..TaskGrant::new("runaway")
+    };
+    let token = env.gateway.grant(grant);
+    let mut child = spawn_claude(
+        &env,
+        &token,
+        home.path(),
+        repo.path(),
+        &["--allowedTools", "Bash"],
+    );
+    send_prompt(&mut child, "Loop FOREVER please").await;
+    drop(child.stdin.take());
+    let (status, lines, all) = finish(child).await;
+    assert!(!status.success(), "{all}");
+    let result = lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "result")
+        .expect("no result line");
+    assert_eq!(result["is_error"], true, "{result}");
+    // $0.0045 per turn: three turns cross $0.01, the fourth request is refused — once: the
+    // refusal is not retried by Claude Code.
+    assert_eq!(env.provider.log().len(), 3);
+    let refused = env
+        .ledger
+        .task_events("runaway")
+        .iter()
+        .filter(|e| matches!(e, GatewayEvent::BudgetRefused { .. }))
+        .count();
+    assert_eq!(refused, 1, "{all}");
+}

@@ -1,0 +1,152 @@
+//! Shared test set-up: a fake provider, a gateway in front of it, and a memory ledger.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_fake_provider::{FakeProvider, RunningProvider, ScenarioSet};
+use drover_gateway::{Gateway, GatewayConfig, MemoryLedger, Price, PriceTable, Secret};
+use serde_json::{json, Value};
+
+pub const REAL_KEY: &str = "sk-ant-REAL-provider-key-0123456789";
+
+pub struct Env {
+    pub provider: RunningProvider,
+    pub gateway: Gateway,
+    pub ledger: Arc<MemoryLedger>,
+    pub base: String,
+    _server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Test prices: round numbers so costs are easy to check.
+pub fn prices() -> PriceTable {
+    let mut p = PriceTable::builtin();
+    p.set(
+        "test-model",
+        Price {
+            input: 3.0,
+            output: 15.0,
+            cache_read: 0.3,
+            cache_write: 3.75,
+        },
+    );
+    p.set(
+        "gpt-test",
+        Price {
+            input: 2.0,
+            output: 8.0,
+            cache_read: 0.5,
+            cache_write: 0.0,
+        },
+    );
+    p
+}
+
+pub fn config(provider: &RunningProvider) -> GatewayConfig {
+    GatewayConfig {
+        anthropic_base: provider.base_url(),
+        openai_base: format!("{}/v1", provider.base_url()),
+        anthropic_key: Some(Secret::new(REAL_KEY)),
+        openai_key: Some(Secret::new(REAL_KEY)),
+        backoff_base: Duration::from_millis(10),
+        ttfb_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        prices: prices(),
+        ..GatewayConfig::default()
+    }
+}
+
+pub async fn start(scenarios: &str) -> Env {
+    start_with(scenarios, |_| {}).await
+}
+
+pub async fn start_with(scenarios: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Env {
+    let set = ScenarioSet::from_json(scenarios).unwrap();
+    let provider = FakeProvider::start(set, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let mut cfg = config(&provider);
+    tweak(&mut cfg);
+    let ledger = Arc::new(MemoryLedger::new());
+    let gateway = Gateway::new(cfg, ledger.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let gw = gateway.clone();
+    let server = tokio::spawn(async move { gw.serve(listener, std::future::pending()).await });
+    Env {
+        provider,
+        gateway,
+        ledger,
+        base,
+        _server: server,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// An Anthropic request body with one tool (so the fake plays the script).
+pub fn anthropic_body(model: &str, prompt: &str, assistants: usize, stream: bool) -> Value {
+    let mut messages = vec![json!({"role": "user", "content": [{"type": "text", "text": prompt}]})];
+    for i in 0..assistants {
+        messages.push(
+            json!({"role": "assistant", "content": [{"type": "text", "text": format!("a{i}")}]}),
+        );
+        messages.push(json!({"role": "user", "content": "next"}));
+    }
+    json!({"model": model, "max_tokens": 1024, "stream": stream, "messages": messages,
+           "tools": [{"name": "Bash", "input_schema": {"type": "object"}}]})
+}
+
+pub async fn post_anthropic(env: &Env, token: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/messages?beta=true", env.base))
+        .header("x-api-key", token)
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn post_openai(env: &Env, path: &str, token: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/v1/{path}", env.base))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Parses SSE text into `(event name or "", data)` pairs.
+pub fn sse(text: &str) -> Vec<(String, String)> {
+    text.split("\n\n")
+        .filter(|c| !c.trim().is_empty())
+        .map(|chunk| {
+            let ev = chunk
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("");
+            let data = chunk
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or("");
+            (ev.to_string(), data.to_string())
+        })
+        .collect()
+}
+
+/// Waits until `f` holds (records are written just before the last event is relayed; after a
+/// client disconnect they are written in the background).
+pub async fn eventually(mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 2 s");
+}
