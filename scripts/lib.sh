@@ -14,3 +14,18 @@ install_claude() {
   fi
   "$DROVER_CLAUDE_BIN" --version >/dev/null
 }
+
+CODEX_VERSION=0.169.0
+
+# Installs @openai/codex@$CODEX_VERSION into the cache (once) and sets DROVER_CODEX_BIN.
+install_codex() {
+  local dir="$DROVER_CACHE/codex-$CODEX_VERSION"
+  DROVER_CODEX_BIN="$dir/node_modules/.bin/codex"
+  if ! "$DROVER_CODEX_BIN" --version >/dev/null 2>&1; then
+    echo "== installing @openai/codex@$CODEX_VERSION into $dir"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+      "@openai/codex@$CODEX_VERSION" >&2
+  fi
+  "$DROVER_CODEX_BIN" --version >/dev/null
+}

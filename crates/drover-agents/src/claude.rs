@@ -380,3 +380,21 @@ fn permission_request(v: &Value, out: &mut Vec<AgentEvent>) {
         input: request.get("input").cloned().unwrap_or(Value::Null),
     });
 }
+
+/// Whether Claude Code has a transcript for `session_id` (under `$CLAUDE_CONFIG_DIR` or
+/// `~/.claude`, in `projects/*/`). A session killed before it wrote one cannot be resumed; it is
+/// started afresh under the same id instead.
+pub fn transcript_exists(session_id: &str) -> bool {
+    let root = match std::env::var_os("CLAUDE_CONFIG_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".claude"),
+            None => return false,
+        },
+    };
+    let Ok(projects) = std::fs::read_dir(root.join("projects")) else {
+        return false;
+    };
+    let file = format!("{session_id}.jsonl");
+    projects.flatten().any(|p| p.path().join(&file).is_file())
+}

@@ -20,6 +20,10 @@ fn scenarios() -> Value {
                             "input": {"file_path": "slow.txt", "content": "slow\n"}} ],
               "delay_ms": 4000 },
             { "content": [ {"type": "text", "text": "slow done"} ] } ] },
+        { "name": "resume", "match": "RESUME-ME", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Write",
+                            "input": {"file_path": "resume.txt", "content": "before the crash\n"}} ] },
+            { "content": [ {"type": "text", "text": "resumed done"} ], "delay_ms": 4000 } ] },
         { "name": "perm", "match": "NEEDS-BASH", "turns": [
             { "content": [ {"type": "tool_use", "name": "Bash",
                             "input": {"command": PERM_CMD, "description": "write a file"}} ] },
@@ -172,4 +176,104 @@ fn a_missing_claude_binary_fails_the_task_with_a_hint() {
         .as_str()
         .unwrap()
         .contains("DROVER_CLAUDE_BIN"));
+}
+
+#[test]
+fn an_interrupted_claude_task_resumes_its_session() {
+    let provider = Provider::start(scenarios());
+    let env = Env::claude(&provider);
+    let id = env.ok(&["run", "RESUME-ME: write, then think"]);
+    // The first turn's tool ran (so the session has a transcript); the second is in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !env.events(&id).iter().any(|e| e["kind"] == "tool_result") {
+        assert!(std::time::Instant::now() < deadline, "no tool result");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let t = env.show(&id);
+    let session = t["session_id"].as_str().unwrap().to_string();
+    // The host loses both the shim and the agent mid-turn.
+    let shim =
+        std::fs::read_to_string(env.home.join("tasks").join(&id).join("ready.json")).unwrap();
+    let shim: Value = serde_json::from_str(&shim).unwrap();
+    unsafe { libc::kill(shim["shim_pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
+    unsafe { libc::kill(-(t["pgid"].as_i64().unwrap() as i32), libc::SIGKILL) };
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}\n{:#?}", env.events(&id));
+    assert_eq!(t["attempt"], 1);
+    assert_eq!(
+        t["session_id"],
+        session.as_str(),
+        "the same session continued"
+    );
+    assert_eq!(t["result"], "resumed done");
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:resume.txt")]),
+        "before the crash"
+    );
+    let states: Vec<String> = env
+        .events(&id)
+        .iter()
+        .filter(|e| e["kind"] == "state")
+        .map(|e| e["data"]["state"].as_str().unwrap().to_string())
+        .collect();
+    let i = states
+        .iter()
+        .position(|s| s == "interrupted")
+        .expect("an interrupted state");
+    assert_eq!(states[i + 1], "queued", "{states:?}");
+    let raw =
+        std::fs::read_to_string(env.home.join("tasks").join(&id).join("launch.json")).unwrap();
+    assert!(
+        raw.contains("--resume"),
+        "the second attempt resumes: {raw}"
+    );
+    // The Write of the first attempt was not played twice: one tool call in all.
+    assert_eq!(
+        env.events(&id)
+            .iter()
+            .filter(|e| e["kind"] == "tool_call")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn attach_shows_the_transcript_and_sends_typed_lines() {
+    use std::io::{BufRead, Write};
+    let provider = Provider::start(json!({ "scenarios": [
+        { "name": "chat", "match": "ATTACH-ME", "turns": [
+            { "content": [{ "type": "text", "text": "first answer" }], "delay_ms": 2500 },
+            { "content": [{ "type": "text", "text": "second answer" }] } ] },
+        { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "?" }] }] }
+    ]}));
+    let env = Env::claude(&provider);
+    let id = env.ok(&["run", "ATTACH-ME: talk to me"]);
+    env.until(&id, "running", |t| {
+        t["state"] == "running" && !t["session_id"].is_null()
+    });
+    let mut child = env
+        .cmd(&["attach", &id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "ATTACH-FOLLOWUP also say more").unwrap();
+    let lines: Vec<String> = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(|l| l.unwrap())
+        .collect();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let text = lines.join("\n");
+    assert!(text.contains("first answer"), "{text}");
+    assert!(text.contains("second answer"), "{text}");
+    let t = env.show(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "second answer");
+    let evs = env.events(&id);
+    assert!(evs
+        .iter()
+        .any(|e| e["kind"] == "input" && e["data"]["message"] == "ATTACH-FOLLOWUP also say more"));
+    assert_eq!(evs.iter().filter(|e| e["kind"] == "result").count(), 2);
 }

@@ -384,3 +384,96 @@ fn group_alive(pgid: i64) -> bool {
     }
     false
 }
+
+#[test]
+fn logs_follow_resumes_across_a_daemon_restart_without_gaps_or_repeats() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let marker = env.tmp.path().join("go");
+    let cmd = format!(
+        "echo one; echo two; while [ ! -e {} ]; do sleep 0.02; done; echo three; echo four",
+        marker.display()
+    );
+    let id = env.run_command_task(&cmd, "follow me");
+    let mut child = env
+        .cmd(&["logs", &id, "--follow", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines() {
+            let l = l.unwrap();
+            let _ = tx.send(l.clone());
+        }
+    });
+    // Wait until the follower printed "two", then kill the daemon under it.
+    let mut seen = vec![];
+    loop {
+        let l = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("follow output");
+        seen.push(l.clone());
+        if l.contains("\"two\"") {
+            break;
+        }
+    }
+    env.kill_daemon();
+    env.ok(&["daemon"]);
+    std::fs::write(&marker, "").unwrap();
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    // Everything the follower printed, before and after the restart: every event once, in order.
+    let all = env.events(&id);
+    seen.extend(rx.try_iter());
+    let printed: Vec<Value> = seen
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        printed, all,
+        "the follower's output differs from the stored events"
+    );
+    let texts: Vec<&str> = all
+        .iter()
+        .filter(|e| e["kind"] == "text")
+        .map(|e| e["data"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["one", "two", "three", "four"]);
+}
+
+#[test]
+fn a_full_disk_during_the_commit_fails_with_git_error_and_keeps_the_sandbox() {
+    let env = Env::new();
+    // Sandboxes live on a 3 MB filesystem; the agent's 2 MB file fits, git's copy of it does not.
+    let sandboxes = env.home.join("sandboxes");
+    std::fs::create_dir_all(&sandboxes).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&sandboxes)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mounting a tmpfs needs root");
+    let id = env.run_command_task(
+        "head -c 2000000 /dev/urandom > big.bin && echo wrote",
+        "fill the disk",
+    );
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "git_error");
+    let sandbox = t["sandbox"]
+        .as_str()
+        .expect("the sandbox is kept for inspection");
+    assert_eq!(
+        std::fs::metadata(std::path::Path::new(sandbox).join("big.bin"))
+            .unwrap()
+            .len(),
+        2_000_000
+    );
+    // rm refuses rather than lose the work.
+    let out = env.run(&["rm", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was removed"));
+    assert!(std::path::Path::new(sandbox).join("big.bin").exists());
+}

@@ -14,6 +14,9 @@ use drover_fake_provider::{FakeProvider, ScenarioSet};
 use drover_gateway::bench::{self, Target};
 use drover_gateway::{Gateway, GatewayConfig, MemoryLedger, Secret, TaskGrant};
 
+/// The proxy's own key (it refuses to start without one).
+const LITELLM_KEY: &str = "sk-drover-bench-0123456789abcdef0123456789abcdef";
+
 const SET: &str = r#"{"scenarios": [{"name": "default", "turns": [
   {"content": [{"type": "text", "text": "Hello from the fake provider, a short streamed answer."}]}]}]}"#;
 
@@ -35,6 +38,13 @@ fn target(name: &str, base: &str, key: &str) -> Target {
         ],
         body: body(),
     }
+}
+
+fn litellm_target(base: &str) -> Target {
+    let mut t = target("litellm", base, LITELLM_KEY);
+    t.headers
+        .push(("authorization".into(), format!("Bearer {LITELLM_KEY}")));
+    t
 }
 
 fn litellm_bin() -> Option<std::path::PathBuf> {
@@ -71,6 +81,7 @@ async fn start_litellm(upstream: &str) -> Option<(tokio::process::Child, String)
     let child = tokio::process::Command::new(&bin)
         .args(["--config", cfg_path.to_str()?, "--host", "127.0.0.1"])
         .args(["--port", &port.to_string(), "--num_workers", "1"])
+        .env("LITELLM_MASTER_KEY", LITELLM_KEY)
         .env("LITELLM_LOG", "ERROR")
         .env("NO_DOCS", "True")
         .stdout(log.try_clone().ok()?)
@@ -82,7 +93,7 @@ async fn start_litellm(upstream: &str) -> Option<(tokio::process::Child, String)
     let client = bench::client().ok()?;
     for _ in 0..240 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let probe = target("litellm", &base, "sk-none");
+        let probe = litellm_target(&base);
         if bench::once(&client, &probe).await.is_ok() {
             return Some((child, base));
         }
@@ -122,7 +133,7 @@ async fn main() {
     ];
     let litellm = start_litellm(&fake.base_url()).await;
     if let Some((_, base)) = &litellm {
-        targets.push(target("litellm", base, "sk-none"));
+        targets.push(litellm_target(base));
     } else {
         eprintln!("litellm not available: LiteLLM column skipped");
     }

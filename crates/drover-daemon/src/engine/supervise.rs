@@ -114,7 +114,12 @@ async fn start(
         finish(engine, id, adapter, ended).await?;
         return Ok(None);
     }
-    let resume = task.attempt > 0 && task.session_id.is_some() && adapter.name() == "claude";
+    let resume = task.attempt > 0
+        && adapter.name() == "claude"
+        && task
+            .session_id
+            .as_deref()
+            .is_some_and(drover_agents::claude::transcript_exists);
     let ctx = LaunchContext {
         task_id: id.to_string(),
         prompt: task.prompt.clone(),
