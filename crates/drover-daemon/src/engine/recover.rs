@@ -54,11 +54,20 @@ pub async fn recover(engine: &Arc<Engine>) {
             engine.supervise(&task.id);
         }
     }
-    let all = engine
-        .store
-        .list_tasks(ListFilter::All, "")
-        .await
-        .unwrap_or_default();
+    collect(engine).await;
+    tracing::info!("recovered {} active tasks", active.len());
+}
+
+/// Commits and removes sandboxes of tasks that are finished or gone, then removes base
+/// checkouts no sandbox uses. Run at start and periodically by the scheduler.
+pub async fn collect(engine: &Arc<Engine>) {
+    let all = match engine.store.list_tasks(ListFilter::All, "").await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::warn!("gc: {e}");
+            return;
+        }
+    };
     let keep: HashSet<String> = all
         .iter()
         .filter(|t| !t.state.is_terminal() || t.sandbox.is_some())
@@ -80,5 +89,5 @@ pub async fn recover(engine: &Arc<Engine>) {
         }
     }
     let report = engine.sandboxes.collect_garbage(&keep).await;
-    tracing::info!("recovered {} active tasks; gc: {report:?}", active.len());
+    tracing::info!("gc: {report:?}");
 }

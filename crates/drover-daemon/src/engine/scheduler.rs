@@ -7,9 +7,14 @@ use std::time::Duration;
 
 pub async fn run(engine: Arc<Engine>) {
     let mut stopping = engine.stopping();
+    let mut last_gc = std::time::Instant::now();
     loop {
         if engine.is_stopping() {
             return;
+        }
+        if last_gc.elapsed() > Duration::from_secs(600) {
+            super::recover::collect(&engine).await;
+            last_gc = std::time::Instant::now();
         }
         if let Err(e) = super::pools::tick(&engine).await {
             tracing::warn!("pools: {e}");
