@@ -6,6 +6,8 @@
 //! shim does that, and the daemon's engine decides what each event means for the task.
 
 pub mod claude;
+pub mod claude_bg;
+pub mod codex;
 pub mod command;
 
 use drover_types::Usage;
@@ -14,7 +16,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("unknown agent {0:?} (known: claude, command)")]
+    #[error("unknown agent {0:?} (known: claude, claude-bg, codex, command)")]
     UnknownAgent(String),
     #[error("the command agent needs --cmd")]
     MissingCmd,
@@ -143,6 +145,8 @@ pub trait Adapter: Send + Sync {
 pub fn adapter(name: &str) -> Result<Box<dyn Adapter>, AgentError> {
     match name {
         "claude" => Ok(Box::new(claude::Claude::new())),
+        "claude-bg" => Ok(Box::new(claude_bg::ClaudeBg::new())),
+        "codex" => Ok(Box::new(codex::Codex::new())),
         "command" => Ok(Box::new(command::Command)),
         other => Err(AgentError::UnknownAgent(other.to_string())),
     }

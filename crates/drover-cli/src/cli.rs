@@ -71,6 +71,14 @@ pub enum Command {
         #[command(subcommand)]
         action: PoolAction,
     },
+    /// Tokens and dollars metered by the gateway.
+    Usage {
+        /// task, pool, model or day.
+        #[arg(long, default_value = "task")]
+        by: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run CMD holding build lock NAME (at most --slots holders host-wide); works inside sandboxes.
     Lock {
         name: String,
@@ -92,6 +100,9 @@ pub enum Command {
     Demo(DemoArgs),
     #[command(hide = true)]
     Shim { dir: PathBuf },
+    /// The claude-bg agent process: dispatches and follows one `claude --bg` session.
+    #[command(hide = true, name = "claude-bg-follow")]
+    ClaudeBgFollow(crate::commands::bg_follow::FollowArgs),
     #[command(hide = true, name = "fake-provider")]
     FakeProvider {
         #[arg(long)]
@@ -138,6 +149,12 @@ pub struct RunArgs {
     /// Block until the task ends; print its final message; exit 1 if it failed.
     #[arg(long)]
     pub wait: bool,
+    /// Use the provider key in this environment variable for this task (kept in the daemon's
+    /// memory only).
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    #[arg(long)]
+    pub team: Option<String>,
     pub prompt: String,
 }
 

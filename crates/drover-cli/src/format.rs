@@ -140,6 +140,17 @@ pub fn task(t: &Task) -> String {
             ),
         );
     }
+    if let Some(l) = &t.locks {
+        let list = |k: &str| {
+            l[k].as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        };
+        kv("locks", format!("holding [{}] waiting [{}]", list("holding"), list("waiting")));
+    }
+    if let Some(p) = &t.pool {
+        kv("pool", p.clone());
+    }
     kv("prompt", excerpt(&t.prompt, 200));
     if let Some(r) = &t.result {
         kv("result", r.clone());

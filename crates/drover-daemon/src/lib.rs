@@ -13,6 +13,7 @@
 pub mod api;
 pub mod config;
 pub mod engine;
+pub mod gateway;
 pub mod home;
 
 pub use config::Config;
@@ -45,8 +46,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let home = Home::new(&config.home);
     home.create()?;
     let _lock = home.lock()?;
-    let engine = engine::Engine::open(config, home.clone()).await?;
+    let (engine, notes) = engine::Engine::open(config, home.clone()).await?;
     let engine = Arc::new(engine);
+    if let Some(rx) = notes {
+        tokio::spawn(engine::gateway_notes(engine.clone(), rx));
+    }
     home.write_pid()?;
     engine::recover::recover(&engine).await;
     let scheduler = tokio::spawn(engine::scheduler::run(engine.clone()));

@@ -11,6 +11,8 @@
 //!   `content_block_stop`, `message_delta` with `stop_reason` and usage, `message_stop`) or a
 //!   non-streaming `Message` JSON. A query string (Claude Code sends `?beta=true`) is ignored.
 //! - `POST /v1/messages/count_tokens` — `{"input_tokens": N}` (about one token per 4 bytes).
+//! - `POST /v1/chat/completions`, `POST /v1/responses` — the same scenarios in OpenAI's formats
+//!   (text → assistant text, tool_use → function call; see the README and `openai.rs`).
 //! - `GET /_fake/log` — the [`RequestRecord`]s served so far (JSON array); `DELETE` clears it.
 //! - `GET /_fake/health` — `{"ok":true}`.
 //!

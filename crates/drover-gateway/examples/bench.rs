@@ -127,30 +127,43 @@ async fn main() {
     let server = gw.clone();
     tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
 
-    let mut targets = vec![
+    let targets = vec![
         target("direct", &fake.base_url(), "fake-key"),
         target("gateway", &gw_base, &token),
     ];
-    let litellm = start_litellm(&fake.base_url()).await;
-    if let Some((_, base)) = &litellm {
-        targets.push(litellm_target(base));
-    } else {
-        eprintln!("litellm not available: LiteLLM column skipped");
-    }
-
     let client = bench::client().unwrap();
-    let lat = bench::latency(&client, &targets, n, 20).await.unwrap();
+    let window = Duration::from_secs(secs);
+    // Phase 1: direct vs gateway, with nothing else running.
+    let mut lat = bench::latency(&client, &targets, n, 20).await.unwrap();
     let mut tput = Vec::new();
     for t in &targets {
-        tput.push(bench::throughput(&client, t, conc, Duration::from_secs(secs)).await);
+        tput.push(bench::throughput(&client, t, conc, window).await);
     }
-    let direct = &lat[0];
-    println!("streamed /v1/messages, {n} sequential requests per target (interleaved); {conc} concurrent clients for {secs} s");
+    // Phase 2: LiteLLM on the same upstream (started only now: its idle process costs CPU).
+    let litellm = start_litellm(&fake.base_url()).await;
+    if let Some((_, base)) = &litellm {
+        let pair = [targets[0].clone(), litellm_target(base)];
+        let l2 = bench::latency(&client, &pair, n, 20).await.unwrap();
+        let mut d2 = l2[0].clone();
+        d2.name = "direct*".into();
+        lat.push(d2);
+        lat.push(l2[1].clone());
+        tput.push(bench::throughput(&client, &pair[0], conc, window).await);
+        tput.push(bench::throughput(&client, &pair[1], conc, window).await);
+        if let Some(t) = tput.get_mut(2) {
+            t.name = "direct*".into();
+        }
+    } else {
+        eprintln!("litellm not available: LiteLLM rows skipped");
+    }
+    println!("streamed /v1/messages, {n} sequential requests per target (interleaved with direct); {conc} concurrent clients for {secs} s");
+    println!("(direct* = direct again, measured beside LiteLLM while its process runs)");
     println!(
         "{:<8} {:>9} {:>9} {:>12} {:>12} {:>9} {:>7}",
         "target", "p50 ms", "p99 ms", "p50 added", "p99 added", "req/s", "errors"
     );
-    for (l, t) in lat.iter().zip(&tput) {
+    for (i, (l, t)) in lat.iter().zip(&tput).enumerate() {
+        let direct = if i < 2 { &lat[0] } else { &lat[2] };
         println!(
             "{:<8} {:>9.3} {:>9.3} {:>12.3} {:>12.3} {:>9.0} {:>7}",
             l.name,
@@ -162,15 +175,15 @@ async fn main() {
             l.errors as u64 + t.errors,
         );
     }
-    if tput.len() == 3 && tput[2].rps > 0.0 {
+    if tput.len() == 4 && tput[3].rps > 0.0 {
         println!(
             "gateway throughput = {:.1}x LiteLLM's",
-            tput[1].rps / tput[2].rps
+            tput[1].rps / tput[3].rps
         );
     }
     println!(
         "{}",
-        serde_json::json!({"latency": lat, "throughput": tput})
+        serde_json::json!({"latency": lat, "throughput": tput, "fake_requests": fake.log().len()})
     );
     drop(litellm);
 }

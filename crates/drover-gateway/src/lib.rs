@@ -56,7 +56,7 @@
 //!   `billing_error` (Claude Code stops on it; a 400 makes it re-send 5 times) / OpenAI 429 `insufficient_quota`, both with
 //!   `x-should-retry: false`, and a `BudgetRefused` event. Overshoot is bounded by the requests
 //!   already in flight.
-//! - **Retries**: see [`upstream`](crate::upstream) — before the first byte reaches the agent
+//! - **Retries**: see [`upstream`] — before the first byte reaches the agent
 //!   only. After that, a break gives the agent a well-formed error event (Anthropic
 //!   `event: error`, Chat `data: {"error":…}`, Responses `response.failed`) and a
 //!   `StreamInterrupted` event; a stall longer than `idle_timeout` counts as a break.
@@ -65,7 +65,7 @@
 //! - **Streaming**: bytes are relayed as they arrive (SSE in whole events); no response is
 //!   buffered whole.
 //!
-//! [`bench`] measures added latency and throughput against a direct upstream.
+//! [`bench`](mod@bench) measures added latency and throughput against a direct upstream.
 
 pub mod bench;
 mod config;

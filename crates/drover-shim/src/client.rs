@@ -55,8 +55,12 @@ pub async fn spawn_shim(
         .open(&log_path)
         .map_err(io(&log_path))?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("shim")
-        .arg(&files.dir)
+    cmd.arg("shim").arg(&files.dir);
+    // Variables the agent must not see are not given to the shim either.
+    for k in &launch.env_remove {
+        cmd.env_remove(k);
+    }
+    cmd
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -16,12 +16,14 @@
 pub mod pools;
 pub mod record;
 pub mod sqlite;
+pub mod usage;
 
 use async_trait::async_trait;
 use drover_types::{Event, NewEvent, TaskState};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats};
 pub use record::{NewTask, TaskPatch, TaskRecord, Val};
 pub use sqlite::SqliteStore;
+pub use usage::{Spent, UsageLine, UsageRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,6 +105,13 @@ pub trait Store: Send + Sync {
     async fn pool_stats(&self, name: &str, soft_fail_counts: bool) -> Result<PoolStats>;
     async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()>;
     async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>>;
+
+    /// Stores one metered response and adds it to its task's usage and cost (one transaction).
+    async fn record_usage(&self, row: &UsageRow) -> Result<()>;
+    /// What a task, its pool and its team (since `day_start`, RFC 3339) have spent.
+    async fn spent(&self, task_id: &str, pool: Option<&str>, team: Option<&str>, day_start: &str) -> Result<Spent>;
+    /// Usage grouped by `task`, `pool`, `model` or `day`.
+    async fn usage_report(&self, by: &str) -> Result<Vec<UsageLine>>;
 }
 
 pub fn now() -> String {

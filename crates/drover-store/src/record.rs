@@ -54,6 +54,12 @@ pub struct TaskRecord {
     /// `passed` / `failed` for the current turn; `None` until the gates ran.
     pub gate_status: Option<String>,
     pub judge_model: Option<String>,
+    /// Why a stop was requested: `user` or `budget_exceeded`.
+    pub stop_reason: Option<String>,
+    /// `gateway` or `agent`: where `usage` and `cost_usd` come from.
+    pub metered_by: String,
+    pub agent_cost_usd: Option<f64>,
+    pub agent_usage: Option<Usage>,
 }
 
 impl TaskRecord {
@@ -93,6 +99,9 @@ impl TaskRecord {
             pgid: self.pgid,
             attempt: self.attempt.max(0) as u32,
             locks: None,
+            metered_by: self.metered_by.clone(),
+            agent_cost_usd: self.agent_cost_usd,
+            agent_usage: self.agent_usage,
         }
     }
 }
@@ -247,6 +256,13 @@ impl TaskPatch {
     setter!(turns_done, "turns_done", Option<i64>);
     setter!(turns_sent, "turns_sent", Option<i64>);
     setter!(gate_status, "gate_status", Option<String>);
+    setter!(stop_reason, "stop_reason", Option<String>);
+    setter!(metered_by, "metered_by", Option<String>);
+    setter!(agent_cost_usd, "agent_cost_usd", Option<f64>);
+    pub fn agent_usage(mut self, u: Usage) -> Self {
+        self.sets.push(("agent_usage", Val::Text(serde_json::to_string(&u).unwrap_or_default())));
+        self
+    }
 }
 
 pub(crate) fn parse_outcome(

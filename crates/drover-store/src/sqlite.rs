@@ -343,6 +343,22 @@ impl Store for SqliteStore {
     async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>> {
         SqliteStore::pool_events(self, name).await
     }
+
+    async fn record_usage(&self, row: &crate::usage::UsageRow) -> Result<()> {
+        self.usage_record(row).await
+    }
+    async fn spent(
+        &self,
+        task_id: &str,
+        pool: Option<&str>,
+        team: Option<&str>,
+        day_start: &str,
+    ) -> Result<crate::usage::Spent> {
+        self.usage_spent(task_id, pool, team, day_start).await
+    }
+    async fn usage_report(&self, by: &str) -> Result<Vec<crate::usage::UsageLine>> {
+        SqliteStore::usage_report(self, by).await
+    }
 }
 
 pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
@@ -412,5 +428,11 @@ pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         gate_rounds: r.try_get("gate_rounds")?,
         gate_status: r.try_get("gate_status")?,
         judge_model: r.try_get("judge_model")?,
+        stop_reason: r.try_get("stop_reason")?,
+        metered_by: r.try_get("metered_by")?,
+        agent_cost_usd: r.try_get("agent_cost_usd")?,
+        agent_usage: r
+            .try_get::<Option<String>, _>("agent_usage")?
+            .and_then(|s| serde_json::from_str(&s).ok()),
     })
 }

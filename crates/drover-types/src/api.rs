@@ -22,6 +22,11 @@ pub struct RunRequest {
     pub max_tokens: Option<u64>,
     pub prompt: String,
     pub created_by: Option<String>,
+    /// This task's own provider key (`run --api-key-env VAR`). The daemon keeps it in memory
+    /// only; it is never stored, logged or given to the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    pub team: Option<String>,
     /// Permission policy for this task: `ask` (needs_input), `allow` or `deny`.
     pub permissions: Option<String>,
 }

@@ -237,4 +237,10 @@ pub struct Task {
     pub attempt: u32,
     /// Build locks (`drover lock`) this task holds or waits for.
     pub locks: Option<serde_json::Value>,
+    /// `gateway` (usage and cost metered from the wire by drover's gateway) or `agent` (the
+    /// agent's own figures, e.g. when no provider key is configured for the gateway).
+    pub metered_by: String,
+    /// The agent's own figures, kept beside the gateway's as a cross-check.
+    pub agent_cost_usd: Option<f64>,
+    pub agent_usage: Option<Usage>,
 }

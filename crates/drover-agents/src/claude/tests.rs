@@ -357,7 +357,7 @@ fn launch_resume() {
 fn adapter_lookup() {
     assert_eq!(crate::adapter("claude").unwrap().name(), "claude");
     assert!(matches!(
-        crate::adapter("codex"),
+        crate::adapter("gemini"),
         Err(AgentError::UnknownAgent(_))
     ));
 }

@@ -58,29 +58,7 @@ pub async fn doctor(json: bool) -> Result<i32> {
         detail: format!("{}: {}", sandboxes.kind(), sandboxes.mode_reason()),
         hint: None,
     });
-    let claude_bin = std::env::var("DROVER_CLAUDE_BIN")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "claude".into());
-    let claude = version_of(&claude_bin, "--version");
-    checks.push(Check {
-        name: "agent claude",
-        ok: claude.is_ok(),
-        detail: match &claude {
-            Ok(v) => {
-                format!("{claude_bin}: {v}; needs ANTHROPIC_API_KEY (or a login) for the real API")
-            }
-            Err(e) => e.clone(),
-        },
-        hint: Some("npm install -g @anthropic-ai/claude-code, or set DROVER_CLAUDE_BIN".into()),
-    });
-    let sh = version_of("/bin/sh", "-c").map(|_| "/bin/sh".to_string());
-    checks.push(Check {
-        name: "agent command",
-        ok: true,
-        detail: sh.unwrap_or_else(|_| "/bin/sh".into()),
-        hint: None,
-    });
+    checks.extend(agent_checks());
     let client = Client::new(home.clone());
     let daemon = client.get::<drover_types::DaemonStatus>("/v1/status").await;
     checks.push(Check {
@@ -121,4 +99,63 @@ pub async fn doctor(json: bool) -> Result<i32> {
         }
     }
     Ok(if essential_ok { 0 } else { 1 })
+}
+
+fn bin_from(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.into())
+}
+
+/// Each agent: found or not, its version, and what it needs. Agents are optional: a missing one
+/// is reported, not fatal.
+fn agent_checks() -> Vec<Check> {
+    let claude_bin = bin_from("DROVER_CLAUDE_BIN", "claude");
+    let codex_bin = bin_from("DROVER_CODEX_BIN", "codex");
+    let claude = version_of(&claude_bin, "--version");
+    let codex = version_of(&codex_bin, "--version");
+    let found = |r: &std::result::Result<String, String>, bin: &str, needs: &str| match r {
+        Ok(v) => format!("found {bin}: {v}; needs {needs}"),
+        Err(e) => format!("not found ({e}); needs {needs}"),
+    };
+    let claude_hint = "npm install -g @anthropic-ai/claude-code, or set DROVER_CLAUDE_BIN";
+    vec![
+        Check {
+            name: "agent claude",
+            ok: claude.is_ok(),
+            detail: found(
+                &claude,
+                &claude_bin,
+                "ANTHROPIC_API_KEY (claude -p bills API credits; see docs/agents.md)",
+            ),
+            hint: Some(claude_hint.into()),
+        },
+        Check {
+            name: "agent claude-bg",
+            ok: claude.is_ok(),
+            detail: found(
+                &claude,
+                &claude_bin,
+                "a Claude login (claude --bg bills the subscription) or a gateway/ANTHROPIC_BASE_URL",
+            ),
+            hint: Some(claude_hint.into()),
+        },
+        Check {
+            name: "agent codex",
+            ok: codex.is_ok(),
+            detail: found(
+                &codex,
+                &codex_bin,
+                "OPENAI_API_KEY (+ OPENAI_BASE_URL for a Responses-API endpoint) or a codex login",
+            ),
+            hint: Some("npm install -g @openai/codex, or set DROVER_CODEX_BIN".into()),
+        },
+        Check {
+            name: "agent command",
+            ok: true,
+            detail: "found /bin/sh; needs --cmd".into(),
+            hint: None,
+        },
+    ]
 }

@@ -1,4 +1,4 @@
-//! logs, attach, agents.
+//! logs, attach.
 
 use crate::client::Client;
 use crate::error::Result;
@@ -136,20 +136,4 @@ pub async fn attach(id: &str) -> Result<i32> {
     follower.abort();
     eprintln!("drover: detached; task {tid} keeps running (drover attach {tid} to come back)");
     Ok(0)
-}
-
-/// A live table of every task, refreshed as things change. Ctrl-C leaves.
-pub async fn agents() -> Result<i32> {
-    let client = Client::connect().await?;
-    loop {
-        let tasks: Vec<Task> = client.get("/v1/tasks").await?;
-        print!("\x1b[2J\x1b[H");
-        println!("drover agents — {} tasks (Ctrl-C to leave)\n", tasks.len());
-        print!("{}", format::table(&tasks));
-        let _ = std::io::stdout().flush();
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(0),
-        }
-    }
 }

@@ -1,6 +1,8 @@
 //! One module per command group; [`dispatch`] picks one.
 
+mod agents;
 mod bench;
+pub mod bg_follow;
 mod daemon;
 mod demo;
 mod doctor;
@@ -45,8 +47,9 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Rm { id } => tasks::rm(&id).await,
         Command::Logs { id, follow, json } => logs::logs(&id, follow, json).await,
         Command::Attach { id } => logs::attach(&id).await,
-        Command::Agents => logs::agents().await,
+        Command::Agents => agents::agents().await,
         Command::Pool { action } => pool::pool(action).await,
+        Command::Usage { by, json } => pool::usage(&by, json).await,
         Command::Lock { name, slots, cmd } => lock::lock(&name, slots, &cmd).await,
         Command::Daemon(args) => daemon::background(args).await,
         Command::Doctor { json } => doctor::doctor(json).await,
@@ -59,6 +62,7 @@ async fn run(cmd: Command) -> Result<i32> {
         }
         Command::Bench(args) => bench::bench(args).await,
         Command::Demo(args) => demo::demo(args).await,
+        Command::ClaudeBgFollow(args) => bg_follow::follow(args).await,
         Command::Shim { .. } => Ok(2),
     }
 }

@@ -30,6 +30,12 @@ pub fn resolve_repo(repo: Option<String>) -> Result<String> {
 
 pub async fn run(args: RunArgs) -> Result<i32> {
     let repo = resolve_repo(args.repo)?;
+    let api_key = match &args.api_key_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            CliError::input(format!("--api-key-env {var}: the variable is not set"))
+        })?),
+        None => None,
+    };
     let client = Client::connect().await?;
     let req = RunRequest {
         repo,
@@ -46,6 +52,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         prompt: args.prompt,
         created_by: std::env::var("USER").ok(),
         permissions: args.permissions,
+        api_key,
+        team: args.team,
     };
     let task: Task = client.post("/v1/tasks", &req).await?;
     if !args.wait {

@@ -15,12 +15,14 @@
 //! | `POST /v1/pools`, `GET /v1/pools[/{name}]` | start, list, show pools |
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
+//! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
 
 mod daemon;
 mod error;
 mod locks;
 mod pools;
 mod tasks;
+mod usage;
 
 use crate::engine::Engine;
 use crate::{DaemonError, Home};
@@ -43,6 +45,7 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/pools/{name}/stop", post(pools::stop))
         .route("/v1/pools/{name}/resume", post(pools::resume))
         .route("/v1/locks", get(locks::list))
+        .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
         .with_state(engine)
 }

@@ -69,7 +69,7 @@ pub async fn create(
             id: new_task_id(),
             name: req.name.clone(),
             agent: agent.clone(),
-            model: req.model.clone(),
+            model: req.model.clone().or_else(|| engine.config.worker_model.clone()),
             repo: req.repo.clone(),
             repo_dir: Some(resolved.repo_dir.display().to_string()),
             base_ref: base_ref.clone(),
@@ -86,11 +86,14 @@ pub async fn create(
             },
             session_id: session_id.clone(),
             pool: None,
-            team: None,
+            team: req.team.clone(),
             created_by: req.created_by.clone(),
         };
         match engine.store.create_task(task).await {
             Ok(t) => {
+                if let Some(key) = req.api_key.clone().filter(|k| !k.is_empty()) {
+                    engine.task_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(t.id.clone(), key);
+                }
                 engine.notify_changed();
                 engine.wake.notify_one();
                 return Ok(Json(view(&engine, &t).await));

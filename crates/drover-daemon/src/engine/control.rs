@@ -184,6 +184,11 @@ pub async fn send(
 /// `drover stop`: polite first (interrupt, close stdin), then INT, TERM, KILL to the group.
 /// Returns once the task is terminal (or after the last signal).
 pub async fn stop(engine: &Arc<Engine>, id: &str) -> Result<TaskRecord, ControlError> {
+    stop_because(engine, id, "user").await
+}
+
+/// [`stop`], recording why (`user`, `budget_exceeded`): the outcome follows from it.
+pub async fn stop_because(engine: &Arc<Engine>, id: &str, why: &str) -> Result<TaskRecord, ControlError> {
     let task = engine.store.find_task(id).await?;
     let id = task.id.clone();
     if task.state.is_terminal() {
@@ -205,9 +210,8 @@ pub async fn stop(engine: &Arc<Engine>, id: &str) -> Result<TaskRecord, ControlE
             Err(e) => return Err(e.into()),
         }
     }
-    engine
-        .update(&id, None, TaskPatch::new().stop_requested(true), vec![])
-        .await?;
+    let patch = TaskPatch::new().stop_requested(true).stop_reason(Some(why.to_string()));
+    engine.update(&id, None, patch, vec![]).await?;
     engine.poke(&id).notify_one();
     let adapter =
         drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;

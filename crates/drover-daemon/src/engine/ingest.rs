@@ -154,7 +154,7 @@ impl Acc {
             pending_changed: false,
             result: None,
             cost: None,
-            usage: task.usage,
+            usage: if task.metered_by == "gateway" { task.agent_usage.unwrap_or_default() } else { task.usage },
             turns_done: 0,
         }
     }
@@ -301,13 +301,15 @@ impl Acc {
         if self.result.is_some() {
             p = p.result(self.result.clone());
         }
+        // With the gateway, usage and cost come from the wire (see `gateway`); the agent's own
+        // figures are kept beside them as a cross-check.
+        let metered = task.metered_by == "gateway";
         if self.cost.is_some() {
-            p = p.cost_usd(self.cost);
+            p = if metered { p.agent_cost_usd(self.cost) } else { p.cost_usd(self.cost) };
         }
         if self.turns_done > 0 {
-            p = p
-                .turns_done(Some(task.turns_done + self.turns_done))
-                .usage(self.usage);
+            p = p.turns_done(Some(task.turns_done + self.turns_done));
+            p = if metered { p.agent_usage(self.usage) } else { p.usage(self.usage) };
         }
         p
     }

@@ -13,6 +13,8 @@ pub struct JudgeInput<'a> {
     pub final_message: &'a str,
     pub gates: &'a [Value],
     pub diff_summary: &'a str,
+    /// Base URL and key: the gateway and the task's token when the gateway is on.
+    pub endpoint: Option<(String, String)>,
 }
 
 const SYSTEM: &str =
@@ -66,11 +68,13 @@ fn request(input: &JudgeInput) -> Value {
 /// Asks the judge. `Err` carries a message for an `error` event; the caller keeps the structured
 /// outcome then.
 pub async fn judge(input: &JudgeInput<'_>) -> Result<Outcome, String> {
-    let base = std::env::var("DROVER_JUDGE_BASE_URL")
-        .or_else(|_| std::env::var("ANTHROPIC_BASE_URL"))
-        .unwrap_or_else(|_| "https://api.anthropic.com".into());
-    let key = std::env::var("ANTHROPIC_API_KEY")
-        .map_err(|_| "no ANTHROPIC_API_KEY for the judge".to_string())?;
+    let (base, key) = match &input.endpoint {
+        Some((b, k)) => (b.clone(), k.clone()),
+        None => (
+            std::env::var("ANTHROPIC_BASE_URL").unwrap_or_else(|_| "https://api.anthropic.com".into()),
+            std::env::var("ANTHROPIC_API_KEY").map_err(|_| "no ANTHROPIC_API_KEY for the judge".to_string())?,
+        ),
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()
@@ -149,6 +153,7 @@ mod tests {
             final_message: "deployed to https://x",
             gates: &gates,
             diff_summary: "1 file changed",
+            endpoint: None,
         });
         assert_eq!(r["tool_choice"]["name"], "record_verdict");
         let text = r["messages"][0]["content"].as_str().unwrap();

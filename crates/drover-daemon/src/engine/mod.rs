@@ -45,6 +45,11 @@ pub struct Engine {
     stdin_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<StdinState>>>>,
     stopping: watch::Sender<bool>,
     pub locks: Arc<locks::Locks>,
+    /// drover's LLM gateway, when a provider key is configured (see [`crate::gateway`]).
+    pub gateway: Option<crate::gateway::GatewayLink>,
+    /// Per-task provider keys (`run --api-key-env`), in memory only: a restart forgets them and
+    /// the task falls back to the daemon's key.
+    pub task_keys: Mutex<HashMap<String, String>>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -54,11 +59,24 @@ pub struct StdinState {
 }
 
 impl Engine {
-    pub async fn open(config: Config, home: Home) -> Result<Engine, DaemonError> {
-        let store = SqliteStore::open(&home.db()).await?;
+    /// Opens the store and starts the gateway; the receiver carries the gateway's notes (see
+    /// [`gateway_notes`]).
+    pub async fn open(
+        config: Config,
+        home: Home,
+    ) -> Result<(Engine, Option<tokio::sync::mpsc::UnboundedReceiver<crate::gateway::Note>>), DaemonError> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&home.db()).await?);
         let sandboxes = Sandboxes::new(&home.root, config.sandbox);
-        Ok(Engine {
-            store: Arc::new(store),
+        let stopping = watch::channel(false).0;
+        let (gateway, notes) = match crate::gateway::GatewayLink::start(&home.root, store.clone(), stopping.subscribe())
+            .await
+            .map_err(DaemonError::Config)?
+        {
+            Some((link, rx)) => (Some(link), Some(rx)),
+            None => (None, None),
+        };
+        let engine = Engine {
+            store,
             sandboxes,
             config,
             home,
@@ -67,9 +85,12 @@ impl Engine {
             supervised: Mutex::new(HashSet::new()),
             pokes: Mutex::new(HashMap::new()),
             stdin_locks: Mutex::new(HashMap::new()),
-            stopping: watch::channel(false).0,
+            stopping,
             locks: Arc::default(),
-        })
+            gateway,
+            task_keys: Mutex::new(HashMap::new()),
+        };
+        Ok((engine, notes))
     }
 
     /// Writes through the store and tells followers.
@@ -176,4 +197,21 @@ impl Engine {
 /// A fresh task id: 8 lowercase hex characters.
 pub fn new_task_id() -> String {
     format!("{:08x}", rand::random::<u32>())
+}
+
+/// Acts on what the gateway's ledger reports: refresh followers, end tasks whose budget is spent.
+pub async fn gateway_notes(engine: Arc<Engine>, mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::gateway::Note>) {
+    while let Some(note) = rx.recv().await {
+        match note {
+            crate::gateway::Note::Changed => engine.notify_changed(),
+            crate::gateway::Note::BudgetExceeded(id) => {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = control::stop_because(&engine, &id, "budget_exceeded").await {
+                        tracing::warn!(task = id.as_str(), "budget stop: {e}");
+                    }
+                });
+            }
+        }
+    }
 }

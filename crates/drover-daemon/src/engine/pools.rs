@@ -78,10 +78,8 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             cmd: pool.cmd.clone(),
             verify: pool.verify.clone(),
             permissions: pool.permissions.clone(),
-            budget: Budget {
-                max_usd: pool.max_usd,
-                max_tokens: None,
-            },
+            // The pool's --max-usd is the whole pool's budget (enforced by the gateway).
+            budget: Budget::default(),
             session_id: (pool.agent == "claude").then(|| uuid::Uuid::new_v4().to_string()),
             pool: Some(pool.name.clone()),
             team: None,

@@ -31,7 +31,16 @@ enum Ended {
 }
 
 pub async fn run(engine: &Arc<Engine>, id: &str) {
-    if let Err(e) = drive(engine, id).await {
+    let result = drive(engine, id).await;
+    if let (Some(link), Ok(t)) = (&engine.gateway, engine.store.get_task(id).await) {
+        if !t.state.is_active() {
+            link.revoke(id);
+            if t.state.is_terminal() {
+                engine.task_keys.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            }
+        }
+    }
+    if let Err(e) = result {
         tracing::error!(task = id, "supervisor: {e}");
         let outcome = Outcome::fail(
             ErrorKind::SandboxError,
@@ -60,6 +69,9 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
         }
     } else if !task.state.is_active() {
         return Ok(());
+    } else if let Some(link) = &engine.gateway {
+        // Re-adopted after a restart: its agent still holds the (derived) token.
+        link.grant(&task, pool_budget(engine, &task).await, task_key(engine, &task.id));
     }
     let ended = watch(engine, id, adapter.as_ref()).await?;
     match ended {
@@ -115,7 +127,7 @@ async fn start(
         return Ok(None);
     }
     let resume = task.attempt > 0
-        && adapter.name() == "claude"
+        && matches!(adapter.name(), "claude" | "claude-bg")
         && task
             .session_id
             .as_deref()
@@ -143,16 +155,25 @@ async fn start(
             return Ok(None);
         }
     };
+    let mut env = spec.env;
+    env.extend(drover_env(engine, id));
+    let mut env_remove = spec.env_remove;
+    if let Some(link) = &engine.gateway {
+        // The agent talks to the gateway with a task token; the real keys stay in the daemon.
+        env.extend(link.grant(&task, pool_budget(engine, &task).await, task_key(engine, &task.id)));
+        env_remove.extend(crate::gateway::SECRET_VARS.iter().map(|s| s.to_string()));
+        env_remove.retain(|k| !env.iter().any(|(e, _)| e == k));
+        let patch = TaskPatch::new().metered_by(Some("gateway".into()));
+        engine.update(id, None, patch, vec![]).await?;
+    }
     let launch = LaunchFile {
         program: spec.program,
         args: spec.args,
         cwd: sandbox.path.clone(),
-        env_remove: spec.env_remove,
+        env_remove,
         stdin_lines: spec.stdin_lines,
         close_stdin: spec.close_stdin,
     };
-    let mut env = spec.env;
-    env.extend(drover_env(engine, id));
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
         Ok((mut child, ready)) => {
@@ -196,6 +217,16 @@ async fn start(
 }
 
 /// What an agent (or gate) needs to reach this daemon from its sandbox (e.g. `drover lock`).
+fn task_key(engine: &Engine, id: &str) -> Option<String> {
+    engine.task_keys.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+}
+
+/// The pool's dollar budget, if the task belongs to a pool that has one.
+async fn pool_budget(engine: &Engine, task: &TaskRecord) -> Option<f64> {
+    let pool = task.pool.as_deref()?;
+    engine.store.get_pool(pool).await.ok()?.max_usd
+}
+
 pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
     let mut env = vec![
         ("DROVER_TASK_ID".to_string(), id.to_string()),
@@ -311,7 +342,8 @@ async fn fail(
 async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
     let outcome = Outcome::fail(ErrorKind::LostHost, why);
-    let resumable = task.agent == "claude" && task.session_id.is_some();
+    let resumable =
+        matches!(task.agent.as_str(), "claude" | "claude-bg") && task.session_id.is_some();
     let resume = engine.config.on_interrupt == "resume"
         && resumable
         && task.attempt < 3
@@ -357,7 +389,9 @@ async fn finish(
 ) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
     let last_result = last_result(engine, id).await?;
-    let mut outcome = if task.stop_requested {
+    let mut outcome = if task.stop_requested && task.stop_reason.as_deref() == Some("budget_exceeded") {
+        Outcome::fail(ErrorKind::BudgetExceeded, "a budget is spent; the gateway refused the next request")
+    } else if task.stop_requested {
         Outcome::fail(ErrorKind::Cancelled, "stopped by request")
     } else {
         structured(adapter, &exit, last_result.as_ref(), &task)
@@ -491,6 +525,7 @@ async fn ask_judge(
         final_message: result.unwrap_or(""),
         gates: &gates,
         diff_summary: &diff,
+        endpoint: engine.gateway.as_ref().map(|g| g.judge_endpoint(task)),
     };
     match judge::judge(&input).await {
         Ok(o) => {

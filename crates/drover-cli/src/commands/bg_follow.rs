@@ -1,0 +1,459 @@
+//! `drover claude-bg-follow` (hidden): the agent process of a `claude-bg` task.
+//!
+//! It dispatches `claude --bg --name drover-<task> …` in the sandbox (its cwd), then follows the
+//! session in Claude's own supervisor through `~/.claude/jobs/<short>/state.json`,
+//! `timeline.jsonl` and the session transcript, and prints lines for the `claude-bg` adapter
+//! (see `drover_agents::claude_bg`). Follow-ups continue the session the documented way: `claude
+//! stop` then `claude --bg --resume <session> MESSAGE`, which keeps the short id. On stdin EOF
+//! after the last turn, or on SIGINT/SIGTERM/SIGHUP, it stops and removes the Claude session so
+//! nothing of it is left running. Reference: agent-cli-interfaces.md §2.
+
+use crate::error::{CliError, Result};
+use clap::Args;
+use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+use tokio::signal::unix::{signal, SignalKind};
+
+mod cli;
+use cli::{
+    agent_pid, alive, emit, emit_error, emit_raw, excerpt, file_len, find_by_name, parse_short,
+    read_new_lines, run, settings, stopped, str_of,
+};
+
+#[derive(Args, Debug)]
+pub struct FollowArgs {
+    #[arg(long)]
+    task: String,
+    #[arg(long, default_value = "claude")]
+    claude: String,
+    #[arg(long)]
+    model: Option<String>,
+    /// Re-attach to this task's live session, or continue this session id.
+    #[arg(long)]
+    resume: Option<String>,
+}
+
+/// Must match `drover_agents::claude_bg` (this crate does not link drover-agents).
+fn session_name(task: &str) -> String {
+    format!("drover-{task}")
+}
+const RESUME_MESSAGE: &str = "Your previous run was interrupted before it finished (the host \
+stopped). Continue the task where you left off and finish it.";
+
+const POLL: Duration = Duration::from_millis(200);
+/// The terminal `state` values (with `tempo != "active"`).
+const TERMINAL: &[&str] = &["done", "failed", "stopped"];
+
+#[derive(Default)]
+struct Follower {
+    args: Option<FollowArgs>,
+    jobs: PathBuf,
+    short: Option<String>,
+    session: Option<String>,
+    announced: bool,
+    transcript: u64,
+    timeline: u64,
+    turn_open: bool,
+    seen_active: bool,
+    /// The transcript recorded the current turn's accounting (`cost-state`).
+    turn_end: bool,
+    queue: VecDeque<String>,
+    needs: Option<String>,
+    needs_n: u64,
+    last_text: Option<String>,
+    cost: Option<f64>,
+    /// Cumulative tokens from the transcript's `cost-state`, and what results reported so far.
+    totals: [u64; 4],
+    reported: [u64; 4],
+    last_state: String,
+}
+
+pub async fn follow(args: FollowArgs) -> Result<i32> {
+    let config = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".claude")))
+        .ok_or_else(|| CliError::input("claude-bg: neither CLAUDE_CONFIG_DIR nor HOME is set"))?;
+    let mut f = Follower {
+        jobs: config.join("jobs"),
+        ..Follower::default()
+    };
+    let resume = args.resume.clone();
+    let name = session_name(&args.task);
+    f.args = Some(args);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<String>>();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(Some(line)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(None);
+    });
+    let sig = |k| signal(k).map_err(|e| CliError::daemon(format!("signal handler: {e}")));
+    let (mut int, mut term, mut hup) = (
+        sig(SignalKind::interrupt())?,
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::hangup())?,
+    );
+    if let Some(session) = resume {
+        f.session = Some(session.clone());
+        match find_by_name(&f.jobs, &name) {
+            Some(short) => {
+                f.short = Some(short);
+                f.turn_open = true;
+                f.seen_active = true;
+            }
+            None => f.continue_with(RESUME_MESSAGE).await,
+        }
+    }
+    let mut stdin_open = true;
+    let mut tick = tokio::time::interval(POLL);
+    loop {
+        tokio::select! {
+            line = rx.recv(), if stdin_open => match line.flatten() {
+                Some(line) => f.input(&line).await,
+                None => stdin_open = false,
+            },
+            _ = tick.tick() => f.poll().await,
+            _ = int.recv() => return Ok(f.cleanup(130).await),
+            _ = term.recv() => return Ok(f.cleanup(143).await),
+            _ = hup.recv() => return Ok(f.cleanup(129).await),
+        }
+        if !f.turn_open && f.queue.is_empty() && !stdin_open {
+            let code = if f.last_state == "done" { 0 } else { 1 };
+            return Ok(f.cleanup(code).await);
+        }
+    }
+}
+
+impl Follower {
+    fn claude(&self) -> &str {
+        self.args.as_ref().map_or("claude", |a| a.claude.as_str())
+    }
+
+    async fn input(&mut self, line: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return emit_error(&format!("unreadable input line: {}", excerpt(line)));
+        };
+        let text = v.get("text").and_then(Value::as_str).map(str::to_string);
+        match v.get("type").and_then(Value::as_str) {
+            Some("user") => {
+                let Some(text) = text else { return };
+                if self.short.is_none() && self.session.is_none() {
+                    self.dispatch(&text).await;
+                } else {
+                    self.queue.push_back(text);
+                    self.next_turn().await;
+                }
+            }
+            Some("answer") => {
+                let allow = v.get("allow").and_then(Value::as_bool).unwrap_or(false);
+                let message = v.get("message").and_then(Value::as_str);
+                let reply = match (allow, message) {
+                    (true, _) => "Approved: go ahead.".to_string(),
+                    (false, Some(m)) => format!("Not approved: {m}"),
+                    (false, None) => "Not approved. Do not do that; find another way.".into(),
+                };
+                self.needs = None;
+                self.continue_with(&reply).await;
+            }
+            Some("interrupt") => self.interrupt().await,
+            _ => {}
+        }
+    }
+
+    /// Starts the next queued message once the current turn is over.
+    async fn next_turn(&mut self) {
+        if self.turn_open {
+            return;
+        }
+        if let Some(text) = self.queue.pop_front() {
+            self.continue_with(&text).await;
+        }
+    }
+
+    async fn dispatch(&mut self, prompt: &str) {
+        let Some(args) = self.args.as_ref() else {
+            return;
+        };
+        let mut argv = vec![
+            "--bg".to_string(),
+            "--name".into(),
+            session_name(&args.task),
+            "--permission-mode".into(),
+            "acceptEdits".into(),
+        ];
+        if let Some(m) = &args.model {
+            argv.extend(["--model".into(), m.clone()]);
+        }
+        argv.extend(["--settings".into(), settings().to_string()]);
+        argv.extend(["--".into(), prompt.to_string()]);
+        match run(self.claude(), &argv)
+            .await
+            .and_then(|out| parse_short(&out))
+        {
+            Ok(short) => {
+                self.short = Some(short);
+                self.turn_open = true;
+                self.seen_active = false;
+                self.turn_end = false;
+            }
+            Err(e) => self.fail_turn(&format!("claude --bg failed: {e}")),
+        }
+    }
+
+    /// Claude's reply path for a background session: stop it, then continue it under the same id.
+    async fn continue_with(&mut self, text: &str) {
+        let Some(session) = self.session.clone() else {
+            return self.fail_turn("no session id to continue");
+        };
+        if let Some(short) = self.short.clone() {
+            self.timeline = file_len(&self.jobs.join(&short).join("timeline.jsonl"));
+            let _ = run(self.claude(), &["stop".into(), short.clone()]).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && self.read_state().is_some_and(|s| !stopped(&s)) {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        let argv = ["--bg", "--resume", &session, "--", text].map(str::to_string);
+        match run(self.claude(), &argv)
+            .await
+            .and_then(|o| parse_short(&o))
+        {
+            Ok(short) if self.short.as_deref().is_none_or(|s| s == short) => {
+                self.short = Some(short);
+                self.turn_open = true;
+                self.seen_active = false;
+                self.turn_end = false;
+            }
+            Ok(copy) => {
+                let _ = run(self.claude(), &["stop".into(), copy.clone()]).await;
+                let _ = run(self.claude(), &["rm".into(), copy.clone()]).await;
+                self.fail_turn(&format!(
+                    "claude started a copy ({copy}) instead of continuing"
+                ));
+            }
+            Err(e) => self.fail_turn(&format!("claude --bg --resume failed: {e}")),
+        }
+    }
+
+    async fn interrupt(&mut self) {
+        self.queue.clear();
+        let Some(short) = self.short.clone() else {
+            return;
+        };
+        if let Err(e) = run(self.claude(), &["stop".into(), short]).await {
+            emit_error(&format!("claude stop: {e}"));
+        }
+        if self.turn_open {
+            self.drain_transcript();
+            self.last_state = "stopped".into();
+            self.result("stopped", Some("stopped by request".into()));
+        }
+    }
+
+    fn read_state(&self) -> Option<Value> {
+        let short = self.short.as_ref()?;
+        let raw = std::fs::read(self.jobs.join(short).join("state.json")).ok()?;
+        serde_json::from_slice(&raw).ok()
+    }
+
+    async fn poll(&mut self) {
+        let Some(state) = self.read_state() else {
+            return;
+        };
+        if self.session.is_none() {
+            self.session = str_of(&state, "sessionId");
+        }
+        if let (false, Some(session)) = (self.announced, &self.session) {
+            self.announced = true;
+            emit(
+                &json!({"type": "system", "subtype": "init", "session_id": session,
+                         "model": self.args.as_ref().and_then(|a| a.model.clone())}),
+            );
+        }
+        if self.drain_transcript() || self.drain_timeline() {
+            self.seen_active = true;
+        }
+        let st = str_of(&state, "state").unwrap_or_default();
+        let tempo = str_of(&state, "tempo").unwrap_or_default();
+        let terminal = TERMINAL.contains(&st.as_str()) && tempo != "active";
+        if !terminal && (tempo == "active" || st == "working") {
+            self.seen_active = true;
+        }
+        let needs = str_of(&state, "needs").filter(|n| n != "send a prompt to start");
+        match (self.turn_open && !terminal && tempo == "blocked", needs) {
+            (true, Some(needs)) if self.needs.is_none() => {
+                self.needs_n += 1;
+                let id = format!("needs-{}", self.needs_n);
+                emit(
+                    &json!({"type": "drover_bg", "event": "needs", "request_id": id,
+                             "needs": needs, "detail": str_of(&state, "detail"),
+                             "short": self.short}),
+                );
+                self.needs = Some(id);
+            }
+            (false, _) => {
+                if let Some(id) = self.needs.take() {
+                    emit(&json!({"type": "drover_bg", "event": "unblocked", "request_id": id}));
+                }
+            }
+            _ => {}
+        }
+        if terminal && self.turn_open && self.seen_active {
+            self.settle_turn().await;
+            self.last_state = st.clone();
+            let detail = str_of(&state, "detail");
+            let text = self.last_text.clone().or_else(|| {
+                state
+                    .pointer("/output/result")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            self.result(&st, text.or(detail));
+            self.next_turn().await;
+        }
+    }
+
+    /// The session's cost reaches its transcript (`cost-state`) when its process stops: a
+    /// finished session is stopped (its conversation stays resumable) before its result is told.
+    async fn settle_turn(&mut self) {
+        self.drain_transcript();
+        if self.turn_end {
+            return;
+        }
+        if let Some(short) = self.short.clone() {
+            let _ = run(self.claude(), &["stop".into(), short]).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.turn_end && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            self.drain_transcript();
+        }
+    }
+
+    /// Prints a stream-json shaped `result` for the turn that just ended.
+    fn result(&mut self, state: &str, text: Option<String>) {
+        let delta: Vec<u64> = (0..4)
+            .map(|i| self.totals[i].saturating_sub(self.reported[i]))
+            .collect();
+        self.reported = self.totals;
+        let ok = state == "done";
+        let errors: Vec<String> = if ok {
+            vec![]
+        } else {
+            vec![format!("the background session ended {state}")]
+        };
+        emit(&json!({
+            "type": "result", "subtype": if ok { "success" } else { "error_during_execution" },
+            "is_error": !ok, "result": text, "total_cost_usd": self.cost, "errors": errors,
+            "session_id": self.session, "stop_reason": null,
+            "usage": {"input_tokens": delta[0], "output_tokens": delta[1],
+                      "cache_read_input_tokens": delta[2], "cache_creation_input_tokens": delta[3]},
+            "drover_bg": {"short": self.short, "state": state},
+        }));
+        self.turn_open = false;
+        self.turn_end = false;
+        self.last_text = None;
+    }
+
+    fn fail_turn(&mut self, message: &str) {
+        emit_error(message);
+        self.last_state = "failed".into();
+        self.result("failed", Some(message.to_string()));
+    }
+
+    /// New complete transcript lines; true if an assistant message came.
+    fn drain_transcript(&mut self) -> bool {
+        let Some(path) = self.transcript_path() else {
+            return false;
+        };
+        let mut assistant = false;
+        for line in read_new_lines(&path, &mut self.transcript) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            match v.get("type").and_then(Value::as_str) {
+                Some("assistant") => {
+                    assistant = true;
+                    self.seen_active = true;
+                    let texts: Vec<&str> = v
+                        .pointer("/message/content")
+                        .and_then(Value::as_array)
+                        .map(|c| c.iter().filter_map(|b| b.get("text")?.as_str()).collect())
+                        .unwrap_or_default();
+                    if !texts.is_empty() {
+                        self.last_text = Some(texts.join("\n"));
+                    }
+                    emit_raw(&line);
+                }
+                Some("user") => emit_raw(&line),
+                Some("cost-state") => {
+                    self.turn_end = self.seen_active;
+                    self.cost = v.get("totalCostUSD").and_then(Value::as_f64).or(self.cost);
+                    let mut totals = [0u64; 4];
+                    let models = v.get("modelUsage").and_then(Value::as_object);
+                    for m in models.into_iter().flat_map(Map::values) {
+                        let keys = ["inputTokens", "outputTokens", "cacheReadInputTokens"];
+                        for (i, k) in keys.iter().chain(&["cacheCreationInputTokens"]).enumerate() {
+                            totals[i] += m.get(*k).and_then(Value::as_u64).unwrap_or(0);
+                        }
+                    }
+                    self.totals = totals;
+                }
+                _ => {}
+            }
+        }
+        assistant
+    }
+
+    /// New timeline entries; true if one shows the session at work.
+    fn drain_timeline(&mut self) -> bool {
+        let Some(short) = &self.short else {
+            return false;
+        };
+        let path = self.jobs.join(short).join("timeline.jsonl");
+        read_new_lines(&path, &mut self.timeline).iter().any(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| str_of(&v, "state"))
+                .is_some_and(|s| !TERMINAL.contains(&s.as_str()))
+        })
+    }
+
+    fn transcript_path(&self) -> Option<PathBuf> {
+        if let Some(p) = self.read_state().and_then(|s| str_of(&s, "linkScanPath")) {
+            return Some(PathBuf::from(p));
+        }
+        let session = self.session.as_ref()?;
+        let projects = self.jobs.parent()?.join("projects");
+        std::fs::read_dir(projects)
+            .ok()?
+            .flatten()
+            .map(|d| d.path().join(format!("{session}.jsonl")))
+            .find(|p| p.exists())
+    }
+
+    /// Stops and removes the Claude session, waits for its process to go; returns `code`.
+    async fn cleanup(&mut self, code: i32) -> i32 {
+        let Some(short) = self.short.take() else {
+            return code;
+        };
+        let pid = self.read_state().and_then(|s| s.get("pid")?.as_i64());
+        self.short = Some(short.clone());
+        let pid = pid.or(agent_pid(self.claude(), &short).await);
+        let _ = run(self.claude(), &["stop".into(), short.clone()]).await;
+        if let Err(e) = run(self.claude(), &["rm".into(), short.clone()]).await {
+            emit_error(&format!("claude rm {short}: {e}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pid.is_some_and(alive) && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+        }
+        code
+    }
+}

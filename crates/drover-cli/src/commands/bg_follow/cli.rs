@@ -1,0 +1,147 @@
+//! Claude CLI calls, job files and output lines for the claude-bg follower.
+
+use serde_json::{json, Map, Value};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `--settings` for the dispatch: no worktree isolation (the drover sandbox isolates), and the
+/// provider env, which a worker does not inherit from a supervisor started elsewhere.
+pub fn settings() -> Value {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut env = Map::new();
+    if let Some(url) = var("ANTHROPIC_BASE_URL") {
+        env.insert("ANTHROPIC_BASE_URL".into(), json!(url));
+        // A background worker is interactive: an ANTHROPIC_API_KEY would wait for approval
+        // ("login required"); a gateway takes the token as a bearer token instead.
+        if let Some(token) = var("ANTHROPIC_AUTH_TOKEN").or_else(|| var("ANTHROPIC_API_KEY")) {
+            env.insert("ANTHROPIC_AUTH_TOKEN".into(), json!(token));
+        }
+    }
+    for k in [
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+        "DISABLE_AUTOUPDATER",
+    ] {
+        if let Some(v) = var(k) {
+            env.insert(k.into(), json!(v));
+        }
+    }
+    json!({"worktree": {"bgIsolation": "none"}, "env": env})
+}
+
+pub async fn run(program: &str, args: &[String]) -> std::result::Result<String, String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env_remove("CLAUDECODE")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(CLI_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| format!("{program} {} timed out", args.join(" ")))?
+        .map_err(|e| format!("{program}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!("exit {}: {}", out.status, excerpt(err.trim())))
+    }
+}
+
+/// The short id from `backgrounded · 7c5dcf5d · name`.
+pub fn parse_short(out: &str) -> std::result::Result<String, String> {
+    out.lines()
+        .find(|l| l.contains("backgrounded"))
+        .and_then(|l| l.split('·').nth(1))
+        .map(str::trim)
+        .filter(|s| s.len() == 8 && s.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(str::to_string)
+        .ok_or_else(|| format!("no short id in its output: {}", excerpt(out.trim())))
+}
+
+pub fn find_by_name(jobs: &Path, name: &str) -> Option<String> {
+    std::fs::read_dir(jobs).ok()?.flatten().find_map(|d| {
+        let raw = std::fs::read(d.path().join("state.json")).ok()?;
+        let v: Value = serde_json::from_slice(&raw).ok()?;
+        (str_of(&v, "name").as_deref() == Some(name))
+            .then(|| d.file_name().to_string_lossy().into())
+    })
+}
+
+pub async fn agent_pid(claude: &str, short: &str) -> Option<i64> {
+    let out = run(claude, &["agents".into(), "--json".into(), "--all".into()])
+        .await
+        .ok()?;
+    let list: Vec<Value> = serde_json::from_str(&out).ok()?;
+    list.iter()
+        .find(|a| a.get("id").and_then(Value::as_str) == Some(short))?
+        .get("pid")?
+        .as_i64()
+}
+
+pub fn stopped(state: &Value) -> bool {
+    str_of(state, "state").as_deref() == Some("stopped")
+}
+
+pub fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        !matches!(state, Some("Z") | Some("X"))
+    })
+}
+
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Complete lines after `offset`; moves `offset` past them.
+pub fn read_new_lines(path: &Path, offset: &mut u64) -> Vec<String> {
+    let mut buf = Vec::new();
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(*offset))?;
+        f.read_to_end(&mut buf)
+    });
+    if read.is_err() {
+        return vec![];
+    }
+    let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
+        return vec![];
+    };
+    *offset += end as u64 + 1;
+    buf[..end]
+        .split(|&b| b == b'\n')
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+pub fn str_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+pub fn excerpt(s: &str) -> String {
+    let mut end = s.len().min(500);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+pub fn emit_raw(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+pub fn emit(v: &Value) {
+    emit_raw(&v.to_string());
+}
+
+pub fn emit_error(message: &str) {
+    emit(&json!({"type": "drover_bg", "event": "error", "message": message}));
+}

@@ -1,0 +1,22 @@
+//! `GET /v1/usage?by=task|pool|model|day`: metered usage from the gateway's records.
+
+use super::ApiErr;
+use crate::engine::Engine;
+use axum::extract::{Query, State};
+use axum::Json;
+use drover_store::UsageLine;
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub struct UsageQuery {
+    by: Option<String>,
+}
+
+pub async fn usage(State(engine): State<Arc<Engine>>, Query(q): Query<UsageQuery>) -> Result<Json<Vec<UsageLine>>, ApiErr> {
+    let by = q.by.unwrap_or_else(|| "task".into());
+    if !["task", "pool", "model", "day"].contains(&by.as_str()) {
+        return Err(ApiErr::invalid(format!("--by {by}: use task, pool, model or day")));
+    }
+    Ok(Json(engine.store.usage_report(&by).await?))
+}
