@@ -15,6 +15,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a task: an agent session on a fresh checkout; prints the task id.
@@ -161,7 +163,7 @@ pub struct RunArgs {
 #[derive(Subcommand, Debug)]
 pub enum PoolAction {
     /// Start a pool.
-    Start(PoolStartArgs),
+    Start(Box<PoolStartArgs>),
     /// List pools.
     Ls {
         #[arg(long)]

@@ -143,10 +143,22 @@ pub fn task(t: &Task) -> String {
     if let Some(l) = &t.locks {
         let list = |k: &str| {
             l[k].as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .unwrap_or_default()
         };
-        kv("locks", format!("holding [{}] waiting [{}]", list("holding"), list("waiting")));
+        kv(
+            "locks",
+            format!(
+                "holding [{}] waiting [{}]",
+                list("holding"),
+                list("waiting")
+            ),
+        );
     }
     if let Some(p) = &t.pool {
         kv("pool", p.clone());

@@ -55,13 +55,23 @@ fn assert_contiguous(evs: &[Value]) {
 fn claude_writes_a_file_and_it_is_committed_on_the_task_branch() {
     let provider = Provider::start(scenarios());
     let env = Env::claude(&provider);
-    let id = env.ok(&["run", "--name", "hello", "--model", "claude-sonnet-4-6", "WRITE-HELLO: create HELLO.txt"]);
+    let id = env.ok(&[
+        "run",
+        "--name",
+        "hello",
+        "--model",
+        "claude-sonnet-4-6",
+        "WRITE-HELLO: create HELLO.txt",
+    ]);
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}\n{:#?}", env.events(&id));
     assert_eq!(t["result"], "Wrote HELLO.txt as asked.");
     let commit = t["commit"].as_str().unwrap();
     assert_eq!(env.git(&["rev-parse", &format!("drover/{id}")]), commit);
-    assert_eq!(env.git(&["show", &format!("{commit}:HELLO.txt")]), "hello from drover");
+    assert_eq!(
+        env.git(&["show", &format!("{commit}:HELLO.txt")]),
+        "hello from drover"
+    );
     // Claude's own figure (the last result line's total_cost_usd, never a sum) is kept as the
     // cross-check; the task's cost is metered by the gateway from the wire — and they agree.
     let line = last_result_line(&env, &id);
@@ -69,23 +79,38 @@ fn claude_writes_a_file_and_it_is_committed_on_the_task_branch() {
     assert_eq!(t["agent_cost_usd"].as_f64(), Some(claude_cost));
     assert_eq!(t["metered_by"], "gateway");
     let cost = t["cost_usd"].as_f64().unwrap();
-    assert!((cost - claude_cost).abs() < 1e-9, "gateway {cost} vs claude {claude_cost}");
+    assert!(
+        (cost - claude_cost).abs() < 1e-9,
+        "gateway {cost} vs claude {claude_cost}"
+    );
     assert_eq!(t["session_id"], line["session_id"]);
     let evs = env.events(&id);
     assert_contiguous(&evs);
-    let call = evs.iter().find(|e| e["kind"] == "tool_call").expect("tool_call event");
+    let call = evs
+        .iter()
+        .find(|e| e["kind"] == "tool_call")
+        .expect("tool_call event");
     assert_eq!(call["data"]["name"], "Write");
     assert!(evs.iter().any(|e| e["kind"] == "tool_result"));
-    assert!(evs.iter().any(|e| e["kind"] == "result" && e["data"]["result"] == "Wrote HELLO.txt as asked."));
+    assert!(evs
+        .iter()
+        .any(|e| e["kind"] == "result" && e["data"]["result"] == "Wrote HELLO.txt as asked."));
     // Two scripted turns were played, nothing else.
     let log = provider.log();
     let turns: Vec<Option<usize>> = log.iter().filter(|r| !r.side).map(|r| r.turn).collect();
     assert_eq!(turns, vec![Some(0), Some(1)]);
     // Tokens: exactly what the provider sent; dollars: tokens × the configured prices
     // (claude-sonnet-4-6: $3 in, $15 out, $0.30 cache read, $3.75 cache write per million).
-    let sum = |f: &dyn Fn(&drover_fake_provider::RequestRecord) -> u64| log.iter().map(f).sum::<u64>();
-    let (i, o) = (sum(&|r| r.usage.input_tokens), sum(&|r| r.usage.output_tokens));
-    let (cr, cw) = (sum(&|r| r.usage.cache_read_input_tokens), sum(&|r| r.usage.cache_creation_input_tokens));
+    let sum =
+        |f: &dyn Fn(&drover_fake_provider::RequestRecord) -> u64| log.iter().map(f).sum::<u64>();
+    let (i, o) = (
+        sum(&|r| r.usage.input_tokens),
+        sum(&|r| r.usage.output_tokens),
+    );
+    let (cr, cw) = (
+        sum(&|r| r.usage.cache_read_input_tokens),
+        sum(&|r| r.usage.cache_creation_input_tokens),
+    );
     assert_eq!(t["usage"]["input_tokens"], i);
     assert_eq!(t["usage"]["output_tokens"], o);
     assert_eq!(t["usage"]["cache_read_tokens"], cr);
@@ -99,30 +124,45 @@ fn the_agent_never_holds_the_provider_key() {
     let provider = Provider::start(scenarios());
     let env = Env::claude(&provider);
     let id = env.ok(&["run", "SLOW-WRITE: take your time"]);
-    let t = env.until(&id, "the agent started", |t| t["state"] == "running" && !t["session_id"].is_null());
+    let t = env.until(&id, "the agent started", |t| {
+        t["state"] == "running" && !t["session_id"].is_null()
+    });
     let ready: Value = serde_json::from_str(
         &std::fs::read_to_string(env.home.join("tasks").join(&id).join("ready.json")).unwrap(),
     )
     .unwrap();
-    for pid in [t["pid"].as_i64().unwrap(), ready["shim_pid"].as_i64().unwrap()] {
+    for pid in [
+        t["pid"].as_i64().unwrap(),
+        ready["shim_pid"].as_i64().unwrap(),
+    ] {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
         for bytes in [&environ, &cmdline] {
             let text = String::from_utf8_lossy(bytes);
-            assert!(!text.contains("sk-ant-test-key"), "the provider key leaked into process {pid}");
+            assert!(
+                !text.contains("sk-ant-test-key"),
+                "the provider key leaked into process {pid}"
+            );
         }
         // The agent has a task token and the gateway as its base URL instead.
         if pid == t["pid"].as_i64().unwrap() {
             let text = String::from_utf8_lossy(&environ);
             assert!(text.contains("ANTHROPIC_API_KEY=drv-"), "no task token");
-            assert!(!text.contains(&provider.url), "the agent talks to the provider directly");
+            assert!(
+                !text.contains(&provider.url),
+                "the agent talks to the provider directly"
+            );
         }
     }
     assert_eq!(env.wait(&id)["state"], "succeeded");
     // No key in the store, the logs or the events either.
     for entry in walk(&env.home) {
         if let Ok(bytes) = std::fs::read(&entry) {
-            assert!(!String::from_utf8_lossy(&bytes).contains("sk-ant-test-key"), "key found in {}", entry.display());
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("sk-ant-test-key"),
+                "key found in {}",
+                entry.display()
+            );
         }
     }
 }

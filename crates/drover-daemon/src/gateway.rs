@@ -57,7 +57,8 @@ impl GatewayLink {
     ) -> Result<Option<(GatewayLink, mpsc::UnboundedReceiver<Note>)>, String> {
         let mut cfg = GatewayConfig::from_env();
         let on = std::env::var("DROVER_GATEWAY").ok();
-        if on.as_deref() == Some("off") || (on.is_none() && cfg.anthropic_key.is_none() && cfg.openai_key.is_none())
+        if on.as_deref() == Some("off")
+            || (on.is_none() && cfg.anthropic_key.is_none() && cfg.openai_key.is_none())
         {
             return Ok(None);
         }
@@ -75,8 +76,13 @@ impl GatewayLink {
         let (tx, rx) = mpsc::unbounded_channel();
         let ledger = Arc::new(StoreLedger { store, tx });
         let gw = Gateway::new(cfg, ledger).map_err(|e| format!("gateway: {e}"))?;
-        let listener = bind(home).await.map_err(|e| format!("gateway listener: {e}"))?;
-        let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        let listener = bind(home)
+            .await
+            .map_err(|e| format!("gateway listener: {e}"))?;
+        let base = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
         let server = gw.clone();
         tokio::spawn(async move {
             let mut stopping = stopping;
@@ -105,7 +111,12 @@ impl GatewayLink {
     }
 
     /// Grants (or re-grants after a restart) the task's token; returns the agent's environment.
-    pub fn grant(&self, task: &TaskRecord, pool_usd: Option<f64>, key: Option<String>) -> Vec<(String, String)> {
+    pub fn grant(
+        &self,
+        task: &TaskRecord,
+        pool_usd: Option<f64>,
+        key: Option<String>,
+    ) -> Vec<(String, String)> {
         let token = self.token(&task.id, task.attempt);
         let grant = TaskGrant {
             pool: task.pool.clone(),
@@ -170,7 +181,12 @@ fn load_secret(home: &Path) -> std::io::Result<Vec<u8>> {
     let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)?;
     f.write_all(&secret)?;
     Ok(secret)
 }
@@ -184,7 +200,16 @@ struct StoreLedger {
 impl Ledger for StoreLedger {
     async fn spent(&self, grant: &TaskGrant) -> Spent {
         let day = chrono::Utc::now().format("%Y-%m-%dT00:00:00").to_string();
-        match self.store.spent(&grant.task_id, grant.pool.as_deref(), grant.team.as_deref(), &day).await {
+        match self
+            .store
+            .spent(
+                &grant.task_id,
+                grant.pool.as_deref(),
+                grant.team.as_deref(),
+                &day,
+            )
+            .await
+        {
             Ok(s) => Spent {
                 task_usd: s.task_usd,
                 task_tokens: s.task_tokens.max(0) as u64,
@@ -203,7 +228,10 @@ impl Ledger for StoreLedger {
             task_id: task_id.to_string(),
             pool: rec.pool,
             team: rec.team,
-            api: serde_json::to_value(rec.api).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            api: serde_json::to_value(rec.api)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             model: rec.model,
             input_tokens: rec.tokens.input as i64,
             output_tokens: rec.tokens.output as i64,
@@ -211,7 +239,10 @@ impl Ledger for StoreLedger {
             cache_write_tokens: rec.tokens.cache_write as i64,
             cost_usd: rec.cost_usd,
             stop_reason: rec.stop_reason,
-            outcome: serde_json::to_value(rec.outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            outcome: serde_json::to_value(rec.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             at: rec.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         if let Err(e) = self.store.record_usage(&row).await {
@@ -223,11 +254,27 @@ impl Ledger for StoreLedger {
     async fn event(&self, task_id: &str, ev: GatewayEvent) {
         let mut data = serde_json::to_value(&ev).unwrap_or_default();
         let message = match &ev {
-            GatewayEvent::Retry { attempt, status, error, delay_ms } => {
-                format!("provider: retry {attempt} in {delay_ms} ms after {} ({error})", status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into()))
+            GatewayEvent::Retry {
+                attempt,
+                status,
+                error,
+                delay_ms,
+            } => {
+                format!(
+                    "provider: retry {attempt} in {delay_ms} ms after {} ({error})",
+                    status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "no answer".into())
+                )
             }
-            GatewayEvent::UpstreamFailed { attempts, error, .. } => format!("provider failed after {attempts} attempts: {error}"),
-            GatewayEvent::BudgetRefused { budget, limit, spent } => {
+            GatewayEvent::UpstreamFailed {
+                attempts, error, ..
+            } => format!("provider failed after {attempts} attempts: {error}"),
+            GatewayEvent::BudgetRefused {
+                budget,
+                limit,
+                spent,
+            } => {
                 let which = match budget {
                     BudgetKind::TaskUsd => "task dollars",
                     BudgetKind::TaskTokens => "task tokens",
@@ -236,17 +283,25 @@ impl Ledger for StoreLedger {
                 };
                 format!("budget exceeded: {which} spent {spent} of {limit}")
             }
-            GatewayEvent::ModelRefused { model } => format!("model {model} is not allowed for this task"),
+            GatewayEvent::ModelRefused { model } => {
+                format!("model {model} is not allowed for this task")
+            }
             GatewayEvent::StreamInterrupted { error, .. } => format!("stream_interrupted: {error}"),
             GatewayEvent::Truncated { stop_reason, .. } => format!("truncated: {stop_reason}"),
-            GatewayEvent::UnknownModelPrice { model } => format!("no price for model {model}: its cost is recorded as null"),
+            GatewayEvent::UnknownModelPrice { model } => {
+                format!("no price for model {model}: its cost is recorded as null")
+            }
         };
         if let Some(o) = data.as_object_mut() {
             o.insert("message".into(), json!(message));
             o.insert("source".into(), json!("gateway"));
         }
         let ev_out = NewEvent::new(EventKind::Error, data);
-        if let Err(e) = self.store.update(task_id, None, drover_store::TaskPatch::new(), vec![ev_out]).await {
+        if let Err(e) = self
+            .store
+            .update(task_id, None, drover_store::TaskPatch::new(), vec![ev_out])
+            .await
+        {
             tracing::error!(task = task_id, "ledger event: {e}");
         }
         if matches!(ev, GatewayEvent::BudgetRefused { .. }) {

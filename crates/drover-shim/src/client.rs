@@ -60,8 +60,7 @@ pub async fn spawn_shim(
     for k in &launch.env_remove {
         cmd.env_remove(k);
     }
-    cmd
-        .envs(env.iter().map(|(k, v)| (k, v)))
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);

@@ -109,7 +109,13 @@ pub trait Store: Send + Sync {
     /// Stores one metered response and adds it to its task's usage and cost (one transaction).
     async fn record_usage(&self, row: &UsageRow) -> Result<()>;
     /// What a task, its pool and its team (since `day_start`, RFC 3339) have spent.
-    async fn spent(&self, task_id: &str, pool: Option<&str>, team: Option<&str>, day_start: &str) -> Result<Spent>;
+    async fn spent(
+        &self,
+        task_id: &str,
+        pool: Option<&str>,
+        team: Option<&str>,
+        day_start: &str,
+    ) -> Result<Spent>;
     /// Usage grouped by `task`, `pool`, `model` or `day`.
     async fn usage_report(&self, by: &str) -> Result<Vec<UsageLine>>;
 }

@@ -260,7 +260,10 @@ impl TaskPatch {
     setter!(metered_by, "metered_by", Option<String>);
     setter!(agent_cost_usd, "agent_cost_usd", Option<f64>);
     pub fn agent_usage(mut self, u: Usage) -> Self {
-        self.sets.push(("agent_usage", Val::Text(serde_json::to_string(&u).unwrap_or_default())));
+        self.sets.push((
+            "agent_usage",
+            Val::Text(serde_json::to_string(&u).unwrap_or_default()),
+        ));
         self
     }
 }

@@ -93,7 +93,12 @@ impl SqliteStore {
         if let Some(o) = data.as_object_mut() {
             o.insert("source".into(), "gateway".into());
         }
-        append(&mut tx, &u.task_id, vec![NewEvent::new(EventKind::Usage, data)]).await?;
+        append(
+            &mut tx,
+            &u.task_id,
+            vec![NewEvent::new(EventKind::Usage, data)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -113,20 +118,26 @@ impl SqliteStore {
         .bind(task_id)
         .fetch_one(&self.writer)
         .await?;
-        let mut s = Spent { task_usd: row.try_get("usd")?, task_tokens: row.try_get("tokens")?, ..Spent::default() };
+        let mut s = Spent {
+            task_usd: row.try_get("usd")?,
+            task_tokens: row.try_get("tokens")?,
+            ..Spent::default()
+        };
         if let Some(pool) = pool {
-            s.pool_usd = sqlx::query_scalar("SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE pool = ?")
-                .bind(pool)
-                .fetch_one(&self.writer)
-                .await?;
-        }
-        if let Some(team) = team {
-            s.team_usd_today =
-                sqlx::query_scalar("SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE team = ? AND at >= ?")
-                    .bind(team)
-                    .bind(day_start)
+            s.pool_usd =
+                sqlx::query_scalar("SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE pool = ?")
+                    .bind(pool)
                     .fetch_one(&self.writer)
                     .await?;
+        }
+        if let Some(team) = team {
+            s.team_usd_today = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE team = ? AND at >= ?",
+            )
+            .bind(team)
+            .bind(day_start)
+            .fetch_one(&self.writer)
+            .await?;
         }
         Ok(s)
     }

@@ -10,7 +10,7 @@
 
 use crate::error::{CliError, Result};
 use clap::Args;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,8 +19,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 mod cli;
 use cli::{
-    agent_pid, alive, emit, emit_error, emit_raw, excerpt, file_len, find_by_name, parse_short,
-    read_new_lines, run, settings, stopped, str_of,
+    agent_pid, alive, assistant_text, cost_state, emit, emit_error, emit_raw, excerpt, file_len,
+    find_by_name, parse_short, read_new_lines, result_line, run, settings, stopped, str_of,
 };
 
 #[derive(Args, Debug)]
@@ -342,20 +342,8 @@ impl Follower {
             .map(|i| self.totals[i].saturating_sub(self.reported[i]))
             .collect();
         self.reported = self.totals;
-        let ok = state == "done";
-        let errors: Vec<String> = if ok {
-            vec![]
-        } else {
-            vec![format!("the background session ended {state}")]
-        };
-        emit(&json!({
-            "type": "result", "subtype": if ok { "success" } else { "error_during_execution" },
-            "is_error": !ok, "result": text, "total_cost_usd": self.cost, "errors": errors,
-            "session_id": self.session, "stop_reason": null,
-            "usage": {"input_tokens": delta[0], "output_tokens": delta[1],
-                      "cache_read_input_tokens": delta[2], "cache_creation_input_tokens": delta[3]},
-            "drover_bg": {"short": self.short, "state": state},
-        }));
+        let ids = (self.session.clone(), self.short.clone());
+        emit(&result_line(state, text, self.cost, &delta, ids));
         self.turn_open = false;
         self.turn_end = false;
         self.last_text = None;
@@ -381,28 +369,16 @@ impl Follower {
                 Some("assistant") => {
                     assistant = true;
                     self.seen_active = true;
-                    let texts: Vec<&str> = v
-                        .pointer("/message/content")
-                        .and_then(Value::as_array)
-                        .map(|c| c.iter().filter_map(|b| b.get("text")?.as_str()).collect())
-                        .unwrap_or_default();
-                    if !texts.is_empty() {
-                        self.last_text = Some(texts.join("\n"));
+                    if let Some(text) = assistant_text(&v) {
+                        self.last_text = Some(text);
                     }
                     emit_raw(&line);
                 }
                 Some("user") => emit_raw(&line),
                 Some("cost-state") => {
                     self.turn_end = self.seen_active;
-                    self.cost = v.get("totalCostUSD").and_then(Value::as_f64).or(self.cost);
-                    let mut totals = [0u64; 4];
-                    let models = v.get("modelUsage").and_then(Value::as_object);
-                    for m in models.into_iter().flat_map(Map::values) {
-                        let keys = ["inputTokens", "outputTokens", "cacheReadInputTokens"];
-                        for (i, k) in keys.iter().chain(&["cacheCreationInputTokens"]).enumerate() {
-                            totals[i] += m.get(*k).and_then(Value::as_u64).unwrap_or(0);
-                        }
-                    }
+                    let (cost, totals) = cost_state(&v);
+                    self.cost = cost.or(self.cost);
                     self.totals = totals;
                 }
                 _ => {}

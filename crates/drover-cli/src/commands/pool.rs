@@ -10,6 +10,7 @@ use serde_json::Value;
 pub async fn pool(action: PoolAction) -> Result<i32> {
     match action {
         PoolAction::Start(a) => {
+            let a = *a;
             let prompt = match (a.prompt, &a.prompt_file) {
                 (Some(p), _) => p,
                 (None, Some(f)) => std::fs::read_to_string(f)
@@ -153,16 +154,36 @@ pub async fn usage(by: &str, json: bool) -> Result<i32> {
     let client = Client::connect().await?;
     let lines: Vec<Value> = client.get(&format!("/v1/usage?by={by}")).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&lines).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&lines).unwrap_or_default()
+        );
         return Ok(0);
     }
-    println!("{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10}", by.to_uppercase(), "REQUESTS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "COST");
+    println!(
+        "{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10}",
+        by.to_uppercase(),
+        "REQUESTS",
+        "INPUT",
+        "OUTPUT",
+        "CACHE READ",
+        "CACHE WRITE",
+        "COST"
+    );
     for l in &lines {
-        let cost = l["cost_usd"].as_f64().map(|c| format!("${c:.4}")).unwrap_or_else(|| "unknown".into());
+        let cost = l["cost_usd"]
+            .as_f64()
+            .map(|c| format!("${c:.4}"))
+            .unwrap_or_else(|| "unknown".into());
         println!(
             "{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10}",
             l["key"].as_str().unwrap_or(""),
-            l["requests"], l["input_tokens"], l["output_tokens"], l["cache_read_tokens"], l["cache_write_tokens"], cost
+            l["requests"],
+            l["input_tokens"],
+            l["output_tokens"],
+            l["cache_read_tokens"],
+            l["cache_write_tokens"],
+            cost
         );
     }
     Ok(0)

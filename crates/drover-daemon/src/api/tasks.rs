@@ -69,7 +69,10 @@ pub async fn create(
             id: new_task_id(),
             name: req.name.clone(),
             agent: agent.clone(),
-            model: req.model.clone().or_else(|| engine.config.worker_model.clone()),
+            model: req
+                .model
+                .clone()
+                .or_else(|| engine.config.worker_model.clone()),
             repo: req.repo.clone(),
             repo_dir: Some(resolved.repo_dir.display().to_string()),
             base_ref: base_ref.clone(),
@@ -92,7 +95,11 @@ pub async fn create(
         match engine.store.create_task(task).await {
             Ok(t) => {
                 if let Some(key) = req.api_key.clone().filter(|k| !k.is_empty()) {
-                    engine.task_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(t.id.clone(), key);
+                    engine
+                        .task_keys
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(t.id.clone(), key);
                 }
                 engine.notify_changed();
                 engine.wake.notify_one();

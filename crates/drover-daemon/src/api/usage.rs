@@ -13,10 +13,15 @@ pub struct UsageQuery {
     by: Option<String>,
 }
 
-pub async fn usage(State(engine): State<Arc<Engine>>, Query(q): Query<UsageQuery>) -> Result<Json<Vec<UsageLine>>, ApiErr> {
+pub async fn usage(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Json<Vec<UsageLine>>, ApiErr> {
     let by = q.by.unwrap_or_else(|| "task".into());
     if !["task", "pool", "model", "day"].contains(&by.as_str()) {
-        return Err(ApiErr::invalid(format!("--by {by}: use task, pool, model or day")));
+        return Err(ApiErr::invalid(format!(
+            "--by {by}: use task, pool, model or day"
+        )));
     }
     Ok(Json(engine.store.usage_report(&by).await?))
 }

@@ -188,7 +188,11 @@ pub async fn stop(engine: &Arc<Engine>, id: &str) -> Result<TaskRecord, ControlE
 }
 
 /// [`stop`], recording why (`user`, `budget_exceeded`): the outcome follows from it.
-pub async fn stop_because(engine: &Arc<Engine>, id: &str, why: &str) -> Result<TaskRecord, ControlError> {
+pub async fn stop_because(
+    engine: &Arc<Engine>,
+    id: &str,
+    why: &str,
+) -> Result<TaskRecord, ControlError> {
     let task = engine.store.find_task(id).await?;
     let id = task.id.clone();
     if task.state.is_terminal() {
@@ -210,7 +214,9 @@ pub async fn stop_because(engine: &Arc<Engine>, id: &str, why: &str) -> Result<T
             Err(e) => return Err(e.into()),
         }
     }
-    let patch = TaskPatch::new().stop_requested(true).stop_reason(Some(why.to_string()));
+    let patch = TaskPatch::new()
+        .stop_requested(true)
+        .stop_reason(Some(why.to_string()));
     engine.update(&id, None, patch, vec![]).await?;
     engine.poke(&id).notify_one();
     let adapter =

@@ -138,7 +138,7 @@ fn tail_of(path: &Path) -> String {
     let start = bytes.len().saturating_sub(TAIL);
     let mut s = String::from_utf8_lossy(&bytes[start..]).into_owned();
     if start > 0 {
-        s.insert_str(0, "…");
+        s.insert(0, '…');
     }
     s
 }

@@ -154,7 +154,11 @@ impl Acc {
             pending_changed: false,
             result: None,
             cost: None,
-            usage: if task.metered_by == "gateway" { task.agent_usage.unwrap_or_default() } else { task.usage },
+            usage: if task.metered_by == "gateway" {
+                task.agent_usage.unwrap_or_default()
+            } else {
+                task.usage
+            },
             turns_done: 0,
         }
     }
@@ -305,11 +309,19 @@ impl Acc {
         // figures are kept beside them as a cross-check.
         let metered = task.metered_by == "gateway";
         if self.cost.is_some() {
-            p = if metered { p.agent_cost_usd(self.cost) } else { p.cost_usd(self.cost) };
+            p = if metered {
+                p.agent_cost_usd(self.cost)
+            } else {
+                p.cost_usd(self.cost)
+            };
         }
         if self.turns_done > 0 {
             p = p.turns_done(Some(task.turns_done + self.turns_done));
-            p = if metered { p.agent_usage(self.usage) } else { p.usage(self.usage) };
+            p = if metered {
+                p.agent_usage(self.usage)
+            } else {
+                p.usage(self.usage)
+            };
         }
         p
     }

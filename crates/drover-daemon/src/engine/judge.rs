@@ -71,8 +71,10 @@ pub async fn judge(input: &JudgeInput<'_>) -> Result<Outcome, String> {
     let (base, key) = match &input.endpoint {
         Some((b, k)) => (b.clone(), k.clone()),
         None => (
-            std::env::var("ANTHROPIC_BASE_URL").unwrap_or_else(|_| "https://api.anthropic.com".into()),
-            std::env::var("ANTHROPIC_API_KEY").map_err(|_| "no ANTHROPIC_API_KEY for the judge".to_string())?,
+            std::env::var("ANTHROPIC_BASE_URL")
+                .unwrap_or_else(|_| "https://api.anthropic.com".into()),
+            std::env::var("ANTHROPIC_API_KEY")
+                .map_err(|_| "no ANTHROPIC_API_KEY for the judge".to_string())?,
         ),
     };
     let client = reqwest::Client::builder()

@@ -64,13 +64,23 @@ impl Engine {
     pub async fn open(
         config: Config,
         home: Home,
-    ) -> Result<(Engine, Option<tokio::sync::mpsc::UnboundedReceiver<crate::gateway::Note>>), DaemonError> {
+    ) -> Result<
+        (
+            Engine,
+            Option<tokio::sync::mpsc::UnboundedReceiver<crate::gateway::Note>>,
+        ),
+        DaemonError,
+    > {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&home.db()).await?);
         let sandboxes = Sandboxes::new(&home.root, config.sandbox);
         let stopping = watch::channel(false).0;
-        let (gateway, notes) = match crate::gateway::GatewayLink::start(&home.root, store.clone(), stopping.subscribe())
-            .await
-            .map_err(DaemonError::Config)?
+        let (gateway, notes) = match crate::gateway::GatewayLink::start(
+            &home.root,
+            store.clone(),
+            stopping.subscribe(),
+        )
+        .await
+        .map_err(DaemonError::Config)?
         {
             Some((link, rx)) => (Some(link), Some(rx)),
             None => (None, None),
@@ -200,7 +210,10 @@ pub fn new_task_id() -> String {
 }
 
 /// Acts on what the gateway's ledger reports: refresh followers, end tasks whose budget is spent.
-pub async fn gateway_notes(engine: Arc<Engine>, mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::gateway::Note>) {
+pub async fn gateway_notes(
+    engine: Arc<Engine>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::gateway::Note>,
+) {
     while let Some(note) = rx.recv().await {
         match note {
             crate::gateway::Note::Changed => engine.notify_changed(),

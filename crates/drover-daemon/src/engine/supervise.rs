@@ -36,7 +36,11 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
         if !t.state.is_active() {
             link.revoke(id);
             if t.state.is_terminal() {
-                engine.task_keys.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                engine
+                    .task_keys
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(id);
             }
         }
     }
@@ -71,7 +75,11 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
         return Ok(());
     } else if let Some(link) = &engine.gateway {
         // Re-adopted after a restart: its agent still holds the (derived) token.
-        link.grant(&task, pool_budget(engine, &task).await, task_key(engine, &task.id));
+        link.grant(
+            &task,
+            pool_budget(engine, &task).await,
+            task_key(engine, &task.id),
+        );
     }
     let ended = watch(engine, id, adapter.as_ref()).await?;
     match ended {
@@ -160,7 +168,11 @@ async fn start(
     let mut env_remove = spec.env_remove;
     if let Some(link) = &engine.gateway {
         // The agent talks to the gateway with a task token; the real keys stay in the daemon.
-        env.extend(link.grant(&task, pool_budget(engine, &task).await, task_key(engine, &task.id)));
+        env.extend(link.grant(
+            &task,
+            pool_budget(engine, &task).await,
+            task_key(engine, &task.id),
+        ));
         env_remove.extend(crate::gateway::SECRET_VARS.iter().map(|s| s.to_string()));
         env_remove.retain(|k| !env.iter().any(|(e, _)| e == k));
         let patch = TaskPatch::new().metered_by(Some("gateway".into()));
@@ -218,7 +230,12 @@ async fn start(
 
 /// What an agent (or gate) needs to reach this daemon from its sandbox (e.g. `drover lock`).
 fn task_key(engine: &Engine, id: &str) -> Option<String> {
-    engine.task_keys.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    engine
+        .task_keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(id)
+        .cloned()
 }
 
 /// The pool's dollar budget, if the task belongs to a pool that has one.
@@ -389,13 +406,17 @@ async fn finish(
 ) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
     let last_result = last_result(engine, id).await?;
-    let mut outcome = if task.stop_requested && task.stop_reason.as_deref() == Some("budget_exceeded") {
-        Outcome::fail(ErrorKind::BudgetExceeded, "a budget is spent; the gateway refused the next request")
-    } else if task.stop_requested {
-        Outcome::fail(ErrorKind::Cancelled, "stopped by request")
-    } else {
-        structured(adapter, &exit, last_result.as_ref(), &task)
-    };
+    let mut outcome =
+        if task.stop_requested && task.stop_reason.as_deref() == Some("budget_exceeded") {
+            Outcome::fail(
+                ErrorKind::BudgetExceeded,
+                "a budget is spent; the gateway refused the next request",
+            )
+        } else if task.stop_requested {
+            Outcome::fail(ErrorKind::Cancelled, "stopped by request")
+        } else {
+            structured(adapter, &exit, last_result.as_ref(), &task)
+        };
     if outcome.error_kind.is_none() {
         if let Some(failed) = gate_failure(engine, &task, adapter).await? {
             outcome = Outcome::fail(ErrorKind::GateFailed, failed);

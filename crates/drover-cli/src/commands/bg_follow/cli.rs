@@ -145,3 +145,57 @@ pub fn emit(v: &Value) {
 pub fn emit_error(message: &str) {
     emit(&json!({"type": "drover_bg", "event": "error", "message": message}));
 }
+
+/// The text blocks of a transcript `assistant` line, if it has any.
+pub fn assistant_text(v: &Value) -> Option<String> {
+    let texts: Vec<&str> = v
+        .pointer("/message/content")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(|b| b.get("text")?.as_str()).collect())
+        .unwrap_or_default();
+    (!texts.is_empty()).then(|| texts.join("\n"))
+}
+
+/// A transcript `cost-state` line: the session's cost so far and its tokens (input, output,
+/// cache read, cache write), summed over models.
+pub fn cost_state(v: &Value) -> (Option<f64>, [u64; 4]) {
+    let mut totals = [0u64; 4];
+    let keys = [
+        "inputTokens",
+        "outputTokens",
+        "cacheReadInputTokens",
+        "cacheCreationInputTokens",
+    ];
+    let models = v.get("modelUsage").and_then(Value::as_object);
+    for m in models.into_iter().flat_map(Map::values) {
+        for (i, k) in keys.iter().enumerate() {
+            totals[i] += m.get(*k).and_then(Value::as_u64).unwrap_or(0);
+        }
+    }
+    (v.get("totalCostUSD").and_then(Value::as_f64), totals)
+}
+
+/// A stream-json shaped `result` for a turn that ended with Claude's `state`.
+pub fn result_line(
+    state: &str,
+    text: Option<String>,
+    cost: Option<f64>,
+    usage: &[u64],
+    (session, short): (Option<String>, Option<String>),
+) -> Value {
+    let ok = state == "done";
+    let errors: Vec<String> = if ok {
+        vec![]
+    } else {
+        vec![format!("the background session ended {state}")]
+    };
+    let n = |i: usize| usage.get(i).copied().unwrap_or(0);
+    json!({
+        "type": "result", "subtype": if ok { "success" } else { "error_during_execution" },
+        "is_error": !ok, "result": text, "total_cost_usd": cost, "errors": errors,
+        "session_id": session, "stop_reason": null,
+        "usage": {"input_tokens": n(0), "output_tokens": n(1),
+                  "cache_read_input_tokens": n(2), "cache_creation_input_tokens": n(3)},
+        "drover_bg": {"short": short, "state": state},
+    })
+}
