@@ -350,22 +350,12 @@ fn huge_and_binary_output_lines_are_survived() {
 }
 
 fn shim_pid_of(env: &Env, id: &str) -> i64 {
-    let dir = env.home.join("tasks").join(id);
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            if args.len() >= 3
-                && args[1] == b"shim"
-                && args[2] == dir.as_os_str().as_encoded_bytes()
-            {
-                return pid;
-            }
-        }
-    }
-    panic!("no shim for {id}");
+    let ready =
+        std::fs::read_to_string(env.home.join("tasks").join(id).join("ready.json")).unwrap();
+    let v: Value = serde_json::from_str(&ready).unwrap();
+    let pid = v["shim_pid"].as_i64().unwrap();
+    assert!(alive(pid), "the shim of {id} is not running");
+    pid
 }
 
 fn group_alive(pgid: i64) -> bool {

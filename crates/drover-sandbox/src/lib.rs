@@ -133,6 +133,8 @@ pub struct Sandboxes {
     kind: SandboxKind,
     reason: String,
     locks: LockMap,
+    /// Local repository paths already resolved to their repository directory.
+    local_dirs: Arc<Mutex<HashMap<String, PathBuf>>>,
 }
 
 impl Sandboxes {
@@ -172,6 +174,7 @@ impl Sandboxes {
             kind,
             reason,
             locks: Arc::default(),
+            local_dirs: Arc::default(),
         }
     }
 

@@ -29,7 +29,7 @@ impl Sandboxes {
         let repo_dir = if is_url(repo) {
             self.mirror(repo).await?
         } else {
-            local_repo_dir(repo).await?
+            self.local_repo_dir_cached(repo).await?
         };
         let commit = match rev_parse_commit(&repo_dir, git_ref).await? {
             Some(c) => c,
@@ -47,6 +47,28 @@ impl Sandboxes {
             repo_dir,
             commit,
         })
+    }
+
+    /// [`local_repo_dir`], remembered per path while the repository is still there (every `run`
+    /// and every pool refill resolves; two git processes saved each time).
+    async fn local_repo_dir_cached(&self, repo: &str) -> Result<PathBuf> {
+        let cached = self
+            .local_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(repo)
+            .cloned();
+        if let Some(dir) = cached {
+            if dir.join("HEAD").exists() || dir.join(".git").exists() {
+                return Ok(dir);
+            }
+        }
+        let dir = local_repo_dir(repo).await?;
+        self.local_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(repo.to_string(), dir.clone());
+        Ok(dir)
     }
 
     /// Clones (first time) or fetches (later) a URL into `DROVER_HOME/repos/<hash>.git`.

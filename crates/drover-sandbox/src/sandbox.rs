@@ -100,19 +100,22 @@ impl Sandboxes {
                 .map_err(|e| SandboxError::io("create", &p, e))?;
         }
         self.mount(&sb)?;
-        let branch_ref = format!("refs/heads/{}", sb.branch);
-        git::git(
-            &sb.path,
-            "update-ref",
-            &["update-ref", &branch_ref, &sb.base_commit],
-        )
-        .await?;
-        git::git(
-            &sb.path,
-            "symbolic-ref",
-            &["symbolic-ref", "HEAD", &branch_ref],
-        )
-        .await?;
+        // The branch and HEAD are two small files in the sandbox's own `.git` (its upper
+        // layer): written directly, they cost no git process — constant time, whatever the repo.
+        let git_dir = sb.path.join(".git");
+        let ref_path = git_dir.join("refs").join("heads").join(&sb.branch);
+        if let Some(parent) = ref_path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| SandboxError::io("create", parent, e))?;
+        }
+        tokio::fs::write(&ref_path, format!("{}\n", sb.base_commit))
+            .await
+            .map_err(|e| SandboxError::io("write", &ref_path, e))?;
+        let head = git_dir.join("HEAD");
+        tokio::fs::write(&head, format!("ref: refs/heads/{}\n", sb.branch))
+            .await
+            .map_err(|e| SandboxError::io("write", &head, e))?;
         Ok(sb)
     }
 
@@ -149,10 +152,17 @@ impl Sandboxes {
     pub async fn commit_all(&self, sb: &Sandbox, message: &str) -> Result<Option<String>> {
         self.ensure_mounted(sb)?;
         let dir = &sb.path;
-        git::git(dir, "add -A", &inside(&["add", "-A"])).await?;
-        let staged = git::run(dir, &inside(&["diff", "--cached", "--quiet"])).await?;
-        match staged.code {
-            Some(0) => {}
+        // One `status` decides whether there is anything to commit (the common no-change case
+        // then costs no further git process here).
+        let status = git::git(dir, "status", &inside(&["status", "--porcelain"])).await?;
+        let staged = if status.is_empty() {
+            None
+        } else {
+            git::git(dir, "add -A", &inside(&["add", "-A"])).await?;
+            Some(git::run(dir, &inside(&["diff", "--cached", "--quiet"])).await?)
+        };
+        match staged.as_ref().and_then(|s| s.code) {
+            None | Some(0) => {}
             Some(1) => {
                 let mut args: Vec<String> = INSIDE.map(String::from).to_vec();
                 for (key, value) in [("user.name", DEFAULT_NAME), ("user.email", DEFAULT_EMAIL)] {
@@ -175,12 +185,24 @@ impl Sandboxes {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 git::git(dir, "commit", &args).await?;
             }
-            _ => return Err(git::git_error(dir, "diff --cached", &staged)),
+            _ => {
+                if let Some(staged) = &staged {
+                    return Err(git::git_error(dir, "diff --cached", staged));
+                }
+            }
         }
         let branch_ref = format!("refs/heads/{}", sb.branch);
         let mut deliver = vec![sb.branch.clone()];
-        let on = git::run(dir, &["symbolic-ref", "-q", "HEAD"]).await?;
-        if on.stdout.trim() != branch_ref {
+        let on = match head_ref(dir).await {
+            Some(r) => r,
+            // A worktree's `.git` is a file pointing elsewhere: ask git.
+            None => git::run(dir, &["symbolic-ref", "-q", "HEAD"])
+                .await?
+                .stdout
+                .trim()
+                .to_string(),
+        };
+        if on != branch_ref {
             let ff = git::run(dir, &["merge-base", "--is-ancestor", &branch_ref, "HEAD"]).await?;
             if ff.ok() {
                 git::git(dir, "update-ref", &["update-ref", &branch_ref, "HEAD"]).await?;
@@ -196,8 +218,21 @@ impl Sandboxes {
                 deliver.push(side);
             }
         }
-        let head = git::git(dir, "rev-parse", &["rev-parse", "--verify", &branch_ref]).await?;
-        if sb.kind == SandboxKind::Overlay {
+        let head = match loose_ref(dir, &branch_ref).await {
+            Some(sha) => sha,
+            None => git::git(dir, "rev-parse", &["rev-parse", "--verify", &branch_ref]).await?,
+        };
+        if sb.kind == SandboxKind::Overlay && deliver.len() == 1 && head == sb.base_commit {
+            // Nothing new: the user's repository has the commit already; only the ref is new.
+            let lock = self.repo_lock(&sb.repo_dir);
+            let _guard = lock.lock().await;
+            git::git(
+                &sb.repo_dir,
+                "update-ref (deliver task branch)",
+                &["update-ref", &branch_ref, &head],
+            )
+            .await?;
+        } else if sb.kind == SandboxKind::Overlay {
             let lock = self.repo_lock(&sb.repo_dir);
             let _guard = lock.lock().await;
             let mut args = vec![
@@ -273,7 +308,9 @@ impl Sandboxes {
     /// If the commit fails, nothing is removed.
     pub async fn finish(&self, sb: &Sandbox, message: &str) -> Result<Option<String>> {
         let head = self.commit_all(sb, message).await?;
-        self.remove(sb).await?;
+        // commit_all just committed and delivered everything: remove()'s checks would only
+        // repeat it.
+        self.discard(sb).await?;
         Ok(head)
     }
 
@@ -401,4 +438,23 @@ async fn write_meta(sb: &Sandbox) -> Result<()> {
 pub(crate) fn read_meta(root: &Path) -> Option<Sandbox> {
     let text = std::fs::read_to_string(root.join(META)).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+/// The ref HEAD points at in a checkout, read from its `.git/HEAD` (no git process); `None` if
+/// HEAD is detached or unreadable.
+async fn head_ref(checkout: &Path) -> Option<String> {
+    let head = tokio::fs::read_to_string(checkout.join(".git").join("HEAD"))
+        .await
+        .ok()?;
+    head.trim().strip_prefix("ref: ").map(str::to_string)
+}
+
+/// A loose ref's sha from the checkout's own `.git` (no git process); `None` if it is packed,
+/// missing, or the checkout's `.git` is not a directory (worktrees).
+async fn loose_ref(checkout: &Path, full_ref: &str) -> Option<String> {
+    let text = tokio::fs::read_to_string(checkout.join(".git").join(full_ref))
+        .await
+        .ok()?;
+    let sha = text.trim();
+    (sha.len() >= 40 && sha.chars().all(|c| c.is_ascii_hexdigit())).then(|| sha.to_string())
 }

@@ -54,8 +54,16 @@ pub async fn spawn_shim(
         .append(true)
         .open(&log_path)
         .map_err(io(&log_path))?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("shim").arg(&files.dir);
+    // The small `drover-shim` binary next to `drover` if it is there, else `drover shim`.
+    let small = exe.with_file_name("drover-shim");
+    let mut cmd = if small.is_file() {
+        tokio::process::Command::new(&small)
+    } else {
+        let mut c = tokio::process::Command::new(exe);
+        c.arg("shim");
+        c
+    };
+    cmd.arg(&files.dir);
     // Variables the agent must not see are not given to the shim either.
     for k in &launch.env_remove {
         cmd.env_remove(k);

@@ -114,26 +114,31 @@ fn rss_kb(pid: i64) -> Option<u64> {
 }
 
 fn shim_pids(home: &Path) -> Vec<i64> {
-    let tasks = home.join("tasks");
-    let mut out = vec![];
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
+    let Ok(dir) = std::fs::read_dir(home.join("tasks")) else {
+        return vec![];
     };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            if args.len() > 2
-                && args[1] == b"shim"
-                && args[2].starts_with(tasks.as_os_str().as_encoded_bytes())
-            {
-                out.push(pid);
-            }
-        }
-    }
-    out
+    dir.flatten()
+        .filter_map(|t| std::fs::read(t.path().join("ready.json")).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|v| v["shim_pid"].as_i64())
+        .collect()
+}
+
+/// Resident, proportional and private memory of a process, in KB (from smaps_rollup).
+fn mem_kb(pid: i64) -> Option<(u64, u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let get = |k: &str| -> u64 {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Some((
+        get("Rss:"),
+        get("Pss:"),
+        get("Private_Clean:") + get("Private_Dirty:"),
+    ))
 }
 
 fn command_task(repo: &Path, cmd: &str) -> RunRequest {
@@ -180,11 +185,12 @@ async fn memory(work: &Path) -> Result<()> {
     })
     .await?;
     let busy = rss_kb(pid as i64).unwrap_or(0);
-    let shims: Vec<u64> = shim_pids(&client.home)
+    let shims: Vec<(u64, u64, u64)> = shim_pids(&client.home)
         .into_iter()
-        .filter_map(rss_kb)
+        .filter_map(mem_kb)
         .collect();
-    let shim_avg = shims.iter().sum::<u64>() as f64 / shims.len().max(1) as f64;
+    let n = shims.len().max(1) as f64;
+    let avg = |f: fn(&(u64, u64, u64)) -> u64| shims.iter().map(f).sum::<u64>() as f64 / n / 1024.0;
     println!("daemon idle RSS      {:>8.1} MB", idle as f64 / 1024.0);
     println!("daemon with {N} tasks {:>8.1} MB", busy as f64 / 1024.0);
     println!(
@@ -192,9 +198,17 @@ async fn memory(work: &Path) -> Result<()> {
         (busy.saturating_sub(idle)) as f64 / N as f64
     );
     println!(
-        "shim RSS (avg of {})  {:>8.1} MB\n",
+        "shim RSS (avg of {})  {:>8.2} MB",
         shims.len(),
-        shim_avg / 1024.0
+        avg(|m| m.0)
+    );
+    println!(
+        "shim PSS              {:>8.2} MB (shared pages divided among the processes using them)",
+        avg(|m| m.1)
+    );
+    println!(
+        "shim private          {:>8.2} MB (what one more shim costs)\n",
+        avg(|m| m.2)
     );
     let _: serde_json::Value = client
         .post(
@@ -211,10 +225,19 @@ async fn dispatch(args: &BenchArgs, work: &Path) -> Result<()> {
     let repo = small_repo(&work.join("dispatch"))?;
     let (client, _) = daemon(work, "dispatch-home", args.slots).await?;
     let t0 = Instant::now();
-    for _ in 0..n {
-        let _: Task = client
-            .post("/v1/tasks", &command_task(&repo, "true"))
-            .await?;
+    // Submitted by 16 concurrent clients, as a script or a pool would.
+    use futures::StreamExt;
+    let results: Vec<Result<Task>> = futures::stream::iter(0..n)
+        .map(|_| {
+            let client = client.clone();
+            let req = command_task(&repo, "true");
+            async move { client.post::<_, Task>("/v1/tasks", &req).await }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for r in results {
+        r?;
     }
     let submitted = t0.elapsed();
     let tasks = wait_all(&client, |ts| {

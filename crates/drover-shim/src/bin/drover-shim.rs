@@ -1,0 +1,14 @@
+//! `drover-shim DIR`: the shim as its own small binary. The daemon uses it when it sits next to
+//! the `drover` binary (a few hundred KB instead of the whole CLI: less resident memory per
+//! task); otherwise it runs `drover shim DIR`, which is the same code.
+
+fn main() {
+    let mut args = std::env::args_os().skip(1);
+    match (args.next(), args.next()) {
+        (Some(dir), None) => std::process::exit(drover_shim::run::run(std::path::Path::new(&dir))),
+        _ => {
+            eprintln!("usage: drover-shim TASK_DIR (started by the drover daemon)");
+            std::process::exit(2);
+        }
+    }
+}
