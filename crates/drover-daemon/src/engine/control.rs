@@ -27,12 +27,15 @@ fn shim(engine: &Engine, id: &str) -> ShimClient {
     ShimClient::new(engine.home.task(id))
 }
 
-/// Answers a pending request by policy; closes stdin when every turn sent has ended.
-pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) {
+/// Answers a pending request by policy; runs the gates or closes stdin when every turn sent
+/// has ended. Returns whether it did anything (the task row may have changed).
+pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -> bool {
+    let mut acted = false;
     if let Some(req) = &task.pending_input {
         if task.permissions != "ask" {
             let allow = task.permissions == "allow";
             let _ = answer(engine, task, adapter, req, allow, None, "policy").await;
+            acted = true;
         }
     }
     let turn_over = adapter.multi_turn()
@@ -45,21 +48,23 @@ pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) {
         if let Err(e) = super::gates::verify_turn(engine, task, adapter).await {
             tracing::warn!(task = task.id.as_str(), "gates: {e}");
         }
-        return;
+        return true;
     }
     if turn_over {
         let lock = engine.stdin_lock(&task.id);
         let mut st = lock.lock().await;
         if st.closed {
-            return;
+            return acted;
         }
         // Re-read under the lock: a send may have queued another turn meanwhile.
         if let Ok(t) = engine.store.get_task(&task.id).await {
             if t.turns_done >= t.turns_sent && shim(engine, &task.id).close_stdin().await.is_ok() {
                 st.closed = true;
+                acted = true;
             }
         }
     }
+    acted
 }
 
 async fn answer(

@@ -21,13 +21,23 @@ const MAX_LINE: usize = 64 << 20;
 const EXCERPT: usize = 4096;
 
 /// Reads what is new; returns the task as stored afterwards and whether anything was new.
+///
+/// `known` is the task as the caller last saw it; when the log files have not grown past its
+/// offsets, it is returned as is, without touching the store (the supervisor polls often).
 pub async fn step(
     engine: &Engine,
     id: &str,
     adapter: &dyn Adapter,
+    known: Option<TaskRecord>,
 ) -> Result<(TaskRecord, bool), StoreError> {
-    let task = engine.store.get_task(id).await?;
     let files = engine.home.task(id);
+    if let Some(task) = known {
+        let len = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len() as i64).unwrap_or(0);
+        if len(files.stdout()) <= task.stdout_offset && len(files.stderr()) <= task.stderr_offset {
+            return Ok((task, false));
+        }
+    }
+    let task = engine.store.get_task(id).await?;
     let (out, out_end) = read_lines(&files.stdout(), task.stdout_offset);
     let (err, err_end) = read_lines(&files.stderr(), task.stderr_offset);
     if out_end == task.stdout_offset && err_end == task.stderr_offset {

@@ -287,21 +287,22 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
     let poke = engine.poke(id);
     let mut stopping = engine.stopping();
     let mut idle = Duration::from_millis(5);
+    let mut known = None;
     loop {
         if engine.is_stopping() {
             return Ok(Ended::Detached);
         }
         let exit = files.read_exit();
-        let (task, progressed) = ingest::step(engine, id, adapter).await?;
+        let (task, progressed) = ingest::step(engine, id, adapter, known.take()).await?;
         if !task.state.is_active() {
             return Ok(Ended::Detached);
         }
         if let Some(exit) = exit {
             // exit.json is written after the agent's last byte: one more step drains the logs.
-            while ingest::step(engine, id, adapter).await?.1 {}
+            while ingest::step(engine, id, adapter, None).await?.1 {}
             return Ok(Ended::Exited(exit));
         }
-        control::settle(engine, &task, adapter).await;
+        let acted = control::settle(engine, &task, adapter).await;
         if let (Some(pid), Some(start)) = (task.shim_pid, task.shim_start) {
             if !proc::same_process(pid, start) && files.read_exit().is_none() {
                 if let (Some(pgid), Some(apid), Some(astart)) =
@@ -312,7 +313,7 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
                         let _ = proc::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
                     }
                 }
-                while ingest::step(engine, id, adapter).await?.1 {}
+                while ingest::step(engine, id, adapter, None).await?.1 {}
                 return Ok(Ended::Lost(format!(
                     "the shim (pid {pid}) died without an exit record"
                 )));
@@ -323,10 +324,14 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
         } else {
             (idle * 2).min(Duration::from_millis(100))
         };
-        tokio::select! {
-            _ = poke.notified() => {}
-            _ = stopping.changed() => {}
-            _ = tokio::time::sleep(idle) => {}
+        let poked = tokio::select! {
+            _ = poke.notified() => true,
+            _ = stopping.changed() => true,
+            _ = tokio::time::sleep(idle) => false,
+        };
+        // The cached row is only good while nothing but this loop's ingest could change it.
+        if !poked && !acted && !progressed {
+            known = Some(task);
         }
     }
 }
