@@ -224,10 +224,17 @@ pub struct PoolStartArgs {
     pub verify: Vec<String>,
     #[arg(long, default_value_t = 2)]
     pub verify_rounds: u32,
+    /// The whole pool's dollar budget (enforced by the gateway).
     #[arg(long)]
     pub max_usd: Option<f64>,
     #[arg(long)]
     pub permissions: Option<String>,
+    /// A model the pool's tasks may use (repeatable; default: any).
+    #[arg(long = "allow-model")]
+    pub allowed_models: Vec<String>,
+    /// When the failure streak stops the pool: `finish` lets running tasks finish, `hard` stops them.
+    #[arg(long, default_value = "finish")]
+    pub on_failures: String,
 }
 
 #[derive(Args, Debug)]

@@ -416,3 +416,39 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+#[test]
+fn a_hard_failure_policy_stops_the_running_tasks_too() {
+    let env = Env::new();
+    // Task 1 runs long; every other task fails at once.
+    let cmd = "if [ \"$DROVER_PROMPT\" = 'job 1' ]; then exec sleep 60; else exit 1; fi";
+    env.ok(&[
+        "pool",
+        "start",
+        "harsh",
+        "--slots",
+        "2",
+        "--agent",
+        "command",
+        "--cmd",
+        cmd,
+        "--prompt",
+        "job {n}",
+        "--max-failures",
+        "2",
+        "--on-failures",
+        "hard",
+    ]);
+    let p = until_pool(&env, "harsh", "the pool to stop and drain", |p| {
+        p["state"] == "failed" && p["running"] == 0
+    });
+    assert_eq!(
+        p["failures"].as_i64().unwrap(),
+        p["finished"].as_i64().unwrap()
+    );
+    let first = pool_tasks(&env, "harsh")
+        .into_iter()
+        .find(|t| t["name"] == "harsh-1")
+        .unwrap();
+    assert_eq!(first["state"], "cancelled", "{first:#}");
+}

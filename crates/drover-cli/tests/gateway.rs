@@ -132,3 +132,64 @@ fn usage_groups_by_model_and_day_and_refuses_nonsense() {
     let out = env.run(&["usage", "--by", "planet"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
+    let provider = Provider::start(json!({ "scenarios": [
+        { "name": "twice", "match": "TWO-TURNS", "turns": [
+            { "content": [{ "type": "tool_use", "name": "Write", "input": { "file_path": "a.txt", "content": "a\n" } }],
+              "usage": { "input": 1000, "output": 100 } },
+            { "content": [{ "type": "text", "text": "done" }] } ] },
+        { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "hi" }] }] }
+    ]}));
+    let env = Env::claude(&provider);
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[gateway.aliases]\nworker = \"claude-haiku-4-5\"\n\n\
+         [teams.frugal]\nallowed_models = [\"claude-haiku-4-5\"]\nmax_usd_per_day = 0.0001\n",
+    )
+    .unwrap();
+    // The alias: the agent asks for `worker`, the provider sees the model it stands for.
+    let id = env.ok(&["run", "--model", "worker", "hello"]);
+    assert_eq!(env.wait(&id)["state"], "succeeded");
+    assert!(provider
+        .log()
+        .iter()
+        .any(|r| r.model.as_deref() == Some("claude-haiku-4-5")));
+    assert!(!provider
+        .log()
+        .iter()
+        .any(|r| r.model.as_deref() == Some("worker")));
+    // The team's model list: another model is refused before it reaches the provider.
+    let before = provider.log().len();
+    let id = env.ok(&[
+        "run",
+        "--team",
+        "frugal",
+        "--model",
+        "claude-sonnet-4-6",
+        "hello",
+    ]);
+    assert_eq!(env.wait(&id)["state"], "failed");
+    assert!(!gateway_events(&env, &id, "model_refused").is_empty());
+    assert_eq!(
+        provider.log().len(),
+        before,
+        "a refused model reached the provider"
+    );
+    // The team's daily budget: its first request spends it (1000 in + 100 out on haiku = $0.0015).
+    let id = env.ok(&[
+        "run",
+        "--team",
+        "frugal",
+        "--model",
+        "claude-haiku-4-5",
+        "TWO-TURNS: go",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "budget_exceeded");
+    let refused = gateway_events(&env, &id, "budget_refused");
+    assert_eq!(refused[0]["data"]["budget"], "team_usd_per_day");
+}

@@ -4,6 +4,7 @@
 use crate::DaemonError;
 use drover_sandbox::SandboxMode;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub struct Config {
     pub judge_model: Option<String>,
     /// Whether a `soft_fail` verdict counts toward a pool's failure streak.
     pub soft_fail_counts: bool,
+    /// Gateway model aliases and price overrides.
+    pub aliases: HashMap<String, String>,
+    pub prices: HashMap<String, drover_gateway::Price>,
+    pub teams: HashMap<String, Team>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +58,29 @@ struct FileConfig {
     soft_fail_counts: Option<bool>,
     #[serde(default)]
     models: Models,
+    #[serde(default)]
+    gateway: GatewayFile,
+    #[serde(default)]
+    teams: HashMap<String, Team>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayFile {
+    /// e.g. `worker = "claude-sonnet-4-6"`: an agent asking for `worker` gets that model.
+    #[serde(default)]
+    aliases: HashMap<String, String>,
+    /// USD per million tokens, laid over the built-in table.
+    #[serde(default)]
+    prices: HashMap<String, drover_gateway::Price>,
+}
+
+/// `[teams.NAME]`: a team's daily budget and the models it may use.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    pub max_usd_per_day: Option<f64>,
+    pub allowed_models: Option<Vec<String>>,
 }
 
 impl Config {
@@ -95,6 +123,9 @@ impl Config {
             worker_model: env("DROVER_WORKER_MODEL").or(file.models.worker),
             judge_model: env("DROVER_JUDGE_MODEL").or(file.models.judge),
             soft_fail_counts: file.soft_fail_counts.unwrap_or(true),
+            aliases: file.gateway.aliases,
+            prices: file.gateway.prices,
+            teams: file.teams,
         };
         cfg.validate()?;
         Ok(cfg)

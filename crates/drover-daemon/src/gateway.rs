@@ -31,6 +31,15 @@ pub const SECRET_VARS: &[&str] = &[
     "DROVER_OPENAI_BASE_URL",
 ];
 
+/// What a task may spend and use, from its pool and its team.
+#[derive(Debug, Clone, Default)]
+pub struct GrantPolicy {
+    pub pool_usd: Option<f64>,
+    pub team_usd_per_day: Option<f64>,
+    /// The intersection of the pool's and the team's lists; `None` = any model.
+    pub allowed_models: Option<Vec<String>>,
+}
+
 /// What the ledger tells the engine.
 #[derive(Debug)]
 pub enum Note {
@@ -51,11 +60,18 @@ impl GatewayLink {
     /// Starts the gateway if a provider key is configured. Returns it and the engine's end of the
     /// ledger's notes.
     pub async fn start(
+        config: &crate::Config,
         home: &Path,
         store: Arc<dyn Store>,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Option<(GatewayLink, mpsc::UnboundedReceiver<Note>)>, String> {
         let mut cfg = GatewayConfig::from_env();
+        cfg.aliases.extend(config.aliases.clone());
+        let mut overrides = drover_gateway::PriceTable::empty();
+        for (model, price) in &config.prices {
+            overrides.set(model, *price);
+        }
+        cfg.prices = cfg.prices.clone().with_overrides(&overrides);
         let on = std::env::var("DROVER_GATEWAY").ok();
         if on.as_deref() == Some("off")
             || (on.is_none() && cfg.anthropic_key.is_none() && cfg.openai_key.is_none())
@@ -114,7 +130,7 @@ impl GatewayLink {
     pub fn grant(
         &self,
         task: &TaskRecord,
-        pool_usd: Option<f64>,
+        policy: &GrantPolicy,
         key: Option<String>,
     ) -> Vec<(String, String)> {
         let token = self.token(&task.id, task.attempt);
@@ -124,9 +140,10 @@ impl GatewayLink {
             limits: Limits {
                 task_usd: task.budget.max_usd,
                 task_tokens: task.budget.max_tokens,
-                pool_usd,
-                team_usd_per_day: None,
+                pool_usd: policy.pool_usd,
+                team_usd_per_day: policy.team_usd_per_day,
             },
+            allowed_models: policy.allowed_models.clone(),
             key_override: key.map(drover_gateway::Secret::new),
             ..TaskGrant::new(task.id.clone())
         };

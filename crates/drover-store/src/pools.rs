@@ -33,6 +33,10 @@ pub struct PoolRecord {
     pub streak_since: String,
     pub notified: bool,
     pub stop_reason: Option<String>,
+    /// Models the pool's tasks may use (the gateway refuses others); `None` = any.
+    pub allowed_models: Option<Vec<String>>,
+    /// `finish` or `hard`: what the failure streak does to running tasks.
+    pub failure_policy: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -53,6 +57,8 @@ pub struct NewPool {
     pub verify: Vec<String>,
     pub verify_rounds: i64,
     pub max_usd: Option<f64>,
+    pub allowed_models: Option<Vec<String>>,
+    pub failure_policy: String,
 }
 
 /// Counters of a pool, computed from its tasks.
@@ -103,6 +109,10 @@ fn row_to_pool(r: &SqliteRow) -> Result<PoolRecord> {
         streak_since: r.try_get("streak_since")?,
         notified: r.try_get::<i64, _>("notified")? != 0,
         stop_reason: r.try_get("stop_reason")?,
+        allowed_models: r
+            .try_get::<Option<String>, _>("allowed_models")?
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        failure_policy: r.try_get("failure_policy")?,
     })
 }
 
@@ -113,8 +123,8 @@ impl SqliteStore {
         let ts = now();
         let res = sqlx::query(
             "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
-             permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, streak_since) \
-             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, streak_since, allowed_models, failure_policy) \
+             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&p.name)
         .bind(p.slots)
@@ -134,6 +144,8 @@ impl SqliteStore {
         .bind(p.max_usd)
         .bind(&ts)
         .bind(&ts)
+        .bind(p.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
+        .bind(&p.failure_policy)
         .execute(&self.writer)
         .await;
         match res {

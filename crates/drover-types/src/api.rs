@@ -94,6 +94,11 @@ pub struct PoolRequest {
     pub verify_rounds: Option<u32>,
     pub max_usd: Option<f64>,
     pub permissions: Option<String>,
+    /// Models the pool's tasks may use (the gateway refuses others); empty = any.
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
+    /// What the failure streak does to running tasks: `finish` (default) or `hard` (stop them).
+    pub on_failures: Option<String>,
 }
 
 /// `POST /v1/pools/{name}/stop`

@@ -39,6 +39,8 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 verify_rounds: Some(a.verify_rounds),
                 max_usd: a.max_usd,
                 permissions: a.permissions,
+                allowed_models: a.allowed_models,
+                on_failures: Some(a.on_failures),
             };
             let v: Value = client.post("/v1/pools", &req).await?;
             println!("{}", v["name"].as_str().unwrap_or_default());

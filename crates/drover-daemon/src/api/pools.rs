@@ -58,6 +58,10 @@ pub async fn create(
     if req.prompt.trim().is_empty() {
         return Err(ApiErr::invalid("the prompt is empty"));
     }
+    let failure_policy = req.on_failures.clone().unwrap_or_else(|| "finish".into());
+    if !["finish", "hard"].contains(&failure_policy.as_str()) {
+        return Err(ApiErr::invalid("--on-failures: use finish or hard"));
+    }
     if req.max_failures == Some(0) {
         return Err(ApiErr::invalid("--max-failures must be at least 1"));
     }
@@ -88,6 +92,8 @@ pub async fn create(
         verify: req.verify.clone(),
         verify_rounds: req.verify_rounds.unwrap_or(2) as i64,
         max_usd: req.max_usd,
+        allowed_models: (!req.allowed_models.is_empty()).then(|| req.allowed_models.clone()),
+        failure_policy,
     };
     let pool = match engine.store.create_pool(pool).await {
         Ok(p) => p,

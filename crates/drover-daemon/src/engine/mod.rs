@@ -75,6 +75,7 @@ impl Engine {
         let sandboxes = Sandboxes::new(&home.root, config.sandbox);
         let stopping = watch::channel(false).0;
         let (gateway, notes) = match crate::gateway::GatewayLink::start(
+            &config,
             &home.root,
             store.clone(),
             stopping.subscribe(),

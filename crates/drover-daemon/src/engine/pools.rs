@@ -118,6 +118,21 @@ async fn streak_stop(
         )
         .await?;
     engine.notify_changed();
+    if pool.failure_policy == "hard" {
+        let tasks = engine
+            .store
+            .list_tasks(drover_store::ListFilter::ActiveOrFinishedSince, "9999")
+            .await?;
+        for t in tasks
+            .into_iter()
+            .filter(|t| t.pool.as_deref() == Some(&pool.name) && !t.state.is_terminal())
+        {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let _ = super::control::stop(&engine, &t.id).await;
+            });
+        }
+    }
     if !engine.store.mark_pool_notified(&pool.name).await? {
         return Ok(());
     }

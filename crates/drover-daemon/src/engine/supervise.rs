@@ -77,7 +77,7 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
         // Re-adopted after a restart: its agent still holds the (derived) token.
         link.grant(
             &task,
-            pool_budget(engine, &task).await,
+            &grant_policy(engine, &task).await,
             task_key(engine, &task.id),
         );
     }
@@ -170,7 +170,7 @@ async fn start(
         // The agent talks to the gateway with a task token; the real keys stay in the daemon.
         env.extend(link.grant(
             &task,
-            pool_budget(engine, &task).await,
+            &grant_policy(engine, &task).await,
             task_key(engine, &task.id),
         ));
         env_remove.extend(crate::gateway::SECRET_VARS.iter().map(|s| s.to_string()));
@@ -238,10 +238,33 @@ fn task_key(engine: &Engine, id: &str) -> Option<String> {
         .cloned()
 }
 
-/// The pool's dollar budget, if the task belongs to a pool that has one.
-async fn pool_budget(engine: &Engine, task: &TaskRecord) -> Option<f64> {
-    let pool = task.pool.as_deref()?;
-    engine.store.get_pool(pool).await.ok()?.max_usd
+/// The budgets and model list a task's pool and team impose (see `[teams.NAME]` in config).
+async fn grant_policy(engine: &Engine, task: &TaskRecord) -> crate::gateway::GrantPolicy {
+    let pool = match task.pool.as_deref() {
+        Some(name) => engine.store.get_pool(name).await.ok(),
+        None => None,
+    };
+    let team = task
+        .team
+        .as_deref()
+        .and_then(|t| engine.config.teams.get(t));
+    let lists: Vec<&Vec<String>> = [
+        pool.as_ref().and_then(|p| p.allowed_models.as_ref()),
+        team.and_then(|t| t.allowed_models.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let allowed_models = match lists.as_slice() {
+        [] => None,
+        [one] => Some((*one).clone()),
+        [a, b, ..] => Some(a.iter().filter(|m| b.contains(m)).cloned().collect()),
+    };
+    crate::gateway::GrantPolicy {
+        pool_usd: pool.and_then(|p| p.max_usd),
+        team_usd_per_day: team.and_then(|t| t.max_usd_per_day),
+        allowed_models,
+    }
 }
 
 pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
