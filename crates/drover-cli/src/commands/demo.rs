@@ -133,6 +133,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
             RunRequest {
                 repo: repo.display().to_string(),
                 name: Some(prompts[i].0.into()),
+                model: Some("claude-sonnet-4-6".into()),
                 prompt: prompts[i].1.into(),
                 ..Default::default()
             }
