@@ -43,6 +43,10 @@ pub enum DaemonError {
 /// Runs the daemon until it is told to stop. Holds an exclusive lock on `DROVER_HOME/daemon.lock`
 /// for its whole life so two daemons never share a home.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    // Agents run as the same user: they must not read this process's memory or environment
+    // (where provider keys live) through /proc.
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes this process's own attribute.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let home = Home::new(&config.home);
     home.create()?;
     let _lock = home.lock()?;

@@ -17,6 +17,13 @@ const SCRUBBED_ENV: &[&str] = &[
     "GIT_COMMON_DIR",
     "GIT_NAMESPACE",
     "GIT_PREFIX",
+    // Provider keys: git runs filters and other commands from config an agent may have edited,
+    // and none of them may see a key.
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "OPENAI_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CODEX_API_KEY",
 ];
 
 /// Raw result of one git invocation.

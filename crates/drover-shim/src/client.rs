@@ -114,7 +114,17 @@ impl ShimClient {
         ShimClient { files }
     }
 
+    /// One command; a shim that does not answer within 10 s is treated as gone.
     pub async fn call(&self, cmd: &ShimCommand) -> Result<(), ShimError> {
+        match tokio::time::timeout(Duration::from_secs(10), self.call_inner(cmd)).await {
+            Ok(r) => r,
+            Err(_) => Err(ShimError::Refused(
+                "the shim did not answer within 10 s".into(),
+            )),
+        }
+    }
+
+    async fn call_inner(&self, cmd: &ShimCommand) -> Result<(), ShimError> {
         let path = self.files.socket();
         let path = path.as_path();
         let stream = UnixStream::connect(&path).await.map_err(io(path))?;

@@ -22,11 +22,16 @@ pub fn same_process(pid: i64, start: i64) -> bool {
     start_time(pid) == Some(start)
 }
 
-/// True if any process of group `pgid` is still alive (zombies excluded).
-pub fn group_alive(pgid: i64) -> bool {
+/// Live members (zombies excluded) of process group `pgid` that are also in session `sid`.
+///
+/// A task's agent runs in its own group inside its shim's session (the shim calls `setsid`, so
+/// the session id is the shim's pid). Requiring both ids means a group number reused by some
+/// other program — after a reboot, say — is never mistaken for the agent's.
+pub fn group_members(pgid: i64, sid: i64) -> Vec<i64> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
+        return vec![];
     };
+    let mut out = vec![];
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|s| s.parse::<i64>().ok()) else {
@@ -35,16 +40,24 @@ pub fn group_alive(pgid: i64) -> bool {
         if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             if let Some(i) = stat.rfind(')') {
                 let f: Vec<&str> = stat[i + 1..].split_whitespace().collect();
-                // f[0] state, f[2] pgrp
-                if f.get(2).and_then(|g| g.parse::<i64>().ok()) == Some(pgid)
-                    && f.first() != Some(&"Z")
-                {
-                    return true;
+                // f[0] state, f[2] pgrp, f[3] session
+                let num = |k: usize| f.get(k).and_then(|g| g.parse::<i64>().ok());
+                if num(2) == Some(pgid) && num(3) == Some(sid) && f.first() != Some(&"Z") {
+                    out.push(pid);
                 }
             }
         }
     }
-    false
+    out
+}
+
+/// Sends `sig` to every live member of the agent's group in the shim's session (see
+/// [`group_members`]); returns how many were signalled.
+pub fn signal_members(pgid: i64, sid: i64, sig: Signal) -> usize {
+    group_members(pgid, sid)
+        .into_iter()
+        .filter(|p| kill(Pid::from_raw(*p as i32), sig).is_ok())
+        .count()
 }
 
 pub fn parse_signal(name: &str) -> Option<Signal> {

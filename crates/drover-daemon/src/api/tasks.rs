@@ -92,22 +92,27 @@ pub async fn create(
             team: req.team.clone(),
             created_by: req.created_by.clone(),
         };
+        // The key is in place before the task exists, so the scheduler never grants without it.
+        let id = task.id.clone();
+        let keys = || engine.task_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = req.api_key.clone().filter(|k| !k.is_empty()) {
+            keys().insert(id.clone(), key);
+        }
         match engine.store.create_task(task).await {
             Ok(t) => {
-                if let Some(key) = req.api_key.clone().filter(|k| !k.is_empty()) {
-                    engine
-                        .task_keys
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(t.id.clone(), key);
-                }
                 engine.notify_changed();
                 engine.wake.notify_one();
                 return Ok(Json(view(&engine, &t).await));
             }
             // An id collision (8 random hex digits) just tries another id.
-            Err(e @ StoreError::Db(_)) => last = Some(e),
-            Err(e) => return Err(e.into()),
+            Err(e @ StoreError::Db(_)) => {
+                keys().remove(&id);
+                last = Some(e);
+            }
+            Err(e) => {
+                keys().remove(&id);
+                return Err(e.into());
+            }
         }
     }
     Err(last

@@ -89,20 +89,30 @@ async fn answer(
                 adapter.name()
             ))
         })?;
-    shim(engine, &task.id)
-        .write_line(line)
-        .await
-        .map_err(|e| ControlError::Agent(e.to_string()))?;
     let behavior = if allow { "allow" } else { "deny" };
     let ev = NewEvent::new(
         EventKind::Input,
         json!({ "request_id": request_id, "behavior": behavior, "message": message, "by": by }),
     );
+    // Recorded before the answer is written: once the agent has it, it may ask again at once,
+    // and that newer request (ingested after this write) must not be cleared by this one.
     let mut patch = TaskPatch::new().pending_input(None);
     if task.state == TaskState::NeedsInput {
         patch = patch.state(TaskState::Running, json!({}));
     }
-    engine.update(&task.id, None, patch, vec![ev]).await?;
+    let live = [TaskState::NeedsInput, TaskState::Running];
+    engine
+        .update(&task.id, Some(&live), patch, vec![ev])
+        .await?;
+    if let Err(e) = shim(engine, &task.id).write_line(line).await {
+        // Not delivered: the request is pending again.
+        let mut back = TaskPatch::new().pending_input(Some(req));
+        if task.state == TaskState::NeedsInput {
+            back = back.state(TaskState::NeedsInput, json!({}));
+        }
+        let _ = engine.update(&task.id, Some(&live), back, vec![]).await;
+        return Err(ControlError::Agent(e.to_string()));
+    }
     engine.poke(&task.id).notify_one();
     Ok(())
 }
@@ -209,9 +219,18 @@ pub async fn stop_because(
             .state(TaskState::Cancelled, json!({ "reason": outcome.reason }))
             .outcome(Some(&outcome))
             .stop_requested(true)
+            .stop_reason(Some(why.to_string()))
             .finished_at(Some(now()));
+        // A task requeued after an interruption still has its sandbox: keep that work.
+        let (patch, events) = if task.sandbox.is_some() {
+            let commit =
+                super::supervise::commit_work(engine, &id, "stopped before it resumed").await;
+            super::supervise::apply_commit(patch, commit)
+        } else {
+            (patch, vec![])
+        };
         match engine
-            .update(&id, Some(&[TaskState::Queued]), patch, vec![])
+            .update(&id, Some(&[TaskState::Queued]), patch, events)
             .await
         {
             Ok((t, _)) => return Ok(t),
@@ -245,12 +264,11 @@ pub async fn stop_because(
         if client.signal(signal).await.is_err() {
             // No shim to ask: signal the group ourselves if it is still the same agent.
             let t = engine.store.get_task(&id).await?;
-            if let (Some(pgid), Some(pid), Some(start)) = (t.pgid, t.pid, t.agent_start) {
-                if proc::same_process(pid, start) || proc::group_alive(pgid) {
-                    if let Some(sig) = proc::parse_signal(signal) {
-                        let _ = proc::signal_group(pgid, sig);
-                    }
-                }
+            // Only members of the agent's group in its shim's session: never a reused id.
+            if let (Some(pgid), Some(sid), Some(sig)) =
+                (t.pgid, t.shim_pid, proc::parse_signal(signal))
+            {
+                proc::signal_members(pgid, sid, sig);
             }
         }
     }

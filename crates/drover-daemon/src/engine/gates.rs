@@ -53,6 +53,7 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
             &log,
             &env,
             engine.config.gate_timeout,
+            stopped(engine, &task.id),
         )
         .await;
         let ev = NewEvent::new(
@@ -80,6 +81,7 @@ async fn run_one(
     log: &Path,
     env: &[(String, String)],
     timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
 ) -> GateRun {
     let started = Instant::now();
     let done = |exit_code, tail: String| GateRun {
@@ -105,12 +107,30 @@ async fn run_one(
         .stderr(file2)
         .process_group(0)
         .kill_on_drop(true);
+    // A gate runs the agent's code: it never sees a provider key.
+    for k in crate::gateway::SECRET_VARS {
+        cmd.env_remove(k);
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return done(None, format!("could not start /bin/sh: {e}")),
     };
     let pgid = child.id().map(|p| p as i64);
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
+    let waited = tokio::select! {
+        w = tokio::time::timeout(timeout, child.wait()) => Some(w),
+        _ = stop => None,
+    };
+    let Some(waited) = waited else {
+        if let Some(g) = pgid {
+            let _ = proc::signal_group(g, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = child.wait().await;
+        return done(
+            None,
+            format!("{}\n[drover: gate stopped with its task]", tail_of(log)),
+        );
+    };
+    let status = match waited {
         Ok(Ok(st)) => st.code(),
         Ok(Err(e)) => return done(None, format!("waiting for the gate: {e}")),
         Err(_) => {
@@ -131,6 +151,31 @@ async fn run_one(
         let _ = proc::signal_group(g, nix::sys::signal::Signal::SIGKILL);
     }
     done(status, tail_of(log))
+}
+
+/// Resolves when the task is asked to stop (or the daemon shuts down): a running gate must not
+/// hold up `drover stop`, a budget stop or a shutdown.
+async fn stopped(engine: &Engine, id: &str) {
+    let poke = engine.poke(id);
+    let mut stopping = engine.stopping();
+    loop {
+        if engine.is_stopping() {
+            return;
+        }
+        if engine
+            .store
+            .get_task(id)
+            .await
+            .map(|t| t.stop_requested)
+            .unwrap_or(true)
+        {
+            return;
+        }
+        tokio::select! {
+            _ = poke.notified() => {}
+            _ = stopping.changed() => {}
+        }
+    }
 }
 
 fn tail_of(path: &Path) -> String {
@@ -161,6 +206,16 @@ pub async fn verify_turn(
             .await?;
     }
     let runs = run_all(engine, task).await?;
+    if engine.store.get_task(&task.id).await?.stop_requested {
+        // Stopped while verifying: no feedback round; the stop decides the outcome.
+        let back = TaskPatch::new()
+            .state(TaskState::Running, json!({}))
+            .gate_status(Some("failed".into()));
+        engine
+            .update(&task.id, Some(&[TaskState::Verifying]), back, vec![])
+            .await?;
+        return Ok(());
+    }
     let back = TaskPatch::new().state(TaskState::Running, json!({}));
     let Some(failed) = runs.iter().find(|r| !r.passed()) else {
         engine

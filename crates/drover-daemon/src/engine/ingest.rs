@@ -30,6 +30,21 @@ pub async fn step(
     adapter: &dyn Adapter,
     known: Option<TaskRecord>,
 ) -> Result<(TaskRecord, bool), StoreError> {
+    step_inner(engine, id, adapter, known, false).await
+}
+
+/// [`step`] once the agent has exited: a last line without a newline is a line too.
+pub async fn drain(engine: &Engine, id: &str, adapter: &dyn Adapter) -> Result<bool, StoreError> {
+    Ok(step_inner(engine, id, adapter, None, true).await?.1)
+}
+
+async fn step_inner(
+    engine: &Engine,
+    id: &str,
+    adapter: &dyn Adapter,
+    known: Option<TaskRecord>,
+    at_exit: bool,
+) -> Result<(TaskRecord, bool), StoreError> {
     let files = engine.home.task(id);
     if let Some(task) = known {
         let len = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len() as i64).unwrap_or(0);
@@ -38,8 +53,8 @@ pub async fn step(
         }
     }
     let task = engine.store.get_task(id).await?;
-    let (out, out_end) = read_lines(&files.stdout(), task.stdout_offset);
-    let (err, err_end) = read_lines(&files.stderr(), task.stderr_offset);
+    let (out, out_end) = read_lines(&files.stdout(), task.stdout_offset, at_exit);
+    let (err, err_end) = read_lines(&files.stderr(), task.stderr_offset, at_exit);
     if out_end == task.stdout_offset && err_end == task.stderr_offset {
         return Ok((task, false));
     }
@@ -79,7 +94,7 @@ enum Line {
 }
 
 /// Complete lines from `offset`, and the offset just past the last one.
-fn read_lines(path: &Path, offset: i64) -> (Vec<Line>, i64) {
+fn read_lines(path: &Path, offset: i64, at_exit: bool) -> (Vec<Line>, i64) {
     let Ok(mut f) = std::fs::File::open(path) else {
         return (vec![], offset);
     };
@@ -123,6 +138,13 @@ fn read_lines(path: &Path, offset: i64) -> (Vec<Line>, i64) {
             }
         }
         None => {}
+    }
+    // After the agent exited nothing more comes: an unterminated last line is complete.
+    if at_exit && consumed < buf.len() && buf.len() < CHUNK {
+        lines.push(Line::Text(
+            String::from_utf8_lossy(&buf[consumed..]).into_owned(),
+        ));
+        consumed = buf.len();
     }
     (lines, offset + consumed as i64)
 }

@@ -23,7 +23,9 @@ pub async fn recover(engine: &Arc<Engine>) {
         }
     };
     for task in &active {
-        if task.state == TaskState::Preparing && task.shim_pid.is_none() {
+        // `preparing` means no shim was recorded for this attempt (ready.json is cleared when
+        // an attempt starts preparing, so one found now is this attempt's).
+        if task.state == TaskState::Preparing {
             let files = engine.home.task(&task.id);
             let patch = match files.read_ready().filter(|r| r.error.is_none()) {
                 // The agent was started just before the crash: adopt it, never start a second.

@@ -31,7 +31,23 @@ enum Ended {
 }
 
 pub async fn run(engine: &Arc<Engine>, id: &str) {
-    let result = drive(engine, id).await;
+    // A supervisor keeps no state of its own, so a transient store error (busy, disk full) is
+    // retried rather than failing a task whose agent may be alive and working.
+    let mut result = drive(engine, id).await;
+    let mut tries = 0u64;
+    while let Err(e) = &result {
+        tries += 1;
+        if tries > 5 || engine.is_stopping() {
+            break;
+        }
+        tracing::warn!(task = id, "supervisor: {e}; retrying");
+        tokio::time::sleep(Duration::from_secs(tries)).await;
+        result = drive(engine, id).await;
+    }
+    if let (Err(e), false) = (&result, engine.is_stopping()) {
+        tracing::error!(task = id, "supervisor gave up: {e}");
+        give_up(engine, id, &e.to_string()).await;
+    }
     if let (Some(link), Ok(t)) = (&engine.gateway, engine.store.get_task(id).await) {
         if !t.state.is_active() {
             link.revoke(id);
@@ -44,18 +60,26 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
             }
         }
     }
-    if let Err(e) = result {
-        tracing::error!(task = id, "supervisor: {e}");
-        let outcome = Outcome::fail(
-            ErrorKind::SandboxError,
-            format!("drover internal error: {e}"),
-        );
-        let patch = TaskPatch::new()
-            .state(TaskState::Failed, json!({ "reason": outcome.reason }))
-            .outcome(Some(&outcome))
-            .finished_at(Some(now()));
-        let _ = engine.update(id, Some(ACTIVE), patch, vec![]).await;
+}
+
+/// The last resort: end the agent (only its own processes), keep its work, fail the task.
+async fn give_up(engine: &Arc<Engine>, id: &str, why: &str) {
+    if let Ok(t) = engine.store.get_task(id).await {
+        if let (Some(pgid), Some(sid)) = (t.pgid, t.shim_pid) {
+            proc::signal_members(pgid, sid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
+    let commit = commit_work(engine, id, "work kept after an internal error").await;
+    let outcome = Outcome::fail(
+        ErrorKind::SandboxError,
+        format!("drover internal error: {why}"),
+    );
+    let patch = TaskPatch::new()
+        .state(TaskState::Failed, json!({ "reason": outcome.reason }))
+        .outcome(Some(&outcome))
+        .finished_at(Some(now()));
+    let (patch, events) = apply_commit(patch, commit);
+    let _ = engine.update(id, Some(ACTIVE), patch, events).await;
 }
 
 async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
@@ -66,6 +90,15 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
             return fail(engine, &task, ErrorKind::AgentExit, &e.to_string()).await;
         }
     };
+    if task.state == TaskState::Preparing && task.shim_pid.is_none() && !files_ready(engine, id) {
+        // A start that failed half-way (store error): back to the queue, as after a restart.
+        let patch =
+            TaskPatch::new().state(TaskState::Queued, json!({ "reason": "retrying the start" }));
+        engine
+            .update(id, Some(&[TaskState::Preparing]), patch, vec![])
+            .await?;
+        return Ok(());
+    }
     if task.state == TaskState::Queued {
         match start(engine, &task, adapter.as_ref()).await? {
             Some(()) => {}
@@ -238,6 +271,10 @@ fn task_key(engine: &Engine, id: &str) -> Option<String> {
         .cloned()
 }
 
+fn files_ready(engine: &Engine, id: &str) -> bool {
+    engine.home.task(id).read_ready().is_some()
+}
+
 /// The budgets and model list a task's pool and team impose (see `[teams.NAME]` in config).
 async fn grant_policy(engine: &Engine, task: &TaskRecord) -> crate::gateway::GrantPolicy {
     let pool = match task.pool.as_deref() {
@@ -322,21 +359,18 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
         }
         if let Some(exit) = exit {
             // exit.json is written after the agent's last byte: one more step drains the logs.
-            while ingest::step(engine, id, adapter, None).await?.1 {}
+            while ingest::drain(engine, id, adapter).await? {}
             return Ok(Ended::Exited(exit));
         }
         let acted = control::settle(engine, &task, adapter).await;
         if let (Some(pid), Some(start)) = (task.shim_pid, task.shim_start) {
             if !proc::same_process(pid, start) && files.read_exit().is_none() {
-                if let (Some(pgid), Some(apid), Some(astart)) =
-                    (task.pgid, task.pid, task.agent_start)
-                {
-                    if proc::same_process(apid, astart) || proc::group_alive(pgid) {
-                        // Nobody owns the agent's stdin any more: end it rather than orphan it.
-                        let _ = proc::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
-                    }
+                // Nobody owns the agent's stdin any more: end it rather than orphan it — only
+                // members of its group in the dead shim's session, never a reused group id.
+                if let Some(pgid) = task.pgid {
+                    proc::signal_members(pgid, pid, nix::sys::signal::Signal::SIGKILL);
                 }
-                while ingest::step(engine, id, adapter, None).await?.1 {}
+                while ingest::drain(engine, id, adapter).await? {}
                 return Ok(Ended::Lost(format!(
                     "the shim (pid {pid}) died without an exit record"
                 )));
@@ -374,11 +408,18 @@ async fn fail(
         EventKind::Error,
         json!({ "message": reason, "error_kind": kind.as_str() }),
     );
+    let (patch, mut kept) = if task.sandbox.is_some() {
+        apply_commit(
+            patch,
+            commit_work(engine, &task.id, "work kept after a failure").await,
+        )
+    } else {
+        (patch, vec![])
+    };
     let mut from = ACTIVE.to_vec();
     from.push(TaskState::Queued);
-    engine
-        .update(&task.id, Some(&from), patch, vec![ev])
-        .await?;
+    kept.insert(0, ev);
+    engine.update(&task.id, Some(&from), patch, kept).await?;
     Ok(())
 }
 
@@ -407,6 +448,10 @@ async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), St
             )
             .pid(None)
             .pgid(None)
+            .shim_pid(None)
+            .shim_start(None)
+            .agent_start(None)
+            .pending_input(None)
             .inc_attempt();
         engine
             .update(id, Some(ACTIVE), patch, vec![interrupted])
@@ -503,13 +548,10 @@ async fn gate_failure(
     task: &TaskRecord,
     adapter: &dyn Adapter,
 ) -> Result<Option<String>, StoreError> {
-    if task.verify.is_empty() {
+    if task.verify.is_empty() || task.gate_status.as_deref() == Some("passed") {
         return Ok(None);
     }
-    let failed = if adapter.multi_turn() {
-        if task.gate_status.as_deref() != Some("failed") {
-            return Ok(None);
-        }
+    let failed = if task.gate_status.as_deref() == Some("failed") {
         let last = last_of(engine, &task.id, EventKind::Gate).await?;
         Some(last.map_or_else(
             || "a gate failed".to_string(),
@@ -522,6 +564,8 @@ async fn gate_failure(
             },
         ))
     } else {
+        // Gates that have not run for the last turn run now: single-turn agents always get
+        // here, and a multi-turn agent that exited right after its result must not skip them.
         let patch = TaskPatch::new().state(TaskState::Verifying, json!({}));
         engine.update(&task.id, Some(ACTIVE), patch, vec![]).await?;
         let runs = gates::run_all(engine, task).await?;
@@ -614,14 +658,16 @@ async fn diff_stat(repo: &str, base: &str, commit: &str) -> String {
 
 /// Commits the sandbox's work to the task branch and removes the sandbox. On failure the
 /// sandbox stays for inspection and the error says where.
-async fn commit_work(
+pub(crate) async fn commit_work(
     engine: &Engine,
     id: &str,
     summary: &str,
 ) -> Result<Option<(String, String)>, String> {
     let sb = match engine.sandboxes.load(id).await {
         Ok(Some(sb)) => sb,
-        Ok(None) => return Ok(None),
+        // Already committed and removed (e.g. a crash between removing the sandbox and writing
+        // the terminal state): the branch in the user's repository is the commit.
+        Ok(None) => return Ok(delivered_head(engine, id).await),
         Err(e) => return Err(e.to_string()),
     };
     let message = format!("drover: {summary}\n\nTask: {id}\n");
@@ -632,7 +678,27 @@ async fn commit_work(
     }
 }
 
-fn apply_commit(
+/// `drover/<id>` in the task's repository, if it is there.
+async fn delivered_head(engine: &Engine, id: &str) -> Option<(String, String)> {
+    let task = engine.store.get_task(id).await.ok()?;
+    let dir = task.repo_dir?;
+    let out = tokio::process::Command::new("git")
+        .args([
+            "-C",
+            &dir,
+            "rev-parse",
+            "--verify",
+            "-q",
+            &format!("refs/heads/{}", task.branch),
+        ])
+        .output()
+        .await
+        .ok()?;
+    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !sha.is_empty()).then_some((sha, task.branch))
+}
+
+pub(crate) fn apply_commit(
     patch: TaskPatch,
     commit: Result<Option<(String, String)>, String>,
 ) -> (TaskPatch, Vec<NewEvent>) {
