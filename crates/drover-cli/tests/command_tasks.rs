@@ -95,7 +95,8 @@ fn failing_command_fails_and_run_wait_exits_one() {
         "--agent",
         "command",
         "--cmd",
-        "echo last words; exit 3",
+        // No newline at the end: the last line still counts once the agent exited.
+        "printf 'last words'; exit 3",
         "p",
     ]);
     assert_eq!(
