@@ -70,6 +70,8 @@ pub struct PoolStats {
     pub successes: i64,
     pub failures: i64,
     pub soft_fails: i64,
+    /// Stopped before they ended on their own; they do not count toward the streak.
+    pub cancelled: i64,
     pub streak: i64,
     pub total_cost_usd: f64,
     /// Reasons of the current streak's failures, newest first (at most 5).
@@ -262,6 +264,13 @@ impl SqliteStore {
                 continue;
             };
             s.finished += 1;
+            let state: String = r.try_get("state")?;
+            if state == "cancelled" {
+                // Stopped by a person (or by the pool's own hard stop): not the agent's failure,
+                // so neither a failure nor a success for the streak.
+                s.cancelled += 1;
+                continue;
+            }
             let failed = match verdict.as_deref() {
                 Some("success") => false,
                 Some("soft_fail") => {
