@@ -223,9 +223,8 @@ pub async fn stop_because(
             .finished_at(Some(now()));
         // A task requeued after an interruption still has its sandbox: keep that work.
         let (patch, events) = if task.sandbox.is_some() {
-            let commit =
-                super::supervise::commit_work(engine, &id, "stopped before it resumed").await;
-            super::supervise::apply_commit(patch, commit)
+            let commit = super::finish::commit_work(engine, &id, "stopped before it resumed").await;
+            super::finish::apply_commit(patch, commit)
         } else {
             (patch, vec![])
         };

@@ -46,7 +46,7 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
             .task(&task.id)
             .dir
             .join(format!("gate-{}.log", i + 1));
-        let env = super::supervise::drover_env(engine, &task.id);
+        let env = super::start::drover_env(engine, &task.id);
         let run = run_one(
             command,
             Path::new(&dir),

@@ -1,8 +1,9 @@
 //! The engine: tasks from `queued` to a terminal state.
 //!
 //! - [`scheduler`]: fills free slots from the FIFO queue.
-//! - [`supervise`]: one async supervisor per live task: prepare the sandbox, start the shim,
-//!   ingest output, decide the outcome, commit.
+//! - [`supervise`]: one async supervisor per live task, from queued to terminal, driving
+//!   [`start`] (sandbox, command line, environment, shim) and [`finish`] (outcome, gates, judge,
+//!   commit).
 //! - [`ingest`]: agent output files → normalized events, exactly once (offsets move with events).
 //! - [`control`]: what clients ask of a task: send, answer, stop, remove.
 //! - [`recover`]: at start-up, re-adopt live shims and settle what died with the last daemon.
@@ -12,6 +13,7 @@
 //! decision to close it, so a `send` never races the end of the last turn.
 
 pub mod control;
+pub mod finish;
 pub mod gates;
 pub mod ingest;
 pub mod judge;
@@ -19,6 +21,7 @@ pub mod locks;
 pub mod pools;
 pub mod recover;
 pub mod scheduler;
+pub mod start;
 pub mod supervise;
 
 use crate::{Config, DaemonError, Home};

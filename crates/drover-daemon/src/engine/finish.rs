@@ -1,0 +1,371 @@
+//! Ending a task: the outcome from structured signals (then gates and the judge), the commit of
+//! its work, the terminal state.
+
+use super::supervise::ACTIVE;
+use super::{gates, judge, Engine};
+use drover_agents::Adapter;
+use drover_shim::ExitInfo;
+use drover_store::{now, StoreError, TaskPatch, TaskRecord};
+use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState, Verdict};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Decides the outcome, commits the work and moves the task to its terminal state.
+pub(crate) async fn finish(
+    engine: &Arc<Engine>,
+    id: &str,
+    adapter: &dyn Adapter,
+    exit: ExitInfo,
+) -> Result<(), StoreError> {
+    let task = engine.store.get_task(id).await?;
+    let last_result = last_result(engine, id).await?;
+    let mut outcome =
+        if task.stop_requested && task.stop_reason.as_deref() == Some("budget_exceeded") {
+            Outcome::fail(
+                ErrorKind::BudgetExceeded,
+                "a budget is spent; the gateway refused the next request",
+            )
+        } else if task.stop_requested {
+            Outcome::fail(ErrorKind::Cancelled, "stopped by request")
+        } else {
+            structured(adapter, &exit, last_result.as_ref(), &task)
+        };
+    if outcome.error_kind.is_none() {
+        if let Some(failed) = gate_failure(engine, &task, adapter).await? {
+            outcome = Outcome::fail(ErrorKind::GateFailed, failed);
+        }
+    }
+    let result = match (adapter.multi_turn(), &task.result) {
+        (_, Some(r)) => Some(r.clone()),
+        (false, None) => last_text(engine, id).await?,
+        _ => None,
+    };
+    let summary = task
+        .name
+        .clone()
+        .unwrap_or_else(|| first_line(&task.prompt));
+    let commit = commit_work(engine, id, &summary).await;
+    if let Err(e) = &commit {
+        if outcome.error_kind.is_none() || outcome.error_kind == Some(ErrorKind::AgentExit) {
+            outcome = Outcome::fail(ErrorKind::GitError, e.clone());
+        }
+    }
+    let mut events = vec![];
+    if outcome.verdict == Verdict::Success {
+        let sha = commit
+            .as_ref()
+            .ok()
+            .and_then(|c| c.as_ref())
+            .map(|(sha, _)| sha.as_str());
+        if let Some(judged) = ask_judge(engine, &task, result.as_deref(), sha, &mut events).await? {
+            outcome = judged;
+        }
+    }
+    let state = match (&outcome.error_kind, outcome.verdict) {
+        (Some(ErrorKind::Cancelled), _) => TaskState::Cancelled,
+        (_, Verdict::Success) => TaskState::Succeeded,
+        _ => TaskState::Failed,
+    };
+    let patch = TaskPatch::new()
+        .state(state, json!({ "reason": outcome.reason }))
+        .outcome(Some(&outcome))
+        .result(result)
+        .finished_at(Some(now()))
+        .pid(None)
+        .pgid(None)
+        .pending_input(None);
+    let (patch, mut commit_events) = apply_commit(patch, commit);
+    events.append(&mut commit_events);
+    match engine.update(id, Some(ACTIVE), patch, events).await {
+        Ok(_) | Err(StoreError::WrongState { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why the gates failed, if they did. Single-turn agents run theirs here, after they exited.
+pub(crate) async fn gate_failure(
+    engine: &Engine,
+    task: &TaskRecord,
+    adapter: &dyn Adapter,
+) -> Result<Option<String>, StoreError> {
+    if task.verify.is_empty() || task.gate_status.as_deref() == Some("passed") {
+        return Ok(None);
+    }
+    let failed = if task.gate_status.as_deref() == Some("failed") {
+        let last = last_of(engine, &task.id, EventKind::Gate).await?;
+        Some(last.map_or_else(
+            || "a gate failed".to_string(),
+            |g| {
+                format!(
+                    "gate `{}` failed (exit {})",
+                    g["command"].as_str().unwrap_or(""),
+                    g["exit_code"]
+                )
+            },
+        ))
+    } else {
+        // Gates that have not run for the last turn run now: single-turn agents always get
+        // here, and a multi-turn agent that exited right after its result must not skip them.
+        let patch = TaskPatch::new().state(TaskState::Verifying, json!({}));
+        engine.update(&task.id, Some(ACTIVE), patch, vec![]).await?;
+        let runs = gates::run_all(engine, task).await?;
+        runs.iter().find(|r| !r.passed()).map(|r| {
+            let code = r
+                .exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "none".into());
+            format!("gate `{}` failed (exit {code})", r.command)
+        })
+    };
+    let rounds = if adapter.multi_turn() {
+        format!(" after {} feedback rounds", task.gate_rounds)
+    } else {
+        String::new()
+    };
+    Ok(failed.map(|f| format!("{f}{rounds}")))
+}
+
+/// Asks the judge when one is configured; `None` keeps the structured success.
+pub(crate) async fn ask_judge(
+    engine: &Engine,
+    task: &TaskRecord,
+    result: Option<&str>,
+    commit: Option<&str>,
+    events: &mut Vec<NewEvent>,
+) -> Result<Option<Outcome>, StoreError> {
+    let Some(model) = task
+        .judge_model
+        .clone()
+        .or_else(|| engine.config.judge_model.clone())
+    else {
+        return Ok(None);
+    };
+    let gates: Vec<serde_json::Value> = engine
+        .store
+        .events(&task.id, 0, i64::MAX)
+        .await?
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Gate)
+        .map(|e| e.data)
+        .collect();
+    let diff = match (commit, &task.base_commit, &task.repo_dir) {
+        (Some(c), Some(base), Some(dir)) => diff_stat(dir, base, c).await,
+        _ => "unknown".into(),
+    };
+    let input = judge::JudgeInput {
+        model: &model,
+        prompt: &task.prompt,
+        final_message: result.unwrap_or(""),
+        gates: &gates,
+        diff_summary: &diff,
+        endpoint: engine.gateway.as_ref().map(|g| g.judge_endpoint(task)),
+    };
+    match judge::judge(&input).await {
+        Ok(o) => {
+            events.push(NewEvent::new(
+                EventKind::Result,
+                json!({ "judge": { "model": model, "verdict": o.verdict.as_str(), "reason": o.reason } }),
+            ));
+            Ok(Some(o))
+        }
+        Err(e) => {
+            events.push(NewEvent::new(
+                EventKind::Error,
+                json!({ "message": format!("judge: {e}; the structured outcome stands") }),
+            ));
+            Ok(None)
+        }
+    }
+}
+
+pub(crate) async fn diff_stat(repo: &str, base: &str, commit: &str) -> String {
+    let out = tokio::process::Command::new("git")
+        .args(["-C", repo, "diff", "--stat", base, commit])
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => {
+            let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if s.is_empty() {
+                "no changes".into()
+            } else {
+                drover_agents::excerpt(&s, 4000)
+            }
+        }
+        _ => "unknown".into(),
+    }
+}
+
+/// Commits the sandbox's work to the task branch and removes the sandbox. On failure the
+/// sandbox stays for inspection and the error says where.
+pub(crate) async fn commit_work(
+    engine: &Engine,
+    id: &str,
+    summary: &str,
+) -> Result<Option<(String, String)>, String> {
+    let sb = match engine.sandboxes.load(id).await {
+        Ok(Some(sb)) => sb,
+        // Already committed and removed (e.g. a crash between removing the sandbox and writing
+        // the terminal state): the branch in the user's repository is the commit.
+        Ok(None) => return Ok(delivered_head(engine, id).await),
+        Err(e) => return Err(e.to_string()),
+    };
+    let message = format!("drover: {summary}\n\nTask: {id}\n");
+    match engine.sandboxes.finish(&sb, &message).await {
+        Ok(Some(sha)) => Ok(Some((sha, sb.branch.clone()))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("{e} (sandbox kept at {})", sb.path.display())),
+    }
+}
+
+/// `drover/<id>` in the task's repository, if it is there.
+pub(crate) async fn delivered_head(engine: &Engine, id: &str) -> Option<(String, String)> {
+    let task = engine.store.get_task(id).await.ok()?;
+    let dir = task.repo_dir?;
+    let out = tokio::process::Command::new("git")
+        .args([
+            "-C",
+            &dir,
+            "rev-parse",
+            "--verify",
+            "-q",
+            &format!("refs/heads/{}", task.branch),
+        ])
+        .output()
+        .await
+        .ok()?;
+    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !sha.is_empty()).then_some((sha, task.branch))
+}
+
+pub(crate) fn apply_commit(
+    patch: TaskPatch,
+    commit: Result<Option<(String, String)>, String>,
+) -> (TaskPatch, Vec<NewEvent>) {
+    match commit {
+        Ok(Some((sha, branch))) => (
+            patch.commit(Some(sha.clone())).sandbox(None),
+            vec![NewEvent::new(
+                EventKind::Commit,
+                json!({ "commit": sha, "branch": branch }),
+            )],
+        ),
+        Ok(None) => (patch.sandbox(None), vec![]),
+        Err(e) => (
+            patch,
+            vec![NewEvent::new(
+                EventKind::Error,
+                json!({ "message": e, "error_kind": "git_error" }),
+            )],
+        ),
+    }
+}
+
+/// Structured signals only: exit status and the agent's own result fields. No text matching.
+pub(crate) fn structured(
+    adapter: &dyn Adapter,
+    exit: &ExitInfo,
+    result: Option<&serde_json::Value>,
+    task: &TaskRecord,
+) -> Outcome {
+    if let Some(err) = &exit.spawn_error {
+        let hint = if adapter.name() == "claude" {
+            " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)"
+        } else {
+            ""
+        };
+        return Outcome::fail(ErrorKind::AgentExit, format!("{err}{hint}"));
+    }
+    if !adapter.multi_turn() {
+        return if exit.success() {
+            Outcome::success("command exited 0")
+        } else {
+            Outcome::fail(ErrorKind::AgentExit, exit.describe())
+        };
+    }
+    let Some(r) = result else {
+        return Outcome::fail(
+            ErrorKind::AgentExit,
+            format!("{} before its turn ended", exit.describe()),
+        );
+    };
+    let s = |k: &str| {
+        r.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let is_error = r.get("is_error").and_then(|v| v.as_bool()).unwrap_or(false);
+    let subtype = s("subtype");
+    let stop_reason = s("stop_reason");
+    let errors: Vec<String> = r
+        .get("errors")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if stop_reason == "max_tokens" || stop_reason == "model_context_window_exceeded" {
+        return Outcome::fail(
+            ErrorKind::Truncated,
+            format!("the model's answer was cut off ({stop_reason})"),
+        );
+    }
+    if is_error || (!subtype.is_empty() && subtype != "success") {
+        let kind = match subtype.as_str() {
+            "error_max_budget_usd" => ErrorKind::BudgetExceeded,
+            _ if r.get("api_error_status").is_some_and(|v| !v.is_null()) => {
+                ErrorKind::ProviderError
+            }
+            _ => ErrorKind::AgentExit,
+        };
+        let text = if errors.is_empty() {
+            task.result.clone().unwrap_or_default()
+        } else {
+            errors.join("; ")
+        };
+        return Outcome::fail(kind, format!("{subtype}: {text}"));
+    }
+    if !exit.success() && exit.code != Some(0) && task.turns_done < task.turns_sent {
+        return Outcome::fail(ErrorKind::AgentExit, exit.describe());
+    }
+    Outcome::success("the agent finished its turn")
+}
+
+pub(crate) async fn last_result(
+    engine: &Engine,
+    id: &str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    last_of(engine, id, EventKind::Result).await
+}
+
+pub(crate) async fn last_text(engine: &Engine, id: &str) -> Result<Option<String>, StoreError> {
+    Ok(last_of(engine, id, EventKind::Text)
+        .await?
+        .and_then(|d| d.get("text").and_then(|t| t.as_str()).map(String::from)))
+}
+
+pub(crate) async fn last_of(
+    engine: &Engine,
+    id: &str,
+    kind: EventKind,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let mut after = 0;
+    let mut found = None;
+    loop {
+        let page = engine.store.events(id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        if let Some(e) = page.iter().rev().find(|e| e.kind == kind) {
+            found = Some(e.data.clone());
+        }
+    }
+    Ok(found)
+}
+
+pub(crate) fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    drover_agents::excerpt(line, 72)
+}

@@ -1,0 +1,231 @@
+//! Starting a task: its sandbox, its agent's command line and environment, its shim.
+
+use super::finish::finish;
+use super::supervise::fail;
+use super::Engine;
+use drover_agents::{Adapter, LaunchContext};
+use drover_sandbox::{Resolved, Sandbox};
+use drover_shim::{spawn_shim, ExitInfo, LaunchFile};
+use drover_store::{now, StoreError, TaskPatch, TaskRecord};
+use drover_types::{ErrorKind, TaskState};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Prepares the sandbox and starts the shim. `None` when the task ended instead.
+pub(crate) async fn start(
+    engine: &Arc<Engine>,
+    task: &TaskRecord,
+    adapter: &dyn Adapter,
+) -> Result<Option<()>, StoreError> {
+    let id = task.id.as_str();
+    let started = task.started_at.clone().unwrap_or_else(now);
+    let patch = TaskPatch::new()
+        .state(TaskState::Preparing, json!({}))
+        .started_at(Some(started));
+    match engine
+        .update(id, Some(&[TaskState::Queued]), patch, vec![])
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::WrongState { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    // A ready record from an earlier attempt must not be mistaken for this one's (see recover).
+    let _ = std::fs::remove_file(engine.home.task(id).ready());
+    let sandbox = match prepare_sandbox(engine, task).await {
+        Ok(sb) => sb,
+        Err(e) => {
+            let kind = match e {
+                drover_sandbox::SandboxError::Git { .. } => ErrorKind::GitError,
+                _ => ErrorKind::SandboxError,
+            };
+            fail(engine, task, kind, &e.to_string()).await?;
+            return Ok(None);
+        }
+    };
+    let patch = TaskPatch::new()
+        .sandbox(Some(sandbox.path.display().to_string()))
+        .sandbox_kind(Some(sandbox.kind.as_str().to_string()));
+    let task = engine.update(id, None, patch, vec![]).await?.0;
+    if task.stop_requested {
+        let ended = ExitInfo {
+            code: None,
+            signal: None,
+            spawn_error: Some("stopped before start".into()),
+        };
+        finish(engine, id, adapter, ended).await?;
+        return Ok(None);
+    }
+    let resume = task.attempt > 0
+        && matches!(adapter.name(), "claude" | "claude-bg")
+        && task
+            .session_id
+            .as_deref()
+            .is_some_and(drover_agents::claude::transcript_exists);
+    let ctx = LaunchContext {
+        task_id: id.to_string(),
+        prompt: task.prompt.clone(),
+        model: task.model.clone(),
+        cmd: task.cmd.clone(),
+        cwd: sandbox.path.clone(),
+        session_id: task.session_id.clone().unwrap_or_default(),
+        resume,
+        binary: engine.config.claude_bin.clone(),
+        permission_prompts: true,
+    };
+    let spec = match adapter.launch(&ctx) {
+        Ok(s) => s,
+        Err(e) => {
+            let ended = ExitInfo {
+                code: None,
+                signal: None,
+                spawn_error: Some(e.to_string()),
+            };
+            finish(engine, id, adapter, ended).await?;
+            return Ok(None);
+        }
+    };
+    let mut env = spec.env;
+    env.extend(drover_env(engine, id));
+    let mut env_remove = spec.env_remove;
+    if let Some(link) = &engine.gateway {
+        // The agent talks to the gateway with a task token; the real keys stay in the daemon.
+        env.extend(link.grant(
+            &task,
+            &grant_policy(engine, &task).await,
+            task_key(engine, &task.id),
+        ));
+        env_remove.extend(crate::gateway::SECRET_VARS.iter().map(|s| s.to_string()));
+        env_remove.retain(|k| !env.iter().any(|(e, _)| e == k));
+        let patch = TaskPatch::new().metered_by(Some("gateway".into()));
+        engine.update(id, None, patch, vec![]).await?;
+    }
+    let launch = LaunchFile {
+        program: spec.program,
+        args: spec.args,
+        cwd: sandbox.path.clone(),
+        env_remove,
+        stdin_lines: spec.stdin_lines,
+        close_stdin: spec.close_stdin,
+    };
+    let files = engine.home.task(id);
+    match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
+        Ok((mut child, ready)) => {
+            // Reap the shim when it exits while this daemon lives; after a restart, init does.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+            if let Some(err) = ready.error {
+                let ended = ExitInfo {
+                    code: None,
+                    signal: None,
+                    spawn_error: Some(err),
+                };
+                finish(engine, id, adapter, ended).await?;
+                return Ok(None);
+            }
+            let patch = TaskPatch::new()
+                .state(TaskState::Running, json!({ "pid": ready.pid }))
+                .shim_pid(Some(ready.shim_pid))
+                .shim_start(Some(ready.shim_start))
+                .pid(Some(ready.pid))
+                .pgid(Some(ready.pgid))
+                .agent_start(Some(ready.agent_start))
+                .turns_sent(Some(task.turns_done + 1));
+            engine
+                .update(id, Some(&[TaskState::Preparing]), patch, vec![])
+                .await?;
+            Ok(Some(()))
+        }
+        Err(e) => {
+            fail(
+                engine,
+                &task,
+                ErrorKind::AgentExit,
+                &format!("could not start the shim: {e}"),
+            )
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// What an agent (or gate) needs to reach this daemon from its sandbox (e.g. `drover lock`).
+pub(crate) fn task_key(engine: &Engine, id: &str) -> Option<String> {
+    engine
+        .task_keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(id)
+        .cloned()
+}
+
+/// The budgets and model list a task's pool and team impose (see `[teams.NAME]` in config).
+pub(crate) async fn grant_policy(
+    engine: &Engine,
+    task: &TaskRecord,
+) -> crate::gateway::GrantPolicy {
+    let pool = match task.pool.as_deref() {
+        Some(name) => engine.store.get_pool(name).await.ok(),
+        None => None,
+    };
+    let team = task
+        .team
+        .as_deref()
+        .and_then(|t| engine.config.teams.get(t));
+    let lists: Vec<&Vec<String>> = [
+        pool.as_ref().and_then(|p| p.allowed_models.as_ref()),
+        team.and_then(|t| t.allowed_models.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let allowed_models = match lists.as_slice() {
+        [] => None,
+        [one] => Some((*one).clone()),
+        [a, b, ..] => Some(a.iter().filter(|m| b.contains(m)).cloned().collect()),
+    };
+    crate::gateway::GrantPolicy {
+        pool_usd: pool.and_then(|p| p.max_usd),
+        team_usd_per_day: team.and_then(|t| t.max_usd_per_day),
+        allowed_models,
+    }
+}
+
+pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("DROVER_TASK_ID".to_string(), id.to_string()),
+        (
+            "DROVER_HOME".to_string(),
+            engine.home.root.display().to_string(),
+        ),
+        (
+            "DROVER_BIN".to_string(),
+            engine.config.exe.display().to_string(),
+        ),
+    ];
+    if let Some(dir) = engine.config.exe.parent() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
+    }
+    env
+}
+
+pub(crate) async fn prepare_sandbox(
+    engine: &Engine,
+    task: &TaskRecord,
+) -> Result<Sandbox, drover_sandbox::SandboxError> {
+    if let Some(sb) = engine.sandboxes.load(&task.id).await? {
+        return Ok(sb);
+    }
+    let resolved = match (&task.repo_dir, &task.base_commit) {
+        (Some(dir), Some(commit)) => Resolved {
+            source: task.repo.clone(),
+            repo_dir: PathBuf::from(dir),
+            commit: commit.clone(),
+        },
+        _ => engine.sandboxes.resolve(&task.repo, &task.base_ref).await?,
+    };
+    engine.sandboxes.prepare(&task.id, &resolved).await
+}
