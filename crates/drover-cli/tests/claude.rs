@@ -334,7 +334,7 @@ fn attach_shows_the_transcript_and_sends_typed_lines() {
     use std::io::{BufRead, Write};
     let provider = Provider::start(json!({ "scenarios": [
         { "name": "chat", "match": "ATTACH-ME", "turns": [
-            { "content": [{ "type": "text", "text": "first answer" }], "delay_ms": 2500 },
+            { "content": [{ "type": "text", "text": "first answer" }], "delay_ms": 6000 },
             { "content": [{ "type": "text", "text": "second answer" }] } ] },
         { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "?" }] }] }
     ]}));

@@ -309,11 +309,17 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlErr
             )));
         }
     }
-    // A terminal task whose supervisor has not let go yet (rare) is left alone.
-    if engine.is_supervised(&id) {
-        return Err(ControlError::Conflict(format!(
-            "task {id} is still being finished; try again"
-        )));
+    // A supervisor writes the terminal state and then lets go of the task (revoking its gateway
+    // token on the way): wait for that, briefly, rather than race it.
+    let mut rx = engine.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while engine.is_supervised(&id) {
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { break },
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(ControlError::Conflict(format!("task {id} is still being finished; try again")));
+            }
+        }
     }
     if let Some(sb) = engine
         .sandboxes
