@@ -240,11 +240,21 @@ async fn dispatch(args: &BenchArgs, work: &Path) -> Result<()> {
         r?;
     }
     let submitted = t0.elapsed();
-    let tasks = wait_all(&client, |ts| {
-        ts.len() == n && ts.iter().all(|t| t.state.is_terminal())
-    })
-    .await?;
+    // Watch the daemon's counters (cheap), not the whole task list (which would load the daemon
+    // being measured); the list is read once at the end.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let s: drover_types::DaemonStatus = client.get("/v1/status").await?;
+        if s.queued == 0 && s.running == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::daemon("benchmark timed out"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let total = t0.elapsed();
+    let tasks: Vec<Task> = client.get("/v1/tasks?all=true").await?;
     let ok = tasks
         .iter()
         .filter(|t| t.state == TaskState::Succeeded)
