@@ -7,8 +7,9 @@
 //! model even after a daemon restart. Reference: agent-cli-interfaces.md §6.
 //!
 //! Codex reports `turn.completed.usage` as the thread's running total with `input_tokens`
-//! including `cached_input_tokens`; turn results carry the difference to the previous total, and
-//! the cost is priced from the total (Codex has no cost field).
+//! including `cached_input_tokens`; turn results carry the difference to the previous total. Codex
+//! has no cost field, so the adapter reports none: dollars come from the gateway's metering (one
+//! price table, in `drover-gateway`).
 
 use crate::{excerpt, Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec};
 use drover_types::Usage;
@@ -47,16 +48,6 @@ exit "$status""#;
 
 const RESUME_MESSAGE: &str = "Your previous run was interrupted before it finished (the host \
 stopped). Continue the task where you left off and finish it.";
-
-/// USD per million tokens: input, cached input, output (provisional list prices, reference §8.3).
-const PRICES: &[(&str, f64, f64, f64)] = &[
-    ("gpt-5.5", 5.0, 0.5, 30.0),
-    ("gpt-5.4", 2.5, 0.25, 15.0),
-    ("gpt-5.4-mini", 0.75, 0.075, 4.5),
-    ("gpt-5.4-nano", 0.2, 0.02, 1.25),
-    ("gpt-5.3-codex", 1.75, 0.175, 14.0),
-    ("gpt-5-mini", 0.25, 0.025, 2.0),
-];
 
 #[derive(Debug, Default)]
 struct State {
@@ -100,15 +91,6 @@ pub fn exec_flags(model: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect()
-}
-
-fn price(model: &str) -> Option<(f64, f64, f64)> {
-    let find = |m: &str| PRICES.iter().find(|p| p.0 == m).map(|p| (p.1, p.2, p.3));
-    find(model).or_else(|| {
-        // `gpt-5.4-2026-03-05` → `gpt-5.4`
-        let cut = model.rsplitn(4, '-').last()?;
-        find(cut)
-    })
 }
 
 impl Adapter for Codex {
@@ -291,10 +273,6 @@ impl Codex {
                     cache_write_tokens: 0,
                 });
             }
-            let cost = st.model.as_deref().and_then(price).map(|(i, c, o)| {
-                (st.total[0] as f64 * i + st.total[1] as f64 * c + st.total[2] as f64 * o)
-                    / 1_000_000.0
-            });
             let failed = failure.is_some();
             AgentEvent::TurnResult {
                 result: if failed {
@@ -305,7 +283,8 @@ impl Codex {
                 is_error: failed,
                 subtype: Some(if failed { "error" } else { "success" }.to_string()),
                 stop_reason: None,
-                cost_usd: cost,
+                // Codex reports no cost; the gateway meters it from the wire.
+                cost_usd: None,
                 usage: delta,
                 errors: failure.into_iter().collect(),
                 session_id: st.thread.clone(),

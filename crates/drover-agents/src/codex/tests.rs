@@ -27,7 +27,7 @@ fn ctx(resume: bool) -> LaunchContext {
 }
 
 #[test]
-fn a_run_parses_to_events_with_usage_and_cost() {
+fn a_run_parses_to_events_with_usage() {
     let codex = Codex::new();
     let events: Vec<AgentEvent> = RUN.lines().flat_map(|l| codex.parse_line(l)).collect();
     assert_eq!(
@@ -68,8 +68,8 @@ fn a_run_parses_to_events_with_usage_and_cost() {
                 (u.input_tokens, u.cache_read_tokens, u.output_tokens),
                 (2100, 1100, 80)
             );
-            // 2100 × $5 + 1100 × $0.5 + 80 × $30 per million.
-            assert!((cost_usd.unwrap() - 0.01345).abs() < 1e-9);
+            // Codex reports no cost; the gateway prices the wire's tokens.
+            assert_eq!(*cost_usd, None);
             assert!(session_id.is_some());
         }
         other => panic!("{other:?}"),
@@ -85,14 +85,12 @@ fn usage_is_a_running_total_across_turns() {
         let line = json!({"type": "turn.completed", "usage": {"input_tokens": input,
             "cached_input_tokens": cached, "output_tokens": output}});
         match codex.parse_line(&line.to_string()).pop().unwrap() {
-            AgentEvent::TurnResult {
-                usage, cost_usd, ..
-            } => (usage.unwrap(), cost_usd.unwrap()),
+            AgentEvent::TurnResult { usage, .. } => usage.unwrap(),
             other => panic!("{other:?}"),
         }
     };
-    let (first, c1) = turn(3200, 1100, 80);
-    let (second, c2) = turn(3300, 1100, 100);
+    let first = turn(3200, 1100, 80);
+    let second = turn(3300, 1100, 100);
     assert_eq!(
         (
             second.input_tokens,
@@ -102,7 +100,6 @@ fn usage_is_a_running_total_across_turns() {
         (100, 0, 20)
     );
     assert_eq!(first.input_tokens + second.input_tokens, 2200);
-    assert!(c2 > c1, "the cost is of the running total");
 }
 
 #[test]
@@ -175,6 +172,4 @@ fn follow_ups_are_one_base64_line() {
     assert_eq!(codex.user_message("hi").unwrap(), "aGk=");
     assert_eq!(codex.interrupt(), None);
     assert_eq!(crate::adapter("codex").unwrap().name(), "codex");
-    assert_eq!(price("gpt-5.4-2026-03-05"), price("gpt-5.4"));
-    assert_eq!(price("unknown-model"), None);
 }
