@@ -134,18 +134,22 @@ impl Client {
         }
     }
 
-    async fn request(
+    /// Sends one request; a non-2xx answer becomes the daemon's classified error. The body is
+    /// left to the caller (collected, streamed, or held open).
+    async fn open(
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes)> {
+        accept: &str,
+        body: Vec<u8>,
+    ) -> Result<hyper::body::Incoming> {
         let uri: hyper::Uri = Uri::new(&self.socket, path).into();
         let req = Request::builder()
             .method(method)
             .uri(uri)
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .header("accept", accept)
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| CliError::daemon(e.to_string()))?;
         let resp = self
             .http
@@ -153,13 +157,16 @@ impl Client {
             .await
             .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| CliError::daemon(format!("reading the daemon's answer: {e}")))?
-            .to_bytes();
-        Ok((status, bytes))
+        if !(200..300).contains(&status) {
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(CliError::from_api(status, &bytes));
+        }
+        Ok(resp.into_body())
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> CliError {
@@ -176,10 +183,14 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T> {
-        let (status, bytes) = self.request(method, path, body).await?;
-        if !(200..300).contains(&status) {
-            return Err(CliError::from_api(status, &bytes));
-        }
+        let body = self
+            .open(method, path, "application/json", body.unwrap_or_default())
+            .await?;
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| CliError::daemon(format!("reading the daemon's answer: {e}")))?
+            .to_bytes();
         serde_json::from_slice(&bytes)
             .map_err(|e| CliError::daemon(format!("unreadable answer from the daemon: {e}")))
     }
@@ -201,27 +212,7 @@ impl Client {
     /// keeps the connection — and so whatever the daemon granted — until it is dropped.
     pub async fn hold(&self, path: &str) -> Result<hyper::body::Incoming> {
         use hyper::body::Body as _;
-        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| CliError::daemon(e.to_string()))?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        if status != 200 {
-            let bytes = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            return Err(CliError::from_api(status, &bytes));
-        }
+        let mut body = self.open(Method::POST, path, "text/plain", vec![]).await?;
         let mut got = Vec::new();
         while !got.contains(&b'\n') {
             match body.frame().await {
@@ -253,28 +244,10 @@ impl Client {
     ) -> Result<()> {
         use eventsource_stream::Eventsource;
         use futures::StreamExt;
-        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
-        let req = Request::builder()
-            .uri(uri)
-            .header("accept", "text/event-stream")
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| CliError::daemon(e.to_string()))?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            return Err(CliError::from_api(status, &bytes));
-        }
-        let stream = resp.into_body().into_data_stream().eventsource();
+        let body = self
+            .open(Method::GET, path, "text/event-stream", vec![])
+            .await?;
+        let stream = body.into_data_stream().eventsource();
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
             let ev = ev.map_err(|e| CliError::daemon(format!("event stream broke: {e}")))?;

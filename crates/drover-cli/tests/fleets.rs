@@ -135,10 +135,24 @@ fn a_judged_pool_stops_after_three_failures_and_notifies_once() {
             );
         }
     }
-    // No dispatch after the stop, and never more than 3 at once.
-    let before = tasks.len();
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(pool_tasks(&env, "deploys").len(), before);
+    // No dispatch after the stop: every task was created before the pool's `failed` event.
+    let stopped_at = p["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "state" && e["data"]["state"] == "failed")
+        .unwrap()["ts"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for t in &tasks {
+        assert!(
+            t["created_at"].as_str().unwrap() <= stopped_at.as_str(),
+            "{t:#} after {stopped_at}"
+        );
+    }
+    assert_eq!(p["launched"].as_u64().unwrap() as usize, tasks.len());
+    // Never more than 3 at once.
     let ids: Vec<String> = tasks
         .iter()
         .map(|t| t["id"].as_str().unwrap().to_string())

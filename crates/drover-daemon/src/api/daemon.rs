@@ -44,12 +44,15 @@ pub async fn stop(
                 stopped.push(id);
             }
         }
-        // Let supervisors finish committing before the runtime goes away.
-        for _ in 0..200 {
-            if engine.used_slots() == 0 {
-                break;
+        // Let supervisors finish committing before the runtime goes away (each one signals
+        // when it lets go of its task).
+        let mut rx = engine.subscribe();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while engine.used_slots() > 0 {
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
             }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
     }
     let e = engine.clone();

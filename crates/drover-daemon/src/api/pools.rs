@@ -1,11 +1,11 @@
 //! `/v1/pools…` handlers.
 
 use super::ApiErr;
-use crate::engine::{control, Engine};
+use crate::engine::Engine;
 use axum::extract::{Path, State};
 use axum::Json;
 use drover_store::{NewPool, PoolRecord, StoreError};
-use drover_types::{PoolRequest, PoolStopRequest, TaskState};
+use drover_types::{PoolRequest, PoolStopRequest};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -151,20 +151,7 @@ pub async fn stop(
         )
         .await?;
     if hard {
-        let tasks = engine
-            .store
-            .list_tasks(drover_store::ListFilter::All, "")
-            .await?;
-        let live: Vec<_> = tasks
-            .into_iter()
-            .filter(|t| t.pool.as_deref() == Some(&p.name) && !t.state.is_terminal())
-            .collect();
-        // Queued ones first, so nothing new starts while the running ones stop.
-        let (queued, running): (Vec<_>, Vec<_>) =
-            live.into_iter().partition(|t| t.state == TaskState::Queued);
-        for t in queued.iter().chain(running.iter()) {
-            control::stop(&engine, &t.id).await?;
-        }
+        crate::engine::pools::stop_tasks(&engine, &p.name).await?;
     }
     engine.notify_changed();
     Ok(Json(view(&engine, &p, false).await?))

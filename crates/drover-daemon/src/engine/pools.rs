@@ -119,19 +119,9 @@ async fn streak_stop(
         .await?;
     engine.notify_changed();
     if pool.failure_policy == "hard" {
-        let tasks = engine
-            .store
-            .list_tasks(drover_store::ListFilter::ActiveOrFinishedSince, "9999")
-            .await?;
-        for t in tasks
-            .into_iter()
-            .filter(|t| t.pool.as_deref() == Some(&pool.name) && !t.state.is_terminal())
-        {
-            let engine = engine.clone();
-            tokio::spawn(async move {
-                let _ = super::control::stop(&engine, &t.id).await;
-            });
-        }
+        let engine = engine.clone();
+        let name = pool.name.clone();
+        tokio::spawn(async move { stop_tasks(&engine, &name).await });
     }
     if !engine.store.mark_pool_notified(&pool.name).await? {
         return Ok(());
@@ -182,4 +172,28 @@ async fn run_notify(cmd: &str, pool: &str, streak: i64, reason: &str) -> serde_j
         Ok(Err(e)) => json!({ "command": cmd, "exit_code": null, "error": e.to_string() }),
         Err(_) => json!({ "command": cmd, "exit_code": null, "error": "timed out after 60 s" }),
     }
+}
+
+/// Stops every task of the pool that has not ended: queued ones first (so nothing new starts),
+/// then the running ones, all at once. Their work is committed as for any stop.
+pub async fn stop_tasks(engine: &Arc<Engine>, pool: &str) -> Result<(), StoreError> {
+    let tasks = engine
+        .store
+        .list_tasks(drover_store::ListFilter::All, "")
+        .await?;
+    let (queued, running): (Vec<_>, Vec<_>) = tasks
+        .into_iter()
+        .filter(|t| t.pool.as_deref() == Some(pool) && !t.state.is_terminal())
+        .partition(|t| t.state == drover_types::TaskState::Queued);
+    for t in &queued {
+        let _ = super::control::stop(engine, &t.id).await;
+    }
+    let stops = running.into_iter().map(|t| {
+        let engine = engine.clone();
+        tokio::spawn(async move { super::control::stop(&engine, &t.id).await })
+    });
+    for h in stops.collect::<Vec<_>>() {
+        let _ = h.await;
+    }
+    Ok(())
 }
