@@ -25,7 +25,7 @@ pub struct RunRequest {
     /// This task's own provider key (`run --api-key-env VAR`). The daemon keeps it in memory
     /// only; it is never stored, logged or given to the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<String>,
+    pub api_key: Option<Redacted>,
     pub team: Option<String>,
     /// Permission policy for this task: `ask` (needs_input), `allow` or `deny`.
     pub permissions: Option<String>,
@@ -107,4 +107,34 @@ pub struct PoolStopRequest {
     /// Also stop the pool's running tasks (default: let them finish).
     #[serde(default)]
     pub hard: bool,
+}
+
+/// A secret on the wire between the CLI and the daemon: serialized as the plain string (it has to
+/// arrive), but `Debug` never shows it, so a debug print of a request cannot leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_key_reaches_the_daemon_but_never_a_debug_print() {
+        let req = RunRequest {
+            api_key: Some(Redacted("sk-secret".into())),
+            ..Default::default()
+        };
+        assert!(!format!("{req:?}").contains("sk-secret"));
+        let wire = serde_json::to_string(&req).unwrap();
+        let back: RunRequest = serde_json::from_str(&wire).unwrap();
+        assert_eq!(back.api_key.unwrap().0, "sk-secret");
+    }
 }

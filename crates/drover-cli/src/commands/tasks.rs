@@ -31,9 +31,12 @@ pub fn resolve_repo(repo: Option<String>) -> Result<String> {
 pub async fn run(args: RunArgs) -> Result<i32> {
     let repo = resolve_repo(args.repo)?;
     let api_key = match &args.api_key_env {
-        Some(var) => Some(std::env::var(var).map_err(|_| {
-            CliError::input(format!("--api-key-env {var}: the variable is not set"))
-        })?),
+        Some(var) => Some(drover_types::Redacted(std::env::var(var).map_err(
+            |_| {
+                CliError::input(format!("--api-key-env {var}: the variable is not set"))
+                    .hint(format!("export {var}=<your provider key> first"))
+            },
+        )?)),
         None => None,
     };
     let client = Client::connect().await?;

@@ -95,7 +95,7 @@ pub async fn create(
         // The key is in place before the task exists, so the scheduler never grants without it.
         let id = task.id.clone();
         let keys = || engine.task_keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(key) = req.api_key.clone().filter(|k| !k.is_empty()) {
+        if let Some(key) = req.api_key.clone().map(|k| k.0).filter(|k| !k.is_empty()) {
             keys().insert(id.clone(), key);
         }
         match engine.store.create_task(task).await {
