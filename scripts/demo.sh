@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 install_claude
 export DROVER_CLAUDE_BIN
-exec cargo run --quiet --release --locked -p drover-cli -- demo "$@"
+echo "== building drover (release; the first build takes several minutes, cargo prints each crate)" >&2
+cargo build --release --locked -p drover-cli -p drover-shim
+echo "== starting the demo" >&2
+exec "${CARGO_TARGET_DIR:-target}/release/drover" demo "$@"
