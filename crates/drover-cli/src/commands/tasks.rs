@@ -35,7 +35,7 @@ pub fn clocks(timeout: &Option<String>, stall: &Option<String>) -> Result<(Optio
             .map(|s| {
                 drover_types::clock::parse_secs(s).map_err(|e| {
                     CliError::input(format!("{flag} {e}"))
-                        .hint("give a positive duration such as 30s, 10m or 1h30m")
+                        .hint("give a positive duration in whole seconds, such as 30s, 10m or 1h30m")
                 })
             })
             .transpose()

@@ -134,7 +134,7 @@ pub(crate) fn clocks(
             axum::http::StatusCode::BAD_REQUEST,
             "invalid",
             e,
-            Some("give a positive duration such as 30s, 10m or 1h30m"),
+            Some("give a positive duration in whole seconds, such as 30s, 10m or 1h30m"),
         )
     })
 }
