@@ -234,7 +234,12 @@ fn claude_bg_finishes_from_facts_whatever_the_classifier_says() {
         let provider = Provider::start(scenarios);
         let env = Env::claude(&provider);
         let supervisor = Supervisor(&env);
-        let id = env.ok(&["run", "--agent", "claude-bg", "WRITE-HELLO: create HELLO.txt"]);
+        let id = env.ok(&[
+            "run",
+            "--agent",
+            "claude-bg",
+            "WRITE-HELLO: create HELLO.txt",
+        ]);
         let started = Instant::now();
         let t = env.until(&id, "the task to end", |t| {
             ["succeeded", "failed", "cancelled", "interrupted"]

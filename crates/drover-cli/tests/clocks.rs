@@ -87,24 +87,70 @@ fn stop_steps(env: &Env, id: &str) -> Vec<(String, String)> {
 fn wall_and_stall_clocks_end_tasks_as_timeouts_and_leave_no_process() {
     let env = with_config(Env::new(), "stop_grace_secs = 1\nslots = 4\n");
     let wall = env.ok(&[
-        "run", "--agent", "command", "--cmd", TICKING, "--timeout", "3s", "ticking",
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        TICKING,
+        "--timeout",
+        "3s",
+        "ticking",
     ]);
     let stall = env.ok(&[
-        "run", "--agent", "command", "--cmd", SILENT, "--stall-timeout", "3s", "silent",
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        SILENT,
+        "--stall-timeout",
+        "3s",
+        "silent",
+    ]);
+    // Time in gates counts: the gate is cut at the wall clock's deadline.
+    let gated = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        "echo done",
+        "--verify",
+        "sleep 1000",
+        "--timeout",
+        "3s",
+        "gated",
     ]);
     env.ok(&[
-        "pool", "start", "clocked", "--slots", "1", "--count", "1", "--agent", "command",
-        "--cmd", TICKING, "--prompt", "pool ticking", "--timeout", "2s",
+        "pool",
+        "start",
+        "clocked",
+        "--slots",
+        "1",
+        "--count",
+        "1",
+        "--agent",
+        "command",
+        "--cmd",
+        TICKING,
+        "--prompt",
+        "pool ticking",
+        "--timeout",
+        "2s",
     ]);
     // The clocks are part of the task as shown.
     let t = env.show(&wall);
     assert_eq!(t["timeout_secs"], 3, "{t:#}");
-    assert_eq!(t["stall_timeout_secs"], 1800, "the config default is 30 min");
+    assert_eq!(
+        t["stall_timeout_secs"], 1800,
+        "the config default is 30 min"
+    );
     let t = env.show(&stall);
     assert!(t["timeout_secs"].is_null(), "no wall clock by default");
     assert_eq!(t["stall_timeout_secs"], 3);
     let text = env.ok(&["show", &wall]);
-    assert!(text.contains("timeout 3s") && text.contains("stall 30m"), "{text}");
+    assert!(
+        text.contains("timeout 3s") && text.contains("stall 30m"),
+        "{text}"
+    );
 
     let ids = [agent_ids(&env, &wall), agent_ids(&env, &stall)];
     let w = env.until(&wall, "the wall clock", terminal);
@@ -115,7 +161,11 @@ fn wall_and_stall_clocks_end_tasks_as_timeouts_and_leave_no_process() {
     assert!(ran >= chrono::Duration::seconds(3), "ended after {ran}");
     // The ticking agent ignored nothing: the polite step (stdin closed) or INT ended it.
     let steps: Vec<String> = stop_steps(&env, &wall).into_iter().map(|s| s.0).collect();
-    assert_eq!(steps.first().map(String::as_str), Some("polite"), "{steps:?}");
+    assert_eq!(
+        steps.first().map(String::as_str),
+        Some("polite"),
+        "{steps:?}"
+    );
     assert!(!steps.contains(&"KILL".to_string()), "{steps:?}");
 
     let s = env.until(&stall, "the stall clock", terminal);
@@ -136,6 +186,22 @@ fn wall_and_stall_clocks_end_tasks_as_timeouts_and_leave_no_process() {
     assert!(quiet >= chrono::Duration::seconds(3), "fired after {quiet}");
     assert!(quiet < chrono::Duration::seconds(10), "fired after {quiet}");
 
+    let g = env.until(&gated, "the gate to be cut", terminal);
+    assert_eq!(g["state"], "failed", "{g:#}");
+    assert_eq!(g["outcome"]["error_kind"], "timeout", "{g:#}");
+    assert_eq!(g["outcome"]["reason"], "wall-clock timeout 3s");
+    let gate = env
+        .events(&gated)
+        .into_iter()
+        .find(|e| e["kind"] == "gate")
+        .unwrap();
+    assert_eq!(gate["data"]["passed"], false, "{gate:#}");
+    let ran = ts(&g, "finished_at") - ts(&g, "started_at");
+    assert!(
+        ran < chrono::Duration::seconds(30),
+        "the gate ran for {ran}"
+    );
+
     // The pool's task inherited the pool's clock.
     let deadline = Instant::now() + Duration::from_secs(60);
     let pooled = loop {
@@ -149,7 +215,10 @@ fn wall_and_stall_clocks_end_tasks_as_timeouts_and_leave_no_process() {
         if let Some(t) = found.filter(terminal) {
             break t;
         }
-        assert!(Instant::now() < deadline, "the pool task did not end: {all:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the pool task did not end: {all:#}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(pooled["timeout_secs"], 2, "{pooled:#}");
@@ -164,10 +233,23 @@ fn a_daemon_sigkill_in_the_middle_of_a_stop_does_not_lose_it() {
     // A grace long enough that the daemon can be killed between INT and KILL.
     let env = with_config(Env::new(), "stop_grace_secs = 3\nslots = 4\n");
     let wall = env.ok(&[
-        "run", "--agent", "command", "--cmd", STUBBORN_TICKING, "--timeout", "2s", "stubborn",
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        STUBBORN_TICKING,
+        "--timeout",
+        "2s",
+        "stubborn",
     ]);
     let stall = env.ok(&[
-        "run", "--agent", "command", "--cmd", STUBBORN_SILENT, "--stall-timeout", "2s",
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        STUBBORN_SILENT,
+        "--stall-timeout",
+        "2s",
         "stubborn and silent",
     ]);
     let ids = [agent_ids(&env, &wall), agent_ids(&env, &stall)];
@@ -181,8 +263,14 @@ fn a_daemon_sigkill_in_the_middle_of_a_stop_does_not_lose_it() {
             assert!(a["stop_requested_at"].is_string());
             break;
         }
-        assert!(!terminal(&a) && !terminal(&b), "ended before the kill: {a:#} {b:#}");
-        assert!(Instant::now() < deadline, "no escalation under way: {a:#} {b:#}");
+        assert!(
+            !terminal(&a) && !terminal(&b),
+            "ended before the kill: {a:#} {b:#}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no escalation under way: {a:#} {b:#}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let first = env.daemon_pid().unwrap();
@@ -215,12 +303,61 @@ fn a_daemon_sigkill_in_the_middle_of_a_stop_does_not_lose_it() {
 fn bad_durations_are_refused_and_nothing_starts() {
     let env = Env::new();
     for args in [
-        vec!["run", "--agent", "command", "--cmd", "true", "--timeout", "0", "x"],
-        vec!["run", "--agent", "command", "--cmd", "true", "--timeout", "banana", "x"],
-        vec!["run", "--agent", "command", "--cmd", "true", "--stall-timeout", "1500ms", "x"],
-        vec!["run", "--agent", "command", "--cmd", "true", "--timeout", "3", "x"],
-        vec!["pool", "start", "p", "--slots", "1", "--agent", "command", "--cmd", "true",
-             "--prompt", "x", "--stall-timeout", "soon"],
+        vec![
+            "run",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--timeout",
+            "0",
+            "x",
+        ],
+        vec![
+            "run",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--timeout",
+            "banana",
+            "x",
+        ],
+        vec![
+            "run",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--stall-timeout",
+            "1500ms",
+            "x",
+        ],
+        vec![
+            "run",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--timeout",
+            "3",
+            "x",
+        ],
+        vec![
+            "pool",
+            "start",
+            "p",
+            "--slots",
+            "1",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--prompt",
+            "x",
+            "--stall-timeout",
+            "soon",
+        ],
     ] {
         let out = env.run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -287,7 +424,9 @@ fn an_unanswered_permission_request_is_denied_after_needs_input_timeout() {
     ]}));
     let env = with_config(Env::claude(&provider), "needs_input_timeout = \"6s\"\n");
     let id = env.ok(&["run", "--stall-timeout", "4s", "NEEDS-BASH: run a command"]);
-    let t = env.until(&id, "needs_input", |t| t["state"] == "needs_input" || terminal(t));
+    let t = env.until(&id, "needs_input", |t| {
+        t["state"] == "needs_input" || terminal(t)
+    });
     assert_eq!(t["state"], "needs_input", "{t:#}");
     let t = env.until(&id, "the end", terminal);
     assert_eq!(t["state"], "succeeded", "{t:#}");
@@ -304,7 +443,10 @@ fn an_unanswered_permission_request_is_denied_after_needs_input_timeout() {
         .unwrap()
         .contains("no answer within 6s"));
     let waited = ts(denied, "ts") - ts(asked, "ts");
-    assert!(waited >= chrono::Duration::seconds(6), "denied after {waited}");
+    assert!(
+        waited >= chrono::Duration::seconds(6),
+        "denied after {waited}"
+    );
     // Waiting for a person is not a stall: the 4 s stall clock did not fire in 6 s of needs_input.
     assert!(!evs
         .iter()

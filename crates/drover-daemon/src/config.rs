@@ -53,9 +53,11 @@ fn clock(key: &str, v: Option<&str>, default: Option<u64>) -> Result<Option<u64>
     match v.map(str::trim) {
         None => Ok(default),
         Some("off" | "none") => Ok(None),
-        Some(v) => drover_types::clock::parse_secs(v)
-            .map(Some)
-            .map_err(|e| DaemonError::Config(format!("{key} = {v:?}: {e}; write e.g. \"30m\", \"1h30m\" or \"off\""))),
+        Some(v) => drover_types::clock::parse_secs(v).map(Some).map_err(|e| {
+            DaemonError::Config(format!(
+                "{key} = {v:?}: {e}; write e.g. \"30m\", \"1h30m\" or \"off\""
+            ))
+        }),
     }
 }
 

@@ -12,8 +12,7 @@ pub const MAX_SECS: u64 = 366 * 24 * 3600;
 /// The error is one line that says what to write instead.
 pub fn parse_secs(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let d = humantime::parse_duration(t)
-        .map_err(|e| format!("{t:?} is not a duration ({e})"))?;
+    let d = humantime::parse_duration(t).map_err(|e| format!("{t:?} is not a duration ({e})"))?;
     if d.is_zero() {
         return Err(format!("{t:?} is zero; a clock needs at least 1s"));
     }
@@ -98,7 +97,17 @@ mod tests {
 
     #[test]
     fn zero_garbage_fractions_and_huge_values_are_refused() {
-        for bad in ["0", "0s", "banana", "", "3", "1500ms", "-3s", "400days", "3 parsecs"] {
+        for bad in [
+            "0",
+            "0s",
+            "banana",
+            "",
+            "3",
+            "1500ms",
+            "-3s",
+            "400days",
+            "3 parsecs",
+        ] {
             let e = parse_secs(bad).unwrap_err();
             assert!(!e.contains('\n'), "{e}");
         }

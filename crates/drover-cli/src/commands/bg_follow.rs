@@ -26,8 +26,8 @@ use tokio::signal::unix::{signal, SignalKind};
 mod cli;
 use cli::{
     agent_pid, alive, assistant_text, cost_state, emit, emit_error, emit_raw, excerpt, file_len,
-    is_final,
-    find_by_name, parse_short, read_new_lines, result_line, run, settings, stopped, str_of,
+    find_by_name, is_final, parse_short, read_new_lines, result_line, run, settings, stopped,
+    str_of,
 };
 
 #[derive(Args, Debug)]

@@ -29,18 +29,25 @@ pub fn resolve_repo(repo: Option<String>) -> Result<String> {
 }
 
 /// `--timeout` and `--stall-timeout` in seconds; a bad one is an input error (exit 2).
-pub fn clocks(timeout: &Option<String>, stall: &Option<String>) -> Result<(Option<u64>, Option<u64>)> {
+pub fn clocks(
+    timeout: &Option<String>,
+    stall: &Option<String>,
+) -> Result<(Option<u64>, Option<u64>)> {
     let parse = |flag: &str, v: &Option<String>| {
         v.as_deref()
             .map(|s| {
                 drover_types::clock::parse_secs(s).map_err(|e| {
-                    CliError::input(format!("{flag} {e}"))
-                        .hint("give a positive duration in whole seconds, such as 30s, 10m or 1h30m")
+                    CliError::input(format!("{flag} {e}")).hint(
+                        "give a positive duration in whole seconds, such as 30s, 10m or 1h30m",
+                    )
                 })
             })
             .transpose()
     };
-    Ok((parse("--timeout", timeout)?, parse("--stall-timeout", stall)?))
+    Ok((
+        parse("--timeout", timeout)?,
+        parse("--stall-timeout", stall)?,
+    ))
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {

@@ -56,7 +56,8 @@ pub async fn create(
     if req.max_usd.is_some_and(|v| v.is_nan() || v <= 0.0) {
         return Err(ApiErr::invalid("--max-usd must be a positive number"));
     }
-    let (timeout_secs, stall_timeout_secs) = clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
+    let (timeout_secs, stall_timeout_secs) =
+        clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine
         .sandboxes

@@ -35,8 +35,12 @@ pub fn resolve(
     stall: Option<u64>,
 ) -> Result<(Option<i64>, Option<i64>), String> {
     let check = |flag: &str, v: Option<u64>| -> Result<Option<i64>, String> {
-        v.map(|s| check_secs(s).map(|s| s as i64).map_err(|e| format!("{flag}: {e}")))
-            .transpose()
+        v.map(|s| {
+            check_secs(s)
+                .map(|s| s as i64)
+                .map_err(|e| format!("{flag}: {e}"))
+        })
+        .transpose()
     };
     Ok((
         check("--timeout", timeout.or(config.task_timeout))?,
@@ -98,7 +102,10 @@ pub fn wall_expired(task: &TaskRecord) -> bool {
 pub fn gate_budget(engine: &Engine, task: &TaskRecord) -> std::time::Duration {
     let gate = engine.config.gate_timeout;
     match task.timeout_at() {
-        Some(d) => (d - chrono::Utc::now()).to_std().unwrap_or_default().min(gate),
+        Some(d) => (d - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .min(gate),
         None => gate,
     }
 }

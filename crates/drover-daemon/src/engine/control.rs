@@ -221,6 +221,7 @@ pub async fn stop_because(
             .outcome(Some(&outcome))
             .stop_requested(true)
             .stop_reason(Some(why.to_string()))
+            .stop_requested_at(Some(now()))
             .finished_at(Some(now()));
         // A task requeued after an interruption still has its sandbox: keep that work.
         let (patch, events) = if task.sandbox.is_some() {
