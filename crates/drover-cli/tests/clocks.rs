@@ -252,7 +252,22 @@ fn a_daemon_sigkill_in_the_middle_of_a_stop_does_not_lose_it() {
         "2s",
         "stubborn and silent",
     ]);
-    let ids = [agent_ids(&env, &wall), agent_ids(&env, &stall)];
+    // A deadline that falls after the kill: the next daemon keeps it.
+    let later = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        TICKING,
+        "--timeout",
+        "20s",
+        "later",
+    ]);
+    let ids = [
+        agent_ids(&env, &wall),
+        agent_ids(&env, &stall),
+        agent_ids(&env, &later),
+    ];
     // Both escalations are under way — INT (or TERM) sent, KILL not yet — as the stored rows
     // say: then the daemon dies.
     let under_way = |t: &Value| matches!(t["stop_step"].as_str(), Some("INT" | "TERM"));
@@ -296,6 +311,11 @@ fn a_daemon_sigkill_in_the_middle_of_a_stop_does_not_lose_it() {
         // KILL came from the second daemon (the first was dead by then).
         assert!(steps[3].1 > killed_at, "{steps:?} vs {killed_at}");
     }
+    let t = env.until(&later, "the later deadline", terminal);
+    assert_eq!(t["outcome"]["reason"], "wall-clock timeout 20s", "{t:#}");
+    assert!(t["stop_requested_at"].as_str().unwrap() > killed_at.as_str());
+    let ran = ts(&t, "finished_at") - ts(&t, "started_at");
+    assert!(ran >= chrono::Duration::seconds(20), "ended after {ran}");
     assert_no_process_left(&env, &ids);
 }
 
