@@ -241,6 +241,8 @@ pub fn event(e: &Event) -> Option<String> {
                 format!("> {} (by {})", s("behavior"), s("by"))
             } else if d.get("cancelled").is_some() {
                 "> request withdrawn".to_string()
+            } else if d.get("stop").is_some() {
+                format!("■ stop: {} (by {})", s("stop"), s("by"))
             } else {
                 format!("> {}", s("message"))
             }
