@@ -299,7 +299,12 @@ impl Follower {
         if !terminal && (tempo == "active" || st == "working") {
             self.seen_active = true;
         }
-        let needs = str_of(&state, "needs").filter(|n| n != "send a prompt to start");
+        // `tempo: blocked` is the fact; the classifier's `needs` only says what for.
+        let needs = match str_of(&state, "needs") {
+            Some(n) if n == "send a prompt to start" => None,
+            Some(n) => Some(n),
+            None => Some("input (the session is blocked; Claude gave no detail)".to_string()),
+        };
         match (self.turn_open && !terminal && tempo == "blocked", needs) {
             (true, Some(needs)) if self.needs.is_none() => {
                 self.needs_n += 1;
