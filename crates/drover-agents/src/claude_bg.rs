@@ -7,8 +7,9 @@
 //!
 //! - transcript lines (`assistant`, `user`) unchanged: the `claude` adapter's parsing applies;
 //! - `{"type":"system","subtype":"init","session_id":…}` once the session id is known;
-//! - `{"type":"result",…}` in the stream-json shape when the session becomes terminal
-//!   (`state ∈ {done, failed, stopped}` and `tempo != "active"`);
+//! - `{"type":"result",…}` in the stream-json shape when the turn has ended: the session is
+//!   idle and its transcript holds the final assistant message (or Claude's classifier says
+//!   `state ∈ {done, failed, stopped}` with `tempo != "active"`);
 //! - `{"type":"drover_bg","event":"needs"|"unblocked"|"error",…}` for `tempo == "blocked"` and
 //!   follower-side problems.
 //!

@@ -145,6 +145,12 @@ pub struct RunArgs {
     pub max_usd: Option<f64>,
     #[arg(long)]
     pub max_tokens: Option<u64>,
+    /// Stop the task this long after it starts (e.g. 30m, 1h30m); it fails with `timeout`.
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
+    /// Stop the task after this long without output or event (default: config, 30m).
+    #[arg(long, value_name = "DUR")]
+    pub stall_timeout: Option<String>,
     /// Permission requests: ask (needs_input), allow or deny.
     #[arg(long)]
     pub permissions: Option<String>,
@@ -235,6 +241,12 @@ pub struct PoolStartArgs {
     /// When the failure streak stops the pool: `finish` lets running tasks finish, `hard` stops them.
     #[arg(long, default_value = "finish")]
     pub on_failures: String,
+    /// Each task's wall-clock limit (e.g. 30m); see `run --timeout`.
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
+    /// Each task's stall limit (default: config, 30m); see `run --stall-timeout`.
+    #[arg(long, value_name = "DUR")]
+    pub stall_timeout: Option<String>,
 }
 
 #[derive(Args, Debug)]

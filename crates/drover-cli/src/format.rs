@@ -130,6 +130,7 @@ pub fn task(t: &Task) -> String {
     if let Some(s) = &t.finished_at {
         kv("finished", s.clone());
     }
+    kv("clocks", clocks(t));
     if let Some(p) = &t.pending_input {
         kv(
             "waiting for",
@@ -168,6 +169,20 @@ pub fn task(t: &Task) -> String {
         kv("result", r.clone());
     }
     out
+}
+
+/// `timeout 10m (at …) · stall 30m · stopping (TERM sent)`.
+fn clocks(t: &Task) -> String {
+    let fmt = |v: Option<u64>| v.map_or("none".into(), drover_types::clock::format_secs);
+    let mut s = format!("timeout {}", fmt(t.timeout_secs));
+    if let (Some(at), false) = (&t.timeout_at, t.state.is_terminal()) {
+        s.push_str(&format!(" (at {at})"));
+    }
+    s.push_str(&format!(" · stall {}", fmt(t.stall_timeout_secs)));
+    if let (Some(step), false) = (&t.stop_step, t.state.is_terminal()) {
+        s.push_str(&format!(" · stopping ({step} sent)"));
+    }
+    s
 }
 
 /// One event as a line (or a few) of transcript.
@@ -226,6 +241,8 @@ pub fn event(e: &Event) -> Option<String> {
                 format!("> {} (by {})", s("behavior"), s("by"))
             } else if d.get("cancelled").is_some() {
                 "> request withdrawn".to_string()
+            } else if d.get("stop").is_some() {
+                format!("■ stop: {} (by {})", s("stop"), s("by"))
             } else {
                 format!("> {}", s("message"))
             }

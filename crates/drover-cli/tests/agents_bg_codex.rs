@@ -221,6 +221,45 @@ fn claude_bg_writes_a_file_stops_on_request_and_leaves_nothing_behind() {
     supervisor.stop_and_check();
 }
 
+#[test]
+fn claude_bg_finishes_from_facts_whatever_the_classifier_says() {
+    // Claude's state classifier (a model call) is answered "still working", then garbage: the
+    // session goes idle with its final answer in the transcript, and that is what ends the task.
+    for side in [
+        r#"{"state":"working","detail":"still busy","tempo":"active"}"#,
+        "no idea, honestly",
+    ] {
+        let mut scenarios = bg_scenarios();
+        scenarios["side_text"] = json!(side);
+        let provider = Provider::start(scenarios);
+        let env = Env::claude(&provider);
+        let supervisor = Supervisor(&env);
+        let id = env.ok(&[
+            "run",
+            "--agent",
+            "claude-bg",
+            "WRITE-HELLO: create HELLO.txt",
+        ]);
+        let started = Instant::now();
+        let t = env.until(&id, "the task to end", |t| {
+            ["succeeded", "failed", "cancelled", "interrupted"]
+                .contains(&t["state"].as_str().unwrap())
+        });
+        assert_eq!(t["state"], "succeeded", "classifier {side:?}: {t:#}");
+        assert!(started.elapsed() < Duration::from_secs(90));
+        assert_eq!(t["result"], "Wrote HELLO.txt as asked.");
+        let commit = t["commit"].as_str().unwrap();
+        assert_eq!(
+            env.git(&["show", &format!("{commit}:HELLO.txt")]),
+            "hello from the background"
+        );
+        let results = raw_results(&env, &id);
+        assert_eq!(results.len(), 1, "{results:#?}");
+        assert_eq!(results[0]["drover_bg"]["state"], "done");
+        supervisor.stop_and_check();
+    }
+}
+
 /// The pinned Codex CLI. The test command installs it; a missing one is a failure.
 fn codex_bin() -> String {
     std::env::var("DROVER_CODEX_BIN")

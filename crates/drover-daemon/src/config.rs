@@ -36,6 +36,29 @@ pub struct Config {
     pub aliases: HashMap<String, String>,
     pub prices: HashMap<String, drover_gateway::Price>,
     pub teams: HashMap<String, Team>,
+    /// Default clocks of new tasks and pools, in seconds (`task_timeout`, default none;
+    /// `stall_timeout`, default 30 min; `"off"` turns one off).
+    pub task_timeout: Option<u64>,
+    pub stall_timeout: Option<u64>,
+    /// A pending permission request older than this is denied and the task goes on (default:
+    /// none, it waits for a person).
+    pub needs_input_timeout: Option<u64>,
+}
+
+/// The stall clock's default (DESIGN §11).
+pub const DEFAULT_STALL_TIMEOUT: u64 = 30 * 60;
+
+/// A clock in config.toml: `"10m"`, `"1h30m"`, or `"off"` for none.
+fn clock(key: &str, v: Option<&str>, default: Option<u64>) -> Result<Option<u64>, DaemonError> {
+    match v.map(str::trim) {
+        None => Ok(default),
+        Some("off" | "none") => Ok(None),
+        Some(v) => drover_types::clock::parse_secs(v).map(Some).map_err(|e| {
+            DaemonError::Config(format!(
+                "{key} = {v:?}: {e}; write e.g. \"30m\", \"1h30m\" or \"off\""
+            ))
+        }),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +79,9 @@ struct FileConfig {
     stop_grace_secs: Option<f64>,
     gate_timeout_secs: Option<f64>,
     soft_fail_counts: Option<bool>,
+    task_timeout: Option<String>,
+    stall_timeout: Option<String>,
+    needs_input_timeout: Option<String>,
     #[serde(default)]
     models: Models,
     #[serde(default)]
@@ -126,6 +152,17 @@ impl Config {
             aliases: file.gateway.aliases,
             prices: file.gateway.prices,
             teams: file.teams,
+            task_timeout: clock("task_timeout", file.task_timeout.as_deref(), None)?,
+            stall_timeout: clock(
+                "stall_timeout",
+                file.stall_timeout.as_deref(),
+                Some(DEFAULT_STALL_TIMEOUT),
+            )?,
+            needs_input_timeout: clock(
+                "needs_input_timeout",
+                file.needs_input_timeout.as_deref(),
+                None,
+            )?,
         };
         cfg.validate()?;
         Ok(cfg)

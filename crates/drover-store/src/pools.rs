@@ -37,6 +37,9 @@ pub struct PoolRecord {
     pub allowed_models: Option<Vec<String>>,
     /// `finish` or `hard`: what the failure streak does to running tasks.
     pub failure_policy: String,
+    /// Clocks its tasks inherit (seconds; `None`: no limit).
+    pub timeout_secs: Option<i64>,
+    pub stall_timeout_secs: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,6 +62,8 @@ pub struct NewPool {
     pub max_usd: Option<f64>,
     pub allowed_models: Option<Vec<String>>,
     pub failure_policy: String,
+    pub timeout_secs: Option<i64>,
+    pub stall_timeout_secs: Option<i64>,
 }
 
 /// Counters of a pool, computed from its tasks.
@@ -115,6 +120,8 @@ fn row_to_pool(r: &SqliteRow) -> Result<PoolRecord> {
             .try_get::<Option<String>, _>("allowed_models")?
             .and_then(|s| serde_json::from_str(&s).ok()),
         failure_policy: r.try_get("failure_policy")?,
+        timeout_secs: r.try_get("timeout_secs")?,
+        stall_timeout_secs: r.try_get("stall_timeout_secs")?,
     })
 }
 
@@ -125,8 +132,9 @@ impl SqliteStore {
         let ts = now();
         let res = sqlx::query(
             "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
-             permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, streak_since, allowed_models, failure_policy) \
-             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, streak_since, allowed_models, failure_policy, \
+             timeout_secs, stall_timeout_secs) \
+             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&p.name)
         .bind(p.slots)
@@ -148,6 +156,8 @@ impl SqliteStore {
         .bind(&ts)
         .bind(p.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
         .bind(&p.failure_policy)
+        .bind(p.timeout_secs)
+        .bind(p.stall_timeout_secs)
         .execute(&self.writer)
         .await;
         match res {

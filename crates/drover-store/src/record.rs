@@ -60,9 +60,26 @@ pub struct TaskRecord {
     pub metered_by: String,
     pub agent_cost_usd: Option<f64>,
     pub agent_usage: Option<Usage>,
+    /// Clocks (seconds; `None`: no limit), fixed at creation (DESIGN §11).
+    pub timeout_secs: Option<i64>,
+    pub stall_timeout_secs: Option<i64>,
+    /// The last agent output or event: the stall clock's base.
+    pub activity_at: Option<String>,
+    /// Since when `pending_input` waits for an answer.
+    pub pending_since: Option<String>,
+    /// When a stop was asked for; the last escalation step taken (see `StopStep`) and when.
+    pub stop_requested_at: Option<String>,
+    pub stop_step: i64,
+    pub stop_step_at: Option<String>,
 }
 
 impl TaskRecord {
+    /// When the wall clock runs out: `timeout_secs` after the task first started running.
+    pub fn timeout_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let started = parse_ts(self.started_at.as_deref()?)?;
+        Some(started + chrono::Duration::seconds(self.timeout_secs?))
+    }
+
     /// The public view (DESIGN §3). `queue_position` is filled by the caller, who knows the queue.
     pub fn to_task(&self, queue_position: Option<u64>) -> Task {
         Task {
@@ -102,6 +119,14 @@ impl TaskRecord {
             metered_by: self.metered_by.clone(),
             agent_cost_usd: self.agent_cost_usd,
             agent_usage: self.agent_usage,
+            timeout_secs: self.timeout_secs.map(|v| v.max(0) as u64),
+            stall_timeout_secs: self.stall_timeout_secs.map(|v| v.max(0) as u64),
+            timeout_at: self
+                .timeout_at()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            stop_requested_at: self.stop_requested_at.clone(),
+            stop_step: drover_types::clock::StopStep::from_index(self.stop_step)
+                .map(|s| s.as_str().to_string()),
         }
     }
 }
@@ -128,6 +153,15 @@ pub struct NewTask {
     pub created_by: Option<String>,
     pub verify_rounds: i64,
     pub judge_model: Option<String>,
+    pub timeout_secs: Option<i64>,
+    pub stall_timeout_secs: Option<i64>,
+}
+
+/// A stored RFC 3339 time.
+pub fn parse_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// A SQL value, for [`TaskPatch`].
@@ -206,9 +240,12 @@ impl TaskPatch {
             .push(("cache_write_tokens", Val::Int(u.cache_write_tokens as i64)));
         self
     }
+    /// Also starts (or clears) the request's needs_input clock.
     pub fn pending_input(mut self, v: Option<&serde_json::Value>) -> Self {
         self.sets
             .push(("pending_input", v.map(|v| v.to_string()).into()));
+        self.sets
+            .push(("pending_since", v.map(|_| crate::now()).into()));
         self
     }
     pub fn stop_requested(mut self, v: bool) -> Self {
@@ -259,6 +296,13 @@ impl TaskPatch {
     setter!(stop_reason, "stop_reason", Option<String>);
     setter!(metered_by, "metered_by", Option<String>);
     setter!(agent_cost_usd, "agent_cost_usd", Option<f64>);
+    setter!(activity_at, "activity_at", Option<String>);
+    setter!(stop_requested_at, "stop_requested_at", Option<String>);
+    setter!(stop_step_at, "stop_step_at", Option<String>);
+    pub fn stop_step(mut self, v: i64) -> Self {
+        self.sets.push(("stop_step", Val::Int(v)));
+        self
+    }
     pub fn agent_usage(mut self, u: Usage) -> Self {
         self.sets.push((
             "agent_usage",

@@ -106,8 +106,9 @@ pub(crate) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
     sqlx::query(
         "INSERT INTO tasks (id, queue_seq, name, state, agent, model, repo, repo_dir, base_ref, \
          base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
-         session_id, pool, team, created_by, verify_rounds, judge_model) \
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         session_id, pool, team, created_by, verify_rounds, judge_model, timeout_secs, \
+         stall_timeout_secs) \
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&t.id)
     .bind(seq)
@@ -132,6 +133,8 @@ pub(crate) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
     .bind(&t.created_by)
     .bind(t.verify_rounds)
     .bind(&t.judge_model)
+    .bind(t.timeout_secs)
+    .bind(t.stall_timeout_secs)
     .execute(&mut **tx)
     .await?;
     let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));
@@ -256,6 +259,10 @@ impl Store for SqliteStore {
             } else {
                 qb.push(format!(", {col} = {col} + 1"));
             }
+        }
+        if !events.is_empty() {
+            // Any new event is activity (the stall clock's base).
+            qb.push(", activity_at = ").push_bind(now());
         }
         qb.push(" WHERE id = ").push_bind(id);
         let res = qb.build().execute(&mut *tx).await?;
@@ -434,5 +441,12 @@ pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         agent_usage: r
             .try_get::<Option<String>, _>("agent_usage")?
             .and_then(|s| serde_json::from_str(&s).ok()),
+        timeout_secs: r.try_get("timeout_secs")?,
+        stall_timeout_secs: r.try_get("stall_timeout_secs")?,
+        activity_at: r.try_get("activity_at")?,
+        pending_since: r.try_get("pending_since")?,
+        stop_requested_at: r.try_get("stop_requested_at")?,
+        stop_step: r.try_get("stop_step")?,
+        stop_step_at: r.try_get("stop_step_at")?,
     })
 }

@@ -29,6 +29,12 @@ pub struct RunRequest {
     pub team: Option<String>,
     /// Permission policy for this task: `ask` (needs_input), `allow` or `deny`.
     pub permissions: Option<String>,
+    /// Wall-clock limit in seconds (`--timeout`; default: config `task_timeout`, else none).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// Stall limit in seconds (`--stall-timeout`; default: config `stall_timeout`, 30 min).
+    #[serde(default)]
+    pub stall_timeout_secs: Option<u64>,
 }
 
 /// `POST /v1/tasks/{id}/send`
@@ -99,6 +105,11 @@ pub struct PoolRequest {
     pub allowed_models: Vec<String>,
     /// What the failure streak does to running tasks: `finish` (default) or `hard` (stop them).
     pub on_failures: Option<String>,
+    /// The pool's tasks' clocks (`--timeout`, `--stall-timeout`), as on [`RunRequest`].
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub stall_timeout_secs: Option<u64>,
 }
 
 /// `POST /v1/pools/{name}/stop`

@@ -4,8 +4,10 @@
 //! - [`task`]: a task, its states and its outcome (DESIGN §3; field names are the public contract).
 //! - [`event`]: the normalized, append-only per-task events.
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
+//! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.
 
 pub mod api;
+pub mod clock;
 pub mod event;
 pub mod task;
 

@@ -243,4 +243,20 @@ pub struct Task {
     /// The agent's own figures, kept beside the gateway's as a cross-check.
     pub agent_cost_usd: Option<f64>,
     pub agent_usage: Option<Usage>,
+    /// Wall clock (`--timeout`): the task is stopped this long after it started running.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// Stall clock (`--stall-timeout`): stopped after this long without agent output or event
+    /// while `running` (time in `needs_input` waits for a person and does not count).
+    #[serde(default)]
+    pub stall_timeout_secs: Option<u64>,
+    /// When the wall clock runs out (set once the task started).
+    #[serde(default)]
+    pub timeout_at: Option<String>,
+    /// When a stop was asked for (by a user, a budget or a clock).
+    #[serde(default)]
+    pub stop_requested_at: Option<String>,
+    /// How far a stop's escalation got: `polite`, `INT`, `TERM`, `KILL`.
+    #[serde(default)]
+    pub stop_step: Option<String>,
 }

@@ -7,6 +7,12 @@
 //! stop` then `claude --bg --resume <session> MESSAGE`, which keeps the short id. On stdin EOF
 //! after the last turn, or on SIGINT/SIGTERM/SIGHUP, it stops and removes the Claude session so
 //! nothing of it is left running. Reference: agent-cli-interfaces.md §2.
+//!
+//! A turn ends on facts, never on a model's opinion: Claude's session is idle (`tempo: idle`
+//! in state.json, written by its own process) and the transcript holds the turn's final
+//! assistant message (one that asks for no tool). Claude's classifier fields (`state`, `needs`,
+//! `detail`; a model call) only add detail: `failed`/`stopped` and what input is needed. A
+//! classifier that answers `done` while the session is not active ends the turn too.
 
 use crate::error::{CliError, Result};
 use clap::Args;
@@ -20,7 +26,8 @@ use tokio::signal::unix::{signal, SignalKind};
 mod cli;
 use cli::{
     agent_pid, alive, assistant_text, cost_state, emit, emit_error, emit_raw, excerpt, file_len,
-    find_by_name, parse_short, read_new_lines, result_line, run, settings, stopped, str_of,
+    find_by_name, is_final, parse_short, read_new_lines, result_line, run, settings, stopped,
+    str_of,
 };
 
 #[derive(Args, Debug)]
@@ -60,6 +67,8 @@ struct Follower {
     seen_active: bool,
     /// The transcript recorded the current turn's accounting (`cost-state`).
     turn_end: bool,
+    /// The current turn's last assistant message asks for no tool: the model has answered.
+    final_seen: bool,
     queue: VecDeque<String>,
     needs: Option<String>,
     needs_n: u64,
@@ -201,6 +210,7 @@ impl Follower {
                 self.turn_open = true;
                 self.seen_active = false;
                 self.turn_end = false;
+                self.final_seen = false;
             }
             Err(e) => self.fail_turn(&format!("claude --bg failed: {e}")),
         }
@@ -229,6 +239,7 @@ impl Follower {
                 self.turn_open = true;
                 self.seen_active = false;
                 self.turn_end = false;
+                self.final_seen = false;
             }
             Ok(copy) => {
                 let _ = run(self.claude(), &["stop".into(), copy.clone()]).await;
@@ -281,11 +292,19 @@ impl Follower {
         }
         let st = str_of(&state, "state").unwrap_or_default();
         let tempo = str_of(&state, "tempo").unwrap_or_default();
-        let terminal = TERMINAL.contains(&st.as_str()) && tempo != "active";
+        let classified = TERMINAL.contains(&st.as_str()) && tempo != "active";
+        // The facts: Claude's process is idle and the transcript holds the final answer.
+        let answered = tempo == "idle" && self.final_seen;
+        let terminal = classified || answered;
         if !terminal && (tempo == "active" || st == "working") {
             self.seen_active = true;
         }
-        let needs = str_of(&state, "needs").filter(|n| n != "send a prompt to start");
+        // `tempo: blocked` is the fact; the classifier's `needs` only says what for.
+        let needs = match str_of(&state, "needs") {
+            Some(n) if n == "send a prompt to start" => None,
+            Some(n) => Some(n),
+            None => Some("input (the session is blocked; Claude gave no detail)".to_string()),
+        };
         match (self.turn_open && !terminal && tempo == "blocked", needs) {
             (true, Some(needs)) if self.needs.is_none() => {
                 self.needs_n += 1;
@@ -306,6 +325,8 @@ impl Follower {
         }
         if terminal && self.turn_open && self.seen_active {
             self.settle_turn().await;
+            // The classifier's word only adds detail; a turn that ended on the facts is done.
+            let st = if classified { st } else { "done".to_string() };
             self.last_state = st.clone();
             let detail = str_of(&state, "detail");
             let text = self.last_text.clone().or_else(|| {
@@ -369,12 +390,17 @@ impl Follower {
                 Some("assistant") => {
                     assistant = true;
                     self.seen_active = true;
+                    self.final_seen = self.turn_open && is_final(&v);
                     if let Some(text) = assistant_text(&v) {
                         self.last_text = Some(text);
                     }
                     emit_raw(&line);
                 }
-                Some("user") => emit_raw(&line),
+                Some("user") => {
+                    // A tool result (or a new message) means the model has more to say.
+                    self.final_seen = false;
+                    emit_raw(&line);
+                }
                 Some("cost-state") => {
                     self.turn_end = self.seen_active;
                     let (cost, totals) = cost_state(&v);

@@ -20,6 +20,8 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
             if a.slots == 0 {
                 return Err(CliError::input("--slots must be at least 1"));
             }
+            let (timeout_secs, stall_timeout_secs) =
+                super::tasks::clocks(&a.timeout, &a.stall_timeout)?;
             let repo = resolve_repo(a.repo)?;
             let client = Client::connect().await?;
             let req = PoolRequest {
@@ -41,6 +43,8 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 permissions: a.permissions,
                 allowed_models: a.allowed_models,
                 on_failures: Some(a.on_failures),
+                timeout_secs,
+                stall_timeout_secs,
             };
             let v: Value = client.post("/v1/pools", &req).await?;
             println!("{}", v["name"].as_str().unwrap_or_default());

@@ -28,6 +28,28 @@ pub fn resolve_repo(repo: Option<String>) -> Result<String> {
     Ok(abs.display().to_string())
 }
 
+/// `--timeout` and `--stall-timeout` in seconds; a bad one is an input error (exit 2).
+pub fn clocks(
+    timeout: &Option<String>,
+    stall: &Option<String>,
+) -> Result<(Option<u64>, Option<u64>)> {
+    let parse = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| {
+                drover_types::clock::parse_secs(s).map_err(|e| {
+                    CliError::input(format!("{flag} {e}")).hint(
+                        "give a positive duration in whole seconds, such as 30s, 10m or 1h30m",
+                    )
+                })
+            })
+            .transpose()
+    };
+    Ok((
+        parse("--timeout", timeout)?,
+        parse("--stall-timeout", stall)?,
+    ))
+}
+
 pub async fn run(args: RunArgs) -> Result<i32> {
     let repo = resolve_repo(args.repo)?;
     let api_key = match &args.api_key_env {
@@ -39,6 +61,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         )?)),
         None => None,
     };
+    let (timeout_secs, stall_timeout_secs) = clocks(&args.timeout, &args.stall_timeout)?;
     let client = Client::connect().await?;
     let req = RunRequest {
         repo,
@@ -57,6 +80,8 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         permissions: args.permissions,
         api_key,
         team: args.team,
+        timeout_secs,
+        stall_timeout_secs,
     };
     let task: Task = client.post("/v1/tasks", &req).await?;
     if !args.wait {

@@ -65,6 +65,8 @@ pub async fn create(
     if req.max_failures == Some(0) {
         return Err(ApiErr::invalid("--max-failures must be at least 1"));
     }
+    let (timeout_secs, stall_timeout_secs) =
+        super::tasks::clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     engine
         .sandboxes
@@ -94,6 +96,8 @@ pub async fn create(
         max_usd: req.max_usd,
         allowed_models: (!req.allowed_models.is_empty()).then(|| req.allowed_models.clone()),
         failure_policy,
+        timeout_secs,
+        stall_timeout_secs,
     };
     let pool = match engine.store.create_pool(pool).await {
         Ok(p) => p,

@@ -56,6 +56,8 @@ pub async fn create(
     if req.max_usd.is_some_and(|v| v.is_nan() || v <= 0.0) {
         return Err(ApiErr::invalid("--max-usd must be a positive number"));
     }
+    let (timeout_secs, stall_timeout_secs) =
+        clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine
         .sandboxes
@@ -91,6 +93,8 @@ pub async fn create(
             pool: None,
             team: req.team.clone(),
             created_by: req.created_by.clone(),
+            timeout_secs,
+            stall_timeout_secs,
         };
         // The key is in place before the task exists, so the scheduler never grants without it.
         let id = task.id.clone();
@@ -118,6 +122,22 @@ pub async fn create(
     Err(last
         .map(ApiErr::from)
         .unwrap_or_else(|| ApiErr::invalid("could not create the task")))
+}
+
+/// A request's clocks with the config's defaults; a bad one is a 400 naming the flag.
+pub(crate) fn clocks(
+    engine: &Engine,
+    timeout: Option<u64>,
+    stall: Option<u64>,
+) -> ApiResult<(Option<i64>, Option<i64>)> {
+    crate::engine::clocks::resolve(&engine.config, timeout, stall).map_err(|e| {
+        ApiErr::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid",
+            e,
+            Some("give a positive duration in whole seconds, such as 30s, 10m or 1h30m"),
+        )
+    })
 }
 
 #[derive(Deserialize)]

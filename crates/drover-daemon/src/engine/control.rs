@@ -4,7 +4,7 @@
 
 use super::Engine;
 use drover_agents::Adapter;
-use drover_shim::{proc, ShimClient};
+use drover_shim::ShimClient;
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
 use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, SendRequest, TaskState};
 use serde_json::json;
@@ -67,7 +67,7 @@ pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -
     acted
 }
 
-async fn answer(
+pub(crate) async fn answer(
     engine: &Engine,
     task: &TaskRecord,
     adapter: &dyn Adapter,
@@ -196,8 +196,9 @@ pub async fn send(
     Ok(task)
 }
 
-/// `drover stop`: polite first (interrupt, close stdin), then INT, TERM, KILL to the group.
-/// Returns once the task is terminal (or after the last signal).
+/// `drover stop`: polite first (interrupt, close stdin), then INT, TERM, KILL to the group
+/// (the supervisor takes the steps, see `clocks::escalate`). Returns once the task is terminal
+/// (or when the last signal's grace ran out).
 pub async fn stop(engine: &Arc<Engine>, id: &str) -> Result<TaskRecord, ControlError> {
     stop_because(engine, id, "user").await
 }
@@ -220,6 +221,7 @@ pub async fn stop_because(
             .outcome(Some(&outcome))
             .stop_requested(true)
             .stop_reason(Some(why.to_string()))
+            .stop_requested_at(Some(now()))
             .finished_at(Some(now()));
         // A task requeued after an interruption still has its sandbox: keep that work.
         let (patch, events) = if task.sandbox.is_some() {
@@ -237,41 +239,14 @@ pub async fn stop_because(
             Err(e) => return Err(e.into()),
         }
     }
-    let patch = TaskPatch::new()
-        .stop_requested(true)
-        .stop_reason(Some(why.to_string()));
-    engine.update(&id, None, patch, vec![]).await?;
-    engine.poke(&id).notify_one();
-    let adapter =
-        drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;
-    let client = shim(engine, &id);
-    if let Some(line) = adapter.interrupt() {
-        let _ = client.write_line(line).await;
+    let task = super::clocks::request_stop(engine, &id, why).await?;
+    if task.state.is_active() && !engine.is_stopping() {
+        // The steps are the supervisor's; an active task always has one (no-op if running).
+        engine.supervise(&id);
     }
-    {
-        let lock = engine.stdin_lock(&id);
-        let mut st = lock.lock().await;
-        if client.close_stdin().await.is_ok() {
-            st.closed = true;
-        }
-    }
-    let grace = engine.config.stop_grace;
-    for signal in ["INT", "TERM", "KILL"] {
-        if let Some(t) = wait_terminal(engine, &id, grace).await? {
-            return Ok(t);
-        }
-        if client.signal(signal).await.is_err() {
-            // No shim to ask: signal the group ourselves if it is still the same agent.
-            let t = engine.store.get_task(&id).await?;
-            // Only members of the agent's group in its shim's session: never a reused id.
-            if let (Some(pgid), Some(sid), Some(sig)) =
-                (t.pgid, t.shim_pid, proc::parse_signal(signal))
-            {
-                proc::signal_members(pgid, sid, sig);
-            }
-        }
-    }
-    Ok(wait_terminal(engine, &id, grace)
+    // Polite, INT, TERM, KILL, each a grace apart, then the supervisor's finish.
+    let limit = engine.config.stop_grace * 5 + Duration::from_secs(30);
+    Ok(wait_terminal(engine, &id, limit)
         .await?
         .unwrap_or(engine.store.get_task(&id).await?))
 }

@@ -30,9 +30,23 @@ pub(crate) async fn finish(
         } else {
             structured(adapter, &exit, last_result.as_ref(), &task)
         };
+    // A clock that stopped the task: which one ran out.
+    if let Some(timeout) = super::clocks::outcome(&task) {
+        outcome = timeout;
+    }
     if outcome.error_kind.is_none() {
         if let Some(failed) = gate_failure(engine, &task, adapter).await? {
-            outcome = Outcome::fail(ErrorKind::GateFailed, failed);
+            outcome = if super::clocks::wall_expired(&task) {
+                // The gates were cut at the wall clock's deadline.
+                let timeout = super::clocks::outcome(&TaskRecord {
+                    stop_requested: true,
+                    stop_reason: Some(super::clocks::WALL.into()),
+                    ..task.clone()
+                });
+                timeout.unwrap_or(Outcome::fail(ErrorKind::GateFailed, failed))
+            } else {
+                Outcome::fail(ErrorKind::GateFailed, failed)
+            };
         }
     }
     let result = match (adapter.multi_turn(), &task.result) {

@@ -52,7 +52,7 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
             Path::new(&dir),
             &log,
             &env,
-            engine.config.gate_timeout,
+            super::clocks::gate_budget(engine, task),
             stopped(engine, &task.id),
         )
         .await;

@@ -82,6 +82,7 @@ async fn step_inner(
     }
     let patch = acc
         .patch(&task)
+        .activity_at(Some(drover_store::now()))
         .stdout_offset(Some(out_end))
         .stderr_offset(Some(err_end));
     let (task, _) = engine.update(id, None, patch, acc.events).await?;

@@ -12,6 +12,7 @@
 //! per-task async mutex (`stdin_lock`) orders everything written to an agent's stdin with the
 //! decision to close it, so a `send` never races the end of the last turn.
 
+pub mod clocks;
 pub mod control;
 pub mod finish;
 pub mod gates;

@@ -86,6 +86,8 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             created_by: Some(format!("pool:{}", pool.name)),
             verify_rounds: pool.verify_rounds,
             judge_model: pool.judge_model.clone(),
+            timeout_secs: pool.timeout_secs,
+            stall_timeout_secs: pool.stall_timeout_secs,
         };
         match engine.store.launch_pool_task(&pool.name, task).await? {
             Some(_) => {

@@ -147,7 +147,9 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
             while ingest::drain(engine, id, adapter).await? {}
             return Ok(Ended::Exited(exit));
         }
-        let acted = control::settle(engine, &task, adapter).await;
+        let settled = control::settle(engine, &task, adapter).await;
+        // Clocks and a requested stop's next step, re-derived from the row every time.
+        let acted = super::clocks::tick(engine, &task, adapter).await || settled;
         if let (Some(pid), Some(start)) = (task.shim_pid, task.shim_start) {
             if !proc::same_process(pid, start) && files.read_exit().is_none() {
                 // Nobody owns the agent's stdin any more: end it rather than orphan it — only

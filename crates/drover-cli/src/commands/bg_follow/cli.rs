@@ -156,6 +156,29 @@ pub fn assistant_text(v: &Value) -> Option<String> {
     (!texts.is_empty()).then(|| texts.join("\n"))
 }
 
+/// An assistant transcript entry that ends the model's turn: it has text and asks for no tool
+/// (nor, where the transcript records it, stopped to use one).
+pub fn is_final(v: &Value) -> bool {
+    let msg = v.get("message");
+    if msg
+        .and_then(|m| m.get("stop_reason"))
+        .and_then(Value::as_str)
+        == Some("tool_use")
+    {
+        return false;
+    }
+    let blocks = msg
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .map(|c| c.as_slice())
+        .unwrap_or_default();
+    let kind = |b: &Value| b.get("type").and_then(Value::as_str).map(str::to_string);
+    blocks.iter().any(|b| kind(b).as_deref() == Some("text"))
+        && !blocks
+            .iter()
+            .any(|b| kind(b).as_deref() == Some("tool_use"))
+}
+
 /// A transcript `cost-state` line: the session's cost so far and its tokens (input, output,
 /// cache read, cache write), summed over models.
 pub fn cost_state(v: &Value) -> (Option<f64>, [u64; 4]) {
@@ -198,4 +221,25 @@ pub fn result_line(
                   "cache_read_input_tokens": n(2), "cache_creation_input_tokens": n(3)},
         "drover_bg": {"short": short, "state": state},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_an_answer_without_a_tool_call_ends_a_turn() {
+        let entry = |content: Value, stop: Value| json!({"type": "assistant", "message": {"content": content, "stop_reason": stop}});
+        let text = json!([{"type": "text", "text": "done"}]);
+        assert!(is_final(&entry(text.clone(), Value::Null)));
+        assert!(is_final(&entry(text.clone(), json!("end_turn"))));
+        assert!(!is_final(&entry(text, json!("tool_use"))));
+        let tool =
+            json!([{"type": "text", "text": "let me"}, {"type": "tool_use", "name": "Write"}]);
+        assert!(!is_final(&entry(tool, Value::Null)));
+        let thinking = json!([{"type": "thinking", "thinking": "hmm"}]);
+        assert!(!is_final(&entry(thinking, Value::Null)));
+        assert!(!is_final(&json!({"type": "assistant"})));
+    }
 }

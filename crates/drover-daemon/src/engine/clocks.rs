@@ -1,0 +1,346 @@
+//! Task clocks and the stop escalation (DESIGN §11), level-triggered from the task row: the
+//! supervisor calls [`tick`] on every step, so a restarted daemon keeps every deadline and
+//! carries a stop's INT/TERM/KILL on from the last step the previous one recorded.
+//!
+//! - Wall clock (`timeout_secs`): from `started_at` (the first start; a resumed attempt keeps
+//!   it), in every active state — time in `verifying` counts, and gates are cut at the deadline.
+//! - Stall clock (`stall_timeout_secs`): from `activity_at` (the last agent output or event),
+//!   only while `running`: `needs_input` waits for a person and `verifying` for gates, which
+//!   have their own `gate_timeout_secs`.
+//! - `needs_input_timeout` (config): a request pending longer is denied, and the task goes on.
+//!
+//! An expired clock asks for a stop (`stop_reason` `timeout` / `stall_timeout`), then the
+//! escalation runs: polite (the agent's interrupt, stdin closed), then INT, TERM, KILL to the
+//! agent's group, `stop_grace_secs` apart. Each step is done, then recorded (`stop_step`,
+//! `stop_step_at`, an `input` event): a crash in between repeats a step, never skips one.
+
+use super::Engine;
+use drover_agents::Adapter;
+use drover_shim::{proc, ShimClient};
+use drover_store::record::parse_ts;
+use drover_store::{now, StoreError, TaskPatch, TaskRecord};
+use drover_types::clock::{check_secs, format_secs, StopStep};
+use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState};
+use serde_json::json;
+
+/// `stop_reason` of an expired wall clock.
+pub const WALL: &str = "timeout";
+/// `stop_reason` of an expired stall clock.
+pub const STALL: &str = "stall_timeout";
+
+/// A request's clocks, defaulted from the config and bounded; an error names the flag.
+pub fn resolve(
+    config: &crate::Config,
+    timeout: Option<u64>,
+    stall: Option<u64>,
+) -> Result<(Option<i64>, Option<i64>), String> {
+    let check = |flag: &str, v: Option<u64>| -> Result<Option<i64>, String> {
+        v.map(|s| {
+            check_secs(s)
+                .map(|s| s as i64)
+                .map_err(|e| format!("{flag}: {e}"))
+        })
+        .transpose()
+    };
+    Ok((
+        check("--timeout", timeout.or(config.task_timeout))?,
+        check("--stall-timeout", stall.or(config.stall_timeout))?,
+    ))
+}
+
+/// Which clock ran out, if one did (and no stop is under way).
+pub fn expired(task: &TaskRecord, at: chrono::DateTime<chrono::Utc>) -> Option<&'static str> {
+    if task.stop_requested || !task.state.is_active() {
+        return None;
+    }
+    if task.timeout_at().is_some_and(|d| d <= at) {
+        return Some(WALL);
+    }
+    if task.state == TaskState::Running {
+        let base = task
+            .activity_at
+            .as_deref()
+            .or(task.started_at.as_deref())
+            .and_then(parse_ts);
+        if let (Some(base), Some(secs)) = (base, task.stall_timeout_secs) {
+            if base + chrono::Duration::seconds(secs) <= at {
+                return Some(STALL);
+            }
+        }
+    }
+    None
+}
+
+/// The outcome of a task a clock stopped; `None` if no clock did.
+pub fn outcome(task: &TaskRecord) -> Option<Outcome> {
+    if !task.stop_requested {
+        return None;
+    }
+    let secs = |v: Option<i64>| format_secs(v.unwrap_or(0).max(0) as u64);
+    match task.stop_reason.as_deref() {
+        Some(WALL) => Some(Outcome::fail(
+            ErrorKind::Timeout,
+            format!("wall-clock timeout {}", secs(task.timeout_secs)),
+        )),
+        Some(STALL) => Some(Outcome::fail(
+            ErrorKind::Timeout,
+            format!(
+                "no output for {} (stall timeout)",
+                secs(task.stall_timeout_secs)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Whether the wall clock has run out (e.g. while gates ran after the agent exited).
+pub fn wall_expired(task: &TaskRecord) -> bool {
+    task.timeout_at().is_some_and(|d| d <= chrono::Utc::now())
+}
+
+/// How long a gate may run: the gate timeout, cut to what is left of the wall clock.
+pub fn gate_budget(engine: &Engine, task: &TaskRecord) -> std::time::Duration {
+    let gate = engine.config.gate_timeout;
+    match task.timeout_at() {
+        Some(d) => (d - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .min(gate),
+        None => gate,
+    }
+}
+
+/// One supervisor step's worth of clock work. Returns whether it changed the task row.
+pub async fn tick(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -> bool {
+    let at = chrono::Utc::now();
+    if let Some(which) = expired(task, at) {
+        if let Err(e) = request_stop(engine, &task.id, which).await {
+            tracing::warn!(task = task.id.as_str(), "clock stop: {e}");
+        }
+        return true;
+    }
+    if let (Some(req), Some(limit), Some(since)) = (
+        &task.pending_input,
+        engine.config.needs_input_timeout,
+        task.pending_since.as_deref().and_then(parse_ts),
+    ) {
+        let due = since + chrono::Duration::seconds(limit as i64) <= at;
+        if due && task.permissions == "ask" && !task.stop_requested {
+            let message = format!(
+                "no answer within {} (needs_input_timeout): denied",
+                format_secs(limit)
+            );
+            let by = "needs_input_timeout";
+            if let Err(e) =
+                super::control::answer(engine, task, adapter, req, false, Some(&message), by).await
+            {
+                tracing::warn!(task = task.id.as_str(), "needs_input timeout: {e}");
+            }
+            return true;
+        }
+    }
+    match escalate(engine, task, adapter).await {
+        Ok(acted) => acted,
+        Err(e) => {
+            tracing::warn!(task = task.id.as_str(), "stop escalation: {e}");
+            false
+        }
+    }
+}
+
+/// Records that the task is to stop and why; the supervisor's [`escalate`] does the rest. A
+/// stop already under way keeps its first reason and time.
+pub async fn request_stop(engine: &Engine, id: &str, why: &str) -> Result<TaskRecord, StoreError> {
+    let task = engine.store.get_task(id).await?;
+    if task.stop_requested {
+        engine.poke(id).notify_one();
+        return Ok(task);
+    }
+    let mut events = vec![];
+    let patch = TaskPatch::new()
+        .stop_requested(true)
+        .stop_reason(Some(why.to_string()))
+        .stop_requested_at(Some(now()));
+    let stopping = TaskRecord {
+        stop_requested: true,
+        stop_reason: Some(why.to_string()),
+        ..task
+    };
+    if let Some(o) = outcome(&stopping) {
+        events.push(NewEvent::new(
+            EventKind::Error,
+            json!({ "message": o.reason, "error_kind": ErrorKind::Timeout.as_str() }),
+        ));
+    }
+    let (t, _) = engine.update(id, None, patch, events).await?;
+    engine.poke(id).notify_one();
+    Ok(t)
+}
+
+/// Takes the next step of a requested stop when it is due. Returns whether it took one.
+pub async fn escalate(
+    engine: &Engine,
+    task: &TaskRecord,
+    adapter: &dyn Adapter,
+) -> Result<bool, StoreError> {
+    if !task.stop_requested || !task.state.is_active() || task.shim_pid.is_none() {
+        return Ok(false);
+    }
+    let last = StopStep::from_index(task.stop_step);
+    if last.is_some() {
+        let since = task.stop_step_at.as_deref().and_then(parse_ts);
+        let grace = chrono::Duration::from_std(engine.config.stop_grace).unwrap_or_default();
+        if since.is_some_and(|s| chrono::Utc::now() < s + grace) {
+            return Ok(false);
+        }
+    }
+    let step = StopStep::next(last);
+    let client = ShimClient::new(engine.home.task(&task.id));
+    match step {
+        StopStep::Polite => {
+            if let Some(line) = adapter.interrupt() {
+                let _ = client.write_line(line).await;
+            }
+            let lock = engine.stdin_lock(&task.id);
+            let mut st = lock.lock().await;
+            if client.close_stdin().await.is_ok() {
+                st.closed = true;
+            }
+        }
+        StopStep::Int | StopStep::Term | StopStep::Kill => {
+            let signal = step.as_str();
+            if client.signal(signal).await.is_err() {
+                // No shim to ask: signal the group ourselves — only members of the agent's
+                // group in its shim's session, never a reused id.
+                if let (Some(pgid), Some(sid), Some(sig)) =
+                    (task.pgid, task.shim_pid, proc::parse_signal(signal))
+                {
+                    proc::signal_members(pgid, sid, sig);
+                }
+            }
+        }
+    }
+    let repeat = last == Some(StopStep::Kill);
+    let events = if repeat {
+        vec![]
+    } else {
+        vec![NewEvent::new(
+            EventKind::Input,
+            json!({ "stop": step.as_str(), "by": task.stop_reason.as_deref().unwrap_or("user") }),
+        )]
+    };
+    let patch = TaskPatch::new()
+        .stop_step(step.index())
+        .stop_step_at(Some(now()));
+    engine.update(&task.id, None, patch, events).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn task(state: TaskState) -> TaskRecord {
+        let t0 = "2026-01-01T00:00:00.000Z".to_string();
+        TaskRecord {
+            id: "t".into(),
+            queue_seq: 1,
+            name: None,
+            state,
+            agent: "command".into(),
+            model: None,
+            repo: String::new(),
+            repo_dir: None,
+            base_ref: "HEAD".into(),
+            base_commit: None,
+            branch: String::new(),
+            prompt: String::new(),
+            cmd: None,
+            verify: vec![],
+            permissions: "ask".into(),
+            created_at: t0.clone(),
+            started_at: Some(t0.clone()),
+            finished_at: None,
+            result: None,
+            outcome: None,
+            usage: Default::default(),
+            cost_usd: None,
+            budget: Default::default(),
+            session_id: None,
+            commit: None,
+            pool: None,
+            team: None,
+            created_by: None,
+            sandbox: None,
+            sandbox_kind: None,
+            pending_input: None,
+            shim_pid: None,
+            shim_start: None,
+            pid: None,
+            pgid: None,
+            agent_start: None,
+            stdout_offset: 0,
+            stderr_offset: 0,
+            turns_sent: 0,
+            turns_done: 0,
+            attempt: 0,
+            stop_requested: false,
+            next_seq: 0,
+            verify_rounds: 0,
+            gate_rounds: 0,
+            gate_status: None,
+            judge_model: None,
+            stop_reason: None,
+            metered_by: "agent".into(),
+            agent_cost_usd: None,
+            agent_usage: None,
+            timeout_secs: Some(60),
+            stall_timeout_secs: Some(10),
+            activity_at: Some("2026-01-01T00:00:30.000Z".into()),
+            pending_since: None,
+            stop_requested_at: None,
+            stop_step: 0,
+            stop_step_at: None,
+        }
+    }
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        parse_ts(s).unwrap()
+    }
+
+    #[test]
+    fn each_clock_runs_out_at_its_own_deadline() {
+        let t = task(TaskState::Running);
+        assert_eq!(expired(&t, at("2026-01-01T00:00:39.000Z")), None);
+        assert_eq!(expired(&t, at("2026-01-01T00:00:40.000Z")), Some(STALL));
+        let mut quiet = t.clone();
+        quiet.stall_timeout_secs = None;
+        assert_eq!(expired(&quiet, at("2026-01-01T00:00:59.000Z")), None);
+        assert_eq!(expired(&quiet, at("2026-01-01T00:01:00.000Z")), Some(WALL));
+    }
+
+    #[test]
+    fn a_person_is_not_a_stall_but_the_wall_clock_runs_on() {
+        let t = task(TaskState::NeedsInput);
+        assert_eq!(expired(&t, at("2026-01-01T00:00:50.000Z")), None);
+        assert_eq!(expired(&t, at("2026-01-01T00:01:00.000Z")), Some(WALL));
+        let v = task(TaskState::Verifying);
+        assert_eq!(expired(&v, at("2026-01-01T00:01:00.000Z")), Some(WALL));
+    }
+
+    #[test]
+    fn a_stop_under_way_is_not_asked_for_twice_and_says_which_clock() {
+        let mut t = task(TaskState::Running);
+        t.stop_requested = true;
+        t.stop_reason = Some(STALL.into());
+        assert_eq!(expired(&t, at("2026-01-02T00:00:00.000Z")), None);
+        let o = outcome(&t).unwrap();
+        assert_eq!(o.error_kind, Some(ErrorKind::Timeout));
+        assert_eq!(o.reason, "no output for 10s (stall timeout)");
+        t.stop_reason = Some(WALL.into());
+        assert_eq!(outcome(&t).unwrap().reason, "wall-clock timeout 1m");
+        t.stop_reason = Some("user".into());
+        assert_eq!(outcome(&t), None);
+    }
+}

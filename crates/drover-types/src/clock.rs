@@ -1,0 +1,117 @@
+//! Task clocks (DESIGN §11): `--timeout DUR` (wall clock from the start), `--stall-timeout DUR`
+//! (no agent output and no event for DUR) and the daemon's `needs_input_timeout`. Durations are
+//! whole seconds, written the human way (`3s`, `10m`, `1h30m`).
+
+use std::time::Duration;
+
+/// The longest clock drover accepts (a year): anything longer is a typo, and it keeps every
+/// deadline representable.
+pub const MAX_SECS: u64 = 366 * 24 * 3600;
+
+/// Parses `3s`, `10m`, `1h30m`, `1h 30m` into whole seconds (at least 1, at most a year).
+/// The error is one line that says what to write instead.
+pub fn parse_secs(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let d = humantime::parse_duration(t).map_err(|e| format!("{t:?} is not a duration ({e})"))?;
+    if d.is_zero() {
+        return Err(format!("{t:?} is zero; a clock needs at least 1s"));
+    }
+    if d.subsec_nanos() != 0 {
+        return Err(format!("{t:?} is not whole seconds"));
+    }
+    check_secs(d.as_secs()).map_err(|e| format!("{t:?}: {e}"))
+}
+
+/// The same bounds for a number of seconds given directly (the API's `timeout_secs`).
+pub fn check_secs(secs: u64) -> Result<u64, String> {
+    if secs == 0 {
+        return Err("must be at least 1 second".into());
+    }
+    if secs > MAX_SECS {
+        return Err("must be at most 366 days".into());
+    }
+    Ok(secs)
+}
+
+/// `90` → `1m 30s`.
+pub fn format_secs(secs: u64) -> String {
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// The steps of a stop's escalation, in order; each follows the previous one after
+/// `stop_grace_secs` if the agent is still there. Stored as its number (1–4) on the task row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StopStep {
+    /// The agent's own interrupt (if it has one) and its stdin closed.
+    Polite = 1,
+    Int = 2,
+    Term = 3,
+    Kill = 4,
+}
+
+impl StopStep {
+    pub fn from_index(i: i64) -> Option<StopStep> {
+        match i {
+            1 => Some(StopStep::Polite),
+            2 => Some(StopStep::Int),
+            3 => Some(StopStep::Term),
+            4 => Some(StopStep::Kill),
+            _ => None,
+        }
+    }
+    pub fn index(self) -> i64 {
+        self as i64
+    }
+    /// The step after this one; `Kill` is the last (it is repeated).
+    pub fn next(current: Option<StopStep>) -> StopStep {
+        match current {
+            None => StopStep::Polite,
+            Some(StopStep::Polite) => StopStep::Int,
+            Some(StopStep::Int) => StopStep::Term,
+            Some(StopStep::Term | StopStep::Kill) => StopStep::Kill,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopStep::Polite => "polite",
+            StopStep::Int => "INT",
+            StopStep::Term => "TERM",
+            StopStep::Kill => "KILL",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn human_durations_parse_to_seconds() {
+        assert_eq!(parse_secs("3s").unwrap(), 3);
+        assert_eq!(parse_secs("10m").unwrap(), 600);
+        assert_eq!(parse_secs("1h30m").unwrap(), 5400);
+        assert_eq!(parse_secs(" 1h 30m ").unwrap(), 5400);
+        assert_eq!(format_secs(5400), "1h 30m");
+    }
+
+    #[test]
+    fn zero_garbage_fractions_and_huge_values_are_refused() {
+        for bad in [
+            "0",
+            "0s",
+            "banana",
+            "",
+            "3",
+            "1500ms",
+            "-3s",
+            "400days",
+            "3 parsecs",
+        ] {
+            let e = parse_secs(bad).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert!(check_secs(0).is_err());
+        assert!(check_secs(MAX_SECS + 1).is_err());
+    }
+}
