@@ -157,6 +157,10 @@ pub struct RunArgs {
     pub api_key_env: Option<String>,
     #[arg(long)]
     pub team: Option<String>,
+    /// A path the agent must not change, as a glob relative to the repository (repeatable):
+    /// gates see it as at the base commit, and changing it fails the task (`gate_failed`).
+    #[arg(long = "protect", value_name = "GLOB")]
+    pub protect: Vec<String>,
     pub prompt: String,
 }
 
@@ -235,6 +239,9 @@ pub struct PoolStartArgs {
     /// When the failure streak stops the pool: `finish` lets running tasks finish, `hard` stops them.
     #[arg(long, default_value = "finish")]
     pub on_failures: String,
+    /// A path the pool's agents must not change (repeatable; see `drover run --protect`).
+    #[arg(long = "protect", value_name = "GLOB")]
+    pub protect: Vec<String>,
 }
 
 #[derive(Args, Debug)]

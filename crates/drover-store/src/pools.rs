@@ -37,6 +37,8 @@ pub struct PoolRecord {
     pub allowed_models: Option<Vec<String>>,
     /// `finish` or `hard`: what the failure streak does to running tasks.
     pub failure_policy: String,
+    /// Protected globs every task of the pool gets.
+    pub protect: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,6 +61,7 @@ pub struct NewPool {
     pub max_usd: Option<f64>,
     pub allowed_models: Option<Vec<String>>,
     pub failure_policy: String,
+    pub protect: Vec<String>,
 }
 
 /// Counters of a pool, computed from its tasks.
@@ -115,6 +118,7 @@ fn row_to_pool(r: &SqliteRow) -> Result<PoolRecord> {
             .try_get::<Option<String>, _>("allowed_models")?
             .and_then(|s| serde_json::from_str(&s).ok()),
         failure_policy: r.try_get("failure_policy")?,
+        protect: crate::sqlite::json_list(r, "protect")?,
     })
 }
 
@@ -123,6 +127,7 @@ impl SqliteStore {
         let verify =
             serde_json::to_string(&p.verify).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let ts = now();
+        let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
             "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
              permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, streak_since, allowed_models, failure_policy) \
@@ -148,10 +153,22 @@ impl SqliteStore {
         .bind(&ts)
         .bind(p.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
         .bind(&p.failure_policy)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match res {
-            Ok(_) => self.pool_get(&p.name).await,
+            Ok(_) => {
+                if !p.protect.is_empty() {
+                    let protect = serde_json::to_string(&p.protect)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    sqlx::query("UPDATE pools SET protect = ? WHERE name = ?")
+                        .bind(protect)
+                        .bind(&p.name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                self.pool_get(&p.name).await
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(StoreError::Exists(p.name))
             }

@@ -60,6 +60,8 @@ pub struct TaskRecord {
     pub metered_by: String,
     pub agent_cost_usd: Option<f64>,
     pub agent_usage: Option<Usage>,
+    /// Protected globs (JSON list in the row).
+    pub protect: Vec<String>,
 }
 
 impl TaskRecord {
@@ -102,6 +104,8 @@ impl TaskRecord {
             metered_by: self.metered_by.clone(),
             agent_cost_usd: self.agent_cost_usd,
             agent_usage: self.agent_usage,
+            protect: self.protect.clone(),
+            warnings: vec![],
         }
     }
 }
@@ -128,6 +132,7 @@ pub struct NewTask {
     pub created_by: Option<String>,
     pub verify_rounds: i64,
     pub judge_model: Option<String>,
+    pub protect: Vec<String>,
 }
 
 /// A SQL value, for [`TaskPatch`].

@@ -29,6 +29,9 @@ pub struct RunRequest {
     pub team: Option<String>,
     /// Permission policy for this task: `ask` (needs_input), `allow` or `deny`.
     pub permissions: Option<String>,
+    /// Protected globs (`--protect`), added to the daemon's `protect` list.
+    #[serde(default)]
+    pub protect: Vec<String>,
 }
 
 /// `POST /v1/tasks/{id}/send`
@@ -99,6 +102,9 @@ pub struct PoolRequest {
     pub allowed_models: Vec<String>,
     /// What the failure streak does to running tasks: `finish` (default) or `hard` (stop them).
     pub on_failures: Option<String>,
+    /// Protected globs (`--protect`) for every task of the pool.
+    #[serde(default)]
+    pub protect: Vec<String>,
 }
 
 /// `POST /v1/pools/{name}/stop`

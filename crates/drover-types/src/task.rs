@@ -243,4 +243,12 @@ pub struct Task {
     /// The agent's own figures, kept beside the gateway's as a cross-check.
     pub agent_cost_usd: Option<f64>,
     pub agent_usage: Option<Usage>,
+    /// Protected globs (`--protect`, plus the config's `protect` list): gates see these paths as
+    /// at the base commit, and a task that changed one fails with `gate_failed`.
+    #[serde(default)]
+    pub protect: Vec<String>,
+    /// Warnings about the request, in the response that created the task only (e.g. a
+    /// `--protect` glob that matches no file at the base commit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }

@@ -41,8 +41,12 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 permissions: a.permissions,
                 allowed_models: a.allowed_models,
                 on_failures: Some(a.on_failures),
+                protect: a.protect,
             };
             let v: Value = client.post("/v1/pools", &req).await?;
+            for w in v["warnings"].as_array().into_iter().flatten() {
+                eprintln!("drover: warning: {}", w.as_str().unwrap_or_default());
+            }
             println!("{}", v["name"].as_str().unwrap_or_default());
             Ok(0)
         }

@@ -57,8 +57,12 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         permissions: args.permissions,
         api_key,
         team: args.team,
+        protect: args.protect,
     };
     let task: Task = client.post("/v1/tasks", &req).await?;
+    for w in &task.warnings {
+        eprintln!("drover: warning: {w}");
+    }
     if !args.wait {
         println!("{}", task.id);
         return Ok(0);

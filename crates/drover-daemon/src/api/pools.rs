@@ -65,12 +65,14 @@ pub async fn create(
     if req.max_failures == Some(0) {
         return Err(ApiErr::invalid("--max-failures must be at least 1"));
     }
+    let own_protect = super::protect::compile(&req.protect)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
-    engine
+    let resolved = engine
         .sandboxes
         .resolve(&req.repo, &base_ref)
         .await
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
     let permissions = req
         .permissions
         .clone()
@@ -94,6 +96,7 @@ pub async fn create(
         max_usd: req.max_usd,
         allowed_models: (!req.allowed_models.is_empty()).then(|| req.allowed_models.clone()),
         failure_policy,
+        protect: engine.config.protect_for(&req.protect),
     };
     let pool = match engine.store.create_pool(pool).await {
         Ok(p) => p,
@@ -112,7 +115,11 @@ pub async fn create(
         .pool_event(&pool.name, "state", json!({ "state": "running" }))
         .await?;
     engine.wake.notify_one();
-    Ok(Json(view(&engine, &pool, false).await?))
+    let mut v = view(&engine, &pool, false).await?;
+    if let (Some(obj), false) = (v.as_object_mut(), warnings.is_empty()) {
+        obj.insert("warnings".into(), json!(warnings));
+    }
+    Ok(Json(v))
 }
 
 pub async fn list(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Vec<Value>>> {

@@ -56,12 +56,15 @@ pub async fn create(
     if req.max_usd.is_some_and(|v| v.is_nan() || v <= 0.0) {
         return Err(ApiErr::invalid("--max-usd must be a positive number"));
     }
+    let own_protect = super::protect::compile(&req.protect)?;
+    let protect = engine.config.protect_for(&req.protect);
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine
         .sandboxes
         .resolve(&req.repo, &base_ref)
         .await
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
     let session_id = (agent == "claude").then(|| uuid::Uuid::new_v4().to_string());
     let mut last = None;
     for _ in 0..5 {
@@ -82,6 +85,7 @@ pub async fn create(
             verify: req.verify.clone(),
             verify_rounds: req.verify_rounds.unwrap_or(2) as i64,
             judge_model: req.judge_model.clone(),
+            protect: protect.clone(),
             permissions: permissions.clone(),
             budget: Budget {
                 max_usd: req.max_usd,
@@ -102,7 +106,9 @@ pub async fn create(
             Ok(t) => {
                 engine.notify_changed();
                 engine.wake.notify_one();
-                return Ok(Json(view(&engine, &t).await));
+                let mut task = view(&engine, &t).await;
+                task.warnings = warnings;
+                return Ok(Json(task));
             }
             // An id collision (8 random hex digits) just tries another id.
             Err(e @ StoreError::Db(_)) => {

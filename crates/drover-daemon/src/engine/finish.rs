@@ -35,6 +35,15 @@ pub(crate) async fn finish(
             outcome = Outcome::fail(ErrorKind::GateFailed, failed);
         }
     }
+    if matches!(outcome.error_kind, None | Some(ErrorKind::GateFailed)) {
+        if let Some(changed) = super::protect::tampered(engine, &task).await {
+            let reason = match outcome.error_kind {
+                Some(_) => format!("{changed}; {}", outcome.reason),
+                None => changed,
+            };
+            outcome = Outcome::fail(ErrorKind::GateFailed, reason);
+        }
+    }
     let result = match (adapter.multi_turn(), &task.result) {
         (_, Some(r)) => Some(r.clone()),
         (false, None) => last_text(engine, id).await?,

@@ -9,7 +9,7 @@ use drover_shim::{proc, ShimClient};
 use drover_store::{StoreError, TaskPatch, TaskRecord};
 use drover_types::{EventKind, NewEvent, TaskState};
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,46 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
             tail: "the task has no sandbox to run gates in".into(),
         }]);
     };
+    let view = match super::protect::gate_view(engine, task).await {
+        Ok(view) => view,
+        Err(reason) => {
+            let run = GateRun {
+                command: task.verify.first().cloned().unwrap_or_default(),
+                exit_code: None,
+                duration_ms: 0,
+                tail: reason.clone(),
+            };
+            let ev = NewEvent::new(
+                EventKind::Gate,
+                json!({
+                    "command": run.command, "exit_code": null, "duration_ms": 0, "passed": false,
+                    "output_tail": run.tail, "round": task.gate_rounds + 1,
+                    "protect": { "error": reason },
+                }),
+            );
+            engine
+                .update(&task.id, None, TaskPatch::new(), vec![ev])
+                .await?;
+            return Ok(vec![run]);
+        }
+    };
+    let dir = view
+        .as_ref()
+        .map_or_else(|| dir.into(), |v| v.path.clone());
+    let protect = view.as_ref().map(super::protect::describe);
+    let runs = run_in(engine, task, &dir, protect).await;
+    if let Some(view) = &view {
+        super::protect::drop_view(engine, &task.id, view).await;
+    }
+    runs
+}
+
+async fn run_in(
+    engine: &Engine,
+    task: &TaskRecord,
+    dir: &Path,
+    protect: Option<serde_json::Value>,
+) -> Result<Vec<GateRun>, StoreError> {
     let mut runs = vec![];
     for (i, command) in task.verify.iter().enumerate() {
         let log = engine
@@ -49,7 +89,7 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
         let env = super::start::drover_env(engine, &task.id);
         let run = run_one(
             command,
-            Path::new(&dir),
+            dir,
             &log,
             &env,
             engine.config.gate_timeout,
@@ -61,6 +101,7 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
             json!({
                 "command": run.command, "exit_code": run.exit_code, "duration_ms": run.duration_ms,
                 "passed": run.passed(), "output_tail": run.tail, "round": task.gate_rounds + 1,
+                "protect": protect,
             }),
         );
         engine

@@ -86,6 +86,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             created_by: Some(format!("pool:{}", pool.name)),
             verify_rounds: pool.verify_rounds,
             judge_model: pool.judge_model.clone(),
+            protect: engine.config.protect_for(&pool.protect),
         };
         match engine.store.launch_pool_task(&pool.name, task).await? {
             Some(_) => {
