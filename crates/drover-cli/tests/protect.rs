@@ -254,6 +254,23 @@ fn bad_globs_are_refused_with_exit_two_and_nothing_starts() {
         let first = err.lines().next().unwrap_or_default();
         assert!(first.contains("is not a valid glob"), "{args:?}: {err}");
     }
+    assert!(
+        !env.home.join("daemon.sock").exists(),
+        "the CLI refused before starting the daemon"
+    );
+    // The API refuses too: 400 with {kind, error, hint}.
+    env.ok(&["daemon"]);
+    let body = serde_json::json!({
+        "repo": env.repo.display().to_string(), "agent": "command", "cmd": "true",
+        "prompt": "p", "protect": ["ok.sh", "tests/[oops"],
+    })
+    .to_string();
+    let (status, reply) = post(&env, "/v1/tasks", &body);
+    assert_eq!(status, 400, "{reply}");
+    let err: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(err["kind"], "invalid", "{err:#}");
+    assert!(err["error"].as_str().unwrap().contains("tests/[oops"), "{err:#}");
+    assert!(err["hint"].as_str().unwrap().contains("relative"), "{err:#}");
     let tasks: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
     assert!(tasks.is_empty(), "{tasks:#?}");
     let pools: Vec<Value> = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
@@ -310,4 +327,28 @@ fn pool_tasks_inherit_protect() {
         .contains("check.sh (modified)"));
     let gates = gate_events(&env, &id);
     assert_eq!(gates[0]["passed"], true, "base check.sh passes on 42");
+}
+
+/// A raw HTTP/1.1 POST on the daemon's socket: (status, body).
+fn post(env: &Env, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(env.home.join("daemon.sock")).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: drover\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
 }

@@ -20,6 +20,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
             if a.slots == 0 {
                 return Err(CliError::input("--slots must be at least 1"));
             }
+            super::tasks::check_protect(&a.protect)?;
             let repo = resolve_repo(a.repo)?;
             let client = Client::connect().await?;
             let req = PoolRequest {

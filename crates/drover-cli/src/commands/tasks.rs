@@ -28,7 +28,15 @@ pub fn resolve_repo(repo: Option<String>) -> Result<String> {
     Ok(abs.display().to_string())
 }
 
+/// Refuses a bad `--protect` glob before anything starts (the daemon checks again).
+pub fn check_protect(globs: &[String]) -> Result<()> {
+    drover_sandbox::Protect::new(globs)
+        .map(|_| ())
+        .map_err(|e| CliError::input(e.to_string()).hint(drover_sandbox::InvalidGlob::HINT))
+}
+
 pub async fn run(args: RunArgs) -> Result<i32> {
+    check_protect(&args.protect)?;
     let repo = resolve_repo(args.repo)?;
     let api_key = match &args.api_key_env {
         Some(var) => Some(drover_types::Redacted(std::env::var(var).map_err(

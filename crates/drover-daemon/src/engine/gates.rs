@@ -9,7 +9,7 @@ use drover_shim::{proc, ShimClient};
 use drover_store::{StoreError, TaskPatch, TaskRecord};
 use drover_types::{EventKind, NewEvent, TaskState};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -96,14 +96,14 @@ async fn run_in(
             stopped(engine, &task.id),
         )
         .await;
-        let ev = NewEvent::new(
-            EventKind::Gate,
-            json!({
-                "command": run.command, "exit_code": run.exit_code, "duration_ms": run.duration_ms,
-                "passed": run.passed(), "output_tail": run.tail, "round": task.gate_rounds + 1,
-                "protect": protect,
-            }),
-        );
+        let mut data = json!({
+            "command": run.command, "exit_code": run.exit_code, "duration_ms": run.duration_ms,
+            "passed": run.passed(), "output_tail": run.tail, "round": task.gate_rounds + 1,
+        });
+        if let (Some(obj), Some(p)) = (data.as_object_mut(), &protect) {
+            obj.insert("protect".into(), p.clone());
+        }
+        let ev = NewEvent::new(EventKind::Gate, data);
         engine
             .update(&task.id, None, TaskPatch::new(), vec![ev])
             .await?;
