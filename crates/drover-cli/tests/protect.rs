@@ -352,3 +352,57 @@ fn post(env: &Env, path: &str, body: &str) -> (u16, String) {
     let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     (status, body.to_string())
 }
+
+/// A multi-turn agent (Claude Code against the fake provider) that rewrites the gate script is
+/// told which protected path to restore; once it restores it and does the work, it succeeds.
+#[test]
+fn claude_is_told_to_restore_a_protected_path_and_then_succeeds() {
+    let provider = Provider::start(serde_json::json!({ "scenarios": [
+        { "name": "tamper", "match": "TAMPER", "turns": [
+            { "content": [{ "type": "tool_use", "name": "Read", "input": { "file_path": "check.sh" } }] },
+            { "content": [{ "type": "tool_use", "name": "Write", "input": { "file_path": "check.sh", "content": "exit 0\n" } }] },
+            { "content": [{ "type": "text", "text": "Made the gate pass." }] },
+            { "content": [{ "type": "tool_use", "name": "Write", "input": { "file_path": "check.sh", "content": "grep -q '2+2=4' calc.txt\n" } }] },
+            { "content": [{ "type": "tool_use", "name": "Write", "input": { "file_path": "calc.txt", "content": "2+2=4\n" } }] },
+            { "content": [{ "type": "text", "text": "Restored check.sh and fixed calc.txt." }] }
+        ] },
+        { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "?" }] }] }
+    ]}));
+    let env = Env::claude(&provider);
+    std::fs::write(env.repo.join("check.sh"), "grep -q '2+2=4' calc.txt\n").unwrap();
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-qm", "gate"]);
+    let id = env.ok(&[
+        "run",
+        "--verify",
+        "sh check.sh",
+        "--protect",
+        "check.sh",
+        "TAMPER: make the gate pass",
+    ]);
+    let t = env.wait(&id);
+    let gates = gate_events(&env, &id);
+    assert_eq!(gates.len(), 2, "{gates:#?}");
+    assert_eq!(gates[0]["passed"], false, "the base script ran: {:#}", gates[0]);
+    assert_eq!(restored(&gates[0]), vec![pair("check.sh", "modified")]);
+    assert_eq!(gates[1]["passed"], true, "{:#}", gates[1]);
+    assert_eq!(restored(&gates[1]), vec![]);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    // The feedback named the path, in the same session.
+    let feedback = env
+        .events(&id)
+        .into_iter()
+        .find(|e| e["kind"] == "input" && e["data"]["by"] == "gate")
+        .expect("a gate feedback message");
+    assert!(
+        feedback["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("You changed protected paths: check.sh (modified)"),
+        "{feedback:#}"
+    );
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:calc.txt")]),
+        "2+2=4"
+    );
+}

@@ -105,11 +105,15 @@ pub(crate) async fn gate_failure(
         Some(last.map_or_else(
             || "a gate failed".to_string(),
             |g| {
-                format!(
-                    "gate `{}` failed (exit {})",
-                    g["command"].as_str().unwrap_or(""),
-                    g["exit_code"]
-                )
+                if g["passed"] == true {
+                    "the gates passed only with the protected paths put back".to_string()
+                } else {
+                    format!(
+                        "gate `{}` failed (exit {})",
+                        g["command"].as_str().unwrap_or(""),
+                        g["exit_code"]
+                    )
+                }
             },
         ))
     } else {
