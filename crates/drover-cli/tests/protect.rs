@@ -132,11 +132,20 @@ fn weakened_tests_fail_the_task_even_when_the_gates_pass() {
     let gates = gate_events(&env, &id);
     assert_eq!(gates.len(), 1, "{gates:#?}");
     let g = &gates[0];
-    assert_eq!(g["passed"], true, "the base test passes on the fixed value: {g:#}");
+    assert_eq!(
+        g["passed"], true,
+        "the base test passes on the fixed value: {g:#}"
+    );
     let tail = g["output_tail"].as_str().unwrap();
     assert!(tail.contains("BASE-TEST-RAN"), "{tail}");
-    assert!(tail.contains("helper.sh"), "deleted file is back for the gate: {tail}");
-    assert!(!tail.contains("added.sh"), "added file is gone for the gate: {tail}");
+    assert!(
+        tail.contains("helper.sh"),
+        "deleted file is back for the gate: {tail}"
+    );
+    assert!(
+        !tail.contains("added.sh"),
+        "added file is gone for the gate: {tail}"
+    );
     assert_eq!(
         restored(g),
         vec![
@@ -239,12 +248,50 @@ fn bad_globs_are_refused_with_exit_two_and_nothing_starts() {
     let env = Env::new();
     repo(&env);
     let cases: Vec<Vec<&str>> = vec![
-        vec!["run", "--agent", "command", "--cmd", "true", "--protect", "tests/[oops", "p"],
-        vec!["run", "--agent", "command", "--cmd", "true", "--protect", "/etc/passwd", "p"],
-        vec!["run", "--agent", "command", "--cmd", "true", "--protect", "../up", "p"],
         vec![
-            "pool", "start", "px", "--slots", "1", "--agent", "command", "--cmd", "true",
-            "--prompt", "p", "--protect", "a/{b",
+            "run",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--protect",
+            "tests/[oops",
+            "p",
+        ],
+        vec![
+            "run",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--protect",
+            "/etc/passwd",
+            "p",
+        ],
+        vec![
+            "run",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--protect",
+            "../up",
+            "p",
+        ],
+        vec![
+            "pool",
+            "start",
+            "px",
+            "--slots",
+            "1",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--prompt",
+            "p",
+            "--protect",
+            "a/{b",
         ],
     ];
     for args in cases {
@@ -269,8 +316,14 @@ fn bad_globs_are_refused_with_exit_two_and_nothing_starts() {
     assert_eq!(status, 400, "{reply}");
     let err: Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(err["kind"], "invalid", "{err:#}");
-    assert!(err["error"].as_str().unwrap().contains("tests/[oops"), "{err:#}");
-    assert!(err["hint"].as_str().unwrap().contains("relative"), "{err:#}");
+    assert!(
+        err["error"].as_str().unwrap().contains("tests/[oops"),
+        "{err:#}"
+    );
+    assert!(
+        err["hint"].as_str().unwrap().contains("relative"),
+        "{err:#}"
+    );
     let tasks: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
     assert!(tasks.is_empty(), "{tasks:#?}");
     let pools: Vec<Value> = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
@@ -314,7 +367,10 @@ fn pool_tasks_inherit_protect() {
         if let Some(t) = all.iter().find(|t| t["pool"] == "guarded") {
             break t["id"].as_str().unwrap().to_string();
         }
-        assert!(std::time::Instant::now() < deadline, "the pool never launched a task");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool never launched a task"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     let t = env.wait(&id);
@@ -383,7 +439,11 @@ fn claude_is_told_to_restore_a_protected_path_and_then_succeeds() {
     let t = env.wait(&id);
     let gates = gate_events(&env, &id);
     assert_eq!(gates.len(), 2, "{gates:#?}");
-    assert_eq!(gates[0]["passed"], false, "the base script ran: {:#}", gates[0]);
+    assert_eq!(
+        gates[0]["passed"], false,
+        "the base script ran: {:#}",
+        gates[0]
+    );
     assert_eq!(restored(&gates[0]), vec![pair("check.sh", "modified")]);
     assert_eq!(gates[1]["passed"], true, "{:#}", gates[1]);
     assert_eq!(restored(&gates[1]), vec![]);

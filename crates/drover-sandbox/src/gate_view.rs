@@ -253,7 +253,8 @@ async fn restore_file(p: &Path, mode: u32, bytes: Vec<u8>) -> Result<()> {
     create_parent(p)?;
     if mode == 0o120000 {
         let target = os_string(bytes);
-        return std::os::unix::fs::symlink(target, p).map_err(|e| SandboxError::io("symlink", p, e));
+        return std::os::unix::fs::symlink(target, p)
+            .map_err(|e| SandboxError::io("symlink", p, e));
     }
     tokio::fs::write(p, bytes)
         .await

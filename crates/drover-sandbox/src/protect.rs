@@ -252,7 +252,12 @@ pub(crate) enum BaseFiles<'a> {
 }
 
 /// How `now` differs from the base entry `base` (`None`: not at all).
-fn compare(base: &BaseEntry, base_files: &BaseFiles<'_>, rel: &str, now: &Path) -> Option<ChangeKind> {
+fn compare(
+    base: &BaseEntry,
+    base_files: &BaseFiles<'_>,
+    rel: &str,
+    now: &Path,
+) -> Option<ChangeKind> {
     let (b, n) = (base_node(base), node(now));
     match (b, n) {
         (_, Node::Missing) => Some(ChangeKind::Deleted),
@@ -505,7 +510,10 @@ impl Sandboxes {
                 });
             }
         }
-        for path in after.keys().filter(|p| !before.contains_key(*p) && protect.matches(p)) {
+        for path in after
+            .keys()
+            .filter(|p| !before.contains_key(*p) && protect.matches(p))
+        {
             out.push(ProtectedChange {
                 path: path.clone(),
                 change: ChangeKind::Added,
@@ -517,12 +525,16 @@ impl Sandboxes {
 }
 
 /// Runs filesystem work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| SandboxError::Io {
-        op: "walk".to_string(),
-        path: "sandbox".to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SandboxError::Io {
+            op: "walk".to_string(),
+            path: "sandbox".to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })
 }
 
 #[cfg(test)]
@@ -538,12 +550,18 @@ mod tests {
     fn globs_match_paths_and_everything_below_a_matched_directory() {
         let pr = p(&["check.sh", "tests", "**/*_test.go", "ci/*.yml"]);
         assert!(pr.matches("check.sh"));
-        assert!(!pr.matches("sub/check.sh"), "a plain name is anchored at the root");
+        assert!(
+            !pr.matches("sub/check.sh"),
+            "a plain name is anchored at the root"
+        );
         assert!(pr.matches("tests/unit/a.py"));
         assert!(pr.matches("pkg/x/y_test.go"));
         assert!(pr.matches("y_test.go"));
         assert!(pr.matches("ci/build.yml"));
-        assert!(!pr.matches("ci/sub/build.yml"), "`*` stays within a component");
+        assert!(
+            !pr.matches("ci/sub/build.yml"),
+            "`*` stays within a component"
+        );
         assert!(!pr.matches("src/lib.rs"));
         assert!(!p(&["**"]).matches(".git/config"));
         assert_eq!(
@@ -554,7 +572,14 @@ mod tests {
 
     #[test]
     fn bad_globs_are_refused_with_the_reason() {
-        for bad in ["tests/[oops", "", "/abs/path", "../up", ".git/hooks", "a/{b"] {
+        for bad in [
+            "tests/[oops",
+            "",
+            "/abs/path",
+            "../up",
+            ".git/hooks",
+            "a/{b",
+        ] {
             let e = Protect::new(&[bad.to_string()]).unwrap_err();
             assert_eq!(e.glob, bad);
             assert!(!e.reason.is_empty());
@@ -564,6 +589,9 @@ mod tests {
     #[test]
     fn blob_ids_are_gits() {
         // `printf 'hello\n' | git hash-object --stdin`
-        assert_eq!(blob_id(b"hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a");
+        assert_eq!(
+            blob_id(b"hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
     }
 }

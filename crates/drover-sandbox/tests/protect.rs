@@ -33,7 +33,11 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -51,7 +55,11 @@ fn make_repo(dir: &Path) -> PathBuf {
     }
     std::fs::create_dir_all(repo.join("tests")).unwrap();
     for k in 0..98 {
-        std::fs::write(repo.join(format!("tests/t{k}.sh")), format!("echo base-{k}\n")).unwrap();
+        std::fs::write(
+            repo.join(format!("tests/t{k}.sh")),
+            format!("echo base-{k}\n"),
+        )
+        .unwrap();
     }
     std::fs::write(repo.join("check.sh"), "echo BASE-CHECK; exit 1\n").unwrap();
     std::fs::write(repo.join("run.sh"), "echo run\n").unwrap();
@@ -59,7 +67,19 @@ fn make_repo(dir: &Path) -> PathBuf {
     std::fs::write(repo.join(".gitignore"), "*.log\n").unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "-A"]);
-    git(&repo, &["-c", "user.name=T", "-c", "user.email=t@t", "commit", "-q", "-m", "base"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "base",
+        ],
+    );
     assert_eq!(git(&repo, &["ls-files"]).lines().count(), 4900 + 98 + 3);
     repo
 }
@@ -75,8 +95,11 @@ fn tamper(path: &Path) {
     std::fs::write(path.join("tests/t1.sh"), "exit 0\n").unwrap();
     std::fs::remove_file(path.join("tests/t2.sh")).unwrap();
     std::fs::write(path.join("tests/extra.log"), "added, ignored\n").unwrap();
-    std::fs::set_permissions(path.join("tests/t3.sh"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        path.join("tests/t3.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(path.join("src/d0/f0.txt"), "fixed\n").unwrap();
 }
 
@@ -100,13 +123,17 @@ async fn check_kind(mode: SandboxMode) {
         });
     }
     let sandboxes = Sandboxes::new(&home, mode);
-    let resolved = sandboxes.resolve(repo.to_str().unwrap(), "HEAD").await.unwrap();
+    let resolved = sandboxes
+        .resolve(repo.to_str().unwrap(), "HEAD")
+        .await
+        .unwrap();
     let sb = sandboxes.prepare("t1", &resolved).await.unwrap();
     tamper(&sb.path);
     let p = protect(&["check.sh", "tests"]);
 
     let changes = sandboxes.protected_changes(&sb, &p).await.unwrap();
-    let got: Vec<(String, ChangeKind)> = changes.iter().map(|c| (c.path.clone(), c.change)).collect();
+    let got: Vec<(String, ChangeKind)> =
+        changes.iter().map(|c| (c.path.clone(), c.change)).collect();
     assert_eq!(got, expected());
 
     let started = Instant::now();
@@ -118,30 +145,75 @@ async fn check_kind(mode: SandboxMode) {
         view.prepare_ms,
         wall
     );
-    let got: Vec<(String, ChangeKind)> =
-        view.restored.iter().map(|c| (c.path.clone(), c.change)).collect();
+    let got: Vec<(String, ChangeKind)> = view
+        .restored
+        .iter()
+        .map(|c| (c.path.clone(), c.change))
+        .collect();
     assert_eq!(got, expected());
     let v = &view.path;
-    assert_eq!(std::fs::read_to_string(v.join("check.sh")).unwrap(), "echo BASE-CHECK; exit 1\n");
-    assert_eq!(std::fs::read_to_string(v.join("tests/t1.sh")).unwrap(), "echo base-1\n");
-    assert_eq!(std::fs::read_to_string(v.join("tests/t2.sh")).unwrap(), "echo base-2\n");
-    assert!(!v.join("tests/extra.log").exists(), "an added protected file must not exist for the gate");
-    let mode = std::fs::metadata(v.join("tests/t3.sh")).unwrap().permissions().mode();
+    assert_eq!(
+        std::fs::read_to_string(v.join("check.sh")).unwrap(),
+        "echo BASE-CHECK; exit 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(v.join("tests/t1.sh")).unwrap(),
+        "echo base-1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(v.join("tests/t2.sh")).unwrap(),
+        "echo base-2\n"
+    );
+    assert!(
+        !v.join("tests/extra.log").exists(),
+        "an added protected file must not exist for the gate"
+    );
+    let mode = std::fs::metadata(v.join("tests/t3.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o111, 0, "mode restored");
-    assert_eq!(std::fs::metadata(v.join("run.sh")).unwrap().permissions().mode() & 0o100, 0o100);
+    assert_eq!(
+        std::fs::metadata(v.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o100,
+        0o100
+    );
     // The agent's unprotected work is there.
-    assert_eq!(std::fs::read_to_string(v.join("src/d0/f0.txt")).unwrap(), "fixed\n");
+    assert_eq!(
+        std::fs::read_to_string(v.join("src/d0/f0.txt")).unwrap(),
+        "fixed\n"
+    );
     // A protected file changed after the view was made still reads as at the base (overlay:
     // every protected file sits in the top layer; worktree: the view is a frozen copy).
     std::fs::write(sb.path.join("tests/t9.sh"), "exit 0\n").unwrap();
-    assert_eq!(std::fs::read_to_string(v.join("tests/t9.sh")).unwrap(), "echo base-9\n");
+    assert_eq!(
+        std::fs::read_to_string(v.join("tests/t9.sh")).unwrap(),
+        "echo base-9\n"
+    );
     // What the gates write stays in the view; the sandbox keeps the agent's versions.
     std::fs::write(v.join("gate-output.txt"), "x").unwrap();
     std::fs::write(v.join("check.sh"), "gate wrote this").unwrap();
     sandboxes.drop_gate_view(&view).await.unwrap();
     assert!(!v.exists());
+    if sb.kind == SandboxKind::Overlay {
+        // The worst case: every file protected (5,000 links in the top layer).
+        let all = sandboxes.gate_view(&sb, &protect(&["**"])).await;
+        let all = all.unwrap();
+        println!(
+            "gate view (overlay) on a 5,000-file repo, every file protected: prepared in {} ms",
+            all.prepare_ms
+        );
+        assert_eq!(all.restored.len(), 7, "{:?}", all.restored);
+        sandboxes.drop_gate_view(&all).await.unwrap();
+    }
     assert!(!sb.path.join("gate-output.txt").exists());
-    assert_eq!(std::fs::read_to_string(sb.path.join("check.sh")).unwrap(), "echo AGENT; exit 0\n");
+    assert_eq!(
+        std::fs::read_to_string(sb.path.join("check.sh")).unwrap(),
+        "echo AGENT; exit 0\n"
+    );
     assert_eq!(
         std::fs::read_to_string(repo.join("check.sh")).unwrap(),
         "echo BASE-CHECK; exit 1\n",
@@ -149,7 +221,10 @@ async fn check_kind(mode: SandboxMode) {
     );
     if sb.kind == SandboxKind::Overlay {
         let base = sb.base_dir.clone().unwrap();
-        assert_eq!(std::fs::read_to_string(base.join("check.sh")).unwrap(), "echo BASE-CHECK; exit 1\n");
+        assert_eq!(
+            std::fs::read_to_string(base.join("check.sh")).unwrap(),
+            "echo BASE-CHECK; exit 1\n"
+        );
     }
 
     // Committed, the same changes are found between the commits (ignored files are not committed).
@@ -158,7 +233,8 @@ async fn check_kind(mode: SandboxMode) {
         .protected_changes_between(&resolved.repo_dir, &resolved.commit, &head, &p)
         .await
         .unwrap();
-    let got: Vec<(String, ChangeKind)> = between.iter().map(|c| (c.path.clone(), c.change)).collect();
+    let got: Vec<(String, ChangeKind)> =
+        between.iter().map(|c| (c.path.clone(), c.change)).collect();
     let mut want = expected();
     want.retain(|(p, _)| p != "tests/extra.log");
     want.push(("tests/t9.sh".into(), ChangeKind::Modified));
@@ -181,11 +257,17 @@ async fn unmatched_globs_are_reported() {
     let dir = Dir(tempfile::tempdir().unwrap());
     let repo = make_repo(dir.0.path());
     let sandboxes = Sandboxes::new(&dir.0.path().join("home"), SandboxMode::Worktree);
-    let resolved = sandboxes.resolve(repo.to_str().unwrap(), "HEAD").await.unwrap();
+    let resolved = sandboxes
+        .resolve(repo.to_str().unwrap(), "HEAD")
+        .await
+        .unwrap();
     let p = protect(&["check.sh", "tests/*.sh", "nothing/**", "*.py"]);
     let unmatched = sandboxes
         .unmatched_globs(&resolved.repo_dir, &resolved.commit, &p)
         .await
         .unwrap();
-    assert_eq!(unmatched, vec!["nothing/**".to_string(), "*.py".to_string()]);
+    assert_eq!(
+        unmatched,
+        vec!["nothing/**".to_string(), "*.py".to_string()]
+    );
 }

@@ -66,9 +66,7 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
             return Ok(vec![run]);
         }
     };
-    let dir = view
-        .as_ref()
-        .map_or_else(|| dir.into(), |v| v.path.clone());
+    let dir = view.as_ref().map_or_else(|| dir.into(), |v| v.path.clone());
     let protect = view.as_ref().map(super::protect::describe);
     let restored = view
         .as_ref()
@@ -358,7 +356,10 @@ mod tests {
     #[test]
     fn feedback_names_the_protected_paths_to_restore() {
         let plain = feedback(&run(Some(1), &[]));
-        assert!(plain.contains("`sh check.sh` failed (exit code 1)"), "{plain}");
+        assert!(
+            plain.contains("`sh check.sh` failed (exit code 1)"),
+            "{plain}"
+        );
         assert!(!plain.contains("protected"), "{plain}");
         let tampered = feedback(&run(Some(0), &["check.sh (modified)"]));
         assert!(tampered.contains("passed, but only with"), "{tampered}");

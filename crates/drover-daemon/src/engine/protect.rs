@@ -16,7 +16,9 @@ pub async fn gate_view(engine: &Engine, task: &TaskRecord) -> Result<Option<Gate
     if task.protect.is_empty() {
         return Ok(None);
     }
-    let why = |e: String| format!("the gates did not run: their protected view could not be prepared ({e})");
+    let why = |e: String| {
+        format!("the gates did not run: their protected view could not be prepared ({e})")
+    };
     let protect = Protect::new(&task.protect).map_err(|e| why(e.to_string()))?;
     let sb = match engine.sandboxes.load(&task.id).await {
         Ok(Some(sb)) => sb,
