@@ -103,7 +103,7 @@ impl Sandboxes {
                 link_or_copy(&checkout.join(rel), &layer.join(rel))?;
             }
             for c in changes.iter().filter(|c| c.change == ChangeKind::Added) {
-                whiteout(&layer.join(&c.path))?;
+                whiteout(&layer, &c.path)?;
             }
             for d in ["upper", "work", "merged"] {
                 let p = root2.join(d);
@@ -157,8 +157,8 @@ impl Sandboxes {
             let Some(entry) = base.get(&c.path) else {
                 continue; // added: gone is its base state
             };
-            let (code, bytes, stderr) =
-                git::run_raw(&sb.repo_dir, &["cat-file", "blob", &entry.sha]).await?;
+            let args = ["--no-replace-objects", "cat-file", "blob", &entry.sha];
+            let (code, bytes, stderr) = git::run_raw(&sb.repo_dir, &args).await?;
             if code != Some(0) {
                 let out = git::Output {
                     code,
@@ -211,8 +211,21 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     }
 }
 
-/// An overlay whiteout (character device 0/0): hides the path of the layers below.
-fn whiteout(p: &Path) -> Result<()> {
+/// An overlay whiteout (character device 0/0) at `layer/rel`: hides the path of the layers below.
+/// Nothing to do when a parent of it in the layer is a file already (that hides all below it).
+fn whiteout(layer: &Path, rel: &str) -> Result<()> {
+    let p = &layer.join(rel);
+    let mut at = layer.to_path_buf();
+    for part in rel
+        .split('/')
+        .take(rel.split('/').count().saturating_sub(1))
+    {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if !m.is_dir() => return Ok(()),
+            _ => {}
+        }
+    }
     create_parent(p)?;
     nix::sys::stat::mknod(
         p,

@@ -169,13 +169,25 @@ pub(crate) struct BaseEntry {
     /// `0o100644`, `0o100755` or `0o120000`.
     pub mode: u32,
     pub sha: String,
+    /// Bytes in the blob.
+    pub size: Option<u64>,
 }
 
 pub(crate) type BaseTree = BTreeMap<String, BaseEntry>;
 
 /// Every blob of `commit` (submodules are left out), read in `dir`.
 pub(crate) async fn tree_of(dir: &Path, commit: &str) -> Result<BaseTree> {
-    let args = ["ls-tree", "-r", "-z", "--full-tree", commit];
+    // No replace refs: an agent that can write the repository (worktree mode) must not be able
+    // to swap what the base commit holds.
+    let args = [
+        "--no-replace-objects",
+        "ls-tree",
+        "-r",
+        "-l",
+        "-z",
+        "--full-tree",
+        commit,
+    ];
     let (code, out, stderr) = git::run_raw(dir, &args).await?;
     if code != Some(0) {
         let out = git::Output {
@@ -187,14 +199,16 @@ pub(crate) async fn tree_of(dir: &Path, commit: &str) -> Result<BaseTree> {
     }
     let mut tree = BaseTree::new();
     for rec in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        // <mode> SP <type> SP <sha> TAB <path>
+        // <mode> SP <type> SP <sha> SP+ <size> TAB <path>
         let Some(tab) = rec.iter().position(|b| *b == b'\t') else {
             continue;
         };
         let head = String::from_utf8_lossy(&rec[..tab]);
         let path = String::from_utf8_lossy(&rec[tab + 1..]).into_owned();
-        let mut parts = head.split(' ');
-        let (Some(mode), Some(kind), Some(sha)) = (parts.next(), parts.next(), parts.next()) else {
+        let mut parts = head.split_whitespace();
+        let (Some(mode), Some(kind), Some(sha), size) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         if kind != "blob" {
@@ -208,6 +222,7 @@ pub(crate) async fn tree_of(dir: &Path, commit: &str) -> Result<BaseTree> {
             BaseEntry {
                 mode,
                 sha: sha.to_string(),
+                size: size.and_then(|s| s.parse().ok()),
             },
         );
     }
@@ -221,6 +236,26 @@ enum Node {
     File { exec: bool },
     Symlink,
     Other,
+}
+
+/// [`node`] of `root/rel`, where a parent directory that is not a real directory (a symlink, a
+/// file) makes the path `Other`: nothing is read through a symlink the agent planted.
+fn node_in(root: &Path, rel: &str) -> Node {
+    let mut at = root.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        at.push(part);
+        let n = node(&at);
+        if i + 1 == parts.len() {
+            return n;
+        }
+        match std::fs::symlink_metadata(&at) {
+            Err(_) => return Node::Missing,
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => return Node::Other,
+        }
+    }
+    Node::Missing
 }
 
 fn node(p: &Path) -> Node {
@@ -255,16 +290,22 @@ pub(crate) enum BaseFiles<'a> {
 fn compare(
     base: &BaseEntry,
     base_files: &BaseFiles<'_>,
+    tree_dir: &Path,
     rel: &str,
-    now: &Path,
 ) -> Option<ChangeKind> {
-    let (b, n) = (base_node(base), node(now));
+    let now = &tree_dir.join(rel);
+    let (b, n) = (base_node(base), node_in(tree_dir, rel));
     match (b, n) {
         (_, Node::Missing) => Some(ChangeKind::Deleted),
         (Node::File { exec: be }, Node::File { exec: ne }) => {
             let same = match base_files {
                 BaseFiles::Dir(dir) => same_bytes(&dir.join(rel), now),
-                BaseFiles::Blobs => blob_id_of_file(now).as_deref() == Some(base.sha.as_str()),
+                BaseFiles::Blobs => {
+                    let len = std::fs::metadata(now).map(|m| m.len()).ok();
+                    len.is_some()
+                        && (base.size.is_none() || len == base.size)
+                        && blob_id_of_file(now).as_deref() == Some(base.sha.as_str())
+                }
             };
             if !same {
                 Some(ChangeKind::Modified)
@@ -403,7 +444,7 @@ pub(crate) fn diff(
 ) -> Vec<ProtectedChange> {
     let mut changes: BTreeMap<String, ChangeKind> = BTreeMap::new();
     for (rel, entry) in base.iter().filter(|(p, _)| protect.matches(p)) {
-        if let Some(kind) = compare(entry, base_files, rel, &tree_dir.join(rel)) {
+        if let Some(kind) = compare(entry, base_files, tree_dir, rel) {
             changes.insert(rel.clone(), kind);
         }
     }
@@ -411,7 +452,7 @@ pub(crate) fn diff(
     for rel in present {
         if !base.contains_key(rel)
             && protect.matches(rel)
-            && node(&tree_dir.join(rel)) != Node::Missing
+            && node_in(tree_dir, rel) != Node::Missing
         {
             added.insert(rel);
         }

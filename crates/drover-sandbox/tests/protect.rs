@@ -271,3 +271,67 @@ async fn unmatched_globs_are_reported() {
         vec!["nothing/**".to_string(), "*.py".to_string()]
     );
 }
+
+/// Tricks that would hide a change from a naive check: a protected directory swapped for a
+/// symlink to a copy of its base content, and (worktree: the agent can write the repository) a
+/// git replace ref that makes the base commit's tree look like the agent's.
+#[tokio::test]
+async fn symlinked_directories_and_replace_refs_do_not_hide_changes() {
+    let dir = Dir(tempfile::tempdir().unwrap());
+    let repo = make_repo(dir.0.path());
+    let sandboxes = Sandboxes::new(&dir.0.path().join("home"), SandboxMode::Worktree);
+    let resolved = sandboxes
+        .resolve(repo.to_str().unwrap(), "HEAD")
+        .await
+        .unwrap();
+    let sb = sandboxes.prepare("t2", &resolved).await.unwrap();
+    let p = protect(&["tests/**", "check.sh"]);
+
+    let copy = dir.0.path().join("lookalike");
+    std::fs::create_dir_all(&copy).unwrap();
+    for k in 0..98 {
+        std::fs::write(copy.join(format!("t{k}.sh")), format!("echo base-{k}\n")).unwrap();
+    }
+    std::fs::remove_dir_all(sb.path.join("tests")).unwrap();
+    std::os::unix::fs::symlink(&copy, sb.path.join("tests")).unwrap();
+
+    std::fs::write(sb.path.join("check.sh"), "exit 0\n").unwrap();
+    let base_tree = git(&sb.path, &["rev-parse", "HEAD^{tree}"]);
+    git(&sb.path, &["add", "check.sh"]);
+    let forged = git(&sb.path, &["write-tree"]);
+    git(&sb.path, &["replace", &base_tree, &forged]);
+    assert_eq!(
+        git(&repo, &["show", &format!("{}:check.sh", resolved.commit)]),
+        "exit 0",
+        "the replace ref is in effect for plain git"
+    );
+
+    let changes = sandboxes.protected_changes(&sb, &p).await.unwrap();
+    let by_kind = |k: ChangeKind| changes.iter().filter(|c| c.change == k).count();
+    assert!(
+        changes.contains(&drover_sandbox::ProtectedChange {
+            path: "check.sh".into(),
+            change: ChangeKind::Modified
+        }),
+        "{changes:?}"
+    );
+    assert_eq!(by_kind(ChangeKind::ModeChanged), 98, "{changes:?}");
+    // The gate view has the real base versions.
+    let view = sandboxes.gate_view(&sb, &p).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(view.path.join("check.sh")).unwrap(),
+        "echo BASE-CHECK; exit 1\n"
+    );
+    assert!(std::fs::symlink_metadata(view.path.join("tests"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(
+        std::fs::read_to_string(view.path.join("tests/t5.sh")).unwrap(),
+        "echo base-5\n"
+    );
+    sandboxes.drop_gate_view(&view).await.unwrap();
+    assert!(
+        copy.join("t5.sh").exists(),
+        "nothing was written through the symlink"
+    );
+}
