@@ -466,3 +466,21 @@ fn claude_is_told_to_restore_a_protected_path_and_then_succeeds() {
         "2+2=4"
     );
 }
+
+#[test]
+fn a_bad_glob_in_the_config_is_named_when_the_daemon_starts() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(
+        env.home.join("config.toml"),
+        "protect = [\"ok.sh\", \"a/[b\"]\n",
+    )
+    .unwrap();
+    let out = env.run(&["ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("protect") && err.contains("\"a/[b\" is not a valid glob"),
+        "{err}"
+    );
+}
