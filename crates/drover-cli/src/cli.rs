@@ -163,6 +163,10 @@ pub struct RunArgs {
     pub api_key_env: Option<String>,
     #[arg(long)]
     pub team: Option<String>,
+    /// A path the agent must not change, as a glob relative to the repository (repeatable):
+    /// gates see it as at the base commit, and changing it fails the task (`gate_failed`).
+    #[arg(long = "protect", value_name = "GLOB")]
+    pub protect: Vec<String>,
     pub prompt: String,
 }
 
@@ -247,6 +251,9 @@ pub struct PoolStartArgs {
     /// Each task's stall limit (default: config, 30m); see `run --stall-timeout`.
     #[arg(long, value_name = "DUR")]
     pub stall_timeout: Option<String>,
+    /// A path the pool's agents must not change (repeatable; see `drover run --protect`).
+    #[arg(long = "protect", value_name = "GLOB")]
+    pub protect: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -97,6 +97,9 @@ pub fn task(t: &Task) -> String {
     );
     kv("repo", format!("{} @ {}", t.repo, t.base_ref));
     kv("branch", t.branch.clone());
+    if !t.protect.is_empty() {
+        kv("protect", t.protect.join(" "));
+    }
     if let Some(c) = &t.commit {
         kv("commit", c.clone());
     }
@@ -249,11 +252,15 @@ pub fn event(e: &Event) -> Option<String> {
         }
         EventKind::Usage => return None,
         EventKind::Gate => format!(
-            "⚑ gate {} → exit {}",
+            "⚑ gate {} → exit {}{}",
             s("command"),
             d.get("exit_code")
                 .map(|v| v.to_string())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match d["protect"]["restored"].as_array() {
+                Some(r) if !r.is_empty() => format!(" (saw {} protected paths at base)", r.len()),
+                _ => String::new(),
+            }
         ),
         EventKind::Commit => format!(
             "⎇ committed {} on {}",

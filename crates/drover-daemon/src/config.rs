@@ -36,6 +36,8 @@ pub struct Config {
     pub aliases: HashMap<String, String>,
     pub prices: HashMap<String, drover_gateway::Price>,
     pub teams: HashMap<String, Team>,
+    /// Globs protected in every task (`protect = [...]`), before each task's own `--protect`.
+    pub protect: Vec<String>,
     /// Default clocks of new tasks and pools, in seconds (`task_timeout`, default none;
     /// `stall_timeout`, default 30 min; `"off"` turns one off).
     pub task_timeout: Option<u64>,
@@ -88,6 +90,8 @@ struct FileConfig {
     gateway: GatewayFile,
     #[serde(default)]
     teams: HashMap<String, Team>,
+    #[serde(default)]
+    protect: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +167,7 @@ impl Config {
                 file.needs_input_timeout.as_deref(),
                 None,
             )?,
+            protect: file.protect,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -178,6 +183,8 @@ impl Config {
                 self.permissions
             )));
         }
+        drover_sandbox::Protect::new(&self.protect)
+            .map_err(|e| DaemonError::Config(format!("protect: {e}")))?;
         if !["resume", "fail"].contains(&self.on_interrupt.as_str()) {
             return Err(DaemonError::Config(format!(
                 "on_interrupt = {:?}: use resume or fail",
@@ -185,5 +192,19 @@ impl Config {
             )));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The globs a task with `own` protected globs gets: the config's list, then its own (no
+    /// duplicates). An operator's list cannot be narrowed by a task.
+    pub fn protect_for(&self, own: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = vec![];
+        for g in self.protect.iter().chain(own) {
+            if !out.contains(g) {
+                out.push(g.clone());
+            }
+        }
+        out
     }
 }

@@ -42,6 +42,16 @@ impl Output {
 
 /// Runs `git -C dir args…` and returns its output whatever the exit status.
 pub(crate) async fn run(dir: &Path, args: &[&str]) -> Result<Output> {
+    let (code, stdout, stderr) = run_raw(dir, args).await?;
+    Ok(Output {
+        code,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+    })
+}
+
+/// [`run`] with stdout as bytes (file contents, NUL-separated listings).
+pub(crate) async fn run_raw(dir: &Path, args: &[&str]) -> Result<(Option<i32>, Vec<u8>, String)> {
     let mut cmd = Command::new("git");
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
@@ -58,11 +68,11 @@ pub(crate) async fn run(dir: &Path, args: &[&str]) -> Result<Output> {
         .output()
         .await
         .map_err(SandboxError::GitMissing)?;
-    Ok(Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    Ok((
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Runs git and fails with [`SandboxError::Git`] on a non-zero exit; returns trimmed stdout.

@@ -20,9 +20,11 @@
 mod base;
 mod bench;
 mod error;
+mod gate_view;
 mod gc;
 mod git;
 mod overlay;
+mod protect;
 mod resolve;
 mod sandbox;
 mod worktree;
@@ -35,8 +37,10 @@ use serde::{Deserialize, Serialize};
 
 pub use bench::{bench_sandbox, BenchRow};
 pub use error::SandboxError;
+pub use gate_view::GateView;
 pub use gc::GcReport;
 pub use overlay::probe_overlay;
+pub use protect::{ChangeKind, InvalidGlob, Protect, ProtectedChange};
 
 /// The mode asked for (configuration): `auto` picks overlay when [`probe_overlay`] passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

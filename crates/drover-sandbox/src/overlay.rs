@@ -65,9 +65,23 @@ fn check_option_path(p: &Path) -> Result<&str> {
 
 /// Mounts an overlay of `lower` (read-only) and `upper` (writes) at `merged`.
 pub(crate) fn mount_overlay(lower: &Path, upper: &Path, work: &Path, merged: &Path) -> Result<()> {
+    mount_overlay_layers(&[lower], upper, work, merged)
+}
+
+/// Mounts an overlay of `lowers` (read-only, the first on top) and `upper` at `merged`.
+pub(crate) fn mount_overlay_layers(
+    lowers: &[&Path],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+) -> Result<()> {
+    let lowers = lowers
+        .iter()
+        .map(|l| check_option_path(l))
+        .collect::<Result<Vec<_>>>()?;
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        check_option_path(lower)?,
+        lowers.join(":"),
         check_option_path(upper)?,
         check_option_path(work)?
     );

@@ -289,6 +289,7 @@ impl Sandboxes {
     /// Removes the sandbox WITHOUT the checks of [`Sandboxes::remove`]: uncommitted work is lost.
     /// For callers that decided so explicitly (e.g. a sandbox whose base checkout is gone).
     pub async fn discard(&self, sb: &Sandbox) -> Result<()> {
+        crate::gate_view::drop_view_dir(&sb.root.join("gate")).await?;
         match sb.kind {
             SandboxKind::Overlay => overlay::unmount(&sb.path)?,
             SandboxKind::Worktree => {
@@ -365,7 +366,7 @@ impl Sandboxes {
     }
 
     /// Mounts an overlay sandbox whose mount is missing. Worktrees need nothing.
-    fn ensure_mounted(&self, sb: &Sandbox) -> Result<()> {
+    pub(crate) fn ensure_mounted(&self, sb: &Sandbox) -> Result<()> {
         if sb.kind != SandboxKind::Overlay || is_mounted(&sb.path) {
             return Ok(());
         }

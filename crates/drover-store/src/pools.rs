@@ -40,6 +40,8 @@ pub struct PoolRecord {
     /// Clocks its tasks inherit (seconds; `None`: no limit).
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
+    /// Protected globs every task of the pool gets.
+    pub protect: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -64,6 +66,7 @@ pub struct NewPool {
     pub failure_policy: String,
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
+    pub protect: Vec<String>,
 }
 
 /// Counters of a pool, computed from its tasks.
@@ -122,6 +125,7 @@ fn row_to_pool(r: &SqliteRow) -> Result<PoolRecord> {
         failure_policy: r.try_get("failure_policy")?,
         timeout_secs: r.try_get("timeout_secs")?,
         stall_timeout_secs: r.try_get("stall_timeout_secs")?,
+        protect: crate::sqlite::json_list(r, "protect")?,
     })
 }
 
@@ -130,6 +134,7 @@ impl SqliteStore {
         let verify =
             serde_json::to_string(&p.verify).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let ts = now();
+        let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
             "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
              permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, streak_since, allowed_models, failure_policy, \
@@ -158,10 +163,22 @@ impl SqliteStore {
         .bind(&p.failure_policy)
         .bind(p.timeout_secs)
         .bind(p.stall_timeout_secs)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match res {
-            Ok(_) => self.pool_get(&p.name).await,
+            Ok(_) => {
+                if !p.protect.is_empty() {
+                    let protect = serde_json::to_string(&p.protect)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    sqlx::query("UPDATE pools SET protect = ? WHERE name = ?")
+                        .bind(protect)
+                        .bind(&p.name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                self.pool_get(&p.name).await
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(StoreError::Exists(p.name))
             }

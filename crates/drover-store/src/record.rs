@@ -71,6 +71,8 @@ pub struct TaskRecord {
     pub stop_requested_at: Option<String>,
     pub stop_step: i64,
     pub stop_step_at: Option<String>,
+    /// Protected globs (JSON list in the row).
+    pub protect: Vec<String>,
 }
 
 impl TaskRecord {
@@ -127,6 +129,8 @@ impl TaskRecord {
             stop_requested_at: self.stop_requested_at.clone(),
             stop_step: drover_types::clock::StopStep::from_index(self.stop_step)
                 .map(|s| s.as_str().to_string()),
+            protect: self.protect.clone(),
+            warnings: vec![],
         }
     }
 }
@@ -153,6 +157,7 @@ pub struct NewTask {
     pub created_by: Option<String>,
     pub verify_rounds: i64,
     pub judge_model: Option<String>,
+    pub protect: Vec<String>,
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
 }

@@ -137,6 +137,15 @@ pub(crate) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
     .bind(t.stall_timeout_secs)
     .execute(&mut **tx)
     .await?;
+    if !t.protect.is_empty() {
+        let protect =
+            serde_json::to_string(&t.protect).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE tasks SET protect = ? WHERE id = ?")
+            .bind(protect)
+            .bind(&t.id)
+            .execute(&mut **tx)
+            .await?;
+    }
     let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));
     append(tx, &t.id, vec![ev]).await?;
     Ok(())
@@ -448,5 +457,12 @@ pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         stop_requested_at: r.try_get("stop_requested_at")?,
         stop_step: r.try_get("stop_step")?,
         stop_step_at: r.try_get("stop_step_at")?,
+        protect: json_list(r, "protect")?,
     })
+}
+
+/// A JSON list of strings in a TEXT column.
+pub(crate) fn json_list(r: &SqliteRow, col: &str) -> Result<Vec<String>> {
+    let text: String = r.try_get(col)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }

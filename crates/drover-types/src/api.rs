@@ -35,6 +35,9 @@ pub struct RunRequest {
     /// Stall limit in seconds (`--stall-timeout`; default: config `stall_timeout`, 30 min).
     #[serde(default)]
     pub stall_timeout_secs: Option<u64>,
+    /// Protected globs (`--protect`), added to the daemon's `protect` list.
+    #[serde(default)]
+    pub protect: Vec<String>,
 }
 
 /// `POST /v1/tasks/{id}/send`
@@ -110,6 +113,9 @@ pub struct PoolRequest {
     pub timeout_secs: Option<u64>,
     #[serde(default)]
     pub stall_timeout_secs: Option<u64>,
+    /// Protected globs (`--protect`) for every task of the pool.
+    #[serde(default)]
+    pub protect: Vec<String>,
 }
 
 /// `POST /v1/pools/{name}/stop`

@@ -259,4 +259,12 @@ pub struct Task {
     /// How far a stop's escalation got: `polite`, `INT`, `TERM`, `KILL`.
     #[serde(default)]
     pub stop_step: Option<String>,
+    /// Protected globs (`--protect`, plus the config's `protect` list): gates see these paths as
+    /// at the base commit, and a task that changed one fails with `gate_failed`.
+    #[serde(default)]
+    pub protect: Vec<String>,
+    /// Warnings about the request, in the response that created the task only (e.g. a
+    /// `--protect` glob that matches no file at the base commit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }

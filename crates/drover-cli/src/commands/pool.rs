@@ -22,6 +22,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
             }
             let (timeout_secs, stall_timeout_secs) =
                 super::tasks::clocks(&a.timeout, &a.stall_timeout)?;
+            super::tasks::check_protect(&a.protect)?;
             let repo = resolve_repo(a.repo)?;
             let client = Client::connect().await?;
             let req = PoolRequest {
@@ -45,8 +46,12 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 on_failures: Some(a.on_failures),
                 timeout_secs,
                 stall_timeout_secs,
+                protect: a.protect,
             };
             let v: Value = client.post("/v1/pools", &req).await?;
+            for w in v["warnings"].as_array().into_iter().flatten() {
+                eprintln!("drover: warning: {}", w.as_str().unwrap_or_default());
+            }
             println!("{}", v["name"].as_str().unwrap_or_default());
             Ok(0)
         }

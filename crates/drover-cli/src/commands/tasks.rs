@@ -50,7 +50,15 @@ pub fn clocks(
     ))
 }
 
+/// Refuses a bad `--protect` glob before anything starts (the daemon checks again).
+pub fn check_protect(globs: &[String]) -> Result<()> {
+    drover_sandbox::Protect::new(globs)
+        .map(|_| ())
+        .map_err(|e| CliError::input(e.to_string()).hint(drover_sandbox::InvalidGlob::HINT))
+}
+
 pub async fn run(args: RunArgs) -> Result<i32> {
+    check_protect(&args.protect)?;
     let repo = resolve_repo(args.repo)?;
     let api_key = match &args.api_key_env {
         Some(var) => Some(drover_types::Redacted(std::env::var(var).map_err(
@@ -82,8 +90,12 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         team: args.team,
         timeout_secs,
         stall_timeout_secs,
+        protect: args.protect,
     };
     let task: Task = client.post("/v1/tasks", &req).await?;
+    for w in &task.warnings {
+        eprintln!("drover: warning: {w}");
+    }
     if !args.wait {
         println!("{}", task.id);
         return Ok(0);

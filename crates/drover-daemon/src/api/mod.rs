@@ -21,6 +21,7 @@ mod daemon;
 mod error;
 mod locks;
 mod pools;
+mod protect;
 mod tasks;
 mod usage;
 

@@ -67,12 +67,14 @@ pub async fn create(
     }
     let (timeout_secs, stall_timeout_secs) =
         super::tasks::clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
+    let own_protect = super::protect::compile(&req.protect)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
-    engine
+    let resolved = engine
         .sandboxes
         .resolve(&req.repo, &base_ref)
         .await
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
     let permissions = req
         .permissions
         .clone()
@@ -98,6 +100,7 @@ pub async fn create(
         failure_policy,
         timeout_secs,
         stall_timeout_secs,
+        protect: engine.config.protect_for(&req.protect),
     };
     let pool = match engine.store.create_pool(pool).await {
         Ok(p) => p,
@@ -116,7 +119,11 @@ pub async fn create(
         .pool_event(&pool.name, "state", json!({ "state": "running" }))
         .await?;
     engine.wake.notify_one();
-    Ok(Json(view(&engine, &pool, false).await?))
+    let mut v = view(&engine, &pool, false).await?;
+    if let (Some(obj), false) = (v.as_object_mut(), warnings.is_empty()) {
+        obj.insert("warnings".into(), json!(warnings));
+    }
+    Ok(Json(v))
 }
 
 pub async fn list(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Vec<Value>>> {

@@ -58,12 +58,15 @@ pub async fn create(
     }
     let (timeout_secs, stall_timeout_secs) =
         clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
+    let own_protect = super::protect::compile(&req.protect)?;
+    let protect = engine.config.protect_for(&req.protect);
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine
         .sandboxes
         .resolve(&req.repo, &base_ref)
         .await
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
     let session_id = (agent == "claude").then(|| uuid::Uuid::new_v4().to_string());
     let mut last = None;
     for _ in 0..5 {
@@ -84,6 +87,7 @@ pub async fn create(
             verify: req.verify.clone(),
             verify_rounds: req.verify_rounds.unwrap_or(2) as i64,
             judge_model: req.judge_model.clone(),
+            protect: protect.clone(),
             permissions: permissions.clone(),
             budget: Budget {
                 max_usd: req.max_usd,
@@ -106,7 +110,9 @@ pub async fn create(
             Ok(t) => {
                 engine.notify_changed();
                 engine.wake.notify_one();
-                return Ok(Json(view(&engine, &t).await));
+                let mut task = view(&engine, &t).await;
+                task.warnings = warnings;
+                return Ok(Json(task));
             }
             // An id collision (8 random hex digits) just tries another id.
             Err(e @ StoreError::Db(_)) => {

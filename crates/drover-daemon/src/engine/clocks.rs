@@ -272,6 +272,7 @@ mod tests {
             pool: None,
             team: None,
             created_by: None,
+            protect: vec![],
             sandbox: None,
             sandbox_kind: None,
             pending_input: None,

@@ -49,6 +49,15 @@ pub(crate) async fn finish(
             };
         }
     }
+    if matches!(outcome.error_kind, None | Some(ErrorKind::GateFailed)) {
+        if let Some(changed) = super::protect::tampered(engine, &task).await {
+            let reason = match outcome.error_kind {
+                Some(_) => format!("{changed}; {}", outcome.reason),
+                None => changed,
+            };
+            outcome = Outcome::fail(ErrorKind::GateFailed, reason);
+        }
+    }
     let result = match (adapter.multi_turn(), &task.result) {
         (_, Some(r)) => Some(r.clone()),
         (false, None) => last_text(engine, id).await?,
@@ -110,11 +119,15 @@ pub(crate) async fn gate_failure(
         Some(last.map_or_else(
             || "a gate failed".to_string(),
             |g| {
-                format!(
-                    "gate `{}` failed (exit {})",
-                    g["command"].as_str().unwrap_or(""),
-                    g["exit_code"]
-                )
+                if g["passed"] == true {
+                    "the gates passed only with the protected paths put back".to_string()
+                } else {
+                    format!(
+                        "gate `{}` failed (exit {})",
+                        g["command"].as_str().unwrap_or(""),
+                        g["exit_code"]
+                    )
+                }
             },
         ))
     } else {

@@ -21,6 +21,8 @@ pub struct GateRun {
     pub exit_code: Option<i32>,
     pub duration_ms: u64,
     pub tail: String,
+    /// Protected paths the task had changed, which this run saw at their base version.
+    pub restored: Vec<String>,
 }
 
 impl GateRun {
@@ -37,8 +39,53 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
             exit_code: None,
             duration_ms: 0,
             tail: "the task has no sandbox to run gates in".into(),
+            restored: vec![],
         }]);
     };
+    let view = match super::protect::gate_view(engine, task).await {
+        Ok(view) => view,
+        Err(reason) => {
+            let run = GateRun {
+                command: task.verify.first().cloned().unwrap_or_default(),
+                exit_code: None,
+                duration_ms: 0,
+                tail: reason.clone(),
+                restored: vec![],
+            };
+            let ev = NewEvent::new(
+                EventKind::Gate,
+                json!({
+                    "command": run.command, "exit_code": null, "duration_ms": 0, "passed": false,
+                    "output_tail": run.tail, "round": task.gate_rounds + 1,
+                    "protect": { "error": reason },
+                }),
+            );
+            engine
+                .update(&task.id, None, TaskPatch::new(), vec![ev])
+                .await?;
+            return Ok(vec![run]);
+        }
+    };
+    let dir = view.as_ref().map_or_else(|| dir.into(), |v| v.path.clone());
+    let protect = view.as_ref().map(super::protect::describe);
+    let restored = view
+        .as_ref()
+        .map(|v| v.restored.iter().map(|c| c.to_string()).collect())
+        .unwrap_or_default();
+    let runs = run_in(engine, task, &dir, protect, restored).await;
+    if let Some(view) = &view {
+        super::protect::drop_view(engine, &task.id, view).await;
+    }
+    runs
+}
+
+async fn run_in(
+    engine: &Engine,
+    task: &TaskRecord,
+    dir: &Path,
+    protect: Option<serde_json::Value>,
+    restored: Vec<String>,
+) -> Result<Vec<GateRun>, StoreError> {
     let mut runs = vec![];
     for (i, command) in task.verify.iter().enumerate() {
         let log = engine
@@ -47,22 +94,24 @@ pub async fn run_all(engine: &Engine, task: &TaskRecord) -> Result<Vec<GateRun>,
             .dir
             .join(format!("gate-{}.log", i + 1));
         let env = super::start::drover_env(engine, &task.id);
-        let run = run_one(
+        let mut run = run_one(
             command,
-            Path::new(&dir),
+            dir,
             &log,
             &env,
             super::clocks::gate_budget(engine, task),
             stopped(engine, &task.id),
         )
         .await;
-        let ev = NewEvent::new(
-            EventKind::Gate,
-            json!({
-                "command": run.command, "exit_code": run.exit_code, "duration_ms": run.duration_ms,
-                "passed": run.passed(), "output_tail": run.tail, "round": task.gate_rounds + 1,
-            }),
-        );
+        run.restored = restored.clone();
+        let mut data = json!({
+            "command": run.command, "exit_code": run.exit_code, "duration_ms": run.duration_ms,
+            "passed": run.passed(), "output_tail": run.tail, "round": task.gate_rounds + 1,
+        });
+        if let (Some(obj), Some(p)) = (data.as_object_mut(), &protect) {
+            obj.insert("protect".into(), p.clone());
+        }
+        let ev = NewEvent::new(EventKind::Gate, data);
         engine
             .update(&task.id, None, TaskPatch::new(), vec![ev])
             .await?;
@@ -89,6 +138,7 @@ async fn run_one(
         exit_code,
         duration_ms: started.elapsed().as_millis() as u64,
         tail,
+        restored: vec![],
     };
     let file = match std::fs::File::create(log) {
         Ok(f) => f,
@@ -217,7 +267,13 @@ pub async fn verify_turn(
         return Ok(());
     }
     let back = TaskPatch::new().state(TaskState::Running, json!({}));
-    let Some(failed) = runs.iter().find(|r| !r.passed()) else {
+    // Gates that pass only because protected paths were put back are a failed round too: the
+    // agent is told which paths to restore.
+    let Some(failed) = runs
+        .iter()
+        .find(|r| !r.passed())
+        .or_else(|| runs.iter().find(|r| !r.restored.is_empty()))
+    else {
         engine
             .update(
                 &task.id,
@@ -263,9 +319,52 @@ pub fn feedback(run: &GateRun) -> String {
         .exit_code
         .map(|c| c.to_string())
         .unwrap_or_else(|| "none".into());
-    format!(
-        "The quality gate `{}` failed (exit code {code}). Fix the problem so that it passes. \
-         The end of its output:\n\n{}",
-        run.command, run.tail
-    )
+    let mut msg = if run.passed() {
+        "The quality gates passed, but only with the protected paths below put back.".to_string()
+    } else {
+        format!(
+            "The quality gate `{}` failed (exit code {code}). Fix the problem so that it passes. \
+             The end of its output:\n\n{}",
+            run.command, run.tail
+        )
+    };
+    if !run.restored.is_empty() {
+        msg.push_str(&format!(
+            "\n\nYou changed protected paths: {}. The gates always see them as they were at the \
+             start, and a task that changes them fails. Restore them to their original content \
+             and delete the files you added there.",
+            run.restored.join(", ")
+        ));
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(exit_code: Option<i32>, restored: &[&str]) -> GateRun {
+        GateRun {
+            command: "sh check.sh".into(),
+            exit_code,
+            duration_ms: 1,
+            tail: "assertion failed".into(),
+            restored: restored.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn feedback_names_the_protected_paths_to_restore() {
+        let plain = feedback(&run(Some(1), &[]));
+        assert!(
+            plain.contains("`sh check.sh` failed (exit code 1)"),
+            "{plain}"
+        );
+        assert!(!plain.contains("protected"), "{plain}");
+        let tampered = feedback(&run(Some(0), &["check.sh (modified)"]));
+        assert!(tampered.contains("passed, but only with"), "{tampered}");
+        assert!(tampered.contains("check.sh (modified)"), "{tampered}");
+        let both = feedback(&run(Some(1), &["tests/a.py (deleted)"]));
+        assert!(both.contains("failed (exit code 1)") && both.contains("tests/a.py (deleted)"));
+    }
 }

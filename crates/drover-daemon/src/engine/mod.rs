@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod judge;
 pub mod locks;
 pub mod pools;
+pub mod protect;
 pub mod recover;
 pub mod scheduler;
 pub mod start;

@@ -88,6 +88,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             judge_model: pool.judge_model.clone(),
             timeout_secs: pool.timeout_secs,
             stall_timeout_secs: pool.stall_timeout_secs,
+            protect: engine.config.protect_for(&pool.protect),
         };
         match engine.store.launch_pool_task(&pool.name, task).await? {
             Some(_) => {

@@ -1,0 +1,94 @@
+//! Protected paths (`--protect`) in the engine: the view gates run in, and the check at finish
+//! that fails a task whose work changed a protected path.
+
+use super::Engine;
+use drover_sandbox::{GateView, Protect, ProtectedChange};
+use drover_store::TaskRecord;
+use serde_json::{json, Value};
+
+/// At most this many paths are named in a reason.
+const NAMED: usize = 20;
+
+/// The view the task's gates run in: `Ok(None)` when the task protects nothing (gates run in the
+/// sandbox itself). `Err` says why the protected view could not be made; the gates must then not
+/// run at all (never unprotected).
+pub async fn gate_view(engine: &Engine, task: &TaskRecord) -> Result<Option<GateView>, String> {
+    if task.protect.is_empty() {
+        return Ok(None);
+    }
+    let why = |e: String| {
+        format!("the gates did not run: their protected view could not be prepared ({e})")
+    };
+    let protect = Protect::new(&task.protect).map_err(|e| why(e.to_string()))?;
+    let sb = match engine.sandboxes.load(&task.id).await {
+        Ok(Some(sb)) => sb,
+        Ok(None) => return Err(why("the task has no sandbox".into())),
+        Err(e) => return Err(why(e.to_string())),
+    };
+    let view = engine
+        .sandboxes
+        .gate_view(&sb, &protect)
+        .await
+        .map_err(|e| why(e.to_string()))?;
+    tracing::info!(task_id = %task.id, ms = view.prepare_ms, restored = view.restored.len(), "gate view ready");
+    Ok(Some(view))
+}
+
+/// What a gate event records about the view: its kind, what it restored, what it cost.
+pub fn describe(view: &GateView) -> Value {
+    json!({
+        "view": view.kind.as_str(),
+        "restored": view.restored,
+        "prepare_ms": view.prepare_ms,
+    })
+}
+
+pub async fn drop_view(engine: &Engine, task_id: &str, view: &GateView) {
+    if let Err(e) = engine.sandboxes.drop_gate_view(view).await {
+        tracing::warn!(task_id, error = %e, "could not remove the gate view");
+    }
+}
+
+/// Why the task fails because of its protected paths, if it does: the paths its work changed
+/// (compared with the base commit), or that they could not be checked (fails closed).
+pub async fn tampered(engine: &Engine, task: &TaskRecord) -> Option<String> {
+    if task.protect.is_empty() {
+        return None;
+    }
+    let unchecked = |e: String| Some(format!("the protected paths could not be checked: {e}"));
+    let protect = match Protect::new(&task.protect) {
+        Ok(p) => p,
+        Err(e) => return unchecked(e.to_string()),
+    };
+    let changes = match engine.sandboxes.load(&task.id).await {
+        Ok(Some(sb)) => engine.sandboxes.protected_changes(&sb, &protect).await,
+        // Already committed and removed: compare the delivered branch with the base.
+        Ok(None) => {
+            let (Some(dir), Some(base), Some((head, _))) = (
+                task.repo_dir.as_deref(),
+                task.base_commit.as_deref(),
+                super::finish::delivered_head(engine, &task.id).await,
+            ) else {
+                return unchecked("the task has neither a sandbox nor a delivered branch".into());
+            };
+            engine
+                .sandboxes
+                .protected_changes_between(std::path::Path::new(dir), base, &head, &protect)
+                .await
+        }
+        Err(e) => return unchecked(e.to_string()),
+    };
+    match changes {
+        Ok(c) if c.is_empty() => None,
+        Ok(c) => Some(reason(&c)),
+        Err(e) => unchecked(e.to_string()),
+    }
+}
+
+fn reason(changes: &[ProtectedChange]) -> String {
+    let mut named: Vec<String> = changes.iter().take(NAMED).map(|c| c.to_string()).collect();
+    if changes.len() > NAMED {
+        named.push(format!("and {} more", changes.len() - NAMED));
+    }
+    format!("the task changed protected paths: {}", named.join(", "))
+}
