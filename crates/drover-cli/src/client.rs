@@ -199,6 +199,28 @@ impl Client {
         self.call(Method::GET, path, None).await
     }
 
+    /// Every task summary `GET /v1/tasks` lists (`all`: not only active and recent ones),
+    /// following the pages' cursors.
+    pub async fn list_tasks(&self, all: bool) -> Result<Vec<drover_types::Task>> {
+        let mut tasks = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page: drover_types::TaskPage = self
+                .get(&format!("/v1/tasks?all={all}&cursor={cursor}"))
+                .await?;
+            tasks.extend(page.tasks);
+            match page.next {
+                // A requeued task can move to a later page: keep its last place only.
+                Some(next) if next != cursor => cursor = next,
+                _ => break,
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<_> = tasks.into_iter().rev().filter(|t| seen.insert(t.id.clone())).collect();
+        out.reverse();
+        Ok(out)
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         let body = serde_json::to_vec(body).map_err(|e| CliError::daemon(e.to_string()))?;
         self.call(Method::POST, path, Some(body)).await

@@ -47,6 +47,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // (where provider keys live) through /proc.
     // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes this process's own attribute.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Every connection and every task's logs take file descriptors: use all we may.
+    if let Some(n) = api::listen::raise_nofile() {
+        tracing::info!("open file limit {n}");
+    }
     let home = Home::new(&config.home);
     home.create()?;
     let _lock = home.lock()?;

@@ -5,7 +5,7 @@
 //! | `GET /v1/status` | daemon pid, slots, sandbox mode |
 //! | `POST /v1/daemon/stop` | stop the daemon (`{"stop_tasks": true}` stops tasks first) |
 //! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
-//! | `GET /v1/tasks?all=` | list tasks |
+//! | `GET /v1/tasks?all=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
 //! | `GET /v1/tasks/{id}/events?after=&follow=` | events as JSON, or SSE when following |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
@@ -19,6 +19,7 @@
 
 mod daemon;
 mod error;
+pub mod listen;
 mod locks;
 mod pools;
 mod tasks;
@@ -28,6 +29,10 @@ use crate::engine::Engine;
 use crate::{DaemonError, Home};
 pub use error::ApiErr;
 use std::sync::Arc;
+
+/// The largest request body (bytes): a prompt of up to [`drover_types::MAX_PROMPT_BYTES`] with
+/// room for JSON escaping and the other fields.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 pub fn router(engine: Arc<Engine>) -> axum::Router {
     use axum::routing::{get, post};
@@ -47,6 +52,7 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(engine)
 }
 
@@ -77,8 +83,6 @@ pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> 
         }
     };
     tracing::info!("listening on {}", path.display());
-    axum::serve(listener, router(engine))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(DaemonError::Socket)
+    listen::serve(listener, router(engine), shutdown).await;
+    Ok(())
 }
