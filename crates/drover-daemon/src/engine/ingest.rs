@@ -578,6 +578,48 @@ mod tests {
         assert_eq!(lines[0].text().as_deref(), Some("a"));
     }
 
+    fn acc() -> Acc {
+        Acc {
+            events: vec![],
+            session_id: None,
+            pending: None,
+            pending_changed: false,
+            result: None,
+            cost: None,
+            usage: Usage::default(),
+            turns_done: 0,
+        }
+    }
+
+    #[test]
+    fn json_lines_are_parsed_whole_up_to_the_limit_and_refused_above_it() {
+        let claude = drover_agents::adapter("claude").unwrap();
+        let text = "z".repeat(200 << 10);
+        let line = json!({"type": "assistant", "message": {"id": "m1", "role": "assistant",
+            "content": [{"type": "text", "text": text}]}})
+        .to_string();
+        let (_d, path) = log(format!("{line}\n{line}\n").as_bytes());
+        // The first line fits the limit: parsed, its event bounded and pointing at the line.
+        let (lines, _) = read_lines(&path, 0, line.len(), false);
+        let mut a = acc();
+        let need = LineNeed::Whole { max: line.len() };
+        line_events(&mut a, claude.as_ref(), need, &lines[0]);
+        let ev = a.events.iter().find(|e| e.kind == EventKind::Text).unwrap();
+        assert!(ev.data.to_string().len() <= EVENT_MAX, "{}", ev.data.to_string().len());
+        assert_eq!(ev.data["truncated"], true);
+        assert_eq!(ev.data["raw"], json!({"stream": "stdout", "offset": 0, "len": line.len()}));
+        // Over the limit: one error event with an excerpt and the range, nothing parsed.
+        let (lines, _) = read_lines(&path, 0, 4096, false);
+        let mut a = acc();
+        line_events(&mut a, claude.as_ref(), LineNeed::Whole { max: 4096 }, &lines[1]);
+        assert_eq!(a.events.len(), 1);
+        let ev = &a.events[0];
+        assert_eq!(ev.kind, EventKind::Error);
+        assert!(ev.data["message"].as_str().unwrap().contains("not parsed"));
+        assert_eq!(ev.data["raw"]["offset"], line.len() + 1);
+        assert!(ev.data.to_string().len() < 2048);
+    }
+
     #[test]
     fn big_events_are_bounded() {
         let mut data = json!({ "id": "t", "input": { "content": "y".repeat(1 << 20) } });
