@@ -51,7 +51,8 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// How much of a task's prompt, result and command a list summary holds (characters).
+/// How much of a task's prompt, result and command a list summary holds (characters; the
+/// copies are made by migration 0007's triggers).
 pub const SUMMARY_CHARS: usize = 500;
 
 /// Which tasks `list_tasks` returns.
@@ -72,8 +73,8 @@ pub trait Store: Send + Sync {
     async fn find_task(&self, id_or_prefix: &str) -> Result<TaskRecord>;
     async fn list_tasks(&self, filter: ListFilter, since: &str) -> Result<Vec<TaskRecord>>;
     /// One page of task summaries in queue order: tasks with `queue_seq > after`, at most
-    /// `limit`. `prompt`, `result` and `cmd` are cut to [`SUMMARY_CHARS`] characters in the
-    /// query itself, so a page never loads whole prompts.
+    /// `limit`. `prompt`, `result` and `cmd` are cut to [`SUMMARY_CHARS`] characters (plus `…`):
+    /// they come from short copies, so a page never loads whole prompts.
     async fn list_page(
         &self,
         filter: ListFilter,

@@ -62,19 +62,17 @@ impl SqliteStore {
     }
 }
 
-/// Every column of `tasks` (whatever migrations added), with the long texts cut to
-/// [`crate::SUMMARY_CHARS`] characters plus an ellipsis.
+/// Every column of `tasks` (whatever migrations added), with prompt, result and cmd read from
+/// their short copies (`*_head`, kept by triggers: see migration 0007).
 async fn summary_columns(conn: &SqlitePool) -> Result<String> {
     let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('tasks')")
         .fetch_all(conn)
         .await?;
-    let n = crate::SUMMARY_CHARS;
     Ok(cols
         .iter()
+        .filter(|c| !c.ends_with("_head"))
         .map(|c| match c.as_str() {
-            "prompt" | "result" | "cmd" => format!(
-                "CASE WHEN length({c}) > {n} THEN substr({c}, 1, {n}) || '…' ELSE {c} END AS {c}"
-            ),
+            "prompt" | "result" | "cmd" => format!("{c}_head AS {c}"),
             _ => format!("\"{c}\""),
         })
         .collect::<Vec<_>>()
