@@ -216,7 +216,11 @@ impl Client {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        let mut out: Vec<_> = tasks.into_iter().rev().filter(|t| seen.insert(t.id.clone())).collect();
+        let mut out: Vec<_> = tasks
+            .into_iter()
+            .rev()
+            .filter(|t| seen.insert(t.id.clone()))
+            .collect();
         out.reverse();
         Ok(out)
     }

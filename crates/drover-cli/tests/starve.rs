@@ -70,7 +70,11 @@ fn a_50mb_line_and_50mb_of_nul_bytes_leave_the_daemon_fast_and_small() {
     );
     assert_eq!((off, len), (0, MB50));
     let text = line["text"].as_str().unwrap();
-    assert!(text.len() <= (16 << 10) + 4 && text.starts_with("xxxx"), "{}", text.len());
+    assert!(
+        text.len() <= (16 << 10) + 4 && text.starts_with("xxxx"),
+        "{}",
+        text.len()
+    );
     let raw = read_range(&stdout_log, off, len + 1);
     assert!(raw[..len as usize].iter().all(|&b| b == b'x'));
     assert_eq!(raw[len as usize], b'\n');
@@ -194,13 +198,19 @@ fn idle_and_slowloris_connections_neither_block_ls_nor_stay_open() {
     // (plus scheduling slack on a loaded machine).
     let deadline = opened + HEADER_TIMEOUT + Duration::from_secs(3);
     for (i, s) in slow.iter_mut().enumerate() {
-        assert!(closed_by(s, deadline), "slowloris connection {i} still open");
+        assert!(
+            closed_by(s, deadline),
+            "slowloris connection {i} still open"
+        );
     }
     let closed_at = opened.elapsed();
     eprintln!("200 slowloris connections closed {closed_at:?} after opening");
     assert!(closed_at >= HEADER_TIMEOUT - Duration::from_millis(500));
     for (i, mut s) in idle.into_iter().enumerate() {
-        assert!(closed_by(&mut s, deadline), "idle connection {i} still open");
+        assert!(
+            closed_by(&mut s, deadline),
+            "idle connection {i} still open"
+        );
     }
 
     // The follower's stream is older than the header timeout and still open.
@@ -214,10 +224,7 @@ fn idle_and_slowloris_connections_neither_block_ls_nor_stay_open() {
     let out = follower.wait_with_output().unwrap();
     assert!(out.status.success());
     let out = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.contains("started") && out.contains("released"),
-        "{out}"
-    );
+    assert!(out.contains("started") && out.contains("released"), "{out}");
 }
 
 #[test]
@@ -234,7 +241,10 @@ fn list_pages_summaries_and_show_returns_the_whole_task() {
     // `ls --json` follows the cursor over pages of summaries.
     let listed: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
     let listed_ids: Vec<&str> = listed.iter().map(|t| t["id"].as_str().unwrap()).collect();
-    assert_eq!(listed_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        listed_ids,
+        ids.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     for t in &listed {
         let p = t["prompt"].as_str().unwrap();
         assert!(p.chars().count() <= 501 && p.ends_with('…'), "{}", p.len());
@@ -247,7 +257,12 @@ fn list_pages_summaries_and_show_returns_the_whole_task() {
     let mut paged = vec![];
     let mut pages = 0;
     loop {
-        let (status, page) = http(&sock, "GET", &format!("/v1/tasks?all=true&limit=2&cursor={cursor}"), "");
+        let (status, page) = http(
+            &sock,
+            "GET",
+            &format!("/v1/tasks?all=true&limit=2&cursor={cursor}"),
+            "",
+        );
         assert_eq!(status, 200, "{page}");
         let page: Value = serde_json::from_str(&page).unwrap();
         let tasks = page["tasks"].as_array().unwrap();

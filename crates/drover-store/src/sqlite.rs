@@ -220,9 +220,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<TaskRecord>> {
         let cols = &self.summary_cols;
         let sql = match filter {
-            ListFilter::All => format!(
-                "SELECT {cols} FROM tasks WHERE queue_seq > ?1 ORDER BY queue_seq LIMIT ?2"
-            ),
+            ListFilter::All => {
+                format!("SELECT {cols} FROM tasks WHERE queue_seq > ?1 ORDER BY queue_seq LIMIT ?2")
+            }
             ListFilter::ActiveOrFinishedSince => format!(
                 "SELECT {cols} FROM tasks WHERE queue_seq > ?1 \
                  AND (finished_at IS NULL OR finished_at >= ?3) ORDER BY queue_seq LIMIT ?2"

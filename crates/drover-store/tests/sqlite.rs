@@ -137,7 +137,10 @@ async fn list_pages_hold_summaries_and_get_holds_the_whole_task() {
     let mut after = 0;
     let mut seen = vec![];
     loop {
-        let page = store.list_page(ListFilter::All, "", after, 2).await.unwrap();
+        let page = store
+            .list_page(ListFilter::All, "", after, 2)
+            .await
+            .unwrap();
         assert!(page.len() <= 2);
         for t in &page {
             assert_eq!(t.prompt.chars().count(), drover_store::SUMMARY_CHARS + 1);
@@ -149,7 +152,10 @@ async fn list_pages_hold_summaries_and_get_holds_the_whole_task() {
             _ => break,
         }
     }
-    assert_eq!(seen, (0..5).map(|i| format!("cccc000{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        (0..5).map(|i| format!("cccc000{i}")).collect::<Vec<_>>()
+    );
     let page = store.list_page(ListFilter::All, "", 0, 5).await.unwrap();
     assert_eq!(page[1].result.as_ref().unwrap().chars().count(), 501);
     assert_eq!(page[0].result, None);
@@ -171,7 +177,12 @@ async fn list_pages_hold_summaries_and_get_holds_the_whole_task() {
         .await
         .unwrap();
     let recent = store
-        .list_page(ListFilter::ActiveOrFinishedSince, "2020-01-01T00:00:00.000Z", 0, 10)
+        .list_page(
+            ListFilter::ActiveOrFinishedSince,
+            "2020-01-01T00:00:00.000Z",
+            0,
+            10,
+        )
         .await
         .unwrap();
     let ids: Vec<&str> = recent.iter().map(|t| t.id.as_str()).collect();

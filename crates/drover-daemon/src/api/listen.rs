@@ -105,7 +105,8 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
             let _ = stream.try_write(busy().as_bytes());
             continue;
         };
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;

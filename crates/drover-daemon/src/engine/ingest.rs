@@ -135,7 +135,10 @@ fn binary(line: &Line, key: &str) -> Value {
     if let Some(o) = data.as_object_mut() {
         o.insert(
             key.to_string(),
-            Value::String(format!("[binary output: {} bytes, kept in the raw log]", line.len)),
+            Value::String(format!(
+                "[binary output: {} bytes, kept in the raw log]",
+                line.len
+            )),
         );
     }
     data
@@ -531,7 +534,11 @@ mod tests {
         bytes.extend(b"\nb\n");
         let (_d, path) = log(&bytes);
         let (lines, end) = read_lines(&path, 0, LINE_EXCERPT, false);
-        assert_eq!(lines.len(), 2, "the chunk budget ends the step after the long line");
+        assert_eq!(
+            lines.len(),
+            2,
+            "the chunk budget ends the step after the long line"
+        );
         assert_eq!(lines[0].head, b"a");
         let big = &lines[1];
         assert_eq!((big.offset, big.len), (2, 3 << 20));
@@ -605,13 +612,25 @@ mod tests {
         let need = LineNeed::Whole { max: line.len() };
         line_events(&mut a, claude.as_ref(), need, &lines[0]);
         let ev = a.events.iter().find(|e| e.kind == EventKind::Text).unwrap();
-        assert!(ev.data.to_string().len() <= EVENT_MAX, "{}", ev.data.to_string().len());
+        assert!(
+            ev.data.to_string().len() <= EVENT_MAX,
+            "{}",
+            ev.data.to_string().len()
+        );
         assert_eq!(ev.data["truncated"], true);
-        assert_eq!(ev.data["raw"], json!({"stream": "stdout", "offset": 0, "len": line.len()}));
+        assert_eq!(
+            ev.data["raw"],
+            json!({"stream": "stdout", "offset": 0, "len": line.len()})
+        );
         // Over the limit: one error event with an excerpt and the range, nothing parsed.
         let (lines, _) = read_lines(&path, 0, 4096, false);
         let mut a = acc();
-        line_events(&mut a, claude.as_ref(), LineNeed::Whole { max: 4096 }, &lines[1]);
+        line_events(
+            &mut a,
+            claude.as_ref(),
+            LineNeed::Whole { max: 4096 },
+            &lines[1],
+        );
         assert_eq!(a.events.len(), 1);
         let ev = &a.events[0];
         assert_eq!(ev.kind, EventKind::Error);
