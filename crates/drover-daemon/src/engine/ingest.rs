@@ -10,8 +10,10 @@ use drover_agents::{excerpt, Adapter, AgentEvent, LineNeed};
 use drover_store::{StoreError, TaskPatch, TaskRecord};
 use drover_types::{EventKind, NewEvent, TaskState, Usage};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 
 /// Bytes of complete lines handled per step and file (one longer line is still handled whole:
 /// it is scanned, never held in memory beyond what is kept of it).
@@ -162,6 +164,8 @@ struct Line {
     head: Vec<u8>,
     /// A NUL byte anywhere in the line.
     nul: bool,
+    /// `head` is full (or was cut down to an excerpt): later bytes are only counted.
+    capped: bool,
 }
 
 impl Line {
@@ -172,13 +176,17 @@ impl Line {
             len: 0,
             head: Vec::new(),
             nul: false,
+            capped: false,
         }
     }
 
     fn take(&mut self, part: &[u8], keep: usize) {
         self.len += part.len() as u64;
-        let room = keep.saturating_sub(self.head.len()).min(part.len());
-        self.head.extend_from_slice(&part[..room]);
+        if !self.capped {
+            let room = keep.saturating_sub(self.head.len()).min(part.len());
+            self.head.extend_from_slice(&part[..room]);
+            self.capped = self.head.len() >= keep;
+        }
         self.nul = self.nul || memchr::memchr(0, part).is_some();
     }
 
@@ -222,6 +230,20 @@ impl Line {
     }
 }
 
+/// A line still being written, longer than what ingest keeps of it: where its scan stopped, so
+/// the next step goes on from there instead of re-reading it (an endless line costs each step
+/// only its new bytes). Keyed by log path; an entry is dropped when its line ends.
+struct Partial {
+    scanned: u64,
+    line: Line,
+}
+
+static PARTIAL: LazyLock<Mutex<HashMap<PathBuf, Partial>>> = LazyLock::new(Default::default);
+
+fn partials() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Partial>> {
+    PARTIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Complete lines from `offset` (at most about [`CHUNK`] bytes of them, but always one whole
 /// line however long), and the offset just past the last one. Reads in 64 KiB blocks; of each
 /// line only its first `keep` bytes are held.
@@ -235,12 +257,16 @@ fn read_lines(path: &Path, offset: i64, keep: usize, at_exit: bool) -> (Vec<Line
     let Ok(mut f) = std::fs::File::open(path) else {
         return (vec![], offset);
     };
-    if f.seek(SeekFrom::Start(start)).is_err() {
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let (mut cur, from) = match partials().remove(path) {
+        Some(p) if p.line.offset == start && p.scanned <= size => (p.line, p.scanned),
+        _ => (Line::at(stream, start), start),
+    };
+    if f.seek(SeekFrom::Start(from)).is_err() {
         return (vec![], offset);
     }
     let mut r = BufReader::with_capacity(64 << 10, f);
     let mut lines = Vec::new();
-    let mut cur = Line::at(stream, start);
     let mut end = start;
     loop {
         let (used, done) = match r.fill_buf() {
@@ -249,7 +275,7 @@ fn read_lines(path: &Path, offset: i64, keep: usize, at_exit: bool) -> (Vec<Line
                 // complete.
                 if at_exit && cur.len > 0 {
                     end = cur.offset + cur.len;
-                    lines.push(cur);
+                    lines.push(std::mem::replace(&mut cur, Line::at(stream, end)));
                 }
                 break;
             }
@@ -273,6 +299,13 @@ fn read_lines(path: &Path, offset: i64, keep: usize, at_exit: bool) -> (Vec<Line
                 break;
             }
         }
+    }
+    if cur.len as usize > keep.max(CHUNK as usize) {
+        // Only an excerpt of it will be used: keep no more than that while it grows.
+        cur.head.truncate(LINE_EXCERPT);
+        cur.capped = true;
+        let scanned = cur.offset + cur.len;
+        partials().insert(path.to_path_buf(), Partial { scanned, line: cur });
     }
     (lines, end as i64)
 }
@@ -553,6 +586,39 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].head, b"b");
         assert_eq!(end2 as usize, bytes.len());
+    }
+
+    #[test]
+    fn a_line_still_being_written_is_scanned_once() {
+        let (_d, path) = log(b"");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        use std::io::Write;
+        f.write_all(b"a\n").unwrap();
+        f.write_all(&vec![b'x'; 2 << 20]).unwrap();
+        let (lines, end) = read_lines(&path, 0, LINE_EXCERPT, false);
+        assert_eq!((lines.len(), end), (1, 2));
+        // Rewrite the scanned part: a resumed scan does not read it again.
+        let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        w.seek(SeekFrom::Start(2)).unwrap();
+        w.write_all(b"yyyy").unwrap();
+        f.write_all(&vec![b'x'; 1 << 20]).unwrap();
+        f.write_all(b"\nb\n").unwrap();
+        let (lines, end) = read_lines(&path, 2, LINE_EXCERPT, false);
+        assert_eq!(
+            lines.len(),
+            1,
+            "the chunk budget ends the step after the long line"
+        );
+        assert_eq!(lines[0].len, 3 << 20);
+        assert!(lines[0].head.starts_with(b"xxxx"), "scanned twice");
+        assert_eq!(end as u64, 2 + (3 << 20) + 1);
+        assert!(
+            !partials().contains_key(&path),
+            "a finished line leaves no state"
+        );
     }
 
     #[test]
