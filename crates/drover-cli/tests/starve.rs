@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 const MB50: u64 = 50 << 20;
 /// The daemon's header-read timeout (`drover_daemon::api::listen::HEADER_TIMEOUT`).
 const HEADER_TIMEOUT: Duration = drover_daemon::api::listen::HEADER_TIMEOUT;
+/// The time a client has to send a request body (`drover_daemon::api::body::BODY_TIMEOUT`).
+const BODY_TIMEOUT: Duration = drover_daemon::api::body::BODY_TIMEOUT;
 
 fn millis(ts: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(ts.as_str().unwrap())
@@ -20,10 +22,14 @@ fn millis(ts: &Value) -> i64 {
 }
 
 fn rss_kb(pid: i32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+fn status_kb(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
@@ -114,7 +120,12 @@ fn a_50mb_line_and_50mb_of_nul_bytes_leave_the_daemon_fast_and_small() {
         std::thread::sleep(Duration::from_millis(100));
         rss = rss_kb(pid);
     }
-    eprintln!("daemon RSS after the flood: {} KiB", rss);
+    let peak = status_kb(pid, "VmHWM:");
+    eprintln!("daemon RSS after the flood: {rss} KiB (peak {peak} KiB)");
+    assert!(
+        peak < 128 << 10,
+        "the daemon peaked at {peak} KiB: a long line was held whole"
+    );
     assert!(rss < 50 << 10, "daemon RSS {rss} KiB");
 }
 
@@ -184,6 +195,11 @@ fn idle_and_slowloris_connections_neither_block_ls_nor_stay_open() {
             s
         })
         .collect();
+    // And one that sends its head but only part of the body it announced.
+    let mut slow_body = UnixStream::connect(&sock).unwrap();
+    slow_body
+        .write_all(b"POST /v1/tasks HTTP/1.1\r\nHost: drover\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"repo\":")
+        .unwrap();
     eprintln!("1,200 connections opened in {:?}", opened.elapsed());
 
     let t0 = Instant::now();
@@ -212,6 +228,16 @@ fn idle_and_slowloris_connections_neither_block_ls_nor_stay_open() {
             "idle connection {i} still open"
         );
     }
+
+    // The slow body is answered 408 with a JSON error once the body timeout is over.
+    slow_body
+        .set_read_timeout(Some(BODY_TIMEOUT + Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    slow_body.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""kind":"timeout""#), "{answer}");
+    assert!(opened.elapsed() >= BODY_TIMEOUT - Duration::from_millis(500));
 
     // The follower's stream is older than the header timeout and still open.
     assert!(
@@ -320,6 +346,16 @@ fn a_prompt_over_1_mib_is_refused_with_413_and_nothing_starts() {
     assert_eq!(body["kind"], "too_large");
     assert!(body["error"].as_str().unwrap().contains("1 MiB"), "{body}");
     assert!(body["hint"].is_string());
+    // A body over the 4 MiB limit is refused from its announced length, as JSON.
+    let mut s = UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /v1/tasks HTTP/1.1\r\nHost: drover\r\ncontent-type: application/json\r\ncontent-length: 5000000\r\n\r\n{")
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = s.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""kind":"too_large""#), "{answer}");
     let listed: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
     assert!(listed.is_empty(), "{listed:#?}");
 }

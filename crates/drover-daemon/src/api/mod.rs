@@ -17,6 +17,7 @@
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
 //! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
 
+pub mod body;
 mod daemon;
 mod error;
 pub mod listen;
@@ -53,6 +54,7 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body::bounded))
         .with_state(engine)
 }
 
