@@ -96,6 +96,33 @@ fn a_50mb_line_and_50mb_of_nul_bytes_leave_the_daemon_fast_and_small() {
     assert!(read_range(&stdout_log, MB50 + 7, MB50)
         .iter()
         .all(|&b| b == 0));
+    // The API serves the exact bytes of a range.
+    let sock = env.home.join("daemon.sock");
+    let (status, body) = http(
+        &sock,
+        "GET",
+        &format!(
+            "/v1/tasks/{big}/raw?stream=stdout&offset={}&len=8",
+            MB50 - 3
+        ),
+        "",
+    );
+    assert_eq!((status, body.as_str()), (200, "xxx\nafte"));
+    let (status, body) = http(
+        &sock,
+        "GET",
+        &format!("/v1/tasks/{big}/raw?stream=stdout&offset={}", 2 * MB50),
+        "",
+    );
+    assert_eq!((status, body.len()), (200, 7), "the tail: 7 NUL bytes");
+    let (status, _) = http(
+        &sock,
+        "GET",
+        &format!("/v1/tasks/{big}/raw?stream=stdout&offset={}", 3 * MB50),
+        "",
+    );
+    assert_eq!(status, 400);
+
     // Shown safely: `logs` prints a placeholder, never the bytes.
     let logs = env.run(&["logs", &big]);
     assert!(logs.status.success());

@@ -8,6 +8,7 @@
 //! | `GET /v1/tasks?all=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
 //! | `GET /v1/tasks/{id}/events?after=&follow=` | events as JSON, or SSE when following |
+//! | `GET /v1/tasks/{id}/raw?stream=&offset=&len=` | bytes of the raw stdout/stderr log |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
 //! | `POST /v1/tasks/{id}/stop` | stop it |
@@ -23,6 +24,7 @@ mod error;
 pub mod listen;
 mod locks;
 mod pools;
+mod raw;
 mod tasks;
 mod usage;
 
@@ -44,6 +46,7 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/tasks/{id}", get(tasks::show).delete(tasks::remove))
         .route("/v1/tasks/{id}/events", get(tasks::events))
         .route("/v1/tasks/{id}/wait", get(tasks::wait))
+        .route("/v1/tasks/{id}/raw", get(raw::raw))
         .route("/v1/tasks/{id}/send", post(tasks::send))
         .route("/v1/tasks/{id}/stop", post(tasks::stop))
         .route("/v1/pools", post(pools::create).get(pools::list))
