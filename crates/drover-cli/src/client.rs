@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client as HyperClient;
-use hyperlocal::{UnixClientExt, UnixConnector, Uri};
+use hyperlocal::{UnixConnector, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -46,7 +46,11 @@ impl Client {
         Client {
             home,
             socket,
-            http: HyperClient::unix(),
+            // The daemon closes connections idle for 5 s: never reuse one that old.
+            http: HyperClient::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(2))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(UnixConnector),
         }
     }
 
