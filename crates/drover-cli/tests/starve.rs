@@ -281,7 +281,7 @@ fn idle_and_slowloris_connections_neither_block_ls_nor_stay_open() {
 }
 
 #[test]
-fn list_pages_summaries_and_show_returns_the_whole_task() {
+fn lists_and_events_come_in_pages_and_show_returns_the_whole_task() {
     let env = Env::new();
     env.ok(&["daemon", "--slots", "1"]);
     let long = "p".repeat(100_000);
@@ -330,6 +330,31 @@ fn list_pages_summaries_and_show_returns_the_whole_task() {
     }
     assert_eq!(paged, ids);
     assert_eq!(pages, 3);
+    // Events page too (at most 1,000 an answer); `logs` follows the pages.
+    let many = env.run_command_task("seq 2500", "many lines");
+    env.wait(&many);
+    let (status, page) = http(&sock, "GET", &format!("/v1/tasks/{many}/events"), "");
+    assert_eq!(status, 200);
+    let page: Vec<Value> = serde_json::from_str(&page).unwrap();
+    assert_eq!(page.len(), 1000);
+    let evs = env.events(&many);
+    let seqs: Vec<i64> = evs.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    let texts: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["kind"] == "text")
+        .map(|e| e["data"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 2500);
+    assert_eq!((texts[0], texts[2499]), ("1", "2500"));
+    let (status, _) = http(
+        &sock,
+        "GET",
+        &format!("/v1/tasks/{many}/events?limit=1001"),
+        "",
+    );
+    assert_eq!(status, 400);
+
     for bad in ["limit=0", "limit=501", "cursor=abc"] {
         let (status, body) = http(&sock, "GET", &format!("/v1/tasks?{bad}"), "");
         assert_eq!(status, 400, "{bad}: {body}");

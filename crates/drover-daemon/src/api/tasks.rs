@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use drover_store::{ListFilter, NewTask, StoreError, TaskRecord};
 use drover_types::{
-    Budget, RunRequest, SendRequest, Task, TaskPage, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT,
-    MAX_PROMPT_BYTES,
+    Budget, RunRequest, SendRequest, Task, TaskPage, EVENTS_MAX_LIMIT, LIST_DEFAULT_LIMIT,
+    LIST_MAX_LIMIT, MAX_PROMPT_BYTES,
 };
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -206,6 +206,9 @@ pub struct EventsQuery {
     after: i64,
     #[serde(default)]
     follow: bool,
+    /// Events per answer without `follow` (default and most: [`EVENTS_MAX_LIMIT`]); the next
+    /// page is `after` = the last `seq`.
+    limit: Option<usize>,
 }
 
 pub async fn events(
@@ -213,9 +216,15 @@ pub async fn events(
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(EVENTS_MAX_LIMIT);
+    if limit == 0 || limit > EVENTS_MAX_LIMIT {
+        return Err(ApiErr::invalid(format!(
+            "limit {limit}: use 1 to {EVENTS_MAX_LIMIT}"
+        )));
+    }
     let task = engine.store.find_task(&id).await?;
     if !q.follow {
-        let evs = engine.store.events(&task.id, q.after, i64::MAX).await?;
+        let evs = engine.store.events(&task.id, q.after, limit as i64).await?;
         return Ok(Json(evs).into_response());
     }
     let stream = follow(engine, task.id, q.after);
