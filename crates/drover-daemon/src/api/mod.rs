@@ -7,7 +7,7 @@
 //! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
 //! | `GET /v1/tasks?all=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
-//! | `GET /v1/tasks/{id}/events?after=&follow=` | events as JSON, or SSE when following |
+//! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE when following |
 //! | `GET /v1/tasks/{id}/raw?stream=&offset=&len=` | bytes of the raw stdout/stderr log |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
