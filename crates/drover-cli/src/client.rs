@@ -57,11 +57,35 @@ impl Client {
     /// A client to a running daemon, starting one first (and saying so on stderr) if needed.
     pub async fn connect() -> Result<Client> {
         let client = Client::new(drover_home());
-        if client.ping().await {
+        if client.probe().await? {
             return Ok(client);
         }
         client.start_daemon(&[], &[]).await?;
         Ok(client)
+    }
+
+    /// Whether a daemon answers on the socket. A daemon that answers with an error (e.g. `busy`
+    /// at its connection limit) is that error: it is running, so none is started.
+    async fn probe(&self) -> Result<bool> {
+        let uri: hyper::Uri = Uri::new(&self.socket, "/v1/status").into();
+        let req = Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| CliError::daemon(e.to_string()))?;
+        let resp = match self.http.request(req).await {
+            Ok(resp) => resp,
+            Err(_) => return Ok(false),
+        };
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(true);
+        }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(CliError::from_api(status, &bytes))
     }
 
     pub async fn ping(&self) -> bool {

@@ -411,3 +411,60 @@ fn a_prompt_over_1_mib_is_refused_with_413_and_nothing_starts() {
     let listed: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
     assert!(listed.is_empty(), "{listed:#?}");
 }
+
+#[test]
+fn connections_over_the_cap_are_refused_at_once_and_slots_come_back() {
+    assert!(raise_nofile() >= 1000, "this test needs 1,000 open files");
+    let env = Env::new();
+    // A daemon whose hard file limit is 700: its cap is 700 - 512 = 188 connections.
+    let mut start = env.cmd(&["daemon"]);
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        start.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 700,
+                rlim_max: 700,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    assert!(start.output().unwrap().status.success());
+    let sock = env.home.join("daemon.sock");
+    let opened = Instant::now();
+    let held: Vec<UnixStream> = (0..188)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    // One more is answered at once: 503, a JSON error, closed.
+    let mut extra = UnixStream::connect(&sock).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut answer = String::new();
+    extra.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#""kind":"busy""#), "{answer}");
+    assert!(
+        opened.elapsed() < HEADER_TIMEOUT,
+        "refused only after {:?}",
+        opened.elapsed()
+    );
+    // The CLI is told so, quickly, with exit 3.
+    let t0 = Instant::now();
+    let ls = env.run(&["ls"]);
+    assert_eq!(ls.status.code(), Some(3), "{ls:?}");
+    let err = String::from_utf8_lossy(&ls.stderr);
+    eprintln!("ls at the cap: {err}");
+    assert!(err.contains("connection limit"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    // Once the idle connections time out, their slots are free again.
+    let deadline = opened + HEADER_TIMEOUT + Duration::from_secs(3);
+    for (i, mut s) in held.into_iter().enumerate() {
+        assert!(
+            closed_by(&mut s, deadline),
+            "idle connection {i} still open"
+        );
+    }
+    let ls = env.run(&["ls"]);
+    assert!(ls.status.success(), "{ls:?}");
+}

@@ -4,8 +4,9 @@
 //! - Reading a request's head (from the first byte, and between requests on a kept-alive
 //!   connection, i.e. idling) has [`HEADER_TIMEOUT`]; then hyper closes the connection.
 //!   Responses in progress (SSE `logs --follow`, `wait`, `drover lock` holds) are not timed.
-//! - At most [`connection_cap`] connections at once; one more is answered with a 503 and closed
-//!   right away, so the kernel's backlog never fills and the CLI is answered at once.
+//! - At most [`connection_cap`] connections at once; one more is answered with a 503 (JSON,
+//!   `kind: busy`) and closed within a second, so the kernel's backlog never fills and the CLI
+//!   is answered at once instead of hanging.
 
 use axum::Router;
 use hyper::server::conn::http1;
@@ -61,6 +62,21 @@ fn nofile() -> Option<(u64, u64)> {
     Some((lim.rlim_cur, lim.rlim_max))
 }
 
+/// Connections over the cap being answered `busy` at once; past that they are just closed.
+const REFUSING: usize = 256;
+/// How long a refused client has to send its request before it is answered anyway.
+const REFUSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Answers a connection over the cap with a 503: after its request (so the client, having
+/// written it, reads the answer instead of a broken pipe), or after [`REFUSE_WAIT`].
+async fn refuse(mut stream: tokio::net::UnixStream, _slot: tokio::sync::OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(REFUSE_WAIT, stream.read(&mut buf)).await;
+    let _ = tokio::time::timeout(REFUSE_WAIT, stream.write_all(busy().as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
 /// The whole answer to a connection over the cap.
 fn busy() -> String {
     let body = r#"{"kind":"busy","error":"the daemon is at its connection limit","hint":"retry in a few seconds"}"#;
@@ -79,6 +95,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
         HEADER_TIMEOUT.as_secs()
     );
     let slots = Arc::new(Semaphore::new(cap));
+    let refusing = Arc::new(Semaphore::new(REFUSING));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -102,7 +119,10 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            let _ = stream.try_write(busy().as_bytes());
+            match refusing.clone().try_acquire_owned() {
+                Ok(p) => drop(tokio::spawn(refuse(stream, p))),
+                Err(_) => drop(stream),
+            }
             continue;
         };
         let conn =
