@@ -1,7 +1,7 @@
 //! Any program as an agent: `/bin/sh -c <cmd>`, the prompt on stdin (then EOF) and in
 //! `DROVER_PROMPT`, every stdout line a text event. Single turn: it takes no follow-up input.
 
-use crate::{Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec};
+use crate::{Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec, LineNeed};
 use serde_json::Value;
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -35,6 +35,10 @@ impl Adapter for Command {
         vec![AgentEvent::Text {
             text: line.to_string(),
         }]
+    }
+
+    fn line_need(&self) -> LineNeed {
+        LineNeed::Excerpt
     }
 
     fn user_message(&self, _text: &str) -> Option<String> {

@@ -116,6 +116,19 @@ pub enum AgentEvent {
     },
 }
 
+/// The longest output line a JSON-speaking adapter reads whole (8 MiB). Longer lines are not
+/// parsed: ingest stores an error event with an excerpt and the line's place in the raw log.
+pub const MAX_JSON_LINE: usize = 8 << 20;
+
+/// How much of each output line an adapter needs to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineNeed {
+    /// A bounded excerpt is enough (plain-text agents: every line is a text event).
+    Excerpt,
+    /// The whole line, up to `max` bytes (JSON lines must be parsed whole).
+    Whole { max: usize },
+}
+
 /// One agent kind.
 pub trait Adapter: Send + Sync {
     /// `claude`, `command`, …
@@ -123,7 +136,12 @@ pub trait Adapter: Send + Sync {
     /// The command line and environment for this task.
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError>;
     /// Reads one output line (no trailing newline; may be huge or not UTF-8-clean: never panics).
+    /// With [`LineNeed::Excerpt`] it gets a bounded excerpt of a long line.
     fn parse_line(&self, line: &str) -> Vec<AgentEvent>;
+    /// How much of a line [`Adapter::parse_line`] needs.
+    fn line_need(&self) -> LineNeed {
+        LineNeed::Whole { max: MAX_JSON_LINE }
+    }
     /// The stdin line that sends a follow-up user message; `None` if the agent takes no input.
     fn user_message(&self, text: &str) -> Option<String>;
     /// The stdin line that answers a permission request.

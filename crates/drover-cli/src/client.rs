@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client as HyperClient;
-use hyperlocal::{UnixClientExt, UnixConnector, Uri};
+use hyperlocal::{UnixConnector, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -46,18 +46,46 @@ impl Client {
         Client {
             home,
             socket,
-            http: HyperClient::unix(),
+            // The daemon closes connections idle for 5 s: never reuse one that old.
+            http: HyperClient::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(2))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(UnixConnector),
         }
     }
 
     /// A client to a running daemon, starting one first (and saying so on stderr) if needed.
     pub async fn connect() -> Result<Client> {
         let client = Client::new(drover_home());
-        if client.ping().await {
+        if client.probe().await? {
             return Ok(client);
         }
         client.start_daemon(&[], &[]).await?;
         Ok(client)
+    }
+
+    /// Whether a daemon answers on the socket. A daemon that answers with an error (e.g. `busy`
+    /// at its connection limit) is that error: it is running, so none is started.
+    async fn probe(&self) -> Result<bool> {
+        let uri: hyper::Uri = Uri::new(&self.socket, "/v1/status").into();
+        let req = Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| CliError::daemon(e.to_string()))?;
+        let resp = match self.http.request(req).await {
+            Ok(resp) => resp,
+            Err(_) => return Ok(false),
+        };
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(true);
+        }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(CliError::from_api(status, &bytes))
     }
 
     pub async fn ping(&self) -> bool {
@@ -197,6 +225,32 @@ impl Client {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.call(Method::GET, path, None).await
+    }
+
+    /// Every task summary `GET /v1/tasks` lists (`all`: not only active and recent ones),
+    /// following the pages' cursors.
+    pub async fn list_tasks(&self, all: bool) -> Result<Vec<drover_types::Task>> {
+        let mut tasks = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page: drover_types::TaskPage = self
+                .get(&format!("/v1/tasks?all={all}&cursor={cursor}"))
+                .await?;
+            tasks.extend(page.tasks);
+            match page.next {
+                // A requeued task can move to a later page: keep its last place only.
+                Some(next) if next != cursor => cursor = next,
+                _ => break,
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<_> = tasks
+            .into_iter()
+            .rev()
+            .filter(|t| seen.insert(t.id.clone()))
+            .collect();
+        out.reverse();
+        Ok(out)
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {

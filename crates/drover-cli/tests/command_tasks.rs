@@ -342,7 +342,15 @@ fn huge_and_binary_output_lines_are_survived() {
     let evs = env.events(&id);
     let texts: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "text").collect();
     assert_eq!(texts.len(), 3);
-    assert_eq!(texts[0]["data"]["text"].as_str().unwrap().len(), 3_000_000);
+    // The long line: a 16 KiB excerpt and its byte range in the raw log.
+    let long = &texts[0]["data"];
+    assert!(long["text"].as_str().unwrap().len() <= (16 << 10) + 3);
+    assert_eq!(long["truncated"], true);
+    assert_eq!(long["raw"]["offset"], 0);
+    assert_eq!(long["raw"]["len"], 3_000_000);
+    // Not UTF-8: a placeholder, never the bytes.
+    assert_eq!(texts[1]["data"]["binary"], true, "{:#}", texts[1]);
+    assert_eq!(texts[1]["data"]["raw"]["offset"], 3_000_001);
     let raw = std::fs::read(env.home.join("tasks").join(&id).join("stdout.log")).unwrap();
     assert!(
         raw.windows(2).any(|w| w == [0xff, 0xfe]),

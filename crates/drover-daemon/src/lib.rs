@@ -47,6 +47,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // (where provider keys live) through /proc.
     // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes this process's own attribute.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Every connection and every task's logs take file descriptors: use all we may.
+    if let Some(n) = api::listen::raise_nofile() {
+        tracing::info!("open file limit {n}");
+    }
     let home = Home::new(&config.home);
     home.create()?;
     let _lock = home.lock()?;
@@ -58,9 +62,24 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     home.write_pid()?;
     engine::recover::recover(&engine).await;
     let scheduler = tokio::spawn(engine::scheduler::run(engine.clone()));
+    tokio::spawn(return_memory());
     let served = api::serve(engine.clone(), &home).await;
     engine.shutdown();
     let _ = scheduler.await;
     home.remove_pid();
     served
+}
+
+/// glibc's allocator keeps freed memory in its arenas; after a burst (many requests, big
+/// bodies) the daemon would keep its peak size. Every [`TRIM_EVERY`], give it back to the OS.
+async fn return_memory() {
+    const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only releases free memory of this process's allocator.
+        let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+    }
 }

@@ -51,6 +51,10 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// How much of a task's prompt, result and command a list summary holds (characters; the
+/// copies are made by migration 0007's triggers).
+pub const SUMMARY_CHARS: usize = 500;
+
 /// Which tasks `list_tasks` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListFilter {
@@ -68,6 +72,16 @@ pub trait Store: Send + Sync {
     /// Resolves a full id or a unique prefix of one.
     async fn find_task(&self, id_or_prefix: &str) -> Result<TaskRecord>;
     async fn list_tasks(&self, filter: ListFilter, since: &str) -> Result<Vec<TaskRecord>>;
+    /// One page of task summaries in queue order: tasks with `queue_seq > after`, at most
+    /// `limit`. `prompt`, `result` and `cmd` are cut to [`SUMMARY_CHARS`] characters (plus `…`):
+    /// they come from short copies, so a page never loads whole prompts.
+    async fn list_page(
+        &self,
+        filter: ListFilter,
+        since: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<TaskRecord>>;
     /// Queued task ids in FIFO order.
     async fn queued(&self) -> Result<Vec<String>>;
     /// Tasks in a state where an agent may be alive.

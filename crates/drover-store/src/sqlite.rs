@@ -20,6 +20,8 @@ use std::time::Duration;
 pub struct SqliteStore {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    /// The select list of a task summary: every column of `tasks`, long texts cut.
+    summary_cols: String,
 }
 
 impl SqliteStore {
@@ -40,7 +42,12 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        let summary_cols = summary_columns(&reader).await?;
+        Ok(SqliteStore {
+            writer,
+            reader,
+            summary_cols,
+        })
     }
 
     async fn fetch(&self, conn: &SqlitePool, id: &str) -> Result<TaskRecord> {
@@ -53,6 +60,23 @@ impl SqliteStore {
             None => Err(StoreError::NotFound(id.to_string())),
         }
     }
+}
+
+/// Every column of `tasks` (whatever migrations added), with prompt, result and cmd read from
+/// their short copies (`*_head`, kept by triggers: see migration 0007).
+async fn summary_columns(conn: &SqlitePool) -> Result<String> {
+    let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('tasks')")
+        .fetch_all(conn)
+        .await?;
+    Ok(cols
+        .iter()
+        .filter(|c| !c.ends_with("_head"))
+        .map(|c| match c.as_str() {
+            "prompt" | "result" | "cmd" => format!("{c}_head AS {c}"),
+            _ => format!("\"{c}\""),
+        })
+        .collect::<Vec<_>>()
+        .join(", "))
 }
 
 pub(crate) async fn append(
@@ -196,6 +220,31 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?,
         };
+        rows.iter().map(row_to_task).collect()
+    }
+
+    async fn list_page(
+        &self,
+        filter: ListFilter,
+        since: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<TaskRecord>> {
+        let cols = &self.summary_cols;
+        let sql = match filter {
+            ListFilter::All => {
+                format!("SELECT {cols} FROM tasks WHERE queue_seq > ?1 ORDER BY queue_seq LIMIT ?2")
+            }
+            ListFilter::ActiveOrFinishedSince => format!(
+                "SELECT {cols} FROM tasks WHERE queue_seq > ?1 \
+                 AND (finished_at IS NULL OR finished_at >= ?3) ORDER BY queue_seq LIMIT ?2"
+            ),
+        };
+        let mut query = sqlx::query(&sql).bind(after).bind(limit);
+        if filter == ListFilter::ActiveOrFinishedSince {
+            query = query.bind(since);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
         rows.iter().map(row_to_task).collect()
     }
 

@@ -113,3 +113,78 @@ async fn prefixes_queue_and_reopen() {
     store.delete_task("xyz00003").await.unwrap();
     assert!(store.events("xyz00003", 0, 10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn list_pages_hold_summaries_and_get_holds_the_whole_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+    let long = "é".repeat(300_000);
+    for i in 0..5 {
+        let mut t = new_task(&format!("cccc000{i}"));
+        t.prompt = long.clone();
+        t.cmd = Some(format!("echo {i}"));
+        store.create_task(t).await.unwrap();
+    }
+    store
+        .update(
+            "cccc0001",
+            None,
+            TaskPatch::new().result(Some(long.clone())),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut after = 0;
+    let mut seen = vec![];
+    loop {
+        let page = store
+            .list_page(ListFilter::All, "", after, 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        for t in &page {
+            assert_eq!(t.prompt.chars().count(), drover_store::SUMMARY_CHARS + 1);
+            assert!(t.prompt.ends_with('…'));
+            seen.push(t.id.clone());
+        }
+        match page.last() {
+            Some(t) if page.len() == 2 => after = t.queue_seq,
+            _ => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        (0..5).map(|i| format!("cccc000{i}")).collect::<Vec<_>>()
+    );
+    let page = store.list_page(ListFilter::All, "", 0, 5).await.unwrap();
+    assert_eq!(page[1].result.as_ref().unwrap().chars().count(), 501);
+    assert_eq!(page[0].result, None);
+    assert_eq!(page[3].cmd.as_deref(), Some("echo 3"));
+    // Not summarised: the task itself.
+    let whole = store.get_task("cccc0001").await.unwrap();
+    assert_eq!(whole.prompt, long);
+    assert_eq!(whole.result.as_deref(), Some(long.as_str()));
+    // Active-or-recent: a finished task from before `since` is left out.
+    store
+        .update(
+            "cccc0002",
+            None,
+            TaskPatch::new()
+                .state(TaskState::Failed, json!({}))
+                .finished_at(Some("2000-01-01T00:00:00.000Z".into())),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let recent = store
+        .list_page(
+            ListFilter::ActiveOrFinishedSince,
+            "2020-01-01T00:00:00.000Z",
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = recent.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["cccc0000", "cccc0001", "cccc0003", "cccc0004"]);
+}

@@ -155,3 +155,22 @@ mod tests {
         assert_eq!(back.api_key.unwrap().0, "sk-secret");
     }
 }
+
+/// The largest prompt `POST /v1/tasks` takes (bytes); a bigger one is refused with 413.
+pub const MAX_PROMPT_BYTES: usize = 1 << 20;
+/// `GET /v1/tasks` page size when `limit` is not given, and the most it may ask for.
+pub const LIST_DEFAULT_LIMIT: usize = 100;
+pub const LIST_MAX_LIMIT: usize = 500;
+/// `GET /v1/tasks/{id}/events?after=` (without `follow`) answers at most this many events; the
+/// next page starts after the last `seq`.
+pub const EVENTS_MAX_LIMIT: usize = 1000;
+
+/// `GET /v1/tasks?all=&limit=&cursor=`: one page of task summaries in queue order. A summary is
+/// a [`crate::Task`] whose `prompt`, `result` and `cmd` are cut to 500 characters (plus `…`);
+/// `GET /v1/tasks/{id}` returns the whole task. `next` is the `cursor` of the next page, `None`
+/// on the last one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskPage {
+    pub tasks: Vec<crate::Task>,
+    pub next: Option<String>,
+}

@@ -154,7 +154,7 @@ fn command_task(repo: &Path, cmd: &str) -> RunRequest {
 async fn wait_all(client: &Client, pred: impl Fn(&[Task]) -> bool) -> Result<Vec<Task>> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let tasks: Vec<Task> = client.get("/v1/tasks?all=true").await?;
+        let tasks = client.list_tasks(true).await?;
         if pred(&tasks) {
             return Ok(tasks);
         }
@@ -173,7 +173,7 @@ async fn memory(work: &Path) -> Result<()> {
     let repo = small_repo(&work.join("mem"))?;
     let (client, pid) = daemon(work, "mem-home", N).await?;
     // Warm the daemon up (store, API) before the idle reading.
-    let _: Vec<Task> = client.get("/v1/tasks").await?;
+    let _ = client.list_tasks(false).await?;
     let idle = rss_kb(pid as i64).unwrap_or(0);
     for _ in 0..N {
         let _: Task = client
@@ -254,7 +254,7 @@ async fn dispatch(args: &BenchArgs, work: &Path) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let total = t0.elapsed();
-    let tasks: Vec<Task> = client.get("/v1/tasks?all=true").await?;
+    let tasks = client.list_tasks(true).await?;
     let ok = tasks
         .iter()
         .filter(|t| t.state == TaskState::Succeeded)

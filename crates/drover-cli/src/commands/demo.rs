@@ -155,7 +155,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     let started = std::time::Instant::now();
     let mut seen: HashMap<String, String> = HashMap::new();
     let tasks = loop {
-        let tasks: Vec<Task> = client.get("/v1/tasks?all=true").await?;
+        let tasks = client.list_tasks(true).await?;
         let tasks: Vec<Task> = tasks.into_iter().filter(|t| ids.contains(&t.id)).collect();
         for t in &tasks {
             let label = crate::format::state_label(t);

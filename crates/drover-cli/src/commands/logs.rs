@@ -21,14 +21,27 @@ pub async fn logs(id: &str, follow: bool, json: bool) -> Result<i32> {
     let client = Client::connect().await?;
     let task: Task = client.get(&format!("/v1/tasks/{id}")).await?;
     if !follow {
-        let evs: Vec<Event> = client.get(&format!("/v1/tasks/{}/events", task.id)).await?;
-        for e in &evs {
-            print_event(e, json);
-        }
+        print_after(&client, &task.id, 0, json).await?;
         return Ok(0);
     }
     follow_events(&client, &task.id, 0, json).await?;
     Ok(0)
+}
+
+/// Prints the stored events after `after`, page by page; returns the last seq printed.
+async fn print_after(client: &Client, id: &str, mut after: i64, json: bool) -> Result<i64> {
+    loop {
+        let evs: Vec<Event> = client
+            .get(&format!("/v1/tasks/{id}/events?after={after}"))
+            .await?;
+        let Some(last) = evs.last() else {
+            return Ok(after);
+        };
+        after = last.seq;
+        for e in &evs {
+            print_event(e, json);
+        }
+    }
 }
 
 /// Prints events after `after` until the task ends. If the daemon goes away mid-stream (a
@@ -51,14 +64,7 @@ pub async fn follow_events(client: &Client, id: &str, mut after: i64, json: bool
         match client.get::<Task>(&format!("/v1/tasks/{id}")).await {
             Ok(t) if t.state.is_terminal() => {
                 // Drain anything written after the stream ended.
-                let evs: Vec<Event> = client
-                    .get(&format!("/v1/tasks/{id}/events?after={after}"))
-                    .await?;
-                for e in &evs {
-                    after = e.seq;
-                    print_event(e, json);
-                }
-                return Ok(after);
+                return print_after(client, id, after, json).await;
             }
             Ok(_) => failures = 0,
             Err(e) if e.kind == crate::error::Kind::Input => return Err(e),

@@ -130,7 +130,7 @@ pub async fn wait_one(client: &Client, id: &str) -> Result<Task> {
 
 pub async fn ls(all: bool, json: bool) -> Result<i32> {
     let client = Client::connect().await?;
-    let tasks: Vec<Task> = client.get(&format!("/v1/tasks?all={all}")).await?;
+    let tasks = client.list_tasks(all).await?;
     if json {
         println!(
             "{}",

@@ -5,9 +5,10 @@
 //! | `GET /v1/status` | daemon pid, slots, sandbox mode |
 //! | `POST /v1/daemon/stop` | stop the daemon (`{"stop_tasks": true}` stops tasks first) |
 //! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
-//! | `GET /v1/tasks?all=` | list tasks |
+//! | `GET /v1/tasks?all=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
-//! | `GET /v1/tasks/{id}/events?after=&follow=` | events as JSON, or SSE when following |
+//! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE when following |
+//! | `GET /v1/tasks/{id}/raw?stream=&offset=&len=` | bytes of the raw stdout/stderr log |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
 //! | `POST /v1/tasks/{id}/stop` | stop it |
@@ -17,11 +18,14 @@
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
 //! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
 
+pub mod body;
 mod daemon;
 mod error;
+pub mod listen;
 mod locks;
 mod pools;
 mod protect;
+mod raw;
 mod tasks;
 mod usage;
 
@@ -29,6 +33,10 @@ use crate::engine::Engine;
 use crate::{DaemonError, Home};
 pub use error::ApiErr;
 use std::sync::Arc;
+
+/// The largest request body (bytes): a prompt of up to [`drover_types::MAX_PROMPT_BYTES`] with
+/// room for JSON escaping and the other fields.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 pub fn router(engine: Arc<Engine>) -> axum::Router {
     use axum::routing::{get, post};
@@ -39,6 +47,7 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/tasks/{id}", get(tasks::show).delete(tasks::remove))
         .route("/v1/tasks/{id}/events", get(tasks::events))
         .route("/v1/tasks/{id}/wait", get(tasks::wait))
+        .route("/v1/tasks/{id}/raw", get(raw::raw))
         .route("/v1/tasks/{id}/send", post(tasks::send))
         .route("/v1/tasks/{id}/stop", post(tasks::stop))
         .route("/v1/pools", post(pools::create).get(pools::list))
@@ -48,6 +57,8 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body::bounded))
         .with_state(engine)
 }
 
@@ -78,8 +89,6 @@ pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> 
         }
     };
     tracing::info!("listening on {}", path.display());
-    axum::serve(listener, router(engine))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(DaemonError::Socket)
+    listen::serve(listener, router(engine), shutdown).await;
+    Ok(())
 }

@@ -7,7 +7,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use drover_store::{ListFilter, NewTask, StoreError, TaskRecord};
-use drover_types::{Budget, RunRequest, SendRequest, Task};
+use drover_types::{
+    Budget, RunRequest, SendRequest, Task, TaskPage, EVENTS_MAX_LIMIT, LIST_DEFAULT_LIMIT,
+    LIST_MAX_LIMIT, MAX_PROMPT_BYTES,
+};
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -40,6 +43,18 @@ pub async fn create(
     drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
     if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiErr::invalid("the command agent needs --cmd"));
+    }
+    if req.prompt.len() > MAX_PROMPT_BYTES {
+        return Err(ApiErr::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the prompt is {} bytes; the limit is {} MiB",
+                req.prompt.len(),
+                MAX_PROMPT_BYTES >> 20
+            ),
+            Some("put the details in a file in the repository and point the prompt at it"),
+        ));
     }
     if req.prompt.trim().is_empty() && agent != "command" {
         return Err(ApiErr::invalid("the prompt is empty"));
@@ -150,12 +165,29 @@ pub(crate) fn clocks(
 pub struct ListQuery {
     #[serde(default)]
     all: bool,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
+/// One page of summaries (see [`TaskPage`]).
 pub async fn list(
     State(engine): State<Arc<Engine>>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Vec<Task>>> {
+) -> ApiResult<Json<TaskPage>> {
+    let limit = q.limit.unwrap_or(LIST_DEFAULT_LIMIT);
+    if limit == 0 || limit > LIST_MAX_LIMIT {
+        return Err(ApiErr::invalid(format!(
+            "limit {limit}: use 1 to {LIST_MAX_LIMIT}"
+        )));
+    }
+    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(c) => c.parse::<i64>().map_err(|_| {
+            ApiErr::invalid(format!(
+                "cursor {c:?} is not one this API gave out; use the `next` of the previous page"
+            ))
+        })?,
+    };
     let since = (chrono::Utc::now() - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let filter = if q.all {
@@ -163,22 +195,27 @@ pub async fn list(
     } else {
         ListFilter::ActiveOrFinishedSince
     };
-    let tasks = engine.store.list_tasks(filter, &since).await?;
+    let page = engine
+        .store
+        .list_page(filter, &since, after, limit as i64)
+        .await?;
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|t| t.queue_seq.to_string()))
+        .flatten();
     let queued = engine.store.queued().await?;
-    Ok(Json(
-        tasks
-            .iter()
-            .map(|t| {
-                let pos = queued
-                    .iter()
-                    .position(|id| id == &t.id)
-                    .map(|p| p as u64 + 1);
-                let mut task = t.to_task(pos);
-                task.locks = engine.locks.of_task(&t.id);
-                task
-            })
-            .collect(),
-    ))
+    let tasks = page
+        .iter()
+        .map(|t| {
+            let pos = queued
+                .iter()
+                .position(|id| id == &t.id)
+                .map(|p| p as u64 + 1);
+            let mut task = t.to_task(pos);
+            task.locks = engine.locks.of_task(&t.id);
+            task
+        })
+        .collect();
+    Ok(Json(TaskPage { tasks, next }))
 }
 
 pub async fn show(
@@ -195,6 +232,9 @@ pub struct EventsQuery {
     after: i64,
     #[serde(default)]
     follow: bool,
+    /// Events per answer without `follow` (default and most: [`EVENTS_MAX_LIMIT`]); the next
+    /// page is `after` = the last `seq`.
+    limit: Option<usize>,
 }
 
 pub async fn events(
@@ -202,9 +242,15 @@ pub async fn events(
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(EVENTS_MAX_LIMIT);
+    if limit == 0 || limit > EVENTS_MAX_LIMIT {
+        return Err(ApiErr::invalid(format!(
+            "limit {limit}: use 1 to {EVENTS_MAX_LIMIT}"
+        )));
+    }
     let task = engine.store.find_task(&id).await?;
     if !q.follow {
-        let evs = engine.store.events(&task.id, q.after, i64::MAX).await?;
+        let evs = engine.store.events(&task.id, q.after, limit as i64).await?;
         return Ok(Json(evs).into_response());
     }
     let stream = follow(engine, task.id, q.after);

@@ -6,17 +6,23 @@
 //! re-reads the same bytes; after it, never again.
 
 use super::Engine;
-use drover_agents::{excerpt, Adapter, AgentEvent};
+use drover_agents::{excerpt, Adapter, AgentEvent, LineNeed};
 use drover_store::{StoreError, TaskPatch, TaskRecord};
 use drover_types::{EventKind, NewEvent, TaskState, Usage};
-use serde_json::json;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 
-/// Bytes read per step and file.
-const CHUNK: usize = 1 << 20;
-/// Lines longer than this are not parsed (they stay in the raw log); an error event says so.
-const MAX_LINE: usize = 64 << 20;
+/// Bytes of complete lines handled per step and file (one longer line is still handled whole:
+/// it is scanned, never held in memory beyond what is kept of it).
+const CHUNK: u64 = 1 << 20;
+/// An event holds at most this much of an output line's text; the whole line stays in the raw
+/// log and the event's `raw: {stream, offset, len}` says where.
+pub const LINE_EXCERPT: usize = 16 << 10;
+/// An event's JSON is cut down past this size (e.g. a huge tool call input).
+const EVENT_MAX: usize = 64 << 10;
 /// stderr lines and tool results are cut to this many bytes in events.
 const EXCERPT: usize = 4096;
 
@@ -53,32 +59,38 @@ async fn step_inner(
         }
     }
     let task = engine.store.get_task(id).await?;
-    let (out, out_end) = read_lines(&files.stdout(), task.stdout_offset, at_exit);
-    let (err, err_end) = read_lines(&files.stderr(), task.stderr_offset, at_exit);
+    let need = adapter.line_need();
+    let keep = match need {
+        LineNeed::Excerpt => LINE_EXCERPT,
+        LineNeed::Whole { max } => max.max(LINE_EXCERPT),
+    };
+    let (out_path, err_path) = (files.stdout(), files.stderr());
+    let (so, se) = (task.stdout_offset, task.stderr_offset);
+    // Scanning a long line is blocking file I/O: keep it off the async workers.
+    let read = tokio::task::spawn_blocking(move || {
+        (
+            read_lines(&out_path, so, keep, at_exit),
+            read_lines(&err_path, se, EXCERPT, at_exit),
+        )
+    })
+    .await;
+    let Ok(((out, out_end), (err, err_end))) = read else {
+        return Ok((task, false));
+    };
     if out_end == task.stdout_offset && err_end == task.stderr_offset {
         return Ok((task, false));
     }
     let mut acc = Acc::new(&task);
     for line in &out {
-        match line {
-            Line::Text(l) => {
-                for ev in adapter.parse_line(l) {
-                    acc.add(ev);
-                }
-            }
-            Line::Oversized(n) => acc.events.push(NewEvent::new(
-                EventKind::Error,
-                json!({ "message": format!("agent output line of {n} bytes not parsed; it is kept in the raw log") }),
-            )),
-        }
+        line_events(&mut acc, adapter, need, line);
     }
     for line in &err {
-        if let Line::Text(l) = line {
-            acc.events.push(NewEvent::new(
-                EventKind::Stderr,
-                json!({ "line": excerpt(l, EXCERPT) }),
-            ));
-        }
+        let text = match line.text() {
+            Some(text) => json!({ "line": excerpt(&text, EXCERPT) }),
+            None => binary(line, "line"),
+        };
+        acc.events
+            .push(NewEvent::new(EventKind::Stderr, line.mark(text, EXCERPT)));
     }
     let patch = acc
         .patch(&task)
@@ -89,80 +101,239 @@ async fn step_inner(
     Ok((task, true))
 }
 
-enum Line {
-    Text(String),
-    Oversized(usize),
+/// The events of one stdout line.
+fn line_events(acc: &mut Acc, adapter: &dyn Adapter, need: LineNeed, line: &Line) {
+    let Some(text) = line.text() else {
+        let (kind, key) = match need {
+            LineNeed::Excerpt => (EventKind::Text, "text"),
+            LineNeed::Whole { .. } => (EventKind::Error, "message"),
+        };
+        acc.events.push(NewEvent::new(kind, binary(line, key)));
+        return;
+    };
+    if !line.whole() {
+        if let LineNeed::Whole { max } = need {
+            let message = format!(
+                "agent output line of {} bytes is over the {} MiB limit for one line; not parsed (kept in the raw log)",
+                line.len,
+                max >> 20
+            );
+            let data = json!({ "message": message, "excerpt": excerpt(&text, 1024) });
+            acc.events
+                .push(NewEvent::new(EventKind::Error, line.mark(data, 1024)));
+            return;
+        }
+    }
+    // A plain-text agent's long line: its excerpt, marked as cut.
+    let text = if line.whole() { text } else { text + "…" };
+    for ev in adapter.parse_line(&text) {
+        acc.add(ev, Some(line));
+    }
 }
 
-/// Complete lines from `offset`, and the offset just past the last one.
-fn read_lines(path: &Path, offset: i64, at_exit: bool) -> (Vec<Line>, i64) {
+/// What an event says about a line that is not text (NUL bytes or invalid UTF-8): its size and
+/// where it is (under `key`, the field the event kind shows), never the bytes.
+fn binary(line: &Line, key: &str) -> Value {
+    let mut data = json!({ "binary": true, "raw": line.raw() });
+    if let Some(o) = data.as_object_mut() {
+        o.insert(
+            key.to_string(),
+            Value::String(format!(
+                "[binary output: {} bytes, kept in the raw log]",
+                line.len
+            )),
+        );
+    }
+    data
+}
+
+/// Which raw log a line is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of a raw log: where it is, how long it is, and what ingest kept of it.
+struct Line {
+    stream: Stream,
+    /// Byte offset of the line's first byte in its log.
+    offset: u64,
+    /// Its length in bytes, without the newline.
+    len: u64,
+    /// The whole line when it fits the keep limit, else its first bytes.
+    head: Vec<u8>,
+    /// A NUL byte anywhere in the line.
+    nul: bool,
+    /// `head` is full (or was cut down to an excerpt): later bytes are only counted.
+    capped: bool,
+}
+
+impl Line {
+    fn at(stream: Stream, offset: u64) -> Line {
+        Line {
+            stream,
+            offset,
+            len: 0,
+            head: Vec::new(),
+            nul: false,
+            capped: false,
+        }
+    }
+
+    fn take(&mut self, part: &[u8], keep: usize) {
+        self.len += part.len() as u64;
+        if !self.capped {
+            let room = keep.saturating_sub(self.head.len()).min(part.len());
+            self.head.extend_from_slice(&part[..room]);
+            self.capped = self.head.len() >= keep;
+        }
+        self.nul = self.nul || memchr::memchr(0, part).is_some();
+    }
+
+    fn whole(&self) -> bool {
+        self.head.len() as u64 == self.len
+    }
+
+    /// The kept text, or `None` for binary output (a NUL byte, or bytes that are not UTF-8 —
+    /// other than a character cut in half at the end of a kept excerpt).
+    fn text(&self) -> Option<String> {
+        if self.nul {
+            return None;
+        }
+        match std::str::from_utf8(&self.head) {
+            Ok(s) => Some(s.to_string()),
+            Err(e) if e.error_len().is_none() && !self.whole() => {
+                Some(String::from_utf8_lossy(&self.head[..e.valid_up_to()]).into_owned())
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn raw(&self) -> Value {
+        let stream = match self.stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        json!({ "stream": stream, "offset": self.offset, "len": self.len })
+    }
+
+    /// Adds `raw` (and `truncated` when the event does not hold the whole line) to an event of
+    /// a line longer than `shown`.
+    fn mark(&self, mut data: Value, shown: usize) -> Value {
+        if self.len as usize > shown {
+            if let Some(o) = data.as_object_mut() {
+                o.entry("raw").or_insert_with(|| self.raw());
+                o.insert("truncated".into(), Value::Bool(true));
+            }
+        }
+        data
+    }
+}
+
+/// A line still being written, longer than what ingest keeps of it: where its scan stopped, so
+/// the next step goes on from there instead of re-reading it (an endless line costs each step
+/// only its new bytes). Keyed by log path; an entry is dropped when its line ends.
+struct Partial {
+    scanned: u64,
+    line: Line,
+}
+
+static PARTIAL: LazyLock<Mutex<HashMap<PathBuf, Partial>>> = LazyLock::new(Default::default);
+
+fn partials() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Partial>> {
+    PARTIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Complete lines from `offset` (at most about [`CHUNK`] bytes of them, but always one whole
+/// line however long), and the offset just past the last one. Reads in 64 KiB blocks; of each
+/// line only its first `keep` bytes are held.
+fn read_lines(path: &Path, offset: i64, keep: usize, at_exit: bool) -> (Vec<Line>, i64) {
+    let stream = if path.file_name().and_then(|n| n.to_str()) == Some("stderr.log") {
+        Stream::Stderr
+    } else {
+        Stream::Stdout
+    };
+    let start = offset.max(0) as u64;
     let Ok(mut f) = std::fs::File::open(path) else {
         return (vec![], offset);
     };
-    if f.seek(SeekFrom::Start(offset.max(0) as u64)).is_err() {
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let (mut cur, from) = match partials().remove(path) {
+        Some(p) if p.line.offset == start && p.scanned <= size => (p.line, p.scanned),
+        _ => (Line::at(stream, start), start),
+    };
+    if f.seek(SeekFrom::Start(from)).is_err() {
         return (vec![], offset);
     }
-    let mut buf = Vec::with_capacity(8192);
-    if (&mut f).take(CHUNK as u64).read_to_end(&mut buf).is_err() {
-        return (vec![], offset);
-    }
+    let mut r = BufReader::with_capacity(64 << 10, f);
     let mut lines = Vec::new();
-    let mut consumed = 0usize;
-    match buf.iter().rposition(|&b| b == b'\n') {
-        Some(last) => {
-            for raw in buf[..last].split(|&b| b == b'\n') {
-                lines.push(Line::Text(String::from_utf8_lossy(raw).into_owned()));
-            }
-            consumed = last + 1;
-        }
-        None if buf.len() == CHUNK => {
-            // One line longer than a chunk: read on to its end (or give up past MAX_LINE).
-            let mut more = Vec::new();
-            if (&mut f)
-                .take((MAX_LINE - CHUNK) as u64)
-                .read_to_end(&mut more)
-                .is_ok()
-            {
-                buf.extend_from_slice(&more);
-                if let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                    lines.push(Line::Text(
-                        String::from_utf8_lossy(&buf[..end]).into_owned(),
-                    ));
-                    consumed = end + 1;
-                } else if buf.len() >= MAX_LINE {
-                    let skip = skip_to_newline(&mut f).map(|n| buf.len() + n);
-                    if let Some(total) = skip {
-                        lines.push(Line::Oversized(total));
-                        consumed = total + 1;
-                    }
+    let mut end = start;
+    loop {
+        let (used, done) = match r.fill_buf() {
+            Ok([]) => {
+                // After the agent exited nothing more comes: an unterminated last line is
+                // complete.
+                if at_exit && cur.len > 0 {
+                    end = cur.offset + cur.len;
+                    lines.push(std::mem::replace(&mut cur, Line::at(stream, end)));
                 }
+                break;
+            }
+            Ok(buf) => match memchr::memchr(b'\n', buf) {
+                Some(i) => {
+                    cur.take(&buf[..i], keep);
+                    (i + 1, true)
+                }
+                None => {
+                    cur.take(buf, keep);
+                    (buf.len(), false)
+                }
+            },
+            Err(_) => break,
+        };
+        r.consume(used);
+        if done {
+            end = cur.offset + cur.len + 1;
+            lines.push(std::mem::replace(&mut cur, Line::at(stream, end)));
+            if end - start >= CHUNK {
+                break;
             }
         }
-        None => {}
     }
-    // After the agent exited nothing more comes: an unterminated last line is complete.
-    if at_exit && consumed < buf.len() && buf.len() < CHUNK {
-        lines.push(Line::Text(
-            String::from_utf8_lossy(&buf[consumed..]).into_owned(),
-        ));
-        consumed = buf.len();
+    if cur.len as usize > keep.max(CHUNK as usize) {
+        // Only an excerpt of it will be used: keep no more than that while it grows.
+        cur.head.truncate(LINE_EXCERPT);
+        cur.capped = true;
+        let scanned = cur.offset + cur.len;
+        partials().insert(path.to_path_buf(), Partial { scanned, line: cur });
     }
-    (lines, offset + consumed as i64)
+    (lines, end as i64)
 }
 
-/// Bytes up to (not including) the next newline, or `None` if the line is not complete yet.
-fn skip_to_newline(f: &mut std::fs::File) -> Option<usize> {
-    let mut n = 0;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let got = f.read(&mut buf).ok()?;
-        if got == 0 {
-            return None;
+/// Cuts an event's JSON down to about [`EVENT_MAX`] bytes: long strings first, then the whole.
+/// Returns whether anything was cut.
+fn bound(data: &mut Value) -> bool {
+    if data.to_string().len() <= EVENT_MAX {
+        return false;
+    }
+    cut_strings(data, EXCERPT);
+    let s = data.to_string();
+    if s.len() > EVENT_MAX {
+        *data = json!({ "excerpt": excerpt(&s, EXCERPT) });
+    }
+    true
+}
+
+fn cut_strings(v: &mut Value, max: usize) {
+    match v {
+        Value::String(s) if s.len() > max => *s = excerpt(s, max),
+        Value::Array(a) => {
+            a.truncate(64);
+            a.iter_mut().for_each(|x| cut_strings(x, max));
         }
-        if let Some(p) = buf[..got].iter().position(|&b| b == b'\n') {
-            return Some(n + p);
-        }
-        n += got;
+        Value::Object(o) => o.values_mut().for_each(|x| cut_strings(x, max)),
+        _ => {}
     }
 }
 
@@ -196,12 +367,30 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, ev: AgentEvent) {
-        let (kind, data) = match ev {
+    /// Folds one agent event in; `line` is the output line it came from (events of a line
+    /// longer than [`LINE_EXCERPT`] are bounded and point at the line in the raw log).
+    fn add(&mut self, ev: AgentEvent, line: Option<&Line>) {
+        let Some((kind, mut data)) = self.fold(ev) else {
+            return;
+        };
+        if let Some(line) = line.filter(|l| l.len as usize > LINE_EXCERPT) {
+            let cut = bound(&mut data) || !line.whole();
+            if let Some(o) = data.as_object_mut() {
+                o.insert("raw".into(), line.raw());
+                if cut {
+                    o.insert("truncated".into(), Value::Bool(true));
+                }
+            }
+        }
+        self.events.push(NewEvent::new(kind, data));
+    }
+
+    fn fold(&mut self, ev: AgentEvent) -> Option<(EventKind, Value)> {
+        let folded = match ev {
             AgentEvent::Session { session_id, model } => {
                 self.session_id = Some(session_id.clone());
                 let _ = model;
-                return;
+                return None;
             }
             AgentEvent::Text { text } => (EventKind::Text, json!({ "text": text })),
             AgentEvent::ToolCall { id, name, input } => (
@@ -312,7 +501,7 @@ impl Acc {
                 json!({ "message": "unreadable agent output line (kept in the raw log)", "reason": reason, "excerpt": excerpt }),
             ),
         };
-        self.events.push(NewEvent::new(kind, data));
+        Some(folded)
     }
 
     fn patch(&self, task: &TaskRecord) -> TaskPatch {
@@ -357,5 +546,173 @@ impl Acc {
             };
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn log(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdout.log");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn long_line_is_kept_as_excerpt_and_range() {
+        let mut bytes = b"a\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 3 << 20));
+        bytes.extend(b"\nb\n");
+        let (_d, path) = log(&bytes);
+        let (lines, end) = read_lines(&path, 0, LINE_EXCERPT, false);
+        assert_eq!(
+            lines.len(),
+            2,
+            "the chunk budget ends the step after the long line"
+        );
+        assert_eq!(lines[0].head, b"a");
+        let big = &lines[1];
+        assert_eq!((big.offset, big.len), (2, 3 << 20));
+        assert_eq!(big.head.len(), LINE_EXCERPT);
+        assert!(!big.whole());
+        assert_eq!(end as u64, 2 + (3 << 20) + 1);
+        assert_eq!(
+            big.raw(),
+            json!({"stream": "stdout", "offset": 2, "len": 3 << 20})
+        );
+        let (rest, end2) = read_lines(&path, end, LINE_EXCERPT, false);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].head, b"b");
+        assert_eq!(end2 as usize, bytes.len());
+    }
+
+    #[test]
+    fn a_line_still_being_written_is_scanned_once() {
+        let (_d, path) = log(b"");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        use std::io::Write;
+        f.write_all(b"a\n").unwrap();
+        f.write_all(&vec![b'x'; 2 << 20]).unwrap();
+        let (lines, end) = read_lines(&path, 0, LINE_EXCERPT, false);
+        assert_eq!((lines.len(), end), (1, 2));
+        // Rewrite the scanned part: a resumed scan does not read it again.
+        let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        w.seek(SeekFrom::Start(2)).unwrap();
+        w.write_all(b"yyyy").unwrap();
+        f.write_all(&vec![b'x'; 1 << 20]).unwrap();
+        f.write_all(b"\nb\n").unwrap();
+        let (lines, end) = read_lines(&path, 2, LINE_EXCERPT, false);
+        assert_eq!(
+            lines.len(),
+            1,
+            "the chunk budget ends the step after the long line"
+        );
+        assert_eq!(lines[0].len, 3 << 20);
+        assert!(lines[0].head.starts_with(b"xxxx"), "scanned twice");
+        assert_eq!(end as u64, 2 + (3 << 20) + 1);
+        assert!(
+            !partials().contains_key(&path),
+            "a finished line leaves no state"
+        );
+    }
+
+    #[test]
+    fn unterminated_line_counts_only_at_exit() {
+        let mut bytes = b"done\n".to_vec();
+        bytes.extend(vec![0u8; 100_000]);
+        let (_d, path) = log(&bytes);
+        let (lines, end) = read_lines(&path, 0, LINE_EXCERPT, false);
+        assert_eq!((lines.len(), end), (1, 5));
+        let (lines, end) = read_lines(&path, end, LINE_EXCERPT, true);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(end as usize, bytes.len());
+        let nul = &lines[0];
+        assert!(nul.nul);
+        assert_eq!(nul.text(), None, "NUL bytes are binary");
+        let data = binary(nul, "text");
+        assert!(data.to_string().len() < 200, "{data}");
+        assert_eq!(data["raw"]["len"], 100_000);
+        assert_eq!(data["raw"]["offset"], 5);
+    }
+
+    #[test]
+    fn invalid_utf8_is_binary_but_a_cut_character_is_not() {
+        let (_d, path) = log(b"ok \xff\xfe bad\n");
+        let (lines, _) = read_lines(&path, 0, LINE_EXCERPT, false);
+        assert_eq!(lines[0].text(), None);
+        // "é" is two bytes; keeping 2 bytes of "aé…" cuts it in half: still text.
+        let (_d, path) = log("aé and more\n".as_bytes());
+        let (lines, _) = read_lines(&path, 0, 2, false);
+        assert_eq!(lines[0].text().as_deref(), Some("a"));
+    }
+
+    fn acc() -> Acc {
+        Acc {
+            events: vec![],
+            session_id: None,
+            pending: None,
+            pending_changed: false,
+            result: None,
+            cost: None,
+            usage: Usage::default(),
+            turns_done: 0,
+        }
+    }
+
+    #[test]
+    fn json_lines_are_parsed_whole_up_to_the_limit_and_refused_above_it() {
+        let claude = drover_agents::adapter("claude").unwrap();
+        let text = "z".repeat(200 << 10);
+        let line = json!({"type": "assistant", "message": {"id": "m1", "role": "assistant",
+            "content": [{"type": "text", "text": text}]}})
+        .to_string();
+        let (_d, path) = log(format!("{line}\n{line}\n").as_bytes());
+        // The first line fits the limit: parsed, its event bounded and pointing at the line.
+        let (lines, _) = read_lines(&path, 0, line.len(), false);
+        let mut a = acc();
+        let need = LineNeed::Whole { max: line.len() };
+        line_events(&mut a, claude.as_ref(), need, &lines[0]);
+        let ev = a.events.iter().find(|e| e.kind == EventKind::Text).unwrap();
+        assert!(
+            ev.data.to_string().len() <= EVENT_MAX,
+            "{}",
+            ev.data.to_string().len()
+        );
+        assert_eq!(ev.data["truncated"], true);
+        assert_eq!(
+            ev.data["raw"],
+            json!({"stream": "stdout", "offset": 0, "len": line.len()})
+        );
+        // Over the limit: one error event with an excerpt and the range, nothing parsed.
+        let (lines, _) = read_lines(&path, 0, 4096, false);
+        let mut a = acc();
+        line_events(
+            &mut a,
+            claude.as_ref(),
+            LineNeed::Whole { max: 4096 },
+            &lines[1],
+        );
+        assert_eq!(a.events.len(), 1);
+        let ev = &a.events[0];
+        assert_eq!(ev.kind, EventKind::Error);
+        assert!(ev.data["message"].as_str().unwrap().contains("not parsed"));
+        assert_eq!(ev.data["raw"]["offset"], line.len() + 1);
+        assert!(ev.data.to_string().len() < 2048);
+    }
+
+    #[test]
+    fn big_events_are_bounded() {
+        let mut data = json!({ "id": "t", "input": { "content": "y".repeat(1 << 20) } });
+        assert!(bound(&mut data));
+        assert!(data.to_string().len() <= EVENT_MAX);
+        assert_eq!(data["id"], "t");
+        let mut small = json!({ "text": "hi" });
+        assert!(!bound(&mut small));
     }
 }

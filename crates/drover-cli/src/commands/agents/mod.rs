@@ -23,7 +23,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 pub async fn agents() -> Result<i32> {
     let client = Client::connect().await?;
     if !std::io::stdout().is_terminal() {
-        let tasks: Vec<Task> = client.get("/v1/tasks?all=true").await?;
+        let tasks = client.list_tasks(true).await?;
         if tasks.is_empty() {
             eprintln!("no tasks");
         } else {
@@ -249,7 +249,7 @@ async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> 
 }
 
 async fn refresh(client: &Client, app: &mut App) {
-    match timed(client.get::<Vec<Task>>("/v1/tasks?all=true")).await {
+    match timed(client.list_tasks(true)).await {
         Ok(tasks) => {
             app.set_tasks(tasks);
             app.error = None;

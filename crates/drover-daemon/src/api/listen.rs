@@ -1,0 +1,163 @@
+//! The accept loop: hyper's HTTP/1 server with a header-read timeout and a connection cap, so
+//! idle and half-sent connections cannot starve the daemon of file descriptors.
+//!
+//! - Reading a request's head (from the first byte, and between requests on a kept-alive
+//!   connection, i.e. idling) has [`HEADER_TIMEOUT`]; then hyper closes the connection.
+//!   Responses in progress (SSE `logs --follow`, `wait`, `drover lock` holds) are not timed.
+//! - At most [`connection_cap`] connections at once; one more is answered with a 503 (JSON,
+//!   `kind: busy`) and closed within a second, so the kernel's backlog never fills and the CLI
+//!   is answered at once instead of hanging.
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+
+/// The time a client has to send a request's head, and the longest a kept-alive connection idles.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections at most, whatever the file limit allows.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// File descriptors kept free of connections (store, logs, shims, sandboxes, gateway).
+const FD_RESERVE: u64 = 512;
+/// The longest shutdown waits for open connections (lock holds never end by themselves).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Connections at once: [`MAX_CONNECTIONS`], less when the file limit is lower.
+pub fn connection_cap() -> usize {
+    let soft = nofile().map(|(soft, _)| soft).unwrap_or(1024);
+    (soft.saturating_sub(FD_RESERVE).max(64) as usize).min(MAX_CONNECTIONS)
+}
+
+/// Raises this process's soft limit on open files to its hard limit; returns the new limit.
+pub fn raise_nofile() -> Option<u64> {
+    let (soft, hard) = nofile()?;
+    if soft < hard {
+        let lim = libc::rlimit {
+            rlim_cur: hard,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads the struct we pass; it only changes this process's limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Some(soft);
+        }
+    }
+    nofile().map(|(soft, _)| soft)
+}
+
+fn nofile() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    Some((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Connections over the cap being answered `busy` at once; past that they are just closed.
+const REFUSING: usize = 256;
+/// How long a refused client has to send its request before it is answered anyway.
+const REFUSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Answers a connection over the cap with a 503: after its request (so the client, having
+/// written it, reads the answer instead of a broken pipe), or after [`REFUSE_WAIT`].
+async fn refuse(mut stream: tokio::net::UnixStream, _slot: tokio::sync::OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(REFUSE_WAIT, stream.read(&mut buf)).await;
+    let _ = tokio::time::timeout(REFUSE_WAIT, stream.write_all(busy().as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The whole answer to a connection over the cap.
+fn busy() -> String {
+    let body = r#"{"kind":"busy","error":"the daemon is at its connection limit","hint":"retry in a few seconds"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
+/// (at most [`SHUTDOWN_GRACE`]).
+pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Output = ()>) {
+    let cap = connection_cap();
+    tracing::info!(
+        "at most {cap} connections; {} s to send a request head",
+        HEADER_TIMEOUT.as_secs()
+    );
+    let slots = Arc::new(Semaphore::new(cap));
+    let refusing = Arc::new(Semaphore::new(REFUSING));
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors (or a similar transient error): give closing
+                // connections a moment instead of spinning on accept.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            match refusing.clone().try_acquire_owned() {
+                Ok(p) => drop(tokio::spawn(refuse(stream, p))),
+                Err(_) => drop(stream),
+            }
+            continue;
+        };
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!("closing connections still open after {SHUTDOWN_GRACE:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_answer_is_well_formed() {
+        let busy = busy();
+        let (head, body) = busy.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert_eq!(v["kind"], "busy");
+    }
+
+    #[test]
+    fn cap_is_bounded() {
+        let cap = connection_cap();
+        assert!((64..=MAX_CONNECTIONS).contains(&cap));
+    }
+}
