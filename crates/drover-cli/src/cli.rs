@@ -157,7 +157,12 @@ pub struct RunArgs {
     pub api_key_env: Option<String>,
     #[arg(long)]
     pub team: Option<String>,
-    pub prompt: String,
+    /// The prompt; `-` reads it from stdin.
+    #[arg(required_unless_present = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from this file (`-`: stdin); for prompts too long for a command line.
+    #[arg(long, conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,13 +195,14 @@ pub struct PoolStartArgs {
     pub name: String,
     #[arg(long)]
     pub slots: u32,
-    /// The prompt; `{n}` becomes the refill's number.
+    /// The prompt; `{n}` becomes the refill's number (`-` reads it from stdin).
     #[arg(
         long,
         conflicts_with = "prompt_file",
         required_unless_present = "prompt_file"
     )]
     pub prompt: Option<String>,
+    /// Read the prompt from this file (`-`: stdin).
     #[arg(long)]
     pub prompt_file: Option<PathBuf>,
     #[arg(long)]

@@ -4,10 +4,12 @@
 //! - [`task`]: a task, its states and its outcome (DESIGN §3; field names are the public contract).
 //! - [`event`]: the normalized, append-only per-task events.
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
+//! - [`validate`]: input checks shared by the API and the CLI.
 
 pub mod api;
 pub mod event;
 pub mod task;
+pub mod validate;
 
 pub use api::*;
 pub use event::*;

@@ -7,7 +7,7 @@
 //! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
 //! | `GET /v1/tasks?all=` | list tasks |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
-//! | `GET /v1/tasks/{id}/events?after=&follow=` | events as JSON, or SSE when following |
+//! | `GET /v1/tasks/{id}/events?after=&follow=` | events as JSON, or SSE when following (`Last-Event-ID` works like `after`) |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
 //! | `POST /v1/tasks/{id}/stop` | stop it |
@@ -16,7 +16,11 @@
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
 //! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
+//!
+//! Every refusal — including bad JSON, a wrong content type, an oversized body, a bad query
+//! string or an unknown route — is `{kind, error, hint}` with a 4xx ([`body`]).
 
+mod body;
 mod daemon;
 mod error;
 mod locks;
@@ -47,6 +51,8 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
+        .fallback(body::not_found)
+        .method_not_allowed_fallback(body::method_not_allowed)
         .with_state(engine)
 }
 

@@ -1,10 +1,12 @@
 //! `/v1/tasks…` handlers.
 
+use super::body::{ApiJson, ApiQuery};
 use super::ApiErr;
 use crate::engine::{control, new_task_id, Engine};
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum::Json;
 use drover_store::{ListFilter, NewTask, StoreError, TaskRecord};
 use drover_types::{Budget, RunRequest, SendRequest, Task};
@@ -34,16 +36,17 @@ async fn view(engine: &Engine, t: &TaskRecord) -> Task {
 
 pub async fn create(
     State(engine): State<Arc<Engine>>,
-    Json(req): Json<RunRequest>,
+    ApiJson(req): ApiJson<RunRequest>,
 ) -> ApiResult<Json<Task>> {
     let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
     drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
     if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiErr::invalid("the command agent needs --cmd"));
     }
-    if req.prompt.trim().is_empty() && agent != "command" {
-        return Err(ApiErr::invalid("the prompt is empty"));
-    }
+    use drover_types::validate;
+    validate::prompt(&req.prompt).map_err(ApiErr::invalid)?;
+    validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
+    validate::max_tokens(req.max_tokens).map_err(ApiErr::invalid)?;
     let permissions = req
         .permissions
         .clone()
@@ -52,9 +55,6 @@ pub async fn create(
         return Err(ApiErr::invalid(format!(
             "permissions {permissions:?}: use ask, allow or deny"
         )));
-    }
-    if req.max_usd.is_some_and(|v| v.is_nan() || v <= 0.0) {
-        return Err(ApiErr::invalid("--max-usd must be a positive number"));
     }
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine
@@ -171,17 +171,42 @@ pub struct EventsQuery {
     follow: bool,
 }
 
+/// Where a follower resumes: `?after=SEQ`, or the SSE `Last-Event-ID` header a reconnecting
+/// client sends (the larger wins, so neither can replay what the other already skipped).
+fn resume_after(headers: &HeaderMap, after: i64) -> ApiResult<i64> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(after);
+    };
+    let last = v
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            ApiErr::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid",
+                "Last-Event-ID must be an event seq (a whole number)",
+                Some("send the `id:` of the last event received"),
+            )
+        })?;
+    Ok(after.max(last))
+}
+
 pub async fn events(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Response> {
+    let after = resume_after(&headers, q.after)?;
     let task = engine.store.find_task(&id).await?;
     if !q.follow {
-        let evs = engine.store.events(&task.id, q.after, i64::MAX).await?;
+        let evs = engine.store.events(&task.id, after, i64::MAX).await?;
         return Ok(Json(evs).into_response());
     }
-    let stream = follow(engine, task.id, q.after);
+    let stream = follow(engine, task.id, after);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -251,7 +276,7 @@ pub struct WaitQuery {
 pub async fn wait(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
     let task = engine.store.find_task(&id).await?;
     let timeout = Duration::from_secs_f64(q.timeout.unwrap_or(30.0).clamp(0.0, 300.0));
@@ -265,7 +290,7 @@ pub async fn wait(
 pub async fn send(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    Json(req): Json<SendRequest>,
+    ApiJson(req): ApiJson<SendRequest>,
 ) -> ApiResult<Json<Task>> {
     if req.allow && req.deny {
         return Err(ApiErr::invalid("--allow and --deny exclude each other"));
