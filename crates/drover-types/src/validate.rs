@@ -30,6 +30,23 @@ pub fn prompt(p: &str) -> Result<(), String> {
     }
 }
 
+/// The longest prompt an agent that takes it as a command-line argument (`codex`) can get: one
+/// argument may not exceed 128 KiB.
+pub const ARG_PROMPT_MAX: usize = 100 * 1024;
+
+/// A prompt for `agent`: [`prompt`], and short enough for agents that take it as an argument.
+pub fn prompt_for(agent: &str, p: &str) -> Result<(), String> {
+    prompt(p)?;
+    if agent == "codex" && p.len() > ARG_PROMPT_MAX {
+        return Err(format!(
+            "the prompt is {} KB: the codex agent takes it as a command-line argument, at most {} KB",
+            p.len() / 1024,
+            ARG_PROMPT_MAX / 1024
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,7 +56,7 @@ pub async fn create(
     if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiErr::invalid("the command agent needs --cmd"));
     }
-    drover_types::validate::prompt(&req.prompt).map_err(ApiErr::invalid)?;
+    drover_types::validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     if req.count == Some(0) {
         return Err(ApiErr::invalid("--count 0: give at least 1 (or leave it out)"));

@@ -44,7 +44,7 @@ pub async fn create(
         return Err(ApiErr::invalid("the command agent needs --cmd"));
     }
     use drover_types::validate;
-    validate::prompt(&req.prompt).map_err(ApiErr::invalid)?;
+    validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
     validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     validate::max_tokens(req.max_tokens).map_err(ApiErr::invalid)?;
     let permissions = req
