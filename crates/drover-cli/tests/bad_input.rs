@@ -30,7 +30,13 @@ fn all_tasks(env: &Env) -> Vec<Value> {
 }
 
 /// One HTTP/1.1 request over the daemon's socket; returns (status, headers, body).
-fn http(env: &Env, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+fn http(
+    env: &Env,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = UnixStream::connect(env.home.join("daemon.sock")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!(
@@ -53,7 +59,10 @@ fn http(env: &Env, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     (status, head, body)
@@ -75,7 +84,10 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// A 4xx whose body is the API's error shape.
 fn api_error(status: u16, body: &[u8], want: u16, needle: &str) -> Value {
     let v: Value = serde_json::from_slice(body).unwrap_or_else(|e| {
-        panic!("status {status}: not a JSON error ({e}): {}", String::from_utf8_lossy(body))
+        panic!(
+            "status {status}: not a JSON error ({e}): {}",
+            String::from_utf8_lossy(body)
+        )
     });
     assert_eq!(status, want, "{v}");
     assert!(v["kind"].is_string() && v.get("hint").is_some(), "{v}");
@@ -125,7 +137,10 @@ fn budgets_that_would_mean_no_budget_are_refused_and_nothing_starts() {
         refused(&env.run(args), args, needle);
     }
     // Refused before anything was sent: no daemon was even started.
-    assert!(!env.home.join("daemon.sock").exists(), "a refused command started the daemon");
+    assert!(
+        !env.home.join("daemon.sock").exists(),
+        "a refused command started the daemon"
+    );
 
     // The API refuses the same for clients other than this CLI.
     env.ok(&["daemon"]);
@@ -150,7 +165,10 @@ fn budgets_that_would_mean_no_budget_are_refused_and_nothing_starts() {
         "POST",
         "/v1/tasks",
         &[("content-type", "application/json")],
-        format!(r#"{{"repo":"{repo}","agent":"command","cmd":"true","prompt":"x","max_usd":1e400}}"#).as_bytes(),
+        format!(
+            r#"{{"repo":"{repo}","agent":"command","cmd":"true","prompt":"x","max_usd":1e400}}"#
+        )
+        .as_bytes(),
     );
     let v: Value = serde_json::from_slice(&b).unwrap();
     assert!((400..500).contains(&s), "{s} {v}");
@@ -172,8 +190,12 @@ fn budgets_that_would_mean_no_budget_are_refused_and_nothing_starts() {
 #[test]
 fn ids_are_never_patterns_and_empty_or_ambiguous_ids_are_refused() {
     let env = Env::new();
-    let a = env.ok(&["run", "--agent", "command", "--cmd", "true", "--name", "twin", "one"]);
-    let b = env.ok(&["run", "--agent", "command", "--cmd", "true", "--name", "twin", "two"]);
+    let a = env.ok(&[
+        "run", "--agent", "command", "--cmd", "true", "--name", "twin", "one",
+    ]);
+    let b = env.ok(&[
+        "run", "--agent", "command", "--cmd", "true", "--name", "twin", "two",
+    ]);
     env.wait(&a);
     env.wait(&b);
     for cmd in ["show", "stop", "rm", "logs", "wait", "attach"] {
@@ -217,7 +239,13 @@ fn api_errors_are_json_for_bad_bodies_types_sizes_and_routes() {
     let (s, _, b) = http(&env, "POST", "/v1/tasks", &json_ct, b"{\"prompt\": 5}");
     let v = api_error(s, &b, 422, "prompt");
     assert_eq!(v["kind"], "invalid");
-    let (s, _, b) = http(&env, "POST", "/v1/tasks", &[("content-type", "text/plain")], b"{}");
+    let (s, _, b) = http(
+        &env,
+        "POST",
+        "/v1/tasks",
+        &[("content-type", "text/plain")],
+        b"{}",
+    );
     api_error(s, &b, 415, "Content-Type");
     let huge = vec![b'a'; 8 * 1024 * 1024];
     let (s, _, b) = http(&env, "POST", "/v1/tasks", &json_ct, &huge);
@@ -300,7 +328,9 @@ fn control_sequences_from_agents_and_prompts_never_reach_the_terminal() {
         for stream in [&out.stdout, &out.stderr] {
             let text = String::from_utf8_lossy(stream);
             assert!(
-                !text.chars().any(|c| c == '\x1b' || c == '\x07' || ('\u{80}'..='\u{9f}').contains(&c)),
+                !text
+                    .chars()
+                    .any(|c| c == '\x1b' || c == '\x07' || ('\u{80}'..='\u{9f}').contains(&c)),
                 "{args:?} printed a control character: {text:?}"
             );
         }
@@ -314,16 +344,29 @@ fn control_sequences_from_agents_and_prompts_never_reach_the_terminal() {
 fn long_prompts_come_from_a_file_or_stdin_and_empty_ones_are_refused_by_every_agent() {
     let env = Env::new();
     // Over the ~128 KB a single argument may be: only a file or stdin can carry it.
-    let prompt: String = (0..200_000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let prompt: String = (0..200_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let file = env.tmp.path().join("prompt.txt");
     std::fs::write(&file, &prompt).unwrap();
     let f = file.to_str().unwrap();
     // The command agent gets the prompt on stdin (one line: plus a newline); it counts the bytes.
-    let id = env.ok(&["run", "--agent", "command", "--cmd", "wc -c", "--prompt-file", f]);
+    let id = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        "wc -c",
+        "--prompt-file",
+        f,
+    ]);
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{}", t["outcome"]);
     assert_eq!(t["result"].as_str().unwrap().trim(), "200001");
-    assert!(env.show(&id)["prompt"].as_str().unwrap() == prompt, "the prompt changed");
+    assert!(
+        env.show(&id)["prompt"].as_str().unwrap() == prompt,
+        "the prompt changed"
+    );
 
     let mut child = env
         .cmd(&["run", "--agent", "command", "--cmd", "wc -c", "-"])
@@ -337,13 +380,28 @@ fn long_prompts_come_from_a_file_or_stdin_and_empty_ones_are_refused_by_every_ag
     let writer = std::thread::spawn(move || stdin.write_all(p2.as_bytes()));
     let out = finish_within(child, CLI_DEADLINE, "drover run -");
     writer.join().unwrap().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id2 = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(env.wait(&id2)["result"].as_str().unwrap().trim(), "200001");
 
     env.ok(&[
-        "pool", "start", "long", "--slots", "1", "--count", "1", "--agent", "command", "--cmd",
-        "wc -c", "--prompt-file", f,
+        "pool",
+        "start",
+        "long",
+        "--slots",
+        "1",
+        "--count",
+        "1",
+        "--agent",
+        "command",
+        "--cmd",
+        "wc -c",
+        "--prompt-file",
+        f,
     ]);
     let p: Value = env.json(&["pool", "show", "long", "--json"]);
     assert_eq!(p["prompt"].as_str().unwrap().len(), 200_000);
@@ -359,15 +417,34 @@ fn long_prompts_come_from_a_file_or_stdin_and_empty_ones_are_refused_by_every_ag
         vec!["run", "--agent", "command", "--cmd", "true", " \n "],
         vec!["run", "--agent", "codex", ""],
         vec!["run", "--agent", "claude-bg", ""],
-        vec!["run", "--agent", "command", "--cmd", "true", "--prompt-file", empty.to_str().unwrap()],
-        vec!["pool", "start", "e", "--slots", "1", "--agent", "command", "--cmd", "true", "--prompt", " "],
+        vec![
+            "run",
+            "--agent",
+            "command",
+            "--cmd",
+            "true",
+            "--prompt-file",
+            empty.to_str().unwrap(),
+        ],
+        vec![
+            "pool", "start", "e", "--slots", "1", "--agent", "command", "--cmd", "true",
+            "--prompt", " ",
+        ],
     ] {
         refused(&env.run(&args), &args, "the prompt is empty");
     }
     // Codex takes its prompt as one argument (at most 128 KiB): refused up front, not at launch.
     let args = ["run", "--agent", "codex", "--prompt-file", f];
     refused(&env.run(&args), &args, "command-line argument");
-    let args = ["run", "--agent", "command", "--cmd", "true", "--prompt-file", "/no/such/file"];
+    let args = [
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        "true",
+        "--prompt-file",
+        "/no/such/file",
+    ];
     refused(&env.run(&args), &args, "--prompt-file /no/such/file");
     // The API applies the same rule to the command agent.
     let (s, b) = run_json(
@@ -375,5 +452,9 @@ fn long_prompts_come_from_a_file_or_stdin_and_empty_ones_are_refused_by_every_ag
         json!({ "repo": env.repo.display().to_string(), "agent": "command", "cmd": "true", "prompt": "  " }),
     );
     api_error(s, &b, 400, "the prompt is empty");
-    assert_eq!(all_tasks(&env).len(), before, "an empty prompt started a task");
+    assert_eq!(
+        all_tasks(&env).len(),
+        before,
+        "an empty prompt started a task"
+    );
 }

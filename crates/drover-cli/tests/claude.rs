@@ -360,9 +360,9 @@ fn attach_shows_the_transcript_and_sends_typed_lines() {
     writeln!(stdin, "ATTACH-FOLLOWUP also say more").unwrap();
     // The follow-up reached the task while the first turn was still held: now let it answer.
     poll("the follow-up as an input event", CLI_DEADLINE, || {
-        env.events(&id)
-            .iter()
-            .any(|e| e["kind"] == "input" && e["data"]["message"] == "ATTACH-FOLLOWUP also say more")
+        env.events(&id).iter().any(|e| {
+            e["kind"] == "input" && e["data"]["message"] == "ATTACH-FOLLOWUP also say more"
+        })
     });
     provider.release("first");
     let out = finish_within(child, CLI_DEADLINE, "drover attach");

@@ -222,7 +222,9 @@ fn stop_is_polite_then_firm_and_leaves_no_process() {
     let id = env.run_command_task(&cmd, "stubborn");
     let t = env.until(&id, "running", |t| t["state"] == "running");
     poll("the agent's started line", CLI_DEADLINE, || {
-        env.events(&id).iter().any(|e| e["data"]["text"] == "started")
+        env.events(&id)
+            .iter()
+            .any(|e| e["data"]["text"] == "started")
     });
     let pgid = t["pgid"].as_i64().unwrap();
     env.ok(&["stop", &id]);

@@ -237,7 +237,8 @@ async fn handle(
 
     if let Some(name) = &turn.hold {
         let guard = AbortGuard::new(&st.log, &rec);
-        let timeout = Duration::from_millis(turn.hold_timeout_ms.unwrap_or(DEFAULT_HOLD_TIMEOUT_MS));
+        let timeout =
+            Duration::from_millis(turn.hold_timeout_ms.unwrap_or(DEFAULT_HOLD_TIMEOUT_MS));
         st.holds.wait(name, timeout).await;
         guard.disarm();
     }

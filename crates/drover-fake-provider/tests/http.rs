@@ -363,7 +363,10 @@ async fn a_held_turn_answers_only_once_released_and_a_forgotten_hold_times_out()
     let p = start().await;
     // The first turn is not held.
     let r = post(&p, &body("HELD", 0, false)).await.unwrap();
-    assert_eq!(r.json::<Value>().await.unwrap()["content"][0]["text"], "first");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["content"][0]["text"],
+        "first"
+    );
     let held = tokio::spawn({
         let b = body("HELD", 1, false);
         let url = format!("{}/v1/messages", p.base_url());
@@ -388,7 +391,10 @@ async fn a_held_turn_answers_only_once_released_and_a_forgotten_hold_times_out()
         .await
         .unwrap();
     assert_eq!(state["waiting"]["gate"], 1, "{state}");
-    assert!(!held.is_finished(), "a held turn answered before its release");
+    assert!(
+        !held.is_finished(),
+        "a held turn answered before its release"
+    );
     let r: Value = reqwest::Client::new()
         .post(format!("{}/_fake/release/gate", p.base_url()))
         .send()
@@ -405,13 +411,19 @@ async fn a_held_turn_answers_only_once_released_and_a_forgotten_hold_times_out()
     assert_eq!(answer["content"][0]["text"], "released");
     // Sticky: a retry of the released turn passes at once.
     let again = post(&p, &body("HELD", 1, false)).await.unwrap();
-    assert_eq!(again.json::<Value>().await.unwrap()["content"][0]["text"], "released");
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["content"][0]["text"],
+        "released"
+    );
     // Never released: answered after its hold_timeout_ms instead of hanging.
     let late = tokio::time::timeout(Duration::from_secs(10), post(&p, &body("HELD", 2, false)))
         .await
         .expect("a forgotten hold must not hang")
         .unwrap();
-    assert_eq!(late.json::<Value>().await.unwrap()["content"][0]["text"], "never released");
+    assert_eq!(
+        late.json::<Value>().await.unwrap()["content"][0]["text"],
+        "never released"
+    );
     assert_eq!(p.holds().state().waiting.len(), 0);
     p.stop().await;
 }

@@ -110,7 +110,10 @@ async fn prefixes_queue_and_reopen() {
             ));
         }
         let err = store.find_task("a").await.unwrap_err().to_string();
-        assert!(err.contains("abc00001") && err.contains("abd00002"), "{err}");
+        assert!(
+            err.contains("abc00001") && err.contains("abd00002"),
+            "{err}"
+        );
         store
             .update("abc00001", None, TaskPatch::new().requeue(), vec![])
             .await

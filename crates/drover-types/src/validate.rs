@@ -16,7 +16,9 @@ pub fn max_usd(v: Option<f64>) -> Result<(), String> {
 /// `--max-tokens`: at least 1 (a budget of 0 tokens could never let a request through).
 pub fn max_tokens(v: Option<u64>) -> Result<(), String> {
     match v {
-        Some(0) => Err("--max-tokens 0: give a positive number of tokens, e.g. --max-tokens 200000".into()),
+        Some(0) => {
+            Err("--max-tokens 0: give a positive number of tokens, e.g. --max-tokens 200000".into())
+        }
         _ => Ok(()),
     }
 }
@@ -24,7 +26,10 @@ pub fn max_tokens(v: Option<u64>) -> Result<(), String> {
 /// A prompt: one rule for every agent — empty or blank is refused.
 pub fn prompt(p: &str) -> Result<(), String> {
     if p.trim().is_empty() {
-        Err("the prompt is empty: give PROMPT, --prompt-file FILE, or `-` to read it from stdin".into())
+        Err(
+            "the prompt is empty: give PROMPT, --prompt-file FILE, or `-` to read it from stdin"
+                .into(),
+        )
     } else {
         Ok(())
     }

@@ -50,8 +50,10 @@ pub fn read_prompt(prompt: Option<String>, file: Option<&Path>) -> Result<String
             })?
         }
         (Some(_), Some(_)) => {
-            return Err(CliError::input("give the prompt once: PROMPT or --prompt-file")
-                .hint("drop one of them"))
+            return Err(
+                CliError::input("give the prompt once: PROMPT or --prompt-file")
+                    .hint("drop one of them"),
+            )
         }
         (None, None) => {
             return Err(CliError::input("no prompt")
@@ -222,9 +224,7 @@ pub async fn send(id: &str, message: Option<String>, allow: bool, deny: bool) ->
         allow,
         deny,
     };
-    let t: Task = client
-        .post(&path, &req)
-        .await?;
+    let t: Task = client.post(&path, &req).await?;
     eprintln!("drover: sent to {} ({})", t.id, t.state);
     Ok(0)
 }

@@ -18,8 +18,12 @@ pub struct ApiQuery<T>(pub T);
 fn json_rejection(r: JsonRejection) -> ApiErr {
     let status = r.status();
     let hint = match status {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "send the body as JSON with `Content-Type: application/json`",
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large; send less (e.g. a shorter prompt)",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            "send the body as JSON with `Content-Type: application/json`"
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is too large; send less (e.g. a shorter prompt)"
+        }
         _ => "send a JSON object with the fields of this endpoint (see drover-types' api.rs)",
     };
     ApiErr::new(status, "invalid", one_line(&r.body_text()), Some(hint))

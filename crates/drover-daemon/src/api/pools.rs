@@ -59,7 +59,9 @@ pub async fn create(
     drover_types::validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     if req.count == Some(0) {
-        return Err(ApiErr::invalid("--count 0: give at least 1 (or leave it out)"));
+        return Err(ApiErr::invalid(
+            "--count 0: give at least 1 (or leave it out)",
+        ));
     }
     let failure_policy = req.on_failures.clone().unwrap_or_else(|| "finish".into());
     if !["finish", "hard"].contains(&failure_policy.as_str()) {
