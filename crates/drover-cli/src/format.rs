@@ -401,14 +401,20 @@ mod tests {
         let cases = [
             ("\x1b]0;pwned\x07\x1b[2Jvisible", "visible"),
             ("a\x1b[31mred\x1b[0m b", "ared b"),
-            ("osc st \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "osc st link"),
+            (
+                "osc st \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\",
+                "osc st link",
+            ),
             ("c1 \u{9b}2Jcsi \u{9d}0;t\u{9c}osc", "c1 csi osc"),
             ("dcs \x1bPq#0;2\x1b\\done", "dcs done"),
             ("bell\x07 bs\x08 cr\r del\x7f", "bell bs cr del"),
             ("two \x1bcreset \x1b(Bcharset", "two reset charset"),
             ("bidi \u{202e}txt.exe\u{202c}", "bidi txt.exe"),
             ("lines\n\ttabbed", "lines\n\ttabbed"),
-            ("unterminated \x1b]0;title\nnext line", "unterminated \nnext line"),
+            (
+                "unterminated \x1b]0;title\nnext line",
+                "unterminated \nnext line",
+            ),
             ("trailing \x1b", "trailing "),
             ("ünïcødé ✓ 日本", "ünïcødé ✓ 日本"),
         ];

@@ -204,6 +204,16 @@ fn ids_are_never_patterns_and_empty_or_ambiguous_ids_are_refused() {
     }
     let args = ["send", "", "hi"];
     refused(&env.run(&args), &args, "the task id is empty");
+    let args = ["send", a.as_str(), "  "];
+    refused(&env.run(&args), &args, "the message is empty");
+    let (s, _, body) = http(
+        &env,
+        "POST",
+        &format!("/v1/tasks/{a}/send"),
+        &[("content-type", "application/json")],
+        br#"{"message": " \n\t"}"#,
+    );
+    api_error(s, &body, 400, "the message is empty");
     for wild in ["%", "_", "%%", "_%", "________"] {
         for cmd in ["show", "rm", "stop"] {
             let args = [cmd, wild];

@@ -213,6 +213,10 @@ pub async fn wait(ids: &[String], json: bool) -> Result<i32> {
 }
 
 pub async fn send(id: &str, message: Option<String>, allow: bool, deny: bool) -> Result<i32> {
+    if message.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Err(CliError::input("the message is empty")
+            .hint("drover send ID MESSAGE, or drover send ID --allow|--deny"));
+    }
     if message.is_none() && !allow && !deny {
         return Err(CliError::input("nothing to send")
             .hint("drover send ID MESSAGE, or drover send ID --allow|--deny"));

@@ -295,6 +295,11 @@ pub async fn send(
     if req.allow && req.deny {
         return Err(ApiErr::invalid("--allow and --deny exclude each other"));
     }
+    if req.message.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Err(ApiErr::invalid(
+            "the message is empty: give the text to send, or --allow|--deny",
+        ));
+    }
     let t = control::send(&engine, &id, &req).await?;
     Ok(Json(view(&engine, &t).await))
 }
