@@ -3,7 +3,7 @@
 use super::body::{ApiJson, ApiQuery};
 use super::ApiErr;
 use crate::engine::{control, new_task_id, Engine};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -128,7 +128,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(engine): State<Arc<Engine>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Task>>> {
     let since = (chrono::Utc::now() - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
