@@ -1,8 +1,14 @@
 //! Any program as an agent: `/bin/sh -c <cmd>`, the prompt on stdin (then EOF) and in
-//! `DROVER_PROMPT`, every stdout line a text event. Single turn: it takes no follow-up input.
+//! `DROVER_PROMPT` (only up to [`ENV_PROMPT_MAX`] bytes: one environment string may not exceed
+//! 128 KiB, so a longer prompt is on stdin alone), every stdout line a text event. Single turn:
+//! it takes no follow-up input.
 
 use crate::{Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec, LineNeed};
 use serde_json::Value;
+
+/// The longest prompt also given in `DROVER_PROMPT` (the kernel refuses to start a program
+/// with an environment string over 128 KiB).
+pub const ENV_PROMPT_MAX: usize = 100 * 1024;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Command;
@@ -18,13 +24,14 @@ impl Adapter for Command {
             .as_deref()
             .filter(|c| !c.trim().is_empty())
             .ok_or(AgentError::MissingCmd)?;
+        let mut env = vec![("DROVER_TASK_ID".to_string(), ctx.task_id.clone())];
+        if ctx.prompt.len() <= ENV_PROMPT_MAX {
+            env.push(("DROVER_PROMPT".to_string(), ctx.prompt.clone()));
+        }
         Ok(LaunchSpec {
             program: "/bin/sh".to_string(),
             args: vec!["-c".to_string(), cmd.to_string()],
-            env: vec![
-                ("DROVER_PROMPT".to_string(), ctx.prompt.clone()),
-                ("DROVER_TASK_ID".to_string(), ctx.task_id.clone()),
-            ],
+            env,
             env_remove: Vec::new(),
             stdin_lines: vec![ctx.prompt.clone()],
             close_stdin: true,
@@ -96,6 +103,15 @@ mod tests {
         assert_eq!(spec.stdin_lines, vec!["do the thing\nplease"]);
         assert!(spec.close_stdin);
         assert!(!Command.multi_turn());
+    }
+
+    #[test]
+    fn a_prompt_too_long_for_the_environment_is_on_stdin_only() {
+        let mut c = ctx(Some("wc -c"));
+        c.prompt = "x".repeat(ENV_PROMPT_MAX + 1);
+        let spec = Command.launch(&c).unwrap();
+        assert!(!spec.env.iter().any(|(k, _)| k == "DROVER_PROMPT"));
+        assert_eq!(spec.stdin_lines, vec![c.prompt.clone()]);
     }
 
     #[test]

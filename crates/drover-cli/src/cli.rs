@@ -167,7 +167,12 @@ pub struct RunArgs {
     /// gates see it as at the base commit, and changing it fails the task (`gate_failed`).
     #[arg(long = "protect", value_name = "GLOB")]
     pub protect: Vec<String>,
-    pub prompt: String,
+    /// The prompt; `-` reads it from stdin.
+    #[arg(required_unless_present = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from this file (`-`: stdin); for prompts too long for a command line.
+    #[arg(long, conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,13 +205,14 @@ pub struct PoolStartArgs {
     pub name: String,
     #[arg(long)]
     pub slots: u32,
-    /// The prompt; `{n}` becomes the refill's number.
+    /// The prompt; `{n}` becomes the refill's number (`-` reads it from stdin).
     #[arg(
         long,
         conflicts_with = "prompt_file",
         required_unless_present = "prompt_file"
     )]
     pub prompt: Option<String>,
+    /// Read the prompt from this file (`-`: stdin).
     #[arg(long)]
     pub prompt_file: Option<PathBuf>,
     #[arg(long)]

@@ -11,6 +11,14 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// One URL path segment, percent-encoded: an id or a name reaches the daemon exactly as typed
+/// (`%`, `/`, `?`, spaces… included), never as part of the path's syntax.
+pub fn segment(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    const SEGMENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 /// `DROVER_HOME`, else `$XDG_DATA_HOME/drover`, else `~/.local/share/drover`.
 pub fn drover_home() -> PathBuf {
     if let Some(h) = std::env::var_os("DROVER_HOME").filter(|v| !v.is_empty()) {

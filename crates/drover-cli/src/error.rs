@@ -70,9 +70,10 @@ impl CliError {
         }
     }
     pub fn print(&self) {
-        eprintln!("drover: {}", self.message);
+        // Messages can quote what a user or an agent wrote: no control sequences to the terminal.
+        eprintln!("drover: {}", crate::format::clean(&self.message));
         if let Some(h) = &self.hint {
-            eprintln!("  hint: {h}");
+            eprintln!("  hint: {}", crate::format::clean(h));
         }
     }
 }

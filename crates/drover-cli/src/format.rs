@@ -1,6 +1,139 @@
 //! Rendering for people. Scripts use `--json`.
+//!
+//! Text from an agent or a prompt can hold terminal control sequences (an agent that prints
+//! `ESC]0;title BEL ESC[2J` would retitle the window and clear the screen). Everything rendered
+//! here goes through [`clean`] before it reaches a terminal; `--json` output stays exact.
 
 use drover_types::{Event, EventKind, Task, TaskState};
+use std::iter::Peekable;
+use std::str::Chars;
+
+/// Text made safe for a terminal: escape sequences (CSI `ESC[…`, OSC `ESC]…`, DCS/SOS/PM/APC
+/// strings, two-byte `ESC x`, and their 8-bit C1 forms) are removed whole; every other C0/C1
+/// control character and DEL is dropped except newline and tab; bidirectional overrides (which
+/// make text read differently than it is) are dropped too. Printable text is kept as is.
+pub fn clean(s: &str) -> String {
+    if !s.chars().any(needs_cleaning) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\u{1b}' => skip_escape(&mut it),
+            '\u{9b}' => skip_csi(&mut it),
+            '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}' => skip_string(&mut it),
+            c if needs_cleaning(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn needs_cleaning(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// After ESC: the rest of one escape sequence.
+fn skip_escape(it: &mut Peekable<Chars>) {
+    match it.peek().copied() {
+        Some('[') => {
+            it.next();
+            skip_csi(it);
+        }
+        Some(']' | 'P' | 'X' | '^' | '_') => {
+            it.next();
+            skip_string(it);
+        }
+        // nF sequences: intermediates (0x20–0x2F), then one final character.
+        Some(' '..='/') => {
+            while it.next_if(|c| (' '..='/').contains(c)).is_some() {}
+            it.next_if(|c| ('0'..='~').contains(c));
+        }
+        // Two-character sequences (ESC 7, ESC c, …).
+        Some('0'..='~') => {
+            it.next();
+        }
+        _ => {}
+    }
+}
+
+/// A CSI's parameters and intermediates (0x20–0x3F), then its final character (0x40–0x7E).
+fn skip_csi(it: &mut Peekable<Chars>) {
+    while it.next_if(|c| (' '..='?').contains(c)).is_some() {}
+    it.next_if(|c| ('@'..='~').contains(c));
+}
+
+/// An OSC/DCS/… string: up to BEL, ST (`ESC \` or 0x9C), or the end of the line.
+fn skip_string(it: &mut Peekable<Chars>) {
+    while let Some(&c) = it.peek() {
+        match c {
+            '\n' => return,
+            '\u{7}' | '\u{9c}' => {
+                it.next();
+                return;
+            }
+            '\u{1b}' => {
+                it.next();
+                it.next_if_eq(&'\\');
+                return;
+            }
+            _ => {
+                it.next();
+            }
+        }
+    }
+}
+
+fn clean_opt(s: &mut Option<String>) {
+    if let Some(v) = s {
+        *v = clean(v);
+    }
+}
+
+fn clean_value(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => *s = clean(s),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(clean_value),
+        serde_json::Value::Object(o) => o.values_mut().for_each(clean_value),
+        _ => {}
+    }
+}
+
+/// A task whose text fields (prompt, name, result, reason, … — anything a user or an agent
+/// wrote) are [`clean`], for views that render fields one by one (`ls`, `show`, `agents`).
+pub fn clean_task(mut t: Task) -> Task {
+    t.prompt = clean(&t.prompt);
+    t.agent = clean(&t.agent);
+    t.repo = clean(&t.repo);
+    t.base_ref = clean(&t.base_ref);
+    t.branch = clean(&t.branch);
+    for f in [
+        &mut t.name,
+        &mut t.model,
+        &mut t.result,
+        &mut t.session_id,
+        &mut t.pool,
+        &mut t.team,
+        &mut t.created_by,
+        &mut t.sandbox,
+        &mut t.sandbox_kind,
+        &mut t.commit,
+        &mut t.cmd,
+    ] {
+        clean_opt(f);
+    }
+    if let Some(o) = &mut t.outcome {
+        o.reason = clean(&o.reason);
+    }
+    t.verify = t.verify.iter().map(|v| clean(v)).collect();
+    for v in [&mut t.pending_input, &mut t.locks].into_iter().flatten() {
+        clean_value(v);
+    }
+    t
+}
 
 fn excerpt(s: &str, n: usize) -> String {
     let one_line = s.replace('\n', " ⏎ ");
@@ -29,6 +162,7 @@ pub fn table(tasks: &[Task]) -> String {
         "CREATED".into(),
     ]];
     for t in tasks {
+        let t = &clean_task(t.clone());
         rows.push([
             t.id.clone(),
             state_label(t),
@@ -67,6 +201,7 @@ pub fn table(tasks: &[Task]) -> String {
 }
 
 pub fn task(t: &Task) -> String {
+    let t = &clean_task(t.clone());
     let mut out = String::new();
     let mut kv = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
     kv("id", t.id.clone());
@@ -278,5 +413,37 @@ pub fn event(e: &Event) -> Option<String> {
             format!("✓ result{cost}: {}", excerpt(&s("result"), 300))
         }
     };
-    Some(line)
+    Some(clean(&line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn escape_sequences_go_whole_and_text_stays() {
+        let cases = [
+            ("\x1b]0;pwned\x07\x1b[2Jvisible", "visible"),
+            ("a\x1b[31mred\x1b[0m b", "ared b"),
+            (
+                "osc st \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\",
+                "osc st link",
+            ),
+            ("c1 \u{9b}2Jcsi \u{9d}0;t\u{9c}osc", "c1 csi osc"),
+            ("dcs \x1bPq#0;2\x1b\\done", "dcs done"),
+            ("bell\x07 bs\x08 cr\r del\x7f", "bell bs cr del"),
+            ("two \x1bcreset \x1b(Bcharset", "two reset charset"),
+            ("bidi \u{202e}txt.exe\u{202c}", "bidi txt.exe"),
+            ("lines\n\ttabbed", "lines\n\ttabbed"),
+            (
+                "unterminated \x1b]0;title\nnext line",
+                "unterminated \nnext line",
+            ),
+            ("trailing \x1b", "trailing "),
+            ("ünïcødé ✓ 日本", "ünïcødé ✓ 日本"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(clean(raw), want, "{raw:?}");
+        }
+    }
 }

@@ -18,12 +18,12 @@ fn scenarios() -> Value {
         { "name": "slow", "match": "SLOW-WRITE", "turns": [
             { "content": [ {"type": "tool_use", "name": "Write",
                             "input": {"file_path": "slow.txt", "content": "slow\n"}} ],
-              "delay_ms": 4000 },
+              "hold": "slow" },
             { "content": [ {"type": "text", "text": "slow done"} ] } ] },
         { "name": "resume", "match": "RESUME-ME", "turns": [
             { "content": [ {"type": "tool_use", "name": "Write",
                             "input": {"file_path": "resume.txt", "content": "before the crash\n"}} ] },
-            { "content": [ {"type": "text", "text": "resumed done"} ], "delay_ms": 4000 } ] },
+            { "content": [ {"type": "text", "text": "resumed done"} ], "hold": "resume" } ] },
         { "name": "perm", "match": "NEEDS-BASH", "turns": [
             { "content": [ {"type": "tool_use", "name": "Bash",
                             "input": {"command": PERM_CMD, "description": "write a file"}} ] },
@@ -124,6 +124,8 @@ fn the_agent_never_holds_the_provider_key() {
     let provider = Provider::start(scenarios());
     let env = Env::claude(&provider);
     let id = env.ok(&["run", "SLOW-WRITE: take your time"]);
+    // The agent is inside its first turn, which answers only when released: it stays alive.
+    provider.wait_held("slow", 1);
     let t = env.until(&id, "the agent started", |t| {
         t["state"] == "running" && !t["session_id"].is_null()
     });
@@ -154,6 +156,7 @@ fn the_agent_never_holds_the_provider_key() {
             );
         }
     }
+    provider.release("slow");
     assert_eq!(env.wait(&id)["state"], "succeeded");
     // No key in the store, the logs or the events either.
     for entry in walk(&env.home) {
@@ -187,12 +190,16 @@ fn sigkill_of_the_daemon_during_a_claude_task_loses_nothing() {
     let provider = Provider::start(scenarios());
     let env = Env::claude(&provider);
     let id = env.ok(&["run", "SLOW-WRITE: take your time"]);
+    // The agent is inside its first turn, which answers only when released: it stays alive.
+    provider.wait_held("slow", 1);
     let t = env.until(&id, "the agent started", |t| {
         t["state"] == "running" && !t["session_id"].is_null()
     });
     let pid = t["pid"].as_i64().unwrap();
     env.kill_daemon();
     assert!(alive(pid), "the agent died with the daemon");
+    // The turn answers only now, with no daemon watching; the next daemon picks it up.
+    provider.release("slow");
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}");
     assert_eq!(t["result"], "slow done");
@@ -275,12 +282,12 @@ fn an_interrupted_claude_task_resumes_its_session() {
     let provider = Provider::start(scenarios());
     let env = Env::claude(&provider);
     let id = env.ok(&["run", "RESUME-ME: write, then think"]);
-    // The first turn's tool ran (so the session has a transcript); the second is in flight.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !env.events(&id).iter().any(|e| e["kind"] == "tool_result") {
-        assert!(std::time::Instant::now() < deadline, "no tool result");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    // The first turn's tool ran (so the session has a transcript); the second is in flight,
+    // held by the provider until this test lets it answer.
+    provider.wait_held("resume", 1);
+    poll("the first turn's tool result", CLI_DEADLINE, || {
+        env.events(&id).iter().any(|e| e["kind"] == "tool_result")
+    });
     let t = env.show(&id);
     let session = t["session_id"].as_str().unwrap().to_string();
     // The host loses both the shim and the agent mid-turn.
@@ -289,6 +296,8 @@ fn an_interrupted_claude_task_resumes_its_session() {
     let shim: Value = serde_json::from_str(&shim).unwrap();
     unsafe { libc::kill(shim["shim_pid"].as_i64().unwrap() as i32, libc::SIGKILL) };
     unsafe { libc::kill(-(t["pgid"].as_i64().unwrap() as i32), libc::SIGKILL) };
+    // The resumed session asks for the second turn again; from now on it is answered.
+    provider.release("resume");
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}\n{:#?}", env.events(&id));
     assert_eq!(t["attempt"], 1);
@@ -331,10 +340,10 @@ fn an_interrupted_claude_task_resumes_its_session() {
 
 #[test]
 fn attach_shows_the_transcript_and_sends_typed_lines() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let provider = Provider::start(json!({ "scenarios": [
         { "name": "chat", "match": "ATTACH-ME", "turns": [
-            { "content": [{ "type": "text", "text": "first answer" }], "delay_ms": 6000 },
+            { "content": [{ "type": "text", "text": "first answer" }], "hold": "first" },
             { "content": [{ "type": "text", "text": "second answer" }] } ] },
         { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "?" }] }] }
     ]}));
@@ -351,13 +360,17 @@ fn attach_shows_the_transcript_and_sends_typed_lines() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "ATTACH-FOLLOWUP also say more").unwrap();
-    let lines: Vec<String> = std::io::BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map(|l| l.unwrap())
-        .collect();
-    let status = child.wait().unwrap();
-    assert!(status.success());
-    let text = lines.join("\n");
+    // The follow-up reached the task while the first turn was still held: now let it answer.
+    poll("the follow-up as an input event", CLI_DEADLINE, || {
+        env.events(&id).iter().any(|e| {
+            e["kind"] == "input" && e["data"]["message"] == "ATTACH-FOLLOWUP also say more"
+        })
+    });
+    provider.release("first");
+    let out = finish_within(child, CLI_DEADLINE, "drover attach");
+    drop(stdin);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("first answer"), "{text}");
     assert!(text.contains("second answer"), "{text}");
     let t = env.show(&id);

@@ -209,15 +209,30 @@ fn daemon_unreachable_is_exit_three() {
 #[test]
 fn stop_is_polite_then_firm_and_leaves_no_process() {
     let env = Env::new();
-    let id = env.run_command_task(
-        "trap '' TERM INT; echo started; echo partial > part.txt; sleep 60 & wait; sleep 60",
-        "stubborn",
+    // A short grace between signals keeps the test quick; the order is what it checks.
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(env.home.join("config.toml"), "stop_grace_secs = 0.5\n").unwrap();
+    let got = env.tmp.path().join("signals");
+    // The agent notes every signal it survives, in order; KILL cannot be trapped.
+    let cmd = format!(
+        "trap 'echo INT >> {g}' INT; trap 'echo TERM >> {g}' TERM; echo partial > part.txt; \
+         echo started; while :; do sleep 1 & wait $!; done",
+        g = got.display()
     );
-    let t = env.until(&id, "running", |t| {
-        t["state"] == "running" && t["result"].is_null()
+    let id = env.run_command_task(&cmd, "stubborn");
+    let t = env.until(&id, "running", |t| t["state"] == "running");
+    poll("the agent's started line", CLI_DEADLINE, || {
+        env.events(&id)
+            .iter()
+            .any(|e| e["data"]["text"] == "started")
     });
     let pgid = t["pgid"].as_i64().unwrap();
     env.ok(&["stop", &id]);
+    assert_eq!(
+        std::fs::read_to_string(&got).unwrap_or_default(),
+        "INT\nTERM\n",
+        "the agent must get INT, then TERM, then (untrappable) KILL"
+    );
     let t = env.show(&id);
     assert_eq!(t["state"], "cancelled", "{t:#}");
     assert_eq!(t["outcome"]["error_kind"], "cancelled");
@@ -316,9 +331,9 @@ fn a_task_whose_shim_dies_is_interrupted_and_its_work_kept() {
     let env = Env::new();
     let id = env.run_command_task("echo kept > kept.txt; echo ready; sleep 60", "doomed");
     let t = env.until(&id, "running", |t| t["state"] == "running");
-    while !env.events(&id).iter().any(|e| e["data"]["text"] == "ready") {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    poll("the agent's ready line", CLI_DEADLINE, || {
+        env.events(&id).iter().any(|e| e["data"]["text"] == "ready")
+    });
     // Kill the shim, then the agent: as if the host lost both.
     let shim = shim_pid_of(&env, &id);
     unsafe { libc::kill(shim as i32, libc::SIGKILL) };

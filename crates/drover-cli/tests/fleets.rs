@@ -205,6 +205,54 @@ fn a_failing_gate_reaches_the_agent_which_fixes_it() {
 }
 
 #[test]
+fn a_gate_that_never_passes_exhausts_verify_rounds_then_fails() {
+    // The agent answers every turn (the first and each gate feedback) with the same text.
+    let provider = Provider::start(json!({ "scenarios": [
+        { "name": "stuck", "match": "NEVER-GREEN", "turns": [
+            { "content": [{ "type": "text", "text": "I think it is fixed." }], "repeat": true } ] },
+        { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "?" }] }] }
+    ]}));
+    let env = Env::claude(&provider);
+    let gate = "echo GATE-RED; exit 3";
+    let id = env.ok(&[
+        "run",
+        "--verify",
+        gate,
+        "--verify-rounds",
+        "2",
+        "NEVER-GREEN: fix it",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "gate_failed", "{t:#}");
+    let evs = env.events(&id);
+    // The first run, then one after each of the 2 feedback rounds: 3 runs, all failed.
+    let gates: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "gate").collect();
+    assert_eq!(gates.len(), 3, "{gates:#?}");
+    for (i, g) in gates.iter().enumerate() {
+        assert_eq!(g["data"]["passed"], false, "{g}");
+        assert_eq!(g["data"]["exit_code"], 3, "{g}");
+        assert_eq!(g["data"]["round"], i as i64 + 1, "{g}");
+    }
+    let feedback: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["kind"] == "input" && e["data"]["by"] == "gate")
+        .collect();
+    assert_eq!(feedback.len(), 2, "{feedback:#?}");
+    assert!(feedback[0]["data"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("GATE-RED"));
+    // The model saw exactly three turns of this task: the prompt and the two feedbacks.
+    let turns = provider
+        .log()
+        .iter()
+        .filter(|r| r.scenario.as_deref() == Some("stuck") && !r.side && r.status == 200)
+        .count();
+    assert_eq!(turns, 3);
+}
+
+#[test]
 fn gates_that_keep_failing_end_in_gate_failed_and_a_missing_gate_command_is_clear() {
     let env = Env::new();
     let id = env.ok(&[

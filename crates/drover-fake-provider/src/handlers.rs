@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::hold::{Holds, DEFAULT_HOLD_TIMEOUT_MS};
 use crate::openai::{self, Api};
 use crate::record::{AbortGuard, Log, Outcome, RequestRecord};
 use crate::request::estimate_tokens;
@@ -36,6 +37,8 @@ pub struct AppState {
     /// When set, every request (headers and body) is written there as JSON.
     pub dump_dir: Option<PathBuf>,
     pub dump_seq: Arc<AtomicU64>,
+    /// Held turns and their releases.
+    pub holds: Holds,
 }
 
 /// The axum router of the fake provider.
@@ -56,12 +59,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/_fake/log", get(fake_log).delete(fake_log_clear))
         .route("/_fake/health", get(|| async { Json(json!({"ok": true})) }))
+        .route("/_fake/holds", get(fake_holds))
+        .route("/_fake/release/{name}", post(fake_release))
         .fallback(not_found)
         .with_state(state)
 }
 
 async fn fake_log(State(st): State<AppState>) -> Json<Value> {
     Json(json!(st.log.records()))
+}
+
+async fn fake_holds(State(st): State<AppState>) -> Json<Value> {
+    Json(json!(st.holds.state()))
+}
+
+async fn fake_release(
+    State(st): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Json<Value> {
+    st.holds.release(&name);
+    Json(json!({ "released": name }))
 }
 
 async fn fake_log_clear(State(st): State<AppState>) -> StatusCode {
@@ -218,6 +235,13 @@ async fn handle(
         )
     };
 
+    if let Some(name) = &turn.hold {
+        let guard = AbortGuard::new(&st.log, &rec);
+        let timeout =
+            Duration::from_millis(turn.hold_timeout_ms.unwrap_or(DEFAULT_HOLD_TIMEOUT_MS));
+        st.holds.wait(name, timeout).await;
+        guard.disarm();
+    }
     if turn.delay_ms > 0 {
         let guard = AbortGuard::new(&st.log, &rec);
         tokio::time::sleep(Duration::from_millis(turn.delay_ms)).await;

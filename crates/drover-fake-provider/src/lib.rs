@@ -15,6 +15,7 @@
 //!   (text → assistant text, tool_use → function call; see the README and `openai.rs`).
 //! - `GET /_fake/log` — the [`RequestRecord`]s served so far (JSON array); `DELETE` clears it.
 //! - `GET /_fake/health` — `{"ok":true}`.
+//! - `GET /_fake/holds`, `POST /_fake/release/{name}` — held turns (see [`hold`]).
 //!
 //! Any non-empty key is accepted (`x-api-key`, or `Authorization: Bearer`); a request without one
 //! gets 401 `authentication_error`. Errors use Anthropic's shape
@@ -58,7 +59,8 @@
 //!   `usage` (`input`=100, `output`=20, `cache_read`=0, `cache_creation`=0 by default; the API
 //!   names `input_tokens`, … are accepted too); `delay_ms` (before the response headers);
 //!   `chunk_delay_ms` (between SSE events); `fail_first`; `repeat` (last turn only: play it
-//!   forever).
+//!   forever); `hold` (a name: the answer waits until the test releases it, see [`hold`]) and
+//!   `hold_timeout_ms`.
 //! - **Past the last turn**: the scenario's `after_last` turn if given, else text `"done"`,
 //!   `end_turn`.
 //! - **Failures**: `fail_first[N-1]` answers the N-th attempt at a (scenario, turn index, hash of
@@ -75,6 +77,7 @@
 //! Set `DROVER_FAKE_PROVIDER_DUMP_DIR` to dump each request (headers without keys, body) as JSON.
 
 mod handlers;
+pub mod hold;
 mod openai;
 mod record;
 mod request;
@@ -85,6 +88,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub use hold::{HoldEnd, HoldState, Holds};
 pub use record::{Outcome, RequestRecord};
 pub use request::RequestInfo;
 pub use scenario::{

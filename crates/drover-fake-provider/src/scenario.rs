@@ -64,6 +64,12 @@ pub struct Turn {
     /// Only meaningful on the last turn: play it forever.
     #[serde(default)]
     pub repeat: bool,
+    /// Do not answer until the test releases this name (see [`crate::hold`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    /// How long a held request waits for its release (default 120 s); then it is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_timeout_ms: Option<u64>,
 }
 
 /// A content block of a scripted turn.

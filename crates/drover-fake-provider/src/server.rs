@@ -15,6 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
 use crate::handlers::{infallible, router, AppState, DropConnection};
+use crate::hold::Holds;
 use crate::record::{Log, RequestRecord};
 use crate::scenario::ScenarioSet;
 use crate::Error;
@@ -37,14 +38,16 @@ impl FakeProvider {
         let listener = TcpListener::bind(addr).await.map_err(Error::Bind)?;
         let addr = listener.local_addr().map_err(Error::Bind)?;
         let log = Log::default();
+        let holds = Holds::default();
         let (tx, rx) = oneshot::channel::<()>();
-        let state = state(set, log.clone());
+        let state = state(set, log.clone(), holds.clone());
         let task = tokio::spawn(serve_state(listener, state, async move {
             let _ = rx.await;
         }));
         Ok(RunningProvider {
             addr,
             log,
+            holds,
             stop: Some(tx),
             task: Some(task),
         })
@@ -66,15 +69,21 @@ pub async fn serve(
     set: ScenarioSet,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    serve_state(listener, state(set, Log::default()), shutdown).await
+    serve_state(
+        listener,
+        state(set, Log::default(), Holds::default()),
+        shutdown,
+    )
+    .await
 }
 
-fn state(set: ScenarioSet, log: Log) -> AppState {
+fn state(set: ScenarioSet, log: Log, holds: Holds) -> AppState {
     AppState {
         set: Arc::new(set),
         log,
         dump_dir: std::env::var_os(DUMP_DIR_ENV).map(PathBuf::from),
         dump_seq: Arc::new(AtomicU64::new(0)),
+        holds,
     }
 }
 
@@ -129,6 +138,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, app: Router) {
 pub struct RunningProvider {
     addr: SocketAddr,
     log: Log,
+    holds: Holds,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), Error>>>,
 }
@@ -147,6 +157,16 @@ impl RunningProvider {
     /// Every request served so far, in order of arrival.
     pub fn log(&self) -> Vec<RequestRecord> {
         self.log.records()
+    }
+
+    /// Releases the held turns named `name` (see [`crate::hold`]).
+    pub fn release(&self, name: &str) {
+        self.holds.release(name);
+    }
+
+    /// The holds: which names are released, how many requests wait on each.
+    pub fn holds(&self) -> &Holds {
+        &self.holds
     }
 
     /// Forgets the log and the attempt counters.

@@ -26,6 +26,10 @@ const SET: &str = r#"{"scenarios": [
   {"name": "slow", "match": "SLOW", "turns": [{"content": [{"type": "text", "text": "late"}], "delay_ms": 3000}]},
   {"name": "loop", "match": "LOOP", "turns": [
     {"content": [{"type": "tool_use", "name": "Bash", "input": {"command": "true"}}], "repeat": true}]},
+  {"name": "held", "match": "HELD", "turns": [
+    {"content": [{"type": "text", "text": "first"}]},
+    {"content": [{"type": "text", "text": "released"}], "hold": "gate"},
+    {"content": [{"type": "text", "text": "never released"}], "hold": "shut", "hold_timeout_ms": 200}]},
   {"name": "default", "turns": [{"content": [{"type": "text", "text": "default"}]}]}
 ]}"#;
 
@@ -351,5 +355,75 @@ async fn client_closing_during_delay_is_logged() {
     let log = p.log();
     assert_eq!(log.len(), 1);
     assert_eq!((log[0].outcome, log[0].status), (Outcome::ClientClosed, 0));
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_held_turn_answers_only_once_released_and_a_forgotten_hold_times_out() {
+    let p = start().await;
+    // The first turn is not held.
+    let r = post(&p, &body("HELD", 0, false)).await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["content"][0]["text"],
+        "first"
+    );
+    let held = tokio::spawn({
+        let b = body("HELD", 1, false);
+        let url = format!("{}/v1/messages", p.base_url());
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("x-api-key", "k")
+                .json(&b)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    assert!(p.holds().reached("gate", 1, Duration::from_secs(10)).await);
+    let state: Value = reqwest::get(format!("{}/_fake/holds", p.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["waiting"]["gate"], 1, "{state}");
+    assert!(
+        !held.is_finished(),
+        "a held turn answered before its release"
+    );
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/_fake/release/gate", p.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["released"], "gate");
+    let answer = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer["content"][0]["text"], "released");
+    // Sticky: a retry of the released turn passes at once.
+    let again = post(&p, &body("HELD", 1, false)).await.unwrap();
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["content"][0]["text"],
+        "released"
+    );
+    // Never released: answered after its hold_timeout_ms instead of hanging.
+    let late = tokio::time::timeout(Duration::from_secs(10), post(&p, &body("HELD", 2, false)))
+        .await
+        .expect("a forgotten hold must not hang")
+        .unwrap();
+    assert_eq!(
+        late.json::<Value>().await.unwrap()["content"][0]["text"],
+        "never released"
+    );
+    assert_eq!(p.holds().state().waiting.len(), 0);
     p.stop().await;
 }

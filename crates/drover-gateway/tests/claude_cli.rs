@@ -19,7 +19,7 @@ const SET: &str = r#"{"scenarios": [
       {"type": "tool_use", "name": "Write", "input": {"file_path": "HELLO.txt", "content": "hello through the gateway\n"}}],
      "usage": {"input": 2100, "output": 45, "cache_read": 0, "cache_creation": 1800}},
     {"content": [{"type": "text", "text": "SUCCESS: wrote HELLO.txt"}],
-     "usage": {"input": 1500, "output": 12, "cache_read": 1000, "cache_creation": 0}, "delay_ms": 1500}
+     "usage": {"input": 1500, "output": 12, "cache_read": 1000, "cache_creation": 0}, "hold": "second-turn"}
   ]},
   {"name": "forever", "match": "FOREVER", "turns": [
     {"content": [{"type": "tool_use", "name": "Bash", "input": {"command": "echo tick", "description": "tick"}}],
@@ -112,8 +112,15 @@ async fn claude_code_through_the_gateway_is_metered_exactly_and_never_sees_the_k
     let pid = child.id().unwrap();
     send_prompt(&mut child, "Create HELLO-FILE please").await;
 
-    // While it runs (the second turn is slow): no provider key in its environment or arguments.
-    eventually(|| !env.provider.log().is_empty()).await;
+    // While it runs (its second turn is held until released below): no provider key in its
+    // environment or arguments.
+    assert!(
+        env.provider
+            .holds()
+            .reached("second-turn", 1, std::time::Duration::from_secs(120))
+            .await,
+        "claude never reached its second turn"
+    );
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     for blob in [&environ, &cmdline] {
@@ -124,6 +131,7 @@ async fn claude_code_through_the_gateway_is_metered_exactly_and_never_sees_the_k
         );
     }
     assert!(String::from_utf8_lossy(&environ).contains(&token));
+    env.provider.release("second-turn");
     drop(child.stdin.take());
 
     let (status, lines, all) = finish(child).await;

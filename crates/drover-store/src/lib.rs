@@ -35,6 +35,8 @@ pub enum StoreError {
     Exists(String),
     #[error("{0:?} matches several tasks: {1}")]
     Ambiguous(String, String),
+    #[error("the task id is empty")]
+    EmptyId,
     #[error("task {id} is {actual}, expected one of {expected}")]
     WrongState {
         id: String,
@@ -69,7 +71,8 @@ pub trait Store: Send + Sync {
     /// Inserts a queued task and its first `state` event.
     async fn create_task(&self, task: NewTask) -> Result<TaskRecord>;
     async fn get_task(&self, id: &str) -> Result<TaskRecord>;
-    /// Resolves a full id or a unique prefix of one.
+    /// Resolves a full id, a unique prefix of one (compared as plain text) or a task name; an
+    /// empty id is [`StoreError::EmptyId`], several matches [`StoreError::Ambiguous`].
     async fn find_task(&self, id_or_prefix: &str) -> Result<TaskRecord>;
     async fn list_tasks(&self, filter: ListFilter, since: &str) -> Result<Vec<TaskRecord>>;
     /// One page of task summaries in queue order: tasks with `queue_seq > after`, at most

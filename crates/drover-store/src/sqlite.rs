@@ -189,21 +189,31 @@ impl Store for SqliteStore {
     }
 
     async fn find_task(&self, id: &str) -> Result<TaskRecord> {
+        // An empty id would be a prefix of every id: refused, never "the first task".
+        if id.trim().is_empty() {
+            return Err(StoreError::EmptyId);
+        }
         if let Ok(t) = self.fetch(&self.reader, id).await {
             return Ok(t);
         }
-        let pattern = format!("{}%", id.replace(['%', '_'], ""));
-        let rows = sqlx::query("SELECT * FROM tasks WHERE id LIKE ? OR name = ? LIMIT 5")
-            .bind(pattern)
-            .bind(id)
-            .fetch_all(&self.reader)
-            .await?;
+        // A plain byte comparison of the prefix: no LIKE, so `%` and `_` are just characters.
+        let rows = sqlx::query(
+            "SELECT * FROM tasks WHERE substr(id, 1, length(?1)) = ?1 OR name = ?1 \
+             ORDER BY queue_seq LIMIT 5",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
         match rows.len() {
             0 => Err(StoreError::NotFound(id.to_string())),
             1 => row_to_task(&rows[0]),
             _ => {
                 let ids: Vec<String> = rows.iter().filter_map(|r| r.try_get("id").ok()).collect();
-                Err(StoreError::Ambiguous(id.to_string(), ids.join(", ")))
+                let more = if rows.len() == 5 { ", …" } else { "" };
+                Err(StoreError::Ambiguous(
+                    id.to_string(),
+                    format!("{}{more}", ids.join(", ")),
+                ))
             }
         }
     }

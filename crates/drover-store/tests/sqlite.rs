@@ -96,6 +96,24 @@ async fn prefixes_queue_and_reopen() {
             store.find_task("nope").await,
             Err(StoreError::NotFound(_))
         ));
+        // LIKE wildcards are plain characters; an empty id matches nothing.
+        for wild in ["%", "_", "ab%", "a_c", "%%%%%%%%"] {
+            assert!(
+                matches!(store.find_task(wild).await, Err(StoreError::NotFound(_))),
+                "{wild:?} acted as a pattern"
+            );
+        }
+        for empty in ["", " "] {
+            assert!(matches!(
+                store.find_task(empty).await,
+                Err(StoreError::EmptyId)
+            ));
+        }
+        let err = store.find_task("a").await.unwrap_err().to_string();
+        assert!(
+            err.contains("abc00001") && err.contains("abd00002"),
+            "{err}"
+        );
         store
             .update("abc00001", None, TaskPatch::new().requeue(), vec![])
             .await

@@ -5,11 +5,13 @@
 //! - [`event`]: the normalized, append-only per-task events.
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
 //! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.
+//! - [`validate`]: input checks shared by the API and the CLI.
 
 pub mod api;
 pub mod clock;
 pub mod event;
 pub mod task;
+pub mod validate;
 
 pub use api::*;
 pub use event::*;

@@ -18,8 +18,9 @@ fn print_event(e: &Event, json: bool) {
 }
 
 pub async fn logs(id: &str, follow: bool, json: bool) -> Result<i32> {
+    let path = super::tasks::task_path(id)?;
     let client = Client::connect().await?;
-    let task: Task = client.get(&format!("/v1/tasks/{id}")).await?;
+    let task: Task = client.get(&path).await?;
     if !follow {
         print_after(&client, &task.id, 0, json).await?;
         return Ok(0);
@@ -85,8 +86,9 @@ pub async fn follow_events(client: &Client, id: &str, mut after: i64, json: bool
 }
 
 pub async fn attach(id: &str) -> Result<i32> {
+    let path = super::tasks::task_path(id)?;
     let client = Client::connect().await?;
-    let task: Task = client.get(&format!("/v1/tasks/{id}")).await?;
+    let task: Task = client.get(&path).await?;
     let tid = task.id.clone();
     eprintln!(
         "drover: attached to {tid} ({}); type a line to send it, Ctrl-D or Ctrl-C to detach",

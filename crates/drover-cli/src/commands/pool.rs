@@ -1,9 +1,10 @@
 //! `drover pool start | ls | show | stop | resume`.
 
-use super::tasks::resolve_repo;
+use super::tasks::{read_prompt, resolve_repo};
 use crate::cli::PoolAction;
-use crate::client::Client;
+use crate::client::{segment, Client};
 use crate::error::{CliError, Result};
+use crate::format;
 use drover_types::{PoolRequest, PoolStopRequest};
 use serde_json::Value;
 
@@ -11,18 +12,14 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
     match action {
         PoolAction::Start(a) => {
             let a = *a;
-            let prompt = match (a.prompt, &a.prompt_file) {
-                (Some(p), _) => p,
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|e| CliError::input(format!("--prompt-file {}: {e}", f.display())))?,
-                (None, None) => return Err(CliError::input("give --prompt or --prompt-file")),
-            };
             if a.slots == 0 {
                 return Err(CliError::input("--slots must be at least 1"));
             }
             let (timeout_secs, stall_timeout_secs) =
                 super::tasks::clocks(&a.timeout, &a.stall_timeout)?;
             super::tasks::check_protect(&a.protect)?;
+            drover_types::validate::max_usd(a.max_usd).map_err(CliError::input)?;
+            let prompt = read_prompt(a.prompt, a.prompt_file.as_deref())?;
             let repo = resolve_repo(a.repo)?;
             let client = Client::connect().await?;
             let req = PoolRequest {
@@ -87,7 +84,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
         }
         PoolAction::Show { name, json } => {
             let client = Client::connect().await?;
-            let p: Value = client.get(&format!("/v1/pools/{name}")).await?;
+            let p: Value = client.get(&format!("/v1/pools/{}", segment(&name))).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
                 return Ok(0);
@@ -117,18 +114,19 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                         Value::String(s) => s.clone(),
                         v => v.to_string(),
                     };
-                    println!("{k:<14} {v}");
+                    println!("{k:<14} {}", format::clean(&v));
                 }
             }
             if let Some(evs) = p["events"].as_array() {
                 println!("events:");
                 for e in evs {
-                    println!(
+                    let line = format!(
                         "  {} {} {}",
                         e["ts"].as_str().unwrap_or(""),
                         e["kind"].as_str().unwrap_or(""),
                         e["data"]
                     );
+                    println!("{}", format::clean(&line));
                 }
             }
             Ok(0)
@@ -136,7 +134,10 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
         PoolAction::Stop { name, hard } => {
             let client = Client::connect().await?;
             let p: Value = client
-                .post(&format!("/v1/pools/{name}/stop"), &PoolStopRequest { hard })
+                .post(
+                    &format!("/v1/pools/{}/stop", segment(&name)),
+                    &PoolStopRequest { hard },
+                )
                 .await?;
             println!(
                 "{} {}",
@@ -148,7 +149,10 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
         PoolAction::Resume { name } => {
             let client = Client::connect().await?;
             let p: Value = client
-                .post(&format!("/v1/pools/{name}/resume"), &serde_json::json!({}))
+                .post(
+                    &format!("/v1/pools/{}/resume", segment(&name)),
+                    &serde_json::json!({}),
+                )
                 .await?;
             println!(
                 "{} {}",
@@ -188,7 +192,7 @@ pub async fn usage(by: &str, json: bool) -> Result<i32> {
             .unwrap_or_else(|| "unknown".into());
         println!(
             "{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10}",
-            l["key"].as_str().unwrap_or(""),
+            format::clean(l["key"].as_str().unwrap_or("")),
             l["requests"],
             l["input_tokens"],
             l["output_tokens"],

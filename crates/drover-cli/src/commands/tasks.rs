@@ -1,16 +1,67 @@
 //! run, ls, show, wait, send, stop, rm.
 
 use crate::cli::RunArgs;
-use crate::client::Client;
+use crate::client::{self, Client};
 use crate::error::{CliError, Result};
 use crate::format;
-use drover_types::{RunRequest, SendRequest, Task, TaskState};
+use drover_types::{validate, RunRequest, SendRequest, Task, TaskState};
+use std::path::Path;
 
-fn path_id(id: &str) -> String {
-    // Ids are hex; anything else is refused by the daemon with a clear not-found.
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
-        .collect()
+/// `/v1/tasks/ID` for an id as the user typed it: an empty one is refused here (it would
+/// otherwise be a prefix of every id); anything else is percent-encoded and left to the daemon
+/// (not found, or ambiguous with a few candidates).
+pub fn task_path(id: &str) -> Result<String> {
+    if id.trim().is_empty() {
+        return Err(CliError::input("the task id is empty")
+            .hint("give a task id (or a unique prefix); `drover ls` lists them"));
+    }
+    Ok(format!("/v1/tasks/{}", client::segment(id)))
+}
+
+/// The prompt from PROMPT, `-` (stdin) or `--prompt-file F` (`-` for stdin too), checked by the
+/// one rule every agent shares: not empty or blank.
+pub fn read_prompt(prompt: Option<String>, file: Option<&Path>) -> Result<String> {
+    let from_stdin = || -> Result<String> {
+        use std::io::{IsTerminal, Read};
+        let mut stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprintln!("drover: reading the prompt from stdin (end it with Ctrl-D)");
+        }
+        let mut buf = Vec::new();
+        stdin
+            .read_to_end(&mut buf)
+            .map_err(|e| CliError::input(format!("reading the prompt from stdin: {e}")))?;
+        String::from_utf8(buf).map_err(|_| {
+            CliError::input("the prompt on stdin is not UTF-8 text").hint("convert it to UTF-8")
+        })
+    };
+    let text = match (prompt, file) {
+        (Some(p), None) if p == "-" => from_stdin()?,
+        (Some(p), None) => p,
+        (None, Some(f)) if f == Path::new("-") => from_stdin()?,
+        (None, Some(f)) => {
+            let bytes = std::fs::read(f).map_err(|e| {
+                CliError::input(format!("--prompt-file {}: {e}", f.display()))
+                    .hint("give a readable file, or `-` to read the prompt from stdin")
+            })?;
+            String::from_utf8(bytes).map_err(|_| {
+                CliError::input(format!("--prompt-file {}: not UTF-8 text", f.display()))
+                    .hint("convert it to UTF-8")
+            })?
+        }
+        (Some(_), Some(_)) => {
+            return Err(
+                CliError::input("give the prompt once: PROMPT or --prompt-file")
+                    .hint("drop one of them"),
+            )
+        }
+        (None, None) => {
+            return Err(CliError::input("no prompt")
+                .hint("give PROMPT, --prompt-file FILE, or `-` to read it from stdin"))
+        }
+    };
+    validate::prompt(&text).map_err(CliError::input)?;
+    Ok(text)
 }
 
 /// A local directory becomes an absolute path (must exist); URLs pass through.
@@ -59,6 +110,10 @@ pub fn check_protect(globs: &[String]) -> Result<()> {
 
 pub async fn run(args: RunArgs) -> Result<i32> {
     check_protect(&args.protect)?;
+    // Checked before anything is sent: the daemon checks the same (for every client).
+    validate::max_usd(args.max_usd).map_err(CliError::input)?;
+    validate::max_tokens(args.max_tokens).map_err(CliError::input)?;
+    let prompt = read_prompt(args.prompt, args.prompt_file.as_deref())?;
     let repo = resolve_repo(args.repo)?;
     let api_key = match &args.api_key_env {
         Some(var) => Some(drover_types::Redacted(std::env::var(var).map_err(
@@ -83,7 +138,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         judge_model: args.judge_model,
         max_usd: args.max_usd,
         max_tokens: args.max_tokens,
-        prompt: args.prompt,
+        prompt,
         created_by: std::env::var("USER").ok(),
         permissions: args.permissions,
         api_key,
@@ -103,7 +158,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     eprintln!("drover: task {} queued; waiting", task.id);
     let t = wait_one(&client, &task.id).await?;
     if let Some(r) = &t.result {
-        println!("{r}");
+        println!("{}", format::clean(r));
     }
     if t.state != TaskState::Succeeded {
         let reason = t
@@ -111,17 +166,21 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             .as_ref()
             .map(|o| o.reason.clone())
             .unwrap_or_default();
-        eprintln!("drover: task {} {}: {reason}", t.id, t.state);
+        eprintln!(
+            "drover: task {} {}: {}",
+            t.id,
+            t.state,
+            format::clean(&reason)
+        );
         return Ok(1);
     }
     Ok(0)
 }
 
 pub async fn wait_one(client: &Client, id: &str) -> Result<Task> {
+    let path = format!("{}/wait?timeout=60", task_path(id)?);
     loop {
-        let t: Task = client
-            .get(&format!("/v1/tasks/{}/wait?timeout=60", path_id(id)))
-            .await?;
+        let t: Task = client.get(&path).await?;
         if t.state.is_terminal() {
             return Ok(t);
         }
@@ -152,8 +211,9 @@ pub async fn ls(all: bool, json: bool) -> Result<i32> {
 }
 
 pub async fn show(id: &str, json: bool) -> Result<i32> {
+    task_path(id)?;
     let client = Client::connect().await?;
-    let t: Task = client.get(&format!("/v1/tasks/{}", path_id(id))).await?;
+    let t: Task = client.get(&task_path(id)?).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default());
     } else {
@@ -163,6 +223,9 @@ pub async fn show(id: &str, json: bool) -> Result<i32> {
 }
 
 pub async fn wait(ids: &[String], json: bool) -> Result<i32> {
+    for id in ids {
+        task_path(id)?;
+    }
     let client = Client::connect().await?;
     let mut done = vec![];
     for id in ids {
@@ -176,7 +239,7 @@ pub async fn wait(ids: &[String], json: bool) -> Result<i32> {
     } else {
         for t in &done {
             let reason = t.outcome.as_ref().map(|o| o.reason.as_str()).unwrap_or("");
-            println!("{} {} {}", t.id, t.state, reason);
+            println!("{} {} {}", t.id, t.state, format::clean(reason));
         }
     }
     Ok(if done.iter().all(|t| t.state == TaskState::Succeeded) {
@@ -187,38 +250,38 @@ pub async fn wait(ids: &[String], json: bool) -> Result<i32> {
 }
 
 pub async fn send(id: &str, message: Option<String>, allow: bool, deny: bool) -> Result<i32> {
+    if message.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Err(CliError::input("the message is empty")
+            .hint("drover send ID MESSAGE, or drover send ID --allow|--deny"));
+    }
     if message.is_none() && !allow && !deny {
         return Err(CliError::input("nothing to send")
             .hint("drover send ID MESSAGE, or drover send ID --allow|--deny"));
     }
+    let path = format!("{}/send", task_path(id)?);
     let client = Client::connect().await?;
     let req = SendRequest {
         message,
         allow,
         deny,
     };
-    let t: Task = client
-        .post(&format!("/v1/tasks/{}/send", path_id(id)), &req)
-        .await?;
+    let t: Task = client.post(&path, &req).await?;
     eprintln!("drover: sent to {} ({})", t.id, t.state);
     Ok(0)
 }
 
 pub async fn stop(id: &str) -> Result<i32> {
+    let path = format!("{}/stop", task_path(id)?);
     let client = Client::connect().await?;
-    let t: Task = client
-        .post(
-            &format!("/v1/tasks/{}/stop", path_id(id)),
-            &serde_json::json!({}),
-        )
-        .await?;
+    let t: Task = client.post(&path, &serde_json::json!({})).await?;
     println!("{} {}", t.id, t.state);
     Ok(0)
 }
 
 pub async fn rm(id: &str) -> Result<i32> {
+    let path = task_path(id)?;
     let client = Client::connect().await?;
-    let v: serde_json::Value = client.delete(&format!("/v1/tasks/{}", path_id(id))).await?;
+    let v: serde_json::Value = client.delete(&path).await?;
     println!(
         "{}",
         v.get("removed").and_then(|v| v.as_str()).unwrap_or(id)

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Env {
@@ -102,8 +102,23 @@ impl Env {
         c
     }
 
+    /// Runs drover (stdin empty) and returns its output; fails the test if it has not ended
+    /// within [`CLI_DEADLINE`].
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        self.run_within(args, CLI_DEADLINE)
+    }
+
+    /// Runs drover with a deadline: past it, drover is killed and the test fails (no test
+    /// waits forever on a command).
+    pub fn run_within(&self, args: &[&str], limit: Duration) -> Output {
+        let child = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        finish_within(child, limit, &format!("drover {args:?}"))
     }
 
     /// Runs and asserts exit 0; returns stdout.
@@ -128,7 +143,8 @@ impl Env {
         self.json(&["show", id, "--json"])
     }
 
-    /// Blocks (through `drover wait`, which long-polls the daemon) until the task is terminal.
+    /// Blocks (through `drover wait`, which long-polls the daemon) until the task is terminal,
+    /// at most [`CLI_DEADLINE`].
     pub fn wait(&self, id: &str) -> Value {
         let out = self.run(&["wait", id, "--json"]);
         let s = String::from_utf8_lossy(&out.stdout);
@@ -181,6 +197,64 @@ impl Env {
 
     pub fn run_command_task(&self, cmd: &str, prompt: &str) -> String {
         self.ok(&["run", "--agent", "command", "--cmd", cmd, prompt])
+    }
+}
+
+/// The longest any one drover command may take in a test.
+pub const CLI_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Collects a child's output, killing it (and failing the test) if it runs past `limit`.
+pub fn finish_within(mut child: Child, limit: Duration, what: &str) -> Output {
+    use std::io::Read;
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = vec![];
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not end within {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&err.join().unwrap_or_default())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Polls `cond` until it holds; fails the test after `limit`.
+pub fn poll(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -319,6 +393,21 @@ impl Provider {
 
     pub fn log(&self) -> Vec<drover_fake_provider::RequestRecord> {
         self.running.as_ref().unwrap().log()
+    }
+
+    /// Lets the turns held under `name` answer (see the fake provider's `hold`).
+    pub fn release(&self, name: &str) {
+        self.running.as_ref().unwrap().release(name);
+    }
+
+    /// Waits (at most 120 s) until `n` requests have reached the held turn `name`: the agent is
+    /// then inside that turn, waiting for the test.
+    pub fn wait_held(&self, name: &str, n: usize) {
+        let holds = self.running.as_ref().unwrap().holds().clone();
+        let reached = self
+            .rt
+            .block_on(holds.reached(name, n, Duration::from_secs(120)));
+        assert!(reached, "no request reached the held turn {name:?}");
     }
 }
 

@@ -21,9 +21,9 @@ pub async fn status(State(engine): State<Arc<Engine>>) -> Json<DaemonStatus> {
 /// Stops the daemon. Without `stop_tasks`, running agents stay with their shims.
 pub async fn stop(
     State(engine): State<Arc<Engine>>,
-    body: Option<Json<StopDaemonRequest>>,
+    body: Option<super::body::ApiJson<StopDaemonRequest>>,
 ) -> Json<serde_json::Value> {
-    let stop_tasks = body.map(|b| b.stop_tasks).unwrap_or(false);
+    let stop_tasks = body.map(|b| b.0.stop_tasks).unwrap_or(false);
     let mut stopped = vec![];
     if stop_tasks {
         // Nothing new starts while we stop what runs.

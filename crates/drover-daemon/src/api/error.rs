@@ -60,6 +60,12 @@ impl From<StoreError> for ApiErr {
                 e.to_string(),
                 Some("give more of the id"),
             ),
+            StoreError::EmptyId => ApiErr::new(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                e.to_string(),
+                Some("give a task id (or a unique prefix); `drover ls` lists them"),
+            ),
             StoreError::WrongState { .. } => {
                 ApiErr::new(StatusCode::CONFLICT, "conflict", e.to_string(), None)
             }

@@ -4,7 +4,7 @@
 use super::ApiErr;
 use crate::engine::Engine;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ fn one() -> usize {
 pub async fn acquire(
     State(engine): State<Arc<Engine>>,
     Path(name): Path<String>,
-    Query(q): Query<LockQuery>,
+    super::body::ApiQuery(q): super::body::ApiQuery<LockQuery>,
 ) -> Result<Response, ApiErr> {
     if q.slots == 0 {
         return Err(ApiErr::invalid("--slots must be at least 1"));

@@ -7,7 +7,7 @@
 //! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
 //! | `GET /v1/tasks?all=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
-//! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE when following |
+//! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE when following (`Last-Event-ID` works like `after`) |
 //! | `GET /v1/tasks/{id}/raw?stream=&offset=&len=` | bytes of the raw stdout/stderr log |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
@@ -17,6 +17,9 @@
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
 //! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
+//!
+//! Every refusal — including bad JSON, a wrong content type, an oversized body, a bad query
+//! string or an unknown route — is `{kind, error, hint}` with a 4xx ([`body`]).
 
 pub mod body;
 mod daemon;
@@ -57,6 +60,8 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
+        .fallback(body::not_found)
+        .method_not_allowed_fallback(body::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(body::bounded))
         .with_state(engine)

@@ -1,5 +1,6 @@
 //! `/v1/pools…` handlers.
 
+use super::body::ApiJson;
 use super::ApiErr;
 use crate::engine::Engine;
 use axum::extract::{Path, State};
@@ -35,7 +36,7 @@ async fn view(engine: &Engine, pool: &PoolRecord, with_events: bool) -> ApiResul
 
 pub async fn create(
     State(engine): State<Arc<Engine>>,
-    Json(req): Json<PoolRequest>,
+    ApiJson(req): ApiJson<PoolRequest>,
 ) -> ApiResult<Json<Value>> {
     if req.name.is_empty()
         || !req
@@ -55,8 +56,12 @@ pub async fn create(
     if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiErr::invalid("the command agent needs --cmd"));
     }
-    if req.prompt.trim().is_empty() {
-        return Err(ApiErr::invalid("the prompt is empty"));
+    drover_types::validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
+    drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
+    if req.count == Some(0) {
+        return Err(ApiErr::invalid(
+            "--count 0: give at least 1 (or leave it out)",
+        ));
     }
     let failure_policy = req.on_failures.clone().unwrap_or_else(|| "finish".into());
     if !["finish", "hard"].contains(&failure_policy.as_str()) {
@@ -145,9 +150,9 @@ pub async fn show(
 pub async fn stop(
     State(engine): State<Arc<Engine>>,
     Path(name): Path<String>,
-    body: Option<Json<PoolStopRequest>>,
+    body: Option<ApiJson<PoolStopRequest>>,
 ) -> ApiResult<Json<Value>> {
-    let hard = body.map(|b| b.hard).unwrap_or(false);
+    let hard = body.map(|b| b.0.hard).unwrap_or(false);
     let p = engine.store.get_pool(&name).await?;
     let p = engine
         .store

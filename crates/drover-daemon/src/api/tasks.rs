@@ -1,8 +1,10 @@
 //! `/v1/tasks…` handlers.
 
+use super::body::{ApiJson, ApiQuery};
 use super::ApiErr;
 use crate::engine::{control, new_task_id, Engine};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -37,7 +39,7 @@ async fn view(engine: &Engine, t: &TaskRecord) -> Task {
 
 pub async fn create(
     State(engine): State<Arc<Engine>>,
-    Json(req): Json<RunRequest>,
+    ApiJson(req): ApiJson<RunRequest>,
 ) -> ApiResult<Json<Task>> {
     let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
     drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
@@ -56,9 +58,10 @@ pub async fn create(
             Some("put the details in a file in the repository and point the prompt at it"),
         ));
     }
-    if req.prompt.trim().is_empty() && agent != "command" {
-        return Err(ApiErr::invalid("the prompt is empty"));
-    }
+    use drover_types::validate;
+    validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
+    validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
+    validate::max_tokens(req.max_tokens).map_err(ApiErr::invalid)?;
     let permissions = req
         .permissions
         .clone()
@@ -67,9 +70,6 @@ pub async fn create(
         return Err(ApiErr::invalid(format!(
             "permissions {permissions:?}: use ask, allow or deny"
         )));
-    }
-    if req.max_usd.is_some_and(|v| v.is_nan() || v <= 0.0) {
-        return Err(ApiErr::invalid("--max-usd must be a positive number"));
     }
     let (timeout_secs, stall_timeout_secs) =
         clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
@@ -172,7 +172,7 @@ pub struct ListQuery {
 /// One page of summaries (see [`TaskPage`]).
 pub async fn list(
     State(engine): State<Arc<Engine>>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<TaskPage>> {
     let limit = q.limit.unwrap_or(LIST_DEFAULT_LIMIT);
     if limit == 0 || limit > LIST_MAX_LIMIT {
@@ -237,10 +237,34 @@ pub struct EventsQuery {
     limit: Option<usize>,
 }
 
+/// Where a follower resumes: `?after=SEQ`, or the SSE `Last-Event-ID` header a reconnecting
+/// client sends (the larger wins, so neither can replay what the other already skipped).
+fn resume_after(headers: &HeaderMap, after: i64) -> ApiResult<i64> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(after);
+    };
+    let last = v
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            ApiErr::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid",
+                "Last-Event-ID must be an event seq (a whole number)",
+                Some("send the `id:` of the last event received"),
+            )
+        })?;
+    Ok(after.max(last))
+}
+
 pub async fn events(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(EVENTS_MAX_LIMIT);
     if limit == 0 || limit > EVENTS_MAX_LIMIT {
@@ -248,12 +272,13 @@ pub async fn events(
             "limit {limit}: use 1 to {EVENTS_MAX_LIMIT}"
         )));
     }
+    let after = resume_after(&headers, q.after)?;
     let task = engine.store.find_task(&id).await?;
     if !q.follow {
-        let evs = engine.store.events(&task.id, q.after, limit as i64).await?;
+        let evs = engine.store.events(&task.id, after, limit as i64).await?;
         return Ok(Json(evs).into_response());
     }
-    let stream = follow(engine, task.id, q.after);
+    let stream = follow(engine, task.id, after);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -323,7 +348,7 @@ pub struct WaitQuery {
 pub async fn wait(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
     let task = engine.store.find_task(&id).await?;
     let timeout = Duration::from_secs_f64(q.timeout.unwrap_or(30.0).clamp(0.0, 300.0));
@@ -337,10 +362,15 @@ pub async fn wait(
 pub async fn send(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    Json(req): Json<SendRequest>,
+    ApiJson(req): ApiJson<SendRequest>,
 ) -> ApiResult<Json<Task>> {
     if req.allow && req.deny {
         return Err(ApiErr::invalid("--allow and --deny exclude each other"));
+    }
+    if req.message.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Err(ApiErr::invalid(
+            "the message is empty: give the text to send, or --allow|--deny",
+        ));
     }
     let t = control::send(&engine, &id, &req).await?;
     Ok(Json(view(&engine, &t).await))

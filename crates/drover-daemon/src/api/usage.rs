@@ -2,7 +2,7 @@
 
 use super::ApiErr;
 use crate::engine::Engine;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use drover_store::UsageLine;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ pub struct UsageQuery {
 
 pub async fn usage(
     State(engine): State<Arc<Engine>>,
-    Query(q): Query<UsageQuery>,
+    super::body::ApiQuery(q): super::body::ApiQuery<UsageQuery>,
 ) -> Result<Json<Vec<UsageLine>>, ApiErr> {
     let by = q.by.unwrap_or_else(|| "task".into());
     if !["task", "pool", "model", "day"].contains(&by.as_str()) {

@@ -89,7 +89,7 @@ impl App {
     pub fn set_tasks(&mut self, mut tasks: Vec<Task>) {
         let old = self.selected_index().unwrap_or(0);
         tasks.sort_by_key(sort_key);
-        self.tasks = tasks;
+        self.tasks = tasks.into_iter().map(format::clean_task).collect();
         self.transcripts
             .retain(|id, _| self.tasks.iter().any(|t| &t.id == id));
         self.reselect(old);
