@@ -35,6 +35,8 @@ pub struct Config {
     /// Gateway model aliases and price overrides.
     pub aliases: HashMap<String, String>,
     pub prices: HashMap<String, drover_gateway::Price>,
+    /// `gateway.builtin_prices` (default true): false prices only what `prices` lists.
+    pub builtin_prices: bool,
     pub teams: HashMap<String, Team>,
 }
 
@@ -73,6 +75,8 @@ struct GatewayFile {
     /// USD per million tokens, laid over the built-in table.
     #[serde(default)]
     prices: HashMap<String, drover_gateway::Price>,
+    /// false: only the prices above count (every other model is unpriced).
+    builtin_prices: Option<bool>,
 }
 
 /// `[teams.NAME]`: a team's daily budget and the models it may use.
@@ -125,10 +129,26 @@ impl Config {
             soft_fail_counts: file.soft_fail_counts.unwrap_or(true),
             aliases: file.gateway.aliases,
             prices: file.gateway.prices,
+            builtin_prices: file.gateway.builtin_prices.unwrap_or(true),
             teams: file.teams,
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The gateway's prices: the built-in table (unless `gateway.builtin_prices = false`) with
+    /// `[gateway.prices."MODEL"]` laid over it.
+    pub fn price_table(&self) -> drover_gateway::PriceTable {
+        let mut overrides = drover_gateway::PriceTable::empty();
+        for (model, price) in &self.prices {
+            overrides.set(model, *price);
+        }
+        let base = if self.builtin_prices {
+            drover_gateway::PriceTable::builtin()
+        } else {
+            drover_gateway::PriceTable::empty()
+        };
+        base.with_overrides(&overrides)
     }
 
     pub fn validate(&self) -> Result<(), DaemonError> {
@@ -140,6 +160,11 @@ impl Config {
                 "permissions = {:?}: use ask, allow or deny",
                 self.permissions
             )));
+        }
+        for (model, price) in &self.prices {
+            price
+                .validate(model)
+                .map_err(|e| DaemonError::Config(e.to_string()))?;
         }
         if !["resume", "fail"].contains(&self.on_interrupt.as_str()) {
             return Err(DaemonError::Config(format!(
