@@ -230,8 +230,13 @@ impl PriceTable {
                 ..Price::new(0.1, 0.5, 0.01, 0.125)
             },
         );
-        // PROVISIONAL (see above).
+        // PROVISIONAL (see above). gpt-6.1-sol is Codex 0.169.0's default model.
         let openai: &[(&str, f64, f64, f64)] = &[
+            ("gpt-6.1-sol", 5.0, 0.5, 30.0),
+            ("gpt-6.1-terra", 2.5, 0.25, 15.0),
+            ("gpt-6-sol", 5.0, 0.5, 30.0),
+            ("gpt-6-luna", 0.75, 0.075, 4.5),
+            ("gpt-6-astra", 10.0, 1.0, 60.0),
             ("gpt-5.5", 5.0, 0.5, 30.0),
             ("gpt-5.4", 2.5, 0.25, 15.0),
             ("gpt-5.4-mini", 0.75, 0.075, 4.5),
