@@ -279,3 +279,48 @@ fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
     let refused = gateway_events(&env, &id, "budget_refused");
     assert_eq!(refused[0]["data"]["budget"], "team_usd_per_day");
 }
+
+#[test]
+fn doctor_names_unpriced_default_models() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    let doctor = |env: &Env| -> Value {
+        let out = env.run(&["doctor", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "prices")
+            .cloned()
+            .expect("a prices check")
+    };
+    // As shipped: the agents' defaults and the configured tiers are priced.
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[models]\nworker = \"claude-sonnet-4-6\"\njudge = \"claude-haiku-4-5\"\n",
+    )
+    .unwrap();
+    let c = doctor(&env);
+    assert_eq!(c["ok"], true, "{c:#}");
+    assert!(c["detail"].as_str().unwrap().contains("claude-opus-5-5"));
+    // An unpriced worker model and a table without the built-in prices.
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[models]\nworker = \"my-fine-tune\"\n\n[gateway]\nbuiltin_prices = false\n",
+    )
+    .unwrap();
+    let c = doctor(&env);
+    assert_eq!(c["ok"], false, "{c:#}");
+    let detail = c["detail"].as_str().unwrap();
+    for m in [
+        "claude-opus-5-5 (Claude Code's default)",
+        "gpt-6.1-sol (Codex's default)",
+        "my-fine-tune (models.worker)",
+    ] {
+        assert!(detail.contains(m), "{detail}");
+    }
+    assert!(c["hint"]
+        .as_str()
+        .unwrap()
+        .contains(r#"gateway.prices."claude-opus-5-5""#));
+}
