@@ -85,8 +85,7 @@ impl GatewayLink {
                 cfg.openai_base = b;
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let ledger = Arc::new(StoreLedger { store, tx });
+        let (ledger, rx) = store_ledger(store);
         let gw = Gateway::new(cfg, ledger).map_err(|e| format!("gateway: {e}"))?;
         let listener = bind(home)
             .await
@@ -202,6 +201,13 @@ fn load_secret(home: &Path) -> std::io::Result<Vec<u8>> {
         .open(&path)?;
     f.write_all(&secret)?;
     Ok(secret)
+}
+
+/// The daemon's [`Ledger`] over `store` (one `usage` row per response, events, spent amounts
+/// from the store), and the receiver of its notes — for embedding and the gateway benchmark.
+pub fn store_ledger(store: Arc<dyn Store>) -> (Arc<dyn Ledger>, mpsc::UnboundedReceiver<Note>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Arc::new(StoreLedger { store, tx }), rx)
 }
 
 struct StoreLedger {
