@@ -126,11 +126,12 @@ pub fn sse(text: &str) -> Vec<(String, String)> {
 /// Waits until `f` holds (records are written just before the last event is relayed; after a
 /// client disconnect they are written in the background).
 pub async fn eventually(mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if f() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("condition not reached in 2 s");
+    panic!("condition not reached in 30 s");
 }
