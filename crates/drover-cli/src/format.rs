@@ -323,7 +323,14 @@ mod usage_tests {
         let rows: Vec<&str> = out.lines().collect();
         assert_eq!(rows.len(), 3, "{out}");
         // Every column ends where its header ends (numbers right-aligned under it).
-        for header in ["REQUESTS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "COST"] {
+        for header in [
+            "REQUESTS",
+            "INPUT",
+            "OUTPUT",
+            "CACHE READ",
+            "CACHE WRITE",
+            "COST",
+        ] {
             let end = rows[0].find(header).unwrap() + header.len();
             for r in &rows[1..] {
                 let cell_end = r[..end].trim_end().len();

@@ -85,7 +85,11 @@ fn claude_on_its_default_model_under_a_small_budget_fails_within_seconds() {
     assert_eq!(t["state"], "failed", "{t:#}");
     assert_eq!(t["outcome"]["error_kind"], "budget_exceeded");
     assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
-    assert!(agent_requests(&provider).len() <= 3, "{:#?}", provider.log());
+    assert!(
+        agent_requests(&provider).len() <= 3,
+        "{:#?}",
+        provider.log()
+    );
     assert!(t["cost_usd"].as_f64().unwrap_or(0.0) <= 0.02, "{t:#}");
     let refused = gateway_events(&env, &id, "budget_refused");
     assert!(!refused.is_empty(), "{:#?}", env.events(&id));
@@ -97,7 +101,11 @@ fn an_unpriced_default_model_under_a_dollar_budget_is_refused_before_the_provide
     let env = Env::claude(&provider);
     // The shipped table minus everything: Claude Code's own default model has no price.
     std::fs::create_dir_all(&env.home).unwrap();
-    std::fs::write(env.home.join("config.toml"), "[gateway]\nbuiltin_prices = false\n").unwrap();
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[gateway]\nbuiltin_prices = false\n",
+    )
+    .unwrap();
     let id = env.ok(&["run", "--max-usd", "0.02", "FOREVER: keep going"]);
     let t = env.wait(&id);
     assert_eq!(t["state"], "failed", "{t:#}");
@@ -111,7 +119,10 @@ fn an_unpriced_default_model_under_a_dollar_budget_is_refused_before_the_provide
     let np = gateway_events(&env, &id, "no_price");
     assert_eq!(np[0]["data"]["model"], "claude-opus-5-5");
     assert!(
-        provider.log().iter().all(|r| r.model.as_deref() != Some("claude-opus-5-5")),
+        provider
+            .log()
+            .iter()
+            .all(|r| r.model.as_deref() != Some("claude-opus-5-5")),
         "an unpriced request reached the provider: {:#?}",
         provider.log()
     );
@@ -134,7 +145,10 @@ fn a_negative_price_override_is_refused_and_nothing_starts() {
     let out = env.run(&["run", "--agent", "command", "--cmd", "true", "x"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(r#"gateway.prices."my-model".input = -1"#), "{err}");
+    assert!(
+        err.contains(r#"gateway.prices."my-model".input = -1"#),
+        "{err}"
+    );
     assert!(err.lines().next().unwrap().starts_with("drover:"), "{err}");
     assert!(out.stdout.is_empty());
     assert!(!env.home.join("daemon.sock").exists(), "a daemon started");

@@ -89,7 +89,12 @@ async fn start_litellm(upstream: &str) -> Option<(tokio::process::Child, String)
     let log = std::fs::File::create(dir.join("litellm.log")).ok()?;
     let child = tokio::process::Command::new(&bin)
         .args(["--config", cfg_path.to_str()?, "--host", "127.0.0.1"])
-        .args(["--port", &port.to_string(), "--num_workers", &cores().to_string()])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--num_workers",
+            &cores().to_string(),
+        ])
         .env("LITELLM_MASTER_KEY", LITELLM_KEY)
         .env("LITELLM_MODE", "PRODUCTION")
         .env("LITELLM_LOG", "ERROR")
@@ -255,7 +260,10 @@ async fn main() {
             tput[2].rps / tput[4].rps
         );
     }
-    println!("real path: {usage_rows} usage rows written to SQLite, one per response; {} cores", cores());
+    println!(
+        "real path: {usage_rows} usage rows written to SQLite, one per response; {} cores",
+        cores()
+    );
     println!(
         "{}",
         serde_json::json!({"latency": lat, "throughput": tput, "usage_rows": usage_rows,

@@ -104,7 +104,10 @@ impl Refusal {
             f(self.limit)
         );
         if self.reserved > 0.0 {
-            s.push_str(&format!(", {} reserved by requests in flight", f(self.reserved)));
+            s.push_str(&format!(
+                ", {} reserved by requests in flight",
+                f(self.reserved)
+            ));
         }
         match self.request {
             Some(r) => s.push_str(&format!("; this request could cost up to {}", f(r))),
@@ -181,8 +184,7 @@ impl Budgets {
         let unbounded = ask.output_cap.is_none();
         let (usd_need, usd_floor) = match price {
             Some(p) => (
-                ask.output_cap
-                    .map(|o| p.worst_case(ask.prompt_tokens, o)),
+                ask.output_cap.map(|o| p.worst_case(ask.prompt_tokens, o)),
                 p.worst_case(ask.prompt_tokens, 0),
             ),
             None => (Some(0.0), 0.0),
@@ -265,6 +267,7 @@ impl Budgets {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::grant::Limits;

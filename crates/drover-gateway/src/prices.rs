@@ -167,9 +167,27 @@ impl PriceTable {
         let mut t = PriceTable::empty();
         // (ids, input, output, cache read, cache write)
         let claude: &[(&[&str], f64, f64, f64, f64)] = &[
-            (&["claude-fable-5", "claude-mythos-5"], 10.0, 50.0, 1.0, 12.5),
-            (&["claude-fable-5-1", "claude-mythos-5-1"], 10.0, 50.0, 0.25, 12.5),
-            (&["claude-fable-5-2", "claude-mythos-5-2"], 8.0, 40.0, 0.2, 10.0),
+            (
+                &["claude-fable-5", "claude-mythos-5"],
+                10.0,
+                50.0,
+                1.0,
+                12.5,
+            ),
+            (
+                &["claude-fable-5-1", "claude-mythos-5-1"],
+                10.0,
+                50.0,
+                0.25,
+                12.5,
+            ),
+            (
+                &["claude-fable-5-2", "claude-mythos-5-2"],
+                8.0,
+                40.0,
+                0.2,
+                10.0,
+            ),
             // Claude Code 2.1.328's default model.
             (&["claude-opus-5-5"], 4.0, 20.0, 0.2, 5.0),
             (

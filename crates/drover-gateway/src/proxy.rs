@@ -226,7 +226,12 @@ async fn prepare(
         }
         opts["include_usage"] = Value::Bool(true);
     }
-    Ok((Bytes::from(serde_json::to_vec(&v)?), resolved, add_usage, cap))
+    Ok((
+        Bytes::from(serde_json::to_vec(&v)?),
+        resolved,
+        add_usage,
+        cap,
+    ))
 }
 
 /// Reserves the request's worst-case cost, or refuses it (and tells the ledger) when it does not
@@ -251,7 +256,12 @@ async fn check_budget(
     let ledger = inner.ledger.clone();
     let admitted = inner
         .budgets
-        .admit(grant, price, ask, || async move { ledger.spent(grant).await })
+        .admit(
+            grant,
+            price,
+            ask,
+            || async move { ledger.spent(grant).await },
+        )
         .await
         .map_err(GatewayError::Ledger)?;
     match admitted {

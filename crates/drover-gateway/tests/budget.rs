@@ -94,7 +94,7 @@ async fn max_usd_stops_a_runaway_agent_without_overshoot() {
     assert!(spent <= limit, "overshoot: spent {spent} of {limit}");
     let next = worst_case(&anthropic_body("test-model", "go", served, true));
     assert!(spent + next > limit, "refused too early: {spent} + {next}");
-    assert_eq!((served as f64 * TURN_USD - spent).abs() < 1e-12, true);
+    assert!((served as f64 * TURN_USD - spent).abs() < 1e-12);
     assert_eq!(
         env.provider.log().len(),
         served,
@@ -197,7 +197,10 @@ async fn a_model_without_a_price_is_refused_under_any_dollar_budget_and_allowed_
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["type"], "billing_error");
         let msg = v["error"]["message"].as_str().unwrap();
-        assert!(msg.contains("no price for model \"mystery-model\""), "{msg}");
+        assert!(
+            msg.contains("no price for model \"mystery-model\""),
+            "{msg}"
+        );
         assert!(msg.contains(r#"gateway.prices."mystery-model""#), "{msg}");
         assert_eq!(
             env.ledger.task_events(&id),
@@ -222,7 +225,10 @@ async fn a_model_without_a_price_is_refused_under_any_dollar_budget_and_allowed_
             .unwrap()
             .contains(r#"gateway.prices."gpt-mystery""#));
     }
-    assert!(env.provider.log().is_empty(), "nothing reached the provider");
+    assert!(
+        env.provider.log().is_empty(),
+        "nothing reached the provider"
+    );
     // A token budget alone does not need prices; no budget at all: allowed, cost null.
     for limits in [
         Limits {

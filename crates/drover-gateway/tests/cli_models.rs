@@ -19,7 +19,9 @@ fn bin(var: &str) -> String {
     std::env::var(var)
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| panic!("{var} is not set: point it at the pinned CLI (scripts/test.sh installs it)"))
+        .unwrap_or_else(|| {
+            panic!("{var} is not set: point it at the pinned CLI (scripts/test.sh installs it)")
+        })
 }
 
 async fn provider() -> RunningProvider {
