@@ -278,7 +278,9 @@ fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
         before,
         "a refused model reached the provider"
     );
-    // The team's daily budget: its first request spends it (1000 in + 100 out on haiku = $0.0015).
+    // The team's daily budget ($0.0001) is smaller than one request's worst case: the first
+    // request is refused before it reaches the provider.
+    let before = provider.log().len();
     let id = env.ok(&[
         "run",
         "--team",
@@ -292,6 +294,8 @@ fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
     assert_eq!(t["outcome"]["error_kind"], "budget_exceeded");
     let refused = gateway_events(&env, &id, "budget_refused");
     assert_eq!(refused[0]["data"]["budget"], "team_usd_per_day");
+    assert_eq!(refused[0]["data"]["spent"], 0.0);
+    assert_eq!(provider.log().len(), before, "a refused request was forwarded");
 }
 
 #[test]
