@@ -295,7 +295,11 @@ fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
     let refused = gateway_events(&env, &id, "budget_refused");
     assert_eq!(refused[0]["data"]["budget"], "team_usd_per_day");
     assert_eq!(refused[0]["data"]["spent"], 0.0);
-    assert_eq!(provider.log().len(), before, "a refused request was forwarded");
+    assert_eq!(
+        provider.log().len(),
+        before,
+        "a refused request was forwarded"
+    );
 }
 
 #[test]
