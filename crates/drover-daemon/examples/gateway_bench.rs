@@ -6,6 +6,7 @@
 //!   event per response, in one transaction, task totals updated) and a `--max-usd` budget on
 //!   every task, so every request asks the store what was spent and reserves its worst case;
 //!   one task per client;
+//! - `store`: the same store ledger without a budget (what the usage writes cost on their own);
 //! - `litellm`: LiteLLM's proxy as its docs recommend for one host (one worker per core,
 //!   `LITELLM_MODE=PRODUCTION`, no database), when its `litellm` executable is found.
 //!
@@ -132,11 +133,13 @@ async fn serve(gw: &Gateway) -> String {
     base
 }
 
-/// The daemon's real path: a store ledger over SQLite, `n` tasks with a dollar budget each.
+/// The daemon's real path: a store ledger over SQLite, `n` tasks with a dollar budget each
+/// (without one when `budget` is false: the store's share of the cost, on its own).
 async fn real_path(
     cfg: GatewayConfig,
     dir: &std::path::Path,
     n: usize,
+    budget: bool,
 ) -> (String, Vec<String>, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("drover.db")).await.unwrap());
     let (ledger, mut notes) = drover_daemon::gateway::store_ledger(store.clone());
@@ -163,7 +166,7 @@ async fn real_path(
             .unwrap();
         tokens.push(gw.grant(TaskGrant {
             limits: Limits {
-                task_usd: Some(1e6),
+                task_usd: budget.then_some(1e6),
                 ..Limits::default()
             },
             ..TaskGrant::new(id)
@@ -191,12 +194,15 @@ async fn main() {
     let token = gw.grant(TaskGrant::new("bench"));
     let gw_base = serve(&gw).await;
     let dir = tempfile::tempdir().unwrap();
-    let (real_base, real_tokens, store) = real_path(cfg, dir.path(), conc).await;
+    let (real_base, real_tokens, store) = real_path(cfg.clone(), dir.path(), conc, true).await;
+    let dir2 = tempfile::tempdir().unwrap();
+    let (store_base, store_tokens, _) = real_path(cfg, dir2.path(), conc, false).await;
 
     let targets = vec![
         target("direct", &fake.base_url(), "fake-key"),
         target("gateway", &gw_base, &token),
         target("real", &real_base, &real_tokens[0]),
+        target("store", &store_base, &store_tokens[0]),
     ];
     let client = bench::client().unwrap();
     let window = Duration::from_secs(secs);
@@ -211,6 +217,11 @@ async fn main() {
         .map(|tok| target("real", &real_base, tok))
         .collect();
     tput.push(bench::throughput_each(&client, "real", &per_task, window).await);
+    let per_task: Vec<Target> = store_tokens
+        .iter()
+        .map(|tok| target("store", &store_base, tok))
+        .collect();
+    tput.push(bench::throughput_each(&client, "store", &per_task, window).await);
     let usage_rows: usize = store
         .usage_report("task")
         .await
@@ -229,7 +240,7 @@ async fn main() {
         lat.push(l2[1].clone());
         tput.push(bench::throughput(&client, &pair[0], conc, window).await);
         tput.push(bench::throughput(&client, &pair[1], conc, window).await);
-        if let Some(t) = tput.get_mut(3) {
+        if let Some(t) = tput.get_mut(4) {
             t.name = "direct*".into();
         }
     } else {
@@ -242,7 +253,7 @@ async fn main() {
         "target", "p50 ms", "p99 ms", "p50 added", "p99 added", "req/s", "errors"
     );
     for (i, (l, t)) in lat.iter().zip(&tput).enumerate() {
-        let direct = if i < 3 { &lat[0] } else { &lat[3] };
+        let direct = if i < 4 { &lat[0] } else { &lat[4] };
         println!(
             "{:<8} {:>9.3} {:>9.3} {:>12.3} {:>12.3} {:>9.0} {:>7}",
             l.name,
@@ -254,10 +265,10 @@ async fn main() {
             l.errors as u64 + t.errors,
         );
     }
-    if tput.len() == 5 && tput[4].rps > 0.0 {
+    if tput.len() == 6 && tput[5].rps > 0.0 {
         println!(
             "real path throughput = {:.1}x LiteLLM's",
-            tput[2].rps / tput[4].rps
+            tput[2].rps / tput[5].rps
         );
     }
     println!(
