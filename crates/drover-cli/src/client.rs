@@ -110,6 +110,13 @@ impl Client {
             ))
             .hint("set DROVER_HOME to a writable directory")
         })?;
+        // A bad config.toml (e.g. a negative price) is the user's to fix: exit 2, nothing started.
+        drover_daemon::Config::load(&self.home).map_err(|e| {
+            CliError::input(e.to_string()).hint(format!(
+                "fix {} and run the command again",
+                self.home.join("config.toml").display()
+            ))
+        })?;
         let exe =
             std::env::current_exe().map_err(|e| CliError::daemon(format!("current exe: {e}")))?;
         let log_path = self.home.join("daemon.log");

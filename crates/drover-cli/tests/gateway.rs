@@ -13,47 +13,55 @@ fn gateway_events(env: &Env, id: &str, kind: &str) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn a_runaway_agent_is_stopped_by_its_budget_one_request_past_it_at_most() {
-    // Every turn is another tool call: without a budget this never ends.
-    let provider = Provider::start(json!({ "scenarios": [
+/// A never-ending script: every turn is another tool call.
+fn forever(usage: Value) -> Provider {
+    Provider::start(json!({ "scenarios": [
         { "name": "forever", "match": "FOREVER", "turns": [
             { "content": [{ "type": "tool_use", "name": "Write", "input": { "file_path": "loop.txt", "content": "again\n" } }],
-              "usage": { "input": 1000, "output": 100 }, "repeat": true } ] },
+              "usage": usage, "repeat": true } ] },
         { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "?" }] }] }
-    ]}));
+    ]}))
+}
+
+fn agent_requests(provider: &Provider) -> Vec<drover_fake_provider::RequestRecord> {
+    provider
+        .log()
+        .into_iter()
+        .filter(|r| !r.side && r.status == 200)
+        .collect()
+}
+
+#[test]
+fn a_runaway_agent_is_stopped_by_its_budget_without_overshoot() {
+    // claude-sonnet-4-6: 100,000 in + 100 out = $0.3015 a request.
+    let provider = forever(json!({ "input": 100000, "output": 100 }));
     let env = Env::claude(&provider);
-    // claude-sonnet-4-6: 1000 in + 100 out = $0.0045 a request; $0.01 lasts 3 requests.
+    let limit = 1.5;
     let id = env.ok(&[
         "run",
         "--model",
         "claude-sonnet-4-6",
         "--max-usd",
-        "0.01",
+        "1.5",
         "FOREVER: keep going",
     ]);
     let t = env.wait(&id);
     assert_eq!(t["state"], "failed", "{t:#}");
     assert_eq!(t["outcome"]["error_kind"], "budget_exceeded");
-    let served: Vec<_> = provider
-        .log()
-        .into_iter()
-        .filter(|r| !r.side && r.status == 200)
-        .collect();
-    let per = 0.0045;
-    // Every request that reached the provider started before the budget was spent.
-    let before_last = (served.len() - 1) as f64 * per;
-    assert!(
-        before_last < 0.01,
-        "{} requests served: a request started after the budget was spent",
-        served.len()
-    );
-    assert!(t["cost_usd"].as_f64().unwrap() >= 0.01 - 1e-9, "{t:#}");
-    assert!(
-        t["cost_usd"].as_f64().unwrap() <= 0.01 + per + 1e-9,
-        "overshoot beyond one request: {t:#}"
-    );
-    assert!(!gateway_events(&env, &id, "budget_refused").is_empty());
+    let served = agent_requests(&provider);
+    assert!(served.len() >= 2, "{} requests served", served.len());
+    // Each request reserved its worst case (prompt estimate + max_tokens of output) before it
+    // was forwarded: the spend never passes the limit, and the refused request would have.
+    let cost = t["cost_usd"].as_f64().unwrap();
+    assert!(cost <= limit, "overshoot: {t:#}");
+    assert!((cost - served.len() as f64 * 0.3015).abs() < 1e-9, "{t:#}");
+    let refused = gateway_events(&env, &id, "budget_refused");
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    let d = &refused[0]["data"];
+    assert!((d["spent"].as_f64().unwrap() - cost).abs() < 1e-9);
+    assert!(d["spent"].as_f64().unwrap() + d["request"].as_f64().unwrap() > limit);
+    let reason = t["outcome"]["reason"].as_str().unwrap();
+    assert!(reason.contains("could cost up to"), "{reason}");
     // Spent amounts are in the store: `drover usage` shows them, after a restart too.
     env.ok(&["daemon", "stop"]);
     let usage: Vec<Value> =
@@ -63,7 +71,88 @@ fn a_runaway_agent_is_stopped_by_its_budget_one_request_past_it_at_most() {
         .find(|l| l["key"] == id.as_str())
         .expect("usage line");
     assert_eq!(line["requests"].as_u64().unwrap() as usize, served.len());
-    assert!((line["cost_usd"].as_f64().unwrap() - t["cost_usd"].as_f64().unwrap()).abs() < 1e-9);
+    assert!((line["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9);
+}
+
+#[test]
+fn claude_on_its_default_model_under_a_small_budget_fails_within_seconds() {
+    let provider = forever(json!({ "input": 1000, "output": 100 }));
+    let env = Env::claude(&provider);
+    let started = std::time::Instant::now();
+    // No --model: Claude Code picks its own default (claude-opus-5-5, max_tokens 128000).
+    let id = env.ok(&["run", "--max-usd", "0.02", "FOREVER: keep going"]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "budget_exceeded");
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+    assert!(
+        agent_requests(&provider).len() <= 3,
+        "{:#?}",
+        provider.log()
+    );
+    assert!(t["cost_usd"].as_f64().unwrap_or(0.0) <= 0.02, "{t:#}");
+    let refused = gateway_events(&env, &id, "budget_refused");
+    assert!(!refused.is_empty(), "{:#?}", env.events(&id));
+}
+
+#[test]
+fn an_unpriced_default_model_under_a_dollar_budget_is_refused_before_the_provider() {
+    let provider = forever(json!({ "input": 1000, "output": 100 }));
+    let env = Env::claude(&provider);
+    // The shipped table minus everything: Claude Code's own default model has no price.
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[gateway]\nbuiltin_prices = false\n",
+    )
+    .unwrap();
+    let id = env.ok(&["run", "--max-usd", "0.02", "FOREVER: keep going"]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "budget_exceeded");
+    let reason = t["outcome"]["reason"].as_str().unwrap();
+    assert!(reason.contains("no price for claude-opus-5-5"), "{reason}");
+    assert!(
+        reason.contains(r#"gateway.prices."claude-opus-5-5""#),
+        "{reason}"
+    );
+    let np = gateway_events(&env, &id, "no_price");
+    assert_eq!(np[0]["data"]["model"], "claude-opus-5-5");
+    assert!(
+        provider
+            .log()
+            .iter()
+            .all(|r| r.model.as_deref() != Some("claude-opus-5-5")),
+        "an unpriced request reached the provider: {:#?}",
+        provider.log()
+    );
+    // Without a dollar budget the same model is allowed (cost unknown, not a guess).
+    let id = env.ok(&["run", "hello"]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert!(t["cost_usd"].is_null(), "{t:#}");
+}
+
+#[test]
+fn a_negative_price_override_is_refused_and_nothing_starts() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[gateway.prices.\"my-model\"]\ninput = -1.0\noutput = 4.0\ncache_read = 0.1\ncache_write = 1.25\n",
+    )
+    .unwrap();
+    let out = env.run(&["run", "--agent", "command", "--cmd", "true", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"gateway.prices."my-model".input = -1"#),
+        "{err}"
+    );
+    assert!(err.lines().next().unwrap().starts_with("drover:"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(!env.home.join("daemon.sock").exists(), "a daemon started");
+    assert!(!env.home.join("drover.db").exists() && env.daemon_pid().is_none());
 }
 
 #[test]
@@ -100,7 +189,18 @@ fn a_stream_dropped_mid_way_is_typed_and_the_task_does_not_hang() {
     let env = Env::claude(&provider);
     let id = env.ok(&["run", "DROPPED: answer"]);
     let t = env.wait(&id);
-    assert!(t["state"] == "succeeded" || t["state"] == "failed", "{t:#}");
+    // The agent got a well-formed error event, retried the turn (the fake fails only its
+    // first attempt) and finished it.
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "a long answer that will be cut");
+    let attempts: Vec<_> = provider
+        .log()
+        .into_iter()
+        .filter(|r| !r.side)
+        .map(|r| r.outcome)
+        .collect();
+    use drover_fake_provider::Outcome::{DropMidStream, Ok};
+    assert_eq!(attempts, vec![DropMidStream, Ok], "{:#?}", provider.log());
     let ev = gateway_events(&env, &id, "stream_interrupted");
     assert_eq!(ev.len(), 1, "{:#?}", env.events(&id));
     assert!(ev[0]["data"]["message"]
@@ -178,7 +278,9 @@ fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
         before,
         "a refused model reached the provider"
     );
-    // The team's daily budget: its first request spends it (1000 in + 100 out on haiku = $0.0015).
+    // The team's daily budget ($0.0001) is smaller than one request's worst case: the first
+    // request is refused before it reaches the provider.
+    let before = provider.log().len();
     let id = env.ok(&[
         "run",
         "--team",
@@ -192,4 +294,55 @@ fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
     assert_eq!(t["outcome"]["error_kind"], "budget_exceeded");
     let refused = gateway_events(&env, &id, "budget_refused");
     assert_eq!(refused[0]["data"]["budget"], "team_usd_per_day");
+    assert_eq!(refused[0]["data"]["spent"], 0.0);
+    assert_eq!(
+        provider.log().len(),
+        before,
+        "a refused request was forwarded"
+    );
+}
+
+#[test]
+fn doctor_names_unpriced_default_models() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    let doctor = |env: &Env| -> Value {
+        let out = env.run(&["doctor", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "prices")
+            .cloned()
+            .expect("a prices check")
+    };
+    // As shipped: the agents' defaults and the configured tiers are priced.
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[models]\nworker = \"claude-sonnet-4-6\"\njudge = \"claude-haiku-4-5\"\n",
+    )
+    .unwrap();
+    let c = doctor(&env);
+    assert_eq!(c["ok"], true, "{c:#}");
+    assert!(c["detail"].as_str().unwrap().contains("claude-opus-5-5"));
+    // An unpriced worker model and a table without the built-in prices.
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[models]\nworker = \"my-fine-tune\"\n\n[gateway]\nbuiltin_prices = false\n",
+    )
+    .unwrap();
+    let c = doctor(&env);
+    assert_eq!(c["ok"], false, "{c:#}");
+    let detail = c["detail"].as_str().unwrap();
+    for m in [
+        "claude-opus-5-5 (Claude Code's default)",
+        "gpt-6.1-sol (Codex's default)",
+        "my-fine-tune (models.worker)",
+    ] {
+        assert!(detail.contains(m), "{detail}");
+    }
+    assert!(c["hint"]
+        .as_str()
+        .unwrap()
+        .contains(r#"gateway.prices."claude-opus-5-5""#));
 }

@@ -35,6 +35,8 @@ pub struct Config {
     /// Gateway model aliases and price overrides.
     pub aliases: HashMap<String, String>,
     pub prices: HashMap<String, drover_gateway::Price>,
+    /// `gateway.builtin_prices` (default true): false prices only what `prices` lists.
+    pub builtin_prices: bool,
     pub teams: HashMap<String, Team>,
     /// Globs protected in every task (`protect = [...]`), before each task's own `--protect`.
     pub protect: Vec<String>,
@@ -103,6 +105,8 @@ struct GatewayFile {
     /// USD per million tokens, laid over the built-in table.
     #[serde(default)]
     prices: HashMap<String, drover_gateway::Price>,
+    /// false: only the prices above count (every other model is unpriced).
+    builtin_prices: Option<bool>,
 }
 
 /// `[teams.NAME]`: a team's daily budget and the models it may use.
@@ -155,6 +159,7 @@ impl Config {
             soft_fail_counts: file.soft_fail_counts.unwrap_or(true),
             aliases: file.gateway.aliases,
             prices: file.gateway.prices,
+            builtin_prices: file.gateway.builtin_prices.unwrap_or(true),
             teams: file.teams,
             task_timeout: clock("task_timeout", file.task_timeout.as_deref(), None)?,
             stall_timeout: clock(
@@ -173,6 +178,21 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The gateway's prices: the built-in table (unless `gateway.builtin_prices = false`) with
+    /// `[gateway.prices."MODEL"]` laid over it.
+    pub fn price_table(&self) -> drover_gateway::PriceTable {
+        let mut overrides = drover_gateway::PriceTable::empty();
+        for (model, price) in &self.prices {
+            overrides.set(model, *price);
+        }
+        let base = if self.builtin_prices {
+            drover_gateway::PriceTable::builtin()
+        } else {
+            drover_gateway::PriceTable::empty()
+        };
+        base.with_overrides(&overrides)
+    }
+
     pub fn validate(&self) -> Result<(), DaemonError> {
         if self.slots == 0 {
             return Err(DaemonError::Config("slots must be at least 1".into()));
@@ -185,6 +205,11 @@ impl Config {
         }
         drover_sandbox::Protect::new(&self.protect)
             .map_err(|e| DaemonError::Config(format!("protect: {e}")))?;
+        for (model, price) in &self.prices {
+            price
+                .validate(model)
+                .map_err(|e| DaemonError::Config(e.to_string()))?;
+        }
         if !["resume", "fail"].contains(&self.on_interrupt.as_str()) {
             return Err(DaemonError::Config(format!(
                 "on_interrupt = {:?}: use resume or fail",

@@ -67,11 +67,7 @@ impl GatewayLink {
     ) -> Result<Option<(GatewayLink, mpsc::UnboundedReceiver<Note>)>, String> {
         let mut cfg = GatewayConfig::from_env();
         cfg.aliases.extend(config.aliases.clone());
-        let mut overrides = drover_gateway::PriceTable::empty();
-        for (model, price) in &config.prices {
-            overrides.set(model, *price);
-        }
-        cfg.prices = cfg.prices.clone().with_overrides(&overrides);
+        cfg.prices = config.price_table();
         let on = std::env::var("DROVER_GATEWAY").ok();
         if on.as_deref() == Some("off")
             || (on.is_none() && cfg.anthropic_key.is_none() && cfg.openai_key.is_none())
@@ -89,8 +85,7 @@ impl GatewayLink {
                 cfg.openai_base = b;
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let ledger = Arc::new(StoreLedger { store, tx });
+        let (ledger, rx) = store_ledger(store);
         let gw = Gateway::new(cfg, ledger).map_err(|e| format!("gateway: {e}"))?;
         let listener = bind(home)
             .await
@@ -208,6 +203,13 @@ fn load_secret(home: &Path) -> std::io::Result<Vec<u8>> {
     Ok(secret)
 }
 
+/// The daemon's [`Ledger`] over `store` (one `usage` row per response, events, spent amounts
+/// from the store), and the receiver of its notes — for embedding and the gateway benchmark.
+pub fn store_ledger(store: Arc<dyn Store>) -> (Arc<dyn Ledger>, mpsc::UnboundedReceiver<Note>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Arc::new(StoreLedger { store, tx }), rx)
+}
+
 struct StoreLedger {
     store: Arc<dyn Store>,
     tx: mpsc::UnboundedSender<Note>,
@@ -215,7 +217,7 @@ struct StoreLedger {
 
 #[async_trait::async_trait]
 impl Ledger for StoreLedger {
-    async fn spent(&self, grant: &TaskGrant) -> Spent {
+    async fn spent(&self, grant: &TaskGrant) -> Result<Spent, String> {
         let day = chrono::Utc::now().format("%Y-%m-%dT00:00:00").to_string();
         match self
             .store
@@ -227,15 +229,15 @@ impl Ledger for StoreLedger {
             )
             .await
         {
-            Ok(s) => Spent {
+            Ok(s) => Ok(Spent {
                 task_usd: s.task_usd,
                 task_tokens: s.task_tokens.max(0) as u64,
                 pool_usd: s.pool_usd,
                 team_usd_today: s.team_usd_today,
-            },
+            }),
             Err(e) => {
                 tracing::error!("ledger spent: {e}");
-                Spent::default()
+                Err(format!("the store cannot say what was spent: {e}"))
             }
         }
     }
@@ -291,14 +293,31 @@ impl Ledger for StoreLedger {
                 budget,
                 limit,
                 spent,
+                reserved,
+                request,
             } => {
-                let which = match budget {
-                    BudgetKind::TaskUsd => "task dollars",
-                    BudgetKind::TaskTokens => "task tokens",
-                    BudgetKind::PoolUsd => "pool dollars",
-                    BudgetKind::TeamUsdPerDay => "team dollars today",
+                let refusal = drover_gateway::Refusal {
+                    budget: *budget,
+                    limit: *limit,
+                    spent: *spent,
+                    reserved: *reserved,
+                    request: *request,
                 };
-                format!("budget exceeded: {which} spent {spent} of {limit}")
+                format!(
+                    "budget exceeded: {}; the gateway refused the request",
+                    refusal.describe()
+                )
+            }
+            GatewayEvent::NoPrice { model, budget } => {
+                let which = match budget {
+                    BudgetKind::TaskUsd => "the task's --max-usd",
+                    BudgetKind::TaskTokens => "the task's --max-tokens",
+                    BudgetKind::PoolUsd => "the pool's --max-usd",
+                    BudgetKind::TeamUsdPerDay => "the team's max_usd_per_day",
+                };
+                format!(
+                    "budget exceeded: no price for {model}, so {which} cannot be enforced; the gateway refused the request (price it with gateway.prices.\"{model}\" in config.toml)"
+                )
             }
             GatewayEvent::ModelRefused { model } => {
                 format!("model {model} is not allowed for this task")
@@ -321,7 +340,10 @@ impl Ledger for StoreLedger {
         {
             tracing::error!(task = task_id, "ledger event: {e}");
         }
-        if matches!(ev, GatewayEvent::BudgetRefused { .. }) {
+        if matches!(
+            ev,
+            GatewayEvent::BudgetRefused { .. } | GatewayEvent::NoPrice { .. }
+        ) {
             let _ = self.tx.send(Note::BudgetExceeded(task_id.to_string()));
         }
         let _ = self.tx.send(Note::Changed);

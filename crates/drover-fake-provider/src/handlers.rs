@@ -111,13 +111,24 @@ async fn not_found(
 }
 
 fn has_api_key(headers: &HeaderMap) -> bool {
-    let non_empty = |v: &HeaderValue| v.to_str().map(|s| !s.trim().is_empty()).unwrap_or(false);
-    headers.get("x-api-key").is_some_and(non_empty)
-        || headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|k| !k.trim().is_empty())
+    api_key(headers).is_some()
+}
+
+/// The request's key: `x-api-key`, else the `Authorization: Bearer` token (non-empty).
+fn api_key(headers: &HeaderMap) -> Option<String> {
+    let non_empty = |s: &str| !s.trim().is_empty();
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| non_empty(s))
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .filter(|s| non_empty(s))
+        })
+        .map(|s| s.trim().to_string())
 }
 
 /// Logs `rec` with an error status and builds the Anthropic-shaped error answer.
@@ -157,6 +168,7 @@ async fn count_tokens(
     body: Bytes,
 ) -> Response {
     let mut rec = RequestRecord::new("POST", &path_of(&uri));
+    rec.api_key = api_key(&headers);
     st.dump(&rec, &headers, &body);
     if !has_api_key(&headers) {
         return error_response(
@@ -197,6 +209,7 @@ async fn handle(
     api: Api,
 ) -> Response {
     let mut rec = RequestRecord::new("POST", &path_of(&uri));
+    rec.api_key = api_key(&headers);
     st.dump(&rec, &headers, &body);
     if !has_api_key(&headers) {
         let t = "authentication_error";

@@ -55,6 +55,9 @@ pub struct RequestRecord {
     pub usage: Usage,
     /// Names of the tool_use blocks sent.
     pub tool_uses: Vec<String>,
+    /// The key the request carried (`x-api-key`, else the `Authorization: Bearer` token), so
+    /// a test can check which key reached the provider. A fake provider only ever sees test keys.
+    pub api_key: Option<String>,
 }
 
 impl RequestRecord {
@@ -77,6 +80,7 @@ impl RequestRecord {
             stop_reason: None,
             usage: Usage::default(),
             tool_uses: Vec::new(),
+            api_key: None,
         }
     }
 }

@@ -133,6 +133,45 @@ pub async fn latency(
         .collect())
 }
 
+/// One client per target (e.g. one task token each), back-to-back requests for `duration`;
+/// reported under `name`.
+pub async fn throughput_each(
+    client: &reqwest::Client,
+    name: &str,
+    targets: &[Target],
+    duration: Duration,
+) -> Throughput {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers = targets.iter().map(|t| {
+        let (client, t) = (client.clone(), t.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut err) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                match once(&client, &t).await {
+                    Ok(_) => ok += 1,
+                    Err(_) => err += 1,
+                }
+            }
+            (ok, err)
+        })
+    });
+    let results = futures::future::join_all(workers).await;
+    let seconds = start.elapsed().as_secs_f64();
+    let (ok, errors) = results
+        .into_iter()
+        .flatten()
+        .fold((0, 0), |(a, b), (o, e)| (a + o, b + e));
+    Throughput {
+        name: name.to_string(),
+        concurrency: targets.len(),
+        seconds,
+        ok,
+        errors,
+        rps: ok as f64 / seconds,
+    }
+}
+
 /// `concurrency` clients sending back-to-back requests to `t` for `duration`.
 pub async fn throughput(
     client: &reqwest::Client,

@@ -34,6 +34,10 @@ pub enum GatewayError {
     Unauthorized,
     #[error("drover budget exhausted: {0}")]
     Budget(String),
+    #[error("drover budget: no price for model {0:?}, and a dollar budget applies to this task; price it in DROVER_HOME/config.toml as gateway.prices.\"{0}\" = {{ input = …, output = …, cache_read = …, cache_write = … }} (USD per million tokens)")]
+    NoPrice(String),
+    #[error("drover cannot check this task's budget right now: {0}")]
+    Ledger(String),
     #[error("model {0:?} is not allowed for this drover task")]
     ModelNotAllowed(String),
     #[error("request body is not valid JSON: {0}")]
@@ -62,7 +66,7 @@ impl GatewayError {
             // whereas a 400 invalid_request_error makes it re-send the request 5 more times
             // with other tool sets. OpenAI: 429 insufficient_quota (its spend-limit answer).
             // Both carry `x-should-retry: false`.
-            GatewayError::Budget(_) => (
+            GatewayError::Budget(_) | GatewayError::NoPrice(_) => (
                 StatusCode::PAYMENT_REQUIRED,
                 "billing_error",
                 "insufficient_quota",
@@ -92,6 +96,12 @@ impl GatewayError {
                 "timeout",
                 true,
             ),
+            GatewayError::Ledger(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "server_error",
+                true,
+            ),
             GatewayError::Upstream(_) => {
                 (StatusCode::BAD_GATEWAY, "api_error", "server_error", true)
             }
@@ -110,7 +120,7 @@ impl GatewayError {
                 json!({"type": "error", "error": {"type": anthropic_type, "message": message}})
             }
             Flavor::OpenAi => {
-                if matches!(self, GatewayError::Budget(_)) {
+                if matches!(self, GatewayError::Budget(_) | GatewayError::NoPrice(_)) {
                     status = StatusCode::TOO_MANY_REQUESTS;
                 }
                 let kind = match openai_code {

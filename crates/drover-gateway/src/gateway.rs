@@ -12,6 +12,7 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 
+use crate::budget::Budgets;
 use crate::config::GatewayConfig;
 use crate::errors::{Flavor, GatewayError};
 use crate::grant::{new_token, Grants, TaskGrant, TOKEN_PREFIX};
@@ -24,6 +25,7 @@ pub struct Inner {
     pub client: reqwest::Client,
     pub ledger: Arc<dyn Ledger>,
     pub grants: Grants,
+    pub budgets: Arc<Budgets>,
     unknown_models: Mutex<HashSet<String>>,
 }
 
@@ -66,6 +68,7 @@ impl Gateway {
                 client,
                 ledger,
                 grants: Grants::default(),
+                budgets: Arc::new(Budgets::default()),
                 unknown_models: Mutex::new(HashSet::new()),
             }),
         })
@@ -74,6 +77,11 @@ impl Gateway {
     /// The configuration in force.
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.cfg
+    }
+
+    /// Requests holding a budget reservation right now.
+    pub fn reservations_in_flight(&self) -> usize {
+        self.inner.budgets.in_flight()
     }
 
     /// Registers a task and returns its fresh token (`drv-` + 32 hex digits).

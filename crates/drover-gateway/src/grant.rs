@@ -32,6 +32,18 @@ impl Limits {
             || self.pool_usd.is_some()
             || self.team_usd_per_day.is_some()
     }
+
+    /// The first dollar budget that applies (task, pool, team), if any.
+    pub fn dollar_budget(&self) -> Option<crate::BudgetKind> {
+        use crate::BudgetKind::*;
+        [
+            (TaskUsd, self.task_usd),
+            (PoolUsd, self.pool_usd),
+            (TeamUsdPerDay, self.team_usd_per_day),
+        ]
+        .into_iter()
+        .find_map(|(k, v)| v.map(|_| k))
+    }
 }
 
 /// What one task may do through the gateway.

@@ -86,12 +86,24 @@ pub enum GatewayEvent {
         status: Option<u16>,
         error: String,
     },
-    /// A request was refused because a budget is spent. The daemon ends the task
+    /// A request was refused because it would not fit in a budget (what was spent, plus what
+    /// requests in flight reserved, plus this request's worst case). The daemon ends the task
     /// `failed` / `budget_exceeded`.
     BudgetRefused {
         budget: BudgetKind,
         limit: f64,
         spent: f64,
+        /// Reserved by requests in flight when this one was refused.
+        reserved: f64,
+        /// This request's worst case; `None` when it had no output cap.
+        request: Option<f64>,
+    },
+    /// A request for a model without a price, while a dollar budget applies, was refused before
+    /// it reached the provider. The daemon ends the task `failed` / `budget_exceeded`.
+    NoPrice {
+        model: String,
+        /// The dollar budget that could not be enforced.
+        budget: BudgetKind,
     },
     /// A request asked for a model outside the grant's allowed list.
     ModelRefused { model: String },
@@ -118,8 +130,8 @@ pub struct Spent {
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Spent amounts for the task, its pool and its team (today). Only called for grants with
-    /// at least one limit.
-    async fn spent(&self, grant: &TaskGrant) -> Spent;
+    /// at least one limit. An error refuses the request (budgets fail closed).
+    async fn spent(&self, grant: &TaskGrant) -> Result<Spent, String>;
     /// One record per metered upstream response, written before its last byte is relayed.
     async fn record(&self, task_id: &str, rec: UsageRecord);
     /// An event of the task's traffic.
@@ -175,7 +187,7 @@ impl MemoryLedger {
 
 #[async_trait]
 impl Ledger for MemoryLedger {
-    async fn spent(&self, grant: &TaskGrant) -> Spent {
+    async fn spent(&self, grant: &TaskGrant) -> Result<Spent, String> {
         let today = Utc::now().date_naive();
         let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let mut s = Spent::default();
@@ -192,7 +204,7 @@ impl Ledger for MemoryLedger {
                 s.team_usd_today += cost;
             }
         }
-        s
+        Ok(s)
     }
 
     async fn record(&self, task_id: &str, rec: UsageRecord) {

@@ -52,10 +52,15 @@
 //!   then strips that chunk from the agent's stream), Responses `response.completed`. Cost =
 //!   tokens × [`PriceTable`]; an unknown model gives `cost_usd: None` and one
 //!   `UnknownModelPrice` event.
-//! - **Budgets** ([`Limits`]): a request starting after a budget is spent gets Anthropic 402
-//!   `billing_error` (Claude Code stops on it; a 400 makes it re-send 5 times) / OpenAI 429 `insufficient_quota`, both with
-//!   `x-should-retry: false`, and a `BudgetRefused` event. Overshoot is bounded by the requests
-//!   already in flight.
+//! - **Budgets** ([`Limits`]): every request reserves its worst-case cost (prompt estimate from
+//!   the body size × the dearest input rate + `max_tokens` × the output rate) before it is
+//!   forwarded, and the reservation is released once its usage is recorded. A request that does
+//!   not fit (spent + reserved + its worst case) gets Anthropic 402 `billing_error` (Claude Code
+//!   stops on it; a 400 makes it re-send 5 times) / OpenAI 429 `insufficient_quota`, both with
+//!   `x-should-retry: false`, and a `BudgetRefused` event: overshoot 0 where `max_tokens` is
+//!   known, at most one request otherwise. Under any dollar budget a model without a price is
+//!   refused the same way (`NoPrice`), never forwarded unmetered. If the ledger cannot say what
+//!   was spent, the request gets a retryable 503.
 //! - **Retries**: see [`upstream`] — before the first byte reaches the agent
 //!   only. After that, a break gives the agent a well-formed error event (Anthropic
 //!   `event: error`, Chat `data: {"error":…}`, Responses `response.failed`) and a
@@ -68,6 +73,7 @@
 //! [`bench`](mod@bench) measures added latency and throughput against a direct upstream.
 
 pub mod bench;
+mod budget;
 mod config;
 mod errors;
 mod gateway;
@@ -79,6 +85,7 @@ mod proxy;
 mod relay;
 pub mod upstream;
 
+pub use budget::{Ask, Refusal};
 pub use config::{GatewayConfig, Secret, DEFAULT_ANTHROPIC_BASE, DEFAULT_OPENAI_BASE};
 pub use errors::{interrupted_event, Flavor, GatewayError};
 pub use gateway::Gateway;
@@ -87,4 +94,4 @@ pub use ledger::{
     Api, BudgetKind, GatewayEvent, Ledger, MemoryLedger, ResponseOutcome, Spent, UsageRecord,
 };
 pub use meter::TRUNCATED;
-pub use prices::{Price, PriceTable, Tokens};
+pub use prices::{BadPrice, LongPrompt, Price, PriceTable, Tokens};

@@ -31,43 +31,115 @@ impl Tokens {
 
 /// USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Price {
     pub input: f64,
     pub output: f64,
     pub cache_read: f64,
     /// 5-minute cache write (1.25 × input for Claude); 0 for OpenAI models.
     pub cache_write: f64,
+    /// Other rates for a prompt above a size (Claude Haiku 5.5 above 100k prompt tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_prompt: Option<LongPrompt>,
+}
+
+/// Rates that apply to a whole response when its prompt (input + cache read + cache write) is
+/// above `above_prompt_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongPrompt {
+    pub above_prompt_tokens: u64,
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: f64,
+    pub cache_write: f64,
+}
+
+/// A price that cannot be used: negative, NaN or infinite.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("gateway.prices.\"{model}\".{field} = {value}: a price must be a finite number >= 0 (USD per million tokens)")]
+pub struct BadPrice {
+    pub model: String,
+    pub field: &'static str,
+    pub value: f64,
 }
 
 impl Price {
-    /// A price with the given input/output rates and Anthropic's cache ratios (read 0.1×,
-    /// 5-minute write 1.25× input).
-    pub fn claude(input: f64, output: f64) -> Self {
+    /// All four rates (USD per million tokens).
+    pub fn new(input: f64, output: f64, cache_read: f64, cache_write: f64) -> Self {
         Price {
             input,
             output,
-            cache_read: input / 10.0,
-            cache_write: input * 1.25,
+            cache_read,
+            cache_write,
+            long_prompt: None,
         }
+    }
+
+    /// A price with the given input/output rates and Anthropic's cache ratios (read 0.1×,
+    /// 5-minute write 1.25× input).
+    pub fn claude(input: f64, output: f64) -> Self {
+        Price::new(input, output, input / 10.0, input * 1.25)
     }
 
     /// An OpenAI price: input, cached input, output; no cache write.
     pub fn openai(input: f64, cached: f64, output: f64) -> Self {
-        Price {
-            input,
-            output,
-            cache_read: cached,
-            cache_write: 0.0,
+        Price::new(input, output, cached, 0.0)
+    }
+
+    /// Checks that every rate is a finite number >= 0.
+    pub fn validate(&self, model: &str) -> Result<(), BadPrice> {
+        let mut fields = vec![
+            ("input", self.input),
+            ("output", self.output),
+            ("cache_read", self.cache_read),
+            ("cache_write", self.cache_write),
+        ];
+        if let Some(l) = &self.long_prompt {
+            fields.extend([
+                ("long_prompt.input", l.input),
+                ("long_prompt.output", l.output),
+                ("long_prompt.cache_read", l.cache_read),
+                ("long_prompt.cache_write", l.cache_write),
+            ]);
+        }
+        match fields.into_iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+            Some((field, value)) => Err(BadPrice {
+                model: model.to_string(),
+                field,
+                value,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The rates that apply to a response with `prompt_tokens` of prompt.
+    fn rates(&self, prompt_tokens: u64) -> (f64, f64, f64, f64) {
+        match &self.long_prompt {
+            Some(l) if prompt_tokens > l.above_prompt_tokens => {
+                (l.input, l.output, l.cache_read, l.cache_write)
+            }
+            _ => (self.input, self.output, self.cache_read, self.cache_write),
         }
     }
 
     /// The cost in USD of `t` tokens.
     pub fn cost(&self, t: &Tokens) -> f64 {
-        (t.input as f64 * self.input
-            + t.output as f64 * self.output
-            + t.cache_read as f64 * self.cache_read
-            + t.cache_write as f64 * self.cache_write)
+        let (input, output, cache_read, cache_write) =
+            self.rates(t.input + t.cache_read + t.cache_write);
+        (t.input as f64 * input
+            + t.output as f64 * output
+            + t.cache_read as f64 * cache_read
+            + t.cache_write as f64 * cache_write)
             / 1_000_000.0
+    }
+
+    /// The most a response can cost with `prompt_tokens` of prompt (all of it billed at the
+    /// dearest input rate) and `output_tokens` of output.
+    pub fn worst_case(&self, prompt_tokens: u64, output_tokens: u64) -> f64 {
+        let (input, output, cache_read, cache_write) = self.rates(prompt_tokens);
+        let dearest_in = input.max(cache_read).max(cache_write);
+        (prompt_tokens as f64 * dearest_in + output_tokens as f64 * output) / 1_000_000.0
     }
 }
 
@@ -86,10 +158,38 @@ impl PriceTable {
     }
 
     /// The built-in list prices.
+    ///
+    /// Claude rows: the pricing tiers baked into Claude Code 2.1.328's model catalog (input,
+    /// output, cache read, 5-minute cache write), which match Anthropic's price page. OpenAI
+    /// rows are PROVISIONAL: plausible list prices chosen without a price page to check them
+    /// against (override them with `gateway.prices."MODEL"` in config.toml).
     pub fn builtin() -> Self {
         let mut t = PriceTable::empty();
-        let claude: &[(&[&str], f64, f64)] = &[
-            (&["claude-fable-5", "claude-mythos-5"], 10.0, 50.0),
+        // (ids, input, output, cache read, cache write)
+        let claude: &[(&[&str], f64, f64, f64, f64)] = &[
+            (
+                &["claude-fable-5", "claude-mythos-5"],
+                10.0,
+                50.0,
+                1.0,
+                12.5,
+            ),
+            (
+                &["claude-fable-5-1", "claude-mythos-5-1"],
+                10.0,
+                50.0,
+                0.25,
+                12.5,
+            ),
+            (
+                &["claude-fable-5-2", "claude-mythos-5-2"],
+                8.0,
+                40.0,
+                0.2,
+                10.0,
+            ),
+            // Claude Code 2.1.328's default model.
+            (&["claude-opus-5-5"], 4.0, 20.0, 0.2, 5.0),
             (
                 &[
                     "claude-opus-5",
@@ -100,32 +200,61 @@ impl PriceTable {
                 ],
                 5.0,
                 25.0,
+                0.5,
+                6.25,
             ),
             (
                 &["claude-opus-4-1", "claude-opus-4-0", "claude-opus-4"],
                 15.0,
                 75.0,
+                1.5,
+                18.75,
             ),
-            (&["claude-sonnet-5"], 2.0, 10.0),
+            (&["claude-sonnet-5-5"], 2.0, 10.0, 0.1, 2.5),
+            (&["claude-sonnet-5"], 2.0, 10.0, 0.2, 2.5),
             (
                 &[
                     "claude-sonnet-4-6",
                     "claude-sonnet-4-5",
                     "claude-sonnet-4-0",
                     "claude-sonnet-4",
+                    "claude-3-7-sonnet",
+                    "claude-3-5-sonnet",
                 ],
                 3.0,
                 15.0,
+                0.3,
+                3.75,
             ),
-            (&["claude-haiku-4-5"], 1.0, 5.0),
-            (&["claude-3-5-haiku"], 0.8, 4.0),
+            // Claude Code's small/fast model (titles, summaries, checks).
+            (&["claude-haiku-4-5"], 1.0, 5.0, 0.1, 1.25),
+            (&["claude-3-5-haiku"], 0.8, 4.0, 0.08, 1.0),
         ];
-        for (ids, input, output) in claude {
+        for (ids, input, output, read, write) in claude {
             for id in *ids {
-                t.set(id, Price::claude(*input, *output));
+                t.set(id, Price::new(*input, *output, *read, *write));
             }
         }
+        t.set(
+            "claude-haiku-5-5",
+            Price {
+                long_prompt: Some(LongPrompt {
+                    above_prompt_tokens: 100_000,
+                    input: 0.5,
+                    output: 2.5,
+                    cache_read: 0.05,
+                    cache_write: 0.625,
+                }),
+                ..Price::new(0.1, 0.5, 0.01, 0.125)
+            },
+        );
+        // PROVISIONAL (see above). gpt-6.1-sol is Codex 0.169.0's default model.
         let openai: &[(&str, f64, f64, f64)] = &[
+            ("gpt-6.1-sol", 5.0, 0.5, 30.0),
+            ("gpt-6.1-terra", 2.5, 0.25, 15.0),
+            ("gpt-6-sol", 5.0, 0.5, 30.0),
+            ("gpt-6-luna", 0.75, 0.075, 4.5),
+            ("gpt-6-astra", 10.0, 1.0, 60.0),
             ("gpt-5.5", 5.0, 0.5, 30.0),
             ("gpt-5.4", 2.5, 0.25, 15.0),
             ("gpt-5.4-mini", 0.75, 0.075, 4.5),
@@ -137,6 +266,20 @@ impl PriceTable {
             t.set(id, Price::openai(*input, *cached, *output));
         }
         t
+    }
+
+    /// Checks every price (finite, >= 0).
+    pub fn validate(&self) -> Result<(), BadPrice> {
+        let mut models: Vec<_> = self.models.iter().collect();
+        models.sort_by(|a, b| a.0.cmp(b.0));
+        models.into_iter().try_for_each(|(m, p)| p.validate(m))
+    }
+
+    /// The model ids priced, sorted.
+    pub fn models(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
     }
 
     /// Sets (or overrides) the price of one model.

@@ -10,11 +10,12 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::budget::{Ask, Reservation};
 use crate::config::Secret;
 use crate::errors::{Flavor, GatewayError};
 use crate::gateway::Inner;
 use crate::grant::TaskGrant;
-use crate::ledger::{Api, BudgetKind, GatewayEvent};
+use crate::ledger::{Api, GatewayEvent};
 use crate::relay::{Ctx, Relay};
 use crate::upstream::{send_with_retries, Outcome};
 
@@ -51,6 +52,18 @@ struct Peek {
     model: Option<String>,
     stream: Option<bool>,
     stream_options: Option<Value>,
+    /// Output caps: Anthropic / Chat (old), Chat, Responses.
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+}
+
+impl Peek {
+    fn output_cap(&self) -> Option<u64> {
+        self.max_tokens
+            .or(self.max_completion_tokens)
+            .or(self.max_output_tokens)
+    }
 }
 
 /// Serves one agent request.
@@ -91,10 +104,12 @@ async fn proxy(
     let grant = agent_token(&headers)
         .and_then(|t| inner.grants.get(t))
         .ok_or(GatewayError::Unauthorized)?;
-    let (body, model, strip_usage) = prepare(&inner, &grant, api, body).await?;
-    if api != Api::CountTokens && grant.limits.any() {
-        check_budget(&inner, &grant).await?;
-    }
+    let (body, model, strip_usage, output_cap) = prepare(&inner, &grant, api, body).await?;
+    let hold = if api != Api::CountTokens && grant.limits.any() {
+        Some(check_budget(&inner, &grant, &model, Ask::new(body.len(), output_cap)).await?)
+    } else {
+        None
+    };
     let flavor = api.flavor();
     let key = grant
         .key_override
@@ -160,7 +175,7 @@ async fn proxy(
             model,
             strip_usage,
         };
-        Body::from_stream(Relay::new(ctx, answer.body, answer.first, sse).into_stream())
+        Body::from_stream(Relay::new(ctx, answer.body, answer.first, sse, hold).into_stream())
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = answer.status;
@@ -169,14 +184,16 @@ async fn proxy(
 }
 
 /// Applies aliases and the model policy, and asks Chat streams for their usage chunk.
-/// Returns the body to send, the model sent, and whether the usage chunk must be stripped.
+/// Returns the body to send, the model sent, whether the usage chunk must be stripped, and the
+/// request's output cap.
 async fn prepare(
     inner: &Inner,
     grant: &TaskGrant,
     api: Api,
     body: Bytes,
-) -> Result<(Bytes, String, bool), GatewayError> {
+) -> Result<(Bytes, String, bool, Option<u64>), GatewayError> {
     let peek: Peek = serde_json::from_slice(&body)?;
+    let cap = peek.output_cap();
     let requested = peek.model.unwrap_or_default();
     let resolved = grant
         .resolve_model(&requested, &inner.cfg.aliases)
@@ -196,7 +213,7 @@ async fn prepare(
         .unwrap_or(false);
     let add_usage = api == Api::ChatCompletions && peek.stream == Some(true) && !wants_usage;
     if resolved == requested && !add_usage {
-        return Ok((body, resolved, false));
+        return Ok((body, resolved, false, cap));
     }
     let mut v: Value = serde_json::from_slice(&body)?;
     if resolved != requested {
@@ -209,48 +226,58 @@ async fn prepare(
         }
         opts["include_usage"] = Value::Bool(true);
     }
-    Ok((Bytes::from(serde_json::to_vec(&v)?), resolved, add_usage))
+    Ok((
+        Bytes::from(serde_json::to_vec(&v)?),
+        resolved,
+        add_usage,
+        cap,
+    ))
 }
 
-/// Refuses the request (and tells the ledger) when any budget of the grant is spent.
-async fn check_budget(inner: &Inner, grant: &TaskGrant) -> Result<(), GatewayError> {
-    let spent = inner.ledger.spent(grant).await;
-    let l = &grant.limits;
-    let checks = [
-        (BudgetKind::TaskUsd, l.task_usd, spent.task_usd),
-        (
-            BudgetKind::TaskTokens,
-            l.task_tokens.map(|t| t as f64),
-            spent.task_tokens as f64,
-        ),
-        (BudgetKind::PoolUsd, l.pool_usd, spent.pool_usd),
-        (
-            BudgetKind::TeamUsdPerDay,
-            l.team_usd_per_day,
-            spent.team_usd_today,
-        ),
-    ];
-    for (budget, limit, spent) in checks {
-        let Some(limit) = limit else { continue };
-        if spent >= limit {
-            let what = match budget {
-                BudgetKind::TaskUsd => format!("task spent ${spent:.4} of its ${limit:.4} budget"),
-                BudgetKind::TaskTokens => format!("task used {spent} of its {limit} tokens"),
-                BudgetKind::PoolUsd => format!("pool spent ${spent:.4} of its ${limit:.4} budget"),
-                BudgetKind::TeamUsdPerDay => {
-                    format!("team spent ${spent:.4} of its ${limit:.4} daily budget")
-                }
-            };
-            let ev = GatewayEvent::BudgetRefused {
+/// Reserves the request's worst-case cost, or refuses it (and tells the ledger) when it does not
+/// fit a budget of the grant — or when a dollar budget applies and `model` has no price.
+async fn check_budget(
+    inner: &Inner,
+    grant: &TaskGrant,
+    model: &str,
+    ask: Ask,
+) -> Result<Reservation, GatewayError> {
+    let price = inner.cfg.prices.get(model);
+    if price.is_none() {
+        if let Some(budget) = grant.limits.dollar_budget() {
+            let ev = GatewayEvent::NoPrice {
+                model: model.to_string(),
                 budget,
-                limit,
-                spent,
             };
             inner.ledger.event(&grant.task_id, ev).await;
-            return Err(GatewayError::Budget(what));
+            return Err(GatewayError::NoPrice(model.to_string()));
         }
     }
-    Ok(())
+    let ledger = inner.ledger.clone();
+    let admitted = inner
+        .budgets
+        .admit(
+            grant,
+            price,
+            ask,
+            || async move { ledger.spent(grant).await },
+        )
+        .await
+        .map_err(GatewayError::Ledger)?;
+    match admitted {
+        Ok(hold) => Ok(hold),
+        Err(refusal) => {
+            let ev = GatewayEvent::BudgetRefused {
+                budget: refusal.budget,
+                limit: refusal.limit,
+                spent: refusal.spent,
+                reserved: refusal.reserved,
+                request: refusal.request,
+            };
+            inner.ledger.event(&grant.task_id, ev).await;
+            Err(GatewayError::Budget(refusal.describe()))
+        }
+    }
 }
 
 fn upstream_url(inner: &Inner, api: Api, uri: &Uri) -> String {

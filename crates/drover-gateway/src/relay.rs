@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
+use crate::budget::Reservation;
 use crate::errors::interrupted_event;
 use crate::gateway::Inner;
 use crate::grant::TaskGrant;
@@ -49,10 +50,18 @@ pub struct Relay {
     idle: Duration,
     recorded: bool,
     done: bool,
+    /// The request's budget reservation: released once its usage is recorded.
+    hold: Option<Reservation>,
 }
 
 impl Relay {
-    pub fn new(ctx: Ctx, upstream: Upstream, first: Bytes, sse: bool) -> Self {
+    pub fn new(
+        ctx: Ctx,
+        upstream: Upstream,
+        first: Bytes,
+        sse: bool,
+        hold: Option<Reservation>,
+    ) -> Self {
         let idle = ctx.inner.cfg.idle_timeout;
         Relay {
             ctx,
@@ -65,6 +74,7 @@ impl Relay {
             idle,
             recorded: false,
             done: false,
+            hold,
         }
     }
 
@@ -198,6 +208,8 @@ impl Relay {
         }
         let (rec, events) = build_record(&self.ctx, &self.meter, outcome, error);
         write(&self.ctx, rec, events).await;
+        // Settled: the record now counts in what was spent.
+        self.hold = None;
     }
 }
 
@@ -216,8 +228,12 @@ impl Drop for Relay {
             model: String::new(),
             strip_usage: false,
         };
+        let hold = self.hold.take();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { write(&ctx, rec, events).await });
+            handle.spawn(async move {
+                write(&ctx, rec, events).await;
+                drop(hold);
+            });
         }
     }
 }
@@ -246,7 +262,15 @@ fn build_record(
     if !meter.saw_usage {
         return (None, events);
     }
-    let cost = ctx.inner.cfg.prices.cost(&model, &meter.tokens);
+    let prices = &ctx.inner.cfg.prices;
+    // Under a dollar budget a response naming an unpriced model (e.g. a new dated id) is
+    // charged at the price of the model requested, which the budget check found.
+    let cost = prices.cost(&model, &meter.tokens).or_else(|| {
+        ctx.grant
+            .limits
+            .dollar_budget()
+            .and_then(|_| prices.cost(&ctx.model, &meter.tokens))
+    });
     if cost.is_none() && ctx.inner.first_unknown(&model) {
         tracing::warn!("gateway: no price for model {model:?}; its cost is recorded as null");
         events.push(GatewayEvent::UnknownModelPrice {

@@ -103,6 +103,8 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Spent amounts, read on a reader connection (WAL: every committed usage row is visible),
+    /// so budget checks do not queue behind the writer.
     pub(crate) async fn usage_spent(
         &self,
         task_id: &str,
@@ -116,7 +118,7 @@ impl SqliteStore {
              FROM usage WHERE task_id = ?",
         )
         .bind(task_id)
-        .fetch_one(&self.writer)
+        .fetch_one(&self.reader)
         .await?;
         let mut s = Spent {
             task_usd: row.try_get("usd")?,
@@ -127,7 +129,7 @@ impl SqliteStore {
             s.pool_usd =
                 sqlx::query_scalar("SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE pool = ?")
                     .bind(pool)
-                    .fetch_one(&self.writer)
+                    .fetch_one(&self.reader)
                     .await?;
         }
         if let Some(team) = team {
@@ -136,7 +138,7 @@ impl SqliteStore {
             )
             .bind(team)
             .bind(day_start)
-            .fetch_one(&self.writer)
+            .fetch_one(&self.reader)
             .await?;
         }
         Ok(s)

@@ -59,6 +59,7 @@ pub async fn doctor(json: bool) -> Result<i32> {
         hint: None,
     });
     checks.extend(agent_checks());
+    checks.push(price_check(&home));
     let client = Client::new(home.clone());
     let daemon = client.get::<drover_types::DaemonStatus>("/v1/status").await;
     checks.push(Check {
@@ -99,6 +100,67 @@ pub async fn doctor(json: bool) -> Result<i32> {
         }
     }
     Ok(if essential_ok { 0 } else { 1 })
+}
+
+/// The models the pinned agent CLIs ask for when no `--model` is given (measured by
+/// `drover-gateway/tests/cli_models.rs`).
+const AGENT_DEFAULT_MODELS: &[(&str, &str)] = &[
+    ("claude-opus-5-5", "Claude Code's default"),
+    ("gpt-6.1-sol", "Codex's default"),
+];
+
+/// Every default model must have a price, or a dollar budget refuses all of its requests.
+fn price_check(home: &std::path::Path) -> Check {
+    let cfg = match drover_daemon::Config::load(home) {
+        Ok(c) => c,
+        Err(e) => {
+            return Check {
+                name: "prices",
+                ok: false,
+                detail: e.to_string(),
+                hint: Some(format!("fix {}", home.join("config.toml").display())),
+            }
+        }
+    };
+    let prices = cfg.price_table();
+    let mut wanted: Vec<(String, &str)> = AGENT_DEFAULT_MODELS
+        .iter()
+        .map(|(m, why)| (m.to_string(), *why))
+        .collect();
+    let alias = |m: &String| cfg.aliases.get(m).cloned().unwrap_or_else(|| m.clone());
+    if let Some(m) = &cfg.worker_model {
+        wanted.push((alias(m), "models.worker"));
+    }
+    if let Some(m) = &cfg.judge_model {
+        wanted.push((alias(m), "models.judge"));
+    }
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|(m, _)| prices.get(m).is_none())
+        .map(|(m, why)| format!("{m} ({why})"))
+        .collect();
+    let names: Vec<&str> = wanted.iter().map(|(m, _)| m.as_str()).collect();
+    Check {
+        name: "prices",
+        ok: missing.is_empty(),
+        detail: if missing.is_empty() {
+            format!("default models priced: {}", names.join(", "))
+        } else {
+            format!(
+                "no price for {}: a dollar budget refuses every request for them",
+                missing.join(", ")
+            )
+        },
+        hint: wanted
+            .iter()
+            .find(|(m, _)| prices.get(m).is_none())
+            .map(|(m, _)| {
+                format!(
+                    "add [gateway.prices.\"{m}\"] input/output/cache_read/cache_write (USD per million tokens) to {}",
+                    home.join("config.toml").display()
+                )
+            }),
+    }
 }
 
 fn bin_from(var: &str, default: &str) -> String {

@@ -175,31 +175,6 @@ pub async fn usage(by: &str, json: bool) -> Result<i32> {
         );
         return Ok(0);
     }
-    println!(
-        "{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10}",
-        by.to_uppercase(),
-        "REQUESTS",
-        "INPUT",
-        "OUTPUT",
-        "CACHE READ",
-        "CACHE WRITE",
-        "COST"
-    );
-    for l in &lines {
-        let cost = l["cost_usd"]
-            .as_f64()
-            .map(|c| format!("${c:.4}"))
-            .unwrap_or_else(|| "unknown".into());
-        println!(
-            "{:<24} {:>8} {:>12} {:>12} {:>12} {:>12} {:>10}",
-            format::clean(l["key"].as_str().unwrap_or("")),
-            l["requests"],
-            l["input_tokens"],
-            l["output_tokens"],
-            l["cache_read_tokens"],
-            l["cache_write_tokens"],
-            cost
-        );
-    }
+    print!("{}", crate::format::usage_table(by, &lines));
     Ok(0)
 }

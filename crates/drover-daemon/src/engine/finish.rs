@@ -21,10 +21,7 @@ pub(crate) async fn finish(
     let last_result = last_result(engine, id).await?;
     let mut outcome =
         if task.stop_requested && task.stop_reason.as_deref() == Some("budget_exceeded") {
-            Outcome::fail(
-                ErrorKind::BudgetExceeded,
-                "a budget is spent; the gateway refused the next request",
-            )
+            Outcome::fail(ErrorKind::BudgetExceeded, budget_reason(engine, id).await?)
         } else if task.stop_requested {
             Outcome::fail(ErrorKind::Cancelled, "stopped by request")
         } else {
@@ -390,6 +387,26 @@ pub(crate) async fn last_of(
         }
     }
     Ok(found)
+}
+
+/// Why the gateway refused the task's request: the message of its last budget refusal.
+async fn budget_reason(engine: &Engine, id: &str) -> Result<String, StoreError> {
+    let mut after = 0;
+    let mut found = None;
+    loop {
+        let page = engine.store.events(id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let refusal = page.iter().rev().find(|e| {
+            e.kind == EventKind::Error
+                && e.data["source"] == "gateway"
+                && (e.data["kind"] == "budget_refused" || e.data["kind"] == "no_price")
+        });
+        if let Some(m) = refusal.and_then(|e| e.data["message"].as_str()) {
+            found = Some(m.to_string());
+        }
+    }
+    Ok(found.unwrap_or_else(|| "a budget is spent; the gateway refused the next request".into()))
 }
 
 pub(crate) fn first_line(s: &str) -> String {

@@ -22,24 +22,8 @@ pub struct Env {
 /// Test prices: round numbers so costs are easy to check.
 pub fn prices() -> PriceTable {
     let mut p = PriceTable::builtin();
-    p.set(
-        "test-model",
-        Price {
-            input: 3.0,
-            output: 15.0,
-            cache_read: 0.3,
-            cache_write: 3.75,
-        },
-    );
-    p.set(
-        "gpt-test",
-        Price {
-            input: 2.0,
-            output: 8.0,
-            cache_read: 0.5,
-            cache_write: 0.0,
-        },
-    );
+    p.set("test-model", Price::new(3.0, 15.0, 0.3, 3.75));
+    p.set("gpt-test", Price::new(2.0, 8.0, 0.5, 0.0));
     p
 }
 
@@ -142,11 +126,12 @@ pub fn sse(text: &str) -> Vec<(String, String)> {
 /// Waits until `f` holds (records are written just before the last event is relayed; after a
 /// client disconnect they are written in the background).
 pub async fn eventually(mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if f() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("condition not reached in 2 s");
+    panic!("condition not reached in 30 s");
 }

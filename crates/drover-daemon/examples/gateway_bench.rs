@@ -1,9 +1,18 @@
-//! Gateway overhead, side by side in one run: the fake provider directly, through the gateway,
-//! and through LiteLLM's proxy (when its `litellm` executable is found) on the same upstream.
+//! Gateway overhead, side by side in one run, on the same fake upstream:
 //!
-//! `cargo run --release -p drover-gateway --example bench -- [N_SEQ] [SECS] [CONCURRENCY]`
+//! - `direct`: the fake provider itself;
+//! - `gateway`: the gateway with an in-memory ledger and no budget (the proxy alone);
+//! - `real`: the daemon's real path — `StoreLedger` over a real SQLite store (a `usage` row and
+//!   event per response, in one transaction, task totals updated) and a `--max-usd` budget on
+//!   every task, so every request asks the store what was spent and reserves its worst case;
+//!   one task per client;
+//! - `store`: the same store ledger without a budget (what the usage writes cost on their own);
+//! - `litellm`: LiteLLM's proxy as its docs recommend for one host (one worker per core,
+//!   `LITELLM_MODE=PRODUCTION`, no database), when its `litellm` executable is found.
+//!
+//! `cargo run --release -p drover-daemon --example gateway_bench -- [N_SEQ] [SECS] [CONCURRENCY]`
 //! (defaults 300, 5, 32). LiteLLM: `LITELLM_BIN=/path/to/litellm` (else `litellm` on PATH or
-//! `/tmp/litellm-venv/bin/litellm`).
+//! `/tmp/litellm-venv/bin/litellm`); `pip install 'litellm[proxy]'` into that venv.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -12,7 +21,8 @@ use std::time::Duration;
 
 use drover_fake_provider::{FakeProvider, ScenarioSet};
 use drover_gateway::bench::{self, Target};
-use drover_gateway::{Gateway, GatewayConfig, MemoryLedger, Secret, TaskGrant};
+use drover_gateway::{Gateway, GatewayConfig, Limits, MemoryLedger, Secret, TaskGrant};
+use drover_store::{NewTask, SqliteStore, Store};
 
 /// The proxy's own key (it refuses to start without one).
 const LITELLM_KEY: &str = "sk-drover-bench-0123456789abcdef0123456789abcdef";
@@ -80,8 +90,14 @@ async fn start_litellm(upstream: &str) -> Option<(tokio::process::Child, String)
     let log = std::fs::File::create(dir.join("litellm.log")).ok()?;
     let child = tokio::process::Command::new(&bin)
         .args(["--config", cfg_path.to_str()?, "--host", "127.0.0.1"])
-        .args(["--port", &port.to_string(), "--num_workers", "1"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--num_workers",
+            &cores().to_string(),
+        ])
         .env("LITELLM_MASTER_KEY", LITELLM_KEY)
+        .env("LITELLM_MODE", "PRODUCTION")
         .env("LITELLM_LOG", "ERROR")
         .env("NO_DOCS", "True")
         .stdout(log.try_clone().ok()?)
@@ -105,6 +121,60 @@ async fn start_litellm(upstream: &str) -> Option<(tokio::process::Child, String)
     None
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+async fn serve(gw: &Gateway) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = gw.clone();
+    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    base
+}
+
+/// The daemon's real path: a store ledger over SQLite, `n` tasks with a dollar budget each
+/// (without one when `budget` is false: the store's share of the cost, on its own).
+async fn real_path(
+    cfg: GatewayConfig,
+    dir: &std::path::Path,
+    n: usize,
+    budget: bool,
+) -> (String, Vec<String>, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("drover.db")).await.unwrap());
+    let (ledger, mut notes) = drover_daemon::gateway::store_ledger(store.clone());
+    tokio::spawn(async move { while notes.recv().await.is_some() {} });
+    let gw = Gateway::new(cfg, ledger).unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..n {
+        let id = format!("bench{i:04}");
+        store
+            .create_task(NewTask {
+                id: id.clone(),
+                agent: "claude".into(),
+                repo: "/bench".into(),
+                base_ref: "HEAD".into(),
+                prompt: "bench".into(),
+                permissions: "allow".into(),
+                budget: drover_types::Budget {
+                    max_usd: Some(1e6),
+                    max_tokens: None,
+                },
+                ..NewTask::default()
+            })
+            .await
+            .unwrap();
+        tokens.push(gw.grant(TaskGrant {
+            limits: Limits {
+                task_usd: budget.then_some(1e6),
+                ..Limits::default()
+            },
+            ..TaskGrant::new(id)
+        }));
+    }
+    (serve(&gw).await, tokens, store)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -120,25 +190,45 @@ async fn main() {
         anthropic_key: Some(Secret::new("fake-key")),
         ..GatewayConfig::default()
     };
-    let gw = Gateway::new(cfg, Arc::new(MemoryLedger::new())).unwrap();
+    let gw = Gateway::new(cfg.clone(), Arc::new(MemoryLedger::new())).unwrap();
     let token = gw.grant(TaskGrant::new("bench"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw_base = format!("http://{}", listener.local_addr().unwrap());
-    let server = gw.clone();
-    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    let gw_base = serve(&gw).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (real_base, real_tokens, store) = real_path(cfg.clone(), dir.path(), conc, true).await;
+    let dir2 = tempfile::tempdir().unwrap();
+    let (store_base, store_tokens, _) = real_path(cfg, dir2.path(), conc, false).await;
 
     let targets = vec![
         target("direct", &fake.base_url(), "fake-key"),
         target("gateway", &gw_base, &token),
+        target("real", &real_base, &real_tokens[0]),
+        target("store", &store_base, &store_tokens[0]),
     ];
     let client = bench::client().unwrap();
     let window = Duration::from_secs(secs);
-    // Phase 1: direct vs gateway, with nothing else running.
+    // Phase 1: direct, gateway, real path, with nothing else running.
     let mut lat = bench::latency(&client, &targets, n, 20).await.unwrap();
     let mut tput = Vec::new();
-    for t in &targets {
+    for t in &targets[..2] {
         tput.push(bench::throughput(&client, t, conc, window).await);
     }
+    let per_task: Vec<Target> = real_tokens
+        .iter()
+        .map(|tok| target("real", &real_base, tok))
+        .collect();
+    tput.push(bench::throughput_each(&client, "real", &per_task, window).await);
+    let per_task: Vec<Target> = store_tokens
+        .iter()
+        .map(|tok| target("store", &store_base, tok))
+        .collect();
+    tput.push(bench::throughput_each(&client, "store", &per_task, window).await);
+    let usage_rows: usize = store
+        .usage_report("task")
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.requests as usize)
+        .sum();
     // Phase 2: LiteLLM on the same upstream (started only now: its idle process costs CPU).
     let litellm = start_litellm(&fake.base_url()).await;
     if let Some((_, base)) = &litellm {
@@ -150,20 +240,20 @@ async fn main() {
         lat.push(l2[1].clone());
         tput.push(bench::throughput(&client, &pair[0], conc, window).await);
         tput.push(bench::throughput(&client, &pair[1], conc, window).await);
-        if let Some(t) = tput.get_mut(2) {
+        if let Some(t) = tput.get_mut(4) {
             t.name = "direct*".into();
         }
     } else {
         eprintln!("litellm not available: LiteLLM rows skipped");
     }
-    println!("streamed /v1/messages, {n} sequential requests per target (interleaved with direct); {conc} concurrent clients for {secs} s");
+    println!("streamed /v1/messages, {n} sequential requests per target (interleaved with direct); {conc} concurrent clients for {secs} s (real: one task per client)");
     println!("(direct* = direct again, measured beside LiteLLM while its process runs)");
     println!(
         "{:<8} {:>9} {:>9} {:>12} {:>12} {:>9} {:>7}",
         "target", "p50 ms", "p99 ms", "p50 added", "p99 added", "req/s", "errors"
     );
     for (i, (l, t)) in lat.iter().zip(&tput).enumerate() {
-        let direct = if i < 2 { &lat[0] } else { &lat[2] };
+        let direct = if i < 4 { &lat[0] } else { &lat[4] };
         println!(
             "{:<8} {:>9.3} {:>9.3} {:>12.3} {:>12.3} {:>9.0} {:>7}",
             l.name,
@@ -175,15 +265,20 @@ async fn main() {
             l.errors as u64 + t.errors,
         );
     }
-    if tput.len() == 4 && tput[3].rps > 0.0 {
+    if tput.len() == 6 && tput[5].rps > 0.0 {
         println!(
-            "gateway throughput = {:.1}x LiteLLM's",
-            tput[1].rps / tput[3].rps
+            "real path throughput = {:.1}x LiteLLM's",
+            tput[2].rps / tput[5].rps
         );
     }
     println!(
+        "real path: {usage_rows} usage rows written to SQLite, one per response; {} cores",
+        cores()
+    );
+    println!(
         "{}",
-        serde_json::json!({"latency": lat, "throughput": tput, "fake_requests": fake.log().len()})
+        serde_json::json!({"latency": lat, "throughput": tput, "usage_rows": usage_rows,
+                           "fake_requests": fake.log().len()})
     );
     drop(litellm);
 }

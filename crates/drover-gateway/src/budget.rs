@@ -1,0 +1,337 @@
+//! Budget admission: every metered request of a grant with limits reserves its worst-case cost
+//! before it is forwarded, and the reservation is released once its usage record is written
+//! (or when the request ends without one).
+//!
+//! Admission runs under one lock: snapshot the reservations in flight, ask the ledger what was
+//! spent, check, reserve. Reservations are released *after* their record is written, so a
+//! request's cost is always counted at least once (in the snapshot or in the spent amounts) —
+//! never zero times. A request whose `max_tokens` is known reserves `prompt estimate × dearest
+//! input rate + max_tokens × output rate` and is admitted only if that fits: overshoot 0 (up to
+//! the prompt estimate). A request without an output cap is admitted while the scope has
+//! budget left and no other request is in flight there, and holds the whole scope until it
+//! settles: overshoot at most that one request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::grant::TaskGrant;
+use crate::ledger::{BudgetKind, Spent};
+use crate::prices::Price;
+
+/// Estimated prompt tokens per request-body byte (about 4 bytes per token; the JSON framing
+/// makes this an over-estimate for text).
+const BYTES_PER_TOKEN: u64 = 4;
+
+/// What a request may cost at most.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ask {
+    /// Prompt tokens, estimated from the body size.
+    pub prompt_tokens: u64,
+    /// `max_tokens` / `max_completion_tokens` / `max_output_tokens`; `None` when absent.
+    pub output_cap: Option<u64>,
+}
+
+impl Ask {
+    pub fn new(body_len: usize, output_cap: Option<u64>) -> Self {
+        Ask {
+            prompt_tokens: (body_len as u64).div_ceil(BYTES_PER_TOKEN),
+            output_cap,
+        }
+    }
+}
+
+/// One request's hold on its task's, pool's and team's budgets.
+#[derive(Debug, Clone)]
+struct Hold {
+    task: String,
+    pool: Option<String>,
+    team: Option<String>,
+    usd: f64,
+    tokens: u64,
+    /// No output cap: the hold stands for everything left in its scopes.
+    unbounded: bool,
+}
+
+/// Sums of the holds in flight for one grant's scopes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reserved {
+    task_usd: f64,
+    task_tokens: u64,
+    pool_usd: f64,
+    team_usd: f64,
+    task_unbounded: bool,
+    pool_unbounded: bool,
+    team_unbounded: bool,
+}
+
+/// The reservations in flight, and the admission lock.
+#[derive(Debug, Default)]
+pub struct Budgets {
+    admission: tokio::sync::Mutex<()>,
+    holds: Mutex<(u64, HashMap<u64, Hold>)>,
+}
+
+/// A refusal: which limit, and the figures behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub budget: BudgetKind,
+    pub limit: f64,
+    pub spent: f64,
+    pub reserved: f64,
+    /// The refused request's worst case (`None`: no output cap).
+    pub request: Option<f64>,
+}
+
+impl Refusal {
+    /// One line for the agent and the task's events.
+    pub fn describe(&self) -> String {
+        let money = !matches!(self.budget, BudgetKind::TaskTokens);
+        let f = |v: f64| {
+            if money {
+                format!("${v:.4}")
+            } else {
+                format!("{v:.0} tokens")
+            }
+        };
+        let scope = match self.budget {
+            BudgetKind::TaskUsd | BudgetKind::TaskTokens => "task",
+            BudgetKind::PoolUsd => "pool",
+            BudgetKind::TeamUsdPerDay => "team (today)",
+        };
+        let mut s = format!(
+            "{scope} spent {} of its {} budget",
+            f(self.spent),
+            f(self.limit)
+        );
+        if self.reserved > 0.0 {
+            s.push_str(&format!(
+                ", {} reserved by requests in flight",
+                f(self.reserved)
+            ));
+        }
+        match self.request {
+            Some(r) => s.push_str(&format!("; this request could cost up to {}", f(r))),
+            None if self.reserved > 0.0 || self.spent < self.limit => {
+                s.push_str("; a request without max_tokens waits for nothing else in flight")
+            }
+            None => {}
+        }
+        s
+    }
+}
+
+/// Held by a forwarded request until its usage is recorded; dropping it releases the hold.
+#[derive(Debug)]
+pub struct Reservation {
+    budgets: Arc<Budgets>,
+    id: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budgets.lock().1.remove(&self.id);
+    }
+}
+
+impl Budgets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, Hold>)> {
+        self.holds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Requests holding a reservation now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().1.len()
+    }
+
+    fn reserved(&self, g: &TaskGrant) -> Reserved {
+        let mut r = Reserved::default();
+        for h in self.lock().1.values() {
+            if h.task == g.task_id {
+                r.task_usd += h.usd;
+                r.task_tokens += h.tokens;
+                r.task_unbounded |= h.unbounded;
+            }
+            if g.pool.is_some() && h.pool == g.pool {
+                r.pool_usd += h.usd;
+                r.pool_unbounded |= h.unbounded;
+            }
+            if g.team.is_some() && h.team == g.team {
+                r.team_usd += h.usd;
+                r.team_unbounded |= h.unbounded;
+            }
+        }
+        r
+    }
+
+    /// Admits a request of `grant` for a model priced `price` (`None`: unknown, which the
+    /// caller refuses under a dollar budget), or says which limit refuses it. `spent` is asked
+    /// for under the admission lock, after the snapshot of the holds in flight.
+    pub async fn admit<F, Fut, E>(
+        self: &Arc<Self>,
+        grant: &TaskGrant,
+        price: Option<Price>,
+        ask: Ask,
+        spent: F,
+    ) -> Result<Result<Reservation, Refusal>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Spent, E>>,
+    {
+        let _admission = self.admission.lock().await;
+        let reserved = self.reserved(grant);
+        let spent = spent().await?;
+        let l = &grant.limits;
+        let unbounded = ask.output_cap.is_none();
+        let (usd_need, usd_floor) = match price {
+            Some(p) => (
+                ask.output_cap.map(|o| p.worst_case(ask.prompt_tokens, o)),
+                p.worst_case(ask.prompt_tokens, 0),
+            ),
+            None => (Some(0.0), 0.0),
+        };
+        let tok_need = ask.output_cap.map(|o| ask.prompt_tokens + o);
+        let checks = [
+            (
+                BudgetKind::TaskUsd,
+                l.task_usd,
+                spent.task_usd,
+                reserved.task_usd,
+                reserved.task_unbounded,
+                usd_need,
+                usd_floor,
+            ),
+            (
+                BudgetKind::TaskTokens,
+                l.task_tokens.map(|t| t as f64),
+                spent.task_tokens as f64,
+                reserved.task_tokens as f64,
+                reserved.task_unbounded,
+                tok_need.map(|t| t as f64),
+                ask.prompt_tokens as f64,
+            ),
+            (
+                BudgetKind::PoolUsd,
+                l.pool_usd,
+                spent.pool_usd,
+                reserved.pool_usd,
+                reserved.pool_unbounded,
+                usd_need,
+                usd_floor,
+            ),
+            (
+                BudgetKind::TeamUsdPerDay,
+                l.team_usd_per_day,
+                spent.team_usd_today,
+                reserved.team_usd,
+                reserved.team_unbounded,
+                usd_need,
+                usd_floor,
+            ),
+        ];
+        for (budget, limit, spent, held, held_unbounded, need, floor) in checks {
+            let Some(limit) = limit else { continue };
+            let used = spent + held;
+            let fits = !held_unbounded
+                && match need {
+                    Some(n) => used + n <= limit,
+                    // No output cap: only alone, and only while some budget is left.
+                    None => held == 0.0 && used + floor < limit,
+                };
+            if !fits {
+                return Ok(Err(Refusal {
+                    budget,
+                    limit,
+                    spent,
+                    reserved: held,
+                    request: need,
+                }));
+            }
+        }
+        let hold = Hold {
+            task: grant.task_id.clone(),
+            pool: grant.pool.clone(),
+            team: grant.team.clone(),
+            usd: usd_need.unwrap_or(usd_floor),
+            tokens: tok_need.unwrap_or(ask.prompt_tokens),
+            unbounded,
+        };
+        let mut holds = self.lock();
+        holds.0 += 1;
+        let id = holds.0;
+        holds.1.insert(id, hold);
+        Ok(Ok(Reservation {
+            budgets: self.clone(),
+            id,
+        }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::grant::Limits;
+
+    fn grant(usd: f64) -> TaskGrant {
+        TaskGrant {
+            limits: Limits {
+                task_usd: Some(usd),
+                ..Limits::default()
+            },
+            ..TaskGrant::new("t")
+        }
+    }
+
+    async fn admit(
+        b: &Arc<Budgets>,
+        g: &TaskGrant,
+        ask: Ask,
+        spent: f64,
+    ) -> Result<Reservation, Refusal> {
+        let s = Spent {
+            task_usd: spent,
+            ..Spent::default()
+        };
+        b.admit(g, Some(Price::new(3.0, 15.0, 0.3, 3.75)), ask, || async {
+            Ok::<_, ()>(s)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hold_blocks_what_it_covers_and_its_release_frees_it() {
+        let b = Arc::new(Budgets::default());
+        // 1000 prompt tokens × $3.75 + 1000 output × $15 = $0.01875 worst case.
+        let ask = Ask {
+            prompt_tokens: 1000,
+            output_cap: Some(1000),
+        };
+        let g = grant(0.03);
+        let first = admit(&b, &g, ask, 0.0).await.unwrap();
+        let second = admit(&b, &g, ask, 0.0).await.unwrap_err();
+        assert_eq!(second.budget, BudgetKind::TaskUsd);
+        assert!((second.reserved - 0.01875).abs() < 1e-12);
+        drop(first);
+        assert_eq!(b.in_flight(), 0);
+        assert!(admit(&b, &g, ask, 0.0).await.is_ok());
+        // Spent so far counts like a hold.
+        assert!(admit(&b, &g, ask, 0.02).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn without_an_output_cap_a_request_goes_alone_while_budget_is_left() {
+        let b = Arc::new(Budgets::default());
+        let open = Ask {
+            prompt_tokens: 10,
+            output_cap: None,
+        };
+        let g = grant(0.01);
+        let first = admit(&b, &g, open, 0.0).await.unwrap();
+        let e = admit(&b, &g, open, 0.0).await.unwrap_err();
+        assert_eq!(e.request, None);
+        drop(first);
+        assert!(admit(&b, &g, open, 0.009).await.is_ok());
+        assert!(admit(&b, &g, open, 0.01).await.is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! Which models the pinned agent CLIs actually ask for, on their own defaults, and that the
+//! built-in price table prices every one of them (else a dollar budget would refuse them all).
+//!
+//! Runs the real Claude Code (`DROVER_CLAUDE_BIN`) and Codex (`DROVER_CODEX_BIN`) CLIs against
+//! the fake provider, without `--model`, and reads the `model` field of the requests they sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use drover_fake_provider::{FakeProvider, RunningProvider, ScenarioSet};
+use drover_gateway::PriceTable;
+
+const SET: &str = r#"{"scenarios": [{"name": "default", "turns": [
+  {"content": [{"type": "text", "text": "hello"}]}]}]}"#;
+
+fn bin(var: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            panic!("{var} is not set: point it at the pinned CLI (scripts/test.sh installs it)")
+        })
+}
+
+async fn provider() -> RunningProvider {
+    FakeProvider::start(
+        ScenarioSet::from_json(SET).unwrap(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .unwrap()
+}
+
+/// Runs a CLI to completion (60 s deadline) with only the given environment.
+async fn run(program: &str, args: &[&str], env: &[(&str, String)], dir: &std::path::Path) {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{program} did not finish within 60 s"))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn models(p: &RunningProvider) -> Vec<String> {
+    let mut m: Vec<String> = p.log().into_iter().filter_map(|r| r.model).collect();
+    m.sort();
+    m.dedup();
+    m
+}
+
+#[tokio::test]
+async fn the_pinned_clis_default_models_are_priced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(home.join(".codex")).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let prices = PriceTable::builtin();
+
+    // Claude Code: its default (main) model, and any side model it uses on the way.
+    let fake = provider().await;
+    run(
+        &bin("DROVER_CLAUDE_BIN"),
+        &["-p", "say hi"],
+        &[
+            ("HOME", home.display().to_string()),
+            ("DISABLE_AUTOUPDATER", "1".into()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+            ("ANTHROPIC_BASE_URL", fake.base_url()),
+            ("ANTHROPIC_API_KEY", "sk-test".into()),
+        ],
+        &work,
+    )
+    .await;
+    let claude = models(&fake);
+    assert!(
+        claude.contains(&"claude-opus-5-5".to_string()),
+        "Claude Code 2.1.328 asks for claude-opus-5-5 by default: {claude:?}"
+    );
+
+    // Codex: its default model through a custom Responses provider (as drover runs it).
+    let fake = provider().await;
+    let url = format!("{}/v1", fake.base_url());
+    run(
+        &bin("DROVER_CODEX_BIN"),
+        &[
+            "exec",
+            "--json",
+            "--skip-git-repo-check",
+            "-c",
+            "model_provider=\"drover\"",
+            "-c",
+            "model_providers.drover.name=\"drover\"",
+            "-c",
+            &format!("model_providers.drover.base_url=\"{url}\""),
+            "-c",
+            "model_providers.drover.env_key=\"OPENAI_API_KEY\"",
+            "-c",
+            "model_providers.drover.wire_api=\"responses\"",
+            "say hi",
+        ],
+        &[
+            ("HOME", home.display().to_string()),
+            ("CODEX_HOME", home.join(".codex").display().to_string()),
+            ("OPENAI_API_KEY", "sk-test".into()),
+        ],
+        &work,
+    )
+    .await;
+    let codex = models(&fake);
+    assert!(!codex.is_empty(), "codex sent no request");
+
+    let unpriced: Vec<_> = claude
+        .iter()
+        .chain(&codex)
+        .filter(|m| prices.get(m).is_none())
+        .collect();
+    assert!(
+        unpriced.is_empty(),
+        "models the pinned CLIs use but the built-in table does not price: {unpriced:?} (claude {claude:?}, codex {codex:?})"
+    );
+}
