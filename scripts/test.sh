@@ -17,5 +17,15 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
-cargo test --workspace --locked -- "$@"
+# One build, every test binary at once: cargo-nextest runs each test in its own process across
+# both cores (the suite's long tests are waits on real agents, not CPU). Without nextest the same
+# tests run under `cargo test`, slower.
+if cargo nextest --version >/dev/null 2>&1; then
+  echo "== cargo nextest run (every test; .config/nextest.toml kills any test past its deadline)"
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+  echo "== cargo test --doc"
+  cargo test --workspace --locked --doc
+else
+  echo "== cargo test (cargo-nextest not found: \`cargo install cargo-nextest --locked\` runs the suite faster)"
+  cargo test --workspace --locked -- "$@"
+fi

@@ -193,13 +193,14 @@ fn daemon_unreachable_is_exit_three() {
     let env = Env::new();
     let out = env.run(&["daemon", "status"]);
     assert_eq!(out.status.code(), Some(3));
-    // A home the daemon cannot start in: the CLI says so and exits 3 or 2, never hangs.
+    // A config the daemon cannot start with is the user's input: the CLI reads it before
+    // starting a daemon, names the file and exits 2, never hangs.
     std::fs::create_dir_all(&env.home).unwrap();
     std::fs::write(env.home.join("config.toml"), "slots = \"many\"\n").unwrap();
     let out = env.run(&["ls"]);
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(2),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
