@@ -182,6 +182,16 @@ fn budgets_that_would_mean_no_budget_are_refused_and_nothing_starts() {
             .as_bytes(),
     );
     api_error(s, &b, 400, "--max-usd");
+
+    // A valid budget this daemon cannot enforce (no provider key: the gateway is off) is
+    // refused, never run unmetered: money fails closed.
+    for args in [
+        run(&["--max-usd", "1"]),
+        run(&["--max-tokens", "1000"]),
+        pool(&["--max-usd", "1"]),
+    ] {
+        refused(&env.run(&args), &args, "cannot be enforced");
+    }
     assert_eq!(all_tasks(&env).len(), 0);
     let pools: Vec<Value> = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
     assert!(pools.is_empty(), "a refused pool was stored: {pools:?}");
@@ -265,6 +275,9 @@ fn api_errors_are_json_for_bad_bodies_types_sizes_and_routes() {
     let (s, _, b) = http(&env, "PUT", "/v1/tasks", &[], b"");
     api_error(s, &b, 405, "method");
     let (s, _, b) = http(&env, "GET", "/v1/tasks/abc/wait?timeout=banana", &[], b"");
+    api_error(s, &b, 400, "timeout");
+    // NaN parses as a float: refused, not a panic in the handler.
+    let (s, _, b) = http(&env, "GET", "/v1/tasks/abc/wait?timeout=NaN", &[], b"");
     api_error(s, &b, 400, "timeout");
     let (s, _, b) = http(&env, "POST", "/v1/tasks/abc/send", &json_ct, b"[1,2]");
     api_error(s, &b, 422, "");

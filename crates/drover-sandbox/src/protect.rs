@@ -450,9 +450,11 @@ pub(crate) fn diff(
     }
     let mut added: BTreeSet<&String> = BTreeSet::new();
     for rel in present {
+        // A name that is not UTF-8 was read lossily (U+FFFD) and cannot be looked up again:
+        // under a protected glob it counts as added (fails closed).
         if !base.contains_key(rel)
             && protect.matches(rel)
-            && node_in(tree_dir, rel) != Node::Missing
+            && (node_in(tree_dir, rel) != Node::Missing || rel.contains('\u{FFFD}'))
         {
             added.insert(rel);
         }

@@ -335,3 +335,32 @@ async fn symlinked_directories_and_replace_refs_do_not_hide_changes() {
         "nothing was written through the symlink"
     );
 }
+
+#[tokio::test]
+async fn a_name_that_is_not_utf8_under_a_protected_glob_counts_as_a_change() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = Dir(tempfile::tempdir().unwrap());
+    let repo = make_repo(dir.0.path());
+    let sandboxes = Sandboxes::new(&dir.0.path().join("home"), SandboxMode::Worktree);
+    let resolved = sandboxes
+        .resolve(repo.to_str().unwrap(), "HEAD")
+        .await
+        .unwrap();
+    let sb = sandboxes.prepare("t3", &resolved).await.unwrap();
+    let odd = sb
+        .path
+        .join("tests")
+        .join(std::ffi::OsStr::from_bytes(b"\xff"));
+    std::fs::create_dir_all(&odd).unwrap();
+    std::fs::write(odd.join("test_x.sh"), "exit 0\n").unwrap();
+    let changes = sandboxes
+        .protected_changes(&sb, &protect(&["tests"]))
+        .await
+        .unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.change == ChangeKind::Added && c.path.starts_with("tests/")),
+        "a file under a non-UTF-8 directory name escaped the check: {changes:?}"
+    );
+}

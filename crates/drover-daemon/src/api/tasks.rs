@@ -62,6 +62,11 @@ pub async fn create(
     validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
     validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     validate::max_tokens(req.max_tokens).map_err(ApiErr::invalid)?;
+    enforceable(
+        &engine,
+        req.max_usd.is_some() || req.max_tokens.is_some(),
+        req.team.as_deref(),
+    )?;
     let permissions = req
         .permissions
         .clone()
@@ -143,6 +148,23 @@ pub async fn create(
     Err(last
         .map(ApiErr::from)
         .unwrap_or_else(|| ApiErr::invalid("could not create the task")))
+}
+
+/// Money fails closed: budgets are enforced by drover's gateway, so with the gateway off a task
+/// or pool with a budget (its own, or its team's daily one) is refused, never run unmetered.
+pub(crate) fn enforceable(engine: &Engine, own: bool, team: Option<&str>) -> ApiResult<()> {
+    let team_budget = team
+        .and_then(|t| engine.config.teams.get(t))
+        .is_some_and(|t| t.max_usd_per_day.is_some());
+    if engine.gateway.is_none() && (own || team_budget) {
+        return Err(ApiErr::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid",
+            "this budget cannot be enforced: drover's gateway is off (the daemon has no provider key, or DROVER_GATEWAY=off)",
+            Some("start the daemon with ANTHROPIC_API_KEY or OPENAI_API_KEY in its environment, or run without a budget"),
+        ));
+    }
+    Ok(())
 }
 
 /// A request's clocks with the config's defaults; a bad one is a 400 naming the flag.
@@ -350,8 +372,14 @@ pub async fn wait(
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
+    let secs = q.timeout.unwrap_or(30.0);
+    if !secs.is_finite() {
+        return Err(ApiErr::invalid(format!(
+            "timeout {secs}: give seconds from 0 to 300"
+        )));
+    }
     let task = engine.store.find_task(&id).await?;
-    let timeout = Duration::from_secs_f64(q.timeout.unwrap_or(30.0).clamp(0.0, 300.0));
+    let timeout = Duration::from_secs_f64(secs.clamp(0.0, 300.0));
     let t = match control::wait_terminal(&engine, &task.id, timeout).await? {
         Some(t) => t,
         None => engine.store.get_task(&task.id).await?,

@@ -70,6 +70,11 @@ pub(crate) async fn finish(
             outcome = Outcome::fail(ErrorKind::GitError, e.clone());
         }
     }
+    if let (None, Ok(Some((sha, _)))) = (outcome.error_kind, &commit) {
+        if let Some(changed) = super::protect::committed(engine, &task, sha).await {
+            outcome = Outcome::fail(ErrorKind::GateFailed, changed);
+        }
+    }
     let mut events = vec![];
     if outcome.verdict == Verdict::Success {
         let sha = commit

@@ -78,7 +78,7 @@ async fn step_inner(
         return Ok((task, false));
     };
     if out_end == task.stdout_offset && err_end == task.stderr_offset {
-        return Ok((task, false));
+        return partial_output(engine, &files, task).await;
     }
     let mut acc = Acc::new(&task);
     for line in &out {
@@ -99,6 +99,36 @@ async fn step_inner(
         .stderr_offset(Some(err_end));
     let (task, _) = engine.update(id, None, patch, acc.events).await?;
     Ok((task, true))
+}
+
+/// Output with no newline yet (a progress bar, a long line being written) is activity too: the
+/// stall clock must not end a task that is printing. Stamps `activity_at` from the logs' last
+/// write, at most once a second.
+async fn partial_output(
+    engine: &Engine,
+    files: &drover_shim::TaskFiles,
+    task: TaskRecord,
+) -> Result<(TaskRecord, bool), StoreError> {
+    let written = [files.stdout(), files.stderr()]
+        .into_iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max()
+        .map(chrono::DateTime::<chrono::Utc>::from);
+    let seen = task
+        .activity_at
+        .as_deref()
+        .and_then(drover_store::record::parse_ts);
+    let stale = match (written, seen) {
+        (Some(w), Some(s)) => w - s > chrono::Duration::seconds(1),
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if !stale || !task.state.is_active() {
+        return Ok((task, false));
+    }
+    let patch = drover_store::TaskPatch::new().activity_at(Some(drover_store::now()));
+    let (task, _) = engine.update(&task.id, None, patch, vec![]).await?;
+    Ok((task, false))
 }
 
 /// The events of one stdout line.

@@ -64,21 +64,40 @@ pub async fn tampered(engine: &Engine, task: &TaskRecord) -> Option<String> {
         Ok(Some(sb)) => engine.sandboxes.protected_changes(&sb, &protect).await,
         // Already committed and removed: compare the delivered branch with the base.
         Ok(None) => {
-            let (Some(dir), Some(base), Some((head, _))) = (
-                task.repo_dir.as_deref(),
-                task.base_commit.as_deref(),
-                super::finish::delivered_head(engine, &task.id).await,
-            ) else {
+            let Some((head, _)) = super::finish::delivered_head(engine, &task.id).await else {
                 return unchecked("the task has neither a sandbox nor a delivered branch".into());
             };
-            engine
-                .sandboxes
-                .protected_changes_between(std::path::Path::new(dir), base, &head, &protect)
-                .await
+            return committed(engine, task, &head).await;
         }
         Err(e) => return unchecked(e.to_string()),
     };
     match changes {
+        Ok(c) if c.is_empty() => None,
+        Ok(c) => Some(reason(&c)),
+        Err(e) => unchecked(e.to_string()),
+    }
+}
+
+/// [`tampered`] on a commit of the task's work against the base commit, from git objects alone.
+/// Run on what was delivered too: a process that outlived the agent cannot put a protected file
+/// back between the check of the sandbox and its commit.
+pub async fn committed(engine: &Engine, task: &TaskRecord, head: &str) -> Option<String> {
+    if task.protect.is_empty() {
+        return None;
+    }
+    let unchecked = |e: String| Some(format!("the protected paths could not be checked: {e}"));
+    let protect = match Protect::new(&task.protect) {
+        Ok(p) => p,
+        Err(e) => return unchecked(e.to_string()),
+    };
+    let (Some(dir), Some(base)) = (task.repo_dir.as_deref(), task.base_commit.as_deref()) else {
+        return unchecked("the task has no base commit to compare with".into());
+    };
+    match engine
+        .sandboxes
+        .protected_changes_between(std::path::Path::new(dir), base, head, &protect)
+        .await
+    {
         Ok(c) if c.is_empty() => None,
         Ok(c) => Some(reason(&c)),
         Err(e) => unchecked(e.to_string()),
