@@ -203,6 +203,16 @@ fn load_secret(home: &Path) -> std::io::Result<Vec<u8>> {
     Ok(secret)
 }
 
+/// The config key behind a budget, for messages.
+fn budget_name(budget: BudgetKind) -> &'static str {
+    match budget {
+        BudgetKind::TaskUsd => "the task's --max-usd",
+        BudgetKind::TaskTokens => "the task's --max-tokens",
+        BudgetKind::PoolUsd => "the pool's --max-usd",
+        BudgetKind::TeamUsdPerDay => "the team's max_usd_per_day",
+    }
+}
+
 /// The daemon's [`Ledger`] over `store` (one `usage` row per response, events, spent amounts
 /// from the store), and the receiver of its notes — for embedding and the gateway benchmark.
 pub fn store_ledger(store: Arc<dyn Store>) -> (Arc<dyn Ledger>, mpsc::UnboundedReceiver<Note>) {
@@ -309,16 +319,20 @@ impl Ledger for StoreLedger {
                 )
             }
             GatewayEvent::NoPrice { model, budget } => {
-                let which = match budget {
-                    BudgetKind::TaskUsd => "the task's --max-usd",
-                    BudgetKind::TaskTokens => "the task's --max-tokens",
-                    BudgetKind::PoolUsd => "the pool's --max-usd",
-                    BudgetKind::TeamUsdPerDay => "the team's max_usd_per_day",
-                };
+                let which = budget_name(*budget);
                 format!(
                     "budget exceeded: no price for {model}, so {which} cannot be enforced; the gateway refused the request (price it with gateway.prices.\"{model}\" in config.toml)"
                 )
             }
+            GatewayEvent::OutputCapped {
+                model,
+                requested,
+                granted,
+                budget,
+            } => format!(
+                "output_capped: {model} asked for up to {requested} output tokens; {} affords {granted}, so the gateway lowered max_tokens to that",
+                budget_name(*budget)
+            ),
             GatewayEvent::ModelRefused { model } => {
                 format!("model {model} is not allowed for this task")
             }

@@ -105,6 +105,15 @@ pub enum GatewayEvent {
         /// The dollar budget that could not be enforced.
         budget: BudgetKind,
     },
+    /// A request whose worst case did not fit a budget was forwarded with a lower output cap
+    /// (`max_tokens` …, and a smaller or no `thinking` budget): what the budget still affords.
+    OutputCapped {
+        model: String,
+        requested: u64,
+        granted: u64,
+        /// The budget that did not fit the request as asked.
+        budget: BudgetKind,
+    },
     /// A request asked for a model outside the grant's allowed list.
     ModelRefused { model: String },
     /// A stream broke after bytes reached the agent; the agent got an error event.

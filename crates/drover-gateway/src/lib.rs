@@ -74,6 +74,7 @@
 
 pub mod bench;
 mod budget;
+mod clamp;
 mod config;
 mod errors;
 mod gateway;
@@ -85,7 +86,7 @@ mod proxy;
 mod relay;
 pub mod upstream;
 
-pub use budget::{Ask, Refusal};
+pub use budget::{Ask, Refusal, MIN_OUTPUT};
 pub use config::{GatewayConfig, Secret, DEFAULT_ANTHROPIC_BASE, DEFAULT_OPENAI_BASE};
 pub use errors::{interrupted_event, Flavor, GatewayError};
 pub use gateway::Gateway;
