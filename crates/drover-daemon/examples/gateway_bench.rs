@@ -142,7 +142,9 @@ async fn real_path(
     budget: bool,
 ) -> (String, Vec<String>, Arc<dyn Store>) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("drover.db")).await.unwrap());
-    let (ledger, mut notes) = drover_daemon::gateway::store_ledger(store.clone());
+    let (ledger, mut notes) = drover_daemon::ledger::store_ledger(store.clone())
+        .await
+        .unwrap();
     tokio::spawn(async move { while notes.recv().await.is_some() {} });
     let gw = Gateway::new(cfg, ledger).unwrap();
     let mut tokens = Vec::new();
