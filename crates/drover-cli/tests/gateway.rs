@@ -114,7 +114,10 @@ fn claude_on_its_default_model_under_a_half_dollar_budget_gets_a_lower_max_token
     let id = env.ok(&["run", "--max-usd", "0.5", "WRITE-SMALL: write small.txt"]);
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}\n{:#?}", env.events(&id));
-    assert_eq!(env.git(&["show", &format!("drover/{id}:small.txt")]), "cheap");
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:small.txt")]),
+        "cheap"
+    );
     let cost = t["cost_usd"].as_f64().unwrap();
     assert!(cost > 0.0 && cost <= 0.5, "{t:#}");
     // The agent's requests reached the provider with the cap the budget affords.

@@ -212,4 +212,3 @@ fn load_secret(home: &Path) -> std::io::Result<Vec<u8>> {
     f.write_all(&secret)?;
     Ok(secret)
 }
-

@@ -358,7 +358,8 @@ impl Store for SqliteStore {
         day_start: &str,
         up_to: i64,
     ) -> Result<crate::usage::Spent> {
-        self.usage_spent(task_id, pool, team, day_start, up_to).await
+        self.usage_spent(task_id, pool, team, day_start, up_to)
+            .await
     }
     async fn usage_report(&self, by: &str) -> Result<Vec<crate::usage::UsageLine>> {
         SqliteStore::usage_report(self, by).await

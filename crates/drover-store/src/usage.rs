@@ -59,11 +59,9 @@ impl SqliteStore {
 
     /// The id of the last usage row (0 when there is none).
     pub(crate) async fn usage_last_id(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM usage")
-                .fetch_one(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM usage")
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     /// Spent amounts over the usage rows with `id <= up_to`, read on a reader connection (WAL:
@@ -91,14 +89,13 @@ impl SqliteStore {
             ..Spent::default()
         };
         if let Some(pool) = pool {
-            s.pool_usd =
-                sqlx::query_scalar(
+            s.pool_usd = sqlx::query_scalar(
                 "SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE pool = ? AND id <= ?",
             )
             .bind(pool)
             .bind(up_to)
-                    .fetch_one(&self.reader)
-                    .await?;
+            .fetch_one(&self.reader)
+            .await?;
         }
         if let Some(team) = team {
             s.team_usd_today = sqlx::query_scalar(

@@ -191,8 +191,7 @@ impl Ledger for StoreLedger {
             }
         }
         let row = usage_row(task_id, rec);
-        if let Err(mpsc::error::SendError(Write::Usage(row))) = self.queue.send(Write::Usage(row))
-        {
+        if let Err(mpsc::error::SendError(Write::Usage(row))) = self.queue.send(Write::Usage(row)) {
             // No writer (the runtime is going down): store it here.
             if let Err(e) = self.store.record_usage(&[row]).await {
                 tracing::error!(task = task_id, "ledger record: {e}");
@@ -242,3 +241,6 @@ fn usage_row(task_id: &str, rec: UsageRecord) -> UsageRow {
         at: rec.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }
 }
+
+#[cfg(test)]
+mod tests;
