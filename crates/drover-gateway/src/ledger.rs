@@ -141,7 +141,8 @@ pub trait Ledger: Send + Sync {
     /// Spent amounts for the task, its pool and its team (today). Only called for grants with
     /// at least one limit. An error refuses the request (budgets fail closed).
     async fn spent(&self, grant: &TaskGrant) -> Result<Spent, String>;
-    /// One record per metered upstream response, written before its last byte is relayed.
+    /// One record per metered upstream response, before its last byte is relayed. From then on
+    /// [`Ledger::spent`] must count it (the owner may store it later).
     async fn record(&self, task_id: &str, rec: UsageRecord);
     /// An event of the task's traffic.
     async fn event(&self, task_id: &str, ev: GatewayEvent);
