@@ -205,16 +205,21 @@ impl Ledger for StoreLedger {
             o.insert("message".into(), json!(messages::message(&ev)));
             o.insert("source".into(), json!("gateway"));
         }
+        let budget_exceeded = matches!(
+            ev,
+            GatewayEvent::BudgetRefused { .. } | GatewayEvent::NoPrice { .. }
+        );
         let write = Write::Event {
             task: task_id.to_string(),
             event: NewEvent::new(EventKind::Error, data),
-            budget_exceeded: matches!(
-                ev,
-                GatewayEvent::BudgetRefused { .. } | GatewayEvent::NoPrice { .. }
-            ),
+            budget_exceeded,
         };
         if self.queue.send(write).is_err() {
             tracing::error!(task = task_id, "ledger event lost: the writer is gone");
+        } else if budget_exceeded {
+            // The refusal is stored and the engine told before the agent hears of it, so the
+            // task ends `budget_exceeded` however fast the agent exits.
+            self.flush().await;
         }
     }
 }
