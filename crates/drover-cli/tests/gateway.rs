@@ -33,16 +33,19 @@ fn agent_requests(provider: &Provider) -> Vec<drover_fake_provider::RequestRecor
 
 #[test]
 fn a_runaway_agent_is_stopped_by_its_budget_without_overshoot() {
-    // claude-sonnet-4-6: 100,000 in + 100 out = $0.3015 a request.
-    let provider = forever(json!({ "input": 100000, "output": 100 }));
+    // claude-sonnet-4-6: 10,000 in + 100 out = $0.0315 a request. The input is no more than
+    // Claude Code's request body holds (its system prompt and tools alone are larger), as the
+    // gateway's prompt estimate assumes: a budget too small for the asked max_tokens lowers it,
+    // so only that estimate stands between the spend and the limit.
+    let provider = forever(json!({ "input": 10000, "output": 100 }));
     let env = Env::claude(&provider);
-    let limit = 1.5;
+    let limit = 0.3;
     let id = env.ok(&[
         "run",
         "--model",
         "claude-sonnet-4-6",
         "--max-usd",
-        "1.5",
+        "0.3",
         "FOREVER: keep going",
     ]);
     let t = env.wait(&id);
@@ -54,7 +57,7 @@ fn a_runaway_agent_is_stopped_by_its_budget_without_overshoot() {
     // was forwarded: the spend never passes the limit, and the refused request would have.
     let cost = t["cost_usd"].as_f64().unwrap();
     assert!(cost <= limit, "overshoot: {t:#}");
-    assert!((cost - served.len() as f64 * 0.3015).abs() < 1e-9, "{t:#}");
+    assert!((cost - served.len() as f64 * 0.0315).abs() < 1e-9, "{t:#}");
     let refused = gateway_events(&env, &id, "budget_refused");
     assert_eq!(refused.len(), 1, "{refused:#?}");
     let d = &refused[0]["data"];
@@ -93,6 +96,50 @@ fn claude_on_its_default_model_under_a_small_budget_fails_within_seconds() {
     assert!(t["cost_usd"].as_f64().unwrap_or(0.0) <= 0.02, "{t:#}");
     let refused = gateway_events(&env, &id, "budget_refused");
     assert!(!refused.is_empty(), "{:#?}", env.events(&id));
+}
+
+#[test]
+fn claude_on_its_default_model_under_a_half_dollar_budget_gets_a_lower_max_tokens_and_succeeds() {
+    let provider = Provider::start(json!({ "scenarios": [
+        { "name": "write", "match": "WRITE-SMALL", "turns": [
+            { "content": [{ "type": "tool_use", "name": "Write", "input": { "file_path": "small.txt", "content": "cheap" } }],
+              "usage": { "input": 1000, "output": 100 } },
+            { "content": [{ "type": "text", "text": "Wrote small.txt." }],
+              "usage": { "input": 1000, "output": 100 } } ] },
+        { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "?" }] }] }
+    ]}));
+    let env = Env::claude(&provider);
+    // No --model: Claude Code asks claude-opus-5-5 for max_tokens 128000, a worst case of
+    // about $2.60 — more than the whole budget.
+    let id = env.ok(&["run", "--max-usd", "0.5", "WRITE-SMALL: write small.txt"]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}\n{:#?}", env.events(&id));
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:small.txt")]),
+        "cheap"
+    );
+    let cost = t["cost_usd"].as_f64().unwrap();
+    assert!(cost > 0.0 && cost <= 0.5, "{t:#}");
+    // The agent's requests reached the provider with the cap the budget affords.
+    let turns: Vec<_> = agent_requests(&provider)
+        .into_iter()
+        .filter(|r| r.model.as_deref() == Some("claude-opus-5-5"))
+        .collect();
+    assert!(turns.len() >= 2, "{:#?}", provider.log());
+    let capped = gateway_events(&env, &id, "output_capped");
+    for r in &turns {
+        let granted = r.max_tokens.unwrap();
+        assert!((1024..128_000).contains(&granted), "{r:#?}");
+        // Each lowered request has its event, naming the cap asked for and the one granted.
+        assert!(
+            capped.iter().any(|e| e["data"]["granted"] == granted
+                && e["data"]["requested"] == 128_000
+                && e["data"]["budget"] == "task_usd"),
+            "{capped:#?}"
+        );
+        // A thinking budget, if any, stays below the new cap.
+        assert!(r.thinking_budget.is_none_or(|b| b < granted), "{r:#?}");
+    }
 }
 
 #[test]

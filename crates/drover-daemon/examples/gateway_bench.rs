@@ -3,9 +3,9 @@
 //! - `direct`: the fake provider itself;
 //! - `gateway`: the gateway with an in-memory ledger and no budget (the proxy alone);
 //! - `real`: the daemon's real path — `StoreLedger` over a real SQLite store (a `usage` row and
-//!   event per response, in one transaction, task totals updated) and a `--max-usd` budget on
-//!   every task, so every request asks the store what was spent and reserves its worst case;
-//!   one task per client;
+//!   event per response and the task's totals updated, group-committed by the ledger's writer)
+//!   and a `--max-usd` budget on every task, so every request checks what was spent (the
+//!   ledger's in-memory totals) and reserves its worst case; one task per client;
 //! - `store`: the same store ledger without a budget (what the usage writes cost on their own);
 //! - `litellm`: LiteLLM's proxy as its docs recommend for one host (one worker per core,
 //!   `LITELLM_MODE=PRODUCTION`, no database), when its `litellm` executable is found.
@@ -140,11 +140,18 @@ async fn real_path(
     dir: &std::path::Path,
     n: usize,
     budget: bool,
-) -> (String, Vec<String>, Arc<dyn Store>) {
+) -> (
+    String,
+    Vec<String>,
+    Arc<dyn Store>,
+    Arc<drover_daemon::ledger::StoreLedger>,
+) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("drover.db")).await.unwrap());
-    let (ledger, mut notes) = drover_daemon::gateway::store_ledger(store.clone());
+    let (ledger, mut notes) = drover_daemon::ledger::store_ledger(store.clone())
+        .await
+        .unwrap();
     tokio::spawn(async move { while notes.recv().await.is_some() {} });
-    let gw = Gateway::new(cfg, ledger).unwrap();
+    let gw = Gateway::new(cfg, ledger.clone()).unwrap();
     let mut tokens = Vec::new();
     for i in 0..n {
         let id = format!("bench{i:04}");
@@ -172,7 +179,7 @@ async fn real_path(
             ..TaskGrant::new(id)
         }));
     }
-    (serve(&gw).await, tokens, store)
+    (serve(&gw).await, tokens, store, ledger)
 }
 
 #[tokio::main]
@@ -194,9 +201,10 @@ async fn main() {
     let token = gw.grant(TaskGrant::new("bench"));
     let gw_base = serve(&gw).await;
     let dir = tempfile::tempdir().unwrap();
-    let (real_base, real_tokens, store) = real_path(cfg.clone(), dir.path(), conc, true).await;
+    let (real_base, real_tokens, store, ledger) =
+        real_path(cfg.clone(), dir.path(), conc, true).await;
     let dir2 = tempfile::tempdir().unwrap();
-    let (store_base, store_tokens, _) = real_path(cfg, dir2.path(), conc, false).await;
+    let (store_base, store_tokens, _, _) = real_path(cfg, dir2.path(), conc, false).await;
 
     let targets = vec![
         target("direct", &fake.base_url(), "fake-key"),
@@ -222,6 +230,8 @@ async fn main() {
         .map(|tok| target("store", &store_base, tok))
         .collect();
     tput.push(bench::throughput_each(&client, "store", &per_task, window).await);
+    // Every record the real path accepted is in SQLite once its writer has caught up.
+    ledger.flush().await;
     let usage_rows: usize = store
         .usage_report("task")
         .await

@@ -1,5 +1,5 @@
 //! The daemon's side of the gateway (`drover-gateway`): serves it on loopback, grants each task
-//! a token, and implements its [`Ledger`] over the store.
+//! a token, and hands its usage to [`crate::ledger`].
 //!
 //! Tokens are derived, not stored: `drv-` + SHA-256(home secret, task id, attempt), with the
 //! secret in `DROVER_HOME/gateway.key` (mode 0600). A restarted daemon re-grants the same tokens
@@ -9,12 +9,8 @@
 //! or `gateway = "on"`; otherwise agents use their own login and their own figures are the
 //! task's usage (`metered_by: agent`).
 
-use drover_gateway::{
-    BudgetKind, Gateway, GatewayConfig, GatewayEvent, Ledger, Limits, Spent, TaskGrant, UsageRecord,
-};
-use drover_store::{Store, TaskRecord, UsageRow};
-use drover_types::{EventKind, NewEvent};
-use serde_json::json;
+use drover_gateway::{Gateway, GatewayConfig, Limits, TaskGrant};
+use drover_store::{Store, TaskRecord};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
@@ -54,6 +50,7 @@ pub struct GatewayLink {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     secret: Vec<u8>,
+    ledger: Arc<crate::ledger::StoreLedger>,
 }
 
 impl GatewayLink {
@@ -85,8 +82,8 @@ impl GatewayLink {
                 cfg.openai_base = b;
             }
         }
-        let (ledger, rx) = store_ledger(store);
-        let gw = Gateway::new(cfg, ledger).map_err(|e| format!("gateway: {e}"))?;
+        let (ledger, rx) = crate::ledger::store_ledger(store).await?;
+        let gw = Gateway::new(cfg, ledger.clone()).map_err(|e| format!("gateway: {e}"))?;
         let listener = bind(home)
             .await
             .map_err(|e| format!("gateway listener: {e}"))?;
@@ -110,7 +107,15 @@ impl GatewayLink {
         });
         tracing::info!("gateway on {base}");
         let secret = load_secret(home).map_err(|e| format!("gateway.key: {e}"))?;
-        Ok(Some((GatewayLink { gw, base, secret }, rx)))
+        Ok(Some((
+            GatewayLink {
+                gw,
+                base,
+                secret,
+                ledger,
+            },
+            rx,
+        )))
     }
 
     fn token(&self, task_id: &str, attempt: i64) -> String {
@@ -149,6 +154,11 @@ impl GatewayLink {
         // The gateway retries upstream failures itself; the agent's own retries stack on top.
         env.push(("CLAUDE_CODE_MAX_RETRIES".into(), "2".into()));
         env
+    }
+
+    /// Waits until every usage record and event the gateway reported is stored.
+    pub async fn flush(&self) {
+        self.ledger.flush().await;
     }
 
     pub fn revoke(&self, task_id: &str) {
@@ -201,151 +211,4 @@ fn load_secret(home: &Path) -> std::io::Result<Vec<u8>> {
         .open(&path)?;
     f.write_all(&secret)?;
     Ok(secret)
-}
-
-/// The daemon's [`Ledger`] over `store` (one `usage` row per response, events, spent amounts
-/// from the store), and the receiver of its notes — for embedding and the gateway benchmark.
-pub fn store_ledger(store: Arc<dyn Store>) -> (Arc<dyn Ledger>, mpsc::UnboundedReceiver<Note>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Arc::new(StoreLedger { store, tx }), rx)
-}
-
-struct StoreLedger {
-    store: Arc<dyn Store>,
-    tx: mpsc::UnboundedSender<Note>,
-}
-
-#[async_trait::async_trait]
-impl Ledger for StoreLedger {
-    async fn spent(&self, grant: &TaskGrant) -> Result<Spent, String> {
-        let day = chrono::Utc::now().format("%Y-%m-%dT00:00:00").to_string();
-        match self
-            .store
-            .spent(
-                &grant.task_id,
-                grant.pool.as_deref(),
-                grant.team.as_deref(),
-                &day,
-            )
-            .await
-        {
-            Ok(s) => Ok(Spent {
-                task_usd: s.task_usd,
-                task_tokens: s.task_tokens.max(0) as u64,
-                pool_usd: s.pool_usd,
-                team_usd_today: s.team_usd_today,
-            }),
-            Err(e) => {
-                tracing::error!("ledger spent: {e}");
-                Err(format!("the store cannot say what was spent: {e}"))
-            }
-        }
-    }
-
-    async fn record(&self, task_id: &str, rec: UsageRecord) {
-        let row = UsageRow {
-            task_id: task_id.to_string(),
-            pool: rec.pool,
-            team: rec.team,
-            api: serde_json::to_value(rec.api)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            model: rec.model,
-            input_tokens: rec.tokens.input as i64,
-            output_tokens: rec.tokens.output as i64,
-            cache_read_tokens: rec.tokens.cache_read as i64,
-            cache_write_tokens: rec.tokens.cache_write as i64,
-            cost_usd: rec.cost_usd,
-            stop_reason: rec.stop_reason,
-            outcome: serde_json::to_value(rec.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            at: rec.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        };
-        if let Err(e) = self.store.record_usage(&row).await {
-            tracing::error!(task = task_id, "ledger record: {e}");
-        }
-        let _ = self.tx.send(Note::Changed);
-    }
-
-    async fn event(&self, task_id: &str, ev: GatewayEvent) {
-        let mut data = serde_json::to_value(&ev).unwrap_or_default();
-        let message = match &ev {
-            GatewayEvent::Retry {
-                attempt,
-                status,
-                error,
-                delay_ms,
-            } => {
-                format!(
-                    "provider: retry {attempt} in {delay_ms} ms after {} ({error})",
-                    status
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "no answer".into())
-                )
-            }
-            GatewayEvent::UpstreamFailed {
-                attempts, error, ..
-            } => format!("provider failed after {attempts} attempts: {error}"),
-            GatewayEvent::BudgetRefused {
-                budget,
-                limit,
-                spent,
-                reserved,
-                request,
-            } => {
-                let refusal = drover_gateway::Refusal {
-                    budget: *budget,
-                    limit: *limit,
-                    spent: *spent,
-                    reserved: *reserved,
-                    request: *request,
-                };
-                format!(
-                    "budget exceeded: {}; the gateway refused the request",
-                    refusal.describe()
-                )
-            }
-            GatewayEvent::NoPrice { model, budget } => {
-                let which = match budget {
-                    BudgetKind::TaskUsd => "the task's --max-usd",
-                    BudgetKind::TaskTokens => "the task's --max-tokens",
-                    BudgetKind::PoolUsd => "the pool's --max-usd",
-                    BudgetKind::TeamUsdPerDay => "the team's max_usd_per_day",
-                };
-                format!(
-                    "budget exceeded: no price for {model}, so {which} cannot be enforced; the gateway refused the request (price it with gateway.prices.\"{model}\" in config.toml)"
-                )
-            }
-            GatewayEvent::ModelRefused { model } => {
-                format!("model {model} is not allowed for this task")
-            }
-            GatewayEvent::StreamInterrupted { error, .. } => format!("stream_interrupted: {error}"),
-            GatewayEvent::Truncated { stop_reason, .. } => format!("truncated: {stop_reason}"),
-            GatewayEvent::UnknownModelPrice { model } => {
-                format!("no price for model {model}: its cost is recorded as null")
-            }
-        };
-        if let Some(o) = data.as_object_mut() {
-            o.insert("message".into(), json!(message));
-            o.insert("source".into(), json!("gateway"));
-        }
-        let ev_out = NewEvent::new(EventKind::Error, data);
-        if let Err(e) = self
-            .store
-            .update(task_id, None, drover_store::TaskPatch::new(), vec![ev_out])
-            .await
-        {
-            tracing::error!(task = task_id, "ledger event: {e}");
-        }
-        if matches!(
-            ev,
-            GatewayEvent::BudgetRefused { .. } | GatewayEvent::NoPrice { .. }
-        ) {
-            let _ = self.tx.send(Note::BudgetExceeded(task_id.to_string()));
-        }
-        let _ = self.tx.send(Note::Changed);
-    }
 }

@@ -5,6 +5,7 @@
 //! - [`home`]: the `DROVER_HOME` layout: store, pid file, socket, task dirs, sandboxes.
 //! - [`engine`]: the scheduler and one supervisor per task (sandbox → shim → ingest → commit).
 //! - [`api`]: HTTP+JSON and SSE on `DROVER_HOME/daemon.sock`, one module per resource.
+//! - [`gateway`], [`ledger`]: the LLM gateway's grants, and its usage and spent amounts over the store.
 //!
 //! Shutdown: `POST /v1/daemon/stop` (or SIGTERM/SIGINT) cancels the API and every supervisor.
 //! Agents are not children of the daemon (each runs under its own shim in its own session), so
@@ -15,6 +16,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod home;
+pub mod ledger;
 
 pub use config::Config;
 pub use home::Home;
@@ -66,6 +68,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let served = api::serve(engine.clone(), &home).await;
     engine.shutdown();
     let _ = scheduler.await;
+    // Usage records the gateway accepted are stored before the daemon exits.
+    if let Some(g) = &engine.gateway {
+        g.flush().await;
+    }
     home.remove_pid();
     served
 }

@@ -224,6 +224,7 @@ async fn handle(
     rec.stream = info.stream;
     rec.tools = info.tools;
     rec.max_tokens = info.max_tokens;
+    rec.thinking_budget = info.thinking_budget;
     rec.turn = Some(info.assistant_messages);
     let plan = st.set.plan(&info);
     rec.scenario = plan.scenario.map(|s| s.name.clone());

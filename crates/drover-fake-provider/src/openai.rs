@@ -76,6 +76,7 @@ pub fn parse_request(api: Api, body: &Value) -> RequestInfo {
         max_tokens: ["max_tokens", "max_completion_tokens", "max_output_tokens"]
             .iter()
             .find_map(|k| body.get(*k).and_then(Value::as_u64)),
+        thinking_budget: None,
     }
 }
 

@@ -47,6 +47,9 @@ pub struct RequestRecord {
     /// Number of tools the request offered.
     pub tools: usize,
     pub max_tokens: Option<u64>,
+    /// The request's `thinking.budget_tokens` (Anthropic), if it had one.
+    #[serde(default)]
+    pub thinking_budget: Option<u64>,
     /// HTTP status sent; 0 when the connection was dropped before headers.
     pub status: u16,
     pub outcome: Outcome,
@@ -75,6 +78,7 @@ impl RequestRecord {
             side: false,
             tools: 0,
             max_tokens: None,
+            thinking_budget: None,
             status: 200,
             outcome: Outcome::Ok,
             stop_reason: None,

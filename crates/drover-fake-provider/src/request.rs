@@ -19,6 +19,8 @@ pub struct RequestInfo {
     /// Whether the request has a non-empty `tools` array; requests without are side requests.
     pub has_tools: bool,
     pub max_tokens: Option<u64>,
+    /// Anthropic `thinking.budget_tokens`; `None` without `thinking`.
+    pub thinking_budget: Option<u64>,
 }
 
 impl RequestInfo {
@@ -54,6 +56,10 @@ impl RequestInfo {
             tools,
             has_tools: tools > 0,
             max_tokens: body.get("max_tokens").and_then(Value::as_u64),
+            thinking_budget: body
+                .get("thinking")
+                .and_then(|t| t.get("budget_tokens"))
+                .and_then(Value::as_u64),
         }
     }
 

@@ -10,6 +10,10 @@
 //! the prompt estimate). A request without an output cap is admitted while the scope has
 //! budget left and no other request is in flight there, and holds the whole scope until it
 //! settles: overshoot at most that one request.
+//!
+//! A request whose worst case does not fit, but whose prompt plus at least [`MIN_OUTPUT`]
+//! output tokens does, is admitted with a lower output cap: the most every budget still
+//! affords. The caller rewrites the forwarded body's cap to [`Reservation::lowered`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -125,6 +129,14 @@ impl Refusal {
 pub struct Reservation {
     budgets: Arc<Budgets>,
     id: u64,
+    lowered: Option<(u64, BudgetKind)>,
+}
+
+impl Reservation {
+    /// The output cap the request was admitted with when a budget lowered it, and which.
+    pub fn lowered(&self) -> Option<(u64, BudgetKind)> {
+        self.lowered
+    }
 }
 
 impl Drop for Reservation {
@@ -180,73 +192,32 @@ impl Budgets {
         let _admission = self.admission.lock().await;
         let reserved = self.reserved(grant);
         let spent = spent().await?;
-        let l = &grant.limits;
-        let unbounded = ask.output_cap.is_none();
-        let (usd_need, usd_floor) = match price {
-            Some(p) => (
-                ask.output_cap.map(|o| p.worst_case(ask.prompt_tokens, o)),
-                p.worst_case(ask.prompt_tokens, 0),
-            ),
-            None => (Some(0.0), 0.0),
-        };
-        let tok_need = ask.output_cap.map(|o| ask.prompt_tokens + o);
-        let checks = [
-            (
-                BudgetKind::TaskUsd,
-                l.task_usd,
-                spent.task_usd,
-                reserved.task_usd,
-                reserved.task_unbounded,
-                usd_need,
-                usd_floor,
-            ),
-            (
-                BudgetKind::TaskTokens,
-                l.task_tokens.map(|t| t as f64),
-                spent.task_tokens as f64,
-                reserved.task_tokens as f64,
-                reserved.task_unbounded,
-                tok_need.map(|t| t as f64),
-                ask.prompt_tokens as f64,
-            ),
-            (
-                BudgetKind::PoolUsd,
-                l.pool_usd,
-                spent.pool_usd,
-                reserved.pool_usd,
-                reserved.pool_unbounded,
-                usd_need,
-                usd_floor,
-            ),
-            (
-                BudgetKind::TeamUsdPerDay,
-                l.team_usd_per_day,
-                spent.team_usd_today,
-                reserved.team_usd,
-                reserved.team_unbounded,
-                usd_need,
-                usd_floor,
-            ),
-        ];
-        for (budget, limit, spent, held, held_unbounded, need, floor) in checks {
-            let Some(limit) = limit else { continue };
-            let used = spent + held;
-            let fits = !held_unbounded
-                && match need {
-                    Some(n) => used + n <= limit,
-                    // No output cap: only alone, and only while some budget is left.
-                    None => held == 0.0 && used + floor < limit,
+        let (cap, tightest) = match self.check(grant, price, ask, &spent, &reserved) {
+            Ok(()) => (ask.output_cap, None),
+            Err(refusal) => {
+                // Too dear as asked: admit a smaller output cap if what is left affords one.
+                let lowered = ask
+                    .output_cap
+                    .and_then(|c| {
+                        affordable(grant, price, ask, &spent, &reserved).filter(|&o| o < c)
+                    })
+                    .filter(|&o| o >= MIN_OUTPUT);
+                let fits = |o: u64| {
+                    let ask = Ask {
+                        output_cap: Some(o),
+                        ..ask
+                    };
+                    self.check(grant, price, ask, &spent, &reserved).is_ok()
                 };
-            if !fits {
-                return Ok(Err(Refusal {
-                    budget,
-                    limit,
-                    spent,
-                    reserved: held,
-                    request: need,
-                }));
+                match lowered {
+                    Some(o) if fits(o) => (Some(o), Some(refusal.budget)),
+                    _ => return Ok(Err(refusal)),
+                }
             }
-        }
+        };
+        let unbounded = cap.is_none();
+        let (usd_need, usd_floor) = needs(price, ask.prompt_tokens, cap);
+        let tok_need = cap.map(|o| ask.prompt_tokens + o);
         let hold = Hold {
             task: grant.task_id.clone(),
             pool: grant.pool.clone(),
@@ -262,8 +233,137 @@ impl Budgets {
         Ok(Ok(Reservation {
             budgets: self.clone(),
             id,
+            lowered: cap.zip(tightest),
         }))
     }
+
+    /// Whether `ask` fits every budget of `grant`; else the first limit it does not fit.
+    fn check(
+        &self,
+        grant: &TaskGrant,
+        price: Option<Price>,
+        ask: Ask,
+        spent: &Spent,
+        reserved: &Reserved,
+    ) -> Result<(), Refusal> {
+        let (usd_need, usd_floor) = needs(price, ask.prompt_tokens, ask.output_cap);
+        let tok_need = ask.output_cap.map(|o| ask.prompt_tokens + o);
+        for s in scopes(grant, spent, reserved) {
+            let Some(limit) = s.limit else { continue };
+            let (need, floor) = if s.budget == BudgetKind::TaskTokens {
+                (tok_need.map(|t| t as f64), ask.prompt_tokens as f64)
+            } else {
+                (usd_need, usd_floor)
+            };
+            let used = s.spent + s.held;
+            let fits = !s.held_unbounded
+                && match need {
+                    Some(n) => used + n <= limit,
+                    // No output cap: only alone, and only while some budget is left.
+                    None => s.held == 0.0 && used + floor < limit,
+                };
+            if !fits {
+                return Err(Refusal {
+                    budget: s.budget,
+                    limit,
+                    spent: s.spent,
+                    reserved: s.held,
+                    request: need,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The output tokens a request may ask for when it does not fit as asked.
+pub const MIN_OUTPUT: u64 = 1024;
+
+/// One budget of a grant: its limit, what was spent and what requests in flight hold.
+struct Scope {
+    budget: BudgetKind,
+    limit: Option<f64>,
+    spent: f64,
+    held: f64,
+    held_unbounded: bool,
+}
+
+fn scopes(g: &TaskGrant, spent: &Spent, r: &Reserved) -> [Scope; 4] {
+    let l = &g.limits;
+    [
+        Scope {
+            budget: BudgetKind::TaskUsd,
+            limit: l.task_usd,
+            spent: spent.task_usd,
+            held: r.task_usd,
+            held_unbounded: r.task_unbounded,
+        },
+        Scope {
+            budget: BudgetKind::TaskTokens,
+            limit: l.task_tokens.map(|t| t as f64),
+            spent: spent.task_tokens as f64,
+            held: r.task_tokens as f64,
+            held_unbounded: r.task_unbounded,
+        },
+        Scope {
+            budget: BudgetKind::PoolUsd,
+            limit: l.pool_usd,
+            spent: spent.pool_usd,
+            held: r.pool_usd,
+            held_unbounded: r.pool_unbounded,
+        },
+        Scope {
+            budget: BudgetKind::TeamUsdPerDay,
+            limit: l.team_usd_per_day,
+            spent: spent.team_usd_today,
+            held: r.team_usd,
+            held_unbounded: r.team_unbounded,
+        },
+    ]
+}
+
+/// A request's worst-case dollars (`None`: no output cap) and its prompt's worst case.
+fn needs(price: Option<Price>, prompt: u64, cap: Option<u64>) -> (Option<f64>, f64) {
+    match price {
+        Some(p) => (
+            cap.map(|o| p.worst_case(prompt, o)),
+            p.worst_case(prompt, 0),
+        ),
+        None => (Some(0.0), 0.0),
+    }
+}
+
+/// The largest output cap every budget of `grant` still affords for this prompt (`None` when
+/// a budget is held whole by a request without an output cap, or no budget applies).
+fn affordable(
+    grant: &TaskGrant,
+    price: Option<Price>,
+    ask: Ask,
+    spent: &Spent,
+    reserved: &Reserved,
+) -> Option<u64> {
+    let mut most: Option<u64> = None;
+    for s in scopes(grant, spent, reserved) {
+        let Some(limit) = s.limit else { continue };
+        if s.held_unbounded {
+            return None;
+        }
+        let room = limit - s.spent - s.held;
+        let o = if s.budget == BudgetKind::TaskTokens {
+            if room < ask.prompt_tokens as f64 {
+                0
+            } else {
+                (room as u64).saturating_sub(ask.prompt_tokens)
+            }
+        } else {
+            match price {
+                Some(p) => p.affordable_output(ask.prompt_tokens, room),
+                None => continue,
+            }
+        };
+        most = Some(most.map_or(o, |m| m.min(o)));
+    }
+    most
 }
 
 #[cfg(test)]

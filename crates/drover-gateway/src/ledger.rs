@@ -105,6 +105,15 @@ pub enum GatewayEvent {
         /// The dollar budget that could not be enforced.
         budget: BudgetKind,
     },
+    /// A request whose worst case did not fit a budget was forwarded with a lower output cap
+    /// (`max_tokens` …, and a smaller or no `thinking` budget): what the budget still affords.
+    OutputCapped {
+        model: String,
+        requested: u64,
+        granted: u64,
+        /// The budget that did not fit the request as asked.
+        budget: BudgetKind,
+    },
     /// A request asked for a model outside the grant's allowed list.
     ModelRefused { model: String },
     /// A stream broke after bytes reached the agent; the agent got an error event.
@@ -132,7 +141,8 @@ pub trait Ledger: Send + Sync {
     /// Spent amounts for the task, its pool and its team (today). Only called for grants with
     /// at least one limit. An error refuses the request (budgets fail closed).
     async fn spent(&self, grant: &TaskGrant) -> Result<Spent, String>;
-    /// One record per metered upstream response, written before its last byte is relayed.
+    /// One record per metered upstream response, before its last byte is relayed. From then on
+    /// [`Ledger::spent`] must count it (the owner may store it later).
     async fn record(&self, task_id: &str, rec: UsageRecord);
     /// An event of the task's traffic.
     async fn event(&self, task_id: &str, ev: GatewayEvent);

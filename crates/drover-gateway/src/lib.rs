@@ -31,10 +31,12 @@
 //! ```
 //!
 //! The daemon implements [`Ledger`] over its store: [`Ledger::record`] gets one
-//! [`UsageRecord`] per metered response (written before the response's last event is
-//! relayed), [`Ledger::event`] gets [`GatewayEvent`]s (`Retry`, `BudgetRefused` → end the task
-//! `failed`/`budget_exceeded`, `StreamInterrupted`, `Truncated`, `UnknownModelPrice`, …), and
-//! [`Ledger::spent`] answers from persistent records, so budgets survive restarts.
+//! [`UsageRecord`] per metered response (handed over, and counted in what was spent, before the
+//! response's last event is relayed; the daemon stores it a few milliseconds later, batched),
+//! [`Ledger::event`] gets [`GatewayEvent`]s (`Retry`, `BudgetRefused` → end the task
+//! `failed`/`budget_exceeded`, `OutputCapped`, `StreamInterrupted`, `Truncated`,
+//! `UnknownModelPrice`, …), and [`Ledger::spent`] answers from persistent records plus what was
+//! handed over since, so budgets survive restarts.
 //!
 //! ## Endpoints
 //!
@@ -58,7 +60,12 @@
 //!   not fit (spent + reserved + its worst case) gets Anthropic 402 `billing_error` (Claude Code
 //!   stops on it; a 400 makes it re-send 5 times) / OpenAI 429 `insufficient_quota`, both with
 //!   `x-should-retry: false`, and a `BudgetRefused` event: overshoot 0 where `max_tokens` is
-//!   known, at most one request otherwise. Under any dollar budget a model without a price is
+//!   known, at most one request otherwise. A request whose worst case does not fit but whose
+//!   prompt and at least [`MIN_OUTPUT`] (1,024) output tokens do is forwarded with its output
+//!   cap (`max_tokens` / `max_completion_tokens` / `max_output_tokens`) lowered to what the
+//!   tightest budget still affords — an Anthropic `thinking.budget_tokens` at or above the new
+//!   cap is halved, or `thinking` dropped when half would be under 1,024 — and an
+//!   `OutputCapped` event. Under any dollar budget a model without a price is
 //!   refused the same way (`NoPrice`), never forwarded unmetered. If the ledger cannot say what
 //!   was spent, the request gets a retryable 503.
 //! - **Retries**: see [`upstream`] — before the first byte reaches the agent
@@ -74,6 +81,7 @@
 
 pub mod bench;
 mod budget;
+mod clamp;
 mod config;
 mod errors;
 mod gateway;
@@ -85,7 +93,7 @@ mod proxy;
 mod relay;
 pub mod upstream;
 
-pub use budget::{Ask, Refusal};
+pub use budget::{Ask, Refusal, MIN_OUTPUT};
 pub use config::{GatewayConfig, Secret, DEFAULT_ANTHROPIC_BASE, DEFAULT_OPENAI_BASE};
 pub use errors::{interrupted_event, Flavor, GatewayError};
 pub use gateway::Gateway;

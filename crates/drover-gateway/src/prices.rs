@@ -141,6 +141,24 @@ impl Price {
         let dearest_in = input.max(cache_read).max(cache_write);
         (prompt_tokens as f64 * dearest_in + output_tokens as f64 * output) / 1_000_000.0
     }
+
+    /// The most output tokens whose [`Price::worst_case`] with this prompt stays within `usd`.
+    pub fn affordable_output(&self, prompt_tokens: u64, usd: f64) -> u64 {
+        let (_, output, _, _) = self.rates(prompt_tokens);
+        let left = usd - self.worst_case(prompt_tokens, 0);
+        if !(left > 0.0 && output > 0.0) {
+            return 0;
+        }
+        let mut n = (left * 1_000_000.0 / output).floor().min(u32::MAX as f64) as u64;
+        // Rounding: step down until the worst case fits (one step at most in practice).
+        for _ in 0..4 {
+            if n == 0 || self.worst_case(prompt_tokens, n) <= usd {
+                return n;
+            }
+            n -= 1;
+        }
+        0
+    }
 }
 
 /// Prices by model id. Serializes as a plain map, so a config file can hold overrides as

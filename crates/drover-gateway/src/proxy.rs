@@ -110,6 +110,20 @@ async fn proxy(
     } else {
         None
     };
+    let body = match (hold.as_ref().and_then(Reservation::lowered), output_cap) {
+        (Some((granted, budget)), Some(requested)) => {
+            let body = crate::clamp::lower_output_cap(&body, granted)?;
+            let ev = GatewayEvent::OutputCapped {
+                model: model.clone(),
+                requested,
+                granted,
+                budget,
+            };
+            inner.ledger.event(&grant.task_id, ev).await;
+            body
+        }
+        _ => body,
+    };
     let flavor = api.flavor();
     let key = grant
         .key_override

@@ -123,15 +123,20 @@ pub trait Store: Send + Sync {
     async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()>;
     async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>>;
 
-    /// Stores one metered response and adds it to its task's usage and cost (one transaction).
-    async fn record_usage(&self, row: &UsageRow) -> Result<()>;
-    /// What a task, its pool and its team (since `day_start`, RFC 3339) have spent.
+    /// Stores metered responses and adds each to its task's usage and cost, all in one
+    /// transaction (all or none).
+    async fn record_usage(&self, rows: &[UsageRow]) -> Result<()>;
+    /// The id of the last stored usage row (0: none); rows stored later have larger ids.
+    async fn usage_last_id(&self) -> Result<i64>;
+    /// What a task, its pool and its team (since `day_start`, RFC 3339) have spent, over the
+    /// usage rows with `id <= up_to`.
     async fn spent(
         &self,
         task_id: &str,
         pool: Option<&str>,
         team: Option<&str>,
         day_start: &str,
+        up_to: i64,
     ) -> Result<Spent>;
     /// Usage grouped by `task`, `pool`, `model` or `day`.
     async fn usage_report(&self, by: &str) -> Result<Vec<UsageLine>>;

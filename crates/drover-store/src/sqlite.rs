@@ -419,8 +419,11 @@ impl Store for SqliteStore {
         SqliteStore::pool_events(self, name).await
     }
 
-    async fn record_usage(&self, row: &crate::usage::UsageRow) -> Result<()> {
-        self.usage_record(row).await
+    async fn record_usage(&self, rows: &[crate::usage::UsageRow]) -> Result<()> {
+        self.usage_record(rows).await
+    }
+    async fn usage_last_id(&self) -> Result<i64> {
+        SqliteStore::usage_last_id(self).await
     }
     async fn spent(
         &self,
@@ -428,8 +431,10 @@ impl Store for SqliteStore {
         pool: Option<&str>,
         team: Option<&str>,
         day_start: &str,
+        up_to: i64,
     ) -> Result<crate::usage::Spent> {
-        self.usage_spent(task_id, pool, team, day_start).await
+        self.usage_spent(task_id, pool, team, day_start, up_to)
+            .await
     }
     async fn usage_report(&self, by: &str) -> Result<Vec<crate::usage::UsageLine>> {
         SqliteStore::usage_report(self, by).await

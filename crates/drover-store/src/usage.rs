@@ -46,78 +46,41 @@ pub struct UsageLine {
 }
 
 impl SqliteStore {
-    /// Stores one response's usage, adds it to the task's totals, and appends a `usage` event —
-    /// in one transaction.
-    pub(crate) async fn usage_record(&self, u: &UsageRow) -> Result<()> {
+    /// Stores responses' usage, adds each to its task's totals, and appends a `usage` event per
+    /// row — all in one transaction (group commit: one fsync for the batch).
+    pub(crate) async fn usage_record(&self, rows: &[UsageRow]) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO usage (task_id, pool, team, api, model, input_tokens, output_tokens, \
-             cache_read_tokens, cache_write_tokens, cost_usd, stop_reason, outcome, at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&u.task_id)
-        .bind(&u.pool)
-        .bind(&u.team)
-        .bind(&u.api)
-        .bind(&u.model)
-        .bind(u.input_tokens)
-        .bind(u.output_tokens)
-        .bind(u.cache_read_tokens)
-        .bind(u.cache_write_tokens)
-        .bind(u.cost_usd)
-        .bind(&u.stop_reason)
-        .bind(&u.outcome)
-        .bind(&u.at)
-        .execute(&mut *tx)
-        .await?;
-        let res = sqlx::query(
-            "UPDATE tasks SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
-             cache_read_tokens = cache_read_tokens + ?, cache_write_tokens = cache_write_tokens + ?, \
-             cost_usd = CASE WHEN ? IS NULL THEN cost_usd ELSE COALESCE(cost_usd, 0) + ? END \
-             WHERE id = ?",
-        )
-        .bind(u.input_tokens)
-        .bind(u.output_tokens)
-        .bind(u.cache_read_tokens)
-        .bind(u.cache_write_tokens)
-        .bind(u.cost_usd)
-        .bind(u.cost_usd)
-        .bind(&u.task_id)
-        .execute(&mut *tx)
-        .await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound(u.task_id.clone()));
+        for u in rows {
+            insert_usage(&mut tx, u).await?;
         }
-        let data = serde_json::to_value(u).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut data = data;
-        if let Some(o) = data.as_object_mut() {
-            o.insert("source".into(), "gateway".into());
-        }
-        append(
-            &mut tx,
-            &u.task_id,
-            vec![NewEvent::new(EventKind::Usage, data)],
-        )
-        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Spent amounts, read on a reader connection (WAL: every committed usage row is visible),
-    /// so budget checks do not queue behind the writer.
+    /// The id of the last usage row (0 when there is none).
+    pub(crate) async fn usage_last_id(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM usage")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    /// Spent amounts over the usage rows with `id <= up_to`, read on a reader connection (WAL:
+    /// every committed usage row is visible), so they do not queue behind the writer.
     pub(crate) async fn usage_spent(
         &self,
         task_id: &str,
         pool: Option<&str>,
         team: Option<&str>,
         day_start: &str,
+        up_to: i64,
     ) -> Result<Spent> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(cost_usd), 0.0) AS usd, \
              COALESCE(SUM(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens), 0) AS tokens \
-             FROM usage WHERE task_id = ?",
+             FROM usage WHERE task_id = ? AND id <= ?",
         )
         .bind(task_id)
+        .bind(up_to)
         .fetch_one(&self.reader)
         .await?;
         let mut s = Spent {
@@ -126,18 +89,21 @@ impl SqliteStore {
             ..Spent::default()
         };
         if let Some(pool) = pool {
-            s.pool_usd =
-                sqlx::query_scalar("SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE pool = ?")
-                    .bind(pool)
-                    .fetch_one(&self.reader)
-                    .await?;
+            s.pool_usd = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE pool = ? AND id <= ?",
+            )
+            .bind(pool)
+            .bind(up_to)
+            .fetch_one(&self.reader)
+            .await?;
         }
         if let Some(team) = team {
             s.team_usd_today = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE team = ? AND at >= ?",
+                "SELECT COALESCE(SUM(cost_usd), 0.0) FROM usage WHERE team = ? AND at >= ? AND id <= ?",
             )
             .bind(team)
             .bind(day_start)
+            .bind(up_to)
             .fetch_one(&self.reader)
             .await?;
         }
@@ -174,4 +140,52 @@ impl SqliteStore {
             })
             .collect()
     }
+}
+
+/// One row of [`SqliteStore::usage_record`]: the usage row, the task's totals, its event.
+async fn insert_usage(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, u: &UsageRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO usage (task_id, pool, team, api, model, input_tokens, output_tokens, \
+         cache_read_tokens, cache_write_tokens, cost_usd, stop_reason, outcome, at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&u.task_id)
+    .bind(&u.pool)
+    .bind(&u.team)
+    .bind(&u.api)
+    .bind(&u.model)
+    .bind(u.input_tokens)
+    .bind(u.output_tokens)
+    .bind(u.cache_read_tokens)
+    .bind(u.cache_write_tokens)
+    .bind(u.cost_usd)
+    .bind(&u.stop_reason)
+    .bind(&u.outcome)
+    .bind(&u.at)
+    .execute(&mut **tx)
+    .await?;
+    let res = sqlx::query(
+        "UPDATE tasks SET input_tokens = input_tokens + ?, output_tokens = output_tokens + ?, \
+         cache_read_tokens = cache_read_tokens + ?, cache_write_tokens = cache_write_tokens + ?, \
+         cost_usd = CASE WHEN ? IS NULL THEN cost_usd ELSE COALESCE(cost_usd, 0) + ? END \
+         WHERE id = ?",
+    )
+    .bind(u.input_tokens)
+    .bind(u.output_tokens)
+    .bind(u.cache_read_tokens)
+    .bind(u.cache_write_tokens)
+    .bind(u.cost_usd)
+    .bind(u.cost_usd)
+    .bind(&u.task_id)
+    .execute(&mut **tx)
+    .await?;
+    if res.rows_affected() == 0 {
+        return Err(StoreError::NotFound(u.task_id.clone()));
+    }
+    let mut data = serde_json::to_value(u).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(o) = data.as_object_mut() {
+        o.insert("source".into(), "gateway".into());
+    }
+    append(tx, &u.task_id, vec![NewEvent::new(EventKind::Usage, data)]).await?;
+    Ok(())
 }

@@ -117,9 +117,12 @@ impl Engine {
         patch: TaskPatch,
         events: Vec<NewEvent>,
     ) -> Result<(TaskRecord, Vec<Event>), StoreError> {
-        let freed = patch
-            .new_state()
-            .is_some_and(|s| s.is_terminal() || s == TaskState::Queued);
+        let terminal = patch.new_state().is_some_and(|s| s.is_terminal());
+        let freed = terminal || patch.new_state() == Some(TaskState::Queued);
+        if let (true, Some(g)) = (terminal, &self.gateway) {
+            // Whoever sees the terminal state sees all of the task's usage.
+            g.flush().await;
+        }
         let out = self.store.update(id, from, patch, events).await?;
         self.notify_changed();
         if freed {
