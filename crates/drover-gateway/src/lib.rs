@@ -93,7 +93,7 @@ mod proxy;
 mod relay;
 pub mod upstream;
 
-pub use budget::{Ask, Refusal, MIN_OUTPUT};
+pub use budget::{Ask, Refusal, WorstCase, MIN_OUTPUT};
 pub use config::{GatewayConfig, Secret, DEFAULT_ANTHROPIC_BASE, DEFAULT_OPENAI_BASE};
 pub use errors::{interrupted_event, Flavor, GatewayError};
 pub use gateway::Gateway;
