@@ -107,9 +107,8 @@ fn unmeterable(
             "a background response's usage never reaches the gateway, so its cost cannot be metered",
         );
     }
-    if grant.limits.dollar_budget().is_none() {
-        return None;
-    }
+    // The rest only matters to a dollar budget.
+    grant.limits.dollar_budget()?;
     let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
     if api == Api::Responses && set(&peek.previous_response_id) {
         return refuse(
