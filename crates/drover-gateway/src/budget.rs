@@ -1,6 +1,7 @@
 //! Budget admission: every metered request of a grant with limits reserves its worst-case cost
-//! before it is forwarded, and the reservation is released once its usage record is written
-//! (or when the request ends without one).
+//! before it is forwarded, and the reservation is released once its usage record is written.
+//! A reservation dropped without one charges the worst case (see [`Reservation`]); only an
+//! upstream error status releases it free.
 //!
 //! Admission runs under one lock: snapshot the reservations in flight, ask the ledger what was
 //! spent, check, reserve. Reservations are released *after* their record is written, so a
