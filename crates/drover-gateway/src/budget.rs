@@ -84,6 +84,10 @@ struct Reserved {
 pub struct Budgets {
     admission: tokio::sync::Mutex<()>,
     holds: Mutex<(u64, HashMap<u64, Hold>)>,
+    /// Notified whenever a hold is released.
+    released: tokio::sync::Notify,
+    /// Requests waiting for holds in flight to settle.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// A refusal: which limit, and the figures behind it.
@@ -226,7 +230,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         let Some(payee) = self.payee.take() else {
-            self.budgets.lock().1.remove(&self.id);
+            self.budgets.remove(self.id);
             return;
         };
         let rec = UsageRecord {
@@ -252,7 +256,7 @@ impl Drop for Reservation {
                     payee.ledger.record(&payee.task, rec).await;
                     payee.ledger.event(&payee.task, ev).await;
                     // Charged: the record now counts in what was spent.
-                    budgets.lock().1.remove(&id);
+                    budgets.remove(id);
                 });
             }
             Err(_) => {
@@ -260,7 +264,7 @@ impl Drop for Reservation {
                     task = payee.task.as_str(),
                     "gateway: an unsettled request could not be charged (no runtime)"
                 );
-                budgets.lock().1.remove(&id);
+                budgets.remove(id);
             }
         }
     }
@@ -274,6 +278,53 @@ impl Budgets {
     /// Requests holding a reservation now.
     pub fn in_flight(&self) -> usize {
         self.lock().1.len()
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().1.remove(&id);
+        self.released.notify_waiters();
+    }
+
+    /// Requests waiting for holds in flight to settle now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Admits like [`Budgets::admit`], but a refusal caused only by holds in flight waits (up
+    /// to `wait`) for a hold to be released and tries again; what is left is returned.
+    pub async fn admit_waiting<F, Fut, E>(
+        self: &Arc<Self>,
+        grant: &TaskGrant,
+        price: Option<Price>,
+        ask: Ask,
+        wait: std::time::Duration,
+        spent: F,
+    ) -> Result<Result<Reservation, Refusal>, E>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Spent, E>>,
+    {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so a release between the check and the wait is
+            // not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let r = self.admit(grant, price, ask, &spent).await?;
+            match r {
+                Err(refusal) if refusal.in_flight_only => {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    self.waiting.fetch_add(1, SeqCst);
+                    let woke = tokio::time::timeout_at(deadline, released).await;
+                    self.waiting.fetch_sub(1, SeqCst);
+                    if woke.is_err() {
+                        return Ok(Err(refusal));
+                    }
+                }
+                r => return Ok(r),
+            }
+        }
     }
 
     fn reserved(&self, g: &TaskGrant) -> Reserved {

@@ -69,7 +69,7 @@
 //!   refused the same way (`NoPrice`), never forwarded unmetered. If the ledger cannot say what
 //!   was spent, the request gets a retryable 503. A refusal caused only by other requests in
 //!   flight (what was spent leaves room for this one's prompt and up to 1,024 output tokens)
-//!   is a retryable 429 (`rate_limit_error`, `retry-after: 1`, `x-should-retry: true`) and a
+//!   waits up to [`GatewayConfig::busy_wait`] for them to settle, then is a retryable 429 (`rate_limit_error`, `retry-after: 1`, `x-should-retry: true`) and a
 //!   `BudgetBusy` event, which does not stop the task.
 //! - **Settlement**: a request that reached the provider is never free. Its reservation is a
 //!   guard: dropped without a metered record (the agent went away before the headers, a TTFB

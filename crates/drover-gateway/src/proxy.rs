@@ -390,15 +390,12 @@ async fn check_budget(
             return Err(GatewayError::NoPrice(model.to_string()));
         }
     }
-    let ledger = inner.ledger.clone();
+    let ledger = &inner.ledger;
     let admitted = inner
         .budgets
-        .admit(
-            grant,
-            price,
-            ask,
-            || async move { ledger.spent(grant).await },
-        )
+        .admit_waiting(grant, price, ask, inner.cfg.busy_wait, || async move {
+            ledger.spent(grant).await
+        })
         .await
         .map_err(GatewayError::Ledger)?;
     match admitted {

@@ -119,7 +119,8 @@ const HELD: &str = r#"{"scenarios": [
 
 #[tokio::test]
 async fn concurrent_requests_reserve_their_worst_case_one_of_four_passes() {
-    let env = start(HELD).await;
+    // Refused at once, without waiting for the held request to settle.
+    let env = start_with(HELD, |c| c.busy_wait = std::time::Duration::ZERO).await;
     let body = anthropic_body("test-model", "p", 0, true);
     let worst = worst_case(&body);
     // The budget covers one request's worst case, not two (nor a second one lowered to the

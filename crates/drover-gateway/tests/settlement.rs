@@ -184,7 +184,7 @@ async fn an_anthropic_stream_cut_after_its_first_delta_is_charged_the_worst_case
 
 #[tokio::test]
 async fn a_refusal_caused_only_by_requests_in_flight_is_retryable_and_does_not_stop_the_task() {
-    let env = start(HELD).await;
+    let env = start_with(HELD, |c| c.busy_wait = Duration::ZERO).await;
     let pool = |id: &str| TaskGrant {
         pool: Some("ci".into()),
         limits: Limits {
@@ -348,4 +348,57 @@ async fn requests_whose_cost_cannot_be_bounded_are_refused_under_a_budget() {
     assert_eq!(refused, 4);
     let r = post_openai(&env, "responses", &tokens_only, &cases[1].1).await;
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_request_refused_only_by_requests_in_flight_waits_for_them_to_settle() {
+    let env = start(HELD).await;
+    let pool = |id: &str| TaskGrant {
+        pool: Some("ci".into()),
+        limits: Limits {
+            pool_usd: Some(1.0),
+            ..Limits::default()
+        },
+        ..TaskGrant::new(id)
+    };
+    let a = env.gateway.grant(pool("a"));
+    let b = env.gateway.grant(pool("b"));
+    let open = json!({"model": "gpt-test", "input": "x",
+        "tools": [{"type": "function", "name": "Bash", "parameters": {"type": "object"}}]});
+    let send = |token: String| {
+        let (base, open) = (env.base.clone(), open.clone());
+        tokio::spawn(async move {
+            let r = client()
+                .post(format!("{base}/v1/responses"))
+                .bearer_auth(token)
+                .json(&open)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let first = send(a);
+    assert!(env.provider.holds().reached("h", 1, DEADLINE).await);
+    // B is held back by A's hold on the whole pool: it waits in the gateway.
+    let second = send(b);
+    let end = Instant::now() + DEADLINE;
+    while env.gateway.waiting_for_budget() == 0 {
+        assert!(Instant::now() < end, "B never waited");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        env.provider.holds().state().reached.get("h"),
+        Some(&1),
+        "B has not reached the provider"
+    );
+    env.provider.release("h");
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(second.await.unwrap().0, 200, "admitted once A settled");
+    assert_eq!(env.provider.log().len(), 2);
+    assert!(
+        env.ledger.task_events("b").is_empty(),
+        "neither refused nor busy"
+    );
+    assert_eq!(env.gateway.waiting_for_budget(), 0);
 }
