@@ -216,6 +216,30 @@ impl Reservation {
         self
     }
 
+    /// A charge for the worst case of one more attempt at this request (one the provider may
+    /// have run: it timed out, or its body broke before the first byte, and was retried):
+    /// the ledger, the task, the record and its event. `None` without a payee.
+    pub fn attempt_charge(&self) -> Option<(Arc<dyn Ledger>, String, UsageRecord, GatewayEvent)> {
+        let p = self.payee.as_ref()?;
+        let rec = UsageRecord {
+            api: p.api,
+            model: p.model.clone(),
+            pool: p.pool.clone(),
+            team: p.team.clone(),
+            tokens: self.worst.tokens,
+            cost_usd: self.worst.usd,
+            stop_reason: None,
+            outcome: ResponseOutcome::Unsettled,
+            at: chrono::Utc::now(),
+        };
+        let ev = GatewayEvent::Unsettled {
+            model: rec.model.clone(),
+            cost_usd: rec.cost_usd,
+            tokens: rec.tokens.total(),
+        };
+        Some((p.ledger.clone(), p.task.clone(), rec, ev))
+    }
+
     /// The request's usage record was written: release the hold.
     pub fn settle(mut self) {
         self.payee = None;

@@ -246,8 +246,22 @@ async fn proxy(
     let task = grant.task_id.clone();
     let ledger = inner.ledger.clone();
     let outcome = send_with_retries(&inner.cfg, make, |ev| {
+        // An attempt the provider may have run (no headers or no first byte in time, or a
+        // 2xx body that broke before its first byte) is charged its worst case before the retry.
+        let ran = matches!(&ev, GatewayEvent::Retry { status, error, .. }
+            if status.is_some_and(|s| (200..300).contains(&s)) || error.contains("TTFB timeout"));
+        let charge = hold
+            .as_ref()
+            .filter(|_| ran)
+            .and_then(Reservation::attempt_charge);
         let (ledger, task) = (ledger.clone(), task.clone());
-        async move { ledger.event(&task, ev).await }
+        async move {
+            if let Some((payee, to, rec, charged)) = charge {
+                payee.record(&to, rec).await;
+                payee.event(&to, charged).await;
+            }
+            ledger.event(&task, ev).await
+        }
     })
     .await;
     let answer = match outcome {

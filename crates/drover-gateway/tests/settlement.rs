@@ -402,3 +402,61 @@ async fn a_request_refused_only_by_requests_in_flight_waits_for_them_to_settle()
     );
     assert_eq!(env.gateway.waiting_for_budget(), 0);
 }
+
+#[tokio::test]
+async fn an_attempt_that_timed_out_and_was_retried_is_charged_its_worst_case() {
+    // The provider may have run an attempt that gave no headers in time: the retry does not
+    // make it free.
+    let env = start_with(HELD, |c| c.ttfb_timeout = Duration::from_millis(500)).await;
+    let body = anthropic_body("test-model", "x", 0, false);
+    let token = env.gateway.grant(TaskGrant {
+        limits: Limits {
+            task_usd: Some(1.0),
+            ..Limits::default()
+        },
+        ..TaskGrant::new("slow")
+    });
+    let req = {
+        let (env_base, token, body) = (env.base.clone(), token.clone(), body.clone());
+        tokio::spawn(async move {
+            let r = client()
+                .post(format!("{env_base}/v1/messages"))
+                .header("x-api-key", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            r.bytes().await.unwrap();
+            status
+        })
+    };
+    // The first attempt timed out and a retry reached the provider.
+    assert!(env.provider.holds().reached("h", 2, DEADLINE).await);
+    env.provider.release("h");
+    assert_eq!(req.await.unwrap(), 200);
+    // Every retry after a timeout charged the attempt it gave up on.
+    let abandoned = env
+        .ledger
+        .task_events("slow")
+        .iter()
+        .filter(|e| matches!(e, GatewayEvent::Retry { error, .. } if error.contains("TTFB")))
+        .count();
+    assert!(abandoned >= 1);
+    let recs = records(&env, "slow", abandoned + 1).await;
+    let w = worst(&body, 1024, 3.75, 15.0);
+    let unsettled: Vec<_> = recs
+        .iter()
+        .filter(|r| r.outcome == ResponseOutcome::Unsettled)
+        .collect();
+    assert_eq!(unsettled.len(), abandoned, "{recs:?}");
+    assert!(unsettled
+        .iter()
+        .all(|r| (r.cost_usd.unwrap() - w).abs() < 1e-12));
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r.outcome == ResponseOutcome::Complete)
+            .count(),
+        1
+    );
+}
