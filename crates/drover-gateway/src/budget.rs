@@ -1,6 +1,7 @@
 //! Budget admission: every metered request of a grant with limits reserves its worst-case cost
-//! before it is forwarded, and the reservation is released once its usage record is written
-//! (or when the request ends without one).
+//! before it is forwarded, and the reservation is released once its usage record is written.
+//! A reservation dropped without one charges the worst case (see [`Reservation`]); only an
+//! upstream error status releases it free.
 //!
 //! Admission runs under one lock: snapshot the reservations in flight, ask the ledger what was
 //! spent, check, reserve. Reservations are released *after* their record is written, so a
@@ -19,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::grant::TaskGrant;
-use crate::ledger::{BudgetKind, Spent};
-use crate::prices::Price;
+use crate::ledger::{Api, BudgetKind, GatewayEvent, Ledger, ResponseOutcome, Spent, UsageRecord};
+use crate::prices::{Price, Tokens};
 
 /// Estimated prompt tokens per request-body byte (about 4 bytes per token; the JSON framing
 /// makes this an over-estimate for text).
@@ -56,6 +57,16 @@ struct Hold {
     unbounded: bool,
 }
 
+/// What an unsettled request is charged: its worst case as admitted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorstCase {
+    /// Prompt tokens (estimated) and output tokens (the cap, or what the budget left afforded
+    /// for a request without one).
+    pub tokens: Tokens,
+    /// `None` when the model has no price (no dollar budget applies then).
+    pub usd: Option<f64>,
+}
+
 /// Sums of the holds in flight for one grant's scopes.
 #[derive(Debug, Clone, Copy, Default)]
 struct Reserved {
@@ -73,6 +84,10 @@ struct Reserved {
 pub struct Budgets {
     admission: tokio::sync::Mutex<()>,
     holds: Mutex<(u64, HashMap<u64, Hold>)>,
+    /// Notified whenever a hold is released.
+    released: tokio::sync::Notify,
+    /// Requests waiting for holds in flight to settle.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// A refusal: which limit, and the figures behind it.
@@ -84,6 +99,9 @@ pub struct Refusal {
     pub reserved: f64,
     /// The refused request's worst case (`None`: no output cap).
     pub request: Option<f64>,
+    /// Refused only because of requests in flight: what was spent leaves room for this
+    /// request, so the agent may retry once they settle (the task is not stopped).
+    pub in_flight_only: bool,
 }
 
 impl Refusal {
@@ -113,6 +131,15 @@ impl Refusal {
                 f(self.reserved)
             ));
         }
+        if self.in_flight_only {
+            s.push_str(&format!(
+                "; it fits once requests in flight settle, retry shortly{}",
+                self.request
+                    .map(|r| format!(" (this request could cost up to {})", f(r)))
+                    .unwrap_or_default()
+            ));
+            return s;
+        }
         match self.request {
             Some(r) => s.push_str(&format!("; this request could cost up to {}", f(r))),
             None if self.reserved > 0.0 || self.spent < self.limit => {
@@ -124,12 +151,38 @@ impl Refusal {
     }
 }
 
-/// Held by a forwarded request until its usage is recorded; dropping it releases the hold.
+/// Where an unsettled reservation's charge goes.
+struct Payee {
+    ledger: Arc<dyn Ledger>,
+    task: String,
+    pool: Option<String>,
+    team: Option<String>,
+    api: Api,
+    model: String,
+}
+
+impl std::fmt::Debug for Payee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payee")
+            .field("task", &self.task)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+/// The settlement guard of one admitted request, held from admission until its usage is
+/// recorded ([`Reservation::settle`]) or it is known to have cost nothing
+/// ([`Reservation::release`]). Dropped any other way (the agent went away before the
+/// response's headers, the proxy future was cancelled, a stream ended without its usage) it
+/// charges the request's worst case: a usage row with outcome `unsettled`, written before the
+/// hold is released. A request that reached the provider is never free.
 #[derive(Debug)]
 pub struct Reservation {
     budgets: Arc<Budgets>,
     id: u64,
     lowered: Option<(u64, BudgetKind)>,
+    worst: WorstCase,
+    payee: Option<Payee>,
 }
 
 impl Reservation {
@@ -137,11 +190,107 @@ impl Reservation {
     pub fn lowered(&self) -> Option<(u64, BudgetKind)> {
         self.lowered
     }
+
+    /// What the request is charged if it ends without a metered record.
+    pub fn worst_case(&self) -> WorstCase {
+        self.worst
+    }
+
+    /// Names the ledger and record an unsettled drop is charged to. Without one (unit tests),
+    /// a drop only releases the hold.
+    pub fn charge_to(
+        mut self,
+        ledger: Arc<dyn Ledger>,
+        grant: &TaskGrant,
+        api: Api,
+        model: &str,
+    ) -> Self {
+        self.payee = Some(Payee {
+            ledger,
+            task: grant.task_id.clone(),
+            pool: grant.pool.clone(),
+            team: grant.team.clone(),
+            api,
+            model: model.to_string(),
+        });
+        self
+    }
+
+    /// A charge for the worst case of one more attempt at this request (one the provider may
+    /// have run: it timed out, or its body broke before the first byte, and was retried):
+    /// the ledger, the task, the record and its event. `None` without a payee.
+    pub fn attempt_charge(&self) -> Option<(Arc<dyn Ledger>, String, UsageRecord, GatewayEvent)> {
+        let p = self.payee.as_ref()?;
+        let rec = UsageRecord {
+            api: p.api,
+            model: p.model.clone(),
+            pool: p.pool.clone(),
+            team: p.team.clone(),
+            tokens: self.worst.tokens,
+            cost_usd: self.worst.usd,
+            stop_reason: None,
+            outcome: ResponseOutcome::Unsettled,
+            at: chrono::Utc::now(),
+        };
+        let ev = GatewayEvent::Unsettled {
+            model: rec.model.clone(),
+            cost_usd: rec.cost_usd,
+            tokens: rec.tokens.total(),
+        };
+        Some((p.ledger.clone(), p.task.clone(), rec, ev))
+    }
+
+    /// The request's usage record was written: release the hold.
+    pub fn settle(mut self) {
+        self.payee = None;
+    }
+
+    /// The request cost nothing (the provider answered an error status): release the hold.
+    pub fn release(mut self) {
+        self.payee = None;
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.budgets.lock().1.remove(&self.id);
+        let Some(payee) = self.payee.take() else {
+            self.budgets.remove(self.id);
+            return;
+        };
+        let rec = UsageRecord {
+            api: payee.api,
+            model: payee.model,
+            pool: payee.pool,
+            team: payee.team,
+            tokens: self.worst.tokens,
+            cost_usd: self.worst.usd,
+            stop_reason: None,
+            outcome: ResponseOutcome::Unsettled,
+            at: chrono::Utc::now(),
+        };
+        let (budgets, id) = (self.budgets.clone(), self.id);
+        let ev = GatewayEvent::Unsettled {
+            model: rec.model.clone(),
+            cost_usd: rec.cost_usd,
+            tokens: rec.tokens.total(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    payee.ledger.record(&payee.task, rec).await;
+                    payee.ledger.event(&payee.task, ev).await;
+                    // Charged: the record now counts in what was spent.
+                    budgets.remove(id);
+                });
+            }
+            Err(_) => {
+                tracing::error!(
+                    task = payee.task.as_str(),
+                    "gateway: an unsettled request could not be charged (no runtime)"
+                );
+                budgets.remove(id);
+            }
+        }
     }
 }
 
@@ -153,6 +302,53 @@ impl Budgets {
     /// Requests holding a reservation now.
     pub fn in_flight(&self) -> usize {
         self.lock().1.len()
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().1.remove(&id);
+        self.released.notify_waiters();
+    }
+
+    /// Requests waiting for holds in flight to settle now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Admits like [`Budgets::admit`], but a refusal caused only by holds in flight waits (up
+    /// to `wait`) for a hold to be released and tries again; what is left is returned.
+    pub async fn admit_waiting<F, Fut, E>(
+        self: &Arc<Self>,
+        grant: &TaskGrant,
+        price: Option<Price>,
+        ask: Ask,
+        wait: std::time::Duration,
+        spent: F,
+    ) -> Result<Result<Reservation, Refusal>, E>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Spent, E>>,
+    {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so a release between the check and the wait is
+            // not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let r = self.admit(grant, price, ask, &spent).await?;
+            match r {
+                Err(refusal) if refusal.in_flight_only => {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    self.waiting.fetch_add(1, SeqCst);
+                    let woke = tokio::time::timeout_at(deadline, released).await;
+                    self.waiting.fetch_sub(1, SeqCst);
+                    if woke.is_err() {
+                        return Ok(Err(refusal));
+                    }
+                }
+                r => return Ok(r),
+            }
+        }
     }
 
     fn reserved(&self, g: &TaskGrant) -> Reserved {
@@ -211,13 +407,26 @@ impl Budgets {
                 };
                 match lowered {
                     Some(o) if fits(o) => (Some(o), Some(refusal.budget)),
-                    _ => return Ok(Err(refusal)),
+                    _ => return Ok(Err(self.classify(grant, price, ask, &spent, refusal))),
                 }
             }
         };
         let unbounded = cap.is_none();
         let (usd_need, usd_floor) = needs(price, ask.prompt_tokens, cap);
         let tok_need = cap.map(|o| ask.prompt_tokens + o);
+        // Charged if it never settles: its cap, or (no cap) all the budget left affords.
+        let charged_output = cap.unwrap_or_else(|| {
+            affordable(grant, price, ask, &spent, &reserved).unwrap_or(UNCAPPED_OUTPUT)
+        });
+        let worst = WorstCase {
+            tokens: Tokens {
+                input: ask.prompt_tokens,
+                output: charged_output,
+                cache_read: 0,
+                cache_write: 0,
+            },
+            usd: price.map(|p| p.worst_case(ask.prompt_tokens, charged_output)),
+        };
         let hold = Hold {
             task: grant.task_id.clone(),
             pool: grant.pool.clone(),
@@ -234,7 +443,33 @@ impl Budgets {
             budgets: self.clone(),
             id,
             lowered: cap.zip(tightest),
+            worst,
+            payee: None,
         }))
+    }
+
+    /// Marks a refusal `in_flight_only` when what was spent alone leaves room for the
+    /// request's minimum (its prompt and up to [`MIN_OUTPUT`] output tokens, or its prompt
+    /// without a cap) in every budget: the holds of other requests are what refused it.
+    fn classify(
+        &self,
+        grant: &TaskGrant,
+        price: Option<Price>,
+        ask: Ask,
+        spent: &Spent,
+        refusal: Refusal,
+    ) -> Refusal {
+        let minimum = Ask {
+            output_cap: ask.output_cap.map(|c| c.min(MIN_OUTPUT)),
+            ..ask
+        };
+        match self.check(grant, price, minimum, spent, &Reserved::default()) {
+            Ok(()) => Refusal {
+                in_flight_only: true,
+                ..refusal
+            },
+            Err(_) => refusal,
+        }
     }
 
     /// Whether `ask` fits every budget of `grant`; else the first limit it does not fit.
@@ -269,6 +504,7 @@ impl Budgets {
                     spent: s.spent,
                     reserved: s.held,
                     request: need,
+                    in_flight_only: false,
                 });
             }
         }
@@ -278,6 +514,10 @@ impl Budgets {
 
 /// The output tokens a request may ask for when it does not fit as asked.
 pub const MIN_OUTPUT: u64 = 1024;
+
+/// Output tokens charged for an unsettled request without an output cap when no budget bounds
+/// it (only a token budget on an unpriced model, say).
+const UNCAPPED_OUTPUT: u64 = 128_000;
 
 /// One budget of a grant: its limit, what was spent and what requests in flight hold.
 struct Scope {

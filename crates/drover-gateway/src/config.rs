@@ -82,6 +82,10 @@ pub struct GatewayConfig {
     pub aliases: HashMap<String, String>,
     /// Largest request body accepted from an agent (Anthropic's own limit is 32 MB).
     pub max_request_bytes: usize,
+    /// How long a request refused only because of other requests in flight waits for them to
+    /// settle before it is answered a retryable 429. (Claude Code under drover retries a 429
+    /// twice, about a second apart, then fails its turn.)
+    pub busy_wait: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -99,6 +103,7 @@ impl Default for GatewayConfig {
             prices: PriceTable::builtin(),
             aliases: HashMap::new(),
             max_request_bytes: 32 * 1024 * 1024,
+            busy_wait: Duration::from_secs(15),
         }
     }
 }

@@ -36,6 +36,10 @@ pub enum GatewayError {
     Budget(String),
     #[error("drover budget: no price for model {0:?}, and a dollar budget applies to this task; price it in DROVER_HOME/config.toml as gateway.prices.\"{0}\" = {{ input = …, output = …, cache_read = …, cache_write = … }} (USD per million tokens)")]
     NoPrice(String),
+    #[error("drover budget busy: {0}")]
+    Busy(String),
+    #[error("drover gateway refuses {0}")]
+    Unmeterable(String),
     #[error("drover cannot check this task's budget right now: {0}")]
     Ledger(String),
     #[error("model {0:?} is not allowed for this drover task")]
@@ -70,6 +74,19 @@ impl GatewayError {
                 StatusCode::PAYMENT_REQUIRED,
                 "billing_error",
                 "insufficient_quota",
+                false,
+            ),
+            // Other requests in flight hold the budget: retry once they settle.
+            GatewayError::Busy(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                true,
+            ),
+            GatewayError::Unmeterable(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request_error",
                 false,
             ),
             GatewayError::ModelNotAllowed(_) => (
@@ -125,6 +142,7 @@ impl GatewayError {
                 }
                 let kind = match openai_code {
                     "insufficient_quota" => "insufficient_quota",
+                    "rate_limit_exceeded" => "requests",
                     "invalid_api_key" => "invalid_request_error",
                     "server_error" | "timeout" => "server_error",
                     _ => "invalid_request_error",
@@ -140,6 +158,10 @@ impl GatewayError {
         );
         if !retry {
             h.insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        if matches!(self, GatewayError::Busy(_)) {
+            h.insert("x-should-retry", HeaderValue::from_static("true"));
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

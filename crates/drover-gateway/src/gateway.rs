@@ -84,6 +84,11 @@ impl Gateway {
         self.inner.budgets.in_flight()
     }
 
+    /// Requests waiting for others in flight to settle before their budget check passes.
+    pub fn waiting_for_budget(&self) -> usize {
+        self.inner.budgets.waiting()
+    }
+
     /// Registers a task and returns its fresh token (`drv-` + 32 hex digits).
     pub fn grant(&self, grant: TaskGrant) -> String {
         let token = new_token();

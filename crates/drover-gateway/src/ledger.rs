@@ -37,6 +37,10 @@ pub enum ResponseOutcome {
     Interrupted,
     /// The agent went away before the end; the usage seen so far is recorded.
     ClientClosed,
+    /// The request ended without a final usage figure (the agent went away before the
+    /// response headers, or a stream ended before its usage): charged its worst case as
+    /// admitted (or the metered figure, if higher).
+    Unsettled,
 }
 
 /// One upstream response's usage, attributed to a task (and its pool and team).
@@ -98,6 +102,24 @@ pub enum GatewayEvent {
         /// This request's worst case; `None` when it had no output cap.
         request: Option<f64>,
     },
+    /// A request was refused only because requests in flight hold the budget: what was spent
+    /// leaves room for it. The agent got a retryable 429; the task goes on.
+    BudgetBusy {
+        budget: BudgetKind,
+        limit: f64,
+        spent: f64,
+        reserved: f64,
+        request: Option<f64>,
+    },
+    /// A request ended without a final usage figure and was charged its worst case.
+    Unsettled {
+        model: String,
+        cost_usd: Option<f64>,
+        tokens: u64,
+    },
+    /// A request whose cost the gateway cannot bound or meter (`background`, server-side
+    /// context, URL sources, …) was refused under a budget before it reached the provider.
+    Unmeterable { field: String, reason: String },
     /// A request for a model without a price, while a dollar budget applies, was refused before
     /// it reached the provider. The daemon ends the task `failed` / `budget_exceeded`.
     NoPrice {

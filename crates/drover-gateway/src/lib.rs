@@ -67,7 +67,18 @@
 //!   cap is halved, or `thinking` dropped when half would be under 1,024 — and an
 //!   `OutputCapped` event. Under any dollar budget a model without a price is
 //!   refused the same way (`NoPrice`), never forwarded unmetered. If the ledger cannot say what
-//!   was spent, the request gets a retryable 503.
+//!   was spent, the request gets a retryable 503. A refusal caused only by other requests in
+//!   flight (what was spent leaves room for this one's prompt and up to 1,024 output tokens)
+//!   waits up to [`GatewayConfig::busy_wait`] for them to settle, then is a retryable 429 (`rate_limit_error`, `retry-after: 1`, `x-should-retry: true`) and a
+//!   `BudgetBusy` event, which does not stop the task.
+//! - **Settlement**: a request that reached the provider is never free. Its reservation is a
+//!   guard: dropped without a metered record (the agent went away before the headers, a TTFB
+//!   timeout or broken connection upstream) it records the worst case (outcome `unsettled`,
+//!   `Unsettled` event) before releasing; a response that ends without its final usage is
+//!   charged max(metered, worst case). Only an upstream error status is free. Chat `n`
+//!   multiplies the reserved output; `background: true` (any budget), `previous_response_id`,
+//!   `conversation` and Anthropic URL sources (dollar budget) are refused with a 400 naming the
+//!   field (`Unmeterable`): their cost cannot be bounded.
 //! - **Retries**: see [`upstream`] — before the first byte reaches the agent
 //!   only. After that, a break gives the agent a well-formed error event (Anthropic
 //!   `event: error`, Chat `data: {"error":…}`, Responses `response.failed`) and a
@@ -93,7 +104,7 @@ mod proxy;
 mod relay;
 pub mod upstream;
 
-pub use budget::{Ask, Refusal, MIN_OUTPUT};
+pub use budget::{Ask, Refusal, WorstCase, MIN_OUTPUT};
 pub use config::{GatewayConfig, Secret, DEFAULT_ANTHROPIC_BASE, DEFAULT_OPENAI_BASE};
 pub use errors::{interrupted_event, Flavor, GatewayError};
 pub use gateway::Gateway;

@@ -30,6 +30,9 @@ pub struct Meter {
     pub complete: bool,
     /// Any usage was seen (a record is worth writing).
     pub saw_usage: bool,
+    /// The response's final usage was seen (Anthropic `message_delta`, Chat's usage chunk,
+    /// a finished Responses object, a whole JSON body): the metered figure is the cost.
+    pub final_usage: bool,
     /// An error event from upstream, inside a 200 stream.
     pub upstream_error: Option<String>,
     /// The Responses API response id (for an injected `response.failed`).
@@ -77,6 +80,7 @@ impl Meter {
                         self.stop_reason = Some(r.to_string());
                     }
                     self.anthropic_usage(&v["usage"]);
+                    self.final_usage |= v["usage"].is_object();
                 }
             }
             Some("message_stop") => self.complete = true,
@@ -136,6 +140,7 @@ impl Meter {
                 "completion_tokens",
                 "prompt_tokens_details",
             );
+            self.final_usage = true;
             let empty_choices = v["choices"].as_array().is_some_and(Vec::is_empty);
             return !(strip_usage && empty_choices);
         }
@@ -174,6 +179,7 @@ impl Meter {
                 self.responses_object(&v["response"]);
                 if kind != "response.created" {
                     self.complete = true;
+                    self.final_usage |= v["response"]["usage"].is_object();
                 }
                 if kind == "response.failed" {
                     self.upstream_error = Some(error_text(data));
@@ -235,6 +241,8 @@ impl Meter {
             }
             Api::Responses => self.responses_object(&v),
         }
+        // A whole body: whatever usage it carries is the final figure.
+        self.final_usage = self.saw_usage;
         self.complete = true;
     }
 

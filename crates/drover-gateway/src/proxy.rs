@@ -56,6 +56,13 @@ struct Peek {
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
+    /// Chat: choices per request (each up to the output cap).
+    n: Option<u64>,
+    /// Responses: run in the background (answered `queued`; usage never on this connection).
+    background: Option<bool>,
+    /// Responses: server-side context not in the body.
+    previous_response_id: Option<Value>,
+    conversation: Option<Value>,
 }
 
 impl Peek {
@@ -64,6 +71,87 @@ impl Peek {
             .or(self.max_completion_tokens)
             .or(self.max_output_tokens)
     }
+
+    /// Choices per request (Chat `n`), at least 1.
+    fn choices(&self) -> u64 {
+        self.n.unwrap_or(1).max(1)
+    }
+}
+
+/// What the request's body is, as far as budgets go.
+struct Prepared {
+    body: Bytes,
+    model: String,
+    strip_usage: bool,
+    /// The output cap per choice.
+    cap: Option<u64>,
+    /// Chat `n`: the output is up to `cap × choices`.
+    choices: u64,
+}
+
+/// Refuses what a budget cannot bound: output the gateway never sees (`background`), context
+/// it cannot estimate (`previous_response_id`, `conversation`, URL sources).
+fn unmeterable(
+    api: Api,
+    grant: &TaskGrant,
+    peek: &Peek,
+    body: &[u8],
+) -> Option<(&'static str, &'static str)> {
+    let refuse = |field: &'static str, why: &'static str| Some((field, why));
+    if !grant.limits.any() {
+        return None;
+    }
+    if api == Api::Responses && peek.background == Some(true) {
+        return refuse(
+            "background: true",
+            "a background response's usage never reaches the gateway, so its cost cannot be metered",
+        );
+    }
+    // The rest only matters to a dollar budget.
+    grant.limits.dollar_budget()?;
+    let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    if api == Api::Responses && set(&peek.previous_response_id) {
+        return refuse(
+            "previous_response_id",
+            "the context it adds is stored at the provider, so the request's cost cannot be bounded; send the conversation in `input`",
+        );
+    }
+    if api == Api::Responses && set(&peek.conversation) {
+        return refuse(
+            "conversation",
+            "the context it adds is stored at the provider, so the request's cost cannot be bounded; send the conversation in `input`",
+        );
+    }
+    if api == Api::Messages && has_url_source(body) {
+        return refuse(
+            "source.type: \"url\"",
+            "a document or image fetched by URL is not in the body, so the request's cost cannot be bounded; send it as base64",
+        );
+    }
+    None
+}
+
+/// Whether an Anthropic body has a content block with `source.type == "url"`.
+fn has_url_source(body: &[u8]) -> bool {
+    // Cheap pre-check: no `"url"` string anywhere, no URL source.
+    if !body.windows(5).any(|w| w == b"\"url\"") {
+        return false;
+    }
+    fn walk(v: &Value) -> bool {
+        match v {
+            Value::Object(o) => {
+                let url_source = o
+                    .get("source")
+                    .and_then(|s| s.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("url");
+                url_source || o.values().any(walk)
+            }
+            Value::Array(a) => a.iter().any(walk),
+            _ => false,
+        }
+    }
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| walk(&v))
 }
 
 /// Serves one agent request.
@@ -104,14 +192,24 @@ async fn proxy(
     let grant = agent_token(&headers)
         .and_then(|t| inner.grants.get(t))
         .ok_or(GatewayError::Unauthorized)?;
-    let (body, model, strip_usage, output_cap) = prepare(&inner, &grant, api, body).await?;
+    let Prepared {
+        body,
+        model,
+        strip_usage,
+        cap: output_cap,
+        choices,
+    } = prepare(&inner, &grant, api, body).await?;
     let hold = if api != Api::CountTokens && grant.limits.any() {
-        Some(check_budget(&inner, &grant, &model, Ask::new(body.len(), output_cap)).await?)
+        let ask = Ask::new(body.len(), output_cap.map(|c| c.saturating_mul(choices)));
+        let hold = check_budget(&inner, &grant, &model, ask).await?;
+        Some(hold.charge_to(inner.ledger.clone(), &grant, api, &model))
     } else {
         None
     };
     let body = match (hold.as_ref().and_then(Reservation::lowered), output_cap) {
         (Some((granted, budget)), Some(requested)) => {
+            // The budget's cap covers all `n` choices.
+            let granted = (granted / choices).max(1);
             let body = crate::clamp::lower_output_cap(&body, granted)?;
             let ev = GatewayEvent::OutputCapped {
                 model: model.clone(),
@@ -148,13 +246,34 @@ async fn proxy(
     let task = grant.task_id.clone();
     let ledger = inner.ledger.clone();
     let outcome = send_with_retries(&inner.cfg, make, |ev| {
+        // An attempt the provider may have run (no headers or no first byte in time, or a
+        // 2xx body that broke before its first byte) is charged its worst case before the retry.
+        let ran = matches!(&ev, GatewayEvent::Retry { status, error, .. }
+            if status.is_some_and(|s| (200..300).contains(&s)) || error.contains("TTFB timeout"));
+        let charge = hold
+            .as_ref()
+            .filter(|_| ran)
+            .and_then(Reservation::attempt_charge);
         let (ledger, task) = (ledger.clone(), task.clone());
-        async move { ledger.event(&task, ev).await }
+        async move {
+            if let Some((payee, to, rec, charged)) = charge {
+                payee.record(&to, rec).await;
+                payee.event(&to, charged).await;
+            }
+            ledger.event(&task, ev).await
+        }
     })
     .await;
     let answer = match outcome {
         Outcome::Answer(a) => a,
         Outcome::Failed { failure, attempts } => {
+            // An error status is not billed; a timeout or a broken connection may have been
+            // (the provider may have run the request): the hold's drop charges its worst case.
+            if failure.answer.is_some() {
+                if let Some(h) = hold {
+                    h.release();
+                }
+            }
             let ev = GatewayEvent::UpstreamFailed {
                 attempts,
                 status: failure.status,
@@ -205,9 +324,20 @@ async fn prepare(
     grant: &TaskGrant,
     api: Api,
     body: Bytes,
-) -> Result<(Bytes, String, bool, Option<u64>), GatewayError> {
+) -> Result<Prepared, GatewayError> {
     let peek: Peek = serde_json::from_slice(&body)?;
     let cap = peek.output_cap();
+    let choices = peek.choices();
+    if let Some((field, why)) = unmeterable(api, grant, &peek, &body) {
+        let ev = GatewayEvent::Unmeterable {
+            field: field.to_string(),
+            reason: why.to_string(),
+        };
+        inner.ledger.event(&grant.task_id, ev).await;
+        return Err(GatewayError::Unmeterable(format!(
+            "`{field}` under a drover budget: {why}"
+        )));
+    }
     let requested = peek.model.unwrap_or_default();
     let resolved = grant
         .resolve_model(&requested, &inner.cfg.aliases)
@@ -227,7 +357,13 @@ async fn prepare(
         .unwrap_or(false);
     let add_usage = api == Api::ChatCompletions && peek.stream == Some(true) && !wants_usage;
     if resolved == requested && !add_usage {
-        return Ok((body, resolved, false, cap));
+        return Ok(Prepared {
+            body,
+            model: resolved,
+            strip_usage: false,
+            cap,
+            choices,
+        });
     }
     let mut v: Value = serde_json::from_slice(&body)?;
     if resolved != requested {
@@ -240,12 +376,13 @@ async fn prepare(
         }
         opts["include_usage"] = Value::Bool(true);
     }
-    Ok((
-        Bytes::from(serde_json::to_vec(&v)?),
-        resolved,
-        add_usage,
+    Ok(Prepared {
+        body: Bytes::from(serde_json::to_vec(&v)?),
+        model: resolved,
+        strip_usage: add_usage,
         cap,
-    ))
+        choices,
+    })
 }
 
 /// Reserves the request's worst-case cost, or refuses it (and tells the ledger) when it does not
@@ -267,19 +404,27 @@ async fn check_budget(
             return Err(GatewayError::NoPrice(model.to_string()));
         }
     }
-    let ledger = inner.ledger.clone();
+    let ledger = &inner.ledger;
     let admitted = inner
         .budgets
-        .admit(
-            grant,
-            price,
-            ask,
-            || async move { ledger.spent(grant).await },
-        )
+        .admit_waiting(grant, price, ask, inner.cfg.busy_wait, || async move {
+            ledger.spent(grant).await
+        })
         .await
         .map_err(GatewayError::Ledger)?;
     match admitted {
         Ok(hold) => Ok(hold),
+        Err(refusal) if refusal.in_flight_only => {
+            let ev = GatewayEvent::BudgetBusy {
+                budget: refusal.budget,
+                limit: refusal.limit,
+                spent: refusal.spent,
+                reserved: refusal.reserved,
+                request: refusal.request,
+            };
+            inner.ledger.event(&grant.task_id, ev).await;
+            Err(GatewayError::Busy(refusal.describe()))
+        }
         Err(refusal) => {
             let ev = GatewayEvent::BudgetRefused {
                 budget: refusal.budget,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
-use crate::budget::Reservation;
+use crate::budget::{Reservation, WorstCase};
 use crate::errors::interrupted_event;
 use crate::gateway::Inner;
 use crate::grant::TaskGrant;
@@ -206,10 +206,14 @@ impl Relay {
         if error.is_some() {
             outcome = ResponseOutcome::Interrupted;
         }
-        let (rec, events) = build_record(&self.ctx, &self.meter, outcome, error);
+        let hold = self.hold.take();
+        let worst = hold.as_ref().map(Reservation::worst_case);
+        let (rec, events) = build_record(&self.ctx, &self.meter, outcome, error, worst);
         write(&self.ctx, rec, events).await;
         // Settled: the record now counts in what was spent.
-        self.hold = None;
+        if let Some(h) = hold {
+            h.settle();
+        }
     }
 }
 
@@ -218,9 +222,16 @@ impl Drop for Relay {
         if self.recorded {
             return;
         }
-        // The agent went away mid-response: record what was seen, in the background.
-        let (rec, events) =
-            build_record(&self.ctx, &self.meter, ResponseOutcome::ClientClosed, None);
+        // The agent went away mid-response: record what was seen (at least the worst case
+        // when the final usage was not), in the background.
+        let worst = self.hold.as_ref().map(Reservation::worst_case);
+        let (rec, events) = build_record(
+            &self.ctx,
+            &self.meter,
+            ResponseOutcome::ClientClosed,
+            None,
+            worst,
+        );
         let ctx = Ctx {
             inner: self.ctx.inner.clone(),
             grant: self.ctx.grant.clone(),
@@ -232,18 +243,24 @@ impl Drop for Relay {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 write(&ctx, rec, events).await;
-                drop(hold);
+                if let Some(h) = hold {
+                    h.settle();
+                }
             });
         }
+        // Without a runtime the hold's own drop charges the worst case (or releases it).
     }
 }
 
-/// The usage record (if any usage was seen) and the events of a finished response.
+/// The usage record (if any usage was seen, or the request held a reservation) and the events
+/// of a finished response. Under a reservation (`worst`), a response that ended without its
+/// final usage is charged the larger of what was metered and its worst case, as `unsettled`.
 fn build_record(
     ctx: &Ctx,
     meter: &Meter,
-    outcome: ResponseOutcome,
+    mut outcome: ResponseOutcome,
     error: Option<String>,
+    worst: Option<WorstCase>,
 ) -> (Option<UsageRecord>, Vec<GatewayEvent>) {
     let model = meter.model.clone().unwrap_or_else(|| ctx.model.clone());
     let mut events = Vec::new();
@@ -259,18 +276,37 @@ fn build_record(
             stop_reason: reason.to_string(),
         });
     }
-    if !meter.saw_usage {
+    let unsettled = worst.filter(|_| !meter.final_usage);
+    if !meter.saw_usage && unsettled.is_none() {
         return (None, events);
     }
     let prices = &ctx.inner.cfg.prices;
     // Under a dollar budget a response naming an unpriced model (e.g. a new dated id) is
     // charged at the price of the model requested, which the budget check found.
-    let cost = prices.cost(&model, &meter.tokens).or_else(|| {
+    let mut cost = prices.cost(&model, &meter.tokens).or_else(|| {
         ctx.grant
             .limits
             .dollar_budget()
             .and_then(|_| prices.cost(&ctx.model, &meter.tokens))
     });
+    let mut tokens = meter.tokens;
+    if let Some(w) = unsettled {
+        outcome = ResponseOutcome::Unsettled;
+        cost = match (cost, w.usd) {
+            (Some(c), Some(u)) => Some(c.max(u)),
+            (c, u) => c.or(u),
+        };
+        if meter.saw_usage {
+            tokens.output += w.tokens.total().saturating_sub(tokens.total());
+        } else {
+            tokens = w.tokens;
+        }
+        events.push(GatewayEvent::Unsettled {
+            model: model.clone(),
+            cost_usd: cost,
+            tokens: tokens.total(),
+        });
+    }
     if cost.is_none() && ctx.inner.first_unknown(&model) {
         tracing::warn!("gateway: no price for model {model:?}; its cost is recorded as null");
         events.push(GatewayEvent::UnknownModelPrice {
@@ -282,7 +318,7 @@ fn build_record(
         model,
         pool: ctx.grant.pool.clone(),
         team: ctx.grant.team.clone(),
-        tokens: meter.tokens,
+        tokens,
         cost_usd: cost,
         stop_reason: meter.stop_reason.clone(),
         outcome,

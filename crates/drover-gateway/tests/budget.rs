@@ -110,18 +110,21 @@ async fn max_usd_stops_a_runaway_agent_without_overshoot() {
     assert_eq!(env.gateway.reservations_in_flight(), 0);
 }
 
-// The first request is held at the provider while the others are checked.
+// The first request is held at the provider (until the test releases "h") while the others
+// are checked.
 const HELD: &str = r#"{"scenarios": [
   {"name": "default", "turns": [{"content": [{"type": "tool_use", "name": "Bash", "input": {"command": "echo tick"}}],
-    "usage": {"input": 1000, "output": 100}, "delay_ms": 3000, "repeat": true}]}
+    "usage": {"input": 1000, "output": 100}, "hold": "h", "repeat": true}]}
 ]}"#;
 
 #[tokio::test]
 async fn concurrent_requests_reserve_their_worst_case_one_of_four_passes() {
-    let env = start(HELD).await;
+    // Refused at once, without waiting for the held request to settle.
+    let env = start_with(HELD, |c| c.busy_wait = std::time::Duration::ZERO).await;
     let body = anthropic_body("test-model", "p", 0, true);
     let worst = worst_case(&body);
-    // The budget covers one request's worst case, not two.
+    // The budget covers one request's worst case, not two (nor a second one lowered to the
+    // 1,024-token minimum: that is the request's own cap here).
     let limit = worst * 1.5;
     let token = env.gateway.grant(TaskGrant {
         limits: Limits {
@@ -130,23 +133,67 @@ async fn concurrent_requests_reserve_their_worst_case_one_of_four_passes() {
         },
         ..TaskGrant::new("par")
     });
-    let reqs = (0..4).map(|_| {
+    let first = {
+        let (base, token, body) = (env.base.clone(), token.clone(), body.clone());
+        tokio::spawn(async move {
+            let r = client()
+                .post(format!("{base}/v1/messages"))
+                .header("x-api-key", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            r.bytes().await.unwrap();
+            status
+        })
+    };
+    assert!(
+        env.provider
+            .holds()
+            .reached("h", 1, std::time::Duration::from_secs(20))
+            .await,
+        "the first request is at the provider"
+    );
+    let reqs = (0..3).map(|_| {
         let (env, token, body) = (&env, token.clone(), body.clone());
         async move {
             let r = post_anthropic(env, &token, &body).await;
             let status = r.status().as_u16();
+            let retry = r.headers()["x-should-retry"].to_str().unwrap().to_string();
             r.bytes().await.unwrap();
-            status
+            (status, retry)
         }
     });
-    let mut statuses = futures::future::join_all(reqs).await;
-    statuses.sort_unstable();
-    assert_eq!(statuses, vec![200, 402, 402, 402]);
+    // Refused while the first is in flight: nothing was spent, so they may retry (429), and
+    // the task is not stopped.
+    let others = futures::future::join_all(reqs).await;
+    assert_eq!(others, vec![(429, "true".to_string()); 3]);
+    env.provider.release("h");
+    assert_eq!(first.await.unwrap(), 200);
     assert_eq!(env.provider.log().len(), 1, "exactly one request forwarded");
     // The three were refused by the first one's reservation (it was still in flight).
-    let r = refusals(&env, "par");
-    assert_eq!(r.len(), 3, "{r:?}");
-    for (budget, _, spent, reserved, request) in r {
+    let busy: Vec<_> = env
+        .ledger
+        .task_events("par")
+        .into_iter()
+        .filter_map(|e| match e {
+            GatewayEvent::BudgetBusy {
+                budget,
+                spent,
+                reserved,
+                request,
+                ..
+            } => Some((budget, spent, reserved, request)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(busy.len(), 3, "{busy:?}");
+    assert!(
+        refusals(&env, "par").is_empty(),
+        "no refusal stops the task"
+    );
+    for (budget, spent, reserved, request) in busy {
         assert_eq!(budget, BudgetKind::TaskUsd);
         assert_eq!(spent, 0.0);
         assert!((reserved - worst).abs() < 1e-12, "reserved {reserved}");

@@ -15,6 +15,12 @@ use drover_gateway::PriceTable;
 const SET: &str = r#"{"scenarios": [{"name": "default", "turns": [
   {"content": [{"type": "text", "text": "hello"}]}]}]}"#;
 
+// Overloaded (529) for the first six attempts: Claude Code 2.1.328 gives up on its main model
+// after three and, given `--fallback-model`, asks the fallback.
+const OVERLOADED: &str = r#"{"scenarios": [{"name": "default", "turns": [
+  {"content": [{"type": "text", "text": "hello"}], "fail_first": [{"status": 529}, {"status": 529},
+   {"status": 529}, {"status": 529}, {"status": 529}, {"status": 529}]}]}]}"#;
+
 fn bin(var: &str) -> String {
     std::env::var(var)
         .ok()
@@ -25,16 +31,36 @@ fn bin(var: &str) -> String {
 }
 
 async fn provider() -> RunningProvider {
+    provider_with(SET).await
+}
+
+async fn provider_with(set: &str) -> RunningProvider {
     FakeProvider::start(
-        ScenarioSet::from_json(SET).unwrap(),
+        ScenarioSet::from_json(set).unwrap(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
     )
     .await
     .unwrap()
 }
 
-/// Runs a CLI to completion (60 s deadline) with only the given environment.
+/// Runs a CLI to completion (60 s deadline) with only the given environment; it must succeed.
 async fn run(program: &str, args: &[&str], env: &[(&str, String)], dir: &std::path::Path) {
+    let out = output(program, args, env, dir).await;
+    assert!(
+        out.status.success(),
+        "{program} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a CLI to completion (60 s deadline) with only the given environment.
+async fn output(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+    dir: &std::path::Path,
+) -> std::process::Output {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(dir)
@@ -47,16 +73,18 @@ async fn run(program: &str, args: &[&str], env: &[(&str, String)], dir: &std::pa
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .unwrap_or_else(|_| panic!("{program} did not finish within 60 s"))
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{program} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .unwrap()
+}
+
+/// Models in request order, with the status each got.
+fn asked(p: &RunningProvider) -> Vec<(String, u16)> {
+    p.log()
+        .into_iter()
+        .filter_map(|r| r.model.map(|m| (m, r.status)))
+        .collect()
 }
 
 fn models(p: &RunningProvider) -> Vec<String> {
@@ -90,11 +118,50 @@ async fn the_pinned_clis_default_models_are_priced() {
         &work,
     )
     .await;
-    let claude = models(&fake);
+    let mut claude = models(&fake);
     assert!(
         claude.contains(&"claude-opus-5-5".to_string()),
         "Claude Code 2.1.328 asks for claude-opus-5-5 by default: {claude:?}"
     );
+    let claude_env = [
+        ("HOME", home.display().to_string()),
+        ("DISABLE_AUTOUPDATER", "1".into()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+        ("ANTHROPIC_API_KEY", "sk-test".into()),
+    ];
+    // Overloaded main model, no --fallback-model: 2.1.328 has no automatic fallback; it
+    // gives up after three 529s having asked only its main model.
+    let fake = provider_with(OVERLOADED).await;
+    let mut env = claude_env.to_vec();
+    env.push(("ANTHROPIC_BASE_URL", fake.base_url()));
+    let out = output(&bin("DROVER_CLAUDE_BIN"), &["-p", "say hi"], &env, &work).await;
+    assert!(!out.status.success(), "a run that only got 529s failed");
+    assert_eq!(
+        asked(&fake),
+        vec![("claude-opus-5-5".to_string(), 529); 3],
+        "no automatic fallback"
+    );
+    // With --fallback-model (the aliases an operator would pass), the fallback it asks for
+    // after three 529s on the main model answers; every model asked is checked below.
+    for (alias, model) in [
+        ("sonnet", "claude-sonnet-5-5"),
+        ("haiku", "claude-haiku-5-5"),
+    ] {
+        let fake = provider_with(OVERLOADED).await;
+        let mut env = claude_env.to_vec();
+        env.push(("ANTHROPIC_BASE_URL", fake.base_url()));
+        let args = ["-p", "say hi", "--fallback-model", alias];
+        run(&bin("DROVER_CLAUDE_BIN"), &args, &env, &work).await;
+        let log = asked(&fake);
+        assert_eq!(
+            log[..3],
+            vec![("claude-opus-5-5".to_string(), 529); 3],
+            "{log:?}"
+        );
+        assert!(log[3..].iter().all(|(m, _)| m == model), "{log:?}");
+        assert_eq!(log.last().map(|l| l.1), Some(200), "{log:?}");
+        claude.extend(models(&fake));
+    }
 
     // Codex: its default model through a custom Responses provider (as drover runs it).
     let fake = provider().await;

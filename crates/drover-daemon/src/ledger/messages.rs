@@ -44,11 +44,45 @@ pub fn message(ev: &GatewayEvent) -> String {
                 spent: *spent,
                 reserved: *reserved,
                 request: *request,
+                in_flight_only: false,
             };
             format!(
                 "budget exceeded: {}; the gateway refused the request",
                 refusal.describe()
             )
+        }
+        GatewayEvent::BudgetBusy {
+            budget,
+            limit,
+            spent,
+            reserved,
+            request,
+        } => {
+            let refusal = drover_gateway::Refusal {
+                budget: *budget,
+                limit: *limit,
+                spent: *spent,
+                reserved: *reserved,
+                request: *request,
+                in_flight_only: true,
+            };
+            format!(
+                "budget_busy: {}; the agent was told to retry",
+                refusal.describe()
+            )
+        }
+        GatewayEvent::Unsettled {
+            model,
+            cost_usd,
+            tokens,
+        } => format!(
+            "unsettled: a {model} request ended without a usage figure; charged its worst case ({}, {tokens} tokens)",
+            cost_usd
+                .map(|c| format!("${c:.4}"))
+                .unwrap_or_else(|| "no price".into())
+        ),
+        GatewayEvent::Unmeterable { field, reason } => {
+            format!("refused: {field}: {reason}")
         }
         GatewayEvent::NoPrice { model, budget } => {
             let which = budget_name(*budget);

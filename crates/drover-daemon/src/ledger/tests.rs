@@ -117,3 +117,49 @@ async fn a_row_whose_task_is_gone_does_not_cost_the_rest_of_its_batch() {
     assert_eq!(usage.len(), 1);
     assert_eq!((usage[0].key.as_str(), usage[0].requests), ("a", 49));
 }
+
+#[tokio::test]
+async fn a_busy_refusal_does_not_stop_the_task_and_an_unsettled_row_is_stored_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), &["a"]).await;
+    let (ledger, mut notes) = store_ledger(s.clone()).await.unwrap();
+    let busy = GatewayEvent::BudgetBusy {
+        budget: drover_gateway::BudgetKind::PoolUsd,
+        limit: 1.0,
+        spent: 0.0,
+        reserved: 0.5,
+        request: None,
+    };
+    ledger.event("a", busy).await;
+    let unsettled = UsageRecord {
+        outcome: ResponseOutcome::Unsettled,
+        ..rec(0.5)
+    };
+    ledger.record("a", unsettled).await;
+    ledger.flush().await;
+    let mut stopped = false;
+    while let Ok(n) = notes.try_recv() {
+        stopped |= matches!(n, Note::BudgetExceeded(_));
+    }
+    assert!(!stopped, "a busy refusal is retryable: the task goes on");
+    assert_eq!(ledger.spent(&grant("a")).await.unwrap().task_usd, 0.5);
+    let stored = s
+        .spent("a", None, None, "1970-01-01", i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(stored.task_usd, 0.5);
+    // A refusal on what was spent does stop it.
+    let refused = GatewayEvent::BudgetRefused {
+        budget: drover_gateway::BudgetKind::TaskUsd,
+        limit: 0.5,
+        spent: 0.5,
+        reserved: 0.0,
+        request: Some(0.1),
+    };
+    ledger.event("a", refused).await;
+    let mut stopped = false;
+    while let Ok(n) = notes.try_recv() {
+        stopped |= matches!(n, Note::BudgetExceeded(_));
+    }
+    assert!(stopped);
+}
