@@ -63,7 +63,8 @@ impl SqliteStore {
 }
 
 /// Every column of `tasks` (whatever migrations added), with prompt, result and cmd read from
-/// their short copies (`*_head`, kept by triggers: see migration 0007).
+/// their short copies (`*_head`, kept by triggers: see migration 0007) and `pending_input` as a
+/// short form.
 async fn summary_columns(conn: &SqlitePool) -> Result<String> {
     let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('tasks')")
         .fetch_all(conn)
@@ -73,6 +74,14 @@ async fn summary_columns(conn: &SqlitePool) -> Result<String> {
         .filter(|c| !c.ends_with("_head"))
         .map(|c| match c.as_str() {
             "prompt" | "result" | "cmd" => format!("{c}_head AS {c}"),
+            // A short form: who asks for what, an excerpt of the input (the whole request is in
+            // `GET /v1/tasks/{id}`; `send --allow` needs only the id).
+            "pending_input" => "CASE WHEN pending_input IS NULL THEN NULL ELSE json_object(\
+                 'request_id', json_extract(pending_input, '$.request_id'), \
+                 'tool', json_extract(pending_input, '$.tool'), \
+                 'input', substr(json_extract(pending_input, '$.input'), 1, 200), \
+                 'summary', json('true')) END AS pending_input"
+                .to_string(),
             _ => format!("\"{c}\""),
         })
         .collect::<Vec<_>>()
