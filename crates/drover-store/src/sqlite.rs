@@ -376,6 +376,41 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn events_page(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>> {
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT seq, ts, kind, data FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch(&self.reader);
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        while let Some(r) = rows.try_next().await? {
+            let data: String = r.try_get("data")?;
+            bytes += data.len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            let kind: String = r.try_get("kind")?;
+            out.push(Event {
+                task_id: id.to_string(),
+                seq: r.try_get("seq")?,
+                ts: r.try_get("ts")?,
+                kind: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
+                data: serde_json::from_str(&data)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            });
+        }
+        Ok(out)
+    }
+
     async fn delete_task(&self, id: &str) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM events WHERE task_id = ?")
@@ -424,8 +459,8 @@ impl Store for SqliteStore {
     async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()> {
         SqliteStore::pool_event(self, name, kind, data).await
     }
-    async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>> {
-        SqliteStore::pool_events(self, name).await
+    async fn pool_events(&self, name: &str, limit: i64) -> Result<Vec<PoolEvent>> {
+        SqliteStore::pool_events(self, name, limit).await
     }
 
     async fn record_usage(&self, rows: &[crate::usage::UsageRow]) -> Result<()> {
