@@ -492,7 +492,7 @@ fn a_bad_glob_in_the_config_is_named_when_the_daemon_starts() {
 fn a_huge_work_tree_cannot_outlast_the_gate_budget() {
     let env = Env::new().with_env("DROVER_SANDBOX", "worktree");
     std::fs::create_dir_all(&env.home).unwrap();
-    std::fs::write(env.home.join("config.toml"), "gate_timeout_secs = 1\n").unwrap();
+    std::fs::write(env.home.join("config.toml"), "gate_timeout_secs = 0.3\n").unwrap();
     repo(&env);
     // Ignored: the commit at finish skips them; the gate view's copy does not.
     std::fs::write(env.repo.join(".gitignore"), "junk/\n").unwrap();
@@ -503,7 +503,7 @@ fn a_huge_work_tree_cannot_outlast_the_gate_budget() {
         "--agent",
         "command",
         "--cmd",
-        "mkdir junk && cd junk && seq 1 300000 | xargs touch && echo made",
+        "mkdir junk && cd junk && seq 1 20000 | xargs touch && echo made",
         "--verify",
         "echo GATE-RAN",
         "--protect",
