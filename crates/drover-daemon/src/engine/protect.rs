@@ -37,8 +37,8 @@ pub async fn gate_view(engine: &Engine, task: &TaskRecord) -> Result<Option<Gate
         Ok(made) => made.map_err(|e| why(e.to_string()))?,
         Err(_) => {
             return Err(format!(
-                "{NOT_RUN}: the protected check timed out (preparing their view took over {})",
-                format!("{:.1}s", budget.as_secs_f64())
+                "{NOT_RUN}: the protected check timed out (preparing their view took over {:.1}s)",
+                budget.as_secs_f64()
             ))
         }
     };
@@ -83,8 +83,8 @@ pub async fn tampered(engine: &Engine, task: &TaskRecord) -> Option<String> {
                 Ok(c) => c,
                 Err(_) => {
                     return Some(format!(
-                    "the protected check timed out: comparing the work with the base took over {}",
-                    format!("{:.1}s", budget.as_secs_f64())
+                    "the protected check timed out: comparing the work with the base took over {:.1}s",
+                    budget.as_secs_f64()
                 ))
                 }
             }
