@@ -40,9 +40,12 @@ pub(crate) async fn finish(
                     stop_reason: Some(super::clocks::WALL.into()),
                     ..task.clone()
                 });
-                // ... and say what the gates were doing when it ran out.
+                // ... and say so when it ran out before they could even start.
                 match timeout {
-                    Some(t) => Outcome::fail(ErrorKind::Timeout, format!("{}; {failed}", t.reason)),
+                    Some(t) if failed.starts_with(super::protect::NOT_RUN) => {
+                        Outcome::fail(ErrorKind::Timeout, format!("{}; {failed}", t.reason))
+                    }
+                    Some(t) => t,
                     None => Outcome::fail(ErrorKind::GateFailed, failed),
                 }
             } else {
