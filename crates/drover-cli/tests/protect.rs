@@ -538,3 +538,50 @@ fn a_huge_work_tree_cannot_outlast_the_gate_budget() {
         .collect();
     assert!(cps.is_empty(), "copies still running: {cps:?}");
 }
+
+/// The same under `--timeout`: the view's preparation gets only what is left of the wall clock;
+/// the task ends a timeout whose reason says the protected check was cut.
+#[test]
+fn a_huge_work_tree_cannot_outlast_the_wall_clock() {
+    let env = Env::new().with_env("DROVER_SANDBOX", "worktree");
+    repo(&env);
+    std::fs::write(env.repo.join(".gitignore"), "junk/\n").unwrap();
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-qm", "ignore junk"]);
+    // Makes 60,000 files (copying them takes several seconds here), then exits 13 s after it
+    // started: 2 s of the wall clock are left for the gates.
+    let cmd = "s=$(date +%s); mkdir junk && (cd junk && seq 1 60000 | xargs touch); \
+               while [ $(( $(date +%s) - s )) -lt 13 ]; do sleep 0.1; done; echo made";
+    let id = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        cmd,
+        "--timeout",
+        "15s",
+        "--verify",
+        "echo GATE-RAN",
+        "--protect",
+        "check.sh",
+        "make many files",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "timeout", "{t:#}");
+    let reason = t["outcome"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("wall-clock timeout 15s")
+            && reason.contains("protected check timed out"),
+        "{reason}"
+    );
+    assert!(!env.home.join("tasks").join(&id).join("gate-1.log").exists());
+    let cps: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("cp ") && c.contains(&id))
+        .collect();
+    assert!(cps.is_empty(), "copies still running: {cps:?}");
+}
