@@ -633,6 +633,23 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_permission_request_is_kept_small_and_marked() {
+        let small = json!({"request_id": "r1", "tool": "Bash", "input": {"command": "ls"}});
+        assert_eq!(pending_form(&small), small, "a small request is kept whole");
+        let big = json!({"request_id": "r2", "tool": "Bash",
+            "input": {"command": "x".repeat(1 << 20), "many": vec!["y".repeat(900); 500]}});
+        let p = pending_form(&big);
+        assert!(
+            p.to_string().len() <= PENDING_MAX + 256,
+            "{} bytes",
+            p.to_string().len()
+        );
+        assert_eq!(p["truncated"], true);
+        assert_eq!(p["request_id"], "r2");
+        assert_eq!(p["tool"], "Bash");
+    }
+
+    #[test]
     fn long_line_is_kept_as_excerpt_and_range() {
         let mut bytes = b"a\n".to_vec();
         bytes.extend(std::iter::repeat_n(b'x', 3 << 20));
