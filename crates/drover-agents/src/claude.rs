@@ -204,8 +204,11 @@ impl Adapter for Claude {
         input: &Value,
         message: Option<&str>,
     ) -> Option<String> {
-        let decision = if allow {
+        let decision = if allow && input.is_object() {
             json!({"behavior": "allow", "updatedInput": input})
+        } else if allow {
+            // No input known whole (a request stored cut down): Claude Code keeps its own.
+            json!({"behavior": "allow"})
         } else {
             let message = message.unwrap_or("Permission denied by drover.");
             json!({"behavior": "deny", "message": message})

@@ -428,6 +428,12 @@ fn long_prompts_come_from_a_file_or_stdin_and_empty_ones_are_refused_by_every_ag
     ]);
     let p: Value = env.json(&["pool", "show", "long", "--json"]);
     assert_eq!(p["prompt"].as_str().unwrap().len(), 200_000);
+    // A pool list row is a summary: the prompt cut to 500 characters (and marked).
+    let pools: Vec<Value> = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
+    let row = pools.iter().find(|p| p["name"] == "long").unwrap();
+    let prompt = row["prompt"].as_str().unwrap();
+    assert_eq!(prompt.chars().count(), 501, "{prompt}");
+    assert!(prompt.ends_with('…'));
 
     // One rule for an empty prompt, whatever the agent.
     let empty = env.tmp.path().join("empty.txt");

@@ -7,6 +7,19 @@ use serde_json::{json, Value};
 /// Not a plain file edit, so `acceptEdits` leaves it to the host.
 const PERM_CMD: &str = "python3 -c \"open('perm.txt','w').write('allowed\\n')\"";
 
+/// Characters of the long literal in [`big_perm_cmd`]: the request is far over what
+/// `pending_input` keeps, and one argument of `bash -c` still fits (< 128 KiB).
+const BIG_LEN: usize = 100_000;
+
+/// A permission request with a ~100 KB input; the file it writes says whether the command ran
+/// whole (the length of its long literal).
+fn big_perm_cmd() -> String {
+    format!(
+        "python3 -c \"open('big.txt','w').write(str(len('{}')))\"",
+        "x".repeat(BIG_LEN)
+    )
+}
+
 fn scenarios() -> Value {
     json!({ "scenarios": [
         { "name": "write", "match": "WRITE-HELLO", "turns": [
@@ -28,6 +41,10 @@ fn scenarios() -> Value {
             { "content": [ {"type": "tool_use", "name": "Bash",
                             "input": {"command": PERM_CMD, "description": "write a file"}} ] },
             { "content": [ {"type": "text", "text": "bash ran"} ] } ] },
+        { "name": "bigperm", "match": "BIG-BASH", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Bash",
+                            "input": {"command": big_perm_cmd(), "description": "write a file"}} ] },
+            { "content": [ {"type": "text", "text": "big bash ran"} ] } ] },
         { "name": "default", "turns": [ { "content": [ {"type": "text", "text": "hello"} ] } ] }
     ]})
 }
@@ -345,6 +362,10 @@ fn attach_shows_the_transcript_and_sends_typed_lines() {
         { "name": "chat", "match": "ATTACH-ME", "turns": [
             { "content": [{ "type": "text", "text": "first answer" }], "hold": "first" },
             { "content": [{ "type": "text", "text": "second answer" }] } ] },
+        { "name": "bigperm", "match": "BIG-BASH", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Bash",
+                            "input": {"command": big_perm_cmd(), "description": "write a file"}} ] },
+            { "content": [ {"type": "text", "text": "big bash ran"} ] } ] },
         { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "?" }] }] }
     ]}));
     let env = Env::claude(&provider);
@@ -381,4 +402,47 @@ fn attach_shows_the_transcript_and_sends_typed_lines() {
         .iter()
         .any(|e| e["kind"] == "input" && e["data"]["message"] == "ATTACH-FOLLOWUP also say more"));
     assert_eq!(evs.iter().filter(|e| e["kind"] == "result").count(), 2);
+}
+
+#[test]
+fn a_huge_permission_request_is_stored_small_and_allow_runs_it_whole() {
+    let provider = Provider::start(scenarios());
+    let env = Env::claude(&provider);
+    let id = env.ok(&["run", "BIG-BASH: run a long command"]);
+    let t = env.until(&id, "needs_input", |t| t["state"] == "needs_input");
+    // The task row holds a bounded form: marked, pointing at the whole line in the raw log.
+    let p = &t["pending_input"];
+    assert_eq!(p["tool"], "Bash");
+    assert_eq!(p["truncated"], true, "{p:#}");
+    let stored = p.to_string().len();
+    assert!(stored < 10 << 10, "pending_input is {stored} bytes");
+    assert_eq!(p["raw"]["stream"], "stdout");
+    let (off, len) = (
+        p["raw"]["offset"].as_u64().unwrap() as usize,
+        p["raw"]["len"].as_u64().unwrap() as usize,
+    );
+    let log = std::fs::read(env.home.join("tasks").join(&id).join("stdout.log")).unwrap();
+    let line: Value = serde_json::from_slice(&log[off..off + len]).unwrap();
+    assert_eq!(line["type"], "control_request", "{line:#}");
+    assert_eq!(
+        line["request"]["input"]["command"].as_str().unwrap(),
+        big_perm_cmd()
+    );
+    // A list page carries a short form only: request id and tool, an input excerpt.
+    let page = env.ok(&["ls", "--json"]);
+    assert!(page.len() < 8 << 10, "ls page is {} bytes", page.len());
+    let tasks: Vec<Value> = serde_json::from_str(&page).unwrap();
+    let summary = &tasks.iter().find(|x| x["id"] == id.as_str()).unwrap()["pending_input"];
+    assert_eq!(summary["request_id"], p["request_id"]);
+    assert_eq!(summary["tool"], "Bash");
+    assert!(summary.to_string().len() < 1024, "{summary}");
+    // Allow needs only the request id: Claude Code runs the command it asked for, whole.
+    env.ok(&["send", &id, "--allow"]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "big bash ran");
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:big.txt")]),
+        BIG_LEN.to_string()
+    );
 }

@@ -484,3 +484,104 @@ fn a_bad_glob_in_the_config_is_named_when_the_daemon_starts() {
         "{err}"
     );
 }
+
+/// An agent that leaves a work tree of many files cannot make the protected view's preparation
+/// (a copy of the work tree in worktree mode) outlast the gate budget: it is cut at the budget,
+/// its `cp` is killed, the gates never run, and the task fails saying why.
+#[test]
+fn a_huge_work_tree_cannot_outlast_the_gate_budget() {
+    let env = Env::new().with_env("DROVER_SANDBOX", "worktree");
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(env.home.join("config.toml"), "gate_timeout_secs = 0.3\n").unwrap();
+    repo(&env);
+    // Ignored: the commit at finish skips them; the gate view's copy does not.
+    std::fs::write(env.repo.join(".gitignore"), "junk/\n").unwrap();
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-qm", "ignore junk"]);
+    let id = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        "mkdir junk && cd junk && seq 1 20000 | xargs touch && echo made",
+        "--verify",
+        "echo GATE-RAN",
+        "--protect",
+        "check.sh",
+        "make many files",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["sandbox_kind"], "worktree");
+    assert_eq!(t["outcome"]["error_kind"], "gate_failed", "{t:#}");
+    let reason = t["outcome"]["reason"].as_str().unwrap();
+    assert!(reason.contains("protected check timed out"), "{reason}");
+    let gates = gate_events(&env, &id);
+    assert_eq!(gates.len(), 1, "{gates:#?}");
+    assert!(gates[0]["exit_code"].is_null(), "{gates:#?}");
+    assert!(
+        gates[0]["protect"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{gates:#?}"
+    );
+    // The gate's command never ran: its log was never written.
+    assert!(!env.home.join("tasks").join(&id).join("gate-1.log").exists());
+    // No copy is left running.
+    let cps: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("cp ") && c.contains(&id))
+        .collect();
+    assert!(cps.is_empty(), "copies still running: {cps:?}");
+}
+
+/// The same under `--timeout`: the view's preparation gets only what is left of the wall clock;
+/// the task ends a timeout whose reason says the protected check was cut.
+#[test]
+fn a_huge_work_tree_cannot_outlast_the_wall_clock() {
+    let env = Env::new().with_env("DROVER_SANDBOX", "worktree");
+    repo(&env);
+    std::fs::write(env.repo.join(".gitignore"), "junk/\n").unwrap();
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-qm", "ignore junk"]);
+    // Makes 60,000 files (copying them takes several seconds here), then exits 13 s after it
+    // started: 2 s of the wall clock are left for the gates.
+    let cmd = "s=$(date +%s); mkdir junk && (cd junk && seq 1 60000 | xargs touch); \
+               while [ $(( $(date +%s) - s )) -lt 13 ]; do sleep 0.1; done; echo made";
+    let id = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        cmd,
+        "--timeout",
+        "15s",
+        "--verify",
+        "echo GATE-RAN",
+        "--protect",
+        "check.sh",
+        "make many files",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "timeout", "{t:#}");
+    let reason = t["outcome"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("wall-clock timeout 15s")
+            && reason.contains("protected check timed out"),
+        "{reason}"
+    );
+    assert!(!env.home.join("tasks").join(&id).join("gate-1.log").exists());
+    let cps: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("cp ") && c.contains(&id))
+        .collect();
+    assert!(cps.is_empty(), "copies still running: {cps:?}");
+}

@@ -468,3 +468,62 @@ fn connections_over_the_cap_are_refused_at_once_and_slots_come_back() {
     let ls = env.run(&["ls"]);
     assert!(ls.status.success(), "{ls:?}");
 }
+
+/// An events page is bounded by bytes as well as by count: 200 events of ~16 KiB come in pages
+/// of at most about 1 MiB, and following the pages still yields every event once, in order.
+#[test]
+fn event_pages_are_bounded_by_bytes() {
+    let env = Env::new();
+    env.ok(&["daemon"]);
+    let id = env.run_command_task(
+        "for i in $(seq 1 200); do head -c 20000 /dev/zero | tr '\\0' y; echo; done",
+        "wide lines",
+    );
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let sock = env.home.join("daemon.sock");
+    let (mut after, mut seen, mut pages) = (0i64, 0usize, 0usize);
+    loop {
+        let (status, body) = http(
+            &sock,
+            "GET",
+            &format!("/v1/tasks/{id}/events?after={after}"),
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.len() <= (1 << 20) + (80 << 10),
+            "a page of {} bytes",
+            body.len()
+        );
+        let evs: Vec<Value> = serde_json::from_str(&body).unwrap();
+        let Some(last) = evs.last() else { break };
+        for e in &evs {
+            assert_eq!(e["seq"].as_i64().unwrap(), after + 1, "a gap or a repeat");
+            after += 1;
+        }
+        assert_eq!(last["seq"].as_i64().unwrap(), after);
+        seen += evs.len();
+        pages += 1;
+        assert!(pages < 100, "no end of pages");
+    }
+    let texts = env
+        .events(&id)
+        .iter()
+        .filter(|e| e["kind"] == "text")
+        .count();
+    assert_eq!(texts, 200);
+    assert!(seen >= 200, "{seen} events");
+    assert!(pages >= 3, "200 × 16 KiB in {pages} pages");
+    // Following (SSE, read in bounded batches) yields the same events, once each, in order.
+    let followed: Vec<i64> = env
+        .ok(&["logs", "--follow", "--json", &id])
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(followed, (1..=after).collect::<Vec<_>>());
+}

@@ -130,10 +130,13 @@ impl Sandboxes {
     ) -> Result<(PathBuf, Vec<ProtectedChange>)> {
         let tree = root.join("tree");
         // `cp -a src/. dst`: the work tree as it is now, `.git` file included (gates may run git).
+        // Killed when this future is dropped (the engine bounds the view's preparation by the
+        // gate budget): a huge work tree leaves no copy running behind it.
         let out = tokio::process::Command::new("cp")
             .args(["-a", "--reflink=auto", "--"])
             .arg(sb.path.join("."))
             .arg(&tree)
+            .kill_on_drop(true)
             .output()
             .await
             .map_err(|e| SandboxError::io("run cp for", &tree, e))?;

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
@@ -404,10 +406,16 @@ pub(crate) fn walk(root: &Path, upper: bool) -> Vec<String> {
     let mut out = vec![];
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
+        if cancelled() {
+            break;
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
-        for e in entries.flatten() {
+        for (i, e) in entries.flatten().enumerate() {
+            if i % 4096 == 4095 && cancelled() {
+                return out;
+            }
             let name = e.file_name().to_string_lossy().into_owned();
             if rel.is_empty() && name == ".git" {
                 continue;
@@ -567,17 +575,50 @@ impl Sandboxes {
     }
 }
 
-/// Runs filesystem work off the async threads.
+thread_local! {
+    /// Set on the blocking thread running [`blocking`]'s work: true once its caller is gone.
+    static CANCELLED: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Whether the caller of the [`blocking`] work running on this thread has given up on it (its
+/// future was dropped, e.g. by a timeout): long walks stop early; their result is never used.
+pub(crate) fn cancelled() -> bool {
+    CANCELLED.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
+}
+
+/// Sets the flag when dropped: the awaiting future is gone.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs blocking work (walks, compares) off the async workers. Dropping the returned future
+/// cancels it: the walks check [`cancelled`] and stop, so abandoned work does not run on.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SandboxError::Io {
-            op: "walk".to_string(),
-            path: "sandbox".to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })
+    let flag = Arc::new(AtomicBool::new(false));
+    let guard = CancelOnDrop(flag.clone());
+    let res = tokio::task::spawn_blocking(move || {
+        CANCELLED.with(|c| *c.borrow_mut() = Some(flag));
+        let out = f();
+        CANCELLED.with(|c| *c.borrow_mut() = None);
+        out
+    })
+    .await;
+    drop(guard);
+    res.map_err(|e| SandboxError::Io {
+        op: "walk".to_string(),
+        path: "sandbox".to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -101,6 +101,15 @@ pub trait Store: Send + Sync {
     ) -> Result<(TaskRecord, Vec<Event>)>;
     /// Events with `seq > after`, at most `limit`.
     async fn events(&self, id: &str, after: i64, limit: i64) -> Result<Vec<Event>>;
+    /// Events with `seq > after`, at most `limit` and, past the first one, at most about
+    /// `max_bytes` of stored data in all (rows are read one by one: a page never holds more).
+    async fn events_page(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>>;
     /// Deletes a task and its events.
     async fn delete_task(&self, id: &str) -> Result<()>;
 
@@ -121,7 +130,8 @@ pub trait Store: Send + Sync {
     async fn launch_pool_task(&self, name: &str, task: NewTask) -> Result<Option<TaskRecord>>;
     async fn pool_stats(&self, name: &str, soft_fail_counts: bool) -> Result<PoolStats>;
     async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()>;
-    async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>>;
+    /// The pool's latest `limit` events, oldest first.
+    async fn pool_events(&self, name: &str, limit: i64) -> Result<Vec<PoolEvent>>;
 
     /// Stores metered responses and adds each to its task's usage and cost, all in one
     /// transaction (all or none).

@@ -346,13 +346,16 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(crate) async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>> {
-        let rows =
-            sqlx::query("SELECT seq, ts, kind, data FROM pool_events WHERE pool = ? ORDER BY seq")
-                .bind(name)
-                .fetch_all(&self.reader)
-                .await?;
+    pub(crate) async fn pool_events(&self, name: &str, limit: i64) -> Result<Vec<PoolEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, ts, kind, data FROM pool_events WHERE pool = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter()
+            .rev()
             .map(|r| {
                 let data: String = r.try_get("data")?;
                 Ok(PoolEvent {

@@ -63,7 +63,8 @@ impl SqliteStore {
 }
 
 /// Every column of `tasks` (whatever migrations added), with prompt, result and cmd read from
-/// their short copies (`*_head`, kept by triggers: see migration 0007).
+/// their short copies (`*_head`, kept by triggers: see migration 0007) and `pending_input` as a
+/// short form.
 async fn summary_columns(conn: &SqlitePool) -> Result<String> {
     let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('tasks')")
         .fetch_all(conn)
@@ -73,6 +74,14 @@ async fn summary_columns(conn: &SqlitePool) -> Result<String> {
         .filter(|c| !c.ends_with("_head"))
         .map(|c| match c.as_str() {
             "prompt" | "result" | "cmd" => format!("{c}_head AS {c}"),
+            // A short form: who asks for what, an excerpt of the input (the whole request is in
+            // `GET /v1/tasks/{id}`; `send --allow` needs only the id).
+            "pending_input" => "CASE WHEN pending_input IS NULL THEN NULL ELSE json_object(\
+                 'request_id', json_extract(pending_input, '$.request_id'), \
+                 'tool', json_extract(pending_input, '$.tool'), \
+                 'input', substr(json_extract(pending_input, '$.input'), 1, 200), \
+                 'summary', json('true')) END AS pending_input"
+                .to_string(),
             _ => format!("\"{c}\""),
         })
         .collect::<Vec<_>>()
@@ -367,6 +376,41 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn events_page(
+        &self,
+        id: &str,
+        after: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Event>> {
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT seq, ts, kind, data FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(limit)
+        .fetch(&self.reader);
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        while let Some(r) = rows.try_next().await? {
+            let data: String = r.try_get("data")?;
+            bytes += data.len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            let kind: String = r.try_get("kind")?;
+            out.push(Event {
+                task_id: id.to_string(),
+                seq: r.try_get("seq")?,
+                ts: r.try_get("ts")?,
+                kind: EventKind::from_str(&kind).map_err(StoreError::Corrupt)?,
+                data: serde_json::from_str(&data)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            });
+        }
+        Ok(out)
+    }
+
     async fn delete_task(&self, id: &str) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM events WHERE task_id = ?")
@@ -415,8 +459,8 @@ impl Store for SqliteStore {
     async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()> {
         SqliteStore::pool_event(self, name, kind, data).await
     }
-    async fn pool_events(&self, name: &str) -> Result<Vec<PoolEvent>> {
-        SqliteStore::pool_events(self, name).await
+    async fn pool_events(&self, name: &str, limit: i64) -> Result<Vec<PoolEvent>> {
+        SqliteStore::pool_events(self, name, limit).await
     }
 
     async fn record_usage(&self, rows: &[crate::usage::UsageRow]) -> Result<()> {

@@ -206,3 +206,49 @@ async fn list_pages_hold_summaries_and_get_holds_the_whole_task() {
     let ids: Vec<&str> = recent.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["cccc0000", "cccc0001", "cccc0003", "cccc0004"]);
 }
+
+#[tokio::test]
+async fn event_pages_stop_at_a_byte_budget_and_pool_events_are_the_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+    store.create_task(new_task("eeee0001")).await.unwrap();
+    let big = "z".repeat(10_000);
+    let evs = (0..50)
+        .map(|_| NewEvent::new(EventKind::Text, json!({ "text": big })))
+        .collect();
+    store
+        .update("eeee0001", None, TaskPatch::new(), evs)
+        .await
+        .unwrap();
+    // ~10 KB each: a 35 KB budget holds 3; a budget smaller than one event still gives one.
+    let all = store.events("eeee0001", 0, 1000).await.unwrap();
+    let s0 = all.iter().find(|e| e.kind == EventKind::Text).unwrap().seq - 1;
+    let page = store
+        .events_page("eeee0001", s0, 1000, 35_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![s0 + 1, s0 + 2, s0 + 3]
+    );
+    let one = store
+        .events_page("eeee0001", s0 + 3, 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(one.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![s0 + 4]);
+    let rest = store
+        .events_page("eeee0001", s0 + 45, 1000, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 5);
+
+    for i in 0..30 {
+        store
+            .pool_event("p", "note", json!({ "i": i }))
+            .await
+            .unwrap();
+    }
+    let latest = store.pool_events("p", 10).await.unwrap();
+    let seqs: Vec<i64> = latest.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (21..=30).collect::<Vec<_>>());
+}

@@ -164,6 +164,8 @@ pub const LIST_MAX_LIMIT: usize = 500;
 /// `GET /v1/tasks/{id}/events?after=` (without `follow`) answers at most this many events; the
 /// next page starts after the last `seq`.
 pub const EVENTS_MAX_LIMIT: usize = 1000;
+/// ... and at most about this many bytes of event data (always at least one event).
+pub const EVENTS_PAGE_BYTES: usize = 1 << 20;
 
 /// `GET /v1/tasks?all=&limit=&cursor=`: one page of task summaries in queue order. A summary is
 /// a [`crate::Task`] whose `prompt`, `result` and `cmd` are cut to 500 characters (plus `…`);

@@ -12,6 +12,11 @@ use std::sync::Arc;
 
 type ApiResult<T> = Result<T, ApiErr>;
 
+/// `pool show` lists this many of the pool's latest events.
+const POOL_EVENTS: i64 = 200;
+/// A pool list row's prompt and cmd are cut to this many characters (as task summaries are).
+const SUMMARY_CHARS: usize = 500;
+
 async fn view(engine: &Engine, pool: &PoolRecord, with_events: bool) -> ApiResult<Value> {
     let stats = engine
         .store
@@ -26,9 +31,18 @@ async fn view(engine: &Engine, pool: &PoolRecord, with_events: bool) -> ApiResul
         if with_events {
             obj.insert(
                 "events".into(),
-                serde_json::to_value(engine.store.pool_events(&pool.name).await?)
+                serde_json::to_value(engine.store.pool_events(&pool.name, POOL_EVENTS).await?)
                     .unwrap_or_default(),
             );
+        } else {
+            // A list row is a summary: long texts cut (`pool show` has them whole).
+            for k in ["prompt", "cmd"] {
+                if let Some(Value::String(s)) = obj.get_mut(k) {
+                    if s.chars().count() > SUMMARY_CHARS {
+                        *s = format!("{}…", s.chars().take(SUMMARY_CHARS).collect::<String>());
+                    }
+                }
+            }
         }
     }
     Ok(v)

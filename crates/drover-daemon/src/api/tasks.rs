@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use drover_store::{ListFilter, NewTask, StoreError, TaskRecord};
 use drover_types::{
-    Budget, RunRequest, SendRequest, Task, TaskPage, EVENTS_MAX_LIMIT, LIST_DEFAULT_LIMIT,
-    LIST_MAX_LIMIT, MAX_PROMPT_BYTES,
+    Budget, RunRequest, SendRequest, Task, TaskPage, EVENTS_MAX_LIMIT, EVENTS_PAGE_BYTES,
+    LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, MAX_PROMPT_BYTES,
 };
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -297,7 +297,10 @@ pub async fn events(
     let after = resume_after(&headers, q.after)?;
     let task = engine.store.find_task(&id).await?;
     if !q.follow {
-        let evs = engine.store.events(&task.id, after, limit as i64).await?;
+        let evs = engine
+            .store
+            .events_page(&task.id, after, limit as i64, EVENTS_PAGE_BYTES)
+            .await?;
         return Ok(Json(evs).into_response());
     }
     let stream = follow(engine, task.id, after);
@@ -305,6 +308,13 @@ pub async fn events(
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }
+
+/// Events an SSE follower reads per batch, and at most about this many bytes of them.
+const FOLLOW_BATCH: i64 = 200;
+const FOLLOW_BATCH_BYTES: usize = 256 << 10;
+/// SSE events queued for a client ahead of what it has read. With the batch, a client that
+/// never reads costs the daemon at most about 256 KiB + 4 × 64 KiB (plus socket buffers).
+const FOLLOW_QUEUE: usize = 4;
 
 /// Events after `after` as SSE (id = seq), live, ending once the task is terminal and drained,
 /// or when the daemon stops (clients reconnect with `after` = the last id they saw).
@@ -321,7 +331,12 @@ fn follow(
                 Ok(t) => t.state.is_terminal(),
                 Err(_) => true,
             };
-            let Ok(evs) = engine.store.events(&id, after, 500).await else {
+            // One bounded batch at a time: the next is read only once this one is handed on.
+            let Ok(evs) = engine
+                .store
+                .events_page(&id, after, FOLLOW_BATCH, FOLLOW_BATCH_BYTES)
+                .await
+            else {
                 return;
             };
             let n = evs.len();
@@ -336,7 +351,8 @@ fn follow(
                     return;
                 }
             }
-            if n == 500 {
+            if n > 0 {
+                // Possibly cut by bytes: ask again until a read comes back empty.
                 continue;
             }
             if terminal || engine.is_stopping() {
@@ -356,7 +372,7 @@ where
     F: FnOnce(tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (tx, rx) = tokio::sync::mpsc::channel(FOLLOW_QUEUE);
     tokio::spawn(f(tx));
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }

@@ -80,7 +80,13 @@ pub(crate) async fn answer(
         .get("request_id")
         .and_then(|v| v.as_str())
         .unwrap_or_default();
-    let input = req.get("input").cloned().unwrap_or(json!({}));
+    // A request stored cut down (see `ingest::pending_form`) does not hold the agent's input:
+    // the answer then carries none, and the agent runs the tool with the input it asked for.
+    let input = if req.get("truncated").and_then(|v| v.as_bool()) == Some(true) {
+        serde_json::Value::Null
+    } else {
+        req.get("input").cloned().unwrap_or(json!({}))
+    };
     let line = adapter
         .permission_answer(request_id, allow, &input, message)
         .ok_or_else(|| {

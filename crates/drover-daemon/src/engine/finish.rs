@@ -40,7 +40,14 @@ pub(crate) async fn finish(
                     stop_reason: Some(super::clocks::WALL.into()),
                     ..task.clone()
                 });
-                timeout.unwrap_or(Outcome::fail(ErrorKind::GateFailed, failed))
+                // ... and say so when it ran out before they could even start.
+                match timeout {
+                    Some(t) if failed.starts_with(super::protect::NOT_RUN) => {
+                        Outcome::fail(ErrorKind::Timeout, format!("{}; {failed}", t.reason))
+                    }
+                    Some(t) => t,
+                    None => Outcome::fail(ErrorKind::GateFailed, failed),
+                }
             } else {
                 Outcome::fail(ErrorKind::GateFailed, failed)
             };
@@ -123,6 +130,8 @@ pub(crate) async fn gate_failure(
             |g| {
                 if g["passed"] == true {
                     "the gates passed only with the protected paths put back".to_string()
+                } else if let Some(e) = g["protect"]["error"].as_str() {
+                    e.to_string()
                 } else {
                     format!(
                         "gate `{}` failed (exit {})",
@@ -139,6 +148,9 @@ pub(crate) async fn gate_failure(
         engine.update(&task.id, Some(ACTIVE), patch, vec![]).await?;
         let runs = gates::run_all(engine, task).await?;
         runs.iter().find(|r| !r.passed()).map(|r| {
+            if r.exit_code.is_none() && r.tail.starts_with(super::protect::NOT_RUN) {
+                return r.tail.clone();
+            }
             let code = r
                 .exit_code
                 .map(|c| c.to_string())

@@ -23,6 +23,10 @@ const CHUNK: u64 = 1 << 20;
 pub const LINE_EXCERPT: usize = 16 << 10;
 /// An event's JSON is cut down past this size (e.g. a huge tool call input).
 const EVENT_MAX: usize = 64 << 10;
+/// A pending permission request is stored in at most about this many bytes.
+const PENDING_MAX: usize = 8 << 10;
+/// Long string values of a pending request's input are cut to this many bytes.
+const PENDING_EXCERPT: usize = 1024;
 /// stderr lines and tool results are cut to this many bytes in events.
 const EXCERPT: usize = 4096;
 
@@ -367,6 +371,34 @@ fn cut_strings(v: &mut Value, max: usize) {
     }
 }
 
+/// What is stored of a permission request in `pending_input` (and shown in every task read):
+/// at most about [`PENDING_MAX`] bytes. Longer string values of `input` are cut to excerpts,
+/// and `truncated: true` says the input is not whole (an answer then never sends it back).
+fn pending_form(req: &Value) -> Value {
+    let mut p = req.clone();
+    if p.to_string().len() <= PENDING_MAX {
+        return p;
+    }
+    if let Some(o) = p.as_object_mut() {
+        if let Some(input) = o.get_mut("input") {
+            cut_strings(input, PENDING_EXCERPT);
+            let s = input.to_string();
+            if s.len() > PENDING_MAX {
+                *input = json!({ "excerpt": excerpt(&s, PENDING_EXCERPT) });
+            }
+        }
+        for k in ["request_id", "tool"] {
+            if let Some(Value::String(s)) = o.get_mut(k) {
+                if s.len() > 256 {
+                    *s = excerpt(s, 256);
+                }
+            }
+        }
+        o.insert("truncated".into(), Value::Bool(true));
+    }
+    p
+}
+
 /// What one step learned, folded into events and a patch.
 struct Acc {
     events: Vec<NewEvent>,
@@ -403,6 +435,15 @@ impl Acc {
         let Some((kind, mut data)) = self.fold(ev) else {
             return;
         };
+        if let (EventKind::NeedsInput, Some(line)) = (kind, line) {
+            // A cut request points at its whole line in the raw log.
+            if let Some(o) = self.pending.as_mut().and_then(|p| p.as_object_mut()) {
+                if o.contains_key("truncated") || !line.whole() {
+                    o.insert("raw".into(), line.raw());
+                    o.insert("truncated".into(), Value::Bool(true));
+                }
+            }
+        }
         if let Some(line) = line.filter(|l| l.len as usize > LINE_EXCERPT) {
             let cut = bound(&mut data) || !line.whole();
             if let Some(o) = data.as_object_mut() {
@@ -465,7 +506,7 @@ impl Acc {
                 input,
             } => {
                 let req = json!({ "request_id": request_id, "tool": tool, "input": input });
-                self.pending = Some(req.clone());
+                self.pending = Some(pending_form(&req));
                 self.pending_changed = true;
                 (EventKind::NeedsInput, req)
             }
@@ -589,6 +630,23 @@ mod tests {
         let path = dir.path().join("stdout.log");
         std::fs::write(&path, bytes).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn a_huge_permission_request_is_kept_small_and_marked() {
+        let small = json!({"request_id": "r1", "tool": "Bash", "input": {"command": "ls"}});
+        assert_eq!(pending_form(&small), small, "a small request is kept whole");
+        let big = json!({"request_id": "r2", "tool": "Bash",
+            "input": {"command": "x".repeat(1 << 20), "many": vec!["y".repeat(900); 500]}});
+        let p = pending_form(&big);
+        assert!(
+            p.to_string().len() <= PENDING_MAX + 256,
+            "{} bytes",
+            p.to_string().len()
+        );
+        assert_eq!(p["truncated"], true);
+        assert_eq!(p["request_id"], "r2");
+        assert_eq!(p["tool"], "Bash");
     }
 
     #[test]

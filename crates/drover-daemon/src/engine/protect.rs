@@ -6,6 +6,12 @@ use drover_sandbox::{GateView, Protect, ProtectedChange};
 use drover_store::TaskRecord;
 use serde_json::{json, Value};
 
+/// How the reason of a gate run that never started (no protected view) begins.
+pub const NOT_RUN: &str = "the gates did not run";
+
+/// The check at finish gets at least this long, even when the wall clock has run out.
+const CHECK_MIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// At most this many paths are named in a reason.
 const NAMED: usize = 20;
 
@@ -16,20 +22,26 @@ pub async fn gate_view(engine: &Engine, task: &TaskRecord) -> Result<Option<Gate
     if task.protect.is_empty() {
         return Ok(None);
     }
-    let why = |e: String| {
-        format!("the gates did not run: their protected view could not be prepared ({e})")
-    };
+    let why = |e: String| format!("{NOT_RUN}: their protected view could not be prepared ({e})");
     let protect = Protect::new(&task.protect).map_err(|e| why(e.to_string()))?;
     let sb = match engine.sandboxes.load(&task.id).await {
         Ok(Some(sb)) => sb,
         Ok(None) => return Err(why("the task has no sandbox".into())),
         Err(e) => return Err(why(e.to_string())),
     };
-    let view = engine
-        .sandboxes
-        .gate_view(&sb, &protect)
-        .await
-        .map_err(|e| why(e.to_string()))?;
+    // Bounded by the gates' own budget: a work tree of a million files must not outlast the
+    // task's clocks. On expiry the preparation is dropped (its `cp` killed, its walk stopped)
+    // and the gates do not run; a partial copy goes with the next view or the sandbox.
+    let budget = super::clocks::gate_budget(engine, task);
+    let view = match tokio::time::timeout(budget, engine.sandboxes.gate_view(&sb, &protect)).await {
+        Ok(made) => made.map_err(|e| why(e.to_string()))?,
+        Err(_) => {
+            return Err(format!(
+                "{NOT_RUN}: the protected check timed out (preparing their view took over {:.1}s)",
+                budget.as_secs_f64()
+            ))
+        }
+    };
     tracing::info!(task_id = %task.id, ms = view.prepare_ms, restored = view.restored.len(), "gate view ready");
     Ok(Some(view))
 }
@@ -61,7 +73,22 @@ pub async fn tampered(engine: &Engine, task: &TaskRecord) -> Option<String> {
         Err(e) => return unchecked(e.to_string()),
     };
     let changes = match engine.sandboxes.load(&task.id).await {
-        Ok(Some(sb)) => engine.sandboxes.protected_changes(&sb, &protect).await,
+        Ok(Some(sb)) => {
+            // Bounded like the gates (at least a few seconds: the wall clock may be spent by
+            // now); on expiry the walk is stopped and the task fails closed.
+            let budget = super::clocks::gate_budget(engine, task).max(CHECK_MIN);
+            match tokio::time::timeout(budget, engine.sandboxes.protected_changes(&sb, &protect))
+                .await
+            {
+                Ok(c) => c,
+                Err(_) => {
+                    return Some(format!(
+                    "the protected check timed out: comparing the work with the base took over {:.1}s",
+                    budget.as_secs_f64()
+                ))
+                }
+            }
+        }
         // Already committed and removed: compare the delivered branch with the base.
         Ok(None) => {
             let Some((head, _)) = super::finish::delivered_head(engine, &task.id).await else {
