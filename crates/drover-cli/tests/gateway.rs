@@ -393,3 +393,36 @@ fn doctor_names_unpriced_default_models() {
         .unwrap()
         .contains(r#"gateway.prices."claude-opus-5-5""#));
 }
+
+/// A budgeted task accepted while the gateway was on, still queued when the daemon comes back
+/// without a provider key, is failed at start — never run unmetered with the agent's own login.
+#[test]
+fn a_budgeted_task_is_never_started_by_a_daemon_without_the_gateway() {
+    let provider = forever(json!({ "input": 10, "output": 1 }));
+    let mut env = Env::claude(&provider).with_env("DROVER_SLOTS", "1");
+    let blocker = env.ok(&["run", "--agent", "command", "--cmd", "sleep 600", "block"]);
+    env.until(&blocker, "the blocker to run", |t| t["state"] == "running");
+    let id = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        "true",
+        "--max-usd",
+        "1",
+        "budgeted",
+    ]);
+    assert_eq!(env.show(&id)["state"], "queued");
+    env.ok(&["daemon", "stop"]);
+    env.extra_env.retain(|(k, _)| k != "ANTHROPIC_API_KEY");
+    // The next command starts a daemon without the key (no gateway); freeing the slot starts
+    // the budgeted task's turn.
+    env.ok(&["stop", &blocker]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "budget_exceeded", "{t:#}");
+    let reason = t["outcome"]["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot be enforced"), "{reason}");
+    assert!(t["started_at"].is_string() && t["pid"].is_null(), "{t:#}");
+    assert_eq!(t["metered_by"], "agent", "{t:#}");
+}

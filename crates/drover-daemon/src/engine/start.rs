@@ -33,6 +33,20 @@ pub(crate) async fn start(
     }
     // A ready record from an earlier attempt must not be mistaken for this one's (see recover).
     let _ = std::fs::remove_file(engine.home.task(id).ready());
+    if engine.gateway.is_none() {
+        // Accepted by a daemon that had the gateway; this one has none: never run it unmetered.
+        let policy = grant_policy(engine, task).await;
+        if task.budget.max_usd.is_some()
+            || task.budget.max_tokens.is_some()
+            || policy.pool_usd.is_some()
+            || policy.team_usd_per_day.is_some()
+        {
+            let why = "this task's budget cannot be enforced: drover's gateway is off (the daemon \
+                       has no provider key, or DROVER_GATEWAY=off)";
+            fail(engine, task, ErrorKind::BudgetExceeded, why).await?;
+            return Ok(None);
+        }
+    }
     let sandbox = match prepare_sandbox(engine, task).await {
         Ok(sb) => sb,
         Err(e) => {
