@@ -453,10 +453,13 @@ fn a_lock_holder_that_dies_releases_the_lock() {
         "drover lock solo -- sh -c 'echo $$ > holder.pid; exec sleep 60'",
         "holder",
     );
+    // Holding, and its process group recorded (the lock can be taken before the supervisor has
+    // stored the agent's pids).
     let t = env.until(&first, "holding", |t| {
         t["locks"]["holding"]
             .as_array()
             .is_some_and(|h| !h.is_empty())
+            && t["pgid"].is_i64()
     });
     assert_eq!(t["locks"]["holding"][0], "solo");
     let second = env.run_command_task("drover lock solo -- echo got it", "waiter");
