@@ -5,10 +5,8 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
 /// Exit 2, and stderr is one `drover: …` line that says `needle` (plus at most a hint line).
 fn refused(out: &Output, args: &[&str], needle: &str) {
@@ -30,57 +28,6 @@ fn all_tasks(env: &Env) -> Vec<Value> {
 }
 
 /// One HTTP/1.1 request over the daemon's socket; returns (status, headers, body).
-fn http(
-    env: &Env,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    let mut s = UnixStream::connect(env.home.join("daemon.sock")).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: drover\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    // A server may answer (413) before reading the whole body; a broken pipe is fine then.
-    let _ = s.write_all(body);
-    let mut raw = vec![];
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}: {raw:?}"));
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, head, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = vec![];
-    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[i + 2..i + 2 + n]);
-        b = &b[i + 2 + n + 2..];
-    }
-    out
-}
-
 /// A 4xx whose body is the API's error shape.
 fn api_error(status: u16, body: &[u8], want: u16, needle: &str) -> Value {
     let v: Value = serde_json::from_slice(body).unwrap_or_else(|e| {

@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 /// Prints a line every 100 ms, forever.
@@ -415,21 +414,8 @@ fn bad_durations_are_refused_and_nothing_starts() {
 
 /// One HTTP request over the daemon's socket; returns the status and the JSON body.
 fn post(env: &Env, path: &str, body: &Value) -> (u16, Value) {
-    let mut s = std::os::unix::net::UnixStream::connect(env.home.join("daemon.sock")).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.to_string();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: drover\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let json = raw.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    let (status, text) = api_json(env, "POST", path, &body.to_string());
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 #[test]

@@ -429,3 +429,68 @@ impl Env {
             .with_env("ANTHROPIC_API_KEY", "sk-ant-test-key")
     }
 }
+
+/// One raw HTTP/1.1 request over the daemon's socket (for what the CLI would refuse before
+/// sending): the status, the head and the (de-chunked) body.
+pub fn http(
+    env: &Env,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = std::os::unix::net::UnixStream::connect(env.home.join("daemon.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: drover\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+    // A server may answer (413) before reading the whole body; a broken pipe is fine then.
+    let _ = std::io::Write::write_all(&mut s, body);
+    let mut raw = vec![];
+    let _ = std::io::Read::read_to_end(&mut s, &mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}: {raw:?}"));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = vec![];
+    while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + n]);
+        b = &b[i + 2 + n + 2..];
+    }
+    out
+}
+
+/// A JSON request over the daemon's socket: the status and the body as text.
+pub fn api_json(env: &Env, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, _, b) = http(
+        env,
+        method,
+        path,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    (status, String::from_utf8_lossy(&b).into_owned())
+}
