@@ -179,33 +179,6 @@ pub async fn throughput(
     concurrency: usize,
     duration: Duration,
 ) -> Throughput {
-    let start = Instant::now();
-    let deadline = start + duration;
-    let workers = (0..concurrency).map(|_| {
-        let (client, t) = (client.clone(), t.clone());
-        tokio::spawn(async move {
-            let (mut ok, mut err) = (0u64, 0u64);
-            while Instant::now() < deadline {
-                match once(&client, &t).await {
-                    Ok(_) => ok += 1,
-                    Err(_) => err += 1,
-                }
-            }
-            (ok, err)
-        })
-    });
-    let results = futures::future::join_all(workers).await;
-    let seconds = start.elapsed().as_secs_f64();
-    let (ok, errors) = results
-        .into_iter()
-        .flatten()
-        .fold((0, 0), |(a, b), (o, e)| (a + o, b + e));
-    Throughput {
-        name: t.name.clone(),
-        concurrency,
-        seconds,
-        ok,
-        errors,
-        rps: ok as f64 / seconds,
-    }
+    let targets = vec![t.clone(); concurrency];
+    throughput_each(client, &t.name, &targets, duration).await
 }
