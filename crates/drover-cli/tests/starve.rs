@@ -398,6 +398,15 @@ fn a_prompt_over_1_mib_is_refused_with_413_and_nothing_starts() {
     assert_eq!(body["kind"], "too_large");
     assert!(body["error"].as_str().unwrap().contains("1 MiB"), "{body}");
     assert!(body["hint"].is_string());
+    // The same limit for a pool, whose tasks would inherit the prompt.
+    let pool = serde_json::json!({
+        "name": "big", "slots": 1, "repo": env.repo.display().to_string(),
+        "agent": "command", "cmd": "true", "prompt": "p".repeat((1 << 20) + 1),
+    });
+    let (status, body) = http(&sock, "POST", "/v1/pools", &pool.to_string());
+    assert_eq!(status, 413, "{body}");
+    let pools: Vec<Value> = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
+    assert!(pools.is_empty(), "{pools:#?}");
     // A body over the 4 MiB limit is refused from its announced length, as JSON.
     let mut s = UnixStream::connect(&sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -73,18 +73,7 @@ pub async fn create(
     drover_types::validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     super::tasks::enforceable(&engine, req.max_usd.is_some(), None)?;
-    if req.prompt.len() > drover_types::api::MAX_PROMPT_BYTES {
-        return Err(ApiErr::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "the prompt is {} bytes; the limit is {} MiB",
-                req.prompt.len(),
-                drover_types::api::MAX_PROMPT_BYTES >> 20
-            ),
-            Some("put the details in a file in the repository and point the prompt at it"),
-        ));
-    }
+    super::tasks::prompt_size(&req.prompt)?;
     if req.count == Some(0) {
         return Err(ApiErr::invalid(
             "--count 0: give at least 1 (or leave it out)",

@@ -46,18 +46,7 @@ pub async fn create(
     if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiErr::invalid("the command agent needs --cmd"));
     }
-    if req.prompt.len() > MAX_PROMPT_BYTES {
-        return Err(ApiErr::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "the prompt is {} bytes; the limit is {} MiB",
-                req.prompt.len(),
-                MAX_PROMPT_BYTES >> 20
-            ),
-            Some("put the details in a file in the repository and point the prompt at it"),
-        ));
-    }
+    prompt_size(&req.prompt)?;
     use drover_types::validate;
     validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
     validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
@@ -148,6 +137,23 @@ pub async fn create(
     Err(last
         .map(ApiErr::from)
         .unwrap_or_else(|| ApiErr::invalid("could not create the task")))
+}
+
+/// A prompt over [`MAX_PROMPT_BYTES`] is a 413 (tasks and pools).
+pub(crate) fn prompt_size(prompt: &str) -> ApiResult<()> {
+    if prompt.len() > MAX_PROMPT_BYTES {
+        return Err(ApiErr::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the prompt is {} bytes; the limit is {} MiB",
+                prompt.len(),
+                MAX_PROMPT_BYTES >> 20
+            ),
+            Some("put the details in a file in the repository and point the prompt at it"),
+        ));
+    }
+    Ok(())
 }
 
 /// Money fails closed: budgets are enforced by drover's gateway, so with the gateway off a task

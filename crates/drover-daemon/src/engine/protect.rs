@@ -64,13 +64,9 @@ pub async fn drop_view(engine: &Engine, task_id: &str, view: &GateView) {
 /// Why the task fails because of its protected paths, if it does: the paths its work changed
 /// (compared with the base commit), or that they could not be checked (fails closed).
 pub async fn tampered(engine: &Engine, task: &TaskRecord) -> Option<String> {
-    if task.protect.is_empty() {
-        return None;
-    }
-    let unchecked = |e: String| Some(format!("the protected paths could not be checked: {e}"));
-    let protect = match Protect::new(&task.protect) {
+    let protect = match compiled(task)? {
         Ok(p) => p,
-        Err(e) => return unchecked(e.to_string()),
+        Err(e) => return unchecked(e),
     };
     let changes = match engine.sandboxes.load(&task.id).await {
         Ok(Some(sb)) => {
@@ -92,42 +88,49 @@ pub async fn tampered(engine: &Engine, task: &TaskRecord) -> Option<String> {
         // Already committed and removed: compare the delivered branch with the base.
         Ok(None) => {
             let Some((head, _)) = super::finish::delivered_head(engine, &task.id).await else {
-                return unchecked("the task has neither a sandbox nor a delivered branch".into());
+                return unchecked("the task has neither a sandbox nor a delivered branch");
             };
             return committed(engine, task, &head).await;
         }
-        Err(e) => return unchecked(e.to_string()),
+        Err(e) => return unchecked(e),
     };
-    match changes {
-        Ok(c) if c.is_empty() => None,
-        Ok(c) => Some(reason(&c)),
-        Err(e) => unchecked(e.to_string()),
-    }
+    verdict(changes)
 }
 
 /// [`tampered`] on a commit of the task's work against the base commit, from git objects alone.
 /// Run on what was delivered too: a process that outlived the agent cannot put a protected file
 /// back between the check of the sandbox and its commit.
 pub async fn committed(engine: &Engine, task: &TaskRecord, head: &str) -> Option<String> {
-    if task.protect.is_empty() {
-        return None;
-    }
-    let unchecked = |e: String| Some(format!("the protected paths could not be checked: {e}"));
-    let protect = match Protect::new(&task.protect) {
+    let protect = match compiled(task)? {
         Ok(p) => p,
-        Err(e) => return unchecked(e.to_string()),
+        Err(e) => return unchecked(e),
     };
     let (Some(dir), Some(base)) = (task.repo_dir.as_deref(), task.base_commit.as_deref()) else {
-        return unchecked("the task has no base commit to compare with".into());
+        return unchecked("the task has no base commit to compare with");
     };
-    match engine
-        .sandboxes
-        .protected_changes_between(std::path::Path::new(dir), base, head, &protect)
-        .await
-    {
+    verdict(
+        engine
+            .sandboxes
+            .protected_changes_between(std::path::Path::new(dir), base, head, &protect)
+            .await,
+    )
+}
+
+/// The task's protected globs, compiled; `None` when it protects nothing.
+fn compiled(task: &TaskRecord) -> Option<Result<Protect, String>> {
+    (!task.protect.is_empty()).then(|| Protect::new(&task.protect).map_err(|e| e.to_string()))
+}
+
+/// Fails closed: a check that could not be made fails the task too.
+fn unchecked(e: impl std::fmt::Display) -> Option<String> {
+    Some(format!("the protected paths could not be checked: {e}"))
+}
+
+fn verdict<E: std::fmt::Display>(changes: Result<Vec<ProtectedChange>, E>) -> Option<String> {
+    match changes {
         Ok(c) if c.is_empty() => None,
         Ok(c) => Some(reason(&c)),
-        Err(e) => unchecked(e.to_string()),
+        Err(e) => unchecked(e),
     }
 }
 
