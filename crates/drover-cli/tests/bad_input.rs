@@ -434,3 +434,26 @@ fn long_prompts_come_from_a_file_or_stdin_and_empty_ones_are_refused_by_every_ag
         "an empty prompt started a task"
     );
 }
+
+#[test]
+fn a_team_daily_budget_without_the_gateway_is_refused_and_nothing_starts() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(
+        env.home.join("config.toml"),
+        "[teams.frugal]\nmax_usd_per_day = 1.0\n",
+    )
+    .unwrap();
+    env.ok(&["daemon"]);
+    let args = [
+        "run", "--agent", "command", "--cmd", "true", "--team", "frugal", "x",
+    ];
+    refused(&env.run(&args), &args, "cannot be enforced");
+    // A team without a budget runs as before.
+    let ok = [
+        "run", "--agent", "command", "--cmd", "true", "--team", "other", "y",
+    ];
+    let id = env.ok(&ok);
+    assert_eq!(env.wait(&id)["state"], "succeeded");
+    assert_eq!(all_tasks(&env).len(), 1);
+}
