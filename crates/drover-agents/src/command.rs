@@ -111,7 +111,7 @@ mod tests {
         c.prompt = "x".repeat(ENV_PROMPT_MAX + 1);
         let spec = Command.launch(&c).unwrap();
         assert!(!spec.env.iter().any(|(k, _)| k == "DROVER_PROMPT"));
-        assert_eq!(spec.stdin_lines, vec![c.prompt.clone()]);
+        assert_eq!(spec.stdin_lines, vec![c.prompt]);
     }
 
     #[test]

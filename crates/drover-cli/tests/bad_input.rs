@@ -346,7 +346,7 @@ fn long_prompts_come_from_a_file_or_stdin_and_empty_ones_are_refused_by_every_ag
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let p2 = prompt.clone();
+    let p2 = prompt;
     let writer = std::thread::spawn(move || stdin.write_all(p2.as_bytes()));
     let out = finish_within(child, CLI_DEADLINE, "drover run -");
     writer.join().unwrap().unwrap();

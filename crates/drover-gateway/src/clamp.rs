@@ -57,7 +57,7 @@ mod tests {
         let v = lower(body.clone(), 20000);
         assert_eq!(v["max_tokens"], 20000);
         assert_eq!(v["thinking"]["budget_tokens"], 10000);
-        let v = lower(body.clone(), 2047);
+        let v = lower(body, 2047);
         assert_eq!(v["max_tokens"], 2047);
         assert!(v.get("thinking").is_none());
         // A thinking budget already under the new cap stays.

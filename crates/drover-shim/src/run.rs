@@ -74,10 +74,7 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     let sock = files.socket();
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock)?;
-    {
-        let stdin = stdin.clone();
-        std::thread::spawn(move || serve(listener, stdin, pid));
-    }
+    std::thread::spawn(move || serve(listener, stdin, pid));
     let ready = ShimReady {
         shim_pid: me,
         shim_start: start_time(me).unwrap_or(0),

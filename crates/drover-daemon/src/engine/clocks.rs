@@ -260,7 +260,7 @@ mod tests {
             verify: vec![],
             permissions: "ask".into(),
             created_at: t0.clone(),
-            started_at: Some(t0.clone()),
+            started_at: Some(t0),
             finished_at: None,
             result: None,
             outcome: None,
@@ -315,7 +315,7 @@ mod tests {
         let t = task(TaskState::Running);
         assert_eq!(expired(&t, at("2026-01-01T00:00:39.000Z")), None);
         assert_eq!(expired(&t, at("2026-01-01T00:00:40.000Z")), Some(STALL));
-        let mut quiet = t.clone();
+        let mut quiet = t;
         quiet.stall_timeout_secs = None;
         assert_eq!(expired(&quiet, at("2026-01-01T00:00:59.000Z")), None);
         assert_eq!(expired(&quiet, at("2026-01-01T00:01:00.000Z")), Some(WALL));

@@ -459,7 +459,7 @@ impl Acc {
     fn fold(&mut self, ev: AgentEvent) -> Option<(EventKind, Value)> {
         let folded = match ev {
             AgentEvent::Session { session_id, model } => {
-                self.session_id = Some(session_id.clone());
+                self.session_id = Some(session_id);
                 let _ = model;
                 return None;
             }

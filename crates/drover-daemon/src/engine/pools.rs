@@ -191,12 +191,12 @@ pub async fn stop_tasks(engine: &Arc<Engine>, pool: &str) -> Result<(), StoreErr
     for t in &queued {
         let _ = super::control::stop(engine, &t.id).await;
     }
-    let stops = running.into_iter().map(|t| {
+    // All at once: each stop escalates over seconds.
+    let mut stops = tokio::task::JoinSet::new();
+    for t in running {
         let engine = engine.clone();
-        tokio::spawn(async move { super::control::stop(&engine, &t.id).await })
-    });
-    for h in stops.collect::<Vec<_>>() {
-        let _ = h.await;
+        stops.spawn(async move { super::control::stop(&engine, &t.id).await });
     }
+    while stops.join_next().await.is_some() {}
     Ok(())
 }

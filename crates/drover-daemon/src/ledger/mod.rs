@@ -43,7 +43,7 @@ pub async fn store_ledger(
         .map_err(|e| format!("the store cannot say what was spent: {e}"))?;
     let (notes, rx) = mpsc::unbounded_channel();
     let (queue, writes) = mpsc::unbounded_channel();
-    tokio::spawn(writer::run(store.clone(), writes, notes.clone()));
+    tokio::spawn(writer::run(store.clone(), writes, notes));
     let ledger = StoreLedger {
         store,
         queue,

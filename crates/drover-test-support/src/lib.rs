@@ -1,0 +1,1 @@
+//! What every drover crate's tests share (dev-dependency only; never linked into `drover`).
