@@ -1,6 +1,8 @@
 //! The daemon's side: start a shim, talk to it.
 
-use crate::files::{LaunchFile, ShimCommand, ShimReady, ShimReply, TaskFiles};
+use crate::files::{
+    decode, encode_pretty, LaunchFile, ProtocolError, ShimCommand, ShimReady, ShimReply, TaskFiles,
+};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,6 +20,8 @@ pub enum ShimError {
     Start(String),
     #[error("the shim refused: {0}")]
     Refused(String),
+    #[error("the shim speaks another protocol: {0}")]
+    Protocol(#[from] ProtocolError),
     #[error("socket path too long for a Unix socket ({0} bytes); use a shorter DROVER_HOME")]
     PathTooLong(usize),
 }
@@ -43,7 +47,7 @@ pub async fn spawn_shim(
         return Err(ShimError::PathTooLong(sock_len));
     }
     std::fs::create_dir_all(&files.dir).map_err(io(&files.dir))?;
-    let body = serde_json::to_vec_pretty(launch).map_err(|e| ShimError::Start(e.to_string()))?;
+    let body = encode_pretty(launch).map_err(|e| ShimError::Start(e.to_string()))?;
     let launch_path = files.launch();
     std::fs::write(&launch_path, body).map_err(io(&launch_path))?;
     let _ = std::fs::remove_file(files.exit());
@@ -98,8 +102,13 @@ pub async fn spawn_shim(
         Ok(Err(e)) => return Err(ShimError::Start(e.to_string())),
         Err(_) => return Err(ShimError::Start("no answer within 30 s".into())),
     }
-    let ready: ShimReady =
-        serde_json::from_str(line.trim()).map_err(|e| ShimError::Start(format!("{e}: {line}")))?;
+    let ready: ShimReady = match decode("the ready line", line.trim().as_bytes()) {
+        Ok(r) => r,
+        Err(ProtocolError::Malformed { detail, .. }) => {
+            return Err(ShimError::Start(format!("{detail}: {line}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok((child, ready))
 }
 
