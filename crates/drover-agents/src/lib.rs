@@ -157,6 +157,12 @@ pub trait Adapter: Send + Sync {
     /// Whether the agent keeps reading stdin across turns (then the engine closes stdin once the
     /// last turn ended and nothing more is to be said).
     fn multi_turn(&self) -> bool;
+    /// Whether the agent starts a service meant to outlive it and shared beyond this task
+    /// (Claude's background supervisor). The shim then ends only the agent's process group when
+    /// the agent exits, instead of every process it started.
+    fn starts_shared_service(&self) -> bool {
+        false
+    }
 }
 
 /// The adapter for an agent name.

@@ -146,6 +146,11 @@ pub struct LaunchFile {
     pub stdin_lines: Vec<String>,
     #[serde(default)]
     pub close_stdin: bool,
+    /// When the agent exits, end only its process group, not what left it: the agent starts a
+    /// service meant to outlive it and shared beyond the task (Claude's background supervisor).
+    /// By default every descendant is ended (the shim is their sub-reaper).
+    #[serde(default)]
+    pub keep_detached: bool,
 }
 
 /// The one line a shim prints on its stdout once the agent is started.

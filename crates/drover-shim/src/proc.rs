@@ -53,20 +53,37 @@ pub fn group_members(pgid: i64, sid: i64) -> Vec<i64> {
 /// `/proc`. The shim is a sub-reaper, so whatever its agent left behind — even a process that
 /// moved to its own group or session — stays its descendant until reaped.
 pub fn descendants(pid: i64) -> Vec<i64> {
+    descendants_where(pid, |_| true)
+}
+
+/// Live descendants of `pid` that are in process group `pgid`.
+pub fn descendants_in_group(pid: i64, pgid: i64) -> Vec<i64> {
+    descendants_where(pid, |s| i64::from(s.pgrp) == pgid)
+}
+
+fn descendants_where(pid: i64, keep: impl Fn(&Stat) -> bool) -> Vec<i64> {
+    let all = all_live();
     let mut children: HashMap<i64, Vec<i64>> = HashMap::new();
-    for s in all_live() {
+    for s in &all {
         children
             .entry(i64::from(s.ppid))
             .or_default()
             .push(i64::from(s.pid));
     }
+    let kept: HashSet<i64> = all
+        .iter()
+        .filter(|s| keep(s))
+        .map(|s| i64::from(s.pid))
+        .collect();
     let mut seen = HashSet::new();
     let mut todo = vec![pid];
     let mut out = vec![];
     while let Some(p) = todo.pop() {
         for &c in children.get(&p).map(Vec::as_slice).unwrap_or_default() {
             if seen.insert(c) {
-                out.push(c);
+                if kept.contains(&c) {
+                    out.push(c);
+                }
                 todo.push(c);
             }
         }
@@ -112,6 +129,7 @@ pub fn signal_process(pid: i64, start: i64, sig: Signal) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use std::os::unix::process::CommandExt;
     use std::time::{Duration, Instant};
@@ -143,7 +161,11 @@ mod tests {
             .spawn()
             .expect("spawn sh");
         let pgid = leader.id() as i64;
-        let sid = Process::myself().expect("self").stat().expect("stat").session;
+        let sid = Process::myself()
+            .expect("self")
+            .stat()
+            .expect("stat")
+            .session;
         let sid = i64::from(sid);
         until("three members", || group_members(pgid, sid).len() == 3);
         assert!(descendants(std::process::id() as i64).contains(&pgid));
@@ -164,7 +186,13 @@ mod tests {
             .spawn()
             .expect("spawn sleep");
         let pgid = leader.id() as i64;
-        let sid = i64::from(Process::myself().expect("self").stat().expect("stat").session);
+        let sid = i64::from(
+            Process::myself()
+                .expect("self")
+                .stat()
+                .expect("stat")
+                .session,
+        );
         until("the member", || group_members(pgid, sid) == vec![pgid]);
         assert!(group_members(pgid, sid + 1).is_empty());
         assert_eq!(signal_members(pgid, sid, Signal::SIGKILL), 1);

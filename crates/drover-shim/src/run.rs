@@ -10,7 +10,7 @@ use crate::files::{
     decode, encode, write_atomic, ExitInfo, LaunchFile, ShimCommand, ShimReady, ShimReply,
     TaskFiles,
 };
-use crate::proc::{descendants, parse_signal, signal_group, start_time};
+use crate::proc::{descendants, descendants_in_group, parse_signal, signal_group, start_time};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -109,7 +109,12 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     let exit = wait_agent(pid);
     // The agent is gone; whatever it left running goes too (no orphans), even what left its
     // group: the shim is their sub-reaper.
-    end_leftovers(me, pid);
+    let scope = if launch.keep_detached {
+        Leftovers::Group
+    } else {
+        Leftovers::All
+    };
+    end_leftovers(me, pid, scope);
     // Nobody can talk to a finished agent; a socket already gone is fine.
     let _ = std::fs::remove_file(&sock);
     write_atomic(&files.exit(), &encode(&exit).unwrap_or_default())
@@ -148,15 +153,27 @@ fn wait_agent(pid: i64) -> ExitInfo {
     }
 }
 
-/// Ends every live descendant of the shim (`me`): the agent's group and everything that left
-/// it. TERM first, then KILL after [`GRACE`]; gives up after [`KILL_WAIT`] more. Reaps as it
-/// goes. Returns whether none is left.
-pub fn end_leftovers(me: i64, pgid: i64) -> bool {
+/// Which of the agent's leftovers the shim ends when the agent exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Every descendant of the shim: the agent's group and whatever left it.
+    All,
+    /// Only the agent's process group ([`LaunchFile::keep_detached`]).
+    Group,
+}
+
+/// Ends the shim's (`me`) live descendants in `scope`: TERM first, then KILL after [`GRACE`];
+/// gives up after [`KILL_WAIT`] more. Reaps as it goes. Returns whether none is left.
+pub fn end_leftovers(me: i64, pgid: i64, scope: Leftovers) -> bool {
+    let left = || match scope {
+        Leftovers::All => descendants(me),
+        Leftovers::Group => descendants_in_group(me, pgid),
+    };
     // The group as a whole first (the old contract), then each descendant by pid.
     let signal_all = |sig| {
         // A group already gone is not an error; group <= 1 is refused and never ours.
         let _ = signal_group(pgid, sig);
-        let left = descendants(me);
+        let left = left();
         for p in &left {
             // ESRCH: it went in the meantime.
             let _ = kill(Pid::from_raw(*p as i32), sig);
@@ -167,14 +184,14 @@ pub fn end_leftovers(me: i64, pgid: i64) -> bool {
         reap();
         return true;
     }
-    if gone_within(me, GRACE) {
+    if gone_within(&left, GRACE) {
         return true;
     }
     signal_all(Signal::SIGKILL);
     let deadline = Instant::now() + KILL_WAIT;
     loop {
         // Killed processes may have forked meanwhile: kill again until nothing is left.
-        if gone_within(me, POLL) {
+        if gone_within(&left, POLL) {
             return true;
         }
         if Instant::now() >= deadline {
@@ -184,12 +201,12 @@ pub fn end_leftovers(me: i64, pgid: i64) -> bool {
     }
 }
 
-/// Reaps exited children until none is left alive or `limit` passes.
-fn gone_within(me: i64, limit: Duration) -> bool {
+/// Reaps exited children until `left` finds none alive or `limit` passes.
+fn gone_within(left: &impl Fn() -> Vec<i64>, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         reap();
-        if descendants(me).is_empty() {
+        if left().is_empty() {
             return true;
         }
         if Instant::now() >= deadline {

@@ -28,6 +28,7 @@ fn launch(dir: &std::path::Path, script: &str) -> LaunchFile {
         env_remove: vec![],
         stdin_lines: vec![],
         close_stdin: true,
+        keep_detached: false,
     }
 }
 
@@ -61,17 +62,29 @@ fn a_grandchild_that_left_the_group_is_ended_with_the_task() {
          while [ ! -s {p} ]; do :; done; exit 3",
         p = pidfile.display()
     );
-    std::fs::write(files.launch(), encode_pretty(&launch(tmp.path(), &script)).unwrap()).unwrap();
+    std::fs::write(
+        files.launch(),
+        encode_pretty(&launch(tmp.path(), &script)).unwrap(),
+    )
+    .unwrap();
     let (mut shim, ready) = start(&files);
     assert!(ready.error.is_none(), "{ready:?}");
 
     let exit: ExitInfo = poll("exit.json", || files.read_exit().unwrap());
     assert_eq!(exit.code, Some(3));
-    let escaped: i64 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let escaped: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // It really had left the agent's group and session.
     assert_ne!(escaped, ready.pgid);
     // exit.json is written after the leftovers are ended and reaped: already gone.
-    assert_eq!(proc::start_time(escaped), None, "pid {escaped} survived its task");
+    assert_eq!(
+        proc::start_time(escaped),
+        None,
+        "pid {escaped} survived its task"
+    );
     assert!(shim.wait().unwrap().success());
     let raw = std::fs::read_to_string(files.exit()).unwrap();
     assert!(raw.contains("\"v\":1"), "{raw}");
@@ -88,17 +101,28 @@ fn a_leftover_that_ignores_term_is_killed() {
          while [ ! -s {p} ]; do :; done; exit 0",
         p = pidfile.display()
     );
-    std::fs::write(files.launch(), encode_pretty(&launch(tmp.path(), &script)).unwrap()).unwrap();
+    std::fs::write(
+        files.launch(),
+        encode_pretty(&launch(tmp.path(), &script)).unwrap(),
+    )
+    .unwrap();
     let started = Instant::now();
     let (mut shim, _) = start(&files);
     let exit: ExitInfo = poll("exit.json", || files.read_exit().unwrap());
     assert!(exit.success());
-    let stubborn: i64 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let stubborn: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(proc::start_time(stubborn), None);
     // TERM was ignored: it took the grace period, and not much more.
     let took = started.elapsed();
     assert!(took >= drover_shim::run::GRACE, "{took:?}");
-    assert!(took < drover_shim::run::GRACE + drover_shim::run::KILL_WAIT, "{took:?}");
+    assert!(
+        took < drover_shim::run::GRACE + drover_shim::run::KILL_WAIT,
+        "{took:?}"
+    );
     assert!(shim.wait().unwrap().success());
 }
 
@@ -128,4 +152,41 @@ fn a_launch_file_of_an_unknown_version_is_refused() {
     );
     assert!(!marker.exists(), "the agent must not run");
     assert!(!files.exit().exists());
+}
+
+#[test]
+fn keep_detached_ends_the_group_but_not_what_left_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = TaskFiles::new(tmp.path().join("task"));
+    std::fs::create_dir_all(&files.dir).unwrap();
+    let (service, member) = (
+        tmp.path().join("service.pid"),
+        tmp.path().join("member.pid"),
+    );
+    let script = format!(
+        "setsid sh -c 'echo $$ > {s}.tmp; mv {s}.tmp {s}; exec sleep 1000' & \
+         sh -c 'echo $$ > {m}.tmp; mv {m}.tmp {m}; exec sleep 1000' & \
+         while [ ! -s {s} ] || [ ! -s {m} ]; do :; done; exit 0",
+        s = service.display(),
+        m = member.display()
+    );
+    let mut l = launch(tmp.path(), &script);
+    l.keep_detached = true;
+    std::fs::write(files.launch(), encode_pretty(&l).unwrap()).unwrap();
+    let (mut shim, _) = start(&files);
+    let exit: ExitInfo = poll("exit.json", || files.read_exit().unwrap());
+    assert!(exit.success());
+    let read = |p: &std::path::Path| -> i64 {
+        std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
+    };
+    let (service, member) = (read(&service), read(&member));
+    assert_eq!(proc::start_time(member), None, "the group member is ended");
+    let alive = proc::start_time(service).is_some();
+    // Not left behind by the test either.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(service as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(alive, "the detached service keeps running");
+    assert!(shim.wait().unwrap().success());
 }

@@ -122,6 +122,7 @@ pub(crate) async fn start(
         env_remove,
         stdin_lines: spec.stdin_lines,
         close_stdin: spec.close_stdin,
+        keep_detached: adapter.starts_shared_service(),
     };
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
