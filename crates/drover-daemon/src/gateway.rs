@@ -60,7 +60,8 @@ impl GatewayLink {
         config: &crate::Config,
         home: &Path,
         store: Arc<dyn Store>,
-        stopping: tokio::sync::watch::Receiver<bool>,
+        stopping: tokio_util::sync::CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
     ) -> Result<Option<(GatewayLink, mpsc::UnboundedReceiver<Note>)>, String> {
         let mut cfg = GatewayConfig::from_env();
         cfg.aliases.extend(config.aliases.clone());
@@ -92,16 +93,8 @@ impl GatewayLink {
             listener.local_addr().map_err(|e| e.to_string())?
         );
         let server = gw.clone();
-        tokio::spawn(async move {
-            let mut stopping = stopping;
-            let shutdown = async move {
-                while !*stopping.borrow_and_update() {
-                    if stopping.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            if let Err(e) = server.serve(listener, shutdown).await {
+        tasks.spawn(async move {
+            if let Err(e) = server.serve(listener, stopping.cancelled_owned()).await {
                 tracing::error!("gateway: {e}");
             }
         });
@@ -159,6 +152,11 @@ impl GatewayLink {
     /// Waits until every usage record and event the gateway reported is stored.
     pub async fn flush(&self) {
         self.ledger.flush().await;
+    }
+
+    /// At shutdown, once nothing else runs: stores what is queued and ends the ledger's writer.
+    pub async fn close(&self) {
+        self.ledger.close().await;
     }
 
     pub fn revoke(&self, task_id: &str) {

@@ -36,13 +36,33 @@ pub fn foreground(args: DaemonArgs) -> Result<i32> {
         .enable_all()
         .build()
         .map_err(|e| CliError::daemon(format!("tokio runtime: {e}")))?;
-    rt.block_on(drover_daemon::run(cfg)).map_err(|e| match e {
+    let shutdown = drover_daemon::CancellationToken::new();
+    rt.spawn(cancel_on_signal(shutdown.clone()));
+    rt.block_on(drover_daemon::run(cfg, shutdown))
+    .map_err(|e| match e {
         drover_daemon::DaemonError::AlreadyRunning(_) | drover_daemon::DaemonError::Config(_) => {
             CliError::input(e.to_string())
         }
         other => CliError::daemon(other.to_string()),
     })?;
     Ok(0)
+}
+
+/// SIGTERM or SIGINT stop the daemon (agents keep running under their shims).
+async fn cancel_on_signal(shutdown: drover_daemon::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("no SIGTERM handler ({e}); stop the daemon with `drover daemon stop`");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shutdown.cancel();
 }
 
 pub async fn background(args: DaemonArgs) -> Result<i32> {

@@ -87,8 +87,14 @@ fn busy() -> String {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
-/// (at most [`SHUTDOWN_GRACE`]).
-pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Output = ()>) {
+/// (at most [`SHUTDOWN_GRACE`]). Connection tasks are spawned on `tasks`, so the daemon's
+/// shutdown also waits for (or, past its deadline, drops) the ones still open.
+pub async fn serve(
+    listener: UnixListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    tasks: &tokio_util::task::TaskTracker,
+) {
     let cap = connection_cap();
     tracing::info!(
         "at most {cap} connections; {} s to send a request head",
@@ -120,7 +126,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             match refusing.clone().try_acquire_owned() {
-                Ok(p) => drop(tokio::spawn(refuse(stream, p))),
+                Ok(p) => drop(tasks.spawn(refuse(stream, p))),
                 Err(_) => drop(stream),
             }
             continue;
@@ -128,7 +134,8 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
         let conn =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
+            // A connection's error (a client gone mid-request) is its own business.
             let _ = conn.await;
             drop(permit);
         });

@@ -207,7 +207,7 @@ async fn run_one(
 /// hold up `drover stop`, a budget stop or a shutdown.
 async fn stopped(engine: &Engine, id: &str) {
     let poke = engine.poke(id);
-    let mut stopping = engine.stopping();
+    let stopping = engine.stopping();
     loop {
         if engine.is_stopping() {
             return;
@@ -223,7 +223,7 @@ async fn stopped(engine: &Engine, id: &str) {
         }
         tokio::select! {
             _ = poke.notified() => {}
-            _ = stopping.changed() => {}
+            _ = stopping.cancelled() => {}
         }
     }
 }

@@ -124,7 +124,8 @@ async fn streak_stop(
     if pool.failure_policy == "hard" {
         let engine = engine.clone();
         let name = pool.name.clone();
-        tokio::spawn(async move { stop_tasks(&engine, &name).await });
+        let tracker = engine.tasks.clone();
+        tracker.spawn(async move { stop_tasks(&engine, &name).await });
     }
     if !engine.store.mark_pool_notified(&pool.name).await? {
         return Ok(());
@@ -135,7 +136,8 @@ async fn streak_stop(
     let engine = engine.clone();
     let name = pool.name.clone();
     let reason = reasons.join("\n");
-    tokio::spawn(async move {
+    let tracker = engine.tasks.clone();
+    tracker.spawn(async move {
         let data = run_notify(&cmd, &name, streak, &reason).await;
         let _ = engine.store.pool_event(&name, "notify", data).await;
         engine.notify_changed();

@@ -127,9 +127,15 @@ pub(crate) async fn start(
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
         Ok((mut child, ready)) => {
-            // Reap the shim when it exits while this daemon lives; after a restart, init does.
-            tokio::spawn(async move {
-                let _ = child.wait().await;
+            // Reap the shim when it exits while this daemon lives. At shutdown stop waiting: the
+            // shim and its agent keep running (the next daemon re-adopts them); the dropped
+            // handle is reaped by tokio's orphan queue, or by init once this process is gone.
+            let stopping = engine.stopping();
+            engine.tasks.spawn(async move {
+                tokio::select! {
+                    _ = child.wait() => {}
+                    _ = stopping.cancelled() => {}
+                }
             });
             if let Some(err) = ready.error {
                 let ended = ExitInfo {

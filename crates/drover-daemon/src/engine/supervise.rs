@@ -138,7 +138,7 @@ fn files_ready(engine: &Engine, id: &str) -> bool {
 async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<Ended, StoreError> {
     let files = engine.home.task(id);
     let poke = engine.poke(id);
-    let mut stopping = engine.stopping();
+    let stopping = engine.stopping();
     let mut idle = Duration::from_millis(5);
     let mut known = None;
     loop {
@@ -181,7 +181,7 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
         };
         let poked = tokio::select! {
             _ = poke.notified() => true,
-            _ = stopping.changed() => true,
+            _ = stopping.cancelled() => true,
             _ = tokio::time::sleep(idle) => false,
         };
         // The cached row is only good while nothing but this loop's ingest could change it.
