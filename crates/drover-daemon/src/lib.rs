@@ -76,9 +76,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     }
     home.write_pid()?;
     engine::recover::recover(&engine).await;
-    engine
-        .tasks
-        .spawn(engine::scheduler::run(engine.clone()));
+    engine.tasks.spawn(engine::scheduler::run(engine.clone()));
     engine.tasks.spawn(return_memory(engine.stopping()));
     let served = api::serve(engine.clone(), &home).await;
     engine.shutdown();

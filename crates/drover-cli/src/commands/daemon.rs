@@ -39,12 +39,11 @@ pub fn foreground(args: DaemonArgs) -> Result<i32> {
     let shutdown = drover_daemon::CancellationToken::new();
     rt.spawn(cancel_on_signal(shutdown.clone()));
     rt.block_on(drover_daemon::run(cfg, shutdown))
-    .map_err(|e| match e {
-        drover_daemon::DaemonError::AlreadyRunning(_) | drover_daemon::DaemonError::Config(_) => {
-            CliError::input(e.to_string())
-        }
-        other => CliError::daemon(other.to_string()),
-    })?;
+        .map_err(|e| match e {
+            drover_daemon::DaemonError::AlreadyRunning(_)
+            | drover_daemon::DaemonError::Config(_) => CliError::input(e.to_string()),
+            other => CliError::daemon(other.to_string()),
+        })?;
     Ok(0)
 }
 
