@@ -99,6 +99,10 @@ impl Adapter for ClaudeBg {
         true
     }
 
+    fn env_passthrough(&self) -> &'static [&'static str] {
+        crate::claude::CLAUDE_ENV
+    }
+
     fn parse_line(&self, line: &str) -> Vec<AgentEvent> {
         let Ok(value) = serde_json::from_str::<Value>(line) else {
             return self.inner.parse_line(line);

@@ -163,6 +163,12 @@ pub trait Adapter: Send + Sync {
     fn starts_shared_service(&self) -> bool {
         false
     }
+    /// Variables of the daemon's environment this agent needs as they are (its config dirs,
+    /// its own switches), on top of the base list every agent gets. The agent's environment is
+    /// built from an allow-list: what is not named anywhere is not passed.
+    fn env_passthrough(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The adapter for an agent name.

@@ -16,17 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Environment variables that hold provider keys: never passed to shims or agents.
-pub const SECRET_VARS: &[&str] = &[
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "OPENAI_API_KEY",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "CODEX_API_KEY",
-    "DROVER_ANTHROPIC_BASE_URL",
-    "DROVER_OPENAI_BASE_URL",
-];
-
 /// What a task may spend and use, from its pool and its team.
 #[derive(Debug, Clone, Default)]
 pub struct GrantPolicy {

@@ -5,6 +5,7 @@
 //! - [`home`]: the `DROVER_HOME` layout: store, pid file, socket, task dirs, sandboxes.
 //! - [`engine`]: the scheduler and one supervisor per task (sandbox → shim → ingest → commit).
 //! - [`api`]: HTTP+JSON and SSE on `DROVER_HOME/daemon.sock`, one module per resource.
+//! - [`child_env`]: the allow-listed environment of agents and gate commands.
 //! - [`gateway`], [`ledger`]: the LLM gateway's grants, and its usage and spent amounts over the store.
 //!
 //! Shutdown is explicit: [`run`] takes a [`CancellationToken`]; cancelling it (the binary does on
@@ -15,6 +16,7 @@
 //! session), so they keep running; the next daemon re-adopts them (see [`engine::recover`]).
 
 pub mod api;
+pub mod child_env;
 pub mod config;
 pub mod engine;
 pub mod gateway;

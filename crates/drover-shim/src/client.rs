@@ -33,7 +33,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ShimError + '_ {
     }
 }
 
-/// Writes `launch.json` and starts `exe shim DIR` in a new session (so it survives the daemon and
+/// Writes `launch.json` and starts `exe shim DIR`, with the environment `env` and nothing else,
+/// in a new session (so it survives the daemon and
 /// any terminal). Returns the shim's child handle (the caller may drop it; tokio reaps it) and
 /// the pids it reported once the agent started.
 pub async fn spawn_shim(
@@ -68,14 +69,13 @@ pub async fn spawn_shim(
         c
     };
     cmd.arg(&files.dir);
-    // Variables the agent must not see are not given to the shim either.
+    // The shim (and so the agent) gets exactly `env`, nothing of the daemon's own environment;
+    // variables the agent must not see are not given to the shim either.
+    cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     for k in &launch.env_remove {
         cmd.env_remove(k);
     }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
     // SAFETY: setsid is async-signal-safe; it runs in the child between fork and exec.
     unsafe {
         cmd.pre_exec(|| {

@@ -93,7 +93,8 @@ async fn run_in(
             .task(&task.id)
             .dir
             .join(format!("gate-{}.log", i + 1));
-        let env = super::start::drover_env(engine, &task.id);
+        let mut env = engine.inherited.for_gate();
+        env.extend(super::start::drover_env(engine, &task.id));
         let mut run = run_one(
             command,
             dir,
@@ -148,19 +149,18 @@ async fn run_one(
         return done(None, "could not open the gate log".into());
     };
     let mut cmd = tokio::process::Command::new("/bin/sh");
+    // From an allow-list (see crate::child_env): a gate runs the agent's code and never sees
+    // the daemon's secrets.
     cmd.arg("-c")
         .arg(command)
         .current_dir(dir)
+        .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(file2)
         .process_group(0)
         .kill_on_drop(true);
-    // A gate runs the agent's code: it never sees a provider key.
-    for k in crate::gateway::SECRET_VARS {
-        cmd.env_remove(k);
-    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return done(None, format!("could not start /bin/sh: {e}")),

@@ -100,9 +100,13 @@ pub(crate) async fn start(
             return Ok(None);
         }
     };
-    let mut env = spec.env;
+    // From an allow-list (see crate::child_env): the shim starts with exactly this.
+    let mut env = engine
+        .inherited
+        .for_agent(adapter.env_passthrough(), engine.gateway.is_some());
+    env.extend(spec.env);
     env.extend(drover_env(engine, id));
-    let mut env_remove = spec.env_remove;
+    let env_remove = spec.env_remove;
     if let Some(link) = &engine.gateway {
         // The agent talks to the gateway with a task token; the real keys stay in the daemon.
         env.extend(link.grant(
@@ -110,8 +114,6 @@ pub(crate) async fn start(
             &grant_policy(engine, &task).await,
             task_key(engine, &task.id),
         ));
-        env_remove.extend(crate::gateway::SECRET_VARS.iter().map(|s| s.to_string()));
-        env_remove.retain(|k| !env.iter().any(|(e, _)| e == k));
         let patch = TaskPatch::new().metered_by(Some("gateway".into()));
         engine.update(id, None, patch, vec![]).await?;
     }
@@ -226,9 +228,10 @@ pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
             engine.config.exe.display().to_string(),
         ),
     ];
-    if let Some(dir) = engine.config.exe.parent() {
-        let path = std::env::var("PATH").unwrap_or_default();
-        env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
+    let path = engine.inherited.path().unwrap_or_default();
+    match engine.config.exe.parent() {
+        Some(dir) => env.push(("PATH".to_string(), format!("{}:{path}", dir.display()))),
+        None => env.push(("PATH".to_string(), path.to_string())),
     }
     env
 }
