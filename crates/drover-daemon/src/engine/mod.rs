@@ -26,6 +26,11 @@ pub mod scheduler;
 pub mod start;
 pub mod supervise;
 
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod outcome_tests;
+
 use crate::{Config, DaemonError, Home};
 use drover_sandbox::Sandboxes;
 use drover_store::{SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
