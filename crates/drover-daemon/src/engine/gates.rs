@@ -94,7 +94,7 @@ async fn run_in(
             .dir
             .join(format!("gate-{}.log", i + 1));
         let mut env = engine.inherited.for_gate();
-        env.extend(super::start::drover_env(engine, &task.id));
+        env.extend(super::agent_env::drover_env(engine, &task.id));
         let mut run = run_one(
             command,
             dir,

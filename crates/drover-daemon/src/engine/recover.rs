@@ -33,7 +33,7 @@ pub async fn recover(engine: &Arc<Engine>) {
                     // A shim of another drover version started this attempt: never guess its
                     // pids; fail the task and say why.
                     let why = format!("cannot re-adopt the agent: {e}");
-                    if let Err(e) = super::supervise::fail(
+                    if let Err(e) = super::terminal::fail(
                         engine,
                         task,
                         drover_types::ErrorKind::AgentExit,
