@@ -47,10 +47,14 @@ pub async fn spawn_shim(
     if sock_len > 100 {
         return Err(ShimError::PathTooLong(sock_len));
     }
+    // The file work here (a directory, launch.json, two removals, opening the log; reading the
+    // shim's few log lines if it dies at once) is small and bounded: done inline on the
+    // caller's async worker.
     std::fs::create_dir_all(&files.dir).map_err(io(&files.dir))?;
     let body = encode_pretty(launch).map_err(|e| ShimError::Start(e.to_string()))?;
     let launch_path = files.launch();
     std::fs::write(&launch_path, body).map_err(io(&launch_path))?;
+    // Records of an earlier attempt; absent is the usual case.
     let _ = std::fs::remove_file(files.exit());
     let _ = std::fs::remove_file(files.ready());
     let log_path = files.shim_log();

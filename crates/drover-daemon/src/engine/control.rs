@@ -247,7 +247,10 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlErr
         })?;
     }
     engine.store.delete_task(&id).await?;
-    let _ = std::fs::remove_dir_all(engine.home.task(&id).dir);
+    // The task's directory holds its logs (any size): removed off the async workers. Already
+    // gone (or unremovable) changes nothing for the answer: the task is forgotten either way.
+    let dir = engine.home.task(&id).dir;
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     engine.notify_changed();
     Ok(id)
 }

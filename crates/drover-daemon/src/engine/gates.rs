@@ -141,6 +141,7 @@ async fn run_one(
         tail,
         restored: vec![],
     };
+    // Creating one empty file: small and bounded, fine on the async worker.
     let file = match std::fs::File::create(log) {
         Ok(f) => f,
         Err(e) => return done(None, format!("could not create {}: {e}", log.display())),
@@ -228,10 +229,22 @@ async fn stopped(engine: &Engine, id: &str) {
     }
 }
 
+/// The last [`TAIL`] bytes of a gate's log. Reads only those (a seek, then at most 4 KB), so a
+/// gate that printed gigabytes costs the async worker no more than a small read.
 fn tail_of(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = bytes.len().saturating_sub(TAIL);
-    let mut s = String::from_utf8_lossy(&bytes[start..]).into_owned();
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = size.saturating_sub(TAIL as u64);
+    let mut bytes = Vec::with_capacity(TAIL);
+    if f.seek(SeekFrom::Start(start)).is_err()
+        || f.take(TAIL as u64).read_to_end(&mut bytes).is_err()
+    {
+        return String::new();
+    }
+    let mut s = String::from_utf8_lossy(&bytes).into_owned();
     if start > 0 {
         s.insert(0, '…');
     }
@@ -342,6 +355,20 @@ pub fn feedback(run: &GateRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_is_the_last_bytes_of_the_log_only() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("gate.log");
+        assert_eq!(tail_of(&log), "", "no log yet");
+        std::fs::write(&log, "short\n").unwrap();
+        assert_eq!(tail_of(&log), "short\n");
+        let long: String = (0..3000).map(|i| format!("{i:04}")).collect();
+        std::fs::write(&log, &long).unwrap();
+        let tail = tail_of(&log);
+        assert_eq!(tail, format!("…{}", &long[long.len() - TAIL..]));
+    }
 
     fn run(exit_code: Option<i32>, restored: &[&str]) -> GateRun {
         GateRun {

@@ -140,6 +140,7 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
         if engine.is_stopping() {
             return Ok(Ended::Detached);
         }
+        // exit.json is a few hundred bytes: a bounded read, fine on the async worker.
         let exit = match files.read_exit() {
             Ok(exit) => exit,
             Err(e) => return Ok(Ended::Unreadable(e.to_string())),
