@@ -117,7 +117,12 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
         Ended::Lost(why) => interrupted(engine, id, &why).await,
         Ended::Exited(exit) => finish(engine, id, adapter.as_ref(), exit).await,
         Ended::Unreadable(why) => {
+            // Nothing the shim says can be trusted: end what is left of the agent's own group
+            // (members in the shim's session only), keep the work, fail saying why.
             let task = engine.store.get_task(id).await?;
+            if let (Some(pgid), Some(sid)) = (task.pgid, task.shim_pid) {
+                proc::signal_members(pgid, sid, nix::sys::signal::Signal::SIGKILL);
+            }
             fail(engine, &task, ErrorKind::AgentExit, &why).await
         }
     }
