@@ -137,10 +137,7 @@ fn push_fields(qb: &mut QueryBuilder<'_, Sqlite>, f: PatchFields) -> Result<()> 
     set!("repo_dir", f.repo_dir);
     set!("base_commit", f.base_commit);
     set!("sandbox", f.sandbox);
-    set!(
-        "sandbox_kind",
-        f.sandbox_kind.map(|v| v.map(|v| v.to_string()))
-    );
+    set!("sandbox_kind", f.sandbox_kind);
     set!("shim_pid", f.shim_pid);
     set!("shim_start", f.shim_start);
     set!("pid", f.pid);
@@ -150,18 +147,9 @@ fn push_fields(qb: &mut QueryBuilder<'_, Sqlite>, f: PatchFields) -> Result<()> 
     set!("stderr_offset", f.stderr_offset);
     set!("turns_done", f.turns_done);
     set!("turns_sent", f.turns_sent);
-    set!(
-        "gate_status",
-        f.gate_status.map(|v| v.map(|v| v.to_string()))
-    );
-    set!(
-        "stop_reason",
-        f.stop_reason.map(|v| v.map(|v| v.to_string()))
-    );
-    set!(
-        "metered_by",
-        f.metered_by.map(|v| v.map(|v| v.to_string()))
-    );
+    set!("gate_status", f.gate_status);
+    set!("stop_reason", f.stop_reason);
+    set!("metered_by", f.metered_by);
     set!("agent_cost_usd", f.agent_cost_usd);
     set!("activity_at", f.activity_at);
     set!("stop_requested_at", f.stop_requested_at);
