@@ -111,3 +111,19 @@ pub trait UsageStore: Send + Sync {
     /// Usage grouped by `by`, in the order of the group's key.
     async fn usage_report(&self, by: UsageGroup) -> Result<Vec<UsageLine>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::UsageGroup;
+
+    #[test]
+    fn groups_parse_from_their_names_only() {
+        for g in UsageGroup::ALL {
+            assert_eq!(g.as_str().parse::<UsageGroup>(), Ok(g));
+            assert_eq!(g.to_string(), g.as_str());
+        }
+        for bad in ["", "Task", "team", "task_id"] {
+            assert!(bad.parse::<UsageGroup>().is_err(), "{bad:?}");
+        }
+    }
+}
