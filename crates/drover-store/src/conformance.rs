@@ -332,7 +332,10 @@ pub async fn queue_order_requeue_and_delete(store: Arc<dyn Store>) {
         store.delete_task("q3").await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(store.list_tasks(ListFilter::All, "").await.unwrap().len(), 2);
+    assert_eq!(
+        store.list_tasks(ListFilter::All, "").await.unwrap().len(),
+        2
+    );
 }
 
 /// Pages of summaries in queue order, long texts cut; the task itself whole; the
@@ -428,7 +431,10 @@ pub async fn list_pages_hold_summaries(store: Arc<dyn Store>) {
             .await
             .unwrap(),
         store
-            .list_tasks(ListFilter::ActiveOrFinishedSince, "2020-01-01T00:00:00.000Z")
+            .list_tasks(
+                ListFilter::ActiveOrFinishedSince,
+                "2020-01-01T00:00:00.000Z",
+            )
             .await
             .unwrap(),
     ] {
@@ -470,10 +476,7 @@ pub async fn events_page_stops_at_a_byte_bound(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(rest.len(), 5);
-    let limited = store
-        .events_page("eeee0001", 0, 2, 1 << 20)
-        .await
-        .unwrap();
+    let limited = store.events_page("eeee0001", 0, 2, 1 << 20).await.unwrap();
     assert_eq!(limited.len(), 2);
 }
 
@@ -708,7 +711,10 @@ pub async fn pool_create_get_list(store: Arc<dyn Store>) {
         .set_pool_state("beta", "running", None, true)
         .await
         .unwrap();
-    assert!(!restarted.notified, "a new streak allows a new notification");
+    assert!(
+        !restarted.notified,
+        "a new streak allows a new notification"
+    );
     assert!(restarted.streak_since >= stopped.streak_since);
 }
 
@@ -739,7 +745,13 @@ pub async fn pool_launch_never_exceeds_slots_under_concurrency(store: Arc<dyn St
         .await
         .unwrap()
         .is_none());
-    finish(&*store, &launched[0], TaskState::Succeeded, Some(Verdict::Success)).await;
+    finish(
+        &*store,
+        &launched[0],
+        TaskState::Succeeded,
+        Some(Verdict::Success),
+    )
+    .await;
     assert!(store
         .launch_pool_task("wide", pool_task("wide", "w98"))
         .await
@@ -758,7 +770,10 @@ pub async fn pool_launch_never_exceeds_slots_under_concurrency(store: Arc<dyn St
 
 /// A pool stops launching at its count and when it is not running.
 pub async fn pool_launch_respects_count_and_state(store: Arc<dyn Store>) {
-    store.create_pool(new_pool("two", 5, Some(2))).await.unwrap();
+    store
+        .create_pool(new_pool("two", 5, Some(2)))
+        .await
+        .unwrap();
     for id in ["c1", "c2"] {
         assert!(store
             .launch_pool_task("two", pool_task("two", id))
@@ -902,7 +917,10 @@ pub async fn usage_record_is_all_or_none_and_spent_sums(store: Arc<dyn Store>) {
     assert_eq!(store.usage_last_id().await.unwrap(), 0);
     let t = store.get_task("uuuu0001").await.unwrap();
     assert_eq!((t.usage, t.cost_usd), (Usage::default(), None));
-    assert_eq!(store.events("uuuu0001", 0, 100).await.unwrap().len(), before);
+    assert_eq!(
+        store.events("uuuu0001", 0, 100).await.unwrap().len(),
+        before
+    );
 
     store
         .record_usage(&[

@@ -33,7 +33,10 @@ async fn reopening_keeps_tasks_queue_order_and_seqs() {
         store.queued().await.unwrap(),
         vec!["abd00002", "xyz00003", "abc00001"]
     );
-    assert_eq!(store.list_tasks(ListFilter::All, "").await.unwrap().len(), 3);
+    assert_eq!(
+        store.list_tasks(ListFilter::All, "").await.unwrap().len(),
+        3
+    );
     let (_, evs) = store
         .update(
             "abc00001",

@@ -297,9 +297,7 @@ impl TryFrom<PoolRow> for PoolRecord {
             streak_since: r.streak_since,
             notified: r.notified != 0,
             stop_reason: r.stop_reason,
-            allowed_models: r
-                .allowed_models
-                .and_then(|s| serde_json::from_str(&s).ok()),
+            allowed_models: r.allowed_models.and_then(|s| serde_json::from_str(&s).ok()),
             failure_policy: parse("pools.failure_policy", r.failure_policy)?,
             timeout_secs: r.timeout_secs,
             stall_timeout_secs: r.stall_timeout_secs,

@@ -110,13 +110,16 @@ fn push_fields(qb: &mut QueryBuilder<'_, Sqlite>, f: PatchFields) -> Result<()> 
         let o = o.as_ref();
         qb.push(", verdict = ")
             .push_bind(o.map(|o| o.verdict.as_str().to_string()));
-        qb.push(", reason = ").push_bind(o.map(|o| o.reason.clone()));
+        qb.push(", reason = ")
+            .push_bind(o.map(|o| o.reason.clone()));
         qb.push(", error_kind = ")
             .push_bind(o.and_then(|o| o.error_kind).map(|k| k.as_str().to_string()));
     }
     if let Some(u) = f.usage {
-        qb.push(", input_tokens = ").push_bind(u.input_tokens as i64);
-        qb.push(", output_tokens = ").push_bind(u.output_tokens as i64);
+        qb.push(", input_tokens = ")
+            .push_bind(u.input_tokens as i64);
+        qb.push(", output_tokens = ")
+            .push_bind(u.output_tokens as i64);
         qb.push(", cache_read_tokens = ")
             .push_bind(u.cache_read_tokens as i64);
         qb.push(", cache_write_tokens = ")
