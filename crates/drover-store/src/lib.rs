@@ -7,9 +7,12 @@
 //!     partial update [`TaskPatch`].
 //!   - [`PoolStore`] ([`pools`]): pools, their events and the atomic launch of a pool's task.
 //!   - [`UsageStore`] ([`usage`]): the gateway's metered responses, spent sums, `drover usage`.
-//!   - The team server adds its areas here the same way — `TeamStore` (teams, members, daily
-//!     budgets), `TokenStore` (API tokens), `HostStore` (registered hosts) — each a trait in its
-//!     own module, added to [`Store`]'s supertraits and implemented under `sqlite/`.
+//!   - **Team server areas go here** (docs/design.md §7, §8), each a trait in its own module,
+//!     added to [`Store`]'s supertraits, implemented under `sqlite/` (and the PostgreSQL store)
+//!     and covered by [`conformance`]: `TeamStore` (teams and their budgets and model lists),
+//!     `TokenStore` (API keys: scopes, rotation, revocation), `AuditStore` (the audit log),
+//!     `HostStore` (workers, leases). `drover usage --by team|tag:NAME` becomes new
+//!     [`UsageGroup`] variants.
 //! - [`Store`]: all areas plus [`ChangeFeed`]; what the daemon holds (`Arc<dyn Store>`).
 //! - [`changes`]: the one notify path — every implementation bumps [`Changes`] after each
 //!   committed write.
