@@ -9,7 +9,7 @@
 //!   - [`UsageStore`] ([`usage`]): the gateway's metered responses, spent sums, `drover usage`.
 //!   - **Team server areas go here** (docs/design.md §7, §8), each a trait in its own module,
 //!     added to [`Store`]'s supertraits, implemented under `sqlite/` (and the PostgreSQL store)
-//!     and covered by [`conformance`]: `TeamStore` (teams and their budgets and model lists),
+//!     and covered by `conformance`: `TeamStore` (teams and their budgets and model lists),
 //!     `TokenStore` (API keys: scopes, rotation, revocation), `AuditStore` (the audit log),
 //!     `HostStore` (workers, leases). `drover usage --by team|tag:NAME` becomes new
 //!     [`UsageGroup`] variants.
@@ -18,10 +18,10 @@
 //!   committed write.
 //! - [`sqlite`]: the embedded implementation (WAL, one writer connection); the only place SQL and
 //!   column names appear. A PostgreSQL implementation follows the same traits and runs the same
-//!   [`conformance`] tests (feature `conformance`); nothing above this crate knows which one it
+//!   `conformance` tests (feature `conformance`); nothing above this crate knows which one it
 //!   talks to.
 //!
-//! Invariants every implementation keeps (checked by [`conformance`]):
+//! Invariants every implementation keeps (checked by `conformance`):
 //! - A task's events have `seq` 1, 2, 3… with no gaps and no duplicates: seq is allocated from the
 //!   task row inside the same transaction that inserts the event.
 //! - A state change and its `state` event are written in one transaction.

@@ -1,7 +1,7 @@
 //! The embedded store: SQLite in WAL mode. The only place SQL text and column names appear.
 //!
-//! - [`tasks`], [`pools`], [`usage`]: one area trait each.
-//! - [`rows`]: `sqlx::FromRow` row structs and their conversion into the public records.
+//! - `tasks`, `pools`, `usage`: one area trait each.
+//! - `rows`: `sqlx::FromRow` row structs and their conversion into the public records.
 //!
 //! Concurrency: all writes go through a pool of exactly one connection, so SQLite never has two
 //! writers racing for the lock (a deferred transaction upgrading to a write lock would fail with
