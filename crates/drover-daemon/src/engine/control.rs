@@ -251,6 +251,5 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlErr
     // gone (or unremovable) changes nothing for the answer: the task is forgotten either way.
     let dir = engine.home.task(&id).dir;
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
-    engine.notify_changed();
     Ok(id)
 }
