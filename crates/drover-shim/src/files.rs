@@ -132,8 +132,9 @@ impl TaskFiles {
     }
 }
 
-/// `launch.json`: everything the shim needs except the environment, which it inherits from the
-/// daemon (so that secrets never land in a file). Written with [`encode`], read with [`decode`],
+/// `launch.json`: everything the shim needs except the environment, which the daemon gives the
+/// shim when it starts it (exactly the agent's, from an allow-list) so that it never lands in a
+/// file. Written with [`encode`], read with [`decode`],
 /// like the ready line and `exit.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchFile {
