@@ -103,6 +103,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(cap));
     let refusing = Arc::new(Semaphore::new(REFUSING));
     let graceful = GracefulShutdown::new();
+    let cut = tokio_util::sync::CancellationToken::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -134,9 +135,15 @@ pub async fn serve(
         let conn =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let conn = graceful.watch(conn);
+        let cut = cut.clone();
         tasks.spawn(async move {
-            // A connection's error (a client gone mid-request) is its own business.
-            let _ = conn.await;
+            tokio::select! {
+                // A connection's error (a client gone mid-request) is its own business.
+                _ = conn => {}
+                // Still open after the grace (a lock held, a follower): closed, as a daemon
+                // that exits closes it.
+                _ = cut.cancelled() => {}
+            }
             drop(permit);
         });
     }
@@ -146,6 +153,7 @@ pub async fn serve(
         .is_err()
     {
         tracing::info!("closing connections still open after {SHUTDOWN_GRACE:?}");
+        cut.cancel();
     }
 }
 
