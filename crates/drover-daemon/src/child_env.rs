@@ -11,7 +11,21 @@
 
 /// What a shell and the usual tools need to behave as they do for the user.
 const BASE: &[&str] = &[
-    "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR", "SHELL",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "SHELL",
+    // Where the user's tools keep their configuration and caches (git, npm, codex …).
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
 ];
 /// Prefixes passed whole: the locale categories.
 const BASE_PREFIXES: &[&str] = &["LC_"];
