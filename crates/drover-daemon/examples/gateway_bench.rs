@@ -162,7 +162,7 @@ async fn real_path(
                 repo: "/bench".into(),
                 base_ref: "HEAD".into(),
                 prompt: "bench".into(),
-                permissions: "allow".into(),
+                permissions: drover_types::PermissionPolicy::Allow,
                 budget: drover_types::Budget {
                     max_usd: Some(1e6),
                     max_tokens: None,
@@ -233,7 +233,7 @@ async fn main() {
     // Every record the real path accepted is in SQLite once its writer has caught up.
     ledger.flush().await;
     let usage_rows: usize = store
-        .usage_report("task")
+        .usage_report(drover_types::UsageBy::Task)
         .await
         .unwrap()
         .iter()

@@ -19,7 +19,7 @@ pub mod sqlite;
 pub mod usage;
 
 use async_trait::async_trait;
-use drover_types::{Event, NewEvent, TaskState};
+use drover_types::{Event, NewEvent, PoolState, TaskState, UsageBy};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats};
 pub use record::{NewTask, TaskPatch, TaskRecord, Val};
 pub use sqlite::SqliteStore;
@@ -120,7 +120,7 @@ pub trait Store: Send + Sync {
     async fn set_pool_state(
         &self,
         name: &str,
-        state: &str,
+        state: PoolState,
         stop_reason: Option<&str>,
         reset_streak: bool,
     ) -> Result<PoolRecord>;
@@ -148,8 +148,8 @@ pub trait Store: Send + Sync {
         day_start: &str,
         up_to: i64,
     ) -> Result<Spent>;
-    /// Usage grouped by `task`, `pool`, `model` or `day`.
-    async fn usage_report(&self, by: &str) -> Result<Vec<UsageLine>>;
+    /// Usage grouped by task, pool, model or day.
+    async fn usage_report(&self, by: UsageBy) -> Result<Vec<UsageLine>>;
 }
 
 pub fn now() -> String {

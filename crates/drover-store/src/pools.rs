@@ -2,7 +2,8 @@
 //! (never kept in a separate counter that could drift from the tasks after a crash).
 
 use crate::record::{NewTask, TaskRecord};
-use crate::sqlite::{insert_task, row_to_task, SqliteStore};
+use crate::sqlite::{insert_task, opt_word, row_to_task, word, SqliteStore};
+use drover_types::{FailurePolicy, PermissionPolicy, PoolState, TaskState, Verdict};
 use crate::{now, Result, StoreError};
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
@@ -11,8 +12,7 @@ use sqlx::Row;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolRecord {
     pub name: String,
-    /// running | stopping | stopped | failed | done
-    pub state: String,
+    pub state: PoolState,
     pub slots: i64,
     pub prompt: String,
     pub repo: String,
@@ -21,7 +21,7 @@ pub struct PoolRecord {
     pub cmd: Option<String>,
     pub model: Option<String>,
     pub judge_model: Option<String>,
-    pub permissions: String,
+    pub permissions: PermissionPolicy,
     pub count_total: Option<i64>,
     pub max_failures: i64,
     pub notify: Option<String>,
@@ -32,11 +32,13 @@ pub struct PoolRecord {
     pub launched: i64,
     pub streak_since: String,
     pub notified: bool,
+    /// Why it stopped, in words (`count reached`, `stopped by request`, `3 consecutive
+    /// failures`): shown to people, not a closed set.
     pub stop_reason: Option<String>,
     /// Models the pool's tasks may use (the gateway refuses others); `None` = any.
     pub allowed_models: Option<Vec<String>>,
-    /// `finish` or `hard`: what the failure streak does to running tasks.
-    pub failure_policy: String,
+    /// What the failure streak does to running tasks.
+    pub failure_policy: FailurePolicy,
     /// Clocks its tasks inherit (seconds; `None`: no limit).
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
@@ -55,7 +57,7 @@ pub struct NewPool {
     pub cmd: Option<String>,
     pub model: Option<String>,
     pub judge_model: Option<String>,
-    pub permissions: String,
+    pub permissions: PermissionPolicy,
     pub count_total: Option<i64>,
     pub max_failures: i64,
     pub notify: Option<String>,
@@ -63,7 +65,7 @@ pub struct NewPool {
     pub verify_rounds: i64,
     pub max_usd: Option<f64>,
     pub allowed_models: Option<Vec<String>>,
-    pub failure_policy: String,
+    pub failure_policy: FailurePolicy,
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
     pub protect: Vec<String>,
@@ -98,7 +100,7 @@ fn row_to_pool(r: &SqliteRow) -> Result<PoolRecord> {
     let verify: String = r.try_get("verify")?;
     Ok(PoolRecord {
         name: r.try_get("name")?,
-        state: r.try_get("state")?,
+        state: word(r, "state")?,
         slots: r.try_get("slots")?,
         prompt: r.try_get("prompt")?,
         repo: r.try_get("repo")?,
@@ -107,7 +109,7 @@ fn row_to_pool(r: &SqliteRow) -> Result<PoolRecord> {
         cmd: r.try_get("cmd")?,
         model: r.try_get("model")?,
         judge_model: r.try_get("judge_model")?,
-        permissions: r.try_get("permissions")?,
+        permissions: word(r, "permissions")?,
         count_total: r.try_get("count_total")?,
         max_failures: r.try_get("max_failures")?,
         notify: r.try_get("notify")?,
@@ -122,7 +124,7 @@ fn row_to_pool(r: &SqliteRow) -> Result<PoolRecord> {
         allowed_models: r
             .try_get::<Option<String>, _>("allowed_models")?
             .and_then(|s| serde_json::from_str(&s).ok()),
-        failure_policy: r.try_get("failure_policy")?,
+        failure_policy: word(r, "failure_policy")?,
         timeout_secs: r.try_get("timeout_secs")?,
         stall_timeout_secs: r.try_get("stall_timeout_secs")?,
         protect: crate::sqlite::json_list(r, "protect")?,
@@ -139,9 +141,10 @@ impl SqliteStore {
             "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
              permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, streak_since, allowed_models, failure_policy, \
              timeout_secs, stall_timeout_secs) \
-             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&p.name)
+        .bind(PoolState::Running.as_str())
         .bind(p.slots)
         .bind(&p.prompt)
         .bind(&p.repo)
@@ -150,7 +153,7 @@ impl SqliteStore {
         .bind(&p.cmd)
         .bind(&p.model)
         .bind(&p.judge_model)
-        .bind(&p.permissions)
+        .bind(p.permissions.as_str())
         .bind(p.count_total)
         .bind(p.max_failures)
         .bind(&p.notify)
@@ -160,7 +163,7 @@ impl SqliteStore {
         .bind(&ts)
         .bind(&ts)
         .bind(p.allowed_models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
-        .bind(&p.failure_policy)
+        .bind(p.failure_policy.as_str())
         .bind(p.timeout_secs)
         .bind(p.stall_timeout_secs)
         .execute(&mut *tx)
@@ -205,7 +208,7 @@ impl SqliteStore {
     pub(crate) async fn pool_set_state(
         &self,
         name: &str,
-        state: &str,
+        state: PoolState,
         stop_reason: Option<&str>,
         reset_streak: bool,
     ) -> Result<PoolRecord> {
@@ -214,7 +217,7 @@ impl SqliteStore {
             q.push_str(", streak_since = ?, notified = 0");
         }
         q.push_str(" WHERE name = ?");
-        let mut query = sqlx::query(&q).bind(state).bind(stop_reason);
+        let mut query = sqlx::query(&q).bind(state.as_str()).bind(stop_reason);
         if reset_streak {
             query = query.bind(now());
         }
@@ -251,12 +254,12 @@ impl SqliteStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::PoolNotFound(name.to_string()))?;
-        let state: String = row.try_get("state")?;
+        let state: PoolState = word(&row, "state")?;
         let slots: i64 = row.try_get("slots")?;
         let total: Option<i64> = row.try_get("count_total")?;
         let launched: i64 = row.try_get("launched")?;
         let live: i64 = row.try_get("live")?;
-        if state != "running" || live >= slots || total.is_some_and(|t| launched >= t) {
+        if state != PoolState::Running || live >= slots || total.is_some_and(|t| launched >= t) {
             return Ok(None);
         }
         insert_task(&mut tx, &task).await?;
@@ -283,7 +286,7 @@ impl SqliteStore {
         let mut s = PoolStats::default();
         for r in &rows {
             let finished: Option<String> = r.try_get("finished_at")?;
-            let verdict: Option<String> = r.try_get("verdict")?;
+            let verdict: Option<Verdict> = opt_word(r, "verdict")?;
             let cost: Option<f64> = r.try_get("cost_usd")?;
             s.total_cost_usd += cost.unwrap_or(0.0);
             let Some(finished) = finished else {
@@ -291,16 +294,16 @@ impl SqliteStore {
                 continue;
             };
             s.finished += 1;
-            let state: String = r.try_get("state")?;
-            if state == "cancelled" {
+            let state: TaskState = word(r, "state")?;
+            if state == TaskState::Cancelled {
                 // Stopped by a person (or by the pool's own hard stop): not the agent's failure,
                 // so neither a failure nor a success for the streak.
                 s.cancelled += 1;
                 continue;
             }
-            let failed = match verdict.as_deref() {
-                Some("success") => false,
-                Some("soft_fail") => {
+            let failed = match verdict {
+                Some(Verdict::Success) => false,
+                Some(Verdict::SoftFail) => {
                     s.soft_fails += 1;
                     soft_fail_counts
                 }

@@ -8,7 +8,10 @@ use crate::pools::{NewPool, PoolEvent, PoolRecord, PoolStats};
 use crate::record::{parse_outcome, NewTask, TaskPatch, TaskRecord, Val};
 use crate::{now, ListFilter, Result, Store, StoreError};
 use async_trait::async_trait;
-use drover_types::{Budget, Event, EventKind, NewEvent, TaskState, Usage};
+use drover_types::clock::StopStep;
+use drover_types::{
+    Budget, Event, EventKind, NewEvent, PoolState, TaskState, Usage, UsageBy,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -156,7 +159,7 @@ pub(crate) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
     .bind(&t.prompt)
     .bind(&t.cmd)
     .bind(verify)
-    .bind(&t.permissions)
+    .bind(t.permissions.as_str())
     .bind(now())
     .bind(t.budget.max_usd)
     .bind(t.budget.max_tokens.map(|v| v as i64))
@@ -440,7 +443,7 @@ impl Store for SqliteStore {
     async fn set_pool_state(
         &self,
         name: &str,
-        state: &str,
+        state: PoolState,
         stop_reason: Option<&str>,
         reset_streak: bool,
     ) -> Result<PoolRecord> {
@@ -480,7 +483,7 @@ impl Store for SqliteStore {
         self.usage_spent(task_id, pool, team, day_start, up_to)
             .await
     }
-    async fn usage_report(&self, by: &str) -> Result<Vec<crate::usage::UsageLine>> {
+    async fn usage_report(&self, by: UsageBy) -> Result<Vec<crate::usage::UsageLine>> {
         SqliteStore::usage_report(self, by).await
     }
 }
@@ -506,7 +509,7 @@ pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         prompt: r.try_get("prompt")?,
         cmd: r.try_get("cmd")?,
         verify: serde_json::from_str(&verify).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        permissions: r.try_get("permissions")?,
+        permissions: word(r, "permissions")?,
         created_at: r.try_get("created_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
@@ -534,7 +537,7 @@ pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         team: r.try_get("team")?,
         created_by: r.try_get("created_by")?,
         sandbox: r.try_get("sandbox")?,
-        sandbox_kind: r.try_get("sandbox_kind")?,
+        sandbox_kind: opt_word(r, "sandbox_kind")?,
         pending_input: pending.and_then(|p| serde_json::from_str(&p).ok()),
         shim_pid: r.try_get("shim_pid")?,
         shim_start: r.try_get("shim_start")?,
@@ -550,10 +553,10 @@ pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         next_seq: r.try_get("next_seq")?,
         verify_rounds: r.try_get("verify_rounds")?,
         gate_rounds: r.try_get("gate_rounds")?,
-        gate_status: r.try_get("gate_status")?,
+        gate_status: opt_word(r, "gate_status")?,
         judge_model: r.try_get("judge_model")?,
-        stop_reason: r.try_get("stop_reason")?,
-        metered_by: r.try_get("metered_by")?,
+        stop_reason: opt_word(r, "stop_reason")?,
+        metered_by: word(r, "metered_by")?,
         agent_cost_usd: r.try_get("agent_cost_usd")?,
         agent_usage: r
             .try_get::<Option<String>, _>("agent_usage")?
@@ -563,10 +566,35 @@ pub(crate) fn row_to_task(r: &SqliteRow) -> Result<TaskRecord> {
         activity_at: r.try_get("activity_at")?,
         pending_since: r.try_get("pending_since")?,
         stop_requested_at: r.try_get("stop_requested_at")?,
-        stop_step: r.try_get("stop_step")?,
+        stop_step: StopStep::from_index(r.try_get("stop_step")?),
         stop_step_at: r.try_get("stop_step_at")?,
         protect: json_list(r, "protect")?,
     })
+}
+
+/// A word of a closed set (`drover_types::vocab`) in a TEXT column.
+pub(crate) fn word<T>(r: &SqliteRow, col: &str) -> Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: String = r.try_get(col)?;
+    text.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+/// [`word`] in a nullable column.
+pub(crate) fn opt_word<T>(r: &SqliteRow, col: &str) -> Result<Option<T>>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: Option<String> = r.try_get(col)?;
+    text.map(|t| {
+        t.parse()
+            .map_err(|e: T::Err| StoreError::Corrupt(format!("{col}: {e}")))
+    })
+    .transpose()
 }
 
 /// A JSON list of strings in a TEXT column.

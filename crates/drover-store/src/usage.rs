@@ -3,7 +3,7 @@
 
 use crate::sqlite::{append, SqliteStore};
 use crate::{Result, StoreError};
-use drover_types::{EventKind, NewEvent};
+use drover_types::{EventKind, NewEvent, UsageBy};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -110,13 +110,12 @@ impl SqliteStore {
         Ok(s)
     }
 
-    pub(crate) async fn usage_report(&self, by: &str) -> Result<Vec<UsageLine>> {
+    pub(crate) async fn usage_report(&self, by: UsageBy) -> Result<Vec<UsageLine>> {
         let key = match by {
-            "task" => "task_id",
-            "pool" => "COALESCE(pool, '-')",
-            "model" => "model",
-            "day" => "substr(at, 1, 10)",
-            other => return Err(StoreError::Corrupt(format!("unknown grouping {other:?}"))),
+            UsageBy::Task => "task_id",
+            UsageBy::Pool => "COALESCE(pool, '-')",
+            UsageBy::Model => "model",
+            UsageBy::Day => "substr(at, 1, 10)",
         };
         let q = format!(
             "SELECT {key} AS k, COUNT(*) AS n, SUM(input_tokens) AS i, SUM(output_tokens) AS o, \

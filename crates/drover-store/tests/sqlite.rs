@@ -11,7 +11,7 @@ fn new_task(id: &str) -> NewTask {
         repo: "/r".into(),
         base_ref: "HEAD".into(),
         prompt: "p".into(),
-        permissions: "ask".into(),
+        permissions: drover_types::PermissionPolicy::Ask,
         ..Default::default()
     }
 }

@@ -226,8 +226,7 @@ pub struct Task {
     pub queue_position: Option<u64>,
     /// Where the task's checkout lives while it exists (kept after a failed commit).
     pub sandbox: Option<String>,
-    /// `overlay` or `worktree`.
-    pub sandbox_kind: Option<String>,
+    pub sandbox_kind: Option<crate::SandboxKind>,
     /// The pending permission request while `needs_input`.
     pub pending_input: Option<serde_json::Value>,
     /// Agent process ids, while running.
@@ -236,10 +235,10 @@ pub struct Task {
     /// How many times the task was (re)started after an interruption.
     pub attempt: u32,
     /// Build locks (`drover lock`) this task holds or waits for.
-    pub locks: Option<serde_json::Value>,
-    /// `gateway` (usage and cost metered from the wire by drover's gateway) or `agent` (the
-    /// agent's own figures, e.g. when no provider key is configured for the gateway).
-    pub metered_by: String,
+    pub locks: Option<crate::TaskLocks>,
+    /// Where `usage` and `cost_usd` come from: drover's gateway (metered from the wire) or the
+    /// agent's own figures (e.g. when no provider key is configured for the gateway).
+    pub metered_by: crate::MeteredBy,
     /// The agent's own figures, kept beside the gateway's as a cross-check.
     pub agent_cost_usd: Option<f64>,
     pub agent_usage: Option<Usage>,
@@ -258,7 +257,7 @@ pub struct Task {
     pub stop_requested_at: Option<String>,
     /// How far a stop's escalation got: `polite`, `INT`, `TERM`, `KILL`.
     #[serde(default)]
-    pub stop_step: Option<String>,
+    pub stop_step: Option<crate::clock::StopStep>,
     /// Protected globs (`--protect`, plus the config's `protect` list): gates see these paths as
     /// at the base commit, and a task that changed one fails with `gate_failed`.
     #[serde(default)]
