@@ -8,10 +8,18 @@
 //! - [`control`]: what clients ask of a task: send, answer, stop, remove.
 //! - [`recover`]: at start-up, re-adopt live shims and settle what died with the last daemon.
 //!
+//! Modules use each other one way, from leaves up (`scripts/module-cycles.sh` checks it):
+//! [`terminal`] (fail, commit, deliver), [`agent_env`] (the agent's environment and grant),
+//! [`answer`] (permission answers), [`ingest`], [`judge`], [`locks`] → [`clocks`] → [`protect`]
+//! → [`gates`] → [`finish`] → [`start`], and [`control`] → [`supervise`]; [`scheduler`] →
+//! [`pools`], [`recover`].
+//!
 //! Concurrency: the store is the source of truth; every decision re-reads the task row. A
 //! per-task async mutex (`stdin_lock`) orders everything written to an agent's stdin with the
 //! decision to close it, so a `send` never races the end of the last turn.
 
+pub mod agent_env;
+pub mod answer;
 pub mod clocks;
 pub mod control;
 pub mod finish;
@@ -25,6 +33,7 @@ pub mod recover;
 pub mod scheduler;
 pub mod start;
 pub mod supervise;
+pub mod terminal;
 
 use crate::{Config, DaemonError, Home};
 use drover_sandbox::Sandboxes;

@@ -26,8 +26,16 @@ use drover_types::{EventKind, NewEvent};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::gateway::Note;
 use writer::Write;
+
+/// What the ledger tells the engine.
+#[derive(Debug)]
+pub enum Note {
+    /// Something about the task changed (followers should re-read).
+    Changed,
+    /// A budget refused a request: end the task `budget_exceeded`.
+    BudgetExceeded(String),
+}
 
 /// How long [`StoreLedger::flush`] waits for the writer.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@ use drover_store::{Store, TaskPatch, UsageRow};
 use drover_types::NewEvent;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::gateway::Note;
+use super::Note;
 
 /// At most this many writes are taken off the queue at once.
 const MAX_BATCH: usize = 1024;
