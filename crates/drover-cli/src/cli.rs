@@ -1,8 +1,8 @@
 //! The command line (DESIGN §4). Names here are the user contract.
 
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
 use drover_types::{FailurePolicy, PermissionPolicy, UsageBy};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -467,11 +467,31 @@ fn a_word_outside_a_closed_set_is_refused_with_the_valid_ones() {
     let cases: [(&[&str], &str); 4] = [
         (&["run", "--permissions", "banana", "x"], "ask, allow, deny"),
         (
-            &["pool", "start", "p", "--slots", "1", "--prompt", "x", "--permissions", "always"],
+            &[
+                "pool",
+                "start",
+                "p",
+                "--slots",
+                "1",
+                "--prompt",
+                "x",
+                "--permissions",
+                "always",
+            ],
             "ask, allow, deny",
         ),
         (
-            &["pool", "start", "p", "--slots", "1", "--prompt", "x", "--on-failures", "often"],
+            &[
+                "pool",
+                "start",
+                "p",
+                "--slots",
+                "1",
+                "--prompt",
+                "x",
+                "--on-failures",
+                "often",
+            ],
             "finish, hard",
         ),
         (&["usage", "--by", "planet"], "task, pool, model, day"),
@@ -491,7 +511,10 @@ fn a_word_outside_a_closed_set_is_refused_with_the_valid_ones() {
     let v = api_error(s, &b, 400, "permissions");
     assert_eq!(v["kind"], "invalid");
     let error = v["error"].as_str().unwrap();
-    assert!(error.contains("banana") && error.contains("`ask`, `allow`, `deny`"), "{error}");
+    assert!(
+        error.contains("banana") && error.contains("`ask`, `allow`, `deny`"),
+        "{error}"
+    );
     let (s, _, b) = http(
         &env,
         "POST",
@@ -503,7 +526,10 @@ fn a_word_outside_a_closed_set_is_refused_with_the_valid_ones() {
         .as_bytes(),
     );
     let v = api_error(s, &b, 400, "on_failures");
-    assert!(v["error"].as_str().unwrap().contains("`finish` or `hard`"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("`finish` or `hard`"),
+        "{v}"
+    );
     let (s, _, b) = http(&env, "GET", "/v1/usage?by=planet", &[], b"");
     let v = api_error(s, &b, 400, "by");
     assert!(v["error"].as_str().unwrap().contains("`day`"), "{v}");

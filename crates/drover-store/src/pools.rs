@@ -3,8 +3,8 @@
 
 use crate::record::{NewTask, TaskRecord};
 use crate::sqlite::{insert_task, opt_word, row_to_task, word, SqliteStore};
-use drover_types::{FailurePolicy, PermissionPolicy, PoolState, TaskState, Verdict};
 use crate::{now, Result, StoreError};
+use drover_types::{FailurePolicy, PermissionPolicy, PoolState, TaskState, Verdict};
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;

@@ -9,9 +9,7 @@ use crate::record::{parse_outcome, NewTask, TaskPatch, TaskRecord, Val};
 use crate::{now, ListFilter, Result, Store, StoreError};
 use async_trait::async_trait;
 use drover_types::clock::StopStep;
-use drover_types::{
-    Budget, Event, EventKind, NewEvent, PoolState, TaskState, Usage, UsageBy,
-};
+use drover_types::{Budget, Event, EventKind, NewEvent, PoolState, TaskState, Usage, UsageBy};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };

@@ -20,7 +20,13 @@ pub struct UnknownValue {
 
 impl fmt::Display for UnknownValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown {} {:?}: use {}", self.what, self.value, or_list(self.expected))
+        write!(
+            f,
+            "unknown {} {:?}: use {}",
+            self.what,
+            self.value,
+            or_list(self.expected)
+        )
     }
 }
 
@@ -111,6 +117,17 @@ vocab! {
     }
 }
 
+vocab! {
+    /// Who answered a permission request (`by` of the `input` event).
+    pub enum AnsweredBy ("answerer") {
+        /// `drover send --allow/--deny`.
+        User = "user",
+        /// The task's permission policy (`allow` or `deny`).
+        Policy = "policy",
+        /// Nobody within `needs_input_timeout`: denied.
+        NeedsInputTimeout = "needs_input_timeout",
+    }
+}
 
 vocab! {
     /// What happens to a task whose agent died with its shim (config `on_interrupt`).
@@ -169,7 +186,6 @@ vocab! {
     }
 }
 
-
 vocab! {
     /// Where a task's `usage` and `cost_usd` come from (`metered_by`).
     pub enum MeteredBy ("metering source") {
@@ -199,7 +215,6 @@ vocab! {
         Day = "day",
     }
 }
-
 
 /// The build locks (`drover lock`) a task holds or waits for: the task JSON's `locks`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,7 +246,10 @@ mod tests {
             assert_eq!(as_str(*v), *name);
             assert_eq!(v.to_string(), *name);
             assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(name));
-            assert_eq!(serde_json::from_value::<T>(serde_json::json!(name)).unwrap(), *v);
+            assert_eq!(
+                serde_json::from_value::<T>(serde_json::json!(name)).unwrap(),
+                *v
+            );
             assert_eq!(name.parse::<T>().unwrap(), *v);
         }
         let e = "banana".parse::<T>().unwrap_err();
@@ -250,7 +268,14 @@ mod tests {
 
     #[test]
     fn every_value_round_trips_through_serde_and_from_str() {
-        round_trips(PermissionPolicy::ALL, &["ask", "allow", "deny"], |v| v.as_str());
+        round_trips(PermissionPolicy::ALL, &["ask", "allow", "deny"], |v| {
+            v.as_str()
+        });
+        round_trips(
+            AnsweredBy::ALL,
+            &["user", "policy", "needs_input_timeout"],
+            |v| v.as_str(),
+        );
         round_trips(OnInterrupt::ALL, &["resume", "fail"], |v| v.as_str());
         round_trips(GateStatus::ALL, &["passed", "failed"], |v| v.as_str());
         round_trips(
@@ -258,11 +283,9 @@ mod tests {
             &["user", "budget_exceeded", "timeout", "stall_timeout"],
             |v| v.as_str(),
         );
-        round_trips(
-            StopStep::ALL,
-            &["polite", "INT", "TERM", "KILL"],
-            |v| v.as_str(),
-        );
+        round_trips(StopStep::ALL, &["polite", "INT", "TERM", "KILL"], |v| {
+            v.as_str()
+        });
         round_trips(
             PoolState::ALL,
             &["running", "stopping", "stopped", "failed", "done"],
@@ -271,7 +294,9 @@ mod tests {
         round_trips(FailurePolicy::ALL, &["finish", "hard"], |v| v.as_str());
         round_trips(MeteredBy::ALL, &["gateway", "agent"], |v| v.as_str());
         round_trips(SandboxKind::ALL, &["overlay", "worktree"], |v| v.as_str());
-        round_trips(UsageBy::ALL, &["task", "pool", "model", "day"], |v| v.as_str());
+        round_trips(UsageBy::ALL, &["task", "pool", "model", "day"], |v| {
+            v.as_str()
+        });
     }
 
     #[test]

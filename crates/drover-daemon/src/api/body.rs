@@ -189,7 +189,11 @@ mod tests {
 
     #[test]
     fn a_word_outside_a_closed_set_is_told_from_other_bad_fields() {
-        let bad = |body: &str| serde_json::from_str::<RunRequest>(body).unwrap_err().to_string();
+        let bad = |body: &str| {
+            serde_json::from_str::<RunRequest>(body)
+                .unwrap_err()
+                .to_string()
+        };
         let e = bad(r#"{"repo": "r", "prompt": "p", "permissions": "banana"}"#);
         assert!(outside_closed_set(&e), "{e}");
         assert!(e.contains("`ask`, `allow`, `deny`"), "{e}");
@@ -201,6 +205,8 @@ mod tests {
         assert!(outside_closed_set(&e), "{e}");
         // A wrong type is not a closed set's word (it stays a 422).
         assert!(!outside_closed_set(&bad(r#"{"repo": "r", "prompt": 5}"#)));
-        assert!(!outside_closed_set(&bad(r#"{"repo": "r", "prompt": "p", "permissions": 1}"#)));
+        assert!(!outside_closed_set(&bad(
+            r#"{"repo": "r", "prompt": "p", "permissions": 1}"#
+        )));
     }
 }

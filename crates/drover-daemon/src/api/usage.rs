@@ -20,9 +20,6 @@ pub async fn usage(
     super::body::ApiQuery(q): super::body::ApiQuery<UsageQuery>,
 ) -> Result<Json<Vec<UsageLine>>, ApiErr> {
     Ok(Json(
-        engine
-            .store
-            .usage_report(q.by.unwrap_or_default())
-            .await?,
+        engine.store.usage_report(q.by.unwrap_or_default()).await?,
     ))
 }

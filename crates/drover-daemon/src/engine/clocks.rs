@@ -21,7 +21,7 @@ use drover_store::record::parse_ts;
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
 use drover_types::clock::{check_secs, format_secs, StopStep};
 use drover_types::{
-    ErrorKind, EventKind, NewEvent, Outcome, PermissionPolicy, StopReason, TaskState,
+    AnsweredBy, ErrorKind, EventKind, NewEvent, Outcome, PermissionPolicy, StopReason, TaskState,
 };
 use serde_json::json;
 
@@ -132,7 +132,7 @@ pub async fn tick(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -> 
                 "no answer within {} (needs_input_timeout): denied",
                 format_secs(limit)
             );
-            let by = "needs_input_timeout";
+            let by = AnsweredBy::NeedsInputTimeout;
             if let Err(e) =
                 super::answer::answer(engine, task, adapter, req, false, Some(&message), by).await
             {
@@ -235,9 +235,7 @@ pub async fn escalate(
             json!({ "stop": step, "by": task.stop_reason.unwrap_or(StopReason::User) }),
         )]
     };
-    let patch = TaskPatch::new()
-        .stop_step(step)
-        .stop_step_at(Some(now()));
+    let patch = TaskPatch::new().stop_step(step).stop_step_at(Some(now()));
     engine.update(&task.id, None, patch, events).await?;
     Ok(true)
 }

@@ -8,7 +8,8 @@ use super::Engine;
 use drover_agents::Adapter;
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
 use drover_types::{
-    ErrorKind, EventKind, NewEvent, Outcome, PermissionPolicy, SendRequest, StopReason, TaskState,
+    AnsweredBy, ErrorKind, EventKind, NewEvent, Outcome, PermissionPolicy, SendRequest, StopReason,
+    TaskState,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -
     if let Some(req) = &task.pending_input {
         if task.permissions != PermissionPolicy::Ask {
             let allow = task.permissions == PermissionPolicy::Allow;
-            let _ = answer(engine, task, adapter, req, allow, None, "policy").await;
+            let _ = answer(engine, task, adapter, req, allow, None, AnsweredBy::Policy).await;
             acted = true;
         }
     }
@@ -89,7 +90,7 @@ pub async fn send(
             &pending,
             req.allow,
             req.message.as_deref(),
-            "user",
+            AnsweredBy::User,
         )
         .await?;
         return Ok(engine.store.get_task(&task.id).await?);

@@ -21,14 +21,14 @@ pub(crate) async fn finish(
 ) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
     let last_result = last_result(engine, id).await?;
-    let mut outcome =
-        if task.stop_requested && task.stop_reason == Some(StopReason::BudgetExceeded) {
-            Outcome::fail(ErrorKind::BudgetExceeded, budget_reason(engine, id).await?)
-        } else if task.stop_requested {
-            Outcome::fail(ErrorKind::Cancelled, "stopped by request")
-        } else {
-            structured(adapter, &exit, last_result.as_ref(), &task)
-        };
+    let mut outcome = if task.stop_requested && task.stop_reason == Some(StopReason::BudgetExceeded)
+    {
+        Outcome::fail(ErrorKind::BudgetExceeded, budget_reason(engine, id).await?)
+    } else if task.stop_requested {
+        Outcome::fail(ErrorKind::Cancelled, "stopped by request")
+    } else {
+        structured(adapter, &exit, last_result.as_ref(), &task)
+    };
     // A clock that stopped the task: which one ran out.
     if let Some(timeout) = super::clocks::outcome(&task) {
         outcome = timeout;

@@ -112,8 +112,7 @@ impl Locks {
                 waiting.push(name.clone());
             }
         }
-        (!holding.is_empty() || !waiting.is_empty())
-            .then_some(TaskLocks { holding, waiting })
+        (!holding.is_empty() || !waiting.is_empty()).then_some(TaskLocks { holding, waiting })
     }
 
     pub fn list(&self) -> Value {

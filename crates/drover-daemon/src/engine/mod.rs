@@ -238,7 +238,9 @@ pub async fn gateway_notes(
             crate::gateway::Note::BudgetExceeded(id) => {
                 let engine = engine.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = control::stop_because(&engine, &id, StopReason::BudgetExceeded).await {
+                    if let Err(e) =
+                        control::stop_because(&engine, &id, StopReason::BudgetExceeded).await
+                    {
                         tracing::warn!(task = id.as_str(), "budget stop: {e}");
                     }
                 });
