@@ -353,11 +353,10 @@ async fn budget_reason(engine: &Engine, id: &str) -> Result<String, StoreError> 
         let page = engine.store.events(id, after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        let refusal = page.iter().rev().find(|e| {
-            e.kind == EventKind::Error
-                && e.data["source"] == "gateway"
-                && (e.data["kind"] == "budget_refused" || e.data["kind"] == "no_price")
-        });
+        let refusal = page
+            .iter()
+            .rev()
+            .find(|e| crate::ledger::is_budget_refusal(e));
         if let Some(m) = refusal.and_then(|e| e.data["message"].as_str()) {
             found = Some(m.to_string());
         }
