@@ -1,7 +1,7 @@
 //! The command line (DESIGN §4). Names here are the user contract.
 
 use clap::{Args, Parser, Subcommand};
-use drover_types::{FailurePolicy, PermissionPolicy, UsageBy};
+use drover_types::{FailurePolicy, PermissionPolicy, UsageGroup};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -78,7 +78,7 @@ pub enum Command {
     Usage {
         /// task, pool, model or day.
         #[arg(long, value_enum, default_value_t)]
-        by: UsageBy,
+        by: UsageGroup,
         #[arg(long)]
         json: bool,
     },

@@ -71,10 +71,10 @@ macro_rules! vocab {
         }
 
         impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$var),+];
             /// Every value's string, in declaration order.
             pub const NAMES: &'static [&'static str] = &[$($s),+];
+            /// Every value, in declaration order.
+            pub const ALL: [$name; Self::NAMES.len()] = [$($name::$var),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -207,11 +207,13 @@ vocab! {
 vocab! {
     /// How `drover usage` (`GET /v1/usage?by=`) groups the gateway's records.
     #[derive(Default)]
-    pub enum UsageBy ("grouping") {
+    pub enum UsageGroup ("grouping") {
         #[default]
         Task = "task",
+        /// `-` for usage outside a pool.
         Pool = "pool",
         Model = "model",
+        /// The UTC day (`YYYY-MM-DD`) of the response.
         Day = "day",
     }
 }
@@ -268,33 +270,33 @@ mod tests {
 
     #[test]
     fn every_value_round_trips_through_serde_and_from_str() {
-        round_trips(PermissionPolicy::ALL, &["ask", "allow", "deny"], |v| {
+        round_trips(&PermissionPolicy::ALL, &["ask", "allow", "deny"], |v| {
             v.as_str()
         });
         round_trips(
-            AnsweredBy::ALL,
+            &AnsweredBy::ALL,
             &["user", "policy", "needs_input_timeout"],
             |v| v.as_str(),
         );
-        round_trips(OnInterrupt::ALL, &["resume", "fail"], |v| v.as_str());
-        round_trips(GateStatus::ALL, &["passed", "failed"], |v| v.as_str());
+        round_trips(&OnInterrupt::ALL, &["resume", "fail"], |v| v.as_str());
+        round_trips(&GateStatus::ALL, &["passed", "failed"], |v| v.as_str());
         round_trips(
-            StopReason::ALL,
+            &StopReason::ALL,
             &["user", "budget_exceeded", "timeout", "stall_timeout"],
             |v| v.as_str(),
         );
-        round_trips(StopStep::ALL, &["polite", "INT", "TERM", "KILL"], |v| {
+        round_trips(&StopStep::ALL, &["polite", "INT", "TERM", "KILL"], |v| {
             v.as_str()
         });
         round_trips(
-            PoolState::ALL,
+            &PoolState::ALL,
             &["running", "stopping", "stopped", "failed", "done"],
             |v| v.as_str(),
         );
-        round_trips(FailurePolicy::ALL, &["finish", "hard"], |v| v.as_str());
-        round_trips(MeteredBy::ALL, &["gateway", "agent"], |v| v.as_str());
-        round_trips(SandboxKind::ALL, &["overlay", "worktree"], |v| v.as_str());
-        round_trips(UsageBy::ALL, &["task", "pool", "model", "day"], |v| {
+        round_trips(&FailurePolicy::ALL, &["finish", "hard"], |v| v.as_str());
+        round_trips(&MeteredBy::ALL, &["gateway", "agent"], |v| v.as_str());
+        round_trips(&SandboxKind::ALL, &["overlay", "worktree"], |v| v.as_str());
+        round_trips(&UsageGroup::ALL, &["task", "pool", "model", "day"], |v| {
             v.as_str()
         });
     }
@@ -314,7 +316,7 @@ mod tests {
     fn defaults_are_todays_defaults() {
         assert_eq!(PermissionPolicy::default(), PermissionPolicy::Ask);
         assert_eq!(FailurePolicy::default(), FailurePolicy::Finish);
-        assert_eq!(UsageBy::default(), UsageBy::Task);
+        assert_eq!(UsageGroup::default(), UsageGroup::Task);
     }
 
     #[test]

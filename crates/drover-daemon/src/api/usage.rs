@@ -1,25 +1,27 @@
-//! `GET /v1/usage?by=task|pool|model|day`: metered usage from the gateway's records (a bad
-//! `by` is refused by the query's extractor: 400 listing the valid values).
+//! `GET /v1/usage?by=task|pool|model|day`: metered usage from the gateway's records.
 
 use super::ApiErr;
 use crate::engine::Engine;
 use axum::extract::State;
 use axum::Json;
-use drover_store::UsageLine;
-use drover_types::UsageBy;
+use drover_store::{UsageGroup, UsageLine};
 use serde::Deserialize;
 use std::sync::Arc;
 
 #[derive(Deserialize)]
 pub struct UsageQuery {
-    by: Option<UsageBy>,
+    by: Option<String>,
 }
 
 pub async fn usage(
     State(engine): State<Arc<Engine>>,
     super::body::ApiQuery(q): super::body::ApiQuery<UsageQuery>,
 ) -> Result<Json<Vec<UsageLine>>, ApiErr> {
-    Ok(Json(
-        engine.store.usage_report(q.by.unwrap_or_default()).await?,
-    ))
+    let by = match q.by {
+        None => UsageGroup::Task,
+        Some(by) => by
+            .parse()
+            .map_err(|_| ApiErr::invalid(format!("--by {by}: use task, pool, model or day")))?,
+    };
+    Ok(Json(engine.store.usage_report(by).await?))
 }

@@ -251,6 +251,5 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlErr
     }
     engine.store.delete_task(&id).await?;
     let _ = std::fs::remove_dir_all(engine.home.task(&id).dir);
-    engine.notify_changed();
     Ok(id)
 }
