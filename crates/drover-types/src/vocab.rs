@@ -4,7 +4,9 @@
 //! Every enum comes from one macro, [`vocab!`], so each has the same surface: serde as its
 //! string, `as_str`, `Display`, `FromStr` (error: [`UnknownValue`], which lists the valid
 //! values), `ALL` and `NAMES`, and with the `clap` feature a `clap::ValueEnum` (so a bad flag
-//! value is refused by clap with the list of valid ones).
+//! value is refused by clap with the list of valid ones). The sets that belong to a module are
+//! declared there with the same macro: `TaskState`, `ErrorKind` ([`crate::task`]), `EventKind`
+//! ([`crate::event`]), `StopStep` ([`crate::clock`]). `Verdict` still has its own impls.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -296,6 +298,55 @@ mod tests {
         round_trips(&FailurePolicy::ALL, &["finish", "hard"], |v| v.as_str());
         round_trips(&MeteredBy::ALL, &["gateway", "agent"], |v| v.as_str());
         round_trips(&SandboxKind::ALL, &["overlay", "worktree"], |v| v.as_str());
+        round_trips(
+            &crate::TaskState::ALL,
+            &[
+                "queued",
+                "preparing",
+                "running",
+                "needs_input",
+                "verifying",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "interrupted",
+            ],
+            |v| v.as_str(),
+        );
+        round_trips(
+            &crate::ErrorKind::ALL,
+            &[
+                "agent_exit",
+                "gate_failed",
+                "budget_exceeded",
+                "provider_error",
+                "truncated",
+                "timeout",
+                "sandbox_error",
+                "git_error",
+                "cancelled",
+                "lost_host",
+            ],
+            |v| v.as_str(),
+        );
+        round_trips(
+            &crate::EventKind::ALL,
+            &[
+                "state",
+                "text",
+                "tool_call",
+                "tool_result",
+                "needs_input",
+                "input",
+                "usage",
+                "gate",
+                "commit",
+                "error",
+                "stderr",
+                "result",
+            ],
+            |v| v.as_str(),
+        );
         round_trips(&UsageGroup::ALL, &["task", "pool", "model", "day"], |v| {
             v.as_str()
         });
