@@ -131,7 +131,7 @@ pub async fn create(
     };
     engine
         .store
-        .pool_event(&pool.name, "state", json!({ "state": "running" }))
+        .pool_event(&pool.name, "state", json!({ "state": PoolState::Running }))
         .await?;
     engine.wake.notify_one();
     let mut v = view(&engine, &pool, false).await?;
