@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use drover_store::TaskRecord;
-use drover_types::TaskState;
+use drover_types::{PermissionPolicy, TaskState};
 
 /// A `command` task in `state`, started at 2026-01-01T00:00:00Z with a 60 s wall clock and a
 /// 10 s stall clock (last activity at 00:00:30).
@@ -23,7 +23,7 @@ pub(crate) fn task(state: TaskState) -> TaskRecord {
         prompt: String::new(),
         cmd: None,
         verify: vec![],
-        permissions: "ask".into(),
+        permissions: PermissionPolicy::Ask,
         created_at: t0.clone(),
         started_at: Some(t0),
         finished_at: None,
@@ -58,7 +58,7 @@ pub(crate) fn task(state: TaskState) -> TaskRecord {
         gate_status: None,
         judge_model: None,
         stop_reason: None,
-        metered_by: "agent".into(),
+        metered_by: drover_types::MeteredBy::Agent,
         agent_cost_usd: None,
         agent_usage: None,
         timeout_secs: Some(60),
@@ -66,7 +66,7 @@ pub(crate) fn task(state: TaskState) -> TaskRecord {
         activity_at: Some("2026-01-01T00:00:30.000Z".into()),
         pending_since: None,
         stop_requested_at: None,
-        stop_step: 0,
+        stop_step: None,
         stop_step_at: None,
     }
 }

@@ -43,7 +43,7 @@ mod outcome_tests;
 use crate::{Config, DaemonError, Home};
 use drover_sandbox::Sandboxes;
 use drover_store::{SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
-use drover_types::{Event, NewEvent, TaskState};
+use drover_types::{Event, NewEvent, StopReason, TaskState};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
@@ -267,7 +267,9 @@ pub async fn gateway_notes(
                 let engine2 = engine.clone();
                 engine.tasks.spawn(async move {
                     let engine = engine2;
-                    if let Err(e) = control::stop_because(&engine, &id, "budget_exceeded").await {
+                    if let Err(e) =
+                        control::stop_because(&engine, &id, StopReason::BudgetExceeded).await
+                    {
                         tracing::warn!(task = id.as_str(), "budget stop: {e}");
                     }
                 });
