@@ -124,7 +124,11 @@ async fn streak_stop(
     if pool.failure_policy == "hard" {
         let engine = engine.clone();
         let name = pool.name.clone();
-        tokio::spawn(async move { stop_tasks(&engine, &name).await });
+        tokio::spawn(async move {
+            if let Err(e) = stop_tasks(&engine, &name).await {
+                tracing::warn!(pool = name.as_str(), "stopping the pool's tasks: {e}");
+            }
+        });
     }
     if !engine.store.mark_pool_notified(&pool.name).await? {
         return Ok(());
@@ -137,7 +141,9 @@ async fn streak_stop(
     let reason = reasons.join("\n");
     tokio::spawn(async move {
         let data = run_notify(&cmd, &name, streak, &reason).await;
-        let _ = engine.store.pool_event(&name, "notify", data).await;
+        if let Err(e) = engine.store.pool_event(&name, "notify", data).await {
+            tracing::warn!(pool = name.as_str(), "recording the notify result: {e}");
+        }
         engine.notify_changed();
     });
     Ok(())
@@ -189,7 +195,9 @@ pub async fn stop_tasks(engine: &Arc<Engine>, pool: &str) -> Result<(), StoreErr
         .filter(|t| t.pool.as_deref() == Some(pool) && !t.state.is_terminal())
         .partition(|t| t.state == drover_types::TaskState::Queued);
     for t in &queued {
-        let _ = super::control::stop(engine, &t.id).await;
+        if let Err(e) = super::control::stop(engine, &t.id).await {
+            tracing::warn!(task = t.id.as_str(), "pool stop: {e}");
+        }
     }
     // All at once: each stop escalates over seconds.
     let mut stops = tokio::task::JoinSet::new();
@@ -197,6 +205,12 @@ pub async fn stop_tasks(engine: &Arc<Engine>, pool: &str) -> Result<(), StoreErr
         let engine = engine.clone();
         stops.spawn(async move { super::control::stop(&engine, &t.id).await });
     }
-    while stops.join_next().await.is_some() {}
+    while let Some(stopped) = stops.join_next().await {
+        match stopped {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(pool, "pool stop: {e}"),
+            Err(e) => tracing::warn!(pool, "pool stop: {e}"),
+        }
+    }
     Ok(())
 }

@@ -74,7 +74,9 @@ async fn give_up(engine: &Arc<Engine>, id: &str, why: &str) {
         .outcome(Some(&outcome))
         .finished_at(Some(now()));
     let (patch, events) = apply_commit(patch, commit);
-    let _ = engine.update(id, Some(&active()), patch, events).await;
+    if let Err(e) = engine.update(id, Some(&active()), patch, events).await {
+        tracing::error!(task = id, "could not record the failure: {e}");
+    }
 }
 
 async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
