@@ -48,6 +48,8 @@ pub async fn tick(engine: &Arc<Engine>) -> Result<(), StoreError> {
 }
 
 async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError> {
+    let session_id_up_front =
+        drover_agents::adapter(&pool.agent).is_ok_and(|a| a.capabilities().session_id_up_front);
     let mut n = pool.launched;
     loop {
         n += 1;
@@ -80,7 +82,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             permissions: pool.permissions.clone(),
             // The pool's --max-usd is the whole pool's budget (enforced by the gateway).
             budget: Budget::default(),
-            session_id: (pool.agent == "claude").then(|| uuid::Uuid::new_v4().to_string()),
+            session_id: session_id_up_front.then(|| uuid::Uuid::new_v4().to_string()),
             pool: Some(pool.name.clone()),
             team: None,
             created_by: Some(format!("pool:{}", pool.name)),

@@ -77,11 +77,11 @@ pub(crate) async fn start(
         return Ok(None);
     }
     let resume = task.attempt > 0
-        && matches!(adapter.name(), "claude" | "claude-bg")
+        && adapter.capabilities().resumable
         && task
             .session_id
             .as_deref()
-            .is_some_and(drover_agents::claude::transcript_exists);
+            .is_some_and(|s| adapter.can_resume(s));
     let ctx = LaunchContext {
         task_id: id.to_string(),
         prompt: task.prompt.clone(),
