@@ -7,8 +7,6 @@
 #   MODULE_CYCLES_GRAPH=1 scripts/module-cycles.sh CRATE_DIR      also print who uses whom
 #
 # Also MODULE_CYCLES_ALLOW="crate-a crate-b": crates whose cycles are printed but do not fail.
-# drover-store is allowed from scripts/test.sh until its restructuring (issue 9, item 3) lands;
-# remove it there afterwards.
 #
 # The rule:
 # - Each crate target (src/lib.rs, src/main.rs, src/bin/*) is a tree of modules built from its

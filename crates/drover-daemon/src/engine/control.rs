@@ -255,6 +255,5 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlErr
         // The task is gone from the store; a directory left behind only takes space.
         Err(e) => tracing::warn!(task = id.as_str(), "removing the task directory: {e}"),
     }
-    engine.notify_changed();
     Ok(id)
 }

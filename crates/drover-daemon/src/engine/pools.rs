@@ -93,10 +93,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             protect: engine.config.protect_for(&pool.protect),
         };
         match engine.store.launch_pool_task(&pool.name, task).await? {
-            Some(_) => {
-                engine.notify_changed();
-                engine.wake.notify_one();
-            }
+            Some(_) => engine.wake.notify_one(),
             None => return Ok(()),
         }
     }
@@ -122,7 +119,6 @@ async fn streak_stop(
             json!({ "state": "failed", "reason": why, "reasons": reasons }),
         )
         .await?;
-    engine.notify_changed();
     if pool.failure_policy == "hard" {
         let engine = engine.clone();
         let name = pool.name.clone();
@@ -146,7 +142,6 @@ async fn streak_stop(
         if let Err(e) = engine.store.pool_event(&name, "notify", data).await {
             tracing::warn!(pool = name.as_str(), "recording the notify result: {e}");
         }
-        engine.notify_changed();
     });
     Ok(())
 }

@@ -28,11 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use writer::Write;
 
-/// What the ledger tells the engine.
+/// What the ledger tells the engine. (Followers learn of the ledger's writes from the store's
+/// change feed, like of any other write.)
 #[derive(Debug)]
 pub enum Note {
-    /// Something about the task changed (followers should re-read).
-    Changed,
     /// A budget refused a request: end the task `budget_exceeded`.
     BudgetExceeded(String),
 }
