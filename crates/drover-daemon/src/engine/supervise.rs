@@ -11,7 +11,7 @@ use super::{control, ingest, Engine};
 use drover_agents::Adapter;
 use drover_shim::{proc, ExitInfo};
 use drover_store::{now, StoreError, TaskPatch};
-use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState};
+use drover_types::{ErrorKind, EventKind, NewEvent, OnInterrupt, Outcome, TaskState};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,7 +188,7 @@ async fn interrupted(
     let task = engine.store.get_task(id).await?;
     let outcome = Outcome::fail(ErrorKind::LostHost, why);
     let resumable = adapter.capabilities().resumable && task.session_id.is_some();
-    let resume = engine.config.on_interrupt == "resume"
+    let resume = engine.config.on_interrupt == OnInterrupt::Resume
         && resumable
         && task.attempt < 3
         && !task.stop_requested;
