@@ -3,7 +3,7 @@
 //! Reference: agent-cli-interfaces.md §1. Unknown line types and subtypes are ignored; only lines
 //! that are not JSON objects come back as [`AgentEvent::Unparsed`].
 
-use crate::{excerpt, Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec};
+use crate::{excerpt, Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
 use drover_types::Usage;
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
@@ -121,6 +121,21 @@ impl Claude {
 impl Adapter for Claude {
     fn name(&self) -> &'static str {
         "claude"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            resumable: true,
+            session_id_up_front: true,
+            needs_cmd: false,
+            missing_binary_hint: Some(
+                " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)",
+            ),
+        }
+    }
+
+    fn can_resume(&self, session_id: &str) -> bool {
+        transcript_exists(session_id)
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError> {

@@ -11,7 +11,7 @@
 //! has no cost field, so the adapter reports none: dollars come from the gateway's metering (one
 //! price table, in `drover-gateway`).
 
-use crate::{excerpt, Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec};
+use crate::{excerpt, Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
 use drover_types::Usage;
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -96,6 +96,15 @@ pub fn exec_flags(model: &str) -> Vec<String> {
 impl Adapter for Codex {
     fn name(&self) -> &'static str {
         "codex"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            resumable: false,
+            session_id_up_front: false,
+            needs_cmd: false,
+            missing_binary_hint: None,
+        }
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError> {

@@ -65,10 +65,15 @@ pub async fn create(
     if req.slots == 0 {
         return Err(ApiErr::invalid("--slots must be at least 1"));
     }
-    let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
-    drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
-    if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
-        return Err(ApiErr::invalid("the command agent needs --cmd"));
+    let agent = req
+        .agent
+        .clone()
+        .unwrap_or_else(|| drover_agents::DEFAULT_AGENT.into());
+    let capabilities = drover_agents::adapter(&agent)
+        .map_err(|e| ApiErr::invalid(e.to_string()))?
+        .capabilities();
+    if capabilities.needs_cmd && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        return Err(ApiErr::invalid(format!("the {agent} agent needs --cmd")));
     }
     drover_types::validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;

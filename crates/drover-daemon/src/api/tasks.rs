@@ -41,10 +41,15 @@ pub async fn create(
     State(engine): State<Arc<Engine>>,
     ApiJson(req): ApiJson<RunRequest>,
 ) -> ApiResult<Json<Task>> {
-    let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
-    drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
-    if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
-        return Err(ApiErr::invalid("the command agent needs --cmd"));
+    let agent = req
+        .agent
+        .clone()
+        .unwrap_or_else(|| drover_agents::DEFAULT_AGENT.into());
+    let capabilities = drover_agents::adapter(&agent)
+        .map_err(|e| ApiErr::invalid(e.to_string()))?
+        .capabilities();
+    if capabilities.needs_cmd && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        return Err(ApiErr::invalid(format!("the {agent} agent needs --cmd")));
     }
     prompt_size(&req.prompt)?;
     use drover_types::validate;
@@ -68,7 +73,9 @@ pub async fn create(
         .await
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
     let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
-    let session_id = (agent == "claude").then(|| uuid::Uuid::new_v4().to_string());
+    let session_id = capabilities
+        .session_id_up_front
+        .then(|| uuid::Uuid::new_v4().to_string());
     let mut last = None;
     for _ in 0..5 {
         let task = NewTask {

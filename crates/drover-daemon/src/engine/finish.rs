@@ -249,11 +249,10 @@ pub(crate) fn structured(
     task: &TaskRecord,
 ) -> Outcome {
     if let Some(err) = &exit.spawn_error {
-        let hint = if adapter.name() == "claude" {
-            " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)"
-        } else {
-            ""
-        };
+        let hint = adapter
+            .capabilities()
+            .missing_binary_hint
+            .unwrap_or_default();
         return Outcome::fail(ErrorKind::AgentExit, format!("{err}{hint}"));
     }
     if !adapter.multi_turn() {
