@@ -38,7 +38,8 @@ pub struct LaunchContext {
     pub session_id: String,
     /// Continue an interrupted session instead of starting fresh (Claude: `--resume <session_id>`).
     pub resume: bool,
-    /// Binary override (e.g. `DROVER_CLAUDE_BIN`); `None` means look up the default name on PATH.
+    /// Binary override (the daemon's `claude_bin`/`codex_bin`, e.g. from `DROVER_CLAUDE_BIN`);
+    /// `None` means look up the default name on PATH. Adapters read no environment.
     pub binary: Option<String>,
     /// Ask the host about permissions (Claude: `--permission-prompt-tool stdio`).
     pub permission_prompts: bool,
