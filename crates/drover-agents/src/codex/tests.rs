@@ -148,7 +148,10 @@ fn launch_runs_codex_exec_in_a_loop() {
     let spec = Codex::new().launch(&ctx(false)).unwrap();
     assert_eq!(spec.program, "/bin/sh");
     assert_eq!(spec.args[0], "-c");
-    assert_eq!(spec.args[3], "/opt/codex/bin/codex", "the configured binary");
+    assert_eq!(
+        spec.args[3], "/opt/codex/bin/codex",
+        "the configured binary"
+    );
     assert_eq!(spec.args[4], "fix it");
     let flags = spec.args[6..].join(" ");
     assert!(

@@ -14,7 +14,7 @@
 //! `detail`; a model call) only add detail: `failed`/`stopped` and what input is needed. A
 //! classifier that answers `done` while the session is not active ends the turn too.
 
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -102,7 +102,7 @@ pub async fn follow(args: FollowArgs) -> Result<i32> {
         }
         let _ = tx.send(None);
     });
-    let sig = |k| signal(k).map_err(|e| CliError::daemon(format!("signal handler: {e}")));
+    let sig = |k| signal(k).context("signal handler");
     let (mut int, mut term, mut hup) = (
         sig(SignalKind::interrupt())?,
         sig(SignalKind::terminate())?,

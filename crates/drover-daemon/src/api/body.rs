@@ -38,8 +38,7 @@ pub async fn bounded(req: Request, next: Next) -> Response {
         Ok(Err(_)) => return too_large().into_response(),
         Err(_) => {
             return ApiErr::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
+                drover_types::ApiErrorKind::Timeout,
                 format!(
                     "the request body did not arrive within {} s",
                     BODY_TIMEOUT.as_secs()
@@ -55,8 +54,7 @@ pub async fn bounded(req: Request, next: Next) -> Response {
 
 fn too_large() -> ApiErr {
     ApiErr::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
+        drover_types::ApiErrorKind::TooLarge,
         format!(
             "the request body is over the {} MiB limit",
             MAX_BODY_BYTES >> 20
@@ -84,7 +82,12 @@ fn json_rejection(r: JsonRejection) -> ApiErr {
         }
         _ => "send a JSON object with the fields of this endpoint (see drover-types' api.rs)",
     };
-    ApiErr::new(status, "invalid", one_line(&r.body_text()), Some(hint))
+    ApiErr::new(
+        drover_types::ApiErrorKind::Invalid,
+        one_line(&r.body_text()),
+        Some(hint),
+    )
+    .with_status(status)
 }
 
 fn one_line(s: &str) -> String {
@@ -138,8 +141,7 @@ where
 
 fn query_rejection(r: QueryRejection) -> ApiErr {
     ApiErr::new(
-        StatusCode::BAD_REQUEST,
-        "invalid",
+        drover_types::ApiErrorKind::Invalid,
         one_line(&r.body_text()),
         Some("check the query string's parameters"),
     )
@@ -148,8 +150,7 @@ fn query_rejection(r: QueryRejection) -> ApiErr {
 /// Unknown routes and methods: JSON errors too.
 pub async fn not_found() -> ApiErr {
     ApiErr::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        drover_types::ApiErrorKind::NotFound,
         "no such API route",
         Some("the routes are listed in drover-daemon's api/mod.rs"),
     )
@@ -157,9 +158,9 @@ pub async fn not_found() -> ApiErr {
 
 pub async fn method_not_allowed() -> ApiErr {
     ApiErr::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "invalid",
+        drover_types::ApiErrorKind::Invalid,
         "this route does not take that method",
         Some("the routes are listed in drover-daemon's api/mod.rs"),
     )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }

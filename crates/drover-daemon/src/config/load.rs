@@ -43,9 +43,10 @@ impl std::fmt::Debug for Environment {
 impl Environment {
     /// The process's environment (call this at the binary's edge only).
     pub fn process() -> Self {
-        Self::from_pairs(std::env::vars_os().filter_map(|(k, v)| {
-            Some((k.into_string().ok()?, v.into_string().ok()?))
-        }))
+        Self::from_pairs(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
     }
 
     /// An environment made of these pairs (tests, or a caller with its own source).

@@ -258,7 +258,10 @@ impl Config {
         if !["ask", "allow", "deny"].contains(&self.permissions.as_str()) {
             return Err((
                 "permissions",
-                format!("permissions = {:?}: use ask, allow or deny", self.permissions),
+                format!(
+                    "permissions = {:?}: use ask, allow or deny",
+                    self.permissions
+                ),
             ));
         }
         drover_sandbox::Protect::new(&self.protect)

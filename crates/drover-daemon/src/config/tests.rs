@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The loader: precedence of the layers, and each class of error with its message. No test
 //! touches the process environment: each hands in its own [`Environment`].
 
@@ -15,7 +16,11 @@ fn env(pairs: &[(&str, &str)]) -> Environment {
     Environment::from_pairs(pairs.iter().copied())
 }
 
-fn load(home: &tempfile::TempDir, e: &[(&str, &str)], flags: &Flags) -> Result<Config, ConfigError> {
+fn load(
+    home: &tempfile::TempDir,
+    e: &[(&str, &str)],
+    flags: &Flags,
+) -> Result<Config, ConfigError> {
     Config::load_with(home.path(), &env(e), flags)
 }
 
@@ -64,7 +69,11 @@ fn file_beats_default_env_beats_file_flag_beats_env() {
     let c = load(&home, &vars, &none).unwrap();
     assert_eq!((c.slots, c.sandbox), (7, SandboxMode::Overlay));
     assert_eq!(c.worker_model.as_deref(), Some("env-model"));
-    assert_eq!(c.judge_model.as_deref(), Some("file-judge"), "a sibling key stays");
+    assert_eq!(
+        c.judge_model.as_deref(),
+        Some("file-judge"),
+        "a sibling key stays"
+    );
     assert_eq!(c.claude_bin.as_deref(), Some("/file/claude"));
     assert_eq!(c.agent_binary("codex").as_deref(), Some("/env/codex"));
     assert_eq!(c.agent_binary("claude").as_deref(), Some("/file/claude"));
@@ -91,7 +100,10 @@ fn an_unreadable_file_is_an_error_not_an_empty_config() {
     let e = err(&home, &[], &Flags::default());
     assert!(matches!(e, ConfigError::Unreadable { .. }), "{e:?}");
     let path = home.path().join("config.toml").display().to_string();
-    assert!(e.to_string().starts_with(&format!("cannot read {path}: ")), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!("cannot read {path}: ")),
+        "{e}"
+    );
     assert!(e.hint().contains("remove it"), "{}", e.hint());
 }
 
@@ -109,7 +121,11 @@ fn bad_toml_names_the_file_and_the_line() {
     let home = home_with(Some("slots = 4\n\nsandbox = \n"));
     let e = err(&home, &[], &Flags::default());
     assert!(matches!(e, ConfigError::Syntax { line: 3, .. }), "{e:?}");
-    assert!(e.to_string().contains("config.toml: invalid TOML at line 3"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("config.toml: invalid TOML at line 3"),
+        "{e}"
+    );
     assert!(e.hint().starts_with("fix "), "{}", e.hint());
 }
 
@@ -148,7 +164,10 @@ fn a_bad_value_names_its_layer() {
     let home = home_with(Some("task_timeout = \"soon\"\n"));
     let e = err(&home, &[], &Flags::default());
     let text = e.to_string();
-    assert!(text.contains("config.toml: task_timeout = \"soon\""), "{text}");
+    assert!(
+        text.contains("config.toml: task_timeout = \"soon\""),
+        "{text}"
+    );
     assert!(text.contains("\"1h30m\""), "{text}");
 
     let home = home_with(Some("sandbox = \"worktree\"\n"));
@@ -157,11 +176,18 @@ fn a_bad_value_names_its_layer() {
         matches!(&e, ConfigError::Invalid { origin: Origin::Env(v), .. } if v == "DROVER_SANDBOX"),
         "{e:?}"
     );
-    assert!(e.to_string().contains("use auto, overlay or worktree"), "{e}");
+    assert!(
+        e.to_string().contains("use auto, overlay or worktree"),
+        "{e}"
+    );
     assert_eq!(e.hint(), "fix or unset DROVER_SANDBOX");
 
     let e = err(&home, &[("DROVER_SLOTS", "lots")], &Flags::default());
-    assert!(e.to_string().starts_with("environment variable DROVER_SLOTS: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("environment variable DROVER_SLOTS: "),
+        "{e}"
+    );
 
     let zero = Flags {
         slots: Some(0),
@@ -220,12 +246,19 @@ fn upstreams_come_from_the_environment_handed_in() {
 
     let c = load(
         &home,
-        &[("ANTHROPIC_API_KEY", "k"), ("DROVER_GATEWAY", "off"), ("HOME", "/home/u")],
+        &[
+            ("ANTHROPIC_API_KEY", "k"),
+            ("DROVER_GATEWAY", "off"),
+            ("HOME", "/home/u"),
+        ],
         &Flags::default(),
     )
     .unwrap();
     assert!(!c.upstreams.gateway_on());
-    assert_eq!(c.upstreams.anthropic_base, drover_gateway::DEFAULT_ANTHROPIC_BASE);
+    assert_eq!(
+        c.upstreams.anthropic_base,
+        drover_gateway::DEFAULT_ANTHROPIC_BASE
+    );
     assert_eq!(
         c.claude_config_dir.as_deref(),
         Some(Path::new("/home/u/.claude"))

@@ -73,12 +73,9 @@ pub(crate) async fn start(
     }
     let resume = task.attempt > 0
         && matches!(adapter.name(), "claude" | "claude-bg")
-        && task
-            .session_id
-            .as_deref()
-            .is_some_and(|s| {
-                drover_agents::claude::transcript_exists(engine.config.claude_config_dir.as_deref(), s)
-            });
+        && task.session_id.as_deref().is_some_and(|s| {
+            drover_agents::claude::transcript_exists(engine.config.claude_config_dir.as_deref(), s)
+        });
     let ctx = LaunchContext {
         task_id: id.to_string(),
         prompt: task.prompt.clone(),
