@@ -14,8 +14,8 @@
 //! `detail`; a model call) only add detail: `failed`/`stopped` and what input is needed. A
 //! classifier that answers `done` while the session is not active ends the turn too.
 
+use crate::cli::FollowArgs;
 use crate::error::{CliError, Context, Result};
-use clap::Args;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -29,19 +29,6 @@ use cli::{
     find_by_name, is_final, parse_short, read_new_lines, result_line, run, settings, stopped,
     str_of,
 };
-
-#[derive(Args, Debug)]
-pub struct FollowArgs {
-    #[arg(long)]
-    task: String,
-    #[arg(long, default_value = "claude")]
-    claude: String,
-    #[arg(long)]
-    model: Option<String>,
-    /// Re-attach to this task's live session, or continue this session id.
-    #[arg(long)]
-    resume: Option<String>,
-}
 
 /// Must match `drover_agents::claude_bg` (this crate does not link drover-agents).
 fn session_name(task: &str) -> String {
