@@ -236,6 +236,13 @@ impl From<drover_fake_provider::Error> for CliError {
     }
 }
 
+/// A `--protect` glob the user gave.
+impl From<drover_sandbox::InvalidGlob> for CliError {
+    fn from(e: drover_sandbox::InvalidGlob) -> Self {
+        CliError::from_source(Kind::Input, e).hint(drover_sandbox::InvalidGlob::HINT)
+    }
+}
+
 /// Sandbox work the CLI does itself (`drover bench`).
 impl From<drover_sandbox::SandboxError> for CliError {
     fn from(e: drover_sandbox::SandboxError) -> Self {

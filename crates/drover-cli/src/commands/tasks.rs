@@ -103,9 +103,8 @@ pub fn clocks(
 
 /// Refuses a bad `--protect` glob before anything starts (the daemon checks again).
 pub fn check_protect(globs: &[String]) -> Result<()> {
-    drover_sandbox::Protect::new(globs)
-        .map(|_| ())
-        .map_err(|e| CliError::input(e.to_string()).hint(drover_sandbox::InvalidGlob::HINT))
+    drover_sandbox::Protect::new(globs)?;
+    Ok(())
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
