@@ -172,7 +172,10 @@ fn read_file(path: &Path) -> Result<Option<FileLayer>, ConfigError> {
     }))
 }
 
-/// The `DROVER_*` variables of [`ENV_KEYS`], nested under their keys.
+/// The `DROVER_*` variables of [`ENV_KEYS`], nested under their keys. Not figment's own `Env`
+/// provider: that one reads the process environment itself (tests run on threads of one
+/// process) and guesses each value's type (`123` becomes a number, `[x]` an array); this one maps
+/// the documented names explicitly, from the snapshot.
 struct EnvLayer<'a>(&'a Environment);
 
 const ENV_LAYER: &str = "environment";
