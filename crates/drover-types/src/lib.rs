@@ -6,7 +6,11 @@
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
 //! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.
 //! - [`validate`]: input checks shared by the API and the CLI.
+//! - [`vocab`]: the closed sets (permission policy, stop reason, pool state, …) as enums, each
+//!   written as the same string on the wire, in the database and on the command line.
 
+#[macro_use]
+pub mod vocab;
 pub mod api;
 pub mod clock;
 pub mod event;
@@ -16,3 +20,4 @@ pub mod validate;
 pub use api::*;
 pub use event::*;
 pub use task::*;
+pub use vocab::*;

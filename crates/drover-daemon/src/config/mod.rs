@@ -18,6 +18,7 @@ pub use load::{Environment, Flags, ENV_KEYS};
 
 use drover_gateway::Secret;
 use drover_sandbox::SandboxMode;
+use drover_types::{OnInterrupt, PermissionPolicy};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,11 +37,11 @@ pub struct Config {
     /// Claude Code's config directory (`CLAUDE_CONFIG_DIR`, else `$HOME/.claude`), where its
     /// session transcripts are; `None` when neither is set.
     pub claude_config_dir: Option<PathBuf>,
-    /// Default permission policy for new tasks: `ask`, `allow` or `deny`.
-    pub permissions: String,
-    /// What happens to a task whose agent died with its shim: `resume` (requeue, Claude resumes
-    /// its session) or `fail`.
-    pub on_interrupt: String,
+    /// Default permission policy for new tasks.
+    pub permissions: PermissionPolicy,
+    /// What happens to a task whose agent died with its shim: requeue it (Claude resumes its
+    /// session) or fail it.
+    pub on_interrupt: OnInterrupt,
     /// How long a polite stop waits before the next, harder signal.
     pub stop_grace: Duration,
     /// The binary to run shims with (`drover` itself).
@@ -199,8 +200,24 @@ impl Config {
                 .get("CLAUDE_CONFIG_DIR")
                 .map(PathBuf::from)
                 .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".claude"))),
-            permissions: raw.permissions.unwrap_or_else(|| "ask".into()),
-            on_interrupt: raw.on_interrupt.unwrap_or_else(|| "resume".into()),
+            permissions: match raw.permissions {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    bad(
+                        "permissions",
+                        format!("permissions = {v:?}: use ask, allow or deny"),
+                    )
+                })?,
+                None => PermissionPolicy::Ask,
+            },
+            on_interrupt: match raw.on_interrupt {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    bad(
+                        "on_interrupt",
+                        format!("on_interrupt = {v:?}: use resume or fail"),
+                    )
+                })?,
+                None => OnInterrupt::Resume,
+            },
             stop_grace: secs("stop_grace_secs", raw.stop_grace_secs, 5.0)?,
             exe: std::env::current_exe().map_err(ConfigError::Exe)?,
             gate_timeout: secs("gate_timeout_secs", raw.gate_timeout_secs, 1800.0)?,
@@ -255,15 +272,6 @@ impl Config {
         if self.slots == 0 {
             return Err(("slots", "slots must be at least 1".into()));
         }
-        if !["ask", "allow", "deny"].contains(&self.permissions.as_str()) {
-            return Err((
-                "permissions",
-                format!(
-                    "permissions = {:?}: use ask, allow or deny",
-                    self.permissions
-                ),
-            ));
-        }
         drover_sandbox::Protect::new(&self.protect)
             .map_err(|e| ("protect", format!("protect: {e}")))?;
         let mut models: Vec<_> = self.prices.iter().collect();
@@ -272,12 +280,6 @@ impl Config {
             price
                 .validate(model)
                 .map_err(|e| ("gateway.prices", e.to_string()))?;
-        }
-        if !["resume", "fail"].contains(&self.on_interrupt.as_str()) {
-            return Err((
-                "on_interrupt",
-                format!("on_interrupt = {:?}: use resume or fail", self.on_interrupt),
-            ));
         }
         Ok(())
     }

@@ -37,8 +37,8 @@ fn defaults_without_a_file() {
     let c = load(&home, &[], &Flags::default()).unwrap();
     assert_eq!(c.slots, 4);
     assert_eq!(c.sandbox, SandboxMode::Auto);
-    assert_eq!(c.permissions, "ask");
-    assert_eq!(c.on_interrupt, "resume");
+    assert_eq!(c.permissions, PermissionPolicy::Ask);
+    assert_eq!(c.on_interrupt, OnInterrupt::Resume);
     assert_eq!(c.stop_grace, Duration::from_secs(5));
     assert_eq!(c.stall_timeout, Some(DEFAULT_STALL_TIMEOUT));
     assert_eq!(c.task_timeout, None);
