@@ -67,8 +67,8 @@ impl Adapter for ClaudeBg {
         }
     }
 
-    fn can_resume(&self, session_id: &str) -> bool {
-        crate::claude::transcript_exists(session_id)
+    fn can_resume(&self, config_dir: Option<&std::path::Path>, session_id: &str) -> bool {
+        crate::claude::transcript_exists(config_dir, session_id)
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError> {

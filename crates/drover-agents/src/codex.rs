@@ -108,8 +108,9 @@ impl Adapter for Codex {
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError> {
-        let codex = std::env::var("DROVER_CODEX_BIN")
-            .ok()
+        let codex = ctx
+            .binary
+            .clone()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "codex".to_string());
         let model = ctx

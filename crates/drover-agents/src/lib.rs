@@ -40,7 +40,8 @@ pub struct LaunchContext {
     pub session_id: String,
     /// Continue an interrupted session instead of starting fresh (Claude: `--resume <session_id>`).
     pub resume: bool,
-    /// Binary override (e.g. `DROVER_CLAUDE_BIN`); `None` means look up the default name on PATH.
+    /// Binary override (the daemon's `claude_bin`/`codex_bin`, e.g. from `DROVER_CLAUDE_BIN`);
+    /// `None` means look up the default name on PATH. Adapters read no environment.
     pub binary: Option<String>,
     /// Ask the host about permissions (Claude: `--permission-prompt-tool stdio`).
     pub permission_prompts: bool,
@@ -156,9 +157,10 @@ pub trait Adapter: Send + Sync {
     fn name(&self) -> &'static str;
     /// What this agent kind can do (see [`Capabilities`]).
     fn capabilities(&self) -> Capabilities;
-    /// Whether `session_id` can be resumed now (Claude: its transcript is on disk). A session
+    /// Whether `session_id` can be resumed now (Claude: its transcript is on disk under
+    /// `config_dir`, the agent's config directory as the daemon's config resolved it). A session
     /// that cannot is started afresh under the same id instead.
-    fn can_resume(&self, _session_id: &str) -> bool {
+    fn can_resume(&self, _config_dir: Option<&std::path::Path>, _session_id: &str) -> bool {
         false
     }
     /// The command line and environment for this task.
@@ -262,8 +264,8 @@ mod tests {
             let Ok(a) = adapter(name) else {
                 panic!("{name}: no adapter")
             };
-            assert!(!a.can_resume(id), "{name}");
-            assert!(!a.can_resume(""), "{name}");
+            assert!(!a.can_resume(None, id), "{name}");
+            assert!(!a.can_resume(None, ""), "{name}");
         }
     }
 

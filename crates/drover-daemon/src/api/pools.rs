@@ -92,11 +92,7 @@ pub async fn create(
         super::tasks::clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
     let own_protect = super::protect::compile(&req.protect)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
-    let resolved = engine
-        .sandboxes
-        .resolve(&req.repo, &base_ref)
-        .await
-        .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await?;
     let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
     let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let pool = NewPool {
@@ -126,8 +122,7 @@ pub async fn create(
         Ok(p) => p,
         Err(StoreError::Exists(name)) => {
             return Err(ApiErr::new(
-                axum::http::StatusCode::CONFLICT,
-                "conflict",
+                drover_types::ApiErrorKind::Conflict,
                 format!("pool {name} already exists"),
                 Some("choose another name, or `drover pool resume` it"),
             ))

@@ -203,7 +203,10 @@ pub(crate) async fn ask_judge(
         final_message: result.unwrap_or(""),
         gates: &gates,
         diff_summary: &diff,
-        endpoint: engine.gateway.as_ref().map(|g| g.judge_endpoint(task)),
+        endpoint: match &engine.gateway {
+            Some(g) => Some(g.judge_endpoint(task)),
+            None => engine.config.direct_judge_endpoint(),
+        },
     };
     match judge::judge(&input).await {
         Ok(o) => {

@@ -81,7 +81,7 @@ pub(crate) async fn start(
         && task
             .session_id
             .as_deref()
-            .is_some_and(|s| adapter.can_resume(s));
+            .is_some_and(|s| adapter.can_resume(engine.config.claude_config_dir.as_deref(), s));
     let ctx = LaunchContext {
         task_id: id.to_string(),
         prompt: task.prompt.clone(),
@@ -90,7 +90,7 @@ pub(crate) async fn start(
         cwd: sandbox.path.clone(),
         session_id: task.session_id.clone().unwrap_or_default(),
         resume,
-        binary: engine.config.claude_bin.clone(),
+        binary: engine.config.agent_binary(adapter.name()),
         permission_prompts: true,
     };
     let spec = match adapter.launch(&ctx) {
