@@ -15,7 +15,7 @@
 //! classifier that answers `done` while the session is not active ends the turn too.
 
 use crate::cli::FollowArgs;
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Context, Result};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -89,7 +89,7 @@ pub async fn follow(args: FollowArgs) -> Result<i32> {
         }
         let _ = tx.send(None);
     });
-    let sig = |k| signal(k).map_err(|e| CliError::daemon(format!("signal handler: {e}")));
+    let sig = |k| signal(k).context("signal handler");
     let (mut int, mut term, mut hup) = (
         sig(SignalKind::interrupt())?,
         sig(SignalKind::terminate())?,

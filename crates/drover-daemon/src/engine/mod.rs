@@ -110,7 +110,7 @@ impl Engine {
             &tasks,
         )
         .await
-        .map_err(DaemonError::Config)?
+        .map_err(DaemonError::Gateway)?
         {
             Some((link, rx)) => (Some(link), Some(rx)),
             None => (None, None),
