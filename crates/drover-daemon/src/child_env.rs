@@ -65,23 +65,22 @@ fn listed(name: &str, lists: &[&[&str]]) -> bool {
     lists.iter().any(|l| l.contains(&name))
 }
 
-/// The daemon's environment, captured once at start; children get the allow-listed part.
-#[derive(Debug, Clone, Default)]
+/// The daemon's environment, captured once at the edge; children get the allow-listed part.
+#[derive(Clone, Default)]
 pub struct Inherited {
     vars: Vec<(String, String)>,
 }
 
-impl Inherited {
-    /// The daemon's own environment: the one place it is read for children (non-UTF-8
-    /// variables are left out). What a child gets is chosen when it starts.
-    pub fn capture() -> Inherited {
-        Inherited::from_vars(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+impl std::fmt::Debug for Inherited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values can be provider keys: names only.
+        let names: Vec<&str> = self.vars.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Inherited").field("vars", &names).finish()
     }
+}
 
-    /// Like [`Inherited::capture`], from given variables (tests).
+impl Inherited {
+    /// From the variables the edge captured (`config::Environment`), or given ones (tests).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Inherited {
         Inherited {
             vars: vars.into_iter().collect(),

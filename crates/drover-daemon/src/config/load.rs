@@ -62,6 +62,11 @@ impl Environment {
         }
     }
 
+    /// Every variable (name, value), blank ones left out.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// A variable's value; `None` when unset or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)

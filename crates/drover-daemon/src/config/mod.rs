@@ -46,6 +46,9 @@ pub struct Config {
     pub stop_grace: Duration,
     /// The binary to run shims with (`drover` itself).
     pub exe: PathBuf,
+    /// The daemon's environment as the edge captured it; children get only its allow-listed part
+    /// (`child_env`). No library reads the process environment itself.
+    pub inherited: crate::child_env::Inherited,
     /// A gate command is killed after this long.
     pub gate_timeout: Duration,
     /// Model tiers: the default worker model and the judge model (none: no judge).
@@ -220,6 +223,9 @@ impl Config {
             },
             stop_grace: secs("stop_grace_secs", raw.stop_grace_secs, 5.0)?,
             exe: std::env::current_exe().map_err(ConfigError::Exe)?,
+            inherited: crate::child_env::Inherited::from_vars(
+                env.pairs().map(|(k, v)| (k.to_string(), v.to_string())),
+            ),
             gate_timeout: secs("gate_timeout_secs", raw.gate_timeout_secs, 1800.0)?,
             worker_model: raw.models.worker,
             judge_model: raw.models.judge,

@@ -61,7 +61,7 @@ pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
     ];
     // The daemon's PATH (captured with the rest of its environment at start, see
     // crate::child_env) with drover's own directory in front.
-    let path = engine.inherited.path().unwrap_or_default();
+    let path = engine.config.inherited.path().unwrap_or_default();
     match engine.config.exe.parent() {
         Some(dir) => env.push(("PATH".to_string(), format!("{}:{path}", dir.display()))),
         None => env.push(("PATH".to_string(), path.to_string())),

@@ -93,7 +93,7 @@ async fn run_in(
             .task(&task.id)
             .dir
             .join(format!("gate-{}.log", i + 1));
-        let mut env = engine.inherited.for_gate();
+        let mut env = engine.config.inherited.for_gate();
         env.extend(super::agent_env::drover_env(engine, &task.id));
         let mut run = run_one(
             command,

@@ -73,8 +73,6 @@ pub struct Engine {
     /// Per-task provider keys (`run --api-key-env`), in memory only: a restart forgets them and
     /// the task falls back to the daemon's key.
     pub task_keys: Mutex<HashMap<String, String>>,
-    /// The daemon's environment, read once: agents and gates get its allow-listed part.
-    pub(crate) inherited: crate::child_env::Inherited,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -129,7 +127,6 @@ impl Engine {
             locks: Arc::default(),
             gateway,
             task_keys: Mutex::new(HashMap::new()),
-            inherited: crate::child_env::Inherited::capture(),
         };
         Ok((engine, notes))
     }

@@ -107,6 +107,7 @@ pub(crate) async fn start(
     };
     // From an allow-list (see crate::child_env): the shim starts with exactly this.
     let mut env = engine
+        .config
         .inherited
         .for_agent(adapter.env_passthrough(), engine.gateway.is_some());
     env.extend(spec.env);
