@@ -260,14 +260,6 @@ fn claude_bg_finishes_from_facts_whatever_the_classifier_says() {
     }
 }
 
-/// The pinned Codex CLI. The test command installs it; a missing one is a failure.
-fn codex_bin() -> String {
-    std::env::var("DROVER_CODEX_BIN")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .expect("DROVER_CODEX_BIN is not set: run the test suite through scripts/test.sh")
-}
-
 #[test]
 fn codex_writes_a_file_and_records_usage_and_cost() {
     // Codex puts its environment context before the prompt, and the fake matches the first
