@@ -6,11 +6,13 @@
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
 //! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.
 //! - [`validate`]: input checks shared by the API and the CLI.
+//! - [`text`]: cutting text to a byte or character budget ([`excerpt`]).
 
 pub mod api;
 pub mod clock;
 pub mod event;
 pub mod task;
+pub mod text;
 pub mod validate;
 
 pub use api::*;

@@ -62,24 +62,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 );
                 return Ok(0);
             }
-            println!(
-                "{:<16} {:<8} {:>5} {:>7} {:>8} {:>7} {:>7} {:>6} {:>9}",
-                "NAME", "STATE", "SLOTS", "RUNNING", "FINISHED", "OK", "FAILED", "STREAK", "COST"
-            );
-            for p in &pools {
-                println!(
-                    "{:<16} {:<8} {:>5} {:>7} {:>8} {:>7} {:>7} {:>6} {:>9}",
-                    p["name"].as_str().unwrap_or(""),
-                    p["state"].as_str().unwrap_or(""),
-                    p["slots"],
-                    p["running"],
-                    p["finished"],
-                    p["successes"],
-                    p["failures"],
-                    p["streak"],
-                    format!("${:.4}", p["total_cost_usd"].as_f64().unwrap_or(0.0))
-                );
-            }
+            print!("{}", format::pools_table(&pools));
             Ok(0)
         }
         PoolAction::Show { name, json } => {

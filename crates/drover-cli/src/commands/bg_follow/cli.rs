@@ -124,12 +124,9 @@ pub fn str_of(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
+/// At most 500 bytes of `s` for an error message.
 pub fn excerpt(s: &str) -> String {
-    let mut end = s.len().min(500);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    drover_types::text::excerpt(s, drover_types::text::Limit::Bytes(500))
 }
 
 pub fn emit_raw(line: &str) {
