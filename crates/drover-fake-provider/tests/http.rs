@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use drover_fake_provider::{Outcome, RunningProvider};
+use drover_fake_provider::{AnswerKind, RunningProvider};
 use drover_test_support::provider::anthropic_body;
 use drover_test_support::sse::json_frames;
 use futures::StreamExt;
@@ -224,10 +224,10 @@ async fn drops_mid_stream_and_before_headers() {
     assert_eq!(
         outcomes,
         vec![
-            (Outcome::DropMidStream, 200),
-            (Outcome::DropBeforeHeaders, 0),
-            (Outcome::StreamError, 200),
-            (Outcome::Ok, 200)
+            (AnswerKind::DropMidStream, 200),
+            (AnswerKind::DropBeforeHeaders, 0),
+            (AnswerKind::StreamError, 200),
+            (AnswerKind::Ok, 200)
         ]
     );
 }
@@ -326,7 +326,10 @@ async fn client_closing_during_delay_is_logged() {
     }
     let log = p.log();
     assert_eq!(log.len(), 1);
-    assert_eq!((log[0].outcome, log[0].status), (Outcome::ClientClosed, 0));
+    assert_eq!(
+        (log[0].outcome, log[0].status),
+        (AnswerKind::ClientClosed, 0)
+    );
     p.stop().await;
 }
 
