@@ -1,4 +1,4 @@
-//! The command line (DESIGN §4). Names here are the user contract.
+//! The command line (docs/design.md §4). Names here are the user contract.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Task clocks (DESIGN §11): `--timeout`, `--stall-timeout`, `needs_input_timeout`, and a stop's
+//! Task clocks (docs/design.md §11): `--timeout`, `--stall-timeout`, `needs_input_timeout`, and a stop's
 //! escalation that a daemon SIGKILL does not lose. Every wait has a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;

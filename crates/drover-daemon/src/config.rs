@@ -49,7 +49,7 @@ pub struct Config {
     pub needs_input_timeout: Option<u64>,
 }
 
-/// The stall clock's default (DESIGN §11).
+/// The stall clock's default (docs/design.md §11).
 pub const DEFAULT_STALL_TIMEOUT: u64 = 30 * 60;
 
 /// A clock in config.toml: `"10m"`, `"1h30m"`, or `"off"` for none.

@@ -60,7 +60,7 @@ pub struct TaskRecord {
     pub metered_by: String,
     pub agent_cost_usd: Option<f64>,
     pub agent_usage: Option<Usage>,
-    /// Clocks (seconds; `None`: no limit), fixed at creation (DESIGN §11).
+    /// Clocks (seconds; `None`: no limit), fixed at creation (docs/design.md §11).
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
     /// The last agent output or event: the stall clock's base.
@@ -82,7 +82,7 @@ impl TaskRecord {
         Some(started + chrono::Duration::seconds(self.timeout_secs?))
     }
 
-    /// The public view (DESIGN §3). `queue_position` is filled by the caller, who knows the queue.
+    /// The public view (docs/design.md §3). `queue_position` is filled by the caller, who knows the queue.
     pub fn to_task(&self, queue_position: Option<u64>) -> Task {
         Task {
             id: self.id.clone(),

@@ -1,7 +1,7 @@
 //! The contract shared by the daemon, the CLI and the adapters.
 //!
 //! Layout:
-//! - [`task`]: a task, its states and its outcome (DESIGN §3; field names are the public contract).
+//! - [`task`]: a task, its states and its outcome (docs/design.md §3; field names are the public contract).
 //! - [`event`]: the normalized, append-only per-task events.
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
 //! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The persisted task states (DESIGN §3). Every transition is also an event.
+/// The persisted task states (docs/design.md §3). Every transition is also an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
@@ -84,7 +84,7 @@ impl FromStr for TaskState {
     }
 }
 
-/// The closed set of reasons a task did not succeed (DESIGN §3).
+/// The closed set of reasons a task did not succeed (docs/design.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -192,7 +192,7 @@ pub struct Budget {
 }
 
 /// The task as `drover show --json` and the API return it. Field names are the public contract
-/// (DESIGN §3); the fields after `created_by` are drover's additions.
+/// (docs/design.md §3); the fields after `created_by` are drover's additions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: String,
