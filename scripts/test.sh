@@ -15,6 +15,9 @@ echo "== codex: $DROVER_CODEX_BIN ($("$DROVER_CODEX_BIN" --version))"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== module cycles (scripts/module-cycles.sh; its self-test first)"
+scripts/module-cycles.sh --self-test
+scripts/module-cycles.sh
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # One build, every test binary at once: cargo-nextest runs each test in its own process across

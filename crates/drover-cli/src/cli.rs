@@ -104,7 +104,7 @@ pub enum Command {
     Shim { dir: PathBuf },
     /// The claude-bg agent process: dispatches and follows one `claude --bg` session.
     #[command(hide = true, name = "claude-bg-follow")]
-    ClaudeBgFollow(crate::commands::bg_follow::FollowArgs),
+    ClaudeBgFollow(FollowArgs),
     #[command(hide = true, name = "fake-provider")]
     FakeProvider {
         #[arg(long)]
@@ -300,6 +300,21 @@ pub struct DemoArgs {
     /// Slots (tasks at once).
     #[arg(long, default_value_t = 3)]
     pub slots: usize,
+}
+
+/// `drover claude-bg-follow` (hidden): the arguments of the claude-bg agent process (see
+/// `commands::bg_follow`).
+#[derive(Args, Debug)]
+pub struct FollowArgs {
+    #[arg(long)]
+    pub task: String,
+    #[arg(long, default_value = "claude")]
+    pub claude: String,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Re-attach to this task's live session, or continue this session id.
+    #[arg(long)]
+    pub resume: Option<String>,
 }
 
 #[cfg(test)]

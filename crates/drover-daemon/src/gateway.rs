@@ -9,6 +9,7 @@
 //! or `gateway = "on"`; otherwise agents use their own login and their own figures are the
 //! task's usage (`metered_by: agent`).
 
+pub use crate::ledger::Note;
 use drover_gateway::{Gateway, GatewayConfig, Limits, TaskGrant};
 use drover_store::{Store, TaskRecord};
 use sha2::{Digest, Sha256};
@@ -34,15 +35,6 @@ pub struct GrantPolicy {
     pub team_usd_per_day: Option<f64>,
     /// The intersection of the pool's and the team's lists; `None` = any model.
     pub allowed_models: Option<Vec<String>>,
-}
-
-/// What the ledger tells the engine.
-#[derive(Debug)]
-pub enum Note {
-    /// Something about the task changed (followers should re-read).
-    Changed,
-    /// A budget refused a request: end the task `budget_exceeded`.
-    BudgetExceeded(String),
 }
 
 pub struct GatewayLink {

@@ -185,35 +185,6 @@ impl SseEvent {
     }
 }
 
-/// Anthropic's error `type` for an HTTP status.
-pub fn error_type_for(status: u16) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        409 => "conflict_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 => "overloaded_error",
-        _ => "api_error",
-    }
-}
-
-/// A default message for an HTTP status.
-pub fn error_message_for(status: u16) -> &'static str {
-    match status {
-        401 => "x-api-key header is required",
-        404 => "Not found",
-        429 => "Number of requests has exceeded your rate limit (fake provider)",
-        529 => "Overloaded",
-        500 => "Internal server error",
-        _ => "Error (fake provider)",
-    }
-}
-
 /// The error body shape: `{"type":"error","error":{"type","message"},"request_id"}`.
 pub fn error_json(error_type: &str, message: &str, request_id: &str) -> Value {
     json!({"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id})

@@ -178,7 +178,7 @@ impl FailSpec {
     pub fn to_failure(&self) -> Result<Failure, String> {
         match (self.status, self.drop, &self.stream_error) {
             (Some(status), None, None) => {
-                let default_type = crate::response::error_type_for(status);
+                let default_type = error_type_for(status);
                 Ok(Failure::Status {
                     status,
                     retry_after: self.retry_after,
@@ -186,7 +186,7 @@ impl FailSpec {
                     message: self
                         .message
                         .clone()
-                        .unwrap_or_else(|| crate::response::error_message_for(status).into()),
+                        .unwrap_or_else(|| error_message_for(status).into()),
                 })
             }
             (None, Some(kind), None) => Ok(Failure::Drop(kind)),
@@ -314,5 +314,34 @@ impl Turn {
         } else {
             "end_turn".into()
         }
+    }
+}
+
+/// Anthropic's error `type` for an HTTP status.
+pub fn error_type_for(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        409 => "conflict_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+/// A default message for an HTTP status.
+pub fn error_message_for(status: u16) -> &'static str {
+    match status {
+        401 => "x-api-key header is required",
+        404 => "Not found",
+        429 => "Number of requests has exceeded your rate limit (fake provider)",
+        529 => "Overloaded",
+        500 => "Internal server error",
+        _ => "Error (fake provider)",
     }
 }

@@ -19,8 +19,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::grant::BudgetKind;
 use crate::grant::TaskGrant;
-use crate::ledger::{Api, BudgetKind, GatewayEvent, Ledger, ResponseOutcome, Spent, UsageRecord};
+use crate::ledger::{Api, GatewayEvent, Ledger, ResponseOutcome, Spent, UsageRecord};
 use crate::prices::{Price, Tokens};
 
 /// Estimated prompt tokens per request-body byte (about 4 bytes per token; the JSON framing

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -16,28 +16,9 @@ use crate::budget::Budgets;
 use crate::config::GatewayConfig;
 use crate::errors::{Flavor, GatewayError};
 use crate::grant::{new_token, Grants, TaskGrant, TOKEN_PREFIX};
+use crate::inner::Inner;
 use crate::ledger::{Api, Ledger};
 use crate::proxy::handle;
-
-/// Shared state behind every request.
-pub struct Inner {
-    pub cfg: GatewayConfig,
-    pub client: reqwest::Client,
-    pub ledger: Arc<dyn Ledger>,
-    pub grants: Grants,
-    pub budgets: Arc<Budgets>,
-    unknown_models: Mutex<HashSet<String>>,
-}
-
-impl Inner {
-    /// True the first time `model` is found without a price.
-    pub fn first_unknown(&self, model: &str) -> bool {
-        self.unknown_models
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(model.to_string())
-    }
-}
 
 /// The LLM gateway. Cheap to clone (one shared state).
 #[derive(Clone)]

@@ -4,11 +4,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
 
 /// Prefix of every task token.
 pub const TOKEN_PREFIX: &str = "drv-";
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetKind {
+    TaskUsd,
+    TaskTokens,
+    PoolUsd,
+    TeamUsdPerDay,
+}
 
 /// Spending limits of one grant. Pool and team limits come from the daemon's configuration;
 /// the gateway compares them with [`crate::Spent`] before every metered request.
@@ -34,8 +45,8 @@ impl Limits {
     }
 
     /// The first dollar budget that applies (task, pool, team), if any.
-    pub fn dollar_budget(&self) -> Option<crate::BudgetKind> {
-        use crate::BudgetKind::*;
+    pub fn dollar_budget(&self) -> Option<BudgetKind> {
+        use BudgetKind::*;
         [
             (TaskUsd, self.task_usd),
             (PoolUsd, self.pool_usd),

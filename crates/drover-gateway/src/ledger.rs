@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::grant::TaskGrant;
+use crate::grant::{BudgetKind, TaskGrant};
 use crate::prices::Tokens;
 
 /// Which endpoint a request used.
@@ -59,16 +59,6 @@ pub struct UsageRecord {
     pub stop_reason: Option<String>,
     pub outcome: ResponseOutcome,
     pub at: DateTime<Utc>,
-}
-
-/// Which limit refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BudgetKind {
-    TaskUsd,
-    TaskTokens,
-    PoolUsd,
-    TeamUsdPerDay,
 }
 
 /// Something the daemon should know about a task's traffic.

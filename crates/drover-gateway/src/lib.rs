@@ -97,6 +97,7 @@ mod config;
 mod errors;
 mod gateway;
 mod grant;
+mod inner;
 mod ledger;
 mod meter;
 mod prices;
@@ -108,9 +109,7 @@ pub use budget::{Ask, Refusal, WorstCase, MIN_OUTPUT};
 pub use config::{GatewayConfig, Secret, DEFAULT_ANTHROPIC_BASE, DEFAULT_OPENAI_BASE};
 pub use errors::{interrupted_event, Flavor, GatewayError};
 pub use gateway::Gateway;
-pub use grant::{Limits, TaskGrant, TOKEN_PREFIX};
-pub use ledger::{
-    Api, BudgetKind, GatewayEvent, Ledger, MemoryLedger, ResponseOutcome, Spent, UsageRecord,
-};
+pub use grant::{BudgetKind, Limits, TaskGrant, TOKEN_PREFIX};
+pub use ledger::{Api, GatewayEvent, Ledger, MemoryLedger, ResponseOutcome, Spent, UsageRecord};
 pub use meter::TRUNCATED;
 pub use prices::{BadPrice, LongPrompt, Price, PriceTable, Tokens};

@@ -7,7 +7,6 @@
 //! event ends the stream and `StreamInterrupted` is sent; if the agent goes away, the usage
 //! seen so far is recorded.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +15,11 @@ use futures::{Stream, StreamExt};
 
 use crate::budget::{Reservation, WorstCase};
 use crate::errors::interrupted_event;
-use crate::gateway::Inner;
 use crate::grant::TaskGrant;
+use crate::inner::Inner;
 use crate::ledger::{Api, GatewayEvent, ResponseOutcome, UsageRecord};
 use crate::meter::{complete_prefix, events, Meter};
-
-/// Upstream body chunks.
-pub type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+use crate::upstream::Upstream;
 
 /// Largest non-streaming body kept for metering (bigger ones are relayed but not parsed).
 const MAX_JSON_COPY: usize = 64 * 1024 * 1024;

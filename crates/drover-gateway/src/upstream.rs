@@ -7,16 +7,19 @@
 //! wins. Nothing is retried once a byte was relayed to the agent — which never happens here:
 //! the response is handed on only with its first body chunk in hand.
 
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use rand::Rng;
 
 use crate::config::GatewayConfig;
 use crate::ledger::GatewayEvent;
-use crate::relay::Upstream;
+
+/// Upstream body chunks.
+pub type Upstream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
 
 /// A response worth relaying: headers, and the first body chunk already read.
 pub struct Answer {

@@ -1,6 +1,6 @@
 //! A task row as the daemon sees it, and typed partial updates of it.
 
-use drover_types::{Budget, ErrorKind, Outcome, Task, TaskState, Usage, Verdict};
+use drover_types::{Budget, Outcome, Task, TaskState, Usage};
 
 /// A task with the daemon's bookkeeping (process ids, ingest offsets, turn counters).
 #[derive(Debug, Clone, PartialEq)]
@@ -169,46 +169,74 @@ pub fn parse_ts(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-/// A SQL value, for [`TaskPatch`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Val {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(String),
-}
-
-impl From<Option<String>> for Val {
-    fn from(v: Option<String>) -> Self {
-        v.map(Val::Text).unwrap_or(Val::Null)
-    }
-}
-impl From<Option<i64>> for Val {
-    fn from(v: Option<i64>) -> Self {
-        v.map(Val::Int).unwrap_or(Val::Null)
-    }
-}
-impl From<Option<f64>> for Val {
-    fn from(v: Option<f64>) -> Self {
-        v.map(Val::Real).unwrap_or(Val::Null)
-    }
-}
-
-/// A typed partial update of a task row. Each setter names one field; unset fields stay.
+/// A typed partial update of a task row. Each setter names one field of [`TaskRecord`]; unset
+/// fields stay. Setting a field twice keeps the last value; an increment (`inc_*`) of a field
+/// also set in the same patch wins over the set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskPatch {
     pub(crate) state: Option<TaskState>,
     pub(crate) state_data: Option<serde_json::Value>,
-    pub(crate) sets: Vec<(&'static str, Val)>,
-    pub(crate) increments: Vec<&'static str>,
+    pub(crate) fields: PatchFields,
+    pub(crate) inc: Increments,
+}
+
+/// The fields a [`TaskPatch`] sets: `None` leaves the field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct PatchFields {
+    pub outcome: Option<Option<Outcome>>,
+    pub usage: Option<Usage>,
+    /// The request and since when it waits.
+    pub pending_input: Option<Option<(serde_json::Value, String)>>,
+    pub stop_requested: Option<bool>,
+    pub started_at: Option<Option<String>>,
+    pub finished_at: Option<Option<String>>,
+    pub result: Option<Option<String>>,
+    pub cost_usd: Option<Option<f64>>,
+    pub session_id: Option<Option<String>>,
+    pub commit: Option<Option<String>>,
+    pub repo_dir: Option<Option<String>>,
+    pub base_commit: Option<Option<String>>,
+    pub sandbox: Option<Option<String>>,
+    pub sandbox_kind: Option<Option<String>>,
+    pub shim_pid: Option<Option<i64>>,
+    pub shim_start: Option<Option<i64>>,
+    pub pid: Option<Option<i64>>,
+    pub pgid: Option<Option<i64>>,
+    pub agent_start: Option<Option<i64>>,
+    pub stdout_offset: Option<Option<i64>>,
+    pub stderr_offset: Option<Option<i64>>,
+    pub turns_done: Option<Option<i64>>,
+    pub turns_sent: Option<Option<i64>>,
+    pub gate_status: Option<Option<String>>,
+    pub stop_reason: Option<Option<String>>,
+    pub metered_by: Option<Option<String>>,
+    pub agent_cost_usd: Option<Option<f64>>,
+    pub activity_at: Option<Option<String>>,
+    pub stop_requested_at: Option<Option<String>>,
+    pub stop_step_at: Option<Option<String>>,
+    pub stop_step: Option<i64>,
+    pub agent_usage: Option<Usage>,
+}
+
+/// Counters a [`TaskPatch`] adds one to (read and written in the update's transaction).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Increments {
+    pub turns_sent: bool,
+    pub turns_done: bool,
+    pub gate_rounds: bool,
+    pub attempt: bool,
+    /// Back of the FIFO queue.
+    pub requeue: bool,
 }
 
 macro_rules! setter {
-    ($fn:ident, $col:literal, $ty:ty) => {
-        pub fn $fn(mut self, v: $ty) -> Self {
-            self.sets.push(($col, v.into()));
-            self
-        }
+    ($($fn:ident: $ty:ty),* $(,)?) => {
+        $(
+            pub fn $fn(mut self, v: $ty) -> Self {
+                self.fields.$fn = Some(v);
+                self
+            }
+        )*
     };
 }
 
@@ -226,111 +254,71 @@ impl TaskPatch {
         self.state
     }
     pub fn outcome(mut self, o: Option<&Outcome>) -> Self {
-        self.sets
-            .push(("verdict", o.map(|o| o.verdict.as_str().to_string()).into()));
-        self.sets
-            .push(("reason", o.map(|o| o.reason.clone()).into()));
-        let kind = o.and_then(|o| o.error_kind).map(|k| k.as_str().to_string());
-        self.sets.push(("error_kind", kind.into()));
+        self.fields.outcome = Some(o.cloned());
         self
     }
     pub fn usage(mut self, u: Usage) -> Self {
-        self.sets
-            .push(("input_tokens", Val::Int(u.input_tokens as i64)));
-        self.sets
-            .push(("output_tokens", Val::Int(u.output_tokens as i64)));
-        self.sets
-            .push(("cache_read_tokens", Val::Int(u.cache_read_tokens as i64)));
-        self.sets
-            .push(("cache_write_tokens", Val::Int(u.cache_write_tokens as i64)));
+        self.fields.usage = Some(u);
         self
     }
     /// Also starts (or clears) the request's needs_input clock.
     pub fn pending_input(mut self, v: Option<&serde_json::Value>) -> Self {
-        self.sets
-            .push(("pending_input", v.map(|v| v.to_string()).into()));
-        self.sets
-            .push(("pending_since", v.map(|_| crate::now()).into()));
+        self.fields.pending_input = Some(v.map(|v| (v.clone(), crate::error::now())));
         self
     }
     pub fn stop_requested(mut self, v: bool) -> Self {
-        self.sets.push(("stop_requested", Val::Int(v as i64)));
+        self.fields.stop_requested = Some(v);
         self
     }
     pub fn inc_turns_sent(mut self) -> Self {
-        self.increments.push("turns_sent");
+        self.inc.turns_sent = true;
         self
     }
     pub fn inc_turns_done(mut self) -> Self {
-        self.increments.push("turns_done");
+        self.inc.turns_done = true;
         self
     }
     pub fn inc_gate_rounds(mut self) -> Self {
-        self.increments.push("gate_rounds");
+        self.inc.gate_rounds = true;
         self
     }
     pub fn inc_attempt(mut self) -> Self {
-        self.increments.push("attempt");
+        self.inc.attempt = true;
         self
     }
     /// Moves the task to the back of the FIFO queue.
     pub fn requeue(mut self) -> Self {
-        self.increments.push("queue_seq_requeue");
+        self.inc.requeue = true;
         self
     }
-    setter!(started_at, "started_at", Option<String>);
-    setter!(finished_at, "finished_at", Option<String>);
-    setter!(result, "result", Option<String>);
-    setter!(cost_usd, "cost_usd", Option<f64>);
-    setter!(session_id, "session_id", Option<String>);
-    setter!(commit, "commit_sha", Option<String>);
-    setter!(repo_dir, "repo_dir", Option<String>);
-    setter!(base_commit, "base_commit", Option<String>);
-    setter!(sandbox, "sandbox", Option<String>);
-    setter!(sandbox_kind, "sandbox_kind", Option<String>);
-    setter!(shim_pid, "shim_pid", Option<i64>);
-    setter!(shim_start, "shim_start", Option<i64>);
-    setter!(pid, "pid", Option<i64>);
-    setter!(pgid, "pgid", Option<i64>);
-    setter!(agent_start, "agent_start", Option<i64>);
-    setter!(stdout_offset, "stdout_offset", Option<i64>);
-    setter!(stderr_offset, "stderr_offset", Option<i64>);
-    setter!(turns_done, "turns_done", Option<i64>);
-    setter!(turns_sent, "turns_sent", Option<i64>);
-    setter!(gate_status, "gate_status", Option<String>);
-    setter!(stop_reason, "stop_reason", Option<String>);
-    setter!(metered_by, "metered_by", Option<String>);
-    setter!(agent_cost_usd, "agent_cost_usd", Option<f64>);
-    setter!(activity_at, "activity_at", Option<String>);
-    setter!(stop_requested_at, "stop_requested_at", Option<String>);
-    setter!(stop_step_at, "stop_step_at", Option<String>);
-    pub fn stop_step(mut self, v: i64) -> Self {
-        self.sets.push(("stop_step", Val::Int(v)));
-        self
-    }
-    pub fn agent_usage(mut self, u: Usage) -> Self {
-        self.sets.push((
-            "agent_usage",
-            Val::Text(serde_json::to_string(&u).unwrap_or_default()),
-        ));
-        self
-    }
-}
-
-pub(crate) fn parse_outcome(
-    verdict: Option<String>,
-    reason: Option<String>,
-    kind: Option<String>,
-) -> Result<Option<Outcome>, String> {
-    let Some(v) = verdict else { return Ok(None) };
-    let verdict: Verdict = v.parse()?;
-    let error_kind = match kind {
-        Some(k) => Some(k.parse::<ErrorKind>()?),
-        None => None,
-    };
-    Ok(Some(Outcome {
-        verdict,
-        reason: reason.unwrap_or_default(),
-        error_kind,
-    }))
+    setter!(
+        started_at: Option<String>,
+        finished_at: Option<String>,
+        result: Option<String>,
+        cost_usd: Option<f64>,
+        session_id: Option<String>,
+        commit: Option<String>,
+        repo_dir: Option<String>,
+        base_commit: Option<String>,
+        sandbox: Option<String>,
+        sandbox_kind: Option<String>,
+        shim_pid: Option<i64>,
+        shim_start: Option<i64>,
+        pid: Option<i64>,
+        pgid: Option<i64>,
+        agent_start: Option<i64>,
+        stdout_offset: Option<i64>,
+        stderr_offset: Option<i64>,
+        turns_done: Option<i64>,
+        turns_sent: Option<i64>,
+        gate_status: Option<String>,
+        stop_reason: Option<String>,
+        metered_by: Option<String>,
+        agent_cost_usd: Option<f64>,
+        activity_at: Option<String>,
+        stop_requested_at: Option<String>,
+        stop_step_at: Option<String>,
+        stop_step: i64,
+        agent_usage: Usage,
+    );
 }

@@ -1,24 +1,12 @@
 //! `drover claude-bg-follow` (hidden): the agent process of a `claude-bg` task. The follower
 //! itself is `drover_agents::claude_bg::follow`, next to the adapter that reads its lines; this
-//! is its command line and its environment (where Claude keeps its sessions).
+//! is its entry: its arguments (`cli::FollowArgs`) and its environment (where Claude keeps its
+//! sessions).
 
+use crate::cli::FollowArgs;
 use crate::error::{CliError, Result};
-use clap::Args;
 use drover_agents::claude_bg::follow;
 use std::path::PathBuf;
-
-#[derive(Args, Debug)]
-pub struct FollowArgs {
-    #[arg(long)]
-    task: String,
-    #[arg(long, default_value = "claude")]
-    claude: String,
-    #[arg(long)]
-    model: Option<String>,
-    /// Re-attach to this task's live session, or continue this session id.
-    #[arg(long)]
-    resume: Option<String>,
-}
 
 pub async fn follow(args: FollowArgs) -> Result<i32> {
     let claude_config = std::env::var_os("CLAUDE_CONFIG_DIR")

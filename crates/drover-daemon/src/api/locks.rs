@@ -35,6 +35,7 @@ pub async fn acquire(
     } else {
         q.holder
     };
+    // Locks live in memory: tell followers (a task's lock view shows it waiting, then holding).
     engine.notify_changed();
     let held = engine
         .locks

@@ -185,7 +185,6 @@ pub async fn stop(
     if hard {
         crate::engine::pools::stop_tasks(&engine, &p.name).await?;
     }
-    engine.notify_changed();
     Ok(Json(view(&engine, &p, false).await?))
 }
 

@@ -117,7 +117,6 @@ pub async fn create(
         }
         match engine.store.create_task(task).await {
             Ok(t) => {
-                engine.notify_changed();
                 engine.wake.notify_one();
                 let mut task = view(&engine, &t).await;
                 task.warnings = warnings;

@@ -4,7 +4,7 @@ use super::ApiErr;
 use crate::engine::Engine;
 use axum::extract::State;
 use axum::Json;
-use drover_store::UsageLine;
+use drover_store::{UsageGroup, UsageLine};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -17,11 +17,11 @@ pub async fn usage(
     State(engine): State<Arc<Engine>>,
     super::body::ApiQuery(q): super::body::ApiQuery<UsageQuery>,
 ) -> Result<Json<Vec<UsageLine>>, ApiErr> {
-    let by = q.by.unwrap_or_else(|| "task".into());
-    if !["task", "pool", "model", "day"].contains(&by.as_str()) {
-        return Err(ApiErr::invalid(format!(
-            "--by {by}: use task, pool, model or day"
-        )));
-    }
-    Ok(Json(engine.store.usage_report(&by).await?))
+    let by = match q.by {
+        None => UsageGroup::Task,
+        Some(by) => by.parse().map_err(|_: String| {
+            ApiErr::invalid(format!("--by {by}: use task, pool, model or day"))
+        })?,
+    };
+    Ok(Json(engine.store.usage_report(by).await?))
 }

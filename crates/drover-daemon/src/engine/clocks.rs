@@ -132,7 +132,7 @@ pub async fn tick(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -> 
             );
             let by = "needs_input_timeout";
             if let Err(e) =
-                super::control::answer(engine, task, adapter, req, false, Some(&message), by).await
+                super::answer::answer(engine, task, adapter, req, false, Some(&message), by).await
             {
                 tracing::warn!(task = task.id.as_str(), "needs_input timeout: {e}");
             }

@@ -1,7 +1,7 @@
 //! Ending a task: the outcome from structured signals (then gates and the judge), the commit of
 //! its work, the terminal state.
 
-use super::supervise::ACTIVE;
+use super::terminal::{active, apply_commit, commit_work};
 use super::{gates, judge, Engine};
 use drover_agents::Adapter;
 use drover_shim::ExitInfo;
@@ -109,7 +109,7 @@ pub(crate) async fn finish(
         .pending_input(None);
     let (patch, mut commit_events) = apply_commit(patch, commit);
     events.append(&mut commit_events);
-    match engine.update(id, Some(ACTIVE), patch, events).await {
+    match engine.update(id, Some(&active()), patch, events).await {
         Ok(_) | Err(StoreError::WrongState { .. }) => Ok(()),
         Err(e) => Err(e),
     }
@@ -146,7 +146,9 @@ pub(crate) async fn gate_failure(
         // Gates that have not run for the last turn run now: single-turn agents always get
         // here, and a multi-turn agent that exited right after its result must not skip them.
         let patch = TaskPatch::new().state(TaskState::Verifying, json!({}));
-        engine.update(&task.id, Some(ACTIVE), patch, vec![]).await?;
+        engine
+            .update(&task.id, Some(&active()), patch, vec![])
+            .await?;
         let runs = gates::run_all(engine, task).await?;
         runs.iter().find(|r| !r.passed()).map(|r| {
             if r.exit_code.is_none() && r.tail.starts_with(super::protect::NOT_RUN) {
@@ -235,71 +237,6 @@ pub(crate) async fn diff_stat(repo: &str, base: &str, commit: &str) -> String {
             }
         }
         _ => "unknown".into(),
-    }
-}
-
-/// Commits the sandbox's work to the task branch and removes the sandbox. On failure the
-/// sandbox stays for inspection and the error says where.
-pub(crate) async fn commit_work(
-    engine: &Engine,
-    id: &str,
-    summary: &str,
-) -> Result<Option<(String, String)>, String> {
-    let sb = match engine.sandboxes.load(id).await {
-        Ok(Some(sb)) => sb,
-        // Already committed and removed (e.g. a crash between removing the sandbox and writing
-        // the terminal state): the branch in the user's repository is the commit.
-        Ok(None) => return Ok(delivered_head(engine, id).await),
-        Err(e) => return Err(e.to_string()),
-    };
-    let message = format!("drover: {summary}\n\nTask: {id}\n");
-    match engine.sandboxes.finish(&sb, &message).await {
-        Ok(Some(sha)) => Ok(Some((sha, sb.branch.clone()))),
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!("{e} (sandbox kept at {})", sb.path.display())),
-    }
-}
-
-/// `drover/<id>` in the task's repository, if it is there.
-pub(crate) async fn delivered_head(engine: &Engine, id: &str) -> Option<(String, String)> {
-    let task = engine.store.get_task(id).await.ok()?;
-    let dir = task.repo_dir?;
-    let out = tokio::process::Command::new("git")
-        .args([
-            "-C",
-            &dir,
-            "rev-parse",
-            "--verify",
-            "-q",
-            &format!("refs/heads/{}", task.branch),
-        ])
-        .output()
-        .await
-        .ok()?;
-    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !sha.is_empty()).then_some((sha, task.branch))
-}
-
-pub(crate) fn apply_commit(
-    patch: TaskPatch,
-    commit: Result<Option<(String, String)>, String>,
-) -> (TaskPatch, Vec<NewEvent>) {
-    match commit {
-        Ok(Some((sha, branch))) => (
-            patch.commit(Some(sha.clone())).sandbox(None),
-            vec![NewEvent::new(
-                EventKind::Commit,
-                json!({ "commit": sha, "branch": branch }),
-            )],
-        ),
-        Ok(None) => (patch.sandbox(None), vec![]),
-        Err(e) => (
-            patch,
-            vec![NewEvent::new(
-                EventKind::Error,
-                json!({ "message": e, "error_kind": "git_error" }),
-            )],
-        ),
     }
 }
 

@@ -93,7 +93,7 @@ async fn run_in(
             .task(&task.id)
             .dir
             .join(format!("gate-{}.log", i + 1));
-        let env = super::start::drover_env(engine, &task.id);
+        let env = super::agent_env::drover_env(engine, &task.id);
         let mut run = run_one(
             command,
             dir,

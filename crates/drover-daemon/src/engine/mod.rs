@@ -8,10 +8,18 @@
 //! - [`control`]: what clients ask of a task: send, answer, stop, remove.
 //! - [`recover`]: at start-up, re-adopt live shims and settle what died with the last daemon.
 //!
+//! Modules use each other one way, from leaves up (`scripts/module-cycles.sh` checks it):
+//! [`terminal`] (fail, commit, deliver), [`agent_env`] (the agent's environment and grant),
+//! [`answer`] (permission answers), [`ingest`], [`judge`], [`locks`] → [`clocks`] → [`protect`]
+//! → [`gates`] → [`finish`] → [`start`], and [`control`] → [`supervise`]; [`scheduler`] →
+//! [`pools`], [`recover`].
+//!
 //! Concurrency: the store is the source of truth; every decision re-reads the task row. A
 //! per-task async mutex (`stdin_lock`) orders everything written to an agent's stdin with the
 //! decision to close it, so a `send` never races the end of the last turn.
 
+pub mod agent_env;
+pub mod answer;
 pub mod clocks;
 pub mod control;
 pub mod finish;
@@ -25,6 +33,7 @@ pub mod recover;
 pub mod scheduler;
 pub mod start;
 pub mod supervise;
+pub mod terminal;
 
 use crate::{Config, DaemonError, Home};
 use drover_sandbox::Sandboxes;
@@ -39,8 +48,6 @@ pub struct Engine {
     pub sandboxes: Sandboxes,
     pub config: Config,
     pub home: Home,
-    /// Bumped after every store write: followers (SSE, wait) re-read when it moves.
-    changed: watch::Sender<u64>,
     /// Wakes the scheduler (a task was queued or a slot freed).
     pub(crate) wake: Notify,
     /// Tasks with a live supervisor in this daemon. Its size is the number of used slots.
@@ -96,7 +103,6 @@ impl Engine {
             sandboxes,
             config,
             home,
-            changed: watch::channel(0).0,
             wake: Notify::new(),
             supervised: Mutex::new(HashSet::new()),
             pokes: Mutex::new(HashMap::new()),
@@ -109,7 +115,8 @@ impl Engine {
         Ok((engine, notes))
     }
 
-    /// Writes through the store and tells followers.
+    /// Writes through the store (which tells followers), after flushing the gateway's ledger
+    /// before a terminal state, and wakes the scheduler when a slot frees or a task queues.
     pub async fn update(
         &self,
         id: &str,
@@ -124,19 +131,21 @@ impl Engine {
             g.flush().await;
         }
         let out = self.store.update(id, from, patch, events).await?;
-        self.notify_changed();
         if freed {
             self.wake.notify_one();
         }
         Ok(out)
     }
 
+    /// Tells followers about a change that lives only in this daemon's memory (a lock asked for
+    /// or granted, a supervisor ended). Store writes notify by themselves.
     pub fn notify_changed(&self) {
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        self.store.changes().bump();
     }
 
+    /// Moves after every committed store write and every [`Engine::notify_changed`].
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
+        self.store.subscribe()
     }
 
     pub fn poke(&self, id: &str) -> Arc<Notify> {
@@ -193,6 +202,7 @@ impl Engine {
                 .remove(&id);
             engine.forget(&id);
             engine.wake.notify_one();
+            // In memory only: `rm` waits for the supervisor to be gone.
             engine.notify_changed();
         });
         true
@@ -225,7 +235,6 @@ pub async fn gateway_notes(
 ) {
     while let Some(note) = rx.recv().await {
         match note {
-            crate::gateway::Note::Changed => engine.notify_changed(),
             crate::gateway::Note::BudgetExceeded(id) => {
                 let engine = engine.clone();
                 tokio::spawn(async move {

@@ -91,10 +91,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             protect: engine.config.protect_for(&pool.protect),
         };
         match engine.store.launch_pool_task(&pool.name, task).await? {
-            Some(_) => {
-                engine.notify_changed();
-                engine.wake.notify_one();
-            }
+            Some(_) => engine.wake.notify_one(),
             None => return Ok(()),
         }
     }
@@ -120,7 +117,6 @@ async fn streak_stop(
             json!({ "state": "failed", "reason": why, "reasons": reasons }),
         )
         .await?;
-    engine.notify_changed();
     if pool.failure_policy == "hard" {
         let engine = engine.clone();
         let name = pool.name.clone();
@@ -138,7 +134,6 @@ async fn streak_stop(
     tokio::spawn(async move {
         let data = run_notify(&cmd, &name, streak, &reason).await;
         let _ = engine.store.pool_event(&name, "notify", data).await;
-        engine.notify_changed();
     });
     Ok(())
 }

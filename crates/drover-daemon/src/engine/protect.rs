@@ -87,7 +87,7 @@ pub async fn tampered(engine: &Engine, task: &TaskRecord) -> Option<String> {
         }
         // Already committed and removed: compare the delivered branch with the base.
         Ok(None) => {
-            let Some((head, _)) = super::finish::delivered_head(engine, &task.id).await else {
+            let Some((head, _)) = super::terminal::delivered_head(engine, &task.id).await else {
                 return unchecked("the task has neither a sandbox nor a delivered branch");
             };
             return committed(engine, task, &head).await;

@@ -3,23 +3,18 @@
 //! A supervisor holds no state the store does not have: it can be dropped at any await (daemon
 //! shutdown or crash) and a new one, in a new daemon, carries on from the task row.
 
-use super::finish::{apply_commit, commit_work, finish};
-use super::start::{grant_policy, start, task_key};
+use super::agent_env::{grant_policy, task_key};
+use super::finish::finish;
+use super::start::start;
+use super::terminal::{active, apply_commit, commit_work, fail};
 use super::{control, ingest, Engine};
 use drover_agents::Adapter;
 use drover_shim::{proc, ExitInfo};
-use drover_store::{now, StoreError, TaskPatch, TaskRecord};
+use drover_store::{now, StoreError, TaskPatch};
 use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-
-pub(crate) const ACTIVE: &[TaskState] = &[
-    TaskState::Preparing,
-    TaskState::Running,
-    TaskState::NeedsInput,
-    TaskState::Verifying,
-];
 
 /// How the agent's run ended, as the supervisor saw it.
 enum Ended {
@@ -79,7 +74,7 @@ async fn give_up(engine: &Arc<Engine>, id: &str, why: &str) {
         .outcome(Some(&outcome))
         .finished_at(Some(now()));
     let (patch, events) = apply_commit(patch, commit);
-    let _ = engine.update(id, Some(ACTIVE), patch, events).await;
+    let _ = engine.update(id, Some(&active()), patch, events).await;
 }
 
 async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
@@ -180,36 +175,6 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
     }
 }
 
-pub(crate) async fn fail(
-    engine: &Engine,
-    task: &TaskRecord,
-    kind: ErrorKind,
-    reason: &str,
-) -> Result<(), StoreError> {
-    let outcome = Outcome::fail(kind, reason);
-    let patch = TaskPatch::new()
-        .state(TaskState::Failed, json!({ "reason": reason }))
-        .outcome(Some(&outcome))
-        .finished_at(Some(now()));
-    let ev = NewEvent::new(
-        EventKind::Error,
-        json!({ "message": reason, "error_kind": kind.as_str() }),
-    );
-    let (patch, mut kept) = if task.sandbox.is_some() {
-        apply_commit(
-            patch,
-            commit_work(engine, &task.id, "work kept after a failure").await,
-        )
-    } else {
-        (patch, vec![])
-    };
-    let mut from = ACTIVE.to_vec();
-    from.push(TaskState::Queued);
-    kept.insert(0, ev);
-    engine.update(&task.id, Some(&from), patch, kept).await?;
-    Ok(())
-}
-
 /// The shim died with the agent: `interrupted`; then, by policy, back to the queue to resume.
 /// When it will not resume, its work is committed before the state becomes terminal.
 async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), StoreError> {
@@ -241,7 +206,7 @@ async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), St
             .pending_input(None)
             .inc_attempt();
         engine
-            .update(id, Some(ACTIVE), patch, vec![interrupted])
+            .update(id, Some(&active()), patch, vec![interrupted])
             .await?;
         return Ok(());
     }
@@ -253,6 +218,6 @@ async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), St
         .pid(None)
         .pgid(None);
     let (patch, events) = apply_commit(patch, commit);
-    engine.update(id, Some(ACTIVE), patch, events).await?;
+    engine.update(id, Some(&active()), patch, events).await?;
     Ok(())
 }

@@ -26,8 +26,15 @@ use drover_types::{EventKind, NewEvent};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::gateway::Note;
 use writer::Write;
+
+/// What the ledger tells the engine. (Followers learn of the ledger's writes from the store's
+/// change feed, like of any other write.)
+#[derive(Debug)]
+pub enum Note {
+    /// A budget refused a request: end the task `budget_exceeded`.
+    BudgetExceeded(String),
+}
 
 /// How long [`StoreLedger::flush`] waits for the writer.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);

@@ -98,7 +98,10 @@ async fn a_record_counts_once_queued_and_is_stored_by_flush_and_counted_after_a_
     let a = ledger.spent(&grant("a")).await.unwrap();
     assert_eq!((a.task_usd, a.task_tokens, a.pool_usd), (0.375, 220, 1.875));
     ledger.flush().await;
-    let usage = s.usage_report("task").await.unwrap();
+    let usage = s
+        .usage_report(drover_store::UsageGroup::Task)
+        .await
+        .unwrap();
     let by: Vec<_> = usage.iter().map(|l| (l.key.as_str(), l.requests)).collect();
     assert_eq!(by, vec![("a", 2), ("b", 2)]);
 }
@@ -113,7 +116,10 @@ async fn a_row_whose_task_is_gone_does_not_cost_the_rest_of_its_batch() {
         ledger.record(task, rec(0.01)).await;
     }
     ledger.flush().await;
-    let usage = s.usage_report("task").await.unwrap();
+    let usage = s
+        .usage_report(drover_store::UsageGroup::Task)
+        .await
+        .unwrap();
     assert_eq!(usage.len(), 1);
     assert_eq!((usage[0].key.as_str(), usage[0].requests), ("a", 49));
 }

@@ -8,7 +8,7 @@ use drover_store::{Store, TaskPatch, UsageRow};
 use drover_types::NewEvent;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::gateway::Note;
+use super::Note;
 
 /// At most this many writes are taken off the queue at once.
 const MAX_BATCH: usize = 1024;
@@ -43,7 +43,7 @@ pub async fn run(
                     event,
                     budget_exceeded,
                 } => {
-                    commit(&*store, &mut rows, &notes).await;
+                    commit(&*store, &mut rows).await;
                     if let Err(e) = store
                         .update(&task, None, TaskPatch::new(), vec![event])
                         .await
@@ -53,21 +53,20 @@ pub async fn run(
                     if budget_exceeded {
                         let _ = notes.send(Note::BudgetExceeded(task));
                     }
-                    let _ = notes.send(Note::Changed);
                 }
                 Write::Flush(done) => {
-                    commit(&*store, &mut rows, &notes).await;
+                    commit(&*store, &mut rows).await;
                     let _ = done.send(());
                 }
             }
         }
-        commit(&*store, &mut rows, &notes).await;
+        commit(&*store, &mut rows).await;
     }
 }
 
 /// Stores `rows` in one transaction; if that fails (e.g. one row's task was removed), each on
 /// its own, so one bad row does not cost the others.
-async fn commit(store: &dyn Store, rows: &mut Vec<UsageRow>, notes: &mpsc::UnboundedSender<Note>) {
+async fn commit(store: &dyn Store, rows: &mut Vec<UsageRow>) {
     if rows.is_empty() {
         return;
     }
@@ -83,5 +82,4 @@ async fn commit(store: &dyn Store, rows: &mut Vec<UsageRow>, notes: &mpsc::Unbou
         }
     }
     rows.clear();
-    let _ = notes.send(Note::Changed);
 }
