@@ -72,6 +72,26 @@ pub fn alive(pid: i64) -> bool {
     }
 }
 
+/// Whether any live (not zombie) process is in process group `pgid`.
+pub fn group_alive(pgid: i64) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp, …
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        f[2].parse::<i64>().ok() == Some(pgid) && !matches!(f[0], "Z" | "X")
+    })
+}
+
 /// Live processes (not this one) whose environment carries `DROVER_HOME=<home>`: a test's
 /// daemon, shims and agents.
 pub fn processes_of(home: &Path) -> Vec<i64> {

@@ -6,13 +6,15 @@
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use drover_test_support::agents::{claude_bin, codex_bin};
 pub use drover_test_support::git::git;
 pub use drover_test_support::http::dechunk;
 pub use drover_test_support::poll::poll;
-pub use drover_test_support::process::{alive, finish_within, processes_of, wait_gone};
+pub use drover_test_support::process::{
+    alive, finish_within, group_alive, processes_of, wait_gone,
+};
 pub use drover_test_support::provider::Provider;
 
 pub struct Env {
@@ -146,18 +148,13 @@ impl Env {
 
     /// Polls `show` until `pred` holds (a state the test cannot be told about any other way).
     pub fn until(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let t = self.show(id);
-            if pred(&t) {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; task: {t:#}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        drover_test_support::poll::until(
+            what,
+            Duration::from_secs(120),
+            Duration::from_millis(50),
+            || self.show(id),
+            pred,
+        )
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
