@@ -1,6 +1,7 @@
 //! The command line (docs/design.md §4). Names here are the user contract.
 
 use clap::{Args, Parser, Subcommand};
+use drover_types::{FailurePolicy, PermissionPolicy, UsageGroup};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -76,8 +77,8 @@ pub enum Command {
     /// Tokens and dollars metered by the gateway.
     Usage {
         /// task, pool, model or day.
-        #[arg(long, default_value = "task")]
-        by: String,
+        #[arg(long, value_enum, default_value_t)]
+        by: UsageGroup,
         #[arg(long)]
         json: bool,
     },
@@ -148,8 +149,8 @@ pub struct TaskArgs {
     #[arg(long, value_name = "DUR")]
     pub stall_timeout: Option<String>,
     /// Permission requests: ask (needs_input), allow or deny.
-    #[arg(long)]
-    pub permissions: Option<String>,
+    #[arg(long, value_enum)]
+    pub permissions: Option<PermissionPolicy>,
     /// A path the agent must not change, as a glob relative to the repository (repeatable):
     /// gates see it as at the base commit, and changing it fails the task (`gate_failed`).
     #[arg(long = "protect", value_name = "GLOB")]
@@ -242,8 +243,8 @@ pub struct PoolStartArgs {
     #[arg(long = "allow-model")]
     pub allowed_models: Vec<String>,
     /// When the failure streak stops the pool: `finish` lets running tasks finish, `hard` stops them.
-    #[arg(long, default_value = "finish")]
-    pub on_failures: String,
+    #[arg(long, value_enum, default_value_t)]
+    pub on_failures: FailurePolicy,
 }
 
 #[derive(Args, Debug)]
@@ -275,10 +276,19 @@ pub enum DaemonAction {
     },
 }
 
+/// One of `drover bench`'s benchmarks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Benchmark {
+    Sandbox,
+    Memory,
+    Dispatch,
+}
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// sandbox, memory or dispatch (default: all).
-    pub which: Option<String>,
+    #[arg(value_enum)]
+    pub which: Option<Benchmark>,
     /// Files in the generated repositories for the sandbox benchmark.
     #[arg(long, value_delimiter = ',', default_values_t = [5000usize, 50000])]
     pub files: Vec<usize>,

@@ -123,7 +123,6 @@ pub fn clean_task(mut t: Task) -> Task {
         &mut t.team,
         &mut t.created_by,
         &mut t.sandbox,
-        &mut t.sandbox_kind,
         &mut t.commit,
         &mut t.cmd,
     ] {
@@ -133,8 +132,13 @@ pub fn clean_task(mut t: Task) -> Task {
         o.reason = clean(&o.reason);
     }
     t.verify = t.verify.iter().map(|v| clean(v)).collect();
-    for v in [&mut t.pending_input, &mut t.locks].into_iter().flatten() {
+    if let Some(v) = &mut t.pending_input {
         clean_value(v);
+    }
+    if let Some(l) = &mut t.locks {
+        for name in l.holding.iter_mut().chain(l.waiting.iter_mut()) {
+            *name = clean(name);
+        }
     }
     t
 }
@@ -192,7 +196,7 @@ pub fn task(t: &Task) -> String {
     if let Some(s) = &t.sandbox {
         kv(
             "sandbox",
-            format!("{} ({})", s, t.sandbox_kind.as_deref().unwrap_or("?")),
+            format!("{} ({})", s, t.sandbox_kind.map_or("?", |k| k.as_str())),
         );
     }
     if let Some(s) = &t.session_id {
@@ -231,22 +235,13 @@ pub fn task(t: &Task) -> String {
         );
     }
     if let Some(l) = &t.locks {
-        let list = |k: &str| {
-            l[k].as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default()
-        };
+        let list = |names: &[String]| names.join(", ");
         kv(
             "locks",
             format!(
                 "holding [{}] waiting [{}]",
-                list("holding"),
-                list("waiting")
+                list(&l.holding),
+                list(&l.waiting)
             ),
         );
     }

@@ -457,3 +457,82 @@ fn a_team_daily_budget_without_the_gateway_is_refused_and_nothing_starts() {
     assert_eq!(env.wait(&id)["state"], "succeeded");
     assert_eq!(all_tasks(&env).len(), 1);
 }
+
+/// A word outside one of drover's closed sets: the CLI's flag is refused by clap with the valid
+/// values (exit 2); over the API it is a 400 `{kind: invalid, error, hint}` that names the field
+/// and lists the valid values (not serde's 422). Nothing starts either way.
+#[test]
+fn a_word_outside_a_closed_set_is_refused_with_the_valid_ones() {
+    let env = Env::new();
+    let cases: [(&[&str], &str); 4] = [
+        (&["run", "--permissions", "banana", "x"], "ask, allow, deny"),
+        (
+            &[
+                "pool",
+                "start",
+                "p",
+                "--slots",
+                "1",
+                "--prompt",
+                "x",
+                "--permissions",
+                "always",
+            ],
+            "ask, allow, deny",
+        ),
+        (
+            &[
+                "pool",
+                "start",
+                "p",
+                "--slots",
+                "1",
+                "--prompt",
+                "x",
+                "--on-failures",
+                "often",
+            ],
+            "finish, hard",
+        ),
+        (&["usage", "--by", "planet"], "task, pool, model, day"),
+    ];
+    for (args, valid) in cases {
+        let out = env.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(valid), "{args:?}: expected {valid:?} in {err}");
+    }
+    env.ok(&["daemon"]);
+    let (s, b) = run_json(
+        &env,
+        json!({ "repo": env.repo.display().to_string(), "prompt": "x", "agent": "command",
+                "cmd": "true", "permissions": "banana" }),
+    );
+    let v = api_error(s, &b, 400, "permissions");
+    assert_eq!(v["kind"], "invalid");
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("banana") && error.contains("`ask`, `allow`, `deny`"),
+        "{error}"
+    );
+    let (s, _, b) = http(
+        &env,
+        "POST",
+        "/v1/pools",
+        &[("content-type", "application/json")],
+        json!({ "name": "p", "slots": 1, "prompt": "x", "repo": env.repo.display().to_string(),
+                "agent": "command", "cmd": "true", "on_failures": "often" })
+        .to_string()
+        .as_bytes(),
+    );
+    let v = api_error(s, &b, 400, "on_failures");
+    assert!(
+        v["error"].as_str().unwrap().contains("`finish` or `hard`"),
+        "{v}"
+    );
+    let (s, _, b) = http(&env, "GET", "/v1/usage?by=planet", &[], b"");
+    api_error(s, &b, 400, "--by planet: use task, pool, model or day");
+    assert_eq!(all_tasks(&env).len(), 0);
+    let pools: Value = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
+    assert_eq!(pools.as_array().map(Vec::len), Some(0), "{pools}");
+}

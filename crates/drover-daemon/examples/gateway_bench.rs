@@ -162,7 +162,7 @@ async fn real_path(
                 repo: "/bench".into(),
                 base_ref: "HEAD".into(),
                 prompt: "bench".into(),
-                permissions: "allow".into(),
+                permissions: drover_types::PermissionPolicy::Allow,
                 budget: drover_types::Budget {
                     max_usd: Some(1e6),
                     max_tokens: None,

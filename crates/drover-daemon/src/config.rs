@@ -3,6 +3,7 @@
 
 use crate::DaemonError;
 use drover_sandbox::SandboxMode;
+use drover_types::{OnInterrupt, PermissionPolicy};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,11 +17,11 @@ pub struct Config {
     pub sandbox: SandboxMode,
     /// Claude Code binary (`DROVER_CLAUDE_BIN`), else `claude` on PATH.
     pub claude_bin: Option<String>,
-    /// Default permission policy for new tasks: `ask`, `allow` or `deny`.
-    pub permissions: String,
-    /// What happens to a task whose agent died with its shim: `resume` (requeue, Claude resumes
-    /// its session) or `fail`.
-    pub on_interrupt: String,
+    /// Default permission policy for new tasks.
+    pub permissions: PermissionPolicy,
+    /// What happens to a task whose agent died with its shim: requeue it (Claude resumes its
+    /// session) or fail it.
+    pub on_interrupt: OnInterrupt,
     /// How long a polite stop waits before the next, harder signal.
     pub stop_grace: Duration,
     /// The binary to run shims with (`drover` itself).
@@ -137,12 +138,18 @@ impl Config {
         let sandbox = env("DROVER_SANDBOX")
             .or(file.sandbox)
             .unwrap_or_else(|| "auto".into());
-        let permissions = env("DROVER_PERMISSIONS")
-            .or(file.permissions)
-            .unwrap_or_else(|| "ask".into());
-        let on_interrupt = env("DROVER_ON_INTERRUPT")
-            .or(file.on_interrupt)
-            .unwrap_or_else(|| "resume".into());
+        let permissions = match env("DROVER_PERMISSIONS").or(file.permissions) {
+            Some(v) => v.parse().map_err(|_| {
+                DaemonError::Config(format!("permissions = {v:?}: use ask, allow or deny"))
+            })?,
+            None => PermissionPolicy::Ask,
+        };
+        let on_interrupt = match env("DROVER_ON_INTERRUPT").or(file.on_interrupt) {
+            Some(v) => v.parse().map_err(|_| {
+                DaemonError::Config(format!("on_interrupt = {v:?}: use resume or fail"))
+            })?,
+            None => OnInterrupt::Resume,
+        };
         let cfg = Config {
             home: home.to_path_buf(),
             slots: slots.unwrap_or(4),
@@ -197,24 +204,12 @@ impl Config {
         if self.slots == 0 {
             return Err(DaemonError::Config("slots must be at least 1".into()));
         }
-        if !["ask", "allow", "deny"].contains(&self.permissions.as_str()) {
-            return Err(DaemonError::Config(format!(
-                "permissions = {:?}: use ask, allow or deny",
-                self.permissions
-            )));
-        }
         drover_sandbox::Protect::new(&self.protect)
             .map_err(|e| DaemonError::Config(format!("protect: {e}")))?;
         for (model, price) in &self.prices {
             price
                 .validate(model)
                 .map_err(|e| DaemonError::Config(e.to_string()))?;
-        }
-        if !["resume", "fail"].contains(&self.on_interrupt.as_str()) {
-            return Err(DaemonError::Config(format!(
-                "on_interrupt = {:?}: use resume or fail",
-                self.on_interrupt
-            )));
         }
         Ok(())
     }

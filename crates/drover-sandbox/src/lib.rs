@@ -66,29 +66,8 @@ impl std::str::FromStr for SandboxMode {
     }
 }
 
-/// The kind of a sandbox (the mode once resolved).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SandboxKind {
-    Overlay,
-    Worktree,
-}
-
-impl SandboxKind {
-    /// `"overlay"` or `"worktree"`, as in the task JSON's `sandbox_kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SandboxKind::Overlay => "overlay",
-            SandboxKind::Worktree => "worktree",
-        }
-    }
-}
-
-impl std::fmt::Display for SandboxKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The kind of a sandbox (the mode once resolved): one of drover's closed sets.
+pub use drover_types::SandboxKind;
 
 /// A repository and commit, as found by [`Sandboxes::resolve`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,13 +4,13 @@
 use crate::error::Result;
 use crate::record::{NewTask, TaskRecord};
 use async_trait::async_trait;
+use drover_types::{FailurePolicy, PermissionPolicy, PoolState};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolRecord {
     pub name: String,
-    /// running | stopping | stopped | failed | done
-    pub state: String,
+    pub state: PoolState,
     pub slots: i64,
     pub prompt: String,
     pub repo: String,
@@ -19,7 +19,7 @@ pub struct PoolRecord {
     pub cmd: Option<String>,
     pub model: Option<String>,
     pub judge_model: Option<String>,
-    pub permissions: String,
+    pub permissions: PermissionPolicy,
     pub count_total: Option<i64>,
     pub max_failures: i64,
     pub notify: Option<String>,
@@ -30,11 +30,13 @@ pub struct PoolRecord {
     pub launched: i64,
     pub streak_since: String,
     pub notified: bool,
+    /// Why it stopped, in words (`count reached`, `stopped by request`, `3 consecutive
+    /// failures`): shown to people, not a closed set.
     pub stop_reason: Option<String>,
     /// Models the pool's tasks may use (the gateway refuses others); `None` = any.
     pub allowed_models: Option<Vec<String>>,
-    /// `finish` or `hard`: what the failure streak does to running tasks.
-    pub failure_policy: String,
+    /// What the failure streak does to running tasks.
+    pub failure_policy: FailurePolicy,
     /// Clocks its tasks inherit (seconds; `None`: no limit).
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
@@ -53,7 +55,7 @@ pub struct NewPool {
     pub cmd: Option<String>,
     pub model: Option<String>,
     pub judge_model: Option<String>,
-    pub permissions: String,
+    pub permissions: PermissionPolicy,
     pub count_total: Option<i64>,
     pub max_failures: i64,
     pub notify: Option<String>,
@@ -61,7 +63,7 @@ pub struct NewPool {
     pub verify_rounds: i64,
     pub max_usd: Option<f64>,
     pub allowed_models: Option<Vec<String>>,
-    pub failure_policy: String,
+    pub failure_policy: FailurePolicy,
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
     pub protect: Vec<String>,
@@ -104,7 +106,7 @@ pub trait PoolStore: Send + Sync {
     async fn set_pool_state(
         &self,
         name: &str,
-        state: &str,
+        state: PoolState,
         stop_reason: Option<&str>,
         reset_streak: bool,
     ) -> Result<PoolRecord>;

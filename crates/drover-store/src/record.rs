@@ -1,6 +1,10 @@
 //! A task row as the daemon sees it, and typed partial updates of it.
 
-use drover_types::{Budget, Outcome, Task, TaskState, Usage};
+use drover_types::clock::StopStep;
+use drover_types::{
+    Budget, GateStatus, MeteredBy, Outcome, PermissionPolicy, SandboxKind, StopReason, Task,
+    TaskState, Usage,
+};
 
 /// A task with the daemon's bookkeeping (process ids, ingest offsets, turn counters).
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +23,7 @@ pub struct TaskRecord {
     pub prompt: String,
     pub cmd: Option<String>,
     pub verify: Vec<String>,
-    pub permissions: String,
+    pub permissions: PermissionPolicy,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -34,7 +38,7 @@ pub struct TaskRecord {
     pub team: Option<String>,
     pub created_by: Option<String>,
     pub sandbox: Option<String>,
-    pub sandbox_kind: Option<String>,
+    pub sandbox_kind: Option<SandboxKind>,
     pub pending_input: Option<serde_json::Value>,
     pub shim_pid: Option<i64>,
     pub shim_start: Option<i64>,
@@ -51,13 +55,13 @@ pub struct TaskRecord {
     /// Gate feedback rounds allowed (`--verify-rounds`) and used.
     pub verify_rounds: i64,
     pub gate_rounds: i64,
-    /// `passed` / `failed` for the current turn; `None` until the gates ran.
-    pub gate_status: Option<String>,
+    /// The gates' result for the current turn; `None` until they ran.
+    pub gate_status: Option<GateStatus>,
     pub judge_model: Option<String>,
-    /// Why a stop was requested: `user` or `budget_exceeded`.
-    pub stop_reason: Option<String>,
-    /// `gateway` or `agent`: where `usage` and `cost_usd` come from.
-    pub metered_by: String,
+    /// Why a stop was requested.
+    pub stop_reason: Option<StopReason>,
+    /// Where `usage` and `cost_usd` come from.
+    pub metered_by: MeteredBy,
     pub agent_cost_usd: Option<f64>,
     pub agent_usage: Option<Usage>,
     /// Clocks (seconds; `None`: no limit), fixed at creation (docs/design.md §11).
@@ -67,9 +71,9 @@ pub struct TaskRecord {
     pub activity_at: Option<String>,
     /// Since when `pending_input` waits for an answer.
     pub pending_since: Option<String>,
-    /// When a stop was asked for; the last escalation step taken (see `StopStep`) and when.
+    /// When a stop was asked for; the last escalation step taken and when.
     pub stop_requested_at: Option<String>,
-    pub stop_step: i64,
+    pub stop_step: Option<StopStep>,
     pub stop_step_at: Option<String>,
     /// Protected globs (JSON list in the row).
     pub protect: Vec<String>,
@@ -112,13 +116,13 @@ impl TaskRecord {
             verify: self.verify.clone(),
             queue_position,
             sandbox: self.sandbox.clone(),
-            sandbox_kind: self.sandbox_kind.clone(),
+            sandbox_kind: self.sandbox_kind,
             pending_input: self.pending_input.clone(),
             pid: self.pid,
             pgid: self.pgid,
             attempt: self.attempt.max(0) as u32,
             locks: None,
-            metered_by: self.metered_by.clone(),
+            metered_by: self.metered_by,
             agent_cost_usd: self.agent_cost_usd,
             agent_usage: self.agent_usage,
             timeout_secs: self.timeout_secs.map(|v| v.max(0) as u64),
@@ -127,8 +131,7 @@ impl TaskRecord {
                 .timeout_at()
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             stop_requested_at: self.stop_requested_at.clone(),
-            stop_step: drover_types::clock::StopStep::from_index(self.stop_step)
-                .map(|s| s.as_str().to_string()),
+            stop_step: self.stop_step,
             protect: self.protect.clone(),
             warnings: vec![],
         }
@@ -149,7 +152,7 @@ pub struct NewTask {
     pub prompt: String,
     pub cmd: Option<String>,
     pub verify: Vec<String>,
-    pub permissions: String,
+    pub permissions: PermissionPolicy,
     pub budget: Budget,
     pub session_id: Option<String>,
     pub pool: Option<String>,
@@ -197,7 +200,7 @@ pub(crate) struct PatchFields {
     pub repo_dir: Option<Option<String>>,
     pub base_commit: Option<Option<String>>,
     pub sandbox: Option<Option<String>>,
-    pub sandbox_kind: Option<Option<String>>,
+    pub sandbox_kind: Option<Option<SandboxKind>>,
     pub shim_pid: Option<Option<i64>>,
     pub shim_start: Option<Option<i64>>,
     pub pid: Option<Option<i64>>,
@@ -207,14 +210,14 @@ pub(crate) struct PatchFields {
     pub stderr_offset: Option<Option<i64>>,
     pub turns_done: Option<Option<i64>>,
     pub turns_sent: Option<Option<i64>>,
-    pub gate_status: Option<Option<String>>,
-    pub stop_reason: Option<Option<String>>,
-    pub metered_by: Option<Option<String>>,
+    pub gate_status: Option<Option<GateStatus>>,
+    pub stop_reason: Option<Option<StopReason>>,
+    pub metered_by: Option<Option<MeteredBy>>,
     pub agent_cost_usd: Option<Option<f64>>,
     pub activity_at: Option<Option<String>>,
     pub stop_requested_at: Option<Option<String>>,
     pub stop_step_at: Option<Option<String>>,
-    pub stop_step: Option<i64>,
+    pub stop_step: Option<StopStep>,
     pub agent_usage: Option<Usage>,
 }
 
@@ -301,7 +304,7 @@ impl TaskPatch {
         repo_dir: Option<String>,
         base_commit: Option<String>,
         sandbox: Option<String>,
-        sandbox_kind: Option<String>,
+        sandbox_kind: Option<SandboxKind>,
         shim_pid: Option<i64>,
         shim_start: Option<i64>,
         pid: Option<i64>,
@@ -311,14 +314,14 @@ impl TaskPatch {
         stderr_offset: Option<i64>,
         turns_done: Option<i64>,
         turns_sent: Option<i64>,
-        gate_status: Option<String>,
-        stop_reason: Option<String>,
-        metered_by: Option<String>,
+        gate_status: Option<GateStatus>,
+        stop_reason: Option<StopReason>,
+        metered_by: Option<MeteredBy>,
         agent_cost_usd: Option<f64>,
         activity_at: Option<String>,
         stop_requested_at: Option<String>,
         stop_step_at: Option<String>,
-        stop_step: i64,
+        stop_step: StopStep,
         agent_usage: Usage,
     );
 }

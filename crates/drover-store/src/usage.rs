@@ -4,8 +4,6 @@
 use crate::error::Result;
 use async_trait::async_trait;
 use serde::Serialize;
-use std::fmt;
-use std::str::FromStr;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UsageRow {
@@ -45,51 +43,8 @@ pub struct UsageLine {
     pub cost_usd: Option<f64>,
 }
 
-/// How `drover usage` groups the usage rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UsageGroup {
-    Task,
-    /// `-` for usage outside a pool.
-    Pool,
-    Model,
-    /// The UTC day (`YYYY-MM-DD`) of the response.
-    Day,
-}
-
-impl UsageGroup {
-    pub const ALL: [UsageGroup; 4] = [
-        UsageGroup::Task,
-        UsageGroup::Pool,
-        UsageGroup::Model,
-        UsageGroup::Day,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UsageGroup::Task => "task",
-            UsageGroup::Pool => "pool",
-            UsageGroup::Model => "model",
-            UsageGroup::Day => "day",
-        }
-    }
-}
-
-impl fmt::Display for UsageGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for UsageGroup {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        UsageGroup::ALL
-            .into_iter()
-            .find(|g| g.as_str() == s)
-            .ok_or_else(|| format!("unknown grouping {s:?}: use task, pool, model or day"))
-    }
-}
+/// How `drover usage` groups the usage rows (one of drover's closed sets).
+pub use drover_types::UsageGroup;
 
 #[async_trait]
 pub trait UsageStore: Send + Sync {

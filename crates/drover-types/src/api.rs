@@ -27,8 +27,8 @@ pub struct RunRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Redacted>,
     pub team: Option<String>,
-    /// Permission policy for this task: `ask` (needs_input), `allow` or `deny`.
-    pub permissions: Option<String>,
+    /// Permission policy for this task (default: the daemon's `permissions`).
+    pub permissions: Option<crate::PermissionPolicy>,
     /// Wall-clock limit in seconds (`--timeout`; default: config `task_timeout`, else none).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
@@ -76,7 +76,8 @@ pub struct DaemonStatus {
     pub slots: usize,
     pub running: usize,
     pub queued: usize,
-    pub sandbox_mode: String,
+    /// The sandbox kind the daemon's mode resolved to.
+    pub sandbox_mode: crate::SandboxKind,
     pub sandbox_reason: String,
 }
 
@@ -102,12 +103,12 @@ pub struct PoolRequest {
     pub verify: Vec<String>,
     pub verify_rounds: Option<u32>,
     pub max_usd: Option<f64>,
-    pub permissions: Option<String>,
+    pub permissions: Option<crate::PermissionPolicy>,
     /// Models the pool's tasks may use (the gateway refuses others); empty = any.
     #[serde(default)]
     pub allowed_models: Vec<String>,
-    /// What the failure streak does to running tasks: `finish` (default) or `hard` (stop them).
-    pub on_failures: Option<String>,
+    /// What the failure streak does to running tasks (default: let them finish).
+    pub on_failures: Option<crate::FailurePolicy>,
     /// The pool's tasks' clocks (`--timeout`, `--stall-timeout`), as on [`RunRequest`].
     #[serde(default)]
     pub timeout_secs: Option<u64>,

@@ -38,15 +38,18 @@ pub fn format_secs(secs: u64) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
-/// The steps of a stop's escalation, in order; each follows the previous one after
-/// `stop_grace_secs` if the agent is still there. Stored as its number (1–4) on the task row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum StopStep {
-    /// The agent's own interrupt (if it has one) and its stdin closed.
-    Polite = 1,
-    Int = 2,
-    Term = 3,
-    Kill = 4,
+vocab! {
+    /// The steps of a stop's escalation, in order; each follows the previous one after
+    /// `stop_grace_secs` if the agent is still there. Stored as its number (1–4) on the task
+    /// row, shown as its name (`stop_step`).
+    #[derive(PartialOrd, Ord)]
+    pub enum StopStep ("stop step") {
+        /// The agent's own interrupt (if it has one) and its stdin closed.
+        Polite = "polite",
+        Int = "INT",
+        Term = "TERM",
+        Kill = "KILL",
+    }
 }
 
 impl StopStep {
@@ -60,7 +63,12 @@ impl StopStep {
         }
     }
     pub fn index(self) -> i64 {
-        self as i64
+        match self {
+            StopStep::Polite => 1,
+            StopStep::Int => 2,
+            StopStep::Term => 3,
+            StopStep::Kill => 4,
+        }
     }
     /// The step after this one; `Kill` is the last (it is repeated).
     pub fn next(current: Option<StopStep>) -> StopStep {
@@ -69,14 +77,6 @@ impl StopStep {
             Some(StopStep::Polite) => StopStep::Int,
             Some(StopStep::Int) => StopStep::Term,
             Some(StopStep::Term | StopStep::Kill) => StopStep::Kill,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopStep::Polite => "polite",
-            StopStep::Int => "INT",
-            StopStep::Term => "TERM",
-            StopStep::Kill => "KILL",
         }
     }
 }

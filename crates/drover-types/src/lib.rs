@@ -7,7 +7,11 @@
 //! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.
 //! - [`validate`]: input checks shared by the API and the CLI.
 //! - [`text`]: cutting text to a byte or character budget ([`excerpt`]).
+//! - [`vocab`]: the closed sets (permission policy, stop reason, pool state, …) as enums, each
+//!   written as the same string on the wire, in the database and on the command line.
 
+#[macro_use]
+pub mod vocab;
 pub mod api;
 pub mod clock;
 pub mod event;
@@ -18,3 +22,4 @@ pub mod validate;
 pub use api::*;
 pub use event::*;
 pub use task::*;
+pub use vocab::*;

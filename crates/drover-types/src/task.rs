@@ -1,49 +1,22 @@
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 
-/// The persisted task states (docs/design.md §3). Every transition is also an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    Queued,
-    Preparing,
-    Running,
-    NeedsInput,
-    Verifying,
-    Succeeded,
-    Failed,
-    Cancelled,
-    Interrupted,
+vocab! {
+    /// The persisted task states (docs/design.md §3). Every transition is also an event.
+    pub enum TaskState ("task state") {
+        Queued = "queued",
+        Preparing = "preparing",
+        Running = "running",
+        NeedsInput = "needs_input",
+        Verifying = "verifying",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        Interrupted = "interrupted",
+    }
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 9] = [
-        TaskState::Queued,
-        TaskState::Preparing,
-        TaskState::Running,
-        TaskState::NeedsInput,
-        TaskState::Verifying,
-        TaskState::Succeeded,
-        TaskState::Failed,
-        TaskState::Cancelled,
-        TaskState::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Queued => "queued",
-            TaskState::Preparing => "preparing",
-            TaskState::Running => "running",
-            TaskState::NeedsInput => "needs_input",
-            TaskState::Verifying => "verifying",
-            TaskState::Succeeded => "succeeded",
-            TaskState::Failed => "failed",
-            TaskState::Cancelled => "cancelled",
-            TaskState::Interrupted => "interrupted",
-        }
-    }
-
     /// Terminal states never change again (an `interrupted` task may be requeued as a new attempt
     /// by policy, which is a transition back to `queued`, recorded as an event).
     pub fn is_terminal(self) -> bool {
@@ -68,60 +41,19 @@ impl TaskState {
     }
 }
 
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TaskState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown task state {s:?}"))
-    }
-}
-
-/// The closed set of reasons a task did not succeed (docs/design.md §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    AgentExit,
-    GateFailed,
-    BudgetExceeded,
-    ProviderError,
-    Truncated,
-    Timeout,
-    SandboxError,
-    GitError,
-    Cancelled,
-    LostHost,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::AgentExit => "agent_exit",
-            ErrorKind::GateFailed => "gate_failed",
-            ErrorKind::BudgetExceeded => "budget_exceeded",
-            ErrorKind::ProviderError => "provider_error",
-            ErrorKind::Truncated => "truncated",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::SandboxError => "sandbox_error",
-            ErrorKind::GitError => "git_error",
-            ErrorKind::Cancelled => "cancelled",
-            ErrorKind::LostHost => "lost_host",
-        }
-    }
-}
-
-impl FromStr for ErrorKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .map_err(|_| format!("unknown error kind {s:?}"))
+vocab! {
+    /// The closed set of reasons a task did not succeed (docs/design.md §3).
+    pub enum ErrorKind ("error kind") {
+        AgentExit = "agent_exit",
+        GateFailed = "gate_failed",
+        BudgetExceeded = "budget_exceeded",
+        ProviderError = "provider_error",
+        Truncated = "truncated",
+        Timeout = "timeout",
+        SandboxError = "sandbox_error",
+        GitError = "git_error",
+        Cancelled = "cancelled",
+        LostHost = "lost_host",
     }
 }
 
@@ -227,8 +159,7 @@ pub struct Task {
     pub queue_position: Option<u64>,
     /// Where the task's checkout lives while it exists (kept after a failed commit).
     pub sandbox: Option<String>,
-    /// `overlay` or `worktree`.
-    pub sandbox_kind: Option<String>,
+    pub sandbox_kind: Option<crate::SandboxKind>,
     /// The pending permission request while `needs_input`.
     pub pending_input: Option<serde_json::Value>,
     /// Agent process ids, while running.
@@ -237,10 +168,10 @@ pub struct Task {
     /// How many times the task was (re)started after an interruption.
     pub attempt: u32,
     /// Build locks (`drover lock`) this task holds or waits for.
-    pub locks: Option<serde_json::Value>,
-    /// `gateway` (usage and cost metered from the wire by drover's gateway) or `agent` (the
-    /// agent's own figures, e.g. when no provider key is configured for the gateway).
-    pub metered_by: String,
+    pub locks: Option<crate::TaskLocks>,
+    /// Where `usage` and `cost_usd` come from: drover's gateway (metered from the wire) or the
+    /// agent's own figures (e.g. when no provider key is configured for the gateway).
+    pub metered_by: crate::MeteredBy,
     /// The agent's own figures, kept beside the gateway's as a cross-check.
     pub agent_cost_usd: Option<f64>,
     pub agent_usage: Option<Usage>,
@@ -259,7 +190,7 @@ pub struct Task {
     pub stop_requested_at: Option<String>,
     /// How far a stop's escalation got: `polite`, `INT`, `TERM`, `KILL`.
     #[serde(default)]
-    pub stop_step: Option<String>,
+    pub stop_step: Option<crate::clock::StopStep>,
     /// Protected globs (`--protect`, plus the config's `protect` list): gates see these paths as
     /// at the base commit, and a task that changed one fails with `gate_failed`.
     #[serde(default)]

@@ -1,6 +1,6 @@
 //! `drover bench [sandbox|memory|dispatch]`: the figures of issue 2, measured side by side.
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, Benchmark};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use drover_types::{RunRequest, Task, TaskState};
@@ -8,29 +8,25 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub async fn bench(args: BenchArgs) -> Result<i32> {
-    let which = args.which.clone().unwrap_or_else(|| "all".into());
     let work = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)
         .map_err(|e| CliError::input(format!("{}: {e}", work.display())))?;
-    let res = run(&which, &args, &work).await;
+    let res = run(args.which, &args, &work).await;
     cleanup(&work);
     res
 }
 
-async fn run(which: &str, args: &BenchArgs, work: &Path) -> Result<i32> {
-    if which == "all" || which == "sandbox" {
+/// Runs `which` benchmark, or all of them (`None`).
+async fn run(which: Option<Benchmark>, args: &BenchArgs, work: &Path) -> Result<i32> {
+    let wanted = |b: Benchmark| which.is_none_or(|w| w == b);
+    if wanted(Benchmark::Sandbox) {
         sandbox(args, work).await?;
     }
-    if which == "all" || which == "memory" {
+    if wanted(Benchmark::Memory) {
         memory(work).await?;
     }
-    if which == "all" || which == "dispatch" {
+    if wanted(Benchmark::Dispatch) {
         dispatch(args, work).await?;
-    }
-    if !["all", "sandbox", "memory", "dispatch"].contains(&which) {
-        return Err(CliError::input(format!(
-            "unknown benchmark {which:?}: use sandbox, memory or dispatch"
-        )));
     }
     Ok(0)
 }

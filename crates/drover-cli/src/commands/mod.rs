@@ -49,7 +49,7 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Attach { id } => logs::attach(&id).await,
         Command::Agents => agents::agents().await,
         Command::Pool { action } => pool::pool(action).await,
-        Command::Usage { by, json } => pool::usage(&by, json).await,
+        Command::Usage { by, json } => pool::usage(by, json).await,
         Command::Lock { name, slots, cmd } => lock::lock(&name, slots, &cmd).await,
         Command::Daemon(args) => daemon::background(args).await,
         Command::Doctor { json } => doctor::doctor(json).await,

@@ -5,7 +5,7 @@ use crate::cli::PoolAction;
 use crate::client::{segment, Client};
 use crate::error::{CliError, Result};
 use crate::format;
-use drover_types::{PoolRequest, PoolStopRequest};
+use drover_types::{PoolRequest, PoolStopRequest, UsageGroup};
 use serde_json::Value;
 
 pub async fn pool(action: PoolAction) -> Result<i32> {
@@ -148,7 +148,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
 }
 
 /// `drover usage [--by task|pool|model|day] [--json]`.
-pub async fn usage(by: &str, json: bool) -> Result<i32> {
+pub async fn usage(by: UsageGroup, json: bool) -> Result<i32> {
     let client = Client::connect().await?;
     let lines: Vec<Value> = client.get(&format!("/v1/usage?by={by}")).await?;
     if json {
@@ -158,6 +158,6 @@ pub async fn usage(by: &str, json: bool) -> Result<i32> {
         );
         return Ok(0);
     }
-    print!("{}", crate::format::usage_table(by, &lines));
+    print!("{}", crate::format::usage_table(by.as_str(), &lines));
     Ok(0)
 }

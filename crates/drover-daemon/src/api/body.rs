@@ -74,6 +74,17 @@ pub struct ApiJson<T>(pub T);
 pub struct ApiQuery<T>(pub T);
 
 fn json_rejection(r: JsonRejection) -> ApiErr {
+    let text = one_line(&r.body_text());
+    if matches!(r, JsonRejection::JsonDataError(_)) && outside_closed_set(&text) {
+        // A word outside one of drover's closed sets (`"permissions": "banana"`): a bad value,
+        // 400 as when these fields were checked by hand; serde's message lists the valid ones.
+        return ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            text,
+            Some("use one of the values the error lists"),
+        );
+    }
     let status = r.status();
     let hint = match status {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
@@ -84,7 +95,13 @@ fn json_rejection(r: JsonRejection) -> ApiErr {
         }
         _ => "send a JSON object with the fields of this endpoint (see drover-types' api.rs)",
     };
-    ApiErr::new(status, "invalid", one_line(&r.body_text()), Some(hint))
+    ApiErr::new(status, "invalid", text, Some(hint))
+}
+
+/// Whether serde refused a value because it is not one of an enum's variants (the typed
+/// vocabulary of `drover_types::vocab`): serde's `unknown variant `x`, expected …` message.
+fn outside_closed_set(text: &str) -> bool {
+    text.contains("unknown variant `")
 }
 
 fn one_line(s: &str) -> String {
@@ -162,4 +179,34 @@ pub async fn method_not_allowed() -> ApiErr {
         "this route does not take that method",
         Some("the routes are listed in drover-daemon's api/mod.rs"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::outside_closed_set;
+    use drover_types::{PoolRequest, RunRequest};
+
+    #[test]
+    fn a_word_outside_a_closed_set_is_told_from_other_bad_fields() {
+        let bad = |body: &str| {
+            serde_json::from_str::<RunRequest>(body)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad(r#"{"repo": "r", "prompt": "p", "permissions": "banana"}"#);
+        assert!(outside_closed_set(&e), "{e}");
+        assert!(e.contains("`ask`, `allow`, `deny`"), "{e}");
+        let e = serde_json::from_str::<PoolRequest>(
+            r#"{"name": "p", "slots": 1, "prompt": "p", "repo": "r", "on_failures": "often"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(outside_closed_set(&e), "{e}");
+        // A wrong type is not a closed set's word (it stays a 422).
+        assert!(!outside_closed_set(&bad(r#"{"repo": "r", "prompt": 5}"#)));
+        assert!(!outside_closed_set(&bad(
+            r#"{"repo": "r", "prompt": "p", "permissions": 1}"#
+        )));
+    }
 }

@@ -13,7 +13,7 @@ pub async fn status(State(engine): State<Arc<Engine>>) -> Json<DaemonStatus> {
         slots: engine.config.slots,
         running: engine.used_slots(),
         queued,
-        sandbox_mode: engine.sandboxes.kind().as_str().to_string(),
+        sandbox_mode: engine.sandboxes.kind(),
         sandbox_reason: engine.sandboxes.mode_reason().to_string(),
     })
 }

@@ -6,7 +6,7 @@ use crate::engine::Engine;
 use axum::extract::{Path, State};
 use axum::Json;
 use drover_store::{NewPool, PoolRecord, StoreError};
-use drover_types::{PoolRequest, PoolStopRequest};
+use drover_types::{PoolRequest, PoolState, PoolStopRequest};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -79,10 +79,7 @@ pub async fn create(
             "--count 0: give at least 1 (or leave it out)",
         ));
     }
-    let failure_policy = req.on_failures.clone().unwrap_or_else(|| "finish".into());
-    if !["finish", "hard"].contains(&failure_policy.as_str()) {
-        return Err(ApiErr::invalid("--on-failures: use finish or hard"));
-    }
+    let failure_policy = req.on_failures.unwrap_or_default();
     if req.max_failures == Some(0) {
         return Err(ApiErr::invalid("--max-failures must be at least 1"));
     }
@@ -96,10 +93,7 @@ pub async fn create(
         .await
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
     let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
-    let permissions = req
-        .permissions
-        .clone()
-        .unwrap_or_else(|| engine.config.permissions.clone());
+    let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let pool = NewPool {
         name: req.name.clone(),
         slots: req.slots as i64,
@@ -137,7 +131,7 @@ pub async fn create(
     };
     engine
         .store
-        .pool_event(&pool.name, "state", json!({ "state": "running" }))
+        .pool_event(&pool.name, "state", json!({ "state": PoolState::Running }))
         .await?;
     engine.wake.notify_one();
     let mut v = view(&engine, &pool, false).await?;
@@ -172,14 +166,19 @@ pub async fn stop(
     let p = engine.store.get_pool(&name).await?;
     let p = engine
         .store
-        .set_pool_state(&p.name, "stopped", Some("stopped by request"), false)
+        .set_pool_state(
+            &p.name,
+            PoolState::Stopped,
+            Some("stopped by request"),
+            false,
+        )
         .await?;
     engine
         .store
         .pool_event(
             &p.name,
             "state",
-            json!({ "state": "stopped", "hard": hard }),
+            json!({ "state": PoolState::Stopped, "hard": hard }),
         )
         .await?;
     if hard {
@@ -195,14 +194,14 @@ pub async fn resume(
     let p = engine.store.get_pool(&name).await?;
     let p = engine
         .store
-        .set_pool_state(&p.name, "running", None, true)
+        .set_pool_state(&p.name, PoolState::Running, None, true)
         .await?;
     engine
         .store
         .pool_event(
             &p.name,
             "state",
-            json!({ "state": "running", "resumed": true }),
+            json!({ "state": PoolState::Running, "resumed": true }),
         )
         .await?;
     engine.wake.notify_one();

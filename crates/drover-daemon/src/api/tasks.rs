@@ -56,15 +56,7 @@ pub async fn create(
         req.max_usd.is_some() || req.max_tokens.is_some(),
         req.team.as_deref(),
     )?;
-    let permissions = req
-        .permissions
-        .clone()
-        .unwrap_or_else(|| engine.config.permissions.clone());
-    if !["ask", "allow", "deny"].contains(&permissions.as_str()) {
-        return Err(ApiErr::invalid(format!(
-            "permissions {permissions:?}: use ask, allow or deny"
-        )));
-    }
+    let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let (timeout_secs, stall_timeout_secs) =
         clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
     let own_protect = super::protect::compile(&req.protect)?;
@@ -97,7 +89,7 @@ pub async fn create(
             verify_rounds: req.verify_rounds.unwrap_or(2) as i64,
             judge_model: req.judge_model.clone(),
             protect: protect.clone(),
-            permissions: permissions.clone(),
+            permissions,
             budget: Budget {
                 max_usd: req.max_usd,
                 max_tokens: req.max_tokens,

@@ -19,9 +19,9 @@ pub async fn usage(
 ) -> Result<Json<Vec<UsageLine>>, ApiErr> {
     let by = match q.by {
         None => UsageGroup::Task,
-        Some(by) => by.parse().map_err(|_: String| {
-            ApiErr::invalid(format!("--by {by}: use task, pool, model or day"))
-        })?,
+        Some(by) => by
+            .parse()
+            .map_err(|_| ApiErr::invalid(format!("--by {by}: use task, pool, model or day")))?,
     };
     Ok(Json(engine.store.usage_report(by).await?))
 }

@@ -5,7 +5,7 @@ use super::Engine;
 use drover_agents::Adapter;
 use drover_shim::ShimClient;
 use drover_store::{StoreError, TaskPatch, TaskRecord};
-use drover_types::{EventKind, NewEvent, TaskState};
+use drover_types::{AnsweredBy, EventKind, NewEvent, TaskState};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub(crate) async fn answer(
     req: &serde_json::Value,
     allow: bool,
     message: Option<&str>,
-    by: &str,
+    by: AnsweredBy,
 ) -> Result<(), ControlError> {
     let request_id = req
         .get("request_id")

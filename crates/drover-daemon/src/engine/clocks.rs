@@ -20,13 +20,15 @@ use drover_shim::{proc, ShimClient};
 use drover_store::record::parse_ts;
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
 use drover_types::clock::{check_secs, format_secs, StopStep};
-use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState};
+use drover_types::{
+    AnsweredBy, ErrorKind, EventKind, NewEvent, Outcome, PermissionPolicy, StopReason, TaskState,
+};
 use serde_json::json;
 
 /// `stop_reason` of an expired wall clock.
-pub const WALL: &str = "timeout";
+pub const WALL: StopReason = StopReason::Timeout;
 /// `stop_reason` of an expired stall clock.
-pub const STALL: &str = "stall_timeout";
+pub const STALL: StopReason = StopReason::StallTimeout;
 
 /// A request's clocks, defaulted from the config and bounded; an error names the flag.
 pub fn resolve(
@@ -49,7 +51,7 @@ pub fn resolve(
 }
 
 /// Which clock ran out, if one did (and no stop is under way).
-pub fn expired(task: &TaskRecord, at: chrono::DateTime<chrono::Utc>) -> Option<&'static str> {
+pub fn expired(task: &TaskRecord, at: chrono::DateTime<chrono::Utc>) -> Option<StopReason> {
     if task.stop_requested || !task.state.is_active() {
         return None;
     }
@@ -77,7 +79,7 @@ pub fn outcome(task: &TaskRecord) -> Option<Outcome> {
         return None;
     }
     let secs = |v: Option<i64>| format_secs(v.unwrap_or(0).max(0) as u64);
-    match task.stop_reason.as_deref() {
+    match task.stop_reason {
         Some(WALL) => Some(Outcome::fail(
             ErrorKind::Timeout,
             format!("wall-clock timeout {}", secs(task.timeout_secs)),
@@ -125,12 +127,12 @@ pub async fn tick(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -> 
         task.pending_since.as_deref().and_then(parse_ts),
     ) {
         let due = since + chrono::Duration::seconds(limit as i64) <= at;
-        if due && task.permissions == "ask" && !task.stop_requested {
+        if due && task.permissions == PermissionPolicy::Ask && !task.stop_requested {
             let message = format!(
                 "no answer within {} (needs_input_timeout): denied",
                 format_secs(limit)
             );
-            let by = "needs_input_timeout";
+            let by = AnsweredBy::NeedsInputTimeout;
             if let Err(e) =
                 super::answer::answer(engine, task, adapter, req, false, Some(&message), by).await
             {
@@ -150,7 +152,11 @@ pub async fn tick(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -> 
 
 /// Records that the task is to stop and why; the supervisor's [`escalate`] does the rest. A
 /// stop already under way keeps its first reason and time.
-pub async fn request_stop(engine: &Engine, id: &str, why: &str) -> Result<TaskRecord, StoreError> {
+pub async fn request_stop(
+    engine: &Engine,
+    id: &str,
+    why: StopReason,
+) -> Result<TaskRecord, StoreError> {
     let task = engine.store.get_task(id).await?;
     if task.stop_requested {
         engine.poke(id).notify_one();
@@ -159,11 +165,11 @@ pub async fn request_stop(engine: &Engine, id: &str, why: &str) -> Result<TaskRe
     let mut events = vec![];
     let patch = TaskPatch::new()
         .stop_requested(true)
-        .stop_reason(Some(why.to_string()))
+        .stop_reason(Some(why))
         .stop_requested_at(Some(now()));
     let stopping = TaskRecord {
         stop_requested: true,
-        stop_reason: Some(why.to_string()),
+        stop_reason: Some(why),
         ..task
     };
     if let Some(o) = outcome(&stopping) {
@@ -186,7 +192,7 @@ pub async fn escalate(
     if !task.stop_requested || !task.state.is_active() || task.shim_pid.is_none() {
         return Ok(false);
     }
-    let last = StopStep::from_index(task.stop_step);
+    let last = task.stop_step;
     if last.is_some() {
         let since = task.stop_step_at.as_deref().and_then(parse_ts);
         let grace = chrono::Duration::from_std(engine.config.stop_grace).unwrap_or_default();
@@ -226,12 +232,10 @@ pub async fn escalate(
     } else {
         vec![NewEvent::new(
             EventKind::Input,
-            json!({ "stop": step.as_str(), "by": task.stop_reason.as_deref().unwrap_or("user") }),
+            json!({ "stop": step, "by": task.stop_reason.unwrap_or(StopReason::User) }),
         )]
     };
-    let patch = TaskPatch::new()
-        .stop_step(step.index())
-        .stop_step_at(Some(now()));
+    let patch = TaskPatch::new().stop_step(step).stop_step_at(Some(now()));
     engine.update(&task.id, None, patch, events).await?;
     Ok(true)
 }
@@ -258,7 +262,7 @@ mod tests {
             prompt: String::new(),
             cmd: None,
             verify: vec![],
-            permissions: "ask".into(),
+            permissions: PermissionPolicy::Ask,
             created_at: t0.clone(),
             started_at: Some(t0),
             finished_at: None,
@@ -293,7 +297,7 @@ mod tests {
             gate_status: None,
             judge_model: None,
             stop_reason: None,
-            metered_by: "agent".into(),
+            metered_by: drover_types::MeteredBy::Agent,
             agent_cost_usd: None,
             agent_usage: None,
             timeout_secs: Some(60),
@@ -301,7 +305,7 @@ mod tests {
             activity_at: Some("2026-01-01T00:00:30.000Z".into()),
             pending_since: None,
             stop_requested_at: None,
-            stop_step: 0,
+            stop_step: None,
             stop_step_at: None,
         }
     }
@@ -334,14 +338,14 @@ mod tests {
     fn a_stop_under_way_is_not_asked_for_twice_and_says_which_clock() {
         let mut t = task(TaskState::Running);
         t.stop_requested = true;
-        t.stop_reason = Some(STALL.into());
+        t.stop_reason = Some(STALL);
         assert_eq!(expired(&t, at("2026-01-02T00:00:00.000Z")), None);
         let o = outcome(&t).unwrap();
         assert_eq!(o.error_kind, Some(ErrorKind::Timeout));
         assert_eq!(o.reason, "no output for 10s (stall timeout)");
-        t.stop_reason = Some(WALL.into());
+        t.stop_reason = Some(WALL);
         assert_eq!(outcome(&t).unwrap().reason, "wall-clock timeout 1m");
-        t.stop_reason = Some("user".into());
+        t.stop_reason = Some(StopReason::User);
         assert_eq!(outcome(&t), None);
     }
 }

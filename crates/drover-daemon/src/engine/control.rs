@@ -7,7 +7,10 @@ use super::answer::{answer, shim};
 use super::Engine;
 use drover_agents::Adapter;
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
-use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, SendRequest, TaskState};
+use drover_types::{
+    AnsweredBy, ErrorKind, EventKind, NewEvent, Outcome, PermissionPolicy, SendRequest, StopReason,
+    TaskState,
+};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +20,9 @@ use std::time::Duration;
 pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -> bool {
     let mut acted = false;
     if let Some(req) = &task.pending_input {
-        if task.permissions != "ask" {
-            let allow = task.permissions == "allow";
-            let _ = answer(engine, task, adapter, req, allow, None, "policy").await;
+        if task.permissions != PermissionPolicy::Ask {
+            let allow = task.permissions == PermissionPolicy::Allow;
+            let _ = answer(engine, task, adapter, req, allow, None, AnsweredBy::Policy).await;
             acted = true;
         }
     }
@@ -87,7 +90,7 @@ pub async fn send(
             &pending,
             req.allow,
             req.message.as_deref(),
-            "user",
+            AnsweredBy::User,
         )
         .await?;
         return Ok(engine.store.get_task(&task.id).await?);
@@ -135,14 +138,14 @@ pub async fn send(
 /// (the supervisor takes the steps, see `clocks::escalate`). Returns once the task is terminal
 /// (or when the last signal's grace ran out).
 pub async fn stop(engine: &Arc<Engine>, id: &str) -> Result<TaskRecord, ControlError> {
-    stop_because(engine, id, "user").await
+    stop_because(engine, id, StopReason::User).await
 }
 
-/// [`stop`], recording why (`user`, `budget_exceeded`): the outcome follows from it.
+/// [`stop`], recording why: the outcome follows from it.
 pub async fn stop_because(
     engine: &Arc<Engine>,
     id: &str,
-    why: &str,
+    why: StopReason,
 ) -> Result<TaskRecord, ControlError> {
     let task = engine.store.find_task(id).await?;
     let id = task.id.clone();
@@ -155,7 +158,7 @@ pub async fn stop_because(
             .state(TaskState::Cancelled, json!({ "reason": outcome.reason }))
             .outcome(Some(&outcome))
             .stop_requested(true)
-            .stop_reason(Some(why.to_string()))
+            .stop_reason(Some(why))
             .stop_requested_at(Some(now()))
             .finished_at(Some(now()));
         // A task requeued after an interruption still has its sandbox: keep that work.

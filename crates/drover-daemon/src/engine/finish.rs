@@ -7,7 +7,9 @@ use drover_agents::Adapter;
 use drover_shim::ExitInfo;
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
 use drover_types::text::{excerpt, Limit};
-use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState, Verdict};
+use drover_types::{
+    ErrorKind, EventKind, GateStatus, NewEvent, Outcome, StopReason, TaskState, Verdict,
+};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -20,14 +22,14 @@ pub(crate) async fn finish(
 ) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
     let last_result = last_result(engine, id).await?;
-    let mut outcome =
-        if task.stop_requested && task.stop_reason.as_deref() == Some("budget_exceeded") {
-            Outcome::fail(ErrorKind::BudgetExceeded, budget_reason(engine, id).await?)
-        } else if task.stop_requested {
-            Outcome::fail(ErrorKind::Cancelled, "stopped by request")
-        } else {
-            structured(adapter, &exit, last_result.as_ref(), &task)
-        };
+    let mut outcome = if task.stop_requested && task.stop_reason == Some(StopReason::BudgetExceeded)
+    {
+        Outcome::fail(ErrorKind::BudgetExceeded, budget_reason(engine, id).await?)
+    } else if task.stop_requested {
+        Outcome::fail(ErrorKind::Cancelled, "stopped by request")
+    } else {
+        structured(adapter, &exit, last_result.as_ref(), &task)
+    };
     // A clock that stopped the task: which one ran out.
     if let Some(timeout) = super::clocks::outcome(&task) {
         outcome = timeout;
@@ -38,7 +40,7 @@ pub(crate) async fn finish(
                 // The gates were cut at the wall clock's deadline.
                 let timeout = super::clocks::outcome(&TaskRecord {
                     stop_requested: true,
-                    stop_reason: Some(super::clocks::WALL.into()),
+                    stop_reason: Some(super::clocks::WALL),
                     ..task.clone()
                 });
                 // ... and say so when it ran out before they could even start.
@@ -121,10 +123,10 @@ pub(crate) async fn gate_failure(
     task: &TaskRecord,
     adapter: &dyn Adapter,
 ) -> Result<Option<String>, StoreError> {
-    if task.verify.is_empty() || task.gate_status.as_deref() == Some("passed") {
+    if task.verify.is_empty() || task.gate_status == Some(GateStatus::Passed) {
         return Ok(None);
     }
-    let failed = if task.gate_status.as_deref() == Some("failed") {
+    let failed = if task.gate_status == Some(GateStatus::Failed) {
         let last = last_of(engine, &task.id, EventKind::Gate).await?;
         Some(last.map_or_else(
             || "a gate failed".to_string(),
@@ -352,11 +354,10 @@ async fn budget_reason(engine: &Engine, id: &str) -> Result<String, StoreError> 
         let page = engine.store.events(id, after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        let refusal = page.iter().rev().find(|e| {
-            e.kind == EventKind::Error
-                && e.data["source"] == "gateway"
-                && (e.data["kind"] == "budget_refused" || e.data["kind"] == "no_price")
-        });
+        let refusal = page
+            .iter()
+            .rev()
+            .find(|e| crate::ledger::is_budget_refusal(e));
         if let Some(m) = refusal.and_then(|e| e.data["message"].as_str()) {
             found = Some(m.to_string());
         }

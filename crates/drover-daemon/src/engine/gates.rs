@@ -7,7 +7,7 @@ use super::Engine;
 use drover_agents::Adapter;
 use drover_shim::{proc, ShimClient};
 use drover_store::{StoreError, TaskPatch, TaskRecord};
-use drover_types::{EventKind, NewEvent, TaskState};
+use drover_types::{EventKind, GateStatus, NewEvent, TaskState};
 use serde_json::json;
 use std::path::Path;
 use std::process::Stdio;
@@ -260,7 +260,7 @@ pub async fn verify_turn(
         // Stopped while verifying: no feedback round; the stop decides the outcome.
         let back = TaskPatch::new()
             .state(TaskState::Running, json!({}))
-            .gate_status(Some("failed".into()));
+            .gate_status(Some(GateStatus::Failed));
         engine
             .update(&task.id, Some(&[TaskState::Verifying]), back, vec![])
             .await?;
@@ -278,7 +278,7 @@ pub async fn verify_turn(
             .update(
                 &task.id,
                 Some(&[TaskState::Verifying]),
-                back.gate_status(Some("passed".into())),
+                back.gate_status(Some(GateStatus::Passed)),
                 vec![],
             )
             .await?;
@@ -307,7 +307,7 @@ pub async fn verify_turn(
         .update(
             &task.id,
             Some(&[TaskState::Verifying]),
-            back.gate_status(Some("failed".into())),
+            back.gate_status(Some(GateStatus::Failed)),
             vec![],
         )
         .await?;

@@ -9,7 +9,7 @@ use super::Engine;
 use drover_agents::{Adapter, AgentEvent, LineNeed};
 use drover_store::{StoreError, TaskPatch, TaskRecord};
 use drover_types::text::{excerpt, Limit};
-use drover_types::{EventKind, NewEvent, TaskState, Usage};
+use drover_types::{EventKind, MeteredBy, NewEvent, PermissionPolicy, TaskState, Usage};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -421,7 +421,7 @@ impl Acc {
             pending_changed: false,
             result: None,
             cost: None,
-            usage: if task.metered_by == "gateway" {
+            usage: if task.metered_by == MeteredBy::Gateway {
                 task.agent_usage.unwrap_or_default()
             } else {
                 task.usage
@@ -587,7 +587,7 @@ impl Acc {
         }
         if self.pending_changed {
             p = p.pending_input(self.pending.as_ref());
-            let wants = if self.pending.is_some() && task.permissions == "ask" {
+            let wants = if self.pending.is_some() && task.permissions == PermissionPolicy::Ask {
                 TaskState::NeedsInput
             } else {
                 TaskState::Running
@@ -603,7 +603,7 @@ impl Acc {
         }
         // With the gateway, usage and cost come from the wire (see `gateway`); the agent's own
         // figures are kept beside them as a cross-check.
-        let metered = task.metered_by == "gateway";
+        let metered = task.metered_by == MeteredBy::Gateway;
         if self.cost.is_some() {
             p = if metered {
                 p.agent_cost_usd(self.cost)

@@ -5,6 +5,7 @@
 //! kernel) releases its lock without anyone having to notice. Locks live in memory; a daemon
 //! restart closes every connection and so releases them all.
 
+use drover_types::TaskLocks;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -98,8 +99,8 @@ impl Locks {
         })
     }
 
-    /// `{"holding": [...], "waiting": [...]}` for one task, or `None` if it has nothing to do with locks.
-    pub fn of_task(&self, task_id: &str) -> Option<Value> {
+    /// The locks one task holds and waits for, or `None` if it has nothing to do with locks.
+    pub fn of_task(&self, task_id: &str) -> Option<TaskLocks> {
         let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut holding = vec![];
         let mut waiting = vec![];
@@ -111,8 +112,7 @@ impl Locks {
                 waiting.push(name.clone());
             }
         }
-        (!holding.is_empty() || !waiting.is_empty())
-            .then(|| json!({ "holding": holding, "waiting": waiting }))
+        (!holding.is_empty() || !waiting.is_empty()).then_some(TaskLocks { holding, waiting })
     }
 
     pub fn list(&self) -> Value {

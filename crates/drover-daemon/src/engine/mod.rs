@@ -38,7 +38,7 @@ pub mod terminal;
 use crate::{Config, DaemonError, Home};
 use drover_sandbox::Sandboxes;
 use drover_store::{SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
-use drover_types::{Event, NewEvent, TaskState};
+use drover_types::{Event, NewEvent, StopReason, TaskState};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
@@ -238,7 +238,9 @@ pub async fn gateway_notes(
             crate::gateway::Note::BudgetExceeded(id) => {
                 let engine = engine.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = control::stop_because(&engine, &id, "budget_exceeded").await {
+                    if let Err(e) =
+                        control::stop_because(&engine, &id, StopReason::BudgetExceeded).await
+                    {
                         tracing::warn!(task = id.as_str(), "budget stop: {e}");
                     }
                 });

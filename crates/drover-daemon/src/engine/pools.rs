@@ -9,7 +9,7 @@
 
 use super::{new_task_id, Engine};
 use drover_store::{NewTask, PoolRecord, StoreError};
-use drover_types::Budget;
+use drover_types::{Budget, FailurePolicy, PoolState};
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use std::time::Duration;
 /// Called by the scheduler on every wake-up.
 pub async fn tick(engine: &Arc<Engine>) -> Result<(), StoreError> {
     for pool in engine.store.list_pools().await? {
-        if pool.state != "running" {
+        if pool.state != PoolState::Running {
             continue;
         }
         let stats = engine
@@ -33,11 +33,11 @@ pub async fn tick(engine: &Arc<Engine>) -> Result<(), StoreError> {
             if stats.running == 0 {
                 engine
                     .store
-                    .set_pool_state(&pool.name, "done", Some("count reached"), false)
+                    .set_pool_state(&pool.name, PoolState::Done, Some("count reached"), false)
                     .await?;
                 engine
                     .store
-                    .pool_event(&pool.name, "state", json!({ "state": "done" }))
+                    .pool_event(&pool.name, "state", json!({ "state": PoolState::Done }))
                     .await?;
             }
             continue;
@@ -77,7 +77,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             prompt: pool.prompt.replace("{n}", &n.to_string()),
             cmd: pool.cmd.clone(),
             verify: pool.verify.clone(),
-            permissions: pool.permissions.clone(),
+            permissions: pool.permissions,
             // The pool's --max-usd is the whole pool's budget (enforced by the gateway).
             budget: Budget::default(),
             session_id: (pool.agent == "claude").then(|| uuid::Uuid::new_v4().to_string()),
@@ -107,17 +107,18 @@ async fn streak_stop(
     let why = format!("{streak} consecutive failures");
     engine
         .store
-        .set_pool_state(&pool.name, "failed", Some(&why), false)
+        .set_pool_state(&pool.name, PoolState::Failed, Some(&why), false)
         .await?;
     engine
         .store
         .pool_event(
             &pool.name,
             "state",
-            json!({ "state": "failed", "reason": why, "reasons": reasons }),
+            json!({ "state": PoolState::Failed, "reason": why, "reasons": reasons }),
         )
         .await?;
-    if pool.failure_policy == "hard" {
+    engine.notify_changed();
+    if pool.failure_policy == FailurePolicy::Hard {
         let engine = engine.clone();
         let name = pool.name.clone();
         tokio::spawn(async move { stop_tasks(&engine, &name).await });

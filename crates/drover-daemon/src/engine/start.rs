@@ -8,7 +8,7 @@ use drover_agents::{Adapter, LaunchContext};
 use drover_sandbox::{Resolved, Sandbox};
 use drover_shim::{spawn_shim, ExitInfo, LaunchFile};
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
-use drover_types::{ErrorKind, TaskState};
+use drover_types::{ErrorKind, MeteredBy, TaskState};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ pub(crate) async fn start(
     };
     let patch = TaskPatch::new()
         .sandbox(Some(sandbox.path.display().to_string()))
-        .sandbox_kind(Some(sandbox.kind.as_str().to_string()));
+        .sandbox_kind(Some(sandbox.kind));
     let task = engine.update(id, None, patch, vec![]).await?.0;
     if task.stop_requested {
         let ended = ExitInfo {
@@ -113,7 +113,7 @@ pub(crate) async fn start(
         ));
         env_remove.extend(crate::gateway::SECRET_VARS.iter().map(|s| s.to_string()));
         env_remove.retain(|k| !env.iter().any(|(e, _)| e == k));
-        let patch = TaskPatch::new().metered_by(Some("gateway".into()));
+        let patch = TaskPatch::new().metered_by(Some(MeteredBy::Gateway));
         engine.update(id, None, patch, vec![]).await?;
     }
     let launch = LaunchFile {

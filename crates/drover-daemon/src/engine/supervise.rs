@@ -11,7 +11,7 @@ use super::{control, ingest, Engine};
 use drover_agents::Adapter;
 use drover_shim::{proc, ExitInfo};
 use drover_store::{now, StoreError, TaskPatch};
-use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState};
+use drover_types::{ErrorKind, EventKind, NewEvent, OnInterrupt, Outcome, TaskState};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,7 +182,7 @@ async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), St
     let outcome = Outcome::fail(ErrorKind::LostHost, why);
     let resumable =
         matches!(task.agent.as_str(), "claude" | "claude-bg") && task.session_id.is_some();
-    let resume = engine.config.on_interrupt == "resume"
+    let resume = engine.config.on_interrupt == OnInterrupt::Resume
         && resumable
         && task.attempt < 3
         && !task.stop_requested;

@@ -14,6 +14,26 @@
 //! normally a few milliseconds of responses).
 
 mod messages;
+
+/// `source` of the task events the gateway's traffic causes.
+const SOURCE: &str = "gateway";
+
+/// Whether a gateway event is a refusal on what was spent: the task stops `budget_exceeded`.
+fn stops_for_budget(ev: &GatewayEvent) -> bool {
+    matches!(
+        ev,
+        GatewayEvent::BudgetRefused { .. } | GatewayEvent::NoPrice { .. }
+    )
+}
+
+/// Whether a stored task event is the gateway's budget refusal (as [`StoreLedger`] writes it:
+/// an `error` event whose data is the [`GatewayEvent`] plus `message` and `source`).
+pub fn is_budget_refusal(ev: &drover_types::Event) -> bool {
+    use serde::Deserialize;
+    ev.kind == EventKind::Error
+        && ev.data["source"] == SOURCE
+        && GatewayEvent::deserialize(&ev.data).is_ok_and(|g| stops_for_budget(&g))
+}
 mod writer;
 
 use std::collections::HashMap;
@@ -210,12 +230,9 @@ impl Ledger for StoreLedger {
         let mut data = serde_json::to_value(&ev).unwrap_or_default();
         if let Some(o) = data.as_object_mut() {
             o.insert("message".into(), json!(messages::message(&ev)));
-            o.insert("source".into(), json!("gateway"));
+            o.insert("source".into(), json!(SOURCE));
         }
-        let budget_exceeded = matches!(
-            ev,
-            GatewayEvent::BudgetRefused { .. } | GatewayEvent::NoPrice { .. }
-        );
+        let budget_exceeded = stops_for_budget(&ev);
         let write = Write::Event {
             task: task_id.to_string(),
             event: NewEvent::new(EventKind::Error, data),

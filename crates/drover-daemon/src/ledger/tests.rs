@@ -15,7 +15,7 @@ async fn store(dir: &std::path::Path, tasks: &[&str]) -> Arc<dyn Store> {
                     repo: "/r".into(),
                     base_ref: "HEAD".into(),
                     prompt: "p".into(),
-                    permissions: "allow".into(),
+                    permissions: drover_types::PermissionPolicy::Allow,
                     pool: Some("pool".into()),
                     team: Some("team".into()),
                     ..NewTask::default()
@@ -168,4 +168,60 @@ async fn a_busy_refusal_does_not_stop_the_task_and_an_unsettled_row_is_stored_an
         stopped |= matches!(n, Note::BudgetExceeded(_));
     }
     assert!(stopped);
+}
+
+#[tokio::test]
+async fn a_stored_refusal_on_what_was_spent_is_known_by_its_type_not_a_busy_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), &["a"]).await;
+    let (ledger, _notes) = store_ledger(s.clone()).await.unwrap();
+    let budget = drover_gateway::BudgetKind::TaskUsd;
+    let (limit, spent, reserved, request) = (1.0, 1.0, 0.0, Some(0.1));
+    ledger
+        .event(
+            "a",
+            GatewayEvent::BudgetBusy {
+                budget,
+                limit,
+                spent,
+                reserved,
+                request,
+            },
+        )
+        .await;
+    ledger
+        .event(
+            "a",
+            GatewayEvent::NoPrice {
+                model: "m".into(),
+                budget,
+            },
+        )
+        .await;
+    ledger
+        .event(
+            "a",
+            GatewayEvent::BudgetRefused {
+                budget,
+                limit,
+                spent,
+                reserved,
+                request,
+            },
+        )
+        .await;
+    ledger.flush().await;
+    let errors: Vec<_> = s
+        .events("a", 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Error)
+        .collect();
+    let refusals: Vec<bool> = errors.iter().map(is_budget_refusal).collect();
+    assert_eq!(refusals, [false, true, true], "{errors:?}");
+    // Anything else with the same `kind` but not from the gateway is not one.
+    let mut other = errors[2].clone();
+    other.data["source"] = json!("agent");
+    assert!(!is_budget_refusal(&other));
 }

@@ -3,7 +3,7 @@
 
 use super::{new_pool, new_task, pool_task, usage_row};
 use crate::{ListFilter, Store, TaskPatch, UsageGroup};
-use drover_types::{EventKind, NewEvent, TaskState};
+use drover_types::{EventKind, NewEvent, PoolState, TaskState};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +61,7 @@ pub async fn writes_notify_and_reads_do_not(store: Arc<dyn Store>) {
     store.pool_event("np", "note", json!({})).await.unwrap();
     assert!(bumped(), "pool_event");
     store
-        .set_pool_state("np", "stopped", None, false)
+        .set_pool_state("np", PoolState::Stopped, None, false)
         .await
         .unwrap();
     assert!(bumped(), "set_pool_state");

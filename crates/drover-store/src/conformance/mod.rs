@@ -64,7 +64,7 @@ pub fn new_task(id: &str) -> NewTask {
         repo: "/r".into(),
         base_ref: "HEAD".into(),
         prompt: "p".into(),
-        permissions: "ask".into(),
+        permissions: drover_types::PermissionPolicy::Ask,
         ..Default::default()
     }
 }
@@ -79,11 +79,11 @@ pub fn new_pool(name: &str, slots: i64, count: Option<i64>) -> NewPool {
         base_ref: "HEAD".into(),
         agent: "command".into(),
         cmd: Some("true".into()),
-        permissions: "ask".into(),
+        permissions: drover_types::PermissionPolicy::Ask,
         count_total: count,
         max_failures: 3,
         verify_rounds: 2,
-        failure_policy: "finish".into(),
+        failure_policy: drover_types::FailurePolicy::Finish,
         ..Default::default()
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{finish, new_pool, pool_task};
 use crate::{PoolStats, Store, StoreError, TaskPatch};
-use drover_types::{TaskState, Verdict};
+use drover_types::{PoolState, TaskState, Verdict};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ pub async fn pool_create_get_list(store: Arc<dyn Store>) {
     p.verify = vec!["make test".into()];
     p.timeout_secs = Some(600);
     let created = store.create_pool(p).await.unwrap();
-    assert_eq!(created.state, "running");
+    assert_eq!(created.state, PoolState::Running);
     assert_eq!((created.slots, created.count_total), (2, Some(5)));
     assert_eq!(created.allowed_models, Some(vec!["m1".to_string()]));
     assert_eq!(created.protect, ["Cargo.lock"]);
@@ -58,19 +58,21 @@ pub async fn pool_create_get_list(store: Arc<dyn Store>) {
         Err(StoreError::PoolNotFound(_))
     ));
     assert!(matches!(
-        store.set_pool_state("gamma", "stopped", None, false).await,
+        store
+            .set_pool_state("gamma", PoolState::Stopped, None, false)
+            .await,
         Err(StoreError::PoolNotFound(_))
     ));
     let stopped = store
-        .set_pool_state("beta", "stopped", Some("by request"), false)
+        .set_pool_state("beta", PoolState::Stopped, Some("by request"), false)
         .await
         .unwrap();
-    assert_eq!(stopped.state, "stopped");
+    assert_eq!(stopped.state, PoolState::Stopped);
     assert_eq!(stopped.stop_reason.as_deref(), Some("by request"));
     assert!(store.mark_pool_notified("beta").await.unwrap());
     assert!(!store.mark_pool_notified("beta").await.unwrap());
     let restarted = store
-        .set_pool_state("beta", "running", None, true)
+        .set_pool_state("beta", PoolState::Running, None, true)
         .await
         .unwrap();
     assert!(
@@ -156,7 +158,7 @@ pub async fn pool_launch_respects_count_and_state(store: Arc<dyn Store>) {
 
     store.create_pool(new_pool("held", 5, None)).await.unwrap();
     store
-        .set_pool_state("held", "stopped", None, false)
+        .set_pool_state("held", PoolState::Stopped, None, false)
         .await
         .unwrap();
     assert!(store

@@ -3,7 +3,11 @@
 
 use super::new_task;
 use crate::{ListFilter, NewTask, Store, StoreError, TaskPatch, SUMMARY_CHARS};
-use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState, Usage, Verdict};
+use drover_types::clock::StopStep;
+use drover_types::{
+    ErrorKind, EventKind, GateStatus, MeteredBy, NewEvent, Outcome, SandboxKind, StopReason,
+    TaskState, Usage, Verdict,
+};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -393,7 +397,7 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
     assert_eq!(t.budget.max_usd, Some(1.5));
     assert_eq!((t.verify_rounds, t.timeout_secs), (3, Some(60)));
     assert_eq!(t.stall_timeout_secs, Some(30));
-    assert_eq!(t.metered_by, "agent");
+    assert_eq!(t.metered_by, MeteredBy::Agent);
     assert_eq!(t.attempt, 0);
 
     let usage = Usage {
@@ -427,7 +431,7 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
         .repo_dir(Some("/d2".into()))
         .base_commit(Some("c1".into()))
         .sandbox(Some("/sb".into()))
-        .sandbox_kind(Some("overlay".into()))
+        .sandbox_kind(Some(SandboxKind::Overlay))
         .shim_pid(Some(10))
         .shim_start(Some(11))
         .pid(Some(12))
@@ -437,14 +441,14 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
         .stderr_offset(Some(16))
         .turns_done(Some(4))
         .turns_sent(Some(5))
-        .gate_status(Some("passed".into()))
-        .stop_reason(Some("user".into()))
-        .metered_by(Some("gateway".into()))
+        .gate_status(Some(GateStatus::Passed))
+        .stop_reason(Some(StopReason::User))
+        .metered_by(Some(MeteredBy::Gateway))
         .agent_cost_usd(Some(0.5))
         .activity_at(Some(ts(3)))
         .stop_requested_at(Some(ts(4)))
         .stop_step_at(Some(ts(5)))
-        .stop_step(2)
+        .stop_step(StopStep::Int)
         .agent_usage(agent_usage)
         .inc_gate_rounds()
         .inc_attempt();
@@ -464,21 +468,21 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
     assert_eq!(t.repo_dir.as_deref(), Some("/d2"));
     assert_eq!(t.base_commit.as_deref(), Some("c1"));
     assert_eq!(t.sandbox.as_deref(), Some("/sb"));
-    assert_eq!(t.sandbox_kind.as_deref(), Some("overlay"));
+    assert_eq!(t.sandbox_kind, Some(SandboxKind::Overlay));
     assert_eq!(
         (t.shim_pid, t.shim_start, t.pid, t.pgid, t.agent_start),
         (Some(10), Some(11), Some(12), Some(13), Some(14))
     );
     assert_eq!((t.stdout_offset, t.stderr_offset), (15, 16));
     assert_eq!((t.turns_done, t.turns_sent), (4, 5));
-    assert_eq!(t.gate_status.as_deref(), Some("passed"));
-    assert_eq!(t.stop_reason.as_deref(), Some("user"));
-    assert_eq!(t.metered_by, "gateway");
+    assert_eq!(t.gate_status, Some(GateStatus::Passed));
+    assert_eq!(t.stop_reason, Some(StopReason::User));
+    assert_eq!(t.metered_by, MeteredBy::Gateway);
     assert_eq!(t.agent_cost_usd, Some(0.5));
     assert_eq!(t.activity_at, Some(ts(3)));
     assert_eq!(t.stop_requested_at, Some(ts(4)));
     assert_eq!(t.stop_step_at, Some(ts(5)));
-    assert_eq!(t.stop_step, 2);
+    assert_eq!(t.stop_step, Some(StopStep::Int));
     assert_eq!(t.agent_usage, Some(agent_usage));
     assert_eq!((t.gate_rounds, t.attempt), (1, 1));
 

@@ -8,7 +8,7 @@ use crate::error::{now, Result, StoreError};
 use crate::pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 use crate::record::{NewTask, TaskRecord};
 use async_trait::async_trait;
-use drover_types::{TaskState, Verdict};
+use drover_types::{PoolState, TaskState, Verdict};
 
 /// What a launch checks, read in its transaction.
 #[derive(sqlx::FromRow)]
@@ -100,7 +100,7 @@ impl PoolStore for SqliteStore {
     async fn set_pool_state(
         &self,
         name: &str,
-        state: &str,
+        state: PoolState,
         stop_reason: Option<&str>,
         reset_streak: bool,
     ) -> Result<PoolRecord> {
@@ -109,7 +109,7 @@ impl PoolStore for SqliteStore {
             q.push_str(", streak_since = ?, notified = 0");
         }
         q.push_str(" WHERE name = ?");
-        let mut query = sqlx::query(&q).bind(state).bind(stop_reason);
+        let mut query = sqlx::query(&q).bind(state.as_str()).bind(stop_reason);
         if reset_streak {
             query = query.bind(now());
         }
@@ -145,7 +145,7 @@ impl PoolStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::PoolNotFound(name.to_string()))?;
-        if room.state != "running"
+        if room.state != PoolState::Running.as_str()
             || room.live >= room.slots
             || room.count_total.is_some_and(|t| room.launched >= t)
         {

@@ -5,6 +5,7 @@
 use crate::error::{Result, StoreError};
 use crate::pools::{PoolEvent, PoolRecord};
 use crate::record::TaskRecord;
+use drover_types::clock::StopStep;
 use drover_types::{Budget, ErrorKind, Event, Outcome, Usage, Verdict};
 use std::fmt::Display;
 use std::str::FromStr;
@@ -178,7 +179,7 @@ impl TryFrom<TaskRow> for TaskRecord {
             activity_at: r.activity_at,
             pending_since: r.pending_since,
             stop_requested_at: r.stop_requested_at,
-            stop_step: r.stop_step,
+            stop_step: StopStep::from_index(r.stop_step),
             stop_step_at: r.stop_step_at,
             protect: json_list("protect", &r.protect)?,
         })

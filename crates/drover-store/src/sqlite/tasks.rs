@@ -140,7 +140,10 @@ fn push_fields(qb: &mut QueryBuilder<'_, Sqlite>, f: PatchFields) -> Result<()> 
     set!("repo_dir", f.repo_dir);
     set!("base_commit", f.base_commit);
     set!("sandbox", f.sandbox);
-    set!("sandbox_kind", f.sandbox_kind);
+    set!(
+        "sandbox_kind",
+        f.sandbox_kind.map(|k| k.map(|k| k.as_str()))
+    );
     set!("shim_pid", f.shim_pid);
     set!("shim_start", f.shim_start);
     set!("pid", f.pid);
@@ -150,14 +153,15 @@ fn push_fields(qb: &mut QueryBuilder<'_, Sqlite>, f: PatchFields) -> Result<()> 
     set!("stderr_offset", f.stderr_offset);
     set!("turns_done", f.turns_done);
     set!("turns_sent", f.turns_sent);
-    set!("gate_status", f.gate_status);
-    set!("stop_reason", f.stop_reason);
-    set!("metered_by", f.metered_by);
+    set!("gate_status", f.gate_status.map(|g| g.map(|g| g.as_str())));
+    set!("stop_reason", f.stop_reason.map(|r| r.map(|r| r.as_str())));
+    set!("metered_by", f.metered_by.map(|m| m.map(|m| m.as_str())));
     set!("agent_cost_usd", f.agent_cost_usd);
     set!("activity_at", f.activity_at);
     set!("stop_requested_at", f.stop_requested_at);
     set!("stop_step_at", f.stop_step_at);
-    set!("stop_step", f.stop_step);
+    // Stored as the step's number (1–4).
+    set!("stop_step", f.stop_step.map(|s| s.index()));
     set!(
         "agent_usage",
         f.agent_usage.map(|u| to_json(&u)).transpose()?

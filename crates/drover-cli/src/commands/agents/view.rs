@@ -260,22 +260,13 @@ fn detail_lines(t: &Task, now: DateTime<Utc>) -> Vec<Line<'static>> {
         kv("pool", vec![Span::raw(p.clone())]);
     }
     if let Some(l) = &t.locks {
-        let list = |k: &str| {
-            l[k].as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default()
-        };
+        let list = |names: &[String]| names.join(", ");
         kv(
             "locks",
             vec![Span::raw(format!(
                 "holding [{}] waiting [{}]",
-                list("holding"),
-                list("waiting")
+                list(&l.holding),
+                list(&l.waiting)
             ))],
         );
     }
@@ -511,7 +502,7 @@ mod tests {
             slots: 4,
             running: 2,
             queued: 0,
-            sandbox_mode: "worktree".into(),
+            sandbox_mode: drover_types::SandboxKind::Worktree,
             sandbox_reason: String::new(),
         });
         let screen = draw(&mut app, 140, 30);
@@ -574,7 +565,7 @@ mod tests {
             slots: 4,
             running: 2,
             queued: 1,
-            sandbox_mode: "overlay".into(),
+            sandbox_mode: drover_types::SandboxKind::Overlay,
             sandbox_reason: String::new(),
         }
     }
