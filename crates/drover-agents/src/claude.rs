@@ -3,7 +3,7 @@
 //! Reference: agent-cli-interfaces.md §1. Unknown line types and subtypes are ignored; only lines
 //! that are not JSON objects come back as [`AgentEvent::Unparsed`].
 
-use crate::{Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec};
+use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
 use drover_types::text::{excerpt, Limit};
 use drover_types::Usage;
 use serde_json::{json, Value};
@@ -122,6 +122,21 @@ impl Claude {
 impl Adapter for Claude {
     fn name(&self) -> &'static str {
         "claude"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            resumable: true,
+            session_id_up_front: true,
+            needs_cmd: false,
+            missing_binary_hint: Some(
+                " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)",
+            ),
+        }
+    }
+
+    fn can_resume(&self, config_dir: Option<&std::path::Path>, session_id: &str) -> bool {
+        transcript_exists(config_dir, session_id)
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError> {
@@ -385,16 +400,13 @@ fn permission_request(v: &Value, out: &mut Vec<AgentEvent>) {
     });
 }
 
-/// Whether Claude Code has a transcript for `session_id` (under `$CLAUDE_CONFIG_DIR` or
-/// `~/.claude`, in `projects/*/`). A session killed before it wrote one cannot be resumed; it is
+/// Whether Claude Code has a transcript for `session_id` under its config directory
+/// `config_dir` (`$CLAUDE_CONFIG_DIR` or `~/.claude`, resolved by the daemon's config; `None`:
+/// unknown), in `projects/*/`. A session killed before it wrote one cannot be resumed; it is
 /// started afresh under the same id instead.
-pub fn transcript_exists(session_id: &str) -> bool {
-    let root = match std::env::var_os("CLAUDE_CONFIG_DIR") {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => match std::env::var_os("HOME") {
-            Some(home) => std::path::PathBuf::from(home).join(".claude"),
-            None => return false,
-        },
+pub fn transcript_exists(config_dir: Option<&std::path::Path>, session_id: &str) -> bool {
+    let Some(root) = config_dir else {
+        return false;
     };
     let Ok(projects) = std::fs::read_dir(root.join("projects")) else {
         return false;

@@ -19,7 +19,7 @@
 pub mod follow;
 
 use crate::claude::Claude;
-use crate::{Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec};
+use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
 use serde_json::{json, Value};
 
 /// The hidden drover subcommand that follows one background session.
@@ -57,6 +57,20 @@ fn drover_exe() -> String {
 impl Adapter for ClaudeBg {
     fn name(&self) -> &'static str {
         "claude-bg"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Its follower learns the session id from Claude's own supervisor.
+        Capabilities {
+            resumable: true,
+            session_id_up_front: false,
+            needs_cmd: false,
+            missing_binary_hint: None,
+        }
+    }
+
+    fn can_resume(&self, config_dir: Option<&std::path::Path>, session_id: &str) -> bool {
+        crate::claude::transcript_exists(config_dir, session_id)
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError> {

@@ -11,7 +11,7 @@
 //! has no cost field, so the adapter reports none: dollars come from the gateway's metering (one
 //! price table, in `drover-gateway`).
 
-use crate::{Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec};
+use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
 use drover_types::text::{excerpt, Limit};
 use drover_types::Usage;
 use serde_json::{json, Value};
@@ -99,9 +99,19 @@ impl Adapter for Codex {
         "codex"
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            resumable: false,
+            session_id_up_front: false,
+            needs_cmd: false,
+            missing_binary_hint: None,
+        }
+    }
+
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError> {
-        let codex = std::env::var("DROVER_CODEX_BIN")
-            .ok()
+        let codex = ctx
+            .binary
+            .clone()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "codex".to_string());
         let model = ctx

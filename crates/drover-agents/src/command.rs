@@ -3,7 +3,7 @@
 //! 128 KiB, so a longer prompt is on stdin alone), every stdout line a text event. Single turn:
 //! it takes no follow-up input.
 
-use crate::{Adapter, AgentError, AgentEvent, LaunchContext, LaunchSpec, LineNeed};
+use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec, LineNeed};
 use serde_json::Value;
 
 /// The longest prompt also given in `DROVER_PROMPT` (the kernel refuses to start a program
@@ -16,6 +16,15 @@ pub struct Command;
 impl Adapter for Command {
     fn name(&self) -> &'static str {
         "command"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            resumable: false,
+            session_id_up_front: false,
+            needs_cmd: true,
+            missing_binary_hint: None,
+        }
     }
 
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError> {

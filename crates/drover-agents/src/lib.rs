@@ -3,7 +3,9 @@
 //! An adapter knows three things about its agent: how to start it ([`Adapter::launch`]), how to read
 //! its output lines ([`Adapter::parse_line`] → [`AgentEvent`]), and how to talk to it on stdin
 //! (follow-up messages, permission answers, interrupts). It never spawns or waits on processes: the
-//! shim does that, and the daemon's engine decides what each event means for the task.
+//! shim does that, and the daemon's engine decides what each event means for the task. What differs
+//! between agent kinds beyond that (resuming, who picks the session id, `--cmd`, the hint for a
+//! missing program) is asked of [`Adapter::capabilities`], never decided by the agent's name.
 
 pub mod claude;
 pub mod claude_bg;
@@ -38,7 +40,8 @@ pub struct LaunchContext {
     pub session_id: String,
     /// Continue an interrupted session instead of starting fresh (Claude: `--resume <session_id>`).
     pub resume: bool,
-    /// Binary override (e.g. `DROVER_CLAUDE_BIN`); `None` means look up the default name on PATH.
+    /// Binary override (the daemon's `claude_bin`/`codex_bin`, e.g. from `DROVER_CLAUDE_BIN`);
+    /// `None` means look up the default name on PATH. Adapters read no environment.
     pub binary: Option<String>,
     /// Ask the host about permissions (Claude: `--permission-prompt-tool stdio`).
     pub permission_prompts: bool,
@@ -129,10 +132,37 @@ pub enum LineNeed {
     Whole { max: usize },
 }
 
+/// The agent a task gets when it names none.
+pub const DEFAULT_AGENT: &str = "claude";
+
+/// What the engine and the API may ask of an agent kind, so that they never decide by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// An interrupted run can continue its session: with `on_interrupt = "resume"` the engine
+    /// requeues the task, and the next attempt starts with [`LaunchContext::resume`] when
+    /// [`Adapter::can_resume`] finds the session.
+    pub resumable: bool,
+    /// The daemon picks the session id when the task is created and passes it in
+    /// [`LaunchContext::session_id`] (Claude: `--session-id`); others report theirs.
+    pub session_id_up_front: bool,
+    /// The task must give a command (`--cmd`); the prompt alone is not enough.
+    pub needs_cmd: bool,
+    /// Appended to a spawn error (the agent's program was not found or would not start).
+    pub missing_binary_hint: Option<&'static str>,
+}
+
 /// One agent kind.
 pub trait Adapter: Send + Sync {
     /// `claude`, `command`, …
     fn name(&self) -> &'static str;
+    /// What this agent kind can do (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities;
+    /// Whether `session_id` can be resumed now (Claude: its transcript is on disk under
+    /// `config_dir`, the agent's config directory as the daemon's config resolved it). A session
+    /// that cannot is started afresh under the same id instead.
+    fn can_resume(&self, _config_dir: Option<&std::path::Path>, _session_id: &str) -> bool {
+        false
+    }
     /// The command line and environment for this task.
     fn launch(&self, ctx: &LaunchContext) -> Result<LaunchSpec, AgentError>;
     /// Reads one output line (no trailing newline; may be huge or not UTF-8-clean: never panics).
@@ -167,5 +197,68 @@ pub fn adapter(name: &str) -> Result<Box<dyn Adapter>, AgentError> {
         "codex" => Ok(Box::new(codex::Codex::new())),
         "command" => Ok(Box::new(command::Command)),
         other => Err(AgentError::UnknownAgent(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(name: &str) -> Capabilities {
+        match adapter(name) {
+            Ok(a) => {
+                assert_eq!(a.name(), name);
+                a.capabilities()
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+
+    #[test]
+    fn claude_resumes_and_gets_its_session_id_up_front() {
+        let c = caps("claude");
+        assert!(c.resumable);
+        assert!(c.session_id_up_front);
+        assert!(!c.needs_cmd);
+        let hint = c.missing_binary_hint.unwrap_or_default();
+        assert!(hint.contains("DROVER_CLAUDE_BIN"), "{hint}");
+    }
+
+    #[test]
+    fn claude_bg_resumes_but_reports_its_own_session() {
+        let c = caps("claude-bg");
+        assert!(c.resumable);
+        assert!(!c.session_id_up_front);
+        assert!(!c.needs_cmd);
+        assert_eq!(c.missing_binary_hint, None);
+    }
+
+    #[test]
+    fn codex_and_command_do_not_resume() {
+        let codex = caps("codex");
+        assert!(!codex.resumable && !codex.session_id_up_front && !codex.needs_cmd);
+        assert_eq!(codex.missing_binary_hint, None);
+        let command = caps("command");
+        assert!(!command.resumable && !command.session_id_up_front);
+        assert!(command.needs_cmd);
+        assert_eq!(command.missing_binary_hint, None);
+    }
+
+    #[test]
+    fn a_session_resumes_only_where_claude_has_its_transcript() {
+        // A session id that has no transcript anywhere.
+        let id = "00000000-0000-4000-8000-drover-test-none";
+        for name in ["claude", "claude-bg", "codex", "command"] {
+            let Ok(a) = adapter(name) else {
+                panic!("{name}: no adapter")
+            };
+            assert!(!a.can_resume(None, id), "{name}");
+            assert!(!a.can_resume(None, ""), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_default_agent_exists() {
+        assert!(adapter(DEFAULT_AGENT).is_ok());
     }
 }

@@ -1,6 +1,6 @@
 //! Talks to the daemon over `DROVER_HOME/daemon.sock`, starting it when absent.
 
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -68,7 +68,9 @@ impl Client {
         if client.probe().await? {
             return Ok(client);
         }
-        client.start_daemon(&[], &[]).await?;
+        client
+            .start_daemon(&drover_daemon::Flags::default(), &[])
+            .await?;
         Ok(client)
     }
 
@@ -76,9 +78,7 @@ impl Client {
     /// at its connection limit) is that error: it is running, so none is started.
     async fn probe(&self) -> Result<bool> {
         let uri: hyper::Uri = Uri::new(&self.socket, "/v1/status").into();
-        let req = Request::get(uri)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| CliError::daemon(e.to_string()))?;
+        let req = Request::get(uri).body(Full::new(Bytes::new()))?;
         let resp = match self.http.request(req).await {
             Ok(resp) => resp,
             Err(_) => return Ok(false),
@@ -100,34 +100,36 @@ impl Client {
         self.get::<serde_json::Value>("/v1/status").await.is_ok()
     }
 
-    /// Starts `drover daemon --foreground` detached (own session, output to daemon.log) and waits
-    /// until it answers.
-    pub async fn start_daemon(&self, extra: &[String], envs: &[(String, String)]) -> Result<u32> {
-        std::fs::create_dir_all(&self.home).map_err(|e| {
-            CliError::input(format!(
-                "cannot create DROVER_HOME {}: {e}",
-                self.home.display()
-            ))
-            .hint("set DROVER_HOME to a writable directory")
-        })?;
-        // A bad config.toml (e.g. a negative price) is the user's to fix: exit 2, nothing started.
-        drover_daemon::Config::load(&self.home).map_err(|e| {
-            CliError::input(e.to_string()).hint(format!(
-                "fix {} and run the command again",
-                self.home.join("config.toml").display()
-            ))
-        })?;
-        let exe =
-            std::env::current_exe().map_err(|e| CliError::daemon(format!("current exe: {e}")))?;
+    /// Starts `drover daemon --foreground` (with `flags`, and `envs` over this environment)
+    /// detached (own session, output to daemon.log) and waits until it answers.
+    pub async fn start_daemon(
+        &self,
+        flags: &drover_daemon::Flags,
+        envs: &[(String, String)],
+    ) -> Result<u32> {
+        // Cannot create it: an I/O failure (exit 3), not the user's input.
+        std::fs::create_dir_all(&self.home)
+            .context(format!("cannot create DROVER_HOME {}", self.home.display()))
+            .with_hint("set DROVER_HOME to a writable directory")?;
+        // A bad config.toml, DROVER_* variable or flag (e.g. a negative price) is the user's to
+        // fix: one line and a hint, exit 2, nothing started. The daemon loads the same layers.
+        let env = drover_daemon::Environment::from_pairs(std::env::vars().chain(envs.to_vec()));
+        drover_daemon::Config::load_with(&self.home, &env, flags)?;
+        let exe = std::env::current_exe().context("current exe")?;
         let log_path = self.home.join("daemon.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|e| CliError::daemon(format!("{}: {e}", log_path.display())))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| CliError::daemon(e.to_string()))?;
+            .context(log_path.display())?;
+        let log2 = log.try_clone()?;
+        let mut extra = vec![];
+        if let Some(s) = flags.slots {
+            extra.extend(["--slots".to_string(), s.to_string()]);
+        }
+        if let Some(m) = &flags.sandbox {
+            extra.extend(["--sandbox".to_string(), m.clone()]);
+        }
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("daemon")
             .arg("--foreground")
@@ -145,9 +147,7 @@ impl Client {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| CliError::daemon(format!("could not start the daemon: {e}")))?;
+        let mut child = cmd.spawn().context("could not start the daemon")?;
         let pid = child.id();
         let mut delay = Duration::from_millis(5);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -163,14 +163,16 @@ impl Client {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let tail = tail_of(&log_path, 12);
-                return Err(CliError::daemon(format!(
+                return Err(CliError::unreachable(format!(
                     "the daemon exited at start ({status}): {tail}"
                 ))
                 .hint(format!("see {}", log_path.display())));
             }
             if std::time::Instant::now() > deadline {
-                return Err(CliError::daemon("the daemon did not answer within 20 s")
-                    .hint(format!("see {}", log_path.display())));
+                return Err(
+                    CliError::unreachable("the daemon did not answer within 20 s")
+                        .hint(format!("see {}", log_path.display())),
+                );
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(200));
@@ -192,8 +194,7 @@ impl Client {
             .uri(uri)
             .header("content-type", "application/json")
             .header("accept", accept)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| CliError::daemon(e.to_string()))?;
+            .body(Full::new(Bytes::from(body)))?;
         let resp = self
             .http
             .request(req)
@@ -213,7 +214,7 @@ impl Client {
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> CliError {
-        CliError::daemon(format!(
+        CliError::unreachable(format!(
             "the daemon at {} is unreachable: {e}",
             self.socket.display()
         ))
@@ -232,10 +233,9 @@ impl Client {
         let bytes = body
             .collect()
             .await
-            .map_err(|e| CliError::daemon(format!("reading the daemon's answer: {e}")))?
+            .context("reading the daemon's answer")?
             .to_bytes();
-        serde_json::from_slice(&bytes)
-            .map_err(|e| CliError::daemon(format!("unreadable answer from the daemon: {e}")))
+        serde_json::from_slice(&bytes).context("unreadable answer from the daemon")
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -269,7 +269,7 @@ impl Client {
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
-        let body = serde_json::to_vec(body).map_err(|e| CliError::daemon(e.to_string()))?;
+        let body = serde_json::to_vec(body)?;
         self.call(Method::POST, path, Some(body)).await
     }
 
@@ -291,13 +291,13 @@ impl Client {
                     }
                 }
                 _ => {
-                    return Err(CliError::daemon(
+                    return Err(CliError::unreachable(
                         "the daemon closed the lock before granting it",
                     ))
                 }
             }
             if body.is_end_stream() && !got.contains(&b'\n') {
-                return Err(CliError::daemon(
+                return Err(CliError::unreachable(
                     "the daemon closed the lock before granting it",
                 ));
             }
@@ -319,7 +319,7 @@ impl Client {
         let stream = body.into_data_stream().eventsource();
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
-            let ev = ev.map_err(|e| CliError::daemon(format!("event stream broke: {e}")))?;
+            let ev = ev.context("event stream broke")?;
             if !on_event(&ev.id, &ev.data) {
                 break;
             }

@@ -458,6 +458,70 @@ fn a_team_daily_budget_without_the_gateway_is_refused_and_nothing_starts() {
     assert_eq!(all_tasks(&env).len(), 1);
 }
 
+#[test]
+fn a_config_the_daemon_cannot_use_is_named_in_one_line_and_nothing_starts() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    let file = env.home.join("config.toml");
+    let ls = ["ls"];
+    // Unreadable (here a directory): no longer taken for "no file".
+    std::fs::create_dir(&file).unwrap();
+    let out = env.run(&ls);
+    refused(&out, &ls, &format!("cannot read {}", file.display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint: make"));
+    std::fs::remove_dir(&file).unwrap();
+    // Not TOML: the line; an unknown key: the key.
+    std::fs::write(&file, "slots = 4\nsandbox = \n").unwrap();
+    refused(&env.run(&ls), &ls, "config.toml: invalid TOML at line 2");
+    std::fs::write(&file, "slotz = 4\n").unwrap();
+    refused(&env.run(&ls), &ls, "slotz");
+    std::fs::remove_file(&file).unwrap();
+    // A variable and a flag are named as what they are.
+    let bad_env = Env::new().with_env("DROVER_SANDBOX", "bogus");
+    refused(
+        &bad_env.run(&ls),
+        &ls,
+        "environment variable DROVER_SANDBOX: unknown sandbox mode",
+    );
+    let args = ["daemon", "--foreground", "--slots", "0"];
+    refused(
+        &env.run(&args),
+        &args,
+        "flag --slots: slots must be at least 1",
+    );
+    let args = ["daemon", "--sandbox", "nope"];
+    refused(&env.run(&args), &args, "flag --sandbox");
+    assert!(
+        !env.home.join("daemon.pid").exists(),
+        "no daemon started on a bad config"
+    );
+}
+
+#[test]
+fn an_io_failure_is_not_the_users_input() {
+    // DROVER_HOME under a regular file cannot be created: drover's failure (exit 3), not a
+    // bad argument (it was exit 2).
+    let env = Env::new();
+    let file = env.tmp.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let home = file.join("home");
+    let env = env.with_env("DROVER_HOME", home.to_str().unwrap());
+    let out = env.run(&["ls"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "drover: cannot create DROVER_HOME {}: ",
+            home.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: set DROVER_HOME to a writable directory"),
+        "{err}"
+    );
+}
+
 /// A word outside one of drover's closed sets: the CLI's flag is refused by clap with the valid
 /// values (exit 2); over the API it is a 400 `{kind: invalid, error, hint}` that names the field
 /// and lists the valid values (not serde's 422). Nothing starts either way.

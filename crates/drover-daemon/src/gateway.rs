@@ -6,7 +6,7 @@
 //! to the tasks it re-adopts, so their agents keep working, and no token is ever in the store.
 //!
 //! The gateway is on when the daemon has a provider key (`ANTHROPIC_API_KEY`/`OPENAI_API_KEY`)
-//! or `gateway = "on"`; otherwise agents use their own login and their own figures are the
+//! or `DROVER_GATEWAY` is set to anything but `off` (all read by [`crate::config`]); otherwise agents use their own login and their own figures are the
 //! task's usage (`metered_by: agent`).
 
 pub use crate::ledger::Note;
@@ -54,29 +54,22 @@ impl GatewayLink {
         store: Arc<dyn Store>,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Option<(GatewayLink, mpsc::UnboundedReceiver<Note>)>, String> {
-        let mut cfg = GatewayConfig::from_env();
-        cfg.aliases.extend(config.aliases.clone());
-        cfg.prices = config.price_table();
-        let on = std::env::var("DROVER_GATEWAY").ok();
-        if on.as_deref() == Some("off")
-            || (on.is_none() && cfg.anthropic_key.is_none() && cfg.openai_key.is_none())
-        {
+        let up = &config.upstreams;
+        if !up.gateway_on() {
             return Ok(None);
         }
-        // An upstream given the usual way (e.g. a corporate proxy) is the gateway's upstream.
-        if std::env::var("DROVER_ANTHROPIC_BASE_URL").is_err() {
-            if let Ok(b) = std::env::var("ANTHROPIC_BASE_URL") {
-                cfg.anthropic_base = b;
-            }
-        }
-        if std::env::var("DROVER_OPENAI_BASE_URL").is_err() {
-            if let Ok(b) = std::env::var("OPENAI_BASE_URL") {
-                cfg.openai_base = b;
-            }
-        }
+        let cfg = GatewayConfig {
+            anthropic_base: up.anthropic_base.clone(),
+            openai_base: up.openai_base.clone(),
+            anthropic_key: up.anthropic_key.clone(),
+            openai_key: up.openai_key.clone(),
+            aliases: config.aliases.clone(),
+            prices: config.price_table(),
+            ..GatewayConfig::default()
+        };
         let (ledger, rx) = crate::ledger::store_ledger(store).await?;
         let gw = Gateway::new(cfg, ledger.clone()).map_err(|e| format!("gateway: {e}"))?;
-        let listener = bind(home)
+        let listener = bind(home, up.gateway_port)
             .await
             .map_err(|e| format!("gateway listener: {e}"))?;
         let base = format!(
@@ -165,12 +158,14 @@ impl GatewayLink {
 
 /// Binds the port the last daemon used (kept in `DROVER_HOME/gateway.port`), so agents it
 /// started, which hold that base URL, reach the new daemon; a new port only if it is taken.
-async fn bind(home: &Path) -> std::io::Result<tokio::net::TcpListener> {
+/// `DROVER_GATEWAY_PORT` (`configured`) wins over the kept one.
+async fn bind(home: &Path, configured: Option<u16>) -> std::io::Result<tokio::net::TcpListener> {
     let path = home.join("gateway.port");
-    let port = std::env::var("DROVER_GATEWAY_PORT")
-        .ok()
-        .or_else(|| std::fs::read_to_string(&path).ok())
-        .and_then(|p| p.trim().parse::<u16>().ok());
+    let port = configured.or_else(|| {
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok())
+    });
     let listener = match port {
         Some(p) => match tokio::net::TcpListener::bind(("127.0.0.1", p)).await {
             Ok(l) => l,

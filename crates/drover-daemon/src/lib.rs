@@ -1,7 +1,8 @@
 //! The drover daemon, as a library (the `drover` binary calls [`run`]; tests can too).
 //!
 //! Layout:
-//! - [`config`]: settings (DROVER_HOME/config.toml, then `DROVER_*` environment, then flags).
+//! - [`config`]: settings (defaults < DROVER_HOME/config.toml < `DROVER_*` environment < flags),
+//!   loaded once; the only reader of the daemon's environment (a snapshot handed in).
 //! - [`home`]: the `DROVER_HOME` layout: store, pid file, socket, task dirs, sandboxes.
 //! - [`engine`]: the scheduler and one supervisor per task (sandbox → shim → ingest → commit).
 //! - [`api`]: HTTP+JSON and SSE on `DROVER_HOME/daemon.sock`, one module per resource.
@@ -18,7 +19,7 @@ pub mod gateway;
 pub mod home;
 pub mod ledger;
 
-pub use config::Config;
+pub use config::{Config, ConfigError, Environment, Flags};
 pub use home::Home;
 
 use std::sync::Arc;
@@ -29,8 +30,11 @@ pub enum DaemonError {
         "another daemon is running for {0} (pid file daemon.pid); use it, or `drover daemon stop`"
     )]
     AlreadyRunning(String),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The gateway could not start (its listener, its key file, its ledger).
     #[error("{0}")]
-    Config(String),
+    Gateway(String),
     #[error("DROVER_HOME {path}: {source}")]
     Home {
         path: String,

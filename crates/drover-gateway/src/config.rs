@@ -1,4 +1,5 @@
-//! Configuration: upstream endpoints and keys, retry policy, prices, model aliases.
+//! Configuration: upstream endpoints and keys, retry policy, prices, model aliases. The gateway
+//! reads no environment: its embedder (the daemon's config loader) fills [`GatewayConfig`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,14 +17,6 @@ impl Secret {
     /// Wraps a key.
     pub fn new(key: impl Into<String>) -> Self {
         Secret(key.into())
-    }
-
-    /// Reads a key from an environment variable of the daemon; `None` when unset or empty.
-    pub fn from_env(var: &str) -> Option<Self> {
-        std::env::var(var)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .map(Secret)
     }
 
     /// The key itself. Only for putting it in an upstream request header.
@@ -104,27 +97,6 @@ impl Default for GatewayConfig {
             aliases: HashMap::new(),
             max_request_bytes: 32 * 1024 * 1024,
             busy_wait: Duration::from_secs(15),
-        }
-    }
-}
-
-impl GatewayConfig {
-    /// Defaults, with keys from the daemon's `ANTHROPIC_API_KEY` / `OPENAI_API_KEY` and base
-    /// URLs from `DROVER_ANTHROPIC_BASE_URL` / `DROVER_OPENAI_BASE_URL` when set. (The daemon
-    /// must not pass these variables on to agents.)
-    pub fn from_env() -> Self {
-        let base = |var: &str, default: &str| {
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| default.to_string())
-        };
-        GatewayConfig {
-            anthropic_base: base("DROVER_ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_BASE),
-            openai_base: base("DROVER_OPENAI_BASE_URL", DEFAULT_OPENAI_BASE),
-            anthropic_key: Secret::from_env("ANTHROPIC_API_KEY"),
-            openai_key: Secret::from_env("OPENAI_API_KEY"),
-            ..GatewayConfig::default()
         }
     }
 }

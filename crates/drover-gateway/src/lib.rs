@@ -11,8 +11,14 @@
 //!
 //! ```no_run
 //! # async fn demo(ledger: std::sync::Arc<dyn drover_gateway::Ledger>) -> Result<(), Box<dyn std::error::Error>> {
-//! use drover_gateway::{Gateway, GatewayConfig, Limits, TaskGrant};
-//! let gw = Gateway::new(GatewayConfig::from_env(), ledger)?;
+//! use drover_gateway::{Gateway, GatewayConfig, Limits, Secret, TaskGrant};
+//! // The embedder reads keys and upstreams (the daemon: its config loader); the gateway
+//! // reads no environment.
+//! let config = GatewayConfig {
+//!     anthropic_key: Some(Secret::new("sk-ant-…")),
+//!     ..GatewayConfig::default()
+//! };
+//! let gw = Gateway::new(config, ledger)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let base = format!("http://{}", listener.local_addr()?);
 //! let server = gw.clone();

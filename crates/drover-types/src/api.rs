@@ -58,11 +58,50 @@ pub struct StopDaemonRequest {
     pub stop_tasks: bool,
 }
 
+/// What went wrong, in every API error body (`kind`). The daemon derives the HTTP status from
+/// it (drover-daemon's `api/error.rs`); the CLI derives its exit code from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorKind {
+    /// The request is wrong: a bad field, an unknown agent, a repo that is not one (400).
+    Invalid,
+    /// No such task, pool or route (404).
+    NotFound,
+    /// The request does not fit the state: a finished task, a pool that exists (409).
+    Conflict,
+    /// The body or the prompt is over its limit (413).
+    TooLarge,
+    /// The request body did not arrive in time (408).
+    Timeout,
+    /// The daemon is at its connection limit; retry (503).
+    Busy,
+    /// Something broke inside the daemon (500).
+    Internal,
+    /// A kind this client does not know (a newer daemon): judged by the HTTP status.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ApiErrorKind {
+    /// The wire name (`not_found`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiErrorKind::Invalid => "invalid",
+            ApiErrorKind::NotFound => "not_found",
+            ApiErrorKind::Conflict => "conflict",
+            ApiErrorKind::TooLarge => "too_large",
+            ApiErrorKind::Timeout => "timeout",
+            ApiErrorKind::Busy => "busy",
+            ApiErrorKind::Internal => "internal",
+            ApiErrorKind::Unknown => "unknown",
+        }
+    }
+}
+
 /// Every API error body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiError {
-    /// `not_found`, `invalid`, `conflict`, `internal`.
-    pub kind: String,
+    pub kind: ApiErrorKind,
     pub error: String,
     pub hint: Option<String>,
 }
@@ -176,4 +215,34 @@ pub const EVENTS_PAGE_BYTES: usize = 1 << 20;
 pub struct TaskPage {
     pub tasks: Vec<crate::Task>,
     pub next: Option<String>,
+}
+
+#[cfg(test)]
+mod api_error_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn kinds_are_todays_strings_and_unknown_ones_are_kept_apart() {
+        for kind in [
+            ApiErrorKind::Invalid,
+            ApiErrorKind::NotFound,
+            ApiErrorKind::Conflict,
+            ApiErrorKind::TooLarge,
+            ApiErrorKind::Timeout,
+            ApiErrorKind::Busy,
+            ApiErrorKind::Internal,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<ApiErrorKind>(&json).unwrap(), kind);
+        }
+        let body = r#"{"kind":"busy","error":"the daemon is at its connection limit","hint":"retry in a few seconds"}"#;
+        let e: ApiError = serde_json::from_str(body).unwrap();
+        assert_eq!(e.kind, ApiErrorKind::Busy);
+        assert_eq!(serde_json::to_string(&e).unwrap(), body, "byte-identical");
+        let newer: ApiError =
+            serde_json::from_str(r#"{"kind":"rate_limited","error":"x","hint":null}"#).unwrap();
+        assert_eq!(newer.kind, ApiErrorKind::Unknown);
+    }
 }

@@ -21,7 +21,7 @@ fn ctx(resume: bool) -> LaunchContext {
         cwd: PathBuf::from("/tmp/sb"),
         session_id: "thread-1".into(),
         resume,
-        binary: Some("/opt/claude".into()),
+        binary: Some("/opt/codex/bin/codex".into()),
         permission_prompts: true,
     }
 }
@@ -148,6 +148,10 @@ fn launch_runs_codex_exec_in_a_loop() {
     let spec = Codex::new().launch(&ctx(false)).unwrap();
     assert_eq!(spec.program, "/bin/sh");
     assert_eq!(spec.args[0], "-c");
+    assert_eq!(
+        spec.args[3], "/opt/codex/bin/codex",
+        "the configured binary"
+    );
     assert_eq!(spec.args[4], "fix it");
     let flags = spec.args[6..].join(" ");
     assert!(

@@ -2,15 +2,14 @@
 
 use crate::cli::{BenchArgs, Benchmark};
 use crate::client::Client;
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Context, Result};
 use drover_types::{RunRequest, Task, TaskState};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub async fn bench(args: BenchArgs) -> Result<i32> {
     let work = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&work)
-        .map_err(|e| CliError::input(format!("{}: {e}", work.display())))?;
+    std::fs::create_dir_all(&work).context(work.display())?;
     let res = run(args.which, &args, &work).await;
     cleanup(&work);
     res
@@ -35,7 +34,7 @@ async fn sandbox(args: &BenchArgs, work: &Path) -> Result<()> {
     println!("## sandbox ready time: overlay (shared base) vs git worktree add, same repos, medians of 5");
     let rows = drover_sandbox::bench_sandbox(&work.join("sandbox"), &args.files, 5)
         .await
-        .map_err(|e| CliError::daemon(format!("sandbox bench: {e}")))?;
+        .context("sandbox bench")?;
     println!(
         "{:>8} {:>14} {:>16} {:>16} {:>8}",
         "files", "base once ms", "overlay ms", "worktree ms", "ratio"
@@ -69,11 +68,11 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
         ])
         .args(args)
         .output()
-        .map_err(|e| CliError::daemon(format!("git: {e}")))?;
+        .context("git")?;
     if st.status.success() {
         Ok(())
     } else {
-        Err(CliError::daemon(format!(
+        Err(CliError::internal(format!(
             "git {args:?}: {}",
             String::from_utf8_lossy(&st.stderr)
         )))
@@ -82,9 +81,8 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
 
 fn small_repo(work: &Path) -> Result<PathBuf> {
     let repo = work.join("repo");
-    std::fs::create_dir_all(&repo).map_err(|e| CliError::daemon(e.to_string()))?;
-    std::fs::write(repo.join("README.md"), "bench\n")
-        .map_err(|e| CliError::daemon(e.to_string()))?;
+    std::fs::create_dir_all(&repo)?;
+    std::fs::write(repo.join("README.md"), "bench\n")?;
     git(&repo, &["init", "-q"])?;
     git(&repo, &["add", "-A"])?;
     git(&repo, &["commit", "-qm", "bench"])?;
@@ -94,7 +92,13 @@ fn small_repo(work: &Path) -> Result<PathBuf> {
 async fn daemon(work: &Path, name: &str, slots: usize) -> Result<(Client, i32)> {
     let client = Client::new(work.join(name));
     let pid = client
-        .start_daemon(&["--slots".into(), slots.to_string()], &[])
+        .start_daemon(
+            &drover_daemon::Flags {
+                slots: Some(slots),
+                ..Default::default()
+            },
+            &[],
+        )
         .await?;
     Ok((client, pid as i32))
 }
@@ -155,7 +159,7 @@ async fn wait_all(client: &Client, pred: impl Fn(&[Task]) -> bool) -> Result<Vec
             return Ok(tasks);
         }
         if Instant::now() > deadline {
-            return Err(CliError::daemon("benchmark timed out"));
+            return Err(CliError::internal("benchmark timed out"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -245,7 +249,7 @@ async fn dispatch(args: &BenchArgs, work: &Path) -> Result<()> {
             break;
         }
         if Instant::now() > deadline {
-            return Err(CliError::daemon("benchmark timed out"));
+            return Err(CliError::internal("benchmark timed out"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -4,7 +4,7 @@
 //! sessions).
 
 use crate::cli::FollowArgs;
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Kind, Result};
 use drover_agents::claude_bg::follow;
 use std::path::PathBuf;
 
@@ -20,7 +20,8 @@ pub async fn follow(args: FollowArgs) -> Result<i32> {
         resume: args.resume,
         claude_config,
     };
+    // A follower that cannot start (no signal handlers) is drover's failure, not the input's.
     follow::follow(args)
         .await
-        .map_err(|e| CliError::daemon(e.to_string()))
+        .map_err(|e| CliError::from_source(Kind::Internal, e))
 }

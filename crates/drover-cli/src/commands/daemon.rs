@@ -2,23 +2,24 @@
 
 use crate::cli::{DaemonAction, DaemonArgs};
 use crate::client::{drover_home, Client};
-use crate::error::{CliError, Result};
+use crate::error::{Context, Result};
 use std::time::Duration;
 
+fn flags(args: &DaemonArgs) -> drover_daemon::Flags {
+    drover_daemon::Flags {
+        slots: args.slots,
+        sandbox: args.sandbox.clone(),
+    }
+}
+
+/// The daemon's configuration: the one place the CLI hands the daemon its environment.
 fn config(args: &DaemonArgs) -> Result<drover_daemon::Config> {
     let home = drover_home();
-    std::fs::create_dir_all(&home).map_err(|e| {
-        CliError::input(format!("cannot create DROVER_HOME {}: {e}", home.display()))
-    })?;
-    let mut cfg = drover_daemon::Config::load(&home).map_err(|e| CliError::input(e.to_string()))?;
-    if let Some(s) = args.slots {
-        cfg.slots = s;
-    }
-    if let Some(m) = &args.sandbox {
-        cfg.sandbox = m.parse().map_err(CliError::input)?;
-    }
-    cfg.validate().map_err(|e| CliError::input(e.to_string()))?;
-    Ok(cfg)
+    std::fs::create_dir_all(&home)
+        .context(format!("cannot create DROVER_HOME {}", home.display()))
+        .with_hint("set DROVER_HOME to a writable directory")?;
+    let env = drover_daemon::Environment::process();
+    Ok(drover_daemon::Config::load_with(&home, &env, &flags(args))?)
 }
 
 pub fn foreground(args: DaemonArgs) -> Result<i32> {
@@ -35,13 +36,8 @@ pub fn foreground(args: DaemonArgs) -> Result<i32> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::daemon(format!("tokio runtime: {e}")))?;
-    rt.block_on(drover_daemon::run(cfg)).map_err(|e| match e {
-        drover_daemon::DaemonError::AlreadyRunning(_) | drover_daemon::DaemonError::Config(_) => {
-            CliError::input(e.to_string())
-        }
-        other => CliError::daemon(other.to_string()),
-    })?;
+        .context("tokio runtime")?;
+    rt.block_on(drover_daemon::run(cfg))?;
     Ok(0)
 }
 
@@ -109,16 +105,7 @@ pub async fn background(args: DaemonArgs) -> Result<i32> {
                 eprintln!("drover: the daemon is already running (pid {})", s.pid);
                 return Ok(0);
             }
-            let mut extra = vec![];
-            if let Some(s) = args.slots {
-                extra.push("--slots".to_string());
-                extra.push(s.to_string());
-            }
-            if let Some(m) = &args.sandbox {
-                extra.push("--sandbox".to_string());
-                extra.push(m.clone());
-            }
-            let pid = client.start_daemon(&extra, &[]).await?;
+            let pid = client.start_daemon(&flags(&args), &[]).await?;
             println!("{pid}");
             Ok(0)
         }

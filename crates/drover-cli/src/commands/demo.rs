@@ -4,7 +4,7 @@
 
 use crate::cli::DemoArgs;
 use crate::client::Client;
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Context, Result};
 use drover_types::{RunRequest, Task};
 use serde_json::json;
 use std::collections::HashMap;
@@ -29,7 +29,7 @@ fn sh(dir: &Path, args: &[&str]) -> Result<()> {
         Ok(())
     } else {
         Err(
-            CliError::input(format!("git {args:?} failed in {}", dir.display()))
+            CliError::internal(format!("git {args:?} failed in {}", dir.display()))
                 .hint("is git installed?"),
         )
     }
@@ -43,13 +43,13 @@ fn make_repo(dir: &Path) -> Result<()> {
         }
         std::fs::write(path, s)
     };
-    std::fs::create_dir_all(dir).map_err(|e| CliError::input(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).context(dir.display())?;
     (|| -> std::io::Result<()> {
         write("README.md", "# demo\n\nA tiny project for drover's demo.\n")?;
         write("src/app.py", "def add(a, b):\n    return a + b\n")?;
         write(".gitignore", "__pycache__/\n")
     })()
-    .map_err(|e| CliError::input(format!("writing the demo repo: {e}")))?;
+    .context("writing the demo repo")?;
     sh(dir, &["init", "-q"])?;
     sh(dir, &["add", "-A"])?;
     sh(dir, &["commit", "-qm", "demo: initial commit"])
@@ -93,10 +93,10 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         None
     } else {
         let set = drover_fake_provider::ScenarioSet::from_json(&scenarios().to_string())
-            .map_err(|e| CliError::daemon(format!("demo scenarios: {e}")))?;
+            .context("demo scenarios")?;
         let p = drover_fake_provider::FakeProvider::start(set, ([127, 0, 0, 1], 0).into())
             .await
-            .map_err(|e| CliError::daemon(format!("fake provider: {e}")))?;
+            .context("fake provider")?;
         eprintln!(
             "demo: offline — Claude Code talks to drover's fake provider at {}",
             p.base_url()
@@ -113,7 +113,13 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         .hint("unset DROVER_HOME (the demo uses its own), or stop it with `drover daemon stop`"));
     }
     client
-        .start_daemon(&["--slots".into(), args.slots.to_string()], &envs)
+        .start_daemon(
+            &drover_daemon::Flags {
+                slots: Some(args.slots),
+                ..Default::default()
+            },
+            &envs,
+        )
         .await?;
     eprintln!("demo: repository {}\n", repo.display());
     let mut ids = vec![];
@@ -176,7 +182,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         }
         if started.elapsed() > Duration::from_secs(600) {
             return Err(
-                CliError::daemon("the demo did not finish within 10 minutes")
+                CliError::internal("the demo did not finish within 10 minutes")
                     .hint("see `drover ls`"),
             );
         }

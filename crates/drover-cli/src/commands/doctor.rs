@@ -48,9 +48,8 @@ pub async fn doctor(json: bool) -> Result<i32> {
         detail: git.unwrap_or_else(|e| e),
         hint: Some("install git (drover shells out to it)".into()),
     });
-    let mode = drover_daemon::Config::load(&home)
-        .map(|c| c.sandbox)
-        .unwrap_or_default();
+    let cfg = drover_daemon::Config::load(&home).ok();
+    let mode = cfg.as_ref().map(|c| c.sandbox).unwrap_or_default();
     let sandboxes = drover_sandbox::Sandboxes::new(&home, mode);
     checks.push(Check {
         name: "sandbox",
@@ -58,7 +57,7 @@ pub async fn doctor(json: bool) -> Result<i32> {
         detail: format!("{}: {}", sandboxes.kind(), sandboxes.mode_reason()),
         hint: None,
     });
-    checks.extend(agent_checks());
+    checks.extend(agent_checks(cfg.as_ref()));
     checks.push(price_check(&home));
     let client = Client::new(home.clone());
     let daemon = client.get::<drover_types::DaemonStatus>("/v1/status").await;
@@ -163,18 +162,17 @@ fn price_check(home: &std::path::Path) -> Check {
     }
 }
 
-fn bin_from(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| default.into())
-}
-
 /// Each agent: found or not, its version, and what it needs. Agents are optional: a missing one
-/// is reported, not fatal.
-fn agent_checks() -> Vec<Check> {
-    let claude_bin = bin_from("DROVER_CLAUDE_BIN", "claude");
-    let codex_bin = bin_from("DROVER_CODEX_BIN", "codex");
+/// is reported, not fatal. The binaries are the daemon's (`claude_bin`/`codex_bin`, from
+/// config.toml or `DROVER_*_BIN`); with a config that does not load (the prices check says
+/// why), the names on PATH.
+fn agent_checks(cfg: Option<&drover_daemon::Config>) -> Vec<Check> {
+    let bin = |agent: &str| {
+        cfg.and_then(|c| c.agent_binary(agent))
+            .unwrap_or_else(|| agent.to_string())
+    };
+    let claude_bin = bin("claude");
+    let codex_bin = bin("codex");
     let claude = version_of(&claude_bin, "--version");
     let codex = version_of(&codex_bin, "--version");
     let found = |r: &std::result::Result<String, String>, bin: &str, needs: &str| match r {

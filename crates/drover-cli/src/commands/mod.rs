@@ -12,7 +12,7 @@ mod pool;
 mod tasks;
 
 use crate::cli::{Cli, Command};
-use crate::error::{CliError, Result};
+use crate::error::{Context, Result};
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
@@ -25,7 +25,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| CliError::daemon(format!("tokio runtime: {e}")))?;
+                .context("tokio runtime")?;
             rt.block_on(run(other))
         }
     }
@@ -57,7 +57,7 @@ async fn run(cmd: Command) -> Result<i32> {
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             drover_fake_provider::run_cli(&scenarios, addr)
                 .await
-                .map_err(|e| CliError::input(format!("fake provider: {e}")))?;
+                .context("fake provider")?;
             Ok(0)
         }
         Command::Bench(args) => bench::bench(args).await,

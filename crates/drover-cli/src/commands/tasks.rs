@@ -2,7 +2,7 @@
 
 use crate::cli::RunArgs;
 use crate::client::{self, Client};
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Context, Kind, Result};
 use crate::format;
 use drover_types::{validate, RunRequest, SendRequest, Task, TaskState};
 use std::path::Path;
@@ -30,7 +30,7 @@ pub fn read_prompt(prompt: Option<String>, file: Option<&Path>) -> Result<String
         let mut buf = Vec::new();
         stdin
             .read_to_end(&mut buf)
-            .map_err(|e| CliError::input(format!("reading the prompt from stdin: {e}")))?;
+            .context("reading the prompt from stdin")?;
         String::from_utf8(buf).map_err(|_| {
             CliError::input("the prompt on stdin is not UTF-8 text").hint("convert it to UTF-8")
         })
@@ -103,9 +103,8 @@ pub fn clocks(
 
 /// Refuses a bad `--protect` glob before anything starts (the daemon checks again).
 pub fn check_protect(globs: &[String]) -> Result<()> {
-    drover_sandbox::Protect::new(globs)
-        .map(|_| ())
-        .map_err(|e| CliError::input(e.to_string()).hint(drover_sandbox::InvalidGlob::HINT))
+    drover_sandbox::Protect::new(globs)?;
+    Ok(())
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
@@ -166,13 +165,10 @@ pub async fn run(args: RunArgs) -> Result<i32> {
             .as_ref()
             .map(|o| o.reason.clone())
             .unwrap_or_default();
-        eprintln!(
-            "drover: task {} {}: {}",
-            t.id,
-            t.state,
-            format::clean(&reason)
-        );
-        return Ok(1);
+        return Err(CliError::new(
+            Kind::TaskFailed,
+            format!("task {} {}: {reason}", t.id, t.state),
+        ));
     }
     Ok(0)
 }

@@ -38,8 +38,7 @@ pub async fn bounded(req: Request, next: Next) -> Response {
         Ok(Err(_)) => return too_large().into_response(),
         Err(_) => {
             return ApiErr::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
+                drover_types::ApiErrorKind::Timeout,
                 format!(
                     "the request body did not arrive within {} s",
                     BODY_TIMEOUT.as_secs()
@@ -55,8 +54,7 @@ pub async fn bounded(req: Request, next: Next) -> Response {
 
 fn too_large() -> ApiErr {
     ApiErr::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
+        drover_types::ApiErrorKind::TooLarge,
         format!(
             "the request body is over the {} MiB limit",
             MAX_BODY_BYTES >> 20
@@ -79,8 +77,7 @@ fn json_rejection(r: JsonRejection) -> ApiErr {
         // A word outside one of drover's closed sets (`"permissions": "banana"`): a bad value,
         // 400 as when these fields were checked by hand; serde's message lists the valid ones.
         return ApiErr::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
+            drover_types::ApiErrorKind::Invalid,
             text,
             Some("use one of the values the error lists"),
         );
@@ -95,7 +92,7 @@ fn json_rejection(r: JsonRejection) -> ApiErr {
         }
         _ => "send a JSON object with the fields of this endpoint (see drover-types' api.rs)",
     };
-    ApiErr::new(status, "invalid", text, Some(hint))
+    ApiErr::new(drover_types::ApiErrorKind::Invalid, text, Some(hint)).with_status(status)
 }
 
 /// Whether serde refused a value because it is not one of an enum's variants (the typed
@@ -155,8 +152,7 @@ where
 
 fn query_rejection(r: QueryRejection) -> ApiErr {
     ApiErr::new(
-        StatusCode::BAD_REQUEST,
-        "invalid",
+        drover_types::ApiErrorKind::Invalid,
         one_line(&r.body_text()),
         Some("check the query string's parameters"),
     )
@@ -165,8 +161,7 @@ fn query_rejection(r: QueryRejection) -> ApiErr {
 /// Unknown routes and methods: JSON errors too.
 pub async fn not_found() -> ApiErr {
     ApiErr::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        drover_types::ApiErrorKind::NotFound,
         "no such API route",
         Some("the routes are listed in drover-daemon's api/mod.rs"),
     )
@@ -174,11 +169,11 @@ pub async fn not_found() -> ApiErr {
 
 pub async fn method_not_allowed() -> ApiErr {
     ApiErr::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "invalid",
+        drover_types::ApiErrorKind::Invalid,
         "this route does not take that method",
         Some("the routes are listed in drover-daemon's api/mod.rs"),
     )
+    .with_status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 #[cfg(test)]

@@ -1,10 +1,25 @@
-//! API errors: one JSON shape ([`drover_types::ApiError`]), status codes by kind.
+//! API errors: one JSON shape ([`drover_types::ApiError`]), the HTTP status derived from its
+//! [`ApiErrorKind`] here ([`status_of`]) and nowhere else.
 
 use crate::engine::control::ControlError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use drover_sandbox::SandboxError;
 use drover_store::StoreError;
-use drover_types::ApiError;
+use drover_types::{ApiError, ApiErrorKind};
+
+/// The HTTP status of each kind.
+pub fn status_of(kind: ApiErrorKind) -> StatusCode {
+    match kind {
+        ApiErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ApiErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ApiErrorKind::Conflict => StatusCode::CONFLICT,
+        ApiErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ApiErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
+        ApiErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        ApiErrorKind::Internal | ApiErrorKind::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
 
 #[derive(Debug)]
 pub struct ApiErr {
@@ -13,23 +28,43 @@ pub struct ApiErr {
 }
 
 impl ApiErr {
-    pub fn new(
-        status: StatusCode,
-        kind: &str,
-        error: impl Into<String>,
-        hint: Option<&str>,
-    ) -> Self {
+    pub fn new(kind: ApiErrorKind, error: impl Into<String>, hint: Option<&str>) -> Self {
         ApiErr {
-            status,
+            status: status_of(kind),
             body: ApiError {
-                kind: kind.into(),
+                kind,
                 error: error.into(),
                 hint: hint.map(String::from),
             },
         }
     }
     pub fn invalid(error: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid", error, None)
+        Self::new(ApiErrorKind::Invalid, error, None)
+    }
+    pub fn internal(error: impl Into<String>) -> Self {
+        Self::new(ApiErrorKind::Internal, error, None)
+    }
+    /// A more precise status than the kind's own, where HTTP has one the client should see
+    /// (axum's rejections: 415 wrong content type, 422 wrong fields, 405 wrong method). The
+    /// kind, and so the CLI's exit code, stays.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+/// A sandbox error at task creation: the user's repo or ref is wrong (invalid), or something
+/// broke on the daemon's side — git missing, a mount, I/O under DROVER_HOME (internal).
+impl From<SandboxError> for ApiErr {
+    fn from(e: SandboxError) -> Self {
+        match &e {
+            SandboxError::NotAGitRepo { .. }
+            | SandboxError::UnknownRef { .. }
+            | SandboxError::Git { .. }
+            | SandboxError::BadPath { .. }
+            | SandboxError::InvalidTaskId(_) => ApiErr::invalid(e.to_string()),
+            _ => ApiErr::internal(e.to_string()),
+        }
     }
 }
 
@@ -43,38 +78,29 @@ impl From<StoreError> for ApiErr {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::NotFound(_) => ApiErr::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                ApiErrorKind::NotFound,
                 e.to_string(),
                 Some("`drover ls --all` lists tasks"),
             ),
             StoreError::PoolNotFound(_) => ApiErr::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                ApiErrorKind::NotFound,
                 e.to_string(),
                 Some("`drover pool ls` lists pools"),
             ),
             StoreError::Ambiguous(..) => ApiErr::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
+                ApiErrorKind::Invalid,
                 e.to_string(),
                 Some("give more of the id"),
             ),
             StoreError::EmptyId => ApiErr::new(
-                StatusCode::BAD_REQUEST,
-                "invalid",
+                ApiErrorKind::Invalid,
                 e.to_string(),
                 Some("give a task id (or a unique prefix); `drover ls` lists them"),
             ),
             StoreError::WrongState { .. } => {
-                ApiErr::new(StatusCode::CONFLICT, "conflict", e.to_string(), None)
+                ApiErr::new(ApiErrorKind::Conflict, e.to_string(), None)
             }
-            _ => ApiErr::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                e.to_string(),
-                None,
-            ),
+            _ => ApiErr::new(ApiErrorKind::Internal, e.to_string(), None),
         }
     }
 }
@@ -83,11 +109,10 @@ impl From<ControlError> for ApiErr {
     fn from(e: ControlError) -> Self {
         match e {
             ControlError::Store(s) => s.into(),
-            ControlError::Conflict(m) => ApiErr::new(StatusCode::CONFLICT, "conflict", m, None),
+            ControlError::Conflict(m) => ApiErr::new(ApiErrorKind::Conflict, m, None),
             ControlError::Invalid(m) => ApiErr::invalid(m),
             ControlError::Agent(m) => ApiErr::new(
-                StatusCode::CONFLICT,
-                "conflict",
+                ApiErrorKind::Conflict,
                 m,
                 Some("the agent may have just exited; `drover show` tells"),
             ),

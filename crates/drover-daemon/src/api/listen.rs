@@ -79,9 +79,15 @@ async fn refuse(mut stream: tokio::net::UnixStream, _slot: tokio::sync::OwnedSem
 
 /// The whole answer to a connection over the cap.
 fn busy() -> String {
-    let body = r#"{"kind":"busy","error":"the daemon is at its connection limit","hint":"retry in a few seconds"}"#;
+    let err = super::error::ApiErr::new(
+        drover_types::ApiErrorKind::Busy,
+        "the daemon is at its connection limit",
+        Some("retry in a few seconds"),
+    );
+    let body = serde_json::to_string(&err.body).unwrap_or_default();
     format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        err.status,
         body.len()
     )
 }
@@ -150,6 +156,10 @@ mod tests {
     fn busy_answer_is_well_formed() {
         let busy = busy();
         let (head, body) = busy.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
         assert_eq!(v["kind"], "busy");

@@ -65,10 +65,15 @@ pub async fn create(
     if req.slots == 0 {
         return Err(ApiErr::invalid("--slots must be at least 1"));
     }
-    let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
-    drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
-    if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
-        return Err(ApiErr::invalid("the command agent needs --cmd"));
+    let agent = req
+        .agent
+        .clone()
+        .unwrap_or_else(|| drover_agents::DEFAULT_AGENT.into());
+    let capabilities = drover_agents::adapter(&agent)
+        .map_err(|e| ApiErr::invalid(e.to_string()))?
+        .capabilities();
+    if capabilities.needs_cmd && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        return Err(ApiErr::invalid(format!("the {agent} agent needs --cmd")));
     }
     drover_types::validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
@@ -87,11 +92,7 @@ pub async fn create(
         super::tasks::clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
     let own_protect = super::protect::compile(&req.protect)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
-    let resolved = engine
-        .sandboxes
-        .resolve(&req.repo, &base_ref)
-        .await
-        .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await?;
     let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
     let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let pool = NewPool {
@@ -121,8 +122,7 @@ pub async fn create(
         Ok(p) => p,
         Err(StoreError::Exists(name)) => {
             return Err(ApiErr::new(
-                axum::http::StatusCode::CONFLICT,
-                "conflict",
+                drover_types::ApiErrorKind::Conflict,
                 format!("pool {name} already exists"),
                 Some("choose another name, or `drover pool resume` it"),
             ))

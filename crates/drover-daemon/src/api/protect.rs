@@ -3,14 +3,12 @@
 
 use super::ApiErr;
 use crate::engine::Engine;
-use axum::http::StatusCode;
 use drover_sandbox::{InvalidGlob, Protect, Resolved};
 
 pub fn compile(globs: &[String]) -> Result<Protect, ApiErr> {
     Protect::new(globs).map_err(|e| {
         ApiErr::new(
-            StatusCode::BAD_REQUEST,
-            "invalid",
+            drover_types::ApiErrorKind::Invalid,
             e.to_string(),
             Some(InvalidGlob::HINT),
         )

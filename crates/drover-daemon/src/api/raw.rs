@@ -46,7 +46,8 @@ pub async fn raw(
         }
         // The agent has not started (or printed nothing on this stream) yet.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, 0),
-        Err(e) => return Err(ApiErr::invalid(format!("{}: {e}", path.display()))),
+        // A log the daemon cannot open is its own failure, not the caller's.
+        Err(e) => return Err(ApiErr::internal(format!("{}: {e}", path.display()))),
     };
     if q.offset > size {
         return Err(ApiErr::invalid(format!(
@@ -58,7 +59,7 @@ pub async fn raw(
     if let Some(f) = file.as_mut() {
         f.seek(std::io::SeekFrom::Start(q.offset))
             .await
-            .map_err(|e| ApiErr::invalid(e.to_string()))?;
+            .map_err(|e| ApiErr::internal(format!("{}: {e}", path.display())))?;
     }
     let body = futures::stream::unfold(
         (file.map(|f| f.take(len)), vec![0u8; 64 << 10]),
@@ -75,5 +76,5 @@ pub async fn raw(
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len)
         .body(Body::from_stream(body))
-        .map_err(|e| ApiErr::invalid(e.to_string()))
+        .map_err(|e| ApiErr::internal(e.to_string()))
 }

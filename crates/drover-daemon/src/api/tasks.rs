@@ -41,10 +41,15 @@ pub async fn create(
     State(engine): State<Arc<Engine>>,
     ApiJson(req): ApiJson<RunRequest>,
 ) -> ApiResult<Json<Task>> {
-    let agent = req.agent.clone().unwrap_or_else(|| "claude".into());
-    drover_agents::adapter(&agent).map_err(|e| ApiErr::invalid(e.to_string()))?;
-    if agent == "command" && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
-        return Err(ApiErr::invalid("the command agent needs --cmd"));
+    let agent = req
+        .agent
+        .clone()
+        .unwrap_or_else(|| drover_agents::DEFAULT_AGENT.into());
+    let capabilities = drover_agents::adapter(&agent)
+        .map_err(|e| ApiErr::invalid(e.to_string()))?
+        .capabilities();
+    if capabilities.needs_cmd && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        return Err(ApiErr::invalid(format!("the {agent} agent needs --cmd")));
     }
     prompt_size(&req.prompt)?;
     use drover_types::validate;
@@ -62,13 +67,11 @@ pub async fn create(
     let own_protect = super::protect::compile(&req.protect)?;
     let protect = engine.config.protect_for(&req.protect);
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
-    let resolved = engine
-        .sandboxes
-        .resolve(&req.repo, &base_ref)
-        .await
-        .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await?;
     let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
-    let session_id = (agent == "claude").then(|| uuid::Uuid::new_v4().to_string());
+    let session_id = capabilities
+        .session_id_up_front
+        .then(|| uuid::Uuid::new_v4().to_string());
     let mut last = None;
     for _ in 0..5 {
         let task = NewTask {
@@ -134,8 +137,7 @@ pub async fn create(
 pub(crate) fn prompt_size(prompt: &str) -> ApiResult<()> {
     if prompt.len() > MAX_PROMPT_BYTES {
         return Err(ApiErr::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            drover_types::ApiErrorKind::TooLarge,
             format!(
                 "the prompt is {} bytes; the limit is {} MiB",
                 prompt.len(),
@@ -154,9 +156,7 @@ pub(crate) fn enforceable(engine: &Engine, own: bool, team: Option<&str>) -> Api
         .and_then(|t| engine.config.teams.get(t))
         .is_some_and(|t| t.max_usd_per_day.is_some());
     if engine.gateway.is_none() && (own || team_budget) {
-        return Err(ApiErr::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid",
+        return Err(ApiErr::new(drover_types::ApiErrorKind::Invalid,
             "this budget cannot be enforced: drover's gateway is off (the daemon has no provider key, or DROVER_GATEWAY=off)",
             Some("start the daemon with ANTHROPIC_API_KEY or OPENAI_API_KEY in its environment, or run without a budget"),
         ));
@@ -172,8 +172,7 @@ pub(crate) fn clocks(
 ) -> ApiResult<(Option<i64>, Option<i64>)> {
     crate::engine::clocks::resolve(&engine.config, timeout, stall).map_err(|e| {
         ApiErr::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid",
+            drover_types::ApiErrorKind::Invalid,
             e,
             Some("give a positive duration in whole seconds, such as 30s, 10m or 1h30m"),
         )
@@ -270,8 +269,7 @@ fn resume_after(headers: &HeaderMap, after: i64) -> ApiResult<i64> {
         .filter(|n| *n >= 0)
         .ok_or_else(|| {
             ApiErr::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "invalid",
+                drover_types::ApiErrorKind::Invalid,
                 "Last-Event-ID must be an event seq (a whole number)",
                 Some("send the `id:` of the last event received"),
             )

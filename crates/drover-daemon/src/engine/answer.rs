@@ -73,7 +73,12 @@ pub(crate) async fn answer(
         if task.state == TaskState::NeedsInput {
             back = back.state(TaskState::NeedsInput, json!({}));
         }
-        let _ = engine.update(&task.id, Some(&live), back, vec![]).await;
+        if let Err(undo) = engine.update(&task.id, Some(&live), back, vec![]).await {
+            tracing::warn!(
+                task = task.id.as_str(),
+                "answer not delivered; the request could not be put back: {undo}"
+            );
+        }
         return Err(ControlError::Agent(e.to_string()));
     }
     engine.poke(&task.id).notify_one();

@@ -205,7 +205,10 @@ pub async fn escalate(
     match step {
         StopStep::Polite => {
             if let Some(line) = adapter.interrupt() {
-                let _ = client.write_line(line).await;
+                if let Err(e) = client.write_line(line).await {
+                    // Not fatal: stdin is closed next, and the next steps signal.
+                    tracing::debug!(task = task.id.as_str(), "polite interrupt: {e}");
+                }
             }
             let lock = engine.stdin_lock(&task.id);
             let mut st = lock.lock().await;

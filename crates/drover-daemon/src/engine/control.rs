@@ -22,7 +22,11 @@ pub async fn settle(engine: &Engine, task: &TaskRecord, adapter: &dyn Adapter) -
     if let Some(req) = &task.pending_input {
         if task.permissions != PermissionPolicy::Ask {
             let allow = task.permissions == PermissionPolicy::Allow;
-            let _ = answer(engine, task, adapter, req, allow, None, AnsweredBy::Policy).await;
+            if let Err(e) =
+                answer(engine, task, adapter, req, allow, None, AnsweredBy::Policy).await
+            {
+                tracing::warn!(task = task.id.as_str(), "answer by policy: {e}");
+            }
             acted = true;
         }
     }
@@ -250,6 +254,11 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlErr
         })?;
     }
     engine.store.delete_task(&id).await?;
-    let _ = std::fs::remove_dir_all(engine.home.task(&id).dir);
+    match std::fs::remove_dir_all(engine.home.task(&id).dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // The task is gone from the store; a directory left behind only takes space.
+        Err(e) => tracing::warn!(task = id.as_str(), "removing the task directory: {e}"),
+    }
     Ok(id)
 }

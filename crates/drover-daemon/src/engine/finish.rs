@@ -204,7 +204,10 @@ pub(crate) async fn ask_judge(
         final_message: result.unwrap_or(""),
         gates: &gates,
         diff_summary: &diff,
-        endpoint: engine.gateway.as_ref().map(|g| g.judge_endpoint(task)),
+        endpoint: match &engine.gateway {
+            Some(g) => Some(g.judge_endpoint(task)),
+            None => engine.config.direct_judge_endpoint(),
+        },
     };
     match judge::judge(&input).await {
         Ok(o) => {
@@ -250,11 +253,10 @@ pub(crate) fn structured(
     task: &TaskRecord,
 ) -> Outcome {
     if let Some(err) = &exit.spawn_error {
-        let hint = if adapter.name() == "claude" {
-            " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)"
-        } else {
-            ""
-        };
+        let hint = adapter
+            .capabilities()
+            .missing_binary_hint
+            .unwrap_or_default();
         return Outcome::fail(ErrorKind::AgentExit, format!("{err}{hint}"));
     }
     if !adapter.multi_turn() {

@@ -171,9 +171,8 @@ async fn run_one(
         _ = stop => None,
     };
     let Some(waited) = waited else {
-        if let Some(g) = pgid {
-            let _ = proc::signal_group(g, nix::sys::signal::Signal::SIGKILL);
-        }
+        kill_group(pgid);
+        // Reaps the killed shell; its status says nothing (the gate was stopped).
         let _ = child.wait().await;
         return done(
             None,
@@ -184,9 +183,8 @@ async fn run_one(
         Ok(Ok(st)) => st.code(),
         Ok(Err(e)) => return done(None, format!("waiting for the gate: {e}")),
         Err(_) => {
-            if let Some(g) = pgid {
-                let _ = proc::signal_group(g, nix::sys::signal::Signal::SIGKILL);
-            }
+            kill_group(pgid);
+            // Reaps the killed shell; its status says nothing (the gate timed out).
             let _ = child.wait().await;
             let tail = format!(
                 "{}\n[drover: gate timed out after {} s]",
@@ -197,10 +195,18 @@ async fn run_one(
         }
     };
     // Whatever the gate left running in its group goes too.
-    if let Some(g) = pgid {
-        let _ = proc::signal_group(g, nix::sys::signal::Signal::SIGKILL);
-    }
+    kill_group(pgid);
     done(status, tail_of(log))
+}
+
+/// SIGKILL to a gate's process group (a group already gone is no error, see
+/// `proc::signal_group`).
+fn kill_group(pgid: Option<i64>) {
+    if let Some(g) = pgid {
+        if let Err(e) = proc::signal_group(g, nix::sys::signal::Signal::SIGKILL) {
+            tracing::warn!("ending gate process group {g}: {e}");
+        }
+    }
 }
 
 /// Resolves when the task is asked to stop (or the daemon shuts down): a running gate must not

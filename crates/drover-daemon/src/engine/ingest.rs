@@ -459,9 +459,8 @@ impl Acc {
 
     fn fold(&mut self, ev: AgentEvent) -> Option<(EventKind, Value)> {
         let folded = match ev {
-            AgentEvent::Session { session_id, model } => {
+            AgentEvent::Session { session_id, .. } => {
                 self.session_id = Some(session_id);
-                let _ = model;
                 return None;
             }
             AgentEvent::Text { text } => (EventKind::Text, json!({ "text": text })),

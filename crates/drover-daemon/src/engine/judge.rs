@@ -15,7 +15,9 @@ pub struct JudgeInput<'a> {
     pub final_message: &'a str,
     pub gates: &'a [Value],
     pub diff_summary: &'a str,
-    /// Base URL and key: the gateway and the task's token when the gateway is on.
+    /// Base URL and key: the gateway and the task's token when the gateway is on, else the
+    /// daemon's configured Anthropic endpoint and key (`Config::direct_judge_endpoint`); `None`:
+    /// no key, no judge.
     pub endpoint: Option<(String, String)>,
 }
 
@@ -99,15 +101,10 @@ fn request(input: &JudgeInput) -> Value {
 /// Asks the judge. `Err` carries a message for an `error` event; the caller keeps the structured
 /// outcome then.
 pub async fn judge(input: &JudgeInput<'_>) -> Result<Outcome, String> {
-    let (base, key) = match &input.endpoint {
-        Some((b, k)) => (b.clone(), k.clone()),
-        None => (
-            std::env::var("ANTHROPIC_BASE_URL")
-                .unwrap_or_else(|_| "https://api.anthropic.com".into()),
-            std::env::var("ANTHROPIC_API_KEY")
-                .map_err(|_| "no ANTHROPIC_API_KEY for the judge".to_string())?,
-        ),
-    };
+    let (base, key) = input
+        .endpoint
+        .clone()
+        .ok_or_else(|| "no ANTHROPIC_API_KEY for the judge".to_string())?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

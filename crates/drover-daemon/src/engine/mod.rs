@@ -93,7 +93,7 @@ impl Engine {
             stopping.subscribe(),
         )
         .await
-        .map_err(DaemonError::Config)?
+        .map_err(DaemonError::Gateway)?
         {
             Some((link, rx)) => (Some(link), Some(rx)),
             None => (None, None),

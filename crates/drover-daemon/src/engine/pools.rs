@@ -48,6 +48,8 @@ pub async fn tick(engine: &Arc<Engine>) -> Result<(), StoreError> {
 }
 
 async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError> {
+    let session_id_up_front =
+        drover_agents::adapter(&pool.agent).is_ok_and(|a| a.capabilities().session_id_up_front);
     let mut n = pool.launched;
     loop {
         n += 1;
@@ -80,7 +82,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             permissions: pool.permissions,
             // The pool's --max-usd is the whole pool's budget (enforced by the gateway).
             budget: Budget::default(),
-            session_id: (pool.agent == "claude").then(|| uuid::Uuid::new_v4().to_string()),
+            session_id: session_id_up_front.then(|| uuid::Uuid::new_v4().to_string()),
             pool: Some(pool.name.clone()),
             team: None,
             created_by: Some(format!("pool:{}", pool.name)),
@@ -121,7 +123,11 @@ async fn streak_stop(
     if pool.failure_policy == FailurePolicy::Hard {
         let engine = engine.clone();
         let name = pool.name.clone();
-        tokio::spawn(async move { stop_tasks(&engine, &name).await });
+        tokio::spawn(async move {
+            if let Err(e) = stop_tasks(&engine, &name).await {
+                tracing::warn!(pool = name.as_str(), "stopping the pool's tasks: {e}");
+            }
+        });
     }
     if !engine.store.mark_pool_notified(&pool.name).await? {
         return Ok(());
@@ -134,7 +140,9 @@ async fn streak_stop(
     let reason = reasons.join("\n");
     tokio::spawn(async move {
         let data = run_notify(&cmd, &name, streak, &reason).await;
-        let _ = engine.store.pool_event(&name, "notify", data).await;
+        if let Err(e) = engine.store.pool_event(&name, "notify", data).await {
+            tracing::warn!(pool = name.as_str(), "recording the notify result: {e}");
+        }
     });
     Ok(())
 }
@@ -185,7 +193,9 @@ pub async fn stop_tasks(engine: &Arc<Engine>, pool: &str) -> Result<(), StoreErr
         .filter(|t| t.pool.as_deref() == Some(pool) && !t.state.is_terminal())
         .partition(|t| t.state == drover_types::TaskState::Queued);
     for t in &queued {
-        let _ = super::control::stop(engine, &t.id).await;
+        if let Err(e) = super::control::stop(engine, &t.id).await {
+            tracing::warn!(task = t.id.as_str(), "pool stop: {e}");
+        }
     }
     // All at once: each stop escalates over seconds.
     let mut stops = tokio::task::JoinSet::new();
@@ -193,6 +203,12 @@ pub async fn stop_tasks(engine: &Arc<Engine>, pool: &str) -> Result<(), StoreErr
         let engine = engine.clone();
         stops.spawn(async move { super::control::stop(&engine, &t.id).await });
     }
-    while stops.join_next().await.is_some() {}
+    while let Some(stopped) = stops.join_next().await {
+        match stopped {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(pool, "pool stop: {e}"),
+            Err(e) => tracing::warn!(pool, "pool stop: {e}"),
+        }
+    }
     Ok(())
 }

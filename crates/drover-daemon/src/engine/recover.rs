@@ -46,9 +46,13 @@ pub async fn recover(engine: &Arc<Engine>) {
                 ),
             };
             let adopted = patch.new_state() == Some(TaskState::Running);
-            let _ = engine
+            if let Err(e) = engine
                 .update(&task.id, Some(&[TaskState::Preparing]), patch, vec![])
-                .await;
+                .await
+            {
+                // Not fatal: a task still `preparing` is settled again at the next start.
+                tracing::warn!(task = task.id.as_str(), "recover: {e}");
+            }
             if adopted {
                 engine.supervise(&task.id);
             }

@@ -33,7 +33,11 @@ pub(crate) async fn start(
         Err(e) => return Err(e),
     }
     // A ready record from an earlier attempt must not be mistaken for this one's (see recover).
-    let _ = std::fs::remove_file(engine.home.task(id).ready());
+    match std::fs::remove_file(engine.home.task(id).ready()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(task = id, "removing the last attempt's ready record: {e}"),
+    }
     if engine.gateway.is_none() {
         // Accepted by a daemon that had the gateway; this one has none: never run it unmetered.
         let policy = grant_policy(engine, task).await;
@@ -73,11 +77,11 @@ pub(crate) async fn start(
         return Ok(None);
     }
     let resume = task.attempt > 0
-        && matches!(adapter.name(), "claude" | "claude-bg")
+        && adapter.capabilities().resumable
         && task
             .session_id
             .as_deref()
-            .is_some_and(drover_agents::claude::transcript_exists);
+            .is_some_and(|s| adapter.can_resume(engine.config.claude_config_dir.as_deref(), s));
     let ctx = LaunchContext {
         task_id: id.to_string(),
         prompt: task.prompt.clone(),
@@ -86,7 +90,7 @@ pub(crate) async fn start(
         cwd: sandbox.path.clone(),
         session_id: task.session_id.clone().unwrap_or_default(),
         resume,
-        binary: engine.config.claude_bin.clone(),
+        binary: engine.config.agent_binary(adapter.name()),
         permission_prompts: true,
     };
     let spec = match adapter.launch(&ctx) {
@@ -129,6 +133,7 @@ pub(crate) async fn start(
         Ok((mut child, ready)) => {
             // Reap the shim when it exits while this daemon lives; after a restart, init does.
             tokio::spawn(async move {
+                // Only reaps: the agent's outcome is the shim's exit.json, not the shim's status.
                 let _ = child.wait().await;
             });
             if let Some(err) = ready.error {

@@ -74,7 +74,9 @@ async fn give_up(engine: &Arc<Engine>, id: &str, why: &str) {
         .outcome(Some(&outcome))
         .finished_at(Some(now()));
     let (patch, events) = apply_commit(patch, commit);
-    let _ = engine.update(id, Some(&active()), patch, events).await;
+    if let Err(e) = engine.update(id, Some(&active()), patch, events).await {
+        tracing::error!(task = id, "could not record the failure: {e}");
+    }
 }
 
 async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
@@ -112,7 +114,7 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
     let ended = watch(engine, id, adapter.as_ref()).await?;
     match ended {
         Ended::Detached => Ok(()),
-        Ended::Lost(why) => interrupted(engine, id, &why).await,
+        Ended::Lost(why) => interrupted(engine, id, adapter.as_ref(), &why).await,
         Ended::Exited(exit) => finish(engine, id, adapter.as_ref(), exit).await,
     }
 }
@@ -177,11 +179,15 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
 
 /// The shim died with the agent: `interrupted`; then, by policy, back to the queue to resume.
 /// When it will not resume, its work is committed before the state becomes terminal.
-async fn interrupted(engine: &Arc<Engine>, id: &str, why: &str) -> Result<(), StoreError> {
+async fn interrupted(
+    engine: &Arc<Engine>,
+    id: &str,
+    adapter: &dyn Adapter,
+    why: &str,
+) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
     let outcome = Outcome::fail(ErrorKind::LostHost, why);
-    let resumable =
-        matches!(task.agent.as_str(), "claude" | "claude-bg") && task.session_id.is_some();
+    let resumable = adapter.capabilities().resumable && task.session_id.is_some();
     let resume = engine.config.on_interrupt == OnInterrupt::Resume
         && resumable
         && task.attempt < 3

@@ -6,7 +6,7 @@ mod state;
 mod view;
 
 use crate::client::Client;
-use crate::error::{CliError, Result};
+use crate::error::{Context, Result};
 use crate::format;
 use crossterm::event::KeyModifiers;
 use crossterm::event::{Event as TermEvent, EventStream, KeyCode, KeyEvent, KeyEventKind};
@@ -110,12 +110,8 @@ impl Drop for Restore {
     }
 }
 
-fn term_err(e: std::io::Error) -> CliError {
-    CliError::daemon(format!("terminal: {e}"))
-}
-
 async fn tui(client: &Client, calls: &mut Calls) -> Result<Exit> {
-    let mut terminal = ratatui::try_init().map_err(term_err)?;
+    let mut terminal = ratatui::try_init().context("terminal")?;
     let _restore = Restore;
     let mut app = App::default();
     let mut keys = EventStream::new();
@@ -127,7 +123,7 @@ async fn tui(client: &Client, calls: &mut Calls) -> Result<Exit> {
         app.now = chrono::Utc::now();
         terminal
             .draw(|f| view::render(f, &mut app))
-            .map_err(term_err)?;
+            .context("terminal")?;
         tokio::select! {
             _ = tick.tick() => refresh(client, &mut app).await,
             Some(msg) = calls.done_rx.recv() => {
@@ -144,7 +140,7 @@ async fn tui(client: &Client, calls: &mut Calls) -> Result<Exit> {
                     }
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(term_err(e)),
+                Some(Err(e)) => return Err(e).context("terminal"),
                 None => return Ok(Exit::Quit),
             },
             _ = term_sig.recv() => return Ok(Exit::Quit),
@@ -154,7 +150,7 @@ async fn tui(client: &Client, calls: &mut Calls) -> Result<Exit> {
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(kind).map_err(|e| CliError::daemon(format!("signal: {e}")))
+    tokio::signal::unix::signal(kind).context("signal")
 }
 
 enum Flow {
@@ -243,9 +239,8 @@ fn select(app: &mut App, delta: isize) -> Flow {
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(REQUEST_TIMEOUT, f)
-        .await
-        .map_err(|_| CliError::daemon("the daemon did not answer in time"))?
+    // Elapsed: "the daemon did not answer in time" (exit 3).
+    tokio::time::timeout(REQUEST_TIMEOUT, f).await?
 }
 
 async fn refresh(client: &Client, app: &mut App) {

@@ -1,0 +1,313 @@
+//! Daemon settings, loaded once (figment): built-in defaults < `DROVER_HOME/config.toml` <
+//! `DROVER_*` environment < `drover daemon` flags, then validated into the typed [`Config`].
+//!
+//! This is the only place that reads the daemon's environment, and only from the
+//! [`Environment`] snapshot its caller hands in: the gateway's upstreams and keys, the judge's
+//! endpoint, the agents' binaries and Claude Code's config directory all become fields here and
+//! are passed down as values. A missing `config.toml` is fine; an unreadable or invalid one, an
+//! unknown key and a bad value are each a one-line [`ConfigError`] naming the file (or variable,
+//! or flag), the key and what to do.
+
+mod error;
+mod load;
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, Origin};
+pub use load::{Environment, Flags, ENV_KEYS};
+
+use drover_gateway::Secret;
+use drover_sandbox::SandboxMode;
+use drover_types::{OnInterrupt, PermissionPolicy};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: PathBuf,
+    /// Global slot count: at most this many tasks are past `queued` and not yet terminal.
+    pub slots: usize,
+    pub sandbox: SandboxMode,
+    /// Claude Code binary (`claude_bin`, `DROVER_CLAUDE_BIN`), else `claude` on PATH.
+    pub claude_bin: Option<String>,
+    /// Codex binary (`codex_bin`, `DROVER_CODEX_BIN`), else `codex` on PATH.
+    pub codex_bin: Option<String>,
+    /// Claude Code's config directory (`CLAUDE_CONFIG_DIR`, else `$HOME/.claude`), where its
+    /// session transcripts are; `None` when neither is set.
+    pub claude_config_dir: Option<PathBuf>,
+    /// Default permission policy for new tasks.
+    pub permissions: PermissionPolicy,
+    /// What happens to a task whose agent died with its shim: requeue it (Claude resumes its
+    /// session) or fail it.
+    pub on_interrupt: OnInterrupt,
+    /// How long a polite stop waits before the next, harder signal.
+    pub stop_grace: Duration,
+    /// The binary to run shims with (`drover` itself).
+    pub exe: PathBuf,
+    /// A gate command is killed after this long.
+    pub gate_timeout: Duration,
+    /// Model tiers: the default worker model and the judge model (none: no judge).
+    pub worker_model: Option<String>,
+    pub judge_model: Option<String>,
+    /// Whether a `soft_fail` verdict counts toward a pool's failure streak.
+    pub soft_fail_counts: bool,
+    /// Gateway model aliases and price overrides.
+    pub aliases: HashMap<String, String>,
+    pub prices: HashMap<String, drover_gateway::Price>,
+    /// `gateway.builtin_prices` (default true): false prices only what `prices` lists.
+    pub builtin_prices: bool,
+    pub teams: HashMap<String, Team>,
+    /// Globs protected in every task (`protect = [...]`), before each task's own `--protect`.
+    pub protect: Vec<String>,
+    /// Default clocks of new tasks and pools, in seconds (`task_timeout`, default none;
+    /// `stall_timeout`, default 30 min; `"off"` turns one off).
+    pub task_timeout: Option<u64>,
+    pub stall_timeout: Option<u64>,
+    /// A pending permission request older than this is denied and the task goes on (default:
+    /// none, it waits for a person).
+    pub needs_input_timeout: Option<u64>,
+    /// Providers: the gateway's switch, port, upstreams and keys (environment only).
+    pub upstreams: Upstreams,
+}
+
+/// `DROVER_GATEWAY`: unset, the gateway runs when the daemon has a provider key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GatewaySwitch {
+    #[default]
+    Auto,
+    /// Any value but `off`: on even without a key (agents bring their own, e.g. `--api-key-env`).
+    On,
+    /// `off`: agents use their own login; budgets cannot be enforced.
+    Off,
+}
+
+/// Where model requests go, from the daemon's environment (never from `config.toml`: keys are
+/// secrets, and `Secret` prints `***`).
+#[derive(Debug, Clone, Default)]
+pub struct Upstreams {
+    pub gateway: GatewaySwitch,
+    /// `DROVER_GATEWAY_PORT`: the gateway's loopback port (else the last daemon's, else any).
+    pub gateway_port: Option<u16>,
+    /// `DROVER_ANTHROPIC_BASE_URL`, else `ANTHROPIC_BASE_URL`, else the public API (no `/v1`).
+    pub anthropic_base: String,
+    /// `DROVER_OPENAI_BASE_URL`, else `OPENAI_BASE_URL`, else the public API (with `/v1`).
+    pub openai_base: String,
+    /// `ANTHROPIC_API_KEY`
+    pub anthropic_key: Option<Secret>,
+    /// `OPENAI_API_KEY`
+    pub openai_key: Option<Secret>,
+    /// The judge's endpoint when the gateway is off: `ANTHROPIC_BASE_URL`, else the public API.
+    pub judge_base: String,
+}
+
+impl Upstreams {
+    fn from_env(env: &Environment) -> Result<Self, ConfigError> {
+        let key = |v: &str| env.get(v).map(Secret::new);
+        let gateway = match env.get("DROVER_GATEWAY") {
+            None => GatewaySwitch::Auto,
+            Some(v) if v.trim() == "off" => GatewaySwitch::Off,
+            Some(_) => GatewaySwitch::On,
+        };
+        let gateway_port = match env.get("DROVER_GATEWAY_PORT") {
+            None => None,
+            Some(p) => Some(p.trim().parse::<u16>().map_err(|_| {
+                ConfigError::invalid(
+                    Origin::Env("DROVER_GATEWAY_PORT".into()),
+                    format!("{p:?} is not a port number (1-65535)"),
+                )
+            })?),
+        };
+        let base = |own: &str, usual: &str, default: &str| {
+            env.get(own)
+                .or_else(|| env.get(usual))
+                .unwrap_or(default)
+                .to_string()
+        };
+        Ok(Upstreams {
+            gateway,
+            gateway_port,
+            anthropic_base: base(
+                "DROVER_ANTHROPIC_BASE_URL",
+                "ANTHROPIC_BASE_URL",
+                drover_gateway::DEFAULT_ANTHROPIC_BASE,
+            ),
+            openai_base: base(
+                "DROVER_OPENAI_BASE_URL",
+                "OPENAI_BASE_URL",
+                drover_gateway::DEFAULT_OPENAI_BASE,
+            ),
+            anthropic_key: key("ANTHROPIC_API_KEY"),
+            openai_key: key("OPENAI_API_KEY"),
+            judge_base: env
+                .get("ANTHROPIC_BASE_URL")
+                .unwrap_or(drover_gateway::DEFAULT_ANTHROPIC_BASE)
+                .to_string(),
+        })
+    }
+
+    /// The gateway runs: not switched off, and switched on or given a provider key.
+    pub fn gateway_on(&self) -> bool {
+        match self.gateway {
+            GatewaySwitch::Off => false,
+            GatewaySwitch::On => true,
+            GatewaySwitch::Auto => self.anthropic_key.is_some() || self.openai_key.is_some(),
+        }
+    }
+}
+
+/// The stall clock's default (docs/design.md §11).
+pub const DEFAULT_STALL_TIMEOUT: u64 = 30 * 60;
+
+/// `[teams.NAME]`: a team's daily budget and the models it may use.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    pub max_usd_per_day: Option<f64>,
+    pub allowed_models: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Defaults, then `home/config.toml`, then `env`, then `flags`; validated.
+    pub fn load_with(home: &Path, env: &Environment, flags: &Flags) -> Result<Config, ConfigError> {
+        let layers = load::Layers::new(&home.join("config.toml"), env, flags)?;
+        let raw = layers.extract()?;
+        let bad = |key: &str, message: String| ConfigError::invalid(layers.origin(key), message);
+        let clock = |key: &str, v: Option<&str>, default: Option<u64>| match v.map(str::trim) {
+            None => Ok(default),
+            Some("off" | "none") => Ok(None),
+            Some(v) => drover_types::clock::parse_secs(v).map(Some).map_err(|e| {
+                bad(
+                    key,
+                    format!("{key} = {v:?}: {e}; write e.g. \"30m\", \"1h30m\" or \"off\""),
+                )
+            }),
+        };
+        let secs = |key: &str, v: Option<f64>, default: f64| {
+            let v = v.unwrap_or(default);
+            Duration::try_from_secs_f64(v)
+                .map_err(|_| bad(key, format!("{key} = {v}: give a number of seconds >= 0")))
+        };
+        let sandbox = raw.sandbox.as_deref().unwrap_or("auto");
+        let cfg = Config {
+            home: home.to_path_buf(),
+            slots: raw.slots.unwrap_or(4),
+            sandbox: sandbox.parse().map_err(|e| bad("sandbox", e))?,
+            claude_bin: raw.claude_bin,
+            codex_bin: raw.codex_bin,
+            claude_config_dir: env
+                .get("CLAUDE_CONFIG_DIR")
+                .map(PathBuf::from)
+                .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".claude"))),
+            permissions: match raw.permissions {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    bad(
+                        "permissions",
+                        format!("permissions = {v:?}: use ask, allow or deny"),
+                    )
+                })?,
+                None => PermissionPolicy::Ask,
+            },
+            on_interrupt: match raw.on_interrupt {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    bad(
+                        "on_interrupt",
+                        format!("on_interrupt = {v:?}: use resume or fail"),
+                    )
+                })?,
+                None => OnInterrupt::Resume,
+            },
+            stop_grace: secs("stop_grace_secs", raw.stop_grace_secs, 5.0)?,
+            exe: std::env::current_exe().map_err(ConfigError::Exe)?,
+            gate_timeout: secs("gate_timeout_secs", raw.gate_timeout_secs, 1800.0)?,
+            worker_model: raw.models.worker,
+            judge_model: raw.models.judge,
+            soft_fail_counts: raw.soft_fail_counts.unwrap_or(true),
+            aliases: raw.gateway.aliases,
+            prices: raw.gateway.prices,
+            builtin_prices: raw.gateway.builtin_prices.unwrap_or(true),
+            teams: raw.teams,
+            task_timeout: clock("task_timeout", raw.task_timeout.as_deref(), None)?,
+            stall_timeout: clock(
+                "stall_timeout",
+                raw.stall_timeout.as_deref(),
+                Some(DEFAULT_STALL_TIMEOUT),
+            )?,
+            needs_input_timeout: clock(
+                "needs_input_timeout",
+                raw.needs_input_timeout.as_deref(),
+                None,
+            )?,
+            protect: raw.protect,
+            upstreams: Upstreams::from_env(env)?,
+        };
+        cfg.check().map_err(|(key, message)| bad(key, message))?;
+        Ok(cfg)
+    }
+
+    /// [`Config::load_with`] the process's environment and no flags: for the binary's edge
+    /// (e.g. `drover doctor`), never for a library.
+    pub fn load(home: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(home, &Environment::process(), &Flags::default())
+    }
+
+    /// The gateway's prices: the built-in table (unless `gateway.builtin_prices = false`) with
+    /// `[gateway.prices."MODEL"]` laid over it.
+    pub fn price_table(&self) -> drover_gateway::PriceTable {
+        let mut overrides = drover_gateway::PriceTable::empty();
+        for (model, price) in &self.prices {
+            overrides.set(model, *price);
+        }
+        let base = if self.builtin_prices {
+            drover_gateway::PriceTable::builtin()
+        } else {
+            drover_gateway::PriceTable::empty()
+        };
+        base.with_overrides(&overrides)
+    }
+
+    /// The values no type rules out: the key at fault and what is wrong with it.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.slots == 0 {
+            return Err(("slots", "slots must be at least 1".into()));
+        }
+        drover_sandbox::Protect::new(&self.protect)
+            .map_err(|e| ("protect", format!("protect: {e}")))?;
+        let mut models: Vec<_> = self.prices.iter().collect();
+        models.sort_by(|a, b| a.0.cmp(b.0));
+        for (model, price) in models {
+            price
+                .validate(model)
+                .map_err(|e| ("gateway.prices", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The binary configured for an agent (`claude_bin` for Claude Code's adapters,
+    /// `codex_bin` for Codex); `None`: the agent's own name on PATH.
+    pub fn agent_binary(&self, agent: &str) -> Option<String> {
+        match agent {
+            "codex" => self.codex_bin.clone(),
+            _ => self.claude_bin.clone(),
+        }
+    }
+
+    /// The judge's endpoint when the gateway is off: the Anthropic API with the daemon's key.
+    pub fn direct_judge_endpoint(&self) -> Option<(String, String)> {
+        let key = self.upstreams.anthropic_key.as_ref()?;
+        Some((self.upstreams.judge_base.clone(), key.expose().to_string()))
+    }
+
+    /// The globs a task with `own` protected globs gets: the config's list, then its own (no
+    /// duplicates). An operator's list cannot be narrowed by a task.
+    pub fn protect_for(&self, own: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = vec![];
+        for g in self.protect.iter().chain(own) {
+            if !out.contains(g) {
+                out.push(g.clone());
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,271 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The loader: precedence of the layers, and each class of error with its message. No test
+//! touches the process environment: each hands in its own [`Environment`].
+
+use super::*;
+
+fn home_with(toml: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(t) = toml {
+        std::fs::write(dir.path().join("config.toml"), t).unwrap();
+    }
+    dir
+}
+
+fn env(pairs: &[(&str, &str)]) -> Environment {
+    Environment::from_pairs(pairs.iter().copied())
+}
+
+fn load(
+    home: &tempfile::TempDir,
+    e: &[(&str, &str)],
+    flags: &Flags,
+) -> Result<Config, ConfigError> {
+    Config::load_with(home.path(), &env(e), flags)
+}
+
+fn err(home: &tempfile::TempDir, e: &[(&str, &str)], flags: &Flags) -> ConfigError {
+    let e = load(home, e, flags).expect_err("the configuration should be refused");
+    let text = e.to_string();
+    assert!(!text.contains('\n'), "one line: {text:?}");
+    e
+}
+
+#[test]
+fn defaults_without_a_file() {
+    let home = home_with(None);
+    let c = load(&home, &[], &Flags::default()).unwrap();
+    assert_eq!(c.slots, 4);
+    assert_eq!(c.sandbox, SandboxMode::Auto);
+    assert_eq!(c.permissions, PermissionPolicy::Ask);
+    assert_eq!(c.on_interrupt, OnInterrupt::Resume);
+    assert_eq!(c.stop_grace, Duration::from_secs(5));
+    assert_eq!(c.stall_timeout, Some(DEFAULT_STALL_TIMEOUT));
+    assert_eq!(c.task_timeout, None);
+    assert!(c.builtin_prices);
+    assert_eq!(c.claude_bin, None);
+    assert!(!c.upstreams.gateway_on(), "no key, no gateway");
+}
+
+#[test]
+fn file_beats_default_env_beats_file_flag_beats_env() {
+    let home = home_with(Some(
+        "slots = 6\nsandbox = \"worktree\"\nclaude_bin = \"/file/claude\"\n\
+         [models]\nworker = \"file-model\"\njudge = \"file-judge\"\n",
+    ));
+    let none = Flags::default();
+    let c = load(&home, &[], &none).unwrap();
+    assert_eq!((c.slots, c.sandbox), (6, SandboxMode::Worktree));
+    assert_eq!(c.worker_model.as_deref(), Some("file-model"));
+
+    let vars = [
+        ("DROVER_SLOTS", "7"),
+        ("DROVER_SANDBOX", "overlay"),
+        ("DROVER_WORKER_MODEL", "env-model"),
+        ("DROVER_CODEX_BIN", "/env/codex"),
+        // Blank counts as unset: the file's value stays.
+        ("DROVER_CLAUDE_BIN", " "),
+    ];
+    let c = load(&home, &vars, &none).unwrap();
+    assert_eq!((c.slots, c.sandbox), (7, SandboxMode::Overlay));
+    assert_eq!(c.worker_model.as_deref(), Some("env-model"));
+    assert_eq!(
+        c.judge_model.as_deref(),
+        Some("file-judge"),
+        "a sibling key stays"
+    );
+    assert_eq!(c.claude_bin.as_deref(), Some("/file/claude"));
+    assert_eq!(c.agent_binary("codex").as_deref(), Some("/env/codex"));
+    assert_eq!(c.agent_binary("claude").as_deref(), Some("/file/claude"));
+
+    let flags = Flags {
+        slots: Some(8),
+        sandbox: Some("auto".into()),
+    };
+    let c = load(&home, &vars, &flags).unwrap();
+    assert_eq!((c.slots, c.sandbox), (8, SandboxMode::Auto));
+}
+
+#[test]
+fn a_model_that_looks_like_a_number_stays_text() {
+    let home = home_with(None);
+    let c = load(&home, &[("DROVER_WORKER_MODEL", "123")], &Flags::default()).unwrap();
+    assert_eq!(c.worker_model.as_deref(), Some("123"));
+}
+
+#[test]
+fn an_unreadable_file_is_an_error_not_an_empty_config() {
+    let home = home_with(None);
+    std::fs::create_dir(home.path().join("config.toml")).unwrap();
+    let e = err(&home, &[], &Flags::default());
+    assert!(matches!(e, ConfigError::Unreadable { .. }), "{e:?}");
+    let path = home.path().join("config.toml").display().to_string();
+    assert!(
+        e.to_string().starts_with(&format!("cannot read {path}: ")),
+        "{e}"
+    );
+    assert!(e.hint().contains("remove it"), "{}", e.hint());
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_named() {
+    let home = home_with(None);
+    std::fs::write(home.path().join("config.toml"), b"slots = 4\n\xff\xfe\n").unwrap();
+    let e = err(&home, &[], &Flags::default());
+    assert!(matches!(e, ConfigError::NotUtf8 { .. }), "{e:?}");
+    assert!(e.to_string().contains("config.toml: not UTF-8"), "{e}");
+}
+
+#[test]
+fn bad_toml_names_the_file_and_the_line() {
+    let home = home_with(Some("slots = 4\n\nsandbox = \n"));
+    let e = err(&home, &[], &Flags::default());
+    assert!(matches!(e, ConfigError::Syntax { line: 3, .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("config.toml: invalid TOML at line 3"),
+        "{e}"
+    );
+    assert!(e.hint().starts_with("fix "), "{}", e.hint());
+}
+
+#[test]
+fn a_wrong_type_names_the_file_and_the_key() {
+    let home = home_with(Some("slots = \"many\"\n"));
+    let e = err(&home, &[], &Flags::default());
+    let path = home.path().join("config.toml");
+    match &e {
+        ConfigError::Invalid {
+            origin: Origin::File(p),
+            message,
+        } => {
+            assert_eq!(p, &path);
+            assert!(message.starts_with("slots: "), "{message}");
+            assert!(message.contains("many"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_key_is_refused() {
+    let home = home_with(Some("slot = 4\n"));
+    let e = err(&home, &[], &Flags::default());
+    assert!(e.to_string().contains("slot"), "{e}");
+    assert!(e.to_string().contains("config.toml"), "{e}");
+    let home = home_with(Some("[models]\nwroker = \"x\"\n"));
+    assert!(err(&home, &[], &Flags::default())
+        .to_string()
+        .contains("wroker"));
+}
+
+#[test]
+fn a_bad_value_names_its_layer() {
+    let home = home_with(Some("task_timeout = \"soon\"\n"));
+    let e = err(&home, &[], &Flags::default());
+    let text = e.to_string();
+    assert!(
+        text.contains("config.toml: task_timeout = \"soon\""),
+        "{text}"
+    );
+    assert!(text.contains("\"1h30m\""), "{text}");
+
+    let home = home_with(Some("sandbox = \"worktree\"\n"));
+    let e = err(&home, &[("DROVER_SANDBOX", "bogus")], &Flags::default());
+    assert!(
+        matches!(&e, ConfigError::Invalid { origin: Origin::Env(v), .. } if v == "DROVER_SANDBOX"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("use auto, overlay or worktree"),
+        "{e}"
+    );
+    assert_eq!(e.hint(), "fix or unset DROVER_SANDBOX");
+
+    let e = err(&home, &[("DROVER_SLOTS", "lots")], &Flags::default());
+    assert!(
+        e.to_string()
+            .starts_with("environment variable DROVER_SLOTS: "),
+        "{e}"
+    );
+
+    let zero = Flags {
+        slots: Some(0),
+        ..Flags::default()
+    };
+    let e = err(&home, &[], &zero);
+    assert!(
+        matches!(&e, ConfigError::Invalid { origin: Origin::Flag(f), .. } if f == "--slots"),
+        "{e:?}"
+    );
+
+    let home = home_with(Some("permissions = \"sometimes\"\n"));
+    assert!(err(&home, &[], &Flags::default())
+        .to_string()
+        .contains("use ask, allow or deny"));
+    let home = home_with(Some("stop_grace_secs = -1\n"));
+    assert!(err(&home, &[], &Flags::default())
+        .to_string()
+        .contains("stop_grace_secs = -1"));
+    let home = home_with(Some(
+        "[gateway.prices.\"m\"]\ninput = -1.0\noutput = 1.0\ncache_read = 0.1\ncache_write = 1.0\n",
+    ));
+    assert!(err(&home, &[], &Flags::default())
+        .to_string()
+        .contains(r#"gateway.prices."m".input = -1"#));
+}
+
+#[test]
+fn upstreams_come_from_the_environment_handed_in() {
+    let home = home_with(None);
+    let c = load(
+        &home,
+        &[
+            ("ANTHROPIC_API_KEY", "sk-secret"),
+            ("ANTHROPIC_BASE_URL", "http://proxy"),
+            ("OPENAI_BASE_URL", "http://oai/v1"),
+            ("DROVER_OPENAI_BASE_URL", "http://own/v1"),
+            ("DROVER_GATEWAY_PORT", "4111"),
+            ("CLAUDE_CONFIG_DIR", "/cc"),
+            ("HOME", "/home/u"),
+        ],
+        &Flags::default(),
+    )
+    .unwrap();
+    let up = &c.upstreams;
+    assert!(up.gateway_on(), "a key turns the gateway on");
+    assert_eq!(up.anthropic_base, "http://proxy");
+    assert_eq!(up.openai_base, "http://own/v1", "DROVER_ wins");
+    assert_eq!(up.gateway_port, Some(4111));
+    assert_eq!(c.claude_config_dir.as_deref(), Some(Path::new("/cc")));
+    assert_eq!(
+        c.direct_judge_endpoint(),
+        Some(("http://proxy".to_string(), "sk-secret".to_string()))
+    );
+    assert!(!format!("{c:?}").contains("sk-secret"), "keys never print");
+
+    let c = load(
+        &home,
+        &[
+            ("ANTHROPIC_API_KEY", "k"),
+            ("DROVER_GATEWAY", "off"),
+            ("HOME", "/home/u"),
+        ],
+        &Flags::default(),
+    )
+    .unwrap();
+    assert!(!c.upstreams.gateway_on());
+    assert_eq!(
+        c.upstreams.anthropic_base,
+        drover_gateway::DEFAULT_ANTHROPIC_BASE
+    );
+    assert_eq!(
+        c.claude_config_dir.as_deref(),
+        Some(Path::new("/home/u/.claude"))
+    );
+    let c = load(&home, &[("DROVER_GATEWAY", "on")], &Flags::default()).unwrap();
+    assert!(c.upstreams.gateway_on(), "on without a key");
+
+    let e = err(&home, &[("DROVER_GATEWAY_PORT", "http")], &Flags::default());
+    assert!(e.to_string().contains("DROVER_GATEWAY_PORT"), "{e}");
+}
