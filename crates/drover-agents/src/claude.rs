@@ -16,6 +16,17 @@ mod tests;
 
 /// Longest excerpt of an unreadable line kept in an event.
 const EXCERPT_BYTES: usize = 2048;
+
+/// What Claude Code reads from its environment besides the base list (see
+/// `Adapter::env_passthrough`): where its configuration and sessions live, and the switches
+/// that keep it quiet (no self-update, no telemetry or other traffic beyond the model's).
+pub const CLAUDE_ENV: &[&str] = &[
+    "CLAUDE_CONFIG_DIR",
+    "DISABLE_AUTOUPDATER",
+    "DISABLE_TELEMETRY",
+    "DISABLE_ERROR_REPORTING",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+];
 /// How many `message.id`s are remembered for usage de-duplication (lines of one response are
 /// adjacent, so a small window is plenty and memory stays bounded on long sessions).
 const SEEN_IDS: usize = 1024;
@@ -180,6 +191,10 @@ impl Adapter for Claude {
             stdin_lines: vec![user_line(first)],
             close_stdin: false,
         })
+    }
+
+    fn env_passthrough(&self) -> &'static [&'static str] {
+        CLAUDE_ENV
     }
 
     fn parse_line(&self, line: &str) -> Vec<AgentEvent> {

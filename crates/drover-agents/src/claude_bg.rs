@@ -109,6 +109,16 @@ impl Adapter for ClaudeBg {
         })
     }
 
+    /// `claude --bg` starts Claude's supervisor when none runs; it serves every background
+    /// session of this user (not only drover's) and must not end with the task.
+    fn starts_shared_service(&self) -> bool {
+        true
+    }
+
+    fn env_passthrough(&self) -> &'static [&'static str] {
+        crate::claude::CLAUDE_ENV
+    }
+
     fn parse_line(&self, line: &str) -> Vec<AgentEvent> {
         let Ok(value) = serde_json::from_str::<Value>(line) else {
             return self.inner.parse_line(line);

@@ -147,6 +147,11 @@ impl Adapter for Codex {
         })
     }
 
+    /// Codex keeps its configuration and sessions under `CODEX_HOME` (default `~/.codex`).
+    fn env_passthrough(&self) -> &'static [&'static str] {
+        &["CODEX_HOME"]
+    }
+
     fn parse_line(&self, line: &str) -> Vec<AgentEvent> {
         let v: Value = match serde_json::from_str(line) {
             Ok(v @ Value::Object(_)) => v,

@@ -187,6 +187,18 @@ pub trait Adapter: Send + Sync {
     /// Whether the agent keeps reading stdin across turns (then the engine closes stdin once the
     /// last turn ended and nothing more is to be said).
     fn multi_turn(&self) -> bool;
+    /// Whether the agent starts a service meant to outlive it and shared beyond this task
+    /// (Claude's background supervisor). The shim then ends only the agent's process group when
+    /// the agent exits, instead of every process it started.
+    fn starts_shared_service(&self) -> bool {
+        false
+    }
+    /// Variables of the daemon's environment this agent needs as they are (its config dirs,
+    /// its own switches), on top of the base list every agent gets. The agent's environment is
+    /// built from an allow-list: what is not named anywhere is not passed.
+    fn env_passthrough(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The adapter for an agent name.

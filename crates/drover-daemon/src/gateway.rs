@@ -17,17 +17,6 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Environment variables that hold provider keys: never passed to shims or agents.
-pub const SECRET_VARS: &[&str] = &[
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "OPENAI_API_KEY",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "CODEX_API_KEY",
-    "DROVER_ANTHROPIC_BASE_URL",
-    "DROVER_OPENAI_BASE_URL",
-];
-
 /// What a task may spend and use, from its pool and its team.
 #[derive(Debug, Clone, Default)]
 pub struct GrantPolicy {
@@ -52,7 +41,8 @@ impl GatewayLink {
         config: &crate::Config,
         home: &Path,
         store: Arc<dyn Store>,
-        stopping: tokio::sync::watch::Receiver<bool>,
+        stopping: tokio_util::sync::CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
     ) -> Result<Option<(GatewayLink, mpsc::UnboundedReceiver<Note>)>, String> {
         let up = &config.upstreams;
         if !up.gateway_on() {
@@ -77,16 +67,8 @@ impl GatewayLink {
             listener.local_addr().map_err(|e| e.to_string())?
         );
         let server = gw.clone();
-        tokio::spawn(async move {
-            let mut stopping = stopping;
-            let shutdown = async move {
-                while !*stopping.borrow_and_update() {
-                    if stopping.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            if let Err(e) = server.serve(listener, shutdown).await {
+        tasks.spawn(async move {
+            if let Err(e) = server.serve(listener, stopping.cancelled_owned()).await {
                 tracing::error!("gateway: {e}");
             }
         });
@@ -144,6 +126,11 @@ impl GatewayLink {
     /// Waits until every usage record and event the gateway reported is stored.
     pub async fn flush(&self) {
         self.ledger.flush().await;
+    }
+
+    /// At shutdown, once nothing else runs: stores what is queued and ends the ledger's writer.
+    pub async fn close(&self) {
+        self.ledger.close().await;
     }
 
     pub fn revoke(&self, task_id: &str) {

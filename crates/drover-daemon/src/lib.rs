@@ -6,13 +6,18 @@
 //! - [`home`]: the `DROVER_HOME` layout: store, pid file, socket, task dirs, sandboxes.
 //! - [`engine`]: the scheduler and one supervisor per task (sandbox → shim → ingest → commit).
 //! - [`api`]: HTTP+JSON and SSE on `DROVER_HOME/daemon.sock`, one module per resource.
+//! - [`child_env`]: the allow-listed environment of agents and gate commands.
 //! - [`gateway`], [`ledger`]: the LLM gateway's grants, and its usage and spent amounts over the store.
 //!
-//! Shutdown: `POST /v1/daemon/stop` (or SIGTERM/SIGINT) cancels the API and every supervisor.
-//! Agents are not children of the daemon (each runs under its own shim in its own session), so
-//! they keep running; the next daemon re-adopts them (see [`engine::recover`]).
+//! Shutdown is explicit: [`run`] takes a [`CancellationToken`]; cancelling it (the binary does on
+//! SIGTERM/SIGINT) or `POST /v1/daemon/stop` stops the API, the scheduler and every supervisor.
+//! Every task the daemon spawns is on one [`tokio_util::task::TaskTracker`] (`Engine::tasks`)
+//! and is awaited, at most [`SHUTDOWN_DEADLINE`]; then the gateway's ledger stores what it
+//! queued. Agents are not children of the daemon (each runs under its own shim in its own
+//! session), so they keep running; the next daemon re-adopts them (see [`engine::recover`]).
 
 pub mod api;
+pub mod child_env;
 pub mod config;
 pub mod engine;
 pub mod gateway;
@@ -23,6 +28,13 @@ pub use config::{Config, ConfigError, Environment, Flags};
 pub use home::Home;
 
 use std::sync::Arc;
+use std::time::Duration;
+pub use tokio_util::sync::CancellationToken;
+
+/// How long a stopping daemon waits for its tasks (supervisors mid-commit, open connections)
+/// before it lets go of them. Whatever is cut off is safe: decisions are re-derived from the
+/// store by the next daemon.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -46,9 +58,10 @@ pub enum DaemonError {
     Socket(std::io::Error),
 }
 
-/// Runs the daemon until it is told to stop. Holds an exclusive lock on `DROVER_HOME/daemon.lock`
-/// for its whole life so two daemons never share a home.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+/// Runs the daemon until `shutdown` is cancelled or it is told to stop over the API. Holds an
+/// exclusive lock on `DROVER_HOME/daemon.lock` for its whole life so two daemons never share a
+/// home.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
     // Agents run as the same user: they must not read this process's memory or environment
     // (where provider keys live) through /proc.
     // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes this process's own attribute.
@@ -60,21 +73,32 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let home = Home::new(&config.home);
     home.create()?;
     let _lock = home.lock()?;
-    let (engine, notes) = engine::Engine::open(config, home.clone()).await?;
+    let (engine, notes) = engine::Engine::open(config, home.clone(), &shutdown).await?;
     let engine = Arc::new(engine);
     if let Some(rx) = notes {
-        tokio::spawn(engine::gateway_notes(engine.clone(), rx));
+        engine
+            .tasks
+            .spawn(engine::gateway_notes(engine.clone(), rx));
     }
     home.write_pid()?;
     engine::recover::recover(&engine).await;
-    let scheduler = tokio::spawn(engine::scheduler::run(engine.clone()));
-    tokio::spawn(return_memory());
+    engine.tasks.spawn(engine::scheduler::run(engine.clone()));
+    engine.tasks.spawn(return_memory(engine.stopping()));
     let served = api::serve(engine.clone(), &home).await;
     engine.shutdown();
-    let _ = scheduler.await;
+    engine.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, engine.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} daemon tasks still running after {SHUTDOWN_DEADLINE:?}; leaving them",
+            engine.tasks.len()
+        );
+    }
     // Usage records the gateway accepted are stored before the daemon exits.
     if let Some(g) = &engine.gateway {
-        g.flush().await;
+        g.close().await;
     }
     home.remove_pid();
     served
@@ -82,14 +106,18 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
 /// glibc's allocator keeps freed memory in its arenas; after a burst (many requests, big
 /// bodies) the daemon would keep its peak size. Every [`TRIM_EVERY`], give it back to the OS.
-async fn return_memory() {
+async fn return_memory(stopping: CancellationToken) {
     const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
     let mut tick = tokio::time::interval(TRIM_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopping.cancelled() => return,
+        }
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only releases free memory of this process's allocator.
+        // Its result (whether memory was released) changes nothing here.
         let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
     }
 }

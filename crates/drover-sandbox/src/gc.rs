@@ -94,8 +94,7 @@ impl Sandboxes {
                 continue;
             };
             let used = self.base_in_use(&name);
-            let lower = format!("lowerdir={}", path.display());
-            let mounted = overlay::mounts().iter().any(|m| m.options.contains(&lower));
+            let mounted = overlay::mounts().iter().any(|m| m.lower.contains(&path));
             if used || mounted {
                 continue;
             }

@@ -119,31 +119,36 @@ pub(crate) fn unmount(merged: &Path) -> Result<()> {
     }
 }
 
-/// One line of `/proc/self/mountinfo`: the mount point and the super options.
+/// One line of `/proc/self/mountinfo` (read through `procfs`): the mount point, the file
+/// system type and, for an overlay, its lower directories.
 pub(crate) struct MountEntry {
     pub point: PathBuf,
     pub fstype: String,
-    pub options: String,
+    /// `lowerdir=` of the super options, split on `:` (empty for other file systems).
+    pub lower: Vec<PathBuf>,
 }
 
 /// The current mount table (empty if it cannot be read).
 pub(crate) fn mounts() -> Vec<MountEntry> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+    let Ok(table) = procfs::process::Process::myself().and_then(|me| me.mountinfo()) else {
         return Vec::new();
     };
-    text.lines().filter_map(parse_mountinfo_line).collect()
+    table.into_iter().map(entry).collect()
 }
 
-fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
-    // id parent major:minor root mount-point options [optional…] - fstype source super-options
-    let fields: Vec<&str> = line.split(' ').collect();
-    let point = unescape(fields.get(4)?);
-    let dash = fields.iter().position(|f| *f == "-")?;
-    Some(MountEntry {
-        point: PathBuf::from(point),
-        fstype: fields.get(dash + 1)?.to_string(),
-        options: unescape(fields.get(dash + 3).copied().unwrap_or("")),
-    })
+fn entry(m: procfs::process::MountInfo) -> MountEntry {
+    // procfs leaves the kernel's octal escapes in place (`\040` for a space).
+    let lower = m
+        .super_options
+        .get("lowerdir")
+        .and_then(|v| v.as_deref())
+        .map(|v| v.split(':').map(|d| PathBuf::from(unescape(d))).collect())
+        .unwrap_or_default();
+    MountEntry {
+        point: PathBuf::from(unescape(&m.mount_point.to_string_lossy())),
+        fstype: m.fs_type,
+        lower,
+    }
 }
 
 /// Undoes the kernel's octal escapes (`\040` for a space and so on).
@@ -182,10 +187,11 @@ mod tests {
 
     #[test]
     fn parses_mountinfo() {
-        let line = "36 35 0:31 / /tmp/a\\040b/merged rw,relatime shared:1 - overlay overlay rw,lowerdir=/x,upperdir=/y";
-        let m = parse_mountinfo_line(line).unwrap();
+        let line = "36 35 0:31 / /tmp/a\\040b/merged rw,relatime shared:1 - overlay overlay rw,lowerdir=/x:/y\\040z,upperdir=/u";
+        let m = entry(procfs::process::MountInfo::from_line(line).unwrap());
         assert_eq!(m.point, PathBuf::from("/tmp/a b/merged"));
         assert_eq!(m.fstype, "overlay");
-        assert!(m.options.contains("lowerdir=/x"));
+        assert_eq!(m.lower, [PathBuf::from("/x"), PathBuf::from("/y z")]);
+        assert!(!mounts().is_empty(), "this process's own mount table");
     }
 }

@@ -1,6 +1,8 @@
 //! The daemon's side: start a shim, talk to it.
 
-use crate::files::{LaunchFile, ShimCommand, ShimReady, ShimReply, TaskFiles};
+use crate::files::{
+    decode, encode_pretty, LaunchFile, ProtocolError, ShimCommand, ShimReady, ShimReply, TaskFiles,
+};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,6 +20,8 @@ pub enum ShimError {
     Start(String),
     #[error("the shim refused: {0}")]
     Refused(String),
+    #[error("the shim speaks another protocol: {0}")]
+    Protocol(#[from] ProtocolError),
     #[error("socket path too long for a Unix socket ({0} bytes); use a shorter DROVER_HOME")]
     PathTooLong(usize),
 }
@@ -29,7 +33,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ShimError + '_ {
     }
 }
 
-/// Writes `launch.json` and starts `exe shim DIR` in a new session (so it survives the daemon and
+/// Writes `launch.json` and starts `exe shim DIR`, with the environment `env` and nothing else,
+/// in a new session (so it survives the daemon and
 /// any terminal). Returns the shim's child handle (the caller may drop it; tokio reaps it) and
 /// the pids it reported once the agent started.
 pub async fn spawn_shim(
@@ -42,10 +47,14 @@ pub async fn spawn_shim(
     if sock_len > 100 {
         return Err(ShimError::PathTooLong(sock_len));
     }
+    // The file work here (a directory, launch.json, two removals, opening the log; reading the
+    // shim's few log lines if it dies at once) is small and bounded: done inline on the
+    // caller's async worker.
     std::fs::create_dir_all(&files.dir).map_err(io(&files.dir))?;
-    let body = serde_json::to_vec_pretty(launch).map_err(|e| ShimError::Start(e.to_string()))?;
+    let body = encode_pretty(launch).map_err(|e| ShimError::Start(e.to_string()))?;
     let launch_path = files.launch();
     std::fs::write(&launch_path, body).map_err(io(&launch_path))?;
+    // Records of an earlier attempt; absent is the usual case.
     let _ = std::fs::remove_file(files.exit());
     let _ = std::fs::remove_file(files.ready());
     let log_path = files.shim_log();
@@ -64,14 +73,13 @@ pub async fn spawn_shim(
         c
     };
     cmd.arg(&files.dir);
-    // Variables the agent must not see are not given to the shim either.
+    // The shim (and so the agent) gets exactly `env`, nothing of the daemon's own environment;
+    // variables the agent must not see are not given to the shim either.
+    cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     for k in &launch.env_remove {
         cmd.env_remove(k);
     }
-    cmd.envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
     // SAFETY: setsid is async-signal-safe; it runs in the child between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -98,8 +106,13 @@ pub async fn spawn_shim(
         Ok(Err(e)) => return Err(ShimError::Start(e.to_string())),
         Err(_) => return Err(ShimError::Start("no answer within 30 s".into())),
     }
-    let ready: ShimReady =
-        serde_json::from_str(line.trim()).map_err(|e| ShimError::Start(format!("{e}: {line}")))?;
+    let ready: ShimReady = match decode("the ready line", line.trim().as_bytes()) {
+        Ok(r) => r,
+        Err(ProtocolError::Malformed { detail, .. }) => {
+            return Err(ShimError::Start(format!("{detail}: {line}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok((child, ready))
 }
 

@@ -1,7 +1,88 @@
 //! The task directory (`DROVER_HOME/tasks/<id>/`) and the shapes written in it.
+//!
+//! The files the daemon and the shim hand each other (`launch.json`, the ready line and
+//! `ready.json`, `exit.json`) carry a protocol version, `"v": 1` (see [`PROTOCOL`]): a shim and a
+//! daemon of different drover builds may meet across an upgrade, and each refuses a version it
+//! does not know rather than misreading it. A file without `v` was written by a drover from
+//! before the field existed; its shape is exactly version 1, so it reads as version 1 — that is
+//! what lets a daemon upgraded in place re-adopt the agents its predecessor started.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The version of the shim's file protocol this build writes and reads.
+pub const PROTOCOL: u32 = 1;
+
+fn unversioned() -> u32 {
+    1
+}
+
+/// A protocol file this build cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("{file} has protocol version {found}; this drover reads version {PROTOCOL} (shim and daemon are from different drover versions)")]
+    Version { file: &'static str, found: u32 },
+    #[error("{file} is not valid: {detail}")]
+    Malformed { file: &'static str, detail: String },
+}
+
+/// Only the version, read before the body so that a future shape is reported as a version it
+/// is, not as a malformed file.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default = "unversioned")]
+    v: u32,
+}
+
+#[derive(Serialize)]
+struct Versioned<'a, T> {
+    v: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// `body` as JSON with `"v": PROTOCOL` in front.
+pub fn encode<T: Serialize>(body: &T) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&Versioned { v: PROTOCOL, body })
+}
+
+/// [`encode`], indented for people (`launch.json`; the ready line must stay one line).
+pub fn encode_pretty<T: Serialize>(body: &T) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(&Versioned { v: PROTOCOL, body })
+}
+
+/// Reads a protocol file (`file` names it in errors): its version first, then its body.
+pub fn decode<T: DeserializeOwned>(file: &'static str, bytes: &[u8]) -> Result<T, ProtocolError> {
+    let malformed = |e: serde_json::Error| ProtocolError::Malformed {
+        file,
+        detail: e.to_string(),
+    };
+    let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
+    if probe.v != PROTOCOL {
+        return Err(ProtocolError::Version {
+            file,
+            found: probe.v,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(malformed)
+}
+
+/// A protocol file on disk: `Ok(None)` when it is absent or not (yet) valid JSON of its shape,
+/// as before versions existed; `Err` only for a version this build does not know.
+fn read_versioned<T: DeserializeOwned>(
+    file: &'static str,
+    path: &Path,
+) -> Result<Option<T>, ProtocolError> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(None);
+    };
+    match decode(file, &bytes) {
+        Ok(body) => Ok(Some(body)),
+        Err(ProtocolError::Malformed { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// Paths of one task's directory.
 #[derive(Debug, Clone)]
@@ -38,21 +119,23 @@ impl TaskFiles {
     pub fn ready(&self) -> PathBuf {
         self.dir.join("ready.json")
     }
-    pub fn read_ready(&self) -> Option<ShimReady> {
-        let bytes = std::fs::read(self.ready()).ok()?;
-        serde_json::from_slice(&bytes).ok()
+    /// `ready.json` (see [`read_versioned`] for what `None` and `Err` mean).
+    pub fn read_ready(&self) -> Result<Option<ShimReady>, ProtocolError> {
+        read_versioned("ready.json", &self.ready())
     }
     pub fn socket(&self) -> PathBuf {
         self.dir.join("shim.sock")
     }
-    pub fn read_exit(&self) -> Option<ExitInfo> {
-        let bytes = std::fs::read(self.exit()).ok()?;
-        serde_json::from_slice(&bytes).ok()
+    /// `exit.json` (see [`read_versioned`] for what `None` and `Err` mean).
+    pub fn read_exit(&self) -> Result<Option<ExitInfo>, ProtocolError> {
+        read_versioned("exit.json", &self.exit())
     }
 }
 
-/// `launch.json`: everything the shim needs except the environment, which it inherits from the
-/// daemon (so that secrets never land in a file).
+/// `launch.json`: everything the shim needs except the environment, which the daemon gives the
+/// shim when it starts it (exactly the agent's, from an allow-list) so that it never lands in a
+/// file. Written with [`encode`], read with [`decode`],
+/// like the ready line and `exit.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchFile {
     pub program: String,
@@ -64,6 +147,11 @@ pub struct LaunchFile {
     pub stdin_lines: Vec<String>,
     #[serde(default)]
     pub close_stdin: bool,
+    /// When the agent exits, end only its process group, not what left it: the agent starts a
+    /// service meant to outlive it and shared beyond the task (Claude's background supervisor).
+    /// By default every descendant is ended (the shim is their sub-reaper).
+    #[serde(default)]
+    pub keep_detached: bool,
 }
 
 /// The one line a shim prints on its stdout once the agent is started.
@@ -127,4 +215,70 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn exit() -> ExitInfo {
+        ExitInfo {
+            code: Some(3),
+            signal: None,
+            spawn_error: None,
+        }
+    }
+
+    #[test]
+    fn files_are_written_with_the_version_in_front() {
+        let raw = String::from_utf8(encode(&exit()).unwrap()).unwrap();
+        assert_eq!(raw, r#"{"v":1,"code":3,"signal":null,"spawn_error":null}"#);
+        assert_eq!(decode::<ExitInfo>("exit.json", raw.as_bytes()), Ok(exit()));
+    }
+
+    #[test]
+    fn a_file_without_a_version_is_version_1() {
+        // What a drover from before versions wrote (an upgrade re-adopts its agents).
+        let old = br#"{"code":3,"signal":null,"spawn_error":null}"#;
+        assert_eq!(decode::<ExitInfo>("exit.json", old), Ok(exit()));
+    }
+
+    #[test]
+    fn an_unknown_version_is_refused_whatever_its_shape() {
+        for raw in [
+            r#"{"v":2,"code":3,"signal":null,"spawn_error":null}"#,
+            r#"{"v":2,"outcome":{"exited":3}}"#,
+        ] {
+            let err = decode::<ExitInfo>("exit.json", raw.as_bytes()).unwrap_err();
+            assert_eq!(
+                err,
+                ProtocolError::Version {
+                    file: "exit.json",
+                    found: 2
+                }
+            );
+            assert!(err.to_string().contains("exit.json has protocol version 2"));
+        }
+        assert!(matches!(
+            decode::<ExitInfo>("exit.json", b"{\"v\":1,\"code\":\"x\"}"),
+            Err(ProtocolError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn reading_from_disk_tells_absent_from_foreign() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = TaskFiles::new(tmp.path());
+        assert_eq!(files.read_exit(), Ok(None));
+        std::fs::write(files.exit(), b"{\"code\": 1, \"sig").unwrap();
+        assert_eq!(files.read_exit(), Ok(None), "a torn file reads as absent");
+        write_atomic(&files.exit(), &encode(&exit()).unwrap()).unwrap();
+        assert_eq!(files.read_exit(), Ok(Some(exit())));
+        std::fs::write(files.ready(), br#"{"v":9}"#).unwrap();
+        assert!(matches!(
+            files.read_ready(),
+            Err(ProtocolError::Version { found: 9, .. })
+        ));
+    }
 }

@@ -4,13 +4,16 @@
 //! - [`files`]: the task directory's files, shared by shim and daemon (launch.json, exit.json, logs).
 //! - [`run`]: the shim process itself (synchronous, threads only, to stay small).
 //! - [`client`]: what the daemon uses: spawn a shim, talk to its socket, check processes.
-//! - [`proc`]: process identity (pid + start time) and process-group signalling.
+//! - [`proc`]: process identity (pid + start time), process-group signalling, descendants
+//!   (`/proc` through `procfs`).
 //!
 //! Why a shim: the agent must outlive the daemon. The shim starts the agent in its own process
 //! group with stdout and stderr going straight to append-only files in the task directory, so
 //! output is on disk whether or not anyone is reading. It keeps the agent's stdin open and serves
-//! `shim.sock` for writes, stdin close and signals. When the agent exits it kills what is left of
-//! the group (no orphans), writes `exit.json` and exits. A restarted daemon finds the same files.
+//! `shim.sock` for writes, stdin close and signals. It is a sub-reaper, so what the agent starts
+//! stays its descendant even outside the agent's group; when the agent exits it ends and reaps
+//! all of it (no orphans), writes `exit.json` and exits. A restarted daemon finds the same files.
+//! The files shim and daemon exchange carry a protocol version (see [`files`]).
 
 pub mod client;
 pub mod files;
@@ -18,4 +21,6 @@ pub mod proc;
 pub mod run;
 
 pub use client::{spawn_shim, ShimClient, ShimError};
-pub use files::{ExitInfo, LaunchFile, ShimCommand, ShimReady, ShimReply, TaskFiles};
+pub use files::{
+    ExitInfo, LaunchFile, ProtocolError, ShimCommand, ShimReady, ShimReply, TaskFiles, PROTOCOL,
+};

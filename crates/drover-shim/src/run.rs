@@ -1,19 +1,37 @@
 //! The shim process. Synchronous on purpose: two threads and no runtime keep it small (< 3 MB).
+//!
+//! The shim is a *sub-reaper* (`PR_SET_CHILD_SUBREAPER`): whatever the agent starts stays the
+//! shim's descendant even if it leaves the agent's process group or session (`setsid`, a double
+//! fork) — orphans are re-parented to the shim, not to init. When the agent exits, the shim
+//! ends every descendant still alive (TERM, [`GRACE`], KILL; bounded by [`KILL_WAIT`]), reaps
+//! them, and only then writes `exit.json`: no task leaves a process behind.
 
 use crate::files::{
-    write_atomic, ExitInfo, LaunchFile, ShimCommand, ShimReady, ShimReply, TaskFiles,
+    decode, encode, write_atomic, ExitInfo, LaunchFile, ShimCommand, ShimReady, ShimReply,
+    TaskFiles,
 };
-use crate::proc::{parse_signal, signal_group, start_time};
-use nix::sys::signal::Signal;
+use crate::proc::{descendants, descendants_in_group, parse_signal, signal_group, start_time};
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 type SharedStdin = Arc<Mutex<Option<ChildStdin>>>;
+
+/// How long what the agent left running gets to exit after TERM before it is killed.
+pub const GRACE: Duration = Duration::from_secs(2);
+/// How long the shim waits for killed leftovers to go before it writes `exit.json` anyway.
+pub const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How often the shim looks again while it waits for leftovers.
+const POLL: Duration = Duration::from_millis(20);
 
 /// Runs the shim for the task directory `dir`; returns the process exit code.
 pub fn run(dir: &Path) -> i32 {
@@ -28,8 +46,10 @@ pub fn run(dir: &Path) -> i32 {
 }
 
 fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
-    let launch: LaunchFile = serde_json::from_slice(&std::fs::read(files.launch())?)
-        .map_err(|e| std::io::Error::other(format!("bad launch.json: {e}")))?;
+    let launch: LaunchFile =
+        decode("launch.json", &std::fs::read(files.launch())?).map_err(std::io::Error::other)?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| std::io::Error::other(format!("cannot become a sub-reaper: {e}")))?;
     let append = |p| OpenOptions::new().create(true).append(true).open(p);
     let mut cmd = Command::new(&launch.program);
     cmd.args(&launch.args)
@@ -51,10 +71,7 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
                 signal: None,
                 spawn_error: Some(msg.clone()),
             };
-            write_atomic(
-                &files.exit(),
-                &serde_json::to_vec(&exit).unwrap_or_default(),
-            )?;
+            write_atomic(&files.exit(), &encode(&exit).unwrap_or_default())?;
             let ready = ShimReady {
                 shim_pid: me,
                 shim_start: start_time(me).unwrap_or(0),
@@ -69,9 +86,12 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     };
     let pid = child.id() as i64;
     let stdin: SharedStdin = Arc::new(Mutex::new(child.stdin.take()));
+    // The agent is waited for below (`wait_agent`), together with the orphans it leaves.
+    drop(child);
     write_initial(&stdin, &launch);
 
     let sock = files.socket();
+    // A socket left by an earlier attempt of this task; absent is the usual case.
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock)?;
     std::thread::spawn(move || serve(listener, stdin, pid));
@@ -83,31 +103,134 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
         agent_start: start_time(pid).unwrap_or(0),
         error: None,
     };
-    write_atomic(
-        &files.ready(),
-        &serde_json::to_vec(&ready).unwrap_or_default(),
-    )?;
+    write_atomic(&files.ready(), &encode(&ready).unwrap_or_default())?;
     announce(&ready);
 
-    let status = child.wait()?;
-    // The agent is gone; whatever it left running in its group goes too (no orphans).
-    let _ = signal_group(pid, Signal::SIGKILL);
-    let exit = ExitInfo {
-        code: status.code(),
-        signal: status.signal(),
-        spawn_error: None,
+    let exit = wait_agent(pid);
+    // The agent is gone; whatever it left running goes too (no orphans), even what left its
+    // group: the shim is their sub-reaper.
+    let scope = if launch.keep_detached {
+        Leftovers::Group
+    } else {
+        Leftovers::All
     };
+    end_leftovers(me, pid, scope);
+    // Nobody can talk to a finished agent; a socket already gone is fine.
     let _ = std::fs::remove_file(&sock);
-    write_atomic(
-        &files.exit(),
-        &serde_json::to_vec(&exit).unwrap_or_default(),
-    )
+    write_atomic(&files.exit(), &encode(&exit).unwrap_or_default())
+}
+
+/// Waits for the agent, reaping on the way the orphans re-parented to the shim.
+fn wait_agent(pid: i64) -> ExitInfo {
+    let agent = Pid::from_raw(pid as i32);
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(p, code)) if p == agent => {
+                return ExitInfo {
+                    code: Some(code),
+                    signal: None,
+                    spawn_error: None,
+                }
+            }
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == agent => {
+                return ExitInfo {
+                    code: None,
+                    signal: Some(sig as i32),
+                    spawn_error: None,
+                }
+            }
+            // An orphan reaped, or a stop/continue report (not asked for): wait on.
+            Ok(_) | Err(Errno::EINTR) => {}
+            // No child at all: the agent is gone and its status with it.
+            Err(_) => {
+                return ExitInfo {
+                    code: None,
+                    signal: None,
+                    spawn_error: None,
+                }
+            }
+        }
+    }
+}
+
+/// Which of the agent's leftovers the shim ends when the agent exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Every descendant of the shim: the agent's group and whatever left it.
+    All,
+    /// Only the agent's process group ([`LaunchFile::keep_detached`]).
+    Group,
+}
+
+/// Ends the shim's (`me`) live descendants in `scope`: TERM first, then KILL after [`GRACE`];
+/// gives up after [`KILL_WAIT`] more. Reaps as it goes. Returns whether none is left.
+pub fn end_leftovers(me: i64, pgid: i64, scope: Leftovers) -> bool {
+    let left = || match scope {
+        Leftovers::All => descendants(me),
+        Leftovers::Group => descendants_in_group(me, pgid),
+    };
+    // The group as a whole first (the old contract), then each descendant by pid.
+    let signal_all = |sig| {
+        // A group already gone is not an error; group <= 1 is refused and never ours.
+        let _ = signal_group(pgid, sig);
+        let left = left();
+        for p in &left {
+            // ESRCH: it went in the meantime.
+            let _ = kill(Pid::from_raw(*p as i32), sig);
+        }
+        left.is_empty()
+    };
+    if signal_all(Signal::SIGTERM) {
+        reap();
+        return true;
+    }
+    if gone_within(&left, GRACE) {
+        return true;
+    }
+    signal_all(Signal::SIGKILL);
+    let deadline = Instant::now() + KILL_WAIT;
+    loop {
+        // Killed processes may have forked meanwhile: kill again until nothing is left.
+        if gone_within(&left, POLL) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        signal_all(Signal::SIGKILL);
+    }
+}
+
+/// Reaps exited children until `left` finds none alive or `limit` passes.
+fn gone_within(left: &impl Fn() -> Vec<i64>, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        reap();
+        if left().is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Collects every exited child without blocking.
+fn reap() {
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
 }
 
 /// Prints the ready line for the daemon, then detaches stdout so a dead daemon cannot SIGPIPE us.
 fn announce(ready: &ShimReady) {
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "{}", serde_json::to_string(ready).unwrap_or_default());
+    let line = String::from_utf8(encode(ready).unwrap_or_default()).unwrap_or_default();
+    // A daemon that is gone cannot read it; ready.json has the same facts.
+    let _ = writeln!(out, "{line}");
     let _ = out.flush();
     if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
         use std::os::fd::AsRawFd;

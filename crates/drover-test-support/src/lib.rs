@@ -1,11 +1,14 @@
 //! What every drover crate's tests share (dev-dependency only; never linked into `drover`).
 //!
-//! One module a job; each helper fails the test (panics) with a message saying what did not
-//! happen, and every wait has a deadline.
-// Test code: a failed set-up step is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! - [`daemon`]: an in-process daemon ([`daemon::InProcessDaemon`]).
+//!
+//! The other modules, one a job: each helper fails the test (panics) with a message saying what
+//! did not happen, and every wait has a deadline.
+// Test code: a broken expectation panics (fails the test) with a message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod agents;
+pub mod daemon;
 pub mod git;
 pub mod http;
 pub mod mounts;

@@ -103,14 +103,12 @@ async fn daemon(work: &Path, name: &str, slots: usize) -> Result<(Client, i32)> 
     Ok((client, pid as i32))
 }
 
+fn process(pid: i64) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
+}
+
 fn rss_kb(pid: i64) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    process(pid)?.status().ok()?.vmrss
 }
 
 fn shim_pids(home: &Path) -> Vec<i64> {
@@ -118,26 +116,26 @@ fn shim_pids(home: &Path) -> Vec<i64> {
         return vec![];
     };
     dir.flatten()
-        .filter_map(|t| std::fs::read(t.path().join("ready.json")).ok())
-        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .filter_map(|v| v["shim_pid"].as_i64())
+        .filter_map(|t| {
+            drover_shim::TaskFiles::new(t.path())
+                .read_ready()
+                .ok()
+                .flatten()
+        })
+        .map(|r| r.shim_pid)
         .collect()
 }
 
 /// Resident, proportional and private memory of a process, in KB (from smaps_rollup).
 fn mem_kb(pid: i64) -> Option<(u64, u64, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let get = |k: &str| -> u64 {
-        s.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let rollup = process(pid)?.smaps_rollup().ok()?;
+    let map = &rollup.memory_map_rollup.0.first()?.extension.map;
+    // procfs gives bytes.
+    let get = |k: &str| map.get(k).copied().unwrap_or(0) / 1024;
     Some((
-        get("Rss:"),
-        get("Pss:"),
-        get("Private_Clean:") + get("Private_Dirty:"),
+        get("Rss"),
+        get("Pss"),
+        get("Private_Clean") + get("Private_Dirty"),
     ))
 }
 
@@ -277,15 +275,13 @@ async fn dispatch(args: &BenchArgs, work: &Path) -> Result<()> {
 
 fn cleanup(work: &Path) {
     // Overlay mounts must go before the directory does.
-    if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
-        for line in mounts.lines() {
-            if let Some(t) = line.split_whitespace().nth(1) {
-                if t.starts_with(&work.display().to_string()) {
-                    let _ = std::process::Command::new("umount")
-                        .arg("-l")
-                        .arg(t)
-                        .status();
-                }
+    if let Ok(mounts) = procfs::process::Process::myself().and_then(|me| me.mountinfo()) {
+        for m in mounts {
+            if m.mount_point.starts_with(work) {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&m.mount_point)
+                    .status();
             }
         }
     }

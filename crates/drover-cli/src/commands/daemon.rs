@@ -37,8 +37,27 @@ pub fn foreground(args: DaemonArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(drover_daemon::run(cfg))?;
+    let shutdown = drover_daemon::CancellationToken::new();
+    rt.spawn(cancel_on_signal(shutdown.clone()));
+    rt.block_on(drover_daemon::run(cfg, shutdown))?;
     Ok(0)
+}
+
+/// SIGTERM or SIGINT stop the daemon (agents keep running under their shims).
+async fn cancel_on_signal(shutdown: drover_daemon::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("no SIGTERM handler ({e}); stop the daemon with `drover daemon stop`");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shutdown.cancel();
 }
 
 pub async fn background(args: DaemonArgs) -> Result<i32> {

@@ -36,7 +36,8 @@ pub async fn stop(
             .into_iter()
             .map(|t| {
                 let engine = engine.clone();
-                tokio::spawn(async move { control::stop(&engine, &t.id).await.map(|t| t.id) })
+                let tracker = engine.tasks.clone();
+                tracker.spawn(async move { control::stop(&engine, &t.id).await.map(|t| t.id) })
             })
             .collect();
         for h in handles {
@@ -55,8 +56,9 @@ pub async fn stop(
             }
         }
     }
+    // After this answer is written: the listener then stops accepting and drains.
     let e = engine.clone();
-    tokio::spawn(async move {
+    engine.tasks.spawn(async move {
         e.shutdown();
     });
     Json(serde_json::json!({ "stopping": true, "stopped_tasks": stopped }))

@@ -93,8 +93,14 @@ fn busy() -> String {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
-/// (at most [`SHUTDOWN_GRACE`]).
-pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Output = ()>) {
+/// (at most [`SHUTDOWN_GRACE`]). Connection tasks are spawned on `tasks`, so the daemon's
+/// shutdown also waits for (or, past its deadline, drops) the ones still open.
+pub async fn serve(
+    listener: UnixListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    tasks: &tokio_util::task::TaskTracker,
+) {
     let cap = connection_cap();
     tracing::info!(
         "at most {cap} connections; {} s to send a request head",
@@ -103,6 +109,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
     let slots = Arc::new(Semaphore::new(cap));
     let refusing = Arc::new(Semaphore::new(REFUSING));
     let graceful = GracefulShutdown::new();
+    let cut = tokio_util::sync::CancellationToken::new();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -126,7 +133,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             match refusing.clone().try_acquire_owned() {
-                Ok(p) => drop(tokio::spawn(refuse(stream, p))),
+                Ok(p) => drop(tasks.spawn(refuse(stream, p))),
                 Err(_) => drop(stream),
             }
             continue;
@@ -134,8 +141,15 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
         let conn =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
+        let cut = cut.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                // A connection's error (a client gone mid-request) is its own business.
+                _ = conn => {}
+                // Still open after the grace (a lock held, a follower): closed, as a daemon
+                // that exits closes it.
+                _ = cut.cancelled() => {}
+            }
             drop(permit);
         });
     }
@@ -145,6 +159,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
         .is_err()
     {
         tracing::info!("closing connections still open after {SHUTDOWN_GRACE:?}");
+        cut.cancel();
     }
 }
 

@@ -67,33 +67,16 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .with_state(engine)
 }
 
-/// Serves until the engine is told to stop (API call or SIGTERM/SIGINT).
+/// Serves until the engine is told to stop (`POST /v1/daemon/stop`, or the caller's shutdown
+/// token: the binary cancels it on SIGTERM/SIGINT).
 pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> {
     let path = home.socket();
+    // A socket left by a daemon that died; absent is the usual case (bind reports the rest).
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path).map_err(DaemonError::Socket)?;
-    let mut stopping = engine.stopping();
-    let signals = engine.clone();
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        signals.shutdown();
-    });
-    let shutdown = async move {
-        while !*stopping.borrow_and_update() {
-            if stopping.changed().await.is_err() {
-                break;
-            }
-        }
-    };
+    let shutdown = engine.stopping().cancelled_owned();
+    let tasks = engine.tasks.clone();
     tracing::info!("listening on {}", path.display());
-    listen::serve(listener, router(engine), shutdown).await;
+    listen::serve(listener, router(engine), shutdown, &tasks).await;
     Ok(())
 }

@@ -318,9 +318,10 @@ fn follow(
     id: String,
     mut after: i64,
 ) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> {
-    async_stream(move |tx| async move {
+    let tracker = engine.tasks.clone();
+    async_stream(&tracker, move |tx| async move {
         let mut rx = engine.subscribe();
-        let mut stopping = engine.stopping();
+        let stopping = engine.stopping();
         loop {
             let terminal = match engine.store.get_task(&id).await {
                 Ok(t) => t.state.is_terminal(),
@@ -355,20 +356,23 @@ fn follow(
             }
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
-                _ = stopping.changed() => {}
+                _ = stopping.cancelled() => {}
             }
         }
     })
 }
 
 /// A stream fed by a task through a channel (keeps the follow loop plain async code).
-fn async_stream<F, Fut>(f: F) -> impl futures::Stream<Item = Result<SseEvent, Infallible>>
+fn async_stream<F, Fut>(
+    tracker: &tokio_util::task::TaskTracker,
+    f: F,
+) -> impl futures::Stream<Item = Result<SseEvent, Infallible>>
 where
     F: FnOnce(tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(FOLLOW_QUEUE);
-    tokio::spawn(f(tx));
+    tracker.spawn(f(tx));
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 

@@ -1,5 +1,6 @@
 //! What a task's agent (and its gates) get from the daemon: the `DROVER_*` environment, the task's
 //! own provider key, and the budgets and models its gateway grant allows. A leaf of the engine.
+//! The rest of a child's environment comes from an allow-list ([`crate::child_env`]).
 
 use super::Engine;
 use drover_store::TaskRecord;
@@ -58,9 +59,12 @@ pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
             engine.config.exe.display().to_string(),
         ),
     ];
-    if let Some(dir) = engine.config.exe.parent() {
-        let path = std::env::var("PATH").unwrap_or_default();
-        env.push(("PATH".to_string(), format!("{}:{path}", dir.display())));
+    // The daemon's PATH (captured with the rest of its environment at start, see
+    // crate::child_env) with drover's own directory in front.
+    let path = engine.inherited.path().unwrap_or_default();
+    match engine.config.exe.parent() {
+        Some(dir) => env.push(("PATH".to_string(), format!("{}:{path}", dir.display()))),
+        None => env.push(("PATH".to_string(), path.to_string())),
     }
     env
 }

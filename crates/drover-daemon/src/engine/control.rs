@@ -254,10 +254,13 @@ pub async fn remove(engine: &Arc<Engine>, id: &str) -> Result<String, ControlErr
         })?;
     }
     engine.store.delete_task(&id).await?;
-    match std::fs::remove_dir_all(engine.home.task(&id).dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    // The task's directory holds its logs (any size): removed off the async workers.
+    let dir = engine.home.task(&id).dir;
+    match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
         // The task is gone from the store; a directory left behind only takes space.
+        Ok(Err(e)) => tracing::warn!(task = id.as_str(), "removing the task directory: {e}"),
         Err(e) => tracing::warn!(task = id.as_str(), "removing the task directory: {e}"),
     }
     Ok(id)

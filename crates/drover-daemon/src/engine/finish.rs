@@ -96,11 +96,7 @@ pub(crate) async fn finish(
             outcome = judged;
         }
     }
-    let state = match (&outcome.error_kind, outcome.verdict) {
-        (Some(ErrorKind::Cancelled), _) => TaskState::Cancelled,
-        (_, Verdict::Success) => TaskState::Succeeded,
-        _ => TaskState::Failed,
-    };
+    let state = terminal_state(&outcome);
     let patch = TaskPatch::new()
         .state(state, json!({ "reason": outcome.reason }))
         .outcome(Some(&outcome))
@@ -242,6 +238,15 @@ pub(crate) async fn diff_stat(repo: &str, base: &str, commit: &str) -> String {
             }
         }
         _ => "unknown".into(),
+    }
+}
+
+/// The terminal state an outcome puts a task in.
+pub(crate) fn terminal_state(outcome: &Outcome) -> TaskState {
+    match (&outcome.error_kind, outcome.verdict) {
+        (Some(ErrorKind::Cancelled), _) => TaskState::Cancelled,
+        (_, Verdict::Success) => TaskState::Succeeded,
+        _ => TaskState::Failed,
     }
 }
 

@@ -93,7 +93,8 @@ async fn run_in(
             .task(&task.id)
             .dir
             .join(format!("gate-{}.log", i + 1));
-        let env = super::agent_env::drover_env(engine, &task.id);
+        let mut env = engine.inherited.for_gate();
+        env.extend(super::agent_env::drover_env(engine, &task.id));
         let mut run = run_one(
             command,
             dir,
@@ -140,6 +141,7 @@ async fn run_one(
         tail,
         restored: vec![],
     };
+    // Creating one empty file: small and bounded, fine on the async worker.
     let file = match std::fs::File::create(log) {
         Ok(f) => f,
         Err(e) => return done(None, format!("could not create {}: {e}", log.display())),
@@ -148,19 +150,18 @@ async fn run_one(
         return done(None, "could not open the gate log".into());
     };
     let mut cmd = tokio::process::Command::new("/bin/sh");
+    // From an allow-list (see crate::child_env): a gate runs the agent's code and never sees
+    // the daemon's secrets.
     cmd.arg("-c")
         .arg(command)
         .current_dir(dir)
+        .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(file2)
         .process_group(0)
         .kill_on_drop(true);
-    // A gate runs the agent's code: it never sees a provider key.
-    for k in crate::gateway::SECRET_VARS {
-        cmd.env_remove(k);
-    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return done(None, format!("could not start /bin/sh: {e}")),
@@ -213,7 +214,7 @@ fn kill_group(pgid: Option<i64>) {
 /// hold up `drover stop`, a budget stop or a shutdown.
 async fn stopped(engine: &Engine, id: &str) {
     let poke = engine.poke(id);
-    let mut stopping = engine.stopping();
+    let stopping = engine.stopping();
     loop {
         if engine.is_stopping() {
             return;
@@ -229,15 +230,27 @@ async fn stopped(engine: &Engine, id: &str) {
         }
         tokio::select! {
             _ = poke.notified() => {}
-            _ = stopping.changed() => {}
+            _ = stopping.cancelled() => {}
         }
     }
 }
 
+/// The last [`TAIL`] bytes of a gate's log. Reads only those (a seek, then at most 4 KB), so a
+/// gate that printed gigabytes costs the async worker no more than a small read.
 fn tail_of(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = bytes.len().saturating_sub(TAIL);
-    let mut s = String::from_utf8_lossy(&bytes[start..]).into_owned();
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = size.saturating_sub(TAIL as u64);
+    let mut bytes = Vec::with_capacity(TAIL);
+    if f.seek(SeekFrom::Start(start)).is_err()
+        || f.take(TAIL as u64).read_to_end(&mut bytes).is_err()
+    {
+        return String::new();
+    }
+    let mut s = String::from_utf8_lossy(&bytes).into_owned();
     if start > 0 {
         s.insert(0, '…');
     }
@@ -348,6 +361,20 @@ pub fn feedback(run: &GateRun) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_is_the_last_bytes_of_the_log_only() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("gate.log");
+        assert_eq!(tail_of(&log), "", "no log yet");
+        std::fs::write(&log, "short\n").unwrap();
+        assert_eq!(tail_of(&log), "short\n");
+        let long: String = (0..3000).map(|i| format!("{i:04}")).collect();
+        std::fs::write(&log, &long).unwrap();
+        let tail = tail_of(&log);
+        assert_eq!(tail, format!("…{}", &long[long.len() - TAIL..]));
+    }
 
     fn run(exit_code: Option<i32>, restored: &[&str]) -> GateRun {
         GateRun {

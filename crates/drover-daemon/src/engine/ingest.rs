@@ -58,6 +58,7 @@ async fn step_inner(
 ) -> Result<(TaskRecord, bool), StoreError> {
     let files = engine.home.task(id);
     if let Some(task) = known {
+        // Two stat calls: bounded, fine on the async worker (the reads go to spawn_blocking).
         let len = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len() as i64).unwrap_or(0);
         if len(files.stdout()) <= task.stdout_offset && len(files.stderr()) <= task.stderr_offset {
             return Ok((task, false));
@@ -114,6 +115,7 @@ async fn partial_output(
     files: &drover_shim::TaskFiles,
     task: TaskRecord,
 ) -> Result<(TaskRecord, bool), StoreError> {
+    // Two stat calls: bounded, fine on the async worker.
     let written = [files.stdout(), files.stderr()]
         .into_iter()
         .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())

@@ -35,6 +35,11 @@ pub mod start;
 pub mod supervise;
 pub mod terminal;
 
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod outcome_tests;
+
 use crate::{Config, DaemonError, Home};
 use drover_sandbox::Sandboxes;
 use drover_store::{SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
@@ -42,6 +47,8 @@ use drover_types::{Event, NewEvent, StopReason, TaskState};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub struct Engine {
     pub store: Arc<dyn Store>,
@@ -55,13 +62,19 @@ pub struct Engine {
     /// Per-task wake-ups for supervisors (a send, a stop).
     pokes: Mutex<HashMap<String, Arc<Notify>>>,
     stdin_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<StdinState>>>>,
-    stopping: watch::Sender<bool>,
+    /// Cancelled when the daemon stops (see [`Engine::shutdown`]).
+    stopping: CancellationToken,
+    /// Every task the daemon spawns (supervisors, scheduler, timers, gateway, API connections):
+    /// awaited, with a deadline, at shutdown (see [`crate::run`]).
+    pub tasks: TaskTracker,
     pub locks: Arc<locks::Locks>,
     /// drover's LLM gateway, when a provider key is configured (see [`crate::gateway`]).
     pub gateway: Option<crate::gateway::GatewayLink>,
     /// Per-task provider keys (`run --api-key-env`), in memory only: a restart forgets them and
     /// the task falls back to the daemon's key.
     pub task_keys: Mutex<HashMap<String, String>>,
+    /// The daemon's environment, read once: agents and gates get its allow-listed part.
+    pub(crate) inherited: crate::child_env::Inherited,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -72,10 +85,12 @@ pub struct StdinState {
 
 impl Engine {
     /// Opens the store and starts the gateway; the receiver carries the gateway's notes (see
-    /// [`gateway_notes`]).
+    /// [`gateway_notes`]). The engine stops when `shutdown` is cancelled (or on its own
+    /// [`Engine::shutdown`], which does not cancel the caller's token).
     pub async fn open(
         config: Config,
         home: Home,
+        shutdown: &CancellationToken,
     ) -> Result<
         (
             Engine,
@@ -85,12 +100,14 @@ impl Engine {
     > {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&home.db()).await?);
         let sandboxes = Sandboxes::new(&home.root, config.sandbox);
-        let stopping = watch::channel(false).0;
+        let stopping = shutdown.child_token();
+        let tasks = TaskTracker::new();
         let (gateway, notes) = match crate::gateway::GatewayLink::start(
             &config,
             &home.root,
             store.clone(),
-            stopping.subscribe(),
+            stopping.clone(),
+            &tasks,
         )
         .await
         .map_err(DaemonError::Gateway)?
@@ -108,9 +125,11 @@ impl Engine {
             pokes: Mutex::new(HashMap::new()),
             stdin_locks: Mutex::new(HashMap::new()),
             stopping,
+            tasks,
             locks: Arc::default(),
             gateway,
             task_keys: Mutex::new(HashMap::new()),
+            inherited: crate::child_env::Inherited::capture(),
         };
         Ok((engine, notes))
     }
@@ -193,7 +212,7 @@ impl Engine {
         }
         let engine = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             supervise::run(&engine, &id).await;
             engine
                 .supervised
@@ -210,16 +229,17 @@ impl Engine {
 
     /// Asks every loop to stop. Agents keep running under their shims.
     pub fn shutdown(&self) {
-        self.stopping.send_replace(true);
+        self.stopping.cancel();
         self.wake.notify_waiters();
     }
 
-    pub fn stopping(&self) -> watch::Receiver<bool> {
-        self.stopping.subscribe()
+    /// Cancelled once the daemon stops: loops select on `stopping().cancelled()`.
+    pub fn stopping(&self) -> CancellationToken {
+        self.stopping.clone()
     }
 
     pub fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
+        self.stopping.is_cancelled()
     }
 }
 
@@ -229,15 +249,24 @@ pub fn new_task_id() -> String {
 }
 
 /// Acts on what the gateway's ledger reports: refresh followers, end tasks whose budget is spent.
+/// Ends with the daemon: a budget stop not asked for by then is asked again by the next daemon's
+/// gateway, whose ledger refuses the task's next request from the same stored figures.
 pub async fn gateway_notes(
     engine: Arc<Engine>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::gateway::Note>,
 ) {
-    while let Some(note) = rx.recv().await {
+    let stopping = engine.stopping();
+    loop {
+        let note = tokio::select! {
+            note = rx.recv() => note,
+            _ = stopping.cancelled() => None,
+        };
+        let Some(note) = note else { return };
         match note {
             crate::gateway::Note::BudgetExceeded(id) => {
-                let engine = engine.clone();
-                tokio::spawn(async move {
+                let engine2 = engine.clone();
+                engine.tasks.spawn(async move {
+                    let engine = engine2;
                     if let Err(e) =
                         control::stop_because(&engine, &id, StopReason::BudgetExceeded).await
                     {

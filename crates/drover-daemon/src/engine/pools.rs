@@ -123,7 +123,8 @@ async fn streak_stop(
     if pool.failure_policy == FailurePolicy::Hard {
         let engine = engine.clone();
         let name = pool.name.clone();
-        tokio::spawn(async move {
+        let tracker = engine.tasks.clone();
+        tracker.spawn(async move {
             if let Err(e) = stop_tasks(&engine, &name).await {
                 tracing::warn!(pool = name.as_str(), "stopping the pool's tasks: {e}");
             }
@@ -138,7 +139,8 @@ async fn streak_stop(
     let engine = engine.clone();
     let name = pool.name.clone();
     let reason = reasons.join("\n");
-    tokio::spawn(async move {
+    let tracker = engine.tasks.clone();
+    tracker.spawn(async move {
         let data = run_notify(&cmd, &name, streak, &reason).await;
         if let Err(e) = engine.store.pool_event(&name, "notify", data).await {
             tracing::warn!(pool = name.as_str(), "recording the notify result: {e}");

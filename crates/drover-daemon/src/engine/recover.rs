@@ -27,7 +27,26 @@ pub async fn recover(engine: &Arc<Engine>) {
         // an attempt starts preparing, so one found now is this attempt's).
         if task.state == TaskState::Preparing {
             let files = engine.home.task(&task.id);
-            let patch = match files.read_ready().filter(|r| r.error.is_none()) {
+            let ready = match files.read_ready() {
+                Ok(ready) => ready,
+                Err(e) => {
+                    // A shim of another drover version started this attempt: never guess its
+                    // pids; fail the task and say why.
+                    let why = format!("cannot re-adopt the agent: {e}");
+                    if let Err(e) = super::terminal::fail(
+                        engine,
+                        task,
+                        drover_types::ErrorKind::AgentExit,
+                        &why,
+                    )
+                    .await
+                    {
+                        tracing::warn!(task = task.id.as_str(), "recover: {e}");
+                    }
+                    continue;
+                }
+            };
+            let patch = match ready.filter(|r| r.error.is_none()) {
                 // The agent was started just before the crash: adopt it, never start a second.
                 Some(ready) => TaskPatch::new()
                     .state(

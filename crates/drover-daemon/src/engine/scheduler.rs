@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn run(engine: Arc<Engine>) {
-    let mut stopping = engine.stopping();
+    let stopping = engine.stopping();
     let mut last_gc = std::time::Instant::now();
     loop {
         if engine.is_stopping() {
@@ -25,7 +25,7 @@ pub async fn run(engine: Arc<Engine>) {
         // A missed wake-up costs at most a second; the notify makes the usual case immediate.
         tokio::select! {
             _ = engine.wake.notified() => {}
-            _ = stopping.changed() => {}
+            _ = stopping.cancelled() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }

@@ -105,9 +105,13 @@ pub(crate) async fn start(
             return Ok(None);
         }
     };
-    let mut env = spec.env;
+    // From an allow-list (see crate::child_env): the shim starts with exactly this.
+    let mut env = engine
+        .inherited
+        .for_agent(adapter.env_passthrough(), engine.gateway.is_some());
+    env.extend(spec.env);
     env.extend(drover_env(engine, id));
-    let mut env_remove = spec.env_remove;
+    let env_remove = spec.env_remove;
     if let Some(link) = &engine.gateway {
         // The agent talks to the gateway with a task token; the real keys stay in the daemon.
         env.extend(link.grant(
@@ -115,8 +119,6 @@ pub(crate) async fn start(
             &grant_policy(engine, &task).await,
             task_key(engine, &task.id),
         ));
-        env_remove.extend(crate::gateway::SECRET_VARS.iter().map(|s| s.to_string()));
-        env_remove.retain(|k| !env.iter().any(|(e, _)| e == k));
         let patch = TaskPatch::new().metered_by(Some(MeteredBy::Gateway));
         engine.update(id, None, patch, vec![]).await?;
     }
@@ -127,14 +129,20 @@ pub(crate) async fn start(
         env_remove,
         stdin_lines: spec.stdin_lines,
         close_stdin: spec.close_stdin,
+        keep_detached: adapter.starts_shared_service(),
     };
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
         Ok((mut child, ready)) => {
-            // Reap the shim when it exits while this daemon lives; after a restart, init does.
-            tokio::spawn(async move {
-                // Only reaps: the agent's outcome is the shim's exit.json, not the shim's status.
-                let _ = child.wait().await;
+            // Reap the shim when it exits while this daemon lives. At shutdown stop waiting: the
+            // shim and its agent keep running (the next daemon re-adopts them); the dropped
+            // handle is reaped by tokio's orphan queue, or by init once this process is gone.
+            let stopping = engine.stopping();
+            engine.tasks.spawn(async move {
+                tokio::select! {
+                    _ = child.wait() => {}
+                    _ = stopping.cancelled() => {}
+                }
             });
             if let Some(err) = ready.error {
                 let ended = ExitInfo {

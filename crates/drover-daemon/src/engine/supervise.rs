@@ -23,6 +23,8 @@ enum Ended {
     Lost(String),
     /// The daemon is shutting down; the agent keeps running.
     Detached,
+    /// The shim's exit record is of a protocol version this daemon cannot read.
+    Unreadable(String),
 }
 
 pub async fn run(engine: &Arc<Engine>, id: &str) {
@@ -116,25 +118,40 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
         Ended::Detached => Ok(()),
         Ended::Lost(why) => interrupted(engine, id, adapter.as_ref(), &why).await,
         Ended::Exited(exit) => finish(engine, id, adapter.as_ref(), exit).await,
+        Ended::Unreadable(why) => {
+            // Nothing the shim says can be trusted: end what is left of the agent's own group
+            // (members in the shim's session only), keep the work, fail saying why.
+            let task = engine.store.get_task(id).await?;
+            if let (Some(pgid), Some(sid)) = (task.pgid, task.shim_pid) {
+                proc::signal_members(pgid, sid, nix::sys::signal::Signal::SIGKILL);
+            }
+            fail(engine, &task, ErrorKind::AgentExit, &why).await
+        }
     }
 }
 
+/// Whether a shim announced itself for this attempt (a ready record of a version this daemon
+/// cannot read counts: a shim ran, so the task must not start a second agent).
 fn files_ready(engine: &Engine, id: &str) -> bool {
-    engine.home.task(id).read_ready().is_some()
+    !matches!(engine.home.task(id).read_ready(), Ok(None))
 }
 
 /// Follows the agent until it exits, its shim dies, or the daemon stops.
 async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<Ended, StoreError> {
     let files = engine.home.task(id);
     let poke = engine.poke(id);
-    let mut stopping = engine.stopping();
+    let stopping = engine.stopping();
     let mut idle = Duration::from_millis(5);
     let mut known = None;
     loop {
         if engine.is_stopping() {
             return Ok(Ended::Detached);
         }
-        let exit = files.read_exit();
+        // exit.json is a few hundred bytes: a bounded read, fine on the async worker.
+        let exit = match files.read_exit() {
+            Ok(exit) => exit,
+            Err(e) => return Ok(Ended::Unreadable(e.to_string())),
+        };
         let (task, progressed) = ingest::step(engine, id, adapter, known.take()).await?;
         if !task.state.is_active() {
             return Ok(Ended::Detached);
@@ -148,7 +165,7 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
         // Clocks and a requested stop's next step, re-derived from the row every time.
         let acted = super::clocks::tick(engine, &task, adapter).await || settled;
         if let (Some(pid), Some(start)) = (task.shim_pid, task.shim_start) {
-            if !proc::same_process(pid, start) && files.read_exit().is_none() {
+            if !proc::same_process(pid, start) && matches!(files.read_exit(), Ok(None)) {
                 // Nobody owns the agent's stdin any more: end it rather than orphan it — only
                 // members of its group in the dead shim's session, never a reused group id.
                 if let Some(pgid) = task.pgid {
@@ -167,7 +184,7 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
         };
         let poked = tokio::select! {
             _ = poke.notified() => true,
-            _ = stopping.changed() => true,
+            _ = stopping.cancelled() => true,
             _ = tokio::time::sleep(idle) => false,
         };
         // The cached row is only good while nothing but this loop's ingest could change it.

@@ -45,6 +45,7 @@ use drover_store::{Store, UsageRow};
 use drover_types::{EventKind, NewEvent};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use writer::Write;
 
@@ -70,10 +71,13 @@ pub async fn store_ledger(
         .map_err(|e| format!("the store cannot say what was spent: {e}"))?;
     let (notes, rx) = mpsc::unbounded_channel();
     let (queue, writes) = mpsc::unbounded_channel();
-    tokio::spawn(writer::run(store.clone(), writes, notes));
+    let writer = TaskTracker::new();
+    writer.spawn(writer::run(store.clone(), writes, notes));
+    writer.close();
     let ledger = StoreLedger {
         store,
         queue,
+        writer,
         before,
         totals: Mutex::default(),
     };
@@ -83,6 +87,8 @@ pub async fn store_ledger(
 pub struct StoreLedger {
     store: Arc<dyn Store>,
     queue: mpsc::UnboundedSender<Write>,
+    /// The writer task, awaited by [`StoreLedger::close`].
+    writer: TaskTracker,
     /// The last usage row stored before this ledger started.
     before: i64,
     totals: Mutex<Totals>,
@@ -117,6 +123,20 @@ impl StoreLedger {
         }
         if tokio::time::timeout(FLUSH_DEADLINE, wait).await.is_err() {
             tracing::error!("ledger: usage rows still unwritten after {FLUSH_DEADLINE:?}");
+        }
+    }
+
+    /// Stores everything queued so far and ends the writer (at most [`FLUSH_DEADLINE`]);
+    /// records accepted afterwards are not stored. The daemon calls it last at shutdown.
+    pub async fn close(&self) {
+        if self.queue.send(Write::Close).is_err() {
+            return;
+        }
+        if tokio::time::timeout(FLUSH_DEADLINE, self.writer.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("ledger: the writer did not end within {FLUSH_DEADLINE:?}");
         }
     }
 

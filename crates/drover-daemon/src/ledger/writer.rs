@@ -24,9 +24,11 @@ pub enum Write {
     },
     /// Answered once everything queued before it is stored.
     Flush(oneshot::Sender<()>),
+    /// Stores everything queued before it, then ends the writer (daemon shutdown).
+    Close,
 }
 
-/// Runs until every sender of `rx` is gone.
+/// Runs until every sender of `rx` is gone, or a [`Write::Close`].
 pub async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Write>,
@@ -57,6 +59,10 @@ pub async fn run(
                 Write::Flush(done) => {
                     commit(&*store, &mut rows).await;
                     let _ = done.send(());
+                }
+                Write::Close => {
+                    commit(&*store, &mut rows).await;
+                    return;
                 }
             }
         }

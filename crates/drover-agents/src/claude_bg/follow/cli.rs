@@ -95,14 +95,12 @@ pub fn stopped(state: &Value) -> bool {
     str_of(state, "state").as_deref() == Some("stopped")
 }
 
+/// Whether `pid` is a live process (not a zombie), read through `procfs`.
 pub fn alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        let state = s
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next());
-        !matches!(state, Some("Z") | Some("X"))
-    })
+    i32::try_from(pid)
+        .ok()
+        .and_then(|p| procfs::process::Process::new(p).ok()?.stat().ok())
+        .is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
 }
 
 pub fn file_len(path: &Path) -> u64 {

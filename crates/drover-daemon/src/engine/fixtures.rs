@@ -1,0 +1,72 @@
+//! Shared fixtures for the engine's unit tests.
+#![allow(clippy::unwrap_used)]
+
+use drover_store::TaskRecord;
+use drover_types::{PermissionPolicy, TaskState};
+
+/// A `command` task in `state`, started at 2026-01-01T00:00:00Z with a 60 s wall clock and a
+/// 10 s stall clock (last activity at 00:00:30).
+pub(crate) fn task(state: TaskState) -> TaskRecord {
+    let t0 = "2026-01-01T00:00:00.000Z".to_string();
+    TaskRecord {
+        id: "t".into(),
+        queue_seq: 1,
+        name: None,
+        state,
+        agent: "command".into(),
+        model: None,
+        repo: String::new(),
+        repo_dir: None,
+        base_ref: "HEAD".into(),
+        base_commit: None,
+        branch: String::new(),
+        prompt: String::new(),
+        cmd: None,
+        verify: vec![],
+        permissions: PermissionPolicy::Ask,
+        created_at: t0.clone(),
+        started_at: Some(t0),
+        finished_at: None,
+        result: None,
+        outcome: None,
+        usage: Default::default(),
+        cost_usd: None,
+        budget: Default::default(),
+        session_id: None,
+        commit: None,
+        pool: None,
+        team: None,
+        created_by: None,
+        protect: vec![],
+        sandbox: None,
+        sandbox_kind: None,
+        pending_input: None,
+        shim_pid: None,
+        shim_start: None,
+        pid: None,
+        pgid: None,
+        agent_start: None,
+        stdout_offset: 0,
+        stderr_offset: 0,
+        turns_sent: 0,
+        turns_done: 0,
+        attempt: 0,
+        stop_requested: false,
+        next_seq: 0,
+        verify_rounds: 0,
+        gate_rounds: 0,
+        gate_status: None,
+        judge_model: None,
+        stop_reason: None,
+        metered_by: drover_types::MeteredBy::Agent,
+        agent_cost_usd: None,
+        agent_usage: None,
+        timeout_secs: Some(60),
+        stall_timeout_secs: Some(10),
+        activity_at: Some("2026-01-01T00:00:30.000Z".into()),
+        pending_since: None,
+        stop_requested_at: None,
+        stop_step: None,
+        stop_step_at: None,
+    }
+}
