@@ -3,7 +3,8 @@
 //! Reference: agent-cli-interfaces.md §1. Unknown line types and subtypes are ignored; only lines
 //! that are not JSON objects come back as [`AgentEvent::Unparsed`].
 
-use crate::{excerpt, Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
+use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
+use drover_types::text::{excerpt, Limit};
 use drover_types::Usage;
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
@@ -278,7 +279,7 @@ fn user_line(text: &str) -> String {
 
 fn unparsed(line: &str, reason: String) -> AgentEvent {
     AgentEvent::Unparsed {
-        excerpt: excerpt(line, EXCERPT_BYTES),
+        excerpt: excerpt(line, Limit::Bytes(EXCERPT_BYTES)),
         reason,
     }
 }

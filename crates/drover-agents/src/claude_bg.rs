@@ -1,7 +1,7 @@
 //! Claude Code background sessions (`claude --bg`), through Claude's own supervisor.
 //!
 //! `claude --bg` returns at once, so the agent process drover supervises is a small drover-owned
-//! follower, `drover claude-bg-follow` (hidden command, `drover-cli/src/commands/bg_follow.rs`). It
+//! follower, `drover claude-bg-follow` (hidden command; its runtime is [`follow`]). It
 //! dispatches the session, follows `~/.claude/jobs/<short>/state.json` and the session transcript,
 //! and prints lines this adapter reads:
 //!
@@ -15,6 +15,8 @@
 //!
 //! On stdin it takes one JSON object per line: `{"type":"user","text":…}` (the first one is the
 //! prompt), `{"type":"answer",…}` and `{"type":"interrupt"}`. Reference: agent-cli-interfaces.md §2.
+
+pub mod follow;
 
 use crate::claude::Claude;
 use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};

@@ -11,7 +11,8 @@
 //! has no cost field, so the adapter reports none: dollars come from the gateway's metering (one
 //! price table, in `drover-gateway`).
 
-use crate::{excerpt, Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
+use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
+use drover_types::text::{excerpt, Limit};
 use drover_types::Usage;
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -156,7 +157,7 @@ impl Adapter for Codex {
             Ok(v @ Value::Object(_)) => v,
             _ => {
                 return vec![AgentEvent::Unparsed {
-                    excerpt: excerpt(line, 2048),
+                    excerpt: excerpt(line, Limit::Bytes(2048)),
                     reason: "not a JSON object".to_string(),
                 }]
             }

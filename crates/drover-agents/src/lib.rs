@@ -212,18 +212,6 @@ pub fn adapter(name: &str) -> Result<Box<dyn Adapter>, AgentError> {
     }
 }
 
-/// Cuts `s` to at most `max` bytes on a char boundary.
-pub fn excerpt(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

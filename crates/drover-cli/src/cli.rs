@@ -1,4 +1,4 @@
-//! The command line (DESIGN §4). Names here are the user contract.
+//! The command line (docs/design.md §4). Names here are the user contract.
 
 use clap::{Args, Parser, Subcommand};
 use drover_types::{FailurePolicy, PermissionPolicy, UsageGroup};
@@ -115,8 +115,10 @@ pub enum Command {
     },
 }
 
+/// The flags `run` and `pool start` share: what a task runs, where, and under which checks
+/// and clocks.
 #[derive(Args, Debug)]
-pub struct RunArgs {
+pub struct TaskArgs {
     /// Repository: a local directory (default: the current one) or a git URL.
     #[arg(long)]
     pub repo: Option<String>,
@@ -131,8 +133,6 @@ pub struct RunArgs {
     pub cmd: Option<String>,
     #[arg(long)]
     pub model: Option<String>,
-    #[arg(long)]
-    pub name: Option<String>,
     /// Gate command run in the sandbox after the agent's turn (repeatable).
     #[arg(long)]
     pub verify: Vec<String>,
@@ -142,19 +142,31 @@ pub struct RunArgs {
     /// Model that judges the outcome where structured signals leave it open.
     #[arg(long)]
     pub judge_model: Option<String>,
-    #[arg(long)]
-    pub max_usd: Option<f64>,
-    #[arg(long)]
-    pub max_tokens: Option<u64>,
-    /// Stop the task this long after it starts (e.g. 30m, 1h30m); it fails with `timeout`.
+    /// Stop a task this long after it starts (e.g. 30m, 1h30m); it fails with `timeout`.
     #[arg(long, value_name = "DUR")]
     pub timeout: Option<String>,
-    /// Stop the task after this long without output or event (default: config, 30m).
+    /// Stop a task after this long without output or event (default: config, 30m).
     #[arg(long, value_name = "DUR")]
     pub stall_timeout: Option<String>,
     /// Permission requests: ask (needs_input), allow or deny.
     #[arg(long, value_enum)]
     pub permissions: Option<PermissionPolicy>,
+    /// A path the agent must not change, as a glob relative to the repository (repeatable):
+    /// gates see it as at the base commit, and changing it fails the task (`gate_failed`).
+    #[arg(long = "protect", value_name = "GLOB")]
+    pub protect: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub max_usd: Option<f64>,
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
     /// Block until the task ends; print its final message; exit 1 if it failed.
     #[arg(long)]
     pub wait: bool,
@@ -164,10 +176,6 @@ pub struct RunArgs {
     pub api_key_env: Option<String>,
     #[arg(long)]
     pub team: Option<String>,
-    /// A path the agent must not change, as a glob relative to the repository (repeatable):
-    /// gates see it as at the base commit, and changing it fails the task (`gate_failed`).
-    #[arg(long = "protect", value_name = "GLOB")]
-    pub protect: Vec<String>,
     /// The prompt; `-` reads it from stdin.
     #[arg(required_unless_present = "prompt_file")]
     pub prompt: Option<String>,
@@ -216,18 +224,9 @@ pub struct PoolStartArgs {
     /// Read the prompt from this file (`-`: stdin).
     #[arg(long)]
     pub prompt_file: Option<PathBuf>,
-    #[arg(long)]
-    pub repo: Option<String>,
-    #[arg(long = "ref")]
-    pub git_ref: Option<String>,
-    #[arg(long, default_value = "claude")]
-    pub agent: String,
-    #[arg(long)]
-    pub cmd: Option<String>,
-    #[arg(long)]
-    pub model: Option<String>,
-    #[arg(long)]
-    pub judge_model: Option<String>,
+    /// What each of the pool's tasks runs (as `drover run`).
+    #[command(flatten)]
+    pub task: TaskArgs,
     /// Stop after this many tasks in all.
     #[arg(long)]
     pub count: Option<u64>,
@@ -237,30 +236,15 @@ pub struct PoolStartArgs {
     /// Run once when the pool stops on failures (env DROVER_POOL, DROVER_STREAK, DROVER_REASON).
     #[arg(long)]
     pub notify: Option<String>,
-    #[arg(long)]
-    pub verify: Vec<String>,
-    #[arg(long, default_value_t = 2)]
-    pub verify_rounds: u32,
     /// The whole pool's dollar budget (enforced by the gateway).
     #[arg(long)]
     pub max_usd: Option<f64>,
-    #[arg(long, value_enum)]
-    pub permissions: Option<PermissionPolicy>,
     /// A model the pool's tasks may use (repeatable; default: any).
     #[arg(long = "allow-model")]
     pub allowed_models: Vec<String>,
     /// When the failure streak stops the pool: `finish` lets running tasks finish, `hard` stops them.
     #[arg(long, value_enum, default_value_t)]
     pub on_failures: FailurePolicy,
-    /// Each task's wall-clock limit (e.g. 30m); see `run --timeout`.
-    #[arg(long, value_name = "DUR")]
-    pub timeout: Option<String>,
-    /// Each task's stall limit (default: config, 30m); see `run --stall-timeout`.
-    #[arg(long, value_name = "DUR")]
-    pub stall_timeout: Option<String>,
-    /// A path the pool's agents must not change (repeatable; see `drover run --protect`).
-    #[arg(long = "protect", value_name = "GLOB")]
-    pub protect: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -341,4 +325,83 @@ pub struct FollowArgs {
     /// Re-attach to this task's live session, or continue this session id.
     #[arg(long)]
     pub resume: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// The long flags of the subcommand at `path`, sorted.
+    fn flags(path: &[&str]) -> Vec<String> {
+        let mut cmd = Cli::command();
+        for name in path {
+            let sub = cmd
+                .find_subcommand(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no subcommand {name}"));
+            cmd = sub;
+        }
+        let mut out: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_commands_are_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// `run` and `pool start` share one flattened group and keep every flag they had.
+    #[test]
+    fn run_and_pool_start_keep_their_flags() {
+        let shared = [
+            "--agent",
+            "--cmd",
+            "--judge-model",
+            "--model",
+            "--permissions",
+            "--protect",
+            "--ref",
+            "--repo",
+            "--stall-timeout",
+            "--timeout",
+            "--verify",
+            "--verify-rounds",
+        ];
+        let with = |own: &[&str]| {
+            let mut v: Vec<String> = shared.iter().chain(own).map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            flags(&["run"]),
+            with(&[
+                "--api-key-env",
+                "--max-tokens",
+                "--max-usd",
+                "--name",
+                "--prompt-file",
+                "--team",
+                "--wait"
+            ])
+        );
+        assert_eq!(
+            flags(&["pool", "start"]),
+            with(&[
+                "--allow-model",
+                "--count",
+                "--max-failures",
+                "--max-usd",
+                "--notify",
+                "--on-failures",
+                "--prompt",
+                "--prompt-file",
+                "--slots"
+            ])
+        );
+    }
 }

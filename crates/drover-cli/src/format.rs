@@ -4,9 +4,13 @@
 //! `ESC]0;title BEL ESC[2J` would retitle the window and clear the screen). Everything rendered
 //! here goes through [`clean`] before it reaches a terminal; `--json` output stays exact.
 
+use drover_types::text::{self, Limit};
 use drover_types::{Event, EventKind, Task, TaskState};
 use std::iter::Peekable;
 use std::str::Chars;
+
+mod tables;
+pub use tables::{pools_table, table, usage_table};
 
 /// Text made safe for a terminal: escape sequences (CSI `ESC[…`, OSC `ESC]…`, DCS/SOS/PM/APC
 /// strings, two-byte `ESC x`, and their 8-bit C1 forms) are removed whole; every other C0/C1
@@ -139,61 +143,9 @@ pub fn clean_task(mut t: Task) -> Task {
     t
 }
 
-fn excerpt(s: &str, n: usize) -> String {
-    let one_line = clean(s).replace('\n', " ⏎ ");
-    if one_line.chars().count() <= n {
-        return one_line;
-    }
-    let cut: String = one_line.chars().take(n).collect();
-    format!("{cut}…")
-}
-
-/// `drover usage`: one line per group; numbers right-aligned under their headers.
-pub fn usage_table(by: &str, lines: &[serde_json::Value]) -> String {
-    use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-    let mut table = Table::new();
-    table
-        .load_style(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
-            by.to_uppercase().as_str(),
-            "REQUESTS",
-            "INPUT",
-            "OUTPUT",
-            "CACHE READ",
-            "CACHE WRITE",
-            "COST",
-        ]);
-    let num = |v: &serde_json::Value| v.as_i64().map_or_else(|| "-".into(), |n| n.to_string());
-    for l in lines {
-        let cost = l["cost_usd"]
-            .as_f64()
-            .map(|c| format!("${c:.4}"))
-            .unwrap_or_else(|| "unknown".into());
-        table.add_row([
-            excerpt(l["key"].as_str().unwrap_or(""), 48),
-            num(&l["requests"]),
-            num(&l["input_tokens"]),
-            num(&l["output_tokens"]),
-            num(&l["cache_read_tokens"]),
-            num(&l["cache_write_tokens"]),
-            cost,
-        ]);
-    }
-    for (i, c) in table.column_iter_mut().enumerate() {
-        c.set_padding((0, 2));
-        if i > 0 {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    let mut out: String = table
-        .lines()
-        .map(|l| l.trim_end().to_string() + "\n")
-        .collect();
-    if lines.is_empty() {
-        out.push_str("(no metered usage yet)\n");
-    }
-    out
+/// `s` [`clean`] on one line (newlines shown as ` ⏎ `), cut to `n` characters.
+pub(crate) fn excerpt(s: &str, n: usize) -> String {
+    text::excerpt(&clean(s).replace('\n', " ⏎ "), Limit::Chars(n))
 }
 
 pub fn state_label(t: &Task) -> String {
@@ -201,55 +153,6 @@ pub fn state_label(t: &Task) -> String {
         (TaskState::Queued, Some(p)) => format!("queued #{p}"),
         (s, _) => s.to_string(),
     }
-}
-
-pub fn table(tasks: &[Task]) -> String {
-    let mut rows = vec![[
-        "ID".to_string(),
-        "STATE".into(),
-        "AGENT".into(),
-        "NAME".into(),
-        "COST".into(),
-        "COMMIT".into(),
-        "CREATED".into(),
-    ]];
-    for t in tasks {
-        let t = &clean_task(t.clone());
-        rows.push([
-            t.id.clone(),
-            state_label(t),
-            t.agent.clone(),
-            excerpt(t.name.as_deref().unwrap_or(&t.prompt), 32),
-            t.cost_usd
-                .map(|c| format!("${c:.4}"))
-                .unwrap_or_else(|| "-".into()),
-            t.commit
-                .as_deref()
-                .map(|c| c.chars().take(10).collect())
-                .unwrap_or_else(|| "-".into()),
-            t.created_at
-                .get(..19)
-                .unwrap_or(&t.created_at)
-                .replace('T', " "),
-        ]);
-    }
-    let mut widths = [0usize; 7];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 pub fn task(t: &Task) -> String {
@@ -492,41 +395,13 @@ mod tests {
 }
 
 #[cfg(test)]
-mod usage_tests {
-    #![allow(clippy::unwrap_used)]
-    use serde_json::json;
+mod snapshots {
+    use crate::fixtures::fleet;
 
     #[test]
-    fn usage_columns_line_up_whatever_the_widths() {
-        let lines = [
-            json!({"key": "claude-haiku-4-5-20251001", "requests": 1234567, "input_tokens": 5,
-                   "output_tokens": 123456789, "cache_read_tokens": 0, "cache_write_tokens": 42,
-                   "cost_usd": 1234.5}),
-            json!({"key": "m", "requests": 2, "input_tokens": 1000000, "output_tokens": 7,
-                   "cache_read_tokens": 99999, "cache_write_tokens": 0, "cost_usd": null}),
-        ];
-        let out = super::usage_table("model", &lines);
-        let rows: Vec<&str> = out.lines().collect();
-        assert_eq!(rows.len(), 3, "{out}");
-        // Every column ends where its header ends (numbers right-aligned under it).
-        for header in [
-            "REQUESTS",
-            "INPUT",
-            "OUTPUT",
-            "CACHE READ",
-            "CACHE WRITE",
-            "COST",
-        ] {
-            let end = rows[0].find(header).unwrap() + header.len();
-            for r in &rows[1..] {
-                let cell_end = r[..end].trim_end().len();
-                assert!(
-                    r.as_bytes().get(end).is_none_or(|b| *b == b' ') && cell_end == end,
-                    "column {header} misaligned:\n{out}"
-                );
-            }
+    fn show_of_each_kind_of_task() {
+        for t in fleet() {
+            insta::assert_snapshot!(format!("show_{}", t.state.as_str()), super::task(&t));
         }
-        assert!(rows[2].trim_end().ends_with("unknown"));
-        assert!(rows[1].starts_with("claude-haiku-4-5-20251001"));
     }
 }

@@ -8,6 +8,8 @@ mod cli;
 mod client;
 mod commands;
 mod error;
+#[cfg(test)]
+mod fixtures;
 mod format;
 
 fn main() {

@@ -70,15 +70,8 @@ fn claude_processes(home: &Path) -> Vec<(i64, String)> {
     out
 }
 
-fn poll_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn poll_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    drover_test_support::poll::some(what, Duration::from_secs(60), Duration::from_millis(100), f)
 }
 
 /// Stops the test's Claude supervisor at the end (also when the test failed), and checks that
@@ -258,14 +251,6 @@ fn claude_bg_finishes_from_facts_whatever_the_classifier_says() {
         assert_eq!(results[0]["drover_bg"]["state"], "done");
         supervisor.stop_and_check();
     }
-}
-
-/// The pinned Codex CLI. The test command installs it; a missing one is a failure.
-fn codex_bin() -> String {
-    std::env::var("DROVER_CODEX_BIN")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .expect("DROVER_CODEX_BIN is not set: run the test suite through scripts/test.sh")
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Task clocks (DESIGN §11): `--timeout`, `--stall-timeout`, `needs_input_timeout`, and a stop's
+//! Task clocks (docs/design.md §11): `--timeout`, `--stall-timeout`, `needs_input_timeout`, and a stop's
 //! escalation that a daemon SIGKILL does not lose. Every wait has a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
@@ -33,18 +33,7 @@ fn ts(t: &Value, k: &str) -> chrono::DateTime<chrono::Utc> {
 
 /// No member of the process group is left (a zombie does not count).
 fn group_gone(pgid: i64) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().all(|e| {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
-            return true;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return true;
-        };
-        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-            .split_whitespace()
-            .collect();
-        rest[2].parse::<i64>().ok() != Some(pgid) || matches!(rest[0], "Z" | "X")
-    })
+    !group_alive(pgid)
 }
 
 /// The agent's pid and pgid while it runs.

@@ -252,11 +252,9 @@ fn rm_commits_work_first_and_forgets_the_task() {
         t["state"] == "running" && t["result"].is_null()
     });
     // `ready` is printed after the file is written.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !env.events(&id).iter().any(|e| e["data"]["text"] == "ready") {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    poll("the ready line", std::time::Duration::from_secs(30), || {
+        env.events(&id).iter().any(|e| e["data"]["text"] == "ready")
+    });
     env.ok(&["rm", &id]);
     assert_eq!(env.git(&["show", &format!("drover/{id}:wip.txt")]), "wip");
     assert_eq!(env.run(&["show", &id]).status.code(), Some(2));
@@ -381,23 +379,6 @@ fn shim_pid_of(env: &Env, id: &str) -> i64 {
     let pid = v["shim_pid"].as_i64().unwrap();
     assert!(alive(pid), "the shim of {id} is not running");
     pid
-}
-
-fn group_alive(pgid: i64) -> bool {
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
-                .split_whitespace()
-                .collect();
-            if f[2].parse::<i64>().ok() == Some(pgid) && f[0] != "Z" {
-                return true;
-            }
-        }
-    }
-    false
 }
 
 #[test]

@@ -3,25 +3,20 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn pool_show(env: &Env, name: &str) -> Value {
     env.json(&["pool", "show", name, "--json"])
 }
 
 fn until_pool(env: &Env, name: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let p = pool_show(env, name);
-        if pred(&p) {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {p:#}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    drover_test_support::poll::until(
+        what,
+        Duration::from_secs(180),
+        Duration::from_millis(100),
+        || pool_show(env, name),
+        pred,
+    )
 }
 
 fn pool_tasks(env: &Env, name: &str) -> Vec<Value> {
@@ -81,11 +76,9 @@ fn a_judged_pool_stops_after_three_failures_and_notifies_once() {
     });
     assert!(p["streak"].as_i64().unwrap() >= 3, "{p:#}");
     // Notify ran exactly once, with the pool and the streak.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !notified.exists() {
-        assert!(Instant::now() < deadline, "notify never ran");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll("notify to run", Duration::from_secs(30), || {
+        notified.exists()
+    });
     let p = until_pool(&env, "deploys", "the notify event", |p| {
         p["events"]
             .as_array()

@@ -246,7 +246,7 @@ fn a_stream_dropped_mid_way_is_typed_and_the_task_does_not_hang() {
         .filter(|r| !r.side)
         .map(|r| r.outcome)
         .collect();
-    use drover_fake_provider::Outcome::{DropMidStream, Ok};
+    use drover_fake_provider::AnswerKind::{DropMidStream, Ok};
     assert_eq!(attempts, vec![DropMidStream, Ok], "{:#?}", provider.log());
     let ev = gateway_events(&env, &id, "stream_interrupted");
     assert_eq!(ev.len(), 1, "{:#?}", env.events(&id));

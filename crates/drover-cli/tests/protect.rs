@@ -361,18 +361,18 @@ fn pool_tasks_inherit_protect() {
     assert!(stderr.contains("\"docs/**\" matches no file"), "{stderr}");
     let p = env.json(&["pool", "show", "guarded", "--json"]);
     assert_eq!(p["protect"], serde_json::json!(["check.sh", "docs/**"]));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let id = loop {
-        let all: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
-        if let Some(t) = all.iter().find(|t| t["pool"] == "guarded") {
-            break t["id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pool never launched a task"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let id = drover_test_support::poll::some(
+        "the pool to launch a task",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(50),
+        || {
+            let all: Vec<Value> =
+                serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
+            all.iter()
+                .find(|t| t["pool"] == "guarded")
+                .map(|t| t["id"].as_str().unwrap().to_string())
+        },
+    );
     let t = env.wait(&id);
     assert_eq!(t["protect"], serde_json::json!(["check.sh", "docs/**"]));
     assert_eq!(t["state"], "failed", "{t:#}");

@@ -98,7 +98,7 @@ fn a_50mb_line_and_50mb_of_nul_bytes_leave_the_daemon_fast_and_small() {
         .all(|&b| b == 0));
     // The API serves the exact bytes of a range.
     let sock = env.home.join("daemon.sock");
-    let (status, body) = http(
+    let (status, body) = drover_test_support::http::json(
         &sock,
         "GET",
         &format!(
@@ -108,14 +108,14 @@ fn a_50mb_line_and_50mb_of_nul_bytes_leave_the_daemon_fast_and_small() {
         "",
     );
     assert_eq!((status, body.as_str()), (200, "xxx\nafte"));
-    let (status, body) = http(
+    let (status, body) = drover_test_support::http::json(
         &sock,
         "GET",
         &format!("/v1/tasks/{big}/raw?stream=stdout&offset={}", 2 * MB50),
         "",
     );
     assert_eq!((status, body.len()), (200, 7), "the tail: 7 NUL bytes");
-    let (status, _) = http(
+    let (status, _) = drover_test_support::http::json(
         &sock,
         "GET",
         &format!("/v1/tasks/{big}/raw?stream=stdout&offset={}", 3 * MB50),
@@ -310,7 +310,7 @@ fn lists_and_events_come_in_pages_and_show_returns_the_whole_task() {
     let mut paged = vec![];
     let mut pages = 0;
     loop {
-        let (status, page) = http(
+        let (status, page) = drover_test_support::http::json(
             &sock,
             "GET",
             &format!("/v1/tasks?all=true&limit=2&cursor={cursor}"),
@@ -333,7 +333,8 @@ fn lists_and_events_come_in_pages_and_show_returns_the_whole_task() {
     // Events page too (at most 1,000 an answer); `logs` follows the pages.
     let many = env.run_command_task("seq 2500", "many lines");
     env.wait(&many);
-    let (status, page) = http(&sock, "GET", &format!("/v1/tasks/{many}/events"), "");
+    let (status, page) =
+        drover_test_support::http::json(&sock, "GET", &format!("/v1/tasks/{many}/events"), "");
     assert_eq!(status, 200);
     let page: Vec<Value> = serde_json::from_str(&page).unwrap();
     assert_eq!(page.len(), 1000);
@@ -347,7 +348,7 @@ fn lists_and_events_come_in_pages_and_show_returns_the_whole_task() {
         .collect();
     assert_eq!(texts.len(), 2500);
     assert_eq!((texts[0], texts[2499]), ("1", "2500"));
-    let (status, _) = http(
+    let (status, _) = drover_test_support::http::json(
         &sock,
         "GET",
         &format!("/v1/tasks/{many}/events?limit=1001"),
@@ -356,29 +357,12 @@ fn lists_and_events_come_in_pages_and_show_returns_the_whole_task() {
     assert_eq!(status, 400);
 
     for bad in ["limit=0", "limit=501", "cursor=abc"] {
-        let (status, body) = http(&sock, "GET", &format!("/v1/tasks?{bad}"), "");
+        let (status, body) =
+            drover_test_support::http::json(&sock, "GET", &format!("/v1/tasks?{bad}"), "");
         assert_eq!(status, 400, "{bad}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["kind"], "invalid", "{bad}: {body}");
     }
-}
-
-/// One HTTP/1.1 request over the daemon's socket; the status and the body.
-fn http(sock: &std::path::Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: drover\r\nConnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
-    (status, body)
 }
 
 #[test]
@@ -392,7 +376,8 @@ fn a_prompt_over_1_mib_is_refused_with_413_and_nothing_starts() {
         "cmd": "true",
         "prompt": "p".repeat((1 << 20) + 1),
     });
-    let (status, body) = http(&sock, "POST", "/v1/tasks", &req.to_string());
+    let (status, body) =
+        drover_test_support::http::json(&sock, "POST", "/v1/tasks", &req.to_string());
     assert_eq!(status, 413, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["kind"], "too_large");
@@ -403,7 +388,8 @@ fn a_prompt_over_1_mib_is_refused_with_413_and_nothing_starts() {
         "name": "big", "slots": 1, "repo": env.repo.display().to_string(),
         "agent": "command", "cmd": "true", "prompt": "p".repeat((1 << 20) + 1),
     });
-    let (status, body) = http(&sock, "POST", "/v1/pools", &pool.to_string());
+    let (status, body) =
+        drover_test_support::http::json(&sock, "POST", "/v1/pools", &pool.to_string());
     assert_eq!(status, 413, "{body}");
     let pools: Vec<Value> = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
     assert!(pools.is_empty(), "{pools:#?}");
@@ -493,7 +479,7 @@ fn event_pages_are_bounded_by_bytes() {
     let sock = env.home.join("daemon.sock");
     let (mut after, mut seen, mut pages) = (0i64, 0usize, 0usize);
     loop {
-        let (status, body) = http(
+        let (status, body) = drover_test_support::http::json(
             &sock,
             "GET",
             &format!("/v1/tasks/{id}/events?after={after}"),

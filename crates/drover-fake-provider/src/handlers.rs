@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::hold::{Holds, DEFAULT_HOLD_TIMEOUT_MS};
 use crate::openai::{self, Api};
-use crate::record::{AbortGuard, Log, Outcome, RequestRecord};
+use crate::record::{AbortGuard, AnswerKind, Log, RequestRecord};
 use crate::request::estimate_tokens;
 use crate::response::{new_id, side_turn, Rendered};
 use crate::scenario::{DropKind, Failure, ScenarioSet, Turn};
@@ -142,7 +142,7 @@ fn error_response(
     retry_after: Option<u64>,
 ) -> Response {
     rec.status = status;
-    rec.outcome = Outcome::Error;
+    rec.outcome = AnswerKind::Error;
     st.log.push(rec);
     let request_id = new_id("req");
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -311,7 +311,7 @@ fn respond(
         }
         Some(Failure::Drop(DropKind::BeforeHeaders)) => {
             rec.status = 0;
-            rec.outcome = Outcome::DropBeforeHeaders;
+            rec.outcome = AnswerKind::DropBeforeHeaders;
             st.log.push(rec);
             let mut resp = Response::new(Body::empty());
             resp.extensions_mut().insert(DropConnection);
@@ -336,11 +336,11 @@ fn respond(
     rec.stop_reason = Some(rendered.stop_reason.clone());
     rec.tool_uses = rendered.tool_names();
     rec.outcome = match cut_with {
-        None => Outcome::Ok,
-        Some(Cut::Drop) => Outcome::DropMidStream,
-        Some(Cut::StreamError(_)) => Outcome::StreamError,
+        None => AnswerKind::Ok,
+        Some(Cut::Drop) => AnswerKind::DropMidStream,
+        Some(Cut::StreamError(_)) => AnswerKind::StreamError,
     };
-    if rec.outcome == Outcome::Ok {
+    if rec.outcome == AnswerKind::Ok {
         rec.usage = rendered.usage;
         if api != Api::Anthropic {
             // OpenAI has no cache-write count: it is not sent.

@@ -89,7 +89,7 @@ mod server;
 mod tests;
 
 pub use hold::{HoldEnd, HoldState, Holds};
-pub use record::{Outcome, RequestRecord};
+pub use record::{AnswerKind, RequestRecord};
 pub use request::RequestInfo;
 pub use scenario::{
     Block, DropKind, FailSpec, Failure, Scenario, ScenarioSet, Turn, Usage, UsageSpec,

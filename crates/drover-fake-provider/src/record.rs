@@ -11,7 +11,7 @@ use crate::scenario::Usage;
 /// How a request was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum AnswerKind {
     /// A complete answer (stream or JSON).
     Ok,
     /// An HTTP error answer (scripted failure, 401, 400, 404).
@@ -52,7 +52,7 @@ pub struct RequestRecord {
     pub thinking_budget: Option<u64>,
     /// HTTP status sent; 0 when the connection was dropped before headers.
     pub status: u16,
-    pub outcome: Outcome,
+    pub outcome: AnswerKind,
     pub stop_reason: Option<String>,
     /// Usage sent to the client (zero when no message was sent).
     pub usage: Usage,
@@ -80,7 +80,7 @@ impl RequestRecord {
             max_tokens: None,
             thinking_budget: None,
             status: 200,
-            outcome: Outcome::Ok,
+            outcome: AnswerKind::Ok,
             stop_reason: None,
             usage: Usage::default(),
             tool_uses: Vec::new(),
@@ -143,7 +143,7 @@ impl Log {
     }
 }
 
-/// Logs a request as [`Outcome::ClientClosed`] if dropped before [`AbortGuard::disarm`]: hyper
+/// Logs a request as [`AnswerKind::ClientClosed`] if dropped before [`AbortGuard::disarm`]: hyper
 /// drops the handler when the client closes the connection during a scripted delay.
 #[derive(Debug)]
 pub struct AbortGuard {
@@ -168,7 +168,7 @@ impl Drop for AbortGuard {
     fn drop(&mut self) {
         if let Some(mut rec) = self.rec.take() {
             rec.status = 0;
-            rec.outcome = Outcome::ClientClosed;
+            rec.outcome = AnswerKind::ClientClosed;
             self.log.push(rec);
         }
     }

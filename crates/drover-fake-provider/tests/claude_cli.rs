@@ -3,13 +3,11 @@
 //! Skipped (with a notice) unless `DROVER_CLAUDE_BIN` names the `claude` executable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::process::Stdio;
+use std::ffi::OsStr;
 use std::time::Duration;
 
-use drover_fake_provider::{FakeProvider, ScenarioSet};
-use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use drover_test_support::agents;
+use drover_test_support::git::git_env;
 
 const SCENARIOS: &str = r#"{"scenarios": [
   {"name": "hello", "match": "HELLO-FILE", "turns": [
@@ -23,94 +21,47 @@ const SCENARIOS: &str = r#"{"scenarios": [
   {"name": "default", "turns": [{"content": [{"type": "text", "text": "unexpected prompt"}]}]}
 ]}"#;
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let status = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?} failed");
-}
-
 #[tokio::test]
 async fn claude_code_writes_a_file_through_the_fake_provider() {
-    let Some(claude) = std::env::var_os("DROVER_CLAUDE_BIN") else {
-        eprintln!("SKIPPED claude_cli: set DROVER_CLAUDE_BIN to the claude executable to run it");
+    let Some(claude) = agents::claude_bin_or_skip("claude_cli") else {
         return;
     };
-    let set = ScenarioSet::from_json(SCENARIOS).unwrap();
-    let provider = FakeProvider::start(set, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let provider = drover_test_support::provider::start(SCENARIOS).await;
     let home = tempfile::tempdir().unwrap();
     let repo = tempfile::tempdir().unwrap();
-    git(repo.path(), &["init", "-q"]);
-    git(
+    let author = [
+        ("GIT_AUTHOR_NAME", OsStr::new("t")),
+        ("GIT_AUTHOR_EMAIL", OsStr::new("t@example.com")),
+        ("GIT_COMMITTER_NAME", OsStr::new("t")),
+        ("GIT_COMMITTER_EMAIL", OsStr::new("t@example.com")),
+    ];
+    git_env(repo.path(), &["init", "-q"], &author);
+    git_env(
         repo.path(),
         &["commit", "-q", "--allow-empty", "-m", "init"],
+        &author,
     );
     let session = uuid::Uuid::new_v4().to_string();
 
-    let mut child = tokio::process::Command::new(&claude)
-        .args([
-            "-p",
-            "--input-format",
-            "stream-json",
-            "--output-format",
-            "stream-json",
-        ])
-        .args([
-            "--verbose",
-            "--permission-mode",
-            "acceptEdits",
-            "--session-id",
-            &session,
-        ])
+    let mut child = agents::claude_stream_json(&claude, home.path(), repo.path())
+        .args(["--permission-mode", "acceptEdits", "--session-id", &session])
         .args(["--model", "claude-sonnet-4-5"])
-        .current_dir(repo.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
         .env("ANTHROPIC_BASE_URL", provider.base_url())
         .env("ANTHROPIC_API_KEY", "fake-key")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let prompt = json!({"type": "user",
-        "message": {"role": "user", "content": "Create HELLO-FILE please"},
-        "parent_tool_use_id": null, "session_id": ""});
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("{prompt}\n").as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
+    agents::send_user_message(&mut child, "Create HELLO-FILE please").await;
+    drop(child.stdin.take());
 
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("claude did not finish within 120 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let done = agents::finish(child, Duration::from_secs(120)).await;
+    let (stdout, stderr) = (&done.stdout, &done.stderr);
     assert!(
-        out.status.success(),
+        done.status.success(),
         "claude failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
+        done.status
     );
 
-    let lines: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let lines = &done.lines;
     let init = lines
         .iter()
         .find(|l| l["type"] == "system" && l["subtype"] == "init");

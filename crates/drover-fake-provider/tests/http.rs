@@ -1,10 +1,11 @@
 //! HTTP tests of the fake provider with a real client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use drover_fake_provider::{FakeProvider, Outcome, RunningProvider, ScenarioSet};
+use drover_fake_provider::{AnswerKind, RunningProvider};
+use drover_test_support::provider::anthropic_body;
+use drover_test_support::sse::json_frames;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -34,22 +35,11 @@ const SET: &str = r#"{"scenarios": [
 ]}"#;
 
 async fn start() -> RunningProvider {
-    let set = ScenarioSet::from_json(SET).unwrap();
-    FakeProvider::start(set, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
+    drover_test_support::provider::start(SET).await
 }
 
 fn body(prompt: &str, assistants: usize, stream: bool) -> Value {
-    let mut messages = vec![json!({"role": "user", "content": [{"type": "text", "text": prompt}]})];
-    for i in 0..assistants {
-        messages.push(
-            json!({"role": "assistant", "content": [{"type": "text", "text": format!("a{i}")}]}),
-        );
-        messages.push(json!({"role": "user", "content": "next"}));
-    }
-    json!({"model": "claude-sonnet-4-5", "max_tokens": 1024, "stream": stream,
-           "messages": messages, "tools": [{"name": "Write", "input_schema": {"type": "object"}}]})
+    anthropic_body("claude-sonnet-4-5", prompt, assistants, stream, "Write")
 }
 
 async fn post(p: &RunningProvider, body: &Value) -> reqwest::Result<reqwest::Response> {
@@ -61,31 +51,13 @@ async fn post(p: &RunningProvider, body: &Value) -> reqwest::Result<reqwest::Res
         .await
 }
 
-/// Parses complete SSE events `(event, data)` from text.
-fn parse_sse(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|c| !c.trim().is_empty())
-        .map(|chunk| {
-            let ev = chunk
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap();
-            let data = chunk
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap();
-            (ev.to_string(), serde_json::from_str(data).unwrap())
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn streams_text_and_tool_use() {
     let p = start().await;
     let resp = post(&p, &body("please WRITE", 0, true)).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let events = parse_sse(&resp.text().await.unwrap());
+    let events = json_frames(&resp.text().await.unwrap());
     let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(names.first(), Some(&"message_start"));
     assert_eq!(names.last(), Some(&"message_stop"));
@@ -118,7 +90,7 @@ async fn streams_text_and_tool_use() {
 
     // The next turn is chosen by the number of assistant messages.
     let resp = post(&p, &body("please WRITE", 1, true)).await.unwrap();
-    let events = parse_sse(&resp.text().await.unwrap());
+    let events = json_frames(&resp.text().await.unwrap());
     let delta = events.iter().find(|(e, _)| e == "message_delta").unwrap();
     assert_eq!(delta.1["delta"]["stop_reason"], "end_turn");
 
@@ -239,7 +211,7 @@ async fn drops_mid_stream_and_before_headers() {
     assert!(post(&p, &b).await.is_err());
     // 3: a 200 stream that ends in an error event.
     let text = post(&p, &b).await.unwrap().text().await.unwrap();
-    let events = parse_sse(&text);
+    let events = json_frames(&text);
     assert_eq!(events.last().unwrap().0, "error");
     assert_eq!(
         events.last().unwrap().1["error"]["type"],
@@ -252,10 +224,10 @@ async fn drops_mid_stream_and_before_headers() {
     assert_eq!(
         outcomes,
         vec![
-            (Outcome::DropMidStream, 200),
-            (Outcome::DropBeforeHeaders, 0),
-            (Outcome::StreamError, 200),
-            (Outcome::Ok, 200)
+            (AnswerKind::DropMidStream, 200),
+            (AnswerKind::DropBeforeHeaders, 0),
+            (AnswerKind::StreamError, 200),
+            (AnswerKind::Ok, 200)
         ]
     );
 }
@@ -354,7 +326,10 @@ async fn client_closing_during_delay_is_logged() {
     }
     let log = p.log();
     assert_eq!(log.len(), 1);
-    assert_eq!((log[0].outcome, log[0].status), (Outcome::ClientClosed, 0));
+    assert_eq!(
+        (log[0].outcome, log[0].status),
+        (AnswerKind::ClientClosed, 0)
+    );
     p.stop().await;
 }
 

@@ -17,7 +17,7 @@ use crate::grant::TaskGrant;
 use crate::inner::Inner;
 use crate::ledger::{Api, GatewayEvent};
 use crate::relay::{Ctx, Relay};
-use crate::upstream::{send_with_retries, Outcome};
+use crate::upstream::{send_with_retries, RetryOutcome};
 
 /// Request headers not passed upstream: hop-by-hop, length (recomputed), the agent's task
 /// token, and `accept-encoding` (the relay reads the body, so it must arrive uncompressed).
@@ -265,8 +265,8 @@ async fn proxy(
     })
     .await;
     let answer = match outcome {
-        Outcome::Answer(a) => a,
-        Outcome::Failed { failure, attempts } => {
+        RetryOutcome::Answer(a) => a,
+        RetryOutcome::Failed { failure, attempts } => {
             // An error status is not billed; a timeout or a broken connection may have been
             // (the provider may have run the request): the hold's drop charges its worst case.
             if failure.answer.is_some() {

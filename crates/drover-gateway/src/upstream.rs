@@ -42,7 +42,7 @@ pub struct Failure {
 }
 
 /// What the retry loop ended with.
-pub enum Outcome {
+pub enum RetryOutcome {
     Answer(Answer),
     /// Retries exhausted or not retryable.
     Failed {
@@ -166,7 +166,7 @@ pub async fn send_with_retries<F, Fut>(
     cfg: &GatewayConfig,
     make: impl Fn() -> reqwest::RequestBuilder,
     mut on_retry: F,
-) -> Outcome
+) -> RetryOutcome
 where
     F: FnMut(GatewayEvent) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -175,10 +175,10 @@ where
     loop {
         attempts += 1;
         match attempt(make(), cfg.ttfb_timeout).await {
-            Ok(answer) => return Outcome::Answer(answer),
+            Ok(answer) => return RetryOutcome::Answer(answer),
             Err(failure) => {
                 if !failure.retryable || attempts > cfg.max_retries {
-                    return Outcome::Failed { failure, attempts };
+                    return RetryOutcome::Failed { failure, attempts };
                 }
                 let delay = backoff(cfg, attempts, failure.retry_after);
                 tracing::debug!(

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use drover_fake_provider::Outcome;
+use drover_fake_provider::AnswerKind;
 use drover_gateway::{GatewayEvent, ResponseOutcome, TaskGrant, Tokens};
 use serde_json::Value;
 
@@ -184,5 +184,5 @@ async fn count_tokens_passes_through_unmetered() {
     assert!(env.ledger.records().is_empty());
     let log = env.provider.log();
     assert_eq!(log[0].path, "/v1/messages/count_tokens?beta=true");
-    assert_eq!(log[0].outcome, Outcome::Ok);
+    assert_eq!(log[0].outcome, AnswerKind::Ok);
 }

@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
 use drover_gateway::{Gateway, GatewayEvent, Limits, TaskGrant, Tokens};
-use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use drover_test_support::agents;
+use serde_json::Value;
 
 const SET: &str = r#"{"scenarios": [
   {"name": "hello", "match": "HELLO-FILE", "turns": [
@@ -27,12 +26,6 @@ const SET: &str = r#"{"scenarios": [
   {"name": "default", "turns": [{"content": [{"type": "text", "text": "unexpected prompt"}]}]}
 ]}"#;
 
-fn claude_bin() -> std::ffi::OsString {
-    std::env::var_os("DROVER_CLAUDE_BIN").unwrap_or_else(|| {
-        panic!("DROVER_CLAUDE_BIN is not set: point it at the claude executable (e.g. /work/cache/claude-2.1.328/node_modules/.bin/claude)")
-    })
-}
-
 /// Runs `claude -p` with the gateway's agent environment only; returns the child.
 fn spawn_claude(
     env: &Env,
@@ -41,60 +34,20 @@ fn spawn_claude(
     cwd: &std::path::Path,
     extra: &[&str],
 ) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(claude_bin());
-    cmd.args([
-        "-p",
-        "--input-format",
-        "stream-json",
-        "--output-format",
-        "stream-json",
-        "--verbose",
-    ])
-    .args(["--model", "claude-sonnet-4-5"])
-    .args(extra)
-    .current_dir(cwd)
-    .env_clear()
-    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-    .env("HOME", home)
-    .env("DISABLE_AUTOUPDATER", "1")
-    .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-    .env("CLAUDE_CODE_MAX_RETRIES", "2")
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    let mut cmd = agents::claude_stream_json(&agents::claude_bin(), home, cwd);
+    cmd.args(["--model", "claude-sonnet-4-5"])
+        .args(extra)
+        .env("CLAUDE_CODE_MAX_RETRIES", "2");
     for (k, v) in Gateway::agent_env(&env.base, token) {
         cmd.env(k, v);
     }
     cmd.spawn().unwrap()
 }
 
-async fn send_prompt(child: &mut tokio::process::Child, text: &str) {
-    let prompt = json!({"type": "user", "message": {"role": "user", "content": text},
-                        "parent_tool_use_id": null, "session_id": ""});
-    let stdin = child.stdin.as_mut().unwrap();
-    stdin
-        .write_all(format!("{prompt}\n").as_bytes())
-        .await
-        .unwrap();
-    stdin.flush().await.unwrap();
-}
-
+/// Waits (at most 120 s) for claude to end: its status, its JSON lines, all it printed.
 async fn finish(child: tokio::process::Child) -> (std::process::ExitStatus, Vec<Value>, String) {
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("claude did not finish within 120 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    (
-        out.status,
-        lines,
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
+    let done = agents::finish(child, Duration::from_secs(120)).await;
+    (done.status, done.lines, done.stdout + &done.stderr)
 }
 
 #[tokio::test]
@@ -111,7 +64,7 @@ async fn claude_code_through_the_gateway_is_metered_exactly_and_never_sees_the_k
         &["--permission-mode", "acceptEdits"],
     );
     let pid = child.id().unwrap();
-    send_prompt(&mut child, "Create HELLO-FILE please").await;
+    agents::send_user_message(&mut child, "Create HELLO-FILE please").await;
 
     // While it runs (its second turn is held until released below): no provider key in its
     // environment or arguments.
@@ -207,7 +160,7 @@ async fn claude_code_stops_when_the_budget_is_spent() {
         repo.path(),
         &["--allowedTools", "Bash"],
     );
-    send_prompt(&mut child, "Loop FOREVER please").await;
+    agents::send_user_message(&mut child, "Loop FOREVER please").await;
     drop(child.stdin.take());
     let (status, lines, all) = finish(child).await;
     assert!(!status.success(), "{all}");

@@ -5,12 +5,12 @@
 //! the fake provider, without `--model`, and reads the `model` field of the requests they sent.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use drover_fake_provider::{FakeProvider, RunningProvider, ScenarioSet};
+use drover_fake_provider::RunningProvider;
 use drover_gateway::PriceTable;
+use drover_test_support::{agents, provider};
 
 const SET: &str = r#"{"scenarios": [{"name": "default", "turns": [
   {"content": [{"type": "text", "text": "hello"}]}]}]}"#;
@@ -21,26 +21,8 @@ const OVERLOADED: &str = r#"{"scenarios": [{"name": "default", "turns": [
   {"content": [{"type": "text", "text": "hello"}], "fail_first": [{"status": 529}, {"status": 529},
    {"status": 529}, {"status": 529}, {"status": 529}, {"status": 529}]}]}]}"#;
 
-fn bin(var: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| {
-            panic!("{var} is not set: point it at the pinned CLI (scripts/test.sh installs it)")
-        })
-}
-
 async fn provider() -> RunningProvider {
-    provider_with(SET).await
-}
-
-async fn provider_with(set: &str) -> RunningProvider {
-    FakeProvider::start(
-        ScenarioSet::from_json(set).unwrap(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap()
+    provider::start(SET).await
 }
 
 /// Runs a CLI to completion (60 s deadline) with only the given environment; it must succeed.
@@ -106,7 +88,7 @@ async fn the_pinned_clis_default_models_are_priced() {
     // Claude Code: its default (main) model, and any side model it uses on the way.
     let fake = provider().await;
     run(
-        &bin("DROVER_CLAUDE_BIN"),
+        &agents::claude_bin(),
         &["-p", "say hi"],
         &[
             ("HOME", home.display().to_string()),
@@ -131,10 +113,10 @@ async fn the_pinned_clis_default_models_are_priced() {
     ];
     // Overloaded main model, no --fallback-model: 2.1.328 has no automatic fallback; it
     // gives up after three 529s having asked only its main model.
-    let fake = provider_with(OVERLOADED).await;
+    let fake = provider::start(OVERLOADED).await;
     let mut env = claude_env.to_vec();
     env.push(("ANTHROPIC_BASE_URL", fake.base_url()));
-    let out = output(&bin("DROVER_CLAUDE_BIN"), &["-p", "say hi"], &env, &work).await;
+    let out = output(&agents::claude_bin(), &["-p", "say hi"], &env, &work).await;
     assert!(!out.status.success(), "a run that only got 529s failed");
     assert_eq!(
         asked(&fake),
@@ -147,11 +129,11 @@ async fn the_pinned_clis_default_models_are_priced() {
         ("sonnet", "claude-sonnet-5-5"),
         ("haiku", "claude-haiku-5-5"),
     ] {
-        let fake = provider_with(OVERLOADED).await;
+        let fake = provider::start(OVERLOADED).await;
         let mut env = claude_env.to_vec();
         env.push(("ANTHROPIC_BASE_URL", fake.base_url()));
         let args = ["-p", "say hi", "--fallback-model", alias];
-        run(&bin("DROVER_CLAUDE_BIN"), &args, &env, &work).await;
+        run(&agents::claude_bin(), &args, &env, &work).await;
         let log = asked(&fake);
         assert_eq!(
             log[..3],
@@ -167,7 +149,7 @@ async fn the_pinned_clis_default_models_are_priced() {
     let fake = provider().await;
     let url = format!("{}/v1", fake.base_url());
     run(
-        &bin("DROVER_CODEX_BIN"),
+        &agents::codex_bin(),
         &[
             "exec",
             "--json",

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use drover_fake_provider::Outcome;
+use drover_fake_provider::AnswerKind;
 use drover_gateway::{GatewayEvent, ResponseOutcome, TaskGrant};
 use serde_json::{json, Value};
 
@@ -94,7 +94,7 @@ async fn drop_before_headers_is_retried_transparently() {
     let r = retries(&env.ledger.task_events("t"));
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].1, None);
-    assert_eq!(env.provider.log()[0].outcome, Outcome::DropBeforeHeaders);
+    assert_eq!(env.provider.log()[0].outcome, AnswerKind::DropBeforeHeaders);
 }
 
 #[tokio::test]

@@ -4,47 +4,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
+
+use drover_test_support::git::{commit_all, git, hermetic};
+use drover_test_support::mounts::TestDir;
 
 use drover_sandbox::{probe_overlay, ChangeKind, Protect, SandboxKind, SandboxMode, Sandboxes};
 
-struct Dir(tempfile::TempDir);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = table.lines().filter_map(|l| l.split(' ').nth(4)).collect();
-        points.reverse(); // the gate view (mounted last) first
-        for point in points {
-            if Path::new(point).starts_with(self.0.path()) {
-                let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// 5,000 files: `src/d<i>/f<j>.txt` (4,900), `tests/t<k>.sh` (98), `check.sh`, `run.sh` (+x).
 fn make_repo(dir: &Path) -> PathBuf {
-    std::env::set_var("GIT_CONFIG_GLOBAL", "/dev/null");
-    std::env::set_var("GIT_CONFIG_NOSYSTEM", "1");
+    hermetic();
     let repo = dir.join("repo");
     for i in 0..49 {
         let d = repo.join(format!("src/d{i}"));
@@ -66,20 +35,7 @@ fn make_repo(dir: &Path) -> PathBuf {
     std::fs::set_permissions(repo.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(repo.join(".gitignore"), "*.log\n").unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            "base",
-        ],
-    );
+    commit_all(&repo, "base");
     assert_eq!(git(&repo, &["ls-files"]).lines().count(), 4900 + 98 + 3);
     repo
 }
@@ -114,9 +70,9 @@ fn expected() -> Vec<(String, ChangeKind)> {
 }
 
 async fn check_kind(mode: SandboxMode) {
-    let dir = Dir(tempfile::tempdir().unwrap());
-    let repo = make_repo(dir.0.path());
-    let home = dir.0.path().join("home");
+    let dir = TestDir::new();
+    let repo = make_repo(dir.path());
+    let home = dir.path().join("home");
     if mode == SandboxMode::Overlay {
         probe_overlay(&home).unwrap_or_else(|e| {
             panic!("overlay is needed for this test (run as root on a kernel with overlayfs): {e}")
@@ -254,9 +210,9 @@ async fn worktree_gate_view_restores_protected_paths() {
 
 #[tokio::test]
 async fn unmatched_globs_are_reported() {
-    let dir = Dir(tempfile::tempdir().unwrap());
-    let repo = make_repo(dir.0.path());
-    let sandboxes = Sandboxes::new(&dir.0.path().join("home"), SandboxMode::Worktree);
+    let dir = TestDir::new();
+    let repo = make_repo(dir.path());
+    let sandboxes = Sandboxes::new(&dir.path().join("home"), SandboxMode::Worktree);
     let resolved = sandboxes
         .resolve(repo.to_str().unwrap(), "HEAD")
         .await
@@ -277,9 +233,9 @@ async fn unmatched_globs_are_reported() {
 /// git replace ref that makes the base commit's tree look like the agent's.
 #[tokio::test]
 async fn symlinked_directories_and_replace_refs_do_not_hide_changes() {
-    let dir = Dir(tempfile::tempdir().unwrap());
-    let repo = make_repo(dir.0.path());
-    let sandboxes = Sandboxes::new(&dir.0.path().join("home"), SandboxMode::Worktree);
+    let dir = TestDir::new();
+    let repo = make_repo(dir.path());
+    let sandboxes = Sandboxes::new(&dir.path().join("home"), SandboxMode::Worktree);
     let resolved = sandboxes
         .resolve(repo.to_str().unwrap(), "HEAD")
         .await
@@ -287,7 +243,7 @@ async fn symlinked_directories_and_replace_refs_do_not_hide_changes() {
     let sb = sandboxes.prepare("t2", &resolved).await.unwrap();
     let p = protect(&["tests/**", "check.sh"]);
 
-    let copy = dir.0.path().join("lookalike");
+    let copy = dir.path().join("lookalike");
     std::fs::create_dir_all(&copy).unwrap();
     for k in 0..98 {
         std::fs::write(copy.join(format!("t{k}.sh")), format!("echo base-{k}\n")).unwrap();
@@ -339,9 +295,9 @@ async fn symlinked_directories_and_replace_refs_do_not_hide_changes() {
 #[tokio::test]
 async fn a_name_that_is_not_utf8_under_a_protected_glob_counts_as_a_change() {
     use std::os::unix::ffi::OsStrExt;
-    let dir = Dir(tempfile::tempdir().unwrap());
-    let repo = make_repo(dir.0.path());
-    let sandboxes = Sandboxes::new(&dir.0.path().join("home"), SandboxMode::Worktree);
+    let dir = TestDir::new();
+    let repo = make_repo(dir.path());
+    let sandboxes = Sandboxes::new(&dir.path().join("home"), SandboxMode::Worktree);
     let resolved = sandboxes
         .resolve(repo.to_str().unwrap(), "HEAD")
         .await

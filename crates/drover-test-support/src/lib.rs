@@ -2,7 +2,17 @@
 //!
 //! - [`daemon`]: an in-process daemon ([`daemon::InProcessDaemon`]).
 //!
-//! Test code: a broken expectation panics (fails the test) with a message.
+//! The other modules, one a job: each helper fails the test (panics) with a message saying what
+//! did not happen, and every wait has a deadline.
+// Test code: a broken expectation panics (fails the test) with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod agents;
 pub mod daemon;
+pub mod git;
+pub mod http;
+pub mod mounts;
+pub mod poll;
+pub mod process;
+pub mod provider;
+pub mod sse;

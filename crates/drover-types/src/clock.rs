@@ -1,4 +1,4 @@
-//! Task clocks (DESIGN §11): `--timeout DUR` (wall clock from the start), `--stall-timeout DUR`
+//! Task clocks (docs/design.md §11): `--timeout DUR` (wall clock from the start), `--stall-timeout DUR`
 //! (no agent output and no event for DUR) and the daemon's `needs_input_timeout`. Durations are
 //! whole seconds, written the human way (`3s`, `10m`, `1h30m`).
 

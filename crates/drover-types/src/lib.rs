@@ -1,11 +1,12 @@
 //! The contract shared by the daemon, the CLI and the adapters.
 //!
 //! Layout:
-//! - [`task`]: a task, its states and its outcome (DESIGN §3; field names are the public contract).
+//! - [`task`]: a task, its states and its outcome (docs/design.md §3; field names are the public contract).
 //! - [`event`]: the normalized, append-only per-task events.
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
 //! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.
 //! - [`validate`]: input checks shared by the API and the CLI.
+//! - [`text`]: cutting text to a byte or character budget ([`excerpt`]).
 //! - [`vocab`]: the closed sets (permission policy, stop reason, pool state, …) as enums, each
 //!   written as the same string on the wire, in the database and on the command line.
 
@@ -15,6 +16,7 @@ pub mod api;
 pub mod clock;
 pub mod event;
 pub mod task;
+pub mod text;
 pub mod validate;
 
 pub use api::*;

@@ -57,7 +57,8 @@ vocab! {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+// `JsonSchema`: the judge's `record_verdict` tool schema is generated from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Success,
@@ -123,7 +124,7 @@ pub struct Budget {
 }
 
 /// The task as `drover show --json` and the API return it. Field names are the public contract
-/// (DESIGN §3); the fields after `created_by` are drover's additions.
+/// (docs/design.md §3); the fields after `created_by` are drover's additions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: String,

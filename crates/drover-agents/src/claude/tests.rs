@@ -232,7 +232,10 @@ fn malformed_lines_never_panic() {
                 assert!(excerpt.len() <= EXCERPT_BYTES + 3, "excerpt too long");
                 assert!(!reason.is_empty());
             }
-            other => panic!("{:?} gave {other:?}", crate::excerpt(line, 40)),
+            other => panic!(
+                "{:?} gave {other:?}",
+                drover_types::text::excerpt(line, drover_types::text::Limit::Bytes(40))
+            ),
         }
     }
     // Valid JSON with wrong types in every field: no panic, no garbage.

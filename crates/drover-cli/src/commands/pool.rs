@@ -16,34 +16,34 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 return Err(CliError::input("--slots must be at least 1"));
             }
             let (timeout_secs, stall_timeout_secs) =
-                super::tasks::clocks(&a.timeout, &a.stall_timeout)?;
-            super::tasks::check_protect(&a.protect)?;
+                super::tasks::clocks(&a.task.timeout, &a.task.stall_timeout)?;
+            super::tasks::check_protect(&a.task.protect)?;
             drover_types::validate::max_usd(a.max_usd).map_err(CliError::input)?;
             let prompt = read_prompt(a.prompt, a.prompt_file.as_deref())?;
-            let repo = resolve_repo(a.repo)?;
+            let repo = resolve_repo(a.task.repo)?;
             let client = Client::connect().await?;
             let req = PoolRequest {
                 name: a.name,
                 slots: a.slots,
                 prompt,
                 repo,
-                base_ref: a.git_ref,
-                agent: Some(a.agent),
-                cmd: a.cmd,
-                model: a.model,
-                judge_model: a.judge_model,
+                base_ref: a.task.git_ref,
+                agent: Some(a.task.agent),
+                cmd: a.task.cmd,
+                model: a.task.model,
+                judge_model: a.task.judge_model,
                 count: a.count,
                 max_failures: Some(a.max_failures),
                 notify: a.notify,
-                verify: a.verify,
-                verify_rounds: Some(a.verify_rounds),
+                verify: a.task.verify,
+                verify_rounds: Some(a.task.verify_rounds),
                 max_usd: a.max_usd,
-                permissions: a.permissions,
+                permissions: a.task.permissions,
                 allowed_models: a.allowed_models,
                 on_failures: Some(a.on_failures),
                 timeout_secs,
                 stall_timeout_secs,
-                protect: a.protect,
+                protect: a.task.protect,
             };
             let v: Value = client.post("/v1/pools", &req).await?;
             for w in v["warnings"].as_array().into_iter().flatten() {
@@ -62,24 +62,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 );
                 return Ok(0);
             }
-            println!(
-                "{:<16} {:<8} {:>5} {:>7} {:>8} {:>7} {:>7} {:>6} {:>9}",
-                "NAME", "STATE", "SLOTS", "RUNNING", "FINISHED", "OK", "FAILED", "STREAK", "COST"
-            );
-            for p in &pools {
-                println!(
-                    "{:<16} {:<8} {:>5} {:>7} {:>8} {:>7} {:>7} {:>6} {:>9}",
-                    p["name"].as_str().unwrap_or(""),
-                    p["state"].as_str().unwrap_or(""),
-                    p["slots"],
-                    p["running"],
-                    p["finished"],
-                    p["successes"],
-                    p["failures"],
-                    p["streak"],
-                    format!("${:.4}", p["total_cost_usd"].as_f64().unwrap_or(0.0))
-                );
-            }
+            print!("{}", format::pools_table(&pools));
             Ok(0)
         }
         PoolAction::Show { name, json } => {

@@ -108,12 +108,12 @@ pub fn check_protect(globs: &[String]) -> Result<()> {
 }
 
 pub async fn run(args: RunArgs) -> Result<i32> {
-    check_protect(&args.protect)?;
+    check_protect(&args.task.protect)?;
     // Checked before anything is sent: the daemon checks the same (for every client).
     validate::max_usd(args.max_usd).map_err(CliError::input)?;
     validate::max_tokens(args.max_tokens).map_err(CliError::input)?;
     let prompt = read_prompt(args.prompt, args.prompt_file.as_deref())?;
-    let repo = resolve_repo(args.repo)?;
+    let repo = resolve_repo(args.task.repo)?;
     let api_key = match &args.api_key_env {
         Some(var) => Some(drover_types::Redacted(std::env::var(var).map_err(
             |_| {
@@ -123,28 +123,28 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         )?)),
         None => None,
     };
-    let (timeout_secs, stall_timeout_secs) = clocks(&args.timeout, &args.stall_timeout)?;
+    let (timeout_secs, stall_timeout_secs) = clocks(&args.task.timeout, &args.task.stall_timeout)?;
     let client = Client::connect().await?;
     let req = RunRequest {
         repo,
-        base_ref: args.git_ref,
-        agent: Some(args.agent),
-        cmd: args.cmd,
-        model: args.model,
+        base_ref: args.task.git_ref,
+        agent: Some(args.task.agent),
+        cmd: args.task.cmd,
+        model: args.task.model,
         name: args.name,
-        verify: args.verify,
-        verify_rounds: Some(args.verify_rounds),
-        judge_model: args.judge_model,
+        verify: args.task.verify,
+        verify_rounds: Some(args.task.verify_rounds),
+        judge_model: args.task.judge_model,
         max_usd: args.max_usd,
         max_tokens: args.max_tokens,
         prompt,
         created_by: std::env::var("USER").ok(),
-        permissions: args.permissions,
+        permissions: args.task.permissions,
         api_key,
         team: args.team,
         timeout_secs,
         stall_timeout_secs,
-        protect: args.protect,
+        protect: args.task.protect,
     };
     let task: Task = client.post("/v1/tasks", &req).await?;
     for w in &task.warnings {

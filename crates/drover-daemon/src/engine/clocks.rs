@@ -1,4 +1,4 @@
-//! Task clocks and the stop escalation (DESIGN §11), level-triggered from the task row: the
+//! Task clocks and the stop escalation (docs/design.md §11), level-triggered from the task row: the
 //! supervisor calls [`tick`] on every step, so a restarted daemon keeps every deadline and
 //! carries a stop's INT/TERM/KILL on from the last step the previous one recorded.
 //!

@@ -6,6 +6,7 @@ use super::{gates, judge, Engine};
 use drover_agents::Adapter;
 use drover_shim::ExitInfo;
 use drover_store::{now, StoreError, TaskPatch, TaskRecord};
+use drover_types::text::{excerpt, Limit};
 use drover_types::{
     ErrorKind, EventKind, GateStatus, NewEvent, Outcome, StopReason, TaskState, Verdict,
 };
@@ -233,7 +234,7 @@ pub(crate) async fn diff_stat(repo: &str, base: &str, commit: &str) -> String {
             if s.is_empty() {
                 "no changes".into()
             } else {
-                drover_agents::excerpt(&s, 4000)
+                excerpt(&s, Limit::Bytes(4000))
             }
         }
         _ => "unknown".into(),
@@ -373,5 +374,5 @@ async fn budget_reason(engine: &Engine, id: &str) -> Result<String, StoreError> 
 
 pub(crate) fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or_default();
-    drover_agents::excerpt(line, 72)
+    excerpt(line, Limit::Bytes(72))
 }

@@ -6,8 +6,9 @@
 //! re-reads the same bytes; after it, never again.
 
 use super::Engine;
-use drover_agents::{excerpt, Adapter, AgentEvent, LineNeed};
+use drover_agents::{Adapter, AgentEvent, LineNeed};
 use drover_store::{StoreError, TaskPatch, TaskRecord};
+use drover_types::text::{excerpt, Limit};
 use drover_types::{EventKind, MeteredBy, NewEvent, PermissionPolicy, TaskState, Usage};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -91,7 +92,7 @@ async fn step_inner(
     }
     for line in &err {
         let text = match line.text() {
-            Some(text) => json!({ "line": excerpt(&text, EXCERPT) }),
+            Some(text) => json!({ "line": excerpt(&text, Limit::Bytes(EXCERPT)) }),
             None => binary(line, "line"),
         };
         acc.events
@@ -154,7 +155,7 @@ fn line_events(acc: &mut Acc, adapter: &dyn Adapter, need: LineNeed, line: &Line
                 line.len,
                 max >> 20
             );
-            let data = json!({ "message": message, "excerpt": excerpt(&text, 1024) });
+            let data = json!({ "message": message, "excerpt": excerpt(&text, Limit::Bytes(1024)) });
             acc.events
                 .push(NewEvent::new(EventKind::Error, line.mark(data, 1024)));
             return;
@@ -356,14 +357,14 @@ fn bound(data: &mut Value) -> bool {
     cut_strings(data, EXCERPT);
     let s = data.to_string();
     if s.len() > EVENT_MAX {
-        *data = json!({ "excerpt": excerpt(&s, EXCERPT) });
+        *data = json!({ "excerpt": excerpt(&s, Limit::Bytes(EXCERPT)) });
     }
     true
 }
 
 fn cut_strings(v: &mut Value, max: usize) {
     match v {
-        Value::String(s) if s.len() > max => *s = excerpt(s, max),
+        Value::String(s) if s.len() > max => *s = excerpt(s, Limit::Bytes(max)),
         Value::Array(a) => {
             a.truncate(64);
             a.iter_mut().for_each(|x| cut_strings(x, max));
@@ -386,13 +387,13 @@ fn pending_form(req: &Value) -> Value {
             cut_strings(input, PENDING_EXCERPT);
             let s = input.to_string();
             if s.len() > PENDING_MAX {
-                *input = json!({ "excerpt": excerpt(&s, PENDING_EXCERPT) });
+                *input = json!({ "excerpt": excerpt(&s, Limit::Bytes(PENDING_EXCERPT)) });
             }
         }
         for k in ["request_id", "tool"] {
             if let Some(Value::String(s)) = o.get_mut(k) {
                 if s.len() > 256 {
-                    *s = excerpt(s, 256);
+                    *s = excerpt(s, Limit::Bytes(256));
                 }
             }
         }
@@ -475,11 +476,13 @@ impl Acc {
                 is_error,
             } => {
                 let content = match content {
-                    serde_json::Value::String(s) => serde_json::Value::String(excerpt(&s, EXCERPT)),
+                    serde_json::Value::String(s) => {
+                        serde_json::Value::String(excerpt(&s, Limit::Bytes(EXCERPT)))
+                    }
                     other => {
                         let s = other.to_string();
                         if s.len() > EXCERPT {
-                            serde_json::Value::String(excerpt(&s, EXCERPT))
+                            serde_json::Value::String(excerpt(&s, Limit::Bytes(EXCERPT)))
                         } else {
                             other
                         }

@@ -4,6 +4,8 @@
 //! or lower a success; a failed gate or a failed run never becomes a success here.
 
 use drover_types::{Outcome, Verdict};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -24,6 +26,42 @@ const SYSTEM: &str =
 whether it achieved the task, from its final message, the quality gates that ran, and the diff it \
 left. success: the task is done. soft_fail: the agent finished but the task is not (fully) done, \
 or it reports a problem. fail: it clearly failed. Call record_verdict exactly once.";
+
+/// The input of the `record_verdict` tool: what the judge answers. The tool's `input_schema`
+/// is generated from this type ([`verdict_schema`]), so the two cannot drift apart.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct RecordVerdict {
+    verdict: Verdict,
+    /// One sentence: why.
+    // A call without one still counts (as it always has); the schema asks for it.
+    #[serde(default)]
+    #[schemars(required, transform = no_default)]
+    reason: String,
+}
+
+/// The schema asks for a value, it offers none.
+fn no_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
+}
+
+/// [`RecordVerdict`]'s JSON schema, inline (no `$ref`s, no meta-schema or title).
+fn verdict_schema() -> Value {
+    // The model writes this input: the schema of what is to be produced (a field with a
+    // serde default is still asked for).
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<RecordVerdict>().to_value();
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("title");
+        o.remove("description");
+    }
+    schema
+}
 
 fn request(input: &JudgeInput) -> Value {
     let gates = if input.gates.is_empty() {
@@ -53,14 +91,7 @@ fn request(input: &JudgeInput) -> Value {
         "tools": [{
             "name": "record_verdict",
             "description": "Record the verdict on the agent's work.",
-            "input_schema": {
-                "type": "object",
-                "properties": {
-                    "verdict": { "type": "string", "enum": ["success", "soft_fail", "fail"] },
-                    "reason": { "type": "string", "description": "One sentence: why." }
-                },
-                "required": ["verdict", "reason"]
-            }
+            "input_schema": verdict_schema(),
         }],
         "tool_choice": { "type": "tool", "name": "record_verdict" },
         "messages": [{ "role": "user", "content": user }]
@@ -110,12 +141,8 @@ pub fn parse(body: &Value) -> Result<Outcome, String> {
                 .find(|b| b["type"] == "tool_use" && b["name"] == "record_verdict")
         })
         .ok_or("the judge did not call record_verdict")?;
-    let verdict: Verdict = call["input"]["verdict"]
-        .as_str()
-        .ok_or("the judge gave no verdict")?
-        .parse()
-        .map_err(|e: String| format!("judge: {e}"))?;
-    let reason = call["input"]["reason"].as_str().unwrap_or("").to_string();
+    let RecordVerdict { verdict, reason } = RecordVerdict::deserialize(&call["input"])
+        .map_err(|e| format!("judge: record_verdict: {e}"))?;
     Ok(Outcome {
         verdict,
         reason: format!("judge: {reason}"),
@@ -141,6 +168,34 @@ mod tests {
         assert!(parse(&json!({"content": [{"type": "text", "text": "success"}]})).is_err());
         let bad = json!({"content": [{"type": "tool_use", "name": "record_verdict", "input": {"verdict": "great"}}]});
         assert!(parse(&bad).is_err());
+        // A verdict without a reason still counts.
+        let bare = json!({"content": [{"type": "tool_use", "name": "record_verdict", "input": {"verdict": "fail"}}]});
+        assert_eq!(parse(&bare).unwrap().verdict, Verdict::Fail);
+    }
+
+    /// The schema generated from `RecordVerdict` is the one the judge has always been given.
+    #[test]
+    fn the_tool_schema_comes_from_the_type() {
+        assert_eq!(
+            verdict_schema(),
+            json!({
+                "type": "object",
+                "properties": {
+                    "verdict": { "type": "string", "enum": ["success", "soft_fail", "fail"] },
+                    "reason": { "type": "string", "description": "One sentence: why." }
+                },
+                "required": ["verdict", "reason"]
+            })
+        );
+        let r = request(&JudgeInput {
+            model: "m",
+            prompt: "p",
+            final_message: "f",
+            gates: &[],
+            diff_summary: "d",
+            endpoint: None,
+        });
+        assert_eq!(r["tools"][0]["input_schema"], verdict_schema());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Shared test set-up: a fake provider, a gateway in front of it, and a memory ledger.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_fake_provider::{FakeProvider, RunningProvider, ScenarioSet};
+use drover_fake_provider::RunningProvider;
 use drover_gateway::{Gateway, GatewayConfig, MemoryLedger, Price, PriceTable, Secret};
-use serde_json::{json, Value};
+use serde_json::Value;
+
+/// Parses SSE text into `(event name or "", data)` pairs.
+pub use drover_test_support::sse::frames as sse;
 
 pub const REAL_KEY: &str = "sk-ant-REAL-provider-key-0123456789";
 
@@ -46,10 +48,7 @@ pub async fn start(scenarios: &str) -> Env {
 }
 
 pub async fn start_with(scenarios: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Env {
-    let set = ScenarioSet::from_json(scenarios).unwrap();
-    let provider = FakeProvider::start(set, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let provider = drover_test_support::provider::start(scenarios).await;
     let mut cfg = config(&provider);
     tweak(&mut cfg);
     let ledger = Arc::new(MemoryLedger::new());
@@ -73,15 +72,7 @@ pub fn client() -> reqwest::Client {
 
 /// An Anthropic request body with one tool (so the fake plays the script).
 pub fn anthropic_body(model: &str, prompt: &str, assistants: usize, stream: bool) -> Value {
-    let mut messages = vec![json!({"role": "user", "content": [{"type": "text", "text": prompt}]})];
-    for i in 0..assistants {
-        messages.push(
-            json!({"role": "assistant", "content": [{"type": "text", "text": format!("a{i}")}]}),
-        );
-        messages.push(json!({"role": "user", "content": "next"}));
-    }
-    json!({"model": model, "max_tokens": 1024, "stream": stream, "messages": messages,
-           "tools": [{"name": "Bash", "input_schema": {"type": "object"}}]})
+    drover_test_support::provider::anthropic_body(model, prompt, assistants, stream, "Bash")
 }
 
 pub async fn post_anthropic(env: &Env, token: &str, body: &Value) -> reqwest::Response {
@@ -105,33 +96,8 @@ pub async fn post_openai(env: &Env, path: &str, token: &str, body: &Value) -> re
         .unwrap()
 }
 
-/// Parses SSE text into `(event name or "", data)` pairs.
-pub fn sse(text: &str) -> Vec<(String, String)> {
-    text.split("\n\n")
-        .filter(|c| !c.trim().is_empty())
-        .map(|chunk| {
-            let ev = chunk
-                .lines()
-                .find_map(|l| l.strip_prefix("event: "))
-                .unwrap_or("");
-            let data = chunk
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .unwrap_or("");
-            (ev.to_string(), data.to_string())
-        })
-        .collect()
-}
-
 /// Waits until `f` holds (records are written just before the last event is relayed; after a
 /// client disconnect they are written in the background).
-pub async fn eventually(mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached in 30 s");
+pub async fn eventually(f: impl FnMut() -> bool) {
+    drover_test_support::poll::eventually("the condition", Duration::from_secs(30), f).await;
 }

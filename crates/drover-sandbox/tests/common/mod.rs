@@ -1,69 +1,18 @@
 //! Helpers shared by the integration tests.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Once;
+
+use drover_test_support::git::commit_all;
 
 use drover_sandbox::{probe_overlay, SandboxKind, SandboxMode, Sandboxes};
 
-/// A temp dir that unmounts every overlay below it before it is deleted (also when a test panics).
-pub struct TestDir(tempfile::TempDir);
-
-impl TestDir {
-    pub fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        for point in table.lines().filter_map(|l| l.split(' ').nth(4)) {
-            if Path::new(point).starts_with(self.0.path()) {
-                let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
-    }
-}
+pub use drover_test_support::git::{git, git_ok, hermetic};
+pub use drover_test_support::mounts::TestDir;
 
 pub fn tempdir() -> TestDir {
-    TestDir(tempfile::tempdir().unwrap())
-}
-
-pub fn hermetic() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("GIT_CONFIG_GLOBAL", "/dev/null");
-        std::env::set_var("GIT_CONFIG_NOSYSTEM", "1");
-    });
-}
-
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-pub fn git_ok(dir: &Path, args: &[&str]) -> bool {
-    Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap()
-        .status
-        .success()
+    TestDir::new()
 }
 
 /// A repo with `tracked.txt`, `sub/a.txt` and a `.gitignore` ignoring `*.log`; one commit.
@@ -75,20 +24,7 @@ pub fn make_repo(dir: &Path) -> PathBuf {
     std::fs::write(repo.join("sub/a.txt"), "a\n").unwrap();
     std::fs::write(repo.join(".gitignore"), "*.log\n").unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-q",
-            "-m",
-            "base",
-        ],
-    );
+    commit_all(&repo, "base");
     repo
 }
 

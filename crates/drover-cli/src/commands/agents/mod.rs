@@ -1,4 +1,4 @@
-//! `drover agents`: the terminal view of the fleet (DESIGN §4). A live list of tasks with the
+//! `drover agents`: the terminal view of the fleet (docs/design.md §4). A live list of tasks with the
 //! selected one's details and transcript tail; answer permission requests, stop, attach.
 //! When stdout is not a terminal it prints the plain table once, for scripts.
 

@@ -165,7 +165,8 @@ pub(super) fn one_line(s: &str, n: usize) -> String {
     if flat.chars().count() <= n {
         return flat;
     }
-    let cut: String = flat.chars().take(n.saturating_sub(1)).collect();
+    let cut =
+        drover_types::text::prefix(&flat, drover_types::text::Limit::Chars(n.saturating_sub(1)));
     format!("{cut}…")
 }
 

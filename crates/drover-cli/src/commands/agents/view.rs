@@ -412,32 +412,13 @@ fn render_footer(f: &mut Frame, app: &App, area: Rect) {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::super::state::{human, ts};
+    use super::super::state::human;
     use super::*;
+    use crate::fixtures::{self, task};
     use drover_types::{DaemonStatus, Event};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
     use serde_json::json;
-
-    fn task(id: &str, state: &str, extra: serde_json::Value) -> Task {
-        let mut v = json!({
-            "id": id, "name": null, "state": state, "agent": "claude", "model": null,
-            "repo": "/r", "base_ref": "HEAD", "branch": format!("drover/{id}"),
-            "prompt": format!("prompt of {id}"), "created_at": "2025-01-01T00:00:00.000Z",
-            "started_at": "2025-01-01T00:00:05.000Z", "finished_at": null, "result": null,
-            "outcome": null, "usage": {"input_tokens": 10, "output_tokens": 20,
-            "cache_read_tokens": 0, "cache_write_tokens": 0}, "cost_usd": 0.0123,
-            "budget": {"max_usd": null, "max_tokens": null}, "session_id": null,
-            "commit": null, "pool": null, "team": null, "created_by": null,
-            "base_commit": null, "cmd": null, "verify": [], "queue_position": null,
-            "sandbox": null, "sandbox_kind": null, "pending_input": null, "pid": null,
-            "pgid": null, "attempt": 1, "locks": null, "metered_by": "agent"
-        });
-        for (k, val) in extra.as_object().unwrap() {
-            v[k] = val.clone();
-        }
-        serde_json::from_value(v).unwrap()
-    }
 
     fn event(id: &str, seq: i64, kind: &str, data: serde_json::Value) -> Event {
         serde_json::from_value(json!({
@@ -448,7 +429,7 @@ mod tests {
 
     fn fleet() -> App {
         let mut app = App::default();
-        app.now = ts("2025-01-01T00:01:05.000Z").unwrap();
+        app.now = fixtures::now();
         app.set_tasks(vec![
             task("aaa111", "running", json!({})),
             task(
@@ -574,6 +555,56 @@ mod tests {
         app.set_tasks(vec![]);
         let screen = draw(&mut app, 100, 20);
         assert!(screen.contains("no tasks yet"), "{screen}");
+    }
+
+    fn status() -> DaemonStatus {
+        DaemonStatus {
+            pid: 1,
+            version: "0".into(),
+            home: "/h".into(),
+            slots: 4,
+            running: 2,
+            queued: 1,
+            sandbox_mode: drover_types::SandboxKind::Overlay,
+            sandbox_reason: String::new(),
+        }
+    }
+
+    /// The screen as text (a wide character's second cell is not repeated).
+    fn screen(app: &mut App, w: u16, h: u16) -> String {
+        let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| render(f, app)).unwrap();
+        term.backend().to_string()
+    }
+
+    #[test]
+    fn snapshot_of_a_fleet_wide_and_narrow() {
+        let mut app = App::default();
+        app.now = fixtures::now();
+        app.status = Some(status());
+        app.set_tasks(fixtures::fleet());
+        app.push_events(
+            "r5d6e7f8",
+            &[
+                event(
+                    "r5d6e7f8",
+                    1,
+                    "text",
+                    json!({"text": "looking at the build"}),
+                ),
+                event(
+                    "r5d6e7f8",
+                    2,
+                    "needs_input",
+                    json!({"tool": "Bash", "input": {"command": "rm -rf build"}}),
+                ),
+            ],
+        );
+        insta::assert_snapshot!("fleet_140x32", screen(&mut app, 140, 32));
+        insta::assert_snapshot!("fleet_80x24", screen(&mut app, 80, 24));
+        // The task under the wide name, selected: its detail and the name's columns.
+        app.select_id("w0c1d2e3");
+        insta::assert_snapshot!("wide_name_selected_120x30", screen(&mut app, 120, 30));
     }
 
     #[test]

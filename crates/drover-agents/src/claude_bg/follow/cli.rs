@@ -1,5 +1,6 @@
 //! Claude CLI calls, job files and output lines for the claude-bg follower.
 
+use drover_types::text::{excerpt, Limit};
 use serde_json::{json, Map, Value};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -46,7 +47,11 @@ pub async fn run(program: &str, args: &[String]) -> std::result::Result<String, 
         Ok(text)
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
-        Err(format!("exit {}: {}", out.status, excerpt(err.trim())))
+        Err(format!(
+            "exit {}: {}",
+            out.status,
+            excerpt(err.trim(), Limit::Bytes(500))
+        ))
     }
 }
 
@@ -58,7 +63,12 @@ pub fn parse_short(out: &str) -> std::result::Result<String, String> {
         .map(str::trim)
         .filter(|s| s.len() == 8 && s.chars().all(|c| c.is_ascii_hexdigit()))
         .map(str::to_string)
-        .ok_or_else(|| format!("no short id in its output: {}", excerpt(out.trim())))
+        .ok_or_else(|| {
+            format!(
+                "no short id in its output: {}",
+                excerpt(out.trim(), Limit::Bytes(500))
+            )
+        })
 }
 
 pub fn find_by_name(jobs: &Path, name: &str) -> Option<String> {
@@ -120,14 +130,6 @@ pub fn read_new_lines(path: &Path, offset: &mut u64) -> Vec<String> {
 
 pub fn str_of(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-pub fn excerpt(s: &str) -> String {
-    let mut end = s.len().min(500);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 pub fn emit_raw(line: &str) {
