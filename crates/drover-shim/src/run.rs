@@ -116,7 +116,7 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     };
     if !end_leftovers(me, pid, scope) {
         // Still alive after KILL and KILL_WAIT (uninterruptible sleep, or forking faster than
-        // they die): say which, in the shim's stderr (the task's stderr.log).
+        // they die): say which, in the shim's stderr (the task's `shim.log`).
         let left = match scope {
             Leftovers::All => descendants(me),
             Leftovers::Group => descendants_in_group(me, pid),
