@@ -86,3 +86,97 @@ fn agents_and_gates_never_see_the_daemons_secrets() {
         }
     }
 }
+
+/// An env with the daemon's secrets (and `CLAUDE_CODE_OAUTH_TOKEN`, a login) in its environment.
+fn env_with_secrets() -> Env {
+    let mut env = Env::new().with_env("CLAUDE_CODE_OAUTH_TOKEN", "oauth-daemon-login-3456");
+    for (k, v) in SECRETS {
+        env = env.with_env(k, v);
+    }
+    env
+}
+
+fn assert_no_secret(who: &str, text: &str) {
+    for (k, v) in SECRETS
+        .iter()
+        .chain(&[("CLAUDE_CODE_OAUTH_TOKEN", "oauth-daemon-login-3456")])
+    {
+        assert!(!text.contains(v), "{who} saw the value of {k}:\n{text}");
+        assert!(!text.contains(&format!("{k}=")), "{who} got {k}:\n{text}");
+    }
+}
+
+#[test]
+fn a_pools_notify_command_never_sees_the_daemons_secrets() {
+    let env = env_with_secrets();
+    let file = env.tmp.path().join("notify.env");
+    let notify = format!("env > {}; env", file.display());
+    env.ok(&[
+        "pool",
+        "start",
+        "leaky",
+        "--slots",
+        "1",
+        "--agent",
+        "command",
+        "--cmd",
+        "exit 1",
+        "--prompt",
+        "p",
+        "--max-failures",
+        "1",
+        "--notify",
+        &notify,
+    ]);
+    let p = drover_test_support::poll::until(
+        "the notify event",
+        std::time::Duration::from_secs(120),
+        std::time::Duration::from_millis(100),
+        || env.json(&["pool", "show", "leaky", "--json"]),
+        |p| {
+            p["events"]
+                .as_array()
+                .is_some_and(|evs| evs.iter().any(|e| e["kind"] == "notify"))
+        },
+    );
+    let ev = p["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "notify")
+        .unwrap();
+    assert_eq!(ev["data"]["exit_code"], 0, "{ev:#}");
+    let tail = ev["data"]["output_tail"].as_str().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    for (who, text) in [("notify's output", tail), ("notify's env", text.as_str())] {
+        assert_no_secret(who, text);
+        // What it does get: its own variables and the base list.
+        let vars = vars(text);
+        assert_eq!(get(&vars, "DROVER_POOL"), Some("leaky"), "{who}: {text}");
+        assert_eq!(get(&vars, "DROVER_STREAK"), Some("1"), "{who}: {text}");
+        assert_eq!(
+            get(&vars, "HOME"),
+            Some(env.user_home.to_str().unwrap()),
+            "{who}"
+        );
+    }
+}
+
+#[test]
+fn a_git_filter_an_agent_sets_up_never_sees_the_daemons_secrets() {
+    let env = env_with_secrets();
+    let file = env.tmp.path().join("filter.env");
+    // The agent asks git to run a clean filter on every file; the daemon's `git add` (when it
+    // commits the task's work) runs it.
+    let cmd = format!(
+        "echo '* filter=x' > .gitattributes && git config filter.x.clean 'env > {}; cat' && echo work > work.txt",
+        file.display()
+    );
+    let id = env.run_command_task(&cmd, "set up a filter");
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert!(t["commit"].is_string(), "the work was committed: {t:#}");
+    let text = std::fs::read_to_string(&file).expect("the daemon's git ran the filter");
+    assert_no_secret("the git filter", &text);
+    assert!(get(&vars(&text), "PATH").is_some(), "{text}");
+}

@@ -449,3 +449,51 @@ fn an_unanswered_permission_request_is_denied_after_needs_input_timeout() {
     let files = env.git(&["ls-tree", "-r", "--name-only", &format!("drover/{id}")]);
     assert!(!files.contains("perm.txt"), "denied command ran: {files}");
 }
+
+/// `(ppid, pgrp)` of a live process, from `/proc/<pid>/stat`.
+fn parent_and_group(pid: i64) -> Option<(i64, i64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = s[s.rfind(')')? + 1..].split_whitespace().skip(1);
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some((ppid, pgrp))
+}
+
+/// An agent that moves itself into its shim's process group (out of the group drover signals)
+/// and ignores INT and TERM is still ended by `drover stop`: TERM and KILL also go to its pid,
+/// KILL to every process the shim has below it.
+#[test]
+fn stop_ends_an_agent_that_moved_into_its_shims_group() {
+    let env = with_config(Env::new(), "stop_grace_secs = 1\n");
+    let id = env.run_command_task(
+        r#"exec perl -e '$| = 1; setpgrp(0, getppid()) or die "setpgrp: $!"; $SIG{INT} = $SIG{TERM} = "IGNORE"; print "moved\n"; sleep 1000'"#,
+        "escape the group",
+    );
+    let (pid, pgid) = agent_ids(&env, &id);
+    assert_eq!(pid, pgid);
+    // It has left its own group for its parent's (the shim's).
+    drover_test_support::poll::until(
+        "the agent to join its shim's group",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || format!("{:?}", parent_and_group(pid)),
+        |_| parent_and_group(pid).is_some_and(|(ppid, pgrp)| pgrp == ppid && pgrp != pid),
+    );
+    assert_eq!(env.show(&id)["state"], "running");
+
+    env.ok(&["stop", &id]);
+    // Polite, INT, TERM, KILL a second apart: well within 30 s.
+    let t = drover_test_support::poll::until(
+        "the stopped task to end",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || env.show(&id),
+        terminal,
+    );
+    assert_eq!(t["state"], "cancelled", "{t:#}");
+    wait_gone(pid);
+    assert!(!alive(pid), "the agent {pid} survived the stop");
+    let steps: Vec<String> = stop_steps(&env, &id).into_iter().map(|s| s.0).collect();
+    assert_eq!(steps.last().map(String::as_str), Some("KILL"), "{steps:?}");
+    assert_no_process_left(&env, &[(pid, pgid)]);
+}

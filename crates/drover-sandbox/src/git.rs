@@ -1,4 +1,5 @@
-//! Running the `git` binary with captured output and a clean environment.
+//! Running the `git` binary with captured output and a clean environment (an allow-list of the
+//! daemon's, [`PASSED_ENV`]: git runs commands from config an agent may have written).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -7,24 +8,43 @@ use tokio::process::Command;
 
 use crate::error::{Result, SandboxError};
 
-/// Environment variables that would make git act on another repository than the one asked for.
-const SCRUBBED_ENV: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-    // Provider keys: git runs filters and other commands from config an agent may have edited,
-    // and none of them may see a key.
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "OPENAI_API_KEY",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "CODEX_API_KEY",
+/// The only variables of the daemon's environment git gets (it starts with an empty one): git
+/// runs filters, diff drivers and other commands from config files an agent may have edited
+/// (`.git/config`, `.gitattributes`), so it must not hold the daemon's secrets — provider keys,
+/// cloud credentials, any token. An allow-list, so a secret nobody thought of is never passed:
+/// what git needs to find itself (`PATH`) and the user's configuration and identity (`HOME`,
+/// `XDG_CONFIG_HOME`, `GIT_CONFIG_*`, `GIT_AUTHOR_*`/`GIT_COMMITTER_*`), the temp dir and
+/// locale. Never the `GIT_DIR`-like ones that would point git at another repository.
+const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "TMPDIR",
+    "XDG_CONFIG_HOME",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
 ];
+
+/// A `git` command with an empty environment but for [`PASSED_ENV`], no terminal prompt and
+/// the C locale (its output is parsed). Every git process the daemon starts is built here.
+pub fn command() -> Command {
+    let mut cmd = Command::new("git");
+    cmd.env_clear();
+    for var in PASSED_ENV {
+        // The allow-listed part of the process's own environment, passed on as `Command` would
+        // pass all of it; nothing is configured from it here.
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd.env("GIT_TERMINAL_PROMPT", "0").env("LC_ALL", "C");
+    cmd
+}
 
 /// Raw result of one git invocation.
 #[derive(Debug)]
@@ -52,16 +72,10 @@ pub(crate) async fn run(dir: &Path, args: &[&str]) -> Result<Output> {
 
 /// [`run`] with stdout as bytes (file contents, NUL-separated listings).
 pub(crate) async fn run_raw(dir: &Path, args: &[&str]) -> Result<(Option<i32>, Vec<u8>, String)> {
-    let mut cmd = Command::new("git");
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
-    let out = cmd
+    let out = command()
         .arg("-C")
         .arg(dir)
         .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

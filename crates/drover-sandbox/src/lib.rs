@@ -39,6 +39,7 @@ pub use bench::{bench_sandbox, BenchRow};
 pub use error::SandboxError;
 pub use gate_view::GateView;
 pub use gc::GcReport;
+pub use git::command as git_command;
 pub use overlay::probe_overlay;
 pub use protect::{ChangeKind, InvalidGlob, Protect, ProtectedChange};
 

@@ -100,6 +100,34 @@ pub fn signal_members(pgid: i64, sid: i64, sig: Signal) -> usize {
         .count()
 }
 
+/// Sends `sig` to every live process of the shim's session (`sid`, the shim's pid) that started
+/// no earlier than the shim (`shim_start`), and to every live descendant of the shim if it is
+/// still that process: whatever a task left running, also outside the agent's group. Nothing
+/// when `sid` now names another process (a reused pid). Returns how many were signalled.
+pub fn signal_task_processes(sid: i64, shim_start: i64, sig: Signal) -> usize {
+    let shim_alive = match start_time(sid) {
+        Some(s) if s != shim_start => return 0,
+        Some(_) => true,
+        None => false,
+    };
+    let mut targets: HashSet<i64> = all_live()
+        .into_iter()
+        .filter(|s| {
+            i64::from(s.session) == sid
+                && i64::from(s.pid) != sid
+                && i64::try_from(s.starttime).is_ok_and(|t| t >= shim_start)
+        })
+        .map(|s| i64::from(s.pid))
+        .collect();
+    if shim_alive {
+        targets.extend(descendants(sid));
+    }
+    targets
+        .into_iter()
+        .filter(|p| kill(Pid::from_raw(*p as i32), sig).is_ok())
+        .count()
+}
+
 pub fn parse_signal(name: &str) -> Option<Signal> {
     match name {
         "INT" => Some(Signal::SIGINT),

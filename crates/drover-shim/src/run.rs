@@ -94,7 +94,7 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     // A socket left by an earlier attempt of this task; absent is the usual case.
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock)?;
-    std::thread::spawn(move || serve(listener, stdin, pid));
+    std::thread::spawn(move || serve(listener, stdin, Target { me, pid }));
     let ready = ShimReady {
         shim_pid: me,
         shim_start: start_time(me).unwrap_or(0),
@@ -114,7 +114,15 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     } else {
         Leftovers::All
     };
-    end_leftovers(me, pid, scope);
+    if !end_leftovers(me, pid, scope) {
+        // Still alive after KILL and KILL_WAIT (uninterruptible sleep, or forking faster than
+        // they die): say which, in the shim's stderr (the task's `shim.log`).
+        let left = match scope {
+            Leftovers::All => descendants(me),
+            Leftovers::Group => descendants_in_group(me, pid),
+        };
+        eprintln!("drover shim: processes still alive after KILL: {left:?}");
+    }
     // Nobody can talk to a finished agent; a socket already gone is fine.
     let _ = std::fs::remove_file(&sock);
     write_atomic(&files.exit(), &encode(&exit).unwrap_or_default())
@@ -225,6 +233,25 @@ fn reap() {
     }
 }
 
+/// Sends `sig` to the agent's process group. An agent can leave its group (`setpgid` into the
+/// shim's, or `setsid`), so TERM and KILL also go to the agent's pid itself, and KILL to every
+/// descendant of the shim — complete, as the shim is their sub-reaper. A process already gone
+/// is not an error.
+fn signal_agent(target: Target, sig: Signal) -> std::io::Result<()> {
+    signal_group(target.pid, sig)?;
+    if matches!(sig, Signal::SIGTERM | Signal::SIGKILL) {
+        // ESRCH: the agent is gone (a zombie still takes the signal harmlessly).
+        let _ = kill(Pid::from_raw(target.pid as i32), sig);
+    }
+    if sig == Signal::SIGKILL {
+        for p in descendants(target.me) {
+            // ESRCH: it went in the meantime.
+            let _ = kill(Pid::from_raw(p as i32), sig);
+        }
+    }
+    Ok(())
+}
+
 /// Prints the ready line for the daemon, then detaches stdout so a dead daemon cannot SIGPIPE us.
 fn announce(ready: &ShimReady) {
     let mut out = std::io::stdout();
@@ -254,21 +281,29 @@ fn write_initial(stdin: &SharedStdin, launch: &LaunchFile) {
     }
 }
 
-fn serve(listener: UnixListener, stdin: SharedStdin, pgid: i64) {
+/// What a signal from the daemon reaches: the agent (`pid`, also its process group's id) and,
+/// for KILL, every descendant of the shim (`me`).
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    me: i64,
+    pid: i64,
+}
+
+fn serve(listener: UnixListener, stdin: SharedStdin, target: Target) {
     for conn in listener.incoming().flatten() {
         let stdin = stdin.clone();
-        std::thread::spawn(move || handle(conn, stdin, pgid));
+        std::thread::spawn(move || handle(conn, stdin, target));
     }
 }
 
-fn handle(conn: UnixStream, stdin: SharedStdin, pgid: i64) {
+fn handle(conn: UnixStream, stdin: SharedStdin, target: Target) {
     let Ok(mut writer) = conn.try_clone() else {
         return;
     };
     for line in BufReader::new(conn).lines() {
         let Ok(line) = line else { return };
         let reply = match serde_json::from_str::<ShimCommand>(&line) {
-            Ok(cmd) => apply(cmd, &stdin, pgid),
+            Ok(cmd) => apply(cmd, &stdin, target),
             Err(e) => Err(format!("bad command: {e}")),
         };
         let reply = match reply {
@@ -288,7 +323,7 @@ fn handle(conn: UnixStream, stdin: SharedStdin, pgid: i64) {
     }
 }
 
-fn apply(cmd: ShimCommand, stdin: &SharedStdin, pgid: i64) -> Result<(), String> {
+fn apply(cmd: ShimCommand, stdin: &SharedStdin, target: Target) -> Result<(), String> {
     match cmd {
         ShimCommand::Ping => Ok(()),
         ShimCommand::Write { line } => {
@@ -309,7 +344,7 @@ fn apply(cmd: ShimCommand, stdin: &SharedStdin, pgid: i64) -> Result<(), String>
         }
         ShimCommand::Signal { signal } => {
             let sig = parse_signal(&signal).ok_or_else(|| format!("unknown signal {signal}"))?;
-            signal_group(pgid, sig).map_err(|e| e.to_string())
+            signal_agent(target, sig).map_err(|e| e.to_string())
         }
     }
 }

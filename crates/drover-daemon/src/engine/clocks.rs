@@ -225,6 +225,16 @@ pub async fn escalate(
                     (task.pgid, task.shim_pid, proc::parse_signal(signal))
                 {
                     proc::signal_members(pgid, sid, sig);
+                    // An agent can leave its group: TERM and KILL also reach its pid (if it is
+                    // still that process), and KILL whatever the task left running.
+                    if let (Some(pid), Some(start)) = (task.pid, task.agent_start) {
+                        if matches!(step, StopStep::Term | StopStep::Kill) {
+                            proc::signal_process(pid, start, sig);
+                        }
+                    }
+                    if let (StopStep::Kill, Some(shim_start)) = (step, task.shim_start) {
+                        proc::signal_task_processes(sid, shim_start, sig);
+                    }
                 }
             }
         }

@@ -224,7 +224,7 @@ pub(crate) async fn ask_judge(
 }
 
 pub(crate) async fn diff_stat(repo: &str, base: &str, commit: &str) -> String {
-    let out = tokio::process::Command::new("git")
+    let out = drover_sandbox::git_command()
         .args(["-C", repo, "diff", "--stat", base, commit])
         .output()
         .await;

@@ -140,8 +140,9 @@ async fn streak_stop(
     let name = pool.name.clone();
     let reason = reasons.join("\n");
     let tracker = engine.tasks.clone();
+    let env = notify_env(&engine);
     tracker.spawn(async move {
-        let data = run_notify(&cmd, &name, streak, &reason).await;
+        let data = run_notify(&cmd, &env, &name, streak, &reason).await;
         if let Err(e) = engine.store.pool_event(&name, "notify", data).await {
             tracing::warn!(pool = name.as_str(), "recording the notify result: {e}");
         }
@@ -149,16 +150,35 @@ async fn streak_stop(
     Ok(())
 }
 
-async fn run_notify(cmd: &str, pool: &str, streak: i64, reason: &str) -> serde_json::Value {
+/// The notify command's environment, built like a gate's from the allow-list
+/// (`crate::child_env`): the daemon's secrets (provider keys, cloud credentials, tokens) never
+/// reach it — its output is stored in the pool's event, which anyone with the socket reads.
+/// With drover's `PATH`, `DROVER_HOME` and `DROVER_BIN`, so it can call `drover`.
+fn notify_env(engine: &Engine) -> Vec<(String, String)> {
+    let mut env = engine.config.inherited.for_gate();
+    env.extend(
+        super::agent_env::drover_env(engine, "")
+            .into_iter()
+            .filter(|(k, _)| k != "DROVER_TASK_ID"),
+    );
+    env
+}
+
+async fn run_notify(
+    cmd: &str,
+    env: &[(String, String)],
+    pool: &str,
+    streak: i64,
+    reason: &str,
+) -> serde_json::Value {
     let child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("DROVER_POOL", pool)
         .env("DROVER_STREAK", streak.to_string())
         .env("DROVER_REASON", reason)
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_AUTH_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

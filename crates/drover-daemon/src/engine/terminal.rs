@@ -71,7 +71,7 @@ pub(crate) async fn commit_work(
 pub(crate) async fn delivered_head(engine: &Engine, id: &str) -> Option<(String, String)> {
     let task = engine.store.get_task(id).await.ok()?;
     let dir = task.repo_dir?;
-    let out = tokio::process::Command::new("git")
+    let out = drover_sandbox::git_command()
         .args([
             "-C",
             &dir,
