@@ -171,6 +171,7 @@ class Target:
         self.code = {}         # module tuple -> stripped code
         self.children = defaultdict(set)
         self.reexports = defaultdict(dict)  # module -> name -> absolute path (list)
+        self.globs = defaultdict(list)      # module -> [absolute path of x] for each `pub use x::*`
         self.load((), root)
 
     def load(self, mod, path):
@@ -239,7 +240,26 @@ class Target:
                 break
         if rest and seen < 8 and rest[0] in self.reexports.get(best, {}):
             return self.resolve(self.reexports[best][rest[0]] + rest[1:], seen + 1)
+        if rest and seen < 8 and not self.defines(best, rest[0]):
+            # A name reached through `pub use x::*`: followed into the x that has it.
+            for g in self.globs.get(best, []):
+                if self.provides(g, rest[0]):
+                    return self.resolve(g + rest, seen + 1)
         return best
+
+    def defines(self, mod, name):
+        """Whether a file module's own code defines `name` (an item, or inside a macro call)."""
+        return re.search(r'\b(?:struct|enum|union|trait|type|fn|const|static|mod)\s+'
+                         + re.escape(name) + r'\b', self.code.get(mod, '')) is not None
+
+    def provides(self, path, name, seen=0):
+        """Whether `name` can be reached at module `path`: defined, re-exported or glob re-exported."""
+        mod = tuple(path)
+        if mod not in self.files or seen > 8:
+            return False
+        if self.defines(mod, name) or name in self.reexports.get(mod, {}):
+            return True
+        return any(self.provides(g, name, seen + 1) for g in self.globs.get(mod, []))
 
     def edges(self):
         # Re-exports first (pub use ...), per file module.
@@ -251,14 +271,22 @@ class Target:
                 for p in expand(m.group(2)):
                     name = p.split('::')[-1]
                     ab = self.absolute(mod, p)
-                    if ab is None or name in ('*',):
+                    if ab is None:
                         # `pub use child::x` without crate/super/self: relative to this module.
                         first = p.split('::')[0]
                         if mod + (first,) in self.files:
                             ab = list(mod) + p.split('::')
                         else:
                             continue
-                    self.reexports[mod][name] = ab
+                    if name == '*':
+                        self.globs[mod].append(ab[:-1])
+                    else:
+                        self.reexports[mod][name] = ab
+        # Crate-local `macro_rules! name` definitions: name -> defining module.
+        macros = {}
+        for mod, code in self.code.items():
+            for m in re.finditer(r'macro_rules\s*!\s*(\w+)', code):
+                macros.setdefault(m.group(1), mod)
         out = defaultdict(list)  # (from, to) -> [evidence]
         for mod, code in self.code.items():
             scope_at = self.scopes(mod)
@@ -275,7 +303,19 @@ class Target:
             masked = USE.sub(lambda m: re.sub(r'[^\n]', ' ', m.group(0)), code)
             for m in PATH.finditer(masked):
                 refs.append((m.start(), scope_at(m.start()), m.group(0)))
+            # A call of a crate-local `name!` macro uses the module that defines it (its expansion
+            # names that module's paths, which the scan attributes to the definer).
+            for m in re.finditer(r'(?<![\w:])(?:\$?crate\s*::\s*)?(\w+)\s*!', masked):
+                if m.group(1) in macros and not re.search(r'macro_rules\s*!\s*$', masked[:m.start()]):
+                    refs.append((m.start(), scope_at(m.start()), '@macro:' + m.group(1)))
             for pos, scope, p in refs:
+                if p.startswith('@macro:'):
+                    to = macros[p[len('@macro:'):]]
+                    if to == mod:
+                        continue
+                    line = code.count('\n', 0, pos) + 1
+                    out[(mod, to)].append(f"{self.files[mod]}:{line}: {p[len('@macro:'):]}!")
+                    continue
                 ab = self.absolute(scope, p)
                 if ab is None: continue
                 to = self.resolve(ab)
