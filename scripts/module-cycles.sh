@@ -67,7 +67,42 @@ if [[ "${1:-}" == "--self-test" ]]; then
     echo "$out"
     exit 2
   }
-  echo "module-cycles self-test: ok (a cycle is found and fails, an acyclic crate passes, --allow works)"
+  # A cycle hidden behind glob re-exports: a and b each name the other's type as `crate::X`,
+  # which lib.rs re-exports with `pub use a::*; pub use b::*;`.
+  mkdir -p "$tmp/globs/src"
+  printf 'pub mod a;\npub mod b;\npub use a::*;\npub use b::*;\n' >"$tmp/globs/src/lib.rs"
+  printf 'pub struct A;\npub fn f(_: crate::B) {}\n' >"$tmp/globs/src/a.rs"
+  printf 'pub struct B;\npub fn g(_: crate::A) {}\n' >"$tmp/globs/src/b.rs"
+  out=$("$0" "$tmp/globs" 2>&1) && status=0 || status=$?
+  if [[ $status -ne 1 ]] || ! grep -q "CYCLE: globs .*a -> b -> a" <<<"$out"; then
+    echo "self-test FAILED: a cycle through glob re-exports gave exit $status:"
+    echo "$out"
+    exit 2
+  fi
+  # A cycle through a crate-local macro: c calls `mk!` (defined in m), m names crate::c::C.
+  mkdir -p "$tmp/macros/src"
+  printf '#[macro_use]\npub mod m;\npub mod c;\n' >"$tmp/macros/src/lib.rs"
+  printf 'macro_rules! mk {\n    () => { pub struct Made; };\n}\npub fn uses(_: crate::c::C) {}\n' \
+    >"$tmp/macros/src/m.rs"
+  printf 'mk!();\npub struct C;\n' >"$tmp/macros/src/c.rs"
+  out=$("$0" "$tmp/macros" 2>&1) && status=0 || status=$?
+  if [[ $status -ne 1 ]] || ! grep -q "CYCLE: macros .*c -> m -> c" <<<"$out" || ! grep -q "mk!" <<<"$out"; then
+    echo "self-test FAILED: a cycle through a crate-local macro gave exit $status:"
+    echo "$out"
+    exit 2
+  fi
+  # Without the back edge, neither is a cycle.
+  printf 'pub struct B;\n' >"$tmp/globs/src/b.rs"
+  printf 'macro_rules! mk {\n    () => { pub struct Made; };\n}\n' >"$tmp/macros/src/m.rs"
+  for c in globs macros; do
+    if ! out=$("$0" "$tmp/$c" 2>&1); then
+      echo "self-test FAILED: $c without a cycle was reported:"
+      echo "$out"
+      exit 2
+    fi
+  done
+  echo "module-cycles self-test: ok (a cycle is found and fails, an acyclic crate passes, --allow works," \
+    "glob re-exports and crate-local macros make edges)"
   exit 0
 fi
 
