@@ -16,7 +16,10 @@
 #   `use self::…` (brace groups expanded) or `crate::y::f` / `super::y::f` anywhere in its code
 #   (comments and string literals are ignored). A path names the deepest module it reaches; a name
 #   a module re-exports (`pub use child::Name`) is followed to where it is defined, so a re-export
-#   does not hide a cycle. Paths that start with an extern crate's name are not edges.
+#   does not hide a cycle; so is a name reached through a glob re-export (`pub use x::*`), into
+#   the x that defines it. Paths that start with an extern crate's name are not edges.
+# - A call of a crate-local `name!` macro (`macro_rules! name`) uses the module that defines it
+#   (the expansion's `crate::…` paths are read in the definer, so the caller's edge is added here).
 # - A parent may use its children (`mod.rs`/`lib.rs` declare and drive them): an edge from a
 #   module to one of its own descendants is allowed. Every other edge counts, including a
 #   child's use of an ancestor (`super::Engine`).
