@@ -27,6 +27,27 @@ const BASE: &[&str] = &[
     "XDG_STATE_HOME",
     "XDG_RUNTIME_DIR",
 ];
+/// Where the usual toolchains live, so a gate's `cargo test` / `go test` / `mvn` / a venv's
+/// `pytest` finds what it finds for the user. (Not `SSH_AUTH_SOCK`: the agent gets no keys.)
+const TOOLCHAINS: &[&str] = &[
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "GOPATH",
+    "GOROOT",
+    "GOCACHE",
+    "GOMODCACHE",
+    "JAVA_HOME",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "PYTHONPATH",
+    "NVM_DIR",
+    "NODE_PATH",
+    "PNPM_HOME",
+    "DENO_DIR",
+    "GEM_HOME",
+    "GEM_PATH",
+];
 /// Prefixes passed whole: the locale categories.
 const BASE_PREFIXES: &[&str] = &["LC_"];
 /// The host's network setup (proxies, extra CA certificates): a tool that downloads needs it.
@@ -61,6 +82,11 @@ const PROVIDER: &[&str] = &[
 /// `drover_env` in the engine).
 pub const PATH: &str = "PATH";
 
+/// Whether `name` is a provider credential or endpoint (never added by `pass_env`).
+pub fn is_provider_var(name: &str) -> bool {
+    PROVIDER.contains(&name)
+}
+
 fn listed(name: &str, lists: &[&[&str]]) -> bool {
     lists.iter().any(|l| l.contains(&name))
 }
@@ -69,6 +95,8 @@ fn listed(name: &str, lists: &[&[&str]]) -> bool {
 #[derive(Clone, Default)]
 pub struct Inherited {
     vars: Vec<(String, String)>,
+    /// The config's `pass_env`: names the operator adds to the allow-list.
+    extra: Vec<String>,
 }
 
 impl std::fmt::Debug for Inherited {
@@ -84,7 +112,14 @@ impl Inherited {
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Inherited {
         Inherited {
             vars: vars.into_iter().collect(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Also passes these names (the config's `pass_env`; provider keys are refused there).
+    pub fn passing(mut self, names: &[String]) -> Inherited {
+        self.extra = names.to_vec();
+        self
     }
 
     /// The daemon's `PATH`, if it has one.
@@ -103,7 +138,8 @@ impl Inherited {
         self.vars
             .iter()
             .filter(|(k, _)| {
-                listed(k, &[BASE, NETWORK])
+                listed(k, &[BASE, NETWORK, TOOLCHAINS])
+                    || self.extra.iter().any(|e| e == k)
                     || BASE_PREFIXES.iter().any(|p| k.starts_with(p))
                     || keep(k)
             })
@@ -149,6 +185,25 @@ mod tests {
         let mut n: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
         n.sort_unstable();
         n
+    }
+
+    #[test]
+    fn toolchains_and_the_configs_pass_env_are_passed_and_nothing_else() {
+        let env = Inherited::from_vars(
+            [
+                ("CARGO_HOME", "/c"),
+                ("MY_TOOL_DIR", "/t"),
+                ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        assert_eq!(names(&env.for_gate()), ["CARGO_HOME"]);
+        let env = env.passing(&["MY_TOOL_DIR".to_string()]);
+        assert_eq!(names(&env.for_gate()), ["CARGO_HOME", "MY_TOOL_DIR"]);
+        assert_eq!(
+            names(&env.for_agent(&[], true)),
+            ["CARGO_HOME", "MY_TOOL_DIR"]
+        );
     }
 
     #[test]

@@ -25,9 +25,10 @@ use tokio::io::AsyncBufReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 
 mod cli;
+pub use cli::settings;
 use cli::{
     agent_pid, alive, assistant_text, cost_state, emit, emit_error, emit_raw, file_len,
-    find_by_name, is_final, parse_short, read_new_lines, result_line, run, settings, stopped,
+    find_by_name, is_final, parse_short, read_new_lines, result_line, run, settings_file, stopped,
     str_of,
 };
 
@@ -43,6 +44,9 @@ pub struct FollowArgs {
     /// Claude's configuration directory (`CLAUDE_CONFIG_DIR`, else `~/.claude`): its `jobs/`
     /// holds the sessions' state.
     pub claude_config: PathBuf,
+    /// The `--settings` a dispatch passes (see `cli::settings`), built at the entry from its
+    /// environment; written to a 0600 file, never put on a command line.
+    pub settings: Value,
 }
 
 /// Why the follower could not run at all (everything later is reported as a line on stdout).
@@ -50,6 +54,8 @@ pub struct FollowArgs {
 pub enum FollowError {
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("writing the settings file: {0}")]
+    Settings(#[source] std::io::Error),
 }
 
 const POLL: Duration = Duration::from_millis(200);
@@ -59,6 +65,8 @@ const TERMINAL: &[&str] = &["done", "failed", "stopped"];
 #[derive(Default)]
 struct Follower {
     args: Option<FollowArgs>,
+    /// `--settings` as a 0600 file, kept while the follower runs.
+    settings: Option<tempfile::NamedTempFile>,
     jobs: PathBuf,
     short: Option<String>,
     session: Option<String>,
@@ -87,6 +95,7 @@ struct Follower {
 pub async fn follow(args: FollowArgs) -> Result<i32, FollowError> {
     let mut f = Follower {
         jobs: args.claude_config.join("jobs"),
+        settings: Some(settings_file(&args.settings).map_err(FollowError::Settings)?),
         ..Follower::default()
     };
     let resume = args.resume.clone();
@@ -202,7 +211,13 @@ impl Follower {
         if let Some(m) = &args.model {
             argv.extend(["--model".into(), m.clone()]);
         }
-        argv.extend(["--settings".into(), settings().to_string()]);
+        let Some(settings) = self.settings.as_ref() else {
+            return self.fail_turn("no settings file");
+        };
+        argv.extend([
+            "--settings".into(),
+            settings.path().to_string_lossy().into_owned(),
+        ]);
         argv.extend(["--".into(), prompt.to_string()]);
         match run(self.claude(), &argv)
             .await

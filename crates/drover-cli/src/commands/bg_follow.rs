@@ -19,6 +19,7 @@ pub async fn follow(args: FollowArgs) -> Result<i32> {
         model: args.model,
         resume: args.resume,
         claude_config,
+        settings: follow::settings(|k| std::env::var(k).ok().filter(|v| !v.is_empty())),
     };
     // A follower that cannot start (no signal handlers) is drover's failure, not the input's.
     follow::follow(args)

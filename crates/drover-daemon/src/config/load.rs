@@ -138,6 +138,8 @@ pub(super) struct Raw {
     pub teams: HashMap<String, super::Team>,
     #[serde(default)]
     pub protect: Vec<String>,
+    #[serde(default)]
+    pub pass_env: Vec<String>,
 }
 
 /// `config.toml`, already read and parsed (so that "cannot read" and "not TOML" are errors of

@@ -47,6 +47,9 @@ pub struct Config {
     pub stop_grace: Duration,
     /// The binary to run shims with (`drover` itself).
     pub exe: PathBuf,
+    /// `pass_env = ["NAME", …]`: variables of the daemon's environment agents and gates also
+    /// get, beyond the built-in allow-list (`child_env`). Provider keys are refused.
+    pub pass_env: Vec<String>,
     /// The daemon's environment as the edge captured it; children get only its allow-listed part
     /// (`child_env`). No library reads the process environment itself.
     pub inherited: crate::child_env::Inherited,
@@ -226,7 +229,9 @@ impl Config {
             exe: std::env::current_exe().map_err(ConfigError::Exe)?,
             inherited: crate::child_env::Inherited::from_vars(
                 env.pairs().map(|(k, v)| (k.to_string(), v.to_string())),
-            ),
+            )
+            .passing(&raw.pass_env),
+            pass_env: raw.pass_env,
             gate_timeout: secs("gate_timeout_secs", raw.gate_timeout_secs, 1800.0)?,
             worker_model: raw.models.worker,
             judge_model: raw.models.judge,
@@ -281,6 +286,26 @@ impl Config {
         }
         drover_sandbox::Protect::new(&self.protect)
             .map_err(|e| ("protect", format!("protect: {e}")))?;
+        for name in &self.pass_env {
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err((
+                    "pass_env",
+                    format!("pass_env: {name:?} is not a variable name"),
+                ));
+            }
+            if crate::child_env::is_provider_var(name) {
+                return Err((
+                    "pass_env",
+                    format!(
+                        "pass_env: {name} is a provider credential; agents reach the provider \
+                         through drover's gateway with a task token instead"
+                    ),
+                ));
+            }
+        }
         let mut models: Vec<_> = self.prices.iter().collect();
         models.sort_by(|a, b| a.0.cmp(b.0));
         for (model, price) in models {

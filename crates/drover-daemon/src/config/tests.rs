@@ -275,3 +275,23 @@ fn upstreams_come_from_the_environment_handed_in() {
     let e = err(&home, &[("DROVER_GATEWAY_PORT", "http")], &Flags::default());
     assert!(e.to_string().contains("DROVER_GATEWAY_PORT"), "{e}");
 }
+
+#[test]
+fn pass_env_adds_names_to_the_childrens_allow_list_but_never_a_provider_key() {
+    let home = home_with(Some("pass_env = [\"MY_TOOL_DIR\"]\n"));
+    let c = load(
+        &home,
+        &[("MY_TOOL_DIR", "/t"), ("AWS_SECRET_ACCESS_KEY", "s")],
+        &Flags::default(),
+    )
+    .unwrap();
+    let gate: Vec<String> = c.inherited.for_gate().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(gate, ["MY_TOOL_DIR"]);
+    let home = home_with(Some("pass_env = [\"ANTHROPIC_API_KEY\"]\n"));
+    let e = err(&home, &[], &Flags::default()).to_string();
+    assert!(e.contains("pass_env") && e.contains("provider"), "{e}");
+    let home = home_with(Some("pass_env = [\"A-B\"]\n"));
+    assert!(err(&home, &[], &Flags::default())
+        .to_string()
+        .contains("not a variable name"));
+}

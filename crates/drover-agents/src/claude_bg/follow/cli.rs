@@ -9,9 +9,9 @@ use std::time::Duration;
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `--settings` for the dispatch: no worktree isolation (the drover sandbox isolates), and the
-/// provider env, which a worker does not inherit from a supervisor started elsewhere.
-pub fn settings() -> Value {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+/// provider env, which a worker does not inherit from a supervisor started elsewhere. `var`
+/// looks up the follower's environment (read at its entry, the binary's edge).
+pub fn settings(var: impl Fn(&str) -> Option<String>) -> Value {
     let mut env = Map::new();
     if let Some(url) = var("ANTHROPIC_BASE_URL") {
         env.insert("ANTHROPIC_BASE_URL".into(), json!(url));
@@ -30,6 +30,18 @@ pub fn settings() -> Value {
         }
     }
     json!({"worktree": {"bgIsolation": "none"}, "env": env})
+}
+
+/// The settings in a file only the user can read (`claude --settings` takes a path): the
+/// provider token never appears on a command line, where any local user could read it.
+pub fn settings_file(settings: &Value) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::Builder::new()
+        .prefix("drover-claude-bg-")
+        .suffix(".json")
+        .tempfile()?;
+    file.write_all(settings.to_string().as_bytes())?;
+    file.flush()?;
+    Ok(file)
 }
 
 pub async fn run(program: &str, args: &[String]) -> std::result::Result<String, String> {
@@ -241,5 +253,29 @@ mod tests {
         let thinking = json!([{"type": "thinking", "thinking": "hmm"}]);
         assert!(!is_final(&entry(thinking, Value::Null)));
         assert!(!is_final(&json!({"type": "assistant"})));
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_token_goes_to_a_file_only_the_user_reads_from_the_lookup_handed_in() {
+        let s = settings(|k| match k {
+            "ANTHROPIC_BASE_URL" => Some("http://127.0.0.1:9/".into()),
+            "ANTHROPIC_AUTH_TOKEN" => Some("drv-secret".into()),
+            _ => None,
+        });
+        assert_eq!(s["env"]["ANTHROPIC_AUTH_TOKEN"], "drv-secret");
+        let file = settings_file(&s).unwrap();
+        let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by others: {mode:o}");
+        let back: Value =
+            serde_json::from_str(&std::fs::read_to_string(file.path()).unwrap()).unwrap();
+        assert_eq!(back, s);
+        assert!(!file.path().to_string_lossy().contains("drv-secret"));
     }
 }
