@@ -16,7 +16,10 @@
 #   `use self::…` (brace groups expanded) or `crate::y::f` / `super::y::f` anywhere in its code
 #   (comments and string literals are ignored). A path names the deepest module it reaches; a name
 #   a module re-exports (`pub use child::Name`) is followed to where it is defined, so a re-export
-#   does not hide a cycle. Paths that start with an extern crate's name are not edges.
+#   does not hide a cycle; so is a name reached through a glob re-export (`pub use x::*`), into
+#   the x that defines it. Paths that start with an extern crate's name are not edges.
+# - A call of a crate-local `name!` macro (`macro_rules! name`) uses the module that defines it
+#   (the expansion's `crate::…` paths are read in the definer, so the caller's edge is added here).
 # - A parent may use its children (`mod.rs`/`lib.rs` declare and drive them): an edge from a
 #   module to one of its own descendants is allowed. Every other edge counts, including a
 #   child's use of an ancestor (`super::Engine`).
@@ -67,7 +70,42 @@ if [[ "${1:-}" == "--self-test" ]]; then
     echo "$out"
     exit 2
   }
-  echo "module-cycles self-test: ok (a cycle is found and fails, an acyclic crate passes, --allow works)"
+  # A cycle hidden behind glob re-exports: a and b each name the other's type as `crate::X`,
+  # which lib.rs re-exports with `pub use a::*; pub use b::*;`.
+  mkdir -p "$tmp/globs/src"
+  printf 'pub mod a;\npub mod b;\npub use a::*;\npub use b::*;\n' >"$tmp/globs/src/lib.rs"
+  printf 'pub struct A;\npub fn f(_: crate::B) {}\n' >"$tmp/globs/src/a.rs"
+  printf 'pub struct B;\npub fn g(_: crate::A) {}\n' >"$tmp/globs/src/b.rs"
+  out=$("$0" "$tmp/globs" 2>&1) && status=0 || status=$?
+  if [[ $status -ne 1 ]] || ! grep -q "CYCLE: globs .*a -> b -> a" <<<"$out"; then
+    echo "self-test FAILED: a cycle through glob re-exports gave exit $status:"
+    echo "$out"
+    exit 2
+  fi
+  # A cycle through a crate-local macro: c calls `mk!` (defined in m), m names crate::c::C.
+  mkdir -p "$tmp/macros/src"
+  printf '#[macro_use]\npub mod m;\npub mod c;\n' >"$tmp/macros/src/lib.rs"
+  printf 'macro_rules! mk {\n    () => { pub struct Made; };\n}\npub fn uses(_: crate::c::C) {}\n' \
+    >"$tmp/macros/src/m.rs"
+  printf 'mk!();\npub struct C;\n' >"$tmp/macros/src/c.rs"
+  out=$("$0" "$tmp/macros" 2>&1) && status=0 || status=$?
+  if [[ $status -ne 1 ]] || ! grep -q "CYCLE: macros .*c -> m -> c" <<<"$out" || ! grep -q "mk!" <<<"$out"; then
+    echo "self-test FAILED: a cycle through a crate-local macro gave exit $status:"
+    echo "$out"
+    exit 2
+  fi
+  # Without the back edge, neither is a cycle.
+  printf 'pub struct B;\n' >"$tmp/globs/src/b.rs"
+  printf 'macro_rules! mk {\n    () => { pub struct Made; };\n}\n' >"$tmp/macros/src/m.rs"
+  for c in globs macros; do
+    if ! out=$("$0" "$tmp/$c" 2>&1); then
+      echo "self-test FAILED: $c without a cycle was reported:"
+      echo "$out"
+      exit 2
+    fi
+  done
+  echo "module-cycles self-test: ok (a cycle is found and fails, an acyclic crate passes, --allow works," \
+    "glob re-exports and crate-local macros make edges)"
   exit 0
 fi
 
@@ -171,6 +209,7 @@ class Target:
         self.code = {}         # module tuple -> stripped code
         self.children = defaultdict(set)
         self.reexports = defaultdict(dict)  # module -> name -> absolute path (list)
+        self.globs = defaultdict(list)      # module -> [absolute path of x] for each `pub use x::*`
         self.load((), root)
 
     def load(self, mod, path):
@@ -239,7 +278,26 @@ class Target:
                 break
         if rest and seen < 8 and rest[0] in self.reexports.get(best, {}):
             return self.resolve(self.reexports[best][rest[0]] + rest[1:], seen + 1)
+        if rest and seen < 8 and not self.defines(best, rest[0]):
+            # A name reached through `pub use x::*`: followed into the x that has it.
+            for g in self.globs.get(best, []):
+                if self.provides(g, rest[0]):
+                    return self.resolve(g + rest, seen + 1)
         return best
+
+    def defines(self, mod, name):
+        """Whether a file module's own code defines `name` (an item, or inside a macro call)."""
+        return re.search(r'\b(?:struct|enum|union|trait|type|fn|const|static|mod)\s+'
+                         + re.escape(name) + r'\b', self.code.get(mod, '')) is not None
+
+    def provides(self, path, name, seen=0):
+        """Whether `name` can be reached at module `path`: defined, re-exported or glob re-exported."""
+        mod = tuple(path)
+        if mod not in self.files or seen > 8:
+            return False
+        if self.defines(mod, name) or name in self.reexports.get(mod, {}):
+            return True
+        return any(self.provides(g, name, seen + 1) for g in self.globs.get(mod, []))
 
     def edges(self):
         # Re-exports first (pub use ...), per file module.
@@ -251,14 +309,22 @@ class Target:
                 for p in expand(m.group(2)):
                     name = p.split('::')[-1]
                     ab = self.absolute(mod, p)
-                    if ab is None or name in ('*',):
+                    if ab is None:
                         # `pub use child::x` without crate/super/self: relative to this module.
                         first = p.split('::')[0]
                         if mod + (first,) in self.files:
                             ab = list(mod) + p.split('::')
                         else:
                             continue
-                    self.reexports[mod][name] = ab
+                    if name == '*':
+                        self.globs[mod].append(ab[:-1])
+                    else:
+                        self.reexports[mod][name] = ab
+        # Crate-local `macro_rules! name` definitions: name -> defining module.
+        macros = {}
+        for mod, code in self.code.items():
+            for m in re.finditer(r'macro_rules\s*!\s*(\w+)', code):
+                macros.setdefault(m.group(1), mod)
         out = defaultdict(list)  # (from, to) -> [evidence]
         for mod, code in self.code.items():
             scope_at = self.scopes(mod)
@@ -275,7 +341,19 @@ class Target:
             masked = USE.sub(lambda m: re.sub(r'[^\n]', ' ', m.group(0)), code)
             for m in PATH.finditer(masked):
                 refs.append((m.start(), scope_at(m.start()), m.group(0)))
+            # A call of a crate-local `name!` macro uses the module that defines it (its expansion
+            # names that module's paths, which the scan attributes to the definer).
+            for m in re.finditer(r'(?<![\w:])(?:\$?crate\s*::\s*)?(\w+)\s*!', masked):
+                if m.group(1) in macros and not re.search(r'macro_rules\s*!\s*$', masked[:m.start()]):
+                    refs.append((m.start(), scope_at(m.start()), '@macro:' + m.group(1)))
             for pos, scope, p in refs:
+                if p.startswith('@macro:'):
+                    to = macros[p[len('@macro:'):]]
+                    if to == mod:
+                        continue
+                    line = code.count('\n', 0, pos) + 1
+                    out[(mod, to)].append(f"{self.files[mod]}:{line}: {p[len('@macro:'):]}!")
+                    continue
                 ab = self.absolute(scope, p)
                 if ab is None: continue
                 to = self.resolve(ab)

@@ -3,7 +3,9 @@
 //! Reference: agent-cli-interfaces.md §1. Unknown line types and subtypes are ignored; only lines
 //! that are not JSON objects come back as [`AgentEvent::Unparsed`].
 
-use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
+use crate::{
+    Adapter, AgentError, AgentEvent, BinarySetting, Capabilities, LaunchContext, LaunchSpec,
+};
 use drover_types::text::{excerpt, Limit};
 use drover_types::Usage;
 use serde_json::{json, Value};
@@ -143,6 +145,7 @@ impl Adapter for Claude {
             missing_binary_hint: Some(
                 " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)",
             ),
+            binary: Some(BinarySetting::Claude),
         }
     }
 

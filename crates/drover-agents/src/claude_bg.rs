@@ -19,7 +19,9 @@
 pub mod follow;
 
 use crate::claude::Claude;
-use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
+use crate::{
+    Adapter, AgentError, AgentEvent, BinarySetting, Capabilities, LaunchContext, LaunchSpec,
+};
 use serde_json::{json, Value};
 
 /// The hidden drover subcommand that follows one background session.
@@ -66,6 +68,7 @@ impl Adapter for ClaudeBg {
             session_id_up_front: false,
             needs_cmd: false,
             missing_binary_hint: None,
+            binary: Some(BinarySetting::Claude),
         }
     }
 

@@ -11,7 +11,9 @@
 //! has no cost field, so the adapter reports none: dollars come from the gateway's metering (one
 //! price table, in `drover-gateway`).
 
-use crate::{Adapter, AgentError, AgentEvent, Capabilities, LaunchContext, LaunchSpec};
+use crate::{
+    Adapter, AgentError, AgentEvent, BinarySetting, Capabilities, LaunchContext, LaunchSpec,
+};
 use drover_types::text::{excerpt, Limit};
 use drover_types::Usage;
 use serde_json::{json, Value};
@@ -105,6 +107,7 @@ impl Adapter for Codex {
             session_id_up_front: false,
             needs_cmd: false,
             missing_binary_hint: None,
+            binary: Some(BinarySetting::Codex),
         }
     }
 

@@ -24,6 +24,7 @@ impl Adapter for Command {
             session_id_up_front: false,
             needs_cmd: true,
             missing_binary_hint: None,
+            binary: None,
         }
     }
 

@@ -149,6 +149,18 @@ pub struct Capabilities {
     pub needs_cmd: bool,
     /// Appended to a spawn error (the agent's program was not found or would not start).
     pub missing_binary_hint: Option<&'static str>,
+    /// The daemon's setting that overrides this agent's program; `None`: it has none (the
+    /// `command` agent runs the task's own command).
+    pub binary: Option<BinarySetting>,
+}
+
+/// A configured agent program (config.toml / `DROVER_*_BIN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinarySetting {
+    /// `claude_bin`: Claude Code, for `claude` and `claude-bg`.
+    Claude,
+    /// `codex_bin`: the Codex CLI.
+    Codex,
 }
 
 /// One agent kind.
@@ -234,6 +246,14 @@ mod tests {
         assert!(!c.needs_cmd);
         let hint = c.missing_binary_hint.unwrap_or_default();
         assert!(hint.contains("DROVER_CLAUDE_BIN"), "{hint}");
+    }
+
+    #[test]
+    fn each_agent_names_its_own_binary_setting() {
+        assert_eq!(caps("claude").binary, Some(BinarySetting::Claude));
+        assert_eq!(caps("claude-bg").binary, Some(BinarySetting::Claude));
+        assert_eq!(caps("codex").binary, Some(BinarySetting::Codex));
+        assert_eq!(caps("command").binary, None);
     }
 
     #[test]

@@ -113,7 +113,8 @@ impl Client {
             .with_hint("set DROVER_HOME to a writable directory")?;
         // A bad config.toml, DROVER_* variable or flag (e.g. a negative price) is the user's to
         // fix: one line and a hint, exit 2, nothing started. The daemon loads the same layers.
-        let env = drover_daemon::Environment::from_pairs(std::env::vars().chain(envs.to_vec()));
+        // vars_os-based: a variable that is not UTF-8 is left out, not a panic.
+        let env = drover_daemon::Environment::process().with_pairs(envs.to_vec());
         drover_daemon::Config::load_with(&self.home, &env, flags)?;
         let exe = std::env::current_exe().context("current exe")?;
         let log_path = self.home.join("daemon.log");

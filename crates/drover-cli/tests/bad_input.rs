@@ -600,3 +600,27 @@ fn a_word_outside_a_closed_set_is_refused_with_the_valid_ones() {
     let pools: Value = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
     assert_eq!(pools.as_array().map(Vec::len), Some(0), "{pools}");
 }
+
+/// A variable whose value is not UTF-8 (allowed by Unix) is left out of drover's environment
+/// snapshot: `drover ls` starts the daemon and lists, where it used to panic (exit 101).
+#[test]
+fn a_variable_that_is_not_utf8_is_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let child = env
+        .cmd(&["ls"])
+        .env(
+            "DROVER_TEST_NOT_UTF8",
+            std::ffi::OsStr::from_bytes(b"caf\xe9 \xff"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = finish_within(child, CLI_DEADLINE, "drover ls with a non-UTF-8 variable");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(env.home.join("daemon.pid").exists(), "the daemon started");
+}

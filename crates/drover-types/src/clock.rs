@@ -114,4 +114,13 @@ mod tests {
         assert!(check_secs(0).is_err());
         assert!(check_secs(MAX_SECS + 1).is_err());
     }
+
+    #[test]
+    fn stop_steps_round_trip_through_serde_and_from_str() {
+        crate::vocab::testing::round_trips(
+            &StopStep::ALL,
+            &["polite", "INT", "TERM", "KILL"],
+            |v| v.as_str(),
+        );
+    }
 }

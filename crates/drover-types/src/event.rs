@@ -40,3 +40,31 @@ impl NewEvent {
         NewEvent { kind, data }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::testing::round_trips;
+
+    #[test]
+    fn event_kinds_round_trip_through_serde_and_from_str() {
+        round_trips(
+            &EventKind::ALL,
+            &[
+                "state",
+                "text",
+                "tool_call",
+                "tool_result",
+                "needs_input",
+                "input",
+                "usage",
+                "gate",
+                "commit",
+                "error",
+                "stderr",
+                "result",
+            ],
+            |v| v.as_str(),
+        );
+    }
+}

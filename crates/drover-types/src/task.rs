@@ -200,3 +200,44 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::testing::round_trips;
+
+    #[test]
+    fn states_and_error_kinds_round_trip_through_serde_and_from_str() {
+        round_trips(
+            &TaskState::ALL,
+            &[
+                "queued",
+                "preparing",
+                "running",
+                "needs_input",
+                "verifying",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "interrupted",
+            ],
+            |v| v.as_str(),
+        );
+        round_trips(
+            &ErrorKind::ALL,
+            &[
+                "agent_exit",
+                "gate_failed",
+                "budget_exceeded",
+                "provider_error",
+                "truncated",
+                "timeout",
+                "sandbox_error",
+                "git_error",
+                "cancelled",
+                "lost_host",
+            ],
+            |v| v.as_str(),
+        );
+    }
+}

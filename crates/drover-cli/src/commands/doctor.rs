@@ -2,6 +2,7 @@
 
 use crate::client::{drover_home, Client};
 use crate::error::Result;
+use drover_agents::BinarySetting;
 use serde_json::json;
 
 struct Check {
@@ -167,12 +168,12 @@ fn price_check(home: &std::path::Path) -> Check {
 /// config.toml or `DROVER_*_BIN`); with a config that does not load (the prices check says
 /// why), the names on PATH.
 fn agent_checks(cfg: Option<&drover_daemon::Config>) -> Vec<Check> {
-    let bin = |agent: &str| {
-        cfg.and_then(|c| c.agent_binary(agent))
-            .unwrap_or_else(|| agent.to_string())
+    let bin = |setting: BinarySetting, name: &str| {
+        cfg.and_then(|c| c.agent_binary(setting))
+            .unwrap_or_else(|| name.to_string())
     };
-    let claude_bin = bin("claude");
-    let codex_bin = bin("codex");
+    let claude_bin = bin(BinarySetting::Claude, "claude");
+    let codex_bin = bin(BinarySetting::Codex, "codex");
     let claude = version_of(&claude_bin, "--version");
     let codex = version_of(&codex_bin, "--version");
     let found = |r: &std::result::Result<String, String>, bin: &str, needs: &str| match r {

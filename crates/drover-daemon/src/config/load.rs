@@ -62,6 +62,17 @@ impl Environment {
         }
     }
 
+    /// This environment with `pairs` laid over it (a blank value changes nothing, as in
+    /// [`Environment::from_pairs`]).
+    pub fn with_pairs<K: Into<String>, V: Into<String>>(
+        self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut vars = self.vars;
+        vars.extend(Self::from_pairs(pairs).vars);
+        Environment { vars }
+    }
+
     /// Every variable (name, value), blank ones left out.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))

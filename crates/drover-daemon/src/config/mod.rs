@@ -16,6 +16,7 @@ mod tests;
 pub use error::{ConfigError, Origin};
 pub use load::{Environment, Flags, ENV_KEYS};
 
+use drover_agents::BinarySetting;
 use drover_gateway::Secret;
 use drover_sandbox::SandboxMode;
 use drover_types::{OnInterrupt, PermissionPolicy};
@@ -315,12 +316,12 @@ impl Config {
         Ok(())
     }
 
-    /// The binary configured for an agent (`claude_bin` for Claude Code's adapters,
-    /// `codex_bin` for Codex); `None`: the agent's own name on PATH.
-    pub fn agent_binary(&self, agent: &str) -> Option<String> {
-        match agent {
-            "codex" => self.codex_bin.clone(),
-            _ => self.claude_bin.clone(),
+    /// The program configured for a binary setting (an adapter names its own in
+    /// [`drover_agents::Capabilities::binary`]); `None`: the agent's own name on PATH.
+    pub fn agent_binary(&self, setting: BinarySetting) -> Option<String> {
+        match setting {
+            BinarySetting::Claude => self.claude_bin.clone(),
+            BinarySetting::Codex => self.codex_bin.clone(),
         }
     }
 

@@ -75,8 +75,14 @@ fn file_beats_default_env_beats_file_flag_beats_env() {
         "a sibling key stays"
     );
     assert_eq!(c.claude_bin.as_deref(), Some("/file/claude"));
-    assert_eq!(c.agent_binary("codex").as_deref(), Some("/env/codex"));
-    assert_eq!(c.agent_binary("claude").as_deref(), Some("/file/claude"));
+    assert_eq!(
+        c.agent_binary(BinarySetting::Codex).as_deref(),
+        Some("/env/codex")
+    );
+    assert_eq!(
+        c.agent_binary(BinarySetting::Claude).as_deref(),
+        Some("/file/claude")
+    );
 
     let flags = Flags {
         slots: Some(8),

@@ -90,7 +90,7 @@ pub(crate) async fn start(
         cwd: sandbox.path.clone(),
         session_id: task.session_id.clone().unwrap_or_default(),
         resume,
-        binary: engine.config.agent_binary(adapter.name()),
+        binary: (adapter.capabilities().binary).and_then(|b| engine.config.agent_binary(b)),
         permission_prompts: true,
     };
     let spec = match adapter.launch(&ctx) {

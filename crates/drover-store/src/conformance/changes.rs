@@ -67,6 +67,13 @@ pub async fn writes_notify_and_reads_do_not(store: Arc<dyn Store>) {
     assert!(bumped(), "set_pool_state");
     assert!(store.mark_pool_notified("np").await.unwrap());
     assert!(bumped(), "mark_pool_notified");
+    assert!(!store.mark_pool_notified("np").await.unwrap());
+    assert!(!bumped(), "a pool already notified writes nothing");
+    store
+        .set_pool_state("no-such-pool", PoolState::Stopped, None, false)
+        .await
+        .unwrap_err();
+    assert!(!bumped(), "a refused set_pool_state");
     store
         .record_usage(&[usage_row("nnnn0001", 1, None, "2026-03-02T00:00:00.000Z")])
         .await

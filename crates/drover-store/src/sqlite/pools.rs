@@ -113,22 +113,25 @@ impl PoolStore for SqliteStore {
         if reset_streak {
             query = query.bind(now());
         }
-        let res = query.bind(name).execute(&self.writer).await?;
+        let mut tx = self.writer.begin().await?;
+        let res = query.bind(name).execute(&mut *tx).await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::PoolNotFound(name.to_string()));
         }
-        self.changes.bump();
+        self.commit(tx).await?;
         self.get_pool(name).await
     }
 
     async fn mark_pool_notified(&self, name: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
         let res = sqlx::query("UPDATE pools SET notified = 1 WHERE name = ? AND notified = 0")
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
         let marked = res.rows_affected() == 1;
         if marked {
-            self.changes.bump();
+            // Only a write that changed something is committed (and so notifies).
+            self.commit(tx).await?;
         }
         Ok(marked)
     }
@@ -210,6 +213,7 @@ impl PoolStore for SqliteStore {
     }
 
     async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO pool_events (pool, seq, ts, kind, data) \
              VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM pool_events WHERE pool = ?), ?, ?, ?)",
@@ -219,10 +223,9 @@ impl PoolStore for SqliteStore {
         .bind(now())
         .bind(kind)
         .bind(data.to_string())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        self.changes.bump();
-        Ok(())
+        self.commit(tx).await
     }
 
     async fn pool_events(&self, name: &str, limit: i64) -> Result<Vec<PoolEvent>> {
