@@ -87,6 +87,23 @@ impl CliError {
             source: Some(Box::new(source)),
         }
     }
+    /// An I/O error on a path the user named (`--prompt-file`, `--repo`): a path that is missing,
+    /// forbidden or the wrong kind of file is their input (exit 2); anything else (a disk error,
+    /// no file descriptors left) is not (exit 3). The message is kept.
+    pub fn on_user_path(e: &std::io::Error, message: impl Into<String>) -> Self {
+        use std::io::ErrorKind as E;
+        let kind = match e.kind() {
+            E::NotFound
+            | E::PermissionDenied
+            | E::IsADirectory
+            | E::NotADirectory
+            | E::InvalidInput
+            | E::InvalidFilename => Kind::Input,
+            _ => Kind::Internal,
+        };
+        Self::new(kind, message)
+    }
+
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -260,6 +277,20 @@ mod tests {
             status,
             format!(r#"{{"kind":"{kind}","error":"e","hint":"h"}}"#).as_bytes(),
         )
+    }
+
+    #[test]
+    fn a_path_the_user_named_is_their_input_only_when_the_path_is_at_fault() {
+        use std::io::{Error, ErrorKind as E};
+        for k in [E::NotFound, E::PermissionDenied, E::IsADirectory] {
+            assert_eq!(
+                CliError::on_user_path(&Error::from(k), "m").exit_code(),
+                2,
+                "{k:?}"
+            );
+        }
+        let disk = Error::from_raw_os_error(libc::EIO);
+        assert_eq!(CliError::on_user_path(&disk, "m").exit_code(), 3);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn read_prompt(prompt: Option<String>, file: Option<&Path>) -> Result<String
         (None, Some(f)) if f == Path::new("-") => from_stdin()?,
         (None, Some(f)) => {
             let bytes = std::fs::read(f).map_err(|e| {
-                CliError::input(format!("--prompt-file {}: {e}", f.display()))
+                CliError::on_user_path(&e, format!("--prompt-file {}: {e}", f.display()))
                     .hint("give a readable file, or `-` to read the prompt from stdin")
             })?;
             String::from_utf8(bytes).map_err(|_| {
@@ -73,7 +73,7 @@ pub fn resolve_repo(repo: Option<String>) -> Result<String> {
     }
     let path = std::path::Path::new(&raw);
     let abs = std::fs::canonicalize(path).map_err(|e| {
-        CliError::input(format!("--repo {raw}: {e}"))
+        CliError::on_user_path(&e, format!("--repo {raw}: {e}"))
             .hint("pass a git checkout's directory, or run drover inside one")
     })?;
     Ok(abs.display().to_string())
