@@ -146,6 +146,7 @@ impl Adapter for Claude {
                 " (install Claude Code or set DROVER_CLAUDE_BIN; `drover doctor` checks)",
             ),
             binary: Some(BinarySetting::Claude),
+            prompt_arg_max: None,
         }
     }
 

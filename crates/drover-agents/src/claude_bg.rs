@@ -69,6 +69,7 @@ impl Adapter for ClaudeBg {
             needs_cmd: false,
             missing_binary_hint: None,
             binary: Some(BinarySetting::Claude),
+            prompt_arg_max: None,
         }
     }
 

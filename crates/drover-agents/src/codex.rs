@@ -108,6 +108,7 @@ impl Adapter for Codex {
             needs_cmd: false,
             missing_binary_hint: None,
             binary: Some(BinarySetting::Codex),
+            prompt_arg_max: Some(drover_types::validate::ARG_PROMPT_MAX),
         }
     }
 

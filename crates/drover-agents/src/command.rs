@@ -25,6 +25,7 @@ impl Adapter for Command {
             needs_cmd: true,
             missing_binary_hint: None,
             binary: None,
+            prompt_arg_max: None,
         }
     }
 

@@ -152,6 +152,9 @@ pub struct Capabilities {
     /// The daemon's setting that overrides this agent's program; `None`: it has none (the
     /// `command` agent runs the task's own command).
     pub binary: Option<BinarySetting>,
+    /// The prompt goes to the agent as one command-line argument (Codex): at most this many
+    /// bytes (`drover_types::validate::ARG_PROMPT_MAX`); `None`: any size the API takes.
+    pub prompt_arg_max: Option<usize>,
 }
 
 /// A configured agent program (config.toml / `DROVER_*_BIN`).
@@ -246,6 +249,15 @@ mod tests {
         assert!(!c.needs_cmd);
         let hint = c.missing_binary_hint.unwrap_or_default();
         assert!(hint.contains("DROVER_CLAUDE_BIN"), "{hint}");
+    }
+
+    #[test]
+    fn only_codex_takes_its_prompt_as_an_argument() {
+        let max = Some(drover_types::validate::ARG_PROMPT_MAX);
+        assert_eq!(caps("codex").prompt_arg_max, max);
+        for name in ["claude", "claude-bg", "command"] {
+            assert_eq!(caps(name).prompt_arg_max, None, "{name}");
+        }
     }
 
     #[test]

@@ -39,17 +39,18 @@ pub fn prompt(p: &str) -> Result<(), String> {
 /// argument may not exceed 128 KiB.
 pub const ARG_PROMPT_MAX: usize = 100 * 1024;
 
-/// A prompt for `agent`: [`prompt`], and short enough for agents that take it as an argument.
-pub fn prompt_for(agent: &str, p: &str) -> Result<(), String> {
+/// A prompt for `agent`: [`prompt`], and at most `arg_max` bytes when the agent takes it as a
+/// command-line argument (its adapter says so).
+pub fn prompt_for(agent: &str, arg_max: Option<usize>, p: &str) -> Result<(), String> {
     prompt(p)?;
-    if agent == "codex" && p.len() > ARG_PROMPT_MAX {
-        return Err(format!(
-            "the prompt is {} KB: the codex agent takes it as a command-line argument, at most {} KB",
+    match arg_max {
+        Some(max) if p.len() > max => Err(format!(
+            "the prompt is {} KB: the {agent} agent takes it as a command-line argument, at most {} KB",
             p.len() / 1024,
-            ARG_PROMPT_MAX / 1024
-        ));
+            max / 1024
+        )),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -75,7 +75,8 @@ pub async fn create(
     if capabilities.needs_cmd && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiErr::invalid(format!("the {agent} agent needs --cmd")));
     }
-    drover_types::validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
+    drover_types::validate::prompt_for(&agent, capabilities.prompt_arg_max, &req.prompt)
+        .map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     super::tasks::enforceable(&engine, req.max_usd.is_some(), None)?;
     super::tasks::prompt_size(&req.prompt)?;

@@ -53,7 +53,8 @@ pub async fn create(
     }
     prompt_size(&req.prompt)?;
     use drover_types::validate;
-    validate::prompt_for(&agent, &req.prompt).map_err(ApiErr::invalid)?;
+    validate::prompt_for(&agent, capabilities.prompt_arg_max, &req.prompt)
+        .map_err(ApiErr::invalid)?;
     validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     validate::max_tokens(req.max_tokens).map_err(ApiErr::invalid)?;
     enforceable(
