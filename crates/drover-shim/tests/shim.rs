@@ -4,21 +4,13 @@
 
 use drover_shim::files::{decode, encode_pretty};
 use drover_shim::{proc, ExitInfo, LaunchFile, ShimReady, TaskFiles};
+use drover_test_support::poll::some;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Polls `f` until it yields, failing the test after 30 s.
-fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long a test waits for the shim's exit record.
+const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 
 fn launch(dir: &std::path::Path, script: &str) -> LaunchFile {
     LaunchFile {
@@ -70,7 +62,12 @@ fn a_grandchild_that_left_the_group_is_ended_with_the_task() {
     let (mut shim, ready) = start(&files);
     assert!(ready.error.is_none(), "{ready:?}");
 
-    let exit: ExitInfo = poll("exit.json", || files.read_exit().unwrap());
+    let exit: ExitInfo = some(
+        "exit.json",
+        EXIT_DEADLINE,
+        Duration::from_millis(20),
+        || files.read_exit().unwrap(),
+    );
     assert_eq!(exit.code, Some(3));
     let escaped: i64 = std::fs::read_to_string(&pidfile)
         .unwrap()
@@ -108,7 +105,12 @@ fn a_leftover_that_ignores_term_is_killed() {
     .unwrap();
     let started = Instant::now();
     let (mut shim, _) = start(&files);
-    let exit: ExitInfo = poll("exit.json", || files.read_exit().unwrap());
+    let exit: ExitInfo = some(
+        "exit.json",
+        EXIT_DEADLINE,
+        Duration::from_millis(20),
+        || files.read_exit().unwrap(),
+    );
     assert!(exit.success());
     let stubborn: i64 = std::fs::read_to_string(&pidfile)
         .unwrap()
@@ -174,7 +176,12 @@ fn keep_detached_ends_the_group_but_not_what_left_it() {
     l.keep_detached = true;
     std::fs::write(files.launch(), encode_pretty(&l).unwrap()).unwrap();
     let (mut shim, _) = start(&files);
-    let exit: ExitInfo = poll("exit.json", || files.read_exit().unwrap());
+    let exit: ExitInfo = some(
+        "exit.json",
+        EXIT_DEADLINE,
+        Duration::from_millis(20),
+        || files.read_exit().unwrap(),
+    );
     assert!(exit.success());
     let read = |p: &std::path::Path| -> i64 {
         std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
