@@ -9,7 +9,10 @@
 //!   daemon.lock        held (flock) by the running daemon
 //!   daemon.sock        the API socket
 //!   daemon.log         the daemon's log when started in the background
-//!   tasks/<id>/        launch.json, stdout.log, stderr.log, shim.log, shim.sock, exit.json
+//!   tasks/<id>/        launch.json, stdout.log, stderr.log, shim.log, shim.sock, exit.json,
+//!                      home/ (a confined agent's private HOME)
+//!   run/<id>/          the task's sockets, mounted at /run/drover inside its sandbox:
+//!                      daemon.sock (task-scoped control), gateway.sock, egress.sock
 //!   sandboxes/<id>/    the task's checkout (overlay upper/work/merged, or a git worktree)
 //!   bases/<key>/       shared read-only base checkouts, one per (repo, commit)
 //!   repos/<hash>.git   clones of repositories given by URL
@@ -44,6 +47,15 @@ impl Home {
     }
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
+    }
+    /// The task's socket directory (see the layout above), mounted at
+    /// [`drover_shim::SANDBOX_RUN_DIR`] in its sandbox.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.root.join("run").join(id)
+    }
+    /// A confined agent's private `HOME` (kept across the task's attempts).
+    pub fn agent_home(&self, id: &str) -> PathBuf {
+        self.root.join("tasks").join(id).join("home")
     }
     pub fn task(&self, id: &str) -> TaskFiles {
         TaskFiles::new(self.root.join("tasks").join(id))

@@ -152,6 +152,66 @@ pub struct LaunchFile {
     /// By default every descendant is ended (the shim is their sub-reaper).
     #[serde(default)]
     pub keep_detached: bool,
+    /// Run the agent confined ([`JailSpec`]); `None`: as the shim's plain child
+    /// (`sandbox.isolation = "none"`).
+    #[serde(default)]
+    pub jail: Option<JailSpec>,
+    /// The task's cgroup(s): the `cgroup.procs` file of each hierarchy the agent is placed in
+    /// (one on cgroup v2; one per controller — memory, pids, cpu — on v1). The shim moves the
+    /// agent's first process there before it runs anything, so everything it starts is counted
+    /// and limited; the shim itself stays outside (a group killed whole leaves the shim to
+    /// write `exit.json`).
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
+}
+
+/// Inside a confined task, where the task's socket directory (`DROVER_HOME/run/<id>/`) appears:
+/// `daemon.sock` (the task-scoped control endpoint, so `DROVER_HOME` is this directory inside),
+/// `gateway.sock` (drover's model gateway), `egress.sock` (the `sandbox.egress` allow-list proxy).
+pub const SANDBOX_RUN_DIR: &str = "/run/drover";
+
+/// The port the `sandbox.egress` proxy listens on inside a confined task's own loopback
+/// (`HTTPS_PROXY=http://127.0.0.1:3128`); the network namespace is private, so it clashes with
+/// nothing.
+pub const EGRESS_PORT: u16 = 3128;
+
+/// How the agent is confined: its own user (where available), mount, PID, network, IPC and UTS
+/// namespaces, `no_new_privs`, no capabilities. Paths are the host's; each appears at the same
+/// path inside unless said otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JailSpec {
+    /// The task's checkout: the one writable tree of the repository (the cwd).
+    pub checkout: PathBuf,
+    /// A directory of the task's (`tasks/<id>/home`) mounted writable at [`JailSpec::home_at`]:
+    /// the agent's private `HOME`, kept across the task's attempts (Claude Code's sessions).
+    pub home: PathBuf,
+    /// Where the private home appears (the `HOME` the agent gets; the daemon user's home path,
+    /// so tools that look there find their config dirs).
+    pub home_at: PathBuf,
+    /// The task's socket directory, mounted at [`SANDBOX_RUN_DIR`].
+    pub run_dir: PathBuf,
+    /// Visible read-only, beyond the system's own directories: the agent CLI, drover's binary,
+    /// toolchain homes, the config's `sandbox.ro_paths`. A path that does not exist is skipped.
+    #[serde(default)]
+    pub ro_paths: Vec<PathBuf>,
+    /// Visible writable: the config's `sandbox.rw_paths` (and a worktree's git directories).
+    #[serde(default)]
+    pub rw_paths: Vec<PathBuf>,
+    /// Hidden even though under a visible directory (e.g. `DROVER_HOME` when it lies under a
+    /// system path, the daemon's own secrets).
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
+    /// Loopback forwarders inside the task's network namespace: `127.0.0.1:port` → the Unix
+    /// socket `socket` (a path inside, under [`SANDBOX_RUN_DIR`]).
+    #[serde(default)]
+    pub forwards: Vec<Forward>,
+}
+
+/// One loopback forwarder inside a confined task ([`JailSpec::forwards`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    pub port: u16,
+    pub socket: PathBuf,
 }
 
 /// The one line a shim prints on its stdout once the agent is started.

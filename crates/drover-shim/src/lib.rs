@@ -22,5 +22,6 @@ pub mod run;
 
 pub use client::{spawn_shim, ShimClient, ShimError};
 pub use files::{
-    ExitInfo, LaunchFile, ProtocolError, ShimCommand, ShimReady, ShimReply, TaskFiles, PROTOCOL,
+    ExitInfo, Forward, JailSpec, LaunchFile, ProtocolError, ShimCommand, ShimReady, ShimReply,
+    TaskFiles, EGRESS_PORT, PROTOCOL, SANDBOX_RUN_DIR,
 };

@@ -21,6 +21,8 @@ fn launch(dir: &std::path::Path, script: &str) -> LaunchFile {
         stdin_lines: vec![],
         close_stdin: true,
         keep_detached: false,
+        jail: None,
+        cgroup_procs: vec![],
     }
 }
 

@@ -123,6 +123,21 @@ pub struct Budget {
     pub max_tokens: Option<u64>,
 }
 
+/// A task's resource limits (`--memory`, `--cpus`, `--pids`; config `sandbox.memory`,
+/// `sandbox.cpus`, `sandbox.pids`), enforced by the task's cgroup. `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory the agent and everything it starts may use, in bytes (`memory.max`).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// CPU time per wall-clock second, in CPUs (`cpu.max`): 1.5 = one and a half cores.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// How many processes and threads at once (`pids.max`).
+    #[serde(default)]
+    pub pids: Option<u64>,
+}
+
 /// The task as `drover show --json` and the API return it. Field names are the public contract
 /// (docs/design.md §3); the fields after `created_by` are drover's additions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -108,6 +108,20 @@ macro_rules! vocab {
 }
 
 vocab! {
+    /// How a task's agent is confined (config `sandbox.isolation`; the task's `isolation`).
+    #[derive(Default)]
+    pub enum Isolation ("isolation") {
+        /// Its own user, mount, PID and network namespaces, a cgroup, no new privileges: it
+        /// sees its checkout and what the config exposes, and reaches only drover's sockets.
+        #[default]
+        Full = "full",
+        /// None of that, on purpose (`sandbox.isolation = "none"`): the agent runs as the
+        /// daemon's user with its view of the machine and its network.
+        None = "none",
+    }
+}
+
+vocab! {
     /// What happens to a permission request (`--permissions`, config `permissions`).
     #[derive(Default)]
     pub enum PermissionPolicy ("permission policy") {

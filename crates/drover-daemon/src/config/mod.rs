@@ -77,6 +77,25 @@ pub struct Config {
     pub needs_input_timeout: Option<u64>,
     /// Providers: the gateway's switch, port, upstreams and keys (environment only).
     pub upstreams: Upstreams,
+    /// `[sandbox]`: how agents are confined and limited (docs/design.md §11).
+    pub confinement: Confinement,
+}
+
+/// `[sandbox]` `isolation`, `ro_paths`, `rw_paths`, `egress`, `memory`, `cpus`, `pids`: how
+/// every task's agent is confined, and its default limits (a task's flags override them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Confinement {
+    /// `"full"` (default) or `"none"`, on purpose only: the daemon refuses to start a task
+    /// unconfined when the host cannot confine it, unless this says `"none"`.
+    pub isolation: drover_types::Isolation,
+    /// Also visible read-only inside every sandbox.
+    pub ro_paths: Vec<PathBuf>,
+    /// Also visible writable inside every sandbox.
+    pub rw_paths: Vec<PathBuf>,
+    /// `host:port` authorities an agent may reach through the allow-list proxy (default none).
+    pub egress: Vec<String>,
+    /// Default limits of new tasks.
+    pub limits: drover_types::Limits,
 }
 
 /// `DROVER_GATEWAY`: unset, the gateway runs when the daemon has a provider key.
@@ -198,6 +217,7 @@ impl Config {
         };
         let sandbox = raw.sandbox.as_deref().unwrap_or("auto");
         let cfg = Config {
+            confinement: Confinement::default(),
             home: home.to_path_buf(),
             slots: raw.slots.unwrap_or(4),
             sandbox: sandbox.parse().map_err(|e| bad("sandbox", e))?,

@@ -131,6 +131,8 @@ pub(crate) async fn start(
         stdin_lines: spec.stdin_lines,
         close_stdin: spec.close_stdin,
         keep_detached: adapter.starts_shared_service(),
+        jail: None,
+        cgroup_procs: vec![],
     };
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
