@@ -4,6 +4,8 @@
 //! - [`files`]: the task directory's files, shared by shim and daemon (launch.json, exit.json, logs).
 //! - [`run`]: the shim process itself (synchronous, threads only, to stay small).
 //! - [`client`]: what the daemon uses: spawn a shim, talk to its socket, check processes.
+//! - [`probe`]: can this host confine an agent (namespaces, `no_new_privs`)? For `drover doctor`
+//!   and the daemon's refusal to start tasks unconfined.
 //! - [`proc`]: process identity (pid + start time), process-group signalling, descendants
 //!   (`/proc` through `procfs`).
 //!
@@ -17,6 +19,7 @@
 
 pub mod client;
 pub mod files;
+pub mod probe;
 pub mod proc;
 pub mod run;
 
