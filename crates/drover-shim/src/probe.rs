@@ -280,7 +280,8 @@ pub fn probe() -> Report {
         };
         findings.push(f);
     };
-    let kernel = "a kernel built with namespaces (CONFIG_NAMESPACES) and a runtime that allows them \
+    let kernel =
+        "a kernel built with namespaces (CONFIG_NAMESPACES) and a runtime that allows them \
                   — see docs/design.md §11";
     later(
         Step::MountNs,
@@ -374,7 +375,8 @@ fn fork_probe(maps: Option<(&[u8], &[u8])>) -> std::io::Result<(Step, i32)> {
         let n = unsafe { libc::read(rd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
         if n > 0 {
             got += n as usize;
-        } else if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        } else if n == 0
+            || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
         {
             break;
         }
@@ -388,7 +390,9 @@ fn fork_probe(maps: Option<(&[u8], &[u8])>) -> std::io::Result<(Step, i32)> {
         {}
     }
     if got != buf.len() {
-        return Err(std::io::Error::other("the probe's child died without a report"));
+        return Err(std::io::Error::other(
+            "the probe's child died without a report",
+        ));
     }
     let step = Step::from_u8(buf[0])
         .ok_or_else(|| std::io::Error::other("the probe's child sent an unknown step"))?;
@@ -486,7 +490,10 @@ mod tests {
         );
         let line = r.refusal().unwrap();
         assert!(line.contains("user namespace is missing"), "{line}");
-        assert!(line.contains("apparmor_restrict_unprivileged_userns=0"), "{line}");
+        assert!(
+            line.contains("apparmor_restrict_unprivileged_userns=0"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
     }
 
@@ -510,6 +517,9 @@ mod tests {
             unprivileged_userns_clone: Some(0),
             apparmor_restrict: None,
         };
-        assert!(s.userns_cause(false).1.contains("unprivileged_userns_clone=1"));
+        assert!(s
+            .userns_cause(false)
+            .1
+            .contains("unprivileged_userns_clone=1"));
     }
 }

@@ -53,6 +53,68 @@ pub fn prompt_for(agent: &str, arg_max: Option<usize>, p: &str) -> Result<(), St
     }
 }
 
+/// A memory size (`--memory`, config `sandbox.memory`): a whole number of bytes, or a number
+/// with a binary unit — `K`, `M`, `G`, `T` (also `KB`/`KiB`…, any case; 1K = 1024 bytes, as in
+/// docker and systemd): `512M`, `2G`, `1.5G`. At least 1 MiB (less could not even start a
+/// shell). The error is a phrase to put after the flag or key.
+pub fn memory_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a memory size: write e.g. 512M, 2G or 1.5G");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(bad()),
+    };
+    if num.is_empty() || (unit == "b" && shift != 0) {
+        return Err(bad());
+    }
+    let bytes = if num.contains('.') {
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        let b = v * (1u64 << shift) as f64;
+        if !b.is_finite() || b >= u64::MAX as f64 {
+            return Err(bad());
+        }
+        b as u64
+    } else {
+        let v: u64 = num.parse().map_err(|_| bad())?;
+        v.checked_mul(1u64 << shift).ok_or_else(bad)?
+    };
+    if bytes < 1 << 20 {
+        return Err(format!(
+            "{s:?} is below 1M: give at least 1M, e.g. 512M or 2G"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// CPUs (`--cpus`, config `sandbox.cpus`): a number of cores above zero, e.g. 0.5 or 2.
+pub fn cpus(v: f64) -> Result<f64, String> {
+    if v.is_finite() && v >= 0.01 && v <= 4096.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is not a CPU count: give a number of cores, e.g. 0.5, 1.5 or 4"
+        ))
+    }
+}
+
+/// Processes (`--pids`, config `sandbox.pids`): at least 1.
+pub fn pids(v: u64) -> Result<u64, String> {
+    if v == 0 {
+        Err("0 processes could not start the agent: give e.g. 512".into())
+    } else {
+        Ok(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +130,34 @@ mod tests {
         assert!(max_tokens(Some(1)).is_ok());
         assert!(prompt(" \n\t").is_err());
         assert!(prompt("x").is_ok());
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(memory_size("2G"), Ok(2 << 30));
+        assert_eq!(memory_size("512m"), Ok(512 << 20));
+        assert_eq!(memory_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(memory_size(" 64 MB "), Ok(64 << 20));
+        assert_eq!(memory_size("1048576"), Ok(1 << 20));
+        for bad in [
+            "",
+            "G",
+            "2X",
+            "-1G",
+            "1.2.3G",
+            "99999999999T",
+            "1K",
+            "100",
+            "2 G B",
+        ] {
+            let e = memory_size(bad).expect_err(bad);
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert!(cpus(1.5).is_ok());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(cpus(bad).is_err(), "{bad}");
+        }
+        assert!(pids(0).is_err());
+        assert_eq!(pids(512), Ok(512));
     }
 }
