@@ -121,6 +121,7 @@ impl CliError {
                     | ApiErrorKind::TooLarge
                     | ApiErrorKind::Timeout => Kind::Input,
                     ApiErrorKind::Busy => Kind::Unreachable,
+                    ApiErrorKind::IsolationUnavailable => Kind::Config,
                     ApiErrorKind::Internal => Kind::Internal,
                     // A newer daemon's kind: the status tells whose fault it is.
                     ApiErrorKind::Unknown if status >= 500 => Kind::Internal,

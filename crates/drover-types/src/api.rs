@@ -77,6 +77,9 @@ pub enum ApiErrorKind {
     Busy,
     /// Something broke inside the daemon (500).
     Internal,
+    /// No agent may start: the host cannot confine it and `sandbox.isolation` is not `"none"`
+    /// (503; the message names the missing feature and its remedy).
+    IsolationUnavailable,
     /// A kind this client does not know (a newer daemon): judged by the HTTP status.
     #[serde(other)]
     Unknown,
@@ -93,6 +96,7 @@ impl ApiErrorKind {
             ApiErrorKind::Timeout => "timeout",
             ApiErrorKind::Busy => "busy",
             ApiErrorKind::Internal => "internal",
+            ApiErrorKind::IsolationUnavailable => "isolation_unavailable",
             ApiErrorKind::Unknown => "unknown",
         }
     }

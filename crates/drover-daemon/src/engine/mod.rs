@@ -73,6 +73,8 @@ pub struct Engine {
     /// Per-task provider keys (`run --api-key-env`), in memory only: a restart forgets them and
     /// the task falls back to the daemon's key.
     pub task_keys: Mutex<HashMap<String, String>>,
+    /// Whether agents may start: the host probe's verdict (see [`crate::isolation`]).
+    pub host: crate::isolation::HostConfinement,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -113,7 +115,9 @@ impl Engine {
             Some((link, rx)) => (Some(link), Some(rx)),
             None => (None, None),
         };
+        let host = crate::isolation::HostConfinement::check(&config);
         let engine = Engine {
+            host,
             store,
             sandboxes,
             config,
