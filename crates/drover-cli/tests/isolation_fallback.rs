@@ -128,3 +128,103 @@ fn isolation_none_runs_agents_on_the_same_host_on_purpose() {
     assert_eq!(t["result"], "unconfined");
     rt.block_on(daemon.shutdown());
 }
+
+/// `drover doctor` on a host that really refuses user namespaces: a normal user in a user
+/// namespace whose `user.max_user_namespaces` is 0 (the switch some distributions ship).
+/// Needs root to map a range of uids into that namespace.
+#[test]
+fn doctor_names_the_missing_feature_and_its_remedy() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: doctor_names_the_missing_feature_and_its_remedy needs root");
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    let tmp = env.tmp.path();
+    // The unprivileged user must reach the binary and DROVER_HOME.
+    let exe = tmp.join("drover");
+    std::fs::copy(env!("CARGO_BIN_EXE_drover"), &exe).unwrap();
+    for p in [tmp, &env.home, &exe] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    // The shell exec'd before its uids were mapped (no capabilities); once mapped, a second
+    // exec as the namespace's root regains them, to set the switch, then drops to a user.
+    let script = format!(
+        "read go && exec sh -c 'echo 0 > /proc/sys/user/max_user_namespaces && \
+         exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+         env DROVER_HOME={home} HOME={tmp} {exe} doctor --json'",
+        home = env.home.display(),
+        tmp = tmp.display(),
+        exe = exe.display()
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: unshare is a system call; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let proc_dir = format!("/proc/{}", child.id());
+    std::fs::write(format!("{proc_dir}/uid_map"), "0 0 65536\n").unwrap();
+    std::fs::write(format!("{proc_dir}/gid_map"), "0 0 65536\n").unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = drover_test_support::poll::some(
+        "drover doctor to end",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(20),
+        || child.try_wait().unwrap(),
+    );
+    let stdout = {
+        use std::io::Read;
+        let mut s = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+        s
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(out.code(), Some(1), "doctor must fail: {stdout}\n{stderr}");
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let get = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {stdout}"))
+            .clone()
+    };
+    let userns = get("userns");
+    assert_eq!(userns["ok"], false, "{userns:#}");
+    let detail = userns["detail"].as_str().unwrap();
+    assert!(detail.contains("user.max_user_namespaces is 0"), "{detail}");
+    let hint = userns["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("sysctl -w user.max_user_namespaces="),
+        "{hint}"
+    );
+    let iso = get("isolation");
+    assert_eq!(iso["ok"], false, "{iso:#}");
+    assert!(
+        iso["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the daemon starts no task"),
+        "{iso:#}"
+    );
+    assert!(iso["hint"]
+        .as_str()
+        .unwrap()
+        .contains("isolation = \"none\""));
+    // Namespaces that need the user namespace first are not reported as present.
+    assert_eq!(get("mountns")["ok"], false);
+    assert_eq!(get("home")["ok"], true);
+}

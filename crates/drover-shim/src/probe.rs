@@ -30,7 +30,19 @@ pub enum Feature {
 }
 
 impl Feature {
-    /// The name `drover doctor` prints.
+    /// `drover doctor`'s name of the check.
+    pub fn check_name(self) -> &'static str {
+        match self {
+            Feature::UserNamespace => "userns",
+            Feature::MountNamespace => "mountns",
+            Feature::PidNamespace => "pidns",
+            Feature::NetworkNamespace => "netns",
+            Feature::IpcUtsNamespace => "ipc+uts ns",
+            Feature::NoNewPrivs => "no_new_privs",
+        }
+    }
+
+    /// The feature's name in a sentence.
     pub fn name(self) -> &'static str {
         match self {
             Feature::UserNamespace => "user namespace",
@@ -469,6 +481,7 @@ unsafe fn child(wr: libc::c_int, maps: Option<(&[u8], &[u8])>) -> ! {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

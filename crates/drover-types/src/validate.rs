@@ -97,7 +97,7 @@ pub fn memory_size(s: &str) -> Result<u64, String> {
 
 /// CPUs (`--cpus`, config `sandbox.cpus`): a number of cores above zero, e.g. 0.5 or 2.
 pub fn cpus(v: f64) -> Result<f64, String> {
-    if v.is_finite() && v >= 0.01 && v <= 4096.0 {
+    if (0.01..=4096.0).contains(&v) {
         Ok(v)
     } else {
         Err(format!(
@@ -116,6 +116,7 @@ pub fn pids(v: u64) -> Result<u64, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
