@@ -17,7 +17,7 @@ use std::path::Path;
 #[serde(rename_all = "snake_case")]
 pub enum Feature {
     /// A user namespace with the daemon's user mapped in (what lets a normal user build the
-    /// others). Optional when the daemon runs as root.
+    /// others; the jail makes one as root too, see `jail::userns`).
     UserNamespace,
     /// A mount namespace in which the jail may mount (bind, tmpfs, remount read-only).
     MountNamespace,
@@ -60,7 +60,8 @@ impl Feature {
 pub struct Finding {
     pub feature: Feature,
     pub ok: bool,
-    /// Whether confinement needs it (a user namespace is optional for root).
+    /// Whether confinement needs it (every feature today; kept so an optional one can be
+    /// reported without failing).
     pub required: bool,
     /// What was found (`ok`) or what failed, in one line.
     pub detail: String,
@@ -223,15 +224,7 @@ pub fn probe() -> Report {
             }
         }
     };
-    // With root, a failed user namespace is retried without one (the jail can do without).
-    let (userns_ok, step, errno) = match step {
-        Step::UserNs | Step::IdMaps if root => match run_child_no_userns() {
-            Ok((s, e)) => (false, s, e),
-            Err(_) => (false, step, errno),
-        },
-        Step::UserNs | Step::IdMaps => (false, step, errno),
-        _ => (true, step, errno),
-    };
+    let userns_ok = !matches!(step, Step::UserNs | Step::IdMaps);
     let failed_at = |s: Step| step != Step::Done && step as u8 <= s as u8;
     let err = std::io::Error::from_raw_os_error(errno).to_string();
     let (ns_cause, ns_remedy) = switches.userns_cause(root);
@@ -242,12 +235,8 @@ pub fn probe() -> Report {
         Finding {
             feature: Feature::UserNamespace,
             ok: false,
-            required: !root,
-            detail: if root {
-                format!("not available ({err}); root confines without one")
-            } else {
-                format!("{ns_cause}: {err}")
-            },
+            required: true,
+            detail: format!("{ns_cause}: {err}"),
             remedy: Some(ns_remedy.clone()),
         }
     });
@@ -264,7 +253,7 @@ pub fn probe() -> Report {
                  ok_detail: &str,
                  fail_remedy: &str,
                  findings: &mut Vec<Finding>| {
-        let f = if !userns_ok && !root {
+        let f = if !userns_ok {
             missing(feature, blocked.clone(), ns_remedy.clone())
         } else if step == s || (s == Step::MountNs && step == Step::Mount) {
             // In a user namespace that AppArmor confines, the namespaces are made but carry no
@@ -343,19 +332,16 @@ fn ok(feature: Feature, required: bool, detail: &str) -> Finding {
     }
 }
 
+/// The jail's maps: the daemon's own uid and gid, each to itself.
 fn run_child(uid: libc::uid_t, gid: libc::gid_t) -> std::io::Result<(Step, i32)> {
-    let uid_map = format!("0 {uid} 1\n").into_bytes();
-    let gid_map = format!("0 {gid} 1\n").into_bytes();
-    fork_probe(Some((&uid_map, &gid_map)))
-}
-
-fn run_child_no_userns() -> std::io::Result<(Step, i32)> {
-    fork_probe(None)
+    let uid_map = format!("{uid} {uid} 1\n").into_bytes();
+    let gid_map = format!("{gid} {gid} 1\n").into_bytes();
+    fork_probe(&uid_map, &gid_map)
 }
 
 /// Forks a child that walks the [`Step`]s and writes `[step, errno (4 bytes)]` to a pipe. The
 /// child only makes system calls (the parent may have threads): no allocation, no locks.
-fn fork_probe(maps: Option<(&[u8], &[u8])>) -> std::io::Result<(Step, i32)> {
+fn fork_probe(uid_map: &[u8], gid_map: &[u8]) -> std::io::Result<(Step, i32)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills the two-element array it is given.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -376,7 +362,7 @@ fn fork_probe(maps: Option<(&[u8], &[u8])>) -> std::io::Result<(Step, i32)> {
     }
     if pid == 0 {
         // SAFETY: see above; this branch never returns.
-        unsafe { child(wr, maps) }
+        unsafe { child(wr, uid_map, gid_map) }
     }
     // SAFETY: closing our copy of the write end; reading into a 5-byte buffer we own.
     unsafe { libc::close(wr) };
@@ -415,7 +401,7 @@ fn fork_probe(maps: Option<(&[u8], &[u8])>) -> std::io::Result<(Step, i32)> {
 ///
 /// # Safety
 /// Only after `fork`, in the child.
-unsafe fn child(wr: libc::c_int, maps: Option<(&[u8], &[u8])>) -> ! {
+unsafe fn child(wr: libc::c_int, uid_map: &[u8], gid_map: &[u8]) -> ! {
     unsafe fn report(wr: libc::c_int, step: Step, errno: i32) -> ! {
         let e = errno.to_ne_bytes();
         let buf = [step as u8, e[0], e[1], e[2], e[3]];
@@ -434,16 +420,14 @@ unsafe fn child(wr: libc::c_int, maps: Option<(&[u8], &[u8])>) -> ! {
         libc::close(fd);
         n == data.len() as isize
     }
-    if let Some((uid_map, gid_map)) = maps {
-        if libc::unshare(libc::CLONE_NEWUSER) != 0 {
-            report(wr, Step::UserNs, errno());
-        }
-        if !write_file(c"/proc/self/setgroups", b"deny")
-            || !write_file(c"/proc/self/uid_map", uid_map)
-            || !write_file(c"/proc/self/gid_map", gid_map)
-        {
-            report(wr, Step::IdMaps, errno());
-        }
+    if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+        report(wr, Step::UserNs, errno());
+    }
+    if !write_file(c"/proc/self/setgroups", b"deny")
+        || !write_file(c"/proc/self/uid_map", uid_map)
+        || !write_file(c"/proc/self/gid_map", gid_map)
+    {
+        report(wr, Step::IdMaps, errno());
     }
     if libc::unshare(libc::CLONE_NEWNS) != 0 {
         report(wr, Step::MountNs, errno());
