@@ -95,6 +95,8 @@ fn a_host_that_cannot_confine_starts_no_agent_and_says_why() {
         "p",
     ]);
     assert_refusal(&out, "pool start");
+    let out = env.run(&["pool", "resume", "p1"]);
+    assert_refusal(&out, "pool resume");
 
     // The queued task fails with the reason once the slot frees; it never ran.
     std::fs::write(&go, "").unwrap();
