@@ -73,6 +73,8 @@ pub struct Engine {
     /// Per-task provider keys (`run --api-key-env`), in memory only: a restart forgets them and
     /// the task falls back to the daemon's key.
     pub task_keys: Mutex<HashMap<String, String>>,
+    /// Each active task's sockets (see [`crate::task_sockets`]).
+    pub sockets: crate::task_sockets::TaskSockets,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -127,6 +129,7 @@ impl Engine {
             locks: Arc::default(),
             gateway,
             task_keys: Mutex::new(HashMap::new()),
+            sockets: Default::default(),
         };
         Ok((engine, notes))
     }
