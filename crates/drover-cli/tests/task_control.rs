@@ -304,3 +304,102 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn memmem(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// `sandbox.egress` through the real daemon: the task's `egress.sock` connects a listed
+/// authority (bytes both ways), refuses another, and both attempts are events on the task.
+#[test]
+fn egress_through_a_tasks_socket_is_allow_listed_and_logged_on_the_task() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Two "hosts" on loopback: one listed (it greets, then echoes), one not.
+    let listed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listed_port = listed.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listed.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = s.write_all(b"hello\n");
+                let mut r = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut s);
+            });
+        }
+    });
+    let unlisted = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unlisted_port = unlisted.local_addr().unwrap().port();
+    unlisted.set_nonblocking(true).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
+    let allowed = format!("127.0.0.1:{listed_port}");
+    let daemon = rt.block_on(drover_test_support::daemon::InProcessDaemon::start_with(
+        &env.home,
+        exe,
+        |c| c.confinement.egress = vec![allowed.clone()],
+    ));
+    let id = env.run_command_task(WAIT_FOR_GO, "egress");
+    let t = env.until(&id, "running", |t| t["state"] == "running" && t["pid"].is_i64());
+    // The agent is told to use the proxy (its forwarder is the jail's, inside the sandbox).
+    let environ = std::fs::read(format!("/proc/{}/environ", t["pid"])).unwrap();
+    assert!(environ
+        .split(|b| *b == 0)
+        .any(|v| v == b"HTTPS_PROXY=http://127.0.0.1:3128"));
+    let sock = run_dir(&env, &id).join("egress.sock");
+    let open = |authority: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(s, "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").unwrap();
+        s
+    };
+    let read_until = |s: &mut std::os::unix::net::UnixStream, want: &str| {
+        let mut got = vec![];
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains(want) {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before {want:?}: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).to_string()
+    };
+    let mut s = open(&allowed);
+    let got = read_until(&mut s, "hello\n");
+    assert!(got.starts_with("HTTP/1.1 200 "), "{got}");
+    s.write_all(b"through the tunnel").unwrap();
+    read_until(&mut s, "through the tunnel");
+    drop(s);
+    let mut s = open(&format!("127.0.0.1:{unlisted_port}"));
+    let mut refused = String::new();
+    s.read_to_string(&mut refused).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 403 "), "{refused}");
+    assert!(
+        unlisted.accept().is_err(),
+        "the unlisted host was connected"
+    );
+    let egress = drover_test_support::poll::some(
+        "two egress events",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let evs: Vec<Value> = env
+                .events(&id)
+                .into_iter()
+                .filter(|e| e["kind"] == "egress")
+                .collect();
+            (evs.len() == 2).then_some(evs)
+        },
+    );
+    assert_eq!(egress[0]["data"]["verdict"], "allowed", "{egress:#?}");
+    assert_eq!(egress[0]["data"]["authority"], allowed.as_str());
+    assert_eq!(egress[1]["data"]["verdict"], "refused");
+    assert_eq!(
+        egress[1]["data"]["authority"],
+        format!("127.0.0.1:{unlisted_port}")
+    );
+    release(&env, &id);
+    assert_eq!(env.wait(&id)["state"], "succeeded");
+    poll("the egress socket removed", Duration::from_secs(30), || {
+        !sock.exists()
+    });
+    rt.block_on(daemon.shutdown());
+}
