@@ -34,7 +34,9 @@ pub fn drover_home() -> PathBuf {
 
 /// The task this process runs in (`DROVER_TASK_ID`, set for every agent and gate), if any.
 pub fn inside_task() -> Option<String> {
-    std::env::var("DROVER_TASK_ID").ok().filter(|v| !v.is_empty())
+    std::env::var("DROVER_TASK_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -98,6 +98,7 @@ fn inside_a_task_lock_and_reading_itself_work_and_the_holder_is_the_task() {
     let script = format!(
         "drover lock build -- true && drover show \"$DROVER_TASK_ID\" --json > me.json && \
          drover logs \"$DROVER_TASK_ID\" --json > /dev/null && \
+         drover daemon status --json > status.json && \
          DROVER_TASK_ID=ffffffff drover lock forged -- sh -c '{WAIT_FOR_GO}'"
     );
     let id = env.run_command_task(&script, "locker");
@@ -122,6 +123,9 @@ fn inside_a_task_lock_and_reading_itself_work_and_the_holder_is_the_task() {
     assert_eq!(t["state"], "succeeded", "{t:#}");
     let me: Value = serde_json::from_str(&written(&env, &id, "me.json")).unwrap();
     assert_eq!(me["id"], id.as_str());
+    // The status it sees names its own run dir, not the daemon's home.
+    let status: Value = serde_json::from_str(&written(&env, &id, "status.json")).unwrap();
+    assert_eq!(status["home"], run_dir(&env, &id).display().to_string());
 }
 
 /// Inside a task (`DROVER_TASK_ID` set) an endpoint that does not answer is exit 3 with one
@@ -131,7 +135,11 @@ fn inside_a_task_the_cli_never_starts_a_daemon() {
     let env = Env::new();
     let dead = env.tmp.path().join("run-of-a-gone-task");
     std::fs::create_dir_all(&dead).unwrap();
-    for args in [&["ls"][..], &["daemon"][..], &["lock", "x", "--", "true"][..]] {
+    for args in [
+        &["ls"][..],
+        &["daemon"][..],
+        &["lock", "x", "--", "true"][..],
+    ] {
         let out = env
             .cmd(args)
             .env("DROVER_HOME", &dead)
@@ -201,7 +209,9 @@ fn a_gateway_token_spends_only_its_task_and_is_nowhere_another_task_could_read_i
     let env = Env::claude(&provider);
     let a = env.run_command_task(WAIT_FOR_GO, "task a");
     let b = env.run_command_task(WAIT_FOR_GO, "task b");
-    let ta = env.until(&a, "a running", |t| t["state"] == "running" && t["pid"].is_i64());
+    let ta = env.until(&a, "a running", |t| {
+        t["state"] == "running" && t["pid"].is_i64()
+    });
     env.until(&b, "b running", |t| t["state"] == "running");
     // A's token, from its agent's environment (only the test, as root, reads it here).
     let pid = ta["pid"].as_i64().unwrap();
@@ -274,7 +284,11 @@ fn a_gateway_token_spends_only_its_task_and_is_nowhere_another_task_could_read_i
     });
     assert!(ta["cost_usd"].as_f64().unwrap() > 0.0, "{ta:#}");
     let tb = env.show(&b);
-    assert_eq!(tb["usage"]["input_tokens"].as_u64().unwrap_or(0), 0, "{tb:#}");
+    assert_eq!(
+        tb["usage"]["input_tokens"].as_u64().unwrap_or(0),
+        0,
+        "{tb:#}"
+    );
     // A made-up token is refused; so is A's once A has ended.
     let (status, _, _) = call(&format!("drv-{}", "0".repeat(64)));
     assert_eq!(status, 401);
@@ -339,7 +353,9 @@ fn egress_through_a_tasks_socket_is_allow_listed_and_logged_on_the_task() {
         |c| c.confinement.egress = vec![allowed.clone()],
     ));
     let id = env.run_command_task(WAIT_FOR_GO, "egress");
-    let t = env.until(&id, "running", |t| t["state"] == "running" && t["pid"].is_i64());
+    let t = env.until(&id, "running", |t| {
+        t["state"] == "running" && t["pid"].is_i64()
+    });
     // The agent is told to use the proxy (its forwarder is the jail's, inside the sandbox).
     let environ = std::fs::read(format!("/proc/{}/environ", t["pid"])).unwrap();
     assert!(environ
@@ -349,7 +365,11 @@ fn egress_through_a_tasks_socket_is_allow_listed_and_logged_on_the_task() {
     let open = |authority: &str| {
         let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(s, "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").unwrap();
+        write!(
+            s,
+            "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+        )
+        .unwrap();
         s
     };
     let read_until = |s: &mut std::os::unix::net::UnixStream, want: &str| {
@@ -357,7 +377,11 @@ fn egress_through_a_tasks_socket_is_allow_listed_and_logged_on_the_task() {
         let mut buf = [0u8; 1024];
         while !String::from_utf8_lossy(&got).contains(want) {
             let n = s.read(&mut buf).unwrap();
-            assert!(n > 0, "closed before {want:?}: {}", String::from_utf8_lossy(&got));
+            assert!(
+                n > 0,
+                "closed before {want:?}: {}",
+                String::from_utf8_lossy(&got)
+            );
             got.extend_from_slice(&buf[..n]);
         }
         String::from_utf8_lossy(&got).to_string()

@@ -54,10 +54,7 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
 /// [`scoped::filter`], which allows only what an agent may do for itself, as `task_id`.
 pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
     let scope = scoped::TaskScope(task_id.into());
-    let routes = routes().route_layer(axum::middleware::from_fn_with_state(
-        scope,
-        scoped::filter,
-    ));
+    let routes = routes().route_layer(axum::middleware::from_fn_with_state(scope, scoped::filter));
     finish(routes, engine)
 }
 

@@ -69,11 +69,7 @@ pub fn forbidden(own: &str) -> ApiErr {
 }
 
 /// The scoped endpoint's middleware (a route layer: it sees matched routes only).
-pub async fn filter(
-    State(scope): State<TaskScope>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn filter(State(scope): State<TaskScope>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path
         .strip_prefix("/v1/")
@@ -108,7 +104,10 @@ mod tests {
         assert_eq!(d(Method::GET, "tasks/aaaa1111", own), Allow);
         for sub in ["events", "wait", "raw"] {
             assert_eq!(d(Method::GET, &format!("tasks/aaaa1111/{sub}"), own), Allow);
-            assert_eq!(d(Method::GET, &format!("tasks/bbbb2222/{sub}"), other), Forbid);
+            assert_eq!(
+                d(Method::GET, &format!("tasks/bbbb2222/{sub}"), other),
+                Forbid
+            );
         }
         // Another task, a prefix of its own id, its name: refused alike.
         assert_eq!(d(Method::GET, "tasks/bbbb2222", other), Forbid);

@@ -9,7 +9,12 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves `id`'s control endpoint on `listener` until `stop` is cancelled.
-pub async fn serve(engine: Arc<Engine>, id: String, listener: UnixListener, stop: CancellationToken) {
+pub async fn serve(
+    engine: Arc<Engine>,
+    id: String,
+    listener: UnixListener,
+    stop: CancellationToken,
+) {
     let app = crate::api::scoped_router(engine.clone(), &id);
     let tasks = engine.tasks.clone();
     crate::api::listen::serve_capped(

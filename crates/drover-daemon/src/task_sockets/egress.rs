@@ -250,7 +250,10 @@ async fn read_head(s: &mut UnixStream) -> Result<(Vec<u8>, usize), &'static str>
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let n = s.read(&mut chunk).await.map_err(|_| "the connection broke")?;
+        let n = s
+            .read(&mut chunk)
+            .await
+            .map_err(|_| "the connection broke")?;
         if n == 0 {
             return Err("the connection closed before a whole request head");
         }
@@ -338,7 +341,12 @@ async fn handle(
                 authority: Some(authority.clone()),
                 reason: Some(why.clone()),
             });
-            answer(&mut inside, "502 Bad Gateway", &format!("{authority}: {why}")).await;
+            answer(
+                &mut inside,
+                "502 Bad Gateway",
+                &format!("{authority}: {why}"),
+            )
+            .await;
             return;
         }
         Err(_) => {
@@ -348,7 +356,12 @@ async fn handle(
                 authority: Some(authority.clone()),
                 reason: Some(why.clone()),
             });
-            answer(&mut inside, "504 Gateway Timeout", &format!("{authority}: {why}")).await;
+            answer(
+                &mut inside,
+                "504 Gateway Timeout",
+                &format!("{authority}: {why}"),
+            )
+            .await;
             return;
         }
     };

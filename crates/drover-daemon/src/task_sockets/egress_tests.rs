@@ -165,7 +165,10 @@ async fn an_unlisted_authority_is_refused_and_never_connected() {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].verdict, Verdict::Refused);
     assert_eq!(a[0].authority, Some(format!("127.0.0.1:{unlisted}")));
-    assert!(reached.try_recv().is_err(), "the unlisted host was connected");
+    assert!(
+        reached.try_recv().is_err(),
+        "the unlisted host was connected"
+    );
 }
 
 /// Everything that is not `CONNECT listed-host:port` gets a 403 and nothing is connected.
@@ -207,7 +210,10 @@ async fn other_requests_and_bad_authorities_are_refused() {
     assert_eq!(attempts.len(), heads.len());
     assert!(attempts.iter().all(|a| a.verdict == Verdict::Refused));
     let logged = serde_json::to_string(&attempts).unwrap();
-    assert!(!logged.contains("secret"), "a credential was logged: {logged}");
+    assert!(
+        !logged.contains("secret"),
+        "a credential was logged: {logged}"
+    );
     assert!(reached.try_recv().is_err(), "a refused request connected");
     // The listed name itself still works.
     let mut s = connect(&p.sock, &connect_head(&format!("LOCALHOST:{port}"))).await;
@@ -265,7 +271,10 @@ async fn after_an_allowed_connect_nothing_is_parsed() {
     let p = proxy(&[format!("127.0.0.1:{proxy_host}")]);
     let second = connect_head(&format!("127.0.0.1:{unlisted}"));
     // Pipelined: both heads in one write.
-    let both = format!("{}{second}", connect_head(&format!("127.0.0.1:{proxy_host}")));
+    let both = format!(
+        "{}{second}",
+        connect_head(&format!("127.0.0.1:{proxy_host}"))
+    );
     let mut s = connect(&p.sock, &both).await;
     let got = read_until(&mut s, b"\r\n\r\n").await;
     assert!(got.starts_with(b"HTTP/1.1 200 "), "{got:?}");
@@ -277,7 +286,10 @@ async fn after_an_allowed_connect_nothing_is_parsed() {
         .unwrap()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&bytes), format!("{second}{second}"));
-    assert!(reached.try_recv().is_err(), "drover connected the second target");
+    assert!(
+        reached.try_recv().is_err(),
+        "drover connected the second target"
+    );
     let a = p.attempts.all();
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0].verdict, Verdict::Allowed);
@@ -308,8 +320,22 @@ fn authorities_and_the_list() {
     );
     assert_eq!(h("10.0.0.1:22"), Some((Host::V4([10, 0, 0, 1].into()), 22)));
     for bad in [
-        "", "host", "host:", ":443", "host:65536", "host:+1", "a b:1", "a@b:1", "-a.com:1",
-        "a..com:1", "a.com.:1", "127.1:1", "0x7f.1:1", "0x7f000001:1", "[::1]", "::1:80",
+        "",
+        "host",
+        "host:",
+        ":443",
+        "host:65536",
+        "host:+1",
+        "a b:1",
+        "a@b:1",
+        "-a.com:1",
+        "a..com:1",
+        "a.com.:1",
+        "127.1:1",
+        "0x7f.1:1",
+        "0x7f000001:1",
+        "[::1]",
+        "::1:80",
     ] {
         assert_eq!(h(bad), None, "{bad}");
     }
@@ -329,11 +355,20 @@ fn authorities_and_the_list() {
     assert!(!ok("evil-registry.npmjs.org.attacker.com:443"));
     assert!(ok("static.crates.io:443"));
     assert!(ok("a.b.crates.io:443"));
-    assert!(!ok("crates.io:443"), "a wildcard does not cover its own domain");
+    assert!(
+        !ok("crates.io:443"),
+        "a wildcard does not cover its own domain"
+    );
     assert!(!ok("evilcrates.io:443"));
     assert!(ok("10.0.0.1:8080"));
     assert!(!ok("10.0.0.2:8080"));
-    for bad in ["*.:443", "*:443", "example.com", "*.1.2.3.4:443", "http://x:1"] {
+    for bad in [
+        "*.:443",
+        "*:443",
+        "example.com",
+        "*.1.2.3.4:443",
+        "http://x:1",
+    ] {
         assert!(AllowList::parse(&[bad.to_string()]).is_err(), "{bad}");
     }
 }

@@ -94,9 +94,12 @@ pub fn open(engine: &Arc<Engine>, id: &str) -> Result<(), SocketsError> {
         token.clone(),
     ));
     if let Some((listener, addr)) = gateway {
-        engine
-            .tasks
-            .spawn(relay::serve(listener, addr, token.clone(), engine.tasks.clone()));
+        engine.tasks.spawn(relay::serve(
+            listener,
+            addr,
+            token.clone(),
+            engine.tasks.clone(),
+        ));
     }
     if let Some(listener) = egress {
         let log: Arc<dyn egress::Recorder> = egress::EventLog::new(engine.clone(), id.to_string());
