@@ -78,6 +78,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let _lock = home.lock()?;
     let (engine, notes) = engine::Engine::open(config, home.clone(), &shutdown).await?;
     let engine = Arc::new(engine);
+    // Before anything starts a task or re-adopts one: their sockets are served from here on.
+    let _ = engine
+        .endpoints
+        .set(Box::new(task_sockets::TaskSockets::default()));
     if let Some(rx) = notes {
         engine
             .tasks

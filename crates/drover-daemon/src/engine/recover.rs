@@ -4,7 +4,7 @@
 //! - Tasks that had an agent get a supervisor again. It re-attaches to a live shim, or, if the
 //!   agent finished meanwhile (exit.json), ingests the rest and finishes; if the shim died without
 //!   an exit record, the task is `interrupted` (and requeued to resume by policy).
-//! - Their sockets (`run/<id>/`, see [`crate::task_sockets`]) are served again; the run
+//! - Their sockets (`run/<id>/`, see [`super::endpoints`]) are served again; the run
 //!   directories of tasks no longer active are removed.
 //! - Sandboxes and mounts of tasks that are gone or finished are committed and removed; unused
 //!   base checkouts are collected.
@@ -84,7 +84,7 @@ pub async fn recover(engine: &Arc<Engine>) {
         }
     }
     let keep = active.iter().map(|t| t.id.clone()).collect();
-    crate::task_sockets::sweep(engine, &keep);
+    super::endpoints::sweep(engine, &keep);
     collect(engine).await;
     tracing::info!("recovered {} active tasks", active.len());
 }
@@ -92,7 +92,7 @@ pub async fn recover(engine: &Arc<Engine>) {
 /// A re-adopted agent's sockets, served again in the same directory (its `drover lock` and
 /// gateway keep working).
 fn reopen_sockets(engine: &Arc<Engine>, id: &str) {
-    if let Err(e) = crate::task_sockets::open(engine, id) {
+    if let Err(e) = super::endpoints::open(engine, id) {
         tracing::warn!(task = id, "recover: {e}");
     }
 }

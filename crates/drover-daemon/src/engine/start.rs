@@ -136,7 +136,7 @@ pub(crate) async fn start(
     };
     // The task's own sockets (control endpoint, gateway relay, egress proxy) exist before
     // its agent does.
-    if let Err(e) = crate::task_sockets::open(engine, id) {
+    if let Err(e) = super::endpoints::open(engine, id) {
         fail(engine, &task, ErrorKind::SandboxError, &e.to_string()).await?;
         return Ok(None);
     }

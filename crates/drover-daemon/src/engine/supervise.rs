@@ -47,7 +47,7 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
     }
     if let Ok(t) = engine.store.get_task(id).await {
         if !t.state.is_active() && !engine.is_stopping() {
-            crate::task_sockets::close(engine, id);
+            super::endpoints::close(engine, id);
         }
     }
     if let (Some(link), Ok(t)) = (&engine.gateway, engine.store.get_task(id).await) {

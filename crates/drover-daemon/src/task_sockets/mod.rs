@@ -19,9 +19,10 @@ pub mod control;
 pub mod egress;
 pub mod relay;
 
+use crate::engine::endpoints::{EndpointError, TaskEndpoints};
 use crate::engine::Engine;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -34,14 +35,8 @@ pub const EGRESS: &str = "egress.sock";
 /// Connections at once on each of a task's sockets.
 pub const CONNECTIONS: usize = 64;
 
-#[derive(Debug, thiserror::Error)]
-#[error("the task's sockets in {path}: {source}")]
-pub struct SocketsError {
-    pub path: String,
-    pub source: std::io::Error,
-}
-
-/// The tasks whose sockets this daemon serves: each one's stop token.
+/// The tasks whose sockets this daemon serves: each one's stop token. Installed as the
+/// engine's [`TaskEndpoints`] by [`crate::run`].
 #[derive(Default)]
 pub struct TaskSockets {
     open: Mutex<HashMap<String, CancellationToken>>,
@@ -57,89 +52,88 @@ impl TaskSockets {
     }
 }
 
-/// Serves `id`'s sockets (nothing if they are already served).
-pub fn open(engine: &Arc<Engine>, id: &str) -> Result<(), SocketsError> {
-    if engine.sockets.is_open(id) {
-        return Ok(());
-    }
-    let dir = engine.home.run_dir(id);
-    let err = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| SocketsError { path, source }
-    };
-    make_private_dir(&dir).map_err(err(&dir))?;
-    let token = engine.stopping().child_token();
-    let control = bind(&dir.join(CONTROL)).map_err(err(&dir.join(CONTROL)))?;
-    let gateway = match engine.gateway.as_ref().and_then(|g| gateway_addr(&g.base)) {
-        Some(addr) => Some((
-            bind(&dir.join(GATEWAY)).map_err(err(&dir.join(GATEWAY)))?,
-            addr,
-        )),
-        None => {
-            remove_stale(&dir.join(GATEWAY));
-            None
+impl TaskEndpoints for TaskSockets {
+    fn open(&self, engine: &Arc<Engine>, id: &str) -> Result<(), EndpointError> {
+        if self.is_open(id) {
+            return Ok(());
         }
-    };
-    let allow = egress::AllowList::new(&engine.config.confinement.egress);
-    let egress = if allow.is_empty() {
-        remove_stale(&dir.join(EGRESS));
-        None
-    } else {
-        Some(bind(&dir.join(EGRESS)).map_err(err(&dir.join(EGRESS)))?)
-    };
-    engine.tasks.spawn(control::serve(
-        engine.clone(),
-        id.to_string(),
-        control,
-        token.clone(),
-    ));
-    if let Some((listener, addr)) = gateway {
-        engine.tasks.spawn(relay::serve(
-            listener,
-            addr,
+        let dir = engine.home.run_dir(id);
+        let err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| EndpointError { path, source }
+        };
+        make_private_dir(&dir).map_err(err(&dir))?;
+        let token = engine.stopping().child_token();
+        let control = bind(&dir.join(CONTROL)).map_err(err(&dir.join(CONTROL)))?;
+        let gateway = match engine.gateway.as_ref().and_then(|g| gateway_addr(&g.base)) {
+            Some(addr) => Some((
+                bind(&dir.join(GATEWAY)).map_err(err(&dir.join(GATEWAY)))?,
+                addr,
+            )),
+            None => {
+                remove_stale(&dir.join(GATEWAY));
+                None
+            }
+        };
+        let allow = egress::AllowList::new(&engine.config.confinement.egress);
+        let egress = if allow.is_empty() {
+            remove_stale(&dir.join(EGRESS));
+            None
+        } else {
+            Some(bind(&dir.join(EGRESS)).map_err(err(&dir.join(EGRESS)))?)
+        };
+        engine.tasks.spawn(control::serve(
+            engine.clone(),
+            id.to_string(),
+            control,
             token.clone(),
-            engine.tasks.clone(),
         ));
+        if let Some((listener, addr)) = gateway {
+            engine.tasks.spawn(relay::serve(
+                listener,
+                addr,
+                token.clone(),
+                engine.tasks.clone(),
+            ));
+        }
+        if let Some(listener) = egress {
+            let log: Arc<dyn egress::Recorder> =
+                egress::EventLog::new(engine.clone(), id.to_string());
+            engine.tasks.spawn(egress::serve(
+                listener,
+                Arc::new(allow),
+                log,
+                token.clone(),
+                engine.tasks.clone(),
+            ));
+        }
+        if let Some(previous) = self.lock().insert(id.to_string(), token) {
+            previous.cancel();
+        }
+        Ok(())
     }
-    if let Some(listener) = egress {
-        let log: Arc<dyn egress::Recorder> = egress::EventLog::new(engine.clone(), id.to_string());
-        engine.tasks.spawn(egress::serve(
-            listener,
-            Arc::new(allow),
-            log,
-            token.clone(),
-            engine.tasks.clone(),
-        ));
-    }
-    let previous = engine.sockets.lock().insert(id.to_string(), token);
-    if let Some(previous) = previous {
-        previous.cancel();
-    }
-    Ok(())
-}
 
-/// Stops serving `id`'s sockets and removes its run directory (the task is no longer active).
-pub fn close(engine: &Engine, id: &str) {
-    if let Some(token) = engine.sockets.lock().remove(id) {
-        token.cancel();
+    fn close(&self, engine: &Engine, id: &str) {
+        if let Some(token) = self.lock().remove(id) {
+            token.cancel();
+        }
+        let dir = engine.home.run_dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(task = id, "removing {}: {e}", dir.display()),
+        }
     }
-    let dir = engine.home.run_dir(id);
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(task = id, "removing {}: {e}", dir.display()),
-    }
-}
 
-/// Removes the run directories of tasks that are not `keep` (left by a daemon that died).
-pub fn sweep(engine: &Engine, keep: &std::collections::HashSet<String>) {
-    let Ok(entries) = std::fs::read_dir(engine.home.root.join("run")) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !keep.contains(&name) && !engine.sockets.is_open(&name) {
-            close(engine, &name);
+    fn sweep(&self, engine: &Engine, keep: &std::collections::HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(engine.home.root.join("run")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !keep.contains(&name) && !self.is_open(&name) {
+                self.close(engine, &name);
+            }
         }
     }
 }
@@ -168,11 +162,6 @@ fn remove_stale(path: &Path) {
 /// The gateway's loopback address from its base URL (`http://127.0.0.1:PORT`).
 fn gateway_addr(base: &str) -> Option<std::net::SocketAddr> {
     base.strip_prefix("http://")?.parse().ok()
-}
-
-/// The path of a task's socket `name` ([`CONTROL`], [`GATEWAY`], [`EGRESS`]) on the host.
-pub fn socket_path(engine: &Engine, id: &str, name: &str) -> PathBuf {
-    engine.home.run_dir(id).join(name)
 }
 
 #[cfg(test)]
