@@ -427,3 +427,39 @@ fn egress_through_a_tasks_socket_is_allow_listed_and_logged_on_the_task() {
     });
     rt.block_on(daemon.shutdown());
 }
+
+/// An agent that opens connection after connection to its endpoint gets `busy` past the
+/// endpoint's share (64); the daemon's own socket, and its file descriptors, are not its to take.
+#[test]
+fn a_task_endpoint_takes_at_most_its_share_of_connections() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let id = env.run_command_task(WAIT_FOR_GO, "flooder");
+    env.until(&id, "running", |t| t["state"] == "running");
+    let sock = run_dir(&env, &id).join("daemon.sock");
+    // Each one sends a partial head, so it counts and stays open (for the 5 s head timeout).
+    let held: Vec<_> = (0..64)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+            s.write_all(b"GET /v1/status HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    let mut extra = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    extra
+        .write_all(b"GET /v1/status HTTP/1.1\r\nhost: d\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains("\"busy\""), "{answer}");
+    // Meanwhile the admin socket answers.
+    let (status, _) = api_json(&env, "GET", "/v1/status", "");
+    assert_eq!(status, 200);
+    drop(held);
+    release(&env, &id);
+    assert_eq!(env.wait(&id)["state"], "succeeded");
+}
