@@ -18,17 +18,24 @@
 //! malformed or unlisted authority, an IP literal not on the list, an oversized or slow head —
 //! is answered `403` (`502` when an allowed host cannot be reached) and closed. Each attempt is
 //! an `egress` event on the task (`authority`, `verdict`, `reason`; never a URL, a header or a
-//! credential), at most [`EVENT_BURST`] at once and one a second after that, with the number
+//! credential), at most [`log::EVENT_BURST`] at once and one a second after that, with the number
 //! left out carried by the next one.
 //!
 //! List entries are exact `host:port` (hosts compared lower-case; IPv6 as `[addr]:port`) or
 //! `*.suffix:port`, which allows every name under `suffix` (not `suffix` itself, never an IP).
 
-use crate::engine::Engine;
-use std::collections::HashSet;
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+//!
+//! Modules: [`allow`] (authorities and the list), [`log`] (attempts and the task's events); the
+//! proxy itself is here.
+
+pub mod allow;
+pub mod log;
+
+pub use allow::{parse_authority, AllowList, Host};
+pub use log::{Attempt, EventLog, Recorder, Verdict};
+
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -41,179 +48,6 @@ pub const MAX_HEAD: usize = 8 << 10;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The time the daemon gives an allowed host to accept the connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// `egress` events written at once before the rate limit (one a second) applies.
-pub const EVENT_BURST: u32 = 20;
-
-/// A host as the list and the proxy compare it: a lower-case DNS name, or an IP address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Host {
-    Name(String),
-    V4(Ipv4Addr),
-    V6(Ipv6Addr),
-}
-
-impl Host {
-    /// What `TcpStream::connect` takes.
-    fn connect_to(&self) -> String {
-        match self {
-            Host::Name(n) => n.clone(),
-            Host::V4(a) => a.to_string(),
-            Host::V6(a) => a.to_string(),
-        }
-    }
-}
-
-impl std::fmt::Display for Host {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Host::Name(n) => f.write_str(n),
-            Host::V4(a) => write!(f, "{a}"),
-            Host::V6(a) => write!(f, "[{a}]"),
-        }
-    }
-}
-
-/// `host:port` as a CONNECT request's target (authority form), or `None` when it is not one:
-/// no userinfo, no path, a port of 1–65535 in digits, a host that is a DNS name (letters,
-/// digits, `-`, dot-separated non-empty labels) or an IP literal (`[…]` for IPv6).
-pub fn parse_authority(s: &str) -> Option<(Host, u16)> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (v6, port) = rest.split_once("]:")?;
-        (Host::V6(v6.parse().ok()?), port)
-    } else {
-        let (host, port) = s.rsplit_once(':')?;
-        let host = host.to_ascii_lowercase();
-        let host = match host.parse::<Ipv4Addr>() {
-            Ok(a) => Host::V4(a),
-            Err(_) if is_dns_name(&host) => Host::Name(host),
-            Err(_) => return None,
-        };
-        (host, port)
-    };
-    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-    Some((host, port))
-}
-
-fn is_dns_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-        // Every label a number (decimal, octal or 0x-hex) is an IPv4 address written the way
-        // inet_aton reads it ("127.1", "0x7f.1"): never a name.
-        && !h.split('.').all(is_inet_aton_number)
-}
-
-fn is_inet_aton_number(label: &str) -> bool {
-    match label.strip_prefix("0x") {
-        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
-        None => label.bytes().all(|b| b.is_ascii_digit()),
-    }
-}
-
-/// The `sandbox.egress` list.
-#[derive(Debug, Default, Clone)]
-pub struct AllowList {
-    exact: HashSet<(Host, u16)>,
-    /// `*.suffix:port`: (`.suffix`, port).
-    wildcard: Vec<(String, u16)>,
-}
-
-impl AllowList {
-    /// The list, or the first entry that is not `host:port` or `*.suffix:port` (for the
-    /// config's check).
-    pub fn parse(entries: &[String]) -> Result<AllowList, String> {
-        let mut list = AllowList::default();
-        for e in entries {
-            let e = e.trim();
-            if let Some(rest) = e.strip_prefix("*.") {
-                match parse_authority(rest) {
-                    Some((Host::Name(suffix), port)) => {
-                        list.wildcard.push((format!(".{suffix}"), port))
-                    }
-                    _ => return Err(bad_entry(e)),
-                }
-            } else {
-                let a = parse_authority(e).ok_or_else(|| bad_entry(e))?;
-                list.exact.insert(a);
-            }
-        }
-        Ok(list)
-    }
-
-    /// The list, leaving out (with a warning) entries that are not valid.
-    pub fn new(entries: &[String]) -> AllowList {
-        let mut list = AllowList::default();
-        for e in entries {
-            match AllowList::parse(std::slice::from_ref(e)) {
-                Ok(one) => {
-                    list.exact.extend(one.exact);
-                    list.wildcard.extend(one.wildcard);
-                }
-                Err(why) => tracing::warn!("sandbox.egress: {why}; left out"),
-            }
-        }
-        list
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty()
-    }
-
-    pub fn allows(&self, host: &Host, port: u16) -> bool {
-        if self.exact.contains(&(host.clone(), port)) {
-            return true;
-        }
-        match host {
-            Host::Name(name) => self
-                .wildcard
-                .iter()
-                .any(|(suffix, p)| *p == port && name.ends_with(suffix.as_str())),
-            _ => false,
-        }
-    }
-}
-
-fn bad_entry(e: &str) -> String {
-    format!("sandbox.egress entry {e:?} is not host:port or *.domain:port (e.g. \"registry.npmjs.org:443\")")
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Allowed,
-    Refused,
-    /// Allowed, but the host could not be reached.
-    Unreachable,
-}
-
-/// One attempt, as its `egress` event says it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Attempt {
-    pub verdict: Verdict,
-    /// The CONNECT target, only when it parsed as an authority.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authority: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// Where attempts go (the task's events; a test's list).
-pub trait Recorder: Send + Sync + 'static {
-    fn record(&self, attempt: Attempt);
-}
-
 /// The decision on one request head.
 fn decide(head: &[u8], allow: &AllowList) -> Result<(Host, u16), Attempt> {
     let refused = |authority: Option<String>, reason: &str| Attempt {
@@ -385,7 +219,7 @@ async fn handle(
 }
 
 /// Serves the proxy on `listener` until `stop` is cancelled (open tunnels end then too), at
-/// most [`super::CONNECTIONS`] connections at once (one more is closed).
+/// most [`crate::task_sockets::CONNECTIONS`] connections at once (one more is closed).
 pub async fn serve(
     listener: UnixListener,
     allow: Arc<AllowList>,
@@ -393,7 +227,7 @@ pub async fn serve(
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(super::CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(crate::task_sockets::CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -418,67 +252,5 @@ pub async fn serve(
     }
 }
 
-/// Attempts as the task's `egress` events, rate-limited (see the module's docs).
-pub struct EventLog {
-    engine: Arc<Engine>,
-    task: String,
-    bucket: Mutex<Bucket>,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-    left_out: u64,
-}
-
-impl EventLog {
-    pub fn new(engine: Arc<Engine>, task: String) -> Arc<EventLog> {
-        Arc::new(EventLog {
-            engine,
-            task,
-            bucket: Mutex::new(Bucket {
-                tokens: EVENT_BURST as f64,
-                at: Instant::now(),
-                left_out: 0,
-            }),
-        })
-    }
-
-    /// Whether this attempt is written, and how many were left out before it.
-    fn take(&self) -> Option<u64> {
-        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64()).min(EVENT_BURST as f64);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Some(std::mem::take(&mut b.left_out))
-        } else {
-            b.left_out += 1;
-            None
-        }
-    }
-}
-
-impl Recorder for EventLog {
-    fn record(&self, attempt: Attempt) {
-        let Some(left_out) = self.take() else { return };
-        let mut data = serde_json::to_value(&attempt).unwrap_or_default();
-        if left_out > 0 {
-            data["left_out"] = left_out.into();
-        }
-        let event = drover_types::NewEvent::new(drover_types::EventKind::Egress, data);
-        let engine = self.engine.clone();
-        let task = self.task.clone();
-        self.engine.tasks.spawn(async move {
-            let patch = drover_store::TaskPatch::new();
-            if let Err(e) = engine.update(&task, None, patch, vec![event]).await {
-                tracing::warn!(task = task.as_str(), "egress event: {e}");
-            }
-        });
-    }
-}
-
 #[cfg(test)]
-#[path = "egress_tests.rs"]
 mod tests;

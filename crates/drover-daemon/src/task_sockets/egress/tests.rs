@@ -3,6 +3,7 @@
 
 use super::*;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use tokio::net::TcpListener;
 
 #[derive(Default)]
