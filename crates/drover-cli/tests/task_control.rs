@@ -463,3 +463,61 @@ fn a_task_endpoint_takes_at_most_its_share_of_connections() {
     release(&env, &id);
     assert_eq!(env.wait(&id)["state"], "succeeded");
 }
+
+/// The endpoint over raw HTTP, as an agent that skips the CLI would use it: another task by id,
+/// prefix, name or HEAD is refused alike (never a 404 that would say it does not exist), unknown
+/// routes stay 404, and the task's own row reads.
+#[test]
+fn the_endpoint_refuses_every_spelling_of_another_task() {
+    let env = Env::new();
+    let other = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        WAIT_FOR_GO,
+        "--name",
+        "victim",
+        "other",
+    ]);
+    let own = env.run_command_task(WAIT_FOR_GO, "own");
+    env.until(&own, "running", |t| t["state"] == "running");
+    let sock = run_dir(&env, &own).join("daemon.sock");
+    let req = |method: &str, path: &str| {
+        let (status, _, body) = drover_test_support::http::request(&sock, method, path, &[], b"");
+        (status, String::from_utf8_lossy(&body).to_string())
+    };
+    for (method, path) in [
+        ("GET", format!("/v1/tasks/{other}")),
+        ("GET", format!("/v1/tasks/{}", &other[..4])),
+        ("GET", "/v1/tasks/victim".to_string()),
+        ("GET", "/v1/tasks/nosuchtask".to_string()),
+        ("GET", format!("/v1/tasks/{other}/events")),
+        ("GET", format!("/v1/tasks/{other}/raw?stream=stdout")),
+        ("HEAD", format!("/v1/tasks/{own}")),
+        ("POST", format!("/v1/tasks/{own}/stop")),
+        ("DELETE", format!("/v1/tasks/{own}")),
+        ("GET", "/v1/locks".to_string()),
+    ] {
+        let (status, body) = req(method, &path);
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        if method != "HEAD" {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["kind"], "forbidden", "{method} {path}");
+        }
+    }
+    let (status, body) = req("GET", "/v1/no/such/route");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = req("GET", &format!("/v1/tasks/{own}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["id"],
+        own.as_str()
+    );
+    assert_eq!(env.show(&own)["state"], "running");
+    assert_eq!(env.show(&other)["state"], "running");
+    release(&env, &own);
+    release(&env, &other);
+    assert_eq!(env.wait(&own)["state"], "succeeded");
+    assert_eq!(env.wait(&other)["state"], "succeeded");
+}
