@@ -75,6 +75,9 @@ pub enum ApiErrorKind {
     Timeout,
     /// The daemon is at its connection limit; retry (503).
     Busy,
+    /// Not allowed from where the request came: from inside a task's sandbox (its task-scoped
+    /// control endpoint) drover only allows `drover lock` and reading that task (403).
+    Forbidden,
     /// Something broke inside the daemon (500).
     Internal,
     /// No agent may start: the host cannot confine it and `sandbox.isolation` is not `"none"`
@@ -95,6 +98,7 @@ impl ApiErrorKind {
             ApiErrorKind::TooLarge => "too_large",
             ApiErrorKind::Timeout => "timeout",
             ApiErrorKind::Busy => "busy",
+            ApiErrorKind::Forbidden => "forbidden",
             ApiErrorKind::Internal => "internal",
             ApiErrorKind::IsolationUnavailable => "isolation_unavailable",
             ApiErrorKind::Unknown => "unknown",
@@ -235,6 +239,8 @@ mod api_error_tests {
             ApiErrorKind::TooLarge,
             ApiErrorKind::Timeout,
             ApiErrorKind::Busy,
+            ApiErrorKind::Forbidden,
+            ApiErrorKind::IsolationUnavailable,
             ApiErrorKind::Internal,
         ] {
             let json = serde_json::to_string(&kind).unwrap();

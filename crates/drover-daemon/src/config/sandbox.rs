@@ -141,12 +141,15 @@ fn normalise(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// `host:port` (`[v6]:port` for an IPv6 address), port 1-65535; the host a DNS name or an
-/// address. Returned as written, lower-cased.
+/// `host:port` (`[v6]:port` for an IPv6 address, `*.domain:port` for every name under a
+/// domain), port 1-65535; the host a DNS name or an address. Returned trimmed and lower-cased.
+/// The same rules as the egress proxy's list (`task_sockets::egress::allow`), so an entry the
+/// config accepts is one the proxy honours.
 pub(super) fn authority(a: &str) -> Result<String, String> {
     let usage = "write host:port, e.g. \"registry.npmjs.org:443\"";
     let a = a.trim().to_ascii_lowercase();
-    let (host, port) = a
+    let plain = a.strip_prefix("*.").unwrap_or(&a);
+    let (host, port) = plain
         .rsplit_once(':')
         .ok_or_else(|| format!("no port: {usage}"))?;
     let port_ok = !port.is_empty()
@@ -170,6 +173,20 @@ pub(super) fn authority(a: &str) -> Result<String, String> {
     };
     if !host_ok {
         return Err(format!("{host:?} is not a host name or address: {usage}"));
+    }
+    // As the proxy reads it: a host of numbers only (decimal, octal or 0x-hex labels) is an
+    // IPv4 address in inet_aton's spelling ("127.1"), never a name.
+    let numeric = |l: &str| match l.strip_prefix("0x") {
+        Some(hex) => hex.chars().all(|c| c.is_ascii_hexdigit()),
+        None => l.chars().all(|c| c.is_ascii_digit()),
+    };
+    if !host.starts_with('[')
+        && host.split('.').all(numeric)
+        && host.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        return Err(format!(
+            "{host:?} is numbers only, an IPv4 address: write all four parts, e.g. 10.0.0.1"
+        ));
     }
     Ok(a)
 }

@@ -301,7 +301,7 @@ fn the_sandbox_table_fills_the_confinement() {
     let home = home_with(Some(
         "[sandbox]\nkind = \"worktree\"\nisolation = \"none\"\n\
          ro_paths = [\"/opt/tools\", \"~/.cargo/../.rustup\"]\nrw_paths = [\"/var/cache/x\"]\n\
-         egress = [\"Registry.npmjs.org:443\", \"[::1]:8080\", \"10.0.0.1:3128\"]\n\
+         egress = [\"Registry.npmjs.org:443\", \"[::1]:8080\", \"10.0.0.1:3128\", \"*.crates.io:443\"]\n\
          memory = \"2G\"\ncpus = 1.5\npids = 512\n",
     ));
     let c = load(&home, &[("HOME", "/home/u")], &Flags::default()).unwrap();
@@ -318,7 +318,12 @@ fn the_sandbox_table_fills_the_confinement() {
     assert_eq!(k.rw_paths, [PathBuf::from("/var/cache/x")]);
     assert_eq!(
         k.egress,
-        ["registry.npmjs.org:443", "[::1]:8080", "10.0.0.1:3128"]
+        [
+            "registry.npmjs.org:443",
+            "[::1]:8080",
+            "10.0.0.1:3128",
+            "*.crates.io:443"
+        ]
     );
     assert_eq!(k.limits.memory_bytes, Some(2 << 30));
     assert_eq!(k.limits.cpus, Some(1.5));
@@ -402,6 +407,12 @@ fn bad_sandbox_values_name_the_file_the_key_and_what_to_write() {
             "sandbox.egress",
             "not a host name",
         ),
+        (
+            "egress = [\"127.1:80\"]",
+            "sandbox.egress = \"127.1:80\"",
+            "all four parts",
+        ),
+        ("egress = [\"*.:443\"]", "sandbox.egress", "not a host name"),
         (
             "memory = \"lots\"",
             "sandbox.memory = \"lots\" is not a memory size",

@@ -10,6 +10,7 @@
 //!
 //! Modules use each other one way, from leaves up (`scripts/module-cycles.sh` checks it):
 //! [`terminal`] (fail, commit, deliver), [`agent_env`] (the agent's environment and grant),
+//! [`endpoints`] (the task's own sockets, served by `crate::task_sockets`),
 //! [`answer`] (permission answers), [`ingest`], [`judge`], [`locks`] → [`clocks`] → [`protect`]
 //! → [`gates`] → [`finish`] → [`start`], and [`control`] → [`supervise`]; [`scheduler`] →
 //! [`pools`], [`recover`].
@@ -22,6 +23,7 @@ pub mod agent_env;
 pub mod answer;
 pub mod clocks;
 pub mod control;
+pub mod endpoints;
 pub mod finish;
 pub mod gates;
 pub mod ingest;
@@ -75,6 +77,8 @@ pub struct Engine {
     pub task_keys: Mutex<HashMap<String, String>>,
     /// Whether agents may start: the host probe's verdict (see [`crate::isolation`]).
     pub host: crate::isolation::HostConfinement,
+    /// What serves each active task's sockets (`crate::task_sockets`, set by `crate::run`).
+    pub endpoints: std::sync::OnceLock<Box<dyn endpoints::TaskEndpoints>>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -131,6 +135,7 @@ impl Engine {
             locks: Arc::default(),
             gateway,
             task_keys: Mutex::new(HashMap::new()),
+            endpoints: std::sync::OnceLock::new(),
         };
         Ok((engine, notes))
     }
