@@ -21,6 +21,7 @@
 pub mod agent_env;
 pub mod answer;
 pub mod clocks;
+pub mod confine;
 pub mod control;
 pub mod finish;
 pub mod gates;
