@@ -43,7 +43,10 @@ pub(crate) fn confined(engine: &Engine) -> bool {
 }
 
 fn get<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 fn set(env: &mut Vec<(String, String)>, key: &str, value: String) {
@@ -80,7 +83,11 @@ pub(crate) fn jail_spec(
     }
     for key in TOOL_HOMES {
         if let Some(v) = get(env, key) {
-            ro.extend(v.split(':').filter(|p| p.starts_with('/')).map(PathBuf::from));
+            ro.extend(
+                v.split(':')
+                    .filter(|p| p.starts_with('/'))
+                    .map(PathBuf::from),
+            );
         }
     }
     if let Some(real_home) = get(env, "HOME") {
@@ -129,10 +136,18 @@ pub(crate) fn jail_spec(
     env.retain(|(k, _)| k != "XDG_RUNTIME_DIR");
     // The agent's own config dirs, in its private home: never the user's real ones.
     if get(env, "CLAUDE_CONFIG_DIR").is_some() {
-        set(env, "CLAUDE_CONFIG_DIR", home_at.join(".claude").display().to_string());
+        set(
+            env,
+            "CLAUDE_CONFIG_DIR",
+            home_at.join(".claude").display().to_string(),
+        );
     }
     if get(env, "CODEX_HOME").is_some() {
-        set(env, "CODEX_HOME", home_at.join(".codex").display().to_string());
+        set(
+            env,
+            "CODEX_HOME",
+            home_at.join(".codex").display().to_string(),
+        );
     }
     Ok(spec)
 }
@@ -197,7 +212,11 @@ fn worktree_git(checkout: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let Ok(body) = std::fs::read_to_string(checkout.join(".git")) else {
         return (vec![], vec![]);
     };
-    let Some(gitdir) = body.trim().strip_prefix("gitdir:").map(|s| PathBuf::from(s.trim())) else {
+    let Some(gitdir) = body
+        .trim()
+        .strip_prefix("gitdir:")
+        .map(|s| PathBuf::from(s.trim()))
+    else {
         return (vec![], vec![]);
     };
     let common = std::fs::read_to_string(gitdir.join("commondir"))
@@ -227,7 +246,9 @@ mod tests {
         let bin = dir.path().join("cc/node_modules/.bin/claude");
         std::os::unix::fs::symlink(pkg.join("cli.js"), &bin).unwrap();
         let got = package_of(bin.to_str().unwrap(), None);
-        let nm = std::fs::canonicalize(dir.path()).unwrap().join("cc/node_modules");
+        let nm = std::fs::canonicalize(dir.path())
+            .unwrap()
+            .join("cc/node_modules");
         assert!(got.contains(&dir.path().join("cc/node_modules")), "{got:?}");
         assert!(got.contains(&nm), "{got:?}");
     }
@@ -247,6 +268,8 @@ mod tests {
         assert_eq!(ro, vec![common.clone()]);
         assert!(rw.contains(&common.join("objects")));
         assert!(rw.contains(&gitdir));
-        assert!(!rw.iter().any(|p| p.ends_with("config") || p.ends_with("hooks")));
+        assert!(!rw
+            .iter()
+            .any(|p| p.ends_with("config") || p.ends_with("hooks")));
     }
 }

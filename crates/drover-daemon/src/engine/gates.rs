@@ -153,7 +153,10 @@ fn gate_jail(
 ) -> std::io::Result<(std::path::PathBuf, std::path::PathBuf)> {
     let spec = super::confine::jail_spec(engine, id, dir, env, None, false)?;
     let file = engine.home.task(id).dir.join("gate-jail.json");
-    std::fs::write(&file, serde_json::to_vec(&spec).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&spec).map_err(std::io::Error::other)?,
+    )?;
     Ok((engine.config.exe.clone(), file))
 }
 
@@ -185,7 +188,11 @@ async fn run_one(
     let mut cmd = match jail {
         Some((exe, spec)) => {
             let mut c = tokio::process::Command::new(exe);
-            c.arg("jail").arg("--spec").arg(spec).arg("--").arg("/bin/sh");
+            c.arg("jail")
+                .arg("--spec")
+                .arg(spec)
+                .arg("--")
+                .arg("/bin/sh");
             c
         }
         None => tokio::process::Command::new("/bin/sh"),

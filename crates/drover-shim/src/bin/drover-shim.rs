@@ -11,7 +11,9 @@ fn main() {
     match (args.next(), args.next()) {
         (Some(dir), None) => std::process::exit(drover_shim::run::run(std::path::Path::new(&dir))),
         _ => {
-            eprintln!("usage: drover-shim TASK_DIR | drover-shim jail … (started by the drover daemon)");
+            eprintln!(
+                "usage: drover-shim TASK_DIR | drover-shim jail … (started by the drover daemon)"
+            );
             std::process::exit(2);
         }
     }

@@ -167,7 +167,9 @@ fn run(job: &JailRun, mut report: Option<File>) -> i32 {
                 (Some(c), _, _) => (c.parse().unwrap_or(SETUP_FAILED), None),
                 (_, Some(s), _) => (128, s.parse::<i32>().ok()),
                 (_, _, Ok(WaitStatus::Signaled(_, s, _))) => (128, Some(s as i32)),
-                (_, _, Ok(WaitStatus::Exited(_, c))) => (if c == 0 { SETUP_FAILED } else { c }, None),
+                (_, _, Ok(WaitStatus::Exited(_, c))) => {
+                    (if c == 0 { SETUP_FAILED } else { c }, None)
+                }
                 _ => (SETUP_FAILED, None),
             };
             if let Some(sig) = sig.and_then(|s| Signal::try_from(s).ok()) {

@@ -44,10 +44,22 @@ const NEW: &str = "/newroot";
 /// One step of building the new root; `dst` is the path inside.
 #[derive(Debug, Clone)]
 enum Op {
-    Bind { src: PathBuf, dst: PathBuf, ro: bool },
-    Tmpfs { dst: PathBuf, mode: &'static str },
-    Mask { dst: PathBuf },
-    Symlink { target: PathBuf, dst: PathBuf },
+    Bind {
+        src: PathBuf,
+        dst: PathBuf,
+        ro: bool,
+    },
+    Tmpfs {
+        dst: PathBuf,
+        mode: &'static str,
+    },
+    Mask {
+        dst: PathBuf,
+    },
+    Symlink {
+        target: PathBuf,
+        dst: PathBuf,
+    },
 }
 
 impl Op {
@@ -101,11 +113,7 @@ fn plan(spec: &JailSpec) -> Vec<Op> {
             _ => {}
         }
     }
-    for (dst, mode) in [
-        ("/tmp", "1777"),
-        ("/var/tmp", "1777"),
-        ("/run", "0755"),
-    ] {
+    for (dst, mode) in [("/tmp", "1777"), ("/var/tmp", "1777"), ("/run", "0755")] {
         ops.push(Op::Tmpfs {
             dst: dst.into(),
             mode,
@@ -259,8 +267,14 @@ fn apply(op: &Op, masks: &mut Vec<PathBuf>) -> Result<(), String> {
                     std::fs::write(&at, b"").map_err(err(format!("creating {}", dst.display())))?;
                 }
             }
-            mount(Some(&from), &at, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
-                .map_err(err(format!("binding {}", src.display())))?;
+            mount(
+                Some(&from),
+                &at,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            )
+            .map_err(err(format!("binding {}", src.display())))?;
             for m in mounts_under(&at) {
                 remount(&m, *ro)?;
             }
@@ -285,8 +299,14 @@ fn proc_and_dev() -> Result<(), String> {
     for p in ["sys", "sysrq-trigger", "irq", "bus"] {
         let at = proc_at.join(p);
         if at.exists() {
-            mount(Some(&at), &at, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
-                .map_err(err(format!("binding /proc/{p}")))?;
+            mount(
+                Some(&at),
+                &at,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            )
+            .map_err(err(format!("binding /proc/{p}")))?;
             remount(&at, true)?;
         }
     }
@@ -353,7 +373,9 @@ fn proc_and_dev() -> Result<(), String> {
 /// Remounts the mount at `at` `nosuid,nodev` (and `ro`), keeping the flags a user namespace
 /// locks (`noexec`, the atime mode, `ro` itself).
 fn remount(at: &Path, ro: bool) -> Result<(), String> {
-    let have = statvfs(at).map_err(err(format!("statvfs {}", at.display())))?.flags();
+    let have = statvfs(at)
+        .map_err(err(format!("statvfs {}", at.display())))?
+        .flags();
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID;
     for (st, ms) in [
         (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
@@ -405,7 +427,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len() + 0
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
