@@ -185,7 +185,7 @@ fn setsid_nohup_and_ignoring_term_do_not_survive_a_stop() {
     let escapee = mine
         .iter()
         .copied()
-        .find(|p| cmdline(*p) == "sleep\01000\0" && session_of(*p) != agent_sid)
+        .find(|p| cmdline(*p) == "sleep\x001000\x00" && session_of(*p) != agent_sid)
         .unwrap_or_else(|| panic!("no escaped sleep among {mine:?}"));
     assert!(alive(escapee));
     let stopped = Instant::now();

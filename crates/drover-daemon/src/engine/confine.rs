@@ -233,6 +233,7 @@ fn worktree_git(checkout: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
