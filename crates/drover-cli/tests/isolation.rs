@@ -325,3 +325,88 @@ fn descendants(root: i64) -> Vec<i64> {
     }
     out
 }
+
+#[test]
+fn the_gateway_is_reachable_and_nothing_else_on_the_host() {
+    let provider = Provider::start(json!({ "scenarios": [
+        { "name": "default", "turns": [{ "content": [{ "type": "text", "text": "pong-from-fake" }] }] }
+    ]}));
+    let env = Env::new()
+        .with_env("ANTHROPIC_BASE_URL", &provider.url)
+        .with_env("ANTHROPIC_API_KEY", "sk-ant-test-key");
+    let body =
+        drover_test_support::provider::anthropic_body("claude-sonnet-4-6", "ping", 0, false, "t");
+    std::fs::write(env.repo.join("body.json"), body.to_string()).unwrap();
+    env.git(&["add", "body.json"]);
+    env.git(&["commit", "-qm", "body"]);
+    env.ok(&["daemon"]);
+    // The fake provider's own port is on the host's loopback: reachable only through drover.
+    let provider_port = provider
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let script = [
+        legit(
+            "gateway",
+            "curl -sf -m 20 -X POST \"$ANTHROPIC_BASE_URL/v1/messages\" -H \"x-api-key: $ANTHROPIC_API_KEY\" \
+             -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' -d @body.json -o reply.json",
+        ),
+        attack(
+            "provider directly",
+            &format!("curl -s -m 5 -o /dev/null http://127.0.0.1:{provider_port}/v1/messages"),
+        ),
+        "true".to_string(),
+    ]
+    .concat();
+    let id = env.run_command_task(&script, "through the gateway only");
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_report(
+        &report(&env, &id),
+        &["gateway: works", "provider directly: ok"],
+    );
+    let reply = env.git(&["show", &format!("drover/{id}:reply.json")]);
+    assert!(reply.contains("pong-from-fake"), "{reply}");
+    assert_eq!(provider.log().len(), 1, "one request, through the gateway");
+}
+
+#[test]
+fn a_real_claude_code_task_succeeds_confined() {
+    let provider = Provider::start(json!({ "scenarios": [
+        { "name": "write", "match": "WRITE-HELLO", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Write",
+                            "input": {"file_path": "HELLO.txt", "content": "hello from the jail\n"}} ] },
+            { "content": [ {"type": "text", "text": "Wrote HELLO.txt."} ] } ] },
+        { "name": "default", "turns": [ { "content": [ {"type": "text", "text": "hello"} ] } ] }
+    ]}));
+    let env = Env::claude(&provider);
+    let started = Instant::now();
+    let id = env.ok(&[
+        "run",
+        "--permissions",
+        "allow",
+        "WRITE-HELLO: write the file",
+    ]);
+    let t = env.wait(&id);
+    println!("a confined Claude Code task took {:?}", started.elapsed());
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(
+        env.git(&["show", &format!("drover/{id}:HELLO.txt")]),
+        "hello from the jail"
+    );
+    // It kept its sessions in its private home, not in the user's.
+    let private = env
+        .home
+        .join("tasks")
+        .join(&id)
+        .join("home/.claude/projects");
+    assert!(
+        private.is_dir(),
+        "no private Claude config dir at {}",
+        private.display()
+    );
+    assert!(!env.user_home.join(".claude/projects").exists());
+}
