@@ -410,3 +410,44 @@ fn a_real_claude_code_task_succeeds_confined() {
     );
     assert!(!env.user_home.join(".claude/projects").exists());
 }
+
+#[test]
+fn a_worktree_agent_commits_but_cannot_touch_the_repos_config_or_hooks() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(env.home.join("config.toml"), "sandbox = \"worktree\"\n").unwrap();
+    env.ok(&["daemon"]);
+    let common = env.repo.join(".git");
+    let script = [
+        legit(
+            "commit",
+            "sh -c 'echo a > a.txt && git add a.txt && git -c user.name=a -c user.email=a@example.com commit -qm agent-commit'",
+        ),
+        attack("hook", "sh -c 'echo evil > \"$(git rev-parse --git-common-dir)/hooks/post-checkout\"'"),
+        attack("config", "git config core.hooksPath /tmp"),
+        attack("user work tree", &format!("cat {}/README.md", env.repo.display())),
+        // (Its mount point's parents are in the jail's private /tmp: a write lands there.)
+        format!("touch {}/planted 2>/dev/null; ", env.repo.display()),
+        "true".to_string(),
+    ]
+    .concat();
+    let id = env.run_command_task(&script, "worktree");
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["sandbox_kind"], "worktree", "{t:#}");
+    assert_report(
+        &report(&env, &id),
+        &[
+            "commit: works",
+            "hook: ok",
+            "config: ok",
+            "user work tree: ok",
+        ],
+    );
+    let log = env.git(&["log", "--format=%s", &format!("drover/{id}")]);
+    assert!(log.contains("agent-commit"), "{log}");
+    assert!(!common.join("hooks/post-checkout").exists());
+    assert!(!env.repo.join("planted").exists());
+    let config = std::fs::read_to_string(common.join("config")).unwrap();
+    assert!(!config.contains("hooksPath"), "{config}");
+}
