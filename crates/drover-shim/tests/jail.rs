@@ -121,6 +121,18 @@ fn ro_paths_are_read_only_rw_paths_writable_hidden_masked() {
 }
 
 #[test]
+fn the_agent_cannot_reach_into_its_init() {
+    let j = Jail::new();
+    let o = j.sh("cat /proc/1/environ >/dev/null 2>&1 && echo LEAK-environ; \
+         head -c1 /proc/1/mem >/dev/null 2>&1 && echo LEAK-mem; \
+         grep -E '^CapEff' /proc/1/status; kill -KILL 1; kill -0 1 && echo init-alive");
+    let out = stdout(&o);
+    assert!(!out.contains("LEAK"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("init-alive"), "{out}");
+}
+
+#[test]
 fn exit_codes_and_signals_are_the_agents() {
     let j = Jail::new();
     assert_eq!(j.sh("exit 7").status.code(), Some(7));

@@ -30,6 +30,7 @@ pub fn encode(status: &WaitStatus) -> String {
 pub fn run(job: &JailRun, mut report: Option<File>, mut status: File) -> ! {
     let setup = || -> Result<(u32, Vec<_>), String> {
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+        nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
         mounts::build(&job.spec)?;
         // A name of its own (UTS namespace): the host's is nobody's business.
         let _ = nix::unistd::sethostname("drover");
@@ -61,6 +62,19 @@ pub fn run(job: &JailRun, mut report: Option<File>, mut status: File) -> ! {
             std::process::exit(SETUP_FAILED);
         }
     };
+    // The init keeps its namespace's capabilities only as long as it builds the jail: the
+    // agent (same uid) must not be able to borrow them by ptrace or /proc/1/mem — not dumpable,
+    // then no capability at all.
+    // (Not dumpable since the start of setup.)
+    let lock = caps::drop_all().map_err(|e| format!("dropping the init's capabilities: {e}"));
+    if let Err(e) = lock {
+        let line = format!("drover jail: {e}");
+        eprintln!("{line}");
+        if let Some(r) = report.as_mut() {
+            let _ = r.write_all(line.as_bytes());
+        }
+        std::process::exit(SETUP_FAILED);
+    }
     if let Some(mut r) = report.take() {
         let _ = r.write_all(b"ok");
     }
