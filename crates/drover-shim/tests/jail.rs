@@ -267,3 +267,31 @@ fn start_shim(files: &TaskFiles) -> ShimReady {
     std::thread::spawn(move || shim.wait());
     decode("ready line", line.trim().as_bytes()).unwrap()
 }
+
+#[test]
+fn the_jail_adds_milliseconds_to_a_start() {
+    let j = Jail::new();
+    let median = |f: &dyn Fn() -> Output| {
+        let mut ms: Vec<f64> = (0..15)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                assert!(f().status.success());
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        ms[7]
+    };
+    let jailed = median(&|| j.sh("true"));
+    let plain = median(&|| {
+        Command::new("/bin/sh")
+            .args(["-c", "true"])
+            .output()
+            .unwrap()
+    });
+    println!(
+        "sh -c true: {plain:.1} ms plain, {jailed:.1} ms in the jail (+{:.1} ms)",
+        jailed - plain
+    );
+    assert!(jailed - plain < 500.0, "{jailed} vs {plain}");
+}

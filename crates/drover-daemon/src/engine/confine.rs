@@ -129,6 +129,10 @@ pub(crate) fn jail_spec(
             for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
                 set(env, k, proxy.clone());
             }
+            // The gateway and the control endpoint are local: never through the proxy.
+            for k in ["NO_PROXY", "no_proxy"] {
+                set(env, k, "127.0.0.1,localhost".to_string());
+            }
         }
     }
     set(env, "DROVER_HOME", SANDBOX_RUN_DIR.to_string());
