@@ -70,7 +70,11 @@ pub(crate) fn jail_spec(
     std::fs::create_dir_all(&home)?;
     let run_dir = engine.home.run_dir(id);
     std::fs::create_dir_all(&run_dir)?;
-    let home_at = PathBuf::from(get(env, "HOME").unwrap_or(FALLBACK_HOME));
+    // The daemon user's HOME path, unless it is no usable place for a private home.
+    let home_at = get(env, "HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute() && h.parent().is_some())
+        .unwrap_or_else(|| PathBuf::from(FALLBACK_HOME));
     let mut ro: Vec<PathBuf> = vec![engine.config.exe.clone()];
     if let Some(bin) = agent_binary {
         ro.extend(package_of(bin, get(env, "PATH")));
@@ -135,6 +139,7 @@ pub(crate) fn jail_spec(
             }
         }
     }
+    set(env, "HOME", home_at.display().to_string());
     set(env, "DROVER_HOME", SANDBOX_RUN_DIR.to_string());
     set(env, "TMPDIR", "/tmp".to_string());
     env.retain(|(k, _)| k != "XDG_RUNTIME_DIR");
