@@ -295,3 +295,56 @@ fn the_jail_adds_milliseconds_to_a_start() {
     );
     assert!(jailed - plain < 500.0, "{jailed} vs {plain}");
 }
+
+/// Most hosts run the daemon as a normal user: the same jail, built without any privilege.
+#[test]
+fn an_unprivileged_user_gets_the_same_jail() {
+    if !nix::unistd::Uid::effective().is_root() {
+        // Already unprivileged: every other test here is this one.
+        return;
+    }
+    let Ok(setpriv) = which("setpriv") else {
+        println!("SKIPPED: no setpriv to drop to an unprivileged user");
+        return;
+    };
+    let j = Jail::new();
+    use std::os::unix::fs::PermissionsExt;
+    let open = std::fs::Permissions::from_mode(0o777);
+    for p in [
+        j.tmp.path(),
+        &j.spec.checkout,
+        &j.spec.home,
+        &j.spec.run_dir,
+    ] {
+        std::fs::set_permissions(p, open.clone()).unwrap();
+    }
+    // The test binary's directory may not be reachable by nobody: a copy in the temp dir.
+    let bin = j.tmp.path().join("drover-shim");
+    std::fs::copy(env!("CARGO_BIN_EXE_drover-shim"), &bin).unwrap();
+    let file = j.tmp.path().join("spec.json");
+    std::fs::write(&file, serde_json::to_vec(&j.spec).unwrap()).unwrap();
+    std::fs::set_permissions(&file, open).unwrap();
+    let child = Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["jail", "--spec"])
+        .arg(&file)
+        .args(["--", "/bin/sh", "-c"])
+        .arg("id -u; echo $$; echo x > made.txt && ! touch /usr/x 2>/dev/null && echo fine")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = drover_test_support::process::finish_within(child, Duration::from_secs(60), "jail");
+    assert_eq!(stdout(&o), "65534\n2\nfine", "{o:?}");
+    assert!(j.spec.checkout.join("made.txt").exists());
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
