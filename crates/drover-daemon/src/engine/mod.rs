@@ -10,6 +10,7 @@
 //!
 //! Modules use each other one way, from leaves up (`scripts/module-cycles.sh` checks it):
 //! [`terminal`] (fail, commit, deliver), [`agent_env`] (the agent's environment and grant),
+//! [`endpoints`] (the task's own sockets, served by `crate::task_sockets`),
 //! [`answer`] (permission answers), [`ingest`], [`judge`], [`locks`] → [`clocks`] → [`protect`]
 //! → [`gates`] → [`finish`] → [`start`], and [`control`] → [`supervise`]; [`scheduler`] →
 //! [`pools`], [`recover`].
@@ -23,6 +24,7 @@ pub mod answer;
 pub mod clocks;
 pub mod confine;
 pub mod control;
+pub mod endpoints;
 pub mod finish;
 pub mod gates;
 pub mod ingest;
@@ -74,6 +76,8 @@ pub struct Engine {
     /// Per-task provider keys (`run --api-key-env`), in memory only: a restart forgets them and
     /// the task falls back to the daemon's key.
     pub task_keys: Mutex<HashMap<String, String>>,
+    /// What serves each active task's sockets (`crate::task_sockets`, set by `crate::run`).
+    pub endpoints: std::sync::OnceLock<Box<dyn endpoints::TaskEndpoints>>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -128,6 +132,7 @@ impl Engine {
             locks: Arc::default(),
             gateway,
             task_keys: Mutex::new(HashMap::new()),
+            endpoints: std::sync::OnceLock::new(),
         };
         Ok((engine, notes))
     }

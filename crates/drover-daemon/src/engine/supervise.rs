@@ -45,6 +45,11 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
         tracing::error!(task = id, "supervisor gave up: {e}");
         give_up(engine, id, &e.to_string()).await;
     }
+    if let Ok(t) = engine.store.get_task(id).await {
+        if !t.state.is_active() && !engine.is_stopping() {
+            super::endpoints::close(engine, id);
+        }
+    }
     if let (Some(link), Ok(t)) = (&engine.gateway, engine.store.get_task(id).await) {
         if !t.state.is_active() {
             link.revoke(id);
