@@ -57,14 +57,15 @@ fn set(env: &mut Vec<(String, String)>, key: &str, value: String) {
 /// The task's jail for an agent or gate working in `checkout`, with environment `env` (as the
 /// daemon built it); adjusts `env` for inside: `DROVER_HOME=/run/drover`, Claude Code's and
 /// Codex's config dirs in the private home, `TMPDIR=/tmp`. `agent_binary`: the agent CLI
-/// (config `claude_bin`/`codex_bin`). `forwards`: false for gates.
+/// (config `claude_bin`/`codex_bin`). `gateway_forward`: false for gates (they get no
+/// provider access).
 pub(crate) fn jail_spec(
     engine: &Engine,
     id: &str,
     checkout: &Path,
     env: &mut Vec<(String, String)>,
     agent_binary: Option<&str>,
-    forwards: bool,
+    gateway_forward: bool,
 ) -> std::io::Result<JailSpec> {
     let home = engine.home.agent_home(id);
     std::fs::create_dir_all(&home)?;
@@ -117,27 +118,20 @@ pub(crate) fn jail_spec(
         hidden: vec![drover_home.clone()],
         forwards: vec![],
     };
-    if forwards {
-        if let Some(port) = engine.gateway.as_ref().and_then(|g| gateway_port(&g.base)) {
-            spec.forwards.push(Forward {
-                port,
-                socket: Path::new(SANDBOX_RUN_DIR).join("gateway.sock"),
-            });
-        }
-        if !engine.config.confinement.egress.is_empty() {
-            spec.forwards.push(Forward {
-                port: EGRESS_PORT,
-                socket: Path::new(SANDBOX_RUN_DIR).join("egress.sock"),
-            });
-            let proxy = format!("http://127.0.0.1:{EGRESS_PORT}");
-            for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-                set(env, k, proxy.clone());
-            }
-            // The gateway and the control endpoint are local: never through the proxy.
-            for k in ["NO_PROXY", "no_proxy"] {
-                set(env, k, "127.0.0.1,localhost".to_string());
-            }
-        }
+    let gateway = engine.gateway.as_ref().and_then(|g| gateway_port(&g.base));
+    if let (true, Some(port)) = (gateway_forward, gateway) {
+        spec.forwards.push(Forward {
+            port,
+            socket: Path::new(SANDBOX_RUN_DIR).join("gateway.sock"),
+        });
+    }
+    if !engine.config.confinement.egress.is_empty() {
+        // Agent and gates alike (a gate's build may fetch what the list allows); its
+        // HTTPS_PROXY/HTTP_PROXY/NO_PROXY come from agent_env::egress_env.
+        spec.forwards.push(Forward {
+            port: EGRESS_PORT,
+            socket: Path::new(SANDBOX_RUN_DIR).join("egress.sock"),
+        });
     }
     set(env, "HOME", home_at.display().to_string());
     set(env, "DROVER_HOME", SANDBOX_RUN_DIR.to_string());
