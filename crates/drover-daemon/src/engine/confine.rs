@@ -6,7 +6,8 @@
 //! (`tasks/<id>/home` at the daemon user's HOME path), the task's run dir at `/run/drover`,
 //! read-only: drover's binary, the agent CLI's package (its `node_modules`, symlinks
 //! resolved), the `PATH` directories, the toolchain homes the environment names (and
-//! `~/.cargo`, `~/.rustup`, `~/.nvm`, the user's git config when those exist), the config's
+//! `~/.cargo`, `~/.rustup`, `~/.nvm`, `~/.pyenv`, … and the user's git config when those
+//! exist), the config's
 //! `sandbox.ro_paths`; writable: `sandbox.rw_paths` and, for a git worktree sandbox, what git
 //! needs to commit (the repository's objects, refs, logs and the worktree's own git dir — never
 //! its `config` or `hooks/`, which stay read-only). `DROVER_HOME` itself is hidden.
@@ -31,9 +32,23 @@ const TOOL_HOMES: &[&str] = &[
     "DENO_DIR",
     "GEM_HOME",
     "NODE_PATH",
+    "PYENV_ROOT",
+    "RBENV_ROOT",
+    "VOLTA_HOME",
+    "BUN_INSTALL",
 ];
 /// Under the user's home: visible read-only when they exist (toolchains and git's identity).
-const HOME_TOOLS: &[&str] = &[".cargo", ".rustup", ".nvm", ".gitconfig", ".config/git"];
+const HOME_TOOLS: &[&str] = &[
+    ".cargo",
+    ".rustup",
+    ".nvm",
+    ".pyenv",
+    ".rbenv",
+    ".volta",
+    ".bun",
+    ".gitconfig",
+    ".config/git",
+];
 /// The private home's path when the daemon has no `HOME`.
 const FALLBACK_HOME: &str = "/home/drover";
 
@@ -84,6 +99,10 @@ pub(crate) fn jail_spec(
         let dir = Path::new(dir);
         if dir.is_absolute() && dir != Path::new("/") && dir != home_at {
             ro.push(dir.to_path_buf());
+            // A version manager's shims (pyenv, rbenv) run what its root holds.
+            if let (true, Some(root)) = (dir.ends_with("shims"), dir.parent()) {
+                ro.push(root.to_path_buf());
+            }
         }
     }
     for key in TOOL_HOMES {
