@@ -90,8 +90,7 @@ fn a_hostile_agent_reads_nothing_of_drover_the_user_or_other_tasks() {
             "admin socket by path",
             &format!("test -S {home}/daemon.sock"),
         ),
-        // (Finding no daemon there, the CLI starts one of its own inside the jail, which knows
-        // no task: the real daemon's would show the other task.)
+        // (The real daemon would show the other task.)
         attack(
             "admin socket",
             &format!("DROVER_HOME={home} \"$DROVER_BIN\" show {other}"),
