@@ -139,9 +139,13 @@ pub(crate) async fn start(
         }
         false => None,
     };
+    let mut args = spec.args;
+    if jail.is_some() {
+        adapter.confine_args(&mut args);
+    }
     let launch = LaunchFile {
         program: spec.program,
-        args: spec.args,
+        args,
         cwd: sandbox.path.clone(),
         env_remove,
         stdin_lines: spec.stdin_lines,
