@@ -6,7 +6,6 @@
 //! the group's INT/TERM reach the agent directly (it stays in the jail process's group).
 
 use super::{caps, mounts, net, JailRun, SETUP_FAILED};
-use crate::run::GRACE;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -16,6 +15,10 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// How long what the agent left running gets after TERM before the init exits (and the kernel
+/// kills the rest): the shim's own grace for leftovers (`run::GRACE`).
+const GRACE: Duration = Duration::from_secs(2);
 
 /// How the agent ended, as the init tells the jail process: `c<code>` or `s<signal>`.
 pub fn encode(status: &WaitStatus) -> String {
