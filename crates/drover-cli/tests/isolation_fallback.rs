@@ -29,12 +29,15 @@ fn apparmor() -> Report {
     )
 }
 
+/// With `probe` the daemon takes that verdict; without, it runs agents unconfined (the first
+/// daemon's tasks wait on a file of the test's, which a confined agent could not see).
 fn start(rt: &tokio::runtime::Runtime, env: &Env, probe: Option<Report>) -> InProcessDaemon {
     let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
     rt.block_on(InProcessDaemon::start_with(&env.home, exe, |c| {
         c.slots = 1;
-        if let Some(r) = probe {
-            c.isolation_probe = IsolationProbe::Fixed(r);
+        match probe {
+            Some(r) => c.isolation_probe = IsolationProbe::Fixed(r),
+            None => c.confinement.isolation = drover_types::Isolation::None,
         }
     }))
 }
@@ -59,7 +62,7 @@ fn a_host_that_cannot_confine_starts_no_agent_and_says_why() {
     let env = Env::new();
     let rt = runtime();
 
-    // Before: a confining host. One slot: the first task holds it, the second stays queued.
+    // Before: a daemon that starts agents. One slot: the first task holds it, the second stays queued.
     let daemon = start(&rt, &env, None);
     let go = env.tmp.path().join("go");
     let holder = env.run_command_task(
