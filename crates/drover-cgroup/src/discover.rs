@@ -441,7 +441,10 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/memory")
         );
         let own = parse_own("4:memory:/process_api/x\n2:cpu,cpuacct:/\n0::/user.slice\n");
-        assert_eq!(own[0], (vec!["memory".to_string()], "/process_api/x".into()));
+        assert_eq!(
+            own[0],
+            (vec!["memory".to_string()], "/process_api/x".into())
+        );
         assert_eq!(own[1].0, vec!["cpu", "cpuacct"]);
         assert!(own[2].0.is_empty());
     }
@@ -457,7 +460,10 @@ mod tests {
         let cg = Cgroups::from_parts(&info, "0::/user.slice/me.service\n", "abc");
         assert_eq!(cg.version(), Some(Version::V2));
         let g = cg.group("t1").unwrap();
-        assert_eq!(g.procs_files(), vec![root.join("drover/abc/t1/cgroup.procs")]);
+        assert_eq!(
+            g.procs_files(),
+            vec![root.join("drover/abc/t1/cgroup.procs")]
+        );
     }
 
     #[test]

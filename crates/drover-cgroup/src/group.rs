@@ -89,8 +89,8 @@ impl TaskGroup {
     pub fn controllers(&self) -> Vec<Controller> {
         match self {
             TaskGroup::V2(d) => {
-                let have = std::fs::read_to_string(d.join("cgroup.controllers"))
-                    .unwrap_or_default();
+                let have =
+                    std::fs::read_to_string(d.join("cgroup.controllers")).unwrap_or_default();
                 Controller::ALL
                     .into_iter()
                     .filter(|c| have.split_whitespace().any(|w| w == c.as_str()))
@@ -158,12 +158,12 @@ impl TaskGroup {
 
     /// What the group used; a figure this host does not keep is `None`.
     pub fn stats(&self) -> Stats {
-        let num = |p: PathBuf| -> Option<u64> {
-            std::fs::read_to_string(p).ok()?.trim().parse().ok()
-        };
+        let num =
+            |p: PathBuf| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
         match self {
             TaskGroup::V2(d) => Stats {
-                peak_memory_bytes: num(d.join("memory.peak")).or_else(|| num(d.join("memory.current"))),
+                peak_memory_bytes: num(d.join("memory.peak"))
+                    .or_else(|| num(d.join("memory.current"))),
                 cpu_seconds: std::fs::read_to_string(d.join("cpu.stat"))
                     .ok()
                     .and_then(|s| keyed(&s, "usage_usec"))
@@ -231,8 +231,7 @@ impl TaskGroup {
                         // Frozen, nothing can fork between reading the list and the KILLs.
                         let frozen = Instant::now() + Duration::from_secs(1);
                         while Instant::now() < frozen
-                            && !std::fs::read_to_string(&state)
-                                .is_ok_and(|s| s.trim() == "FROZEN")
+                            && !std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "FROZEN")
                         {
                             std::thread::sleep(POLL);
                         }
@@ -313,8 +312,14 @@ mod tests {
             ("pids.max", "max\n"),
             ("cpu.max", "max 100000\n"),
             ("memory.peak", "268435456\n"),
-            ("cpu.stat", "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n"),
-            ("memory.events", "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n"),
+            (
+                "cpu.stat",
+                "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n",
+            ),
+            (
+                "memory.events",
+                "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n",
+            ),
         ] {
             std::fs::write(g.join(f), v).unwrap();
         }

@@ -37,7 +37,7 @@ fn a_group_limits_measures_and_ends_everything_in_it() {
         "trap '' TERM; setsid sleep 300 & i=0; while [ $i -lt 20 ]; do sleep 300 & i=$((i+1)); done; \
          echo forked; sleep 300",
     );
-    let files = procs.clone();
+    let files = procs;
     // SAFETY: only write(2) on already-formatted paths in the child before exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -62,7 +62,8 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
         cmd.env_remove(k);
     }
     let me = std::process::id() as i64;
-    let mut child = match cmd.spawn() {
+    let spawned = enter_cgroup(&mut cmd, &launch.cgroup_procs).and_then(|()| cmd.spawn());
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let msg = format!("{}: {e}", launch.program);
@@ -126,6 +127,35 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     // Nobody can talk to a finished agent; a socket already gone is fine.
     let _ = std::fs::remove_file(&sock);
     write_atomic(&files.exit(), &encode(&exit).unwrap_or_default())
+}
+
+/// The agent's first process moves itself into the task's cgroup(s) before it runs anything
+/// (the shim stays outside: a group killed whole leaves the shim to write `exit.json`). The
+/// files are opened here; a group that cannot be entered fails the start (limits fail closed).
+fn enter_cgroup(cmd: &mut Command, procs: &[std::path::PathBuf]) -> std::io::Result<()> {
+    let files = procs
+        .iter()
+        .map(|p| {
+            OpenOptions::new().write(true).open(p).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("the task's cgroup {}: {e}", p.display()))
+            })
+        })
+        .collect::<std::io::Result<Vec<std::fs::File>>>()?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: between fork and exec the closure only calls write(2) on descriptors opened
+    // above (no allocation, no lock): async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            for mut f in &files {
+                // "0": the writing process itself.
+                f.write_all(b"0")?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 /// Waits for the agent, reaping on the way the orphans re-parented to the shim.

@@ -53,16 +53,14 @@ pub fn prompt_for(agent: &str, arg_max: Option<usize>, p: &str) -> Result<(), St
     }
 }
 
-
 /// The smallest `--memory` accepted: below it nothing (not even a shell) starts.
 pub const MEMORY_MIN: u64 = 1 << 20;
 
 /// `--memory SIZE`: bytes, or a number with a unit `K`, `M`, `G`, `T` (binary: `512M` is
 /// 512 MiB; `KiB`/`MB`/`GiB`… spell the same; case-insensitive), e.g. `512M`, `2G`, `1.5GiB`.
 pub fn parse_memory(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("--memory {s}: give a size such as 512M, 2G or 1.5GiB (bytes without a unit)")
-    };
+    let bad =
+        || format!("--memory {s}: give a size such as 512M, 2G or 1.5GiB (bytes without a unit)");
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -110,9 +108,10 @@ pub fn cpus(v: Option<f64>) -> Result<(), String> {
 
 /// `--cpus` as typed on the command line.
 pub fn parse_cpus(s: &str) -> Result<f64, String> {
-    let c: f64 = s.trim().parse().map_err(|_| {
-        format!("--cpus {s}: give a number of CPUs, e.g. --cpus 0.5 or --cpus 2")
-    })?;
+    let c: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("--cpus {s}: give a number of CPUs, e.g. --cpus 0.5 or --cpus 2"))?;
     cpus(Some(c))?;
     Ok(c)
 }

@@ -23,7 +23,8 @@ pub(crate) async fn start(
     let started = task.started_at.clone().unwrap_or_else(now);
     let patch = TaskPatch::new()
         .state(TaskState::Preparing, json!({}))
-        .started_at(Some(started));
+        .started_at(Some(started))
+        .isolation(Some(engine.config.confinement.isolation));
     match engine
         .update(id, Some(&[TaskState::Queued]), patch, vec![])
         .await
@@ -123,6 +124,14 @@ pub(crate) async fn start(
         let patch = TaskPatch::new().metered_by(Some(MeteredBy::Gateway));
         engine.update(id, None, patch, vec![]).await?;
     }
+    // The task's cgroup, with its limits, before anything of the agent runs (limits fail closed).
+    let cgroup_procs = match super::limits::prepare(engine, &task).await {
+        Ok(procs) => procs,
+        Err(why) => {
+            fail(engine, &task, ErrorKind::SandboxError, &why).await?;
+            return Ok(None);
+        }
+    };
     let launch = LaunchFile {
         program: spec.program,
         args: spec.args,
@@ -132,7 +141,7 @@ pub(crate) async fn start(
         close_stdin: spec.close_stdin,
         keep_detached: adapter.starts_shared_service(),
         jail: None,
-        cgroup_procs: vec![],
+        cgroup_procs,
     };
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {

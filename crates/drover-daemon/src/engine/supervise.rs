@@ -45,6 +45,12 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
         tracing::error!(task = id, "supervisor gave up: {e}");
         give_up(engine, id, &e.to_string()).await;
     }
+    if let Ok(t) = engine.store.get_task(id).await {
+        if t.state.is_terminal() {
+            // Ended by a path other than finish (a failure, an unreadable shim): its cgroup goes.
+            super::limits::collect(engine, id).await;
+        }
+    }
     if let (Some(link), Ok(t)) = (&engine.gateway, engine.store.get_task(id).await) {
         if !t.state.is_active() {
             link.revoke(id);

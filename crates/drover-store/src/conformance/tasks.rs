@@ -496,7 +496,10 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
     assert_eq!(t.stop_step, Some(StopStep::Int));
     assert_eq!(t.agent_usage, Some(agent_usage));
     assert_eq!(t.isolation, Some(drover_types::Isolation::Full));
-    assert_eq!((t.peak_memory_bytes, t.cpu_seconds), (Some(1 << 20), Some(1.25)));
+    assert_eq!(
+        (t.peak_memory_bytes, t.cpu_seconds),
+        (Some(1 << 20), Some(1.25))
+    );
     assert_eq!((t.gate_rounds, t.attempt), (1, 1));
 
     // Increments add to the stored value and win over a set of the same field.
