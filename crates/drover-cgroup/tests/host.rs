@@ -31,13 +31,13 @@ fn a_group_limits_measures_and_ends_everything_in_it() {
     let g = cg.create(&id, &limits).unwrap().unwrap();
     assert_eq!(g.controllers().len(), Controller::ALL.len());
     let procs = g.procs_files();
+    let files = procs.clone();
     // A shell that forks past pids.max, and a setsid'd sleeper that ignores TERM.
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c").arg(
         "trap '' TERM; setsid sleep 300 & i=0; while [ $i -lt 20 ]; do sleep 300 & i=$((i+1)); done; \
          echo forked; sleep 300",
     );
-    let files = procs;
     // SAFETY: only write(2) on already-formatted paths in the child before exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -48,11 +48,25 @@ fn a_group_limits_measures_and_ends_everything_in_it() {
         });
     }
     let mut child = cmd.spawn().unwrap();
+    // pids.current counts every process and thread charged to the group (also one still
+    // being forked or reaped): it reaches the limit and stays there.
+    let current = procs
+        .iter()
+        .map(|p| p.with_file_name("pids.current"))
+        .find(|p| p.exists())
+        .expect("a pids.current file");
+    let read = || {
+        std::fs::read_to_string(&current)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while g.pids().len() < 8 && std::time::Instant::now() < deadline {
+    while read() != "8" && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(g.pids().len(), 8, "pids.max 8 should cap the group at 8");
+    assert_eq!(read(), "8", "pids.max 8 should cap the group at 8");
+    assert!(g.pids().len() <= 8, "{:?}", g.pids());
     assert!(g.kill(Duration::from_secs(5)), "left: {:?}", g.pids());
     child.wait().unwrap();
     let s = g.stats();
