@@ -28,7 +28,28 @@ pub fn effective(defaults: &Limits, asked: &Limits) -> Limits {
 /// files for `LaunchFile::cgroup_procs` (none where the host has no cgroups for the daemon and
 /// the task asked for no limit). `Err`: one line saying why the task's limits cannot be
 /// enforced — the task must not run without them.
-pub async fn prepare(engine: &Engine, task: &TaskRecord) -> Result<Vec<PathBuf>, String> {
+///
+/// An agent that starts a service shared with other tasks (`claude-bg`'s Claude supervisor,
+/// `Adapter::starts_shared_service`) gets no group: ending its group would end the service.
+pub async fn prepare(
+    engine: &Engine,
+    task: &TaskRecord,
+    shared_service: bool,
+) -> Result<Vec<PathBuf>, String> {
+    if shared_service {
+        return match drover_cgroup::Controller::ALL
+            .into_iter()
+            .find(|c| asked(&task.limits, *c))
+        {
+            Some(c) => Err(format!(
+                "{} cannot be enforced for the {} agent: it starts a service shared with other \
+                 tasks; run it without limits, or use the claude agent",
+                c.flag(),
+                task.agent
+            )),
+            None => Ok(vec![]),
+        };
+    }
     let (cgroups, id, limits) = (engine.cgroups.clone(), task.id.clone(), task.limits);
     let made = tokio::task::spawn_blocking(move || cgroups.create(&id, &limits))
         .await
@@ -37,6 +58,14 @@ pub async fn prepare(engine: &Engine, task: &TaskRecord) -> Result<Vec<PathBuf>,
         Ok(Some(group)) => Ok(group.procs_files()),
         Ok(None) => Ok(vec![]),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+fn asked(l: &Limits, c: drover_cgroup::Controller) -> bool {
+    match c {
+        drover_cgroup::Controller::Memory => l.memory_bytes.is_some(),
+        drover_cgroup::Controller::Pids => l.pids.is_some(),
+        drover_cgroup::Controller::Cpu => l.cpus.is_some(),
     }
 }
 

@@ -125,7 +125,8 @@ pub(crate) async fn start(
         engine.update(id, None, patch, vec![]).await?;
     }
     // The task's cgroup, with its limits, before anything of the agent runs (limits fail closed).
-    let cgroup_procs = match super::limits::prepare(engine, &task).await {
+    let shared = adapter.starts_shared_service();
+    let cgroup_procs = match super::limits::prepare(engine, &task, shared).await {
         Ok(procs) => procs,
         Err(why) => {
             fail(engine, &task, ErrorKind::SandboxError, &why).await?;
