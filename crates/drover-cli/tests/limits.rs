@@ -176,7 +176,7 @@ fn an_allocation_past_memory_fails_with_out_of_memory_and_the_peak_near_the_limi
     );
     let peak = t["peak_memory_bytes"].as_u64().unwrap();
     assert!(
-        peak >= 48 << 20 && peak <= 65 << 20,
+        ((48 << 20)..=(65 << 20)).contains(&peak),
         "peak {peak} is not near the 64 MiB limit"
     );
     assert_nothing_left(&env, &id, "512 << 20");
