@@ -29,6 +29,15 @@ fn a_group_limits_measures_and_ends_everything_in_it() {
         pids: Some(8),
     };
     let g = cg.create(&id, &limits).unwrap().unwrap();
+    // A failed assertion leaves nothing behind on the host either.
+    struct Cleanup(drover_cgroup::TaskGroup);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            self.0.kill(Duration::from_secs(5));
+            let _ = self.0.remove();
+        }
+    }
+    let _cleanup = Cleanup(g.clone());
     assert_eq!(g.controllers().len(), Controller::ALL.len());
     let procs = g.procs_files();
     let files = procs.clone();
