@@ -114,19 +114,35 @@ impl Cgroups {
             group.kill(std::time::Duration::from_secs(2));
             group.remove()?;
         }
-        if let Layout::V2 { parent } = &self.layout {
-            enable_v2(parent, &self.instance);
-        }
-        group.make()?;
-        let working = group.controllers();
-        if let Some(c) = asked.iter().find(|c| !working.contains(c)) {
-            let why = self.missing_why(*c);
-            // Nothing of it is any use: leave no empty group behind.
-            group.remove()?;
-            return Err(CgroupError::Unavailable(format!(
-                "{} cannot be enforced: {why}",
-                c.flag()
-            )));
+        // Another task's group removed just now may take `drover/<instance>` with it (see
+        // `TaskGroup::remove`): making the group again is enough.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            if let Layout::V2 { parent } = &self.layout {
+                enable_v2(parent, &self.instance);
+            }
+            let made = group.make();
+            let missing = asked
+                .iter()
+                .find(|c| !group.controllers().contains(c))
+                .copied();
+            match (made, missing) {
+                (Ok(()), None) => break,
+                (Err(_), _) | (_, Some(_)) if tries < 3 => {
+                    let _ = group.remove();
+                }
+                (Err(e), _) => return Err(e),
+                (Ok(()), Some(c)) => {
+                    // Nothing of it is any use: leave no empty group behind.
+                    group.remove()?;
+                    return Err(CgroupError::Unavailable(format!(
+                        "{} cannot be enforced: {}",
+                        c.flag(),
+                        self.missing_why(c)
+                    )));
+                }
+            }
         }
         group.apply(limits)?;
         Ok(Some(group))
