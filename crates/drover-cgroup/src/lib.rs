@@ -101,3 +101,10 @@ pub fn instance_of(home: &std::path::Path) -> String {
     }
     format!("{h:016x}")
 }
+
+/// For `drover doctor`: which controllers a task's group gets on this host for the daemon whose
+/// `DROVER_HOME` is `home`, and one remedy line for the missing ones (see [`Probe`]). Makes and
+/// removes a throwaway group, so the answer is what a task would get.
+pub fn probe(home: &std::path::Path) -> Probe {
+    Cgroups::discover(home).probe()
+}
