@@ -70,6 +70,16 @@ fn assert_nothing_left(env: &Env, id: &str, marker: &str) {
     );
 }
 
+/// A fork bomb (python, so a refused fork is retried instead of ending the shell).
+const BOMB: &str = "python3 -c '
+import os, time  # bomb_4d2
+while True:
+    try:
+        os.fork()
+    except OSError:
+        time.sleep(0.05)
+'";
+
 /// Exit 2 and one `drover: …` line naming `needle` (plus at most a hint).
 fn refused(out: &Output, args: &[&str], needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -185,18 +195,11 @@ fn an_allocation_past_memory_fails_with_out_of_memory_and_the_peak_near_the_limi
 #[test]
 fn a_fork_bomb_is_held_by_pids_the_host_can_still_fork_and_stop_ends_it_all() {
     let env = with_config(Env::new(), "stop_grace_secs = 1\n");
-    // The classic bomb (dash has no `:` functions): every copy starts two more, for ever.
+    // Every copy forks for ever, and so does every child (a refused fork is retried): the
+    // population grows exponentially until the limit holds it. (The shell's classic bomb dies
+    // out when its forks fail, so it would not keep testing the limit.)
     let id = env.ok(&[
-        "run",
-        "--agent",
-        "command",
-        "--pids",
-        "64",
-        "--cpus",
-        "0.5",
-        "--cmd",
-        "bomb_4d2() { bomb_4d2 | bomb_4d2 & }; bomb_4d2; sleep 1000",
-        "bomb",
+        "run", "--agent", "command", "--pids", "64", "--cpus", "0.5", "--cmd", BOMB, "bomb",
     ]);
     env.until(&id, "the agent to run", |t| t["state"] == "running");
     let current = group_file(&env, &id, "pids.current");
@@ -341,4 +344,45 @@ fn bad_limits_are_refused_with_one_line_and_nothing_starts() {
     }
     let all: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
     assert!(all.is_empty(), "{all:?}");
+}
+
+/// The daemon and the shim both die (SIGKILL) while a grandchild that left the session runs:
+/// the next daemon finds the task without its shim, and its cgroup ends the grandchild too.
+#[test]
+fn a_grandchild_left_by_a_dead_shim_and_daemon_is_ended_by_the_next_daemon() {
+    let env = with_config(Env::new(), "stop_grace_secs = 1\n");
+    let id = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        "setsid nohup sh -c \"trap '' HUP INT TERM; while :; do sleep 313.3; done\" \
+         >/dev/null 2>&1 & echo started; sleep 1000",
+        "orphan",
+    ]);
+    let t = env.until(&id, "the agent to run", |t| t["pid"].is_i64());
+    poll("the grandchild to start", Duration::from_secs(60), || {
+        !with_marker("sleep 313.3").is_empty()
+    });
+    let agent = t["pid"].as_i64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{agent}/stat")).unwrap();
+    // `pid (comm) state ppid …`: the shim is the agent's parent.
+    let shim: i32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    env.kill_daemon();
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    wait_gone(i64::from(shim));
+    // The next daemon (auto-started) settles the task.
+    let t = env.until(&id, "the task to end", |t| {
+        ["failed", "interrupted", "cancelled"].contains(&t["state"].as_str().unwrap())
+    });
+    assert_eq!(t["state"], "interrupted", "{t}");
+    assert_nothing_left(&env, &id, "313.3");
 }
