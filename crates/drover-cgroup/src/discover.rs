@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 pub struct Cgroups {
     layout: Layout,
     instance: String,
+    /// Per task, the most `memory.current` seen ([`Cgroups::sample`]), where the host keeps no
+    /// `memory.peak`.
+    sampled: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,7 @@ impl Cgroups {
         Cgroups {
             layout,
             instance: instance.to_string(),
+            sampled: Default::default(),
         }
     }
 
@@ -146,6 +150,30 @@ impl Cgroups {
         }
         group.apply(limits)?;
         Ok(Some(group))
+    }
+
+    /// Notes the task's memory now, on hosts that keep no peak of their own (v2 before Linux
+    /// 5.19): the most seen stands in for the peak ([`Cgroups::peak`]). Cheap: one file read.
+    pub fn sample(&self, task: &str) {
+        let Some(now) = self.group(task).and_then(|g| g.current_without_peak()) else {
+            return;
+        };
+        let mut map = self.sampled.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = map.entry(task.to_string()).or_default();
+        *seen = (*seen).max(now);
+    }
+
+    /// What the task's group used: [`TaskGroup::stats`], with the sampled peak where the host
+    /// keeps none. Forgets the samples.
+    pub fn stats(&self, task: &str, group: &TaskGroup) -> crate::Stats {
+        let sampled = self
+            .sampled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task);
+        let mut stats = group.stats();
+        stats.peak_memory_bytes = stats.peak_memory_bytes.or(sampled);
+        stats
     }
 
     /// Task ids that have a group of this daemon's (for the garbage collector).
@@ -480,6 +508,28 @@ mod tests {
             g.procs_files(),
             vec![root.join("drover/abc/t1/cgroup.procs")]
         );
+    }
+
+    #[test]
+    fn without_memory_peak_the_most_memory_current_seen_is_the_peak() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cg");
+        let g = root.join("drover/abc/t1");
+        std::fs::create_dir_all(&g).unwrap();
+        std::fs::write(root.join("cgroup.controllers"), "memory\n").unwrap();
+        std::fs::write(root.join("cgroup.procs"), "").unwrap();
+        let info = format!("41 31 0:38 / {} rw - cgroup2 cgroup2 rw\n", root.display());
+        let cg = Cgroups::from_parts(&info, "0::/\n", "abc");
+        for v in ["1000", "5000", "2000"] {
+            std::fs::write(g.join("memory.current"), v).unwrap();
+            cg.sample("t1");
+        }
+        let group = cg.group("t1").unwrap();
+        assert_eq!(cg.stats("t1", &group).peak_memory_bytes, Some(5000));
+        // Forgotten once read; a host with memory.peak is never sampled.
+        std::fs::write(g.join("memory.peak"), "7000").unwrap();
+        cg.sample("t1");
+        assert_eq!(cg.stats("t1", &group).peak_memory_bytes, Some(7000));
     }
 
     #[test]

@@ -162,8 +162,9 @@ impl TaskGroup {
             |p: PathBuf| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
         match self {
             TaskGroup::V2(d) => Stats {
-                peak_memory_bytes: num(d.join("memory.peak"))
-                    .or_else(|| num(d.join("memory.current"))),
+                // Before Linux 5.19 there is no memory.peak: the caller's samples of
+                // `memory.current` stand in ([`crate::Cgroups::sample`]).
+                peak_memory_bytes: num(d.join("memory.peak")),
                 cpu_seconds: std::fs::read_to_string(d.join("cpu.stat"))
                     .ok()
                     .and_then(|s| keyed(&s, "usage_usec"))
@@ -190,6 +191,21 @@ impl TaskGroup {
                     .and_then(|s| keyed(&s, "oom_kill"))
                     .unwrap_or(0),
             },
+        }
+    }
+
+    /// Memory the group holds now, where the host keeps no peak of its own (v2 before Linux
+    /// 5.19: no `memory.peak`); `None` otherwise.
+    pub fn current_without_peak(&self) -> Option<u64> {
+        match self {
+            TaskGroup::V2(d) if !d.join("memory.peak").exists() => {
+                std::fs::read_to_string(d.join("memory.current"))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            }
+            _ => None,
         }
     }
 
@@ -348,16 +364,18 @@ mod tests {
     }
 
     #[test]
-    fn v2_stats_are_read_and_memory_current_stands_in_for_a_missing_peak() {
+    fn v2_stats_are_read_and_memory_current_is_sampled_only_without_a_peak() {
         let (_dir, g) = fake_v2();
         let s = g.stats();
         assert_eq!(s.peak_memory_bytes, Some(268_435_456));
         assert_eq!(s.cpu_seconds, Some(2.5));
         assert_eq!(s.oom_kills, 1);
         let TaskGroup::V2(d) = &g else { panic!() };
-        std::fs::remove_file(d.join("memory.peak")).unwrap();
         std::fs::write(d.join("memory.current"), "4096\n").unwrap();
-        assert_eq!(g.stats().peak_memory_bytes, Some(4096));
+        assert_eq!(g.current_without_peak(), None);
+        std::fs::remove_file(d.join("memory.peak")).unwrap();
+        assert_eq!(g.current_without_peak(), Some(4096));
+        assert_eq!(g.stats().peak_memory_bytes, None);
     }
 
     #[test]

@@ -86,10 +86,17 @@ pub async fn kill(engine: &Engine, id: &str) {
     }
 }
 
+/// On every supervisor step: notes the group's memory where the host keeps no peak of its own
+/// (v2 before Linux 5.19). One small file read.
+pub fn sample(engine: &Engine, id: &str) {
+    engine.cgroups.sample(id);
+}
+
 /// Once the agent is gone: ends whatever is left in its group, reads what the group used and
 /// removes it. `None` when the task has no group.
 pub async fn collect(engine: &Engine, id: &str) -> Option<Stats> {
     let group = engine.cgroups.group(id)?;
+    let cgroups = engine.cgroups.clone();
     let task = id.to_string();
     tokio::task::spawn_blocking(move || {
         if !group.exists() {
@@ -102,7 +109,7 @@ pub async fn collect(engine: &Engine, id: &str) -> Option<Stats> {
                 group.pids()
             );
         }
-        let stats = group.stats();
+        let stats = cgroups.stats(&task, &group);
         if let Err(e) = group.remove() {
             tracing::warn!(task = task.as_str(), "cgroup kept: {e}");
         }

@@ -167,6 +167,7 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
             while ingest::drain(engine, id, adapter).await? {}
             return Ok(Ended::Exited(exit));
         }
+        super::limits::sample(engine, id);
         let settled = control::settle(engine, &task, adapter).await;
         // Clocks and a requested stop's next step, re-derived from the row every time.
         let acted = super::clocks::tick(engine, &task, adapter).await || settled;
