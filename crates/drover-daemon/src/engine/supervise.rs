@@ -241,12 +241,19 @@ async fn interrupted(
         return Ok(());
     }
     let commit = commit_work(engine, id, "interrupted").await;
+    // Whatever of it outlived its shim (e.g. what left its session) ends with its cgroup.
+    let used = super::limits::collect(engine, id).await.unwrap_or_default();
     let patch = TaskPatch::new()
         .state(TaskState::Interrupted, json!({ "reason": why }))
         .outcome(Some(&outcome))
         .finished_at(Some(now()))
         .pid(None)
-        .pgid(None);
+        .pgid(None)
+        .peak_memory_bytes(
+            used.peak_memory_bytes
+                .map(|b| b.min(i64::MAX as u64) as i64),
+        )
+        .cpu_seconds(used.cpu_seconds);
     let (patch, events) = apply_commit(patch, commit);
     engine.update(id, Some(&active()), patch, events).await?;
     Ok(())
