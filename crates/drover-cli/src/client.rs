@@ -1,4 +1,5 @@
-//! Talks to the daemon over `DROVER_HOME/daemon.sock`, starting it when absent.
+//! Talks to the daemon over `DROVER_HOME/daemon.sock`, starting it when absent (never inside a
+//! task: there `DROVER_HOME` is the task's run dir and its socket the task-scoped endpoint).
 
 use crate::error::{CliError, Context, Result};
 use bytes::Bytes;
@@ -29,6 +30,13 @@ pub fn drover_home() -> PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
     PathBuf::from(home).join(".local/share/drover")
+}
+
+/// The task this process runs in (`DROVER_TASK_ID`, set for every agent and gate), if any.
+pub fn inside_task() -> Option<String> {
+    std::env::var("DROVER_TASK_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -62,11 +70,16 @@ impl Client {
         }
     }
 
-    /// A client to a running daemon, starting one first (and saying so on stderr) if needed.
+    /// A client to a running daemon, starting one first (and saying so on stderr) if needed —
+    /// except inside a task, where `DROVER_HOME` is the task's own control endpoint: there an
+    /// endpoint that does not answer is an error (exit 3), never a reason to start a daemon.
     pub async fn connect() -> Result<Client> {
         let client = Client::new(drover_home());
         if client.probe().await? {
             return Ok(client);
+        }
+        if let Some(task) = inside_task() {
+            return Err(client.unreachable_inside(&task));
         }
         client
             .start_daemon(&drover_daemon::Flags::default(), &[])
@@ -107,6 +120,9 @@ impl Client {
         flags: &drover_daemon::Flags,
         envs: &[(String, String)],
     ) -> Result<u32> {
+        if let Some(task) = inside_task() {
+            return Err(self.unreachable_inside(&task));
+        }
         // Cannot create it: an I/O failure (exit 3), not the user's input.
         std::fs::create_dir_all(&self.home)
             .context(format!("cannot create DROVER_HOME {}", self.home.display()))
@@ -212,6 +228,15 @@ impl Client {
             return Err(CliError::from_api(status, &bytes));
         }
         Ok(resp.into_body())
+    }
+
+    /// Inside task `task` the endpoint did not answer.
+    fn unreachable_inside(&self, task: &str) -> CliError {
+        CliError::unreachable(format!(
+            "inside task {task} drover does not start a daemon, and the task's control endpoint {} does not answer",
+            self.socket.display()
+        ))
+        .hint("the daemon may be restarting: retry in a moment")
     }
 
     fn unreachable(&self, e: impl std::fmt::Display) -> CliError {

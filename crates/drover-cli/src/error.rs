@@ -119,7 +119,8 @@ impl CliError {
                     | ApiErrorKind::NotFound
                     | ApiErrorKind::Conflict
                     | ApiErrorKind::TooLarge
-                    | ApiErrorKind::Timeout => Kind::Input,
+                    | ApiErrorKind::Timeout
+                    | ApiErrorKind::Forbidden => Kind::Input,
                     ApiErrorKind::Busy => Kind::Unreachable,
                     ApiErrorKind::Internal => Kind::Internal,
                     // A newer daemon's kind: the status tells whose fault it is.
@@ -311,6 +312,7 @@ mod tests {
             (413, "too_large", 2),
             (408, "timeout", 2),
             (503, "busy", 3),
+            (403, "forbidden", 2),
             (500, "internal", 3),
             // A newer daemon's kind: by status, not a panic.
             (429, "rate_limited", 2),

@@ -378,6 +378,7 @@ pub fn event(e: &Event) -> Option<String> {
                 .unwrap_or_default();
             format!("✓ result{cost}: {}", excerpt(&s("result"), 300))
         }
+        EventKind::Egress => format!("⇄ egress {} {}", s("authority"), s("verdict")),
     };
     Some(clean(&line))
 }

@@ -52,6 +52,30 @@ fn with_marker(marker: &str) -> Vec<i64> {
     out
 }
 
+/// Live processes whose `DROVER_HOME` is the test's home or under it.
+fn under_home(env: &Env) -> Vec<i64> {
+    let home = format!("DROVER_HOME={}", env.home.display());
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i64>().ok()) else {
+            continue;
+        };
+        if pid == i64::from(std::process::id()) || !alive(pid) {
+            continue;
+        }
+        if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) {
+            let hit = environ.split(|&b| b == 0).any(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                kv == home || kv.starts_with(&format!("{home}/"))
+            });
+            if hit {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
 fn assert_nothing_left(env: &Env, id: &str, marker: &str) {
     poll(
         "the task's processes to be gone",
@@ -59,7 +83,8 @@ fn assert_nothing_left(env: &Env, id: &str, marker: &str) {
         || with_marker(marker).is_empty(),
     );
     let daemon = env.daemon_pid().map(i64::from);
-    let left: Vec<i64> = processes_of(&env.home)
+    // The daemon, shims, and agents (whose DROVER_HOME is their task's run dir under it).
+    let left: Vec<i64> = under_home(env)
         .into_iter()
         .filter(|p| Some(*p) != daemon)
         .collect();

@@ -8,6 +8,8 @@
 //! - [`api`]: HTTP+JSON and SSE on `DROVER_HOME/daemon.sock`, one module per resource.
 //! - [`child_env`]: the allow-listed environment of agents and gate commands.
 //! - [`gateway`], [`ledger`]: the LLM gateway's grants, and its usage and spent amounts over the store.
+//! - [`task_sockets`]: each active task's own sockets (`run/<id>/`): its scoped control endpoint,
+//!   the gateway relay, the `sandbox.egress` proxy.
 //!
 //! Shutdown is explicit: [`run`] takes a [`CancellationToken`]; cancelling it (the binary does on
 //! SIGTERM/SIGINT) or `POST /v1/daemon/stop` stops the API, the scheduler and every supervisor.
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod gateway;
 pub mod home;
 pub mod ledger;
+pub mod task_sockets;
 
 pub use config::{Config, ConfigError, Environment, Flags};
 pub use home::Home;
@@ -75,6 +78,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let _lock = home.lock()?;
     let (engine, notes) = engine::Engine::open(config, home.clone(), &shutdown).await?;
     let engine = Arc::new(engine);
+    // Before anything starts a task or re-adopts one: their sockets are served from here on.
+    let _ = engine
+        .endpoints
+        .set(Box::new(task_sockets::TaskSockets::default()));
     if let Some(rx) = notes {
         engine
             .tasks

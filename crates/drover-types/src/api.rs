@@ -83,6 +83,9 @@ pub enum ApiErrorKind {
     Timeout,
     /// The daemon is at its connection limit; retry (503).
     Busy,
+    /// Not allowed from where the request came: from inside a task's sandbox (its task-scoped
+    /// control endpoint) drover only allows `drover lock` and reading that task (403).
+    Forbidden,
     /// Something broke inside the daemon (500).
     Internal,
     /// A kind this client does not know (a newer daemon): judged by the HTTP status.
@@ -100,6 +103,7 @@ impl ApiErrorKind {
             ApiErrorKind::TooLarge => "too_large",
             ApiErrorKind::Timeout => "timeout",
             ApiErrorKind::Busy => "busy",
+            ApiErrorKind::Forbidden => "forbidden",
             ApiErrorKind::Internal => "internal",
             ApiErrorKind::Unknown => "unknown",
         }
@@ -246,6 +250,7 @@ mod api_error_tests {
             ApiErrorKind::TooLarge,
             ApiErrorKind::Timeout,
             ApiErrorKind::Busy,
+            ApiErrorKind::Forbidden,
             ApiErrorKind::Internal,
         ] {
             let json = serde_json::to_string(&kind).unwrap();

@@ -15,6 +15,8 @@ vocab! {
         Error = "error",
         Stderr = "stderr",
         Result = "result",
+        /// A connection through the `sandbox.egress` allow-list proxy: allowed or refused.
+        Egress = "egress",
     }
 }
 
@@ -63,6 +65,7 @@ mod tests {
                 "error",
                 "stderr",
                 "result",
+                "egress",
             ],
             |v| v.as_str(),
         );

@@ -75,6 +75,8 @@ impl Env {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("DISABLE_AUTOUPDATER", "1")
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            // The suite may itself run inside a drover task (an agent working on drover).
+            .env_remove("DROVER_TASK_ID")
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("ANTHROPIC_BASE_URL")
             .env_remove("DROVER_SLOTS");

@@ -4,12 +4,21 @@ use axum::Json;
 use drover_types::{DaemonStatus, StopDaemonRequest};
 use std::sync::Arc;
 
-pub async fn status(State(engine): State<Arc<Engine>>) -> Json<DaemonStatus> {
+/// From a task's own endpoint, `home` is that task's run dir (the `DROVER_HOME` it was given),
+/// not the daemon's.
+pub async fn status(
+    State(engine): State<Arc<Engine>>,
+    scope: Option<axum::Extension<super::scoped::TaskScope>>,
+) -> Json<DaemonStatus> {
     let queued = engine.store.queued().await.map(|q| q.len()).unwrap_or(0);
+    let home = match scope {
+        Some(axum::Extension(scope)) => engine.home.run_dir(&scope.0),
+        None => engine.home.root.clone(),
+    };
     Json(DaemonStatus {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        home: engine.home.root.display().to_string(),
+        home: home.display().to_string(),
         slots: engine.config.slots,
         running: engine.used_slots(),
         queued,

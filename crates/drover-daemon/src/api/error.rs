@@ -17,6 +17,7 @@ pub fn status_of(kind: ApiErrorKind) -> StatusCode {
         ApiErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ApiErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
         ApiErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        ApiErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ApiErrorKind::Internal | ApiErrorKind::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -106,6 +106,18 @@ pub async fn serve(
         "at most {cap} connections; {} s to send a request head",
         HEADER_TIMEOUT.as_secs()
     );
+    serve_capped(listener, app, shutdown, tasks, cap).await
+}
+
+/// [`serve`] with at most `cap` connections at once (a task's own endpoint gets a small share,
+/// so one agent cannot take the daemon's file descriptors).
+pub async fn serve_capped(
+    listener: UnixListener,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    tasks: &tokio_util::task::TaskTracker,
+    cap: usize,
+) {
     let slots = Arc::new(Semaphore::new(cap));
     let refusing = Arc::new(Semaphore::new(REFUSING));
     let graceful = GracefulShutdown::new();

@@ -25,12 +25,16 @@ fn one() -> usize {
 pub async fn acquire(
     State(engine): State<Arc<Engine>>,
     Path(name): Path<String>,
+    scope: Option<axum::Extension<super::scoped::TaskScope>>,
     super::body::ApiQuery(q): super::body::ApiQuery<LockQuery>,
 ) -> Result<Response, ApiErr> {
     if q.slots == 0 {
         return Err(ApiErr::invalid("--slots must be at least 1"));
     }
-    let holder = if q.holder.is_empty() {
+    // From a task's own endpoint the holder is that task, whatever the query says.
+    let holder = if let Some(axum::Extension(scope)) = scope {
+        scope.0.to_string()
+    } else if q.holder.is_empty() {
         "outside a task".to_string()
     } else {
         q.holder

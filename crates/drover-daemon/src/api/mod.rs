@@ -18,6 +18,9 @@
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
 //! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
 //!
+//! A task's sandbox gets its own socket with these routes behind a filter ([`scoped`]): only
+//! `drover lock` and reading that task; the rest is `403 {kind: forbidden}`.
+//!
 //! Every refusal — including bad JSON, a wrong content type, an oversized body, a bad query
 //! string or an unknown route — is `{kind, error, hint}` with a 4xx ([`body`]).
 
@@ -29,6 +32,7 @@ mod locks;
 mod pools;
 mod protect;
 mod raw;
+pub mod scoped;
 mod tasks;
 mod usage;
 
@@ -41,7 +45,20 @@ use std::sync::Arc;
 /// room for JSON escaping and the other fields.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 
+/// The admin socket's router: every route.
 pub fn router(engine: Arc<Engine>) -> axum::Router {
+    finish(routes(), engine)
+}
+
+/// A task's own control endpoint (`run/<id>/daemon.sock`): the same routes behind
+/// [`scoped::filter`], which allows only what an agent may do for itself, as `task_id`.
+pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
+    let scope = scoped::TaskScope(task_id.into());
+    let routes = routes().route_layer(axum::middleware::from_fn_with_state(scope, scoped::filter));
+    finish(routes, engine)
+}
+
+fn routes() -> axum::Router<Arc<Engine>> {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/v1/status", get(daemon::status))
@@ -60,6 +77,10 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
+}
+
+fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Router {
+    routes
         .fallback(body::not_found)
         .method_not_allowed_fallback(body::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

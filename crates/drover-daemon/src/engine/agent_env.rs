@@ -47,13 +47,43 @@ pub(crate) async fn grant_policy(
     }
 }
 
+/// A task's agent and gates: `DROVER_TASK_ID`, `DROVER_HOME` = the task's run dir (its
+/// task-scoped control endpoint, never the admin socket; see [`crate::task_sockets`]),
+/// `DROVER_BIN`, `PATH` with drover's directory in front; with `sandbox.egress` on a confined
+/// task, the proxy variables pointing at the egress forwarder (`drover_shim::EGRESS_PORT`).
 pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
+    let mut env = vec![("DROVER_TASK_ID".to_string(), id.to_string())];
+    env.extend(drover_paths(engine, &engine.home.run_dir(id)));
+    env.extend(egress_env(&engine.config.confinement));
+    env
+}
+
+/// What runs on the host for the operator (a pool's `--notify`): the real `DROVER_HOME`.
+pub fn host_env(engine: &Engine) -> Vec<(String, String)> {
+    drover_paths(engine, &engine.home.root)
+}
+
+/// `HTTPS_PROXY`/`HTTP_PROXY` (both cases) = the egress forwarder, `NO_PROXY` = loopback, when
+/// the task is confined and `sandbox.egress` lists something. Unconfined (`isolation = "none"`)
+/// the agent has the host's network and no forwarder: nothing is set.
+pub fn egress_env(c: &crate::config::Confinement) -> Vec<(String, String)> {
+    if c.egress.is_empty() || c.isolation != drover_types::Isolation::Full {
+        return vec![];
+    }
+    let proxy = format!("http://127.0.0.1:{}", drover_shim::EGRESS_PORT);
+    let mut env: Vec<(String, String)> = ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"]
+        .into_iter()
+        .map(|k| (k.to_string(), proxy.clone()))
+        .collect();
+    for k in ["NO_PROXY", "no_proxy"] {
+        env.push((k.to_string(), "127.0.0.1,localhost".to_string()));
+    }
+    env
+}
+
+fn drover_paths(engine: &Engine, home: &std::path::Path) -> Vec<(String, String)> {
     let mut env = vec![
-        ("DROVER_TASK_ID".to_string(), id.to_string()),
-        (
-            "DROVER_HOME".to_string(),
-            engine.home.root.display().to_string(),
-        ),
+        ("DROVER_HOME".to_string(), home.display().to_string()),
         (
             "DROVER_BIN".to_string(),
             engine.config.exe.display().to_string(),
@@ -67,4 +97,31 @@ pub fn drover_env(engine: &Engine, id: &str) -> Vec<(String, String)> {
         None => env.push(("PATH".to_string(), path.to_string())),
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::egress_env;
+    use crate::config::Confinement;
+    use drover_types::Isolation;
+
+    #[test]
+    fn proxies_are_set_only_for_a_confined_task_with_an_egress_list() {
+        let none = egress_env(&Confinement::default());
+        assert!(none.is_empty());
+        let c = Confinement {
+            egress: vec!["registry.npmjs.org:443".into()],
+            ..Confinement::default()
+        };
+        let env = egress_env(&c);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("HTTPS_PROXY"), Some("http://127.0.0.1:3128"));
+        assert_eq!(get("http_proxy"), Some("http://127.0.0.1:3128"));
+        assert_eq!(get("NO_PROXY"), Some("127.0.0.1,localhost"));
+        let open = Confinement {
+            isolation: Isolation::None,
+            ..c
+        };
+        assert!(egress_env(&open).is_empty());
+    }
 }

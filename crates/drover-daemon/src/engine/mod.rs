@@ -10,7 +10,9 @@
 //! - [`limits`]: the task's cgroup — limits, ending the whole group, peak memory, CPU time, OOM.
 //!
 //! Modules use each other one way, from leaves up (`scripts/module-cycles.sh` checks it):
-//! [`terminal`] (fail, commit, deliver), [`limits`] (the task's cgroup), [`agent_env`] (the agent's environment and grant),
+//! [`terminal`] (fail, commit, deliver), [`limits`] (the task's cgroup), [`agent_env`] (the
+//! agent's environment and grant), [`endpoints`] (the task's own sockets, served by
+//! `crate::task_sockets`),
 //! [`answer`] (permission answers), [`ingest`], [`judge`], [`locks`] → [`clocks`] → [`protect`]
 //! → [`gates`] → [`finish`] → [`start`], and [`control`] → [`supervise`]; [`scheduler`] →
 //! [`pools`], [`recover`].
@@ -23,6 +25,7 @@ pub mod agent_env;
 pub mod answer;
 pub mod clocks;
 pub mod control;
+pub mod endpoints;
 pub mod finish;
 pub mod gates;
 pub mod ingest;
@@ -77,6 +80,8 @@ pub struct Engine {
     pub task_keys: Mutex<HashMap<String, String>>,
     /// Where this daemon makes its tasks' cgroups (see [`limits`]).
     pub cgroups: drover_cgroup::Cgroups,
+    /// What serves each active task's sockets (`crate::task_sockets`, set by `crate::run`).
+    pub endpoints: std::sync::OnceLock<Box<dyn endpoints::TaskEndpoints>>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -133,6 +138,7 @@ impl Engine {
             gateway,
             task_keys: Mutex::new(HashMap::new()),
             cgroups: drover_cgroup::Cgroups::discover(&home_root),
+            endpoints: std::sync::OnceLock::new(),
         };
         Ok((engine, notes))
     }

@@ -157,11 +157,7 @@ async fn streak_stop(
 /// With drover's `PATH`, `DROVER_HOME` and `DROVER_BIN`, so it can call `drover`.
 fn notify_env(engine: &Engine) -> Vec<(String, String)> {
     let mut env = engine.config.inherited.for_gate();
-    env.extend(
-        super::agent_env::drover_env(engine, "")
-            .into_iter()
-            .filter(|(k, _)| k != "DROVER_TASK_ID"),
-    );
+    env.extend(super::agent_env::host_env(engine));
     env
 }
 

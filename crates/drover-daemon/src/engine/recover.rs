@@ -4,6 +4,8 @@
 //! - Tasks that had an agent get a supervisor again. It re-attaches to a live shim, or, if the
 //!   agent finished meanwhile (exit.json), ingests the rest and finishes; if the shim died without
 //!   an exit record, the task is `interrupted` (and requeued to resume by policy).
+//! - Their sockets (`run/<id>/`, see [`super::endpoints`]) are served again; the run
+//!   directories of tasks no longer active are removed.
 //! - Sandboxes and mounts of tasks that are gone or finished are committed and removed; unused
 //!   base checkouts are collected.
 
@@ -73,14 +75,26 @@ pub async fn recover(engine: &Arc<Engine>) {
                 tracing::warn!(task = task.id.as_str(), "recover: {e}");
             }
             if adopted {
+                reopen_sockets(engine, &task.id);
                 engine.supervise(&task.id);
             }
         } else {
+            reopen_sockets(engine, &task.id);
             engine.supervise(&task.id);
         }
     }
+    let keep = active.iter().map(|t| t.id.clone()).collect();
+    super::endpoints::sweep(engine, &keep);
     collect(engine).await;
     tracing::info!("recovered {} active tasks", active.len());
+}
+
+/// A re-adopted agent's sockets, served again in the same directory (its `drover lock` and
+/// gateway keep working).
+fn reopen_sockets(engine: &Arc<Engine>, id: &str) {
+    if let Err(e) = super::endpoints::open(engine, id) {
+        tracing::warn!(task = id, "recover: {e}");
+    }
 }
 
 /// Commits and removes sandboxes of tasks that are finished or gone, then removes base

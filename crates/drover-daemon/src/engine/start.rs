@@ -144,6 +144,12 @@ pub(crate) async fn start(
         jail: None,
         cgroup_procs,
     };
+    // The task's own sockets (control endpoint, gateway relay, egress proxy) exist before
+    // its agent does.
+    if let Err(e) = super::endpoints::open(engine, id) {
+        fail(engine, &task, ErrorKind::SandboxError, &e.to_string()).await?;
+        return Ok(None);
+    }
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
         Ok((mut child, ready)) => {

@@ -50,6 +50,9 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
             // Ended by a path other than finish (a failure, an unreadable shim): its cgroup goes.
             super::limits::collect(engine, id).await;
         }
+        if !t.state.is_active() && !engine.is_stopping() {
+            super::endpoints::close(engine, id);
+        }
     }
     if let (Some(link), Ok(t)) = (&engine.gateway, engine.store.get_task(id).await) {
         if !t.state.is_active() {
