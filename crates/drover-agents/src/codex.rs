@@ -156,6 +156,16 @@ impl Adapter for Codex {
         &["CODEX_HOME"]
     }
 
+    /// Codex's `workspace-write` sandbox is a bubblewrap of its own, which cannot map ids in a
+    /// user namespace of drover's jail: confined, the jail is the sandbox.
+    fn confine_args(&self, args: &mut Vec<String>) {
+        for i in 1..args.len() {
+            if args[i - 1] == "--sandbox" {
+                args[i] = "danger-full-access".to_string();
+            }
+        }
+    }
+
     fn parse_line(&self, line: &str) -> Vec<AgentEvent> {
         let v: Value = match serde_json::from_str(line) {
             Ok(v @ Value::Object(_)) => v,

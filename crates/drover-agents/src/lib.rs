@@ -214,6 +214,10 @@ pub trait Adapter: Send + Sync {
     fn env_passthrough(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Adjusts a launch's arguments for an agent that drover runs in its own jail
+    /// (docs/design.md §11): an agent CLI whose own sandbox cannot be built inside one
+    /// (nested namespaces) leaves the confining to drover's. Default: unchanged.
+    fn confine_args(&self, _args: &mut Vec<String>) {}
 }
 
 /// The adapter for an agent name.

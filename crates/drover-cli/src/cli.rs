@@ -103,6 +103,13 @@ pub enum Command {
     Demo(DemoArgs),
     #[command(hide = true)]
     Shim { dir: PathBuf },
+    /// A confined agent's jail (`--launch TASK_DIR`, from the shim) or a confined gate
+    /// (`--spec FILE -- CMD…`); see drover_shim::jail.
+    #[command(hide = true)]
+    Jail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// The claude-bg agent process: dispatches and follows one `claude --bg` session.
     #[command(hide = true, name = "claude-bg-follow")]
     ClaudeBgFollow(FollowArgs),

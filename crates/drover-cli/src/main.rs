@@ -17,7 +17,14 @@ fn main() {
     // The shim's fast path: no argument parser, no runtime — it runs once per task and stays
     // resident, so every page it does not touch is memory saved.
     let mut raw = std::env::args_os();
-    if raw.nth(1).is_some_and(|a| a == "shim") {
+    let first = raw.nth(1);
+    // The jail (docs/design.md §11) must stay single-threaded until it has made its
+    // namespaces: no runtime, no parser.
+    if first.as_ref().is_some_and(|a| a == "jail") {
+        let rest: Vec<_> = raw.collect();
+        std::process::exit(drover_shim::jail::main_args(&rest));
+    }
+    if first.is_some_and(|a| a == "shim") {
         if let (Some(dir), None) = (raw.next(), raw.next()) {
             std::process::exit(drover_shim::run::run(std::path::Path::new(&dir)));
         }
@@ -25,7 +32,7 @@ fn main() {
     let args = cli::Cli::parse();
     if !matches!(
         args.command,
-        cli::Command::Shim { .. } | cli::Command::Daemon(_)
+        cli::Command::Shim { .. } | cli::Command::Jail { .. } | cli::Command::Daemon(_)
     ) {
         // A CLI whose reader went away (`drover ls | head`) ends quietly, like other tools.
         // SAFETY: setting a signal disposition at start, before any thread exists.

@@ -27,17 +27,16 @@ fn agents_and_gates_never_see_the_daemons_secrets() {
     for (k, v) in SECRETS {
         env = env.with_env(k, v);
     }
-    let out = env.tmp.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let (agent_file, gate_file) = (out.join("agent.env"), out.join("gate.env"));
+    // Both write into the checkout (a confined agent or gate writes nowhere else the test can
+    // read); the files are committed to the task's branch.
     let id = env.ok(&[
         "run",
         "--agent",
         "command",
         "--cmd",
-        &format!("env > {}", agent_file.display()),
+        "env > agent.env",
         "--verify",
-        &format!("env > {}", gate_file.display()),
+        "env > gate.env",
         "print the environment",
     ]);
     let t = env.wait(&id);
@@ -45,8 +44,8 @@ fn agents_and_gates_never_see_the_daemons_secrets() {
     // The daemon had them (it started the gateway with the key).
     assert_eq!(t["metered_by"], "gateway", "{t:#}");
 
-    for (who, file) in [("agent", &agent_file), ("gate", &gate_file)] {
-        let text = std::fs::read_to_string(file).unwrap();
+    for (who, file) in [("agent", "agent.env"), ("gate", "gate.env")] {
+        let text = env.git(&["show", &format!("drover/{id}:{file}")]);
         for (k, v) in SECRETS {
             assert!(!text.contains(v), "{who} saw the value of {k}:\n{text}");
         }

@@ -120,7 +120,10 @@ fn agent_figures(t: &Value) -> (Value, f64) {
 #[test]
 fn claude_bg_writes_a_file_stops_on_request_and_leaves_nothing_behind() {
     let provider = Provider::start(bg_scenarios());
-    let env = Env::claude(&provider);
+    // Claude's supervisor shared with the user, as this test drives it, is the unconfined
+    // setup: a confined claude-bg task has a supervisor of its own in its jail, ended with it
+    // (claude_bg_finishes_from_facts_whatever_the_classifier_says runs confined).
+    let env = Env::claude(&provider).with_env("DROVER_SANDBOX_ISOLATION", "none");
     let supervisor = Supervisor(&env);
 
     // 1. A background session writes a file; its work is committed on the task branch.

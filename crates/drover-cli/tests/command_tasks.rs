@@ -213,14 +213,11 @@ fn stop_is_polite_then_firm_and_leaves_no_process() {
     // A short grace between signals keeps the test quick; the order is what it checks.
     std::fs::create_dir_all(&env.home).unwrap();
     std::fs::write(env.home.join("config.toml"), "stop_grace_secs = 0.5\n").unwrap();
-    let got = env.tmp.path().join("signals");
-    // The agent notes every signal it survives, in order; KILL cannot be trapped.
-    let cmd = format!(
-        "trap 'echo INT >> {g}' INT; trap 'echo TERM >> {g}' TERM; echo partial > part.txt; \
-         echo started; while :; do sleep 1 & wait $!; done",
-        g = got.display()
-    );
-    let id = env.run_command_task(&cmd, "stubborn");
+    // The agent notes every signal it survives, in order, in its checkout (the only place a
+    // confined agent writes that the test can read); KILL cannot be trapped.
+    let cmd = "trap 'echo INT >> signals.txt' INT; trap 'echo TERM >> signals.txt' TERM; \
+               echo partial > part.txt; echo started; while :; do sleep 1 & wait $!; done";
+    let id = env.run_command_task(cmd, "stubborn");
     let t = env.until(&id, "running", |t| t["state"] == "running");
     poll("the agent's started line", CLI_DEADLINE, || {
         env.events(&id)
@@ -230,8 +227,8 @@ fn stop_is_polite_then_firm_and_leaves_no_process() {
     let pgid = t["pgid"].as_i64().unwrap();
     env.ok(&["stop", &id]);
     assert_eq!(
-        std::fs::read_to_string(&got).unwrap_or_default(),
-        "INT\nTERM\n",
+        env.git(&["show", &format!("drover/{id}:signals.txt")]),
+        "INT\nTERM",
         "the agent must get INT, then TERM, then (untrappable) KILL"
     );
     let t = env.show(&id);
@@ -264,13 +261,12 @@ fn rm_commits_work_first_and_forgets_the_task() {
 #[test]
 fn daemon_stop_leaves_tasks_running_and_the_next_daemon_adopts_them() {
     let env = Env::new();
-    let marker = env.tmp.path().join("go");
-    let cmd = format!(
-        "echo before; while [ ! -e {} ]; do sleep 0.02; done; echo after > after.txt; echo after",
-        marker.display()
-    );
-    let id = env.run_command_task(&cmd, "survive");
+    // The marker is in the task's checkout: a confined agent sees nothing else of the test's.
+    let cmd =
+        "echo before; while [ ! -e go ]; do sleep 0.02; done; echo after > after.txt; echo after";
+    let id = env.run_command_task(cmd, "survive");
     let t = env.until(&id, "running", |t| t["state"] == "running");
+    let marker = std::path::Path::new(t["sandbox"].as_str().unwrap()).join("go");
     let pid = t["pid"].as_i64().unwrap();
     env.ok(&["daemon", "stop"]);
     assert!(alive(pid), "daemon stop killed the agent");
@@ -295,13 +291,11 @@ fn daemon_stop_leaves_tasks_running_and_the_next_daemon_adopts_them() {
 #[test]
 fn sigkill_of_the_daemon_loses_nothing() {
     let env = Env::new();
-    let marker = env.tmp.path().join("go");
-    let cmd = format!(
-        "for i in 1 2 3; do echo early-$i; done; while [ ! -e {} ]; do sleep 0.02; done; for i in 1 2 3; do echo late-$i; done; echo x > x.txt",
-        marker.display()
-    );
-    let id = env.run_command_task(&cmd, "crash");
-    env.until(&id, "running", |t| t["state"] == "running");
+    // The marker is in the task's checkout: a confined agent sees nothing else of the test's.
+    let cmd = "for i in 1 2 3; do echo early-$i; done; while [ ! -e go ]; do sleep 0.02; done; for i in 1 2 3; do echo late-$i; done; echo x > x.txt";
+    let id = env.run_command_task(cmd, "crash");
+    let t = env.until(&id, "running", |t| t["state"] == "running");
+    let marker = std::path::Path::new(t["sandbox"].as_str().unwrap()).join("go");
     env.kill_daemon();
     std::fs::write(&marker, "").unwrap();
     let t = env.wait(&id);
@@ -385,12 +379,11 @@ fn shim_pid_of(env: &Env, id: &str) -> i64 {
 fn logs_follow_resumes_across_a_daemon_restart_without_gaps_or_repeats() {
     use std::io::BufRead;
     let env = Env::new();
-    let marker = env.tmp.path().join("go");
-    let cmd = format!(
-        "echo one; echo two; while [ ! -e {} ]; do sleep 0.02; done; echo three; echo four",
-        marker.display()
-    );
-    let id = env.run_command_task(&cmd, "follow me");
+    // The marker is in the task's checkout: a confined agent sees nothing else of the test's.
+    let cmd = "echo one; echo two; while [ ! -e go ]; do sleep 0.02; done; echo three; echo four";
+    let id = env.run_command_task(cmd, "follow me");
+    let t = env.until(&id, "running", |t| t["state"] == "running");
+    let marker = std::path::Path::new(t["sandbox"].as_str().unwrap()).join("go");
     let mut child = env
         .cmd(&["logs", &id, "--follow", "--json"])
         .stdout(std::process::Stdio::piped())

@@ -188,10 +188,11 @@ fn a_failing_gate_reaches_the_agent_which_fixes_it() {
         env.git(&["show", &format!("drover/{id}:calc.txt")]),
         "2+2=4"
     );
-    // The gate's output reached the same session: it is in Claude's own transcript.
+    // The gate's output reached the same session: it is in Claude's own transcript (in the
+    // confined agent's private home).
     let session = t["session_id"].as_str().unwrap();
-    let transcript =
-        find_file(&env.user_home.join(".claude"), &format!("{session}.jsonl")).expect("transcript");
+    let config = env.home.join("tasks").join(&id).join("home/.claude");
+    let transcript = find_file(&config, &format!("{session}.jsonl")).expect("transcript");
     assert!(std::fs::read_to_string(transcript)
         .unwrap()
         .contains("GATE-MARKER-7"));

@@ -33,13 +33,11 @@ fn an_in_process_daemon_runs_a_task_stops_cleanly_and_the_next_one_adopts_what_r
     assert_eq!(t["result"], "hello from in-process");
 
     // 2. A task that waits for a file the test writes only after the daemon is gone.
-    let go = env.tmp.path().join("go");
-    let cmd = format!(
-        "while [ ! -e {go} ]; do sleep 0.05; done; echo adopted",
-        go = go.display()
-    );
-    let held = env.run_command_task(&cmd, "second");
+    // (In the task's checkout: a confined agent sees nothing else of the test's.)
+    let cmd = "while [ ! -e go ]; do sleep 0.05; done; echo adopted";
+    let held = env.run_command_task(cmd, "second");
     let running = env.until(&held, "the task to run", |t| t["state"] == "running");
+    let go = std::path::Path::new(running["sandbox"].as_str().unwrap()).join("go");
     let pid = running["pid"].as_i64().unwrap();
 
     // 3. Shutdown is explicit and bounded; the agent is not the daemon's to kill.

@@ -198,12 +198,11 @@ fn idle_and_slowloris_connections_neither_block_ls_nor_stay_open() {
     let sock = env.home.join("daemon.sock");
 
     // A live follower that must outlive the header timeout (its response is in progress).
-    let release = env.tmp.path().join("release");
-    let cmd = format!(
-        "echo started; while [ ! -e {} ]; do sleep 0.05; done; echo released",
-        release.display()
-    );
-    let held = env.run_command_task(&cmd, "held");
+    // (In the task's checkout: a confined agent sees nothing else of the test's.)
+    let cmd = "echo started; while [ ! -e release ]; do sleep 0.05; done; echo released";
+    let held = env.run_command_task(cmd, "held");
+    let t = env.until(&held, "running", |t| t["state"] == "running");
+    let release = std::path::Path::new(t["sandbox"].as_str().unwrap()).join("release");
     let mut follower = env
         .cmd(&["logs", &held, "--follow"])
         .stdout(std::process::Stdio::piped())

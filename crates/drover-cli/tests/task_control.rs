@@ -175,10 +175,11 @@ fn the_sockets_come_back_after_a_daemon_restart_and_go_with_the_task() {
     let ino = meta.ino();
     let sock = std::fs::metadata(dir.join("daemon.sock")).unwrap();
     assert!(sock.file_type().is_socket());
-    // The agent keeps DROVER_HOME = its run dir, never the admin socket's home.
+    // The agent keeps DROVER_HOME = its run dir (mounted at /run/drover in its jail), never
+    // the admin socket's home.
     let pid = env.show(&id)["pid"].as_i64().unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let want = format!("DROVER_HOME={}", dir.display());
+    let want = format!("DROVER_HOME={}", drover_shim::SANDBOX_RUN_DIR);
     assert!(
         environ.split(|b| *b == 0).any(|v| v == want.as_bytes()),
         "the agent's DROVER_HOME is not its run dir"

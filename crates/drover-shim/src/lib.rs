@@ -3,6 +3,8 @@
 //! Layout:
 //! - [`files`]: the task directory's files, shared by shim and daemon (launch.json, exit.json, logs).
 //! - [`run`]: the shim process itself (synchronous, threads only, to stay small).
+//! - [`jail`]: a confined agent's namespaces, filesystem, network and privileges (the hidden
+//!   `jail` entry the shim starts instead of the agent when `launch.jail` is set).
 //! - [`client`]: what the daemon uses: spawn a shim, talk to its socket, check processes.
 //! - [`proc`]: process identity (pid + start time), process-group signalling, descendants
 //!   (`/proc` through `procfs`).
@@ -17,6 +19,7 @@
 
 pub mod client;
 pub mod files;
+pub mod jail;
 pub mod proc;
 pub mod run;
 

@@ -16,7 +16,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -51,9 +52,19 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| std::io::Error::other(format!("cannot become a sub-reaper: {e}")))?;
     let append = |p| OpenOptions::new().create(true).append(true).open(p);
-    let mut cmd = Command::new(&launch.program);
-    cmd.args(&launch.args)
-        .current_dir(&launch.cwd)
+    // Confined: the jail process (this binary's hidden `jail` entry) in the agent's place; it
+    // reports its setup on a pipe (its fd 3) before the agent counts as started.
+    let jailed = launch.jail.is_some();
+    let mut cmd = if jailed {
+        let mut c = Command::new(std::env::current_exe()?);
+        c.arg("jail").arg("--launch").arg(&files.dir);
+        c
+    } else {
+        let mut c = Command::new(&launch.program);
+        c.args(&launch.args);
+        c
+    };
+    cmd.current_dir(&launch.cwd)
         .stdin(Stdio::piped())
         .stdout(append(files.stdout())?)
         .stderr(append(files.stderr())?)
@@ -61,12 +72,56 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     for k in &launch.env_remove {
         cmd.env_remove(k);
     }
+    let cgroups = open_cgroups(&launch.cgroup_procs)?;
+    let (report_r, report_w) = match jailed {
+        true => {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
+    let report_fd = report_w.as_ref().map(|w| w.as_raw_fd());
+    // SAFETY: between fork and exec only write(2) and dup2(2) on fds opened before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in &cgroups {
+                // "0": the writing process itself (v1 and v2 alike).
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(fd) = report_fd {
+                if libc::dup2(fd, crate::jail::REPORT_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
     let me = std::process::id() as i64;
-    let spawned = enter_cgroup(&mut cmd, &launch.cgroup_procs).and_then(|()| cmd.spawn());
+    let spawned = cmd.spawn().and_then(|child| {
+        drop(report_w);
+        match report_r {
+            Some(r) => match jail_report(r) {
+                Ok(()) => Ok(child),
+                Err(e) => {
+                    // The jail could not be built: nothing of it may run on.
+                    let pid = Pid::from_raw(child.id() as i32);
+                    let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    Err(std::io::Error::other(e))
+                }
+            },
+            None => Ok(child),
+        }
+    });
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            let msg = format!("{}: {e}", launch.program);
+            let msg = match jailed {
+                true => e.to_string(),
+                false => format!("{}: {e}", launch.program),
+            };
             let exit = ExitInfo {
                 code: None,
                 signal: None,
@@ -129,33 +184,28 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     write_atomic(&files.exit(), &encode(&exit).unwrap_or_default())
 }
 
-/// The agent's first process moves itself into the task's cgroup(s) before it runs anything
-/// (the shim stays outside: a group killed whole leaves the shim to write `exit.json`). The
-/// files are opened here; a group that cannot be entered fails the start (limits fail closed).
-fn enter_cgroup(cmd: &mut Command, procs: &[std::path::PathBuf]) -> std::io::Result<()> {
-    let files = procs
-        .iter()
-        .map(|p| {
-            OpenOptions::new().write(true).open(p).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("the task's cgroup {}: {e}", p.display()))
-            })
-        })
-        .collect::<std::io::Result<Vec<std::fs::File>>>()?;
-    if files.is_empty() {
-        return Ok(());
+/// Opens each cgroup's `cgroup.procs` for writing (before the fork: the child only writes).
+fn open_cgroups(paths: &[std::path::PathBuf]) -> std::io::Result<Vec<std::os::fd::RawFd>> {
+    let mut fds = vec![];
+    for p in paths {
+        let f = OpenOptions::new().write(true).open(p).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("the task's cgroup {}: {e}", p.display()))
+        })?;
+        // Kept open for the life of the shim (a few fds): the child writes to them after fork.
+        fds.push(f.into_raw_fd());
     }
-    // SAFETY: between fork and exec the closure only calls write(2) on descriptors opened
-    // above (no allocation, no lock): async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            for mut f in &files {
-                // "0": the writing process itself.
-                f.write_all(b"0")?;
-            }
-            Ok(())
-        });
+    Ok(fds)
+}
+
+/// Reads the jail's setup report: `ok` once the agent was exec'd, else what failed.
+fn jail_report(r: std::os::fd::OwnedFd) -> Result<(), String> {
+    let mut said = String::new();
+    let _ = std::fs::File::from(r).read_to_string(&mut said);
+    match said.as_str() {
+        "ok" => Ok(()),
+        "" => Err("drover jail: it exited before the agent started (see stderr.log)".into()),
+        e => Err(e.to_string()),
     }
-    Ok(())
 }
 
 /// Waits for the agent, reaping on the way the orphans re-parented to the shim.

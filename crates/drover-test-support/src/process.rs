@@ -92,8 +92,8 @@ pub fn group_alive(pgid: i64) -> bool {
     })
 }
 
-/// Live processes (not this one) whose environment carries `DROVER_HOME=<home>`: a test's
-/// daemon, shims and agents.
+/// Live processes (not this one) of a test's `DROVER_HOME`: its daemon, shims, jails and
+/// agents (by environment, command line or working directory).
 pub fn processes_of(home: &Path) -> Vec<i64> {
     let needle = format!("DROVER_HOME={}", home.display());
     let mut out = vec![];
@@ -104,10 +104,16 @@ pub fn processes_of(home: &Path) -> Vec<i64> {
         if pid == std::process::id() as i64 {
             continue;
         }
-        if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
-            if env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) && alive(pid) {
-                out.push(pid);
-            }
+        // A confined task's shim and agent see DROVER_HOME=/run/drover: they are found by the
+        // task directory on their command line, or their working directory (the checkout).
+        let by_env = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()));
+        let by_cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*home.to_string_lossy()));
+        let by_cwd =
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(home));
+        if (by_env || by_cmdline || by_cwd) && alive(pid) {
+            out.push(pid);
         }
     }
     out

@@ -177,3 +177,11 @@ fn follow_ups_are_one_base64_line() {
     assert_eq!(codex.interrupt(), None);
     assert_eq!(crate::adapter("codex").unwrap().name(), "codex");
 }
+
+#[test]
+fn confined_codex_leaves_the_sandbox_to_drovers_jail() {
+    let mut args = exec_flags("gpt-5.5");
+    Codex::new().confine_args(&mut args);
+    let i = args.iter().position(|a| a == "--sandbox").unwrap();
+    assert_eq!(args[i + 1], "danger-full-access");
+}

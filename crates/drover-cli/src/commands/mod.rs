@@ -18,6 +18,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         // The shim runs no async runtime: it must stay small.
         Command::Shim { dir } => Ok(drover_shim::run::run(&dir)),
+        Command::Jail { args } => Ok(drover_shim::jail::main_args(&args)),
         Command::Daemon(args) if args.foreground && args.action.is_none() => {
             daemon::foreground(args)
         }
@@ -63,6 +64,6 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Bench(args) => bench::bench(args).await,
         Command::Demo(args) => demo::demo(args).await,
         Command::ClaudeBgFollow(args) => bg_follow::follow(args).await,
-        Command::Shim { .. } => Ok(2),
+        Command::Shim { .. } | Command::Jail { .. } => Ok(2),
     }
 }

@@ -95,8 +95,27 @@ async fn run_in(
             .join(format!("gate-{}.log", i + 1));
         let mut env = engine.config.inherited.for_gate();
         env.extend(super::agent_env::drover_env(engine, &task.id));
+        // Confined like the agent (the gates run its code): `drover jail --spec FILE -- sh`.
+        let jail = match super::confine::confined(engine) {
+            true => match gate_jail(engine, &task.id, dir, &mut env) {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    let tail = format!("the gates did not run: their jail: {e}");
+                    runs.push(GateRun {
+                        command: command.clone(),
+                        exit_code: None,
+                        duration_ms: 0,
+                        tail,
+                        restored: restored.clone(),
+                    });
+                    break;
+                }
+            },
+            false => None,
+        };
         let mut run = run_one(
             command,
+            jail.as_ref(),
             dir,
             &log,
             &env,
@@ -125,8 +144,25 @@ async fn run_in(
     Ok(runs)
 }
 
+/// Writes the gate's jail spec (no forwards) next to the task's files; `(drover, spec file)`.
+fn gate_jail(
+    engine: &Engine,
+    id: &str,
+    dir: &Path,
+    env: &mut Vec<(String, String)>,
+) -> std::io::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let spec = super::confine::jail_spec(engine, id, dir, env, None, false)?;
+    let file = engine.home.task(id).dir.join("gate-jail.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&spec).map_err(std::io::Error::other)?,
+    )?;
+    Ok((engine.config.exe.clone(), file))
+}
+
 async fn run_one(
     command: &str,
+    jail: Option<&(std::path::PathBuf, std::path::PathBuf)>,
     dir: &Path,
     log: &Path,
     env: &[(String, String)],
@@ -149,7 +185,18 @@ async fn run_one(
     let Ok(file2) = file.try_clone() else {
         return done(None, "could not open the gate log".into());
     };
-    let mut cmd = tokio::process::Command::new("/bin/sh");
+    let mut cmd = match jail {
+        Some((exe, spec)) => {
+            let mut c = tokio::process::Command::new(exe);
+            c.arg("jail")
+                .arg("--spec")
+                .arg(spec)
+                .arg("--")
+                .arg("/bin/sh");
+            c
+        }
+        None => tokio::process::Command::new("/bin/sh"),
+    };
     // From an allow-list (see crate::child_env): a gate runs the agent's code and never sees
     // the daemon's secrets.
     cmd.arg("-c")

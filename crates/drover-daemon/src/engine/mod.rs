@@ -24,6 +24,7 @@
 pub mod agent_env;
 pub mod answer;
 pub mod clocks;
+pub mod confine;
 pub mod control;
 pub mod endpoints;
 pub mod finish;

@@ -1,6 +1,7 @@
 //! Starting a task: its sandbox, its agent's command line and environment, its shim.
 
 use super::agent_env::{drover_env, grant_policy, task_key};
+use super::confine;
 use super::finish::finish;
 use super::terminal::fail;
 use super::Engine;
@@ -82,7 +83,7 @@ pub(crate) async fn start(
         && task
             .session_id
             .as_deref()
-            .is_some_and(|s| adapter.can_resume(engine.config.claude_config_dir.as_deref(), s));
+            .is_some_and(|s| adapter.can_resume(resume_dir(engine, id).as_deref(), s));
     let ctx = LaunchContext {
         task_id: id.to_string(),
         prompt: task.prompt.clone(),
@@ -124,6 +125,25 @@ pub(crate) async fn start(
         let patch = TaskPatch::new().metered_by(Some(MeteredBy::Gateway));
         engine.update(id, None, patch, vec![]).await?;
     }
+    // Confined (docs/design.md §11): the jail the shim builds for the agent.
+    let jail = match confine::confined(engine) {
+        true => {
+            let binary = ctx.binary.as_deref();
+            match confine::jail_spec(engine, id, &sandbox.path, &mut env, binary, true) {
+                Ok(spec) => Some(spec),
+                Err(e) => {
+                    let why = format!("could not prepare the task's jail: {e}");
+                    fail(engine, &task, ErrorKind::SandboxError, &why).await?;
+                    return Ok(None);
+                }
+            }
+        }
+        false => None,
+    };
+    let mut args = spec.args;
+    if jail.is_some() {
+        adapter.confine_args(&mut args);
+    }
     // The task's cgroup, with its limits, before anything of the agent runs (limits fail closed).
     let shared = adapter.starts_shared_service();
     let cgroup_procs = match super::limits::prepare(engine, &task, shared).await {
@@ -135,13 +155,13 @@ pub(crate) async fn start(
     };
     let launch = LaunchFile {
         program: spec.program,
-        args: spec.args,
+        args,
         cwd: sandbox.path.clone(),
         env_remove,
         stdin_lines: spec.stdin_lines,
         close_stdin: spec.close_stdin,
         keep_detached: adapter.starts_shared_service(),
-        jail: None,
+        jail,
         cgroup_procs,
     };
     // The task's own sockets (control endpoint, gateway relay, egress proxy) exist before
@@ -195,6 +215,15 @@ pub(crate) async fn start(
             .await?;
             Ok(None)
         }
+    }
+}
+
+/// Where Claude Code keeps this task's sessions: a confined agent's private config dir, else
+/// the daemon's.
+pub(crate) fn resume_dir(engine: &Engine, id: &str) -> Option<PathBuf> {
+    match confine::confined(engine) {
+        true => Some(confine::claude_config_dir(engine, id)),
+        false => engine.config.claude_config_dir.clone(),
     }
 }
 

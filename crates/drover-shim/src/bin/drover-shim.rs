@@ -3,11 +3,17 @@
 //! task); otherwise it runs `drover shim DIR`, which is the same code.
 
 fn main() {
-    let mut args = std::env::args_os().skip(1);
+    let all: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if all.first().is_some_and(|a| a == "jail") {
+        std::process::exit(drover_shim::jail::main_args(&all[1..]));
+    }
+    let mut args = all.into_iter();
     match (args.next(), args.next()) {
         (Some(dir), None) => std::process::exit(drover_shim::run::run(std::path::Path::new(&dir))),
         _ => {
-            eprintln!("usage: drover-shim TASK_DIR (started by the drover daemon)");
+            eprintln!(
+                "usage: drover-shim TASK_DIR | drover-shim jail … (started by the drover daemon)"
+            );
             std::process::exit(2);
         }
     }
