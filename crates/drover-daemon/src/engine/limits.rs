@@ -29,8 +29,9 @@ pub fn effective(defaults: &Limits, asked: &Limits) -> Limits {
 /// the task asked for no limit). `Err`: one line saying why the task's limits cannot be
 /// enforced — the task must not run without them.
 ///
-/// An agent that starts a service shared with other tasks (`claude-bg`'s Claude supervisor,
-/// `Adapter::starts_shared_service`) gets no group: ending its group would end the service.
+/// An unconfined agent that starts a service shared with other tasks (`claude-bg`'s Claude
+/// supervisor, `Adapter::starts_shared_service`) gets no group: ending its group would end the
+/// service. Confined, the service is the task's own (it ends with the jail) and is limited.
 pub async fn prepare(
     engine: &Engine,
     task: &TaskRecord,

@@ -145,7 +145,9 @@ pub(crate) async fn start(
         adapter.confine_args(&mut args);
     }
     // The task's cgroup, with its limits, before anything of the agent runs (limits fail closed).
-    let shared = adapter.starts_shared_service();
+    // Confined, a "shared" service (claude-bg's supervisor) lives and ends in the task's own
+    // namespaces: it is the task's, so it gets the task's group and limits.
+    let shared = adapter.starts_shared_service() && jail.is_none();
     let cgroup_procs = match super::limits::prepare(engine, &task, shared).await {
         Ok(procs) => procs,
         Err(why) => {
@@ -160,7 +162,7 @@ pub(crate) async fn start(
         env_remove,
         stdin_lines: spec.stdin_lines,
         close_stdin: spec.close_stdin,
-        keep_detached: adapter.starts_shared_service(),
+        keep_detached: shared,
         jail,
         cgroup_procs,
     };
