@@ -77,18 +77,26 @@ pub(super) fn resolve(
         .iter()
         .map(|a| authority(a).map_err(|why| bad("sandbox.egress", format!("{a:?}: {why}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    // The flags' own checks (`--memory`, `--cpus`, `--pids`); their message names the flag:
+    // keep what follows it.
+    let phrase = |e: String| match e.split_once(": ") {
+        Some((flag, rest)) if flag.starts_with("--") => rest.to_string(),
+        _ => e,
+    };
     let memory_bytes = match &raw.memory {
         None => None,
-        Some(m) => Some(validate::memory_size(m).map_err(|e| bad("sandbox.memory", e))?),
+        Some(m) => Some(
+            validate::parse_memory(m)
+                .map_err(|e| bad("sandbox.memory", format!("{m:?}: {}", phrase(e))))?,
+        ),
     };
-    let cpus = match raw.cpus {
-        None => None,
-        Some(c) => Some(validate::cpus(c).map_err(|e| bad("sandbox.cpus", e))?),
-    };
-    let pids = match raw.pids {
-        None => None,
-        Some(p) => Some(validate::pids(p).map_err(|e| bad("sandbox.pids", e))?),
-    };
+    if let Some(c) = raw.cpus {
+        validate::cpus(Some(c)).map_err(|e| bad("sandbox.cpus", format!("{c}: {}", phrase(e))))?;
+    }
+    if let Some(p) = raw.pids {
+        validate::pids(Some(p)).map_err(|e| bad("sandbox.pids", format!("{p}: {}", phrase(e))))?;
+    }
+    let (cpus, pids) = (raw.cpus, raw.pids);
     Ok((
         kind,
         Confinement {

@@ -415,12 +415,12 @@ fn bad_sandbox_values_name_the_file_the_key_and_what_to_write() {
         ("egress = [\"*.:443\"]", "sandbox.egress", "not a host name"),
         (
             "memory = \"lots\"",
-            "sandbox.memory = \"lots\" is not a memory size",
+            "sandbox.memory = \"lots\": give a size",
             "2G",
         ),
         ("memory = \"12K\"", "sandbox.memory", "at least 1M"),
-        ("cpus = 0", "sandbox.cpus", "number of cores"),
-        ("pids = 0", "sandbox.pids", "e.g. 512"),
+        ("cpus = 0", "sandbox.cpus", "number of CPUs"),
+        ("pids = 0", "sandbox.pids = 0", "at least 1 process"),
         (
             "isolation = \"partial\"",
             "sandbox.isolation = \"partial\"",
