@@ -131,6 +131,9 @@ fn isolation_none_runs_agents_on_the_same_host_on_purpose() {
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}");
     assert_eq!(t["result"], "unconfined");
+    assert_eq!(t["isolation"], "none", "{t:#}");
+    let shown = env.ok(&["show", &id]);
+    assert!(shown.contains("isolation    none (unconfined"), "{shown}");
     rt.block_on(daemon.shutdown());
 }
 
