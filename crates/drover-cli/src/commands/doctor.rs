@@ -65,6 +65,28 @@ pub async fn doctor(json: bool) -> Result<i32> {
         .map(|(c, _)| c.name)
         .collect();
     checks.extend(isolation_checks.into_iter().map(|(c, _)| c));
+    // The limits part's probe: which controllers a task's cgroup gets here (informative: a
+    // task asking for a limit this host cannot enforce fails on its own, saying so).
+    let cg = drover_cgroup::probe(&home);
+    let names = |v: &[drover_cgroup::Controller]| {
+        v.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    checks.push(Check {
+        name: "cgroups",
+        ok: cg.missing.is_empty(),
+        detail: match (cg.version, cg.missing.is_empty()) {
+            (None, _) => {
+                "no usable cgroup hierarchy: --memory/--cpus/--pids cannot be enforced".into()
+            }
+            (Some(v), true) => format!("{v:?}: {}", names(&cg.working)),
+            (Some(v), false) => format!(
+                "{v:?}: {} work; missing {} (limits on them cannot be enforced)",
+                names(&cg.working),
+                names(&cg.missing)
+            ),
+        },
+        hint: cg.remedy,
+    });
     checks.extend(agent_checks(cfg.as_ref()));
     checks.push(price_check(&home));
     let client = Client::new(home.clone());
