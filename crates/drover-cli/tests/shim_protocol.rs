@@ -7,9 +7,13 @@ use common::*;
 #[test]
 fn an_exit_record_of_an_unknown_version_fails_the_task_clearly() {
     let env = Env::new();
-    // The agent forges what a future shim might write, then lingers.
-    let cmd = r#"f="$DROVER_HOME/tasks/$DROVER_TASK_ID/exit.json"; printf '{"v":2,"status":{"code":0}}' > "$f.part"; mv "$f.part" "$f"; exec sleep 1000"#;
-    let id = env.run_command_task(cmd, "forge a v2 exit record");
+    // What a future shim might write, while the agent lingers. (The agent cannot write it
+    // itself any more: its task directory is outside its jail, see tests/isolation.rs.)
+    let id = env.run_command_task("exec sleep 1000", "a v2 exit record");
+    env.until(&id, "running", |t| t["state"] == "running");
+    let f = env.home.join("tasks").join(&id).join("exit.json");
+    std::fs::write(f.with_extension("part"), r#"{"v":2,"status":{"code":0}}"#).unwrap();
+    std::fs::rename(f.with_extension("part"), &f).unwrap();
     let t = env.wait(&id);
     assert_eq!(t["state"], "failed", "{t:#}");
     assert_eq!(t["outcome"]["error_kind"], "agent_exit", "{t:#}");

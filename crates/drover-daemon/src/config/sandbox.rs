@@ -52,7 +52,7 @@ pub(super) fn resolve(
     let kind = kind_str
         .trim()
         .parse::<SandboxMode>()
-        .map_err(|e| ConfigError::invalid(origin("sandbox.kind"), format!("sandbox: {e}")))?;
+        .map_err(|e| ConfigError::invalid(origin("sandbox.kind"), e.to_string()))?;
     let isolation = match raw.isolation.as_deref() {
         None => Isolation::Full,
         Some(v) => v.trim().parse::<Isolation>().map_err(|_| {
