@@ -19,8 +19,48 @@ const INSIDE: [&str; 4] = [
     "core.fsmonitor=false",
 ];
 
-fn inside<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    INSIDE.iter().copied().chain(args.iter().copied()).collect()
+/// What a config key the agent may have set must be overridden with on the daemon's git: the
+/// commands of filter, diff and merge drivers (a `.gitattributes` line names a driver, the
+/// config gives its command — which the daemon's git, outside the jail, would run) and an
+/// external diff. `None`: the key names no command.
+fn neutralized(key: &str) -> Option<&'static str> {
+    let k = key.to_ascii_lowercase();
+    let driver = |section: &str, vars: &[&str]| {
+        k.starts_with(section) && vars.iter().any(|v| k.ends_with(v))
+    };
+    if k == "diff.external" || driver("filter.", &[".clean", ".smudge", ".process"]) {
+        Some("")
+    } else if driver("filter.", &[".required"]) {
+        Some("false")
+    } else if driver("diff.", &[".textconv", ".command"]) || driver("merge.", &[".driver"]) {
+        Some("")
+    } else {
+        None
+    }
+}
+
+/// `INSIDE`, an override for every command-naming key the checkout's config holds (any scope,
+/// includes followed: [`neutralized`]), the checkout as the work tree whatever `core.worktree`
+/// says, then `args`. Submodules' own configs are never read: callers' `status` ignores their
+/// work trees.
+async fn inside(dir: &Path, args: &[&str]) -> Result<Vec<String>> {
+    let listed = git::run_raw(dir, &["config", "--list", "--name-only", "-z"]).await?;
+    let mut out: Vec<String> = INSIDE.map(String::from).to_vec();
+    for key in listed.1.split(|b| *b == 0).filter(|k| !k.is_empty()) {
+        let key = String::from_utf8_lossy(key);
+        if let Some(value) = neutralized(&key) {
+            out.extend(["-c".to_string(), format!("{key}={value}")]);
+        }
+    }
+    out.push(format!("--work-tree={}", path_str(dir)?));
+    out.extend(args.iter().map(|a| a.to_string()));
+    Ok(out)
+}
+
+async fn git_inside(dir: &Path, op: &str, args: &[&str]) -> Result<String> {
+    let args = inside(dir, args).await?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    git::git(dir, op, &args).await
 }
 
 impl Sandboxes {
@@ -154,17 +194,20 @@ impl Sandboxes {
         let dir = &sb.path;
         // One `status` decides whether there is anything to commit (the common no-change case
         // then costs no further git process here).
-        let status = git::git(dir, "status", &inside(&["status", "--porcelain"])).await?;
+        let status_args = ["status", "--porcelain", "--ignore-submodules=dirty"];
+        let status = git_inside(dir, "status", &status_args).await?;
         let staged = if status.is_empty() {
             None
         } else {
-            git::git(dir, "add -A", &inside(&["add", "-A"])).await?;
-            Some(git::run(dir, &inside(&["diff", "--cached", "--quiet"])).await?)
+            git_inside(dir, "add -A", &["add", "-A"]).await?;
+            let quiet = inside(dir, &["diff", "--cached", "--quiet"]).await?;
+            let quiet: Vec<&str> = quiet.iter().map(String::as_str).collect();
+            Some(git::run(dir, &quiet).await?)
         };
         match staged.as_ref().and_then(|s| s.code) {
             None | Some(0) => {}
             Some(1) => {
-                let mut args: Vec<String> = INSIDE.map(String::from).to_vec();
+                let mut args: Vec<String> = inside(dir, &[]).await?;
                 for (key, value) in [("user.name", DEFAULT_NAME), ("user.email", DEFAULT_EMAIL)] {
                     if !git::config_is_set(dir, key).await? {
                         args.extend(["-c".to_string(), format!("{key}={value}")]);
@@ -262,7 +305,8 @@ impl Sandboxes {
     pub async fn remove(&self, sb: &Sandbox) -> Result<()> {
         if sb.path.exists() || sb.kind == SandboxKind::Overlay {
             self.ensure_mounted(sb)?;
-            let status = git::git(&sb.path, "status", &inside(&["status", "--porcelain"])).await?;
+            let status_args = ["status", "--porcelain", "--ignore-submodules=dirty"];
+            let status = git_inside(&sb.path, "status", &status_args).await?;
             if !status.is_empty() {
                 return Err(SandboxError::UncommittedChanges {
                     task_id: sb.task_id.clone(),

@@ -263,3 +263,75 @@ async fn agent_commits_and_branch_switches_are_delivered() {
         assert_eq!(git(&repo, &["show", "drover/sw:two.txt"]), "2");
     }
 }
+
+/// An agent owns its checkout's `.git/config` and `.gitattributes`; saving its work (the daemon's
+/// git, outside any jail) must run none of the commands they name and read nothing outside the
+/// checkout (issue "Isolation": a clean filter was a way out of the jail, as the daemon's user).
+async fn saving_runs_nothing_the_agent_configured(mode: SandboxMode) {
+    let tmp = tempdir();
+    let repo = make_repo(tmp.path());
+    let Some(s) = sandboxes(&tmp.path().join("home"), mode) else {
+        return;
+    };
+    let r = s.resolve(repo.to_str().unwrap(), "main").await.unwrap();
+    let sb = s.prepare("t1", &r).await.unwrap();
+    let marker = tmp.path().join("ran");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "host secret\n").unwrap();
+    let run = format!("sh -c 'echo $0 >> {}; cat'", marker.display());
+    for (key, value) in [
+        ("filter.pwn.clean", run.clone()),
+        ("filter.pwn.smudge", run.clone()),
+        ("filter.pwn.process", run.clone()),
+        ("filter.pwn.required", "true".to_string()),
+        ("filter.a.b.clean", run.clone()),
+        ("diff.pwn.textconv", run.clone()),
+        ("diff.external", run.clone()),
+    ] {
+        git(&sb.path, &["config", key, &value]);
+    }
+    std::fs::write(
+        sb.path.join(".gitattributes"),
+        "* filter=pwn diff=pwn\n*.x filter=a.b\n",
+    )
+    .unwrap();
+    std::fs::write(sb.path.join("tracked.txt"), "changed\n").unwrap();
+    std::fs::write(sb.path.join("new.x"), "x\n").unwrap();
+    let head = s.commit_all(&sb, "task t1").await.unwrap().unwrap();
+    assert!(
+        !marker.exists(),
+        "a configured command ran: {:?}",
+        std::fs::read_to_string(&marker)
+    );
+    assert_eq!(
+        git(&repo, &["show", &format!("{head}:tracked.txt")]),
+        "changed"
+    );
+    // core.worktree pointing outside: the daemon still saves the checkout, nothing else.
+    git(
+        &sb.path,
+        &["config", "core.worktree", outside.to_str().unwrap()],
+    );
+    std::fs::write(sb.path.join("tracked.txt"), "again\n").unwrap();
+    let head = s.commit_all(&sb, "task t1").await.unwrap().unwrap();
+    assert!(!git_ok(
+        &repo,
+        &["cat-file", "-e", &format!("{head}:secret.txt")]
+    ));
+    assert_eq!(
+        git(&repo, &["show", &format!("{head}:tracked.txt")]),
+        "again"
+    );
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn overlay_saving_runs_nothing_the_agent_configured() {
+    saving_runs_nothing_the_agent_configured(SandboxMode::Overlay).await;
+}
+
+#[tokio::test]
+async fn worktree_saving_runs_nothing_the_agent_configured() {
+    saving_runs_nothing_the_agent_configured(SandboxMode::Worktree).await;
+}
