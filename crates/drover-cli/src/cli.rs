@@ -162,6 +162,16 @@ pub struct TaskArgs {
     /// gates see it as at the base commit, and changing it fails the task (`gate_failed`).
     #[arg(long = "protect", value_name = "GLOB")]
     pub protect: Vec<String>,
+    /// Memory the agent and everything it starts may use (e.g. 512M, 2G, 1.5GiB; binary
+    /// units); past it the task fails with `out_of_memory` (default: config `sandbox.memory`).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU time per second, in CPUs (e.g. 0.5, 2; default: config `sandbox.cpus`).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// How many processes and threads at once (e.g. 256; default: config `sandbox.pids`).
+    #[arg(long, value_name = "N")]
+    pub pids: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -368,9 +378,12 @@ mod tests {
         let shared = [
             "--agent",
             "--cmd",
+            "--cpus",
             "--judge-model",
+            "--memory",
             "--model",
             "--permissions",
+            "--pids",
             "--protect",
             "--ref",
             "--repo",

@@ -74,6 +74,8 @@ pub fn fleet() -> Vec<Task> {
             "f1e2d3c4",
             "failed",
             json!({"agent": "command", "cmd": "cargo test", "cost_usd": null,
+                   "limits": {"memory_bytes": 268435456, "cpus": 0.5, "pids": 64},
+                   "isolation": "full", "peak_memory_bytes": 67000000, "cpu_seconds": 1.234,
                    "finished_at": "2025-01-01T00:00:45.000Z", "verify": ["cargo test"],
                    "outcome": {"verdict": "fail",
                                "reason": "gate `cargo test` exited 101 after 2 rounds",

@@ -224,6 +224,9 @@ pub fn task(t: &Task) -> String {
         kv("finished", s.clone());
     }
     kv("clocks", clocks(t));
+    if let Some(r) = resources(t) {
+        kv("resources", r);
+    }
     if let Some(p) = &t.pending_input {
         kv(
             "waiting for",
@@ -253,6 +256,23 @@ pub fn task(t: &Task) -> String {
         kv("result", r.clone());
     }
     out
+}
+
+/// `memory 64 MiB · cpus 0.5 · pids 64 · peak 63.9 MiB · cpu 1.20 s` (what is set of it).
+fn resources(t: &Task) -> Option<String> {
+    use drover_types::text::bytes;
+    let l = &t.limits;
+    let parts: Vec<String> = [
+        l.memory_bytes.map(|b| format!("memory {}", bytes(b))),
+        l.cpus.map(|c| format!("cpus {c}")),
+        l.pids.map(|p| format!("pids {p}")),
+        t.peak_memory_bytes.map(|b| format!("peak {}", bytes(b))),
+        t.cpu_seconds.map(|s| format!("cpu {s:.2} s")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// `timeout 10m (at …) · stall 30m · stopping (TERM sent)`.

@@ -72,7 +72,9 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
     for k in &launch.env_remove {
         cmd.env_remove(k);
     }
-    let cgroups = open_cgroups(&launch.cgroup_procs)?;
+    // A cgroup that cannot be opened is the task's spawn error (below), never a shim crash.
+    let opened = open_cgroups(&launch.cgroup_procs);
+    let cgroups = opened.as_ref().map(Vec::clone).unwrap_or_default();
     let (report_r, report_w) = match jailed {
         true => {
             let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -99,7 +101,7 @@ fn run_inner(files: &TaskFiles) -> std::io::Result<()> {
         });
     }
     let me = std::process::id() as i64;
-    let spawned = cmd.spawn().and_then(|child| {
+    let spawned = opened.and_then(|_| cmd.spawn()).and_then(|child| {
         drop(report_w);
         match report_r {
             Some(r) => match jail_report(r) {

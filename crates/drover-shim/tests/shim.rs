@@ -199,3 +199,24 @@ fn keep_detached_ends_the_group_but_not_what_left_it() {
     assert!(alive, "the detached service keeps running");
     assert!(shim.wait().unwrap().success());
 }
+
+#[test]
+fn a_cgroup_that_cannot_be_opened_is_the_tasks_spawn_error_and_nothing_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = TaskFiles::new(tmp.path().join("task"));
+    std::fs::create_dir_all(&files.dir).unwrap();
+    let ran = tmp.path().join("ran");
+    let mut l = launch(tmp.path(), &format!("touch {}", ran.display()));
+    l.cgroup_procs = vec![tmp.path().join("no-such-group/cgroup.procs")];
+    std::fs::write(files.launch(), encode_pretty(&l).unwrap()).unwrap();
+    let (mut shim, ready) = start(&files);
+    let err = ready.error.expect("a spawn error in the ready line");
+    assert!(err.contains("the task's cgroup"), "{err}");
+    let exit = files.read_exit().unwrap().expect("exit.json");
+    assert!(exit.spawn_error.unwrap().contains("no-such-group"));
+    assert!(
+        shim.wait().unwrap().success(),
+        "the shim itself did not crash"
+    );
+    assert!(!ran.exists(), "the agent ran outside its cgroup");
+}

@@ -42,6 +42,8 @@ pub struct PoolRecord {
     pub stall_timeout_secs: Option<i64>,
     /// Protected globs every task of the pool gets.
     pub protect: Vec<String>,
+    /// Limits its tasks inherit.
+    pub limits: drover_types::Limits,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,6 +69,7 @@ pub struct NewPool {
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
     pub protect: Vec<String>,
+    pub limits: drover_types::Limits,
 }
 
 /// Counters of a pool, computed from its tasks.

@@ -2,8 +2,8 @@
 
 use drover_types::clock::StopStep;
 use drover_types::{
-    Budget, GateStatus, MeteredBy, Outcome, PermissionPolicy, SandboxKind, StopReason, Task,
-    TaskState, Usage,
+    Budget, GateStatus, Isolation, Limits, MeteredBy, Outcome, PermissionPolicy, SandboxKind,
+    StopReason, Task, TaskState, Usage,
 };
 
 /// A task with the daemon's bookkeeping (process ids, ingest offsets, turn counters).
@@ -77,6 +77,13 @@ pub struct TaskRecord {
     pub stop_step_at: Option<String>,
     /// Protected globs (JSON list in the row).
     pub protect: Vec<String>,
+    /// The task's cgroup limits, fixed at creation (docs/design.md §11).
+    pub limits: Limits,
+    /// How the agent was confined, set when it starts.
+    pub isolation: Option<Isolation>,
+    /// What the agent's group used, read when it is gone.
+    pub peak_memory_bytes: Option<i64>,
+    pub cpu_seconds: Option<f64>,
 }
 
 impl TaskRecord {
@@ -134,6 +141,10 @@ impl TaskRecord {
             stop_step: self.stop_step,
             protect: self.protect.clone(),
             warnings: vec![],
+            limits: self.limits,
+            isolation: self.isolation,
+            peak_memory_bytes: self.peak_memory_bytes.map(|v| v.max(0) as u64),
+            cpu_seconds: self.cpu_seconds,
         }
     }
 }
@@ -163,6 +174,7 @@ pub struct NewTask {
     pub protect: Vec<String>,
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
+    pub limits: Limits,
 }
 
 /// A stored RFC 3339 time.
@@ -219,6 +231,9 @@ pub(crate) struct PatchFields {
     pub stop_step_at: Option<Option<String>>,
     pub stop_step: Option<StopStep>,
     pub agent_usage: Option<Usage>,
+    pub isolation: Option<Option<Isolation>>,
+    pub peak_memory_bytes: Option<Option<i64>>,
+    pub cpu_seconds: Option<Option<f64>>,
 }
 
 /// Counters a [`TaskPatch`] adds one to (read and written in the update's transaction).
@@ -323,5 +338,8 @@ impl TaskPatch {
         stop_step_at: Option<String>,
         stop_step: StopStep,
         agent_usage: Usage,
+        isolation: Option<Isolation>,
+        peak_memory_bytes: Option<i64>,
+        cpu_seconds: Option<f64>,
     );
 }

@@ -38,6 +38,14 @@ pub struct RunRequest {
     /// Protected globs (`--protect`), added to the daemon's `protect` list.
     #[serde(default)]
     pub protect: Vec<String>,
+    /// Resource limits (`--memory` in bytes, `--cpus`, `--pids`; default: the config's
+    /// `[sandbox]` ones).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    #[serde(default)]
+    pub pids: Option<u64>,
 }
 
 /// `POST /v1/tasks/{id}/send`
@@ -160,6 +168,13 @@ pub struct PoolRequest {
     /// Protected globs (`--protect`) for every task of the pool.
     #[serde(default)]
     pub protect: Vec<String>,
+    /// The pool's tasks' limits, as on [`RunRequest`].
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    #[serde(default)]
+    pub pids: Option<u64>,
 }
 
 /// `POST /v1/pools/{name}/stop`

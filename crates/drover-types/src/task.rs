@@ -54,6 +54,9 @@ vocab! {
         GitError = "git_error",
         Cancelled = "cancelled",
         LostHost = "lost_host",
+        /// The agent's group hit its `--memory` limit and the kernel's OOM killer ended a
+        /// process in it.
+        OutOfMemory = "out_of_memory",
     }
 }
 
@@ -214,6 +217,20 @@ pub struct Task {
     /// `--protect` glob that matches no file at the base commit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Resource limits of the task's cgroup (`--memory`, `--cpus`, `--pids`, else the config's
+    /// `[sandbox]` defaults), fixed when the task is created.
+    #[serde(default)]
+    pub limits: Limits,
+    /// How the agent was confined, from the config when the task started (`None` before).
+    #[serde(default)]
+    pub isolation: Option<crate::Isolation>,
+    /// The most memory the agent's group held at once, in bytes (read from its cgroup when the
+    /// agent is gone; `None` before, or where the host keeps no such figure).
+    #[serde(default)]
+    pub peak_memory_bytes: Option<u64>,
+    /// CPU time the agent's group used, user + system, in seconds (read with the peak).
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
 }
 
 #[cfg(test)]
@@ -251,6 +268,7 @@ mod tests {
                 "git_error",
                 "cancelled",
                 "lost_host",
+                "out_of_memory",
             ],
             |v| v.as_str(),
         );

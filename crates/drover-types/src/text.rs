@@ -39,9 +39,31 @@ pub fn excerpt(s: &str, limit: Limit) -> String {
     }
 }
 
+/// Bytes for people: `256 MiB`, `1.5 GiB`, `512 KiB`, `100 B`.
+pub fn bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    if (v - v.round()).abs() < 0.05 {
+        format!("{} {unit}", v.round())
+    } else {
+        format!("{v:.1} {unit}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{excerpt, prefix, Limit};
+    use super::{bytes, excerpt, prefix, Limit};
 
     #[test]
     fn text_within_the_limit_is_kept_whole() {
@@ -92,5 +114,13 @@ mod tests {
         assert_eq!(prefix(s, Limit::Chars(2)), "🦀蟹");
         assert_eq!(excerpt(s, Limit::Chars(3)), "🦀蟹 …");
         assert_eq!(prefix(s, Limit::Chars(100)), s);
+    }
+
+    #[test]
+    fn byte_counts_read_as_people_write_them() {
+        assert_eq!(bytes(100), "100 B");
+        assert_eq!(bytes(64 << 20), "64 MiB");
+        assert_eq!(bytes(3 << 29), "1.5 GiB");
+        assert_eq!(bytes(67_000_000), "63.9 MiB");
     }
 }

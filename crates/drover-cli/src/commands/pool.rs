@@ -18,6 +18,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
             let (timeout_secs, stall_timeout_secs) =
                 super::tasks::clocks(&a.task.timeout, &a.task.stall_timeout)?;
             super::tasks::check_protect(&a.task.protect)?;
+            let limits = super::tasks::limits(&a.task)?;
             drover_types::validate::max_usd(a.max_usd).map_err(CliError::input)?;
             let prompt = read_prompt(a.prompt, a.prompt_file.as_deref())?;
             let repo = resolve_repo(a.task.repo)?;
@@ -44,6 +45,9 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 timeout_secs,
                 stall_timeout_secs,
                 protect: a.task.protect,
+                memory_bytes: limits.memory_bytes,
+                cpus: limits.cpus,
+                pids: limits.pids,
             };
             let v: Value = client.post("/v1/pools", &req).await?;
             for w in v["warnings"].as_array().into_iter().flatten() {

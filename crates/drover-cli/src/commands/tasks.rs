@@ -101,6 +101,24 @@ pub fn clocks(
     ))
 }
 
+/// `--memory`, `--cpus`, `--pids`; a bad one is an input error (exit 2) naming the flag.
+pub fn limits(task: &crate::cli::TaskArgs) -> Result<drover_types::Limits> {
+    use drover_types::validate;
+    let parse = |v: &Option<String>, f: fn(&str) -> std::result::Result<u64, String>| {
+        v.as_deref().map(f).transpose().map_err(CliError::input)
+    };
+    Ok(drover_types::Limits {
+        memory_bytes: parse(&task.memory, validate::parse_memory)?,
+        cpus: task
+            .cpus
+            .as_deref()
+            .map(validate::parse_cpus)
+            .transpose()
+            .map_err(CliError::input)?,
+        pids: parse(&task.pids, validate::parse_pids)?,
+    })
+}
+
 /// Refuses a bad `--protect` glob before anything starts (the daemon checks again).
 pub fn check_protect(globs: &[String]) -> Result<()> {
     drover_sandbox::Protect::new(globs)?;
@@ -112,6 +130,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     // Checked before anything is sent: the daemon checks the same (for every client).
     validate::max_usd(args.max_usd).map_err(CliError::input)?;
     validate::max_tokens(args.max_tokens).map_err(CliError::input)?;
+    let limits = limits(&args.task)?;
     let prompt = read_prompt(args.prompt, args.prompt_file.as_deref())?;
     let repo = resolve_repo(args.task.repo)?;
     let api_key = match &args.api_key_env {
@@ -145,6 +164,9 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         timeout_secs,
         stall_timeout_secs,
         protect: args.task.protect,
+        memory_bytes: limits.memory_bytes,
+        cpus: limits.cpus,
+        pids: limits.pids,
     };
     let task: Task = client.post("/v1/tasks", &req).await?;
     for w in &task.warnings {

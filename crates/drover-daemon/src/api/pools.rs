@@ -91,6 +91,7 @@ pub async fn create(
     }
     let (timeout_secs, stall_timeout_secs) =
         super::tasks::clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
+    let limits = super::tasks::limits(&engine, req.memory_bytes, req.cpus, req.pids)?;
     let own_protect = super::protect::compile(&req.protect)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await?;
@@ -118,6 +119,7 @@ pub async fn create(
         timeout_secs,
         stall_timeout_secs,
         protect: engine.config.protect_for(&req.protect),
+        limits,
     };
     let pool = match engine.store.create_pool(pool).await {
         Ok(p) => p,

@@ -65,6 +65,7 @@ pub async fn create(
     let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let (timeout_secs, stall_timeout_secs) =
         clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
+    let limits = limits(&engine, req.memory_bytes, req.cpus, req.pids)?;
     let own_protect = super::protect::compile(&req.protect)?;
     let protect = engine.config.protect_for(&req.protect);
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
@@ -104,6 +105,7 @@ pub async fn create(
             created_by: req.created_by.clone(),
             timeout_secs,
             stall_timeout_secs,
+            limits,
         };
         // The key is in place before the task exists, so the scheduler never grants without it.
         let id = task.id.clone();
@@ -178,6 +180,26 @@ pub(crate) fn clocks(
             Some("give a positive duration in whole seconds, such as 30s, 10m or 1h30m"),
         )
     })
+}
+
+/// A request's limits (`memory_bytes`, `cpus`, `pids`) over the config's `[sandbox]` defaults;
+/// a bad one is a 400 naming the flag.
+pub(crate) fn limits(
+    engine: &Engine,
+    memory_bytes: Option<u64>,
+    cpus: Option<f64>,
+    pids: Option<u64>,
+) -> ApiResult<drover_types::Limits> {
+    let asked = drover_types::Limits {
+        memory_bytes,
+        cpus,
+        pids,
+    };
+    drover_types::validate::limits(&asked).map_err(ApiErr::invalid)?;
+    Ok(crate::engine::limits::effective(
+        &engine.config.confinement.limits,
+        &asked,
+    ))
 }
 
 #[derive(Deserialize)]

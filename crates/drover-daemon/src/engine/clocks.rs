@@ -239,6 +239,10 @@ pub async fn escalate(
             }
         }
     }
+    if step == StopStep::Kill {
+        // Everything of the task, wherever it went (setsid, nohup, ignoring TERM): its cgroup.
+        super::limits::kill(engine, &task.id).await;
+    }
     let repeat = last == Some(StopStep::Kill);
     let events = if repeat {
         vec![]

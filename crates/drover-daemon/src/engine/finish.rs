@@ -21,6 +21,8 @@ pub(crate) async fn finish(
     exit: ExitInfo,
 ) -> Result<(), StoreError> {
     let task = engine.store.get_task(id).await?;
+    // The agent is gone: end what is left of its group, read what it used, remove it.
+    let used = super::limits::collect(engine, id).await;
     let last_result = last_result(engine, id).await?;
     let mut outcome = if task.stop_requested && task.stop_reason == Some(StopReason::BudgetExceeded)
     {
@@ -33,6 +35,9 @@ pub(crate) async fn finish(
     // A clock that stopped the task: which one ran out.
     if let Some(timeout) = super::clocks::outcome(&task) {
         outcome = timeout;
+    }
+    if let Some(oom) = used.and_then(|u| super::limits::out_of_memory(&task, &u, &outcome)) {
+        outcome = oom;
     }
     if outcome.error_kind.is_none() {
         if let Some(failed) = gate_failure(engine, &task, adapter).await? {
@@ -105,6 +110,12 @@ pub(crate) async fn finish(
         .pid(None)
         .pgid(None)
         .pending_input(None);
+    let patch = match used {
+        Some(u) => patch
+            .peak_memory_bytes(u.peak_memory_bytes.map(|b| b.min(i64::MAX as u64) as i64))
+            .cpu_seconds(u.cpu_seconds),
+        None => patch,
+    };
     let (patch, mut commit_events) = apply_commit(patch, commit);
     events.append(&mut commit_events);
     match engine.update(id, Some(&active()), patch, events).await {

@@ -68,5 +68,9 @@ pub(crate) fn task(state: TaskState) -> TaskRecord {
         stop_requested_at: None,
         stop_step: None,
         stop_step_at: None,
+        limits: drover_types::Limits::default(),
+        isolation: None,
+        peak_memory_bytes: None,
+        cpu_seconds: None,
     }
 }

@@ -7,10 +7,12 @@
 //! - [`ingest`]: agent output files → normalized events, exactly once (offsets move with events).
 //! - [`control`]: what clients ask of a task: send, answer, stop, remove.
 //! - [`recover`]: at start-up, re-adopt live shims and settle what died with the last daemon.
+//! - [`limits`]: the task's cgroup — limits, ending the whole group, peak memory, CPU time, OOM.
 //!
 //! Modules use each other one way, from leaves up (`scripts/module-cycles.sh` checks it):
-//! [`terminal`] (fail, commit, deliver), [`agent_env`] (the agent's environment and grant),
-//! [`endpoints`] (the task's own sockets, served by `crate::task_sockets`),
+//! [`terminal`] (fail, commit, deliver), [`limits`] (the task's cgroup), [`agent_env`] (the
+//! agent's environment and grant), [`endpoints`] (the task's own sockets, served by
+//! `crate::task_sockets`),
 //! [`answer`] (permission answers), [`ingest`], [`judge`], [`locks`] → [`clocks`] → [`protect`]
 //! → [`gates`] → [`finish`] → [`start`], and [`control`] → [`supervise`]; [`scheduler`] →
 //! [`pools`], [`recover`].
@@ -29,6 +31,7 @@ pub mod finish;
 pub mod gates;
 pub mod ingest;
 pub mod judge;
+pub mod limits;
 pub mod locks;
 pub mod pools;
 pub mod protect;
@@ -76,6 +79,8 @@ pub struct Engine {
     /// Per-task provider keys (`run --api-key-env`), in memory only: a restart forgets them and
     /// the task falls back to the daemon's key.
     pub task_keys: Mutex<HashMap<String, String>>,
+    /// Where this daemon makes its tasks' cgroups (see [`limits`]).
+    pub cgroups: drover_cgroup::Cgroups,
     /// What serves each active task's sockets (`crate::task_sockets`, set by `crate::run`).
     pub endpoints: std::sync::OnceLock<Box<dyn endpoints::TaskEndpoints>>,
 }
@@ -103,6 +108,7 @@ impl Engine {
     > {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&home.db()).await?);
         let sandboxes = Sandboxes::new(&home.root, config.sandbox);
+        let home_root = home.root.clone();
         let stopping = shutdown.child_token();
         let tasks = TaskTracker::new();
         let (gateway, notes) = match crate::gateway::GatewayLink::start(
@@ -132,6 +138,7 @@ impl Engine {
             locks: Arc::default(),
             gateway,
             task_keys: Mutex::new(HashMap::new()),
+            cgroups: drover_cgroup::Cgroups::discover(&home_root),
             endpoints: std::sync::OnceLock::new(),
         };
         Ok((engine, notes))

@@ -91,6 +91,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             timeout_secs: pool.timeout_secs,
             stall_timeout_secs: pool.stall_timeout_secs,
             protect: engine.config.protect_for(&pool.protect),
+            limits: pool.limits,
         };
         match engine.store.launch_pool_task(&pool.name, task).await? {
             Some(_) => engine.wake.notify_one(),

@@ -127,6 +127,8 @@ pub async fn collect(engine: &Arc<Engine>) {
             Err(e) => tracing::warn!(task = id.as_str(), "stale sandbox: {e}"),
         }
     }
+    // Cgroups of finished or unknown tasks (ended while no daemon ran).
+    super::limits::sweep(engine).await;
     let report = engine.sandboxes.collect_garbage(&keep).await;
     tracing::info!("gc: {report:?}");
 }

@@ -24,7 +24,8 @@ pub(crate) async fn start(
     let started = task.started_at.clone().unwrap_or_else(now);
     let patch = TaskPatch::new()
         .state(TaskState::Preparing, json!({}))
-        .started_at(Some(started));
+        .started_at(Some(started))
+        .isolation(Some(engine.config.confinement.isolation));
     match engine
         .update(id, Some(&[TaskState::Queued]), patch, vec![])
         .await
@@ -143,6 +144,17 @@ pub(crate) async fn start(
     if jail.is_some() {
         adapter.confine_args(&mut args);
     }
+    // The task's cgroup, with its limits, before anything of the agent runs (limits fail closed).
+    // Confined, a "shared" service (claude-bg's supervisor) lives and ends in the task's own
+    // namespaces: it is the task's, so it gets the task's group and limits.
+    let shared = adapter.starts_shared_service() && jail.is_none();
+    let cgroup_procs = match super::limits::prepare(engine, &task, shared).await {
+        Ok(procs) => procs,
+        Err(why) => {
+            fail(engine, &task, ErrorKind::SandboxError, &why).await?;
+            return Ok(None);
+        }
+    };
     let launch = LaunchFile {
         program: spec.program,
         args,
@@ -150,9 +162,9 @@ pub(crate) async fn start(
         env_remove,
         stdin_lines: spec.stdin_lines,
         close_stdin: spec.close_stdin,
-        keep_detached: adapter.starts_shared_service(),
+        keep_detached: shared,
         jail,
-        cgroup_procs: vec![],
+        cgroup_procs,
     };
     // The task's own sockets (control endpoint, gateway relay, egress proxy) exist before
     // its agent does.

@@ -46,6 +46,10 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
         give_up(engine, id, &e.to_string()).await;
     }
     if let Ok(t) = engine.store.get_task(id).await {
+        if t.state.is_terminal() {
+            // Ended by a path other than finish (a failure, an unreadable shim): its cgroup goes.
+            super::limits::collect(engine, id).await;
+        }
         if !t.state.is_active() && !engine.is_stopping() {
             super::endpoints::close(engine, id);
         }
@@ -166,6 +170,7 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
             while ingest::drain(engine, id, adapter).await? {}
             return Ok(Ended::Exited(exit));
         }
+        super::limits::sample(engine, id);
         let settled = control::settle(engine, &task, adapter).await;
         // Clocks and a requested stop's next step, re-derived from the row every time.
         let acted = super::clocks::tick(engine, &task, adapter).await || settled;
@@ -239,12 +244,19 @@ async fn interrupted(
         return Ok(());
     }
     let commit = commit_work(engine, id, "interrupted").await;
+    // Whatever of it outlived its shim (e.g. what left its session) ends with its cgroup.
+    let used = super::limits::collect(engine, id).await.unwrap_or_default();
     let patch = TaskPatch::new()
         .state(TaskState::Interrupted, json!({ "reason": why }))
         .outcome(Some(&outcome))
         .finished_at(Some(now()))
         .pid(None)
-        .pgid(None);
+        .pgid(None)
+        .peak_memory_bytes(
+            used.peak_memory_bytes
+                .map(|b| b.min(i64::MAX as u64) as i64),
+        )
+        .cpu_seconds(used.cpu_seconds);
     let (patch, events) = apply_commit(patch, commit);
     engine.update(id, Some(&active()), patch, events).await?;
     Ok(())

@@ -31,6 +31,7 @@ pub async fn pool_create_get_list(store: Arc<dyn Store>) {
     p.protect = vec!["Cargo.lock".into()];
     p.verify = vec!["make test".into()];
     p.timeout_secs = Some(600);
+    p.limits.pids = Some(32);
     let created = store.create_pool(p).await.unwrap();
     assert_eq!(created.state, PoolState::Running);
     assert_eq!((created.slots, created.count_total), (2, Some(5)));
@@ -38,6 +39,7 @@ pub async fn pool_create_get_list(store: Arc<dyn Store>) {
     assert_eq!(created.protect, ["Cargo.lock"]);
     assert_eq!(created.verify, ["make test"]);
     assert_eq!(created.timeout_secs, Some(600));
+    assert_eq!(created.limits.pids, Some(32));
     assert_eq!((created.launched, created.notified), (0, false));
     assert_eq!(store.get_pool("alpha").await.unwrap(), created);
     assert!(matches!(

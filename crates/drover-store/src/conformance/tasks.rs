@@ -384,6 +384,11 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
             protect: vec!["*.lock".into()],
             timeout_secs: Some(60),
             stall_timeout_secs: Some(30),
+            limits: drover_types::Limits {
+                memory_bytes: Some(64 << 20),
+                cpus: Some(0.5),
+                pids: Some(64),
+            },
             ..new_task("pppp0001")
         })
         .await
@@ -397,6 +402,9 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
     assert_eq!(t.budget.max_usd, Some(1.5));
     assert_eq!((t.verify_rounds, t.timeout_secs), (3, Some(60)));
     assert_eq!(t.stall_timeout_secs, Some(30));
+    assert_eq!(t.limits.memory_bytes, Some(64 << 20));
+    assert_eq!((t.limits.cpus, t.limits.pids), (Some(0.5), Some(64)));
+    assert_eq!(t.isolation, None);
     assert_eq!(t.metered_by, MeteredBy::Agent);
     assert_eq!(t.attempt, 0);
 
@@ -450,6 +458,9 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
         .stop_step_at(Some(ts(5)))
         .stop_step(StopStep::Int)
         .agent_usage(agent_usage)
+        .isolation(Some(drover_types::Isolation::Full))
+        .peak_memory_bytes(Some(1 << 20))
+        .cpu_seconds(Some(1.25))
         .inc_gate_rounds()
         .inc_attempt();
     let (t, evs) = store.update("pppp0001", None, patch, vec![]).await.unwrap();
@@ -484,6 +495,11 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
     assert_eq!(t.stop_step_at, Some(ts(5)));
     assert_eq!(t.stop_step, Some(StopStep::Int));
     assert_eq!(t.agent_usage, Some(agent_usage));
+    assert_eq!(t.isolation, Some(drover_types::Isolation::Full));
+    assert_eq!(
+        (t.peak_memory_bytes, t.cpu_seconds),
+        (Some(1 << 20), Some(1.25))
+    );
     assert_eq!((t.gate_rounds, t.attempt), (1, 1));
 
     // Increments add to the stored value and win over a set of the same field.

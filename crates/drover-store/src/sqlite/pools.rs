@@ -39,8 +39,9 @@ impl PoolStore for SqliteStore {
         let res = sqlx::query(
             "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
              permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, \
-             streak_since, allowed_models, failure_policy, timeout_secs, stall_timeout_secs, protect) \
-             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             streak_since, allowed_models, failure_policy, timeout_secs, stall_timeout_secs, protect, \
+             memory_bytes, cpus, pids) \
+             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&p.name)
         .bind(p.slots)
@@ -65,6 +66,9 @@ impl PoolStore for SqliteStore {
         .bind(p.timeout_secs)
         .bind(p.stall_timeout_secs)
         .bind(to_json(&p.protect)?)
+        .bind(p.limits.memory_bytes.map(|v| v.min(i64::MAX as u64) as i64))
+        .bind(p.limits.cpus)
+        .bind(p.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
         .execute(&mut *tx)
         .await;
         match res {

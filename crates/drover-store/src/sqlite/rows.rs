@@ -6,7 +6,7 @@ use crate::error::{Result, StoreError};
 use crate::pools::{PoolEvent, PoolRecord};
 use crate::record::TaskRecord;
 use drover_types::clock::StopStep;
-use drover_types::{Budget, ErrorKind, Event, Outcome, Usage, Verdict};
+use drover_types::{Budget, ErrorKind, Event, Limits, Outcome, Usage, Verdict};
 use std::fmt::Display;
 use std::str::FromStr;
 
@@ -108,6 +108,12 @@ pub(super) struct TaskRow {
     stop_step: i64,
     stop_step_at: Option<String>,
     protect: String,
+    memory_bytes: Option<i64>,
+    cpus: Option<f64>,
+    pids: Option<i64>,
+    isolation: Option<String>,
+    peak_memory_bytes: Option<i64>,
+    cpu_seconds: Option<f64>,
 }
 
 impl TryFrom<TaskRow> for TaskRecord {
@@ -182,7 +188,19 @@ impl TryFrom<TaskRow> for TaskRecord {
             stop_step: StopStep::from_index(r.stop_step),
             stop_step_at: r.stop_step_at,
             protect: json_list("protect", &r.protect)?,
+            limits: limits(r.memory_bytes, r.cpus, r.pids),
+            isolation: parse_opt("isolation", r.isolation)?,
+            peak_memory_bytes: r.peak_memory_bytes,
+            cpu_seconds: r.cpu_seconds,
         })
+    }
+}
+
+fn limits(memory_bytes: Option<i64>, cpus: Option<f64>, pids: Option<i64>) -> Limits {
+    Limits {
+        memory_bytes: memory_bytes.map(non_negative),
+        cpus,
+        pids: pids.map(non_negative),
     }
 }
 
@@ -269,6 +287,9 @@ pub(super) struct PoolRow {
     timeout_secs: Option<i64>,
     stall_timeout_secs: Option<i64>,
     protect: String,
+    memory_bytes: Option<i64>,
+    cpus: Option<f64>,
+    pids: Option<i64>,
 }
 
 impl TryFrom<PoolRow> for PoolRecord {
@@ -303,6 +324,7 @@ impl TryFrom<PoolRow> for PoolRecord {
             timeout_secs: r.timeout_secs,
             stall_timeout_secs: r.stall_timeout_secs,
             protect: json_list("pools.protect", &r.protect)?,
+            limits: limits(r.memory_bytes, r.cpus, r.pids),
         })
     }
 }

@@ -60,8 +60,8 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
         "INSERT INTO tasks (id, queue_seq, name, state, agent, model, repo, repo_dir, base_ref, \
          base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
          session_id, pool, team, created_by, verify_rounds, judge_model, timeout_secs, \
-         stall_timeout_secs, protect) \
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         stall_timeout_secs, protect, memory_bytes, cpus, pids) \
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&t.id)
     .bind(seq)
@@ -89,6 +89,9 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
     .bind(t.timeout_secs)
     .bind(t.stall_timeout_secs)
     .bind(to_json(&t.protect)?)
+    .bind(t.limits.memory_bytes.map(|v| v.min(i64::MAX as u64) as i64))
+    .bind(t.limits.cpus)
+    .bind(t.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
     .execute(&mut **tx)
     .await?;
     let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));
@@ -162,6 +165,9 @@ fn push_fields(qb: &mut QueryBuilder<'_, Sqlite>, f: PatchFields) -> Result<()> 
     set!("stop_step_at", f.stop_step_at);
     // Stored as the step's number (1–4).
     set!("stop_step", f.stop_step.map(|s| s.index()));
+    set!("isolation", f.isolation.map(|i| i.map(|i| i.as_str())));
+    set!("peak_memory_bytes", f.peak_memory_bytes);
+    set!("cpu_seconds", f.cpu_seconds);
     set!(
         "agent_usage",
         f.agent_usage.map(|u| to_json(&u)).transpose()?
