@@ -57,6 +57,67 @@ async fn inside(dir: &Path, args: &[&str]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Refuses to run the daemon's git on a checkout whose `.git` no longer is the sandbox's own
+/// repository: the agent may have replaced it (a gitfile or symlink to another repository on
+/// the host, one it cannot even see from its jail) or redirected it (`commondir`), and the
+/// daemon's `add`/`commit` would then write there. Overlay: `.git` is a real directory without
+/// `commondir`. Worktree: `.git` is a file naming a directory under the user's repository's
+/// `worktrees/`, whose `commondir` leads back to that repository.
+async fn check_git_dir(sb: &Sandbox) -> Result<()> {
+    let dot_git = sb.path.join(".git");
+    let meta = std::fs::symlink_metadata(&dot_git);
+    let ok = match sb.kind {
+        SandboxKind::Overlay => {
+            meta.is_ok_and(|m| m.is_dir())
+                && std::fs::symlink_metadata(dot_git.join("commondir")).is_err()
+        }
+        SandboxKind::Worktree => meta.is_ok_and(|m| m.is_file()) && worktree_link_ok(sb).await,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(SandboxError::Git {
+        op: "check .git".to_string(),
+        dir: sb.path.display().to_string(),
+        stderr: "the checkout's .git was replaced or redirected away from the sandbox's own \
+                 repository; nothing is committed through it"
+            .to_string(),
+    })
+}
+
+async fn worktree_link_ok(sb: &Sandbox) -> bool {
+    let common = git::run(
+        &sb.repo_dir,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .await;
+    let Some(common) = common
+        .ok()
+        .filter(|o| o.ok())
+        .and_then(|o| std::fs::canonicalize(o.stdout.trim()).ok())
+    else {
+        return false;
+    };
+    let Ok(body) = std::fs::read_to_string(sb.path.join(".git")) else {
+        return false;
+    };
+    let Some(gitdir) = body
+        .trim()
+        .strip_prefix("gitdir:")
+        .map(|g| sb.path.join(g.trim()))
+        .and_then(|g| std::fs::canonicalize(g).ok())
+    else {
+        return false;
+    };
+    if gitdir.parent() != Some(common.join("worktrees").as_path()) {
+        return false;
+    }
+    match std::fs::read_to_string(gitdir.join("commondir")) {
+        Ok(c) => std::fs::canonicalize(gitdir.join(c.trim())).is_ok_and(|c| c == common),
+        Err(_) => false,
+    }
+}
+
 async fn git_inside(dir: &Path, op: &str, args: &[&str]) -> Result<String> {
     let args = inside(dir, args).await?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -191,6 +252,7 @@ impl Sandboxes {
     /// On error (e.g. a failed `git commit`: [`SandboxError::Git`]) the sandbox is left intact.
     pub async fn commit_all(&self, sb: &Sandbox, message: &str) -> Result<Option<String>> {
         self.ensure_mounted(sb)?;
+        check_git_dir(sb).await?;
         let dir = &sb.path;
         // One `status` decides whether there is anything to commit (the common no-change case
         // then costs no further git process here).
@@ -305,6 +367,7 @@ impl Sandboxes {
     pub async fn remove(&self, sb: &Sandbox) -> Result<()> {
         if sb.path.exists() || sb.kind == SandboxKind::Overlay {
             self.ensure_mounted(sb)?;
+            check_git_dir(sb).await?;
             let status_args = ["status", "--porcelain", "--ignore-submodules=dirty"];
             let status = git_inside(&sb.path, "status", &status_args).await?;
             if !status.is_empty() {

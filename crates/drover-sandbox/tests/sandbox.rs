@@ -335,3 +335,74 @@ async fn overlay_saving_runs_nothing_the_agent_configured() {
 async fn worktree_saving_runs_nothing_the_agent_configured() {
     saving_runs_nothing_the_agent_configured(SandboxMode::Worktree).await;
 }
+
+/// An agent that points its checkout's `.git` at another repository on the host (one it cannot
+/// see from its jail) must not make the daemon's git commit there: saving refuses.
+async fn saving_refuses_a_redirected_git_dir(mode: SandboxMode, how: &str) {
+    let tmp = tempdir();
+    let repo = make_repo(tmp.path());
+    let other = make_repo(&tmp.path().join("other"));
+    let before = git(&other, &["rev-parse", "HEAD"]);
+    let Some(s) = sandboxes(&tmp.path().join("home"), mode) else {
+        return;
+    };
+    let r = s.resolve(repo.to_str().unwrap(), "main").await.unwrap();
+    let sb = s.prepare("t1", &r).await.unwrap();
+    let dot_git = sb.path.join(".git");
+    let other_git = other.join(".git");
+    match how {
+        "gitfile" => {
+            if dot_git.is_dir() {
+                std::fs::remove_dir_all(&dot_git).unwrap();
+            } else {
+                std::fs::remove_file(&dot_git).unwrap();
+            }
+            std::fs::write(&dot_git, format!("gitdir: {}\n", other_git.display())).unwrap();
+        }
+        "symlink" => {
+            if dot_git.is_dir() {
+                std::fs::remove_dir_all(&dot_git).unwrap();
+            } else {
+                std::fs::remove_file(&dot_git).unwrap();
+            }
+            std::os::unix::fs::symlink(&other_git, &dot_git).unwrap();
+        }
+        _ => {
+            // The worktree's own git dir (writable in the jail) or the overlay's `.git`.
+            let gitdir = match std::fs::read_to_string(&dot_git) {
+                Ok(body) => PathBuf::from(body.trim().strip_prefix("gitdir:").unwrap().trim()),
+                Err(_) => dot_git.clone(),
+            };
+            std::fs::write(
+                gitdir.join("commondir"),
+                format!("{}\n", other_git.display()),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(sb.path.join("pwn.txt"), "pwn\n").unwrap();
+    let got = s.commit_all(&sb, "task t1").await;
+    assert!(
+        got.is_err(),
+        "{how}: saved through a redirected .git: {got:?}"
+    );
+    assert_eq!(git(&other, &["rev-parse", "HEAD"]), before, "{how}");
+    assert_eq!(
+        git(&other, &["for-each-ref", "--format=%(refname)"]),
+        "refs/heads/main"
+    );
+}
+
+#[tokio::test]
+async fn overlay_saving_refuses_a_redirected_git_dir() {
+    for how in ["gitfile", "symlink", "commondir"] {
+        saving_refuses_a_redirected_git_dir(SandboxMode::Overlay, how).await;
+    }
+}
+
+#[tokio::test]
+async fn worktree_saving_refuses_a_redirected_git_dir() {
+    for how in ["gitfile", "symlink", "commondir"] {
+        saving_refuses_a_redirected_git_dir(SandboxMode::Worktree, how).await;
+    }
+}
