@@ -299,14 +299,16 @@ pub enum Benchmark {
     Sandbox,
     Memory,
     Dispatch,
+    /// A trivial task's sandbox ready and whole-task time, isolation full vs none.
+    Isolation,
 }
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// sandbox, memory or dispatch (default: all).
+    /// sandbox, memory, dispatch or isolation (default: all).
     #[arg(value_enum)]
     pub which: Option<Benchmark>,
-    /// Files in the generated repositories for the sandbox benchmark.
+    /// Files in the generated repositories for the sandbox and isolation benchmarks.
     #[arg(long, value_delimiter = ',', default_values_t = [5000usize, 50000])]
     pub files: Vec<usize>,
     /// Tasks for the dispatch benchmark.

@@ -122,6 +122,7 @@ impl CliError {
                     | ApiErrorKind::Timeout
                     | ApiErrorKind::Forbidden => Kind::Input,
                     ApiErrorKind::Busy => Kind::Unreachable,
+                    ApiErrorKind::IsolationUnavailable => Kind::Config,
                     ApiErrorKind::Internal => Kind::Internal,
                     // A newer daemon's kind: the status tells whose fault it is.
                     ApiErrorKind::Unknown if status >= 500 => Kind::Internal,

@@ -199,6 +199,17 @@ pub fn task(t: &Task) -> String {
             format!("{} ({})", s, t.sandbox_kind.map_or("?", |k| k.as_str())),
         );
     }
+    if let Some(i) = t.isolation {
+        kv(
+            "isolation",
+            match i {
+                drover_types::Isolation::Full => "full".to_string(),
+                drover_types::Isolation::None => {
+                    "none (unconfined: sandbox.isolation = \"none\")".to_string()
+                }
+            },
+        );
+    }
     if let Some(s) = &t.session_id {
         kv("session", s.clone());
     }

@@ -6,6 +6,7 @@
 //! - [`home`]: the `DROVER_HOME` layout: store, pid file, socket, task dirs, sandboxes.
 //! - [`engine`]: the scheduler and one supervisor per task (sandbox → shim → ingest → commit).
 //! - [`api`]: HTTP+JSON and SSE on `DROVER_HOME/daemon.sock`, one module per resource.
+//! - [`isolation`]: whether the host can confine agents (probed once); if not, no task starts.
 //! - [`child_env`]: the allow-listed environment of agents and gate commands.
 //! - [`gateway`], [`ledger`]: the LLM gateway's grants, and its usage and spent amounts over the store.
 //! - [`task_sockets`]: each active task's own sockets (`run/<id>/`): its scoped control endpoint,
@@ -24,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod home;
+pub mod isolation;
 pub mod ledger;
 pub mod task_sockets;
 

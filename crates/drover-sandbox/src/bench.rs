@@ -96,7 +96,7 @@ async fn bench_one(dir: &Path, n: usize, reps: usize) -> Result<BenchRow> {
 }
 
 /// `n` small files as `dNN/eN/fNNNN.txt`, committed once.
-async fn make_repo(repo: &Path, n: usize) -> Result<()> {
+pub async fn make_repo(repo: &Path, n: usize) -> Result<()> {
     let root = repo.to_path_buf();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         for i in 0..n {

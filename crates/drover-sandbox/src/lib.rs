@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-pub use bench::{bench_sandbox, BenchRow};
+pub use bench::{bench_sandbox, make_repo as generate_repo, BenchRow};
 pub use error::SandboxError;
 pub use gate_view::GateView;
 pub use gc::GcReport;

@@ -6,6 +6,8 @@
 //! - [`jail`]: a confined agent's namespaces, filesystem, network and privileges (the hidden
 //!   `jail` entry the shim starts instead of the agent when `launch.jail` is set).
 //! - [`client`]: what the daemon uses: spawn a shim, talk to its socket, check processes.
+//! - [`probe`]: can this host confine an agent (namespaces, `no_new_privs`)? For `drover doctor`
+//!   and the daemon's refusal to start tasks unconfined.
 //! - [`proc`]: process identity (pid + start time), process-group signalling, descendants
 //!   (`/proc` through `procfs`).
 //!
@@ -20,6 +22,7 @@
 pub mod client;
 pub mod files;
 pub mod jail;
+pub mod probe;
 pub mod proc;
 pub mod run;
 

@@ -88,6 +88,9 @@ pub enum ApiErrorKind {
     Forbidden,
     /// Something broke inside the daemon (500).
     Internal,
+    /// No agent may start: the host cannot confine it and `sandbox.isolation` is not `"none"`
+    /// (503; the message names the missing feature and its remedy).
+    IsolationUnavailable,
     /// A kind this client does not know (a newer daemon): judged by the HTTP status.
     #[serde(other)]
     Unknown,
@@ -105,6 +108,7 @@ impl ApiErrorKind {
             ApiErrorKind::Busy => "busy",
             ApiErrorKind::Forbidden => "forbidden",
             ApiErrorKind::Internal => "internal",
+            ApiErrorKind::IsolationUnavailable => "isolation_unavailable",
             ApiErrorKind::Unknown => "unknown",
         }
     }
@@ -251,6 +255,7 @@ mod api_error_tests {
             ApiErrorKind::Timeout,
             ApiErrorKind::Busy,
             ApiErrorKind::Forbidden,
+            ApiErrorKind::IsolationUnavailable,
             ApiErrorKind::Internal,
         ] {
             let json = serde_json::to_string(&kind).unwrap();

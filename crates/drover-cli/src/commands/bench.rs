@@ -27,6 +27,9 @@ async fn run(which: Option<Benchmark>, args: &BenchArgs, work: &Path) -> Result<
     if wanted(Benchmark::Dispatch) {
         dispatch(args, work).await?;
     }
+    if wanted(Benchmark::Isolation) {
+        super::bench_isolation::isolation(&args.files, work).await?;
+    }
     Ok(0)
 }
 

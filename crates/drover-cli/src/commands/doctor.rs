@@ -58,6 +58,35 @@ pub async fn doctor(json: bool) -> Result<i32> {
         detail: format!("{}: {}", sandboxes.kind(), sandboxes.mode_reason()),
         hint: None,
     });
+    let isolation_checks = isolation_checks(cfg.as_ref());
+    let isolation_essential: Vec<&'static str> = isolation_checks
+        .iter()
+        .filter(|(_, essential)| *essential)
+        .map(|(c, _)| c.name)
+        .collect();
+    checks.extend(isolation_checks.into_iter().map(|(c, _)| c));
+    // The limits part's probe: which controllers a task's cgroup gets here (informative: a
+    // task asking for a limit this host cannot enforce fails on its own, saying so).
+    let cg = drover_cgroup::probe(&home);
+    let names = |v: &[drover_cgroup::Controller]| {
+        v.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+    };
+    checks.push(Check {
+        name: "cgroups",
+        ok: cg.missing.is_empty(),
+        detail: match (cg.version, cg.missing.is_empty()) {
+            (None, _) => {
+                "no usable cgroup hierarchy: --memory/--cpus/--pids cannot be enforced".into()
+            }
+            (Some(v), true) => format!("{v:?}: {}", names(&cg.working)),
+            (Some(v), false) => format!(
+                "{v:?}: {} work; missing {} (limits on them cannot be enforced)",
+                names(&cg.working),
+                names(&cg.missing)
+            ),
+        },
+        hint: cg.remedy,
+    });
     checks.extend(agent_checks(cfg.as_ref()));
     checks.push(price_check(&home));
     let client = Client::new(home.clone());
@@ -76,7 +105,7 @@ pub async fn doctor(json: bool) -> Result<i32> {
     });
     let essential_ok = checks
         .iter()
-        .filter(|c| matches!(c.name, "home" | "git"))
+        .filter(|c| matches!(c.name, "home" | "git") || isolation_essential.contains(&c.name))
         .all(|c| c.ok);
     if json {
         let v: Vec<_> = checks
@@ -100,6 +129,54 @@ pub async fn doctor(json: bool) -> Result<i32> {
         }
     }
     Ok(if essential_ok { 0 } else { 1 })
+}
+
+/// Isolation (docs/design.md §11): the configured `sandbox.isolation`, then one line per feature
+/// the jail needs, from the same probe the daemon runs at start. With `isolation = "full"` a
+/// missing required feature is essential (the daemon starts no task); with `"none"` the lines
+/// only inform.
+fn isolation_checks(cfg: Option<&drover_daemon::Config>) -> Vec<(Check, bool)> {
+    let isolation = cfg.map(|c| c.confinement.isolation).unwrap_or_default();
+    let full = isolation == drover_types::Isolation::Full;
+    let report = drover_shim::probe::probe();
+    let mut out = vec![(
+        Check {
+            name: "isolation",
+            ok: !full || report.first_missing().is_none(),
+            detail: match (full, report.first_missing()) {
+                (true, None) => "full: agents run confined (sandbox.isolation)".into(),
+                (true, Some(f)) => format!(
+                    "full, but {} is missing: the daemon starts no task",
+                    f.feature.name()
+                ),
+                (false, _) => {
+                    "none (sandbox.isolation = \"none\"): agents run unconfined, on purpose".into()
+                }
+            },
+            hint: Some(
+                "fix what the lines below say, or set `isolation = \"none\"` under [sandbox] in \
+                 config.toml to run agents unconfined on purpose"
+                    .into(),
+            ),
+        },
+        full,
+    )];
+    for f in report.findings {
+        out.push((
+            Check {
+                name: f.feature.check_name(),
+                ok: f.ok || !f.required,
+                detail: if f.ok || f.required {
+                    f.detail
+                } else {
+                    format!("{} (optional)", f.detail)
+                },
+                hint: f.remedy,
+            },
+            full && f.required,
+        ));
+    }
+    out
 }
 
 /// The models the pinned agent CLIs ask for when no `--model` is given (measured by

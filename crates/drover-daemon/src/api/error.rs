@@ -16,7 +16,7 @@ pub fn status_of(kind: ApiErrorKind) -> StatusCode {
         ApiErrorKind::Conflict => StatusCode::CONFLICT,
         ApiErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ApiErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
-        ApiErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        ApiErrorKind::Busy | ApiErrorKind::IsolationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ApiErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ApiErrorKind::Internal | ApiErrorKind::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -41,6 +41,17 @@ impl ApiErr {
     }
     pub fn invalid(error: impl Into<String>) -> Self {
         Self::new(ApiErrorKind::Invalid, error, None)
+    }
+    /// `Err` when the host cannot confine agents (see [`crate::isolation`]).
+    pub fn confinable(engine: &crate::engine::Engine) -> Result<(), Self> {
+        match engine.host.refusal() {
+            None => Ok(()),
+            Some(why) => Err(Self::new(
+                ApiErrorKind::IsolationUnavailable,
+                why,
+                Some(crate::isolation::REFUSAL_HINT),
+            )),
+        }
     }
     pub fn internal(error: impl Into<String>) -> Self {
         Self::new(ApiErrorKind::Internal, error, None)

@@ -52,6 +52,7 @@ pub async fn create(
     State(engine): State<Arc<Engine>>,
     ApiJson(req): ApiJson<PoolRequest>,
 ) -> ApiResult<Json<Value>> {
+    ApiErr::confinable(&engine)?;
     if req.name.is_empty()
         || !req
             .name
@@ -194,6 +195,7 @@ pub async fn resume(
     State(engine): State<Arc<Engine>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    ApiErr::confinable(&engine)?;
     let p = engine.store.get_pool(&name).await?;
     let p = engine
         .store

@@ -41,6 +41,7 @@ pub async fn create(
     State(engine): State<Arc<Engine>>,
     ApiJson(req): ApiJson<RunRequest>,
 ) -> ApiResult<Json<Task>> {
+    ApiErr::confinable(&engine)?;
     let agent = req
         .agent
         .clone()

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 /// `DROVER_*` variables that set a config key (README.md, Configuration), and the key.
 pub const ENV_KEYS: &[(&str, &str)] = &[
     ("DROVER_SLOTS", "slots"),
-    ("DROVER_SANDBOX", "sandbox"),
+    ("DROVER_SANDBOX", "sandbox.kind"),
+    ("DROVER_SANDBOX_ISOLATION", "sandbox.isolation"),
     ("DROVER_CLAUDE_BIN", "claude_bin"),
     ("DROVER_CODEX_BIN", "codex_bin"),
     ("DROVER_PERMISSIONS", "permissions"),
@@ -119,7 +120,9 @@ pub(super) struct GatewayFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct Raw {
     pub slots: Option<usize>,
-    pub sandbox: Option<String>,
+    /// `[sandbox]`, or the older `sandbox = "kind"` (made `{kind}` when the file is read).
+    #[serde(default)]
+    pub sandbox: super::sandbox::SandboxFile,
     pub claude_bin: Option<String>,
     pub codex_bin: Option<String>,
     pub permissions: Option<String>,
@@ -173,7 +176,7 @@ fn read_file(path: &Path) -> Result<Option<FileLayer>, ConfigError> {
     let text = String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
         path: path.to_path_buf(),
     })?;
-    let table = text.parse::<toml::Table>().map_err(|e| {
+    let mut table = text.parse::<toml::Table>().map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
@@ -184,6 +187,7 @@ fn read_file(path: &Path) -> Result<Option<FileLayer>, ConfigError> {
             message: one_line(e.message()),
         }
     })?;
+    super::sandbox::table_form(&mut table);
     Ok(Some(FileLayer {
         path: path.to_path_buf(),
         table,
@@ -245,7 +249,19 @@ impl Provider for Flags {
         Metadata::named(FLAG_LAYER)
     }
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        figment::providers::Serialized::defaults(self).data()
+        // `--sandbox` is the table's `kind`: the file's other `[sandbox]` keys stay.
+        let mut dict = Dict::new();
+        if let Some(n) = self.slots {
+            dict.insert("slots".into(), Value::from(n as u64));
+        }
+        if let Some(kind) = &self.sandbox {
+            if let Some(d) =
+                figment::util::nest("sandbox.kind", Value::from(kind.clone())).into_dict()
+            {
+                dict = merge(dict, d);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
     }
 }
 
@@ -306,6 +322,7 @@ impl Layers {
                     .map(|(v, _)| v.to_string())
                     .unwrap_or_else(|| key.to_string()),
             ),
+            FLAG_LAYER if key == "sandbox.kind" => Origin::Flag("--sandbox".into()),
             FLAG_LAYER => Origin::Flag(format!("--{}", key.replace('_', "-"))),
             _ => Origin::File(self.file.clone()),
         }

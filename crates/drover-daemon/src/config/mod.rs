@@ -10,6 +10,7 @@
 
 mod error;
 mod load;
+mod sandbox;
 #[cfg(test)]
 mod tests;
 
@@ -79,6 +80,19 @@ pub struct Config {
     pub upstreams: Upstreams,
     /// `[sandbox]`: how agents are confined and limited (docs/design.md §11).
     pub confinement: Confinement,
+    /// Whose word the daemon takes on whether the host can confine agents: always the host's
+    /// own probe, except in tests (set in-process; no file, variable or flag reaches it).
+    pub isolation_probe: IsolationProbe,
+}
+
+/// See [`Config::isolation_probe`].
+#[derive(Debug, Clone, Default)]
+pub enum IsolationProbe {
+    /// [`drover_shim::probe::probe`] at start.
+    #[default]
+    Host,
+    /// This report instead (tests of the refusal, on hosts that can confine).
+    Fixed(drover_shim::probe::Report),
 }
 
 /// `[sandbox]` `isolation`, `ro_paths`, `rw_paths`, `egress`, `memory`, `cpus`, `pids`: how
@@ -215,12 +229,18 @@ impl Config {
             Duration::try_from_secs_f64(v)
                 .map_err(|_| bad(key, format!("{key} = {v}: give a number of seconds >= 0")))
         };
-        let sandbox = raw.sandbox.as_deref().unwrap_or("auto");
+        let (sandbox, confinement) = sandbox::resolve(
+            raw.sandbox,
+            &|key| layers.origin(key),
+            home,
+            env.get("HOME").map(Path::new),
+        )?;
         let cfg = Config {
-            confinement: Confinement::default(),
+            confinement,
+            isolation_probe: IsolationProbe::Host,
             home: home.to_path_buf(),
             slots: raw.slots.unwrap_or(4),
-            sandbox: sandbox.parse().map_err(|e| bad("sandbox", e))?,
+            sandbox,
             claude_bin: raw.claude_bin,
             codex_bin: raw.codex_bin,
             claude_config_dir: env

@@ -295,3 +295,189 @@ fn pass_env_adds_names_to_the_childrens_allow_list_but_never_a_provider_key() {
         .to_string()
         .contains("not a variable name"));
 }
+
+#[test]
+fn the_sandbox_table_fills_the_confinement() {
+    let home = home_with(Some(
+        "[sandbox]\nkind = \"worktree\"\nisolation = \"none\"\n\
+         ro_paths = [\"/opt/tools\", \"~/.cargo/../.rustup\"]\nrw_paths = [\"/var/cache/x\"]\n\
+         egress = [\"Registry.npmjs.org:443\", \"[::1]:8080\", \"10.0.0.1:3128\", \"*.crates.io:443\"]\n\
+         memory = \"2G\"\ncpus = 1.5\npids = 512\n",
+    ));
+    let c = load(&home, &[("HOME", "/home/u")], &Flags::default()).unwrap();
+    assert_eq!(c.sandbox, SandboxMode::Worktree);
+    let k = &c.confinement;
+    assert_eq!(k.isolation, drover_types::Isolation::None);
+    assert_eq!(
+        k.ro_paths,
+        [
+            PathBuf::from("/opt/tools"),
+            PathBuf::from("/home/u/.rustup")
+        ]
+    );
+    assert_eq!(k.rw_paths, [PathBuf::from("/var/cache/x")]);
+    assert_eq!(
+        k.egress,
+        [
+            "registry.npmjs.org:443",
+            "[::1]:8080",
+            "10.0.0.1:3128",
+            "*.crates.io:443"
+        ]
+    );
+    assert_eq!(k.limits.memory_bytes, Some(2 << 30));
+    assert_eq!(k.limits.cpus, Some(1.5));
+    assert_eq!(k.limits.pids, Some(512));
+}
+
+#[test]
+fn without_a_sandbox_table_agents_are_confined_without_limits() {
+    let c = load(&home_with(None), &[], &Flags::default()).unwrap();
+    assert_eq!(c.confinement, Confinement::default());
+    assert_eq!(c.confinement.isolation, drover_types::Isolation::Full);
+}
+
+#[test]
+fn the_string_form_is_the_tables_kind_and_overrides_keep_the_other_keys() {
+    let c = load(
+        &home_with(Some("sandbox = \"worktree\"\n")),
+        &[],
+        &Flags::default(),
+    )
+    .unwrap();
+    assert_eq!(c.sandbox, SandboxMode::Worktree);
+    assert_eq!(c.confinement.isolation, drover_types::Isolation::Full);
+
+    let home = home_with(Some(
+        "[sandbox]\nkind = \"worktree\"\nisolation = \"none\"\npids = 64\n",
+    ));
+    let c = load(&home, &[("DROVER_SANDBOX", "overlay")], &Flags::default()).unwrap();
+    assert_eq!(c.sandbox, SandboxMode::Overlay);
+    assert_eq!(c.confinement.isolation, drover_types::Isolation::None);
+    assert_eq!(c.confinement.limits.pids, Some(64));
+
+    let flags = Flags {
+        sandbox: Some("auto".into()),
+        ..Flags::default()
+    };
+    let c = load(&home, &[("DROVER_SANDBOX_ISOLATION", "full")], &flags).unwrap();
+    assert_eq!(c.sandbox, SandboxMode::Auto);
+    assert_eq!(c.confinement.isolation, drover_types::Isolation::Full);
+    assert_eq!(c.confinement.limits.pids, Some(64));
+
+    let e = err(
+        &home,
+        &[],
+        &Flags {
+            sandbox: Some("bogus".into()),
+            ..Flags::default()
+        },
+    );
+    assert!(
+        matches!(&e, ConfigError::Invalid { origin: Origin::Flag(f), .. } if f == "--sandbox"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_sandbox_values_name_the_file_the_key_and_what_to_write() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "egress = [\"registry.npmjs.org\"]",
+            "sandbox.egress = \"registry.npmjs.org\": no port",
+            "host:port",
+        ),
+        (
+            "egress = [\"example.org:0\"]",
+            "sandbox.egress = \"example.org:0\": port",
+            "1-65535",
+        ),
+        (
+            "egress = [\"example.org:70000\"]",
+            "sandbox.egress",
+            "1-65535",
+        ),
+        (
+            "egress = [\"http://x.org:443\"]",
+            "sandbox.egress",
+            "not a host name",
+        ),
+        (
+            "egress = [\"a b:443\"]",
+            "sandbox.egress",
+            "not a host name",
+        ),
+        (
+            "egress = [\"127.1:80\"]",
+            "sandbox.egress = \"127.1:80\"",
+            "all four parts",
+        ),
+        ("egress = [\"*.:443\"]", "sandbox.egress", "not a host name"),
+        (
+            "memory = \"lots\"",
+            "sandbox.memory = \"lots\": give a size",
+            "2G",
+        ),
+        ("memory = \"12K\"", "sandbox.memory", "at least 1M"),
+        ("cpus = 0", "sandbox.cpus", "number of CPUs"),
+        ("pids = 0", "sandbox.pids = 0", "at least 1 process"),
+        (
+            "isolation = \"partial\"",
+            "sandbox.isolation = \"partial\"",
+            "\"none\"",
+        ),
+        ("kind = \"docker\"", "sandbox: unknown", "overlay"),
+        (
+            "ro_paths = [\"relative/dir\"]",
+            "sandbox.ro_paths = \"relative/dir\"",
+            "absolute",
+        ),
+        ("isolaton = \"none\"", "unknown field", "isolaton"),
+        ("pids = \"many\"", "sandbox.pids", "invalid type"),
+    ];
+    for (line, want, also) in cases {
+        let home = home_with(Some(&format!("[sandbox]\n{line}\n")));
+        let e = err(&home, &[], &Flags::default());
+        let text = e.to_string();
+        let file = home.path().join("config.toml").display().to_string();
+        assert!(text.starts_with(&format!("{file}: ")), "{line}: {text}");
+        assert!(text.contains(want), "{line}: {text}");
+        assert!(text.contains(also), "{line}: {text}");
+        assert!(e.hint().contains("config.toml"), "{}", e.hint());
+    }
+    let home = home_with(None);
+    let e = err(
+        &home,
+        &[("DROVER_SANDBOX_ISOLATION", "off")],
+        &Flags::default(),
+    );
+    assert!(
+        matches!(&e, ConfigError::Invalid { origin: Origin::Env(v), .. } if v == "DROVER_SANDBOX_ISOLATION"),
+        "{e:?}"
+    );
+    assert_eq!(e.hint(), "fix or unset DROVER_SANDBOX_ISOLATION");
+}
+
+#[test]
+fn no_exposed_path_may_reach_drover_home() {
+    let home = home_with(None);
+    let root = home.path().canonicalize().unwrap();
+    for p in [
+        root.clone(),
+        root.join("tasks"),
+        root.join("x/../gateway.key"),
+        root.parent().unwrap().to_path_buf(),
+        PathBuf::from("/"),
+    ] {
+        for key in ["ro_paths", "rw_paths"] {
+            std::fs::write(
+                home.path().join("config.toml"),
+                format!("[sandbox]\n{key} = [{:?}]\n", p.display().to_string()),
+            )
+            .unwrap();
+            let e = err(&home, &[], &Flags::default()).to_string();
+            assert!(e.contains(&format!("sandbox.{key}")), "{e}");
+            assert!(e.contains("overlaps DROVER_HOME"), "{e}");
+        }
+    }
+}

@@ -79,6 +79,8 @@ pub struct Engine {
     /// Per-task provider keys (`run --api-key-env`), in memory only: a restart forgets them and
     /// the task falls back to the daemon's key.
     pub task_keys: Mutex<HashMap<String, String>>,
+    /// Whether agents may start: the host probe's verdict (see [`crate::isolation`]).
+    pub host: crate::isolation::HostConfinement,
     /// Where this daemon makes its tasks' cgroups (see [`limits`]).
     pub cgroups: drover_cgroup::Cgroups,
     /// What serves each active task's sockets (`crate::task_sockets`, set by `crate::run`).
@@ -124,7 +126,9 @@ impl Engine {
             Some((link, rx)) => (Some(link), Some(rx)),
             None => (None, None),
         };
+        let host = crate::isolation::HostConfinement::check(&config);
         let engine = Engine {
+            host,
             store,
             sandboxes,
             config,

@@ -42,7 +42,9 @@ pub async fn tick(engine: &Arc<Engine>) -> Result<(), StoreError> {
             }
             continue;
         }
-        fill(engine, &pool).await?;
+        if engine.host.refusal().is_none() {
+            fill(engine, &pool).await?;
+        }
     }
     Ok(())
 }

@@ -21,6 +21,11 @@ pub(crate) async fn start(
     adapter: &dyn Adapter,
 ) -> Result<Option<()>, StoreError> {
     let id = task.id.as_str();
+    if let Some(why) = engine.host.refusal() {
+        // Queued before the host lost a feature (or by an older daemon): never unconfined.
+        fail(engine, task, ErrorKind::SandboxError, why).await?;
+        return Ok(None);
+    }
     let started = task.started_at.clone().unwrap_or_else(now);
     let patch = TaskPatch::new()
         .state(TaskState::Preparing, json!({}))
