@@ -19,8 +19,109 @@ const INSIDE: [&str; 4] = [
     "core.fsmonitor=false",
 ];
 
-fn inside<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    INSIDE.iter().copied().chain(args.iter().copied()).collect()
+/// What a config key the agent may have set must be overridden with on the daemon's git: the
+/// commands of filter, diff and merge drivers (a `.gitattributes` line names a driver, the
+/// config gives its command — which the daemon's git, outside the jail, would run) and an
+/// external diff. `None`: the key names no command.
+fn neutralized(key: &str) -> Option<&'static str> {
+    let k = key.to_ascii_lowercase();
+    let driver = |section: &str, vars: &[&str]| {
+        k.starts_with(section) && vars.iter().any(|v| k.ends_with(v))
+    };
+    if k == "diff.external" || driver("filter.", &[".clean", ".smudge", ".process"]) {
+        Some("")
+    } else if driver("filter.", &[".required"]) {
+        Some("false")
+    } else if driver("diff.", &[".textconv", ".command"]) || driver("merge.", &[".driver"]) {
+        Some("")
+    } else {
+        None
+    }
+}
+
+/// `INSIDE`, an override for every command-naming key the checkout's config holds (any scope,
+/// includes followed: [`neutralized`]), the checkout as the work tree whatever `core.worktree`
+/// says, then `args`. Submodules' own configs are never read: callers' `status` ignores their
+/// work trees.
+async fn inside(dir: &Path, args: &[&str]) -> Result<Vec<String>> {
+    let listed = git::run_raw(dir, &["config", "--list", "--name-only", "-z"]).await?;
+    let mut out: Vec<String> = INSIDE.map(String::from).to_vec();
+    for key in listed.1.split(|b| *b == 0).filter(|k| !k.is_empty()) {
+        let key = String::from_utf8_lossy(key);
+        if let Some(value) = neutralized(&key) {
+            out.extend(["-c".to_string(), format!("{key}={value}")]);
+        }
+    }
+    out.push(format!("--work-tree={}", path_str(dir)?));
+    out.extend(args.iter().map(|a| a.to_string()));
+    Ok(out)
+}
+
+/// Refuses to run the daemon's git on a checkout whose `.git` no longer is the sandbox's own
+/// repository: the agent may have replaced it (a gitfile or symlink to another repository on
+/// the host, one it cannot even see from its jail) or redirected it (`commondir`), and the
+/// daemon's `add`/`commit` would then write there. Overlay: `.git` is a real directory without
+/// `commondir`. Worktree: `.git` is a file naming a directory under the user's repository's
+/// `worktrees/`, whose `commondir` leads back to that repository.
+async fn check_git_dir(sb: &Sandbox) -> Result<()> {
+    let dot_git = sb.path.join(".git");
+    let meta = std::fs::symlink_metadata(&dot_git);
+    let ok = match sb.kind {
+        SandboxKind::Overlay => {
+            meta.is_ok_and(|m| m.is_dir())
+                && std::fs::symlink_metadata(dot_git.join("commondir")).is_err()
+        }
+        SandboxKind::Worktree => meta.is_ok_and(|m| m.is_file()) && worktree_link_ok(sb).await,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(SandboxError::Git {
+        op: "check .git".to_string(),
+        dir: sb.path.display().to_string(),
+        stderr: "the checkout's .git was replaced or redirected away from the sandbox's own \
+                 repository; nothing is committed through it"
+            .to_string(),
+    })
+}
+
+async fn worktree_link_ok(sb: &Sandbox) -> bool {
+    let common = git::run(
+        &sb.repo_dir,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .await;
+    let Some(common) = common
+        .ok()
+        .filter(|o| o.ok())
+        .and_then(|o| std::fs::canonicalize(o.stdout.trim()).ok())
+    else {
+        return false;
+    };
+    let Ok(body) = std::fs::read_to_string(sb.path.join(".git")) else {
+        return false;
+    };
+    let Some(gitdir) = body
+        .trim()
+        .strip_prefix("gitdir:")
+        .map(|g| sb.path.join(g.trim()))
+        .and_then(|g| std::fs::canonicalize(g).ok())
+    else {
+        return false;
+    };
+    if gitdir.parent() != Some(common.join("worktrees").as_path()) {
+        return false;
+    }
+    match std::fs::read_to_string(gitdir.join("commondir")) {
+        Ok(c) => std::fs::canonicalize(gitdir.join(c.trim())).is_ok_and(|c| c == common),
+        Err(_) => false,
+    }
+}
+
+async fn git_inside(dir: &Path, op: &str, args: &[&str]) -> Result<String> {
+    let args = inside(dir, args).await?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    git::git(dir, op, &args).await
 }
 
 impl Sandboxes {
@@ -151,20 +252,24 @@ impl Sandboxes {
     /// On error (e.g. a failed `git commit`: [`SandboxError::Git`]) the sandbox is left intact.
     pub async fn commit_all(&self, sb: &Sandbox, message: &str) -> Result<Option<String>> {
         self.ensure_mounted(sb)?;
+        check_git_dir(sb).await?;
         let dir = &sb.path;
         // One `status` decides whether there is anything to commit (the common no-change case
         // then costs no further git process here).
-        let status = git::git(dir, "status", &inside(&["status", "--porcelain"])).await?;
+        let status_args = ["status", "--porcelain", "--ignore-submodules=dirty"];
+        let status = git_inside(dir, "status", &status_args).await?;
         let staged = if status.is_empty() {
             None
         } else {
-            git::git(dir, "add -A", &inside(&["add", "-A"])).await?;
-            Some(git::run(dir, &inside(&["diff", "--cached", "--quiet"])).await?)
+            git_inside(dir, "add -A", &["add", "-A"]).await?;
+            let quiet = inside(dir, &["diff", "--cached", "--quiet"]).await?;
+            let quiet: Vec<&str> = quiet.iter().map(String::as_str).collect();
+            Some(git::run(dir, &quiet).await?)
         };
         match staged.as_ref().and_then(|s| s.code) {
             None | Some(0) => {}
             Some(1) => {
-                let mut args: Vec<String> = INSIDE.map(String::from).to_vec();
+                let mut args: Vec<String> = inside(dir, &[]).await?;
                 for (key, value) in [("user.name", DEFAULT_NAME), ("user.email", DEFAULT_EMAIL)] {
                     if !git::config_is_set(dir, key).await? {
                         args.extend(["-c".to_string(), format!("{key}={value}")]);
@@ -262,7 +367,9 @@ impl Sandboxes {
     pub async fn remove(&self, sb: &Sandbox) -> Result<()> {
         if sb.path.exists() || sb.kind == SandboxKind::Overlay {
             self.ensure_mounted(sb)?;
-            let status = git::git(&sb.path, "status", &inside(&["status", "--porcelain"])).await?;
+            check_git_dir(sb).await?;
+            let status_args = ["status", "--porcelain", "--ignore-submodules=dirty"];
+            let status = git_inside(&sb.path, "status", &status_args).await?;
             if !status.is_empty() {
                 return Err(SandboxError::UncommittedChanges {
                     task_id: sb.task_id.clone(),

@@ -263,3 +263,146 @@ async fn agent_commits_and_branch_switches_are_delivered() {
         assert_eq!(git(&repo, &["show", "drover/sw:two.txt"]), "2");
     }
 }
+
+/// An agent owns its checkout's `.git/config` and `.gitattributes`; saving its work (the daemon's
+/// git, outside any jail) must run none of the commands they name and read nothing outside the
+/// checkout (issue "Isolation": a clean filter was a way out of the jail, as the daemon's user).
+async fn saving_runs_nothing_the_agent_configured(mode: SandboxMode) {
+    let tmp = tempdir();
+    let repo = make_repo(tmp.path());
+    let Some(s) = sandboxes(&tmp.path().join("home"), mode) else {
+        return;
+    };
+    let r = s.resolve(repo.to_str().unwrap(), "main").await.unwrap();
+    let sb = s.prepare("t1", &r).await.unwrap();
+    let marker = tmp.path().join("ran");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "host secret\n").unwrap();
+    let run = format!("sh -c 'echo $0 >> {}; cat'", marker.display());
+    for (key, value) in [
+        ("filter.pwn.clean", run.clone()),
+        ("filter.pwn.smudge", run.clone()),
+        ("filter.pwn.process", run.clone()),
+        ("filter.pwn.required", "true".to_string()),
+        ("filter.a.b.clean", run.clone()),
+        ("diff.pwn.textconv", run.clone()),
+        ("diff.external", run.clone()),
+    ] {
+        git(&sb.path, &["config", key, &value]);
+    }
+    std::fs::write(
+        sb.path.join(".gitattributes"),
+        "* filter=pwn diff=pwn\n*.x filter=a.b\n",
+    )
+    .unwrap();
+    std::fs::write(sb.path.join("tracked.txt"), "changed\n").unwrap();
+    std::fs::write(sb.path.join("new.x"), "x\n").unwrap();
+    let head = s.commit_all(&sb, "task t1").await.unwrap().unwrap();
+    assert!(
+        !marker.exists(),
+        "a configured command ran: {:?}",
+        std::fs::read_to_string(&marker)
+    );
+    assert_eq!(
+        git(&repo, &["show", &format!("{head}:tracked.txt")]),
+        "changed"
+    );
+    // core.worktree pointing outside: the daemon still saves the checkout, nothing else.
+    git(
+        &sb.path,
+        &["config", "core.worktree", outside.to_str().unwrap()],
+    );
+    std::fs::write(sb.path.join("tracked.txt"), "again\n").unwrap();
+    let head = s.commit_all(&sb, "task t1").await.unwrap().unwrap();
+    assert!(!git_ok(
+        &repo,
+        &["cat-file", "-e", &format!("{head}:secret.txt")]
+    ));
+    assert_eq!(
+        git(&repo, &["show", &format!("{head}:tracked.txt")]),
+        "again"
+    );
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn overlay_saving_runs_nothing_the_agent_configured() {
+    saving_runs_nothing_the_agent_configured(SandboxMode::Overlay).await;
+}
+
+#[tokio::test]
+async fn worktree_saving_runs_nothing_the_agent_configured() {
+    saving_runs_nothing_the_agent_configured(SandboxMode::Worktree).await;
+}
+
+/// An agent that points its checkout's `.git` at another repository on the host (one it cannot
+/// see from its jail) must not make the daemon's git commit there: saving refuses.
+async fn saving_refuses_a_redirected_git_dir(mode: SandboxMode, how: &str) {
+    let tmp = tempdir();
+    let repo = make_repo(tmp.path());
+    let other = make_repo(&tmp.path().join("other"));
+    let before = git(&other, &["rev-parse", "HEAD"]);
+    let Some(s) = sandboxes(&tmp.path().join("home"), mode) else {
+        return;
+    };
+    let r = s.resolve(repo.to_str().unwrap(), "main").await.unwrap();
+    let sb = s.prepare("t1", &r).await.unwrap();
+    let dot_git = sb.path.join(".git");
+    let other_git = other.join(".git");
+    match how {
+        "gitfile" => {
+            if dot_git.is_dir() {
+                std::fs::remove_dir_all(&dot_git).unwrap();
+            } else {
+                std::fs::remove_file(&dot_git).unwrap();
+            }
+            std::fs::write(&dot_git, format!("gitdir: {}\n", other_git.display())).unwrap();
+        }
+        "symlink" => {
+            if dot_git.is_dir() {
+                std::fs::remove_dir_all(&dot_git).unwrap();
+            } else {
+                std::fs::remove_file(&dot_git).unwrap();
+            }
+            std::os::unix::fs::symlink(&other_git, &dot_git).unwrap();
+        }
+        _ => {
+            // The worktree's own git dir (writable in the jail) or the overlay's `.git`.
+            let gitdir = match std::fs::read_to_string(&dot_git) {
+                Ok(body) => PathBuf::from(body.trim().strip_prefix("gitdir:").unwrap().trim()),
+                Err(_) => dot_git.clone(),
+            };
+            std::fs::write(
+                gitdir.join("commondir"),
+                format!("{}\n", other_git.display()),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(sb.path.join("pwn.txt"), "pwn\n").unwrap();
+    let got = s.commit_all(&sb, "task t1").await;
+    assert!(
+        got.is_err(),
+        "{how}: saved through a redirected .git: {got:?}"
+    );
+    assert_eq!(git(&other, &["rev-parse", "HEAD"]), before, "{how}");
+    assert_eq!(
+        git(&other, &["for-each-ref", "--format=%(refname)"]),
+        "refs/heads/main"
+    );
+}
+
+#[tokio::test]
+async fn overlay_saving_refuses_a_redirected_git_dir() {
+    for how in ["gitfile", "symlink", "commondir"] {
+        saving_refuses_a_redirected_git_dir(SandboxMode::Overlay, how).await;
+    }
+}
+
+#[tokio::test]
+async fn worktree_saving_refuses_a_redirected_git_dir() {
+    for how in ["gitfile", "symlink", "commondir"] {
+        saving_refuses_a_redirected_git_dir(SandboxMode::Worktree, how).await;
+    }
+}

@@ -348,3 +348,44 @@ fn which(name: &str) -> Result<PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+/// Whatever the jail process inherited (the daemon keeps the fds of whoever started it): an open
+/// directory of the host, passed into the jail, is a way around its whole filesystem
+/// (`/proc/self/fd/N/…`). The agent gets stdin, stdout and stderr, nothing else.
+#[test]
+fn no_inherited_descriptor_reaches_the_agent() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let j = Jail::new();
+    let file = j.tmp.path().join("spec.json");
+    std::fs::write(&file, serde_json::to_vec(&j.spec).unwrap()).unwrap();
+    let host = std::fs::File::open(j.tmp.path()).unwrap();
+    let fd = host.as_raw_fd();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover-shim"));
+    cmd.args(["jail", "--spec"])
+        .arg(&file)
+        .args(["--", "/bin/sh", "-c"])
+        .arg("cat /proc/self/fd/7/secret; ls /proc/self/fd | sort -n | tr '\\n' ' '")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: dup2 of a descriptor this test owns onto fd 7 of the child, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let o = drover_test_support::process::finish_within(child, Duration::from_secs(60), "jail");
+    let out = stdout(&o);
+    assert!(!out.contains("s3cret"), "{out}");
+    // sh's own descriptors: 0, 1, 2 and the one ls lists through (3).
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"],
+        "{out}"
+    );
+}

@@ -49,6 +49,10 @@ const HOME_TOOLS: &[&str] = &[
     ".gitconfig",
     ".config/git",
 ];
+/// Files a visible tool home may store credentials in (Cargo's registry tokens in
+/// `$CARGO_HOME/credentials{,.toml}`, git's credential store in `~/.config/git/credentials`):
+/// masked in every read-only path that has them.
+const CREDENTIALS: &[&str] = &["credentials", "credentials.toml"];
 /// The private home's path when the daemon has no `HOME`.
 const FALLBACK_HOME: &str = "/home/drover";
 
@@ -127,6 +131,9 @@ pub(crate) fn jail_spec(
     let keep = |p: &PathBuf| !p.starts_with(drover_home) && p.exists();
     let ro = resolved(ro.into_iter().filter(keep));
     let rw = resolved(rw.into_iter().filter(keep));
+    let hidden = std::iter::once(drover_home.clone())
+        .chain(credentials_in(&ro))
+        .collect();
     let mut spec = JailSpec {
         checkout: checkout.to_path_buf(),
         home,
@@ -134,7 +141,7 @@ pub(crate) fn jail_spec(
         run_dir,
         ro_paths: ro,
         rw_paths: rw,
-        hidden: vec![drover_home.clone()],
+        hidden,
         forwards: vec![],
     };
     let gateway = engine.gateway.as_ref().and_then(|g| gateway_port(&g.base));
@@ -172,6 +179,15 @@ pub(crate) fn jail_spec(
         );
     }
     Ok(spec)
+}
+
+/// The stored credentials ([`CREDENTIALS`]) directly in the directories of `paths`.
+fn credentials_in(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths
+        .iter()
+        .flat_map(|p| CREDENTIALS.iter().map(move |c| p.join(c)))
+        .filter(|c| c.symlink_metadata().is_ok())
+        .collect()
 }
 
 /// The port of the gateway's `http://127.0.0.1:PORT`.
@@ -294,5 +310,32 @@ mod tests {
         assert!(!rw
             .iter()
             .any(|p| p.ends_with("config") || p.ends_with("hooks")));
+    }
+
+    #[test]
+    fn stored_credentials_in_a_visible_tool_home_stay_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let cargo = dir.path().join(".cargo");
+        let git = dir.path().join(".config/git");
+        std::fs::create_dir_all(cargo.join("bin")).unwrap();
+        std::fs::create_dir_all(&git).unwrap();
+        std::fs::write(cargo.join("credentials.toml"), "token = \"x\"").unwrap();
+        std::fs::write(cargo.join("credentials"), "token = \"x\"").unwrap();
+        std::fs::write(git.join("credentials"), "https://u:p@host").unwrap();
+        std::fs::write(git.join("ignore"), "*.log").unwrap();
+        let hidden = credentials_in(&[cargo.clone(), git.clone(), dir.path().join("nope")]);
+        for p in [
+            cargo.join("credentials.toml"),
+            cargo.join("credentials"),
+            git.join("credentials"),
+        ] {
+            assert!(
+                hidden.contains(&p),
+                "{} not hidden: {hidden:?}",
+                p.display()
+            );
+        }
+        assert!(!hidden.contains(&git.join("ignore")));
+        assert!(!hidden.contains(&cargo.join("bin")));
     }
 }

@@ -121,6 +121,31 @@ fn report_pipe(from_shim: bool) -> Option<File> {
 
 extern "C" fn ignore(_: libc::c_int) {}
 
+/// Marks every descriptor above stderr close-on-exec: what the jail process inherited (the
+/// daemon's and the shim's, and whatever started the daemon: an open directory of the host is a
+/// way around the jail's whole filesystem through `/proc/self/fd`) never reaches the agent.
+fn cloexec_inherited() -> Result<(), String> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with the CLOEXEC flag only sets a descriptor flag on open fds.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11: each open descriptor, as /proc lists them (collected first: the
+    // listing itself holds one).
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| format!("listing /proc/self/fd: {e}"))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number; one that closed meanwhile just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
 /// Runs the jail process: namespaces, the init, and the agent's status as this process's.
 fn run(job: &JailRun, mut report: Option<File>) -> i32 {
     let fail = |report: &mut Option<File>, e: String| {
@@ -137,7 +162,7 @@ fn run(job: &JailRun, mut report: Option<File>) -> i32 {
         // SAFETY: the handler does nothing, which is async-signal-safe.
         let _ = unsafe { signal(sig, SigHandler::Handler(ignore)) };
     }
-    if let Err(e) = userns::enter() {
+    if let Err(e) = cloexec_inherited().and_then(|()| userns::enter()) {
         return fail(&mut report, e);
     }
     let (status_r, status_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
