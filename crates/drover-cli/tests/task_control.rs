@@ -123,9 +123,15 @@ fn inside_a_task_lock_and_reading_itself_work_and_the_holder_is_the_task() {
     assert_eq!(t["state"], "succeeded", "{t:#}");
     let me: Value = serde_json::from_str(&written(&env, &id, "me.json")).unwrap();
     assert_eq!(me["id"], id.as_str());
-    // The status it sees names its own run dir, not the daemon's home.
+    // The status it sees names its own DROVER_HOME (its run dir, mounted at /run/drover), not
+    // the daemon's home, pid or the fleet's counts.
     let status: Value = serde_json::from_str(&written(&env, &id, "status.json")).unwrap();
-    assert_eq!(status["home"], run_dir(&env, &id).display().to_string());
+    assert_eq!(status["home"], drover_shim::SANDBOX_RUN_DIR, "{status:#}");
+    assert_eq!(status["pid"], 0, "{status:#}");
+    assert_eq!(
+        (&status["running"], &status["queued"]),
+        (&json!(0), &json!(0))
+    );
 }
 
 /// Inside a task (`DROVER_TASK_ID` set) an endpoint that does not answer is exit 3 with one

@@ -4,27 +4,38 @@ use axum::Json;
 use drover_types::{DaemonStatus, StopDaemonRequest};
 use std::sync::Arc;
 
-/// From a task's own endpoint, `home` is that task's run dir (the `DROVER_HOME` it was given),
-/// not the daemon's.
+/// From a task's own endpoint only that the daemon is there: `home` is the `DROVER_HOME` the
+/// task was given (`/run/drover` when confined, else its run dir), and the daemon's host pid and
+/// the fleet's counts (other tenants' activity) are 0.
 pub async fn status(
     State(engine): State<Arc<Engine>>,
     scope: Option<axum::Extension<super::scoped::TaskScope>>,
 ) -> Json<DaemonStatus> {
-    let queued = engine.store.queued().await.map(|q| q.len()).unwrap_or(0);
-    let home = match scope {
-        Some(axum::Extension(scope)) => engine.home.run_dir(&scope.0),
-        None => engine.home.root.clone(),
-    };
-    Json(DaemonStatus {
-        pid: std::process::id(),
+    let mut status = DaemonStatus {
+        pid: 0,
         version: env!("CARGO_PKG_VERSION").to_string(),
-        home: home.display().to_string(),
+        home: String::new(),
         slots: engine.config.slots,
-        running: engine.used_slots(),
-        queued,
+        running: 0,
+        queued: 0,
         sandbox_mode: engine.sandboxes.kind(),
         sandbox_reason: engine.sandboxes.mode_reason().to_string(),
-    })
+    };
+    match scope {
+        Some(axum::Extension(scope)) => {
+            status.home = match crate::engine::confine::confined(&engine) {
+                true => drover_shim::SANDBOX_RUN_DIR.to_string(),
+                false => engine.home.run_dir(&scope.0).display().to_string(),
+            };
+        }
+        None => {
+            status.pid = std::process::id();
+            status.home = engine.home.root.display().to_string();
+            status.running = engine.used_slots();
+            status.queued = engine.store.queued().await.map(|q| q.len()).unwrap_or(0);
+        }
+    }
+    Json(status)
 }
 
 /// Stops the daemon. Without `stop_tasks`, running agents stay with their shims.

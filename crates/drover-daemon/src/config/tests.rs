@@ -426,7 +426,11 @@ fn bad_sandbox_values_name_the_file_the_key_and_what_to_write() {
             "sandbox.isolation = \"partial\"",
             "\"none\"",
         ),
-        ("kind = \"docker\"", "unknown sandbox mode \"docker\"", "overlay"),
+        (
+            "kind = \"docker\"",
+            "unknown sandbox mode \"docker\"",
+            "overlay",
+        ),
         (
             "ro_paths = [\"relative/dir\"]",
             "sandbox.ro_paths = \"relative/dir\"",
