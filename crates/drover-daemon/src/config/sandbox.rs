@@ -52,7 +52,7 @@ pub(super) fn resolve(
     let kind = kind_str
         .trim()
         .parse::<SandboxMode>()
-        .map_err(|e| ConfigError::invalid(origin("sandbox.kind"), e.to_string()))?;
+        .map_err(|e| ConfigError::invalid(origin("sandbox.kind"), e))?;
     let isolation = match raw.isolation.as_deref() {
         None => Isolation::Full,
         Some(v) => v.trim().parse::<Isolation>().map_err(|_| {
