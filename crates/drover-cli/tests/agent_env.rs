@@ -162,11 +162,12 @@ fn a_pools_notify_command_never_sees_the_daemons_secrets() {
 }
 
 #[test]
-fn a_git_filter_an_agent_sets_up_never_sees_the_daemons_secrets() {
+fn a_git_filter_an_agent_sets_up_never_runs_outside_its_jail() {
     let env = env_with_secrets();
     let file = env.tmp.path().join("filter.env");
     // The agent asks git to run a clean filter on every file; the daemon's `git add` (when it
-    // commits the task's work) runs it.
+    // commits the task's work, on the host) must not run it — not even with a clean
+    // environment: it would run as the daemon's user, outside the jail.
     let cmd = format!(
         "echo '* filter=x' > .gitattributes && git config filter.x.clean 'env > {}; cat' && echo work > work.txt",
         file.display()
@@ -175,7 +176,19 @@ fn a_git_filter_an_agent_sets_up_never_sees_the_daemons_secrets() {
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}");
     assert!(t["commit"].is_string(), "the work was committed: {t:#}");
-    let text = std::fs::read_to_string(&file).expect("the daemon's git ran the filter");
-    assert_no_secret("the git filter", &text);
-    assert!(get(&vars(&text), "PATH").is_some(), "{text}");
+    assert!(
+        !file.exists(),
+        "the daemon's git ran the agent's filter on the host"
+    );
+    let branch = format!("drover/{id}");
+    let work = std::process::Command::new("git")
+        .args(["show", &format!("{branch}:work.txt")])
+        .current_dir(&env.repo)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&work.stdout),
+        "work\n",
+        "committed as written"
+    );
 }

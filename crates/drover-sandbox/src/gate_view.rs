@@ -156,7 +156,7 @@ impl Sandboxes {
         .await?;
         for c in &changes {
             let dest = tree.join(&c.path);
-            remove_any(&dest).await?;
+            remove_any(&tree, Path::new(&c.path)).await?;
             let Some(entry) = base.get(&c.path) else {
                 continue; // added: gone is its base state
             };
@@ -239,28 +239,31 @@ fn whiteout(layer: &Path, rel: &str) -> Result<()> {
     .map_err(|e| SandboxError::io("mknod (whiteout)", p, std::io::Error::from(e)))
 }
 
-/// Removes whatever is at `p` (file, symlink or directory); a file where a parent directory
-/// should be is removed too, so the base version can be written.
-async fn remove_any(p: &Path) -> Result<()> {
-    for a in p.ancestors().skip(1) {
-        if let Ok(m) = tokio::fs::symlink_metadata(a).await {
-            if !m.is_dir() {
-                tokio::fs::remove_file(a)
-                    .await
-                    .map_err(|e| SandboxError::io("remove", a, e))?;
-            }
-            break;
+/// Removes whatever is at `tree/rel` (file, symlink or directory) without following a link on
+/// the way: walking down from `tree`, the first component of `rel` that is not a real directory
+/// (a file where a directory should be, or a symlink the agent planted — `.github ->
+/// /elsewhere`) is removed itself, and nothing behind it is touched, so the base version can be
+/// written in its place inside the view, never outside it.
+async fn remove_any(tree: &Path, rel: &Path) -> Result<()> {
+    let mut at = tree.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(part) = parts.next() {
+        at.push(part);
+        // lstat: every component above `at` is a real directory, so nothing here is followed.
+        let Ok(m) = tokio::fs::symlink_metadata(&at).await else {
+            return Ok(()); // absent, and so is everything below it
+        };
+        let last = parts.peek().is_none();
+        if m.is_dir() && !last {
+            continue;
         }
+        return match m.is_dir() {
+            true => tokio::fs::remove_dir_all(&at).await,
+            false => tokio::fs::remove_file(&at).await,
+        }
+        .map_err(|e| SandboxError::io("remove", &at, e));
     }
-    match tokio::fs::symlink_metadata(p).await {
-        Err(_) => Ok(()),
-        Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(p)
-            .await
-            .map_err(|e| SandboxError::io("remove", p, e)),
-        Ok(_) => tokio::fs::remove_file(p)
-            .await
-            .map_err(|e| SandboxError::io("remove", p, e)),
-    }
+    Ok(())
 }
 
 /// Writes a base blob at `p` with git's mode (`100644`, `100755` or a symlink).

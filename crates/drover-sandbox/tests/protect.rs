@@ -320,3 +320,39 @@ async fn a_name_that_is_not_utf8_under_a_protected_glob_counts_as_a_change() {
         "a file under a non-UTF-8 directory name escaped the check: {changes:?}"
     );
 }
+
+/// The agent replaces a directory above a protected file with a symlink to a directory on the
+/// host: building the gate view (worktree: a copy of the work tree, then restores) must restore
+/// the file inside the view and never delete or rewrite the host's copy behind the link.
+#[tokio::test]
+async fn a_planted_symlink_above_a_protected_file_never_leads_the_view_outside() {
+    let dir = TestDir::new();
+    let repo = make_repo(dir.path());
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("d0")).unwrap();
+    std::fs::write(outside.join("d0/f1.txt"), "HOST\n").unwrap();
+    let sandboxes = Sandboxes::new(&dir.path().join("home"), SandboxMode::Worktree);
+    let resolved = sandboxes
+        .resolve(repo.to_str().unwrap(), "HEAD")
+        .await
+        .unwrap();
+    let sb = sandboxes.prepare("t1", &resolved).await.unwrap();
+    std::fs::remove_dir_all(sb.path.join("src")).unwrap();
+    std::os::unix::fs::symlink(&outside, sb.path.join("src")).unwrap();
+    let view = sandboxes
+        .gate_view(&sb, &protect(&["src/d0/**"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(outside.join("d0/f1.txt")).unwrap(),
+        "HOST\n",
+        "the host file behind the agent's link was touched"
+    );
+    let src = std::fs::symlink_metadata(view.path.join("src")).unwrap();
+    assert!(src.is_dir(), "the view's src is a real directory again");
+    assert_eq!(
+        std::fs::read_to_string(view.path.join("src/d0/f1.txt")).unwrap(),
+        "0-1\n"
+    );
+    sandboxes.drop_gate_view(&view).await.unwrap();
+}
