@@ -417,6 +417,7 @@ fn a_worktree_agent_commits_but_cannot_touch_the_repos_config_or_hooks() {
     std::fs::write(env.home.join("config.toml"), "sandbox = \"worktree\"\n").unwrap();
     env.ok(&["daemon"]);
     let common = env.repo.join(".git");
+    let main_before = env.git(&["rev-parse", "main"]);
     let script = [
         legit(
             "commit",
@@ -424,6 +425,8 @@ fn a_worktree_agent_commits_but_cannot_touch_the_repos_config_or_hooks() {
         ),
         attack("hook", "sh -c 'echo evil > \"$(git rev-parse --git-common-dir)/hooks/post-checkout\"'"),
         attack("config", "git config core.hooksPath /tmp"),
+        attack("user branch", "git update-ref refs/heads/main HEAD"),
+        attack("user tag", "git tag evil"),
         attack("user work tree", &format!("cat {}/README.md", env.repo.display())),
         // (Its mount point's parents are in the jail's private /tmp: a write lands there.)
         format!("touch {}/planted 2>/dev/null; ", env.repo.display()),
@@ -440,9 +443,15 @@ fn a_worktree_agent_commits_but_cannot_touch_the_repos_config_or_hooks() {
             "commit: works",
             "hook: ok",
             "config: ok",
+            "user branch: ok",
+            "user tag: ok",
             "user work tree: ok",
         ],
     );
+    // The user's branch and tags are where they were (the agent could move only its task
+    // branch's directory, refs/heads/drover/).
+    assert_eq!(env.git(&["rev-parse", "main"]), main_before);
+    assert!(env.git(&["tag", "-l"]).trim().is_empty());
     let log = env.git(&["log", "--format=%s", &format!("drover/{id}")]);
     assert!(log.contains("agent-commit"), "{log}");
     assert!(!common.join("hooks/post-checkout").exists());

@@ -243,9 +243,11 @@ fn package_of(bin: &str, path: Option<&str>) -> Vec<PathBuf> {
     out
 }
 
-/// A git worktree checkout's `.git` file points into the user's repository: git needs its
-/// objects, refs and logs and the worktree's own git dir writable to commit; the rest of the
-/// common dir (`config`, `hooks/`, `HEAD`, …) is read-only. `(ro, rw)`.
+/// A git worktree checkout's `.git` file points into the user's repository: to commit on its
+/// task branch git needs the objects, the logs, the task branches' ref directory
+/// (`refs/heads/drover/`) and the worktree's own git dir writable; the rest of the common dir
+/// (`config`, `hooks/`, `HEAD`, every other ref — the user's branches and tags — and
+/// `packed-refs`) is read-only. `(ro, rw)`.
 fn worktree_git(checkout: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let Ok(body) = std::fs::read_to_string(checkout.join(".git")) else {
         return (vec![], vec![]);
@@ -262,9 +264,10 @@ fn worktree_git(checkout: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
         .ok()
         .and_then(|c| std::fs::canonicalize(c).ok())
         .unwrap_or_else(|| gitdir.join("../.."));
-    let rw = ["objects", "refs", "logs"]
+    let rw = ["objects", "logs", "refs/heads/drover"]
         .iter()
         .map(|d| common.join(d))
+        .filter(|d| d.is_dir())
         .chain([gitdir])
         .collect();
     (vec![common], rw)
@@ -293,11 +296,15 @@ mod tests {
     }
 
     #[test]
-    fn a_worktree_exposes_objects_refs_logs_writable_never_config_or_hooks() {
+    fn a_worktree_exposes_objects_logs_and_task_branches_writable_never_other_refs_config_or_hooks()
+    {
         let dir = tempfile::tempdir().unwrap();
         let common = dir.path().join("repo/.git");
         let gitdir = common.join("worktrees/t1");
         std::fs::create_dir_all(&gitdir).unwrap();
+        for d in ["objects", "logs", "refs/heads/drover", "refs/tags"] {
+            std::fs::create_dir_all(common.join(d)).unwrap();
+        }
         std::fs::write(gitdir.join("commondir"), "../..\n").unwrap();
         let co = dir.path().join("co");
         std::fs::create_dir_all(&co).unwrap();
@@ -306,7 +313,11 @@ mod tests {
         let common = std::fs::canonicalize(&common).unwrap();
         assert_eq!(ro, vec![common.clone()]);
         assert!(rw.contains(&common.join("objects")));
+        assert!(rw.contains(&common.join("refs/heads/drover")));
         assert!(rw.contains(&gitdir));
+        assert!(!rw
+            .iter()
+            .any(|p| p.ends_with("refs") || p.ends_with("refs/tags")));
         assert!(!rw
             .iter()
             .any(|p| p.ends_with("config") || p.ends_with("hooks")));
