@@ -2,10 +2,12 @@
 //! sees, can write and can reach; its exit status and signals; the shim's setup report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use drover_shim::files::{decode, encode_pretty};
+use drover_shim::files::encode_pretty;
 use drover_shim::{ExitInfo, Forward, JailSpec, LaunchFile, ShimReady, TaskFiles};
 use drover_test_support::poll::some;
-use std::io::{BufRead, BufReader, Read, Write};
+
+mod common;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -253,19 +255,10 @@ fn a_shim_runs_a_confined_agent_and_its_group_signal_reaches_it() {
 }
 
 fn start_shim(files: &TaskFiles) -> ShimReady {
-    let mut shim = Command::new(env!("CARGO_BIN_EXE_drover-shim"))
-        .arg(&files.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(shim.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (shim, ready) = common::start(files);
+    let mut shim = shim;
     std::thread::spawn(move || shim.wait());
-    decode("ready line", line.trim().as_bytes()).unwrap()
+    ready
 }
 
 #[test]

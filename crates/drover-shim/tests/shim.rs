@@ -2,10 +2,12 @@
 //! and a launch file of an unknown protocol version is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use drover_shim::files::{decode, encode_pretty};
-use drover_shim::{proc, ExitInfo, LaunchFile, ShimReady, TaskFiles};
+use drover_shim::files::encode_pretty;
+use drover_shim::{proc, ExitInfo, LaunchFile, TaskFiles};
 use drover_test_support::poll::some;
-use std::io::{BufRead, BufReader};
+
+mod common;
+use common::start;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,24 +26,6 @@ fn launch(dir: &std::path::Path, script: &str) -> LaunchFile {
         jail: None,
         cgroup_procs: vec![],
     }
-}
-
-/// Starts the shim on `files` and returns its ready line.
-fn start(files: &TaskFiles) -> (std::process::Child, ShimReady) {
-    let mut shim = Command::new(env!("CARGO_BIN_EXE_drover-shim"))
-        .arg(&files.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(shim.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: ShimReady = decode("ready line", line.trim().as_bytes()).unwrap();
-    assert!(line.contains("\"v\":1"), "{line}");
-    (shim, ready)
 }
 
 #[test]

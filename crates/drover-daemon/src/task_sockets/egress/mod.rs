@@ -168,34 +168,20 @@ async fn handle(
     .await;
     let mut outside = match connected {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let why = format!("cannot connect: {}", e.kind());
+        failed => {
+            let (status, why) = match failed {
+                Ok(Err(e)) => ("502 Bad Gateway", format!("cannot connect: {}", e.kind())),
+                _ => (
+                    "504 Gateway Timeout",
+                    format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+                ),
+            };
             log.record(Attempt {
                 verdict: Verdict::Unreachable,
                 authority: Some(authority.clone()),
                 reason: Some(why.clone()),
             });
-            answer(
-                &mut inside,
-                "502 Bad Gateway",
-                &format!("{authority}: {why}"),
-            )
-            .await;
-            return;
-        }
-        Err(_) => {
-            let why = "no connection within 10 s".to_string();
-            log.record(Attempt {
-                verdict: Verdict::Unreachable,
-                authority: Some(authority.clone()),
-                reason: Some(why.clone()),
-            });
-            answer(
-                &mut inside,
-                "504 Gateway Timeout",
-                &format!("{authority}: {why}"),
-            )
-            .await;
+            answer(&mut inside, status, &format!("{authority}: {why}")).await;
             return;
         }
     };
