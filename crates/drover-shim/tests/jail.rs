@@ -176,17 +176,7 @@ fn a_shim_reports_a_jail_that_cannot_start_the_agent_as_a_spawn_error() {
     let j = Jail::new();
     let files = TaskFiles::new(j.tmp.path().join("task"));
     std::fs::create_dir_all(&files.dir).unwrap();
-    let launch = LaunchFile {
-        program: "/no/such/agent".into(),
-        args: vec![],
-        cwd: j.spec.checkout.clone(),
-        env_remove: vec![],
-        stdin_lines: vec![],
-        close_stdin: true,
-        keep_detached: false,
-        jail: Some(j.spec),
-        cgroup_procs: vec![],
-    };
+    let launch = jailed(j.spec, "/no/such/agent", &[]);
     std::fs::write(files.launch(), encode_pretty(&launch).unwrap()).unwrap();
     let ready = start_shim(&files);
     let err = ready.error.unwrap();
@@ -205,20 +195,14 @@ fn a_shim_runs_a_confined_agent_and_its_group_signal_reaches_it() {
     let j = Jail::new();
     let files = TaskFiles::new(j.tmp.path().join("task"));
     std::fs::create_dir_all(&files.dir).unwrap();
-    let launch = LaunchFile {
-        program: "/bin/sh".into(),
-        args: vec![
-            "-c".into(),
-            "trap 'echo got-term; exit 5' TERM; echo up; while :; do sleep 0.05; done".into(),
+    let launch = jailed(
+        j.spec,
+        "/bin/sh",
+        &[
+            "-c",
+            "trap 'echo got-term; exit 5' TERM; echo up; while :; do sleep 0.05; done",
         ],
-        cwd: j.spec.checkout.clone(),
-        env_remove: vec![],
-        stdin_lines: vec![],
-        close_stdin: true,
-        keep_detached: false,
-        jail: Some(j.spec),
-        cgroup_procs: vec![],
-    };
+    );
     std::fs::write(files.launch(), encode_pretty(&launch).unwrap()).unwrap();
     let ready = start_shim(&files);
     assert!(ready.error.is_none(), "{ready:?}");
@@ -252,6 +236,21 @@ fn a_shim_runs_a_confined_agent_and_its_group_signal_reaches_it() {
         ready.pid,
         ready.agent_start
     ));
+}
+
+/// A launch of `program args` confined by `spec`, in its checkout, stdin closed.
+fn jailed(spec: JailSpec, program: &str, args: &[&str]) -> LaunchFile {
+    LaunchFile {
+        program: program.into(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        cwd: spec.checkout.clone(),
+        env_remove: vec![],
+        stdin_lines: vec![],
+        close_stdin: true,
+        keep_detached: false,
+        jail: Some(spec),
+        cgroup_procs: vec![],
+    }
 }
 
 fn start_shim(files: &TaskFiles) -> ShimReady {
