@@ -120,7 +120,10 @@ impl CliError {
                     | ApiErrorKind::Conflict
                     | ApiErrorKind::TooLarge
                     | ApiErrorKind::Timeout
-                    | ApiErrorKind::Forbidden => Kind::Input,
+                    | ApiErrorKind::Forbidden
+                    | ApiErrorKind::Unauthorized
+                    | ApiErrorKind::InvalidField
+                    | ApiErrorKind::RateLimited => Kind::Input,
                     ApiErrorKind::Busy => Kind::Unreachable,
                     ApiErrorKind::IsolationUnavailable => Kind::Config,
                     ApiErrorKind::Internal => Kind::Internal,

@@ -7,12 +7,12 @@
 //!     partial update [`TaskPatch`].
 //!   - [`PoolStore`] ([`pools`]): pools, their events and the atomic launch of a pool's task.
 //!   - [`UsageStore`] ([`usage`]): the gateway's metered responses, spent sums, `drover usage`.
-//!   - **Team server areas go here** (docs/design.md §7, §8), each a trait in its own module,
-//!     added to [`Store`]'s supertraits, implemented under `sqlite/` (and the PostgreSQL store)
-//!     and covered by `conformance`: `TeamStore` (teams and their budgets and model lists),
-//!     `TokenStore` (API keys: scopes, rotation, revocation), `AuditStore` (the audit log),
-//!     `HostStore` (workers, leases). `drover usage --by team|tag:NAME` becomes new
-//!     [`UsageGroup`] variants.
+//!   - [`TeamStore`] ([`teams`]): teams (budgets, model lists, webhook) and their API keys
+//!     (hashes only; scopes, expiry, rotation, revocation).
+//!   - [`AuditStore`] ([`audit`]): the append-only audit log and finished tasks' accounting rows.
+//!   - Later areas go here the same way (each a trait in its own module, added to [`Store`]'s
+//!     supertraits, implemented under `sqlite/`, covered by `conformance`): `HostStore`
+//!     (workers, leases; docs/design.md §8).
 //! - [`Store`]: all areas plus [`ChangeFeed`]; what the daemon holds (`Arc<dyn Store>`).
 //! - [`changes`]: the one notify path — every implementation bumps [`Changes`] after each
 //!   committed write.
@@ -31,6 +31,7 @@
 //! - A usage batch is stored all or none.
 //! - Every committed write bumps [`Changes`] before the call returns.
 
+pub mod audit;
 pub mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -39,22 +40,28 @@ pub mod pools;
 pub mod record;
 pub mod sqlite;
 pub mod tasks;
+pub mod teams;
 pub mod usage;
 
+pub use audit::AuditStore;
 pub use changes::{ChangeFeed, Changes};
 pub use error::{now, Result, StoreError};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 pub use record::{NewTask, TaskPatch, TaskRecord};
 pub use sqlite::SqliteStore;
 pub use tasks::{ListFilter, TaskStore, SUMMARY_CHARS};
+pub use teams::{NewKeyRecord, TeamStore};
 pub use usage::{Spent, UsageGroup, UsageLine, UsageRow, UsageStore};
 
 /// Everything the daemon needs of its store: every area and the change feed.
-pub trait Store: TaskStore + PoolStore + UsageStore + ChangeFeed {}
+pub trait Store: TaskStore + PoolStore + UsageStore + TeamStore + AuditStore + ChangeFeed {}
 
-impl<T: TaskStore + PoolStore + UsageStore + ChangeFeed + ?Sized> Store for T {}
+impl<T: TaskStore + PoolStore + UsageStore + TeamStore + AuditStore + ChangeFeed + ?Sized> Store
+    for T
+{
+}
 
 /// The traits, for callers that hold a `dyn Store` and call its methods.
 pub mod prelude {
-    pub use crate::{ChangeFeed, PoolStore, Store, TaskStore, UsageStore};
+    pub use crate::{AuditStore, ChangeFeed, PoolStore, Store, TaskStore, TeamStore, UsageStore};
 }

@@ -46,6 +46,9 @@ pub struct RunRequest {
     pub cpus: Option<f64>,
     #[serde(default)]
     pub pids: Option<u64>,
+    /// Free-form labels (`{"customer": "acme"}`) carried into usage and accounting rows.
+    #[serde(default)]
+    pub tags: crate::Tags,
 }
 
 /// `POST /v1/tasks/{id}/send`
@@ -84,8 +87,16 @@ pub enum ApiErrorKind {
     /// The daemon is at its connection limit; retry (503).
     Busy,
     /// Not allowed from where the request came: from inside a task's sandbox (its task-scoped
-    /// control endpoint) drover only allows `drover lock` and reading that task (403).
+    /// control endpoint) drover only allows `drover lock` and reading that task; over TCP, the
+    /// key lacks the route's scope or acts for another team (403).
     Forbidden,
+    /// Over TCP: no API key, or one that is unknown, expired or revoked (401).
+    Unauthorized,
+    /// The body is well-formed but a field's value is not acceptable: a repo that does not
+    /// resolve, a model the team may not use (422).
+    InvalidField,
+    /// A budget or a rate limit refuses the request for now (429).
+    RateLimited,
     /// Something broke inside the daemon (500).
     Internal,
     /// No agent may start: the host cannot confine it and `sandbox.isolation` is not `"none"`
@@ -107,6 +118,9 @@ impl ApiErrorKind {
             ApiErrorKind::Timeout => "timeout",
             ApiErrorKind::Busy => "busy",
             ApiErrorKind::Forbidden => "forbidden",
+            ApiErrorKind::Unauthorized => "unauthorized",
+            ApiErrorKind::InvalidField => "invalid_field",
+            ApiErrorKind::RateLimited => "rate_limited",
             ApiErrorKind::Internal => "internal",
             ApiErrorKind::IsolationUnavailable => "isolation_unavailable",
             ApiErrorKind::Unknown => "unknown",
@@ -255,6 +269,9 @@ mod api_error_tests {
             ApiErrorKind::Timeout,
             ApiErrorKind::Busy,
             ApiErrorKind::Forbidden,
+            ApiErrorKind::Unauthorized,
+            ApiErrorKind::InvalidField,
+            ApiErrorKind::RateLimited,
             ApiErrorKind::IsolationUnavailable,
             ApiErrorKind::Internal,
         ] {
@@ -267,7 +284,7 @@ mod api_error_tests {
         assert_eq!(e.kind, ApiErrorKind::Busy);
         assert_eq!(serde_json::to_string(&e).unwrap(), body, "byte-identical");
         let newer: ApiError =
-            serde_json::from_str(r#"{"kind":"rate_limited","error":"x","hint":null}"#).unwrap();
+            serde_json::from_str(r#"{"kind":"from_the_future","error":"x","hint":null}"#).unwrap();
         assert_eq!(newer.kind, ApiErrorKind::Unknown);
     }
 }

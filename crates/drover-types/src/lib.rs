@@ -5,6 +5,8 @@
 //! - [`event`]: the normalized, append-only per-task events.
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
 //! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.
+//! - [`team`]: the team server's teams, API keys and scopes, audit records and accounting rows
+//!   (docs/design.md §7).
 //! - [`validate`]: input checks shared by the API and the CLI.
 //! - [`text`]: cutting text to a byte or character budget ([`excerpt`]).
 //! - [`vocab`]: the closed sets (permission policy, stop reason, pool state, …) as enums, each
@@ -16,10 +18,12 @@ pub mod api;
 pub mod clock;
 pub mod event;
 pub mod task;
+pub mod team;
 pub mod text;
 pub mod validate;
 
 pub use api::*;
 pub use event::*;
 pub use task::*;
+pub use team::*;
 pub use vocab::*;

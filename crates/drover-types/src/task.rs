@@ -166,7 +166,12 @@ pub struct Task {
     pub commit: Option<String>,
     pub pool: Option<String>,
     pub team: Option<String>,
+    /// The API key id that created it (`None`: the host owner or a pool).
     pub created_by: Option<String>,
+    /// Free-form labels from the request (`{"customer": "acme"}`), carried into usage and
+    /// accounting rows.
+    #[serde(default)]
+    pub tags: crate::Tags,
     /// The commit `base_ref` resolved to when the task was created.
     pub base_commit: Option<String>,
     /// `--cmd` of a `command` task.

@@ -145,6 +145,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let (timeout_secs, stall_timeout_secs) = clocks(&args.task.timeout, &args.task.stall_timeout)?;
     let client = Client::connect().await?;
     let req = RunRequest {
+        tags: Default::default(),
         repo,
         base_ref: args.task.git_ref,
         agent: Some(args.task.agent),

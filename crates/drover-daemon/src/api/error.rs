@@ -18,6 +18,9 @@ pub fn status_of(kind: ApiErrorKind) -> StatusCode {
         ApiErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
         ApiErrorKind::Busy | ApiErrorKind::IsolationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ApiErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ApiErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ApiErrorKind::InvalidField => StatusCode::UNPROCESSABLE_ENTITY,
+        ApiErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ApiErrorKind::Internal | ApiErrorKind::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -24,6 +24,7 @@
 //! Every refusal — including bad JSON, a wrong content type, an oversized body, a bad query
 //! string or an unknown route — is `{kind, error, hint}` with a 4xx ([`body`]).
 
+pub mod auth;
 pub mod body;
 mod daemon;
 mod error;
@@ -45,9 +46,11 @@ use std::sync::Arc;
 /// room for JSON escaping and the other fields.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 
-/// The admin socket's router: every route.
+/// The admin socket's router: every route, as the host owner ([`auth::Principal::Owner`]).
 pub fn router(engine: Arc<Engine>) -> axum::Router {
     finish(routes(), engine)
+        .layer(axum::Extension(auth::Principal::Owner))
+        .layer(axum::Extension(auth::RemoteAddr(None)))
 }
 
 /// A task's own control endpoint (`run/<id>/daemon.sock`): the same routes behind
@@ -56,6 +59,8 @@ pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
     let scope = scoped::TaskScope(task_id.into());
     let routes = routes().route_layer(axum::middleware::from_fn_with_state(scope, scoped::filter));
     finish(routes, engine)
+        .layer(axum::Extension(auth::Principal::Owner))
+        .layer(axum::Extension(auth::RemoteAddr(None)))
 }
 
 fn routes() -> axum::Router<Arc<Engine>> {

@@ -104,6 +104,7 @@ pub async fn create(
             pool: None,
             team: req.team.clone(),
             created_by: req.created_by.clone(),
+            tags: req.tags.clone(),
             timeout_secs,
             stall_timeout_secs,
             limits,

@@ -37,6 +37,7 @@ pub(crate) fn task(state: TaskState) -> TaskRecord {
         pool: None,
         team: None,
         created_by: None,
+        tags: Default::default(),
         protect: vec![],
         sandbox: None,
         sandbox_kind: None,

@@ -88,6 +88,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             pool: Some(pool.name.clone()),
             team: None,
             created_by: Some(format!("pool:{}", pool.name)),
+            tags: Default::default(),
             verify_rounds: pool.verify_rounds,
             judge_model: pool.judge_model.clone(),
             timeout_secs: pool.timeout_secs,

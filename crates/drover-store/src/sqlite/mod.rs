@@ -1,6 +1,6 @@
 //! The embedded store: SQLite in WAL mode. The only place SQL text and column names appear.
 //!
-//! - `tasks`, `pools`, `usage`: one area trait each.
+//! - `tasks`, `pools`, `usage`, `teams`, `audit`: one area trait each.
 //! - `rows`: `sqlx::FromRow` row structs and their conversion into the public records.
 //!
 //! Concurrency: all writes go through a pool of exactly one connection, so SQLite never has two
@@ -8,9 +8,11 @@
 //! SQLITE_BUSY instead of waiting). Reads use a separate pool and see committed snapshots (WAL).
 //! Every write bumps [`Changes`] once it committed.
 
+mod audit;
 mod pools;
 mod rows;
 mod tasks;
+mod teams;
 mod usage;
 
 use crate::changes::{ChangeFeed, Changes};

@@ -77,6 +77,7 @@ pub(super) struct TaskRow {
     pool: Option<String>,
     team: Option<String>,
     created_by: Option<String>,
+    tags: String,
     sandbox: Option<String>,
     sandbox_kind: Option<String>,
     pending_input: Option<String>,
@@ -157,6 +158,8 @@ impl TryFrom<TaskRow> for TaskRecord {
             pool: r.pool,
             team: r.team,
             created_by: r.created_by,
+            tags: serde_json::from_str(&r.tags)
+                .map_err(|e| StoreError::Corrupt(format!("tags: {e}")))?,
             sandbox: r.sandbox,
             sandbox_kind: parse_opt("sandbox_kind", r.sandbox_kind)?,
             pending_input: r.pending_input.and_then(|p| serde_json::from_str(&p).ok()),

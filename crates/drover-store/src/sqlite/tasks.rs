@@ -60,8 +60,8 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
         "INSERT INTO tasks (id, queue_seq, name, state, agent, model, repo, repo_dir, base_ref, \
          base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
          session_id, pool, team, created_by, verify_rounds, judge_model, timeout_secs, \
-         stall_timeout_secs, protect, memory_bytes, cpus, pids) \
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags) \
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&t.id)
     .bind(seq)
@@ -92,6 +92,7 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
     .bind(t.limits.memory_bytes.map(|v| v.min(i64::MAX as u64) as i64))
     .bind(t.limits.cpus)
     .bind(t.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
+    .bind(to_json(&t.tags)?)
     .execute(&mut **tx)
     .await?;
     let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));

@@ -1,0 +1,187 @@
+//! The team server's shapes (docs/design.md §7): teams, API keys and their scopes, the audit
+//! log and the accounting rows of `drover audit export`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+vocab! {
+    /// What an API key may do (docs/design.md §7). A key holds a set of these; `admin` holds
+    /// them all for its own team and also manages its team's keys.
+    pub enum Scope ("scope") {
+        /// Read tasks, their events, logs and results.
+        TasksRead = "tasks:read",
+        /// Create, message, stop and remove tasks.
+        TasksWrite = "tasks:write",
+        /// Start, stop and resume pools (and batches).
+        PoolsWrite = "pools:write",
+        /// Read metered usage and dollars.
+        UsageRead = "usage:read",
+        /// Read the audit log and the accounting export.
+        AuditRead = "audit:read",
+        /// Manage the team's keys and settings; implies every other scope.
+        Admin = "admin",
+    }
+}
+
+/// A task's tags (`{"customer": "acme"}`): from the request into the task, its usage rows and
+/// its accounting row (`drover usage --by tag:customer`).
+pub type Tags = BTreeMap<String, String>;
+
+/// A team (`drover team ls --json`, `GET /v1/teams`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TeamInfo {
+    pub name: String,
+    /// The most the team's tasks may spend per UTC day, in dollars.
+    pub max_usd_per_day: Option<f64>,
+    /// The most one task of the team may spend, in dollars (a task's own budget may be lower).
+    pub max_usd_per_task: Option<f64>,
+    /// The models the team's tasks may use (`None`: any).
+    pub allowed_models: Option<Vec<String>>,
+    /// Called on task end and on `needs_input` (docs/design.md §7, webhooks).
+    pub webhook_url: Option<String>,
+    pub created_at: String,
+}
+
+/// `POST /v1/teams` (`drover team create NAME …`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeamRequest {
+    pub name: String,
+    #[serde(default)]
+    pub max_usd_per_day: Option<f64>,
+    #[serde(default)]
+    pub max_usd_per_task: Option<f64>,
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+}
+
+/// An API key as listed (`drover key ls --json`, `GET /v1/keys`): never the key itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Public id (`key_…`), what audit records and `created_by` name.
+    pub id: String,
+    pub team: String,
+    pub name: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// The key that replaced this one (`drover key rotate`); this one then expires at
+    /// `expires_at` (the end of the overlap).
+    pub rotated_to: Option<String>,
+}
+
+/// `POST /v1/keys` (`drover key create`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub team: String,
+    /// Default: `tasks:read` + `tasks:write`.
+    #[serde(default)]
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Seconds until the key expires (`--expires 30d`); none: it does not expire.
+    #[serde(default)]
+    pub expires_secs: Option<u64>,
+}
+
+/// `POST /v1/keys/{id}/rotate`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    /// How long the old key keeps working, in seconds (default 24 h).
+    #[serde(default)]
+    pub overlap_secs: Option<u64>,
+}
+
+/// The default overlap of `drover key rotate`.
+pub const DEFAULT_ROTATE_OVERLAP_SECS: u64 = 24 * 3600;
+
+/// A key as created or rotated: the secret, shown this once, and its listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewKey {
+    /// `drv_…`: shown once, stored only as a hash.
+    pub key: String,
+    #[serde(flatten)]
+    pub info: KeyInfo,
+}
+
+/// Who made a call: the key and its team; both `None` for the host owner (the Unix socket).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub key_id: Option<String>,
+    pub team: Option<String>,
+}
+
+/// One append-only audit record (docs/design.md §7): every mutating call, every webhook
+/// delivery. Never holds a key, token or provider key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: String,
+    pub actor: Actor,
+    /// What was done: `task.create`, `task.stop`, `key.rotate`, `webhook.deliver`, …
+    pub action: String,
+    /// What it was done to: a task id, a key id, a team or pool name.
+    pub target: Option<String>,
+    /// The caller's address (`ip:port`; `unix` for the admin socket).
+    pub remote_addr: Option<String>,
+    /// The HTTP status answered (for a webhook delivery: the receiver's, 0 if unreachable).
+    pub status: u16,
+}
+
+/// The version of [`AccountingRow`] (its `schema` field); bumped on any change of its fields'
+/// names or meanings (docs/accounting.md).
+pub const ACCOUNTING_SCHEMA: u32 = 1;
+
+/// One finished task's bill (`drover audit export`, docs/design.md §7 and docs/accounting.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountingRow {
+    pub schema: u32,
+    pub task_id: String,
+    /// The key id that created the task (`None`: the host owner, or a pool).
+    pub created_by: Option<String>,
+    pub team: Option<String>,
+    pub repo: String,
+    pub agent: String,
+    pub model: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_s: Option<f64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cost_usd: Option<f64>,
+    pub verdict: Option<String>,
+    pub error_kind: Option<String>,
+    pub tags: Tags,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_their_contract_names() {
+        assert_eq!(
+            Scope::NAMES,
+            &[
+                "tasks:read",
+                "tasks:write",
+                "pools:write",
+                "usage:read",
+                "audit:read",
+                "admin"
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&Scope::TasksWrite).ok().as_deref(),
+            Some("\"tasks:write\"")
+        );
+    }
+}
