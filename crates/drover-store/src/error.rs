@@ -8,6 +8,10 @@ pub enum StoreError {
     NotFound(String),
     #[error("no pool named {0:?}")]
     PoolNotFound(String),
+    #[error("no team named {0:?}")]
+    TeamNotFound(String),
+    #[error("no API key with id {0:?}")]
+    KeyNotFound(String),
     #[error("{0:?} is already in use")]
     Exists(String),
     #[error("{0:?} matches several tasks: {1}")]

@@ -23,14 +23,15 @@ pub struct NewKeyRecord {
 
 #[async_trait]
 pub trait TeamStore: Send + Sync {
-    /// A new team; [`crate::StoreError::Exists`] if the name is taken.
+    /// A new team; [`crate::StoreError::Exists`] if the name is taken. Times everywhere here are
+    /// RFC 3339 as [`crate::now`] writes them (UTC, milliseconds), compared as strings.
     async fn create_team(&self, team: &TeamInfo) -> Result<TeamInfo>;
-    /// Replaces a team's settings (budgets, models, webhook); `NotFound` if there is none.
+    /// Replaces a team's settings (budgets, models, webhook); `TeamNotFound` if there is none.
     async fn update_team(&self, team: &TeamInfo) -> Result<TeamInfo>;
     async fn team(&self, name: &str) -> Result<Option<TeamInfo>>;
     /// Every team, by name.
     async fn teams(&self) -> Result<Vec<TeamInfo>>;
-    /// Stores a key of an existing team (`NotFound` otherwise).
+    /// Stores a key of an existing team (`TeamNotFound` otherwise).
     async fn create_key(&self, key: NewKeyRecord) -> Result<KeyInfo>;
     /// The key whose secret hashes to `hash`, whatever its state (expired and revoked too).
     async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyInfo>>;
@@ -47,6 +48,6 @@ pub trait TeamStore: Send + Sync {
         new: NewKeyRecord,
         old_expires_at: &str,
     ) -> Result<KeyInfo>;
-    /// Sets `revoked_at` (kept if already set); `NotFound` for an unknown id.
+    /// Sets `revoked_at` (kept if already set); `KeyNotFound` for an unknown id.
     async fn revoke_key(&self, id: &str, at: &str) -> Result<KeyInfo>;
 }

@@ -102,6 +102,17 @@ impl From<StoreError> for ApiErr {
                 e.to_string(),
                 Some("`drover pool ls` lists pools"),
             ),
+            StoreError::TeamNotFound(_) => ApiErr::new(
+                ApiErrorKind::NotFound,
+                e.to_string(),
+                Some("`drover team ls` lists teams"),
+            ),
+            StoreError::KeyNotFound(_) => ApiErr::new(
+                ApiErrorKind::NotFound,
+                e.to_string(),
+                Some("`drover key ls` lists keys"),
+            ),
+            StoreError::Exists(_) => ApiErr::new(ApiErrorKind::Conflict, e.to_string(), None),
             StoreError::Ambiguous(..) => ApiErr::new(
                 ApiErrorKind::Invalid,
                 e.to_string(),

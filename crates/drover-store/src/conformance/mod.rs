@@ -10,11 +10,13 @@
 mod changes;
 mod pools;
 mod tasks;
+mod teams;
 mod usage;
 
 pub use changes::*;
 pub use pools::*;
 pub use tasks::*;
+pub use teams::*;
 pub use usage::*;
 
 use crate::{NewPool, NewTask, Store, TaskPatch, UsageRow};
@@ -42,6 +44,7 @@ macro_rules! conformance_tests {
             pool_stats_come_from_tasks,
             usage_record_is_all_or_none_and_spent_sums,
             usage_report_groups,
+            teams_and_keys_round_trip,
             writes_notify_and_reads_do_not,
         );
     };
