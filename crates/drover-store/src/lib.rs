@@ -43,7 +43,7 @@ pub mod tasks;
 pub mod teams;
 pub mod usage;
 
-pub use audit::AuditStore;
+pub use audit::{AuditFilter, AuditStore, NewAuditRecord};
 pub use changes::{ChangeFeed, Changes};
 pub use error::{now, Result, StoreError};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
