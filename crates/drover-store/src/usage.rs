@@ -31,7 +31,7 @@ pub struct Spent {
 }
 
 /// One line of `drover usage`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UsageLine {
     pub key: String,
     pub requests: i64,

@@ -28,7 +28,7 @@ vocab! {
 pub type Tags = BTreeMap<String, String>;
 
 /// A team (`drover team ls --json`, `GET /v1/teams`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TeamInfo {
     pub name: String,
     /// The most the team's tasks may spend per UTC day, in dollars.
@@ -43,7 +43,7 @@ pub struct TeamInfo {
 }
 
 /// `POST /v1/teams` (`drover team create NAME …`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeamRequest {
     pub name: String,
@@ -58,7 +58,7 @@ pub struct CreateTeamRequest {
 }
 
 /// An API key as listed (`drover key ls --json`, `GET /v1/keys`): never the key itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     /// Public id (`key_…`), what audit records and `created_by` name.
     pub id: String,
@@ -75,7 +75,7 @@ pub struct KeyInfo {
 }
 
 /// `POST /v1/keys` (`drover key create`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     pub team: String,
@@ -90,7 +90,7 @@ pub struct CreateKeyRequest {
 }
 
 /// `POST /v1/keys/{id}/rotate`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeyRequest {
     /// How long the old key keeps working, in seconds (default 24 h).
@@ -102,7 +102,7 @@ pub struct RotateKeyRequest {
 pub const DEFAULT_ROTATE_OVERLAP_SECS: u64 = 24 * 3600;
 
 /// A key as created or rotated: the secret, shown this once, and its listing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewKey {
     /// `drv_…`: shown once, stored only as a hash.
     pub key: String,
@@ -111,7 +111,7 @@ pub struct NewKey {
 }
 
 /// Who made a call: the key and its team; both `None` for the host owner (the Unix socket).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     pub key_id: Option<String>,
     pub team: Option<String>,
@@ -119,7 +119,7 @@ pub struct Actor {
 
 /// One append-only audit record (docs/design.md §7): every mutating call, every webhook
 /// delivery. Never holds a key, token or provider key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub seq: i64,
     pub at: String,
@@ -139,7 +139,7 @@ pub struct AuditRecord {
 pub const ACCOUNTING_SCHEMA: u32 = 1;
 
 /// One finished task's bill (`drover audit export`, docs/design.md §7 and docs/accounting.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountingRow {
     pub schema: u32,
     pub task_id: String,

@@ -57,11 +57,11 @@ macro_rules! vocab {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident ($what:literal) {
-            $( $(#[$vmeta:meta])* $var:ident = $s:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $var:ident = $s:tt ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         #[cfg_attr(feature = "clap", derive(::clap::ValueEnum))]
         $vis enum $name {
             $(
@@ -235,7 +235,7 @@ vocab! {
 }
 
 /// The build locks (`drover lock`) a task holds or waits for: the task JSON's `locks`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskLocks {
     pub holding: Vec<String>,
     pub waiting: Vec<String>,

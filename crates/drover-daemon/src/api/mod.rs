@@ -17,6 +17,7 @@
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
 //! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
+//! | `GET /v1/openapi.json` | this API as OpenAPI 3.1 ([`openapi`]; no key needed) |
 //!
 //! A task's sandbox gets its own socket with these routes behind a filter ([`scoped`]): only
 //! `drover lock` and reading that task; the rest is `403 {kind: forbidden}`.
@@ -30,6 +31,7 @@ mod daemon;
 mod error;
 pub mod listen;
 mod locks;
+pub mod openapi;
 mod pools;
 mod protect;
 mod raw;
@@ -82,6 +84,7 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
+        .route("/v1/openapi.json", get(openapi::serve))
 }
 
 fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Router {
