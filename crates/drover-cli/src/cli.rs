@@ -301,11 +301,13 @@ pub enum Benchmark {
     Dispatch,
     /// A trivial task's sandbox ready and whole-task time, isolation full vs none.
     Isolation,
+    /// The team server's API: creates/s, GET p50/p99, SSE followers' delivery and daemon RSS.
+    Api,
 }
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// sandbox, memory, dispatch or isolation (default: all).
+    /// sandbox, memory, dispatch, isolation or api (default: all).
     #[arg(value_enum)]
     pub which: Option<Benchmark>,
     /// Files in the generated repositories for the sandbox and isolation benchmarks.
@@ -316,6 +318,21 @@ pub struct BenchArgs {
     pub tasks: usize,
     #[arg(long, default_value_t = 16)]
     pub slots: usize,
+    /// api: concurrent clients for the creates (`--tasks` of them) and the GETs.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// api: `GET /v1/tasks/{id}` requests.
+    #[arg(long, default_value_t = 5000)]
+    pub requests: usize,
+    /// api: concurrent SSE followers of one busy task.
+    #[arg(long, default_value_t = 1000)]
+    pub followers: usize,
+    /// api: a small, quick run (at most 10 tasks, 100 GETs, 10 followers, 50 lines).
+    #[arg(long)]
+    pub quick: bool,
+    /// api: over the owner's Unix socket instead of TCP with a key.
+    #[arg(long)]
+    pub unix: bool,
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 
 mod agents;
 mod bench;
+mod bench_api;
 mod bench_isolation;
 pub mod bg_follow;
 mod daemon;
