@@ -109,7 +109,8 @@ impl Target {
         }
     }
 
-    /// Follows the task's events as SSE; `connected` is told once the answer's head arrived.
+    /// Follows the task's events as SSE; `connected` is told once the answer's head arrived
+    /// (over the Unix socket: its first event).
     async fn follow(
         &self,
         id: &str,
@@ -119,8 +120,16 @@ impl Target {
         let path = format!("/v1/tasks/{id}/events?follow=true");
         match self {
             Target::Unix(c) => {
-                connected();
-                c.sse(&path, on_event).await
+                // The owner's client hands on events only: connected = the first one arrived
+                // (the task's earlier events are replayed at once).
+                let mut connected = Some(connected);
+                c.sse(&path, |id, data| {
+                    if let Some(f) = connected.take() {
+                        f();
+                    }
+                    on_event(id, data)
+                })
+                .await
             }
             Target::Tcp { http, base, key } => {
                 use eventsource_stream::Eventsource;
