@@ -104,9 +104,7 @@ pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let segs = segments(&path);
-    let need = segs
-        .as_deref()
-        .and_then(|s| required(req.method(), s));
+    let need = segs.as_deref().and_then(|s| required(req.method(), s));
     if need == Some(Need::Public) {
         return next.run(req).await;
     }
@@ -248,7 +246,9 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiErr> {
 /// `drv_` and 64 lower-case hex digits (what [`super::auth::new_key_secret`] makes).
 fn well_formed(secret: &str) -> bool {
     secret.strip_prefix("drv_").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -366,13 +366,28 @@ mod tests {
         assert_eq!(r(Method::POST, "teams"), Some(OwnerOnly));
         assert_eq!(r(Method::GET, "teams"), Some(Scoped(Scope::Admin)));
         assert_eq!(r(Method::POST, "keys/k/rotate"), Some(Scoped(Scope::Admin)));
-        assert_eq!(r(Method::GET, "tasks/a/raw"), Some(Scoped(Scope::TasksRead)));
-        assert_eq!(r(Method::POST, "tasks/a/send"), Some(Scoped(Scope::TasksWrite)));
-        assert_eq!(r(Method::DELETE, "tasks/a"), Some(Scoped(Scope::TasksWrite)));
-        assert_eq!(r(Method::POST, "pools/p/resume"), Some(Scoped(Scope::PoolsWrite)));
+        assert_eq!(
+            r(Method::GET, "tasks/a/raw"),
+            Some(Scoped(Scope::TasksRead))
+        );
+        assert_eq!(
+            r(Method::POST, "tasks/a/send"),
+            Some(Scoped(Scope::TasksWrite))
+        );
+        assert_eq!(
+            r(Method::DELETE, "tasks/a"),
+            Some(Scoped(Scope::TasksWrite))
+        );
+        assert_eq!(
+            r(Method::POST, "pools/p/resume"),
+            Some(Scoped(Scope::PoolsWrite))
+        );
         assert_eq!(r(Method::GET, "pools/p"), Some(Scoped(Scope::TasksRead)));
         assert_eq!(r(Method::GET, "usage"), Some(Scoped(Scope::UsageRead)));
-        assert_eq!(r(Method::GET, "audit/export"), Some(Scoped(Scope::AuditRead)));
+        assert_eq!(
+            r(Method::GET, "audit/export"),
+            Some(Scoped(Scope::AuditRead))
+        );
         // Not routes: an empty id, a sub-resource nobody wrote, another method.
         assert_eq!(r(Method::GET, "tasks/"), None);
         assert_eq!(r(Method::GET, "tasks/a/b"), None);

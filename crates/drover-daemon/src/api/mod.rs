@@ -38,8 +38,8 @@ mod pools;
 mod protect;
 mod raw;
 pub mod scoped;
-pub mod tcp;
 mod tasks;
+pub mod tcp;
 mod usage;
 
 use crate::engine::Engine;

@@ -1,14 +1,14 @@
 //! `/v1/tasks…` handlers.
 
+use super::auth::Principal;
 use super::body::{ApiJson, ApiQuery};
 use super::ApiErr;
 use crate::engine::{control, new_task_id, Engine};
-use super::auth::Principal;
 use axum::extract::{Path, State};
-use axum::Extension;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use drover_store::{ListFilter, NewTask, StoreError, TaskRecord};
 use drover_types::{

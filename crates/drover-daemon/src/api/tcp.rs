@@ -46,7 +46,10 @@ pub async fn bind(listen: &Listen, home: &Path) -> Result<Bound, DaemonError> {
     std::fs::write(&file, format!("{addr}\n"))
         .map_err(|e| DaemonError::Listen(format!("cannot write {}: {e}", file.display())))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!("team server listening on {scheme}://{addr} (address in {})", file.display());
+    tracing::info!(
+        "team server listening on {scheme}://{addr} (address in {})",
+        file.display()
+    );
     if listen.exposed_without_tls() {
         tracing::warn!(
             "{addr} is not loopback and has no TLS: API keys and prompts cross the network in \
@@ -72,10 +75,13 @@ fn acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, DaemonError> 
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad("certificate", &files.cert, &e))?;
     if certs.is_empty() {
-        return Err(bad("certificate", &files.cert, &"no certificate in the file"));
+        return Err(bad(
+            "certificate",
+            &files.cert,
+            &"no certificate in the file",
+        ));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad("key", &files.key, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad("key", &files.key, &e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

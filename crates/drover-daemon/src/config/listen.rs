@@ -78,7 +78,9 @@ pub(super) fn resolve(
     let bad = |why: &str| {
         ConfigError::invalid(
             origin("listen"),
-            format!("listen = {listen:?}: {why}; write HOST:PORT, e.g. 127.0.0.1:7420 or [::]:7420"),
+            format!(
+                "listen = {listen:?}: {why}; write HOST:PORT, e.g. 127.0.0.1:7420 or [::]:7420"
+            ),
         )
     };
     let addr = match listen.parse::<SocketAddr>() {
@@ -113,9 +115,15 @@ mod tests {
             .unwrap();
         assert_eq!(l.addr.port(), 0);
         assert!(!l.exposed_without_tls());
-        let l = resolve(Some("0.0.0.0:7420"), Some("c.pem"), Some("/k.pem"), home, &origin)
-            .unwrap()
-            .unwrap();
+        let l = resolve(
+            Some("0.0.0.0:7420"),
+            Some("c.pem"),
+            Some("/k.pem"),
+            home,
+            &origin,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(
             l.tls,
             Some(TlsFiles {
