@@ -132,7 +132,6 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     validate::max_tokens(args.max_tokens).map_err(CliError::input)?;
     let limits = limits(&args.task)?;
     let prompt = read_prompt(args.prompt, args.prompt_file.as_deref())?;
-    let repo = resolve_repo(args.task.repo)?;
     let api_key = match &args.api_key_env {
         Some(var) => Some(drover_types::Redacted(std::env::var(var).map_err(
             |_| {
@@ -143,6 +142,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         None => None,
     };
     let (timeout_secs, stall_timeout_secs) = clocks(&args.task.timeout, &args.task.stall_timeout)?;
+    let repo = super::remote::repo_for(args.task.repo)?;
     let client = Client::connect().await?;
     let req = RunRequest {
         tags: Default::default(),
