@@ -291,3 +291,21 @@ fn remote_refusals_are_one_line_with_the_right_exit_code() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!r.cli_home.join("daemon.sock").exists());
 }
+
+#[test]
+fn a_tls_handshake_that_never_comes_is_cut() {
+    use std::io::Read;
+    let r = Remote::start();
+    let port: u16 = r.url.rsplit(':').next().unwrap().parse().unwrap();
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let limit =
+        drover_daemon::api::listen::TLS_HANDSHAKE_TIMEOUT + std::time::Duration::from_secs(10);
+    idle.set_read_timeout(Some(limit)).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = matches!(idle.read(&mut buf), Ok(0));
+    assert!(closed, "not closed within {:?}", started.elapsed());
+    // And the server still serves.
+    let out = r.drover(&["ls", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

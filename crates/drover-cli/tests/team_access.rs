@@ -655,3 +655,85 @@ fn a_rotated_key_works_for_its_overlap_then_fails_and_a_revoke_is_immediate() {
     s.keys.revoke(&new.id);
     assert_eq!(use_key(&new), 401);
 }
+
+#[test]
+fn health_is_public_and_tcp_has_the_unix_sockets_limits() {
+    let s = Server::start();
+    let (status, body) = s.call("GET", "/v1/health", None, "");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    // The same over the owner's socket.
+    assert_eq!(s.owner("GET", "/v1/health", "").0, 200);
+    // A connection that never sends its request head is closed (the head timeout).
+    use std::io::Read;
+    let mut idle = std::net::TcpStream::connect(s.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(
+        drover_daemon::api::listen::HEADER_TIMEOUT.as_secs() + 10,
+    )))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = idle.read(&mut buf).unwrap_or(usize::MAX);
+    assert!(
+        n != usize::MAX,
+        "the idle connection was not closed within {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed()
+            >= drover_daemon::api::listen::HEADER_TIMEOUT - Duration::from_millis(500)
+    );
+}
+
+#[test]
+fn listen_settings_are_checked_and_an_open_listener_is_flagged() {
+    let env = Env::new();
+    let out = env.run(&[
+        "daemon",
+        "--foreground",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "/nonexistent.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--tls-cert") && err.contains("without tls_key"),
+        "{err}"
+    );
+    let out = env.run(&["daemon", "--foreground", "--listen", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"));
+    // A certificate that is not one: the daemon does not start (one line naming the file).
+    let bad = env.tmp.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let bad = bad.display().to_string();
+    let out = env.run(&[
+        "daemon",
+        "--foreground",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &bad,
+        "--tls-key",
+        &bad,
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.pem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // doctor flags plain HTTP on a non-loopback address.
+    let env = env.with_env("DROVER_LISTEN", "0.0.0.0:7420");
+    let out = env.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("listen"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("without TLS"), "{line}");
+}
