@@ -28,11 +28,26 @@ pub fn refuse_local_only(cmd: &Command) -> Result<()> {
 /// given to a remote server (a path on the server or a git URL), where it is required.
 pub fn repo_for(repo: Option<String>) -> Result<String> {
     if remote_url().is_none() {
-        return super::tasks::resolve_repo(repo);
+        return resolve_repo(repo);
     }
     repo.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
         CliError::input("give --repo: a path on the server or a git URL").hint(
             "against a remote server (DROVER_URL) the checkout is the server's, not this directory",
         )
     })
+}
+
+/// A local directory becomes an absolute path (must exist); URLs pass through.
+fn resolve_repo(repo: Option<String>) -> Result<String> {
+    let raw = repo.unwrap_or_else(|| ".".into());
+    let looks_remote = raw.contains("://") || (raw.contains('@') && raw.contains(':'));
+    if looks_remote {
+        return Ok(raw);
+    }
+    let path = std::path::Path::new(&raw);
+    let abs = std::fs::canonicalize(path).map_err(|e| {
+        CliError::on_user_path(&e, format!("--repo {raw}: {e}"))
+            .hint("pass a git checkout's directory, or run drover inside one")
+    })?;
+    Ok(abs.display().to_string())
 }

@@ -64,21 +64,6 @@ pub fn read_prompt(prompt: Option<String>, file: Option<&Path>) -> Result<String
     Ok(text)
 }
 
-/// A local directory becomes an absolute path (must exist); URLs pass through.
-pub fn resolve_repo(repo: Option<String>) -> Result<String> {
-    let raw = repo.unwrap_or_else(|| ".".into());
-    let looks_remote = raw.contains("://") || (raw.contains('@') && raw.contains(':'));
-    if looks_remote {
-        return Ok(raw);
-    }
-    let path = std::path::Path::new(&raw);
-    let abs = std::fs::canonicalize(path).map_err(|e| {
-        CliError::on_user_path(&e, format!("--repo {raw}: {e}"))
-            .hint("pass a git checkout's directory, or run drover inside one")
-    })?;
-    Ok(abs.display().to_string())
-}
-
 /// `--timeout` and `--stall-timeout` in seconds; a bad one is an input error (exit 2).
 pub fn clocks(
     timeout: &Option<String>,
