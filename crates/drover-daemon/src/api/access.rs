@@ -309,6 +309,7 @@ pub async fn challenge(req: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     /// Every `.route("…", get(…).post(…))` of `api/mod.rs`, as (method, path).
@@ -345,7 +346,7 @@ mod tests {
         let routes = registered();
         assert!(routes.len() >= 19, "{routes:?}");
         for (method, path) in routes {
-            let concrete = path.replace('{', "").replace('}', "");
+            let concrete = path.replace(['{', '}'], "");
             let segs = segments(&concrete).unwrap_or_default();
             assert!(
                 required(&method, &segs).is_some(),
@@ -411,7 +412,7 @@ mod tests {
         assert_eq!(bearer(&h(&[&lower])).ok(), Some(secret.as_str()));
         for bad in [
             vec![],
-            vec![ok.clone(), ok.clone()],
+            vec![ok.clone(), ok],
             vec![format!("Bearer  {secret}")],
             vec![format!("Basic {secret}")],
             vec![format!("Bearer {}", secret.to_uppercase())],

@@ -157,7 +157,7 @@ pub async fn list(
     let pools = engine.store.list_pools().await?;
     // A key lists its team's pools only.
     for p in pools.iter().filter(|p| principal.sees(p.team.as_deref())) {
-        out.push(view(&engine, &p, false).await?);
+        out.push(view(&engine, p, false).await?);
     }
     Ok(Json(out))
 }

@@ -101,6 +101,7 @@ pub(super) fn resolve(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn origin(key: &str) -> Origin {
