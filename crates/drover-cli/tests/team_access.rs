@@ -616,6 +616,28 @@ fn header_and_team_attacks_are_refused() {
             "{id}"
         );
     }
+    // Usage: a key sees its team's by task or pool; sums over every team are the owner's.
+    let admin = s.keys.key("a", &[Scope::Admin], None);
+    assert_eq!(
+        s.call("GET", "/v1/usage?by=task", Some(&admin.secret), "")
+            .0,
+        200
+    );
+    assert_eq!(
+        s.call("GET", "/v1/usage?by=pool", Some(&admin.secret), "")
+            .0,
+        200
+    );
+    for by in ["model", "day"] {
+        let (status, got) = s.call(
+            "GET",
+            &format!("/v1/usage?by={by}"),
+            Some(&admin.secret),
+            "",
+        );
+        assert_eq!(status, 403, "{by}: {got}");
+        assert_eq!(s.owner("GET", &format!("/v1/usage?by={by}"), "").0, 200);
+    }
     // The owner still finds B's task by prefix (the owner's convenience).
     assert_eq!(
         s.owner("GET", &format!("/v1/tasks/{}", &b_task[..6]), "").0,

@@ -295,6 +295,48 @@ pub fn bind_task(principal: &Principal, req: &mut RunRequest) -> Result<(), ApiE
     Ok(())
 }
 
+/// What of a usage report a key may see: its team's tasks (`by=task`) and pools (`by=pool`)
+/// only. Groupings across tasks of every team (`model`, `day`) are the host owner's: a key gets
+/// 403 for them (no other team's spending, even summed).
+pub async fn own_usage(
+    engine: &Engine,
+    principal: &Principal,
+    by: drover_store::UsageGroup,
+    lines: Vec<drover_store::UsageLine>,
+) -> Result<Vec<drover_store::UsageLine>, ApiErr> {
+    use drover_store::UsageGroup;
+    if matches!(principal, Principal::Owner) {
+        return Ok(lines);
+    }
+    if !matches!(by, UsageGroup::Task | UsageGroup::Pool) {
+        return Err(ApiErr::new(
+            ApiErrorKind::Forbidden,
+            format!(
+                "forbidden: usage by {by} sums every team's; an API key sees its team's by task or pool"
+            ),
+            Some("`drover usage --by task` or `--by pool`"),
+        ));
+    }
+    let mut out = vec![];
+    for line in lines {
+        let team = match by {
+            UsageGroup::Task => match engine.store.get_task(&line.key).await {
+                Ok(t) => t.team,
+                Err(_) => None,
+            },
+            UsageGroup::Pool => match engine.store.get_pool(&line.key).await {
+                Ok(p) => p.team,
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        if principal.sees(team.as_deref()) {
+            out.push(line);
+        }
+    }
+    Ok(out)
+}
+
 /// `WWW-Authenticate: Bearer` on 401s (RFC 6750).
 pub async fn challenge(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
