@@ -119,6 +119,21 @@ fn the_cli_works_against_a_tls_team_server() {
     let r = Remote::start();
     let repo = r.repo();
 
+    // The API itself over TLS (reqwest trusting the private CA).
+    let api = net::Api::new(&r.url, Some(&r.ca), Some(&r.key.secret));
+    let anon = net::Api::new(&r.url, Some(&r.ca), None);
+    r.rt.block_on(async {
+        let (status, health) = anon.call(reqwest::Method::GET, "/v1/health", None).await;
+        assert_eq!((status, &health["ok"]), (200, &Value::Bool(true)));
+        assert_eq!(
+            anon.call(reqwest::Method::GET, "/v1/tasks", None).await.0,
+            401
+        );
+        let (status, page) = api.call(reqwest::Method::GET, "/v1/tasks", None).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["tasks"], serde_json::json!([]));
+    });
+
     // run --wait, ls, show, logs -f, wait.
     let out = r.ok(&[
         "run",

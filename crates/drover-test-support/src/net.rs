@@ -99,3 +99,49 @@ pub fn certs(dir: &Path) -> TestCerts {
     std::fs::write(&paths.server.key, key.serialize_pem()).unwrap();
     paths
 }
+
+/// A reqwest (rustls) client for the team server at `base` (`http://…` or `https://…`):
+/// trusts `ca` (PEM) when given, sends `key` as `Authorization: Bearer` when given.
+pub struct Api {
+    base: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str, ca: Option<&Path>, key: Option<&str>) -> Api {
+        let mut b = reqwest::Client::builder().use_rustls_tls();
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).unwrap();
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            key: key.map(str::to_string),
+            http: b.build().unwrap(),
+        }
+    }
+
+    /// One request (a JSON body when given): the status and the body as JSON (`Null` if none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(k) = &self.key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
