@@ -229,6 +229,15 @@ impl Client {
         if let Some(m) = &flags.sandbox {
             extra.extend(["--sandbox".to_string(), m.clone()]);
         }
+        for (flag, v) in [
+            ("--listen", &flags.listen),
+            ("--tls-cert", &flags.tls_cert),
+            ("--tls-key", &flags.tls_key),
+        ] {
+            if let Some(v) = v {
+                extra.extend([flag.to_string(), v.clone()]);
+            }
+        }
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("daemon")
             .arg("--foreground")

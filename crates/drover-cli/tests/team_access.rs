@@ -749,6 +749,22 @@ fn listen_settings_are_checked_and_an_open_listener_is_flagged() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `drover daemon --listen` (in the background) serves TCP; the address is in listen.addr.
+    env.ok(&["daemon", "--listen", "127.0.0.1:0"]);
+    let addr: SocketAddr = drover_test_support::poll::some(
+        "listen.addr",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || {
+            std::fs::read_to_string(env.home.join("listen.addr"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        },
+    );
+    let (status, body) = net::call(addr, "GET", "/v1/health", None, "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(net::call(addr, "GET", "/v1/tasks", None, "").0, 401);
+    env.ok(&["daemon", "stop"]);
     // doctor flags plain HTTP on a non-loopback address.
     let env = env.with_env("DROVER_LISTEN", "0.0.0.0:7420");
     let out = env.run(&["doctor"]);
