@@ -711,7 +711,7 @@ fn health_is_public_and_tcp_has_the_unix_sockets_limits() {
 
 #[test]
 fn listen_settings_are_checked_and_an_open_listener_is_flagged() {
-    let env = Env::new();
+    let env = Env::new().with_env("DROVER_LOG", "debug");
     let out = env.run(&[
         "daemon",
         "--foreground",
@@ -764,7 +764,33 @@ fn listen_settings_are_checked_and_an_open_listener_is_flagged() {
     let (status, body) = net::call(addr, "GET", "/v1/health", None, "");
     assert_eq!(status, 200, "{body}");
     assert_eq!(net::call(addr, "GET", "/v1/tasks", None, "").0, 401);
+    // A key used over TCP (and refused: a wrong one) is nowhere in the daemon's log or store.
+    let keys = Keys::open(&env.home);
+    keys.team("a");
+    let key = keys.key("a", &[Scope::TasksRead], None);
+    assert_eq!(
+        net::call(addr, "GET", "/v1/tasks", Some(&key.secret), "").0,
+        200
+    );
+    let wrong = format!("drv_{}", "cd".repeat(32));
+    assert_eq!(net::call(addr, "GET", "/v1/tasks", Some(&wrong), "").0, 401);
     env.ok(&["daemon", "stop"]);
+    drop(keys);
+    let log = std::fs::read_to_string(env.home.join("daemon.log")).unwrap();
+    assert!(log.contains("team server listening on http://127.0.0.1:"), "{log}");
+    for entry in std::fs::read_dir(&env.home).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            for secret in [&key.secret, &wrong] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "a key in {}",
+                    p.display()
+                );
+            }
+        }
+    }
     // doctor flags plain HTTP on a non-loopback address.
     let env = env.with_env("DROVER_LISTEN", "0.0.0.0:7420");
     let out = env.run(&["doctor"]);
