@@ -83,3 +83,11 @@ pub async fn stop(
     });
     Json(serde_json::json!({ "stopping": true, "stopped_tasks": stopped }))
 }
+
+/// `GET /v1/health`: `{ok: true, version}`; no key over TCP (load balancers, `drover doctor`).
+pub async fn health() -> Json<super::openapi::Health> {
+    Json(super::openapi::Health {
+        ok: true,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}

@@ -263,6 +263,10 @@ pub fn routes() -> Vec<Route> {
             .tag("meta")
             .ok(200, "the OpenAPI 3.1 document", &[("application/json", scalar(Type::Object))])
             .route(Get, "/v1/openapi.json"),
+        op("health", "Liveness and version", Public)
+            .tag("meta")
+            .ok(200, "the daemon answers", &[("application/json", json_of::<Health>())])
+            .route(Get, "/v1/health"),
         op("status", "The daemon's status", Owner)
             .tag("daemon")
             .ok(200, "the status", &[("application/json", json_of::<drover_types::DaemonStatus>())])
