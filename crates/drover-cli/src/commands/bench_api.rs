@@ -1,6 +1,7 @@
 //! `drover bench api` (issue 11, "Benchmark"; docs/design.md §7): the team server's API under
 //! load, from this process, against a daemon of its own (a temporary `DROVER_HOME`, `--listen
-//! 127.0.0.1:0`, isolation as configured), over TCP with a team's API key:
+//! 127.0.0.1:0`, isolation as configured), over TCP with a team's API key (team and key written
+//! into the fresh store before the daemon starts, only the key's hash kept):
 //!
 //! - tasks created per second: `--tasks` `POST /v1/tasks` of `command` tasks running `true`, from
 //!   `--clients` concurrent clients (then how long the daemon took to run them all);
@@ -16,7 +17,7 @@
 
 use crate::client::Client;
 use crate::error::{CliError, Context, Result};
-use drover_types::{CreateKeyRequest, CreateTeamRequest, DaemonStatus, NewKey, Scope, Task};
+use drover_types::{DaemonStatus, Scope, Task};
 use futures::StreamExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -239,10 +240,14 @@ pub async fn api(opts: &ApiBench, work: &Path) -> Result<()> {
     if !opts.unix {
         envs.push(("DROVER_LISTEN".to_string(), "127.0.0.1:0".to_string()));
     }
+    let key = match opts.unix {
+        true => None,
+        false => Some(team_key(&home).await?),
+    };
     let pid = owner
         .start_daemon(&drover_daemon::Flags::default(), &envs)
         .await?;
-    let res = measure(opts, &owner, &home, &repo, pid).await;
+    let res = measure(opts, &owner, &home, &repo, pid, &key).await;
     let _: Result<serde_json::Value> = owner
         .post(
             "/v1/daemon/stop",
@@ -253,12 +258,45 @@ pub async fn api(opts: &ApiBench, work: &Path) -> Result<()> {
     res
 }
 
+/// Team `bench` and a `tasks:read` + `tasks:write` key of it, written into the fresh home's
+/// store before its daemon starts (as `drover team create` / `drover key create` would store
+/// them: only the key's hash); the secret is kept in this process's memory only.
+async fn team_key(home: &Path) -> Result<String> {
+    use drover_daemon::api::auth::{hash_key, new_key_id, new_key_secret};
+    use drover_store::TeamStore;
+    let fail = |e: drover_store::StoreError| CliError::internal(format!("bench: the store: {e}"));
+    std::fs::create_dir_all(home).context(home.display())?;
+    let store = drover_store::SqliteStore::open(&drover_daemon::Home::new(home).db())
+        .await
+        .map_err(fail)?;
+    let team = drover_types::TeamInfo {
+        name: "bench".into(),
+        created_at: drover_store::now(),
+        ..Default::default()
+    };
+    store.create_team(&team).await.map_err(fail)?;
+    let secret = new_key_secret();
+    store
+        .create_key(drover_store::NewKeyRecord {
+            id: new_key_id(),
+            team: team.name,
+            name: Some("bench".into()),
+            scopes: vec![Scope::TasksRead, Scope::TasksWrite],
+            hash: hash_key(&secret),
+            expires_at: None,
+        })
+        .await
+        .map_err(fail)?;
+    Ok(secret)
+}
+
 async fn measure(
     opts: &ApiBench,
     owner: &Client,
     home: &Path,
     repo: &Path,
     pid: u32,
+    key: &Option<String>,
 ) -> Result<()> {
     let target = if opts.unix {
         Target::Unix(owner.clone())
@@ -278,26 +316,6 @@ async fn measure(
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
-        let _: drover_types::TeamInfo = owner
-            .post(
-                "/v1/teams",
-                &CreateTeamRequest {
-                    name: "bench".into(),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let key: NewKey = owner
-            .post(
-                "/v1/keys",
-                &CreateKeyRequest {
-                    team: "bench".into(),
-                    scopes: vec![Scope::TasksRead, Scope::TasksWrite],
-                    name: Some("bench".into()),
-                    expires_secs: None,
-                },
-            )
-            .await?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(opts.clients.max(opts.followers))
             .build()
@@ -305,7 +323,7 @@ async fn measure(
         Target::Tcp {
             http,
             base: format!("http://{addr}"),
-            key: key.key,
+            key: key.clone().unwrap_or_default(),
         }
     };
     let status: DaemonStatus = owner.get("/v1/status").await?;
