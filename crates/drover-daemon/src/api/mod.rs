@@ -17,6 +17,10 @@
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
 //! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
+//! | `POST /v1/teams`, `GET /v1/teams[/{name}]`, `PATCH /v1/teams/{name}` | teams ([`teams`]; creating one is the host owner's) |
+//! | `GET /v1/teams/{name}/webhook-secret` | the team's webhook signing secret |
+//! | `POST /v1/keys`, `GET /v1/keys?team=` | create (the secret, once), list API keys ([`keys`]) |
+//! | `POST /v1/keys/{id}/rotate` / `revoke`, `DELETE /v1/keys/{id}` | rotate (old key valid for the overlap), revoke |
 //!
 //! A task's sandbox gets its own socket with these routes behind a filter ([`scoped`]): only
 //! `drover lock` and reading that task; the rest is `403 {kind: forbidden}`.
@@ -28,6 +32,7 @@ pub mod auth;
 pub mod body;
 mod daemon;
 mod error;
+mod keys;
 pub mod listen;
 mod locks;
 mod pools;
@@ -35,6 +40,7 @@ mod protect;
 mod raw;
 pub mod scoped;
 mod tasks;
+mod teams;
 mod usage;
 
 use crate::engine::Engine;
@@ -82,6 +88,16 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/locks/{name}", post(locks::acquire))
+        .route("/v1/teams", post(teams::create).get(teams::list))
+        .route("/v1/teams/{name}", get(teams::show).patch(teams::update))
+        .route(
+            "/v1/teams/{name}/webhook-secret",
+            get(teams::webhook_secret),
+        )
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/v1/keys/{id}/rotate", post(keys::rotate))
+        .route("/v1/keys/{id}/revoke", post(keys::revoke))
 }
 
 fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Router {

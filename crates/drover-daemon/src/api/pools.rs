@@ -79,7 +79,7 @@ pub async fn create(
     drover_types::validate::prompt_for(&agent, capabilities.prompt_arg_max, &req.prompt)
         .map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
-    super::tasks::enforceable(&engine, req.max_usd.is_some(), None)?;
+    super::tasks::enforceable(&engine, req.max_usd.is_some(), false)?;
     super::tasks::prompt_size(&req.prompt)?;
     if req.count == Some(0) {
         return Err(ApiErr::invalid(
