@@ -54,9 +54,19 @@ pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 /// The admin socket's router: every route, as the host owner ([`auth::Principal::Owner`]).
 pub fn router(engine: Arc<Engine>) -> axum::Router {
+    router_as(engine, auth::Principal::Owner, auth::RemoteAddr(None))
+}
+
+/// Every route, every request made as `principal` from `remote` (tests of the handlers' own
+/// checks serve this on a socket of their own).
+pub fn router_as(
+    engine: Arc<Engine>,
+    principal: auth::Principal,
+    remote: auth::RemoteAddr,
+) -> axum::Router {
     finish(routes(), engine)
-        .layer(axum::Extension(auth::Principal::Owner))
-        .layer(axum::Extension(auth::RemoteAddr(None)))
+        .layer(axum::Extension(principal))
+        .layer(axum::Extension(remote))
 }
 
 /// A task's own control endpoint (`run/<id>/daemon.sock`): the same routes behind
