@@ -89,11 +89,11 @@ fn teams_are_created_listed_and_updated_and_bad_input_creates_nothing() {
     );
 
     // Bad names, budgets and URLs: exit 2, one line, nothing created.
-    for bad in ["Platform", "-x", "a b", "a/b", &"a".repeat(64)] {
-        refused(&env.run(&["team", "create", bad]), "team name");
+    for bad in ["Platform", "-x", "_x", "a b", "a/b", "a.b", &"a".repeat(64)] {
+        refused(&env.run(&["team", "create", "--", bad]), "team name");
     }
     refused(
-        &env.run(&["team", "create", "x", "--max-usd-per-day", "-1"]),
+        &env.run(&["team", "create", "x", "--max-usd-per-day=-1"]),
         "--max-usd-per-day",
     );
     refused(

@@ -217,3 +217,36 @@ fn a_finished_task_is_delivered_signed_retried_once_and_never_repeated() {
         r.hits().into_iter().map(|h| h.delivery).collect();
     assert_eq!(deliveries.len(), 2, "one delivery per task end");
 }
+
+#[test]
+fn entering_needs_input_is_delivered_then_the_end() {
+    let provider = Provider::start(serde_json::json!({ "scenarios": [
+        { "name": "perm", "match": "NEEDS-BASH", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Bash",
+                            "input": {"command": "echo hi > perm.txt", "description": "write a file"}} ] },
+            { "content": [ {"type": "text", "text": "bash ran"} ] } ] },
+        { "name": "default", "turns": [ { "content": [ {"type": "text", "text": "hello"} ] } ] }
+    ]}));
+    let r = Receiver::start();
+    let env = Env::claude(&provider);
+    env.ok(&["team", "create", "hooks", "--webhook-url", &r.url]);
+    let secret = env.ok(&["team", "webhook-secret", "hooks"]);
+    let id = env.ok(&["run", "--team", "hooks", "NEEDS-BASH: run a command"]);
+    env.until(&id, "needs_input", |t| t["state"] == "needs_input");
+    let hits = until_attempts(&r, &id, 2);
+    assert!(hits.iter().all(|h| h.event == "task.needs_input"), "{hits:#?}");
+    let v: Value = serde_json::from_slice(&hits[1].body).unwrap();
+    assert_eq!(v["event"], "task.needs_input");
+    assert_eq!(hits[1].signature, sign(&secret, &hits[1].body));
+    env.ok(&["send", &id, "--allow"]);
+    assert_eq!(env.wait(&id)["state"], "succeeded");
+    let hits = until_attempts(&r, &id, 4);
+    let events: Vec<&str> = hits.iter().map(|h| h.event.as_str()).collect();
+    assert_eq!(
+        events,
+        ["task.needs_input", "task.needs_input", "task.finished", "task.finished"]
+    );
+    for h in &hits {
+        assert_eq!(h.signature, sign(&secret, &h.body));
+    }
+}

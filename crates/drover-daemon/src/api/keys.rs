@@ -146,11 +146,11 @@ pub async fn rotate(
     State(engine): State<Arc<Engine>>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    req: Option<ApiJson<RotateKeyRequest>>,
+    body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<NewKey>)> {
     let old = managed(&engine, &p, &id).await?;
-    let overlap = req
-        .and_then(|ApiJson(r)| r.overlap_secs)
+    let overlap = rotate_request(&body)?
+        .overlap_secs
         .unwrap_or(DEFAULT_ROTATE_OVERLAP_SECS);
     if overlap > OVERLAP_MAX {
         return Err(invalid_field(
@@ -194,6 +194,26 @@ pub async fn rotate(
         .await?;
     tracing::info!("key {} rotated to {}", old.id, info.id);
     Ok((StatusCode::CREATED, Json(NewKey { key: secret, info })))
+}
+
+/// The rotate body: optional (none or blank is the defaults); malformed JSON is 400, a wrong
+/// or unknown field 422.
+fn rotate_request(body: &[u8]) -> ApiResult<RotateKeyRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RotateKeyRequest::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let kind = if e.is_data() {
+            ApiErrorKind::InvalidField
+        } else {
+            ApiErrorKind::Invalid
+        };
+        ApiErr::new(
+            kind,
+            format!("the rotate body: {e}"),
+            Some("send {\"overlap_secs\": N} or nothing"),
+        )
+    })
 }
 
 /// A rotated key's successor expires as long after its creation as the old key did after its
