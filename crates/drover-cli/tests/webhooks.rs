@@ -218,12 +218,15 @@ fn a_finished_task_is_delivered_signed_retried_once_and_never_repeated() {
     assert_eq!(deliveries.len(), 2, "one delivery per task end");
 }
 
+/// A command Claude Code asks permission for (as in tests/claude.rs).
+const PERM_CMD: &str = "python3 -c \"open('perm.txt','w').write('allowed\\n')\"";
+
 #[test]
 fn entering_needs_input_is_delivered_then_the_end() {
     let provider = Provider::start(serde_json::json!({ "scenarios": [
         { "name": "perm", "match": "NEEDS-BASH", "turns": [
             { "content": [ {"type": "tool_use", "name": "Bash",
-                            "input": {"command": "echo hi > perm.txt", "description": "write a file"}} ] },
+                            "input": {"command": PERM_CMD, "description": "write a file"}} ] },
             { "content": [ {"type": "text", "text": "bash ran"} ] } ] },
         { "name": "default", "turns": [ { "content": [ {"type": "text", "text": "hello"} ] } ] }
     ]}));
