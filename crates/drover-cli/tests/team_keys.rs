@@ -663,6 +663,33 @@ mod as_key {
                 .0,
             200
         );
+        // A key may not point the daemon at this host or a private network.
+        for url in [
+            "http://127.0.0.1:9/x",
+            "http://localhost/x",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/x",
+            "http://10.0.0.1/x",
+        ] {
+            let body = serde_json::json!({ "webhook_url": url }).to_string();
+            let (st, v) = call(&admin, "PATCH", "/v1/teams/a", &body).await;
+            assert_eq!(
+                (st, v["kind"].clone()),
+                (403, Value::from("forbidden")),
+                "{url}: {v}"
+            );
+        }
+        let (st, v) = call(
+            &admin,
+            "PATCH",
+            "/v1/teams/a",
+            r#"{"webhook_url": "https://example.com/h"}"#,
+        )
+        .await;
+        assert_eq!(
+            (st, v["webhook_url"].clone()),
+            (200, Value::from("https://example.com/h"))
+        );
         let (st, v) = call(&admin, "POST", "/v1/keys", r#"{"team": "a"}"#).await;
         assert_eq!(st, 201, "{v}");
         let made = v["id"].as_str().unwrap().to_string();

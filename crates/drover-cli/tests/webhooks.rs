@@ -237,7 +237,10 @@ fn entering_needs_input_is_delivered_then_the_end() {
     let id = env.ok(&["run", "--team", "hooks", "NEEDS-BASH: run a command"]);
     env.until(&id, "needs_input", |t| t["state"] == "needs_input");
     let hits = until_attempts(&r, &id, 2);
-    assert!(hits.iter().all(|h| h.event == "task.needs_input"), "{hits:#?}");
+    assert!(
+        hits.iter().all(|h| h.event == "task.needs_input"),
+        "{hits:#?}"
+    );
     let v: Value = serde_json::from_slice(&hits[1].body).unwrap();
     assert_eq!(v["event"], "task.needs_input");
     assert_eq!(hits[1].signature, sign(&secret, &hits[1].body));
@@ -247,7 +250,12 @@ fn entering_needs_input_is_delivered_then_the_end() {
     let events: Vec<&str> = hits.iter().map(|h| h.event.as_str()).collect();
     assert_eq!(
         events,
-        ["task.needs_input", "task.needs_input", "task.finished", "task.finished"]
+        [
+            "task.needs_input",
+            "task.needs_input",
+            "task.finished",
+            "task.finished"
+        ]
     );
     for h in &hits {
         assert_eq!(h.signature, sign(&secret, &h.body));

@@ -30,8 +30,14 @@ async fn state_events_of_a_team_with_a_webhook_fill_the_outbox_once_each() {
         team: team.map(String::from),
         ..new_task(id)
     };
-    store.create_task(with_team("t1", Some("hooks"))).await.unwrap();
-    store.create_task(with_team("t2", Some("quiet"))).await.unwrap();
+    store
+        .create_task(with_team("t1", Some("hooks")))
+        .await
+        .unwrap();
+    store
+        .create_task(with_team("t2", Some("quiet")))
+        .await
+        .unwrap();
     store.create_task(with_team("t3", None)).await.unwrap();
     for id in ["t1", "t2", "t3"] {
         state(&store, id, TaskState::Running).await;
@@ -65,7 +71,10 @@ async fn state_events_of_a_team_with_a_webhook_fill_the_outbox_once_each() {
     assert_eq!((d.attempts, d.last_status), (1, Some(500)));
     let now = drover_store::now();
     assert_eq!(store.due_webhooks(&now, 8, 10).await.unwrap().len(), 1);
-    assert_eq!(store.next_webhook_at(8).await.unwrap().as_deref(), Some(rows[1].next_at.as_str()));
+    assert_eq!(
+        store.next_webhook_at(8).await.unwrap().as_deref(),
+        Some(rows[1].next_at.as_str())
+    );
     let d = store
         .record_webhook_attempt(
             &rows[1].id,
@@ -78,7 +87,12 @@ async fn state_events_of_a_team_with_a_webhook_fill_the_outbox_once_each() {
         .await
         .unwrap();
     assert_eq!(d.delivered_at.as_deref(), Some(now.as_str()));
-    assert!(store.due_webhooks(far, 8, 10).await.unwrap().iter().all(|x| x.id == rows[0].id));
+    assert!(store
+        .due_webhooks(far, 8, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|x| x.id == rows[0].id));
     store
         .record_webhook_attempt(&rows[0].id, AttemptOutcome::GiveUp { status: 0 }, 8)
         .await

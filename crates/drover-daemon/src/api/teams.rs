@@ -55,6 +55,7 @@ async fn managed(engine: &Engine, p: &Principal, name: &str) -> ApiResult<TeamIn
 }
 
 fn check_settings(
+    p: &Principal,
     max_usd_per_day: Option<f64>,
     max_usd_per_task: Option<f64>,
     allowed_models: Option<&Vec<String>>,
@@ -78,6 +79,13 @@ fn check_settings(
                 Some("give an http:// or https:// URL, e.g. https://example.com/drover"),
             )
         })?;
+        if *p != Principal::Owner && webhooks::internal_host(url) {
+            return Err(ApiErr::new(
+                ApiErrorKind::Forbidden,
+                format!("webhook_url {url:?} is an internal address"),
+                Some("only the host owner may point webhooks at this host or a private network"),
+            ));
+        }
     }
     Ok(())
 }
@@ -105,6 +113,7 @@ pub async fn create(
         ));
     }
     check_settings(
+        &p,
         req.max_usd_per_day,
         req.max_usd_per_task,
         req.allowed_models.as_ref(),
@@ -159,6 +168,7 @@ pub async fn update(
 ) -> ApiResult<Json<TeamInfo>> {
     let mut team = managed(&engine, &p, &name).await?;
     check_settings(
+        &p,
         req.max_usd_per_day.flatten(),
         req.max_usd_per_task.flatten(),
         req.allowed_models.as_ref().and_then(Option::as_ref),

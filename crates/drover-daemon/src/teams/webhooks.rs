@@ -126,6 +126,50 @@ fn cut(s: &str) -> String {
     excerpt(s, Limit::Chars(drover_store::SUMMARY_CHARS))
 }
 
+/// Whether a webhook URL names this host or a private network by address (loopback, private,
+/// link-local — cloud metadata —, unspecified) or as `localhost`: only the host owner may set
+/// such a URL; a key may not point the daemon at what only the daemon can reach. (A public
+/// name that resolves to such an address is not caught here.)
+pub fn internal_host(url: &str) -> bool {
+    use std::net::IpAddr;
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    // The URL parser has normalised the host: IPv4 in dotted form (`2130706433` too), IPv6 in
+    // brackets, names lower-cased.
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let Ok(ip) = bare.parse::<IpAddr>() else {
+        let d = host.trim_end_matches('.').to_ascii_lowercase();
+        return d == "localhost" || d.ends_with(".localhost");
+    };
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(a) => {
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.octets()[0] == 0
+                // 100.64.0.0/10 (carrier-grade NAT, some clouds' internal ranges)
+                || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(a) => {
+            let first = a.segments()[0];
+            a.is_loopback()
+                || a.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 /// The body of one delivery.
 pub fn payload(d: &WebhookDelivery, task: &drover_types::Task) -> Vec<u8> {
     let mut task = task.clone();
@@ -349,6 +393,37 @@ mod tests {
             "http://",
         ] {
             assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn internal_hosts_are_told_from_public_ones() {
+        for internal in [
+            "http://127.0.0.1:8080/x",
+            "http://localhost/x",
+            "http://LOCALHOST./x",
+            "http://a.localhost/x",
+            "http://10.1.2.3/x",
+            "http://192.168.0.1/x",
+            "http://172.16.5.5/x",
+            "http://169.254.169.254/latest/meta-data",
+            "http://0.0.0.0/x",
+            "http://100.100.100.200/x",
+            "http://[::1]/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://[fd00::1]/x",
+            "http://[fe80::1]/x",
+            "http://2130706433/x",
+        ] {
+            assert!(internal_host(internal), "{internal}");
+        }
+        for public in [
+            "https://example.com/hook",
+            "https://8.8.8.8/x",
+            "http://[2001:db8::1]/x",
+            "https://hooks.slack.com/services/T/B/X",
+        ] {
+            assert!(!internal_host(public), "{public}");
         }
     }
 
