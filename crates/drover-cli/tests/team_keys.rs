@@ -284,6 +284,28 @@ fn a_key_is_printed_once_and_only_its_hash_is_stored() {
         r#"{"team": "platform", "scopes": ["everything"]}"#,
     );
     assert_eq!(status, 400);
+    for (body, status) in [
+        (r#"{"team": "platform", "name": "\u001b[2Jx"}"#, 422),
+        (r#"{"team": "platform", "name": ""}"#, 422),
+        (r#"{"team": "platform", "scopes": "admin"}"#, 422),
+        (r#"{"team": "platform", "secret": "drv_mine"}"#, 422),
+        (r#"{"team": "platform""#, 400),
+        (r#"{"team": 5}"#, 422),
+    ] {
+        let (st, b) = api_json(&env, "POST", "/v1/keys", body);
+        assert_eq!(st, status, "{body}: {b}");
+        let v: Value = serde_json::from_str(&b).unwrap();
+        assert!(v["kind"].is_string() && v["error"].is_string(), "{b}");
+    }
+    let (st, _) = api_json(
+        &env,
+        "PATCH",
+        "/v1/teams/platform",
+        r#"{"max_usd_per_day": "lots"}"#,
+    );
+    assert_eq!(st, 422);
+    let (st, _) = api_json(&env, "GET", "/v1/keys?team=platform&all=1", "");
+    assert_eq!(st, 400, "unknown query parameters are refused");
     assert_eq!(keys(&env).len(), 2, "a refused key was created");
 }
 

@@ -1,6 +1,6 @@
 //! The webhook outbox (docs/design.md §7, webhooks): one row per task end and per entry into
 //! `needs_input` of a task whose team has a webhook URL, added by the store in the same
-//! transaction as the state change (so a crash neither loses nor repeats one), then sent and
+//! transaction as the state change (so a crash loses none and adds none twice), then sent and
 //! retried by the daemon's delivery worker, which records every attempt here.
 
 use crate::error::Result;

@@ -2,8 +2,9 @@
 //! (`task.finished`) or starts waiting for a person (`task.needs_input`).
 //!
 //! - The outbox is the store's (`drover_store::WebhookStore`, migration 0011): a row is added
-//!   with the state change itself, so deliveries survive a crash and are never made twice once
-//!   delivered.
+//!   with the state change itself, so deliveries survive a crash; one recorded as delivered is
+//!   never sent again (at least once: a crash between the receiver's 2xx and its record repeats
+//!   it, with the same `Drover-Delivery` id).
 //! - [`run`] is the delivery worker (on `Engine::tasks`): woken by the store's change feed or by
 //!   the next retry's time, it POSTs each due row, signs it, and records the attempt; non-2xx or
 //!   no answer within [`ATTEMPT_TIMEOUT`] is retried after 1 s, 2 s, 4 s … (at most
