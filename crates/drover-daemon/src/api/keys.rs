@@ -243,3 +243,53 @@ pub async fn revoke(
     tracing::info!("key {} revoked", info.id);
     Ok(Json(info))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(created_at: &str, expires_at: Option<&str>) -> KeyInfo {
+        KeyInfo {
+            id: "key_000000000001".into(),
+            team: "a".into(),
+            name: None,
+            scopes: vec![Scope::TasksRead],
+            created_at: created_at.into(),
+            last_used_at: None,
+            expires_at: expires_at.map(String::from),
+            revoked_at: None,
+            rotated_to: None,
+        }
+    }
+
+    #[test]
+    fn a_successor_lives_as_long_as_its_predecessor_was_made_to() {
+        assert_eq!(same_lifetime(&key("2026-01-01T00:00:00.000Z", None)), None);
+        let k = key("2026-01-01T00:00:00.000Z", Some("2026-01-31T00:00:00.000Z"));
+        let next = same_lifetime(&k).unwrap_or_default();
+        let at = chrono::DateTime::parse_from_rfc3339(&next).map(|t| t.with_timezone(&chrono::Utc));
+        let days = at
+            .map(|t| (t - chrono::Utc::now()).num_hours())
+            .unwrap_or(0);
+        assert!((719..=720).contains(&days), "{next}: {days} h");
+    }
+
+    #[test]
+    fn the_rotate_body_is_optional_and_checked() {
+        assert_eq!(rotate_request(b"").ok(), Some(RotateKeyRequest::default()));
+        assert_eq!(
+            rotate_request(b" \n").ok(),
+            Some(RotateKeyRequest::default())
+        );
+        assert_eq!(
+            rotate_request(br#"{"overlap_secs": 60}"#)
+                .ok()
+                .and_then(|r| r.overlap_secs),
+            Some(60)
+        );
+        let status = |b: &[u8]| rotate_request(b).err().map(|e| e.status.as_u16());
+        assert_eq!(status(b"{"), Some(400));
+        assert_eq!(status(br#"{"overlap_secs": -1}"#), Some(422));
+        assert_eq!(status(br#"{"overlap": 1}"#), Some(422));
+    }
+}
