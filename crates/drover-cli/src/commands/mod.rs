@@ -11,6 +11,7 @@ pub mod key;
 mod lock;
 mod logs;
 mod pool;
+mod remote;
 mod tasks;
 pub mod team;
 
@@ -36,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 async fn run(cmd: Command) -> Result<i32> {
+    remote::refuse_local_only(&cmd)?;
     match cmd {
         Command::Run(args) => tasks::run(args).await,
         Command::Ls { all, json } => tasks::ls(all, json).await,
