@@ -253,10 +253,11 @@ the last seq.";
 /// Every route the daemon serves, as documented. `api/mod.rs` registers the same set (tested).
 pub fn routes() -> Vec<Route> {
     use Access::{Owner, Public};
-    use HttpMethod::{Delete, Get, Post};
+    use HttpMethod::{Delete, Get, Patch, Post};
     let read = Access::Scope(Scope::TasksRead);
     let write = Access::Scope(Scope::TasksWrite);
     let pools = Access::Scope(Scope::PoolsWrite);
+    let admin = Access::Scope(Scope::Admin);
     let sse = ("text/event-stream", scalar(Type::String));
     vec![
         op("openapi", "This document", Public)
@@ -378,6 +379,61 @@ pub fn routes() -> Vec<Route> {
             .query("holder", Type::String, "who holds it, in the lock list")
             .ok(200, "`granted` once held; the body stays open while it is held", &[("text/plain", scalar(Type::String))])
             .route(Post, "/v1/locks/{name}"),
+        op("createTeam", "Create a team (the host owner only)", Owner)
+            .tag("teams")
+            .body::<drover_types::CreateTeamRequest>(true)
+            .errors(&[409, 422])
+            .ok(201, "the team", &[("application/json", json_of::<drover_types::TeamInfo>())])
+            .route(Post, "/v1/teams"),
+        op("listTeams", "Teams (a key: its own)", admin)
+            .tag("teams")
+            .ok(200, "the teams", &[("application/json", array_of::<drover_types::TeamInfo>())])
+            .route(Get, "/v1/teams"),
+        op("getTeam", "One team", admin)
+            .tag("teams")
+            .path("name", "the team name")
+            .ok(200, "the team", &[("application/json", json_of::<drover_types::TeamInfo>())])
+            .route(Get, "/v1/teams/{name}"),
+        op("updateTeam", "Change a team's budgets, models or webhook", admin)
+            .tag("teams")
+            .path("name", "the team name")
+            .body::<drover_types::UpdateTeamRequest>(true)
+            .errors(&[422])
+            .ok(200, "the team", &[("application/json", json_of::<drover_types::TeamInfo>())])
+            .route(Patch, "/v1/teams/{name}"),
+        op("teamWebhookSecret", "The team's webhook signing secret", admin)
+            .tag("teams")
+            .path("name", "the team name")
+            .ok(200, "the secret", &[("application/json", json_of::<drover_types::WebhookSecret>())])
+            .route(Get, "/v1/teams/{name}/webhook-secret"),
+        op("createKey", "Create an API key (its secret is shown once)", admin)
+            .tag("keys")
+            .body::<drover_types::CreateKeyRequest>(true)
+            .errors(&[422])
+            .ok(201, "the key and its secret", &[("application/json", json_of::<drover_types::NewKey>())])
+            .route(Post, "/v1/keys"),
+        op("listKeys", "API keys (never their secrets)", admin)
+            .tag("keys")
+            .query("team", Type::String, "only this team's (the host owner)")
+            .ok(200, "the keys", &[("application/json", array_of::<drover_types::KeyInfo>())])
+            .route(Get, "/v1/keys"),
+        op("rotateKey", "A new key; the old one works for the overlap", admin)
+            .tag("keys")
+            .path("id", "the key id")
+            .body::<drover_types::RotateKeyRequest>(false)
+            .errors(&[409])
+            .ok(201, "the new key and its secret", &[("application/json", json_of::<drover_types::NewKey>())])
+            .route(Post, "/v1/keys/{id}/rotate"),
+        op("revokeKey", "Revoke a key now", admin)
+            .tag("keys")
+            .path("id", "the key id")
+            .ok(200, "the key", &[("application/json", json_of::<drover_types::KeyInfo>())])
+            .route(Post, "/v1/keys/{id}/revoke"),
+        op("deleteKey", "Revoke a key now (as POST …/revoke)", admin)
+            .tag("keys")
+            .path("id", "the key id")
+            .ok(200, "the key", &[("application/json", json_of::<drover_types::KeyInfo>())])
+            .route(Delete, "/v1/keys/{id}"),
         op("usage", "Metered usage and dollars", Access::Scope(Scope::UsageRead))
             .tag("usage")
             .query("by", Type::String, "task, pool, model or day")
@@ -430,6 +486,8 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
     with::<t::NewKey>(&mut out);
     with::<t::CreateKeyRequest>(&mut out);
     with::<t::RotateKeyRequest>(&mut out);
+    with::<t::UpdateTeamRequest>(&mut out);
+    with::<t::WebhookSecret>(&mut out);
     with::<t::AuditRecord>(&mut out);
     with::<t::Actor>(&mut out);
     with::<t::AccountingRow>(&mut out);
