@@ -1,12 +1,11 @@
 //! The TypeScript client (`clients/typescript`) against a real daemon over TCP (issue 11, "Must
-//! show"): a daemon with `--listen 127.0.0.1:0`, a team and a key (in its store),
+//! show"): a daemon with `--listen 127.0.0.1:0`, a team and a key made over the owner's socket,
 //! then `npm run build` and `node --test` in `clients/typescript` with the server's URL, the key,
 //! the team and a repository in the environment. The node tests are the seed's `tasks.create`,
 //! its events read to `end` across forced disconnects, idempotency, errors and the served spec.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 use common::*;
-use drover_types::Scope;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -61,13 +60,19 @@ fn the_typescript_client_runs_the_seed_against_a_real_daemon() {
         .trim()
         .to_string();
 
-    // The team and the key straight in the store (the keys part's API is tested on its own).
-    let keys = drover_test_support::keys::Keys::open(&env.home);
-    keys.team("platform");
-    let key = keys
-        .key("platform", &[Scope::TasksRead, Scope::TasksWrite], None)
-        .secret;
-    drop(keys);
+    // The host owner makes the team and the key (the Unix socket needs no key).
+    let (status, body) = api_json(&env, "POST", "/v1/teams", r#"{"name":"platform"}"#);
+    assert_eq!(status, 201, "team create: {body}");
+    let (status, body) = api_json(
+        &env,
+        "POST",
+        "/v1/keys",
+        r#"{"team":"platform","scopes":["tasks:read","tasks:write"],"name":"ts-client"}"#,
+    );
+    assert_eq!(status, 201, "key create: {body}");
+    let key: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("drv_"), "{body}");
 
     let vars = [
         ("DROVER_URL", format!("http://{addr}")),

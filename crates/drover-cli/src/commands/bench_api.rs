@@ -1,7 +1,7 @@
 //! `drover bench api` (issue 11, "Benchmark"; docs/design.md §7): the team server's API under
 //! load, from this process, against a daemon of its own (a temporary `DROVER_HOME`, `--listen
-//! 127.0.0.1:0`, isolation as configured), over TCP with a team's API key (team and key written
-//! into the fresh store before the daemon starts, only the key's hash kept):
+//! 127.0.0.1:0`, isolation as configured), over TCP with a team's API key (made by the host
+//! owner over the Unix socket):
 //!
 //! - tasks created per second: `--tasks` `POST /v1/tasks` of `command` tasks running `true`, from
 //!   `--clients` concurrent clients (then how long the daemon took to run them all);
@@ -240,14 +240,10 @@ pub async fn api(opts: &ApiBench, work: &Path) -> Result<()> {
     if !opts.unix {
         envs.push(("DROVER_LISTEN".to_string(), "127.0.0.1:0".to_string()));
     }
-    let key = match opts.unix {
-        true => None,
-        false => Some(team_key(&home).await?),
-    };
     let pid = owner
         .start_daemon(&drover_daemon::Flags::default(), &envs)
         .await?;
-    let res = measure(opts, &owner, &home, &repo, pid, &key).await;
+    let res = measure(opts, &owner, &home, &repo, pid).await;
     let _: Result<serde_json::Value> = owner
         .post(
             "/v1/daemon/stop",
@@ -258,36 +254,30 @@ pub async fn api(opts: &ApiBench, work: &Path) -> Result<()> {
     res
 }
 
-/// Team `bench` and a `tasks:read` + `tasks:write` key of it, written into the fresh home's
-/// store before its daemon starts (as `drover team create` / `drover key create` would store
-/// them: only the key's hash); the secret is kept in this process's memory only.
-async fn team_key(home: &Path) -> Result<String> {
-    use drover_daemon::api::auth::{hash_key, new_key_id, new_key_secret};
-    use drover_store::TeamStore;
-    let fail = |e: drover_store::StoreError| CliError::internal(format!("bench: the store: {e}"));
-    std::fs::create_dir_all(home).context(home.display())?;
-    let store = drover_store::SqliteStore::open(&drover_daemon::Home::new(home).db())
-        .await
-        .map_err(fail)?;
-    let team = drover_types::TeamInfo {
-        name: "bench".into(),
-        created_at: drover_store::now(),
-        ..Default::default()
-    };
-    store.create_team(&team).await.map_err(fail)?;
-    let secret = new_key_secret();
-    store
-        .create_key(drover_store::NewKeyRecord {
-            id: new_key_id(),
-            team: team.name,
-            name: Some("bench".into()),
-            scopes: vec![Scope::TasksRead, Scope::TasksWrite],
-            hash: hash_key(&secret),
-            expires_at: None,
-        })
-        .await
-        .map_err(fail)?;
-    Ok(secret)
+/// Team `bench` and a `tasks:read` + `tasks:write` key of it, made by the host owner (`POST
+/// /v1/teams`, `POST /v1/keys` on the Unix socket); the secret stays in this process's memory.
+async fn team_key(owner: &Client) -> Result<String> {
+    let _: drover_types::TeamInfo = owner
+        .post(
+            "/v1/teams",
+            &drover_types::CreateTeamRequest {
+                name: "bench".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let key: drover_types::NewKey = owner
+        .post(
+            "/v1/keys",
+            &drover_types::CreateKeyRequest {
+                team: "bench".into(),
+                scopes: vec![Scope::TasksRead, Scope::TasksWrite],
+                name: Some("bench".into()),
+                expires_secs: None,
+            },
+        )
+        .await?;
+    Ok(key.key)
 }
 
 async fn measure(
@@ -296,7 +286,6 @@ async fn measure(
     home: &Path,
     repo: &Path,
     pid: u32,
-    key: &Option<String>,
 ) -> Result<()> {
     let target = if opts.unix {
         Target::Unix(owner.clone())
@@ -323,7 +312,7 @@ async fn measure(
         Target::Tcp {
             http,
             base: format!("http://{addr}"),
-            key: key.clone().unwrap_or_default(),
+            key: team_key(owner).await?,
         }
     };
     let status: DaemonStatus = owner.get("/v1/status").await?;
