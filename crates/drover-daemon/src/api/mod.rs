@@ -34,6 +34,7 @@ mod pools;
 mod protect;
 mod raw;
 pub mod scoped;
+mod task_request;
 mod tasks;
 mod usage;
 
@@ -42,9 +43,12 @@ use crate::{DaemonError, Home};
 pub use error::ApiErr;
 use std::sync::Arc;
 
-/// The largest request body (bytes): a prompt of up to [`drover_types::MAX_PROMPT_BYTES`] with
-/// room for JSON escaping and the other fields.
+/// The largest request body (bytes) of the routes that carry a prompt (`POST /v1/tasks`,
+/// `POST /v1/pools`): a prompt of up to [`drover_types::MAX_PROMPT_BYTES`] with room for JSON
+/// escaping and the other fields.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
+/// The largest body of every other route (docs/design.md §7: "a body over 1 MiB" is a 413).
+pub const MAX_SMALL_BODY_BYTES: usize = 1 << 20;
 
 /// The admin socket's router: every route, as the host owner ([`auth::Principal::Owner`]).
 pub fn router(engine: Arc<Engine>) -> axum::Router {

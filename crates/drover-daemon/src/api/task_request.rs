@@ -1,0 +1,245 @@
+//! The request side of `POST /v1/tasks` (docs/design.md §7): the body parsed into a
+//! [`RunRequest`] (unknown fields and wrong types are a 400 naming the field), its identity for
+//! `Idempotency-Key` (SHA-256 of the JSON with sorted keys), the `Idempotency-Key` and
+//! `X-Provider-Key` headers, the caller's team and `created_by`, and tags.
+
+use super::auth::Principal;
+use super::ApiErr;
+use drover_types::{ApiErrorKind, Redacted, RunRequest, Tags};
+use serde_json::Value;
+
+/// The longest `Idempotency-Key` (printable ASCII).
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// How long a key names its task; after that it may be used again.
+pub const IDEMPOTENCY_HOURS: i64 = 24;
+/// Tags: at most this many, names and values at most this many bytes.
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_NAME: usize = 100;
+pub const MAX_TAG_VALUE: usize = 500;
+
+/// The body as a [`RunRequest`]; serde's message names the field (one line).
+pub fn parse(body: Value) -> Result<RunRequest, ApiErr> {
+    if !body.is_object() {
+        return Err(ApiErr::new(
+            ApiErrorKind::Invalid,
+            "the body must be a JSON object",
+            Some("send {\"repo\": …, \"task\": …} (docs/design.md §7)"),
+        ));
+    }
+    serde_json::from_value(body).map_err(|e| {
+        let text = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        ApiErr::new(
+            ApiErrorKind::Invalid,
+            text,
+            Some("the fields are repo, task, model, team, agent, ref, verify, protect, timeout, budget {maxUsd, maxTokens}, tags, name, and drover's own (docs/design.md §7)"),
+        )
+    })
+}
+
+/// SHA-256 (hex) of `body` serialised with every object's keys sorted: the same request
+/// written in another key order or spacing is the same request.
+pub fn body_hash(body: &Value) -> String {
+    use sha2::Digest;
+    let mut out = String::new();
+    canonical(body, &mut out);
+    hex::encode(sha2::Sha256::digest(out.as_bytes()))
+}
+
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(v) = m.get(k) {
+                    canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The `Idempotency-Key` header: 1 to 200 printable ASCII characters, else a 400.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiErr> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiErr::new(
+            ApiErrorKind::Invalid,
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+            Some("use a UUID or another unique string per logical request"),
+        )
+    };
+    let bytes = v.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY
+        || !bytes.iter().all(|b| (0x20..=0x7e).contains(b))
+    {
+        return Err(bad());
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// The `X-Provider-Key` header: this task's own provider key (BYOK). Kept in memory only; an
+/// error never repeats it.
+pub fn provider_key(headers: &axum::http::HeaderMap) -> Result<Option<Redacted>, ApiErr> {
+    let Some(v) = headers.get("x-provider-key") else {
+        return Ok(None);
+    };
+    match v.to_str().map(str::trim) {
+        Ok(k) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(Redacted(k.to_string())))
+        }
+        _ => Err(ApiErr::new(
+            ApiErrorKind::Invalid,
+            "X-Provider-Key must be a non-empty key of printable ASCII characters",
+            Some("send the provider's API key as it is, or leave the header out"),
+        )),
+    }
+}
+
+/// The idempotency scope of a caller: its team, or the host owner's own scope.
+pub fn idempotency_scope(principal: &Principal) -> String {
+    match principal.team() {
+        Some(team) => format!("team:{team}"),
+        None => "owner".into(),
+    }
+}
+
+/// A key's request gets the key's team (another team is a 403, nothing created) and the key's
+/// id as `created_by` (a `created_by` in the body is ignored); the owner's stays as sent.
+pub fn apply_principal(principal: &Principal, req: &mut RunRequest) -> Result<(), ApiErr> {
+    let Principal::Key(k) = principal else {
+        return Ok(());
+    };
+    match req.team.as_deref() {
+        Some(t) if t != k.team => {
+            return Err(ApiErr::new(
+                ApiErrorKind::Forbidden,
+                "this key may not create tasks for another team",
+                Some("leave `team` out (it defaults to the key's team) or use a key of that team"),
+            ))
+        }
+        _ => req.team = Some(k.team.clone()),
+    }
+    req.created_by = Some(k.key_id.clone());
+    Ok(())
+}
+
+/// Tags: names non-empty, bounded sizes and count (a 422 naming the tag).
+pub fn check_tags(tags: &Tags) -> Result<(), String> {
+    if tags.len() > MAX_TAGS {
+        return Err(format!(
+            "{} tags: a task may have at most {MAX_TAGS}",
+            tags.len()
+        ));
+    }
+    for (k, v) in tags {
+        if k.trim().is_empty() || k.len() > MAX_TAG_NAME {
+            return Err(format!(
+                "tag name {:?}: give 1 to {MAX_TAG_NAME} bytes",
+                drover_types::text::excerpt(k, drover_types::text::Limit::Chars(40))
+            ));
+        }
+        if v.len() > MAX_TAG_VALUE {
+            return Err(format!(
+                "tag {k:?}: the value is over {MAX_TAG_VALUE} bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A well-formed value that is wrong (a repo that does not resolve, an unknown agent, a bad
+/// budget): 422 `invalid_field` instead of 400 `invalid`.
+pub fn as_field_error(e: ApiErr) -> ApiErr {
+    if e.body.kind == ApiErrorKind::Invalid {
+        ApiErr::new(ApiErrorKind::InvalidField, e.body.error, e.body.hint.as_deref())
+    } else {
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_identity_ignores_key_order_and_spacing() {
+        let a: Value =
+            serde_json::from_str(r#"{"repo": "r", "task": "t", "budget": {"maxUsd": 1, "maxTokens": 2}}"#)
+                .unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"budget":{"maxTokens":2,"maxUsd":1},"task":"t","repo":"r"}"#)
+                .unwrap();
+        assert_eq!(body_hash(&a), body_hash(&b));
+        assert_ne!(body_hash(&a), body_hash(&json!({"repo": "r", "task": "u"})));
+    }
+
+    #[test]
+    fn the_seed_shape_and_the_old_names_parse() {
+        let r = parse(json!({"repo": "r", "task": "t", "ref": "main", "timeout": "30m",
+            "budget": {"maxUsd": 2.0, "max_tokens": 9}, "tags": {"customer": "acme"}}))
+        .unwrap();
+        assert_eq!(r.prompt, "t");
+        assert_eq!(r.base_ref.as_deref(), Some("main"));
+        assert_eq!(r.timeout_secs, Some(1800));
+        assert_eq!(r.budget().unwrap().max_usd, Some(2.0));
+        assert_eq!(r.budget().unwrap().max_tokens, Some(9));
+        let r = parse(json!({"repo": "r", "prompt": "t", "base_ref": "x", "timeout_secs": 5,
+            "max_usd": 1.0})).unwrap();
+        assert_eq!((r.prompt.as_str(), r.timeout_secs), ("t", Some(5)));
+        assert_eq!(r.budget().unwrap().max_usd, Some(1.0));
+        let e = parse(json!({"repo": "r", "task": "t", "colour": "red"})).unwrap_err();
+        assert!(e.body.error.contains("colour"), "{}", e.body.error);
+        assert_eq!(e.status, 400);
+        let e = parse(json!({"repo": "r", "task": "t", "budget": {"maxUSD": 1}})).unwrap_err();
+        assert!(e.body.error.contains("maxUSD"), "{}", e.body.error);
+        assert!(parse(json!({"repo": "r", "task": "t", "timeout": "soon"})).is_err());
+        assert!(parse(json!([1])).is_err());
+        let both = parse(json!({"repo": "r", "task": "t", "max_usd": 1.0, "budget": {"maxUsd": 2.0}}))
+            .unwrap();
+        assert!(both.budget().is_err());
+    }
+
+    #[test]
+    fn header_bounds() {
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(idempotency_key(&h).unwrap(), None);
+        h.insert("idempotency-key", "abc-123".parse().unwrap());
+        assert_eq!(idempotency_key(&h).unwrap().as_deref(), Some("abc-123"));
+        h.insert("idempotency-key", "x".repeat(201).parse().unwrap());
+        assert!(idempotency_key(&h).is_err());
+        h.insert("idempotency-key", "x".repeat(200).parse().unwrap());
+        assert!(idempotency_key(&h).is_ok());
+        h.insert(
+            "idempotency-key",
+            axum::http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        assert!(idempotency_key(&h).is_err());
+        h.insert("x-provider-key", "sk-secret one".parse().unwrap());
+        let e = provider_key(&h).unwrap_err();
+        assert!(!e.body.error.contains("sk-secret"));
+    }
+}
