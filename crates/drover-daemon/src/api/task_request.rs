@@ -26,8 +26,15 @@ pub fn parse(body: Value) -> Result<RunRequest, ApiErr> {
             Some("send {\"repo\": …, \"task\": …} (docs/design.md §7)"),
         ));
     }
-    serde_json::from_value(body).map_err(|e| {
-        let text = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    // Through axum's `Json`: its message names the field's path (`budget.maxUsd: invalid
+    // type …`), which serde_json alone does not.
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiErr::invalid(e.to_string()))?;
+    axum::Json::<RunRequest>::from_bytes(&bytes).map(|axum::Json(r)| r).map_err(|e| {
+        let text = e.body_text();
+        let text = text
+            .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+            .unwrap_or(&text);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         ApiErr::new(
             ApiErrorKind::Invalid,
             text,
@@ -216,6 +223,10 @@ mod tests {
         assert_eq!(e.status, 400);
         let e = parse(json!({"repo": "r", "task": "t", "budget": {"maxUSD": 1}})).unwrap_err();
         assert!(e.body.error.contains("maxUSD"), "{}", e.body.error);
+        let e = parse(json!({"repo": "r", "task": 5})).unwrap_err();
+        assert!(e.body.error.starts_with("task: invalid type"), "{}", e.body.error);
+        let e = parse(json!({"repo": "r", "task": "t", "budget": {"maxUsd": "2"}})).unwrap_err();
+        assert!(e.body.error.starts_with("budget.maxUsd"), "{}", e.body.error);
         assert!(parse(json!({"repo": "r", "task": "t", "timeout": "soon"})).is_err());
         assert!(parse(json!([1])).is_err());
         let both = parse(json!({"repo": "r", "task": "t", "max_usd": 1.0, "budget": {"maxUsd": 2.0}}))
