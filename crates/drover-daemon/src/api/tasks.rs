@@ -400,11 +400,24 @@ pub async fn show(
 pub struct EventsQuery {
     #[serde(default)]
     after: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     follow: bool,
     /// Events per answer without `follow` (default and most: [`EVENTS_MAX_LIMIT`]); the next
     /// page is `after` = the last `seq`.
     limit: Option<usize>,
+}
+
+/// A query flag: `true`/`false` or `1`/`0`.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = <String as Deserialize>::deserialize(d)?;
+    match s.as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "{:?} is not a flag: use true, false, 1 or 0",
+            drover_types::text::excerpt(other, drover_types::text::Limit::Chars(20))
+        ))),
+    }
 }
 
 /// Where a follower resumes: `?after=SEQ`, or the SSE `Last-Event-ID` header a reconnecting
