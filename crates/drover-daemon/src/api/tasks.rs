@@ -470,10 +470,11 @@ pub async fn events(
         )));
     }
     if q.after < 0 {
-        return Err(ApiErr::invalid(format!(
-            "after {}: give an event seq (0 or more)",
-            q.after
-        )));
+        return Err(ApiErr::new(
+            drover_types::ApiErrorKind::Invalid,
+            format!("after {}: give an event seq (0 or more)", q.after),
+            Some("resume from the `id:` of the last event received"),
+        ));
     }
     let (after, from_header) = resume_after(&headers, q.after)?;
     let task = engine.store.find_task(&id).await?;
