@@ -180,7 +180,12 @@ pub fn check_tags(tags: &Tags) -> Result<(), String> {
 /// budget): 422 `invalid_field` instead of 400 `invalid`.
 pub fn as_field_error(e: ApiErr) -> ApiErr {
     if e.body.kind == ApiErrorKind::Invalid {
-        ApiErr::new(ApiErrorKind::InvalidField, e.body.error, e.body.hint.as_deref())
+        let hint = e
+            .body
+            .hint
+            .as_deref()
+            .unwrap_or("correct the value the error names and send again; nothing was created");
+        ApiErr::new(ApiErrorKind::InvalidField, e.body.error, Some(hint))
     } else {
         e
     }
