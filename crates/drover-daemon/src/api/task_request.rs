@@ -259,3 +259,55 @@ mod tests {
         assert!(!e.body.error.contains("sk-secret"));
     }
 }
+
+#[cfg(test)]
+mod principal_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::api::auth::KeyPrincipal;
+
+    fn key(team: &str) -> Principal {
+        Principal::Key(KeyPrincipal {
+            key_id: "key_0123456789ab".into(),
+            team: team.into(),
+            scopes: vec![drover_types::Scope::TasksWrite],
+        })
+    }
+
+    #[test]
+    fn a_key_creates_for_its_own_team_as_itself_only() {
+        // No team: the key's; created_by: the key's id, whatever the body said.
+        let mut req = RunRequest {
+            created_by: Some("mallory".into()),
+            ..Default::default()
+        };
+        apply_principal(&key("a"), &mut req).unwrap();
+        assert_eq!(req.team.as_deref(), Some("a"));
+        assert_eq!(req.created_by.as_deref(), Some("key_0123456789ab"));
+        // Its own team named: fine. Another team: 403, nothing to create.
+        let mut req = RunRequest {
+            team: Some("a".into()),
+            ..Default::default()
+        };
+        apply_principal(&key("a"), &mut req).unwrap();
+        let mut req = RunRequest {
+            team: Some("b".into()),
+            ..Default::default()
+        };
+        let e = apply_principal(&key("a"), &mut req).unwrap_err();
+        assert_eq!(e.status, 403);
+        assert_eq!(e.body.kind, ApiErrorKind::Forbidden);
+        // The owner's request is left as sent.
+        let mut req = RunRequest {
+            team: Some("b".into()),
+            created_by: Some("alice".into()),
+            ..Default::default()
+        };
+        apply_principal(&Principal::Owner, &mut req).unwrap();
+        assert_eq!(req.team.as_deref(), Some("b"));
+        assert_eq!(req.created_by.as_deref(), Some("alice"));
+        // Idempotency scopes: per team; the owner has its own.
+        assert_eq!(idempotency_scope(&key("a")), "team:a");
+        assert_eq!(idempotency_scope(&Principal::Owner), "owner");
+    }
+}
