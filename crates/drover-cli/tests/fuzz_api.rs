@@ -20,13 +20,56 @@ use std::time::{Duration, Instant};
 
 /// Field names of every JSON route, so fuzzed objects often hit real fields.
 const FIELDS: &[&str] = &[
-    "repo", "task", "prompt", "model", "team", "agent", "ref", "base_ref", "verify", "protect",
-    "timeout", "timeout_secs", "stall_timeout", "stall_timeout_secs", "budget", "maxUsd",
-    "maxTokens", "max_usd", "max_tokens", "tags", "name", "cmd", "verify_rounds", "judge_model",
-    "permissions", "memory_bytes", "cpus", "pids", "created_by", "api_key", "message", "allow",
-    "deny", "slots", "count", "on_failures", "allowed_models", "notify", "scopes", "scope",
-    "expires", "expires_in", "overlap", "overlap_secs", "max_usd_per_day", "max_usd_per_task",
-    "webhook_url", "label", "hard", "stop_tasks",
+    "repo",
+    "task",
+    "prompt",
+    "model",
+    "team",
+    "agent",
+    "ref",
+    "base_ref",
+    "verify",
+    "protect",
+    "timeout",
+    "timeout_secs",
+    "stall_timeout",
+    "stall_timeout_secs",
+    "budget",
+    "maxUsd",
+    "maxTokens",
+    "max_usd",
+    "max_tokens",
+    "tags",
+    "name",
+    "cmd",
+    "verify_rounds",
+    "judge_model",
+    "permissions",
+    "memory_bytes",
+    "cpus",
+    "pids",
+    "created_by",
+    "api_key",
+    "message",
+    "allow",
+    "deny",
+    "slots",
+    "count",
+    "on_failures",
+    "allowed_models",
+    "notify",
+    "scopes",
+    "scope",
+    "expires",
+    "expires_in",
+    "overlap",
+    "overlap_secs",
+    "max_usd_per_day",
+    "max_usd_per_task",
+    "webhook_url",
+    "label",
+    "hard",
+    "stop_tasks",
 ];
 
 const MISSING_REPO: &str = "/nonexistent/drover-fuzz-repo";
@@ -77,11 +120,23 @@ fn routes(task_id: &str) -> Vec<(String, Value)> {
             json!({ "name": "fz", "slots": 1, "prompt": "fuzz", "repo": MISSING_REPO,
                     "agent": "command", "cmd": "true" }),
         ),
-        (format!("/v1/tasks/{task_id}/send"), json!({ "message": "hi" })),
+        (
+            format!("/v1/tasks/{task_id}/send"),
+            json!({ "message": "hi" }),
+        ),
         ("/v1/tasks/ffffffff/send".into(), json!({ "allow": true })),
-        ("/v1/teams".into(), json!({ "name": "fz", "max_usd_per_day": 1.0 })),
-        ("/v1/keys".into(), json!({ "team": "fz", "scopes": ["tasks:read"] })),
-        ("/v1/keys/key_000000000000/rotate".into(), json!({ "overlap_secs": 60 })),
+        (
+            "/v1/teams".into(),
+            json!({ "name": "fz", "max_usd_per_day": 1.0 }),
+        ),
+        (
+            "/v1/keys".into(),
+            json!({ "team": "fz", "scopes": ["tasks:read"] }),
+        ),
+        (
+            "/v1/keys/key_000000000000/rotate".into(),
+            json!({ "overlap_secs": 60 }),
+        ),
         ("/v1/pools/fz/stop".into(), json!({ "hard": true })),
     ]
 }
@@ -133,7 +188,12 @@ fn mutate(valid: Value) -> impl Strategy<Value = Value> {
 }
 
 /// One request; `None` when the connection was dropped without an answer.
-fn request(sock: &Path, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<(u16, Vec<u8>)> {
+fn request(
+    sock: &Path,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, Vec<u8>)> {
     let mut s = UnixStream::connect(sock).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
@@ -152,7 +212,10 @@ fn request(sock: &Path, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Op
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
     let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     Some((status, body))
@@ -172,14 +235,18 @@ fn check(
         )));
     };
     let text = String::from_utf8_lossy(&answer);
-    *seen.borrow_mut().entry((path.to_string(), status)).or_default() += 1;
+    *seen
+        .borrow_mut()
+        .entry((path.to_string(), status))
+        .or_default() += 1;
     prop_assert!(
         (200..300).contains(&status) || (400..500).contains(&status),
         "POST {path} → {status} {text}; body {}",
         String::from_utf8_lossy(body)
     );
-    let v: Value = serde_json::from_slice(&answer)
-        .map_err(|e| TestCaseError::fail(format!("POST {path} → {status}: not JSON ({e}): {text}")))?;
+    let v: Value = serde_json::from_slice(&answer).map_err(|e| {
+        TestCaseError::fail(format!("POST {path} → {status}: not JSON ({e}): {text}"))
+    })?;
     if status >= 400 {
         prop_assert!(v["kind"].is_string(), "POST {path} → {status}: {text}");
         prop_assert!(v["error"].is_string(), "POST {path} → {status}: {text}");
@@ -235,10 +302,17 @@ fn fuzzed_json_bodies_never_get_a_5xx_or_a_dropped_connection() {
             .boxed()
         })
         .collect();
-    let strategy = (prop::sample::select((0..route_bodies.len()).collect::<Vec<_>>()), 0..1000usize)
+    let strategy = (
+        prop::sample::select((0..route_bodies.len()).collect::<Vec<_>>()),
+        0..1000usize,
+    )
         .prop_flat_map(move |(i, _)| route_bodies[i].clone());
     let headers = (
-        prop_oneof![Just(None), "[ -~]{0,20}".prop_map(Some), "\\PC{0,8}".prop_map(Some)],
+        prop_oneof![
+            Just(None),
+            "[ -~]{0,20}".prop_map(Some),
+            "\\PC{0,8}".prop_map(Some)
+        ],
         any::<bool>(),
     );
     let cases = 6000;
@@ -265,7 +339,10 @@ fn fuzzed_json_bodies_never_get_a_5xx_or_a_dropped_connection() {
         }
         // A header value that is not valid HTTP is the client's own error; send only those
         // hyper could carry (printable ASCII).
-        if let Some(k) = idem.as_deref().filter(|k| k.bytes().all(|b| (0x20..0x7f).contains(&b))) {
+        if let Some(k) = idem
+            .as_deref()
+            .filter(|k| k.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        {
             h.push(("idempotency-key", k));
         }
         check(&sock, &path, &h, &bytes, &seen)
@@ -287,12 +364,17 @@ fn fuzzed_json_bodies_never_get_a_5xx_or_a_dropped_connection() {
     }
     // The routes that exist answered with their own checks, not only the router's 404.
     let answered = |p: &str| seen.borrow().keys().any(|(path, s)| path == p && *s != 404);
-    assert!(answered("/v1/tasks") && answered("/v1/pools"), "{:?}", seen.borrow());
+    assert!(
+        answered("/v1/tasks") && answered("/v1/pools"),
+        "{:?}",
+        seen.borrow()
+    );
     assert!(tried.get() >= cases, "ran {} of {cases} cases", tried.get());
     // No fuzzed body started a task: the only one is the test's own.
     let all: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
     assert!(
-        all.iter().all(|t| t["id"] == id.as_str() || t["repo"] == MISSING_REPO),
+        all.iter()
+            .all(|t| t["id"] == id.as_str() || t["repo"] == MISSING_REPO),
         "{all:?}"
     );
     rt.block_on(daemon.shutdown());

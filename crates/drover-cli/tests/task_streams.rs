@@ -32,7 +32,8 @@ impl Stream {
         let mut sock = UnixStream::connect(env.sock()).unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
-        let mut req = format!("GET {path} HTTP/1.1\r\nhost: drover\r\naccept: text/event-stream\r\n");
+        let mut req =
+            format!("GET {path} HTTP/1.1\r\nhost: drover\r\naccept: text/event-stream\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -56,7 +57,10 @@ impl Stream {
             if out.len() >= want || self.closed {
                 return out;
             }
-            assert!(Instant::now() < deadline, "no more SSE frames within 60 s: {out:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no more SSE frames within 60 s: {out:?}"
+            );
             let mut buf = [0u8; 16 << 10];
             match self.sock.read(&mut buf) {
                 Ok(0) => self.closed = true,
@@ -79,7 +83,10 @@ impl Stream {
             };
             let head = String::from_utf8_lossy(&self.raw[..i]).to_string();
             assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-            assert!(head.to_ascii_lowercase().contains("text/event-stream"), "{head}");
+            assert!(
+                head.to_ascii_lowercase().contains("text/event-stream"),
+                "{head}"
+            );
             self.head = Some(head);
             self.raw.drain(..i + 4);
         }
@@ -165,16 +172,26 @@ fn a_stream_read_across_two_disconnects_sees_every_event_once_in_order_then_end(
             seen.push(seq);
         }
         if connections >= 3 {
-            assert!(s.closed || end.is_some(), "the third stream neither ended nor closed");
+            assert!(
+                s.closed || end.is_some(),
+                "the third stream neither ended nor closed"
+            );
         }
         drop(s);
     }
-    assert!(connections >= 3, "the task ended before the stream was dropped twice");
+    assert!(
+        connections >= 3,
+        "the task ended before the stream was dropped twice"
+    );
     let end = end.unwrap();
     assert_eq!(end["state"], "succeeded", "{end}");
     let stored = env.events(&id);
     let last = stored.last().unwrap()["seq"].as_i64().unwrap();
-    assert_eq!(seen, (1..=last).collect::<Vec<_>>(), "each event once, in order");
+    assert_eq!(
+        seen,
+        (1..=last).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
     let lines: Vec<String> = (1..=300).map(|i| format!("line-{i}")).collect();
     assert_eq!(texts, lines);
 
@@ -187,9 +204,21 @@ fn a_stream_read_across_two_disconnects_sees_every_event_once_in_order_then_end(
     // Beyond the end, or not a number: 400 {kind, error, hint}.
     let beyond = (last + 88).to_string();
     for (headers, query, needle) in [
-        (vec![("last-event-id", beyond.as_str())], "", format!("Last-Event-ID {beyond} is beyond the task's last event ({last})")),
-        (vec![("last-event-id", "banana")], "", "Last-Event-ID must be".to_string()),
-        (vec![], "?follow=1&after=100000", format!("after 100000 is beyond the task's last event ({last})")),
+        (
+            vec![("last-event-id", beyond.as_str())],
+            "",
+            format!("Last-Event-ID {beyond} is beyond the task's last event ({last})"),
+        ),
+        (
+            vec![("last-event-id", "banana")],
+            "",
+            "Last-Event-ID must be".to_string(),
+        ),
+        (
+            vec![],
+            "?follow=1&after=100000",
+            format!("after 100000 is beyond the task's last event ({last})"),
+        ),
         (vec![], "?after=-1", "after -1".to_string()),
     ] {
         let mut h = headers.clone();
@@ -199,12 +228,18 @@ fn a_stream_read_across_two_disconnects_sees_every_event_once_in_order_then_end(
         assert_eq!(status, 400, "{v}");
         assert_eq!(v["kind"], "invalid");
         assert!(v["hint"].is_string(), "{v}");
-        assert!(v["error"].as_str().unwrap().starts_with(needle.as_str()), "{v}");
+        assert!(
+            v["error"].as_str().unwrap().starts_with(needle.as_str()),
+            "{v}"
+        );
     }
     // Without SSE, the JSON pages of `drover logs` are unchanged.
     let (status, head, body) = http(&env, "GET", &format!("{path}?after=3"), &[], b"");
     assert_eq!(status, 200);
-    assert!(head.to_ascii_lowercase().contains("application/json"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("application/json"),
+        "{head}"
+    );
     let page: Vec<Value> = serde_json::from_slice(&body).unwrap();
     assert_eq!(page[0]["seq"], 4);
 }

@@ -64,8 +64,18 @@ fn the_seed_shape_creates_a_task_and_lists_filter_by_state_team_and_tag() {
     assert_eq!(t["timeout_secs"], 60);
     assert_eq!(env.wait(t["id"].as_str().unwrap())["state"], "succeeded");
     let other = env.ok(&[
-        "run", "--agent", "command", "--cmd", "true", "--tag", "customer=zeta", "--tag",
-        "tier=gold", "--tag", "empty=", "tagged",
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        "true",
+        "--tag",
+        "customer=zeta",
+        "--tag",
+        "tier=gold",
+        "--tag",
+        "empty=",
+        "tagged",
     ]);
     let shown = env.show(&other);
     assert_eq!(
@@ -74,9 +84,14 @@ fn the_seed_shape_creates_a_task_and_lists_filter_by_state_team_and_tag() {
     );
     assert_eq!(env.wait(&other)["state"], "succeeded");
     let text = env.ok(&["show", &other]);
-    assert!(text.contains("tags         customer=zeta empty= tier=gold"), "{text}");
+    assert!(
+        text.contains("tags         customer=zeta empty= tier=gold"),
+        "{text}"
+    );
     for bad in ["nokey", "=v"] {
-        let out = env.run(&["run", "--agent", "command", "--cmd", "true", "--tag", bad, "x"]);
+        let out = env.run(&[
+            "run", "--agent", "command", "--cmd", "true", "--tag", bad, "x",
+        ]);
         assert_eq!(out.status.code(), Some(2), "--tag {bad}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("drover: --tag"), "{err}");
@@ -94,10 +109,13 @@ fn the_seed_shape_creates_a_task_and_lists_filter_by_state_team_and_tag() {
             .map(|t| t["id"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(ids("/v1/tasks?tag=customer:acme"), [id.clone()]);
-    assert_eq!(ids("/v1/tasks?tag=customer:zeta"), [other.clone()]);
-    assert_eq!(ids("/v1/tasks?team=platform"), [id.clone()]);
-    assert_eq!(ids("/v1/tasks?team=platform&tag=customer:zeta"), Vec::<String>::new());
+    assert_eq!(ids("/v1/tasks?tag=customer:acme"), [id.as_str()]);
+    assert_eq!(ids("/v1/tasks?tag=customer:zeta"), [other.as_str()]);
+    assert_eq!(ids("/v1/tasks?team=platform"), [id.as_str()]);
+    assert_eq!(
+        ids("/v1/tasks?team=platform&tag=customer:zeta"),
+        Vec::<String>::new()
+    );
     assert_eq!(ids("/v1/tasks?pool=none"), Vec::<String>::new());
     assert_eq!(ids("/v1/tasks?state=succeeded").len(), 3);
     assert_eq!(ids("/v1/tasks?state=queued"), Vec::<String>::new());
@@ -124,7 +142,10 @@ fn refused_any_hint(status: u16, v: &Value, want: u16, kind: &str, needle: &str)
     assert_eq!(status, want, "{v}");
     assert_eq!(v["kind"], kind, "{v}");
     assert!(v.get("hint").is_some(), "{v}");
-    assert!(v["error"].as_str().unwrap().contains(needle), "expected {needle:?}: {v}");
+    assert!(
+        v["error"].as_str().unwrap().contains(needle),
+        "expected {needle:?}: {v}"
+    );
 }
 
 #[test]
@@ -144,7 +165,10 @@ fn bad_bodies_get_the_contracts_status_and_create_nothing() {
     // Malformed: 400 `invalid`, naming the field.
     for (body, needle) in [
         (with("colour", json!("red")), "unknown field `colour`"),
-        (with("budget", json!({"maxUSD": 1})), "unknown field `maxUSD`"),
+        (
+            with("budget", json!({"maxUSD": 1})),
+            "unknown field `maxUSD`",
+        ),
         (with("budget", json!({"maxUsd": "2"})), "budget.maxUsd"),
         (with("task", json!(5)), "task: invalid type"),
         (with("tags", json!({"customer": 5})), "tags.customer"),
@@ -228,6 +252,8 @@ fn ten_concurrent_posts_with_one_idempotency_key_make_one_task() {
     let env = Env::new();
     env.ok(&["daemon"]);
     let body = seed(&env);
+    // All ten are sent before any answer is read (the collect is needed).
+    #[allow(clippy::needless_collect)]
     let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..10)
             .map(|_| s.spawn(|| post(&env, &body, &[("idempotency-key", "retry-me-1")])))
@@ -238,7 +264,10 @@ fn ten_concurrent_posts_with_one_idempotency_key_make_one_task() {
     let replayed = answers.iter().filter(|(s, _)| *s == 200).count();
     assert_eq!((created, replayed), (1, 9), "{answers:?}");
     let id = answers[0].1["id"].as_str().unwrap().to_string();
-    assert!(answers.iter().all(|(_, t)| t["id"] == id.as_str()), "{answers:?}");
+    assert!(
+        answers.iter().all(|(_, t)| t["id"] == id.as_str()),
+        "{answers:?}"
+    );
     assert_eq!(all_tasks(&env).len(), 1);
     // The same body written in another key order is the same request.
     let mut reordered = serde_json::Map::new();
@@ -248,7 +277,11 @@ fn ten_concurrent_posts_with_one_idempotency_key_make_one_task() {
     for k in keys {
         reordered.insert(k.clone(), obj[k].clone());
     }
-    let (s, t) = post(&env, &Value::Object(reordered), &[("idempotency-key", "retry-me-1")]);
+    let (s, t) = post(
+        &env,
+        &Value::Object(reordered),
+        &[("idempotency-key", "retry-me-1")],
+    );
     assert_eq!((s, t["id"].as_str()), (200, Some(id.as_str())));
     // Another body with the key: 409, nothing created.
     let mut changed = body.clone();
@@ -270,7 +303,9 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     let mut hits = vec![];
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             let Ok(ft) = e.file_type() else { continue };
@@ -335,7 +370,9 @@ fn a_provider_key_in_the_header_reaches_the_provider_and_nowhere_else() {
     assert!(env_txt.contains("ANTHROPIC_API_KEY="), "{env_txt}");
     let hits = files_containing(&env.home, key.as_bytes());
     assert!(hits.is_empty(), "the key is in {hits:?}");
-    assert!(!files_containing(&env.home, b"sk-ant-daemon-key").iter().any(|p| p.ends_with(".db")));
+    assert!(!files_containing(&env.home, b"sk-ant-daemon-key")
+        .iter()
+        .any(|p| p.ends_with(".db")));
     for out in [
         answer,
         env.ok(&["show", &id, "--json"]),

@@ -58,11 +58,8 @@ pub trait TaskStore: Send + Sync {
     /// [`create_task`](TaskStore::create_task) under an idempotency key, atomically: the key
     /// is looked up and, when free (or expired, or naming a task since removed), recorded in
     /// the same transaction as the task, so concurrent calls with one key create one task.
-    async fn create_task_idempotent(
-        &self,
-        task: NewTask,
-        idem: &Idempotency,
-    ) -> Result<Idempotent>;
+    async fn create_task_idempotent(&self, task: NewTask, idem: &Idempotency)
+        -> Result<Idempotent>;
     async fn get_task(&self, id: &str) -> Result<TaskRecord>;
     /// Resolves a full id, a unique prefix of one (compared as plain text) or a task name; an
     /// empty id is [`StoreError::EmptyId`](crate::StoreError::EmptyId), several matches

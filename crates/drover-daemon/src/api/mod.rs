@@ -4,10 +4,10 @@
 //! | --- | --- |
 //! | `GET /v1/status` | daemon pid, slots, sandbox mode |
 //! | `POST /v1/daemon/stop` | stop the daemon (`{"stop_tasks": true}` stops tasks first) |
-//! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
-//! | `GET /v1/tasks?all=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
+//! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]; `Idempotency-Key`, `X-Provider-Key`; 201, 200 on a replay) |
+//! | `GET /v1/tasks?all=&state=&pool=&team=&tag=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
-//! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE when following (`Last-Event-ID` works like `after`) |
+//! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE on `Accept: text/event-stream` or `follow` (`Last-Event-ID` works like `after`; an `end` event closes it) |
 //! | `GET /v1/tasks/{id}/raw?stream=&offset=&len=` | bytes of the raw stdout/stderr log |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |

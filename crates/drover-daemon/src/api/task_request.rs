@@ -92,7 +92,9 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>
     let bad = || {
         ApiErr::new(
             ApiErrorKind::Invalid,
-            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"),
+            format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+            ),
             Some("use a UUID or another unique string per logical request"),
         )
     };
@@ -199,9 +201,10 @@ mod tests {
 
     #[test]
     fn the_identity_ignores_key_order_and_spacing() {
-        let a: Value =
-            serde_json::from_str(r#"{"repo": "r", "task": "t", "budget": {"maxUsd": 1, "maxTokens": 2}}"#)
-                .unwrap();
+        let a: Value = serde_json::from_str(
+            r#"{"repo": "r", "task": "t", "budget": {"maxUsd": 1, "maxTokens": 2}}"#,
+        )
+        .unwrap();
         let b: Value =
             serde_json::from_str(r#"{"budget":{"maxTokens":2,"maxUsd":1},"task":"t","repo":"r"}"#)
                 .unwrap();
@@ -211,16 +214,21 @@ mod tests {
 
     #[test]
     fn the_seed_shape_and_the_old_names_parse() {
-        let r = parse(json!({"repo": "r", "task": "t", "ref": "main", "timeout": "30m",
-            "budget": {"maxUsd": 2.0, "max_tokens": 9}, "tags": {"customer": "acme"}}))
+        let r = parse(
+            json!({"repo": "r", "task": "t", "ref": "main", "timeout": "30m",
+            "budget": {"maxUsd": 2.0, "max_tokens": 9}, "tags": {"customer": "acme"}}),
+        )
         .unwrap();
         assert_eq!(r.prompt, "t");
         assert_eq!(r.base_ref.as_deref(), Some("main"));
         assert_eq!(r.timeout_secs, Some(1800));
         assert_eq!(r.budget().unwrap().max_usd, Some(2.0));
         assert_eq!(r.budget().unwrap().max_tokens, Some(9));
-        let r = parse(json!({"repo": "r", "prompt": "t", "base_ref": "x", "timeout_secs": 5,
-            "max_usd": 1.0})).unwrap();
+        let r = parse(
+            json!({"repo": "r", "prompt": "t", "base_ref": "x", "timeout_secs": 5,
+            "max_usd": 1.0}),
+        )
+        .unwrap();
         assert_eq!((r.prompt.as_str(), r.timeout_secs), ("t", Some(5)));
         assert_eq!(r.budget().unwrap().max_usd, Some(1.0));
         let e = parse(json!({"repo": "r", "task": "t", "colour": "red"})).unwrap_err();
@@ -229,13 +237,22 @@ mod tests {
         let e = parse(json!({"repo": "r", "task": "t", "budget": {"maxUSD": 1}})).unwrap_err();
         assert!(e.body.error.contains("maxUSD"), "{}", e.body.error);
         let e = parse(json!({"repo": "r", "task": 5})).unwrap_err();
-        assert!(e.body.error.starts_with("task: invalid type"), "{}", e.body.error);
+        assert!(
+            e.body.error.starts_with("task: invalid type"),
+            "{}",
+            e.body.error
+        );
         let e = parse(json!({"repo": "r", "task": "t", "budget": {"maxUsd": "2"}})).unwrap_err();
-        assert!(e.body.error.starts_with("budget.maxUsd"), "{}", e.body.error);
+        assert!(
+            e.body.error.starts_with("budget.maxUsd"),
+            "{}",
+            e.body.error
+        );
         assert!(parse(json!({"repo": "r", "task": "t", "timeout": "soon"})).is_err());
         assert!(parse(json!([1])).is_err());
-        let both = parse(json!({"repo": "r", "task": "t", "max_usd": 1.0, "budget": {"maxUsd": 2.0}}))
-            .unwrap();
+        let both =
+            parse(json!({"repo": "r", "task": "t", "max_usd": 1.0, "budget": {"maxUsd": 2.0}}))
+                .unwrap();
         assert!(both.budget().is_err());
     }
 

@@ -1,16 +1,18 @@
 //! `/v1/tasks…` handlers.
 
+use super::auth::Principal;
 use super::body::{ApiJson, ApiQuery};
+use super::task_request;
 use super::ApiErr;
 use crate::engine::{control, new_task_id, Engine};
-use super::auth::Principal;
-use super::task_request;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use drover_store::{Idempotency, Idempotent, ListFilter, NewTask, StoreError, TaskFilter, TaskRecord};
+use drover_store::{
+    Idempotency, Idempotent, ListFilter, NewTask, StoreError, TaskFilter, TaskRecord,
+};
 use drover_types::{
     Budget, RunRequest, SendRequest, Task, TaskPage, EVENTS_MAX_LIMIT, EVENTS_PAGE_BYTES,
     LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, MAX_PROMPT_BYTES,
@@ -65,9 +67,8 @@ pub async fn create(
         scope: task_request::idempotency_scope(&principal),
         key,
         body_hash,
-        not_before: (chrono::Utc::now()
-            - chrono::Duration::hours(task_request::IDEMPOTENCY_HOURS))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        not_before: (chrono::Utc::now() - chrono::Duration::hours(task_request::IDEMPOTENCY_HOURS))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     });
     let mut last = None;
     for attempt in 0..5 {
@@ -82,7 +83,11 @@ pub async fn create(
             keys().insert(id.clone(), key);
         }
         let made = match &idem {
-            None => engine.store.create_task(task).await.map(Idempotent::Created),
+            None => engine
+                .store
+                .create_task(task)
+                .await
+                .map(Idempotent::Created),
             Some(idem) => engine.store.create_task_idempotent(task, idem).await,
         };
         let (t, status) = match made {
@@ -481,7 +486,11 @@ pub async fn events(
     let sse = wants_sse(&headers, q.follow);
     let last = task.next_seq - 1;
     if after > last && (from_header || sse) {
-        let what = if from_header { "Last-Event-ID" } else { "after" };
+        let what = if from_header {
+            "Last-Event-ID"
+        } else {
+            "after"
+        };
         return Err(ApiErr::new(
             drover_types::ApiErrorKind::Invalid,
             format!("{what} {after} is beyond the task's last event ({last})"),

@@ -261,7 +261,10 @@ pub async fn list_pages_hold_summaries(store: Arc<dyn Store>) {
         seen,
         (0..5).map(|i| format!("cccc000{i}")).collect::<Vec<_>>()
     );
-    let page = store.list_page(ListFilter::All, "", &TaskFilter::default(), 0, 5).await.unwrap();
+    let page = store
+        .list_page(ListFilter::All, "", &TaskFilter::default(), 0, 5)
+        .await
+        .unwrap();
     assert_eq!(
         page[1].result.as_ref().unwrap().chars().count(),
         SUMMARY_CHARS + 1
@@ -285,7 +288,10 @@ pub async fn list_pages_hold_summaries(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let page = store.list_page(ListFilter::All, "", &TaskFilter::default(), 0, 5).await.unwrap();
+    let page = store
+        .list_page(ListFilter::All, "", &TaskFilter::default(), 0, 5)
+        .await
+        .unwrap();
     let pending = page[4].pending_input.as_ref().unwrap();
     assert_eq!(pending["request_id"], "r1");
     assert_eq!(pending["summary"], true);

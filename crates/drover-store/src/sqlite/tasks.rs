@@ -185,11 +185,7 @@ impl TaskStore for SqliteStore {
         Self::fetch(&self.writer, &t.id).await
     }
 
-    async fn create_task_idempotent(
-        &self,
-        t: NewTask,
-        idem: &Idempotency,
-    ) -> Result<Idempotent> {
+    async fn create_task_idempotent(&self, t: NewTask, idem: &Idempotency) -> Result<Idempotent> {
         // One writer connection: the look-up and the inserts are one transaction, never
         // interleaved with another request's.
         let mut tx = self.writer.begin().await?;
@@ -295,7 +291,8 @@ impl TaskStore for SqliteStore {
         limit: i64,
     ) -> Result<Vec<TaskRecord>> {
         let cols = &self.summary_cols;
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {cols} FROM tasks WHERE queue_seq > "));
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {cols} FROM tasks WHERE queue_seq > "));
         qb.push_bind(after);
         if filter == ListFilter::ActiveOrFinishedSince {
             qb.push(" AND (finished_at IS NULL OR finished_at >= ")
@@ -320,7 +317,10 @@ impl TaskStore for SqliteStore {
                 .push(")");
         }
         qb.push(" ORDER BY queue_seq LIMIT ").push_bind(limit);
-        let rows = qb.build_query_as::<TaskRow>().fetch_all(&self.reader).await?;
+        let rows = qb
+            .build_query_as::<TaskRow>()
+            .fetch_all(&self.reader)
+            .await?;
         rows.into_iter().map(TaskRecord::try_from).collect()
     }
 
