@@ -234,6 +234,15 @@ fn bad_bodies_get_the_contracts_status_and_create_nothing() {
     refused(s, &v, 413, "too_large", "1 MiB");
     let (s, v) = post(&env, &with("task", json!("p".repeat((1 << 20) + 1))), &[]);
     refused(s, &v, 413, "too_large", "1 MiB");
+    // The task route takes 4 MiB for the prompt's sake; the rest of its body is held to 1 MiB.
+    let (s, v) = post(&env, &with("name", json!("n".repeat(1_500_000))), &[]);
+    refused(s, &v, 413, "too_large", "without its prompt");
+    // A prompt just under 1 MiB with the other fields fits.
+    let (s, t) = post(&env, &with("task", json!("p".repeat((1 << 20) - 100))), &[]);
+    assert_eq!(s, 201, "{t}");
+    let big_id = t["id"].as_str().unwrap().to_string();
+    env.wait(&big_id);
+    env.ok(&["rm", &big_id]);
     assert!(all_tasks(&env).is_empty(), "a refused body created a task");
 }
 

@@ -52,6 +52,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let idem_key = task_request::idempotency_key(&headers)?;
     let provider_key = task_request::provider_key(&headers)?;
+    task_request::check_size(&body)?;
     let body_hash = task_request::body_hash(&body);
     let mut req = task_request::parse(body)?;
     if provider_key.is_some() {
