@@ -1,7 +1,7 @@
 //! The request side of `POST /v1/tasks` (docs/design.md §7): the body parsed into a
 //! [`RunRequest`] (unknown fields and wrong types are a 400 naming the field), its identity for
 //! `Idempotency-Key` (SHA-256 of the JSON with sorted keys), the `Idempotency-Key` and
-//! `X-Provider-Key` headers, the caller's team and `created_by`, and tags.
+//! `X-Provider-Key` headers, and tags. (A key's team and `created_by`: `api::access::bind_task`.)
 
 use super::auth::Principal;
 use super::ApiErr;
@@ -161,26 +161,6 @@ pub fn idempotency_scope(principal: &Principal) -> String {
     }
 }
 
-/// A key's request gets the key's team (another team is a 403, nothing created) and the key's
-/// id as `created_by` (a `created_by` in the body is ignored); the owner's stays as sent.
-pub fn apply_principal(principal: &Principal, req: &mut RunRequest) -> Result<(), ApiErr> {
-    let Principal::Key(k) = principal else {
-        return Ok(());
-    };
-    match req.team.as_deref() {
-        Some(t) if t != k.team => {
-            return Err(ApiErr::new(
-                ApiErrorKind::Forbidden,
-                "this key may not create tasks for another team",
-                Some("leave `team` out (it defaults to the key's team) or use a key of that team"),
-            ))
-        }
-        _ => req.team = Some(k.team.clone()),
-    }
-    req.created_by = Some(k.key_id.clone());
-    Ok(())
-}
-
 /// Tags: names non-empty, bounded sizes and count (a 422 naming the tag).
 pub fn check_tags(tags: &Tags) -> Result<(), String> {
     if tags.len() > MAX_TAGS {
@@ -306,52 +286,20 @@ mod tests {
 
 #[cfg(test)]
 mod principal_tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::api::auth::KeyPrincipal;
 
-    fn key(team: &str) -> Principal {
-        Principal::Key(KeyPrincipal {
-            key_id: "key_0123456789ab".into(),
-            team: team.into(),
-            scopes: vec![drover_types::Scope::TasksWrite],
-        })
-    }
-
     #[test]
-    fn a_key_creates_for_its_own_team_as_itself_only() {
-        // No team: the key's; created_by: the key's id, whatever the body said.
-        let mut req = RunRequest {
-            created_by: Some("mallory".into()),
-            ..Default::default()
+    fn idempotency_keys_are_per_team_and_the_owner_has_its_own_scope() {
+        let key = |team: &str| {
+            Principal::Key(KeyPrincipal {
+                key_id: "key_0123456789ab".into(),
+                team: team.into(),
+                scopes: vec![drover_types::Scope::TasksWrite],
+            })
         };
-        apply_principal(&key("a"), &mut req).unwrap();
-        assert_eq!(req.team.as_deref(), Some("a"));
-        assert_eq!(req.created_by.as_deref(), Some("key_0123456789ab"));
-        // Its own team named: fine. Another team: 403, nothing to create.
-        let mut req = RunRequest {
-            team: Some("a".into()),
-            ..Default::default()
-        };
-        apply_principal(&key("a"), &mut req).unwrap();
-        let mut req = RunRequest {
-            team: Some("b".into()),
-            ..Default::default()
-        };
-        let e = apply_principal(&key("a"), &mut req).unwrap_err();
-        assert_eq!(e.status, 403);
-        assert_eq!(e.body.kind, ApiErrorKind::Forbidden);
-        // The owner's request is left as sent.
-        let mut req = RunRequest {
-            team: Some("b".into()),
-            created_by: Some("alice".into()),
-            ..Default::default()
-        };
-        apply_principal(&Principal::Owner, &mut req).unwrap();
-        assert_eq!(req.team.as_deref(), Some("b"));
-        assert_eq!(req.created_by.as_deref(), Some("alice"));
-        // Idempotency scopes: per team; the owner has its own.
         assert_eq!(idempotency_scope(&key("a")), "team:a");
+        assert_ne!(idempotency_scope(&key("a")), idempotency_scope(&key("b")));
         assert_eq!(idempotency_scope(&Principal::Owner), "owner");
     }
 }

@@ -58,7 +58,7 @@ pub async fn create(
     if provider_key.is_some() {
         req.api_key = provider_key;
     }
-    task_request::apply_principal(&principal, &mut req)?;
+    super::access::bind_task(&principal, &mut req)?;
     ApiErr::confinable(&engine)?;
     prompt_size(&req.prompt)?;
     let (task, warnings) = prepare(&engine, &req)
@@ -379,8 +379,10 @@ pub async fn list(
         .then(|| page.last().map(|t| t.queue_seq.to_string()))
         .flatten();
     let queued = engine.store.queued().await?;
+    // Belt and braces: the query is already narrowed to a key's team.
     let tasks = page
         .iter()
+        .filter(|t| principal.sees(t.team.as_deref()))
         .map(|t| {
             let pos = queued
                 .iter()

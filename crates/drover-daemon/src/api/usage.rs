@@ -15,6 +15,7 @@ pub struct UsageQuery {
 
 pub async fn usage(
     State(engine): State<Arc<Engine>>,
+    axum::Extension(principal): axum::Extension<super::auth::Principal>,
     super::body::ApiQuery(q): super::body::ApiQuery<UsageQuery>,
 ) -> Result<Json<Vec<UsageLine>>, ApiErr> {
     let by = match q.by {
@@ -23,5 +24,8 @@ pub async fn usage(
             .parse()
             .map_err(|_| ApiErr::invalid(format!("--by {by}: use task, pool, model or day")))?,
     };
-    Ok(Json(engine.store.usage_report(by).await?))
+    let lines = engine.store.usage_report(by).await?;
+    Ok(Json(
+        super::access::own_usage(&engine, &principal, by, lines).await?,
+    ))
 }
