@@ -99,7 +99,7 @@ fn a_keys_tasks_are_its_teams_idempotency_is_per_team_and_lists_show_only_its_te
     let first_id = first["id"].as_str().unwrap().to_string();
     let mut mine = ids(addr, &a, "/v1/tasks?all=true");
     mine.sort();
-    let mut want = vec![ta.clone(), first_id.clone()];
+    let mut want = vec![ta.clone(), first_id];
     want.sort();
     assert_eq!(mine, want);
     assert_eq!(ids(addr, &b, "/v1/tasks?all=true"), [tb.as_str()]);
