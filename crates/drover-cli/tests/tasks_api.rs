@@ -45,6 +45,7 @@ fn seed(env: &Env) -> Value {
 fn the_seed_shape_creates_a_task_and_lists_filter_by_state_team_and_tag() {
     let env = Env::new();
     env.ok(&["daemon"]);
+    env.ok(&["team", "create", "platform"]);
     let (s, t) = post(&env, &seed(&env), &[]);
     assert_eq!(s, 201, "{t}");
     let id = t["id"].as_str().unwrap().to_string();
@@ -152,6 +153,7 @@ fn refused_any_hint(status: u16, v: &Value, want: u16, kind: &str, needle: &str)
 fn bad_bodies_get_the_contracts_status_and_create_nothing() {
     let env = Env::new();
     env.ok(&["daemon"]);
+    env.ok(&["team", "create", "platform"]);
     let with = |k: &str, v: Value| {
         let mut b = seed(&env);
         b[k] = v;
@@ -199,6 +201,7 @@ fn bad_bodies_get_the_contracts_status_and_create_nothing() {
         (with("budget", json!({"maxTokens": 0})), "--max-tokens"),
         (with("timeout", json!(0)), "timeout"),
         (with("tags", json!({"": "x"})), "tag name"),
+        (with("team", json!("nosuch")), "no team named nosuch"),
         (
             with("budget", json!({"maxUsd": 1.0})).tap_insert("max_usd", json!(2.0)),
             "give the budget once",
@@ -260,6 +263,7 @@ impl TapInsert for Value {
 fn ten_concurrent_posts_with_one_idempotency_key_make_one_task() {
     let env = Env::new();
     env.ok(&["daemon"]);
+    env.ok(&["team", "create", "platform"]);
     let body = seed(&env);
     // All ten are sent before any answer is read (the collect is needed).
     #[allow(clippy::needless_collect)]
@@ -346,6 +350,7 @@ fn a_provider_key_in_the_header_reaches_the_provider_and_nowhere_else() {
     env.git(&["add", "body.json"]);
     env.git(&["commit", "-qm", "body"]);
     env.ok(&["daemon"]);
+    env.ok(&["team", "create", "platform"]);
     let key = format!("sk-ant-byok-{}", std::process::id());
     // The agent dumps its environment and every file it can see in its sandbox, then calls
     // the provider through the gateway.

@@ -148,16 +148,24 @@ async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<S
     validate::max_usd(budget.max_usd).map_err(ApiErr::invalid)?;
     validate::max_tokens(budget.max_tokens).map_err(ApiErr::invalid)?;
     task_request::check_tags(&req.tags).map_err(ApiErr::invalid)?;
+    // The team's rules (from the store): it exists, the model is on its list, its per-task cap.
+    let team = super::teams::admit_task(
+        engine,
+        req.team.as_deref(),
+        req.model.as_deref(),
+        budget.max_usd,
+    )
+    .await?;
+    let max_usd = team.max_usd;
     enforceable(
         engine,
-        budget.max_usd.is_some() || budget.max_tokens.is_some(),
-        req.team.as_deref(),
+        max_usd.is_some() || budget.max_tokens.is_some(),
+        team.team_daily_budget,
     )?;
     let model = req
         .model
         .clone()
         .or_else(|| engine.config.worker_model.clone());
-    team_model(engine, req.team.as_deref(), model.as_deref()).await?;
     let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let (timeout_secs, stall_timeout_secs) =
         clocks(engine, req.timeout_secs, req.stall_timeout_secs)?;
@@ -187,7 +195,7 @@ async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<S
         protect,
         permissions,
         budget: Budget {
-            max_usd: budget.max_usd,
+            max_usd,
             max_tokens: budget.max_tokens,
         },
         session_id,
@@ -200,31 +208,6 @@ async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<S
         limits,
     };
     Ok((task, warnings))
-}
-
-/// A model outside the team's list (`drover team create --allow-model`, in the store) is
-/// refused at creation; the gateway checks every request too (also the config's `[teams]`).
-async fn team_model(engine: &Engine, team: Option<&str>, model: Option<&str>) -> ApiResult<()> {
-    let (Some(team), Some(model)) = (team, model) else {
-        return Ok(());
-    };
-    let Some(info) = engine.store.team(team).await? else {
-        return Ok(());
-    };
-    let model = engine
-        .config
-        .aliases
-        .get(model)
-        .map(String::as_str)
-        .unwrap_or(model);
-    match &info.allowed_models {
-        Some(allowed) if !allowed.iter().any(|m| m == model) => Err(ApiErr::new(
-            drover_types::ApiErrorKind::Invalid,
-            format!("team {team} may not use the model {model}"),
-            Some(format!("the team's models: {}", allowed.join(", ")).as_str()),
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// A prompt over [`MAX_PROMPT_BYTES`] is a 413 (tasks and pools).
@@ -245,10 +228,7 @@ pub(crate) fn prompt_size(prompt: &str) -> ApiResult<()> {
 
 /// Money fails closed: budgets are enforced by drover's gateway, so with the gateway off a task
 /// or pool with a budget (its own, or its team's daily one) is refused, never run unmetered.
-pub(crate) fn enforceable(engine: &Engine, own: bool, team: Option<&str>) -> ApiResult<()> {
-    let team_budget = team
-        .and_then(|t| engine.config.teams.get(t))
-        .is_some_and(|t| t.max_usd_per_day.is_some());
+pub(crate) fn enforceable(engine: &Engine, own: bool, team_budget: bool) -> ApiResult<()> {
     if engine.gateway.is_none() && (own || team_budget) {
         return Err(ApiErr::new(drover_types::ApiErrorKind::Invalid,
             "this budget cannot be enforced: drover's gateway is off (the daemon has no provider key, or DROVER_GATEWAY=off)",
