@@ -818,6 +818,13 @@ export interface components {
             /** @description The removed task's id. */
             removed: string;
         };
+        /** @description A task's budget in a request: `{maxUsd, maxTokens}` (also spelled `max_usd`, `max_tokens`). */
+        RequestBudget: {
+            /** Format: double */
+            maxUsd?: number | null;
+            /** Format: int64 */
+            maxTokens?: number | null;
+        };
         /** @description `POST /v1/keys/{id}/rotate`. */
         RotateKeyRequest: {
             /**
@@ -826,12 +833,17 @@ export interface components {
              */
             overlap_secs?: number | null;
         };
-        /** @description `POST /v1/tasks` */
+        /**
+         * @description `POST /v1/tasks` (docs/design.md §7). The wire names are the contract: `task` (alias
+         *     `prompt`), `ref` (alias `base_ref`), `budget {maxUsd, maxTokens}` (the old top-level
+         *     `max_usd`/`max_tokens` are still taken), `timeout` in seconds or as a duration string
+         *     (`"30m"`; alias `timeout_secs`). An unknown field is refused (400).
+         */
         RunRequest: {
             /** @description A local directory (resolved to an absolute path by the CLI) or a git URL. */
             repo: string;
             /** @description Defaults to `HEAD`. */
-            base_ref?: string | null;
+            ref?: string | null;
             /** @description `claude` (default) or `command`. */
             agent?: string | null;
             cmd?: string | null;
@@ -845,23 +857,36 @@ export interface components {
             verify_rounds?: number | null;
             /** @description Judge model for this task (default: the daemon's `models.judge`, if any). */
             judge_model?: string | null;
-            /** Format: double */
+            budget?: null | components["schemas"]["RequestBudget"];
+            /**
+             * Format: double
+             * @description The older spelling of `budget.maxUsd` (give one or the other).
+             */
             max_usd?: number | null;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The older spelling of `budget.maxTokens`.
+             */
             max_tokens?: number | null;
-            prompt: string;
+            /** @description What the agent is asked to do. */
+            task: string;
+            /**
+             * @description Who asked (the owner's CLI sends `$USER`); over TCP the daemon sets the key's id and
+             *     ignores this.
+             */
             created_by?: string | null;
             api_key?: null | components["schemas"]["Redacted"];
             team?: string | null;
             permissions?: null | components["schemas"]["PermissionPolicy"];
             /**
              * Format: int64
-             * @description Wall-clock limit in seconds (`--timeout`; default: config `task_timeout`, else none).
+             * @description Wall-clock limit (`--timeout`; default: config `task_timeout`, else none): seconds, or a
+             *     duration string such as `"30m"`.
              */
-            timeout_secs?: number | null;
+            timeout?: number | null;
             /**
              * Format: int64
-             * @description Stall limit in seconds (`--stall-timeout`; default: config `stall_timeout`, 30 min).
+             * @description Stall limit (`--stall-timeout`; default: config `stall_timeout`, 30 min), as `timeout`.
              */
             stall_timeout_secs?: number | null;
             /** @description Protected globs (`--protect`), added to the daemon's `protect` list. */
@@ -1032,14 +1057,14 @@ export interface components {
             waiting: string[];
         };
         /**
-         * @description `GET /v1/tasks?all=&limit=&cursor=`: one page of task summaries in queue order. A summary is
-         *     a [`crate::Task`] whose `prompt`, `result` and `cmd` are cut to 500 characters (plus `…`);
-         *     `GET /v1/tasks/{id}` returns the whole task. `next` is the `cursor` of the next page, `None`
-         *     on the last one.
+         * @description `GET /v1/tasks?all=&state=&pool=&tag=&team=&limit=&cursor=`: one page of task summaries in
+         *     queue order. A summary is a [`crate::Task`] whose `prompt`, `result` and `cmd` are cut to 500
+         *     characters (plus `…`); `GET /v1/tasks/{id}` returns the whole task. `next_cursor` is the
+         *     `cursor` of the next page, `None` on the last one.
          */
         TaskPage: {
             tasks: components["schemas"]["Task"][];
-            next?: string | null;
+            next_cursor?: string | null;
         };
         /**
          * @description The persisted task states (docs/design.md §3). Every transition is also an event.
@@ -1956,7 +1981,15 @@ export interface operations {
     listTasks: {
         parameters: {
             query?: {
-                /** @description every task, not only active ones and those finished in the last hour */
+                /** @description only tasks in this state (queued, running, succeeded, …) */
+                state?: string;
+                /** @description only this pool's tasks */
+                pool?: string;
+                /** @description only this team's tasks (a key: its own team's only; another team's is an empty page) */
+                team?: string;
+                /** @description `NAME:VALUE`: only tasks with this tag */
+                tag?: string;
+                /** @description every task, not only active ones and those finished in the last hour (with a filter: every match) */
                 all?: boolean;
                 /** @description 1 to 500 (default 100) */
                 limit?: number;
