@@ -777,7 +777,10 @@ fn listen_settings_are_checked_and_an_open_listener_is_flagged() {
     env.ok(&["daemon", "stop"]);
     drop(keys);
     let log = std::fs::read_to_string(env.home.join("daemon.log")).unwrap();
-    assert!(log.contains("team server listening on http://127.0.0.1:"), "{log}");
+    assert!(
+        log.contains("team server listening on http://127.0.0.1:"),
+        "{log}"
+    );
     for entry in std::fs::read_dir(&env.home).unwrap() {
         let p = entry.unwrap().path();
         if p.is_file() {
