@@ -271,7 +271,7 @@ fn access_matrix_two_teams_every_key_kind_every_route() {
     for team in ['a', 'b'] {
         let t = team.to_string();
         let all = Scope::ALL.to_vec();
-        let ids = key_ids.entry(team).or_insert_with(Vec::new);
+        let ids = key_ids.entry(team).or_default();
         let mut mk = |scopes: &[Scope], exp: Option<String>| {
             let k = s.keys.key(&t, scopes, exp);
             ids.push(k.id);
