@@ -16,7 +16,11 @@
 //! | `POST /v1/pools`, `GET /v1/pools[/{name}]` | start, list, show pools |
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
-//! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
+//! | `GET /v1/usage?by=task|pool|model|day|team|tag:NAME&team=` | metered usage and dollars (a key: its team's) |
+//! | `GET /v1/audit?since=&team=&limit=&cursor=` | the audit log ([`drover_types::AuditPage`]; a key: its team's) |
+//! | `GET /v1/audit/export?format=ndjson|csv&since=&team=` | accounting rows of finished tasks, streamed |
+//!
+//! Every mutating call on every router is appended to the audit log ([`audit`]).
 //!
 //! A task's sandbox gets its own socket with these routes behind a filter ([`scoped`]): only
 //! `drover lock` and reading that task; the rest is `403 {kind: forbidden}`.
@@ -24,6 +28,8 @@
 //! Every refusal — including bad JSON, a wrong content type, an oversized body, a bad query
 //! string or an unknown route — is `{kind, error, hint}` with a 4xx ([`body`]).
 
+pub mod audit;
+mod audit_log;
 pub mod auth;
 pub mod body;
 mod daemon;
@@ -57,8 +63,13 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
 /// [`scoped::filter`], which allows only what an agent may do for itself, as `task_id`.
 pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
     let scope = scoped::TaskScope(task_id.into());
-    let routes = routes().route_layer(axum::middleware::from_fn_with_state(scope, scoped::filter));
+    let routes = routes().route_layer(axum::middleware::from_fn_with_state(
+        scope.clone(),
+        scoped::filter,
+    ));
     finish(routes, engine)
+        // For the audit records' `remote_addr` (`task:<id>`).
+        .layer(axum::Extension(scope))
         .layer(axum::Extension(auth::Principal::Owner))
         .layer(axum::Extension(auth::RemoteAddr(None)))
 }
@@ -81,6 +92,8 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/pools/{name}/resume", post(pools::resume))
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/audit", get(audit_log::list))
+        .route("/v1/audit/export", get(audit_log::export))
         .route("/v1/locks/{name}", post(locks::acquire))
 }
 
@@ -90,6 +103,12 @@ fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Route
         .method_not_allowed_fallback(body::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(body::bounded))
+        // Last, so it sees every answer (refusals included); still inside the layers that put
+        // the caller (`Principal`, `RemoteAddr`) in the request.
+        .layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            audit::record,
+        ))
         .with_state(engine)
 }
 
