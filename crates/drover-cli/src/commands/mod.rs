@@ -1,6 +1,7 @@
 //! One module per command group; [`dispatch`] picks one.
 
 mod agents;
+mod audit;
 mod bench;
 mod bench_isolation;
 pub mod bg_follow;
@@ -52,6 +53,7 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Agents => agents::agents().await,
         Command::Pool { action } => pool::pool(action).await,
         Command::Usage { by, json } => pool::usage(by, json).await,
+        Command::Audit(args) => audit::audit(args).await,
         Command::Lock { name, slots, cmd } => lock::lock(&name, slots, &cmd).await,
         Command::Daemon(args) => daemon::background(args).await,
         Command::Doctor { json } => doctor::doctor(json).await,
