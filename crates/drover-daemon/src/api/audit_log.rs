@@ -232,7 +232,8 @@ fn encode(format: ExportFormat, rows: &[AccountingRow]) -> Bytes {
 /// A row's cells in [`drover_types::ACCOUNTING_FIELDS`] order; `None` is an empty cell.
 fn csv_cells(r: &AccountingRow) -> Vec<Option<String>> {
     let n = |v: u64| Some(v.to_string());
-    let f = |v: Option<f64>| v.map(|x| x.to_string());
+    // Numbers written as in the NDJSON (`0.0`, `1.5`): one text per value in both formats.
+    let f = |v: Option<f64>| v.and_then(|x| serde_json::to_string(&x).ok());
     vec![
         Some(r.schema.to_string()),
         Some(r.task_id.clone()),
