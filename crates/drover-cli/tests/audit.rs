@@ -509,8 +509,8 @@ fn usage_and_exports_filter_by_team() {
             })
             .collect()
     };
-    assert_eq!(only("a"), [a.clone()]);
-    assert_eq!(only("b"), [b.clone()]);
+    assert_eq!(only("a"), [a]);
+    assert_eq!(only("b"), [b]);
     let (status, body) = api_json(&env, "GET", "/v1/usage?by=team&team=a", "");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, "[]", "command tasks meter nothing");
