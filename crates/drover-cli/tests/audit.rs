@@ -57,6 +57,19 @@ fn mutating_calls_over_the_unix_socket_are_audited_with_their_answers() {
     // A path that looks like a key is not kept.
     let (status, _) = api_json(&env, "POST", "/v1/tasks/drv_0123456789abcdef/stop", "{}");
     assert_eq!(status, 404);
+    // Forged headers and a key in the query change nothing: the socket says who and from where.
+    let (status, _, _) = http(
+        &env,
+        "POST",
+        "/v1/tasks/nosuchtask/stop?api_key=drv_querysecret",
+        &[
+            ("authorization", "Bearer drv_headersecret"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("content-type", "application/json"),
+        ],
+        b"{}",
+    );
+    assert_eq!(status, 404);
     env.ok(&["stop", &id]);
     env.wait(&id);
     env.ok(&["rm", &id]);
@@ -100,6 +113,16 @@ fn mutating_calls_over_the_unix_socket_are_audited_with_their_answers() {
         .find(|r| r["target"] == "nosuchtask")
         .expect("the refused stop");
     assert_eq!(refused["status"], 404);
+    assert_eq!(
+        stops.iter().filter(|r| r["target"] == "nosuchtask").count(),
+        2,
+        "{stops:#?}"
+    );
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(
+        !text.contains("6.6.6.6") && !text.contains("secret"),
+        "{text}"
+    );
     assert!(stops
         .iter()
         .any(|r| r["target"] == "(redacted)" && r["status"] == 404));
