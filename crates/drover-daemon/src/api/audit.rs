@@ -8,8 +8,10 @@
 //! for `task.create`, `pool.create`, `team.create` and `key.create`, the created id or name
 //! read from the 2xx JSON answer (bounded, exact-size bodies only) — and the status.
 //!
-//! It runs inside the layers that put the caller in the request ([`super::finish`] adds it
-//! last; `api::router` and the TCP router add `Principal`/`RemoteAddr` outside it). A store
+//! Each router adds it once ([`super::audited`]): on the Unix sockets inside the layers that
+//! put the caller (`Principal`, `RemoteAddr`) in the request; on TCP outside the authentication,
+//! which puts the key it found (a valid one) in the answer's extensions too, so calls refused
+//! there (401, 403, 404) are recorded with their actor, or none without a valid key. A store
 //! error while auditing is logged and the response still goes out. A lock (`POST
 //! /v1/locks/{name}`) is recorded when its response starts (200 = granted), not when the lock
 //! is released.
@@ -153,11 +155,7 @@ pub async fn record(State(engine): State<Arc<Engine>>, req: Request, next: Next)
         return next.run(req).await;
     }
     let route = Route::of(req.method(), req.uri().path());
-    let actor = req
-        .extensions()
-        .get::<Principal>()
-        .map(Principal::actor)
-        .unwrap_or_default();
+    let before = req.extensions().get::<Principal>().map(Principal::actor);
     let remote = match req.extensions().get::<TaskScope>() {
         Some(scope) => format!("task:{}", scope.0),
         None => req
@@ -168,6 +166,11 @@ pub async fn record(State(engine): State<Arc<Engine>>, req: Request, next: Next)
     };
     let resp = next.run(req).await;
     let status = resp.status();
+    // A layer inside this one that authenticates (TCP) puts the key it found in the answer,
+    // refusals included; none: no valid key was presented.
+    let actor = before
+        .or_else(|| resp.extensions().get::<Principal>().map(Principal::actor))
+        .unwrap_or_default();
     let (resp, target) = match &route.target {
         Target::None => (resp, None),
         Target::Path(s) => (resp, Some(clean_target(s))),

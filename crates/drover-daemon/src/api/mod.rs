@@ -54,7 +54,7 @@ pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 /// The admin socket's router: every route, as the host owner ([`auth::Principal::Owner`]).
 pub fn router(engine: Arc<Engine>) -> axum::Router {
-    finish(routes(), engine)
+    audited(finish(routes(), engine.clone()), engine)
         .layer(axum::Extension(auth::Principal::Owner))
         .layer(axum::Extension(auth::RemoteAddr(None)))
 }
@@ -67,7 +67,7 @@ pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
         scope.clone(),
         scoped::filter,
     ));
-    finish(routes, engine)
+    audited(finish(routes, engine.clone()), engine)
         // For the audit records' `remote_addr` (`task:<id>`).
         .layer(axum::Extension(scope))
         .layer(axum::Extension(auth::Principal::Owner))
@@ -103,13 +103,15 @@ fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Route
         .method_not_allowed_fallback(body::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(body::bounded))
-        // Last, so it sees every answer (refusals included); still inside the layers that put
-        // the caller (`Principal`, `RemoteAddr`) in the request.
-        .layer(axum::middleware::from_fn_with_state(
-            engine.clone(),
-            audit::record,
-        ))
         .with_state(engine)
+}
+
+/// `router` with the audit log's middleware ([`audit::record`]) around it: every answer to a
+/// mutating call, refusals included, is recorded. Add it outside anything that can refuse a
+/// call and inside the layers that put the caller (`Principal`, `RemoteAddr`) in the request
+/// (or have the refusing layer put the `Principal` in its answer, as TCP's authentication does).
+fn audited(router: axum::Router, engine: Arc<Engine>) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(engine, audit::record))
 }
 
 /// Serves until the engine is told to stop (`POST /v1/daemon/stop`, or the caller's shutdown
