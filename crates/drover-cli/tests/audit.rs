@@ -79,6 +79,9 @@ fn mutating_calls_over_the_unix_socket_are_audited_with_their_answers() {
     ]);
     env.ok(&["pool", "stop", "p1", "--hard"]);
     env.ok(&["lock", "build", "--", "true"]);
+    // A mutating call to no route: `unknown`, no target.
+    let (status, _) = api_json(&env, "POST", "/v1/nope/drv_x", "{}");
+    assert_eq!(status, 404);
     // Reads are not recorded.
     env.ok(&["ls", "--all"]);
     env.ok(&["usage"]);
@@ -144,9 +147,15 @@ fn mutating_calls_over_the_unix_socket_are_audited_with_their_answers() {
         (Some("build"), Some(200))
     );
     // Only mutating calls: ls, usage, show, wait and audit itself left nothing.
+    let unknown = of(&records, "unknown");
+    assert_eq!(unknown.len(), 1, "{records:#?}");
+    assert_eq!(
+        (unknown[0]["status"].as_u64(), &unknown[0]["target"]),
+        (Some(404), &Value::Null)
+    );
     for r in &records {
         let a = r["action"].as_str().unwrap();
-        assert!(a.contains('.'), "{r}");
+        assert!(a.contains('.') || a == "unknown", "{r}");
     }
     assert_no_secret(
         "drover audit --json",
