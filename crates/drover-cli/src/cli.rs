@@ -280,6 +280,16 @@ pub struct DaemonArgs {
     /// Sandbox mode: auto, overlay or worktree.
     #[arg(long)]
     pub sandbox: Option<String>,
+    /// Also serve the API over TCP on HOST:PORT (port 0: any; the bound address is written to
+    /// DROVER_HOME/listen.addr). Every route there needs an API key except /v1/health.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// TLS certificate chain (PEM) for --listen; needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// TLS private key (PEM) for --listen; needs --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

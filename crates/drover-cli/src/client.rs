@@ -1,5 +1,8 @@
 //! Talks to the daemon over `DROVER_HOME/daemon.sock`, starting it when absent (never inside a
-//! task: there `DROVER_HOME` is the task's run dir and its socket the task-scoped endpoint).
+//! task: there `DROVER_HOME` is the task's run dir and its socket the task-scoped endpoint) —
+//! or, with `DROVER_URL` set, to a team server over HTTP(S) with `DROVER_API_KEY` as a bearer
+//! key ([`Transport::Http`]; docs/design.md §7): never a daemon started then, and the key is
+//! read from the environment only (never a flag: keys do not belong in argv).
 
 use crate::error::{CliError, Context, Result};
 use bytes::Bytes;
@@ -49,11 +52,37 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
+/// A response body, whichever the transport.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// `DROVER_URL`, when the CLI talks to a team server instead of the local daemon.
+pub fn remote_url() -> Option<String> {
+    std::env::var("DROVER_URL")
+        .ok()
+        .map(|v| v.trim().trim_end_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// How requests reach the daemon.
+#[derive(Clone)]
+enum Transport {
+    /// `DROVER_HOME/daemon.sock` (the host owner: no key).
+    Unix {
+        socket: PathBuf,
+        http: HyperClient<UnixConnector, Full<Bytes>>,
+    },
+    /// A team server (`DROVER_URL`), with `DROVER_API_KEY` as the bearer key.
+    Http {
+        base: String,
+        key: Option<String>,
+        http: reqwest::Client,
+    },
+}
+
 #[derive(Clone)]
 pub struct Client {
     pub home: PathBuf,
-    socket: PathBuf,
-    http: HyperClient<UnixConnector, Full<Bytes>>,
+    transport: Transport,
 }
 
 impl Client {
@@ -61,19 +90,69 @@ impl Client {
         let socket = home.join("daemon.sock");
         Client {
             home,
-            socket,
-            // The daemon closes connections idle for 5 s: never reuse one that old.
-            http: HyperClient::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(2))
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .build(UnixConnector),
+            transport: Transport::Unix {
+                socket,
+                // The daemon closes connections idle for 5 s: never reuse one that old.
+                http: HyperClient::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(2))
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
+                    .build(UnixConnector),
+            },
         }
+    }
+
+    /// A client to the team server at `url` (`http://` or `https://`): `DROVER_API_KEY` is the
+    /// key, `DROVER_CA_CERT` (PEM) a private CA to trust besides the web's roots.
+    pub fn remote(url: &str) -> Result<Client> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(CliError::input(format!(
+                "DROVER_URL={url}: give http://HOST:PORT or https://HOST:PORT"
+            )));
+        }
+        let key = std::env::var("DROVER_API_KEY")
+            .ok()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty());
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .http1_only()
+            // The server closes connections idle for 5 s: never reuse one that old.
+            .pool_idle_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(ca) = std::env::var_os("DROVER_CA_CERT").filter(|v| !v.is_empty()) {
+            let ca = PathBuf::from(ca);
+            let pem = std::fs::read(&ca).map_err(|e| {
+                CliError::on_user_path(&e, format!("DROVER_CA_CERT {}: {e}", ca.display()))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                CliError::input(format!(
+                    "DROVER_CA_CERT {}: not a PEM certificate: {e}",
+                    ca.display()
+                ))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| CliError::internal(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            home: drover_home(),
+            transport: Transport::Http {
+                base: url.to_string(),
+                key,
+                http,
+            },
+        })
     }
 
     /// A client to a running daemon, starting one first (and saying so on stderr) if needed —
     /// except inside a task, where `DROVER_HOME` is the task's own control endpoint: there an
     /// endpoint that does not answer is an error (exit 3), never a reason to start a daemon.
+    /// With `DROVER_URL` set: the team server there, never a local daemon.
     pub async fn connect() -> Result<Client> {
+        if let Some(url) = remote_url() {
+            return Client::remote(&url);
+        }
         let client = Client::new(drover_home());
         if client.probe().await? {
             return Ok(client);
@@ -90,9 +169,12 @@ impl Client {
     /// Whether a daemon answers on the socket. A daemon that answers with an error (e.g. `busy`
     /// at its connection limit) is that error: it is running, so none is started.
     async fn probe(&self) -> Result<bool> {
-        let uri: hyper::Uri = Uri::new(&self.socket, "/v1/status").into();
+        let Transport::Unix { socket, http } = &self.transport else {
+            return Ok(true);
+        };
+        let uri: hyper::Uri = Uri::new(socket, "/v1/status").into();
         let req = Request::get(uri).body(Full::new(Bytes::new()))?;
-        let resp = match self.http.request(req).await {
+        let resp = match http.request(req).await {
             Ok(resp) => resp,
             Err(_) => return Ok(false),
         };
@@ -147,6 +229,15 @@ impl Client {
         if let Some(m) = &flags.sandbox {
             extra.extend(["--sandbox".to_string(), m.clone()]);
         }
+        for (flag, v) in [
+            ("--listen", &flags.listen),
+            ("--tls-cert", &flags.tls_cert),
+            ("--tls-key", &flags.tls_key),
+        ] {
+            if let Some(v) = v {
+                extra.extend([flag.to_string(), v.clone()]);
+            }
+        }
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("daemon")
             .arg("--foreground")
@@ -198,25 +289,23 @@ impl Client {
 
     /// Sends one request; a non-2xx answer becomes the daemon's classified error. The body is
     /// left to the caller (collected, streamed, or held open).
-    async fn open(
-        &self,
-        method: Method,
-        path: &str,
-        accept: &str,
-        body: Vec<u8>,
-    ) -> Result<hyper::body::Incoming> {
-        let uri: hyper::Uri = Uri::new(&self.socket, path).into();
+    async fn open(&self, method: Method, path: &str, accept: &str, body: Vec<u8>) -> Result<Body> {
+        let (socket, http) = match &self.transport {
+            Transport::Unix { socket, http } => (socket, http),
+            Transport::Http { base, key, http } => {
+                return self
+                    .open_http(base, key.as_deref(), http, method, path, accept, body)
+                    .await
+            }
+        };
+        let uri: hyper::Uri = Uri::new(socket, path).into();
         let req = Request::builder()
             .method(method)
             .uri(uri)
             .header("content-type", "application/json")
             .header("accept", accept)
             .body(Full::new(Bytes::from(body)))?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let resp = http.request(req).await.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             let bytes = resp
@@ -227,24 +316,76 @@ impl Client {
                 .unwrap_or_default();
             return Err(CliError::from_api(status, &bytes));
         }
-        Ok(resp.into_body())
+        Ok(resp
+            .into_body()
+            .map_err(std::io::Error::other)
+            .boxed_unsync())
+    }
+
+    /// [`Client::open`] over HTTP(S) to a team server.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_http(
+        &self,
+        base: &str,
+        key: Option<&str>,
+        http: &reqwest::Client,
+        method: Method,
+        path: &str,
+        accept: &str,
+        body: Vec<u8>,
+    ) -> Result<Body> {
+        let mut req = http
+            .request(method, format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .body(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let bytes = resp.bytes().await.unwrap_or_default();
+            return Err(CliError::from_api(status, &bytes));
+        }
+        let resp: hyper::Response<reqwest::Body> = resp.into();
+        Ok(resp
+            .into_body()
+            .map_err(std::io::Error::other)
+            .boxed_unsync())
     }
 
     /// Inside task `task` the endpoint did not answer.
     fn unreachable_inside(&self, task: &str) -> CliError {
         CliError::unreachable(format!(
             "inside task {task} drover does not start a daemon, and the task's control endpoint {} does not answer",
-            self.socket.display()
+            self.home.join("daemon.sock").display()
         ))
         .hint("the daemon may be restarting: retry in a moment")
     }
 
-    fn unreachable(&self, e: impl std::fmt::Display) -> CliError {
-        CliError::unreachable(format!(
-            "the daemon at {} is unreachable: {e}",
-            self.socket.display()
-        ))
-        .hint("start it with `drover daemon`, or check DROVER_HOME")
+    fn unreachable(&self, e: impl std::error::Error) -> CliError {
+        // The whole chain on one line (reqwest's own text is only "error sending request").
+        let mut why = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !why.contains(&text) {
+                why = format!("{why}: {text}");
+            }
+            source = cause.source();
+        }
+        match &self.transport {
+            Transport::Unix { socket, .. } => CliError::unreachable(format!(
+                "the daemon at {} is unreachable: {why}",
+                socket.display()
+            ))
+            .hint("start it with `drover daemon`, or check DROVER_HOME"),
+            Transport::Http { base, .. } => CliError::unreachable(format!(
+                "the server at {base} is unreachable: {why}"
+            ))
+            .hint("check DROVER_URL (and DROVER_CA_CERT for a server whose certificate a private CA signed)"),
+        }
     }
 
     async fn call<T: DeserializeOwned>(
@@ -305,7 +446,7 @@ impl Client {
 
     /// POSTs to `path` and waits for the first line of the answer (`granted`); the returned body
     /// keeps the connection — and so whatever the daemon granted — until it is dropped.
-    pub async fn hold(&self, path: &str) -> Result<hyper::body::Incoming> {
+    pub async fn hold(&self, path: &str) -> Result<Body> {
         use hyper::body::Body as _;
         let mut body = self.open(Method::POST, path, "text/plain", vec![]).await?;
         let mut got = Vec::new();

@@ -210,8 +210,8 @@ impl From<hyper::Error> for CliError {
 }
 
 /// The daemon's event stream broke.
-impl From<eventsource_stream::EventStreamError<hyper::Error>> for CliError {
-    fn from(e: eventsource_stream::EventStreamError<hyper::Error>) -> Self {
+impl From<eventsource_stream::EventStreamError<std::io::Error>> for CliError {
+    fn from(e: eventsource_stream::EventStreamError<std::io::Error>) -> Self {
         CliError::from_source(Kind::Unreachable, e)
     }
 }

@@ -61,6 +61,9 @@ pub enum DaemonError {
     Store(#[from] drover_store::StoreError),
     #[error("api socket: {0}")]
     Socket(std::io::Error),
+    /// The TCP listener (`listen`) could not start: its address, its certificate.
+    #[error("{0}")]
+    Listen(String),
 }
 
 /// Runs the daemon until `shutdown` is cancelled or it is told to stop over the API. Holds an

@@ -44,6 +44,8 @@ pub struct PoolRecord {
     pub protect: Vec<String>,
     /// Limits its tasks inherit.
     pub limits: drover_types::Limits,
+    /// The team the pool (and every task it launches) belongs to; `None`: the host owner's.
+    pub team: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,6 +72,8 @@ pub struct NewPool {
     pub stall_timeout_secs: Option<i64>,
     pub protect: Vec<String>,
     pub limits: drover_types::Limits,
+    /// The team the pool (and every task it launches) belongs to; `None`: the host owner's.
+    pub team: Option<String>,
 }
 
 /// Counters of a pool, computed from its tasks.

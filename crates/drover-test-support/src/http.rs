@@ -14,8 +14,19 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut s = UnixStream::connect(sock).unwrap();
+    let s = UnixStream::connect(sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    exchange(s, method, path, headers, body)
+}
+
+/// One request on an open connection (Unix or TCP): see [`request`].
+pub fn exchange(
+    mut s: impl Read + Write,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: drover\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()

@@ -9,6 +9,9 @@ fn flags(args: &DaemonArgs) -> drover_daemon::Flags {
     drover_daemon::Flags {
         slots: args.slots,
         sandbox: args.sandbox.clone(),
+        listen: args.listen.clone(),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
     }
 }
 

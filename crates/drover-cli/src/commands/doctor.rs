@@ -89,6 +89,9 @@ pub async fn doctor(json: bool) -> Result<i32> {
     });
     checks.extend(agent_checks(cfg.as_ref()));
     checks.push(price_check(&home));
+    if let Some(check) = listen_check(cfg.as_ref()) {
+        checks.push(check);
+    }
     let client = Client::new(home.clone());
     let daemon = client.get::<drover_types::DaemonStatus>("/v1/status").await;
     checks.push(Check {
@@ -129,6 +132,28 @@ pub async fn doctor(json: bool) -> Result<i32> {
         }
     }
     Ok(if essential_ok { 0 } else { 1 })
+}
+
+/// The team server's listener (docs/design.md §7), when `listen` is set: plain HTTP on an
+/// address other than loopback is allowed but flagged (keys and prompts in the clear).
+fn listen_check(cfg: Option<&drover_daemon::Config>) -> Option<Check> {
+    let listen = cfg?.listen.as_ref()?;
+    let exposed = listen.exposed_without_tls();
+    Some(Check {
+        name: "listen",
+        ok: !exposed,
+        detail: match (&listen.tls, exposed) {
+            (Some(_), _) => format!("https://{} (TLS)", listen.addr),
+            (None, false) => format!("http://{} (loopback only)", listen.addr),
+            (None, true) => format!(
+                "http://{} without TLS: API keys and prompts cross the network in the clear",
+                listen.addr
+            ),
+        },
+        hint: Some(
+            "set tls_cert and tls_key (PEM), or listen on 127.0.0.1 behind a TLS proxy".into(),
+        ),
+    })
 }
 
 /// Isolation (docs/design.md §11): the configured `sandbox.isolation`, then one line per feature

@@ -11,6 +11,7 @@ mod doctor;
 mod lock;
 mod logs;
 mod pool;
+mod remote;
 mod tasks;
 
 use crate::cli::{Cli, Command};
@@ -35,6 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 async fn run(cmd: Command) -> Result<i32> {
+    remote::refuse_local_only(&cmd)?;
     match cmd {
         Command::Run(args) => tasks::run(args).await,
         Command::Ls { all, json } => tasks::ls(all, json).await,

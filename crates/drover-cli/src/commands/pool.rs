@@ -1,6 +1,6 @@
 //! `drover pool start | ls | show | stop | resume`.
 
-use super::tasks::{read_prompt, resolve_repo};
+use super::tasks::read_prompt;
 use crate::cli::PoolAction;
 use crate::client::{segment, Client};
 use crate::error::{CliError, Result};
@@ -21,7 +21,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
             let limits = super::tasks::limits(&a.task)?;
             drover_types::validate::max_usd(a.max_usd).map_err(CliError::input)?;
             let prompt = read_prompt(a.prompt, a.prompt_file.as_deref())?;
-            let repo = resolve_repo(a.task.repo)?;
+            let repo = super::remote::repo_for(a.task.repo)?;
             let client = Client::connect().await?;
             let req = PoolRequest {
                 name: a.name,

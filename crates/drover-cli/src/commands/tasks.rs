@@ -64,21 +64,6 @@ pub fn read_prompt(prompt: Option<String>, file: Option<&Path>) -> Result<String
     Ok(text)
 }
 
-/// A local directory becomes an absolute path (must exist); URLs pass through.
-pub fn resolve_repo(repo: Option<String>) -> Result<String> {
-    let raw = repo.unwrap_or_else(|| ".".into());
-    let looks_remote = raw.contains("://") || (raw.contains('@') && raw.contains(':'));
-    if looks_remote {
-        return Ok(raw);
-    }
-    let path = std::path::Path::new(&raw);
-    let abs = std::fs::canonicalize(path).map_err(|e| {
-        CliError::on_user_path(&e, format!("--repo {raw}: {e}"))
-            .hint("pass a git checkout's directory, or run drover inside one")
-    })?;
-    Ok(abs.display().to_string())
-}
-
 /// `--timeout` and `--stall-timeout` in seconds; a bad one is an input error (exit 2).
 pub fn clocks(
     timeout: &Option<String>,
@@ -132,7 +117,6 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     validate::max_tokens(args.max_tokens).map_err(CliError::input)?;
     let limits = limits(&args.task)?;
     let prompt = read_prompt(args.prompt, args.prompt_file.as_deref())?;
-    let repo = resolve_repo(args.task.repo)?;
     let api_key = match &args.api_key_env {
         Some(var) => Some(drover_types::Redacted(std::env::var(var).map_err(
             |_| {
@@ -143,6 +127,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         None => None,
     };
     let (timeout_secs, stall_timeout_secs) = clocks(&args.task.timeout, &args.task.stall_timeout)?;
+    let repo = super::remote::repo_for(args.task.repo)?;
     let client = Client::connect().await?;
     let req = RunRequest {
         tags: Default::default(),

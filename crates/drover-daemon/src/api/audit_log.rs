@@ -1,8 +1,8 @@
 //! `GET /v1/audit` (the audit log, a page at a time) and `GET /v1/audit/export` (accounting
 //! rows of finished tasks as NDJSON or CSV, streamed a page at a time; docs/accounting.md).
 //! Both need `audit:read`; a key reads only its own team's (records whose actor is of its team,
-//! its team's webhook deliveries included; rows of its team's tasks) and naming another team is
-//! 403.
+//! its team's webhook deliveries included — without the target of a call refused 401/403/404,
+//! which may name another team's task; rows of its team's tasks) and naming another team is 403.
 
 use super::auth::Principal;
 use super::body::ApiQuery;
@@ -108,7 +108,10 @@ pub async fn list(
         limit: Some(limit),
         ..Default::default()
     };
-    let records = engine.store.audit(&filter).await?;
+    let mut records = engine.store.audit(&filter).await?;
+    if who.team().is_some() {
+        hide_unseen_targets(&mut records);
+    }
     let next_cursor = match records.last() {
         Some(last) if records.len() == limit as usize => Some(last.seq.to_string()),
         _ => None,
@@ -117,6 +120,17 @@ pub async fn list(
         records,
         next_cursor,
     }))
+}
+
+/// A key's view of its team's records: a call refused with 401, 403 or 404 may name another
+/// team's task or pool (the scope check comes before the team's, and a 404 is "not yours or
+/// not there"), so such a record's target is left out; the host owner sees it.
+fn hide_unseen_targets(records: &mut [drover_types::AuditRecord]) {
+    for r in records {
+        if matches!(r.status, 401 | 403 | 404) {
+            r.target = None;
+        }
+    }
 }
 
 pub async fn export(

@@ -83,3 +83,8 @@ pub async fn stop(
     });
     Json(serde_json::json!({ "stopping": true, "stopped_tasks": stopped }))
 }
+
+/// `GET /v1/health`: `{ok: true, version}`; no key over TCP (load balancers, `drover doctor`).
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+}

@@ -7,6 +7,10 @@
 //! - At most [`connection_cap`] connections at once; one more is answered with a 503 (JSON,
 //!   `kind: busy`) and closed within a second, so the kernel's backlog never fills and the CLI
 //!   is answered at once instead of hanging.
+//! - The same loop serves the Unix socket and TCP ([`Accept`]); over TCP with TLS the handshake
+//!   runs on the connection's own task within [`TLS_HANDSHAKE_TIMEOUT`] (holding its slot), so a
+//!   slow client never stalls the accept loop. Each request carries the peer's address as a
+//!   [`super::auth::RemoteAddr`] extension.
 
 use axum::Router;
 use hyper::server::conn::http1;
@@ -14,10 +18,42 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
+
+/// A TLS client has this long to finish its handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listener the API is served on: the admin Unix socket, a task's socket, or TCP.
+pub trait Accept: Send {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection and, over TCP, its peer's address.
+    fn accept_one(
+        &mut self,
+    ) -> impl Future<Output = std::io::Result<(Self::Io, Option<SocketAddr>)>> + Send;
+}
+
+impl Accept for UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept_one(&mut self) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (s, _) = self.accept().await?;
+        Ok((s, None))
+    }
+}
+
+impl Accept for TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept_one(&mut self) -> std::io::Result<(Self::Io, Option<SocketAddr>)> {
+        let (s, peer) = self.accept().await?;
+        // Small JSON answers: no Nagle delay.
+        let _ = s.set_nodelay(true);
+        Ok((s, Some(peer)))
+    }
+}
 
 /// The time a client has to send a request's head, and the longest a kept-alive connection idles.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -69,7 +105,10 @@ const REFUSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Answers a connection over the cap with a 503: after its request (so the client, having
 /// written it, reads the answer instead of a broken pipe), or after [`REFUSE_WAIT`].
-async fn refuse(mut stream: tokio::net::UnixStream, _slot: tokio::sync::OwnedSemaphorePermit) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = [0u8; 4096];
     let _ = tokio::time::timeout(REFUSE_WAIT, stream.read(&mut buf)).await;
@@ -95,8 +134,8 @@ fn busy() -> String {
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
 /// (at most [`SHUTDOWN_GRACE`]). Connection tasks are spawned on `tasks`, so the daemon's
 /// shutdown also waits for (or, past its deadline, drops) the ones still open.
-pub async fn serve(
-    listener: UnixListener,
+pub async fn serve<L: Accept>(
+    listener: L,
     app: Router,
     shutdown: impl Future<Output = ()>,
     tasks: &tokio_util::task::TaskTracker,
@@ -111,8 +150,21 @@ pub async fn serve(
 
 /// [`serve`] with at most `cap` connections at once (a task's own endpoint gets a small share,
 /// so one agent cannot take the daemon's file descriptors).
-pub async fn serve_capped(
-    listener: UnixListener,
+pub async fn serve_capped<L: Accept>(
+    listener: L,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    tasks: &tokio_util::task::TaskTracker,
+    cap: usize,
+) {
+    serve_with(listener, None, app, shutdown, tasks, cap).await
+}
+
+/// [`serve_capped`], with TLS when `tls` is given (a connection over the cap is then just
+/// closed: a busy answer in clear text would not be TLS).
+pub async fn serve_with<L: Accept>(
+    mut listener: L,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     shutdown: impl Future<Output = ()>,
     tasks: &tokio_util::task::TaskTracker,
@@ -130,11 +182,11 @@ pub async fn serve_capped(
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = listener.accept_one() => r,
             _ = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors (or a similar transient error): give closing
                 // connections a moment instead of spinning on accept.
@@ -144,20 +196,48 @@ pub async fn serve_capped(
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            match refusing.clone().try_acquire_owned() {
-                Ok(p) => drop(tasks.spawn(refuse(stream, p))),
-                Err(_) => drop(stream),
+            match (refusing.clone().try_acquire_owned(), &tls) {
+                (Ok(p), None) => drop(tasks.spawn(refuse(stream, p))),
+                _ => drop(stream),
             }
             continue;
         };
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(super::auth::RemoteAddr(peer));
+                req
+            },
+        );
+        let service = TowerToHyperService::new(app);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         let cut = cut.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
             tokio::select! {
-                // A connection's error (a client gone mid-request) is its own business.
-                _ = conn => {}
+                // A connection's error (a client gone mid-request, a failed handshake) is its
+                // own business.
+                _ = async {
+                    match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(Ok(stream)) = tokio::time::timeout(
+                                TLS_HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            else {
+                                return;
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                    }
+                } => {}
                 // Still open after the grace (a lock held, a follower): closed, as a daemon
                 // that exits closes it.
                 _ = cut.cancelled() => {}

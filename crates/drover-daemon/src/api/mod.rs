@@ -1,7 +1,10 @@
-//! HTTP+JSON API on `DROVER_HOME/daemon.sock`. One module per resource.
+//! HTTP+JSON API on `DROVER_HOME/daemon.sock` (the host owner's door: every route, no key) and,
+//! with `listen`, over TCP ([`tcp`]: the same routes behind [`access::authenticate`], API keys,
+//! scopes and team visibility; docs/design.md §7). One module per resource.
 //!
 //! | route | what |
 //! | --- | --- |
+//! | `GET /v1/health` | `{ok, version}` (no key over TCP) |
 //! | `GET /v1/status` | daemon pid, slots, sandbox mode |
 //! | `POST /v1/daemon/stop` | stop the daemon (`{"stop_tasks": true}` stops tasks first) |
 //! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
@@ -28,6 +31,7 @@
 //! Every refusal — including bad JSON, a wrong content type, an oversized body, a bad query
 //! string or an unknown route — is `{kind, error, hint}` with a 4xx ([`body`]).
 
+pub mod access;
 pub mod audit;
 mod audit_log;
 pub mod auth;
@@ -41,6 +45,7 @@ mod protect;
 mod raw;
 pub mod scoped;
 mod tasks;
+pub mod tcp;
 mod usage;
 
 use crate::engine::Engine;
@@ -74,9 +79,22 @@ pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
         .layer(axum::Extension(auth::RemoteAddr(None)))
 }
 
+/// The TCP listener's router: every route behind [`access::authenticate`], which checks the
+/// key, the route's scope and the team, and puts the [`auth::Principal`] in the request (the
+/// peer's [`auth::RemoteAddr`] is put there per connection by [`listen`]). The audit layer is
+/// outside it, so its refusals are recorded too (it reports the key in its answer).
+pub fn tcp_router(engine: Arc<Engine>) -> axum::Router {
+    let gate = access::Gate::new(engine.clone());
+    let authenticated = finish(routes(), engine.clone()).layer(
+        axum::middleware::from_fn_with_state(gate, access::authenticate),
+    );
+    audited(authenticated, engine).layer(axum::middleware::from_fn(access::challenge))
+}
+
 fn routes() -> axum::Router<Arc<Engine>> {
     use axum::routing::{get, post};
     axum::Router::new()
+        .route("/v1/health", get(daemon::health))
         .route("/v1/status", get(daemon::status))
         .route("/v1/daemon/stop", post(daemon::stop))
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
@@ -121,6 +139,10 @@ pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> 
     // A socket left by a daemon that died; absent is the usual case (bind reports the rest).
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path).map_err(DaemonError::Socket)?;
+    if let Some(listen) = engine.config.listen.clone() {
+        let bound = tcp::bind(&listen, &home.root).await?;
+        engine.tasks.spawn(tcp::serve(engine.clone(), bound));
+    }
     let shutdown = engine.stopping().cancelled_owned();
     let tasks = engine.tasks.clone();
     tracing::info!("listening on {}", path.display());

@@ -1,10 +1,11 @@
 //! `/v1/pools…` handlers.
 
+use super::auth::Principal;
 use super::body::ApiJson;
 use super::ApiErr;
 use crate::engine::Engine;
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use drover_store::{NewPool, PoolRecord, StoreError};
 use drover_types::{PoolRequest, PoolState, PoolStopRequest};
 use serde_json::{json, Value};
@@ -50,6 +51,7 @@ async fn view(engine: &Engine, pool: &PoolRecord, with_events: bool) -> ApiResul
 
 pub async fn create(
     State(engine): State<Arc<Engine>>,
+    Extension(principal): Extension<Principal>,
     ApiJson(req): ApiJson<PoolRequest>,
 ) -> ApiResult<Json<Value>> {
     ApiErr::confinable(&engine)?;
@@ -79,7 +81,7 @@ pub async fn create(
     drover_types::validate::prompt_for(&agent, capabilities.prompt_arg_max, &req.prompt)
         .map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
-    super::tasks::enforceable(&engine, req.max_usd.is_some(), None)?;
+    super::tasks::enforceable(&engine, req.max_usd.is_some(), principal.team())?;
     super::tasks::prompt_size(&req.prompt)?;
     if req.count == Some(0) {
         return Err(ApiErr::invalid(
@@ -121,6 +123,8 @@ pub async fn create(
         stall_timeout_secs,
         protect: engine.config.protect_for(&req.protect),
         limits,
+        // A key's pool is its team's (docs/design.md §7); the owner's has none.
+        team: principal.team().map(str::to_string),
     };
     let pool = match engine.store.create_pool(pool).await {
         Ok(p) => p,
@@ -145,10 +149,15 @@ pub async fn create(
     Ok(Json(v))
 }
 
-pub async fn list(State(engine): State<Arc<Engine>>) -> ApiResult<Json<Vec<Value>>> {
+pub async fn list(
+    State(engine): State<Arc<Engine>>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Json<Vec<Value>>> {
     let mut out = vec![];
-    for p in engine.store.list_pools().await? {
-        out.push(view(&engine, &p, false).await?);
+    let pools = engine.store.list_pools().await?;
+    // A key lists its team's pools only.
+    for p in pools.iter().filter(|p| principal.sees(p.team.as_deref())) {
+        out.push(view(&engine, p, false).await?);
     }
     Ok(Json(out))
 }

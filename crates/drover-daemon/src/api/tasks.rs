@@ -1,5 +1,6 @@
 //! `/v1/tasks…` handlers.
 
+use super::auth::Principal;
 use super::body::{ApiJson, ApiQuery};
 use super::ApiErr;
 use crate::engine::{control, new_task_id, Engine};
@@ -7,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use drover_store::{ListFilter, NewTask, StoreError, TaskRecord};
 use drover_types::{
@@ -39,8 +41,10 @@ async fn view(engine: &Engine, t: &TaskRecord) -> Task {
 
 pub async fn create(
     State(engine): State<Arc<Engine>>,
-    ApiJson(req): ApiJson<RunRequest>,
+    Extension(principal): Extension<Principal>,
+    ApiJson(mut req): ApiJson<RunRequest>,
 ) -> ApiResult<Json<Task>> {
+    super::access::bind_task(&principal, &mut req)?;
     ApiErr::confinable(&engine)?;
     let agent = req
         .agent
@@ -215,6 +219,7 @@ pub struct ListQuery {
 /// One page of summaries (see [`TaskPage`]).
 pub async fn list(
     State(engine): State<Arc<Engine>>,
+    Extension(principal): Extension<Principal>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<TaskPage>> {
     let limit = q.limit.unwrap_or(LIST_DEFAULT_LIMIT);
@@ -246,8 +251,10 @@ pub async fn list(
         .then(|| page.last().map(|t| t.queue_seq.to_string()))
         .flatten();
     let queued = engine.store.queued().await?;
+    // A key sees its team's tasks only (the cursor still walks the whole page).
     let tasks = page
         .iter()
+        .filter(|t| principal.sees(t.team.as_deref()))
         .map(|t| {
             let pos = queued
                 .iter()

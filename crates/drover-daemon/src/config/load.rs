@@ -23,6 +23,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("DROVER_ON_INTERRUPT", "on_interrupt"),
     ("DROVER_WORKER_MODEL", "models.worker"),
     ("DROVER_JUDGE_MODEL", "models.judge"),
+    ("DROVER_LISTEN", "listen"),
+    ("DROVER_TLS_CERT", "tls_cert"),
+    ("DROVER_TLS_KEY", "tls_key"),
 ];
 
 /// A snapshot of the variables the daemon reads, taken once at the edge. An empty value counts
@@ -92,6 +95,14 @@ pub struct Flags {
     pub slots: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// `--listen HOST:PORT`: also serve the API over TCP (docs/design.md §7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `--tls-cert FILE` / `--tls-key FILE` (PEM): serve TCP with TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +154,9 @@ pub(super) struct Raw {
     pub protect: Vec<String>,
     #[serde(default)]
     pub pass_env: Vec<String>,
+    pub listen: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 /// `config.toml`, already read and parsed (so that "cannot read" and "not TOML" are errors of
@@ -253,6 +267,15 @@ impl Provider for Flags {
         let mut dict = Dict::new();
         if let Some(n) = self.slots {
             dict.insert("slots".into(), Value::from(n as u64));
+        }
+        for (key, v) in [
+            ("listen", &self.listen),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+        ] {
+            if let Some(v) = v {
+                dict.insert(key.into(), Value::from(v.clone()));
+            }
         }
         if let Some(kind) = &self.sandbox {
             if let Some(d) =

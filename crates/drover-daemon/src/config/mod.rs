@@ -9,12 +9,14 @@
 //! or flag), the key and what to do.
 
 mod error;
+mod listen;
 mod load;
 mod sandbox;
 #[cfg(test)]
 mod tests;
 
 pub use error::{ConfigError, Origin};
+pub use listen::{Listen, TlsFiles};
 pub use load::{Environment, Flags, ENV_KEYS};
 
 use drover_agents::BinarySetting;
@@ -83,6 +85,9 @@ pub struct Config {
     /// Whose word the daemon takes on whether the host can confine agents: always the host's
     /// own probe, except in tests (set in-process; no file, variable or flag reaches it).
     pub isolation_probe: IsolationProbe,
+    /// `listen` (+ `tls_cert`, `tls_key`): the TCP listener of the team server, if any
+    /// (docs/design.md §7).
+    pub listen: Option<Listen>,
 }
 
 /// See [`Config::isolation_probe`].
@@ -235,7 +240,15 @@ impl Config {
             home,
             env.get("HOME").map(Path::new),
         )?;
+        let listen = listen::resolve(
+            raw.listen.as_deref(),
+            raw.tls_cert.as_deref(),
+            raw.tls_key.as_deref(),
+            home,
+            &|key| layers.origin(key),
+        )?;
         let cfg = Config {
+            listen,
             confinement,
             isolation_probe: IsolationProbe::Host,
             home: home.to_path_buf(),

@@ -87,6 +87,7 @@ fn file_beats_default_env_beats_file_flag_beats_env() {
     let flags = Flags {
         slots: Some(8),
         sandbox: Some("auto".into()),
+        ..Flags::default()
     };
     let c = load(&home, &vars, &flags).unwrap();
     assert_eq!((c.slots, c.sandbox), (8, SandboxMode::Auto));

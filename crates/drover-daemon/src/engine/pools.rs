@@ -86,7 +86,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             budget: Budget::default(),
             session_id: session_id_up_front.then(|| uuid::Uuid::new_v4().to_string()),
             pool: Some(pool.name.clone()),
-            team: None,
+            team: pool.team.clone(),
             created_by: Some(format!("pool:{}", pool.name)),
             tags: Default::default(),
             verify_rounds: pool.verify_rounds,

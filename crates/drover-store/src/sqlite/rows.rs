@@ -293,6 +293,7 @@ pub(super) struct PoolRow {
     memory_bytes: Option<i64>,
     cpus: Option<f64>,
     pids: Option<i64>,
+    team: Option<String>,
 }
 
 impl TryFrom<PoolRow> for PoolRecord {
@@ -328,6 +329,7 @@ impl TryFrom<PoolRow> for PoolRecord {
             stall_timeout_secs: r.stall_timeout_secs,
             protect: json_list("pools.protect", &r.protect)?,
             limits: limits(r.memory_bytes, r.cpus, r.pids),
+            team: r.team,
         })
     }
 }
