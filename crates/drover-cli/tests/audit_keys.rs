@@ -100,6 +100,26 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The unchanged CLI against this server as `key` (`DROVER_URL` + `DROVER_API_KEY`).
+    fn remote(&self, key: &TestKey, args: &[&str]) -> std::process::Output {
+        let cli_home = self.env.tmp.path().join("cli-home");
+        let mut c = self.env.cmd(args);
+        c.env("DROVER_HOME", &cli_home)
+            .env("DROVER_URL", format!("http://{}", self.addr))
+            .env("DROVER_API_KEY", &key.secret)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        finish_within(
+            child,
+            std::time::Duration::from_secs(120),
+            &format!("drover {args:?}"),
+        )
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(d) = self.daemon.take() {
@@ -264,6 +284,36 @@ fn a_key_sees_only_its_own_teams_audit_usage_and_accounting() {
     }
     let (status, _) = s.call("GET", "/v1/audit/export", Some(&a_writer.secret), "");
     assert_eq!(status, 403);
+    // The same through the CLI against the server.
+    let out = s.remote(&a, &["audit", "export", "--format", "csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        csv.starts_with("schema,task_id,") && csv.contains(&ta) && !csv.contains(&tb),
+        "{csv}"
+    );
+    let out = s.remote(&a, &["audit", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!listed.is_empty() && listed.iter().all(|r| r["actor"]["team"] == "a"));
+    let out = s.remote(&a, &["audit", "--team", "b"]);
+    assert_eq!(out.status.code(), Some(2), "403 is exit 2");
+    let out = s.remote(&a_writer, &["audit", "export", "--format", "ndjson"]);
+    assert_eq!(out.status.code(), Some(2), "no audit:read");
+    let out = s.remote(&a, &["usage", "--by", "tag:customer", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Usage: a's only, grouped any way; another team's is 403.
     let (status, usage) = s.get("/v1/usage?by=task", Some(&a.secret));
