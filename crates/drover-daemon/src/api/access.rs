@@ -100,7 +100,8 @@ impl Gate {
 /// `last_used_at` is written at most this often per key.
 pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-/// The TCP router's middleware (see the module's doc).
+/// The TCP router's middleware (see the module's doc). A valid key is also put in the answer's
+/// extensions, refusals included, for the audit layer outside this one (`api::audit`).
 pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let segs = segments(&path);
