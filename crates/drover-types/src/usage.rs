@@ -33,11 +33,16 @@ impl From<UsageGroup> for UsageBy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadUsageBy(pub String);
 
+/// The valid forms, for messages: `task, pool, model, day, team or tag:NAME`.
+pub fn valid_forms() -> String {
+    let mut forms: Vec<&str> = UsageGroup::NAMES.to_vec();
+    forms.push("tag:NAME");
+    or_list(&forms)
+}
+
 impl fmt::Display for BadUsageBy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut forms: Vec<&str> = UsageGroup::NAMES.to_vec();
-        forms.push("tag:NAME");
-        write!(f, "unknown grouping {:?}: use {}", self.0, or_list(&forms))
+        write!(f, "unknown grouping {:?}: use {}", self.0, valid_forms())
     }
 }
 

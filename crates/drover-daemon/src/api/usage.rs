@@ -26,10 +26,10 @@ pub async fn usage(
 ) -> Result<Json<Vec<UsageLine>>, ApiErr> {
     let by = match q.by {
         None => UsageBy::default(),
-        Some(by) => by.parse::<UsageBy>().map_err(|e| {
+        Some(by) => by.parse::<UsageBy>().map_err(|_| {
             ApiErr::new(
                 ApiErrorKind::Invalid,
-                format!("by: {e}"),
+                format!("--by {by}: use {}", drover_types::usage::valid_forms()),
                 Some("e.g. by=team or by=tag:customer"),
             )
         })?,
