@@ -85,6 +85,16 @@ pub enum Command {
     /// The audit log (every mutating call: who, what, when, from where, the answer), or
     /// `audit export`: one accounting row per finished task (docs/accounting.md).
     Audit(AuditArgs),
+    /// Teams: budgets, models and webhook per team (docs/design.md §7).
+    Team {
+        #[command(subcommand)]
+        action: TeamAction,
+    },
+    /// API keys of the team server: create (shown once), list, rotate, revoke.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Run CMD holding build lock NAME (at most --slots holders host-wide); works inside sandboxes.
     Lock {
         name: String,
@@ -265,6 +275,98 @@ pub struct PoolStartArgs {
     /// When the failure streak stops the pool: `finish` lets running tasks finish, `hard` stops them.
     #[arg(long, value_enum, default_value_t)]
     pub on_failures: FailurePolicy,
+}
+
+/// `drover team …` (docs/design.md §7).
+#[derive(Subcommand, Debug)]
+pub enum TeamAction {
+    /// Create a team (on the daemon's host only).
+    Create {
+        /// Lower-case letters, digits, '-' and '_' (at most 63).
+        name: String,
+        #[command(flatten)]
+        settings: TeamSettings,
+    },
+    /// List teams: name, $/day, $/task, models, webhook.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a team's settings: the flags given replace, --unset clears, the rest stays.
+    Update {
+        name: String,
+        #[command(flatten)]
+        settings: TeamSettings,
+        /// Clear a setting (repeatable).
+        #[arg(long, value_enum, value_name = "SETTING")]
+        unset: Vec<TeamSetting>,
+    },
+    /// Print the team's webhook secret (the key of `Drover-Signature`'s HMAC-SHA256).
+    WebhookSecret { name: String },
+}
+
+/// A team's settings as flags.
+#[derive(Args, Debug)]
+pub struct TeamSettings {
+    /// The most the team's tasks may spend per UTC day, in dollars.
+    #[arg(long, value_name = "USD")]
+    pub max_usd_per_day: Option<f64>,
+    /// The most one of its tasks may spend, in dollars (caps a task's own --max-usd).
+    #[arg(long, value_name = "USD")]
+    pub max_usd_per_task: Option<f64>,
+    /// A model the team's tasks may use (repeatable; default: any). With `update`, replaces the
+    /// list.
+    #[arg(long = "allow-model", value_name = "MODEL")]
+    pub allowed_models: Vec<String>,
+    /// Called (POST, signed) when a task of the team ends or needs input.
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+}
+
+/// A team setting `drover team update --unset` clears.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TeamSetting {
+    MaxUsdPerDay,
+    MaxUsdPerTask,
+    /// The model list (any model then).
+    AllowedModels,
+    WebhookUrl,
+}
+
+/// `drover key …` (docs/design.md §7).
+#[derive(Subcommand, Debug)]
+pub enum KeyAction {
+    /// Create a key; prints it alone on stdout, this once.
+    Create {
+        #[arg(long)]
+        team: String,
+        /// What the key may do (repeatable; default: tasks:read and tasks:write).
+        #[arg(long = "scope", value_enum, value_name = "SCOPE")]
+        scopes: Vec<drover_types::Scope>,
+        /// A label (e.g. ci).
+        #[arg(long)]
+        name: Option<String>,
+        /// Expire after this long (e.g. 12h, 30d; default: never).
+        #[arg(long, value_name = "DUR")]
+        expires: Option<String>,
+    },
+    /// List keys (never the keys themselves): id, team, name, scopes, times, state.
+    Ls {
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a key: prints the new one alone on stdout; the old one keeps working for the
+    /// overlap.
+    Rotate {
+        id: String,
+        /// How long the old key keeps working (default 24h; 0 ends it now).
+        #[arg(long, value_name = "DUR")]
+        overlap: Option<String>,
+    },
+    /// Revoke a key at once.
+    Revoke { id: String },
 }
 
 #[derive(Args, Debug)]

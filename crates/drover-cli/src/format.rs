@@ -9,7 +9,9 @@ use drover_types::{Event, EventKind, Task, TaskState};
 use std::iter::Peekable;
 use std::str::Chars;
 
+mod keys;
 mod tables;
+pub use keys::{keys_table, teams_table};
 pub use tables::{audit_table, pools_table, table, usage_table};
 
 /// Text made safe for a terminal: escape sequences (CSI `ESC[…`, OSC `ESC]…`, DCS/SOS/PM/APC

@@ -518,7 +518,8 @@ fn an_export_after_a_mixed_run_bills_exactly_what_usage_metered() {
 #[test]
 fn usage_and_exports_filter_by_team() {
     let env = Env::new();
-    env.ok(&["ls"]);
+    env.ok(&["team", "create", "a"]);
+    env.ok(&["team", "create", "b"]);
     let repo = env.repo.to_str().unwrap().to_string();
     let a = create(
         &env,

@@ -441,7 +441,7 @@ fn a_team_daily_budget_without_the_gateway_is_refused_and_nothing_starts() {
     std::fs::create_dir_all(&env.home).unwrap();
     std::fs::write(
         env.home.join("config.toml"),
-        "[teams.frugal]\nmax_usd_per_day = 1.0\n",
+        "[teams.frugal]\nmax_usd_per_day = 1.0\n\n[teams.other]\n",
     )
     .unwrap();
     env.ok(&["daemon"]);

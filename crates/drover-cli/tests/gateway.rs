@@ -308,9 +308,10 @@ fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
         .log()
         .iter()
         .any(|r| r.model.as_deref() == Some("worker")));
-    // The team's model list: another model is refused before it reaches the provider.
+    // The team's model list: a task asking for another model is refused when it is created
+    // (422, exit 2), and nothing is created.
     let before = provider.log().len();
-    let id = env.ok(&[
+    let out = env.run(&[
         "run",
         "--team",
         "frugal",
@@ -318,6 +319,11 @@ fn model_aliases_team_model_lists_and_team_budgets_are_enforced() {
         "claude-sonnet-4-6",
         "hello",
     ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not use model claude-sonnet-4-6"));
+    // Without --model the agent's own default model is not on the list either: the gateway
+    // refuses it before it reaches the provider.
+    let id = env.ok(&["run", "--team", "frugal", "hello"]);
     assert_eq!(env.wait(&id)["state"], "failed");
     assert!(!gateway_events(&env, &id, "model_refused").is_empty());
     assert_eq!(

@@ -9,6 +9,8 @@
 //! - [`isolation`]: whether the host can confine agents (probed once); if not, no task starts.
 //! - [`child_env`]: the allow-listed environment of agents and gate commands.
 //! - [`gateway`], [`ledger`]: the LLM gateway's grants, and its usage and spent amounts over the store.
+//! - [`teams`]: teams and keys above the store — a key's validity, a team's policy for its
+//!   tasks, config teams imported at start, webhooks (secret, signature, delivery worker).
 //! - [`task_sockets`]: each active task's own sockets (`run/<id>/`): its scoped control endpoint,
 //!   the gateway relay, the `sandbox.egress` proxy.
 //!
@@ -28,6 +30,7 @@ pub mod home;
 pub mod isolation;
 pub mod ledger;
 pub mod task_sockets;
+pub mod teams;
 
 pub use config::{Config, ConfigError, Environment, Flags};
 pub use home::Home;
@@ -96,6 +99,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     engine::recover::recover(&engine).await;
     engine.tasks.spawn(engine::scheduler::run(engine.clone()));
     engine.tasks.spawn(return_memory(engine.stopping()));
+    engine.tasks.spawn(teams::webhooks::run(
+        engine.store.clone(),
+        engine.home.root.clone(),
+        engine.stopping(),
+    ));
     let served = api::serve(engine.clone(), &home).await;
     engine.shutdown();
     engine.tasks.close();

@@ -10,6 +10,8 @@
 //!   - [`TeamStore`] ([`teams`]): teams (budgets, model lists, webhook) and their API keys
 //!     (hashes only; scopes, expiry, rotation, revocation).
 //!   - [`AuditStore`] ([`audit`]): the append-only audit log and finished tasks' accounting rows.
+//!   - [`WebhookStore`] ([`webhooks`]): the webhook outbox (rows added by the store with the
+//!     state change; the daemon's worker sends and retries them).
 //!   - Later areas go here the same way (each a trait in its own module, added to [`Store`]'s
 //!     supertraits, implemented under `sqlite/`, covered by `conformance`): `HostStore`
 //!     (workers, leases; docs/design.md §8).
@@ -44,6 +46,7 @@ pub mod sqlite;
 pub mod tasks;
 pub mod teams;
 pub mod usage;
+pub mod webhooks;
 
 pub use audit::{AuditFilter, AuditStore, NewAuditRecord};
 pub use changes::{ChangeFeed, Changes};
@@ -54,16 +57,30 @@ pub use sqlite::SqliteStore;
 pub use tasks::{ListFilter, TaskStore, SUMMARY_CHARS};
 pub use teams::{NewKeyRecord, TeamStore};
 pub use usage::{Spent, UsageBy, UsageGroup, UsageLine, UsageRow, UsageStore};
+pub use webhooks::{AttemptOutcome, WebhookDelivery, WebhookStore};
 
 /// Everything the daemon needs of its store: every area and the change feed.
-pub trait Store: TaskStore + PoolStore + UsageStore + TeamStore + AuditStore + ChangeFeed {}
+pub trait Store:
+    TaskStore + PoolStore + UsageStore + TeamStore + AuditStore + WebhookStore + ChangeFeed
+{
+}
 
-impl<T: TaskStore + PoolStore + UsageStore + TeamStore + AuditStore + ChangeFeed + ?Sized> Store
-    for T
+impl<
+        T: TaskStore
+            + PoolStore
+            + UsageStore
+            + TeamStore
+            + AuditStore
+            + WebhookStore
+            + ChangeFeed
+            + ?Sized,
+    > Store for T
 {
 }
 
 /// The traits, for callers that hold a `dyn Store` and call its methods.
 pub mod prelude {
-    pub use crate::{AuditStore, ChangeFeed, PoolStore, Store, TaskStore, TeamStore, UsageStore};
+    pub use crate::{
+        AuditStore, ChangeFeed, PoolStore, Store, TaskStore, TeamStore, UsageStore, WebhookStore,
+    };
 }

@@ -57,6 +57,54 @@ pub struct CreateTeamRequest {
     pub webhook_url: Option<String>,
 }
 
+/// `PATCH /v1/teams/{name}` (`drover team update NAME …`): a partial body — an absent field
+/// stays as it is, `null` clears it, a value replaces it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTeamRequest {
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_usd_per_day: Option<Option<f64>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_usd_per_task: Option<Option<f64>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allowed_models: Option<Option<Vec<String>>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub webhook_url: Option<Option<String>>,
+}
+
+/// A field that is present (`null` included): `Some(value or None)`; absent is the default.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `GET /v1/teams/{name}/webhook-secret` (`drover team webhook-secret NAME`): the key a
+/// receiver checks `Drover-Signature` with (derived, never stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookSecret {
+    pub team: String,
+    pub secret: String,
+}
+
 /// An API key as listed (`drover key ls --json`, `GET /v1/keys`): never the key itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyInfo {
@@ -241,6 +289,23 @@ mod tests {
             .map(|m| m.len())
             .unwrap_or(0);
         assert_eq!(n, ACCOUNTING_FIELDS.len());
+    }
+
+    #[test]
+    fn a_team_update_tells_absent_from_null() {
+        let u: UpdateTeamRequest =
+            serde_json::from_str(r#"{"max_usd_per_day": null, "max_usd_per_task": 2.5}"#)
+                .unwrap_or_default();
+        assert_eq!(u.max_usd_per_day, Some(None));
+        assert_eq!(u.max_usd_per_task, Some(Some(2.5)));
+        assert_eq!(u.allowed_models, None);
+        assert_eq!(u.webhook_url, None);
+        assert!(serde_json::from_str::<UpdateTeamRequest>(r#"{"name": "x"}"#).is_err());
+        let back = serde_json::to_value(&u).unwrap_or_default();
+        assert_eq!(
+            back,
+            serde_json::json!({"max_usd_per_day": null, "max_usd_per_task": 2.5})
+        );
     }
 
     #[test]

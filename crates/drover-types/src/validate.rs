@@ -13,6 +13,17 @@ pub fn max_usd(v: Option<f64>) -> Result<(), String> {
     }
 }
 
+/// A dollar amount given with `flag` (a team's `--max-usd-per-day`, `--max-usd-per-task`): a
+/// finite number above zero, like `--max-usd`.
+pub fn dollars(flag: &str, v: Option<f64>) -> Result<(), String> {
+    match v {
+        Some(x) if !x.is_finite() || x <= 0.0 => Err(format!(
+            "{flag} {x}: give a positive number of dollars, e.g. {flag} 5"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `--max-tokens`: at least 1 (a budget of 0 tokens could never let a request through).
 pub fn max_tokens(v: Option<u64>) -> Result<(), String> {
     match v {

@@ -8,11 +8,13 @@ pub mod bg_follow;
 mod daemon;
 mod demo;
 mod doctor;
+pub mod key;
 mod lock;
 mod logs;
 mod pool;
 mod remote;
 mod tasks;
+pub mod team;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Context, Result};
@@ -56,6 +58,8 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Pool { action } => pool::pool(action).await,
         Command::Usage { by, json } => pool::usage(by, json).await,
         Command::Audit(args) => audit::audit(args).await,
+        Command::Team { action } => team::team(action).await,
+        Command::Key { action } => key::key(action).await,
         Command::Lock { name, slots, cmd } => lock::lock(&name, slots, &cmd).await,
         Command::Daemon(args) => daemon::background(args).await,
         Command::Doctor { json } => doctor::doctor(json).await,

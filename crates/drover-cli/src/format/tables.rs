@@ -8,7 +8,11 @@ use drover_types::Task;
 use serde_json::Value;
 
 /// `header` over `rows`; the columns from `right_from` on are right-aligned (numbers).
-fn plain<const N: usize>(header: [&str; N], rows: Vec<[String; N]>, right_from: usize) -> String {
+pub(super) fn plain<const N: usize>(
+    header: [&str; N],
+    rows: Vec<[String; N]>,
+    right_from: usize,
+) -> String {
     let mut table = Table::new();
     table
         .load_style(presets::NOTHING)

@@ -230,9 +230,10 @@ async fn key_of(engine: &Engine, headers: &HeaderMap) -> Result<KeyPrincipal, Ap
     })
 }
 
-/// Neither revoked nor expired at `now` (RFC 3339 as [`drover_store::now`] writes it).
+/// Neither revoked nor expired at `now` (RFC 3339 as [`drover_store::now`] writes it): the one
+/// rule, [`crate::teams::keys::key_state`].
 pub fn key_usable(info: &KeyInfo, now: &str) -> bool {
-    info.revoked_at.is_none() && info.expires_at.as_deref().is_none_or(|e| e > now)
+    crate::teams::keys::key_state(info, now) == crate::teams::keys::KeyState::Valid
 }
 
 /// The secret of the one `Authorization: Bearer drv_<64 hex>` header.

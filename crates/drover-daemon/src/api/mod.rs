@@ -22,6 +22,10 @@
 //! | `GET /v1/usage?by=task|pool|model|day|team|tag:NAME&team=` | metered usage and dollars (a key: its team's) |
 //! | `GET /v1/audit?since=&team=&limit=&cursor=` | the audit log ([`drover_types::AuditPage`]; a key: its team's) |
 //! | `GET /v1/audit/export?format=ndjson|csv&since=&team=` | accounting rows of finished tasks, streamed |
+//! | `POST /v1/teams`, `GET /v1/teams[/{name}]`, `PATCH /v1/teams/{name}` | teams ([`teams`]; creating one is the host owner's) |
+//! | `GET /v1/teams/{name}/webhook-secret` | the team's webhook signing secret |
+//! | `POST /v1/keys`, `GET /v1/keys?team=` | create (the secret, once), list API keys ([`keys`]) |
+//! | `POST /v1/keys/{id}/rotate` / `revoke`, `DELETE /v1/keys/{id}` | rotate (old key valid for the overlap), revoke |
 //!
 //! Every mutating call on every router is appended to the audit log ([`audit`]).
 //!
@@ -38,6 +42,7 @@ pub mod auth;
 pub mod body;
 mod daemon;
 mod error;
+mod keys;
 pub mod listen;
 mod locks;
 mod pools;
@@ -46,6 +51,7 @@ mod raw;
 pub mod scoped;
 mod tasks;
 pub mod tcp;
+mod teams;
 mod usage;
 
 use crate::engine::Engine;
@@ -59,9 +65,19 @@ pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 /// The admin socket's router: every route, as the host owner ([`auth::Principal::Owner`]).
 pub fn router(engine: Arc<Engine>) -> axum::Router {
+    router_as(engine, auth::Principal::Owner, auth::RemoteAddr(None))
+}
+
+/// Every route, every request made as `principal` from `remote` (tests of the handlers' own
+/// checks serve this on a socket of their own), audited.
+pub fn router_as(
+    engine: Arc<Engine>,
+    principal: auth::Principal,
+    remote: auth::RemoteAddr,
+) -> axum::Router {
     audited(finish(routes(), engine.clone()), engine)
-        .layer(axum::Extension(auth::Principal::Owner))
-        .layer(axum::Extension(auth::RemoteAddr(None)))
+        .layer(axum::Extension(principal))
+        .layer(axum::Extension(remote))
 }
 
 /// A task's own control endpoint (`run/<id>/daemon.sock`): the same routes behind
@@ -113,6 +129,16 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/audit", get(audit_log::list))
         .route("/v1/audit/export", get(audit_log::export))
         .route("/v1/locks/{name}", post(locks::acquire))
+        .route("/v1/teams", post(teams::create).get(teams::list))
+        .route("/v1/teams/{name}", get(teams::show).patch(teams::update))
+        .route(
+            "/v1/teams/{name}/webhook-secret",
+            get(teams::webhook_secret),
+        )
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/v1/keys/{id}/rotate", post(keys::rotate))
+        .route("/v1/keys/{id}/revoke", post(keys::revoke))
 }
 
 fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Router {

@@ -81,7 +81,13 @@ pub async fn create(
     drover_types::validate::prompt_for(&agent, capabilities.prompt_arg_max, &req.prompt)
         .map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
-    super::tasks::enforceable(&engine, req.max_usd.is_some(), principal.team())?;
+    let team_budget = match principal.team() {
+        Some(t) => crate::teams::policy::team(engine.store.as_ref(), t)
+            .await?
+            .is_some_and(|t| t.max_usd_per_day.is_some()),
+        None => false,
+    };
+    super::tasks::enforceable(&engine, req.max_usd.is_some(), team_budget)?;
     super::tasks::prompt_size(&req.prompt)?;
     if req.count == Some(0) {
         return Err(ApiErr::invalid(

@@ -62,10 +62,19 @@ pub async fn create(
         .map_err(ApiErr::invalid)?;
     validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     validate::max_tokens(req.max_tokens).map_err(ApiErr::invalid)?;
+    // The team's rules (from the store): it exists, the model is on its list, its per-task cap.
+    let team = super::teams::admit_task(
+        &engine,
+        req.team.as_deref(),
+        req.model.as_deref(),
+        req.max_usd,
+    )
+    .await?;
+    let max_usd = team.max_usd;
     enforceable(
         &engine,
-        req.max_usd.is_some() || req.max_tokens.is_some(),
-        req.team.as_deref(),
+        max_usd.is_some() || req.max_tokens.is_some(),
+        team.team_daily_budget,
     )?;
     let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let (timeout_secs, stall_timeout_secs) =
@@ -101,7 +110,7 @@ pub async fn create(
             protect: protect.clone(),
             permissions,
             budget: Budget {
-                max_usd: req.max_usd,
+                max_usd,
                 max_tokens: req.max_tokens,
             },
             session_id: session_id.clone(),
@@ -160,10 +169,7 @@ pub(crate) fn prompt_size(prompt: &str) -> ApiResult<()> {
 
 /// Money fails closed: budgets are enforced by drover's gateway, so with the gateway off a task
 /// or pool with a budget (its own, or its team's daily one) is refused, never run unmetered.
-pub(crate) fn enforceable(engine: &Engine, own: bool, team: Option<&str>) -> ApiResult<()> {
-    let team_budget = team
-        .and_then(|t| engine.config.teams.get(t))
-        .is_some_and(|t| t.max_usd_per_day.is_some());
+pub(crate) fn enforceable(engine: &Engine, own: bool, team_budget: bool) -> ApiResult<()> {
     if engine.gateway.is_none() && (own || team_budget) {
         return Err(ApiErr::new(drover_types::ApiErrorKind::Invalid,
             "this budget cannot be enforced: drover's gateway is off (the daemon has no provider key, or DROVER_GATEWAY=off)",

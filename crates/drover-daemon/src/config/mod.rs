@@ -205,7 +205,8 @@ impl Upstreams {
 /// The stall clock's default (docs/design.md §11).
 pub const DEFAULT_STALL_TIMEOUT: u64 = 30 * 60;
 
-/// `[teams.NAME]`: a team's daily budget and the models it may use.
+/// `[teams.NAME]`: a team's daily budget and the models it may use. Imported into the store at
+/// start when the store has no such team; after that the stored team wins (`crate::teams`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Team {

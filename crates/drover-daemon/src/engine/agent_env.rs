@@ -15,7 +15,8 @@ pub(crate) fn task_key(engine: &Engine, id: &str) -> Option<String> {
         .cloned()
 }
 
-/// The budgets and model list a task's pool and team impose (see `[teams.NAME]` in config).
+/// The budgets and model list a task's pool and team impose (the team's from the store:
+/// `crate::teams`).
 pub(crate) async fn grant_policy(
     engine: &Engine,
     task: &TaskRecord,
@@ -24,10 +25,17 @@ pub(crate) async fn grant_policy(
         Some(name) => engine.store.get_pool(name).await.ok(),
         None => None,
     };
-    let team = task
-        .team
-        .as_deref()
-        .and_then(|t| engine.config.teams.get(t));
+    let team = match task.team.as_deref() {
+        Some(name) => match crate::teams::policy::team(engine.store.as_ref(), name).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("task {}: reading team {name}: {e}", task.id);
+                None
+            }
+        },
+        None => None,
+    };
+    let team = team.as_ref();
     let lists: Vec<&Vec<String>> = [
         pool.as_ref().and_then(|p| p.allowed_models.as_ref()),
         team.and_then(|t| t.allowed_models.as_ref()),

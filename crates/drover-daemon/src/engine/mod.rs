@@ -109,6 +109,8 @@ impl Engine {
         DaemonError,
     > {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&home.db()).await?);
+        // `[teams.NAME]` of config the store does not have yet (the store wins).
+        crate::teams::import_config(store.as_ref(), &config.teams).await?;
         let sandboxes = Sandboxes::new(&home.root, config.sandbox);
         let home_root = home.root.clone();
         let stopping = shutdown.child_token();

@@ -1,6 +1,6 @@
 //! The embedded store: SQLite in WAL mode. The only place SQL text and column names appear.
 //!
-//! - `tasks`, `pools`, `usage`, `teams`, `audit`: one area trait each.
+//! - `tasks`, `pools`, `usage`, `teams`, `audit`, `webhooks`: one area trait each.
 //! - `rows`: `sqlx::FromRow` row structs and their conversion into the public records.
 //!
 //! Concurrency: all writes go through a pool of exactly one connection, so SQLite never has two
@@ -14,6 +14,7 @@ mod rows;
 mod tasks;
 mod teams;
 mod usage;
+mod webhooks;
 
 use crate::changes::{ChangeFeed, Changes};
 use crate::error::{Result, StoreError};

@@ -1,0 +1,126 @@
+//! [`WebhookStore`] on SQLite: `webhook_deliveries` (migration 0011; its rows are added by the
+//! `webhook_outbox` trigger on `state` events).
+
+use super::SqliteStore;
+use crate::error::{Result, StoreError};
+use crate::webhooks::{AttemptOutcome, WebhookDelivery, WebhookStore};
+use async_trait::async_trait;
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: String,
+    team: String,
+    task_id: String,
+    event: String,
+    at: String,
+    attempts: i64,
+    next_at: String,
+    last_status: Option<i64>,
+    delivered_at: Option<String>,
+}
+
+impl From<DeliveryRow> for WebhookDelivery {
+    fn from(r: DeliveryRow) -> Self {
+        WebhookDelivery {
+            id: r.id,
+            team: r.team,
+            task_id: r.task_id,
+            event: r.event,
+            at: r.at,
+            attempts: u32::try_from(r.attempts).unwrap_or(0),
+            next_at: r.next_at,
+            last_status: r.last_status.and_then(|s| u16::try_from(s).ok()),
+            delivered_at: r.delivered_at,
+        }
+    }
+}
+
+const COLS: &str = "id, team, task_id, event, at, attempts, next_at, last_status, delivered_at";
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn due_webhooks(
+        &self,
+        now: &str,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let sql = format!(
+            "SELECT {COLS} FROM webhook_deliveries WHERE delivered_at IS NULL \
+             AND attempts < ? AND next_at <= ? ORDER BY next_at, id LIMIT ?"
+        );
+        Ok(sqlx::query_as::<_, DeliveryRow>(&sql)
+            .bind(max_attempts)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(WebhookDelivery::from)
+            .collect())
+    }
+
+    async fn next_webhook_at(&self, max_attempts: u32) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_at) FROM webhook_deliveries WHERE delivered_at IS NULL \
+             AND attempts < ?",
+        )
+        .bind(max_attempts)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        id: &str,
+        outcome: AttemptOutcome,
+        max_attempts: u32,
+    ) -> Result<WebhookDelivery> {
+        let mut tx = self.writer.begin().await?;
+        let q = match &outcome {
+            AttemptOutcome::Delivered { status, at } => sqlx::query(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?, \
+                 delivered_at = ? WHERE id = ?",
+            )
+            .bind(*status)
+            .bind(at),
+            AttemptOutcome::Retry { status, next_at } => sqlx::query(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = ?, \
+                 next_at = ? WHERE id = ?",
+            )
+            .bind(*status)
+            .bind(next_at),
+            AttemptOutcome::GiveUp { status } => sqlx::query(
+                "UPDATE webhook_deliveries SET attempts = MAX(attempts + 1, ?), \
+                 last_status = ? WHERE id = ?",
+            )
+            .bind(max_attempts)
+            .bind(*status),
+        };
+        let done = q.bind(id).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        self.commit(tx).await?;
+        sqlx::query_as::<_, DeliveryRow>(&format!(
+            "SELECT {COLS} FROM webhook_deliveries WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_one(&self.writer)
+        .await
+        .map(WebhookDelivery::from)
+        .map_err(Into::into)
+    }
+
+    async fn webhooks_of(&self, task_id: &str) -> Result<Vec<WebhookDelivery>> {
+        let sql =
+            format!("SELECT {COLS} FROM webhook_deliveries WHERE task_id = ? ORDER BY at, id");
+        Ok(sqlx::query_as::<_, DeliveryRow>(&sql)
+            .bind(task_id)
+            .fetch_all(&self.reader)
+            .await?
+            .into_iter()
+            .map(WebhookDelivery::from)
+            .collect())
+    }
+}

@@ -1,0 +1,106 @@
+//! The webhook outbox on SQLite (migration 0011): rows appear with the state change of a task
+//! whose team has a webhook URL, once per event, and record their attempts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use drover_store::conformance::new_task;
+use drover_store::prelude::*;
+use drover_store::{AttemptOutcome, NewTask, SqliteStore, TaskPatch};
+use drover_types::{TaskState, TeamInfo};
+use serde_json::json;
+
+async fn state(store: &SqliteStore, id: &str, s: TaskState) {
+    store
+        .update(id, None, TaskPatch::new().state(s, json!({})), vec![])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn state_events_of_a_team_with_a_webhook_fill_the_outbox_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).await.unwrap();
+    for (name, url) in [("hooks", Some("http://127.0.0.1:9/h")), ("quiet", None)] {
+        let t = TeamInfo {
+            name: name.into(),
+            webhook_url: url.map(String::from),
+            ..TeamInfo::default()
+        };
+        store.create_team(&t).await.unwrap();
+    }
+    let with_team = |id: &str, team: Option<&str>| NewTask {
+        team: team.map(String::from),
+        ..new_task(id)
+    };
+    store
+        .create_task(with_team("t1", Some("hooks")))
+        .await
+        .unwrap();
+    store
+        .create_task(with_team("t2", Some("quiet")))
+        .await
+        .unwrap();
+    store.create_task(with_team("t3", None)).await.unwrap();
+    for id in ["t1", "t2", "t3"] {
+        state(&store, id, TaskState::Running).await;
+        state(&store, id, TaskState::NeedsInput).await;
+        state(&store, id, TaskState::Running).await;
+        state(&store, id, TaskState::Succeeded).await;
+    }
+    let rows = store.webhooks_of("t1").await.unwrap();
+    let events: Vec<&str> = rows.iter().map(|d| d.event.as_str()).collect();
+    assert_eq!(events, ["task.needs_input", "task.finished"], "{rows:#?}");
+    assert!(rows.iter().all(|d| d.team == "hooks" && d.attempts == 0));
+    assert_ne!(rows[0].id, rows[1].id);
+    assert!(store.webhooks_of("t2").await.unwrap().is_empty());
+    assert!(store.webhooks_of("t3").await.unwrap().is_empty());
+
+    // Due now: both; a retry moves one later, a delivery and a give-up end them.
+    let far = "2999-01-01T00:00:00.000Z";
+    let due = store.due_webhooks(far, 8, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let d = store
+        .record_webhook_attempt(
+            &rows[0].id,
+            AttemptOutcome::Retry {
+                status: 500,
+                next_at: far.into(),
+            },
+            8,
+        )
+        .await
+        .unwrap();
+    assert_eq!((d.attempts, d.last_status), (1, Some(500)));
+    let now = drover_store::now();
+    assert_eq!(store.due_webhooks(&now, 8, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.next_webhook_at(8).await.unwrap().as_deref(),
+        Some(rows[1].next_at.as_str())
+    );
+    let d = store
+        .record_webhook_attempt(
+            &rows[1].id,
+            AttemptOutcome::Delivered {
+                status: 204,
+                at: now.clone(),
+            },
+            8,
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.delivered_at.as_deref(), Some(now.as_str()));
+    assert!(store
+        .due_webhooks(far, 8, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|x| x.id == rows[0].id));
+    store
+        .record_webhook_attempt(&rows[0].id, AttemptOutcome::GiveUp { status: 0 }, 8)
+        .await
+        .unwrap();
+    assert!(store.due_webhooks(far, 8, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_webhook_at(8).await.unwrap(), None);
+    assert!(store
+        .record_webhook_attempt("whd_nope", AttemptOutcome::GiveUp { status: 0 }, 8)
+        .await
+        .is_err());
+}
