@@ -206,6 +206,10 @@ pub struct RunArgs {
     pub api_key_env: Option<String>,
     #[arg(long)]
     pub team: Option<String>,
+    /// A label carried into usage and accounting rows, as KEY=VALUE (repeatable; e.g.
+    /// `--tag customer=acme`; `drover usage --by tag:customer`).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
     /// The prompt; `-` reads it from stdin.
     #[arg(required_unless_present = "prompt_file")]
     pub prompt: Option<String>,
@@ -522,6 +526,7 @@ mod tests {
                 "--max-usd",
                 "--name",
                 "--prompt-file",
+                "--tag",
                 "--team",
                 "--wait"
             ])

@@ -419,7 +419,7 @@ impl Client {
                 .get(&format!("/v1/tasks?all={all}&cursor={cursor}"))
                 .await?;
             tasks.extend(page.tasks);
-            match page.next {
+            match page.next_cursor {
                 // A requeued task can move to a later page: keep its last place only.
                 Some(next) if next != cursor => cursor = next,
                 _ => break,

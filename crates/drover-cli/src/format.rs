@@ -134,6 +134,7 @@ pub fn clean_task(mut t: Task) -> Task {
         o.reason = clean(&o.reason);
     }
     t.verify = t.verify.iter().map(|v| clean(v)).collect();
+    t.tags = t.tags.iter().map(|(k, v)| (clean(k), clean(v))).collect();
     if let Some(v) = &mut t.pending_input {
         clean_value(v);
     }
@@ -189,6 +190,16 @@ pub fn task(t: &Task) -> String {
     );
     kv("repo", format!("{} @ {}", t.repo, t.base_ref));
     kv("branch", t.branch.clone());
+    if let Some(team) = &t.team {
+        kv("team", team.clone());
+    }
+    if let Some(by) = &t.created_by {
+        kv("created by", by.clone());
+    }
+    if !t.tags.is_empty() {
+        let tags: Vec<String> = t.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        kv("tags", tags.join(" "));
+    }
     if !t.protect.is_empty() {
         kv("protect", t.protect.join(" "));
     }

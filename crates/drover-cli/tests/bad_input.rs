@@ -104,7 +104,9 @@ fn budgets_that_would_mean_no_budget_are_refused_and_nothing_starts() {
         (with("max_tokens", json!(0)), "--max-tokens"),
     ] {
         let (s, b) = run_json(&env, body);
-        api_error(s, &b, 400, needle);
+        // A well-formed but wrong value of POST /v1/tasks: 422 (docs/design.md §7).
+        let v = api_error(s, &b, 422, needle);
+        assert_eq!(v["kind"], "invalid_field");
     }
     // 1e400 is not a number JSON can carry as a float: a JSON error, not "no budget".
     let (s, _, b) = http(
@@ -203,8 +205,9 @@ fn api_errors_are_json_for_bad_bodies_types_sizes_and_routes() {
     let json_ct = [("content-type", "application/json")];
     let (s, _, b) = http(&env, "POST", "/v1/tasks", &json_ct, b"{\"repo\": ");
     api_error(s, &b, 400, "JSON");
-    let (s, _, b) = http(&env, "POST", "/v1/tasks", &json_ct, b"{\"prompt\": 5}");
-    let v = api_error(s, &b, 422, "prompt");
+    // A wrong type in POST /v1/tasks is a malformed body: 400 naming the field.
+    let (s, _, b) = http(&env, "POST", "/v1/tasks", &json_ct, b"{\"task\": 5}");
+    let v = api_error(s, &b, 400, "task: invalid type");
     assert_eq!(v["kind"], "invalid");
     let (s, _, b) = http(
         &env,
@@ -427,7 +430,7 @@ fn long_prompts_come_from_a_file_or_stdin_and_empty_ones_are_refused_by_every_ag
         &env,
         json!({ "repo": env.repo.display().to_string(), "agent": "command", "cmd": "true", "prompt": "  " }),
     );
-    api_error(s, &b, 400, "the prompt is empty");
+    api_error(s, &b, 422, "the prompt is empty");
     assert_eq!(
         all_tasks(&env).len(),
         before,

@@ -376,7 +376,8 @@ fn bad_durations_are_refused_and_nothing_starts() {
     }
     // The CLI refused before it reached a daemon: none was started, no task exists.
     assert!(env.daemon_pid().is_none());
-    // The API refuses the same: 400 {kind, error, hint}, nothing stored.
+    // The API refuses the same: 422 {kind: invalid_field, error, hint} (a well-formed value
+    // that is wrong, docs/design.md §7), nothing stored.
     env.ok(&["ls"]);
     for body in [
         json!({"repo": env.repo.display().to_string(), "agent": "command", "cmd": "true",
@@ -385,8 +386,8 @@ fn bad_durations_are_refused_and_nothing_starts() {
                "prompt": "x", "stall_timeout_secs": 999_999_999u64}),
     ] {
         let (status, v) = post(&env, "/v1/tasks", &body);
-        assert_eq!(status, 400, "{v:#}");
-        assert_eq!(v["kind"], "invalid");
+        assert_eq!(status, 422, "{v:#}");
+        assert_eq!(v["kind"], "invalid_field");
         assert!(v["error"].as_str().unwrap().contains("timeout"), "{v:#}");
         assert!(v["hint"].is_string());
     }

@@ -348,7 +348,7 @@ fn bad_limits_are_refused_with_one_line_and_nothing_starts() {
         ];
         refused(&env.run(&args), &args, needle);
     }
-    // Over the API: a 400 naming what to give.
+    // Over the API: a 422 (a well-formed but wrong value) naming what to give.
     env.ok(&["daemon"]);
     for (field, value) in [
         ("memory_bytes", json!(5)),
@@ -365,7 +365,7 @@ fn bad_limits_are_refused_with_one_line_and_nothing_starts() {
             &[("content-type", "application/json")],
             body.to_string().as_bytes(),
         );
-        assert_eq!(status, 400, "{field}: {}", String::from_utf8_lossy(&b));
+        assert_eq!(status, 422, "{field}: {}", String::from_utf8_lossy(&b));
     }
     let all: Vec<Value> = serde_json::from_str(&env.ok(&["ls", "--all", "--json"])).unwrap();
     assert!(all.is_empty(), "{all:?}");

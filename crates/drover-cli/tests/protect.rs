@@ -305,7 +305,7 @@ fn bad_globs_are_refused_with_exit_two_and_nothing_starts() {
         !env.home.join("daemon.sock").exists(),
         "the CLI refused before starting the daemon"
     );
-    // The API refuses too: 400 with {kind, error, hint}.
+    // The API refuses too: 422 with {kind: invalid_field, error, hint}.
     env.ok(&["daemon"]);
     let body = serde_json::json!({
         "repo": env.repo.display().to_string(), "agent": "command", "cmd": "true",
@@ -313,9 +313,9 @@ fn bad_globs_are_refused_with_exit_two_and_nothing_starts() {
     })
     .to_string();
     let (status, reply) = post(&env, "/v1/tasks", &body);
-    assert_eq!(status, 400, "{reply}");
+    assert_eq!(status, 422, "{reply}");
     let err: Value = serde_json::from_str(&reply).unwrap();
-    assert_eq!(err["kind"], "invalid", "{err:#}");
+    assert_eq!(err["kind"], "invalid_field", "{err:#}");
     assert!(
         err["error"].as_str().unwrap().contains("tests/[oops"),
         "{err:#}"

@@ -321,7 +321,7 @@ fn lists_and_events_come_in_pages_and_show_returns_the_whole_task() {
         assert!(tasks.len() <= 2);
         paged.extend(tasks.iter().map(|t| t["id"].as_str().unwrap().to_string()));
         pages += 1;
-        match page["next"].as_str() {
+        match page["next_cursor"].as_str() {
             Some(next) => cursor = next.to_string(),
             None => break,
         }

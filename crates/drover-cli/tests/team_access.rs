@@ -227,6 +227,27 @@ fn routes() -> Vec<(&'static str, &'static str, &'static str, Need, bool)> {
             false,
         ),
         ("POST", "/v1/teams", r#"{"name":"c"}"#, OwnerOnly, false),
+        (
+            "GET",
+            "/v1/teams/{M}",
+            "",
+            sc(drover_types::Scope::Admin),
+            true,
+        ),
+        (
+            "GET",
+            "/v1/teams/{M}/webhook-secret",
+            "",
+            sc(drover_types::Scope::Admin),
+            true,
+        ),
+        (
+            "PATCH",
+            "/v1/teams/{M}",
+            r#"{"bogus":1}"#,
+            sc(drover_types::Scope::Admin),
+            true,
+        ),
         ("GET", "/v1/keys", "", sc(drover_types::Scope::Admin), false),
         (
             "POST",
@@ -246,10 +267,16 @@ fn access_matrix_two_teams_every_key_kind_every_route() {
     s.keys.team("a");
     s.keys.team("b");
     let mut keys: BTreeMap<(char, Kind), Option<String>> = BTreeMap::new();
+    let mut key_ids: BTreeMap<char, Vec<String>> = BTreeMap::new();
     for team in ['a', 'b'] {
         let t = team.to_string();
         let all = Scope::ALL.to_vec();
-        let mk = |scopes: &[Scope], exp: Option<String>| Some(s.keys.key(&t, scopes, exp).secret);
+        let ids = key_ids.entry(team).or_default();
+        let mut mk = |scopes: &[Scope], exp: Option<String>| {
+            let k = s.keys.key(&t, scopes, exp);
+            ids.push(k.id);
+            Some(k.secret)
+        };
         keys.insert((team, Kind::Read), mk(&[Scope::TasksRead], None));
         keys.insert(
             (team, Kind::Write),
@@ -347,11 +374,12 @@ fn access_matrix_two_teams_every_key_kind_every_route() {
     ];
     for team in ['a', 'b'] {
         let other = if team == 'a' { 'b' } else { 'a' };
-        let foreign = [
+        let mut foreign = vec![
             tasks[&other].clone(),
             pools[&other].clone(),
             format!("marker-of-team-{other}"),
         ];
+        foreign.extend(key_ids[&other].iter().cloned());
         for kind in kinds {
             let key = secret(team, kind);
             for (method, path, body, need, targeted) in routes() {
@@ -369,7 +397,14 @@ fn access_matrix_two_teams_every_key_kind_every_route() {
                             pools[&other][..6].to_string(),
                         ),
                     };
-                    let path = path.replace("{T}", &task).replace("{P}", &pool);
+                    let member = match target {
+                        Target::Own | Target::None => team.to_string(),
+                        _ => other.to_string(),
+                    };
+                    let path = path
+                        .replace("{T}", &task)
+                        .replace("{P}", &pool)
+                        .replace("{M}", &member);
                     let (status, got) = s.call(method, &path, key.as_deref(), body);
                     cells += 1;
                     let want = match expected(kind, need, target) {
@@ -619,6 +654,19 @@ fn header_and_team_attacks_are_refused() {
     // Usage: a key sees its team's usage only, grouped any way (the filter is forced in the
     // store's query; tests/audit_keys.rs checks the sums); naming another team is 403.
     let admin = s.keys.key("a", &[Scope::Admin], None);
+    // An admin key cannot touch another team's keys: 404 (as a missing key), and they still work.
+    for (method, path) in [
+        ("POST", format!("/v1/keys/{}/revoke", b.id)),
+        ("POST", format!("/v1/keys/{}/rotate", b.id)),
+        ("DELETE", format!("/v1/keys/{}", b.id)),
+    ] {
+        let (status, got) = s.call(method, &path, Some(&admin.secret), "{}");
+        assert_eq!(status, 404, "{method} {path}: {got}");
+    }
+    assert_eq!(s.call("GET", "/v1/tasks", Some(&b.secret), "").0, 200);
+    let (_, listed) = s.call("GET", "/v1/keys", Some(&admin.secret), "");
+    assert!(!listed.contains(&b.id), "{listed}");
+    assert!(listed.contains(&a.id), "{listed}");
     for by in ["task", "pool", "model", "day", "team", "tag:customer"] {
         let (status, got) = s.call(
             "GET",

@@ -54,7 +54,7 @@ pub use error::{now, Result, StoreError};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 pub use record::{NewTask, TaskPatch, TaskRecord};
 pub use sqlite::SqliteStore;
-pub use tasks::{ListFilter, TaskStore, SUMMARY_CHARS};
+pub use tasks::{Idempotency, Idempotent, ListFilter, TaskFilter, TaskStore, SUMMARY_CHARS};
 pub use teams::{NewKeyRecord, TeamStore};
 pub use usage::{Spent, UsageBy, UsageGroup, UsageLine, UsageRow, UsageStore};
 pub use webhooks::{AttemptOutcome, WebhookDelivery, WebhookStore};

@@ -18,10 +18,48 @@ pub enum ListFilter {
     ActiveOrFinishedSince,
 }
 
+/// What a page of tasks is narrowed to (`GET /v1/tasks?state=&pool=&team=&tag=`): every given
+/// field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub state: Option<TaskState>,
+    pub pool: Option<String>,
+    pub team: Option<String>,
+    /// A tag's name and value (`tag=customer:acme`).
+    pub tag: Option<(String, String)>,
+}
+
+/// An `Idempotency-Key` of `POST /v1/tasks` (docs/design.md §7): within `scope` (a team, or the
+/// owner), `key` names one task for 24 hours; `body_hash` is the request's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub scope: String,
+    pub key: String,
+    pub body_hash: String,
+    /// Keys recorded before this RFC 3339 time are expired and may be used again.
+    pub not_before: String,
+}
+
+/// What [`TaskStore::create_task_idempotent`] did.
+#[derive(Debug, Clone)]
+pub enum Idempotent {
+    /// The key was free: the task was created and the key now names it.
+    Created(TaskRecord),
+    /// The key names a task made from the same body: that task, nothing created.
+    Replayed(TaskRecord),
+    /// The key names a task made from another body (its id): nothing created.
+    Conflict(String),
+}
+
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// Inserts a queued task and its first `state` event.
     async fn create_task(&self, task: NewTask) -> Result<TaskRecord>;
+    /// [`create_task`](TaskStore::create_task) under an idempotency key, atomically: the key
+    /// is looked up and, when free (or expired, or naming a task since removed), recorded in
+    /// the same transaction as the task, so concurrent calls with one key create one task.
+    async fn create_task_idempotent(&self, task: NewTask, idem: &Idempotency)
+        -> Result<Idempotent>;
     async fn get_task(&self, id: &str) -> Result<TaskRecord>;
     /// Resolves a full id, a unique prefix of one (compared as plain text) or a task name; an
     /// empty id is [`StoreError::EmptyId`](crate::StoreError::EmptyId), several matches
@@ -29,12 +67,13 @@ pub trait TaskStore: Send + Sync {
     async fn find_task(&self, id_or_prefix: &str) -> Result<TaskRecord>;
     async fn list_tasks(&self, filter: ListFilter, since: &str) -> Result<Vec<TaskRecord>>;
     /// One page of task summaries in queue order: tasks with `queue_seq > after`, at most
-    /// `limit`. `prompt`, `result` and `cmd` are cut to [`SUMMARY_CHARS`] characters (plus `…`):
+    /// `limit`, narrowed by `narrow`. `prompt`, `result` and `cmd` are cut to [`SUMMARY_CHARS`] characters (plus `…`):
     /// they come from short copies, so a page never loads whole prompts.
     async fn list_page(
         &self,
         filter: ListFilter,
         since: &str,
+        narrow: &TaskFilter,
         after: i64,
         limit: i64,
     ) -> Result<Vec<TaskRecord>>;

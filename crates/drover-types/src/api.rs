@@ -1,11 +1,21 @@
 use serde::{Deserialize, Serialize};
 
-/// `POST /v1/tasks`
+/// `POST /v1/tasks` (docs/design.md §7). The wire names are the contract: `task` (alias
+/// `prompt`), `ref` (alias `base_ref`), `budget {maxUsd, maxTokens}` (the old top-level
+/// `max_usd`/`max_tokens` are still taken), `timeout` in seconds or as a duration string
+/// (`"30m"`; alias `timeout_secs`). An unknown field is refused (400).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// A local directory (resolved to an absolute path by the CLI) or a git URL.
     pub repo: String,
     /// Defaults to `HEAD`.
+    #[serde(
+        rename = "ref",
+        alias = "base_ref",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub base_ref: Option<String>,
     /// `claude` (default) or `command`.
     pub agent: Option<String>,
@@ -18,9 +28,20 @@ pub struct RunRequest {
     pub verify_rounds: Option<u32>,
     /// Judge model for this task (default: the daemon's `models.judge`, if any).
     pub judge_model: Option<String>,
+    /// This task's budget (`{maxUsd, maxTokens}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<RequestBudget>,
+    /// The older spelling of `budget.maxUsd` (give one or the other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_usd: Option<f64>,
+    /// The older spelling of `budget.maxTokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// What the agent is asked to do.
+    #[serde(rename = "task", alias = "prompt")]
     pub prompt: String,
+    /// Who asked (the owner's CLI sends `$USER`); over TCP the daemon sets the key's id and
+    /// ignores this.
     pub created_by: Option<String>,
     /// This task's own provider key (`run --api-key-env VAR`). The daemon keeps it in memory
     /// only; it is never stored, logged or given to the agent.
@@ -29,11 +50,23 @@ pub struct RunRequest {
     pub team: Option<String>,
     /// Permission policy for this task (default: the daemon's `permissions`).
     pub permissions: Option<crate::PermissionPolicy>,
-    /// Wall-clock limit in seconds (`--timeout`; default: config `task_timeout`, else none).
-    #[serde(default)]
+    /// Wall-clock limit (`--timeout`; default: config `task_timeout`, else none): seconds, or a
+    /// duration string such as `"30m"`.
+    #[serde(
+        rename = "timeout",
+        alias = "timeout_secs",
+        default,
+        deserialize_with = "crate::clock::de_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_secs: Option<u64>,
-    /// Stall limit in seconds (`--stall-timeout`; default: config `stall_timeout`, 30 min).
-    #[serde(default)]
+    /// Stall limit (`--stall-timeout`; default: config `stall_timeout`, 30 min), as `timeout`.
+    #[serde(
+        alias = "stall_timeout",
+        default,
+        deserialize_with = "crate::clock::de_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stall_timeout_secs: Option<u64>,
     /// Protected globs (`--protect`), added to the daemon's `protect` list.
     #[serde(default)]
@@ -49,6 +82,45 @@ pub struct RunRequest {
     /// Free-form labels (`{"customer": "acme"}`) carried into usage and accounting rows.
     #[serde(default)]
     pub tags: crate::Tags,
+}
+
+impl RunRequest {
+    /// The budget asked for, from `budget` or the older top-level fields; both at once is an
+    /// error naming them.
+    pub fn budget(&self) -> Result<RequestBudget, String> {
+        let b = self.budget.unwrap_or_default();
+        if (b.max_usd.is_some() && self.max_usd.is_some())
+            || (b.max_tokens.is_some() && self.max_tokens.is_some())
+        {
+            return Err(
+                "give the budget once: `budget: {maxUsd, maxTokens}` or the older top-level `max_usd`/`max_tokens`, not both".into(),
+            );
+        }
+        Ok(RequestBudget {
+            max_usd: b.max_usd.or(self.max_usd),
+            max_tokens: b.max_tokens.or(self.max_tokens),
+        })
+    }
+}
+
+/// A task's budget in a request: `{maxUsd, maxTokens}` (also spelled `max_usd`, `max_tokens`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBudget {
+    #[serde(
+        rename = "maxUsd",
+        alias = "max_usd",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_usd: Option<f64>,
+    #[serde(
+        rename = "maxTokens",
+        alias = "max_tokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_tokens: Option<u64>,
 }
 
 /// `POST /v1/tasks/{id}/send`
@@ -244,14 +316,14 @@ pub const EVENTS_MAX_LIMIT: usize = 1000;
 /// ... and at most about this many bytes of event data (always at least one event).
 pub const EVENTS_PAGE_BYTES: usize = 1 << 20;
 
-/// `GET /v1/tasks?all=&limit=&cursor=`: one page of task summaries in queue order. A summary is
-/// a [`crate::Task`] whose `prompt`, `result` and `cmd` are cut to 500 characters (plus `…`);
-/// `GET /v1/tasks/{id}` returns the whole task. `next` is the `cursor` of the next page, `None`
-/// on the last one.
+/// `GET /v1/tasks?all=&state=&pool=&tag=&team=&limit=&cursor=`: one page of task summaries in
+/// queue order. A summary is a [`crate::Task`] whose `prompt`, `result` and `cmd` are cut to 500
+/// characters (plus `…`); `GET /v1/tasks/{id}` returns the whole task. `next_cursor` is the
+/// `cursor` of the next page, `None` on the last one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskPage {
     pub tasks: Vec<crate::Task>,
-    pub next: Option<String>,
+    pub next_cursor: Option<String>,
 }
 
 #[cfg(test)]

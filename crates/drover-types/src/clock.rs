@@ -33,6 +33,34 @@ pub fn check_secs(secs: u64) -> Result<u64, String> {
     Ok(secs)
 }
 
+/// Serde: a clock as a number of seconds or a duration string (`"30m"`). A string that is no
+/// duration, or not whole seconds, is a malformed body; the bounds are checked later (so `0`
+/// is a well-formed but invalid value).
+pub fn de_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Secs {
+        Number(u64),
+        Text(String),
+    }
+    match <Option<Secs> as serde::Deserialize>::deserialize(d)? {
+        None => Ok(None),
+        Some(Secs::Number(n)) => Ok(Some(n)),
+        Some(Secs::Text(t)) => {
+            let t = t.trim();
+            let dur = humantime::parse_duration(t).map_err(|e| {
+                serde::de::Error::custom(format!("timeout {t:?} is not a duration ({e})"))
+            })?;
+            if dur.subsec_nanos() != 0 {
+                return Err(serde::de::Error::custom(format!(
+                    "timeout {t:?} is not whole seconds"
+                )));
+            }
+            Ok(Some(dur.as_secs()))
+        }
+    }
+}
+
 /// `90` → `1m 30s`.
 pub fn format_secs(secs: u64) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()

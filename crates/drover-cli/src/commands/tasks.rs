@@ -110,8 +110,26 @@ pub fn check_protect(globs: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `--tag KEY=VALUE` (repeatable) as the request's tags; a bad form is exit 2.
+pub fn parse_tags(tags: &[String]) -> Result<drover_types::Tags> {
+    let mut out = drover_types::Tags::new();
+    for t in tags {
+        match t.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            _ => {
+                return Err(CliError::input(format!("--tag {t:?}: write KEY=VALUE"))
+                    .hint("e.g. --tag customer=acme"))
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub async fn run(args: RunArgs) -> Result<i32> {
     check_protect(&args.task.protect)?;
+    parse_tags(&args.tags)?;
     // Checked before anything is sent: the daemon checks the same (for every client).
     validate::max_usd(args.max_usd).map_err(CliError::input)?;
     validate::max_tokens(args.max_tokens).map_err(CliError::input)?;
@@ -130,7 +148,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let repo = super::remote::repo_for(args.task.repo)?;
     let client = Client::connect().await?;
     let req = RunRequest {
-        tags: Default::default(),
+        tags: parse_tags(&args.tags)?,
         repo,
         base_ref: args.task.git_ref,
         agent: Some(args.task.agent),
@@ -140,8 +158,14 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         verify: args.task.verify,
         verify_rounds: Some(args.task.verify_rounds),
         judge_model: args.task.judge_model,
-        max_usd: args.max_usd,
-        max_tokens: args.max_tokens,
+        budget: (args.max_usd.is_some() || args.max_tokens.is_some()).then_some(
+            drover_types::RequestBudget {
+                max_usd: args.max_usd,
+                max_tokens: args.max_tokens,
+            },
+        ),
+        max_usd: None,
+        max_tokens: None,
         prompt,
         created_by: std::env::var("USER").ok(),
         permissions: args.task.permissions,

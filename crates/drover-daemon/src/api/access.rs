@@ -13,8 +13,9 @@
 //!    for); [`Need::OwnerOnly`] (status, daemon stop, locks, creating teams) → 403 for every key;
 //!    a missing scope → 403 `forbidden` naming it (`admin` holds every scope, for its own team).
 //! 4. Team visibility: `/v1/tasks/{id}…` resolves only the EXACT id of a task of the key's team,
-//!    `/v1/pools/{name}…` only a pool of its team; anything else is the very 404 a missing task
-//!    (pool) gets, so nothing tells whether another team's exists.
+//!    `/v1/pools/{name}…` only a pool of its team, `/v1/teams/{name}…` only its team,
+//!    `/v1/keys/{id}…` only its team's key; anything else is the very 404 a missing one gets
+//!    (before any body is read), so nothing tells whether another team's exists.
 //! 5. The request carries [`Principal::Key`]; `last_used_at` is written at most once a minute
 //!    per key, off the request's path.
 
@@ -183,6 +184,13 @@ async fn visible(engine: &Engine, principal: &Principal, segs: &[&str]) -> Resul
             }
             Err(e) => Err(e.into()),
         },
+        // A team and a key are an admin key's own team's only (before any body is read).
+        ["teams", name, ..] if principal.team() != Some(*name) => Err(super::teams::no_team(name)),
+        ["keys", id, ..] => match engine.store.key(id).await {
+            Ok(Some(k)) if principal.sees(Some(&k.team)) => Ok(()),
+            Ok(_) => Err(StoreError::KeyNotFound((*id).to_string()).into()),
+            Err(e) => Err(e.into()),
+        },
         ["pools", name, ..] => match engine.store.get_pool(name).await {
             Ok(p) if principal.sees(p.team.as_deref()) => Ok(()),
             Ok(_) | Err(StoreError::PoolNotFound(_)) => {
@@ -322,17 +330,22 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    /// Every `.route("…", get(…).post(…))` of `api/mod.rs`, as (method, path).
+    /// Every `.route("…", get(…).post(…))` of `api/mod.rs`, as (method, path), also when
+    /// rustfmt wrapped the call over several lines.
     fn registered() -> Vec<(Method, String)> {
         let src = include_str!("mod.rs");
         let mut out = vec![];
-        for line in src.lines().map(str::trim) {
-            let Some(rest) = line.strip_prefix(".route(\"") else {
+        let calls: Vec<&str> = src.split(".route(").skip(1).collect();
+        for call in calls {
+            let rest = call.trim_start();
+            let Some(rest) = rest.strip_prefix('"') else {
                 continue;
             };
             let Some((path, handlers)) = rest.split_once('"') else {
                 continue;
             };
+            // The handlers end where the routes end (a `fn` or the end of the chain).
+            let handlers = handlers.split("\n}").next().unwrap_or(handlers);
             for (needle, m) in [
                 ("get(", Method::GET),
                 ("post(", Method::POST),
@@ -355,6 +368,12 @@ mod tests {
     fn every_route_has_a_rule() {
         let routes = registered();
         assert!(routes.len() >= 19, "{routes:?}");
+        assert!(
+            routes
+                .iter()
+                .any(|(_, p)| p == "/v1/teams/{name}/webhook-secret"),
+            "a wrapped .route( call is read too: {routes:?}"
+        );
         for (method, path) in routes {
             let concrete = path.replace(['{', '}'], "");
             let segs = segments(&concrete).unwrap_or_default();

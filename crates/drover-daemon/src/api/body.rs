@@ -3,7 +3,7 @@
 //! slowly, or never, gets a 408); and extractors whose rejections are `{kind, error, hint}` API
 //! errors with a 4xx (axum's own answer plain text).
 
-use super::{ApiErr, MAX_BODY_BYTES};
+use super::{ApiErr, MAX_BODY_BYTES, MAX_SMALL_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
@@ -27,15 +27,14 @@ pub async fn bounded(req: Request, next: Next) -> Response {
     if announced.unwrap_or(0) == 0 && !chunked {
         return next.run(req).await;
     }
-    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return too_large().into_response();
+    let max = body_limit(req.method(), req.uri().path());
+    if announced.is_some_and(|n| n > max as u64) {
+        return too_large(max).into_response();
     }
     let (parts, body) = req.into_parts();
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES))
-        .await
-    {
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, max)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return too_large().into_response(),
+        Ok(Err(_)) => return too_large(max).into_response(),
         Err(_) => {
             return ApiErr::new(
                 drover_types::ApiErrorKind::Timeout,
@@ -52,14 +51,23 @@ pub async fn bounded(req: Request, next: Next) -> Response {
         .await
 }
 
-fn too_large() -> ApiErr {
+/// 4 MiB for the routes that carry a prompt (the prompt itself is at most 1 MiB, checked by
+/// the handler), 1 MiB for every other one.
+fn body_limit(method: &axum::http::Method, path: &str) -> usize {
+    let prompt_route = method == axum::http::Method::POST
+        && matches!(path.trim_end_matches('/'), "/v1/tasks" | "/v1/pools");
+    if prompt_route {
+        MAX_BODY_BYTES
+    } else {
+        MAX_SMALL_BODY_BYTES
+    }
+}
+
+fn too_large(max: usize) -> ApiErr {
     ApiErr::new(
         drover_types::ApiErrorKind::TooLarge,
-        format!(
-            "the request body is over the {} MiB limit",
-            MAX_BODY_BYTES >> 20
-        ),
-        Some("a prompt may be at most 1 MiB; put longer material in a file in the repository"),
+        format!("the request body is over the {} MiB limit", max >> 20),
+        Some("a prompt may be at most 1 MiB and other bodies 1 MiB; put longer material in a file in the repository"),
     )
 }
 

@@ -7,10 +7,10 @@
 //! | `GET /v1/health` | `{ok, version}` (no key over TCP) |
 //! | `GET /v1/status` | daemon pid, slots, sandbox mode |
 //! | `POST /v1/daemon/stop` | stop the daemon (`{"stop_tasks": true}` stops tasks first) |
-//! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]) |
-//! | `GET /v1/tasks?all=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
+//! | `POST /v1/tasks` | create a task ([`drover_types::RunRequest`]; `Idempotency-Key`, `X-Provider-Key`; 201, 200 on a replay) |
+//! | `GET /v1/tasks?all=&state=&pool=&team=&tag=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
-//! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE when following (`Last-Event-ID` works like `after`) |
+//! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE on `Accept: text/event-stream` or `follow` (`Last-Event-ID` works like `after`; an `end` event closes it) |
 //! | `GET /v1/tasks/{id}/raw?stream=&offset=&len=` | bytes of the raw stdout/stderr log |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
@@ -49,6 +49,7 @@ mod pools;
 mod protect;
 mod raw;
 pub mod scoped;
+mod task_request;
 mod tasks;
 pub mod tcp;
 mod teams;
@@ -59,9 +60,12 @@ use crate::{DaemonError, Home};
 pub use error::ApiErr;
 use std::sync::Arc;
 
-/// The largest request body (bytes): a prompt of up to [`drover_types::MAX_PROMPT_BYTES`] with
-/// room for JSON escaping and the other fields.
+/// The largest request body (bytes) of the routes that carry a prompt (`POST /v1/tasks`,
+/// `POST /v1/pools`): a prompt of up to [`drover_types::MAX_PROMPT_BYTES`] with room for JSON
+/// escaping and the other fields.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
+/// The largest body of every other route (docs/design.md §7: "a body over 1 MiB" is a 413).
+pub const MAX_SMALL_BODY_BYTES: usize = 1 << 20;
 
 /// The admin socket's router: every route, as the host owner ([`auth::Principal::Owner`]).
 pub fn router(engine: Arc<Engine>) -> axum::Router {

@@ -2,15 +2,17 @@
 
 use super::auth::Principal;
 use super::body::{ApiJson, ApiQuery};
+use super::task_request;
 use super::ApiErr;
 use crate::engine::{control, new_task_id, Engine};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
-use axum::Json;
-use drover_store::{ListFilter, NewTask, StoreError, TaskRecord};
+use axum::{Extension, Json};
+use drover_store::{
+    Idempotency, Idempotent, ListFilter, NewTask, StoreError, TaskFilter, TaskRecord,
+};
 use drover_types::{
     Budget, RunRequest, SendRequest, Task, TaskPage, EVENTS_MAX_LIMIT, EVENTS_PAGE_BYTES,
     LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT, MAX_PROMPT_BYTES,
@@ -39,13 +41,96 @@ async fn view(engine: &Engine, t: &TaskRecord) -> Task {
     task
 }
 
+/// `POST /v1/tasks` (docs/design.md §7): 201 with the task; with an `Idempotency-Key` already
+/// used for the same body, 200 with that task (409 for another body); a malformed body is a 400,
+/// a well-formed but wrong value a 422 (`invalid_field`), another team a 403.
 pub async fn create(
     State(engine): State<Arc<Engine>>,
     Extension(principal): Extension<Principal>,
-    ApiJson(mut req): ApiJson<RunRequest>,
-) -> ApiResult<Json<Task>> {
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> ApiResult<Response> {
+    let idem_key = task_request::idempotency_key(&headers)?;
+    let provider_key = task_request::provider_key(&headers)?;
+    task_request::check_size(&body)?;
+    let body_hash = task_request::body_hash(&body);
+    let mut req = task_request::parse(body)?;
+    if provider_key.is_some() {
+        req.api_key = provider_key;
+    }
     super::access::bind_task(&principal, &mut req)?;
     ApiErr::confinable(&engine)?;
+    prompt_size(&req.prompt)?;
+    let (task, warnings) = prepare(&engine, &req)
+        .await
+        .map_err(task_request::as_field_error)?;
+    let idem = idem_key.map(|key| Idempotency {
+        scope: task_request::idempotency_scope(&principal),
+        key,
+        body_hash,
+        not_before: (chrono::Utc::now() - chrono::Duration::hours(task_request::IDEMPOTENCY_HOURS))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    let mut last = None;
+    for attempt in 0..5 {
+        let mut task = task.clone();
+        if attempt > 0 {
+            task.id = new_task_id();
+        }
+        // The key is in place before the task exists, so the scheduler never grants without it.
+        let id = task.id.clone();
+        let keys = || engine.task_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = req.api_key.clone().map(|k| k.0).filter(|k| !k.is_empty()) {
+            keys().insert(id.clone(), key);
+        }
+        let made = match &idem {
+            None => engine
+                .store
+                .create_task(task)
+                .await
+                .map(Idempotent::Created),
+            Some(idem) => engine.store.create_task_idempotent(task, idem).await,
+        };
+        let (t, status) = match made {
+            Ok(Idempotent::Created(t)) => (t, StatusCode::CREATED),
+            Ok(Idempotent::Replayed(t)) => {
+                keys().remove(&id);
+                (t, StatusCode::OK)
+            }
+            Ok(Idempotent::Conflict(other)) => {
+                keys().remove(&id);
+                return Err(ApiErr::new(
+                    drover_types::ApiErrorKind::Conflict,
+                    format!("this Idempotency-Key was used for another request (task {other})"),
+                    Some("use a new Idempotency-Key for a different request"),
+                ));
+            }
+            // An id collision (8 random hex digits) just tries another id.
+            Err(e @ StoreError::Db(_)) => {
+                keys().remove(&id);
+                last = Some(e);
+                continue;
+            }
+            Err(e) => {
+                keys().remove(&id);
+                return Err(e.into());
+            }
+        };
+        let mut task = view(&engine, &t).await;
+        if status == StatusCode::CREATED {
+            engine.wake.notify_one();
+            task.warnings = warnings;
+        }
+        return Ok((status, Json(task)).into_response());
+    }
+    Err(last
+        .map(ApiErr::from)
+        .unwrap_or_else(|| ApiErr::invalid("could not create the task")))
+}
+
+/// Checks a request's values and resolves its repo and ref: the task to insert (with a fresh
+/// id) and warnings for the answer. Every refusal here is of a value (the caller makes it a 422).
+async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<String>)> {
     let agent = req
         .agent
         .clone()
@@ -56,99 +141,73 @@ pub async fn create(
     if capabilities.needs_cmd && req.cmd.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiErr::invalid(format!("the {agent} agent needs --cmd")));
     }
-    prompt_size(&req.prompt)?;
     use drover_types::validate;
     validate::prompt_for(&agent, capabilities.prompt_arg_max, &req.prompt)
         .map_err(ApiErr::invalid)?;
-    validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
-    validate::max_tokens(req.max_tokens).map_err(ApiErr::invalid)?;
+    let budget = req.budget().map_err(ApiErr::invalid)?;
+    validate::max_usd(budget.max_usd).map_err(ApiErr::invalid)?;
+    validate::max_tokens(budget.max_tokens).map_err(ApiErr::invalid)?;
+    task_request::check_tags(&req.tags).map_err(ApiErr::invalid)?;
     // The team's rules (from the store): it exists, the model is on its list, its per-task cap.
     let team = super::teams::admit_task(
-        &engine,
+        engine,
         req.team.as_deref(),
         req.model.as_deref(),
-        req.max_usd,
+        budget.max_usd,
     )
     .await?;
     let max_usd = team.max_usd;
     enforceable(
-        &engine,
-        max_usd.is_some() || req.max_tokens.is_some(),
+        engine,
+        max_usd.is_some() || budget.max_tokens.is_some(),
         team.team_daily_budget,
     )?;
+    let model = req
+        .model
+        .clone()
+        .or_else(|| engine.config.worker_model.clone());
     let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let (timeout_secs, stall_timeout_secs) =
-        clocks(&engine, req.timeout_secs, req.stall_timeout_secs)?;
-    let limits = limits(&engine, req.memory_bytes, req.cpus, req.pids)?;
+        clocks(engine, req.timeout_secs, req.stall_timeout_secs)?;
+    let limits = limits(engine, req.memory_bytes, req.cpus, req.pids)?;
     let own_protect = super::protect::compile(&req.protect)?;
     let protect = engine.config.protect_for(&req.protect);
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await?;
-    let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
+    let warnings = super::protect::unmatched(engine, &resolved, &own_protect).await;
     let session_id = capabilities
         .session_id_up_front
         .then(|| uuid::Uuid::new_v4().to_string());
-    let mut last = None;
-    for _ in 0..5 {
-        let task = NewTask {
-            id: new_task_id(),
-            name: req.name.clone(),
-            agent: agent.clone(),
-            model: req
-                .model
-                .clone()
-                .or_else(|| engine.config.worker_model.clone()),
-            repo: req.repo.clone(),
-            repo_dir: Some(resolved.repo_dir.display().to_string()),
-            base_ref: base_ref.clone(),
-            base_commit: Some(resolved.commit.clone()),
-            prompt: req.prompt.clone(),
-            cmd: req.cmd.clone(),
-            verify: req.verify.clone(),
-            verify_rounds: req.verify_rounds.unwrap_or(2) as i64,
-            judge_model: req.judge_model.clone(),
-            protect: protect.clone(),
-            permissions,
-            budget: Budget {
-                max_usd,
-                max_tokens: req.max_tokens,
-            },
-            session_id: session_id.clone(),
-            pool: None,
-            team: req.team.clone(),
-            created_by: req.created_by.clone(),
-            tags: req.tags.clone(),
-            timeout_secs,
-            stall_timeout_secs,
-            limits,
-        };
-        // The key is in place before the task exists, so the scheduler never grants without it.
-        let id = task.id.clone();
-        let keys = || engine.task_keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(key) = req.api_key.clone().map(|k| k.0).filter(|k| !k.is_empty()) {
-            keys().insert(id.clone(), key);
-        }
-        match engine.store.create_task(task).await {
-            Ok(t) => {
-                engine.wake.notify_one();
-                let mut task = view(&engine, &t).await;
-                task.warnings = warnings;
-                return Ok(Json(task));
-            }
-            // An id collision (8 random hex digits) just tries another id.
-            Err(e @ StoreError::Db(_)) => {
-                keys().remove(&id);
-                last = Some(e);
-            }
-            Err(e) => {
-                keys().remove(&id);
-                return Err(e.into());
-            }
-        }
-    }
-    Err(last
-        .map(ApiErr::from)
-        .unwrap_or_else(|| ApiErr::invalid("could not create the task")))
+    let task = NewTask {
+        id: new_task_id(),
+        name: req.name.clone(),
+        agent: agent.clone(),
+        model,
+        repo: req.repo.clone(),
+        repo_dir: Some(resolved.repo_dir.display().to_string()),
+        base_ref,
+        base_commit: Some(resolved.commit.clone()),
+        prompt: req.prompt.clone(),
+        cmd: req.cmd.clone(),
+        verify: req.verify.clone(),
+        verify_rounds: req.verify_rounds.unwrap_or(2) as i64,
+        judge_model: req.judge_model.clone(),
+        protect,
+        permissions,
+        budget: Budget {
+            max_usd,
+            max_tokens: budget.max_tokens,
+        },
+        session_id,
+        pool: None,
+        team: req.team.clone(),
+        created_by: req.created_by.clone(),
+        tags: req.tags.clone(),
+        timeout_secs,
+        stall_timeout_secs,
+        limits,
+    };
+    Ok((task, warnings))
 }
 
 /// A prompt over [`MAX_PROMPT_BYTES`] is a 413 (tasks and pools).
@@ -220,9 +279,17 @@ pub struct ListQuery {
     all: bool,
     limit: Option<usize>,
     cursor: Option<String>,
+    state: Option<drover_types::TaskState>,
+    pool: Option<String>,
+    team: Option<String>,
+    /// `NAME:VALUE`
+    tag: Option<String>,
 }
 
-/// One page of summaries (see [`TaskPage`]).
+/// One page of summaries (see [`TaskPage`]). Without `all` and without any filter (`state`,
+/// `pool`, `team`, `tag`), only active tasks and those finished in the last hour (`drover ls`);
+/// with one, every task that matches. A key sees only its own team's tasks: `team=` of
+/// another team is an empty page (never whether that team has tasks).
 pub async fn list(
     State(engine): State<Arc<Engine>>,
     Extension(principal): Extension<Principal>,
@@ -236,28 +303,63 @@ pub async fn list(
     }
     let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => 0,
-        Some(c) => c.parse::<i64>().map_err(|_| {
-            ApiErr::invalid(format!(
-                "cursor {c:?} is not one this API gave out; use the `next` of the previous page"
-            ))
+        Some(c) => c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiErr::new(
+                drover_types::ApiErrorKind::Invalid,
+                format!(
+                    "cursor {:?} is not one this API gave out",
+                    drover_types::text::excerpt(c, drover_types::text::Limit::Chars(40))
+                ),
+                Some("use the `next_cursor` of the previous page, or leave `cursor` out"),
+            )
         })?,
+    };
+    let tag = match q.tag.as_deref() {
+        None => None,
+        Some(t) => match t.split_once(':') {
+            Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+            _ => {
+                return Err(ApiErr::new(
+                    drover_types::ApiErrorKind::Invalid,
+                    "tag must be NAME:VALUE",
+                    Some("e.g. tag=customer:acme"),
+                ))
+            }
+        },
+    };
+    let team = match (principal.team(), q.team) {
+        (None, team) => team,
+        (Some(own), Some(asked)) if asked != own => {
+            return Ok(Json(TaskPage {
+                tasks: vec![],
+                next_cursor: None,
+            }))
+        }
+        (Some(own), _) => Some(own.to_string()),
+    };
+    let narrowed = q.state.is_some() || q.pool.is_some() || tag.is_some() || team.is_some();
+    let narrow = TaskFilter {
+        state: q.state,
+        pool: q.pool,
+        team,
+        tag,
     };
     let since = (chrono::Utc::now() - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let filter = if q.all {
+    let filter = if q.all || narrowed {
         ListFilter::All
     } else {
         ListFilter::ActiveOrFinishedSince
     };
     let page = engine
         .store
-        .list_page(filter, &since, after, limit as i64)
+        .list_page(filter, &since, &narrow, after, limit as i64)
         .await?;
-    let next = (page.len() == limit)
+    let next_cursor = (page.len() == limit)
         .then(|| page.last().map(|t| t.queue_seq.to_string()))
         .flatten();
     let queued = engine.store.queued().await?;
-    // A key sees its team's tasks only (the cursor still walks the whole page).
+    // Belt and braces: the query is already narrowed to a key's team.
     let tasks = page
         .iter()
         .filter(|t| principal.sees(t.team.as_deref()))
@@ -271,7 +373,7 @@ pub async fn list(
             task
         })
         .collect();
-    Ok(Json(TaskPage { tasks, next }))
+    Ok(Json(TaskPage { tasks, next_cursor }))
 }
 
 pub async fn show(
@@ -286,18 +388,32 @@ pub async fn show(
 pub struct EventsQuery {
     #[serde(default)]
     after: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flag")]
     follow: bool,
     /// Events per answer without `follow` (default and most: [`EVENTS_MAX_LIMIT`]); the next
     /// page is `after` = the last `seq`.
     limit: Option<usize>,
 }
 
+/// A query flag: `true`/`false` or `1`/`0`.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = <String as Deserialize>::deserialize(d)?;
+    match s.as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "{:?} is not a flag: use true, false, 1 or 0",
+            drover_types::text::excerpt(other, drover_types::text::Limit::Chars(20))
+        ))),
+    }
+}
+
 /// Where a follower resumes: `?after=SEQ`, or the SSE `Last-Event-ID` header a reconnecting
-/// client sends (the larger wins, so neither can replay what the other already skipped).
-fn resume_after(headers: &HeaderMap, after: i64) -> ApiResult<i64> {
+/// client sends (the larger wins, so neither can replay what the other already skipped). The
+/// second value says whether the header was given.
+fn resume_after(headers: &HeaderMap, after: i64) -> ApiResult<(i64, bool)> {
     let Some(v) = headers.get("last-event-id") else {
-        return Ok(after);
+        return Ok((after, false));
     };
     let last = v
         .to_str()
@@ -312,9 +428,23 @@ fn resume_after(headers: &HeaderMap, after: i64) -> ApiResult<i64> {
                 Some("send the `id:` of the last event received"),
             )
         })?;
-    Ok(after.max(last))
+    Ok((after.max(last), true))
 }
 
+/// Whether the client asked for SSE: `?follow=1`, or `Accept: text/event-stream`.
+fn wants_sse(headers: &HeaderMap, follow: bool) -> bool {
+    follow
+        || headers
+            .get_all(axum::http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// `GET /v1/tasks/{id}/events`: JSON pages, or SSE (docs/design.md §7): `id:` = seq, `event:` =
+/// kind, `data:` = the event; replay after `Last-Event-ID`/`after`, then live, then one `end`
+/// event (`{"state": …}`) once the task is terminal and every event is sent; heartbeat comments
+/// every 15 s. A resume point beyond the task's last event is a 400.
 pub async fn events(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
@@ -327,9 +457,30 @@ pub async fn events(
             "limit {limit}: use 1 to {EVENTS_MAX_LIMIT}"
         )));
     }
-    let after = resume_after(&headers, q.after)?;
+    if q.after < 0 {
+        return Err(ApiErr::new(
+            drover_types::ApiErrorKind::Invalid,
+            format!("after {}: give an event seq (0 or more)", q.after),
+            Some("resume from the `id:` of the last event received"),
+        ));
+    }
+    let (after, from_header) = resume_after(&headers, q.after)?;
     let task = engine.store.find_task(&id).await?;
-    if !q.follow {
+    let sse = wants_sse(&headers, q.follow);
+    let last = task.next_seq - 1;
+    if after > last && (from_header || sse) {
+        let what = if from_header {
+            "Last-Event-ID"
+        } else {
+            "after"
+        };
+        return Err(ApiErr::new(
+            drover_types::ApiErrorKind::Invalid,
+            format!("{what} {after} is beyond the task's last event ({last})"),
+            Some("resume from the `id:` of an event this task's stream sent"),
+        ));
+    }
+    if !sse {
         let evs = engine
             .store
             .events_page(&task.id, after, limit as i64, EVENTS_PAGE_BYTES)
@@ -349,8 +500,9 @@ const FOLLOW_BATCH_BYTES: usize = 256 << 10;
 /// never reads costs the daemon at most about 256 KiB + 4 × 64 KiB (plus socket buffers).
 const FOLLOW_QUEUE: usize = 4;
 
-/// Events after `after` as SSE (id = seq), live, ending once the task is terminal and drained,
-/// or when the daemon stops (clients reconnect with `after` = the last id they saw).
+/// Events after `after` as SSE (id = seq), live, ending with an `end` event once the task is
+/// terminal and drained; or closed without `end` when the daemon stops or the task is removed
+/// (clients reconnect with `Last-Event-ID` = the last id they saw).
 fn follow(
     engine: Arc<Engine>,
     id: String,
@@ -389,7 +541,18 @@ fn follow(
                 // Possibly cut by bytes: ask again until a read comes back empty.
                 continue;
             }
-            if terminal || engine.is_stopping() {
+            if terminal {
+                // Every event is sent (the terminal state's event is written with the state):
+                // say how it ended, then close.
+                if let Ok(t) = engine.store.get_task(&id).await {
+                    let data = serde_json::json!({ "state": t.state }).to_string();
+                    let _ = tx
+                        .send(Ok(SseEvent::default().event("end").data(data)))
+                        .await;
+                }
+                return;
+            }
+            if engine.is_stopping() {
                 return;
             }
             tokio::select! {

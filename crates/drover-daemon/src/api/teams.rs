@@ -37,7 +37,7 @@ pub(crate) fn need_admin(p: &Principal) -> ApiResult<()> {
 }
 
 /// 404, the same as a team that does not exist.
-fn no_team(name: &str) -> ApiErr {
+pub(super) fn no_team(name: &str) -> ApiErr {
     ApiErr::new(
         ApiErrorKind::NotFound,
         format!("team not found: {name}"),

@@ -37,6 +37,8 @@ macro_rules! conformance_tests {
             find_by_id_prefix_and_name,
             queue_order_requeue_and_delete,
             list_pages_hold_summaries,
+            list_page_filters,
+            idempotent_create_makes_one_task,
             events_page_stops_at_a_byte_bound,
             pool_events_are_the_latest,
             patch_fields_round_trip,

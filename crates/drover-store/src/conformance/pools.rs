@@ -32,7 +32,9 @@ pub async fn pool_create_get_list(store: Arc<dyn Store>) {
     p.verify = vec!["make test".into()];
     p.timeout_secs = Some(600);
     p.limits.pids = Some(32);
+    p.team = Some("platform".into());
     let created = store.create_pool(p).await.unwrap();
+    assert_eq!(created.team.as_deref(), Some("platform"));
     assert_eq!(created.state, PoolState::Running);
     assert_eq!((created.slots, created.count_total), (2, Some(5)));
     assert_eq!(created.allowed_models, Some(vec!["m1".to_string()]));

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::new_task;
-use crate::{ListFilter, NewTask, Store, StoreError, TaskPatch, SUMMARY_CHARS};
+use crate::{ListFilter, NewTask, Store, StoreError, TaskFilter, TaskPatch, SUMMARY_CHARS};
 use drover_types::clock::StopStep;
 use drover_types::{
     ErrorKind, EventKind, GateStatus, MeteredBy, NewEvent, Outcome, SandboxKind, StopReason,
@@ -243,7 +243,7 @@ pub async fn list_pages_hold_summaries(store: Arc<dyn Store>) {
     let mut seen = vec![];
     loop {
         let page = store
-            .list_page(ListFilter::All, "", after, 2)
+            .list_page(ListFilter::All, "", &TaskFilter::default(), after, 2)
             .await
             .unwrap();
         assert!(page.len() <= 2);
@@ -261,7 +261,10 @@ pub async fn list_pages_hold_summaries(store: Arc<dyn Store>) {
         seen,
         (0..5).map(|i| format!("cccc000{i}")).collect::<Vec<_>>()
     );
-    let page = store.list_page(ListFilter::All, "", 0, 5).await.unwrap();
+    let page = store
+        .list_page(ListFilter::All, "", &TaskFilter::default(), 0, 5)
+        .await
+        .unwrap();
     assert_eq!(
         page[1].result.as_ref().unwrap().chars().count(),
         SUMMARY_CHARS + 1
@@ -285,7 +288,10 @@ pub async fn list_pages_hold_summaries(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let page = store.list_page(ListFilter::All, "", 0, 5).await.unwrap();
+    let page = store
+        .list_page(ListFilter::All, "", &TaskFilter::default(), 0, 5)
+        .await
+        .unwrap();
     let pending = page[4].pending_input.as_ref().unwrap();
     assert_eq!(pending["request_id"], "r1");
     assert_eq!(pending["summary"], true);
@@ -307,6 +313,7 @@ pub async fn list_pages_hold_summaries(store: Arc<dyn Store>) {
             .list_page(
                 ListFilter::ActiveOrFinishedSince,
                 "2020-01-01T00:00:00.000Z",
+                &TaskFilter::default(),
                 0,
                 10,
             )
@@ -541,4 +548,152 @@ pub async fn patch_fields_round_trip(store: Arc<dyn Store>) {
     assert_eq!((t.gate_status, t.stop_reason), (None, None));
     // Untouched by the clearing patch.
     assert_eq!(t.commit.as_deref(), Some("abc"));
+}
+
+/// One idempotency key names one task: ten concurrent creations with one key and body make
+/// one task and all see its id; another body is a conflict that creates nothing; keys are per
+/// scope; an expired key (or one whose task is gone) is free again.
+pub async fn idempotent_create_makes_one_task(store: Arc<dyn Store>) {
+    use crate::{Idempotency, Idempotent};
+    let idem = |scope: &str, key: &str, hash: &str| Idempotency {
+        scope: scope.into(),
+        key: key.into(),
+        body_hash: hash.into(),
+        not_before: "2020-01-01T00:00:00.000Z".into(),
+    };
+    let mut joins = vec![];
+    for i in 0..10 {
+        let store = store.clone();
+        let idem = idem("team:a", "k1", "h1");
+        joins.push(tokio::spawn(async move {
+            store
+                .create_task_idempotent(new_task(&format!("1dem000{i}")), &idem)
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut created, mut ids) = (0, std::collections::BTreeSet::new());
+    for j in joins {
+        match j.await.unwrap() {
+            Idempotent::Created(t) => {
+                created += 1;
+                ids.insert(t.id);
+            }
+            Idempotent::Replayed(t) => {
+                ids.insert(t.id);
+            }
+            Idempotent::Conflict(id) => panic!("same body, conflict with {id}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let first = ids.into_iter().next().unwrap();
+    assert_eq!(
+        store.list_tasks(ListFilter::All, "").await.unwrap().len(),
+        1
+    );
+    // Another body: a conflict naming the task, nothing created.
+    match store
+        .create_task_idempotent(new_task("1dem0100"), &idem("team:a", "k1", "h2"))
+        .await
+        .unwrap()
+    {
+        Idempotent::Conflict(id) => assert_eq!(id, first),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.get_task("1dem0100").await.is_err());
+    // The same key in another scope is another key.
+    assert!(matches!(
+        store
+            .create_task_idempotent(new_task("1dem0101"), &idem("owner", "k1", "h2"))
+            .await
+            .unwrap(),
+        Idempotent::Created(_)
+    ));
+    // Expired (recorded before `not_before`): free again.
+    let mut later = idem("team:a", "k1", "h3");
+    later.not_before = "2999-01-01T00:00:00.000Z".into();
+    match store
+        .create_task_idempotent(new_task("1dem0102"), &later)
+        .await
+        .unwrap()
+    {
+        Idempotent::Created(t) => assert_eq!(t.id, "1dem0102"),
+        other => panic!("{other:?}"),
+    }
+    // A key whose task was removed is free again.
+    store.delete_task("1dem0101").await.unwrap();
+    assert!(matches!(
+        store
+            .create_task_idempotent(new_task("1dem0103"), &idem("owner", "k1", "h9"))
+            .await
+            .unwrap(),
+        Idempotent::Created(_)
+    ));
+}
+
+/// Pages narrowed by state, pool, team and tag.
+pub async fn list_page_filters(store: Arc<dyn Store>) {
+    let mut a = new_task("f11t0001");
+    a.team = Some("a".into());
+    a.tags = [("customer".to_string(), "acme".to_string())].into();
+    store.create_task(a).await.unwrap();
+    let mut b = new_task("f11t0002");
+    b.team = Some("b".into());
+    b.tags = [("customer".to_string(), "zeta".to_string())].into();
+    store.create_task(b).await.unwrap();
+    store
+        .update(
+            "f11t0002",
+            None,
+            TaskPatch::new().state(TaskState::Failed, json!({})),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let ids = |f: TaskFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_page(ListFilter::All, "", &f, 0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let tag = |k: &str, v: &str| Some((k.to_string(), v.to_string()));
+    assert_eq!(ids(TaskFilter::default()).await, ["f11t0001", "f11t0002"]);
+    let team_a = TaskFilter {
+        team: Some("a".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(team_a).await, ["f11t0001"]);
+    let failed = TaskFilter {
+        state: Some(TaskState::Failed),
+        ..Default::default()
+    };
+    assert_eq!(ids(failed).await, ["f11t0002"]);
+    let acme = TaskFilter {
+        tag: tag("customer", "acme"),
+        ..Default::default()
+    };
+    assert_eq!(ids(acme).await, ["f11t0001"]);
+    let mixed = TaskFilter {
+        tag: tag("customer", "acme"),
+        team: Some("b".into()),
+        ..Default::default()
+    };
+    assert!(ids(mixed).await.is_empty());
+    let odd = TaskFilter {
+        tag: tag("cust'o\"mer", "acme"),
+        ..Default::default()
+    };
+    assert!(ids(odd).await.is_empty());
+    let pool = TaskFilter {
+        pool: Some("p".into()),
+        ..Default::default()
+    };
+    assert!(ids(pool).await.is_empty());
 }

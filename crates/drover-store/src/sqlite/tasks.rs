@@ -4,7 +4,7 @@ use super::rows::{to_json, EventRow, TaskRow};
 use super::SqliteStore;
 use crate::error::{now, Result, StoreError};
 use crate::record::{NewTask, PatchFields, TaskPatch, TaskRecord};
-use crate::tasks::{ListFilter, TaskStore};
+use crate::tasks::{Idempotency, Idempotent, ListFilter, TaskFilter, TaskStore};
 use async_trait::async_trait;
 use drover_types::{Event, EventKind, NewEvent, TaskState};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
@@ -185,6 +185,52 @@ impl TaskStore for SqliteStore {
         Self::fetch(&self.writer, &t.id).await
     }
 
+    async fn create_task_idempotent(&self, t: NewTask, idem: &Idempotency) -> Result<Idempotent> {
+        // One writer connection: the look-up and the inserts are one transaction, never
+        // interleaved with another request's.
+        let mut tx = self.writer.begin().await?;
+        let held: Option<(String, String)> = sqlx::query_as(
+            "SELECT body_hash, task_id FROM idempotency \
+             WHERE scope = ? AND key = ? AND created_at >= ? \
+             AND task_id IN (SELECT id FROM tasks)",
+        )
+        .bind(&idem.scope)
+        .bind(&idem.key)
+        .bind(&idem.not_before)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((hash, task_id)) = held {
+            drop(tx);
+            if hash != idem.body_hash {
+                return Ok(Idempotent::Conflict(task_id));
+            }
+            return Ok(Idempotent::Replayed(
+                Self::fetch(&self.writer, &task_id).await?,
+            ));
+        }
+        insert_task(&mut tx, &t).await?;
+        // An expired key (or one whose task was removed) is taken over; old rows go with it.
+        sqlx::query("DELETE FROM idempotency WHERE created_at < ?")
+            .bind(&idem.not_before)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO idempotency (scope, key, body_hash, task_id, created_at) \
+             VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (scope, key) DO UPDATE SET body_hash = excluded.body_hash, \
+             task_id = excluded.task_id, created_at = excluded.created_at",
+        )
+        .bind(&idem.scope)
+        .bind(&idem.key)
+        .bind(&idem.body_hash)
+        .bind(&t.id)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        self.commit(tx).await?;
+        Ok(Idempotent::Created(Self::fetch(&self.writer, &t.id).await?))
+    }
+
     async fn get_task(&self, id: &str) -> Result<TaskRecord> {
         Self::fetch(&self.reader, id).await
     }
@@ -240,24 +286,41 @@ impl TaskStore for SqliteStore {
         &self,
         filter: ListFilter,
         since: &str,
+        narrow: &TaskFilter,
         after: i64,
         limit: i64,
     ) -> Result<Vec<TaskRecord>> {
         let cols = &self.summary_cols;
-        let sql = match filter {
-            ListFilter::All => {
-                format!("SELECT {cols} FROM tasks WHERE queue_seq > ?1 ORDER BY queue_seq LIMIT ?2")
-            }
-            ListFilter::ActiveOrFinishedSince => format!(
-                "SELECT {cols} FROM tasks WHERE queue_seq > ?1 \
-                 AND (finished_at IS NULL OR finished_at >= ?3) ORDER BY queue_seq LIMIT ?2"
-            ),
-        };
-        let mut query = sqlx::query_as::<_, TaskRow>(&sql).bind(after).bind(limit);
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {cols} FROM tasks WHERE queue_seq > "));
+        qb.push_bind(after);
         if filter == ListFilter::ActiveOrFinishedSince {
-            query = query.bind(since);
+            qb.push(" AND (finished_at IS NULL OR finished_at >= ")
+                .push_bind(since)
+                .push(")");
         }
-        let rows = query.fetch_all(&self.reader).await?;
+        if let Some(state) = narrow.state {
+            qb.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(pool) = &narrow.pool {
+            qb.push(" AND pool = ").push_bind(pool);
+        }
+        if let Some(team) = &narrow.team {
+            qb.push(" AND team = ").push_bind(team);
+        }
+        if let Some((name, value)) = &narrow.tag {
+            // json_each, not a JSON path: a tag's name may hold any character.
+            qb.push(" AND EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.key = ")
+                .push_bind(name)
+                .push(" AND json_each.value = ")
+                .push_bind(value)
+                .push(")");
+        }
+        qb.push(" ORDER BY queue_seq LIMIT ").push_bind(limit);
+        let rows = qb
+            .build_query_as::<TaskRow>()
+            .fetch_all(&self.reader)
+            .await?;
         rows.into_iter().map(TaskRecord::try_from).collect()
     }
 
