@@ -1,7 +1,7 @@
 //! The command line (docs/design.md §4). Names here are the user contract.
 
 use clap::{Args, Parser, Subcommand};
-use drover_types::{FailurePolicy, PermissionPolicy, UsageGroup};
+use drover_types::{ExportFormat, FailurePolicy, PermissionPolicy, UsageBy};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -76,12 +76,15 @@ pub enum Command {
     },
     /// Tokens and dollars metered by the gateway.
     Usage {
-        /// task, pool, model or day.
-        #[arg(long, value_enum, default_value_t)]
-        by: UsageGroup,
+        /// task, pool, model, day, team or tag:NAME (the value of each task's tag NAME).
+        #[arg(long, default_value = "task")]
+        by: UsageBy,
         #[arg(long)]
         json: bool,
     },
+    /// The audit log (every mutating call: who, what, when, from where, the answer), or
+    /// `audit export`: one accounting row per finished task (docs/accounting.md).
+    Audit(AuditArgs),
     /// Teams: budgets, models and webhook per team (docs/design.md §7).
     Team {
         #[command(subcommand)]
@@ -560,4 +563,38 @@ mod tests {
             ])
         );
     }
+}
+
+/// `drover audit [--since T] [--team T] [--json] [--limit N]` and `drover audit export`.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    /// Only records at or after T: an RFC 3339 time or an age (30m, 24h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records of this team's keys (a key sees only its own team's anyway).
+    #[arg(long)]
+    pub team: Option<String>,
+    /// At most N records (the oldest first).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The records as one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// One accounting row per finished task, to stdout (schema: docs/accounting.md).
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Only tasks finished at or after T: an RFC 3339 time or an age (30m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this team's tasks.
+        #[arg(long)]
+        team: Option<String>,
+    },
 }

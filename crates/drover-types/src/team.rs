@@ -182,6 +182,48 @@ pub struct AuditRecord {
     pub status: u16,
 }
 
+/// A page of the audit log (`GET /v1/audit`, `drover audit --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    /// Pass as `cursor=` for the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+vocab! {
+    /// The formats of `drover audit export` (`GET /v1/audit/export?format=`).
+    #[derive(Default)]
+    pub enum ExportFormat ("export format") {
+        /// One JSON object per line.
+        #[default]
+        Ndjson = "ndjson",
+        /// RFC 4180, a header row of the field names in schema order.
+        Csv = "csv",
+    }
+}
+
+/// [`AccountingRow`]'s field names in schema order (the CSV header; docs/accounting.md).
+pub const ACCOUNTING_FIELDS: [&str; 18] = [
+    "schema",
+    "task_id",
+    "created_by",
+    "team",
+    "repo",
+    "agent",
+    "model",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "verdict",
+    "error_kind",
+    "tags",
+];
+
 /// The version of [`AccountingRow`] (its `schema` field); bumped on any change of its fields'
 /// names or meanings (docs/accounting.md).
 pub const ACCOUNTING_SCHEMA: u32 = 1;
@@ -213,6 +255,41 @@ pub struct AccountingRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounting_fields_are_the_rows_json_keys_in_order() {
+        let row = AccountingRow {
+            schema: ACCOUNTING_SCHEMA,
+            task_id: "t".into(),
+            created_by: None,
+            team: None,
+            repo: "r".into(),
+            agent: "a".into(),
+            model: None,
+            started_at: None,
+            finished_at: None,
+            duration_s: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            cost_usd: None,
+            verdict: None,
+            error_kind: None,
+            tags: Tags::new(),
+        };
+        let json = serde_json::to_string(&row).unwrap_or_default();
+        let at: Vec<usize> = ACCOUNTING_FIELDS
+            .iter()
+            .map(|f| json.find(&format!("\"{f}\":")).unwrap_or(usize::MAX))
+            .collect();
+        assert!(at.iter().all(|&i| i != usize::MAX), "{json}");
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
+        let n = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&json)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert_eq!(n, ACCOUNTING_FIELDS.len());
+    }
 
     #[test]
     fn a_team_update_tells_absent_from_null() {

@@ -231,6 +231,8 @@ vocab! {
         Model = "model",
         /// The UTC day (`YYYY-MM-DD`) of the response.
         Day = "day",
+        /// The task's team (`-` for none).
+        Team = "team",
     }
 }
 
@@ -318,9 +320,11 @@ mod tests {
         round_trips(&FailurePolicy::ALL, &["finish", "hard"], |v| v.as_str());
         round_trips(&MeteredBy::ALL, &["gateway", "agent"], |v| v.as_str());
         round_trips(&SandboxKind::ALL, &["overlay", "worktree"], |v| v.as_str());
-        round_trips(&UsageGroup::ALL, &["task", "pool", "model", "day"], |v| {
-            v.as_str()
-        });
+        round_trips(
+            &UsageGroup::ALL,
+            &["task", "pool", "model", "day", "team"],
+            |v| v.as_str(),
+        );
     }
 
     #[test]
