@@ -159,8 +159,8 @@ async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<S
     let max_usd = team.max_usd;
     enforceable(
         engine,
-        max_usd.is_some() || budget.max_tokens.is_some(),
-        team.team_daily_budget,
+        budget.max_usd.is_some() || budget.max_tokens.is_some(),
+        team.team_daily_budget || max_usd.is_some(),
     )?;
     let model = req
         .model
@@ -230,9 +230,15 @@ pub(crate) fn prompt_size(prompt: &str) -> ApiResult<()> {
 /// or pool with a budget (its own, or its team's daily one) is refused, never run unmetered.
 pub(crate) fn enforceable(engine: &Engine, own: bool, team_budget: bool) -> ApiResult<()> {
     if engine.gateway.is_none() && (own || team_budget) {
-        return Err(ApiErr::new(drover_types::ApiErrorKind::Invalid,
-            "this budget cannot be enforced: drover's gateway is off (the daemon has no provider key, or DROVER_GATEWAY=off)",
-            Some("start the daemon with ANTHROPIC_API_KEY or OPENAI_API_KEY in its environment, or run without a budget"),
+        let (what, hint) = if own {
+            ("this budget", "start the daemon with ANTHROPIC_API_KEY or OPENAI_API_KEY in its environment, or run without a budget")
+        } else {
+            ("the team's budget (its max_usd_per_day or max_usd_per_task)", "start the daemon with ANTHROPIC_API_KEY or OPENAI_API_KEY in its environment, or run without a team (money fails closed: a budget nothing can enforce refuses)")
+        };
+        return Err(ApiErr::new(
+            drover_types::ApiErrorKind::Invalid,
+            format!("{what} cannot be enforced: drover's gateway is off (the daemon has no provider key, or DROVER_GATEWAY=off)"),
+            Some(hint),
         ));
     }
     Ok(())
