@@ -81,13 +81,20 @@ pub async fn create(
     drover_types::validate::prompt_for(&agent, capabilities.prompt_arg_max, &req.prompt)
         .map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
-    let team_budget = match principal.team() {
-        Some(t) => crate::teams::policy::team(engine.store.as_ref(), t)
-            .await?
-            .is_some_and(|t| t.max_usd_per_day.is_some()),
-        None => false,
-    };
-    super::tasks::enforceable(&engine, req.max_usd.is_some(), team_budget)?;
+    // The team's rules, as for a task: the model on its list; its per-task cap (which each of
+    // the pool's tasks gets, `engine::pools`) and daily budget need the gateway.
+    let team = super::teams::admit_task(
+        &engine,
+        principal.team(),
+        req.model.as_deref(),
+        None,
+    )
+    .await?;
+    super::tasks::enforceable(
+        &engine,
+        req.max_usd.is_some() || team.max_usd.is_some(),
+        team.team_daily_budget,
+    )?;
     super::tasks::prompt_size(&req.prompt)?;
     if req.count == Some(0) {
         return Err(ApiErr::invalid(

@@ -1,0 +1,74 @@
+//! Findings of the attack review of the team server (docs/design.md §7), one test each.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+use common::*;
+use drover_test_support::keys::Keys;
+use drover_test_support::net;
+use drover_types::Scope;
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The owner over the Unix socket.
+fn owner(env: &Env, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, _, b) = drover_test_support::http::request(
+        &env.sock(),
+        method,
+        path,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    (status, String::from_utf8_lossy(&b).into_owned())
+}
+
+/// A team's `max_usd_per_task` holds for a pool a key starts as for a task it creates: with
+/// the gateway off (nothing could enforce the cap) both are refused, never run unmetered.
+#[test]
+fn a_pool_of_a_capped_team_is_refused_like_a_task_when_nothing_can_enforce_the_cap() {
+    let env = Env::new();
+    let rt = runtime();
+    let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
+    let (daemon, addr) = rt.block_on(net::start_listening(&env.home, exe, None));
+    let keys = Keys::open(&env.home);
+    keys.team("a");
+    let (st, b) = owner(&env, "PATCH", "/v1/teams/a", r#"{"max_usd_per_task": 1}"#);
+    assert_eq!(st, 200, "{b}");
+    let key = keys.key(
+        "a",
+        &[Scope::TasksRead, Scope::TasksWrite, Scope::PoolsWrite],
+        None,
+    );
+    let repo = env.repo.display().to_string();
+    let task = json!({"repo": repo, "prompt": "p", "agent": "command", "cmd": "true"});
+    let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(&key.secret), &task.to_string());
+    assert_eq!(st, 422, "a capped task without a gateway: {b}");
+    let pool = json!({
+        "name": "capped", "slots": 1, "count": 1, "repo": repo, "prompt": "p",
+        "agent": "command", "cmd": "true",
+    });
+    let (st, b) = net::call(addr, "POST", "/v1/pools", Some(&key.secret), &pool.to_string());
+    assert!(
+        (400..500).contains(&st),
+        "a pool of a team capped at $1 a task ran with no cap: {st} {b}"
+    );
+    // A model off the team's list is a 422 at creation, for a pool as for a task.
+    let (st, b) = owner(&env, "PATCH", "/v1/teams/a", r#"{"allowed_models": ["m1"]}"#);
+    assert_eq!(st, 200, "{b}");
+    let mut off = pool.clone();
+    off["name"] = json!("off-list");
+    off["model"] = json!("m2");
+    let (st, b) = net::call(addr, "POST", "/v1/pools", Some(&key.secret), &off.to_string());
+    assert_eq!(st, 422, "{b}");
+    assert!(b.contains("m2"), "{b}");
+    let (_, b) = owner(&env, "GET", "/v1/tasks?all=true", "");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["tasks"].as_array().map(Vec::len), Some(0), "{v:#}");
+    rt.block_on(daemon.shutdown());
+}
