@@ -72,3 +72,31 @@ fn a_pool_of_a_capped_team_is_refused_like_a_task_when_nothing_can_enforce_the_c
     assert_eq!(v["tasks"].as_array().map(Vec::len), Some(0), "{v:#}");
     rt.block_on(daemon.shutdown());
 }
+
+/// Every error over TCP is `{kind, error, hint}` JSON: also a raw-log request without `stream`.
+#[test]
+fn a_raw_log_request_with_a_bad_query_is_a_json_400() {
+    let env = Env::new();
+    let rt = runtime();
+    let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
+    let (daemon, addr) = rt.block_on(net::start_listening(&env.home, exe, None));
+    let keys = Keys::open(&env.home);
+    keys.team("a");
+    let key = keys.key("a", &[Scope::TasksRead, Scope::TasksWrite], None);
+    let repo = env.repo.display().to_string();
+    let task = json!({"repo": repo, "prompt": "p", "agent": "command", "cmd": "echo hi"});
+    let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(&key.secret), &task.to_string());
+    assert_eq!(st, 201, "{b}");
+    let id = serde_json::from_str::<Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for query in ["", "?stream=nope", "?stream=stdout&offset=-1"] {
+        let path = format!("/v1/tasks/{id}/raw{query}");
+        let (st, b) = net::call(addr, "GET", &path, Some(&key.secret), "");
+        assert_eq!(st, 400, "{path}: {b}");
+        let v: Value = serde_json::from_str(&b).unwrap_or_else(|_| panic!("{path}: not JSON: {b}"));
+        assert_eq!(v["kind"], "invalid", "{path}: {b}");
+    }
+    rt.block_on(daemon.shutdown());
+}
