@@ -100,3 +100,46 @@ fn a_raw_log_request_with_a_bad_query_is_a_json_400() {
     }
     rt.block_on(daemon.shutdown());
 }
+
+/// A key's repo URL may not make the daemon call this host or a private network (as a webhook
+/// URL may not): 403 with nothing fetched and nothing created; a path on the server still works.
+#[test]
+fn a_keys_repo_url_may_not_name_an_internal_address() {
+    let env = Env::new();
+    let rt = runtime();
+    let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
+    let (daemon, addr) = rt.block_on(net::start_listening(&env.home, exe, None));
+    let keys = Keys::open(&env.home);
+    keys.team("a");
+    let key = keys.key(
+        "a",
+        &[Scope::TasksRead, Scope::TasksWrite, Scope::PoolsWrite],
+        None,
+    );
+    // A listener that records whether anything connected.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.set_nonblocking(true).unwrap();
+    let port = probe.local_addr().unwrap().port();
+    for repo in [
+        format!("http://127.0.0.1:{port}/internal.git"),
+        format!("http://localhost:{port}/internal.git"),
+        format!("ssh://git@127.0.0.1:{port}/internal.git"),
+        "git@169.254.169.254:x/y.git".to_string(),
+        "https://10.0.0.1/x.git".to_string(),
+    ] {
+        let task = json!({"repo": repo, "prompt": "p", "agent": "command", "cmd": "true"});
+        let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(&key.secret), &task.to_string());
+        assert_eq!(st, 403, "{repo}: {b}");
+        let pool = json!({"name": "p", "slots": 1, "repo": repo, "prompt": "p",
+            "agent": "command", "cmd": "true"});
+        let (st, b) = net::call(addr, "POST", "/v1/pools", Some(&key.secret), &pool.to_string());
+        assert_eq!(st, 403, "pool {repo}: {b}");
+    }
+    assert!(probe.accept().is_err(), "the daemon connected to the internal address");
+    // The host owner may; a key's path on the server is not a URL.
+    let task = json!({"repo": env.repo.display().to_string(), "prompt": "p",
+        "agent": "command", "cmd": "true"});
+    let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(&key.secret), &task.to_string());
+    assert_eq!(st, 201, "{b}");
+    rt.block_on(daemon.shutdown());
+}

@@ -304,6 +304,34 @@ pub fn bind_task(principal: &Principal, req: &mut RunRequest) -> Result<(), ApiE
     Ok(())
 }
 
+/// A key's `repo` URL may not name this host or a private network (the rule of webhook URLs,
+/// `teams::webhooks::internal_host`): a clone is a request the daemon makes, so a key could
+/// otherwise probe what only the daemon reaches. A path on the server is not a URL (allowed).
+pub fn check_repo(principal: &Principal, repo: &str) -> Result<(), ApiErr> {
+    if matches!(principal, Principal::Owner) {
+        return Ok(());
+    }
+    let url = if repo.contains("://") {
+        repo.to_string()
+    } else {
+        // scp-like `user@host:path`, as `drover_sandbox` tells a URL from a path.
+        match (repo.find('@'), repo.find(':'), repo.find('/')) {
+            (Some(at), Some(colon), slash) if at < colon && slash.is_none_or(|s| colon < s) => {
+                format!("ssh://{}/{}", &repo[..colon], &repo[colon + 1..])
+            }
+            _ => return Ok(()),
+        }
+    };
+    if crate::teams::webhooks::internal_host(&url) {
+        return Err(ApiErr::new(
+            ApiErrorKind::Forbidden,
+            "forbidden: the repo URL names this host or a private network",
+            Some("give a public clone URL, or ask the host owner to run it"),
+        ));
+    }
+    Ok(())
+}
+
 /// What of a usage report a key may see: its team's tasks (`by=task`) and pools (`by=pool`)
 /// only. Groupings across tasks of every team (`model`, `day`) are the host owner's: a key gets
 /// 403 for them (no other team's spending, even summed).

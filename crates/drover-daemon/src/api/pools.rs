@@ -55,6 +55,7 @@ pub async fn create(
     ApiJson(req): ApiJson<PoolRequest>,
 ) -> ApiResult<Json<Value>> {
     ApiErr::confinable(&engine)?;
+    super::access::check_repo(&principal, &req.repo)?;
     if req.name.is_empty()
         || !req
             .name

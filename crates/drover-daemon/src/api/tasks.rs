@@ -59,6 +59,7 @@ pub async fn create(
         req.api_key = provider_key;
     }
     super::access::bind_task(&principal, &mut req)?;
+    super::access::check_repo(&principal, &req.repo)?;
     ApiErr::confinable(&engine)?;
     prompt_size(&req.prompt)?;
     let (task, warnings) = prepare(&engine, &req)
