@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the pinned Claude Code and Codex CLIs into a
 # cache folder, then runs formatting, lints and every test (real git, real SQLite, real processes,
-# real Claude Code and Codex against drover's fake provider). Needs: Rust toolchain, git, Node/npm. Run as root (overlay mounts).
+# real Claude Code and Codex against drover's fake provider, the TypeScript client against a real
+# daemon). Needs: Rust toolchain, git, Node/npm. Run as root (overlay mounts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -13,6 +14,8 @@ install_codex
 export DROVER_CODEX_BIN
 echo "== codex: $DROVER_CODEX_BIN ($("$DROVER_CODEX_BIN" --version))"
 
+echo "== npm ci in clients/typescript (the TypeScript client's pinned typescript, openapi-typescript; its tests run in typescript_client.rs)"
+(cd clients/typescript && npm ci --no-audit --no-fund --prefer-offline --loglevel=error --progress=true)
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== module cycles (scripts/module-cycles.sh; its self-test first)"

@@ -1,7 +1,7 @@
 //! The command line (docs/design.md §4). Names here are the user contract.
 
 use clap::{Args, Parser, Subcommand};
-use drover_types::{FailurePolicy, PermissionPolicy, UsageGroup};
+use drover_types::{ExportFormat, FailurePolicy, PermissionPolicy, UsageBy};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -76,12 +76,15 @@ pub enum Command {
     },
     /// Tokens and dollars metered by the gateway.
     Usage {
-        /// task, pool, model or day.
-        #[arg(long, value_enum, default_value_t)]
-        by: UsageGroup,
+        /// task, pool, model, day, team or tag:NAME (the value of each task's tag NAME).
+        #[arg(long, default_value = "task")]
+        by: UsageBy,
         #[arg(long)]
         json: bool,
     },
+    /// The audit log (every mutating call: who, what, when, from where, the answer), or
+    /// `audit export`: one accounting row per finished task (docs/accounting.md).
+    Audit(AuditArgs),
     /// Teams: budgets, models and webhook per team (docs/design.md §7).
     Team {
         #[command(subcommand)]
@@ -417,11 +420,13 @@ pub enum Benchmark {
     Dispatch,
     /// A trivial task's sandbox ready and whole-task time, isolation full vs none.
     Isolation,
+    /// The team server's API: creates/s, GET p50/p99, SSE followers' delivery and daemon RSS.
+    Api,
 }
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// sandbox, memory, dispatch or isolation (default: all).
+    /// sandbox, memory, dispatch, isolation or api (default: all).
     #[arg(value_enum)]
     pub which: Option<Benchmark>,
     /// Files in the generated repositories for the sandbox and isolation benchmarks.
@@ -432,6 +437,21 @@ pub struct BenchArgs {
     pub tasks: usize,
     #[arg(long, default_value_t = 16)]
     pub slots: usize,
+    /// api: concurrent clients for the creates (`--tasks` of them) and the GETs.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// api: `GET /v1/tasks/{id}` requests.
+    #[arg(long, default_value_t = 5000)]
+    pub requests: usize,
+    /// api: concurrent SSE followers of one busy task.
+    #[arg(long, default_value_t = 1000)]
+    pub followers: usize,
+    /// api: a small, quick run (at most 10 tasks, 100 GETs, 10 followers, 50 lines).
+    #[arg(long)]
+    pub quick: bool,
+    /// api: over the owner's Unix socket instead of TCP with a key.
+    #[arg(long)]
+    pub unix: bool,
 }
 
 #[derive(Args, Debug)]
@@ -543,4 +563,38 @@ mod tests {
             ])
         );
     }
+}
+
+/// `drover audit [--since T] [--team T] [--json] [--limit N]` and `drover audit export`.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    /// Only records at or after T: an RFC 3339 time or an age (30m, 24h, 7d).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records of this team's keys (a key sees only its own team's anyway).
+    #[arg(long)]
+    pub team: Option<String>,
+    /// At most N records (the oldest first).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The records as one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// One accounting row per finished task, to stdout (schema: docs/accounting.md).
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Only tasks finished at or after T: an RFC 3339 time or an age (30m, 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this team's tasks.
+        #[arg(long)]
+        team: Option<String>,
+    },
 }

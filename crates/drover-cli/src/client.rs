@@ -481,6 +481,18 @@ impl Client {
         Ok(body)
     }
 
+    /// GETs `path` and copies the answer's body to `out` as it arrives (`drover audit export`).
+    pub async fn download(&self, path: &str, out: &mut impl std::io::Write) -> Result<()> {
+        let mut body = self.open(Method::GET, path, "*/*", vec![]).await?;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("the daemon's answer broke off")?;
+            if let Some(d) = frame.data_ref() {
+                out.write_all(d).context("writing the answer")?;
+            }
+        }
+        out.flush().context("writing the answer")
+    }
+
     /// Follows `path` as SSE, calling `on_event(id, data)` for each event, until the stream ends.
     pub async fn sse(
         &self,

@@ -12,7 +12,7 @@ use std::str::Chars;
 mod keys;
 mod tables;
 pub use keys::{keys_table, teams_table};
-pub use tables::{pools_table, table, usage_table};
+pub use tables::{audit_table, pools_table, table, usage_table};
 
 /// Text made safe for a terminal: escape sequences (CSI `ESC[…`, OSC `ESC]…`, DCS/SOS/PM/APC
 /// strings, two-byte `ESC x`, and their 8-bit C1 forms) are removed whole; every other C0/C1

@@ -598,7 +598,12 @@ fn a_word_outside_a_closed_set_is_refused_with_the_valid_ones() {
         "{v}"
     );
     let (s, _, b) = http(&env, "GET", "/v1/usage?by=planet", &[], b"");
-    api_error(s, &b, 400, "--by planet: use task, pool, model or day");
+    api_error(
+        s,
+        &b,
+        400,
+        "--by planet: use task, pool, model, day, team or tag:NAME",
+    );
     assert_eq!(all_tasks(&env).len(), 0);
     let pools: Value = serde_json::from_str(&env.ok(&["pool", "ls", "--json"])).unwrap();
     assert_eq!(pools.as_array().map(Vec::len), Some(0), "{pools}");

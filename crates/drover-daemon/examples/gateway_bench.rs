@@ -233,7 +233,7 @@ async fn main() {
     // Every record the real path accepted is in SQLite once its writer has caught up.
     ledger.flush().await;
     let usage_rows: usize = store
-        .usage_report(drover_store::UsageGroup::Task)
+        .usage_report(&drover_store::UsageGroup::Task.into(), None)
         .await
         .unwrap()
         .iter()

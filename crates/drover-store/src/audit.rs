@@ -25,6 +25,8 @@ pub struct AuditFilter {
     pub team: Option<String>,
     /// Audit: only records with a larger `seq` (paging).
     pub after_seq: Option<i64>,
+    /// Accounting: only rows after this `(finished_at, task_id)` (paging: the last row's).
+    pub after_task: Option<(String, String)>,
     /// At most this many (`None`: all).
     pub limit: Option<u32>,
 }
@@ -36,6 +38,8 @@ pub trait AuditStore: Send + Sync {
     /// Records in `seq` order.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
     /// One row per finished (terminal) task, by `finished_at` then id (`since` compares
-    /// `finished_at`).
+    /// `finished_at`; `team` the task's team). Tokens and dollars are the sums of the task's
+    /// usage rows (what `drover usage` sums): 0 without any, `cost_usd` `None` if one of them
+    /// had no price.
     async fn accounting(&self, filter: &AuditFilter) -> Result<Vec<AccountingRow>>;
 }

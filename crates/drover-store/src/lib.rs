@@ -31,7 +31,9 @@
 //!   point neither loses nor duplicates an agent's output.
 //! - A pool never has more live tasks than slots, nor more tasks than its count.
 //! - A usage batch is stored all or none.
-//! - Every committed write bumps [`Changes`] before the call returns.
+//! - Every committed write bumps [`Changes`] before the call returns (except an audit record:
+//!   nothing follows the audit log live).
+//! - The audit log is append-only: no update or delete path exists for it.
 
 pub mod audit;
 pub mod changes;
@@ -54,7 +56,7 @@ pub use record::{NewTask, TaskPatch, TaskRecord};
 pub use sqlite::SqliteStore;
 pub use tasks::{Idempotency, Idempotent, ListFilter, TaskFilter, TaskStore, SUMMARY_CHARS};
 pub use teams::{NewKeyRecord, TeamStore};
-pub use usage::{Spent, UsageGroup, UsageLine, UsageRow, UsageStore};
+pub use usage::{Spent, UsageBy, UsageGroup, UsageLine, UsageRow, UsageStore};
 pub use webhooks::{AttemptOutcome, WebhookDelivery, WebhookStore};
 
 /// Everything the daemon needs of its store: every area and the change feed.

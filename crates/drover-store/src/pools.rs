@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use drover_types::{FailurePolicy, PermissionPolicy, PoolState};
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PoolRecord {
     pub name: String,
     pub state: PoolState,
@@ -77,7 +77,7 @@ pub struct NewPool {
 }
 
 /// Counters of a pool, computed from its tasks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PoolStats {
     /// Tasks not yet terminal (queued or active).
     pub running: i64,
@@ -93,7 +93,7 @@ pub struct PoolStats {
     pub last_reasons: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PoolEvent {
     pub seq: i64,
     pub ts: String,

@@ -31,7 +31,7 @@ pub struct Spent {
 }
 
 /// One line of `drover usage`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UsageLine {
     pub key: String,
     pub requests: i64,
@@ -43,8 +43,9 @@ pub struct UsageLine {
     pub cost_usd: Option<f64>,
 }
 
-/// How `drover usage` groups the usage rows (one of drover's closed sets).
-pub use drover_types::UsageGroup;
+/// How `drover usage` groups the usage rows: a closed set ([`UsageGroup`]) or a tag
+/// ([`UsageBy::Tag`]).
+pub use drover_types::{UsageBy, UsageGroup};
 
 #[async_trait]
 pub trait UsageStore: Send + Sync {
@@ -63,8 +64,10 @@ pub trait UsageStore: Send + Sync {
         day_start: &str,
         up_to: i64,
     ) -> Result<Spent>;
-    /// Usage grouped by `by`, in the order of the group's key.
-    async fn usage_report(&self, by: UsageGroup) -> Result<Vec<UsageLine>>;
+    /// Usage grouped by `by`, in the order of the group's key; with `team`, only that team's
+    /// usage rows. `tag:NAME` groups by the value of the row's task's tag (read at report time;
+    /// `-` when the task has no such tag or is gone).
+    async fn usage_report(&self, by: &UsageBy, team: Option<&str>) -> Result<Vec<UsageLine>>;
 }
 
 #[cfg(test)]
@@ -77,7 +80,7 @@ mod tests {
             assert_eq!(g.as_str().parse::<UsageGroup>(), Ok(g));
             assert_eq!(g.to_string(), g.as_str());
         }
-        for bad in ["", "Task", "team", "task_id"] {
+        for bad in ["", "Task", "teams", "task_id", "tag:x"] {
             assert!(bad.parse::<UsageGroup>().is_err(), "{bad:?}");
         }
     }

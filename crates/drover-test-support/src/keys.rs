@@ -66,7 +66,7 @@ impl Keys {
             hash: hash_key(&secret),
             expires_at,
         };
-        let info = self.rt.block_on(self.store.create_key(rec)).unwrap();
+        let info = self.busy(|| self.store.create_key(rec.clone()));
         TestKey {
             id: info.id,
             secret,
@@ -74,9 +74,8 @@ impl Keys {
     }
 
     pub fn revoke(&self, id: &str) {
-        self.rt
-            .block_on(self.store.revoke_key(id, &drover_store::now()))
-            .unwrap();
+        let now = drover_store::now();
+        self.busy(|| self.store.revoke_key(id, &now));
     }
 
     /// Rotates `id`: a new key of the same team and scopes; the old one works for `overlap`.
@@ -91,13 +90,32 @@ impl Keys {
             hash: hash_key(&secret),
             expires_at: None,
         };
-        let info = self
-            .rt
-            .block_on(self.store.rotate_key(id, rec, &at(overlap, false)))
-            .unwrap();
+        let until = at(overlap, false);
+        let info = self.busy(|| self.store.rotate_key(id, rec.clone(), &until));
         TestKey {
             id: info.id,
             secret,
+        }
+    }
+
+    /// Runs a write of this second connection, again while SQLite answers "database is locked":
+    /// the daemon writes the same file (audit records on every call), and a write transaction
+    /// that read an older snapshot is refused at once (SQLITE_BUSY_SNAPSHOT), not waited for.
+    fn busy<T, F: std::future::Future<Output = drover_store::Result<T>>>(
+        &self,
+        write: impl Fn() -> F,
+    ) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.rt.block_on(write()) {
+                Ok(v) => return v,
+                Err(e)
+                    if e.to_string().contains("locked") && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("store write: {e}"),
+            }
         }
     }
 

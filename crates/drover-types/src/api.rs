@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 /// `prompt`), `ref` (alias `base_ref`), `budget {maxUsd, maxTokens}` (the old top-level
 /// `max_usd`/`max_tokens` are still taken), `timeout` in seconds or as a duration string
 /// (`"30m"`; alias `timeout_secs`). An unknown field is refused (400).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// A local directory (resolved to an absolute path by the CLI) or a git URL.
@@ -104,7 +104,7 @@ impl RunRequest {
 }
 
 /// A task's budget in a request: `{maxUsd, maxTokens}` (also spelled `max_usd`, `max_tokens`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestBudget {
     #[serde(
@@ -124,7 +124,7 @@ pub struct RequestBudget {
 }
 
 /// `POST /v1/tasks/{id}/send`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SendRequest {
     pub message: Option<String>,
     /// Answer the pending permission request.
@@ -135,7 +135,7 @@ pub struct SendRequest {
 }
 
 /// `POST /v1/daemon/stop`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StopDaemonRequest {
     #[serde(default)]
     pub stop_tasks: bool,
@@ -143,7 +143,7 @@ pub struct StopDaemonRequest {
 
 /// What went wrong, in every API error body (`kind`). The daemon derives the HTTP status from
 /// it (drover-daemon's `api/error.rs`); the CLI derives its exit code from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiErrorKind {
     /// The request is wrong: a bad field, an unknown agent, a repo that is not one (400).
@@ -201,7 +201,7 @@ impl ApiErrorKind {
 }
 
 /// Every API error body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiError {
     pub kind: ApiErrorKind,
     pub error: String,
@@ -209,7 +209,7 @@ pub struct ApiError {
 }
 
 /// `GET /v1/status`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DaemonStatus {
     pub pid: u32,
     pub version: String,
@@ -223,7 +223,7 @@ pub struct DaemonStatus {
 }
 
 /// `POST /v1/pools`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PoolRequest {
     pub name: String,
     pub slots: u32,
@@ -268,7 +268,7 @@ pub struct PoolRequest {
 }
 
 /// `POST /v1/pools/{name}/stop`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PoolStopRequest {
     /// Also stop the pool's running tasks (default: let them finish).
     #[serde(default)]
@@ -277,7 +277,7 @@ pub struct PoolStopRequest {
 
 /// A secret on the wire between the CLI and the daemon: serialized as the plain string (it has to
 /// arrive), but `Debug` never shows it, so a debug print of a request cannot leak it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Redacted(pub String);
 
@@ -320,7 +320,7 @@ pub const EVENTS_PAGE_BYTES: usize = 1 << 20;
 /// queue order. A summary is a [`crate::Task`] whose `prompt`, `result` and `cmd` are cut to 500
 /// characters (plus `…`); `GET /v1/tasks/{id}` returns the whole task. `next_cursor` is the
 /// `cursor` of the next page, `None` on the last one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskPage {
     pub tasks: Vec<crate::Task>,
     pub next_cursor: Option<String>,

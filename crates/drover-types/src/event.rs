@@ -21,7 +21,7 @@ vocab! {
 }
 
 /// One persisted event. `seq` is per task, starts at 1, contiguous; it is also the SSE event id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub task_id: String,
     pub seq: i64,

@@ -20,10 +20,12 @@ pub mod event;
 pub mod task;
 pub mod team;
 pub mod text;
+pub mod usage;
 pub mod validate;
 
 pub use api::*;
 pub use event::*;
 pub use task::*;
 pub use team::*;
+pub use usage::{BadUsageBy, UsageBy};
 pub use vocab::*;

@@ -61,7 +61,17 @@ vocab! {
 }
 
 // `JsonSchema`: the judge's `record_verdict` tool schema is generated from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Success,
@@ -88,7 +98,7 @@ impl FromStr for Verdict {
 }
 
 /// What a terminal state means.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Outcome {
     pub verdict: Verdict,
     pub reason: String,
@@ -112,7 +122,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -120,7 +130,7 @@ pub struct Usage {
     pub cache_write_tokens: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Budget {
     pub max_usd: Option<f64>,
     pub max_tokens: Option<u64>,
@@ -128,7 +138,7 @@ pub struct Budget {
 
 /// A task's resource limits (`--memory`, `--cpus`, `--pids`; config `sandbox.memory`,
 /// `sandbox.cpus`, `sandbox.pids`), enforced by the task's cgroup. `None`: no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limits {
     /// Memory the agent and everything it starts may use, in bytes (`memory.max`).
     #[serde(default)]
@@ -143,7 +153,7 @@ pub struct Limits {
 
 /// The task as `drover show --json` and the API return it. Field names are the public contract
 /// (docs/design.md §3); the fields after `created_by` are drover's additions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     pub id: String,
     pub name: Option<String>,

@@ -28,7 +28,7 @@ vocab! {
 pub type Tags = BTreeMap<String, String>;
 
 /// A team (`drover team ls --json`, `GET /v1/teams`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TeamInfo {
     pub name: String,
     /// The most the team's tasks may spend per UTC day, in dollars.
@@ -43,7 +43,7 @@ pub struct TeamInfo {
 }
 
 /// `POST /v1/teams` (`drover team create NAME …`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeamRequest {
     pub name: String,
@@ -59,7 +59,7 @@ pub struct CreateTeamRequest {
 
 /// `PATCH /v1/teams/{name}` (`drover team update NAME …`): a partial body — an absent field
 /// stays as it is, `null` clears it, a value replaces it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTeamRequest {
     #[serde(
@@ -99,14 +99,14 @@ where
 
 /// `GET /v1/teams/{name}/webhook-secret` (`drover team webhook-secret NAME`): the key a
 /// receiver checks `Drover-Signature` with (derived, never stored).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookSecret {
     pub team: String,
     pub secret: String,
 }
 
 /// An API key as listed (`drover key ls --json`, `GET /v1/keys`): never the key itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     /// Public id (`key_…`), what audit records and `created_by` name.
     pub id: String,
@@ -123,7 +123,7 @@ pub struct KeyInfo {
 }
 
 /// `POST /v1/keys` (`drover key create`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     pub team: String,
@@ -138,7 +138,7 @@ pub struct CreateKeyRequest {
 }
 
 /// `POST /v1/keys/{id}/rotate`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeyRequest {
     /// How long the old key keeps working, in seconds (default 24 h).
@@ -150,7 +150,7 @@ pub struct RotateKeyRequest {
 pub const DEFAULT_ROTATE_OVERLAP_SECS: u64 = 24 * 3600;
 
 /// A key as created or rotated: the secret, shown this once, and its listing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewKey {
     /// `drv_…`: shown once, stored only as a hash.
     pub key: String,
@@ -159,7 +159,7 @@ pub struct NewKey {
 }
 
 /// Who made a call: the key and its team; both `None` for the host owner (the Unix socket).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     pub key_id: Option<String>,
     pub team: Option<String>,
@@ -167,7 +167,7 @@ pub struct Actor {
 
 /// One append-only audit record (docs/design.md §7): every mutating call, every webhook
 /// delivery. Never holds a key, token or provider key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub seq: i64,
     pub at: String,
@@ -182,12 +182,54 @@ pub struct AuditRecord {
     pub status: u16,
 }
 
+/// A page of the audit log (`GET /v1/audit`, `drover audit --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    /// Pass as `cursor=` for the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+vocab! {
+    /// The formats of `drover audit export` (`GET /v1/audit/export?format=`).
+    #[derive(Default)]
+    pub enum ExportFormat ("export format") {
+        /// One JSON object per line.
+        #[default]
+        Ndjson = "ndjson",
+        /// RFC 4180, a header row of the field names in schema order.
+        Csv = "csv",
+    }
+}
+
+/// [`AccountingRow`]'s field names in schema order (the CSV header; docs/accounting.md).
+pub const ACCOUNTING_FIELDS: [&str; 18] = [
+    "schema",
+    "task_id",
+    "created_by",
+    "team",
+    "repo",
+    "agent",
+    "model",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "verdict",
+    "error_kind",
+    "tags",
+];
+
 /// The version of [`AccountingRow`] (its `schema` field); bumped on any change of its fields'
 /// names or meanings (docs/accounting.md).
 pub const ACCOUNTING_SCHEMA: u32 = 1;
 
 /// One finished task's bill (`drover audit export`, docs/design.md §7 and docs/accounting.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountingRow {
     pub schema: u32,
     pub task_id: String,
@@ -213,6 +255,41 @@ pub struct AccountingRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounting_fields_are_the_rows_json_keys_in_order() {
+        let row = AccountingRow {
+            schema: ACCOUNTING_SCHEMA,
+            task_id: "t".into(),
+            created_by: None,
+            team: None,
+            repo: "r".into(),
+            agent: "a".into(),
+            model: None,
+            started_at: None,
+            finished_at: None,
+            duration_s: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            cost_usd: None,
+            verdict: None,
+            error_kind: None,
+            tags: Tags::new(),
+        };
+        let json = serde_json::to_string(&row).unwrap_or_default();
+        let at: Vec<usize> = ACCOUNTING_FIELDS
+            .iter()
+            .map(|f| json.find(&format!("\"{f}\":")).unwrap_or(usize::MAX))
+            .collect();
+        assert!(at.iter().all(|&i| i != usize::MAX), "{json}");
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
+        let n = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&json)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert_eq!(n, ACCOUNTING_FIELDS.len());
+    }
 
     #[test]
     fn a_team_update_tells_absent_from_null() {

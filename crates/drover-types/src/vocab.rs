@@ -57,11 +57,11 @@ macro_rules! vocab {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident ($what:literal) {
-            $( $(#[$vmeta:meta])* $var:ident = $s:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $var:ident = $s:tt ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         #[cfg_attr(feature = "clap", derive(::clap::ValueEnum))]
         $vis enum $name {
             $(
@@ -231,11 +231,13 @@ vocab! {
         Model = "model",
         /// The UTC day (`YYYY-MM-DD`) of the response.
         Day = "day",
+        /// The task's team (`-` for none).
+        Team = "team",
     }
 }
 
 /// The build locks (`drover lock`) a task holds or waits for: the task JSON's `locks`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskLocks {
     pub holding: Vec<String>,
     pub waiting: Vec<String>,
@@ -318,9 +320,11 @@ mod tests {
         round_trips(&FailurePolicy::ALL, &["finish", "hard"], |v| v.as_str());
         round_trips(&MeteredBy::ALL, &["gateway", "agent"], |v| v.as_str());
         round_trips(&SandboxKind::ALL, &["overlay", "worktree"], |v| v.as_str());
-        round_trips(&UsageGroup::ALL, &["task", "pool", "model", "day"], |v| {
-            v.as_str()
-        });
+        round_trips(
+            &UsageGroup::ALL,
+            &["task", "pool", "model", "day", "team"],
+            |v| v.as_str(),
+        );
     }
 
     #[test]

@@ -30,6 +30,17 @@ async fn run(which: Option<Benchmark>, args: &BenchArgs, work: &Path) -> Result<
     if wanted(Benchmark::Isolation) {
         super::bench_isolation::isolation(&args.files, work).await?;
     }
+    if wanted(Benchmark::Api) {
+        let opts = super::bench_api::ApiBench::new(
+            args.tasks,
+            args.clients,
+            args.requests,
+            args.followers,
+            args.quick,
+            args.unix,
+        );
+        super::bench_api::api(&opts, work).await?;
+    }
     Ok(0)
 }
 

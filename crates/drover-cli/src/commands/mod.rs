@@ -1,7 +1,9 @@
 //! One module per command group; [`dispatch`] picks one.
 
 mod agents;
+mod audit;
 mod bench;
+mod bench_api;
 mod bench_isolation;
 pub mod bg_follow;
 mod daemon;
@@ -56,6 +58,7 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Agents => agents::agents().await,
         Command::Pool { action } => pool::pool(action).await,
         Command::Usage { by, json } => pool::usage(by, json).await,
+        Command::Audit(args) => audit::audit(args).await,
         Command::Team { action } => team::team(action).await,
         Command::Key { action } => key::key(action).await,
         Command::Lock { name, slots, cmd } => lock::lock(&name, slots, &cmd).await,

@@ -5,7 +5,7 @@ use crate::cli::PoolAction;
 use crate::client::{segment, Client};
 use crate::error::{CliError, Result};
 use crate::format;
-use drover_types::{PoolRequest, PoolStopRequest, UsageGroup};
+use drover_types::{PoolRequest, PoolStopRequest, UsageBy};
 use serde_json::Value;
 
 pub async fn pool(action: PoolAction) -> Result<i32> {
@@ -151,10 +151,13 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
     }
 }
 
-/// `drover usage [--by task|pool|model|day] [--json]`.
-pub async fn usage(by: UsageGroup, json: bool) -> Result<i32> {
+/// `drover usage [--by task|pool|model|day|team|tag:NAME] [--json]`.
+pub async fn usage(by: UsageBy, json: bool) -> Result<i32> {
     let client = Client::connect().await?;
-    let lines: Vec<Value> = client.get(&format!("/v1/usage?by={by}")).await?;
+    let by_text = by.to_string();
+    let lines: Vec<Value> = client
+        .get(&format!("/v1/usage?by={}", segment(&by_text)))
+        .await?;
     if json {
         println!(
             "{}",
@@ -162,6 +165,6 @@ pub async fn usage(by: UsageGroup, json: bool) -> Result<i32> {
         );
         return Ok(0);
     }
-    print!("{}", crate::format::usage_table(by.as_str(), &lines));
+    print!("{}", crate::format::usage_table(&by_text, &lines));
     Ok(0)
 }

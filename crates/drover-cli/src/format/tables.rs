@@ -123,6 +123,39 @@ pub fn usage_table(by: &str, lines: &[Value]) -> String {
     }
     out
 }
+/// `drover audit`: one line per record, oldest first.
+pub fn audit_table(records: &[drover_types::AuditRecord]) -> String {
+    let opt = |v: &Option<String>| clean(v.as_deref().unwrap_or("-"));
+    let rows = records
+        .iter()
+        .map(|r| {
+            [
+                r.seq.to_string(),
+                clean(&r.at),
+                clean(r.actor.key_id.as_deref().unwrap_or(match r.actor.team {
+                    // A record with a team and no key: the daemon acting for the team (a
+                    // webhook delivery).
+                    Some(_) => "-",
+                    None => "owner",
+                })),
+                opt(&r.actor.team),
+                clean(&r.action),
+                opt(&r.target),
+                opt(&r.remote_addr),
+                r.status.to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "SEQ", "AT", "WHO", "TEAM", "ACTION", "TARGET", "FROM", "STATUS",
+    ];
+    let mut out = plain(header, rows, 8);
+    if records.is_empty() {
+        out.push_str("(no audit records)\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -101,7 +101,8 @@ impl Gate {
 /// `last_used_at` is written at most this often per key.
 pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-/// The TCP router's middleware (see the module's doc).
+/// The TCP router's middleware (see the module's doc). A valid key is also put in the answer's
+/// extensions, refusals included, for the audit layer outside this one (`api::audit`).
 pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let segs = segments(&path);
@@ -113,21 +114,29 @@ pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
-    let (Some(need), Some(segs)) = (need, segs) else {
-        return super::body::not_found().await.into_response();
-    };
     let principal = Principal::Key(key);
+    // The key goes in the answer too, refusals included: the audit layer outside this one
+    // records who made the call (`api::audit`).
+    let answer = |resp: Response, principal: Principal| {
+        let mut resp = resp;
+        resp.extensions_mut().insert(principal);
+        resp
+    };
+    let (Some(need), Some(segs)) = (need, segs) else {
+        let resp = super::body::not_found().await.into_response();
+        return answer(resp, principal);
+    };
     if let Err(e) = allowed(&principal, need, &segs) {
-        return e.into_response();
+        return answer(e.into_response(), principal);
     }
     if let Err(e) = visible(&gate.engine, &principal, &segs).await {
-        return e.into_response();
+        return answer(e.into_response(), principal);
     }
     if let Principal::Key(k) = &principal {
         touch(&gate, &k.key_id);
     }
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+    req.extensions_mut().insert(principal.clone());
+    answer(next.run(req).await, principal)
 }
 
 /// A route's rule applied to a valid key.
@@ -330,48 +339,6 @@ pub fn check_repo(principal: &Principal, repo: &str) -> Result<(), ApiErr> {
         ));
     }
     Ok(())
-}
-
-/// What of a usage report a key may see: its team's tasks (`by=task`) and pools (`by=pool`)
-/// only. Groupings across tasks of every team (`model`, `day`) are the host owner's: a key gets
-/// 403 for them (no other team's spending, even summed).
-pub async fn own_usage(
-    engine: &Engine,
-    principal: &Principal,
-    by: drover_store::UsageGroup,
-    lines: Vec<drover_store::UsageLine>,
-) -> Result<Vec<drover_store::UsageLine>, ApiErr> {
-    use drover_store::UsageGroup;
-    if matches!(principal, Principal::Owner) {
-        return Ok(lines);
-    }
-    if !matches!(by, UsageGroup::Task | UsageGroup::Pool) {
-        return Err(ApiErr::new(
-            ApiErrorKind::Forbidden,
-            format!(
-                "forbidden: usage by {by} sums every team's; an API key sees its team's by task or pool"
-            ),
-            Some("`drover usage --by task` or `--by pool`"),
-        ));
-    }
-    let mut out = vec![];
-    for line in lines {
-        let team = match by {
-            UsageGroup::Task => match engine.store.get_task(&line.key).await {
-                Ok(t) => t.team,
-                Err(_) => None,
-            },
-            UsageGroup::Pool => match engine.store.get_pool(&line.key).await {
-                Ok(p) => p.team,
-                Err(_) => None,
-            },
-            _ => None,
-        };
-        if principal.sees(team.as_deref()) {
-            out.push(line);
-        }
-    }
-    Ok(out)
 }
 
 /// `WWW-Authenticate: Bearer` on 401s (RFC 6750).

@@ -85,6 +85,9 @@ pub async fn stop(
 }
 
 /// `GET /v1/health`: `{ok: true, version}`; no key over TCP (load balancers, `drover doctor`).
-pub async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+pub async fn health() -> Json<super::openapi::Health> {
+    Json(super::openapi::Health {
+        ok: true,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }

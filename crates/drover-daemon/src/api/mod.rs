@@ -19,11 +19,16 @@
 //! | `POST /v1/pools`, `GET /v1/pools[/{name}]` | start, list, show pools |
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
 //! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
-//! | `GET /v1/usage?by=task|pool|model|day` | metered usage and dollars |
+//! | `GET /v1/usage?by=task|pool|model|day|team|tag:NAME&team=` | metered usage and dollars (a key: its team's) |
+//! | `GET /v1/audit?since=&team=&limit=&cursor=` | the audit log ([`drover_types::AuditPage`]; a key: its team's) |
+//! | `GET /v1/audit/export?format=ndjson|csv&since=&team=` | accounting rows of finished tasks, streamed |
 //! | `POST /v1/teams`, `GET /v1/teams[/{name}]`, `PATCH /v1/teams/{name}` | teams ([`teams`]; creating one is the host owner's) |
 //! | `GET /v1/teams/{name}/webhook-secret` | the team's webhook signing secret |
 //! | `POST /v1/keys`, `GET /v1/keys?team=` | create (the secret, once), list API keys ([`keys`]) |
 //! | `POST /v1/keys/{id}/rotate` / `revoke`, `DELETE /v1/keys/{id}` | rotate (old key valid for the overlap), revoke |
+//! | `GET /v1/openapi.json` | this API as OpenAPI 3.1 ([`openapi`]; no key needed) |
+//!
+//! Every mutating call on every router is appended to the audit log ([`audit`]).
 //!
 //! A task's sandbox gets its own socket with these routes behind a filter ([`scoped`]): only
 //! `drover lock` and reading that task; the rest is `403 {kind: forbidden}`.
@@ -32,6 +37,8 @@
 //! string or an unknown route — is `{kind, error, hint}` with a 4xx ([`body`]).
 
 pub mod access;
+pub mod audit;
+mod audit_log;
 pub mod auth;
 pub mod body;
 mod daemon;
@@ -39,6 +46,7 @@ mod error;
 mod keys;
 pub mod listen;
 mod locks;
+pub mod openapi;
 mod pools;
 mod protect;
 mod raw;
@@ -67,13 +75,13 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
 }
 
 /// Every route, every request made as `principal` from `remote` (tests of the handlers' own
-/// checks serve this on a socket of their own).
+/// checks serve this on a socket of their own), audited.
 pub fn router_as(
     engine: Arc<Engine>,
     principal: auth::Principal,
     remote: auth::RemoteAddr,
 ) -> axum::Router {
-    finish(routes(), engine)
+    audited(finish(routes(), engine.clone()), engine)
         .layer(axum::Extension(principal))
         .layer(axum::Extension(remote))
 }
@@ -82,23 +90,27 @@ pub fn router_as(
 /// [`scoped::filter`], which allows only what an agent may do for itself, as `task_id`.
 pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
     let scope = scoped::TaskScope(task_id.into());
-    let routes = routes().route_layer(axum::middleware::from_fn_with_state(scope, scoped::filter));
-    finish(routes, engine)
+    let routes = routes().route_layer(axum::middleware::from_fn_with_state(
+        scope.clone(),
+        scoped::filter,
+    ));
+    audited(finish(routes, engine.clone()), engine)
+        // For the audit records' `remote_addr` (`task:<id>`).
+        .layer(axum::Extension(scope))
         .layer(axum::Extension(auth::Principal::Owner))
         .layer(axum::Extension(auth::RemoteAddr(None)))
 }
 
 /// The TCP listener's router: every route behind [`access::authenticate`], which checks the
 /// key, the route's scope and the team, and puts the [`auth::Principal`] in the request (the
-/// peer's [`auth::RemoteAddr`] is put there per connection by [`listen`]).
+/// peer's [`auth::RemoteAddr`] is put there per connection by [`listen`]). The audit layer is
+/// outside it, so its refusals are recorded too (it reports the key in its answer).
 pub fn tcp_router(engine: Arc<Engine>) -> axum::Router {
     let gate = access::Gate::new(engine.clone());
-    finish(routes(), engine)
-        .layer(axum::middleware::from_fn_with_state(
-            gate,
-            access::authenticate,
-        ))
-        .layer(axum::middleware::from_fn(access::challenge))
+    let authenticated = finish(routes(), engine.clone()).layer(
+        axum::middleware::from_fn_with_state(gate, access::authenticate),
+    );
+    audited(authenticated, engine).layer(axum::middleware::from_fn(access::challenge))
 }
 
 fn routes() -> axum::Router<Arc<Engine>> {
@@ -120,6 +132,8 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/pools/{name}/resume", post(pools::resume))
         .route("/v1/locks", get(locks::list))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/audit", get(audit_log::list))
+        .route("/v1/audit/export", get(audit_log::export))
         .route("/v1/locks/{name}", post(locks::acquire))
         .route("/v1/teams", post(teams::create).get(teams::list))
         .route("/v1/teams/{name}", get(teams::show).patch(teams::update))
@@ -131,6 +145,7 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
         .route("/v1/keys/{id}/rotate", post(keys::rotate))
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/v1/openapi.json", get(openapi::serve))
 }
 
 fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Router {
@@ -140,6 +155,14 @@ fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Route
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(body::bounded))
         .with_state(engine)
+}
+
+/// `router` with the audit log's middleware ([`audit::record`]) around it: every answer to a
+/// mutating call, refusals included, is recorded. Add it outside anything that can refuse a
+/// call and inside the layers that put the caller (`Principal`, `RemoteAddr`) in the request
+/// (or have the refusing layer put the `Principal` in its answer, as TCP's authentication does).
+fn audited(router: axum::Router, engine: Arc<Engine>) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(engine, audit::record))
 }
 
 /// Serves until the engine is told to stop (`POST /v1/daemon/stop`, or the caller's shutdown

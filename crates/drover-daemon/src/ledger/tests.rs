@@ -99,7 +99,7 @@ async fn a_record_counts_once_queued_and_is_stored_by_flush_and_counted_after_a_
     assert_eq!((a.task_usd, a.task_tokens, a.pool_usd), (0.375, 220, 1.875));
     ledger.flush().await;
     let usage = s
-        .usage_report(drover_store::UsageGroup::Task)
+        .usage_report(&drover_store::UsageGroup::Task.into(), None)
         .await
         .unwrap();
     let by: Vec<_> = usage.iter().map(|l| (l.key.as_str(), l.requests)).collect();
@@ -117,7 +117,7 @@ async fn a_row_whose_task_is_gone_does_not_cost_the_rest_of_its_batch() {
     }
     ledger.flush().await;
     let usage = s
-        .usage_report(drover_store::UsageGroup::Task)
+        .usage_report(&drover_store::UsageGroup::Task.into(), None)
         .await
         .unwrap();
     assert_eq!(usage.len(), 1);

@@ -79,7 +79,10 @@ pub async fn writes_notify_and_reads_do_not(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(bumped(), "record_usage");
-    store.usage_report(UsageGroup::Task).await.unwrap();
+    store
+        .usage_report(&UsageGroup::Task.into(), None)
+        .await
+        .unwrap();
     store.usage_last_id().await.unwrap();
     store.pool_stats("np", true).await.unwrap();
     assert!(!bumped(), "reads");

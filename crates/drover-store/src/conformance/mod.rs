@@ -7,12 +7,14 @@
 //! traits' docs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit;
 mod changes;
 mod pools;
 mod tasks;
 mod teams;
 mod usage;
 
+pub use audit::*;
 pub use changes::*;
 pub use pools::*;
 pub use tasks::*;
@@ -47,6 +49,9 @@ macro_rules! conformance_tests {
             usage_record_is_all_or_none_and_spent_sums,
             usage_report_groups,
             teams_and_keys_round_trip,
+            audit_log_appends_in_order_and_filters,
+            accounting_rows_sum_usage_of_finished_tasks,
+            usage_report_by_team_and_tag,
             writes_notify_and_reads_do_not,
         );
     };

@@ -126,25 +126,40 @@ pub async fn usage_report_groups(store: Arc<dyn Store>) {
             .collect()
     };
     assert_eq!(
-        by(store.usage_report(UsageGroup::Task).await.unwrap()),
+        by(store
+            .usage_report(&UsageGroup::Task.into(), None)
+            .await
+            .unwrap()),
         [("r1".into(), 2, 11, None), ("r2".into(), 1, 5, Some(0.5))]
     );
     assert_eq!(
-        by(store.usage_report(UsageGroup::Pool).await.unwrap()),
+        by(store
+            .usage_report(&UsageGroup::Pool.into(), None)
+            .await
+            .unwrap()),
         [("-".into(), 2, 11, None), ("p".into(), 1, 5, Some(0.5))]
     );
     assert_eq!(
-        by(store.usage_report(UsageGroup::Model).await.unwrap()),
+        by(store
+            .usage_report(&UsageGroup::Model.into(), None)
+            .await
+            .unwrap()),
         [("m1".into(), 2, 11, None), ("m2".into(), 1, 5, Some(0.5))]
     );
     assert_eq!(
-        by(store.usage_report(UsageGroup::Day).await.unwrap()),
+        by(store
+            .usage_report(&UsageGroup::Day.into(), None)
+            .await
+            .unwrap()),
         [
             ("2026-03-01".into(), 1, 10, Some(1.0)),
             ("2026-03-02".into(), 2, 6, None)
         ]
     );
-    let line = &store.usage_report(UsageGroup::Task).await.unwrap()[0];
+    let line = &store
+        .usage_report(&UsageGroup::Task.into(), None)
+        .await
+        .unwrap()[0];
     assert_eq!(
         (
             line.output_tokens,

@@ -4,7 +4,7 @@
 use super::tasks::append;
 use super::SqliteStore;
 use crate::error::{Result, StoreError};
-use crate::usage::{Spent, UsageGroup, UsageLine, UsageRow, UsageStore};
+use crate::usage::{Spent, UsageBy, UsageGroup, UsageLine, UsageRow, UsageStore};
 use async_trait::async_trait;
 use drover_types::{EventKind, NewEvent};
 
@@ -40,13 +40,19 @@ impl From<ReportRow> for UsageLine {
     }
 }
 
-/// The SQL expression a report groups by.
-fn group_key(by: UsageGroup) -> &'static str {
+/// The SQL expression a report groups by (over `usage u`). A tag's value is read from the
+/// task's `tags` at report time; its name is the one bound parameter (never spliced).
+fn group_key(by: &UsageBy) -> &'static str {
     match by {
-        UsageGroup::Task => "task_id",
-        UsageGroup::Pool => "COALESCE(pool, '-')",
-        UsageGroup::Model => "model",
-        UsageGroup::Day => "substr(at, 1, 10)",
+        UsageBy::Group(UsageGroup::Task) => "u.task_id",
+        UsageBy::Group(UsageGroup::Pool) => "COALESCE(u.pool, '-')",
+        UsageBy::Group(UsageGroup::Model) => "u.model",
+        UsageBy::Group(UsageGroup::Day) => "substr(u.at, 1, 10)",
+        UsageBy::Group(UsageGroup::Team) => "COALESCE(u.team, '-')",
+        UsageBy::Tag(_) => {
+            "COALESCE((SELECT CAST(j.value AS TEXT) FROM tasks t, json_each(t.tags) j \
+             WHERE t.id = u.task_id AND j.key = ?), '-')"
+        }
     }
 }
 
@@ -113,16 +119,19 @@ impl UsageStore for SqliteStore {
         Ok(s)
     }
 
-    async fn usage_report(&self, by: UsageGroup) -> Result<Vec<UsageLine>> {
+    async fn usage_report(&self, by: &UsageBy, team: Option<&str>) -> Result<Vec<UsageLine>> {
         let q = format!(
-            "SELECT {} AS k, COUNT(*) AS n, SUM(input_tokens) AS i, SUM(output_tokens) AS o, \
-             SUM(cache_read_tokens) AS cr, SUM(cache_write_tokens) AS cw, SUM(cost_usd) AS usd, \
-             SUM(cost_usd IS NULL) AS unpriced FROM usage GROUP BY k ORDER BY k",
+            "SELECT {} AS k, COUNT(*) AS n, SUM(u.input_tokens) AS i, SUM(u.output_tokens) AS o, \
+             SUM(u.cache_read_tokens) AS cr, SUM(u.cache_write_tokens) AS cw, \
+             SUM(u.cost_usd) AS usd, SUM(u.cost_usd IS NULL) AS unpriced FROM usage u \
+             WHERE (? IS NULL OR u.team = ?) GROUP BY k ORDER BY k",
             group_key(by)
         );
-        let rows = sqlx::query_as::<_, ReportRow>(&q)
-            .fetch_all(&self.reader)
-            .await?;
+        let mut query = sqlx::query_as::<_, ReportRow>(&q);
+        if let UsageBy::Tag(name) = by {
+            query = query.bind(name);
+        }
+        let rows = query.bind(team).bind(team).fetch_all(&self.reader).await?;
         Ok(rows.into_iter().map(UsageLine::from).collect())
     }
 }
