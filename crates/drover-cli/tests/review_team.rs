@@ -143,3 +143,69 @@ fn a_keys_repo_url_may_not_name_an_internal_address() {
     assert_eq!(st, 201, "{b}");
     rt.block_on(daemon.shutdown());
 }
+
+/// A key's `ref` never checks out another team's work: its task branch, an abbreviated sha of
+/// its commit or `:/text` are the 422 of a ref that does not exist (so they tell nothing); its
+/// own team's task branch still works.
+#[test]
+fn a_keys_ref_never_reaches_another_teams_work() {
+    let env = Env::new();
+    let rt = runtime();
+    let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
+    let (daemon, addr) = rt.block_on(net::start_listening(&env.home, exe, None));
+    let keys = Keys::open(&env.home);
+    keys.team("a");
+    keys.team("b");
+    let scopes = [Scope::TasksRead, Scope::TasksWrite, Scope::PoolsWrite];
+    let a = keys.key("a", &scopes, None);
+    let b = keys.key("b", &scopes, None);
+    let repo = env.repo.display().to_string();
+    let run = |key: &str, git_ref: Option<&str>, cmd: &str| {
+        let mut body = json!({"repo": repo, "prompt": "p", "agent": "command", "cmd": cmd});
+        if let Some(r) = git_ref {
+            body["ref"] = json!(r);
+        }
+        let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(key), &body.to_string());
+        (st, serde_json::from_str::<Value>(&b).unwrap())
+    };
+    let finished = |key: &str, id: &str| {
+        let (st, b) = net::call(
+            addr,
+            "GET",
+            &format!("/v1/tasks/{id}/wait?timeout=120"),
+            Some(key),
+            "",
+        );
+        assert_eq!(st, 200, "{b}");
+        let t: Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(t["state"], "succeeded", "{t:#}");
+        t
+    };
+    let (st, t) = run(&b.secret, None, "echo TOPSECRET-B > secret.txt");
+    assert_eq!(st, 201, "{t}");
+    let bt = finished(&b.secret, t["id"].as_str().unwrap());
+    let b_commit = bt["commit"].as_str().expect("b's task committed").to_string();
+    let b_branch = bt["branch"].as_str().unwrap().to_string();
+    let (st, missing) = run(&a.secret, Some("drover/ffffffff"), "cat secret.txt");
+    assert_eq!(st, 422, "{missing}");
+    for r in [b_branch.as_str(), &b_commit[..8], ":/"] {
+        let (st, v) = run(&a.secret, Some(r), "cat secret.txt");
+        assert_eq!(
+            (st, v["kind"].clone()),
+            (422, missing["kind"].clone()),
+            "ref {r}: {v}"
+        );
+        let pool = json!({"name": "peek", "slots": 1, "count": 1, "repo": repo, "prompt": "p",
+            "agent": "command", "cmd": "cat secret.txt", "base_ref": r});
+        let (st, v) = net::call(addr, "POST", "/v1/pools", Some(&a.secret), &pool.to_string());
+        assert!((400..500).contains(&st), "pool ref {r}: {st} {v}");
+    }
+    // Its own team's work, and the owner's view, are unchanged.
+    let (st, t) = run(&a.secret, None, "echo A > mine.txt");
+    assert_eq!(st, 201, "{t}");
+    let at = finished(&a.secret, t["id"].as_str().unwrap());
+    let (st, t) = run(&a.secret, at["branch"].as_str(), "cat mine.txt");
+    assert_eq!(st, 201, "{t}");
+    finished(&a.secret, t["id"].as_str().unwrap());
+    rt.block_on(daemon.shutdown());
+}

@@ -341,6 +341,33 @@ pub fn check_repo(principal: &Principal, repo: &str) -> Result<(), ApiErr> {
     Ok(())
 }
 
+/// A key's task or pool starts only from a commit its team may see
+/// ([`crate::teams::policy::base_visible`]); else the very 422 of a ref that does not exist, so
+/// the answer never tells that another team's branch or commit does.
+pub async fn check_base(
+    engine: &Engine,
+    principal: &Principal,
+    repo: &str,
+    git_ref: &str,
+    repo_dir: &std::path::Path,
+    commit: &str,
+) -> Result<(), ApiErr> {
+    let Principal::Key(k) = principal else {
+        return Ok(());
+    };
+    if crate::teams::policy::base_visible(engine.store.as_ref(), &k.team, repo_dir, commit)
+        .await
+        .map_err(ApiErr::from)?
+    {
+        return Ok(());
+    }
+    Err(drover_sandbox::SandboxError::UnknownRef {
+        repo: repo.to_string(),
+        git_ref: git_ref.to_string(),
+    }
+    .into())
+}
+
 /// `WWW-Authenticate: Bearer` on 401s (RFC 6750).
 pub async fn challenge(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;

@@ -112,6 +112,15 @@ pub async fn create(
     let own_protect = super::protect::compile(&req.protect)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await?;
+    super::access::check_base(
+        &engine,
+        &principal,
+        &req.repo,
+        &base_ref,
+        &resolved.repo_dir,
+        &resolved.commit,
+    )
+    .await?;
     let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
     let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let pool = NewPool {

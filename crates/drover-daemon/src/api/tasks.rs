@@ -65,6 +65,12 @@ pub async fn create(
     let (task, warnings) = prepare(&engine, &req)
         .await
         .map_err(task_request::as_field_error)?;
+    if let (Some(dir), Some(commit)) = (&task.repo_dir, &task.base_commit) {
+        let dir = std::path::Path::new(dir);
+        super::access::check_base(&engine, &principal, &task.repo, &task.base_ref, dir, commit)
+            .await
+            .map_err(task_request::as_field_error)?;
+    }
     let idem = idem_key.map(|key| Idempotency {
         scope: task_request::idempotency_scope(&principal),
         key,

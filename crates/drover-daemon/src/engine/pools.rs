@@ -72,6 +72,25 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
                 return Ok(());
             }
         };
+        // A key's pool (one of a team) re-resolves its ref at each task: never to another
+        // team's work.
+        if let Some(team) = pool.team.as_deref() {
+            let seen = crate::teams::policy::base_visible(
+                engine.store.as_ref(),
+                team,
+                &resolved.repo_dir,
+                &resolved.commit,
+            )
+            .await;
+            if !matches!(seen, Ok(true)) {
+                let message = format!("{}: no such ref in {}", pool.base_ref, pool.repo);
+                engine
+                    .store
+                    .pool_event(&pool.name, "error", json!({ "message": message }))
+                    .await?;
+                return Ok(());
+            }
+        }
         let id = new_task_id();
         let task = NewTask {
             id: id.clone(),
