@@ -47,24 +47,47 @@ fn a_pool_of_a_capped_team_is_refused_like_a_task_when_nothing_can_enforce_the_c
     );
     let repo = env.repo.display().to_string();
     let task = json!({"repo": repo, "prompt": "p", "agent": "command", "cmd": "true"});
-    let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(&key.secret), &task.to_string());
+    let (st, b) = net::call(
+        addr,
+        "POST",
+        "/v1/tasks",
+        Some(&key.secret),
+        &task.to_string(),
+    );
     assert_eq!(st, 422, "a capped task without a gateway: {b}");
     let pool = json!({
         "name": "capped", "slots": 1, "count": 1, "repo": repo, "prompt": "p",
         "agent": "command", "cmd": "true",
     });
-    let (st, b) = net::call(addr, "POST", "/v1/pools", Some(&key.secret), &pool.to_string());
+    let (st, b) = net::call(
+        addr,
+        "POST",
+        "/v1/pools",
+        Some(&key.secret),
+        &pool.to_string(),
+    );
     assert!(
         (400..500).contains(&st),
         "a pool of a team capped at $1 a task ran with no cap: {st} {b}"
     );
     // A model off the team's list is a 422 at creation, for a pool as for a task.
-    let (st, b) = owner(&env, "PATCH", "/v1/teams/a", r#"{"allowed_models": ["m1"]}"#);
+    let (st, b) = owner(
+        &env,
+        "PATCH",
+        "/v1/teams/a",
+        r#"{"allowed_models": ["m1"]}"#,
+    );
     assert_eq!(st, 200, "{b}");
-    let mut off = pool.clone();
+    let mut off = pool;
     off["name"] = json!("off-list");
     off["model"] = json!("m2");
-    let (st, b) = net::call(addr, "POST", "/v1/pools", Some(&key.secret), &off.to_string());
+    let (st, b) = net::call(
+        addr,
+        "POST",
+        "/v1/pools",
+        Some(&key.secret),
+        &off.to_string(),
+    );
     assert_eq!(st, 422, "{b}");
     assert!(b.contains("m2"), "{b}");
     let (_, b) = owner(&env, "GET", "/v1/tasks?all=true", "");
@@ -85,7 +108,13 @@ fn a_raw_log_request_with_a_bad_query_is_a_json_400() {
     let key = keys.key("a", &[Scope::TasksRead, Scope::TasksWrite], None);
     let repo = env.repo.display().to_string();
     let task = json!({"repo": repo, "prompt": "p", "agent": "command", "cmd": "echo hi"});
-    let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(&key.secret), &task.to_string());
+    let (st, b) = net::call(
+        addr,
+        "POST",
+        "/v1/tasks",
+        Some(&key.secret),
+        &task.to_string(),
+    );
     assert_eq!(st, 201, "{b}");
     let id = serde_json::from_str::<Value>(&b).unwrap()["id"]
         .as_str()
@@ -128,18 +157,39 @@ fn a_keys_repo_url_may_not_name_an_internal_address() {
         "https://10.0.0.1/x.git".to_string(),
     ] {
         let task = json!({"repo": repo, "prompt": "p", "agent": "command", "cmd": "true"});
-        let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(&key.secret), &task.to_string());
+        let (st, b) = net::call(
+            addr,
+            "POST",
+            "/v1/tasks",
+            Some(&key.secret),
+            &task.to_string(),
+        );
         assert_eq!(st, 403, "{repo}: {b}");
         let pool = json!({"name": "p", "slots": 1, "repo": repo, "prompt": "p",
             "agent": "command", "cmd": "true"});
-        let (st, b) = net::call(addr, "POST", "/v1/pools", Some(&key.secret), &pool.to_string());
+        let (st, b) = net::call(
+            addr,
+            "POST",
+            "/v1/pools",
+            Some(&key.secret),
+            &pool.to_string(),
+        );
         assert_eq!(st, 403, "pool {repo}: {b}");
     }
-    assert!(probe.accept().is_err(), "the daemon connected to the internal address");
+    assert!(
+        probe.accept().is_err(),
+        "the daemon connected to the internal address"
+    );
     // The host owner may; a key's path on the server is not a URL.
     let task = json!({"repo": env.repo.display().to_string(), "prompt": "p",
         "agent": "command", "cmd": "true"});
-    let (st, b) = net::call(addr, "POST", "/v1/tasks", Some(&key.secret), &task.to_string());
+    let (st, b) = net::call(
+        addr,
+        "POST",
+        "/v1/tasks",
+        Some(&key.secret),
+        &task.to_string(),
+    );
     assert_eq!(st, 201, "{b}");
     rt.block_on(daemon.shutdown());
 }
@@ -184,7 +234,10 @@ fn a_keys_ref_never_reaches_another_teams_work() {
     let (st, t) = run(&b.secret, None, "echo TOPSECRET-B > secret.txt");
     assert_eq!(st, 201, "{t}");
     let bt = finished(&b.secret, t["id"].as_str().unwrap());
-    let b_commit = bt["commit"].as_str().expect("b's task committed").to_string();
+    let b_commit = bt["commit"]
+        .as_str()
+        .expect("b's task committed")
+        .to_string();
     let b_branch = bt["branch"].as_str().unwrap().to_string();
     let (st, missing) = run(&a.secret, Some("drover/ffffffff"), "cat secret.txt");
     assert_eq!(st, 422, "{missing}");
@@ -197,7 +250,13 @@ fn a_keys_ref_never_reaches_another_teams_work() {
         );
         let pool = json!({"name": "peek", "slots": 1, "count": 1, "repo": repo, "prompt": "p",
             "agent": "command", "cmd": "cat secret.txt", "base_ref": r});
-        let (st, v) = net::call(addr, "POST", "/v1/pools", Some(&a.secret), &pool.to_string());
+        let (st, v) = net::call(
+            addr,
+            "POST",
+            "/v1/pools",
+            Some(&a.secret),
+            &pool.to_string(),
+        );
         assert!((400..500).contains(&st), "pool ref {r}: {st} {v}");
     }
     // Its own team's work, and the owner's view, are unchanged.

@@ -84,13 +84,8 @@ pub async fn create(
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
     // The team's rules, as for a task: the model on its list; its per-task cap (which each of
     // the pool's tasks gets, `engine::pools`) and daily budget need the gateway.
-    let team = super::teams::admit_task(
-        &engine,
-        principal.team(),
-        req.model.as_deref(),
-        None,
-    )
-    .await?;
+    let team =
+        super::teams::admit_task(&engine, principal.team(), req.model.as_deref(), None).await?;
     super::tasks::enforceable(
         &engine,
         req.max_usd.is_some() || team.max_usd.is_some(),

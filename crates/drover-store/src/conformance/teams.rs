@@ -193,7 +193,11 @@ pub async fn teams_and_keys_round_trip(store: Arc<dyn Store>) {
     // A revoked key is not rotated (a revocation racing a rotation wins).
     assert!(matches!(
         store
-            .rotate_key("key_2", key("key_2b", "b", "h2b"), "2030-01-01T00:00:00.000Z")
+            .rotate_key(
+                "key_2",
+                key("key_2b", "b", "h2b"),
+                "2030-01-01T00:00:00.000Z"
+            )
             .await,
         Err(StoreError::Exists(_))
     ));
