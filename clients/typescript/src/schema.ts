@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A page of the audit log (a key: its team's) */
+        get: operations["audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Accounting rows of finished tasks (docs/accounting.md) */
+        get: operations["auditExport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/daemon/stop": {
         parameters: {
             query?: never;
@@ -491,6 +525,12 @@ export interface components {
          * @enum {string}
          */
         ApiErrorKind: "invalid" | "not_found" | "conflict" | "too_large" | "timeout" | "busy" | "forbidden" | "unauthorized" | "invalid_field" | "rate_limited" | "internal" | "isolation_unavailable" | "unknown";
+        /** @description A page of the audit log (`GET /v1/audit`, `drover audit --json`). */
+        AuditPage: {
+            records: components["schemas"]["AuditRecord"][];
+            /** @description Pass as `cursor=` for the next page; `None` on the last one. */
+            next_cursor?: string | null;
+        };
         /**
          * @description One append-only audit record (docs/design.md §7): every mutating call, every webhook
          *     delivery. Never holds a key, token or provider key.
@@ -1150,6 +1190,117 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    audit: {
+        parameters: {
+            query?: {
+                /** @description RFC 3339: records at or after it */
+                since?: string;
+                /** @description only this team's (a key: its own) */
+                team?: string;
+                /** @description at most this many */
+                limit?: number;
+                /** @description `next_cursor` of the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the records, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description malformed: bad JSON, an unknown field, a bad query value (`invalid`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    auditExport: {
+        parameters: {
+            query?: {
+                /** @description ndjson (default) or csv */
+                format?: string;
+                /** @description RFC 3339: tasks finished at or after it */
+                since?: string;
+                /** @description only this team's (a key: its own) */
+                team?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one AccountingRow per task */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["AccountingRow"];
+                    "text/csv": string;
+                };
+            };
+            /** @description malformed: bad JSON, an unknown field, a bad query value (`invalid`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
     stopDaemon: {
         parameters: {
             query?: never;
@@ -2888,7 +3039,7 @@ export interface operations {
     usage: {
         parameters: {
             query?: {
-                /** @description task, pool, model or day */
+                /** @description task, pool, model, day, team or tag:NAME */
                 by?: string;
             };
             header?: never;

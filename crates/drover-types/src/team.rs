@@ -183,7 +183,7 @@ pub struct AuditRecord {
 }
 
 /// A page of the audit log (`GET /v1/audit`, `drover audit --json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     pub records: Vec<AuditRecord>,
     /// Pass as `cursor=` for the next page; `None` on the last one.

@@ -440,9 +440,27 @@ pub fn routes() -> Vec<Route> {
             .route(Delete, "/v1/keys/{id}"),
         op("usage", "Metered usage and dollars", Access::Scope(Scope::UsageRead))
             .tag("usage")
-            .query("by", Type::String, "task, pool, model or day")
+            .query("by", Type::String, "task, pool, model, day, team or tag:NAME")
             .ok(200, "one line per group", &[("application/json", array_of::<drover_store::UsageLine>())])
             .route(Get, "/v1/usage"),
+        op("audit", "A page of the audit log (a key: its team's)", Access::Scope(Scope::AuditRead))
+            .tag("audit")
+            .query("since", Type::String, "RFC 3339: records at or after it")
+            .query("team", Type::String, "only this team's (a key: its own)")
+            .query("limit", Type::Integer, "at most this many")
+            .query("cursor", Type::String, "`next_cursor` of the previous page")
+            .ok(200, "the records, oldest first", &[("application/json", json_of::<drover_types::AuditPage>())])
+            .route(Get, "/v1/audit"),
+        op("auditExport", "Accounting rows of finished tasks (docs/accounting.md)", Access::Scope(Scope::AuditRead))
+            .tag("audit")
+            .query("format", Type::String, "ndjson (default) or csv")
+            .query("since", Type::String, "RFC 3339: tasks finished at or after it")
+            .query("team", Type::String, "only this team's (a key: its own)")
+            .ok(200, "one AccountingRow per task", &[
+                ("application/x-ndjson", json_of::<drover_types::AccountingRow>()),
+                ("text/csv", scalar(Type::String)),
+            ])
+            .route(Get, "/v1/audit/export"),
     ]
 }
 
@@ -495,6 +513,7 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
     with::<t::AuditRecord>(&mut out);
     with::<t::Actor>(&mut out);
     with::<t::AccountingRow>(&mut out);
+    with::<t::AuditPage>(&mut out);
     with::<t::Scope>(&mut out);
     with::<Health>(&mut out);
     with::<Removed>(&mut out);
