@@ -268,3 +268,47 @@ fn a_keys_ref_never_reaches_another_teams_work() {
     finished(&a.secret, t["id"].as_str().unwrap());
     rt.block_on(daemon.shutdown());
 }
+
+/// A key revoked while its event stream is open: the stream ends (within seconds), it does not
+/// go on for as long as the task runs.
+#[test]
+fn an_open_event_stream_ends_when_its_key_is_revoked() {
+    let env = Env::new();
+    let rt = runtime();
+    let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
+    let (daemon, addr) = rt.block_on(net::start_listening(&env.home, exe, None));
+    let keys = Keys::open(&env.home);
+    keys.team("a");
+    let key = keys.key("a", &[Scope::TasksRead, Scope::TasksWrite], None);
+    let repo = env.repo.display().to_string();
+    let task = json!({"repo": repo, "prompt": "p", "agent": "command", "cmd": "sleep 300"});
+    let (st, b) = net::call(
+        addr,
+        "POST",
+        "/v1/tasks",
+        Some(&key.secret),
+        &task.to_string(),
+    );
+    assert_eq!(st, 201, "{b}");
+    let id = serde_json::from_str::<Value>(&b).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let secret = key.secret.clone();
+    let path = format!("/v1/tasks/{id}/events?follow=1");
+    std::thread::spawn(move || {
+        let _ = tx.send(net::call(addr, "GET", &path, Some(&secret), ""));
+    });
+    // The stream is open (nothing came back yet), then the key is revoked.
+    assert!(rx.recv_timeout(std::time::Duration::from_secs(1)).is_err());
+    keys.revoke(&key.id);
+    let ended = rx.recv_timeout(std::time::Duration::from_secs(30));
+    let (st, b) = net::call(addr, "POST", &format!("/v1/tasks/{id}/stop"), None, "");
+    assert_eq!(st, 401, "{b}");
+    let (st, b) = owner(&env, "POST", &format!("/v1/tasks/{id}/stop"), "{}");
+    assert_eq!(st, 200, "{b}");
+    let (status, _) = ended.expect("the stream of a revoked key is still open after 30 s");
+    assert_eq!(status, 200);
+    rt.block_on(daemon.shutdown());
+}

@@ -454,6 +454,7 @@ fn wants_sse(headers: &HeaderMap, follow: bool) -> bool {
 /// every 15 s. A resume point beyond the task's last event is a 400.
 pub async fn events(
     State(engine): State<Arc<Engine>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
@@ -494,7 +495,8 @@ pub async fn events(
             .await?;
         return Ok(Json(evs).into_response());
     }
-    let stream = follow(engine, task.id, after);
+    let key = principal.key_id().map(str::to_string);
+    let stream = follow(engine, task.id, after, key);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -506,6 +508,8 @@ const FOLLOW_BATCH_BYTES: usize = 256 << 10;
 /// SSE events queued for a client ahead of what it has read. With the batch, a client that
 /// never reads costs the daemon at most about 256 KiB + 4 × 64 KiB (plus socket buffers).
 const FOLLOW_QUEUE: usize = 4;
+/// How often an open stream of an API key re-checks that the key is still valid.
+const KEY_RECHECK: Duration = Duration::from_secs(5);
 
 /// Events after `after` as SSE (id = seq), live, ending with an `end` event once the task is
 /// terminal and drained; or closed without `end` when the daemon stops or the task is removed
@@ -514,12 +518,24 @@ fn follow(
     engine: Arc<Engine>,
     id: String,
     mut after: i64,
+    key: Option<String>,
 ) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> {
     let tracker = engine.tasks.clone();
     async_stream(&tracker, move |tx| async move {
         let mut rx = engine.subscribe();
         let stopping = engine.stopping();
         loop {
+            // A key revoked, expired or rotated out while its stream is open: the stream ends
+            // (checked before each batch and at least every KEY_RECHECK).
+            if let Some(k) = &key {
+                let usable = matches!(
+                    engine.store.key(k).await,
+                    Ok(Some(info)) if super::access::key_usable(&info, &drover_store::now())
+                );
+                if !usable {
+                    return;
+                }
+            }
             let terminal = match engine.store.get_task(&id).await {
                 Ok(t) => t.state.is_terminal(),
                 Err(_) => true,
@@ -565,6 +581,7 @@ fn follow(
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
                 _ = stopping.cancelled() => {}
+                _ = tokio::time::sleep(KEY_RECHECK), if key.is_some() => {}
             }
         }
     })
