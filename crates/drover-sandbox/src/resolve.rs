@@ -192,6 +192,24 @@ fn looks_like_sha(s: &str) -> bool {
     (7..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// The refs (`refs/heads/…`, `refs/tags/…`, …) of `repo_dir` from which `commit` is reachable:
+/// who may start from a commit can be told by the branches that hold it.
+pub async fn refs_containing(repo_dir: &Path, commit: &str) -> Result<Vec<String>> {
+    let out = git::run(
+        repo_dir,
+        &["for-each-ref", "--format=%(refname)", "--contains", commit],
+    )
+    .await?;
+    if !out.ok() {
+        return Err(SandboxError::Git {
+            op: "for-each-ref --contains".into(),
+            dir: repo_dir.display().to_string(),
+            stderr: out.stderr,
+        });
+    }
+    Ok(out.stdout.lines().map(str::to_string).collect())
+}
+
 fn unknown(repo: &str, git_ref: &str) -> SandboxError {
     SandboxError::UnknownRef {
         repo: repo.to_string(),

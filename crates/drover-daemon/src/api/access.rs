@@ -313,6 +313,61 @@ pub fn bind_task(principal: &Principal, req: &mut RunRequest) -> Result<(), ApiE
     Ok(())
 }
 
+/// A key's `repo` URL may not name this host or a private network (the rule of webhook URLs,
+/// `teams::webhooks::internal_host`): a clone is a request the daemon makes, so a key could
+/// otherwise probe what only the daemon reaches. A path on the server is not a URL (allowed).
+pub fn check_repo(principal: &Principal, repo: &str) -> Result<(), ApiErr> {
+    if matches!(principal, Principal::Owner) {
+        return Ok(());
+    }
+    let url = if repo.contains("://") {
+        repo.to_string()
+    } else {
+        // scp-like `user@host:path`, as `drover_sandbox` tells a URL from a path.
+        match (repo.find('@'), repo.find(':'), repo.find('/')) {
+            (Some(at), Some(colon), slash) if at < colon && slash.is_none_or(|s| colon < s) => {
+                format!("ssh://{}/{}", &repo[..colon], &repo[colon + 1..])
+            }
+            _ => return Ok(()),
+        }
+    };
+    if crate::teams::webhooks::internal_host(&url) {
+        return Err(ApiErr::new(
+            ApiErrorKind::Forbidden,
+            "forbidden: the repo URL names this host or a private network",
+            Some("give a public clone URL, or ask the host owner to run it"),
+        ));
+    }
+    Ok(())
+}
+
+/// A key's task or pool starts only from a commit its team may see
+/// ([`crate::teams::policy::base_visible`]); else the very 422 of a ref that does not exist, so
+/// the answer never tells that another team's branch or commit does.
+pub async fn check_base(
+    engine: &Engine,
+    principal: &Principal,
+    repo: &str,
+    git_ref: &str,
+    repo_dir: &std::path::Path,
+    commit: &str,
+) -> Result<(), ApiErr> {
+    let Principal::Key(k) = principal else {
+        return Ok(());
+    };
+    if crate::teams::policy::base_visible(engine.store.as_ref(), &k.team, repo_dir, commit)
+        .await
+        .map_err(ApiErr::from)?
+    {
+        return Ok(());
+    }
+    Err(drover_sandbox::SandboxError::UnknownRef {
+        repo: repo.to_string(),
+        git_ref: git_ref.to_string(),
+    }
+    .into())
+}
+
 /// `WWW-Authenticate: Bearer` on 401s (RFC 6750).
 pub async fn challenge(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;

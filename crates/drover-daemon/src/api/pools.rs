@@ -55,6 +55,7 @@ pub async fn create(
     ApiJson(req): ApiJson<PoolRequest>,
 ) -> ApiResult<Json<Value>> {
     ApiErr::confinable(&engine)?;
+    super::access::check_repo(&principal, &req.repo)?;
     if req.name.is_empty()
         || !req
             .name
@@ -81,13 +82,15 @@ pub async fn create(
     drover_types::validate::prompt_for(&agent, capabilities.prompt_arg_max, &req.prompt)
         .map_err(ApiErr::invalid)?;
     drover_types::validate::max_usd(req.max_usd).map_err(ApiErr::invalid)?;
-    let team_budget = match principal.team() {
-        Some(t) => crate::teams::policy::team(engine.store.as_ref(), t)
-            .await?
-            .is_some_and(|t| t.max_usd_per_day.is_some()),
-        None => false,
-    };
-    super::tasks::enforceable(&engine, req.max_usd.is_some(), team_budget)?;
+    // The team's rules, as for a task: the model on its list; its per-task cap (which each of
+    // the pool's tasks gets, `engine::pools`) and daily budget need the gateway.
+    let team =
+        super::teams::admit_task(&engine, principal.team(), req.model.as_deref(), None).await?;
+    super::tasks::enforceable(
+        &engine,
+        req.max_usd.is_some() || team.max_usd.is_some(),
+        team.team_daily_budget,
+    )?;
     super::tasks::prompt_size(&req.prompt)?;
     if req.count == Some(0) {
         return Err(ApiErr::invalid(
@@ -104,6 +107,15 @@ pub async fn create(
     let own_protect = super::protect::compile(&req.protect)?;
     let base_ref = req.base_ref.clone().unwrap_or_else(|| "HEAD".into());
     let resolved = engine.sandboxes.resolve(&req.repo, &base_ref).await?;
+    super::access::check_base(
+        &engine,
+        &principal,
+        &req.repo,
+        &base_ref,
+        &resolved.repo_dir,
+        &resolved.commit,
+    )
+    .await?;
     let warnings = super::protect::unmatched(&engine, &resolved, &own_protect).await;
     let permissions = req.permissions.unwrap_or(engine.config.permissions);
     let pool = NewPool {

@@ -2,10 +2,11 @@
 //! the whole line an event holds only an excerpt of (its `raw: {stream, offset, len}`).
 //! Streamed in 64 KiB reads: any length costs the daemon no more memory than that.
 
+use super::body::ApiQuery;
 use super::ApiErr;
 use crate::engine::Engine;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::Response;
 use serde::Deserialize;
@@ -31,7 +32,7 @@ pub struct RawQuery {
 pub async fn raw(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
-    Query(q): Query<RawQuery>,
+    ApiQuery(q): ApiQuery<RawQuery>,
 ) -> Result<Response, ApiErr> {
     let task = engine.store.find_task(&id).await?;
     let files = engine.home.task(&task.id);

@@ -59,11 +59,18 @@ pub async fn create(
         req.api_key = provider_key;
     }
     super::access::bind_task(&principal, &mut req)?;
+    super::access::check_repo(&principal, &req.repo)?;
     ApiErr::confinable(&engine)?;
     prompt_size(&req.prompt)?;
     let (task, warnings) = prepare(&engine, &req)
         .await
         .map_err(task_request::as_field_error)?;
+    if let (Some(dir), Some(commit)) = (&task.repo_dir, &task.base_commit) {
+        let dir = std::path::Path::new(dir);
+        super::access::check_base(&engine, &principal, &task.repo, &task.base_ref, dir, commit)
+            .await
+            .map_err(task_request::as_field_error)?;
+    }
     let idem = idem_key.map(|key| Idempotency {
         scope: task_request::idempotency_scope(&principal),
         key,
@@ -453,6 +460,7 @@ fn wants_sse(headers: &HeaderMap, follow: bool) -> bool {
 /// every 15 s. A resume point beyond the task's last event is a 400.
 pub async fn events(
     State(engine): State<Arc<Engine>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
@@ -493,7 +501,8 @@ pub async fn events(
             .await?;
         return Ok(Json(evs).into_response());
     }
-    let stream = follow(engine, task.id, after);
+    let key = principal.key_id().map(str::to_string);
+    let stream = follow(engine, task.id, after, key);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -505,6 +514,8 @@ const FOLLOW_BATCH_BYTES: usize = 256 << 10;
 /// SSE events queued for a client ahead of what it has read. With the batch, a client that
 /// never reads costs the daemon at most about 256 KiB + 4 × 64 KiB (plus socket buffers).
 const FOLLOW_QUEUE: usize = 4;
+/// How often an open stream of an API key re-checks that the key is still valid.
+const KEY_RECHECK: Duration = Duration::from_secs(5);
 
 /// Events after `after` as SSE (id = seq), live, ending with an `end` event once the task is
 /// terminal and drained; or closed without `end` when the daemon stops or the task is removed
@@ -513,12 +524,24 @@ fn follow(
     engine: Arc<Engine>,
     id: String,
     mut after: i64,
+    key: Option<String>,
 ) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> {
     let tracker = engine.tasks.clone();
     async_stream(&tracker, move |tx| async move {
         let mut rx = engine.subscribe();
         let stopping = engine.stopping();
         loop {
+            // A key revoked, expired or rotated out while its stream is open: the stream ends
+            // (checked before each batch and at least every KEY_RECHECK).
+            if let Some(k) = &key {
+                let usable = matches!(
+                    engine.store.key(k).await,
+                    Ok(Some(info)) if super::access::key_usable(&info, &drover_store::now())
+                );
+                if !usable {
+                    return;
+                }
+            }
             let terminal = match engine.store.get_task(&id).await {
                 Ok(t) => t.state.is_terminal(),
                 Err(_) => true,
@@ -564,6 +587,7 @@ fn follow(
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
                 _ = stopping.cancelled() => {}
+                _ = tokio::time::sleep(KEY_RECHECK), if key.is_some() => {}
             }
         }
     })

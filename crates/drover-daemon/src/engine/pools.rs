@@ -52,6 +52,13 @@ pub async fn tick(engine: &Arc<Engine>) -> Result<(), StoreError> {
 async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError> {
     let session_id_up_front =
         drover_agents::adapter(&pool.agent).is_ok_and(|a| a.capabilities().session_id_up_front);
+    // The team's per-task cap holds for its pool's tasks too (docs/design.md §7).
+    let team_cap = match pool.team.as_deref() {
+        Some(t) => crate::teams::policy::team(engine.store.as_ref(), t)
+            .await?
+            .and_then(|t| t.max_usd_per_task),
+        None => None,
+    };
     let mut n = pool.launched;
     loop {
         n += 1;
@@ -65,6 +72,25 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
                 return Ok(());
             }
         };
+        // A key's pool (one of a team) re-resolves its ref at each task: never to another
+        // team's work.
+        if let Some(team) = pool.team.as_deref() {
+            let seen = crate::teams::policy::base_visible(
+                engine.store.as_ref(),
+                team,
+                &resolved.repo_dir,
+                &resolved.commit,
+            )
+            .await;
+            if !matches!(seen, Ok(true)) {
+                let message = format!("{}: no such ref in {}", pool.base_ref, pool.repo);
+                engine
+                    .store
+                    .pool_event(&pool.name, "error", json!({ "message": message }))
+                    .await?;
+                return Ok(());
+            }
+        }
         let id = new_task_id();
         let task = NewTask {
             id: id.clone(),
@@ -82,8 +108,12 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             cmd: pool.cmd.clone(),
             verify: pool.verify.clone(),
             permissions: pool.permissions,
-            // The pool's --max-usd is the whole pool's budget (enforced by the gateway).
-            budget: Budget::default(),
+            // The pool's --max-usd is the whole pool's budget (enforced by the gateway); a
+            // task's own is its team's per-task cap.
+            budget: Budget {
+                max_usd: team_cap,
+                max_tokens: None,
+            },
             session_id: session_id_up_front.then(|| uuid::Uuid::new_v4().to_string()),
             pool: Some(pool.name.clone()),
             team: pool.team.clone(),

@@ -74,6 +74,33 @@ pub async fn admit(
     })
 }
 
+/// Whether `team` may start from `commit` of `repo_dir`: some branch or tag holds it other than
+/// another team's task branches (`drover/<id>`; its own tasks' count). Otherwise a `ref` naming
+/// another team's branch, an abbreviated sha of one of its commits or `:/text` would check out
+/// that team's work.
+pub async fn base_visible(
+    store: &dyn Store,
+    team: &str,
+    repo_dir: &std::path::Path,
+    commit: &str,
+) -> Result<bool, drover_sandbox::SandboxError> {
+    for r in drover_sandbox::refs_containing(repo_dir, commit).await? {
+        let task_id = r
+            .strip_prefix("refs/heads/drover/")
+            .or_else(|| r.strip_prefix("refs/remotes/origin/drover/"))
+            .map(|rest| rest.split('/').next().unwrap_or(rest));
+        let Some(id) = task_id else {
+            return Ok(true);
+        };
+        if let Ok(t) = store.get_task(id).await {
+            if t.team.as_deref() == Some(team) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// A task's own budget under a team's per-task cap: the smaller, or whichever is set.
 pub fn cap(own: Option<f64>, team_cap: Option<f64>) -> Option<f64> {
     match (own, team_cap) {

@@ -117,15 +117,19 @@ pub async fn teams_and_keys_round_trip(store: Arc<dyn Store>) {
     let old = store.key("key_1").await.unwrap().unwrap();
     assert_eq!(old.rotated_to.as_deref(), Some("key_1b"));
     assert_eq!(old.expires_at.as_deref(), Some("2030-01-01T00:00:00.000Z"));
-    // A second rotation cannot push the old key's end later.
-    store
-        .rotate_key(
-            "key_1",
-            key("key_1c", "a", "h1c"),
-            "2031-01-01T00:00:00.000Z",
-        )
-        .await
-        .unwrap();
+    // A key already rotated is not rotated again (two racing rotations make one successor),
+    // and its end stays.
+    assert!(matches!(
+        store
+            .rotate_key(
+                "key_1",
+                key("key_1c", "a", "h1c"),
+                "2031-01-01T00:00:00.000Z",
+            )
+            .await,
+        Err(StoreError::Exists(_))
+    ));
+    assert_eq!(store.key("key_1c").await.unwrap(), None, "nothing stored");
     assert_eq!(
         store
             .key("key_1")
@@ -135,6 +139,28 @@ pub async fn teams_and_keys_round_trip(store: Arc<dyn Store>) {
             .expires_at
             .as_deref(),
         Some("2030-01-01T00:00:00.000Z")
+    );
+    // Rotation cannot push a key's end later.
+    let mut short = key("key_4", "a", "h4");
+    short.expires_at = Some("2029-01-01T00:00:00.000Z".into());
+    store.create_key(short).await.unwrap();
+    store
+        .rotate_key(
+            "key_4",
+            key("key_4b", "a", "h4b"),
+            "2031-01-01T00:00:00.000Z",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .key("key_4")
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at
+            .as_deref(),
+        Some("2029-01-01T00:00:00.000Z")
     );
     assert!(matches!(
         store
@@ -164,4 +190,16 @@ pub async fn teams_and_keys_round_trip(store: Arc<dyn Store>) {
         store.revoke_key("nope", "2026-02-01T00:00:00.000Z").await,
         Err(StoreError::KeyNotFound(_))
     ));
+    // A revoked key is not rotated (a revocation racing a rotation wins).
+    assert!(matches!(
+        store
+            .rotate_key(
+                "key_2",
+                key("key_2b", "b", "h2b"),
+                "2030-01-01T00:00:00.000Z"
+            )
+            .await,
+        Err(StoreError::Exists(_))
+    ));
+    assert_eq!(store.key("key_2b").await.unwrap(), None, "nothing stored");
 }

@@ -253,6 +253,11 @@ impl TeamStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| StoreError::KeyNotFound(old_id.to_string()))?;
+        // Checked again here, in the one writer's transaction: two racing rotations make one
+        // successor, and a revocation that came first wins.
+        if old.rotated_to.is_some() || old.revoked_at.is_some() {
+            return Err(StoreError::Exists(old_id.to_string()));
+        }
         insert_key(&mut tx, &new, &now()).await?;
         // Never later than it was: rotating cannot extend a key's life.
         let expires = match old.expires_at.as_deref() {
