@@ -677,8 +677,33 @@ mod as_key {
             .collect();
         assert_eq!(names, ["a"], "an admin key saw another team");
         assert_eq!(call(&admin, "GET", "/v1/teams/a", "").await.0, 200);
-        let (st, v) = call(&admin, "PATCH", "/v1/teams/a", r#"{"max_usd_per_task": 1}"#).await;
-        assert_eq!((st, v["max_usd_per_task"].clone()), (200, Value::from(1.0)));
+        // Its budgets and models are the host owner's: an admin key raising them is refused and
+        // changes nothing; its webhook URL is its own.
+        for body in [
+            r#"{"max_usd_per_task": 1000}"#,
+            r#"{"max_usd_per_day": null}"#,
+            r#"{"allowed_models": ["claude-opus-4-1"]}"#,
+        ] {
+            let (st, v) = call(&admin, "PATCH", "/v1/teams/a", body).await;
+            assert_eq!(
+                (st, v["kind"].clone()),
+                (403, Value::from("forbidden")),
+                "{body}"
+            );
+        }
+        let (_, v) = call(&admin, "GET", "/v1/teams/a", "").await;
+        assert_eq!(v["max_usd_per_task"], Value::Null, "unchanged: {v}");
+        let (st, v) = call(
+            &admin,
+            "PATCH",
+            "/v1/teams/a",
+            r#"{"webhook_url": "https://hooks.example.com/drover"}"#,
+        )
+        .await;
+        assert_eq!(
+            (st, v["webhook_url"].clone()),
+            (200, Value::from("https://hooks.example.com/drover"))
+        );
         assert_eq!(
             call(&admin, "GET", "/v1/teams/a/webhook-secret", "")
                 .await

@@ -86,7 +86,11 @@ fn an_admin_key_manages_its_own_team_over_tcp() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["a"]);
-    r.ok(a, &["team", "update", "a", "--max-usd-per-task", "1"]);
+    r.refused(
+        a,
+        &["team", "update", "a", "--max-usd-per-task", "1000"],
+        "set by the host owner",
+    );
     r.refused(
         a,
         &["team", "update", "b", "--max-usd-per-task", "1"],

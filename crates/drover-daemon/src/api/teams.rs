@@ -167,6 +167,18 @@ pub async fn update(
     ApiJson(req): ApiJson<UpdateTeamRequest>,
 ) -> ApiResult<Json<TeamInfo>> {
     let mut team = managed(&engine, &p, &name).await?;
+    // Money and models are the host owner's to set: a team's admin key raising its own budget
+    // or widening its model list would make them no limit at all (docs/design.md §7).
+    let limits = req.max_usd_per_day.is_some()
+        || req.max_usd_per_task.is_some()
+        || req.allowed_models.is_some();
+    if limits && p != Principal::Owner {
+        return Err(ApiErr::new(
+            ApiErrorKind::Forbidden,
+            "forbidden: a team's budgets and model list are set by the host owner; a key may change only its team's webhook_url",
+            Some("ask whoever runs the server (`drover team update NAME …` on its Unix socket)"),
+        ));
+    }
     check_settings(
         &p,
         req.max_usd_per_day.flatten(),
