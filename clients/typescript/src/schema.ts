@@ -582,6 +582,7 @@ export interface components {
             max_usd_per_task?: number | null;
             allowed_models?: string[] | null;
             webhook_url?: string | null;
+            allowed_repos?: string[] | null;
         };
         /** @description `GET /v1/status` */
         DaemonStatus: {
@@ -1128,6 +1129,12 @@ export interface components {
             allowed_models?: string[] | null;
             /** @description Called on task end and on `needs_input` (docs/design.md §7, webhooks). */
             webhook_url?: string | null;
+            /**
+             * @description The repositories the team's tasks and pools may use (`None`: any the daemon can reach):
+             *     absolute directories (a repo at or under one) or URL prefixes (`https://git.example.com/acme/`).
+             *     Set by the host owner only.
+             */
+            allowed_repos?: string[] | null;
             created_at: string;
         };
         /**
@@ -1141,6 +1148,7 @@ export interface components {
             max_usd_per_task?: number | null;
             allowed_models?: string[] | null;
             webhook_url?: string | null;
+            allowed_repos?: string[] | null;
         };
         Usage: {
             /** Format: int64 */

@@ -322,6 +322,10 @@ pub struct TeamSettings {
     /// list.
     #[arg(long = "allow-model", value_name = "MODEL")]
     pub allowed_models: Vec<String>,
+    /// A repository the team's tasks may use: an absolute directory (repos at or under it) or a
+    /// URL prefix (repeatable; default: any). With `update`, replaces the list.
+    #[arg(long = "allow-repo", value_name = "DIR|URL")]
+    pub allowed_repos: Vec<String>,
     /// Called (POST, signed) when a task of the team ends or needs input.
     #[arg(long, value_name = "URL")]
     pub webhook_url: Option<String>,
@@ -334,6 +338,8 @@ pub enum TeamSetting {
     MaxUsdPerTask,
     /// The model list (any model then).
     AllowedModels,
+    /// The repo list (any repo then).
+    AllowedRepos,
     WebhookUrl,
 }
 

@@ -312,3 +312,80 @@ fn an_open_event_stream_ends_when_its_key_is_revoked() {
     assert_eq!(status, 200);
     rt.block_on(daemon.shutdown());
 }
+
+/// A team's `allowed_repos` (set by the host owner) bound what its keys may check out: a repo
+/// outside them — another directory, a `..` walk out of an allowed one, a URL — is a 403 before
+/// anything is resolved or fetched, and nothing is created; a key cannot widen the list.
+#[test]
+fn a_team_uses_only_its_allowed_repos() {
+    let env = Env::new();
+    let rt = runtime();
+    let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
+    let (daemon, addr) = rt.block_on(net::start_listening(&env.home, exe, None));
+    let other = env.repo.parent().unwrap().join("other");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&env.repo)
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let keys = Keys::open(&env.home);
+    keys.team("a");
+    let repo = env.repo.display().to_string();
+    let body = json!({ "allowed_repos": [repo] }).to_string();
+    let (st, b) = owner(&env, "PATCH", "/v1/teams/a", &body);
+    assert_eq!(st, 200, "{b}");
+    let key = keys.key("a", &[Scope::Admin], None);
+    let post = |repo: &str| {
+        let task = json!({"repo": repo, "task": "p", "agent": "command", "cmd": "true"});
+        net::call(
+            addr,
+            "POST",
+            "/v1/tasks",
+            Some(&key.secret),
+            &task.to_string(),
+        )
+    };
+    let (st, b) = post(&repo);
+    assert_eq!(st, 201, "its own repo: {b}");
+    for outside in [
+        other.display().to_string(),
+        format!("{repo}/../other"),
+        "https://example.invalid/acme/api.git".to_string(),
+        "other".to_string(),
+    ] {
+        let (st, b) = post(&outside);
+        assert_eq!(st, 403, "{outside}: {b}");
+        assert!(b.contains("forbidden") && b.contains("may use only"), "{b}");
+    }
+    // A pool too.
+    let pool = json!({
+        "name": "p1", "slots": 1, "count": 1, "repo": other.display().to_string(),
+        "prompt": "p", "agent": "command", "cmd": "true",
+    });
+    let (st, b) = net::call(
+        addr,
+        "POST",
+        "/v1/pools",
+        Some(&key.secret),
+        &pool.to_string(),
+    );
+    assert_eq!(st, 403, "{b}");
+    // The key (even admin) cannot widen the list.
+    let widen = json!({ "allowed_repos": [other.display().to_string()] }).to_string();
+    let (st, b) = net::call(addr, "PATCH", "/v1/teams/a", Some(&key.secret), &widen);
+    assert_eq!(st, 403, "{b}");
+    let (_, b) = owner(&env, "GET", "/v1/tasks?all=true", "");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["tasks"].as_array().map(Vec::len), Some(1), "{v:#}");
+    // A bad entry is refused with what to give.
+    let (st, b) = owner(
+        &env,
+        "PATCH",
+        "/v1/teams/a",
+        r#"{"allowed_repos": ["relative/dir"]}"#,
+    );
+    assert_eq!(st, 422, "{b}");
+    rt.block_on(daemon.shutdown());
+}

@@ -39,6 +39,11 @@ pub struct TeamInfo {
     pub allowed_models: Option<Vec<String>>,
     /// Called on task end and on `needs_input` (docs/design.md §7, webhooks).
     pub webhook_url: Option<String>,
+    /// The repositories the team's tasks and pools may use (`None`: any the daemon can reach):
+    /// absolute directories (a repo at or under one) or URL prefixes (`https://git.example.com/acme/`).
+    /// Set by the host owner only.
+    #[serde(default)]
+    pub allowed_repos: Option<Vec<String>>,
     pub created_at: String,
 }
 
@@ -55,6 +60,8 @@ pub struct CreateTeamRequest {
     pub allowed_models: Option<Vec<String>>,
     #[serde(default)]
     pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub allowed_repos: Option<Vec<String>>,
 }
 
 /// `PATCH /v1/teams/{name}` (`drover team update NAME …`): a partial body — an absent field
@@ -86,6 +93,12 @@ pub struct UpdateTeamRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub webhook_url: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allowed_repos: Option<Option<Vec<String>>>,
 }
 
 /// A field that is present (`null` included): `Some(value or None)`; absent is the default.

@@ -22,6 +22,8 @@ pub async fn team(action: TeamAction) -> Result<i32> {
                 max_usd_per_task: settings.max_usd_per_task,
                 allowed_models: (!settings.allowed_models.is_empty())
                     .then_some(settings.allowed_models),
+                allowed_repos: (!settings.allowed_repos.is_empty())
+                    .then_some(settings.allowed_repos),
                 webhook_url: settings.webhook_url,
             };
             let client = Client::connect().await?;
@@ -53,6 +55,8 @@ pub async fn team(action: TeamAction) -> Result<i32> {
                 max_usd_per_task: settings.max_usd_per_task.map(Some),
                 allowed_models: (!settings.allowed_models.is_empty())
                     .then_some(Some(settings.allowed_models)),
+                allowed_repos: (!settings.allowed_repos.is_empty())
+                    .then_some(Some(settings.allowed_repos)),
                 webhook_url: settings.webhook_url.map(Some),
             };
             for u in unset {
@@ -60,6 +64,7 @@ pub async fn team(action: TeamAction) -> Result<i32> {
                     TeamSetting::MaxUsdPerDay => req.max_usd_per_day.replace(None).is_some(),
                     TeamSetting::MaxUsdPerTask => req.max_usd_per_task.replace(None).is_some(),
                     TeamSetting::AllowedModels => req.allowed_models.replace(None).is_some(),
+                    TeamSetting::AllowedRepos => req.allowed_repos.replace(None).is_some(),
                     TeamSetting::WebhookUrl => req.webhook_url.replace(None).is_some(),
                 };
                 if given {
@@ -70,7 +75,7 @@ pub async fn team(action: TeamAction) -> Result<i32> {
             }
             if req == UpdateTeamRequest::default() {
                 return Err(CliError::input("nothing to update").hint(
-                    "give --max-usd-per-day, --max-usd-per-task, --allow-model, --webhook-url or --unset",
+                    "give --max-usd-per-day, --max-usd-per-task, --allow-model, --allow-repo, --webhook-url or --unset",
                 ));
             }
             let client = Client::connect().await?;

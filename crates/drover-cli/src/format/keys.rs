@@ -110,6 +110,7 @@ mod snapshots {
                 max_usd_per_task: Some(2.5),
                 allowed_models: Some(vec!["claude-sonnet-4-6".into(), "claude-haiku-4-5".into()]),
                 webhook_url: Some("https://hooks.example.com/drover".into()),
+                allowed_repos: Some(vec!["/srv/repos/platform".into()]),
                 created_at: "2026-03-01T10:00:00.000Z".into(),
             },
             TeamInfo {

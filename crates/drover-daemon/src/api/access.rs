@@ -341,6 +341,37 @@ pub fn check_repo(principal: &Principal, repo: &str) -> Result<(), ApiErr> {
     Ok(())
 }
 
+/// A task or pool of a team with `allowed_repos` uses only those (docs/design.md §7): checked on
+/// the request's repo before anything is cloned or fetched; else 403 naming the team's repos.
+pub async fn check_team_repo(
+    engine: &Engine,
+    team: Option<&str>,
+    repo: &str,
+) -> Result<(), ApiErr> {
+    let Some(team) = team else { return Ok(()) };
+    let Some(t) = engine.store.team(team).await? else {
+        return Ok(()); // an unknown team is refused by the team rules (422)
+    };
+    let Some(allowed) = t.allowed_repos else {
+        return Ok(());
+    };
+    if crate::teams::policy::repo_allowed(&allowed, repo) {
+        return Ok(());
+    }
+    Err(ApiErr::new(
+        ApiErrorKind::Forbidden,
+        format!(
+            "forbidden: team {team} may use only its repos ({}), not {repo:?}",
+            if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        ),
+        Some("the host owner sets them: `drover team update TEAM --allow-repo DIR|URL`"),
+    ))
+}
+
 /// A key's task or pool starts only from a commit its team may see
 /// ([`crate::teams::policy::base_visible`]); else the very 422 of a ref that does not exist, so
 /// the answer never tells that another team's branch or commit does.

@@ -56,6 +56,7 @@ pub async fn create(
 ) -> ApiResult<Json<Value>> {
     ApiErr::confinable(&engine)?;
     super::access::check_repo(&principal, &req.repo)?;
+    super::access::check_team_repo(&engine, principal.team(), &req.repo).await?;
     if req.name.is_empty()
         || !req
             .name

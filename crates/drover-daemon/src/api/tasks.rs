@@ -60,6 +60,7 @@ pub async fn create(
     }
     super::access::bind_task(&principal, &mut req)?;
     super::access::check_repo(&principal, &req.repo)?;
+    super::access::check_team_repo(&engine, req.team.as_deref(), &req.repo).await?;
     ApiErr::confinable(&engine)?;
     prompt_size(&req.prompt)?;
     let (task, warnings) = prepare(&engine, &req)

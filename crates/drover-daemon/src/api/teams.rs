@@ -59,6 +59,7 @@ fn check_settings(
     max_usd_per_day: Option<f64>,
     max_usd_per_task: Option<f64>,
     allowed_models: Option<&Vec<String>>,
+    allowed_repos: Option<&Vec<String>>,
     webhook_url: Option<&str>,
 ) -> ApiResult<()> {
     validate::dollars("--max-usd-per-day", max_usd_per_day).map_err(|e| invalid_field(e, None))?;
@@ -71,6 +72,9 @@ fn check_settings(
                 None,
             ));
         }
+    }
+    for r in allowed_repos.into_iter().flatten() {
+        policy::check_repo_entry(r).map_err(|e| invalid_field(e, None))?;
     }
     if let Some(url) = webhook_url {
         webhooks::check_url(url).map_err(|e| {
@@ -117,6 +121,7 @@ pub async fn create(
         req.max_usd_per_day,
         req.max_usd_per_task,
         req.allowed_models.as_ref(),
+        req.allowed_repos.as_ref(),
         req.webhook_url.as_deref(),
     )?;
     let team = TeamInfo {
@@ -124,6 +129,7 @@ pub async fn create(
         max_usd_per_day: req.max_usd_per_day,
         max_usd_per_task: req.max_usd_per_task,
         allowed_models: req.allowed_models,
+        allowed_repos: req.allowed_repos,
         webhook_url: req.webhook_url,
         created_at: String::new(),
     };
@@ -171,11 +177,12 @@ pub async fn update(
     // or widening its model list would make them no limit at all (docs/design.md §7).
     let limits = req.max_usd_per_day.is_some()
         || req.max_usd_per_task.is_some()
-        || req.allowed_models.is_some();
+        || req.allowed_models.is_some()
+        || req.allowed_repos.is_some();
     if limits && p != Principal::Owner {
         return Err(ApiErr::new(
             ApiErrorKind::Forbidden,
-            "forbidden: a team's budgets and model list are set by the host owner; a key may change only its team's webhook_url",
+            "forbidden: a team's budgets, models and repos are set by the host owner; a key may change only its team's webhook_url",
             Some("ask whoever runs the server (`drover team update NAME …` on its Unix socket)"),
         ));
     }
@@ -184,6 +191,7 @@ pub async fn update(
         req.max_usd_per_day.flatten(),
         req.max_usd_per_task.flatten(),
         req.allowed_models.as_ref().and_then(Option::as_ref),
+        req.allowed_repos.as_ref().and_then(Option::as_ref),
         req.webhook_url.as_ref().and_then(Option::as_deref),
     )?;
     if let Some(v) = req.max_usd_per_day {
@@ -197,6 +205,9 @@ pub async fn update(
     }
     if let Some(v) = req.webhook_url {
         team.webhook_url = v;
+    }
+    if let Some(v) = req.allowed_repos {
+        team.allowed_repos = v;
     }
     Ok(Json(engine.store.update_team(&team).await?))
 }

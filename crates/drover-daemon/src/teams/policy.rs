@@ -101,6 +101,82 @@ pub async fn base_visible(
     Ok(false)
 }
 
+/// Whether `repo` is a URL (`scheme://…` or scp-like `user@host:path`), as `drover_sandbox`
+/// tells a URL from a path.
+pub fn is_url(repo: &str) -> bool {
+    if repo.contains("://") {
+        return true;
+    }
+    matches!(
+        (repo.find('@'), repo.find(':'), repo.find('/')),
+        (Some(at), Some(colon), slash) if at < colon && slash.is_none_or(|s| colon < s)
+    )
+}
+
+/// An entry of a team's `allowed_repos`: an absolute directory or a URL (prefix).
+pub fn check_repo_entry(entry: &str) -> Result<(), String> {
+    let ok = !entry.trim().is_empty()
+        && !entry.chars().any(char::is_control)
+        && (is_url(entry) || std::path::Path::new(entry).is_absolute());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--allow-repo {entry:?}: give an absolute directory (/srv/repos/acme) or a URL prefix \
+             (https://git.example.com/acme/)"
+        ))
+    }
+}
+
+/// `path` made absolute without `.` and `..` (the real path when it exists, so a symlink
+/// cannot lead out of an allowed directory).
+fn real_path(path: &std::path::Path) -> std::path::PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether a task may use `repo` (as the request names it) under a team's `allowed_repos`: a
+/// path at or under one of the directories (compared as real paths), or a URL equal to an entry or
+/// under one (`entry/…`, or any continuation of an entry ending in `/`) with no `.`/`..`
+/// segment (percent-encoded ones included).
+pub fn repo_allowed(allowed: &[String], repo: &str) -> bool {
+    if is_url(repo) {
+        let lower = repo.to_ascii_lowercase();
+        let dotted = lower
+            .split(['/', ':'])
+            .any(|seg| matches!(seg, "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."));
+        if dotted || lower.contains("%2f") || lower.contains("%5c") || repo.contains('\\') {
+            return false;
+        }
+        return allowed.iter().filter(|e| is_url(e)).any(|e| {
+            repo == e
+                || (e.ends_with('/') && repo.starts_with(e.as_str()))
+                || repo.starts_with(&format!("{e}/"))
+        });
+    }
+    let path = std::path::Path::new(repo);
+    if !path.is_absolute() {
+        return false;
+    }
+    let real = real_path(path);
+    allowed
+        .iter()
+        .filter(|e| !is_url(e))
+        .any(|e| real.starts_with(real_path(std::path::Path::new(e))))
+}
+
 /// A task's own budget under a team's per-task cap: the smaller, or whichever is set.
 pub fn cap(own: Option<f64>, team_cap: Option<f64>) -> Option<f64> {
     match (own, team_cap) {
@@ -111,7 +187,61 @@ pub fn cap(own: Option<f64>, team_cap: Option<f64>) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::cap;
+    #![allow(clippy::unwrap_used)]
+    use super::{cap, repo_allowed};
+
+    #[test]
+    fn allowed_repos_hold_paths_under_their_directories_and_urls_under_their_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = dir.path().join("acme");
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(acme.join("api")).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        std::os::unix::fs::symlink(&other, acme.join("link")).unwrap();
+        let allowed = vec![
+            acme.display().to_string(),
+            "https://git.example.com/acme/".to_string(),
+            "git@git.example.com:acme".to_string(),
+        ];
+        let p = |rel: &str| format!("{}/{rel}", dir.path().display());
+        assert!(repo_allowed(&allowed, &p("acme")));
+        assert!(repo_allowed(&allowed, &p("acme/api")));
+        assert!(!repo_allowed(&allowed, &p("other")));
+        assert!(!repo_allowed(&allowed, &p("acme/../other")));
+        assert!(!repo_allowed(&allowed, &p("acme/link")), "a symlink out");
+        assert!(!repo_allowed(&allowed, &p("acme-evil")));
+        assert!(!repo_allowed(&allowed, "acme/api"), "relative");
+        assert!(repo_allowed(
+            &allowed,
+            "https://git.example.com/acme/api.git"
+        ));
+        assert!(!repo_allowed(
+            &allowed,
+            "https://git.example.com/acme/../globex/api.git"
+        ));
+        assert!(!repo_allowed(
+            &allowed,
+            "https://git.example.com/acme/%2e%2e/globex/x"
+        ));
+        assert!(!repo_allowed(
+            &allowed,
+            "https://git.example.com/acme%2f..%2fglobex"
+        ));
+        assert!(!repo_allowed(
+            &allowed,
+            "https://git.example.com/globex/api.git"
+        ));
+        assert!(!repo_allowed(
+            &allowed,
+            "https://git.example.com/acmecorp/x"
+        ));
+        assert!(repo_allowed(&allowed, "git@git.example.com:acme/api.git"));
+        assert!(!repo_allowed(
+            &allowed,
+            "git@git.example.com:acmecorp/api.git"
+        ));
+        assert!(!repo_allowed(&[], &p("acme")));
+    }
 
     #[test]
     fn the_team_cap_lowers_a_budget_and_fills_a_missing_one() {

@@ -26,6 +26,7 @@ pub async fn teams_and_keys_round_trip(store: Arc<dyn Store>) {
         max_usd_per_task: Some(1.5),
         allowed_models: Some(vec!["m1".into()]),
         webhook_url: Some("http://127.0.0.1:9/hook".into()),
+        allowed_repos: Some(vec!["/srv/repos/a".into()]),
         created_at: String::new(),
     };
     let stored = store.create_team(&a).await.unwrap();

@@ -14,6 +14,7 @@ struct TeamRow {
     max_usd_per_task: Option<f64>,
     allowed_models: Option<String>,
     webhook_url: Option<String>,
+    allowed_repos: Option<String>,
     created_at: String,
 }
 
@@ -30,6 +31,11 @@ impl TryFrom<TeamRow> for TeamInfo {
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(format!("teams.allowed_models: {e}")))?,
             webhook_url: r.webhook_url,
+            allowed_repos: r
+                .allowed_repos
+                .map(|m| serde_json::from_str(&m))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("teams.allowed_repos: {e}")))?,
             created_at: r.created_at,
         })
     }
@@ -128,17 +134,19 @@ impl SqliteStore {
 impl TeamStore for SqliteStore {
     async fn create_team(&self, team: &TeamInfo) -> Result<TeamInfo> {
         let models = team.allowed_models.as_ref().map(to_json).transpose()?;
+        let repos = team.allowed_repos.as_ref().map(to_json).transpose()?;
         let created_at = now();
         let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
             "INSERT INTO teams (name, max_usd_per_day, max_usd_per_task, allowed_models, \
-             webhook_url, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+             webhook_url, allowed_repos, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&team.name)
         .bind(team.max_usd_per_day)
         .bind(team.max_usd_per_task)
         .bind(models)
         .bind(&team.webhook_url)
+        .bind(repos)
         .bind(&created_at)
         .execute(&mut *tx)
         .await;
@@ -157,15 +165,17 @@ impl TeamStore for SqliteStore {
 
     async fn update_team(&self, team: &TeamInfo) -> Result<TeamInfo> {
         let models = team.allowed_models.as_ref().map(to_json).transpose()?;
+        let repos = team.allowed_repos.as_ref().map(to_json).transpose()?;
         let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE teams SET max_usd_per_day = ?, max_usd_per_task = ?, allowed_models = ?, \
-             webhook_url = ? WHERE name = ?",
+             webhook_url = ?, allowed_repos = ? WHERE name = ?",
         )
         .bind(team.max_usd_per_day)
         .bind(team.max_usd_per_task)
         .bind(models)
         .bind(&team.webhook_url)
+        .bind(repos)
         .bind(&team.name)
         .execute(&mut *tx)
         .await?;
