@@ -5,46 +5,13 @@
 mod common;
 use common::*;
 use drover_store::{SqliteStore, UsageRow, UsageStore};
-use drover_test_support::daemon::InProcessDaemon;
-use drover_test_support::keys::{Keys, TestKey};
-use drover_test_support::net;
+use drover_test_support::keys::TestKey;
 use drover_types::Scope;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
-use std::path::Path;
 
-struct Server {
-    rt: tokio::runtime::Runtime,
-    daemon: Option<InProcessDaemon>,
-    addr: SocketAddr,
-    keys: Keys,
-    env: Env,
-}
+type Server = TcpServer;
 
-impl Server {
-    fn start() -> Server {
-        let env = Env::new();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
-        let (daemon, addr) = rt.block_on(net::start_listening(&env.home, exe, None));
-        let keys = Keys::open(&env.home);
-        Server {
-            rt,
-            daemon: Some(daemon),
-            addr,
-            keys,
-            env,
-        }
-    }
-
-    fn call(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
-        net::call(self.addr, method, path, key, body)
-    }
-
+impl TcpServer {
     fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
         let (status, body) = self.call("GET", path, key, "");
         (
@@ -120,14 +87,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(d) = self.daemon.take() {
-            self.rt.block_on(d.shutdown());
-        }
-    }
-}
-
 fn teams(v: &Value) -> Vec<Option<String>> {
     v["records"]
         .as_array()
@@ -139,7 +98,7 @@ fn teams(v: &Value) -> Vec<Option<String>> {
 
 #[test]
 fn a_key_sees_only_its_own_teams_audit_usage_and_accounting() {
-    let s = Server::start();
+    let s = TcpServer::start();
     s.keys.team("a");
     s.keys.team("b");
     let a = s.keys.key(

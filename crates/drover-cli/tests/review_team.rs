@@ -8,14 +8,6 @@ use drover_types::Scope;
 use serde_json::{json, Value};
 use std::path::Path;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// The owner over the Unix socket.
 fn owner(env: &Env, method: &str, path: &str, body: &str) -> (u16, String) {
     let (status, _, b) = drover_test_support::http::request(

@@ -7,53 +7,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 use common::*;
-use drover_test_support::daemon::InProcessDaemon;
 use drover_test_support::keys::{at, Keys, TestKey};
 use drover_test_support::net;
 use drover_types::Scope;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+type Server = TcpServer;
 
-struct Server {
-    rt: tokio::runtime::Runtime,
-    daemon: Option<InProcessDaemon>,
-    addr: SocketAddr,
-    keys: Keys,
-    env: Env,
-}
-
-impl Server {
-    fn start() -> Server {
-        let env = Env::new();
-        let rt = runtime();
-        let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
-        let (daemon, addr) = rt.block_on(net::start_listening(&env.home, exe, None));
-        let keys = Keys::open(&env.home);
-        Server {
-            rt,
-            daemon: Some(daemon),
-            addr,
-            keys,
-            env,
-        }
-    }
-
-    fn call(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
-        net::call(self.addr, method, path, key, body)
-    }
-
-    /// The same request over the Unix socket, as the host owner.
+impl TcpServer {
     fn owner(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let (status, _, b) = drover_test_support::http::request(
             &self.env.sock(),
@@ -84,14 +48,6 @@ impl Server {
         let t: Value = serde_json::from_str(&t).unwrap();
         assert_eq!(t["state"], "succeeded", "{t:#}");
         id
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(d) = self.daemon.take() {
-            self.rt.block_on(d.shutdown());
-        }
     }
 }
 

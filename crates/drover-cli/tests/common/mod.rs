@@ -17,6 +17,9 @@ pub use drover_test_support::process::{
 };
 pub use drover_test_support::provider::Provider;
 
+pub mod tcp;
+pub use tcp::{runtime, TcpServer};
+
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
