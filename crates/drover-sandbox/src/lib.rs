@@ -42,7 +42,7 @@ pub use gc::GcReport;
 pub use git::command as git_command;
 pub use overlay::probe_overlay;
 pub use protect::{ChangeKind, InvalidGlob, Protect, ProtectedChange};
-pub use resolve::refs_containing;
+pub use resolve::{is_url, refs_containing};
 
 /// The mode asked for (configuration): `auto` picks overlay when [`probe_overlay`] passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use crate::error::{Result, SandboxError};
 use crate::git::{self, path_str};
 use crate::{stable_hash, Resolved, Sandboxes};
 
-/// `true` for `scheme://…` and scp-like `user@host:path` sources.
-fn is_url(repo: &str) -> bool {
+/// `true` for `scheme://…` and scp-like `user@host:path` sources (a path otherwise).
+pub fn is_url(repo: &str) -> bool {
     if repo.contains("://") {
         return true;
     }

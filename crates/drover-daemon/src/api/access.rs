@@ -320,16 +320,13 @@ pub fn check_repo(principal: &Principal, repo: &str) -> Result<(), ApiErr> {
     if matches!(principal, Principal::Owner) {
         return Ok(());
     }
-    let url = if repo.contains("://") {
-        repo.to_string()
-    } else {
-        // scp-like `user@host:path`, as `drover_sandbox` tells a URL from a path.
-        match (repo.find('@'), repo.find(':'), repo.find('/')) {
-            (Some(at), Some(colon), slash) if at < colon && slash.is_none_or(|s| colon < s) => {
-                format!("ssh://{}/{}", &repo[..colon], &repo[colon + 1..])
-            }
-            _ => return Ok(()),
-        }
+    if !drover_sandbox::is_url(repo) {
+        return Ok(());
+    }
+    let url = match repo.split_once(':') {
+        // scp-like `user@host:path` as an ssh URL, for the host check.
+        Some((host, path)) if !repo.contains("://") => format!("ssh://{host}/{path}"),
+        _ => repo.to_string(),
     };
     if crate::teams::webhooks::internal_host(&url) {
         return Err(ApiErr::new(

@@ -2,6 +2,7 @@
 //! task must name a team that exists and a model on its list, and its dollar budget is capped
 //! by the team's `max_usd_per_task`; the gateway grant carries the daily budget and the list.
 
+use drover_sandbox::is_url;
 use drover_store::{Store, StoreError};
 use drover_types::TeamInfo;
 use std::collections::HashMap;
@@ -99,18 +100,6 @@ pub async fn base_visible(
         }
     }
     Ok(false)
-}
-
-/// Whether `repo` is a URL (`scheme://…` or scp-like `user@host:path`), as `drover_sandbox`
-/// tells a URL from a path.
-pub fn is_url(repo: &str) -> bool {
-    if repo.contains("://") {
-        return true;
-    }
-    matches!(
-        (repo.find('@'), repo.find(':'), repo.find('/')),
-        (Some(at), Some(colon), slash) if at < colon && slash.is_none_or(|s| colon < s)
-    )
 }
 
 /// An entry of a team's `allowed_repos`: an absolute directory or a URL (prefix).
