@@ -238,15 +238,12 @@ impl TeamStore for SqliteStore {
     }
 
     async fn touch_key(&self, id: &str, at: &str) -> Result<()> {
-        let tx = {
-            let mut tx = self.writer.begin().await?;
-            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            tx
-        };
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         self.commit(tx).await
     }
 
