@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the pinned Claude Code and Codex CLIs into a
-# cache folder, then runs formatting, lints and every test (real git, real SQLite, real processes,
+# cache folder, then runs formatting, lints and every test (real git, real SQLite, a throwaway PostgreSQL, real processes,
 # real Claude Code and Codex against drover's fake provider, the TypeScript client against a real
 # daemon). Needs: Rust toolchain, git, Node/npm. Run as root (overlay mounts).
 set -euo pipefail
@@ -16,6 +16,7 @@ echo "== codex: $DROVER_CODEX_BIN ($("$DROVER_CODEX_BIN" --version))"
 
 echo "== npm ci in clients/typescript (the TypeScript client's pinned typescript, openapi-typescript; its tests run in typescript_client.rs)"
 (cd clients/typescript && npm ci --no-audit --no-fund --prefer-offline --loglevel=error --progress=true)
+start_postgres
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== module cycles (scripts/module-cycles.sh; its self-test first)"

@@ -1091,6 +1091,16 @@ export interface components {
              * @description CPU time the agent's group used, user + system, in seconds (read with the peak).
              */
             cpu_seconds?: number | null;
+            /**
+             * @description The worker (daemon, `worker_name`) that holds or last held the task (docs/design.md §8);
+             *     `None` while it waits in the queue for its first claim.
+             */
+            worker?: string | null;
+            /**
+             * @description The only worker that may run the task: the one that can see its local-path repo
+             *     (`None`: a URL repo, any worker).
+             */
+            runs_on?: string | null;
         };
         /** @description The build locks (`drover lock`) a task holds or waits for: the task JSON's `locks`. */
         TaskLocks: {

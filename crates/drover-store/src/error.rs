@@ -24,6 +24,15 @@ pub enum StoreError {
         actual: TaskState,
         expected: String,
     },
+    /// A write carrying a [`Fence`](crate::record::Fence) found the task held by another claim.
+    #[error("task {id} is no longer held by worker {worker} attempt {attempt} (now {holder})")]
+    Fenced {
+        id: String,
+        worker: String,
+        attempt: i64,
+        /// Who holds it now: `worker NAME attempt N`, or `nobody`.
+        holder: String,
+    },
     #[error("store: {0}")]
     Db(#[from] sqlx::Error),
     #[error("store migration: {0}")]

@@ -12,16 +12,18 @@
 //!   - [`AuditStore`] ([`audit`]): the append-only audit log and finished tasks' accounting rows.
 //!   - [`WebhookStore`] ([`webhooks`]): the webhook outbox (rows added by the store with the
 //!     state change; the daemon's worker sends and retries them).
+//!   - [`HostStore`] ([`hosts`]): workers, claims, leases and fencing (docs/design.md §8).
+//!   - [`LockStore`] ([`locks`]): build locks held across workers.
 //!   - Later areas go here the same way (each a trait in its own module, added to [`Store`]'s
-//!     supertraits, implemented under `sqlite/`, covered by `conformance`): `HostStore`
-//!     (workers, leases; docs/design.md §8).
+//!     supertraits, implemented under `sqlite/` and `postgres/`, covered by `conformance`).
 //! - [`Store`]: all areas plus [`ChangeFeed`]; what the daemon holds (`Arc<dyn Store>`).
 //! - [`changes`]: the one notify path — every implementation bumps [`Changes`] after each
 //!   committed write.
-//! - [`sqlite`]: the embedded implementation (WAL, one writer connection); the only place SQL and
-//!   column names appear. A PostgreSQL implementation follows the same traits and runs the same
-//!   `conformance` tests (feature `conformance`); nothing above this crate knows which one it
-//!   talks to.
+//! - [`sqlite`]: the embedded implementation (WAL, one writer connection); [`postgres`]: the
+//!   shared one (a pool; several daemons, the workers, on one database; LISTEN/NOTIFY feeds
+//!   [`Changes`]). The only places SQL and column names appear (with `rows`, the row structs both
+//!   decode). Both run the same `conformance` tests (feature `conformance`); nothing above this
+//!   crate knows which one it talks to.
 //!
 //! Invariants every implementation keeps (checked by `conformance`):
 //! - A task's events have `seq` 1, 2, 3… with no gaps and no duplicates: seq is allocated from the
@@ -40,8 +42,12 @@ pub mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
+pub mod hosts;
+pub mod locks;
 pub mod pools;
+pub mod postgres;
 pub mod record;
+pub(crate) mod rows;
 pub mod sqlite;
 pub mod tasks;
 pub mod teams;
@@ -51,8 +57,11 @@ pub mod webhooks;
 pub use audit::{AuditFilter, AuditStore, NewAuditRecord};
 pub use changes::{ChangeFeed, Changes};
 pub use error::{now, Result, StoreError};
+pub use hosts::{Claim, HostStore, WorkerRecord, WorkerSpec};
+pub use locks::LockStore;
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
-pub use record::{NewTask, TaskPatch, TaskRecord};
+pub use postgres::PgStore;
+pub use record::{Fence, NewTask, TaskPatch, TaskRecord};
 pub use sqlite::SqliteStore;
 pub use tasks::{Idempotency, Idempotent, ListFilter, TaskFilter, TaskStore, SUMMARY_CHARS};
 pub use teams::{NewKeyRecord, TeamStore};
@@ -61,7 +70,15 @@ pub use webhooks::{AttemptOutcome, WebhookDelivery, WebhookStore};
 
 /// Everything the daemon needs of its store: every area and the change feed.
 pub trait Store:
-    TaskStore + PoolStore + UsageStore + TeamStore + AuditStore + WebhookStore + ChangeFeed
+    TaskStore
+    + PoolStore
+    + UsageStore
+    + TeamStore
+    + AuditStore
+    + WebhookStore
+    + HostStore
+    + LockStore
+    + ChangeFeed
 {
 }
 
@@ -72,6 +89,8 @@ impl<
             + TeamStore
             + AuditStore
             + WebhookStore
+            + HostStore
+            + LockStore
             + ChangeFeed
             + ?Sized,
     > Store for T
@@ -81,6 +100,7 @@ impl<
 /// The traits, for callers that hold a `dyn Store` and call its methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, ChangeFeed, PoolStore, Store, TaskStore, TeamStore, UsageStore, WebhookStore,
+        AuditStore, ChangeFeed, HostStore, LockStore, PoolStore, Store, TaskStore, TeamStore,
+        UsageStore, WebhookStore,
     };
 }

@@ -85,6 +85,13 @@ pub struct TaskRecord {
     /// What the agent's group used, read when it is gone.
     pub peak_memory_bytes: Option<i64>,
     pub cpu_seconds: Option<f64>,
+    /// The worker holding (or that last held) the task; its `attempt` is the claim's fencing
+    /// token (docs/design.md §8).
+    pub worker: Option<String>,
+    /// The only worker that may claim the task (it sees the task's local-path repo).
+    pub runs_on: Option<String>,
+    /// Until when the holder's lease runs (RFC 3339); renewed by its heartbeat.
+    pub lease_until: Option<String>,
 }
 
 impl TaskRecord {
@@ -147,6 +154,8 @@ impl TaskRecord {
             isolation: self.isolation,
             peak_memory_bytes: self.peak_memory_bytes.map(|v| v.max(0) as u64),
             cpu_seconds: self.cpu_seconds,
+            worker: self.worker.clone(),
+            runs_on: self.runs_on.clone(),
         }
     }
 }
@@ -178,6 +187,8 @@ pub struct NewTask {
     pub timeout_secs: Option<i64>,
     pub stall_timeout_secs: Option<i64>,
     pub limits: Limits,
+    /// See [`TaskRecord::runs_on`].
+    pub runs_on: Option<String>,
 }
 
 /// A stored RFC 3339 time.
@@ -196,6 +207,32 @@ pub struct TaskPatch {
     pub(crate) state_data: Option<serde_json::Value>,
     pub(crate) fields: PatchFields,
     pub(crate) inc: Increments,
+    /// Written only if the task is still held by this claim (see [`Fence`]).
+    pub(crate) fence: Option<Fence>,
+}
+
+/// A claim on a task: the worker and the attempt it claimed (the fencing token). A patch
+/// carrying one is applied only while the task's `worker` and `attempt` are still these;
+/// otherwise the update fails with [`StoreError::Fenced`](crate::StoreError::Fenced) and
+/// changes nothing — a worker cut off long enough to lose its lease can never overwrite the
+/// task's new holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub worker: String,
+    pub attempt: i64,
+    /// Also only while that claim's lease has lapsed (by the database's clock): the fence of a
+    /// take-over, so a worker that renewed its lease meanwhile keeps its task.
+    pub lapsed: bool,
+}
+
+impl Fence {
+    pub fn new(worker: &str, attempt: i64) -> Self {
+        Fence {
+            worker: worker.to_string(),
+            attempt,
+            lapsed: false,
+        }
+    }
 }
 
 /// The fields a [`TaskPatch`] sets: `None` leaves the field alone, `Some(None)` clears it.
@@ -237,6 +274,8 @@ pub(crate) struct PatchFields {
     pub isolation: Option<Option<Isolation>>,
     pub peak_memory_bytes: Option<Option<i64>>,
     pub cpu_seconds: Option<Option<f64>>,
+    pub worker: Option<Option<String>>,
+    pub lease_until: Option<Option<String>>,
 }
 
 /// Counters a [`TaskPatch`] adds one to (read and written in the update's transaction).
@@ -307,6 +346,14 @@ impl TaskPatch {
         self.inc.attempt = true;
         self
     }
+    /// Applies the patch only while `fence` still holds the task.
+    pub fn fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+    pub fn fenced_by(&self) -> Option<&Fence> {
+        self.fence.as_ref()
+    }
     /// Moves the task to the back of the FIFO queue.
     pub fn requeue(mut self) -> Self {
         self.inc.requeue = true;
@@ -344,5 +391,7 @@ impl TaskPatch {
         isolation: Option<Isolation>,
         peak_memory_bytes: Option<i64>,
         cpu_seconds: Option<f64>,
+        worker: Option<String>,
+        lease_until: Option<String>,
     );
 }

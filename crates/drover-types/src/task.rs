@@ -246,6 +246,14 @@ pub struct Task {
     /// CPU time the agent's group used, user + system, in seconds (read with the peak).
     #[serde(default)]
     pub cpu_seconds: Option<f64>,
+    /// The worker (daemon, `worker_name`) that holds or last held the task (docs/design.md §8);
+    /// `None` while it waits in the queue for its first claim.
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// The only worker that may run the task: the one that can see its local-path repo
+    /// (`None`: a URL repo, any worker).
+    #[serde(default)]
+    pub runs_on: Option<String>,
 }
 
 #[cfg(test)]

@@ -236,6 +236,31 @@ vocab! {
     }
 }
 
+vocab! {
+    /// Whether a worker still renews its heartbeat (`drover workers`).
+    pub enum WorkerState ("worker state") {
+        /// Its last heartbeat is within its lease.
+        Live = "live",
+        /// Its lease lapsed: its tasks are (or are being) re-leased to live workers.
+        Lapsed = "lapsed",
+    }
+}
+
+/// One worker of the fleet (`GET /v1/workers`, `drover workers`; docs/design.md §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkerInfo {
+    pub name: String,
+    /// The address it serves the API on (`listen`), if any.
+    pub addr: Option<String>,
+    pub started_at: String,
+    pub last_heartbeat: String,
+    /// Its slots (config `slots`).
+    pub slots: u32,
+    /// Tasks it holds now (not terminal).
+    pub running: u32,
+    pub state: WorkerState,
+}
+
 /// The build locks (`drover lock`) a task holds or waits for: the task JSON's `locks`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskLocks {

@@ -214,6 +214,7 @@ async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<S
         timeout_secs,
         stall_timeout_secs,
         limits,
+        runs_on: engine.runs_on(&req.repo),
     };
     Ok((task, warnings))
 }

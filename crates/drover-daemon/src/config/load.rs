@@ -26,6 +26,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("DROVER_LISTEN", "listen"),
     ("DROVER_TLS_CERT", "tls_cert"),
     ("DROVER_TLS_KEY", "tls_key"),
+    ("DROVER_DATABASE_URL", "database_url"),
+    ("DROVER_WORKER_NAME", "worker_name"),
+    ("DROVER_LEASE_SECS", "lease_secs"),
 ];
 
 /// A snapshot of the variables the daemon reads, taken once at the edge. An empty value counts
@@ -157,6 +160,9 @@ pub(super) struct Raw {
     pub listen: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub database_url: Option<String>,
+    pub worker_name: Option<String>,
+    pub lease_secs: Option<u32>,
 }
 
 /// `config.toml`, already read and parsed (so that "cannot read" and "not TOML" are errors of

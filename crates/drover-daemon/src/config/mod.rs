@@ -88,6 +88,15 @@ pub struct Config {
     /// `listen` (+ `tls_cert`, `tls_key`): the TCP listener of the team server, if any
     /// (docs/design.md §7).
     pub listen: Option<Listen>,
+    /// `database_url` (`DROVER_DATABASE_URL`, `postgres://…`): the PostgreSQL store shared by
+    /// every worker on it; `None`: SQLite in `DROVER_HOME` (docs/design.md §8). May hold a
+    /// password: a [`Secret`], never printed.
+    pub database_url: Option<Secret>,
+    /// `worker_name` (`DROVER_WORKER_NAME`): this daemon's name among the workers; default the
+    /// host name.
+    pub worker_name: String,
+    /// `lease_secs` (`DROVER_LEASE_SECS`, default 30): how long a claim holds without a heartbeat.
+    pub lease_secs: u32,
 }
 
 /// See [`Config::isolation_probe`].
@@ -248,7 +257,29 @@ impl Config {
             home,
             &|key| layers.origin(key),
         )?;
+        let database_url = match raw.database_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Some(Secret::new(u))
+            }
+            Some(_) => return Err(bad(
+                "database_url",
+                "database_url must be a postgres:// URL (leave it unset for SQLite in DROVER_HOME)"
+                    .into(),
+            )),
+        };
+        let worker_name = match raw.worker_name.as_deref().map(str::trim) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_string()),
+        };
         let cfg = Config {
+            database_url,
+            worker_name,
+            lease_secs: raw.lease_secs.unwrap_or(30),
             listen,
             confinement,
             isolation_probe: IsolationProbe::Host,
@@ -337,6 +368,23 @@ impl Config {
     fn check(&self) -> Result<(), (&'static str, String)> {
         if self.slots == 0 {
             return Err(("slots", "slots must be at least 1".into()));
+        }
+        if self.lease_secs < 2 {
+            return Err(("lease_secs", "lease_secs must be at least 2".into()));
+        }
+        if !self
+            .worker_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || self.worker_name.len() > 64
+        {
+            return Err((
+                "worker_name",
+                format!(
+                    "worker_name = {:?}: use up to 64 letters, digits, '-', '_' or '.'",
+                    self.worker_name
+                ),
+            ));
         }
         drover_sandbox::Protect::new(&self.protect)
             .map_err(|e| ("protect", format!("protect: {e}")))?;

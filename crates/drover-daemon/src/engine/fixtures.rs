@@ -73,5 +73,8 @@ pub(crate) fn task(state: TaskState) -> TaskRecord {
         isolation: None,
         peak_memory_bytes: None,
         cpu_seconds: None,
+        worker: None,
+        runs_on: None,
+        lease_until: None,
     }
 }

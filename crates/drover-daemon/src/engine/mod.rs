@@ -48,7 +48,7 @@ mod outcome_tests;
 
 use crate::{Config, DaemonError, Home};
 use drover_sandbox::Sandboxes;
-use drover_store::{SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
+use drover_store::{PgStore, SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
 use drover_types::{Event, NewEvent, StopReason, TaskState};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -108,7 +108,10 @@ impl Engine {
         ),
         DaemonError,
     > {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&home.db()).await?);
+        let store: Arc<dyn Store> = match &config.database_url {
+            Some(url) => Arc::new(PgStore::open(url.expose()).await?),
+            None => Arc::new(SqliteStore::open(&home.db()).await?),
+        };
         // `[teams.NAME]` of config the store does not have yet (the store wins).
         crate::teams::import_config(store.as_ref(), &config.teams).await?;
         let sandboxes = Sandboxes::new(&home.root, config.sandbox);
@@ -202,6 +205,12 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+    }
+
+    /// The worker a task on `repo` must run on: this one for a local path (only it sees the
+    /// path), any for a URL (docs/design.md §8).
+    pub fn runs_on(&self, repo: &str) -> Option<String> {
+        (!drover_sandbox::is_url(repo)).then(|| self.config.worker_name.clone())
     }
 
     pub fn used_slots(&self) -> usize {

@@ -123,6 +123,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             judge_model: pool.judge_model.clone(),
             timeout_secs: pool.timeout_secs,
             stall_timeout_secs: pool.stall_timeout_secs,
+            runs_on: engine.runs_on(&pool.repo),
             protect: engine.config.protect_for(&pool.protect),
             limits: pool.limits,
         };

@@ -9,6 +9,7 @@
 
 mod audit;
 mod changes;
+pub mod pg;
 mod pools;
 mod tasks;
 mod teams;

@@ -1,7 +1,8 @@
 //! The embedded store: SQLite in WAL mode. The only place SQL text and column names appear.
 //!
 //! - `tasks`, `pools`, `usage`, `teams`, `audit`, `webhooks`: one area trait each.
-//! - `rows`: `sqlx::FromRow` row structs and their conversion into the public records.
+//! - `hosts`, `locks`: workers and build locks (one worker on SQLite: the daemon itself).
+//! - Rows: `crate::rows`, shared with the PostgreSQL store (same column types).
 //!
 //! Concurrency: all writes go through a pool of exactly one connection, so SQLite never has two
 //! writers racing for the lock (a deferred transaction upgrading to a write lock would fail with
@@ -9,8 +10,9 @@
 //! Every write bumps [`Changes`] once it committed.
 
 mod audit;
+mod hosts;
+mod locks;
 mod pools;
-mod rows;
 mod tasks;
 mod teams;
 mod usage;
@@ -19,7 +21,7 @@ mod webhooks;
 use crate::changes::{ChangeFeed, Changes};
 use crate::error::{Result, StoreError};
 use crate::record::TaskRecord;
-use rows::TaskRow;
+use crate::rows::TaskRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 use std::path::Path;
@@ -46,7 +48,7 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(opts.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))

@@ -1,12 +1,12 @@
 //! [`PoolStore`] over SQLite. A pool's counters are derived from its tasks (never kept in a
 //! separate counter that could drift from the tasks after a crash).
 
-use super::rows::{parse_opt, to_json, EventRow, PoolRow};
 use super::tasks::insert_task;
 use super::SqliteStore;
 use crate::error::{now, Result, StoreError};
 use crate::pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 use crate::record::{NewTask, TaskRecord};
+use crate::rows::{parse_opt, to_json, EventRow, PoolRow};
 use async_trait::async_trait;
 use drover_types::{PoolState, TaskState, Verdict};
 

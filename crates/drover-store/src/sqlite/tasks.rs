@@ -1,9 +1,9 @@
 //! [`TaskStore`] over SQLite: tasks, their events, and typed patches turned into one `UPDATE`.
 
-use super::rows::{to_json, EventRow, TaskRow};
 use super::SqliteStore;
 use crate::error::{now, Result, StoreError};
 use crate::record::{NewTask, PatchFields, TaskPatch, TaskRecord};
+use crate::rows::{to_json, EventRow, TaskRow};
 use crate::tasks::{Idempotency, Idempotent, ListFilter, TaskFilter, TaskStore};
 use async_trait::async_trait;
 use drover_types::{Event, EventKind, NewEvent, TaskState};
@@ -60,8 +60,8 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
         "INSERT INTO tasks (id, queue_seq, name, state, agent, model, repo, repo_dir, base_ref, \
          base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
          session_id, pool, team, created_by, verify_rounds, judge_model, timeout_secs, \
-         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags) \
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags, runs_on) \
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&t.id)
     .bind(seq)
@@ -93,6 +93,7 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
     .bind(t.limits.cpus)
     .bind(t.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
     .bind(to_json(&t.tags)?)
+    .bind(&t.runs_on)
     .execute(&mut **tx)
     .await?;
     let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));
@@ -169,6 +170,8 @@ fn push_fields(qb: &mut QueryBuilder<'_, Sqlite>, f: PatchFields) -> Result<()> 
     set!("isolation", f.isolation.map(|i| i.map(|i| i.as_str())));
     set!("peak_memory_bytes", f.peak_memory_bytes);
     set!("cpu_seconds", f.cpu_seconds);
+    set!("worker", f.worker);
+    set!("lease_until", f.lease_until);
     set!(
         "agent_usage",
         f.agent_usage.map(|u| to_json(&u)).transpose()?
@@ -350,13 +353,16 @@ impl TaskStore for SqliteStore {
         mut events: Vec<NewEvent>,
     ) -> Result<(TaskRecord, Vec<Event>)> {
         let mut tx = self.writer.begin().await?;
+        if let Some(fence) = &patch.fence {
+            super::hosts::check_fence(&mut tx, id, fence).await?;
+        }
         if let (Some(from), Some(_)) = (from, patch.state) {
             let cur: Option<String> = sqlx::query_scalar("SELECT state FROM tasks WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
             let cur = cur.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-            let cur: TaskState = super::rows::parse("state", cur)?;
+            let cur: TaskState = crate::rows::parse("state", cur)?;
             if !from.contains(&cur) {
                 let expected: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
                 return Err(StoreError::WrongState {

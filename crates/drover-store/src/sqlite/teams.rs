@@ -1,8 +1,8 @@
 //! [`TeamStore`] on SQLite: `teams` and `api_keys` (migration 0010).
 
-use super::rows::to_json;
 use super::SqliteStore;
 use crate::error::{now, Result, StoreError};
+use crate::rows::to_json;
 use crate::teams::{NewKeyRecord, TeamStore};
 use async_trait::async_trait;
 use drover_types::{KeyInfo, Scope, TeamInfo};

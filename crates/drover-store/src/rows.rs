@@ -1,4 +1,6 @@
-//! Rows as SQLite returns them (`sqlx::FromRow`), and their conversion into the public records.
+//! Rows as the SQL stores return them (`sqlx::FromRow`, generic over the database: SQLite and
+//! PostgreSQL declare the same column types — TEXT, BIGINT/INTEGER, REAL/DOUBLE PRECISION), and
+//! their conversion into the public records.
 //! Text columns become record fields through `FromStr`, so a field may be a `String` or a typed
 //! enum without this file changing.
 
@@ -11,7 +13,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 /// A text column parsed into a record field.
-pub(super) fn parse<T: FromStr>(col: &str, s: String) -> Result<T>
+pub(crate) fn parse<T: FromStr>(col: &str, s: String) -> Result<T>
 where
     T::Err: Display,
 {
@@ -20,7 +22,7 @@ where
 }
 
 /// A nullable text column parsed into an optional record field.
-pub(super) fn parse_opt<T: FromStr>(col: &str, s: Option<String>) -> Result<Option<T>>
+pub(crate) fn parse_opt<T: FromStr>(col: &str, s: Option<String>) -> Result<Option<T>>
 where
     T::Err: Display,
 {
@@ -28,12 +30,12 @@ where
 }
 
 /// A JSON list of strings in a TEXT column.
-pub(super) fn json_list(col: &str, text: &str) -> Result<Vec<String>> {
+pub(crate) fn json_list(col: &str, text: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
 /// A value stored as JSON text.
-pub(super) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -42,8 +44,8 @@ fn non_negative(v: i64) -> u64 {
 }
 
 #[derive(sqlx::FromRow)]
-pub(super) struct TaskRow {
-    pub(super) id: String,
+pub(crate) struct TaskRow {
+    pub(crate) id: String,
     queue_seq: i64,
     name: Option<String>,
     state: String,
@@ -115,6 +117,9 @@ pub(super) struct TaskRow {
     isolation: Option<String>,
     peak_memory_bytes: Option<i64>,
     cpu_seconds: Option<f64>,
+    worker: Option<String>,
+    runs_on: Option<String>,
+    lease_until: Option<String>,
 }
 
 impl TryFrom<TaskRow> for TaskRecord {
@@ -195,6 +200,9 @@ impl TryFrom<TaskRow> for TaskRecord {
             isolation: parse_opt("isolation", r.isolation)?,
             peak_memory_bytes: r.peak_memory_bytes,
             cpu_seconds: r.cpu_seconds,
+            worker: r.worker,
+            runs_on: r.runs_on,
+            lease_until: r.lease_until,
         })
     }
 }
@@ -223,7 +231,7 @@ fn outcome(
 }
 
 #[derive(sqlx::FromRow)]
-pub(super) struct EventRow {
+pub(crate) struct EventRow {
     seq: i64,
     ts: String,
     kind: String,
@@ -232,11 +240,11 @@ pub(super) struct EventRow {
 
 impl EventRow {
     /// Bytes of stored data (for a page's byte bound).
-    pub(super) fn data_len(&self) -> usize {
+    pub(crate) fn data_len(&self) -> usize {
         self.data.len()
     }
 
-    pub(super) fn into_event(self, task_id: &str) -> Result<Event> {
+    pub(crate) fn into_event(self, task_id: &str) -> Result<Event> {
         Ok(Event {
             task_id: task_id.to_string(),
             seq: self.seq,
@@ -262,7 +270,7 @@ impl TryFrom<EventRow> for PoolEvent {
 }
 
 #[derive(sqlx::FromRow)]
-pub(super) struct PoolRow {
+pub(crate) struct PoolRow {
     name: String,
     state: String,
     slots: i64,

@@ -1,0 +1,6 @@
+//! Build locks on PostgreSQL.
+
+use super::PgStore;
+use crate::locks::LockStore;
+
+impl LockStore for PgStore {}

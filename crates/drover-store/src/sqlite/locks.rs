@@ -1,0 +1,6 @@
+//! Build locks on SQLite.
+
+use super::SqliteStore;
+use crate::locks::LockStore;
+
+impl LockStore for SqliteStore {}
