@@ -9,6 +9,7 @@
 
 pub mod agents;
 pub mod daemon;
+pub mod fleet;
 pub mod git;
 pub mod http;
 pub mod keys;
