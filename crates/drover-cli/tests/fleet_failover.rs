@@ -42,6 +42,10 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
     let b = fleet.start(resume("b", 2));
     let victim_home = fleet.worker(victim).home.clone();
     fleet.kill(victim);
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     for id in &ids {
         let t = fleet.until(a, id, "the task to end on another worker", Duration::from_secs(120), |t| {
             ["succeeded", "failed", "cancelled"].contains(&t["state"].as_str().unwrap_or_default())
@@ -55,6 +59,14 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
         assert_eq!(lost.len(), 1, "{id}: one interrupted/lost_host event: {events:#?}");
         let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
         assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
+        // The second attempt started only after the first was declared lost.
+        let starts: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["kind"] == "state" && e["data"]["state"] == "preparing")
+            .collect();
+        assert_eq!(starts.len(), 2, "{id}: two attempts: {events:#?}");
+        assert!(starts[1]["seq"].as_i64() > lost[0]["seq"].as_i64(), "{events:#?}");
+        assert!(starts[1]["ts"].as_str() >= lost[0]["ts"].as_str(), "{events:#?}");
     }
     // The commands' records: each task completed exactly once, never in the victim's home (its
     // first runs were killed mid-sleep and wrote no end).
@@ -62,6 +74,7 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
     assert_eq!(recs.len(), 3, "{recs:?}");
     for r in &recs {
         assert!(!r.cwd.starts_with(&*victim_home.to_string_lossy()), "{r:?}");
+        assert!(r.start > killed_at, "the re-run began after the kill: {r:?}");
     }
     let workers = drover_test_support::poll::until(
         "the victim listed lapsed",
@@ -85,9 +98,14 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
 fn a_worker_cut_off_from_the_database_cannot_write_to_a_task_it_lost() {
     let mut fleet = Fleet::new(exe(), LEASE_SECS);
     let old = fleet.start(resume("cutoff", 2).with_net());
-    // Long enough that the cut-off worker's agent ends while it is still cut off (its
-    // supervisor then has a finish to write), short enough for the take-over to finish soon.
-    let id = fleet.submit(old, "sleep 5; echo done > out.txt; echo done", "long", &[]);
+    // Chatty (its supervisor writes events all the time, so a write is in flight when the
+    // cable is cut) and long enough to outlast the lease.
+    let id = fleet.submit(
+        old,
+        "for i in $(seq 1 100); do echo line$i; sleep 0.05; done; echo done > out.txt",
+        "long",
+        &[],
+    );
     fleet.until(old, &id, "running on the cut-off worker", Duration::from_secs(60), |t| {
         t["state"] == "running" && t["worker"] == "cutoff" && t["attempt"] == 1
     });
@@ -133,11 +151,20 @@ fn a_worker_cut_off_from_the_database_cannot_write_to_a_task_it_lost() {
             })
         },
     );
-    let after_show = fleet.show(old, &id);
-    let after = fleet.events(old, &id);
-    assert_eq!(after, before, "no event written after the take-over");
-    for k in ["state", "worker", "attempt", "outcome", "finished_at", "commit"] {
-        assert_eq!(after_show[k], taken[k], "{k} changed after the take-over");
+    // Nothing may happen, so watch for a while: the old worker's retried writes (its pool
+    // reconnects after the restore) must all be refused. Two leases and a second, read through
+    // both workers.
+    let window = std::time::Instant::now() + Duration::from_secs(2 * LEASE_SECS as u64 + 1);
+    while std::time::Instant::now() < window {
+        for reader in [old, new] {
+            let after_show = fleet.show(reader, &id);
+            let after = fleet.events(reader, &id);
+            assert_eq!(after, before, "no event written after the take-over");
+            for k in ["state", "worker", "attempt", "outcome", "finished_at", "commit"] {
+                assert_eq!(after_show[k], taken[k], "{k} changed after the take-over");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
     let log = fleet.log(old);
     let said: Vec<&str> = log
@@ -145,4 +172,9 @@ fn a_worker_cut_off_from_the_database_cannot_write_to_a_task_it_lost() {
         .filter(|l| (l.contains("fenced") || l.contains("lease lost")) && l.contains(&id))
         .collect();
     eprintln!("the cut-off worker's log about {id}:\n{}", said.join("\n"));
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    eprintln!("its warnings:\n{}", warnings.join("\n"));
 }
