@@ -158,11 +158,15 @@ impl TaskStore for PgStore {
             return Ok(Idempotent::Replayed(Self::fetch(&mut *tx, &task_id).await?));
         }
         insert_task(&mut tx, &t).await?;
-        // An expired key (or one whose task was removed) is taken over; old rows go with it.
-        sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
-            .bind(&idem.not_before)
-            .execute(&mut *tx)
-            .await?;
+        // An expired key (or one whose task was removed) is taken over; old rows go with it
+        // (those no other transaction holds: concurrent clean-ups never wait on each other).
+        sqlx::query(
+            "DELETE FROM idempotency WHERE (scope, key) IN (SELECT scope, key FROM idempotency \
+             WHERE created_at < $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(&idem.not_before)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO idempotency (scope, key, body_hash, task_id, created_at) \
              VALUES ($1, $2, $3, $4, $5) \
