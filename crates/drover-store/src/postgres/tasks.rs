@@ -21,7 +21,9 @@ use sqlx::{Postgres, QueryBuilder, Transaction};
 /// The first key of the advisory locks idempotency keys take (the second is the key's hash).
 const IDEMPOTENCY_LOCK: i32 = 0x4452_4931; // "DRI1"
 
-/// Appends `events` with the task's next seqs, moving `next_seq` past them under the row's lock.
+/// Appends `events` with the task's next seqs, moving `next_seq` past them under the row's lock
+/// (for other areas writing a task's events, as SQLite's usage area does).
+#[allow(dead_code)] // until the usage area (pgareas) uses it
 pub(super) async fn append(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
@@ -39,40 +41,59 @@ pub(super) async fn append(
     .fetch_optional(&mut **tx)
     .await?
     .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    insert_events(tx, id, first, events).await
+}
+
+/// Inserts `events` as seqs `first`, `first + 1`, … (the caller moved the task's `next_seq`
+/// past them in `tx`, holding its row).
+async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    id: &str,
+    first: i64,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Event>> {
     let ts = now();
-    let mut out = Vec::with_capacity(events.len());
-    let mut qb =
-        QueryBuilder::<Postgres>::new("INSERT INTO events (task_id, seq, ts, kind, data) ");
-    qb.push_values(events.iter().enumerate(), |mut b, (i, ev)| {
-        b.push_bind(id)
-            .push_bind(first + i as i64)
-            .push_bind(&ts)
-            .push_bind(ev.kind.as_str())
-            .push_bind(ev.data.to_string());
-    });
-    qb.build().execute(&mut **tx).await?;
-    for (i, ev) in events.into_iter().enumerate() {
-        out.push(Event {
+    let out: Vec<Event> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, ev)| Event {
             task_id: id.to_string(),
             seq: first + i as i64,
             ts: ts.clone(),
             kind: ev.kind,
             data: ev.data,
+        })
+        .collect();
+    // A few statements at most (5 binds per row, PostgreSQL takes 65535).
+    for chunk in out.chunks(1000) {
+        let mut qb =
+            QueryBuilder::<Postgres>::new("INSERT INTO events (task_id, seq, ts, kind, data) ");
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(id)
+                .push_bind(e.seq)
+                .push_bind(&e.ts)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.data.to_string());
         });
+        qb.build().execute(&mut **tx).await?;
     }
     Ok(out)
 }
 
 /// Inserts a queued task (at the back of the queue: the sequence's next value) and its first
-/// `state` event.
-pub(super) async fn insert_task(tx: &mut Transaction<'_, Postgres>, t: &NewTask) -> Result<()> {
-    sqlx::query(
+/// `state` event; the task as stored.
+pub(super) async fn insert_task(
+    tx: &mut Transaction<'_, Postgres>,
+    t: &NewTask,
+) -> Result<TaskRecord> {
+    let row = sqlx::query_as::<_, TaskRow>(
         "INSERT INTO tasks (id, name, state, agent, model, repo, repo_dir, base_ref, \
          base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
          session_id, pool, team, created_by, verify_rounds, judge_model, timeout_secs, \
-         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags, runs_on) \
+         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags, runs_on, next_seq) \
          VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
+         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, 2) \
+         RETURNING *",
     )
     .bind(&t.id)
     .bind(&t.name)
@@ -104,11 +125,12 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Postgres>, t: &NewTask)
     .bind(t.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
     .bind(to_json(&t.tags)?)
     .bind(&t.runs_on)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
+    // Its first event is seq 1 (`next_seq` is 2 already).
     let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));
-    append(tx, &t.id, vec![ev]).await?;
-    Ok(())
+    insert_events(tx, &t.id, 1, vec![ev]).await?;
+    row.try_into()
 }
 
 /// The task's state, its row locked for the rest of `tx`.
@@ -126,8 +148,7 @@ async fn lock_state(tx: &mut Transaction<'_, Postgres>, id: &str) -> Result<Task
 impl TaskStore for PgStore {
     async fn create_task(&self, t: NewTask) -> Result<TaskRecord> {
         let mut tx = self.pool.begin().await?;
-        insert_task(&mut tx, &t).await?;
-        let rec = Self::fetch(&mut *tx, &t.id).await?;
+        let rec = insert_task(&mut tx, &t).await?;
         self.commit(tx).await?;
         Ok(rec)
     }
@@ -157,7 +178,7 @@ impl TaskStore for PgStore {
             }
             return Ok(Idempotent::Replayed(Self::fetch(&mut *tx, &task_id).await?));
         }
-        insert_task(&mut tx, &t).await?;
+        let rec = insert_task(&mut tx, &t).await?;
         // An expired key (or one whose task was removed) is taken over; old rows go with it
         // (those no other transaction holds: concurrent clean-ups never wait on each other).
         sqlx::query(
@@ -180,7 +201,6 @@ impl TaskStore for PgStore {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        let rec = Self::fetch(&mut *tx, &t.id).await?;
         self.commit(tx).await?;
         Ok(Idempotent::Created(rec))
     }
@@ -321,10 +341,7 @@ impl TaskStore for PgStore {
                 });
             }
         }
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new("UPDATE tasks SET next_seq = next_seq");
         if let Some(s) = patch.state {
-            qb.push(", state = ").push_bind(s.as_str());
             let mut data = serde_json::json!({ "state": s.as_str() });
             if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
                 (patch.state_data, data.as_object_mut())
@@ -332,6 +349,15 @@ impl TaskStore for PgStore {
                 obj.extend(extra);
             }
             events.push(NewEvent::new(EventKind::State, data));
+        }
+        // The events' seqs are taken in the same row write: one statement locks the row,
+        // applies the patch, moves `next_seq` past the events and returns the task as stored.
+        let n = events.len() as i64;
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new("UPDATE tasks SET next_seq = next_seq + ");
+        qb.push_bind(n);
+        if let Some(s) = patch.state {
+            qb.push(", state = ").push_bind(s.as_str());
         }
         let mut fields = patch.fields;
         if !events.is_empty() {
@@ -363,13 +389,14 @@ impl TaskStore for PgStore {
         if inc.requeue {
             qb.push(", queue_seq = nextval('tasks_queue_seq')");
         }
-        qb.push(" WHERE id = ").push_bind(id);
-        let res = qb.build().execute(&mut *tx).await?;
-        if res.rows_affected() == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        let stored = append(&mut tx, id, events).await?;
-        let rec = Self::fetch(&mut *tx, id).await?;
+        qb.push(" WHERE id = ").push_bind(id).push(" RETURNING *");
+        let rec: TaskRecord = qb
+            .build_query_as::<TaskRow>()
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?
+            .try_into()?;
+        let stored = insert_events(&mut tx, id, rec.next_seq - n, events).await?;
         self.commit(tx).await?;
         Ok((rec, stored))
     }
