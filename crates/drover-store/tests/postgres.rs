@@ -321,3 +321,35 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `drover_time` writes the database's clock in drover's time format, so lease times compare
+/// as text with `drover_store::now()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_clock_reads_as_drover_times() {
+    let url = pg::fresh_database().await;
+    let _store = PgStore::open(&url).await.unwrap();
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    let before = drover_store::now();
+    let (db, later): (String, String) =
+        sqlx::query_as("SELECT drover_time(now()), drover_time(now() + interval '30 seconds')")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    let after = drover_store::now();
+    assert_eq!(db.len(), before.len(), "{db} vs {before}");
+    let parsed = chrono::DateTime::parse_from_rfc3339(&db).unwrap();
+    assert_eq!(
+        parsed.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        db
+    );
+    // The same clock on one machine: within the bounds (a second of slack for rounding).
+    let slack = |s: &str, secs: i64| {
+        (chrono::DateTime::parse_from_rfc3339(s).unwrap() + chrono::Duration::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    assert!(
+        slack(&before, -1) <= db && db <= slack(&after, 1),
+        "{before} {db} {after}"
+    );
+    assert!(later > after, "a lease 30 s ahead reads as later");
+}

@@ -139,3 +139,10 @@ CREATE TABLE idempotency (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX idempotency_created_at ON idempotency (created_at);
+
+-- A time as drover writes it (`drover_store::now()`: RFC 3339, milliseconds, UTC, `Z`), so times
+-- from the database's clock (leases: `drover_time(now() + …)`) compare as text with the others.
+CREATE FUNCTION drover_time(t TIMESTAMPTZ) RETURNS TEXT
+LANGUAGE sql STABLE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$$;

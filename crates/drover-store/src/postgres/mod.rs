@@ -35,6 +35,11 @@ use std::time::Duration;
 /// The channel every write notifies.
 const CHANNEL: &str = "drover_changes";
 
+/// The database's clock as drover writes times (RFC 3339 ms UTC, like [`crate::now`]): SQL text
+/// for a query (`drover_time` is defined by migration 0001). Leases use it, never a host's clock.
+#[allow(dead_code)] // until the hosts area uses it
+pub(super) const DB_NOW: &str = "drover_time(now())";
+
 pub struct PgStore {
     pool: PgPool,
     /// The select list of a task summary (see [`summary_columns`]).
