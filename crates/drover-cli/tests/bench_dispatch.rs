@@ -11,7 +11,14 @@ fn bench_dispatch_prints_sqlite_and_postgres_rows_side_by_side() {
     let env = Env::new();
     let out = env.run_within(
         &[
-            "bench", "dispatch", "--tasks", "40", "--slots", "4", "--database-url", &url,
+            "bench",
+            "dispatch",
+            "--tasks",
+            "40",
+            "--slots",
+            "4",
+            "--database-url",
+            &url,
         ],
         Duration::from_secs(600),
     );
@@ -22,7 +29,10 @@ fn bench_dispatch_prints_sqlite_and_postgres_rows_side_by_side() {
         "bench dispatch exited {:?}\n{stdout}\n{stderr}",
         out.status.code()
     );
-    assert!(!stdout.contains(&url) && !stderr.contains(&url), "the URL is never printed");
+    assert!(
+        !stdout.contains(&url) && !stderr.contains(&url),
+        "the URL is never printed"
+    );
     let rows: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("SQLite ") || l.starts_with("PostgreSQL "))
@@ -37,7 +47,12 @@ fn bench_dispatch_prints_sqlite_and_postgres_rows_side_by_side() {
             assert!(v > 0.0, "{what} > 0 in {row}");
         }
     }
-    assert_eq!(rows[2].split_whitespace().nth(2), Some("2x2"), "{}", rows[2]);
+    assert_eq!(
+        rows[2].split_whitespace().nth(2),
+        Some("2x2"),
+        "{}",
+        rows[2]
+    );
 }
 
 #[test]
@@ -48,10 +63,19 @@ fn bench_dispatch_without_a_database_says_how_to_give_one() {
         Duration::from_secs(300),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("PostgreSQL rows skipped: give a scratch database with --database-url"),
         "{stdout}"
     );
-    assert!(stdout.lines().any(|l| l.starts_with("SQLite ") && l.contains("3/3")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("SQLite ") && l.contains("3/3")),
+        "{stdout}"
+    );
 }

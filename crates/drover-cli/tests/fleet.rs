@@ -58,7 +58,9 @@ fn sixty_tasks_on_three_workers_each_run_once_within_each_workers_slots() {
         let t = by_id[id.as_str()];
         assert_eq!(t["state"], "succeeded", "{t:#}");
         assert_eq!(t["attempt"], 1, "a first run is attempt 1: {t:#}");
-        let worker = t["worker"].as_str().unwrap_or_else(|| panic!("no worker: {t:#}"));
+        let worker = t["worker"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no worker: {t:#}"));
         assert!(names.contains(&worker), "{t:#}");
         // Read through a worker other than the one that ran it.
         let reader = names.iter().position(|n| *n != worker).unwrap();
@@ -76,8 +78,16 @@ fn sixty_tasks_on_three_workers_each_run_once_within_each_workers_slots() {
                     && TERMINAL.contains(&e["data"]["state"].as_str().unwrap_or_default())
             })
             .collect();
-        assert_eq!(ends.len(), 1, "{id}: exactly one terminal state event: {ends:?}");
-        assert_eq!(state_events(&events, "preparing").len(), 1, "{id}: one start");
+        assert_eq!(
+            ends.len(),
+            1,
+            "{id}: exactly one terminal state event: {ends:?}"
+        );
+        assert_eq!(
+            state_events(&events, "preparing").len(),
+            1,
+            "{id}: one start"
+        );
         assert_eq!(state_events(&events, "running").len(), 1, "{id}: one run");
         per_worker
             .entry(worker.to_string())
@@ -113,7 +123,11 @@ fn sixty_tasks_on_three_workers_each_run_once_within_each_workers_slots() {
     let once: std::collections::HashSet<&str> = recs.iter().map(|r| r.task.as_str()).collect();
     assert_eq!(once.len(), 60, "every task ran once");
     for (w, iv) in &by_worker {
-        assert!(max_overlap(iv) <= 4, "worker {w}: {} at once", max_overlap(iv));
+        assert!(
+            max_overlap(iv) <= 4,
+            "worker {w}: {} at once",
+            max_overlap(iv)
+        );
     }
 }
 
@@ -128,8 +142,21 @@ fn a_pool_of_four_slots_across_two_workers_never_runs_more_than_four() {
     fleet.ok(
         0,
         &[
-            "pool", "start", "wide", "--slots", "4", "--count", "12", "--repo",
-            &fleet.repo_url.clone(), "--agent", "command", "--cmd", &cmd, "--prompt", "p {n}",
+            "pool",
+            "start",
+            "wide",
+            "--slots",
+            "4",
+            "--count",
+            "12",
+            "--repo",
+            &fleet.repo_url.clone(),
+            "--agent",
+            "command",
+            "--cmd",
+            &cmd,
+            "--prompt",
+            "p {n}",
         ],
     );
     let pool = drover_test_support::poll::until(
@@ -167,7 +194,10 @@ fn a_pool_of_four_slots_across_two_workers_never_runs_more_than_four() {
         .map(|r| (format!("{:020.6}", r.start), format!("{:020.6}", r.end)))
         .collect();
     let most_recorded = max_overlap(&iv);
-    assert!(most_recorded <= 4, "the commands saw {most_recorded} at once");
+    assert!(
+        most_recorded <= 4,
+        "the commands saw {most_recorded} at once"
+    );
     eprintln!("pool: at most {most} at once (events), {most_recorded} (records); per worker {per_worker:?}");
 }
 
@@ -184,9 +214,13 @@ fn logs_follow_and_wait_on_one_worker_see_a_task_running_on_another() {
         "stream",
         &[],
     );
-    let t = fleet.until(0, &id, "the task to be claimed", Duration::from_secs(60), |t| {
-        t["worker"].is_string()
-    });
+    let t = fleet.until(
+        0,
+        &id,
+        "the task to be claimed",
+        Duration::from_secs(60),
+        |t| t["worker"].is_string(),
+    );
     let runner = t["worker"].as_str().unwrap().to_string();
     let reader = if runner == "a" { 1 } else { 0 };
     let follow = fleet
@@ -231,7 +265,11 @@ fn logs_follow_and_wait_on_one_worker_see_a_task_running_on_another() {
     assert_eq!(w[0]["state"], "succeeded", "{w:#}");
     assert_eq!(w[0]["worker"], runner.as_str());
     let all = fleet.events(1 - reader, &id);
-    let seqs = |v: &[Value]| v.iter().map(|e| e["seq"].as_i64().unwrap()).collect::<Vec<_>>();
+    let seqs = |v: &[Value]| {
+        v.iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         seqs(&got),
         (1..=all.len() as i64).collect::<Vec<_>>(),
@@ -262,9 +300,8 @@ fn two_daemons_started_at_once_on_a_fresh_database_both_come_up() {
         Duration::from_millis(200),
         || fleet.json(0, &["workers", "--json"]),
         |w| {
-            w.as_array().is_some_and(|w| {
-                w.len() == 2 && w.iter().all(|w| w["state"] == "live")
-            })
+            w.as_array()
+                .is_some_and(|w| w.len() == 2 && w.iter().all(|w| w["state"] == "live"))
         },
     );
     let mut names: Vec<&str> = workers
@@ -277,7 +314,13 @@ fn two_daemons_started_at_once_on_a_fresh_database_both_come_up() {
     assert_eq!(names, ["s1", "s2"]);
     // Both serve the API and share the store: a task made on one is seen done on the other.
     let id = fleet.submit(0, "echo hi", "hi", &[]);
-    let t = fleet.until(1, &id, "the task to end", Duration::from_secs(60), is_terminal);
+    let t = fleet.until(
+        1,
+        &id,
+        "the task to end",
+        Duration::from_secs(60),
+        is_terminal,
+    );
     assert_eq!(t["state"], "succeeded", "{t:#}");
     for i in 0..2 {
         assert!(fleet.alive(i), "{}", fleet.log(i));

@@ -21,7 +21,9 @@ fn resume(name: &str, slots: usize) -> WorkerOpts {
 
 /// Whether an event says the task was interrupted because its host was lost.
 fn lost_host(e: &Value) -> bool {
-    e["kind"] == "state" && e["data"]["state"] == "interrupted" && e.to_string().contains("lost_host")
+    e["kind"] == "state"
+        && e["data"]["state"] == "interrupted"
+        && e.to_string().contains("lost_host")
 }
 
 #[test]
@@ -34,9 +36,13 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
         .map(|n| fleet.submit(victim, &cmd, &format!("long {n}"), &[]))
         .collect();
     for id in &ids {
-        fleet.until(victim, id, "running on the victim", Duration::from_secs(60), |t| {
-            t["state"] == "running" && t["worker"] == "victim" && t["attempt"] == 1
-        });
+        fleet.until(
+            victim,
+            id,
+            "running on the victim",
+            Duration::from_secs(60),
+            |t| t["state"] == "running" && t["worker"] == "victim" && t["attempt"] == 1,
+        );
     }
     let a = fleet.start(resume("a", 2));
     let b = fleet.start(resume("b", 2));
@@ -47,16 +53,27 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
         .unwrap()
         .as_secs_f64();
     for id in &ids {
-        let t = fleet.until(a, id, "the task to end on another worker", Duration::from_secs(120), |t| {
-            ["succeeded", "failed", "cancelled"].contains(&t["state"].as_str().unwrap_or_default())
-        });
+        let t = fleet.until(
+            a,
+            id,
+            "the task to end on another worker",
+            Duration::from_secs(120),
+            |t| {
+                ["succeeded", "failed", "cancelled"]
+                    .contains(&t["state"].as_str().unwrap_or_default())
+            },
+        );
         assert_eq!(t["state"], "succeeded", "{t:#}");
         assert_ne!(t["worker"], "victim", "{t:#}");
         assert!(t["worker"] == "a" || t["worker"] == "b", "{t:#}");
         assert_eq!(t["attempt"], 2, "requeued once: {t:#}");
         let events = fleet.events(b, id);
         let lost: Vec<&Value> = events.iter().filter(|e| lost_host(e)).collect();
-        assert_eq!(lost.len(), 1, "{id}: one interrupted/lost_host event: {events:#?}");
+        assert_eq!(
+            lost.len(),
+            1,
+            "{id}: one interrupted/lost_host event: {events:#?}"
+        );
         let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
         assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
         // The second attempt started only after the first was declared lost.
@@ -65,8 +82,14 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
             .filter(|e| e["kind"] == "state" && e["data"]["state"] == "preparing")
             .collect();
         assert_eq!(starts.len(), 2, "{id}: two attempts: {events:#?}");
-        assert!(starts[1]["seq"].as_i64() > lost[0]["seq"].as_i64(), "{events:#?}");
-        assert!(starts[1]["ts"].as_str() >= lost[0]["ts"].as_str(), "{events:#?}");
+        assert!(
+            starts[1]["seq"].as_i64() > lost[0]["seq"].as_i64(),
+            "{events:#?}"
+        );
+        assert!(
+            starts[1]["ts"].as_str() >= lost[0]["ts"].as_str(),
+            "{events:#?}"
+        );
     }
     // The commands' records: each task completed exactly once, never in the victim's home (its
     // first runs were killed mid-sleep and wrote no end).
@@ -74,7 +97,10 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
     assert_eq!(recs.len(), 3, "{recs:?}");
     for r in &recs {
         assert!(!r.cwd.starts_with(&*victim_home.to_string_lossy()), "{r:?}");
-        assert!(r.start > killed_at, "the re-run began after the kill: {r:?}");
+        assert!(
+            r.start > killed_at,
+            "the re-run began after the kill: {r:?}"
+        );
     }
     let workers = drover_test_support::poll::until(
         "the victim listed lapsed",
@@ -83,7 +109,8 @@ fn sigkill_of_a_worker_requeues_its_tasks_onto_the_others() {
         || fleet.json(a, &["workers", "--json"]),
         |w| {
             w.as_array().is_some_and(|w| {
-                w.iter().any(|w| w["name"] == "victim" && w["state"] == "lapsed")
+                w.iter()
+                    .any(|w| w["name"] == "victim" && w["state"] == "lapsed")
             })
         },
     );
@@ -106,16 +133,26 @@ fn a_worker_cut_off_from_the_database_cannot_write_to_a_task_it_lost() {
         "long",
         &[],
     );
-    fleet.until(old, &id, "running on the cut-off worker", Duration::from_secs(60), |t| {
-        t["state"] == "running" && t["worker"] == "cutoff" && t["attempt"] == 1
-    });
+    fleet.until(
+        old,
+        &id,
+        "running on the cut-off worker",
+        Duration::from_secs(60),
+        |t| t["state"] == "running" && t["worker"] == "cutoff" && t["attempt"] == 1,
+    );
     let new = fleet.start(resume("taker", 2));
     fleet.cut(old);
-    let taken = fleet.until(new, &id, "the take-over to finish", Duration::from_secs(120), |t| {
-        t["attempt"] == 2
-            && ["succeeded", "failed", "cancelled", "interrupted"]
-                .contains(&t["state"].as_str().unwrap_or_default())
-    });
+    let taken = fleet.until(
+        new,
+        &id,
+        "the take-over to finish",
+        Duration::from_secs(120),
+        |t| {
+            t["attempt"] == 2
+                && ["succeeded", "failed", "cancelled", "interrupted"]
+                    .contains(&t["state"].as_str().unwrap_or_default())
+        },
+    );
     assert_eq!(taken["state"], "succeeded", "{taken:#}");
     assert_eq!(taken["worker"], "taker", "{taken:#}");
     let before = fleet.events(new, &id);
@@ -131,9 +168,8 @@ fn a_worker_cut_off_from_the_database_cannot_write_to_a_task_it_lost() {
         Duration::from_secs(120),
         || {
             let log = fleet.log(old);
-            log.lines().any(|l| {
-                (l.contains("fenced") || l.contains("lease lost")) && l.contains(&id)
-            })
+            log.lines()
+                .any(|l| (l.contains("fenced") || l.contains("lease lost")) && l.contains(&id))
         },
     );
     // It must have written nothing since: same events, same state, owner and attempt. Its own
@@ -160,7 +196,14 @@ fn a_worker_cut_off_from_the_database_cannot_write_to_a_task_it_lost() {
             let after_show = fleet.show(reader, &id);
             let after = fleet.events(reader, &id);
             assert_eq!(after, before, "no event written after the take-over");
-            for k in ["state", "worker", "attempt", "outcome", "finished_at", "commit"] {
+            for k in [
+                "state",
+                "worker",
+                "attempt",
+                "outcome",
+                "finished_at",
+                "commit",
+            ] {
                 assert_eq!(after_show[k], taken[k], "{k} changed after the take-over");
             }
         }

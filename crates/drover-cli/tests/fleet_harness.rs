@@ -12,12 +12,20 @@ fn a_worker_in_its_own_namespaces_runs_and_dies_whole() {
     let mut fleet = Fleet::new(Path::new(env!("CARGO_BIN_EXE_drover")), 3);
     let w = fleet.start(WorkerOpts::new("nsw", 2).with_net());
     let log = fleet.log(w);
-    assert!(!log.contains("127.0.0.1"), "it reached the cluster over its veth:\n{log}");
+    assert!(
+        !log.contains("127.0.0.1"),
+        "it reached the cluster over its veth:\n{log}"
+    );
     // An agent that would outlive a mere daemon kill: its own session, ignoring TERM.
     let marker = fleet.records.join("alive");
-    let cmd = format!("trap '' TERM; while true; do date > {}; sleep 0.1; done", marker.display());
+    let cmd = format!(
+        "trap '' TERM; while true; do date > {}; sleep 0.1; done",
+        marker.display()
+    );
     let id = fleet.submit(w, &cmd, "forever", &[]);
-    fleet.until(w, &id, "running", Duration::from_secs(60), |t| t["state"] == "running");
+    fleet.until(w, &id, "running", Duration::from_secs(60), |t| {
+        t["state"] == "running"
+    });
     drover_test_support::poll::poll("the agent to write", Duration::from_secs(30), || {
         marker.exists()
     });

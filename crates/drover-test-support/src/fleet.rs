@@ -101,9 +101,23 @@ impl NetNs {
             "netns",
             &net.name,
         ]);
-        ip(&["addr", "add", &format!("{}/30", net.host_ip), "dev", &net.host_if]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", net.host_ip),
+            "dev",
+            &net.host_if,
+        ]);
         ip(&["link", "set", &net.host_if, "up"]);
-        ip(&["-n", &net.name, "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if]);
+        ip(&[
+            "-n",
+            &net.name,
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            &ns_if,
+        ]);
         ip(&["-n", &net.name, "link", "set", &ns_if, "up"]);
         ip(&["-n", &net.name, "link", "set", "lo", "up"]);
         net
@@ -149,8 +163,7 @@ impl Worker {
     /// The host pid of the namespace's init: the daemon itself.
     pub fn init_pid(&self) -> Option<i32> {
         let pid = self.child.id();
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
         children.split_whitespace().next()?.parse().ok()
     }
 
@@ -185,9 +198,8 @@ impl Fleet {
     /// `exe` is the `drover` binary (`env!("CARGO_BIN_EXE_drover")`).
     pub fn new(exe: &Path, lease_secs: u32) -> Fleet {
         for tool in TOOLS {
-            let found = std::env::var_os("PATH").is_some_and(|p| {
-                std::env::split_paths(&p).any(|d| d.join(tool).is_file())
-            });
+            let found = std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
             assert!(
                 found,
                 "fleet tests need `{tool}` on PATH (util-linux: unshare, nsenter; iproute2: ip; git) and root"
@@ -284,9 +296,9 @@ impl Fleet {
         // stdout and stderr as one file.
         let file = std::fs::File::create(&log).unwrap();
         cmd.stdout(file.try_clone().unwrap()).stderr(file);
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("fleet: cannot start worker {} (unshare): {e}", opts.name)
-        });
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("fleet: cannot start worker {} (unshare): {e}", opts.name));
         self.workers.push(Worker {
             name: opts.name,
             home,
@@ -365,7 +377,11 @@ impl Fleet {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        finish_within(child, limit, &format!("drover {args:?} on {}", self.workers[i].name))
+        finish_within(
+            child,
+            limit,
+            &format!("drover {args:?} on {}", self.workers[i].name),
+        )
     }
 
     /// Runs the CLI on worker `i`, asserts exit 0, returns stdout.
@@ -431,7 +447,13 @@ impl Fleet {
         limit: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        crate::poll::until(what, limit, Duration::from_millis(100), || self.show(i, id), pred)
+        crate::poll::until(
+            what,
+            limit,
+            Duration::from_millis(100),
+            || self.show(i, id),
+            pred,
+        )
     }
 
     /// Polls the task list on worker `i` until `pred` holds for it (at most `limit`).
@@ -474,21 +496,25 @@ impl Fleet {
 
     /// Cuts worker `i` off the network (its veth's host side down).
     pub fn cut(&self, i: usize) {
-        let net = self.workers[i].net.as_ref().expect("a worker made with_net");
+        let net = self.workers[i]
+            .net
+            .as_ref()
+            .expect("a worker made with_net");
         ip(&["link", "set", &net.host_if, "down"]);
     }
 
     /// Brings worker `i`'s network back.
     pub fn restore(&self, i: usize) {
-        let net = self.workers[i].net.as_ref().expect("a worker made with_net");
+        let net = self.workers[i]
+            .net
+            .as_ref()
+            .expect("a worker made with_net");
         ip(&["link", "set", &net.host_if, "up"]);
     }
 
     /// Whether worker `i`'s daemon is still alive.
     pub fn alive(&self, i: usize) -> bool {
-        self.workers[i]
-            .init_pid()
-            .is_some_and(|p| alive(p as i64))
+        self.workers[i].init_pid().is_some_and(|p| alive(p as i64))
     }
 }
 

@@ -67,22 +67,30 @@ pub async fn dispatch(opts: &DispatchBench, work: &Path) -> Result<()> {
         ],
     )?;
     let url = format!("file://{}", bare.display());
-    let mut rows = vec![
-        row(
-            "SQLite",
-            &[opts.slots],
-            None,
-            n,
-            &url,
-            &work.join("sqlite"),
-        )
-        .await?,
-    ];
+    let mut rows = vec![row("SQLite", &[opts.slots], None, n, &url, &work.join("sqlite")).await?];
     match &opts.database_url {
         Some(db) => {
-            rows.push(row("PostgreSQL", &[opts.slots], Some(db), n, &url, &work.join("pg1")).await?);
             rows.push(
-                row("PostgreSQL", &[half, half], Some(db), n, &url, &work.join("pg2")).await?,
+                row(
+                    "PostgreSQL",
+                    &[opts.slots],
+                    Some(db),
+                    n,
+                    &url,
+                    &work.join("pg1"),
+                )
+                .await?,
+            );
+            rows.push(
+                row(
+                    "PostgreSQL",
+                    &[half, half],
+                    Some(db),
+                    n,
+                    &url,
+                    &work.join("pg2"),
+                )
+                .await?,
             );
         }
         None => println!(
@@ -138,7 +146,10 @@ async fn row(
                 "DROVER_WORKER_NAME".to_string(),
                 format!("bench-{}-{}-{i}", std::process::id(), dir_name(dir)),
             ),
-            ("DROVER_LOG".to_string(), "info,sqlx::query=debug".to_string()),
+            (
+                "DROVER_LOG".to_string(),
+                "info,sqlx::query=debug".to_string(),
+            ),
         ];
         client
             .start_daemon(
@@ -273,7 +284,11 @@ async fn measure(
 fn worker_counts(names: &[Option<String>], workers: usize) -> Vec<usize> {
     let mut counts = vec![0; workers];
     for name in names.iter().flatten() {
-        if let Some(i) = name.rsplit('-').next().and_then(|i| i.parse::<usize>().ok()) {
+        if let Some(i) = name
+            .rsplit('-')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok())
+        {
             if let Some(c) = counts.get_mut(i) {
                 *c += 1;
             }
