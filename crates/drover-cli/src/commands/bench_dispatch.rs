@@ -262,6 +262,23 @@ async fn measure(
         }
         lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1]
     };
+    // Say why any did not succeed (the figures are only worth what the runs were).
+    let mut why: std::collections::BTreeMap<String, usize> = Default::default();
+    for t in tasks.iter().filter(|t| t.state != TaskState::Succeeded) {
+        let reason = t.outcome.as_ref().map(|o| o.reason.as_str()).unwrap_or("-");
+        let line = format!(
+            "{}: {}",
+            t.state.as_str(),
+            drover_types::text::excerpt(
+                reason.lines().next().unwrap_or(""),
+                drover_types::text::Limit::Chars(200)
+            )
+        );
+        *why.entry(line).or_default() += 1;
+    }
+    for (line, count) in &why {
+        println!("{label} ({} workers): {count} task(s) {line}", slots.len());
+    }
     let names: Vec<Option<String>> = tasks.iter().map(|t| t.worker.clone()).collect();
     let per_worker = worker_counts(&names, clients.len());
     Ok(Row {
