@@ -92,3 +92,24 @@ impl TaskStore for PgStore {
         ))
     }
 }
+
+/// Placeholder until the tasks area lands (pgtasks owns this file): inserts a queued task.
+pub(super) async fn insert_task(
+    _tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    _t: &NewTask,
+) -> Result<()> {
+    Err(StoreError::Corrupt(
+        "postgres: tasks not implemented yet".into(),
+    ))
+}
+
+/// Placeholder until the tasks area lands (pgtasks owns this file): appends events.
+pub(super) async fn append(
+    _tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    _id: &str,
+    _events: Vec<NewEvent>,
+) -> Result<Vec<Event>> {
+    Err(StoreError::Corrupt(
+        "postgres: tasks not implemented yet".into(),
+    ))
+}

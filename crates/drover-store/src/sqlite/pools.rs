@@ -9,6 +9,7 @@ use crate::record::{NewTask, TaskRecord};
 use crate::rows::{parse_opt, to_json, EventRow, PoolRow};
 use async_trait::async_trait;
 use drover_types::{PoolState, TaskState, Verdict};
+use crate::area_rows::PoolTaskRow;
 
 /// What a launch checks, read in its transaction.
 #[derive(sqlx::FromRow)]
@@ -18,16 +19,6 @@ struct Room {
     count_total: Option<i64>,
     launched: i64,
     live: i64,
-}
-
-/// What the counters need of each of the pool's tasks.
-#[derive(sqlx::FromRow)]
-struct PoolTaskRow {
-    state: String,
-    verdict: Option<String>,
-    reason: Option<String>,
-    cost_usd: Option<f64>,
-    finished_at: Option<String>,
 }
 
 #[async_trait]

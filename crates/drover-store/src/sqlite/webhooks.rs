@@ -5,37 +5,7 @@ use super::SqliteStore;
 use crate::error::{Result, StoreError};
 use crate::webhooks::{AttemptOutcome, WebhookDelivery, WebhookStore};
 use async_trait::async_trait;
-
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    id: String,
-    team: String,
-    task_id: String,
-    event: String,
-    at: String,
-    attempts: i64,
-    next_at: String,
-    last_status: Option<i64>,
-    delivered_at: Option<String>,
-}
-
-impl From<DeliveryRow> for WebhookDelivery {
-    fn from(r: DeliveryRow) -> Self {
-        WebhookDelivery {
-            id: r.id,
-            team: r.team,
-            task_id: r.task_id,
-            event: r.event,
-            at: r.at,
-            attempts: u32::try_from(r.attempts).unwrap_or(0),
-            next_at: r.next_at,
-            last_status: r.last_status.and_then(|s| u16::try_from(s).ok()),
-            delivered_at: r.delivered_at,
-        }
-    }
-}
-
-const COLS: &str = "id, team, task_id, event, at, attempts, next_at, last_status, delivered_at";
+use crate::area_rows::{DeliveryRow, DELIVERY_COLS as COLS};
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
