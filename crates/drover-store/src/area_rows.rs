@@ -5,7 +5,9 @@
 use crate::error::{Result, StoreError};
 use crate::usage::UsageLine;
 use crate::webhooks::WebhookDelivery;
-use drover_types::{AccountingRow, Actor, AuditRecord, KeyInfo, Scope, Tags, TeamInfo, ACCOUNTING_SCHEMA};
+use drover_types::{
+    AccountingRow, Actor, AuditRecord, KeyInfo, Scope, Tags, TeamInfo, ACCOUNTING_SCHEMA,
+};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct TeamRow {

@@ -245,10 +245,12 @@ impl PoolStore for PgStore {
     async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         // Daemons appending to one pool's events take turns (the next seq is read, then used).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('drover.pool_events:' || $1, 0))")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('drover.pool_events:' || $1, 0))",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO pool_events (pool, seq, ts, kind, data) \
              VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM pool_events WHERE pool = $1), \

@@ -224,13 +224,12 @@ impl TeamStore for PgStore {
 
     async fn revoke_key(&self, id: &str, at: &str) -> Result<KeyInfo> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
-        )
-        .bind(at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::KeyNotFound(id.to_string()));
         }

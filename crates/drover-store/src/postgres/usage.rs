@@ -71,9 +71,11 @@ impl UsageStore for PgStore {
     }
 
     async fn usage_last_id(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM usage")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::BIGINT FROM usage")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn spent(

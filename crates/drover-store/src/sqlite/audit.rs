@@ -2,11 +2,11 @@
 //! has no UPDATE or DELETE of it) and accounting rows read from finished tasks and their usage.
 
 use super::SqliteStore;
+use crate::area_rows::{AccountingSqlRow, AuditRow};
 use crate::audit::{AuditFilter, AuditStore, NewAuditRecord};
 use crate::error::{Result, StoreError};
 use async_trait::async_trait;
 use drover_types::{AccountingRow, AuditRecord, TaskState};
-use crate::area_rows::{AccountingSqlRow, AuditRow};
 
 /// SQLite's "no limit".
 fn limit_of(limit: Option<u32>) -> i64 {

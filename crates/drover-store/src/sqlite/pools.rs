@@ -3,13 +3,13 @@
 
 use super::tasks::insert_task;
 use super::SqliteStore;
+use crate::area_rows::PoolTaskRow;
 use crate::error::{now, Result, StoreError};
 use crate::pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 use crate::record::{NewTask, TaskRecord};
 use crate::rows::{parse_opt, to_json, EventRow, PoolRow};
 use async_trait::async_trait;
 use drover_types::{PoolState, TaskState, Verdict};
-use crate::area_rows::PoolTaskRow;
 
 /// What a launch checks, read in its transaction.
 #[derive(sqlx::FromRow)]

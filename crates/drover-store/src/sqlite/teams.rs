@@ -1,12 +1,12 @@
 //! [`TeamStore`] on SQLite: `teams` and `api_keys` (migration 0010).
 
 use super::SqliteStore;
+use crate::area_rows::{KeyRow, TeamRow, KEY_COLS};
 use crate::error::{now, Result, StoreError};
 use crate::rows::to_json;
 use crate::teams::{NewKeyRecord, TeamStore};
 use async_trait::async_trait;
 use drover_types::{KeyInfo, TeamInfo};
-use crate::area_rows::{KeyRow, TeamRow, KEY_COLS};
 
 async fn insert_key(
     conn: &mut sqlx::SqliteConnection,

@@ -3,11 +3,11 @@
 
 use super::tasks::append;
 use super::SqliteStore;
+use crate::area_rows::{ReportRow, TaskSpent};
 use crate::error::{Result, StoreError};
 use crate::usage::{Spent, UsageBy, UsageGroup, UsageLine, UsageRow, UsageStore};
 use async_trait::async_trait;
 use drover_types::{EventKind, NewEvent};
-use crate::area_rows::{ReportRow, TaskSpent};
 
 /// The SQL expression a report groups by (over `usage u`). A tag's value is read from the
 /// task's `tags` at report time; its name is the one bound parameter (never spliced).

@@ -2,10 +2,10 @@
 //! `webhook_outbox` trigger on `state` events).
 
 use super::SqliteStore;
+use crate::area_rows::{DeliveryRow, DELIVERY_COLS as COLS};
 use crate::error::{Result, StoreError};
 use crate::webhooks::{AttemptOutcome, WebhookDelivery, WebhookStore};
 use async_trait::async_trait;
-use crate::area_rows::{DeliveryRow, DELIVERY_COLS as COLS};
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
