@@ -126,11 +126,11 @@ impl UsageStore for PgStore {
 
     async fn usage_report(&self, by: &UsageBy, team: Option<&str>) -> Result<Vec<UsageLine>> {
         let q = format!(
-            "SELECT {} AS k, COUNT(*) AS n, SUM(u.input_tokens)::BIGINT AS i, \
+            "SELECT ({}) COLLATE \"C\" AS k, COUNT(*) AS n, SUM(u.input_tokens)::BIGINT AS i, \
              SUM(u.output_tokens)::BIGINT AS o, SUM(u.cache_read_tokens)::BIGINT AS cr, \
              SUM(u.cache_write_tokens)::BIGINT AS cw, SUM(u.cost_usd) AS usd, \
              COUNT(*) FILTER (WHERE u.cost_usd IS NULL) AS unpriced FROM usage u \
-             WHERE ($1::TEXT IS NULL OR u.team = $1) GROUP BY 1 ORDER BY 1 COLLATE \"C\"",
+             WHERE ($1::TEXT IS NULL OR u.team = $1) GROUP BY 1 ORDER BY 1",
             group_key(by)
         );
         let mut query = sqlx::query_as::<_, ReportRow>(&q).bind(team);
