@@ -49,6 +49,3 @@ CREATE TABLE pool_events (
     data TEXT NOT NULL,
     PRIMARY KEY (pool, seq)
 );
-
--- A launch counts the pool's live tasks; stats read them by finish time.
-CREATE INDEX IF NOT EXISTS tasks_pool ON tasks (pool, finished_at);

@@ -22,6 +22,3 @@ END;
 $$;
 CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
-
--- Accounting rows are read from finished tasks by finished_at.
-CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at, id);
