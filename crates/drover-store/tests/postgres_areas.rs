@@ -245,3 +245,35 @@ async fn audit_appends_from_two_stores_and_refuses_changes() {
     }
     assert_eq!(a.audit(&Default::default()).await.unwrap(), all);
 }
+
+/// Forty due deliveries claimed by eight loops on two stores at once: each is claimed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_claims_from_two_stores_take_each_delivery_once() {
+    let (a, b, _look) = two_stores().await;
+    drover_store::conformance::due_deliveries(&*a, "w", 40).await;
+    let now = drover_store::now();
+    let hold = "2999-01-01T00:00:00.000Z";
+    let mut loops = vec![];
+    for w in 0..8 {
+        let s = if w % 2 == 0 { a.clone() } else { b.clone() };
+        let now = now.clone();
+        loops.push(tokio::spawn(async move {
+            let mut mine = vec![];
+            loop {
+                let got = s.claim_webhooks(&now, hold, 8, 3).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|d| d.id));
+            }
+        }));
+    }
+    let mut all = vec![];
+    for l in loops {
+        all.extend(l.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((n, all.len()), (40, 40), "a delivery was claimed twice");
+}

@@ -39,6 +39,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries sent at once.
 const BATCH: u32 = 16;
+/// How long a claimed delivery stays with its worker before another may take it (the attempt's
+/// record sets the real next step first, unless the worker died).
+const CLAIM_HOLD: Duration = Duration::from_secs(3 * ATTEMPT_TIMEOUT.as_secs());
 
 /// The server's webhook key file, in `DROVER_HOME`.
 pub const KEY_FILE: &str = "webhook.key";
@@ -211,7 +214,11 @@ pub async fn run(store: Arc<dyn Store>, home: PathBuf, stop: CancellationToken) 
     loop {
         changes.borrow_and_update();
         let now = drover_store::now();
-        match store.due_webhooks(&now, MAX_ATTEMPTS, BATCH).await {
+        // Claimed, not only read: daemons sharing one database send each delivery once.
+        let hold = (chrono::Utc::now()
+            + chrono::Duration::from_std(CLAIM_HOLD).unwrap_or(chrono::Duration::seconds(30)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        match store.claim_webhooks(&now, &hold, MAX_ATTEMPTS, BATCH).await {
             Ok(due) => {
                 let sends = due
                     .into_iter()

@@ -57,6 +57,7 @@ macro_rules! conformance_tests {
             usage_report_by_team_and_tag,
             writes_notify_and_reads_do_not,
             webhook_outbox_fills_once_per_state_event,
+            webhook_claims_hold_deliveries,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

@@ -104,3 +104,73 @@ pub async fn webhook_outbox_fills_once_per_state_event(store: Arc<dyn Store>) {
         .await
         .is_err());
 }
+
+/// Makes a team with a webhook and `n` finished tasks of it: `n` due deliveries.
+pub async fn due_deliveries(store: &dyn Store, prefix: &str, n: usize) {
+    if store.team("hooks").await.unwrap().is_none() {
+        let t = TeamInfo {
+            name: "hooks".into(),
+            webhook_url: Some("http://127.0.0.1:9/h".into()),
+            ..TeamInfo::default()
+        };
+        store.create_team(&t).await.unwrap();
+    }
+    for i in 0..n {
+        let id = format!("{prefix}{i:03}");
+        let t = NewTask {
+            team: Some("hooks".into()),
+            ..new_task(&id)
+        };
+        store.create_task(t).await.unwrap();
+        state(store, &id, TaskState::Failed).await;
+    }
+}
+
+/// A claim returns the due deliveries (as they were) and holds them: not due again until the
+/// hold ends, then due again (a worker that died mid-attempt); a recorded attempt sets the next
+/// step.
+pub async fn webhook_claims_hold_deliveries(store: Arc<dyn Store>) {
+    due_deliveries(&*store, "c", 3).await;
+    let now = crate::now();
+    let hold = "2999-01-01T00:00:00.000Z";
+    let claimed = store.claim_webhooks(&now, hold, 8, 2).await.unwrap();
+    assert_eq!(claimed.len(), 2, "{claimed:#?}");
+    assert!(claimed.iter().all(|d| d.next_at.as_str() <= now.as_str()));
+    let rest = store.claim_webhooks(&now, hold, 8, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(rest.iter().all(|d| !claimed.contains(d)));
+    assert!(store
+        .claim_webhooks(&now, hold, 8, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.due_webhooks(&now, 8, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.next_webhook_at(8).await.unwrap().as_deref(),
+        Some(hold)
+    );
+    // The hold ends: due again, attempts unchanged.
+    let later = "2999-01-01T00:00:01.000Z";
+    let again = store.claim_webhooks(later, later, 8, 10).await.unwrap();
+    assert_eq!(again.len(), 3);
+    assert!(again.iter().all(|d| d.attempts == 0 && d.next_at == hold));
+    let d = store
+        .record_webhook_attempt(
+            &again[0].id,
+            AttemptOutcome::Delivered {
+                status: 200,
+                at: now.clone(),
+            },
+            8,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.attempts, d.delivered_at.as_deref()),
+        (1, Some(now.as_str()))
+    );
+    let far = "3999-01-01T00:00:00.000Z";
+    let left = store.claim_webhooks(far, far, 8, 10).await.unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|d| d.id != again[0].id));
+}

@@ -30,6 +30,40 @@ impl WebhookStore for PgStore {
             .collect())
     }
 
+    /// `FOR UPDATE SKIP LOCKED`: daemons claiming at once take disjoint rows, none waits.
+    async fn claim_webhooks(
+        &self,
+        now: &str,
+        hold_until: &str,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let mut tx = self.pool.begin().await?;
+        let mut due: Vec<WebhookDelivery> = sqlx::query_as::<_, DeliveryRow>(
+            "WITH due AS (SELECT id, next_at FROM webhook_deliveries \
+               WHERE delivered_at IS NULL AND attempts < $1 AND next_at <= $2 \
+               ORDER BY next_at, id COLLATE \"C\" LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE webhook_deliveries w SET next_at = $4 FROM due WHERE w.id = due.id \
+             RETURNING w.id, w.team, w.task_id, w.event, w.at, w.attempts, due.next_at, \
+             w.last_status, w.delivered_at",
+        )
+        .bind(i64::from(max_attempts))
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(hold_until)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(WebhookDelivery::from)
+        .collect();
+        if due.is_empty() {
+            return Ok(due);
+        }
+        self.commit(tx).await?;
+        due.sort_by(|a, b| (&a.next_at, &a.id).cmp(&(&b.next_at, &b.id)));
+        Ok(due)
+    }
+
     async fn next_webhook_at(&self, max_attempts: u32) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(next_at) FROM webhook_deliveries WHERE delivered_at IS NULL \

@@ -30,6 +30,42 @@ impl WebhookStore for SqliteStore {
             .collect())
     }
 
+    /// One writer: the select and the update cannot interleave with another claim.
+    async fn claim_webhooks(
+        &self,
+        now: &str,
+        hold_until: &str,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let sql = format!(
+            "SELECT {COLS} FROM webhook_deliveries WHERE delivered_at IS NULL \
+             AND attempts < ? AND next_at <= ? ORDER BY next_at, id LIMIT ?"
+        );
+        let mut tx = self.writer.begin().await?;
+        let due: Vec<WebhookDelivery> = sqlx::query_as::<_, DeliveryRow>(&sql)
+            .bind(max_attempts)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(WebhookDelivery::from)
+            .collect();
+        if due.is_empty() {
+            return Ok(due);
+        }
+        for d in &due {
+            sqlx::query("UPDATE webhook_deliveries SET next_at = ? WHERE id = ?")
+                .bind(hold_until)
+                .bind(&d.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.commit(tx).await?;
+        Ok(due)
+    }
+
     async fn next_webhook_at(&self, max_attempts: u32) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(next_at) FROM webhook_deliveries WHERE delivered_at IS NULL \
