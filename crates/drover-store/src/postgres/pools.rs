@@ -11,7 +11,7 @@ use super::PgStore;
 use crate::error::{now, Result, StoreError};
 use crate::pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 use crate::record::{NewTask, TaskRecord};
-use crate::rows::{parse_opt, to_json, EventRow, PoolRow, TaskRow};
+use crate::rows::{parse_opt, to_json, EventRow, PoolRow};
 use async_trait::async_trait;
 use drover_types::{PoolState, TaskState, Verdict};
 
@@ -177,19 +177,13 @@ impl PoolStore for PgStore {
         if live >= room.slots {
             return Ok(None);
         }
-        insert_task(&mut tx, &task).await?;
+        let launched = insert_task(&mut tx, &task).await?;
         sqlx::query("UPDATE pools SET launched = launched + 1 WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?;
         self.commit(tx).await?;
-        sqlx::query_as::<_, TaskRow>("SELECT * FROM tasks WHERE id = $1")
-            .bind(&task.id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(task.id.clone()))?
-            .try_into()
-            .map(Some)
+        Ok(Some(launched))
     }
 
     async fn pool_stats(&self, name: &str, soft_fail_counts: bool) -> Result<PoolStats> {
