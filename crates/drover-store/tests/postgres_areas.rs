@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use drover_store::conformance::{new_pool, new_task, pg};
 use drover_store::prelude::*;
-use drover_store::{NewAuditRecord, NewKeyRecord, NewTask, PgStore, StoreError, TaskPatch};
+use drover_store::{
+    NewAuditRecord, NewKeyRecord, NewTask, PgStore, StoreError, TaskPatch, UsageBy, UsageGroup,
+    UsageRow,
+};
 use drover_types::{Actor, Scope, TaskState, TeamInfo};
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -276,4 +279,68 @@ async fn webhook_claims_from_two_stores_take_each_delivery_once() {
     all.sort();
     all.dedup();
     assert_eq!((n, all.len()), (40, 40), "a delivery was claimed twice");
+}
+
+/// Two gateways (two daemons) metering one task at once: every response counts once in the
+/// task's totals, the team's spend and the report, and its `usage` events number one after
+/// another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_from_two_stores_sums_exactly() {
+    let (a, b, _look) = two_stores().await;
+    a.create_task(new_task("u1")).await.unwrap();
+    let mut handles = vec![];
+    for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        handles.push(tokio::spawn(async move {
+            let row = UsageRow {
+                task_id: "u1".into(),
+                pool: None,
+                team: Some("t".into()),
+                api: "anthropic".into(),
+                model: "m1".into(),
+                input_tokens: 10,
+                output_tokens: 5,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+                cost_usd: Some(0.25),
+                stop_reason: None,
+                outcome: "ok".into(),
+                at: drover_store::now(),
+            };
+            s.record_usage(&[row.clone(), row]).await.unwrap()
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let t = b.get_task("u1").await.unwrap();
+    assert_eq!((t.usage.input_tokens, t.usage.output_tokens), (800, 400));
+    assert_eq!(t.cost_usd, Some(20.0));
+    let last = a.usage_last_id().await.unwrap();
+    let spent = b
+        .spent("u1", None, Some("t"), "2000-01-01T00:00:00.000Z", last)
+        .await
+        .unwrap();
+    assert_eq!(
+        (spent.task_usd, spent.task_tokens, spent.team_usd_today),
+        (20.0, 1200, 20.0)
+    );
+    let report = a
+        .usage_report(&UsageBy::Group(UsageGroup::Team), None)
+        .await
+        .unwrap();
+    assert_eq!(report.len(), 1);
+    assert_eq!((report[0].requests, report[0].cost_usd), (80, Some(20.0)));
+    let seqs: Vec<i64> = a
+        .events("u1", 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=81).collect::<Vec<_>>(),
+        "the created event and 80 usage events"
+    );
 }
