@@ -61,10 +61,14 @@ fn group_key(by: &UsageBy) -> &'static str {
 
 #[async_trait]
 impl UsageStore for PgStore {
-    /// One transaction for the batch (all or none).
+    /// One transaction for the batch (all or none). Rows are written in task-id order (stable:
+    /// a task's rows keep theirs), so batches of two daemons lock tasks in one order and never
+    /// deadlock.
     async fn record_usage(&self, rows: &[UsageRow]) -> Result<()> {
+        let mut ordered: Vec<&UsageRow> = rows.iter().collect();
+        ordered.sort_by(|a, b| a.task_id.cmp(&b.task_id));
         let mut tx = self.pool.begin().await?;
-        for u in rows {
+        for u in ordered {
             insert_usage(&mut tx, u).await?;
         }
         self.commit(tx).await
