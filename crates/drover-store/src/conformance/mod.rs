@@ -9,6 +9,7 @@
 
 mod audit;
 mod changes;
+mod locks;
 pub mod pg;
 mod pools;
 mod tasks;
@@ -17,6 +18,7 @@ mod usage;
 
 pub use audit::*;
 pub use changes::*;
+pub use locks::*;
 pub use pools::*;
 pub use tasks::*;
 pub use teams::*;
@@ -54,6 +56,11 @@ macro_rules! conformance_tests {
             accounting_rows_sum_usage_of_finished_tasks,
             usage_report_by_team_and_tag,
             writes_notify_and_reads_do_not,
+            lock_is_exclusive_under_concurrency,
+            lock_slots_are_first_come_first_served,
+            lock_slot_mismatch_is_refused,
+            lock_release_worker_frees_its_tickets,
+            lock_retries_in_vain_do_not_notify,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
