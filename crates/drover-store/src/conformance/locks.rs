@@ -184,13 +184,19 @@ pub async fn lock_retries_in_vain_do_not_notify(store: Arc<dyn Store>) {
     let s = &*store;
     s.try_lock("n", 1, "a", "w1", "ta").await.unwrap();
     let v = s.changes().version();
-    assert_eq!(s.try_lock("n", 1, "b", "w1", "tb").await.unwrap(), LockGrant::Busy);
+    assert_eq!(
+        s.try_lock("n", 1, "b", "w1", "tb").await.unwrap(),
+        LockGrant::Busy
+    );
     assert_ne!(v, s.changes().version(), "a new waiter is news");
     settle(s).await;
     let mut rx = s.subscribe();
     rx.borrow_and_update();
     for _ in 0..5 {
-        assert_eq!(s.try_lock("n", 1, "b", "w1", "tb").await.unwrap(), LockGrant::Busy);
+        assert_eq!(
+            s.try_lock("n", 1, "b", "w1", "tb").await.unwrap(),
+            LockGrant::Busy
+        );
     }
     let quiet = tokio::time::timeout(Duration::from_millis(300), rx.changed()).await;
     assert!(quiet.is_err(), "a retry in vain notified");
