@@ -453,6 +453,7 @@ mod tests {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod snapshots {
     use crate::fixtures::fleet;
 
