@@ -12,6 +12,7 @@
 //! ([`Locks::release_own`]) or, on a shared store, by whoever sweeps its lapsed lease.
 
 use drover_store::{LockEntry, LockGrant, LockRecord, Store, StoreError};
+
 use drover_types::TaskLocks;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -64,6 +65,22 @@ impl Locks {
     /// Frees this worker's tickets of an earlier run (their connections died with it).
     pub async fn release_own(&self) -> Result<u64, StoreError> {
         self.store.release_worker(&self.worker).await
+    }
+
+    /// Frees the tickets of every other worker whose lease lapsed (its connections are gone, or
+    /// it is cut off and lost its rights); returns how many.
+    pub async fn release_lapsed(&self) -> Result<u64, StoreError> {
+        let mut freed = 0;
+        for w in self.store.workers().await? {
+            if w.lapsed && w.name != self.worker {
+                let n = self.store.release_worker(&w.name).await?;
+                if n > 0 {
+                    tracing::info!("lock: freed {n} ticket(s) of lapsed worker {}", w.name);
+                }
+                freed += n;
+            }
+        }
+        Ok(freed)
     }
 
     /// Waits for a slot of `name`. The first ticket of a name sets its slot count; a different
@@ -140,5 +157,21 @@ impl Locks {
                 })
                 .collect(),
         ))
+    }
+}
+
+/// Frees lapsed workers' lock tickets every `lease_secs / 2` until the daemon stops (any live
+/// worker does it; on SQLite there is no other worker and this finds nothing).
+pub async fn sweep(engine: Arc<super::Engine>) {
+    let every = Duration::from_millis(u64::from(engine.config.lease_secs.max(2)) * 500);
+    let stopping = engine.stopping();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopping.cancelled() => return,
+        }
+        if let Err(e) = engine.locks.release_lapsed().await {
+            tracing::warn!("lock sweep: {e}");
+        }
     }
 }
