@@ -82,6 +82,16 @@ fn a_lock_held_through_one_worker_holds_for_the_other() {
         assert_eq!(l["waiting_on"], serde_json::json!(["wb"]), "{l}");
     }
     assert!(!got.exists(), "B ran while A held the lock");
+    // A waiter whose client goes away leaves the queue on every worker.
+    let mut quitter = spawn(&env, &home_b, &["lock", "shared", "--", "true"]);
+    poll("the second waiter to show", LIMIT, || {
+        locks(&home_a)[0]["waiters"].as_array().map(Vec::len) == Some(2)
+    });
+    quitter.kill().unwrap();
+    quitter.wait().unwrap();
+    poll("the gone waiter to leave", LIMIT, || {
+        locks(&home_a)[0]["waiters"].as_array().map(Vec::len) == Some(1)
+    });
     assert!(second.try_wait().unwrap().is_none(), "B's lock ended early");
 
     std::fs::write(&go, "").unwrap();
