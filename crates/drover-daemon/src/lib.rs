@@ -98,6 +98,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     home.write_pid()?;
     engine::recover::recover(&engine).await;
     engine.tasks.spawn(engine::scheduler::run(engine.clone()));
+    engine.tasks.spawn(engine::locks::sweep(engine.clone()));
     engine.tasks.spawn(return_memory(engine.stopping()));
     engine.tasks.spawn(teams::webhooks::run(
         engine.store.clone(),

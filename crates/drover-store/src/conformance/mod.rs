@@ -9,6 +9,7 @@
 
 mod audit;
 mod changes;
+mod locks;
 pub mod pg;
 mod pools;
 mod tasks;
@@ -18,6 +19,7 @@ mod webhooks;
 
 pub use audit::*;
 pub use changes::*;
+pub use locks::*;
 pub use pools::*;
 pub use tasks::*;
 pub use teams::*;
@@ -58,6 +60,11 @@ macro_rules! conformance_tests {
             writes_notify_and_reads_do_not,
             webhook_outbox_fills_once_per_state_event,
             webhook_claims_hold_deliveries,
+            lock_is_exclusive_under_concurrency,
+            lock_slots_are_first_come_first_served,
+            lock_slot_mismatch_is_refused,
+            lock_release_worker_frees_its_tickets,
+            lock_retries_in_vain_do_not_notify,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
