@@ -9,6 +9,7 @@
 
 mod audit;
 mod changes;
+mod hosts;
 pub mod pg;
 mod pools;
 mod tasks;
@@ -17,6 +18,7 @@ mod usage;
 
 pub use audit::*;
 pub use changes::*;
+pub use hosts::*;
 pub use pools::*;
 pub use tasks::*;
 pub use teams::*;
@@ -54,6 +56,10 @@ macro_rules! conformance_tests {
             accounting_rows_sum_usage_of_finished_tasks,
             usage_report_by_team_and_tag,
             writes_notify_and_reads_do_not,
+            claims_are_exclusive_under_concurrency,
+            fenced_writes_of_a_stale_claim_change_nothing,
+            heartbeat_renews_only_its_own_tasks,
+            workers_are_listed_with_running_and_lapse,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
