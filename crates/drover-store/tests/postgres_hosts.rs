@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use drover_store::conformance::{claims_are_exclusive_under_concurrency_on, new_task, pg};
 use drover_store::prelude::*;
-use drover_store::PgStore;
+use drover_store::{NewTask, PgStore};
 use std::sync::Arc;
 
 /// Three stores on one database, two claimers each, 200 queued tasks: each claimed once.
