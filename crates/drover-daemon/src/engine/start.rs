@@ -83,7 +83,7 @@ pub(crate) async fn start(
         finish(engine, id, adapter, ended).await?;
         return Ok(None);
     }
-    let resume = task.attempt > 0
+    let resume = task.attempt > 1
         && adapter.capabilities().resumable
         && task
             .session_id
