@@ -233,7 +233,7 @@ impl Provider for EnvLayer<'_> {
             // Numbers are typed here (a variable is text); anything else stays a string, so
             // a model named `123` is not turned into a number.
             let value = match *key {
-                "slots" => v
+                "slots" | "lease_secs" => v
                     .trim()
                     .parse::<u64>()
                     .map(Value::from)
