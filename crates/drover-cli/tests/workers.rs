@@ -41,14 +41,16 @@ fn a_task_of_a_lapsed_worker_is_taken_over_and_finishes_here_as_attempt_two() {
     assert_eq!(claims.len(), 1, "the queued task is the ghost's");
     assert_eq!(claims[0].id, id);
     assert_eq!(claims[0].fence, Fence::new("ghost", 1));
-    rt.block_on(s.update(
-        &id,
-        Some(&[TaskState::Queued]),
-        TaskPatch::new()
-            .state(TaskState::Running, json!({ "pid": 1 }))
-            .fence(claims[0].fence.clone()),
-        vec![],
-    ))
+    rt.block_on(
+        s.update(
+            &id,
+            Some(&[TaskState::Queued]),
+            TaskPatch::new()
+                .state(TaskState::Running, json!({ "pid": 1 }))
+                .fence(claims[0].fence.clone()),
+            vec![],
+        ),
+    )
     .unwrap();
     // The lease lapses after a second; the live worker's sweep requeues it.
     let requeued = env.until(&id, "the take-over", |t| {
@@ -141,7 +143,10 @@ fn a_worker_whose_claim_was_taken_over_stops_writing_and_says_fenced() {
     );
     // The supervisor is gone: A writes nothing more about it.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(rt.block_on(s.get_task(&id)).unwrap().next_seq, before.next_seq);
+    assert_eq!(
+        rt.block_on(s.get_task(&id)).unwrap().next_seq,
+        before.next_seq
+    );
     // B ends it (so the test's daemon stop has nothing to wait for).
     rt.block_on(s.update(
         &id,

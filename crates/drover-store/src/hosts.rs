@@ -106,7 +106,9 @@ impl WorkerRow {
         let lapsed = chrono::DateTime::parse_from_rfc3339(&self.last_heartbeat)
             .map(|t| {
                 let until = t + chrono::Duration::seconds(self.lease_secs);
-                until.to_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                until
+                    .to_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                     < now.to_string()
             })
             .unwrap_or(true);

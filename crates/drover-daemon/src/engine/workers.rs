@@ -258,14 +258,14 @@ async fn take_over(engine: &Engine, task: &TaskRecord) -> Result<(), StoreError>
     let id = task.id.as_str();
     if task.state == TaskState::Queued {
         // Claimed, never started: back to the queue as it was.
-        let patch = TaskPatch::new()
-            .worker(None)
-            .lease_until(None)
-            .fence(fence);
+        let patch = TaskPatch::new().worker(None).lease_until(None).fence(fence);
         engine
             .update(id, Some(&[TaskState::Queued]), patch, vec![])
             .await?;
-        tracing::info!(task = id, "took back task {id} claimed by lapsed worker {lost}");
+        tracing::info!(
+            task = id,
+            "took back task {id} claimed by lapsed worker {lost}"
+        );
         return Ok(());
     }
     let why = format!(

@@ -174,7 +174,10 @@ pub async fn fenced_writes_of_a_stale_claim_change_nothing(store: Arc<dyn Store>
                 attempt,
                 holder,
             } => {
-                assert_eq!((id.as_str(), worker.as_str(), attempt), ("f0000001", "A", 1));
+                assert_eq!(
+                    (id.as_str(), worker.as_str(), attempt),
+                    ("f0000001", "A", 1)
+                );
                 assert_eq!(holder, "worker B attempt 2");
             }
             e => panic!("expected Fenced, got {e}"),

@@ -145,4 +145,3 @@ impl HostStore for SqliteStore {
         Ok(rows.into_iter().map(|r| r.into_record(&at)).collect())
     }
 }
-
