@@ -66,6 +66,7 @@ fn two_workers_on_one_database_each_run_tasks_and_every_task_succeeds_once() {
             ])
         })
         .collect();
+    let store = rt.block_on(drover_store::PgStore::open(&url)).unwrap();
     let mut by_worker: HashMap<String, usize> = HashMap::new();
     for (n, id) in ids.iter().enumerate() {
         // Either host answers for any task.
@@ -76,10 +77,12 @@ fn two_workers_on_one_database_each_run_tasks_and_every_task_succeeds_once() {
         assert_eq!(running_events(&a, id), 1, "{id} ran once");
         let w = t["worker"].as_str().unwrap().to_string();
         if w == "B" {
-            let dir = t["repo_dir"].as_str().unwrap_or_default().to_string();
+            use drover_store::TaskStore;
+            let row = rt.block_on(store.get_task(id)).unwrap();
+            let dir = row.repo_dir.unwrap_or_default();
             assert!(
                 dir.starts_with(b.home.to_str().unwrap()),
-                "B's own mirror: {t:#}"
+                "B's own mirror: {dir}"
             );
         }
         *by_worker.entry(w).or_default() += 1;
