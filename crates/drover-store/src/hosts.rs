@@ -109,7 +109,8 @@ impl WorkerRow {
                 until
                     .to_utc()
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                    < now.to_string()
+                    .as_str()
+                    < now
             })
             .unwrap_or(true);
         WorkerRecord {
