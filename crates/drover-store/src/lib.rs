@@ -44,6 +44,7 @@ pub mod conformance;
 pub mod error;
 pub mod hosts;
 pub mod locks;
+mod patch_sql;
 pub mod pools;
 pub mod postgres;
 pub mod record;

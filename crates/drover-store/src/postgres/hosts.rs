@@ -2,7 +2,7 @@
 //! queued rows with `FOR UPDATE SKIP LOCKED` (concurrent claimers never take one task); lease
 //! times are the database's clock ([`DB_NOW`]), never a worker's.
 
-use super::PgStore;
+use super::{PgStore, DB_NOW};
 use crate::error::{Result, StoreError};
 use crate::hosts::{Claim, HostStore, WorkerRecord, WorkerRow, WorkerSpec, LIVE_STATES};
 use crate::record::{Fence, TaskRecord};
@@ -10,11 +10,8 @@ use crate::rows::TaskRow;
 use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
-/// The database's now, in the format of [`crate::now`] (compared as strings).
-const DB_NOW: &str = r#"to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#;
-
-/// The database's now plus `$2` seconds (a lease's end), in the same format.
-const DB_LEASE: &str = r#"to_char((now() + make_interval(secs => $2)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"#;
+/// The end of a lease: the database's now plus `$2` seconds, in drover's time format.
+const DB_LEASE: &str = "drover_time(now() + make_interval(secs => $2))";
 
 fn claims(worker: &str, rows: Vec<(String, i64)>) -> Vec<Claim> {
     rows.into_iter()
@@ -124,7 +121,6 @@ impl HostStore for PgStore {
 /// Fails with [`StoreError::Fenced`] unless `fence` still holds task `id`; locks the task's row
 /// (`FOR UPDATE`) for the rest of the update's transaction, so no claim, heartbeat or take-over
 /// moves it between this check and the write.
-#[allow(dead_code)] // called first in `update`'s transaction by the tasks area
 pub(super) async fn check_fence(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,

@@ -9,8 +9,10 @@
 //!   migration once.
 //! - Changes: every committing write sends `NOTIFY drover_changes` in its transaction; a listener
 //!   connection bumps [`Changes`] on each notification, so followers in every daemon (SSE,
-//!   `wait`, `logs --follow`) wake on writes made anywhere. A lost listener connection
-//!   reconnects and bumps once (a notification may have been missed meanwhile).
+//!   `wait`, `logs --follow`) wake on writes made anywhere. The payload names the writing store,
+//!   whose own listener skips it (its `commit` bumped already). A lost listener connection
+//!   reconnects and bumps (a notification may have been missed meanwhile).
+//! - Task summaries (`summary_cols`) and whole rows (`fetch`) for every area reading tasks.
 
 mod audit;
 mod hosts;
@@ -22,7 +24,9 @@ mod usage;
 mod webhooks;
 
 use crate::changes::{ChangeFeed, Changes};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
+use crate::record::TaskRecord;
+use crate::rows::TaskRow;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use std::str::FromStr;
@@ -31,10 +35,19 @@ use std::time::Duration;
 /// The channel every write notifies.
 const CHANNEL: &str = "drover_changes";
 
-#[allow(dead_code)] // until the areas use them (interface commit)
+/// The database's clock as drover writes times (RFC 3339 ms UTC, like [`crate::now`]): SQL text
+/// for a query (`drover_time` is defined by migration 0001). Leases use it, never a host's clock.
+#[allow(dead_code)] // until the hosts area uses it
+pub(super) const DB_NOW: &str = "drover_time(now())";
+
 pub struct PgStore {
     pool: PgPool,
+    /// The select list of a task summary (see [`summary_columns`]).
+    summary_cols: String,
     changes: Changes,
+    /// This store's notification payload: its listener skips notifications carrying it
+    /// (`commit` already bumped), so a read never sees a late bump of its own earlier write.
+    origin: String,
     /// Ends the listener task with the store.
     listener: tokio::task::AbortHandle,
 }
@@ -56,15 +69,19 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let summary_cols = summary_columns(&pool).await?;
         let changes = Changes::new();
+        let origin = origin_id();
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHANNEL).await?;
         let feed = changes.clone();
+        let own = origin.clone();
         let listener = tokio::spawn(async move {
             loop {
                 // `try_recv` is `None` after the connection was lost (it reconnects on the next
                 // call): a notification may have been missed, so followers re-read.
                 match listener.try_recv().await {
+                    Ok(Some(n)) if n.payload() == own => {}
                     Ok(Some(_)) | Ok(None) => feed.bump(),
                     Err(e) => {
                         tracing::warn!("store: LISTEN {CHANNEL}: {e}; reconnecting");
@@ -77,16 +94,31 @@ impl PgStore {
         .abort_handle();
         Ok(PgStore {
             pool,
+            summary_cols,
             changes,
+            origin,
             listener,
         })
     }
 
-    #[allow(dead_code)]
+    /// A whole task row read through `conn` (a pool or a transaction).
+    async fn fetch<'e, E>(conn: E, id: &str) -> Result<TaskRecord>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
+        sqlx::query_as::<_, TaskRow>("SELECT * FROM tasks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?
+            .try_into()
+    }
+
     /// Notifies every daemon on the database, commits `tx`, and tells this one's followers.
     async fn commit(&self, mut tx: sqlx::Transaction<'_, Postgres>) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, '')")
+        sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
+            .bind(&self.origin)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -99,4 +131,47 @@ impl ChangeFeed for PgStore {
     fn changes(&self) -> &Changes {
         &self.changes
     }
+}
+
+/// A name for this store's notifications, unique among the stores on one database (process,
+/// time and a random hasher key).
+fn origin_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{}-{:016x}", std::process::id(), h.finish())
+}
+
+/// Every column of `tasks` (whatever migrations added), with prompt, result and cmd read from
+/// their short copies (`*_head`, kept by a trigger: migration 0001) and `pending_input` as a
+/// short form (who asks for what, 200 characters of the input; as SQLite's).
+async fn summary_columns(pool: &PgPool) -> Result<String> {
+    let cols: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = 'tasks' \
+         ORDER BY ordinal_position",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(cols
+        .iter()
+        .filter(|c| !c.ends_with("_head"))
+        .map(|c| match c.as_str() {
+            "prompt" | "result" | "cmd" => format!("{c}_head AS {c}"),
+            "pending_input" => "CASE WHEN pending_input IS NULL THEN NULL ELSE \
+                 jsonb_build_object(\
+                 'request_id', pending_input::jsonb -> 'request_id', \
+                 'tool', pending_input::jsonb -> 'tool', \
+                 'input', left(pending_input::jsonb ->> 'input', 200), \
+                 'summary', true)::text END AS pending_input"
+                .to_string(),
+            _ => format!("\"{c}\""),
+        })
+        .collect::<Vec<_>>()
+        .join(", "))
 }
