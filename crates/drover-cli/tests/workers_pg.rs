@@ -164,3 +164,72 @@ fn a_url_task_runs_on_the_free_worker_and_a_local_path_task_stays_home() {
     rt.block_on(db.shutdown());
     rt.block_on(da.shutdown());
 }
+
+/// On PostgreSQL: a URL task claimed by a worker that never heartbeats again (a claim with a
+/// 1-second lease under a made-up name, moved to `running`) is taken over by the live worker
+/// (`interrupted`, `lost_host`, naming the ghost), requeued, and succeeds there as attempt 2.
+#[test]
+fn a_task_of_a_lapsed_worker_is_taken_over_on_postgres() {
+    use drover_store::prelude::*;
+    let a = Env::new();
+    let rt = runtime();
+    let url = rt.block_on(pg::fresh_database());
+    let da = worker(&rt, &a, &url, "live", 1);
+    let blocker = a.run_command_task("while [ ! -e go ]; do sleep 0.05; done", "blocker");
+    let running = a.until(&blocker, "the blocker to run", |t| t["state"] == "running");
+    let id = a.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--repo",
+        &url_of(&a),
+        "--cmd",
+        "echo done here",
+        "orphan",
+    ]);
+    let store = rt.block_on(drover_store::PgStore::open(&url)).unwrap();
+    let claims = rt.block_on(store.claim("ghost", 1, 1)).unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].id, id);
+    rt.block_on(
+        store.update(
+            &id,
+            Some(&[drover_types::TaskState::Queued]),
+            drover_store::TaskPatch::new()
+                .state(drover_types::TaskState::Running, serde_json::json!({}))
+                .fence(claims[0].fence.clone()),
+            vec![],
+        ),
+    )
+    .unwrap();
+    a.until(&id, "the take-over", |t| {
+        t["state"] == "queued" && t["worker"].is_null()
+    });
+    std::fs::write(
+        Path::new(running["sandbox"].as_str().unwrap()).join("go"),
+        "",
+    )
+    .unwrap();
+    let t = a.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(
+        (t["attempt"].as_i64(), t["worker"].as_str()),
+        (Some(2), Some("live"))
+    );
+    let lost: Vec<Value> = a
+        .events(&id)
+        .into_iter()
+        .filter(|e| e["kind"] == "state" && e["data"]["state"] == "interrupted")
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:#?}");
+    assert_eq!(lost[0]["data"]["outcome"], "lost_host");
+    assert_eq!(lost[0]["data"]["worker"], "ghost");
+    // The live worker is listed, the ghost never registered.
+    let workers = rt.block_on(store.workers()).unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(
+        (workers[0].name.as_str(), workers[0].lapsed),
+        ("live", false)
+    );
+    rt.block_on(da.shutdown());
+}
