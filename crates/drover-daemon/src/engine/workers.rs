@@ -49,7 +49,10 @@ impl Engine {
             .cloned()
     }
 
+    /// Holds `id` by `fence` (a fresh claim, or one taken back): whatever was lost of an earlier
+    /// claim on it is forgotten.
     pub(crate) fn hold(&self, id: &str, fence: Fence) {
+        self.forget_lost(id);
         self.claims
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -152,6 +155,17 @@ pub async fn heartbeat(engine: Arc<Engine>) {
                 if failing {
                     tracing::info!("heartbeat: the store answers again");
                     failing = false;
+                }
+                // A task the store says this worker holds but the engine does not (its claim
+                // was dropped while the store was unreachable, and nobody took it over): taken
+                // back, so a supervisor settles it (its agent was ended: interrupted, requeued
+                // by policy) rather than leaving a lease renewed forever.
+                for c in &claims {
+                    if engine.claim_of(&c.id).is_none() && !engine.is_supervised(&c.id) {
+                        tracing::info!(task = c.id.as_str(), "heartbeat: task {} taken back", c.id);
+                        engine.hold(&c.id, c.fence.clone());
+                        engine.wake.notify_one();
+                    }
                 }
                 let renewed: HashSet<(String, i64)> = claims
                     .into_iter()
