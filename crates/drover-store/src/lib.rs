@@ -37,6 +37,7 @@
 //!   nothing follows the audit log live).
 //! - The audit log is append-only: no update or delete path exists for it.
 
+pub(crate) mod area_rows;
 pub mod audit;
 pub mod changes;
 #[cfg(feature = "conformance")]

@@ -45,6 +45,18 @@ pub trait WebhookStore: Send + Sync {
         max_attempts: u32,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>>;
+    /// Takes the deliveries [`due_webhooks`](Self::due_webhooks) would return and, in the same
+    /// transaction, moves their `next_at` to `hold_until`: no other worker on the store takes
+    /// them until then (several daemons on one database send each delivery once). The attempt's
+    /// record sets the real next step; a worker that dies mid-attempt leaves the delivery due
+    /// again at `hold_until`. The rows are returned as they were before (their old `next_at`).
+    async fn claim_webhooks(
+        &self,
+        now: &str,
+        hold_until: &str,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>>;
     /// The earliest `next_at` of an undelivered delivery with attempts left.
     async fn next_webhook_at(&self, max_attempts: u32) -> Result<Option<String>>;
     /// Records an attempt: `attempts + 1` and its outcome (`GiveUp` sets attempts to

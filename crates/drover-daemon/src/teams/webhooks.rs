@@ -6,7 +6,8 @@
 //!   never sent again (at least once: a crash between the receiver's 2xx and its record repeats
 //!   it, with the same `Drover-Delivery` id).
 //! - [`run`] is the delivery worker (on `Engine::tasks`): woken by the store's change feed or by
-//!   the next retry's time, it POSTs each due row, signs it, and records the attempt; non-2xx or
+//!   the next retry's time, it claims the due rows (held [`CLAIM_HOLD`] from other daemons on
+//!   the same database), POSTs each, signs it, and records the attempt; non-2xx or
 //!   no answer within [`ATTEMPT_TIMEOUT`] is retried after 1 s, 2 s, 4 s … (at most
 //!   [`MAX_BACKOFF`]), [`MAX_ATTEMPTS`] attempts in all. Redirects are not followed. Every
 //!   attempt is an audit record (`webhook.deliver`, the task, the team, the receiver's status or
@@ -39,6 +40,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deliveries sent at once.
 const BATCH: u32 = 16;
+/// How long a claimed delivery stays with its worker before another may take it (the attempt's
+/// record sets the real next step first, unless the worker died).
+pub const CLAIM_HOLD: Duration = Duration::from_secs(3 * ATTEMPT_TIMEOUT.as_secs());
 
 /// The server's webhook key file, in `DROVER_HOME`.
 pub const KEY_FILE: &str = "webhook.key";
@@ -211,7 +215,11 @@ pub async fn run(store: Arc<dyn Store>, home: PathBuf, stop: CancellationToken) 
     loop {
         changes.borrow_and_update();
         let now = drover_store::now();
-        match store.due_webhooks(&now, MAX_ATTEMPTS, BATCH).await {
+        // Claimed, not only read: daemons sharing one database send each delivery once.
+        let hold = (chrono::Utc::now()
+            + chrono::Duration::from_std(CLAIM_HOLD).unwrap_or(chrono::Duration::seconds(30)))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        match store.claim_webhooks(&now, &hold, MAX_ATTEMPTS, BATCH).await {
             Ok(due) => {
                 let sends = due
                     .into_iter()

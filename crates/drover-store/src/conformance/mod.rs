@@ -15,6 +15,7 @@ mod pools;
 mod tasks;
 mod teams;
 mod usage;
+mod webhooks;
 
 pub use audit::*;
 pub use changes::*;
@@ -23,6 +24,7 @@ pub use pools::*;
 pub use tasks::*;
 pub use teams::*;
 pub use usage::*;
+pub use webhooks::*;
 
 use crate::{NewPool, NewTask, Store, TaskPatch, UsageRow};
 use drover_types::{Outcome, TaskState, Verdict};
@@ -56,6 +58,8 @@ macro_rules! conformance_tests {
             accounting_rows_sum_usage_of_finished_tasks,
             usage_report_by_team_and_tag,
             writes_notify_and_reads_do_not,
+            webhook_outbox_fills_once_per_state_event,
+            webhook_claims_hold_deliveries,
             claims_are_exclusive_under_concurrency,
             fenced_writes_of_a_stale_claim_change_nothing,
             heartbeat_renews_only_its_own_tasks,

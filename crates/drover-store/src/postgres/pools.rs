@@ -1,28 +1,112 @@
-//! PoolStore on PostgreSQL. STUB of the interface commit: H2 (pg-areas) replaces it.
-#![allow(unused_variables, unused_imports, dead_code)]
+//! [`PoolStore`] on PostgreSQL (migration 0002). A pool's counters are derived from its tasks.
+//!
+//! Launches are atomic across daemons: the launch locks the pool's row (`FOR UPDATE`), then — in
+//! a statement of its own, so it sees every launch committed before the lock was granted —
+//! counts the pool's live tasks, and inserts the task and bumps `launched` in that transaction.
+//! Two daemons launching tasks of one pool at once queue on the row lock: neither exceeds its
+//! slots nor its count.
+
+use super::tasks::insert_task;
 use super::PgStore;
-use crate::error::StoreError;
-use crate::*;
+use crate::error::{now, Result, StoreError};
+use crate::pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
+use crate::record::{NewTask, TaskRecord};
+use crate::rows::{parse_opt, to_json, EventRow, PoolRow};
 use async_trait::async_trait;
-use drover_types::*;
+use drover_types::{PoolState, TaskState, Verdict};
+
+/// What a launch checks, read under the pool row's lock.
+#[derive(sqlx::FromRow)]
+struct Room {
+    state: String,
+    slots: i64,
+    count_total: Option<i64>,
+    launched: i64,
+}
+
+/// What the counters need of each of the pool's tasks.
+#[derive(sqlx::FromRow)]
+struct PoolTaskRow {
+    state: String,
+    verdict: Option<String>,
+    reason: Option<String>,
+    cost_usd: Option<f64>,
+    finished_at: Option<String>,
+}
 
 #[async_trait]
 impl PoolStore for PgStore {
-    async fn create_pool(&self, pool: NewPool) -> Result<PoolRecord> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+    async fn create_pool(&self, p: NewPool) -> Result<PoolRecord> {
+        let ts = now();
+        let allowed = p.allowed_models.as_ref().map(to_json).transpose()?;
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query(
+            "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
+             permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, \
+             streak_since, allowed_models, failure_policy, timeout_secs, stall_timeout_secs, protect, \
+             memory_bytes, cpus, pids, team) \
+             VALUES ($1, 'running', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+        )
+        .bind(&p.name)
+        .bind(p.slots)
+        .bind(&p.prompt)
+        .bind(&p.repo)
+        .bind(&p.base_ref)
+        .bind(p.agent.to_string())
+        .bind(&p.cmd)
+        .bind(&p.model)
+        .bind(&p.judge_model)
+        .bind(p.permissions.to_string())
+        .bind(p.count_total)
+        .bind(p.max_failures)
+        .bind(&p.notify)
+        .bind(to_json(&p.verify)?)
+        .bind(p.verify_rounds)
+        .bind(p.max_usd)
+        .bind(&ts)
+        .bind(&ts)
+        .bind(allowed)
+        .bind(p.failure_policy.to_string())
+        .bind(p.timeout_secs)
+        .bind(p.stall_timeout_secs)
+        .bind(to_json(&p.protect)?)
+        .bind(p.limits.memory_bytes.map(|v| v.min(i64::MAX as u64) as i64))
+        .bind(p.limits.cpus)
+        .bind(p.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
+        .bind(&p.team)
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Ok(_) => {
+                self.commit(tx).await?;
+                self.get_pool(&p.name).await
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Exists(p.name))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
+
     async fn get_pool(&self, name: &str) -> Result<PoolRecord> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+        sqlx::query_as::<_, PoolRow>("SELECT * FROM pools WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::PoolNotFound(name.to_string()))?
+            .try_into()
     }
+
     async fn list_pools(&self) -> Result<Vec<PoolRecord>> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+        sqlx::query_as::<_, PoolRow>("SELECT * FROM pools ORDER BY created_at, name COLLATE \"C\"")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(PoolRecord::try_from)
+            .collect()
     }
+
     async fn set_pool_state(
         &self,
         name: &str,
@@ -30,33 +114,159 @@ impl PoolStore for PgStore {
         stop_reason: Option<&str>,
         reset_streak: bool,
     ) -> Result<PoolRecord> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+        let q = if reset_streak {
+            "UPDATE pools SET state = $1, stop_reason = $2, streak_since = $4, notified = 0 \
+             WHERE name = $3"
+        } else {
+            "UPDATE pools SET state = $1, stop_reason = $2 WHERE name = $3"
+        };
+        let mut query = sqlx::query(q)
+            .bind(state.as_str())
+            .bind(stop_reason)
+            .bind(name);
+        if reset_streak {
+            query = query.bind(now());
+        }
+        let mut tx = self.pool.begin().await?;
+        let res = query.execute(&mut *tx).await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::PoolNotFound(name.to_string()));
+        }
+        self.commit(tx).await?;
+        self.get_pool(name).await
     }
+
     async fn mark_pool_notified(&self, name: &str) -> Result<bool> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query("UPDATE pools SET notified = 1 WHERE name = $1 AND notified = 0")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let marked = res.rows_affected() == 1;
+        if marked {
+            // Only a write that changed something is committed (and so notifies); the row lock
+            // makes a second daemon's mark wait and then find `notified = 1`.
+            self.commit(tx).await?;
+        }
+        Ok(marked)
     }
+
     async fn launch_pool_task(&self, name: &str, task: NewTask) -> Result<Option<TaskRecord>> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+        let mut tx = self.pool.begin().await?;
+        let room = sqlx::query_as::<_, Room>(
+            "SELECT state, slots, count_total, launched FROM pools WHERE name = $1 FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::PoolNotFound(name.to_string()))?;
+        if room.state != PoolState::Running.as_str()
+            || room.count_total.is_some_and(|t| room.launched >= t)
+        {
+            return Ok(None);
+        }
+        // A statement of its own (READ COMMITTED: a fresh snapshot, taken after the lock was
+        // granted), so the tasks of launches committed meanwhile are counted.
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tasks WHERE pool = $1 AND finished_at IS NULL \
+             AND state NOT IN ('succeeded','failed','cancelled','interrupted')",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= room.slots {
+            return Ok(None);
+        }
+        let launched = insert_task(&mut tx, &task).await?;
+        sqlx::query("UPDATE pools SET launched = launched + 1 WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        self.commit(tx).await?;
+        Ok(Some(launched))
     }
+
     async fn pool_stats(&self, name: &str, soft_fail_counts: bool) -> Result<PoolStats> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+        let pool = self.get_pool(name).await?;
+        let rows = sqlx::query_as::<_, PoolTaskRow>(
+            "SELECT state, verdict, reason, cost_usd, finished_at FROM tasks WHERE pool = $1 \
+             ORDER BY finished_at COLLATE \"C\" NULLS FIRST",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut s = PoolStats::default();
+        for r in rows {
+            s.total_cost_usd += r.cost_usd.unwrap_or(0.0);
+            let Some(finished) = r.finished_at else {
+                s.running += 1;
+                continue;
+            };
+            s.finished += 1;
+            if r.state == TaskState::Cancelled.as_str() {
+                // Stopped by a person (or by the pool's own hard stop): neither a failure nor a
+                // success for the streak.
+                s.cancelled += 1;
+                continue;
+            }
+            let failed = match parse_opt::<Verdict>("verdict", r.verdict)? {
+                Some(Verdict::Success) => false,
+                Some(Verdict::SoftFail) => {
+                    s.soft_fails += 1;
+                    soft_fail_counts
+                }
+                _ => true,
+            };
+            if failed {
+                s.failures += 1;
+            } else {
+                s.successes += 1;
+            }
+            if finished >= pool.streak_since {
+                if failed {
+                    s.streak += 1;
+                    s.last_reasons.insert(0, r.reason.unwrap_or_default());
+                    s.last_reasons.truncate(5);
+                } else {
+                    s.streak = 0;
+                    s.last_reasons.clear();
+                }
+            }
+        }
+        Ok(s)
     }
+
     async fn pool_event(&self, name: &str, kind: &str, data: serde_json::Value) -> Result<()> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+        let mut tx = self.pool.begin().await?;
+        // Daemons appending to one pool's events take turns (the next seq is read, then used).
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('drover.pool_events:' || $1, 0))",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO pool_events (pool, seq, ts, kind, data) \
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM pool_events WHERE pool = $1), \
+             $2, $3, $4)",
+        )
+        .bind(name)
+        .bind(now())
+        .bind(kind)
+        .bind(data.to_string())
+        .execute(&mut *tx)
+        .await?;
+        self.commit(tx).await
     }
+
     async fn pool_events(&self, name: &str, limit: i64) -> Result<Vec<PoolEvent>> {
-        Err(StoreError::Corrupt(
-            "postgres: pools not implemented yet".into(),
-        ))
+        let rows = sqlx::query_as::<_, EventRow>(
+            "SELECT seq, ts, kind, data FROM pool_events WHERE pool = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().rev().map(PoolEvent::try_from).collect()
     }
 }

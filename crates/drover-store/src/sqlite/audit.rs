@@ -2,106 +2,11 @@
 //! has no UPDATE or DELETE of it) and accounting rows read from finished tasks and their usage.
 
 use super::SqliteStore;
+use crate::area_rows::{AccountingSqlRow, AuditRow};
 use crate::audit::{AuditFilter, AuditStore, NewAuditRecord};
 use crate::error::{Result, StoreError};
 use async_trait::async_trait;
-use drover_types::{AccountingRow, Actor, AuditRecord, Tags, TaskState, ACCOUNTING_SCHEMA};
-
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    seq: i64,
-    at: String,
-    key_id: Option<String>,
-    team: Option<String>,
-    action: String,
-    target: Option<String>,
-    remote_addr: Option<String>,
-    status: i64,
-}
-
-impl From<AuditRow> for AuditRecord {
-    fn from(r: AuditRow) -> Self {
-        AuditRecord {
-            seq: r.seq,
-            at: r.at,
-            actor: Actor {
-                key_id: r.key_id,
-                team: r.team,
-            },
-            action: r.action,
-            target: r.target,
-            remote_addr: r.remote_addr,
-            status: u16::try_from(r.status).unwrap_or(0),
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct AccountingSqlRow {
-    id: String,
-    created_by: Option<String>,
-    team: Option<String>,
-    repo: String,
-    agent: String,
-    model: Option<String>,
-    started_at: Option<String>,
-    finished_at: Option<String>,
-    verdict: Option<String>,
-    error_kind: Option<String>,
-    tags: String,
-    i: i64,
-    o: i64,
-    cr: i64,
-    cw: i64,
-    usd: Option<f64>,
-    unpriced: i64,
-}
-
-impl TryFrom<AccountingSqlRow> for AccountingRow {
-    type Error = StoreError;
-    fn try_from(r: AccountingSqlRow) -> Result<Self> {
-        let tags: Tags = serde_json::from_str(&r.tags)
-            .map_err(|e| StoreError::Corrupt(format!("task {}: tags: {e}", r.id)))?;
-        let duration_s = match (&r.started_at, &r.finished_at) {
-            (Some(s), Some(f)) => seconds_between(s, f),
-            _ => None,
-        };
-        let tokens = |n: i64| u64::try_from(n).unwrap_or(0);
-        Ok(AccountingRow {
-            schema: ACCOUNTING_SCHEMA,
-            task_id: r.id,
-            created_by: r.created_by,
-            team: r.team,
-            repo: r.repo,
-            agent: r.agent,
-            model: r.model,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            duration_s,
-            input_tokens: tokens(r.i),
-            output_tokens: tokens(r.o),
-            cache_read_tokens: tokens(r.cr),
-            cache_write_tokens: tokens(r.cw),
-            // The same rule as `drover usage`: unknown if any response had no price.
-            cost_usd: if r.unpriced > 0 {
-                None
-            } else {
-                Some(r.usd.unwrap_or(0.0))
-            },
-            verdict: r.verdict,
-            error_kind: r.error_kind,
-            tags,
-        })
-    }
-}
-
-/// Seconds from `start` to `end` (RFC 3339), to the millisecond.
-fn seconds_between(start: &str, end: &str) -> Option<f64> {
-    let s = chrono::DateTime::parse_from_rfc3339(start).ok()?;
-    let e = chrono::DateTime::parse_from_rfc3339(end).ok()?;
-    let ms = (e - s).num_milliseconds().max(0);
-    Some(ms as f64 / 1000.0)
-}
+use drover_types::{AccountingRow, AuditRecord, TaskState};
 
 /// SQLite's "no limit".
 fn limit_of(limit: Option<u32>) -> i64 {

@@ -2,7 +2,8 @@
 //!
 //! - `tasks`, `pools`, `usage`, `teams`, `audit`, `webhooks`: one area trait each.
 //! - `hosts`, `locks`: workers and build locks (one worker on SQLite: the daemon itself).
-//! - Rows: `crate::rows`, shared with the PostgreSQL store (same column types).
+//! - Rows: `crate::rows` and `crate::area_rows`, shared with the PostgreSQL store (same column
+//!   types).
 //!
 //! Concurrency: all writes go through a pool of exactly one connection, so SQLite never has two
 //! writers racing for the lock (a deferred transaction upgrading to a write lock would fail with

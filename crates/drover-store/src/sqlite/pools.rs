@@ -3,6 +3,7 @@
 
 use super::tasks::insert_task;
 use super::SqliteStore;
+use crate::area_rows::PoolTaskRow;
 use crate::error::{now, Result, StoreError};
 use crate::pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 use crate::record::{NewTask, TaskRecord};
@@ -18,16 +19,6 @@ struct Room {
     count_total: Option<i64>,
     launched: i64,
     live: i64,
-}
-
-/// What the counters need of each of the pool's tasks.
-#[derive(sqlx::FromRow)]
-struct PoolTaskRow {
-    state: String,
-    verdict: Option<String>,
-    reason: Option<String>,
-    cost_usd: Option<f64>,
-    finished_at: Option<String>,
 }
 
 #[async_trait]

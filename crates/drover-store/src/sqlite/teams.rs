@@ -1,80 +1,12 @@
 //! [`TeamStore`] on SQLite: `teams` and `api_keys` (migration 0010).
 
 use super::SqliteStore;
+use crate::area_rows::{KeyRow, TeamRow, KEY_COLS};
 use crate::error::{now, Result, StoreError};
 use crate::rows::to_json;
 use crate::teams::{NewKeyRecord, TeamStore};
 use async_trait::async_trait;
-use drover_types::{KeyInfo, Scope, TeamInfo};
-
-#[derive(sqlx::FromRow)]
-struct TeamRow {
-    name: String,
-    max_usd_per_day: Option<f64>,
-    max_usd_per_task: Option<f64>,
-    allowed_models: Option<String>,
-    webhook_url: Option<String>,
-    allowed_repos: Option<String>,
-    created_at: String,
-}
-
-impl TryFrom<TeamRow> for TeamInfo {
-    type Error = StoreError;
-    fn try_from(r: TeamRow) -> Result<TeamInfo> {
-        Ok(TeamInfo {
-            name: r.name,
-            max_usd_per_day: r.max_usd_per_day,
-            max_usd_per_task: r.max_usd_per_task,
-            allowed_models: r
-                .allowed_models
-                .map(|m| serde_json::from_str(&m))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("teams.allowed_models: {e}")))?,
-            webhook_url: r.webhook_url,
-            allowed_repos: r
-                .allowed_repos
-                .map(|m| serde_json::from_str(&m))
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("teams.allowed_repos: {e}")))?,
-            created_at: r.created_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    id: String,
-    team: String,
-    name: Option<String>,
-    scopes: String,
-    created_at: String,
-    last_used_at: Option<String>,
-    expires_at: Option<String>,
-    revoked_at: Option<String>,
-    rotated_to: Option<String>,
-}
-
-impl TryFrom<KeyRow> for KeyInfo {
-    type Error = StoreError;
-    fn try_from(r: KeyRow) -> Result<KeyInfo> {
-        let scopes: Vec<Scope> = serde_json::from_str(&r.scopes)
-            .map_err(|e| StoreError::Corrupt(format!("api_keys.scopes: {e}")))?;
-        Ok(KeyInfo {
-            id: r.id,
-            team: r.team,
-            name: r.name,
-            scopes,
-            created_at: r.created_at,
-            last_used_at: r.last_used_at,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-            rotated_to: r.rotated_to,
-        })
-    }
-}
-
-const KEY_COLS: &str =
-    "id, team, name, scopes, created_at, last_used_at, expires_at, revoked_at, rotated_to";
+use drover_types::{KeyInfo, TeamInfo};
 
 async fn insert_key(
     conn: &mut sqlx::SqliteConnection,

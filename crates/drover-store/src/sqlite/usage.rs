@@ -3,42 +3,11 @@
 
 use super::tasks::append;
 use super::SqliteStore;
+use crate::area_rows::{ReportRow, TaskSpent};
 use crate::error::{Result, StoreError};
 use crate::usage::{Spent, UsageBy, UsageGroup, UsageLine, UsageRow, UsageStore};
 use async_trait::async_trait;
 use drover_types::{EventKind, NewEvent};
-
-#[derive(sqlx::FromRow)]
-struct TaskSpent {
-    usd: f64,
-    tokens: i64,
-}
-
-#[derive(sqlx::FromRow)]
-struct ReportRow {
-    k: String,
-    n: i64,
-    i: i64,
-    o: i64,
-    cr: i64,
-    cw: i64,
-    usd: Option<f64>,
-    unpriced: i64,
-}
-
-impl From<ReportRow> for UsageLine {
-    fn from(r: ReportRow) -> Self {
-        UsageLine {
-            key: r.k,
-            requests: r.n,
-            input_tokens: r.i,
-            output_tokens: r.o,
-            cache_read_tokens: r.cr,
-            cache_write_tokens: r.cw,
-            cost_usd: if r.unpriced > 0 { None } else { r.usd },
-        }
-    }
-}
 
 /// The SQL expression a report groups by (over `usage u`). A tag's value is read from the
 /// task's `tags` at report time; its name is the one bound parameter (never spliced).

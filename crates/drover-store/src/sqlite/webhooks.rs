@@ -2,40 +2,10 @@
 //! `webhook_outbox` trigger on `state` events).
 
 use super::SqliteStore;
+use crate::area_rows::{DeliveryRow, DELIVERY_COLS as COLS};
 use crate::error::{Result, StoreError};
 use crate::webhooks::{AttemptOutcome, WebhookDelivery, WebhookStore};
 use async_trait::async_trait;
-
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    id: String,
-    team: String,
-    task_id: String,
-    event: String,
-    at: String,
-    attempts: i64,
-    next_at: String,
-    last_status: Option<i64>,
-    delivered_at: Option<String>,
-}
-
-impl From<DeliveryRow> for WebhookDelivery {
-    fn from(r: DeliveryRow) -> Self {
-        WebhookDelivery {
-            id: r.id,
-            team: r.team,
-            task_id: r.task_id,
-            event: r.event,
-            at: r.at,
-            attempts: u32::try_from(r.attempts).unwrap_or(0),
-            next_at: r.next_at,
-            last_status: r.last_status.and_then(|s| u16::try_from(s).ok()),
-            delivered_at: r.delivered_at,
-        }
-    }
-}
-
-const COLS: &str = "id, team, task_id, event, at, attempts, next_at, last_status, delivered_at";
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
@@ -58,6 +28,42 @@ impl WebhookStore for SqliteStore {
             .into_iter()
             .map(WebhookDelivery::from)
             .collect())
+    }
+
+    /// One writer: the select and the update cannot interleave with another claim.
+    async fn claim_webhooks(
+        &self,
+        now: &str,
+        hold_until: &str,
+        max_attempts: u32,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let sql = format!(
+            "SELECT {COLS} FROM webhook_deliveries WHERE delivered_at IS NULL \
+             AND attempts < ? AND next_at <= ? ORDER BY next_at, id LIMIT ?"
+        );
+        let mut tx = self.writer.begin().await?;
+        let due: Vec<WebhookDelivery> = sqlx::query_as::<_, DeliveryRow>(&sql)
+            .bind(max_attempts)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(WebhookDelivery::from)
+            .collect();
+        if due.is_empty() {
+            return Ok(due);
+        }
+        for d in &due {
+            sqlx::query("UPDATE webhook_deliveries SET next_at = ? WHERE id = ?")
+                .bind(hold_until)
+                .bind(&d.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.commit(tx).await?;
+        Ok(due)
     }
 
     async fn next_webhook_at(&self, max_attempts: u32) -> Result<Option<String>> {
