@@ -475,6 +475,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/workers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workers sharing this daemon's store (the host owner only) */
+        get: operations["listWorkers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1199,6 +1216,30 @@ export interface components {
             team: string;
             secret: string;
         };
+        /** @description One worker of the fleet (`GET /v1/workers`, `drover workers`; docs/design.md §8). */
+        WorkerInfo: {
+            name: string;
+            /** @description The address it serves the API on (`listen`), if any. */
+            addr?: string | null;
+            started_at: string;
+            last_heartbeat: string;
+            /**
+             * Format: int32
+             * @description Its slots (config `slots`).
+             */
+            slots: number;
+            /**
+             * Format: int32
+             * @description Tasks it holds now (not terminal).
+             */
+            running: number;
+            state: components["schemas"]["WorkerState"];
+        };
+        /**
+         * @description Whether a worker still renews its heartbeat (`drover workers`).
+         * @enum {string}
+         */
+        WorkerState: "live" | "lapsed";
     };
     responses: never;
     parameters: never;
@@ -3082,6 +3123,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    listWorkers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the workers, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerInfo"][];
                 };
             };
             /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */

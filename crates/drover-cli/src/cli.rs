@@ -95,13 +95,19 @@ pub enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
-    /// Run CMD holding build lock NAME (at most --slots holders host-wide); works inside sandboxes.
+    /// Run CMD holding build lock NAME (at most --slots holders across every worker); works
+    /// inside sandboxes.
     Lock {
         name: String,
         #[arg(long, default_value_t = 1)]
         slots: usize,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// The workers sharing the daemon's store: name, address, heartbeat, slots, running, state.
+    Workers {
+        #[arg(long)]
+        json: bool,
     },
     /// Run the daemon (in the background unless --foreground), or `daemon stop`.
     Daemon(DaemonArgs),

@@ -12,7 +12,7 @@ use std::str::Chars;
 mod keys;
 mod tables;
 pub use keys::{keys_table, teams_table};
-pub use tables::{audit_table, pools_table, table, usage_table};
+pub use tables::{audit_table, pools_table, table, usage_table, workers_table};
 
 /// Text made safe for a terminal: escape sequences (CSI `ESC[…`, OSC `ESC]…`, DCS/SOS/PM/APC
 /// strings, two-byte `ESC x`, and their 8-bit C1 forms) are removed whole; every other C0/C1
@@ -190,6 +190,19 @@ pub fn task(t: &Task) -> String {
     );
     kv("repo", format!("{} @ {}", t.repo, t.base_ref));
     kv("branch", t.branch.clone());
+    // Many hosts (docs/design.md §8): who holds (or last held) it, and a local-path pin.
+    if let Some(w) = &t.worker {
+        kv("worker", format!("{} (attempt {})", clean(w), t.attempt));
+    }
+    if let Some(w) = &t.runs_on {
+        kv(
+            "runs on",
+            format!(
+                "{} (local-path repo: only that worker can see it)",
+                clean(w)
+            ),
+        );
+    }
     if let Some(team) = &t.team {
         kv("team", team.clone());
     }
@@ -440,6 +453,7 @@ mod tests {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod snapshots {
     use crate::fixtures::fleet;
 
@@ -448,5 +462,84 @@ mod snapshots {
         for t in fleet() {
             insta::assert_snapshot!(format!("show_{}", t.state.as_str()), super::task(&t));
         }
+    }
+
+    /// Where a task runs (docs/design.md §8): its worker and attempt, and a local-path pin.
+    #[test]
+    fn show_says_where_a_task_runs() {
+        let t = crate::fixtures::task(
+            "abcd1234",
+            "running",
+            serde_json::json!({"worker": "host-b", "attempt": 2, "runs_on": "host-a"}),
+        );
+        let out = super::task(&t);
+        assert!(out.contains("\nworker       host-b (attempt 2)\n"), "{out}");
+        assert!(
+            out.contains("\nruns on      host-a (local-path repo: only that worker can see it)\n"),
+            "{out}"
+        );
+        let queued = crate::fixtures::task("abcd1235", "queued", serde_json::json!({}));
+        let out = super::task(&queued);
+        assert!(
+            !out.contains("worker ") && !out.contains("runs on"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn workers_table_has_one_line_per_worker() {
+        let w: Vec<drover_types::WorkerInfo> = serde_json::from_value(serde_json::json!([
+            {"name": "host-a", "addr": "10.0.0.1:7777", "started_at": "2026-12-02T03:00:00.000Z",
+             "last_heartbeat": "2026-12-02T03:10:05.123Z", "slots": 4, "running": 3, "state": "live"},
+            {"name": "host-b", "addr": null, "started_at": "2026-12-02T02:00:00.000Z",
+             "last_heartbeat": "2026-12-02T02:30:00.000Z", "slots": 2, "running": 1, "state": "lapsed"}
+        ]))
+        .unwrap();
+        let out = super::workers_table(&w);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        let cells = |l: &str| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            cells(lines[0]),
+            [
+                "NAME",
+                "ADDR",
+                "STARTED",
+                "LAST HEARTBEAT",
+                "SLOTS",
+                "RUNNING",
+                "STATE"
+            ]
+        );
+        assert_eq!(
+            cells(lines[1]),
+            [
+                "host-a",
+                "10.0.0.1:7777",
+                "2026-12-02 03:00:00",
+                "2026-12-02 03:10:05",
+                "4",
+                "3",
+                "live"
+            ]
+        );
+        assert_eq!(
+            cells(lines[2]),
+            [
+                "host-b",
+                "-",
+                "2026-12-02 02:00:00",
+                "2026-12-02 02:30:00",
+                "2",
+                "1",
+                "lapsed"
+            ]
+        );
     }
 }

@@ -135,6 +135,7 @@ fn routes() -> Vec<(&'static str, &'static str, &'static str, Need, bool)> {
         ("POST", "/v1/daemon/stop", "{}", OwnerOnly, false),
         ("GET", "/v1/locks", "", OwnerOnly, false),
         ("POST", "/v1/locks/build", "", OwnerOnly, false),
+        ("GET", "/v1/workers", "", OwnerOnly, false),
         ("GET", "/v1/tasks", "", sc(r), false),
         ("GET", "/v1/tasks?all=true", "", sc(r), false),
         ("POST", "/v1/tasks", "{}", sc(w), false),

@@ -104,6 +104,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         .spawn(engine::workers::heartbeat(engine.clone()));
     engine.tasks.spawn(engine::workers::sweep(engine.clone()));
     engine.tasks.spawn(engine::scheduler::run(engine.clone()));
+    engine.tasks.spawn(engine::locks::sweep(engine.clone()));
     engine.tasks.spawn(return_memory(engine.stopping()));
     engine.tasks.spawn(teams::webhooks::run(
         engine.store.clone(),

@@ -60,7 +60,7 @@ pub use audit::{AuditFilter, AuditStore, NewAuditRecord};
 pub use changes::{ChangeFeed, Changes};
 pub use error::{now, Result, StoreError};
 pub use hosts::{Claim, HostStore, WorkerRecord, WorkerSpec};
-pub use locks::LockStore;
+pub use locks::{LockEntry, LockGrant, LockRecord, LockStore};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 pub use postgres::PgStore;
 pub use record::{Fence, NewTask, TaskPatch, TaskRecord};

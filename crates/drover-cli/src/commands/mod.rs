@@ -16,6 +16,7 @@ mod pool;
 mod remote;
 mod tasks;
 pub mod team;
+mod workers;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Context, Result};
@@ -62,6 +63,7 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Team { action } => team::team(action).await,
         Command::Key { action } => key::key(action).await,
         Command::Lock { name, slots, cmd } => lock::lock(&name, slots, &cmd).await,
+        Command::Workers { json } => workers::workers(json).await,
         Command::Daemon(args) => daemon::background(args).await,
         Command::Doctor { json } => doctor::doctor(json).await,
         Command::FakeProvider { scenarios, port } => {

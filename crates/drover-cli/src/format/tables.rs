@@ -1,10 +1,10 @@
-//! The text tables of `ls`, `pool ls` and `usage`, through `comfy-table`: no borders, columns
+//! The text tables of `ls`, `pool ls`, `usage` and `workers`, through `comfy-table`: no borders, columns
 //! two spaces apart, widths in terminal columns (a CJK character or an emoji counts two), no
 //! trailing spaces. Every cell is [`clean`](super::clean) text.
 
 use super::{clean, clean_task, excerpt, state_label};
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-use drover_types::Task;
+use drover_types::{Task, WorkerInfo};
 use serde_json::Value;
 
 /// `header` over `rows`; the columns from `right_from` on are right-aligned (numbers).
@@ -240,4 +240,33 @@ mod snapshots {
         insta::assert_snapshot!(super::usage_table("task", &lines));
         insta::assert_snapshot!("usage_empty", super::usage_table("model", &[]));
     }
+}
+
+/// `drover workers`: one line per worker of the store, times to the second (UTC).
+pub fn workers_table(workers: &[WorkerInfo]) -> String {
+    let time = |t: &str| clean(t.get(..19).unwrap_or(t)).replace('T', " ");
+    let rows = workers
+        .iter()
+        .map(|w| {
+            [
+                clean(&w.name),
+                clean(w.addr.as_deref().unwrap_or("-")),
+                time(&w.started_at),
+                time(&w.last_heartbeat),
+                w.slots.to_string(),
+                w.running.to_string(),
+                w.state.to_string(),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "ADDR",
+        "STARTED",
+        "LAST HEARTBEAT",
+        "SLOTS",
+        "RUNNING",
+        "STATE",
+    ];
+    plain(header, rows, header.len())
 }

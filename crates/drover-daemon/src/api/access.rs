@@ -10,7 +10,7 @@
 //!    `unauthorized`, one message for all of them (and for a malformed header), so the answer
 //!    never says which.
 //! 3. The rule: a route not in the table → 404 (a key never reaches a route nobody wrote a rule
-//!    for); [`Need::OwnerOnly`] (status, daemon stop, locks, creating teams) → 403 for every key;
+//!    for); [`Need::OwnerOnly`] (status, daemon stop, locks, workers, creating teams) → 403 for every key;
 //!    a missing scope → 403 `forbidden` naming it (`admin` holds every scope, for its own team).
 //! 4. Team visibility: `/v1/tasks/{id}…` resolves only the EXACT id of a task of the key's team,
 //!    `/v1/pools/{name}…` only a pool of its team, `/v1/teams/{name}…` only its team,
@@ -51,7 +51,7 @@ pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
     let named = |s: &str| !s.is_empty();
     let need = match (method.as_str(), segments) {
         ("GET", ["health"] | ["openapi.json"]) => Public,
-        ("GET", ["status"] | ["locks"]) => OwnerOnly,
+        ("GET", ["status"] | ["locks"] | ["workers"]) => OwnerOnly,
         ("POST", ["daemon", "stop"]) => OwnerOnly,
         ("POST", ["locks", n]) if named(n) => OwnerOnly,
         ("GET", ["tasks"]) => Scoped(TasksRead),
@@ -148,6 +148,7 @@ fn allowed(principal: &Principal, need: Need, segs: &[&str]) -> Result<(), ApiEr
                 ["teams"] => "creating a team",
                 ["daemon", ..] => "stopping the daemon",
                 ["locks", ..] => "build locks",
+                ["workers"] => "the list of workers",
                 _ => "the daemon's status",
             };
             Err(ApiErr::new(
@@ -476,6 +477,7 @@ mod tests {
         assert_eq!(r(Method::GET, "status"), Some(OwnerOnly));
         assert_eq!(r(Method::POST, "daemon/stop"), Some(OwnerOnly));
         assert_eq!(r(Method::POST, "locks/x"), Some(OwnerOnly));
+        assert_eq!(r(Method::GET, "workers"), Some(OwnerOnly));
         assert_eq!(r(Method::POST, "teams"), Some(OwnerOnly));
         assert_eq!(r(Method::GET, "teams"), Some(Scoped(Scope::Admin)));
         assert_eq!(r(Method::POST, "keys/k/rotate"), Some(Scoped(Scope::Admin)));

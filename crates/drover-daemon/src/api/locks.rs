@@ -1,7 +1,9 @@
 //! `POST /v1/locks/{name}?slots=N&holder=TASK`: waits for a slot, answers `granted`, and holds
-//! the slot while the connection stays open (see [`crate::engine::locks`]).
+//! the slot while the connection stays open (see [`crate::engine::locks`]). Held in the store:
+//! every worker of a shared database sees it.
 
 use super::ApiErr;
+use crate::engine::locks::LockError;
 use crate::engine::Engine;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -13,12 +15,12 @@ use std::sync::Arc;
 #[derive(Deserialize)]
 pub struct LockQuery {
     #[serde(default = "one")]
-    slots: usize,
+    slots: u32,
     #[serde(default)]
     holder: String,
 }
 
-fn one() -> usize {
+fn one() -> u32 {
     1
 }
 
@@ -39,14 +41,15 @@ pub async fn acquire(
     } else {
         q.holder
     };
-    // Locks live in memory: tell followers (a task's lock view shows it waiting, then holding).
-    engine.notify_changed();
+    // The store notifies (a task's lock view shows it waiting, then holding).
     let held = engine
         .locks
         .acquire(&name, q.slots, &holder)
         .await
-        .map_err(ApiErr::invalid)?;
-    engine.notify_changed();
+        .map_err(|e| match e {
+            LockError::SlotsDiffer { .. } => ApiErr::invalid(e.to_string()),
+            LockError::Store(e) => e.into(),
+        })?;
     // The body says `granted` once, then stays open; when the client goes away hyper drops the
     // stream, and with it the permit.
     let granted = futures::stream::once(async {
@@ -64,6 +67,6 @@ pub async fn acquire(
         .map_err(|e| ApiErr::invalid(e.to_string()))
 }
 
-pub async fn list(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {
-    Json(engine.locks.list())
+pub async fn list(State(engine): State<Arc<Engine>>) -> Result<Json<serde_json::Value>, ApiErr> {
+    Ok(Json(engine.locks.list().await?))
 }

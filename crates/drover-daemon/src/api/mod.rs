@@ -18,7 +18,8 @@
 //! | `DELETE /v1/tasks/{id}` | remove it (its work is committed first) |
 //! | `POST /v1/pools`, `GET /v1/pools[/{name}]` | start, list, show pools |
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
-//! | `POST /v1/locks/{name}?slots=&holder=` | a build lock, held while the connection is open |
+//! | `GET /v1/locks`, `POST /v1/locks/{name}?slots=&holder=` | build locks (held while the connection is open, on every worker) |
+//! | `GET /v1/workers` | the workers sharing the store ([`drover_types::WorkerInfo`]; host owner only) |
 //! | `GET /v1/usage?by=task|pool|model|day|team|tag:NAME&team=` | metered usage and dollars (a key: its team's) |
 //! | `GET /v1/audit?since=&team=&limit=&cursor=` | the audit log ([`drover_types::AuditPage`]; a key: its team's) |
 //! | `GET /v1/audit/export?format=ndjson|csv&since=&team=` | accounting rows of finished tasks, streamed |
@@ -56,6 +57,7 @@ mod tasks;
 pub mod tcp;
 mod teams;
 mod usage;
+mod workers;
 
 use crate::engine::Engine;
 use crate::{DaemonError, Home};
@@ -131,6 +133,7 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/pools/{name}/stop", post(pools::stop))
         .route("/v1/pools/{name}/resume", post(pools::resume))
         .route("/v1/locks", get(locks::list))
+        .route("/v1/workers", get(workers::list))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/audit", get(audit_log::list))
         .route("/v1/audit/export", get(audit_log::export))

@@ -383,6 +383,10 @@ pub fn routes() -> Vec<Route> {
             .query("holder", Type::String, "who holds it, in the lock list")
             .ok(200, "`granted` once held; the body stays open while it is held", &[("text/plain", scalar(Type::String))])
             .route(Post, "/v1/locks/{name}"),
+        op("listWorkers", "The workers sharing this daemon's store (the host owner only)", Owner)
+            .tag("daemon")
+            .ok(200, "the workers, by name", &[("application/json", array_of::<drover_types::WorkerInfo>())])
+            .route(Get, "/v1/workers"),
         op("createTeam", "Create a team (the host owner only)", Owner)
             .tag("teams")
             .body::<drover_types::CreateTeamRequest>(true)
@@ -515,6 +519,8 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
     with::<t::AccountingRow>(&mut out);
     with::<t::AuditPage>(&mut out);
     with::<t::Scope>(&mut out);
+    with::<t::WorkerInfo>(&mut out);
+    with::<t::WorkerState>(&mut out);
     with::<Health>(&mut out);
     with::<Removed>(&mut out);
     with::<DaemonStopping>(&mut out);

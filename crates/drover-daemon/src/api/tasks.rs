@@ -22,6 +22,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::locks::Locks;
+
 type ApiResult<T> = Result<T, ApiErr>;
 
 async fn view(engine: &Engine, t: &TaskRecord) -> Task {
@@ -37,7 +39,7 @@ async fn view(engine: &Engine, t: &TaskRecord) -> Task {
         None
     };
     let mut task = t.to_task(pos);
-    task.locks = engine.locks.of_task(&t.id);
+    task.locks = Locks::of_task(&engine.locks.all().await, &t.id);
     task
 }
 
@@ -374,6 +376,7 @@ pub async fn list(
         .then(|| page.last().map(|t| t.queue_seq.to_string()))
         .flatten();
     let queued = engine.store.queued().await?;
+    let locks = engine.locks.all().await;
     // Belt and braces: the query is already narrowed to a key's team.
     let tasks = page
         .iter()
@@ -384,7 +387,7 @@ pub async fn list(
                 .position(|id| id == &t.id)
                 .map(|p| p as u64 + 1);
             let mut task = t.to_task(pos);
-            task.locks = engine.locks.of_task(&t.id);
+            task.locks = Locks::of_task(&locks, &t.id);
             task
         })
         .collect();

@@ -139,6 +139,9 @@ impl Engine {
             None => (None, None),
         };
         let host = crate::isolation::HostConfinement::check(&config);
+        let locks = Arc::new(locks::Locks::new(store.clone(), config.worker_name.clone()));
+        // This worker's lock tickets of an earlier run: their connections died with it.
+        locks.release_own().await?;
         let engine = Engine {
             host,
             store,
@@ -153,7 +156,7 @@ impl Engine {
             stdin_locks: Mutex::new(HashMap::new()),
             stopping,
             tasks,
-            locks: Arc::default(),
+            locks,
             gateway,
             task_keys: Mutex::new(HashMap::new()),
             cgroups: drover_cgroup::Cgroups::discover(&home_root),

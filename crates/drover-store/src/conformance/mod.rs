@@ -10,6 +10,7 @@
 mod audit;
 mod changes;
 mod hosts;
+mod locks;
 pub mod pg;
 mod pools;
 mod tasks;
@@ -20,6 +21,7 @@ mod webhooks;
 pub use audit::*;
 pub use changes::*;
 pub use hosts::*;
+pub use locks::*;
 pub use pools::*;
 pub use tasks::*;
 pub use teams::*;
@@ -60,6 +62,11 @@ macro_rules! conformance_tests {
             writes_notify_and_reads_do_not,
             webhook_outbox_fills_once_per_state_event,
             webhook_claims_hold_deliveries,
+            lock_is_exclusive_under_concurrency,
+            lock_slots_are_first_come_first_served,
+            lock_slot_mismatch_is_refused,
+            lock_release_worker_frees_its_tickets,
+            lock_retries_in_vain_do_not_notify,
             claims_are_exclusive_under_concurrency,
             fenced_writes_of_a_stale_claim_change_nothing,
             heartbeat_renews_only_its_own_tasks,

@@ -1,6 +1,110 @@
-//! Build locks on SQLite.
+//! [`LockStore`] over SQLite: one writer connection, so a grant's transaction counts holders
+//! with no other writer between its read and its write.
 
 use super::SqliteStore;
-use crate::locks::LockStore;
+use crate::error::{now, Result};
+use crate::locks::{group, LockGrant, LockRecord, LockRow, LockStore};
+use async_trait::async_trait;
 
-impl LockStore for SqliteStore {}
+#[async_trait]
+impl LockStore for SqliteStore {
+    async fn try_lock(
+        &self,
+        name: &str,
+        slots: u32,
+        holder: &str,
+        worker: &str,
+        ticket: &str,
+    ) -> Result<LockGrant> {
+        let mut tx = self.writer.begin().await?;
+        let other: Option<i64> =
+            sqlx::query_scalar("SELECT slots FROM locks WHERE name = ? AND ticket <> ? LIMIT 1")
+                .bind(name)
+                .bind(ticket)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(n) = other.filter(|n| *n != i64::from(slots)) {
+            return Ok(LockGrant::SlotsDiffer(u32::try_from(n).unwrap_or(u32::MAX)));
+        }
+        let mine: Option<(i64, i64)> =
+            sqlx::query_as("SELECT seq, held FROM locks WHERE ticket = ?")
+                .bind(ticket)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (seq, inserted) = match mine {
+            Some((_, held)) if held != 0 => return Ok(LockGrant::Granted),
+            Some((seq, _)) => (seq, false),
+            None => {
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO locks (ticket, name, slots, holder, worker, held, since) \
+                     VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING seq",
+                )
+                .bind(ticket)
+                .bind(name)
+                .bind(i64::from(slots))
+                .bind(holder)
+                .bind(worker)
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await?;
+                (seq, true)
+            }
+        };
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM locks WHERE name = ? AND (held = 1 OR seq < ?)",
+        )
+        .bind(name)
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?;
+        let grant = if ahead < i64::from(slots) {
+            sqlx::query("UPDATE locks SET held = 1, since = ? WHERE seq = ?")
+                .bind(now())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            LockGrant::Granted
+        } else {
+            LockGrant::Busy
+        };
+        if inserted || grant == LockGrant::Granted {
+            self.commit(tx).await?;
+        }
+        Ok(grant)
+    }
+
+    async fn unlock(&self, ticket: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let gone = sqlx::query("DELETE FROM locks WHERE ticket = ?")
+            .bind(ticket)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if gone > 0 {
+            self.commit(tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn locks(&self) -> Result<Vec<LockRecord>> {
+        let rows: Vec<LockRow> = sqlx::query_as(
+            "SELECT ticket, name, slots, holder, worker, held, since FROM locks ORDER BY name, seq",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(group(rows))
+    }
+
+    async fn release_worker(&self, worker: &str) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let gone = sqlx::query("DELETE FROM locks WHERE worker = ?")
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if gone > 0 {
+            self.commit(tx).await?;
+        }
+        Ok(gone)
+    }
+}
