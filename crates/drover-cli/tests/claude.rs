@@ -317,7 +317,7 @@ fn an_interrupted_claude_task_resumes_its_session() {
     provider.release("resume");
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}\n{:#?}", env.events(&id));
-    assert_eq!(t["attempt"], 1);
+    assert_eq!(t["attempt"], 2);
     assert_eq!(
         t["session_id"],
         session.as_str(),

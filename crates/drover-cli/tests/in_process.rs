@@ -59,7 +59,7 @@ fn an_in_process_daemon_runs_a_task_stops_cleanly_and_the_next_one_adopts_what_r
     let t = env.wait(&held);
     assert_eq!(t["state"], "succeeded", "{t:#}");
     assert_eq!(t["result"], "adopted");
-    assert_eq!(t["attempt"], 0, "{t:#}");
+    assert_eq!(t["attempt"], 1, "{t:#}");
     // One start only: the agent that ran under the first daemon is the one that finished.
     let evs = env.events(&held);
     let starts: Vec<&serde_json::Value> = evs

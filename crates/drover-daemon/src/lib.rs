@@ -96,7 +96,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             .spawn(engine::gateway_notes(engine.clone(), rx));
     }
     home.write_pid()?;
+    // The worker row and the claims it still holds come before re-adopting anything.
+    engine::workers::register(&engine).await?;
     engine::recover::recover(&engine).await;
+    engine
+        .tasks
+        .spawn(engine::workers::heartbeat(engine.clone()));
+    engine.tasks.spawn(engine::workers::sweep(engine.clone()));
     engine.tasks.spawn(engine::scheduler::run(engine.clone()));
     engine.tasks.spawn(engine::locks::sweep(engine.clone()));
     engine.tasks.spawn(return_memory(engine.stopping()));

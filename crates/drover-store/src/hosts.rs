@@ -83,3 +83,45 @@ pub trait HostStore: Send + Sync {
     /// Every registered worker, by name.
     async fn workers(&self) -> Result<Vec<WorkerRecord>>;
 }
+
+/// The states a held task keeps its lease in (everything but the terminal ones), as SQL.
+pub(crate) const LIVE_STATES: &str =
+    "('queued', 'preparing', 'running', 'needs_input', 'verifying')";
+
+/// A `workers` row with its count of held tasks (both stores: same column types).
+#[derive(sqlx::FromRow)]
+pub(crate) struct WorkerRow {
+    pub name: String,
+    pub addr: Option<String>,
+    pub started_at: String,
+    pub last_heartbeat: String,
+    pub slots: i64,
+    pub lease_secs: i64,
+    pub running: i64,
+}
+
+impl WorkerRow {
+    /// Lapsed: its last heartbeat is older than its lease at `now` (RFC 3339 ms UTC).
+    pub(crate) fn into_record(self, now: &str) -> WorkerRecord {
+        let lapsed = chrono::DateTime::parse_from_rfc3339(&self.last_heartbeat)
+            .map(|t| {
+                let until = t + chrono::Duration::seconds(self.lease_secs);
+                until
+                    .to_utc()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .as_str()
+                    < now
+            })
+            .unwrap_or(true);
+        WorkerRecord {
+            name: self.name,
+            addr: self.addr,
+            started_at: self.started_at,
+            last_heartbeat: self.last_heartbeat,
+            slots: u32::try_from(self.slots).unwrap_or(0),
+            lease_secs: u32::try_from(self.lease_secs).unwrap_or(0),
+            running: u32::try_from(self.running).unwrap_or(0),
+            lapsed,
+        }
+    }
+}

@@ -20,7 +20,7 @@ pub use listen::{Listen, TlsFiles};
 pub use load::{Environment, Flags, ENV_KEYS};
 
 use drover_agents::BinarySetting;
-use drover_gateway::Secret;
+pub use drover_gateway::Secret;
 use drover_sandbox::SandboxMode;
 use drover_types::{OnInterrupt, PermissionPolicy};
 use serde::Deserialize;

@@ -8,6 +8,8 @@
 //! - [`control`]: what clients ask of a task: send, answer, stop, remove.
 //! - [`recover`]: at start-up, re-adopt live shims and settle what died with the last daemon.
 //! - [`limits`]: the task's cgroup — limits, ending the whole group, peak memory, CPU time, OOM.
+//! - [`workers`]: this daemon as one worker on the database — registration, heartbeat, claims
+//!   (the fences of every write about a held task), take-over of lapsed claims, lease loss.
 //!
 //! Modules use each other one way, from leaves up (`scripts/module-cycles.sh` checks it):
 //! [`terminal`] (fail, commit, deliver), [`limits`] (the task's cgroup), [`agent_env`] (the
@@ -15,7 +17,7 @@
 //! `crate::task_sockets`),
 //! [`answer`] (permission answers), [`ingest`], [`judge`], [`locks`] → [`clocks`] → [`protect`]
 //! → [`gates`] → [`finish`] → [`start`], and [`control`] → [`supervise`]; [`scheduler`] →
-//! [`pools`], [`recover`].
+//! [`pools`], [`recover`], [`workers`].
 //!
 //! Concurrency: the store is the source of truth; every decision re-reads the task row. A
 //! per-task async mutex (`stdin_lock`) orders everything written to an agent's stdin with the
@@ -40,6 +42,7 @@ pub mod scheduler;
 pub mod start;
 pub mod supervise;
 pub mod terminal;
+pub mod workers;
 
 #[cfg(test)]
 mod fixtures;
@@ -48,7 +51,7 @@ mod outcome_tests;
 
 use crate::{Config, DaemonError, Home};
 use drover_sandbox::Sandboxes;
-use drover_store::{PgStore, SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
+use drover_store::{Fence, PgStore, SqliteStore, Store, StoreError, TaskPatch, TaskRecord};
 use drover_types::{Event, NewEvent, StopReason, TaskState};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -65,6 +68,10 @@ pub struct Engine {
     pub(crate) wake: Notify,
     /// Tasks with a live supervisor in this daemon. Its size is the number of used slots.
     pub(crate) supervised: Mutex<HashSet<String>>,
+    /// Tasks this worker holds in the store, with the fence of the claim (see [`workers`]).
+    pub(crate) claims: Mutex<HashMap<String, Fence>>,
+    /// Held tasks whose claim was lost: their supervisors end the local agent and stop.
+    pub(crate) lost: Mutex<HashSet<String>>,
     /// Per-task wake-ups for supervisors (a send, a stop).
     pokes: Mutex<HashMap<String, Arc<Notify>>>,
     stdin_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<StdinState>>>>,
@@ -143,6 +150,8 @@ impl Engine {
             home,
             wake: Notify::new(),
             supervised: Mutex::new(HashSet::new()),
+            claims: Mutex::new(HashMap::new()),
+            lost: Mutex::new(HashSet::new()),
             pokes: Mutex::new(HashMap::new()),
             stdin_locks: Mutex::new(HashMap::new()),
             stopping,
@@ -158,6 +167,11 @@ impl Engine {
 
     /// Writes through the store (which tells followers), after flushing the gateway's ledger
     /// before a terminal state, and wakes the scheduler when a slot frees or a task queues.
+    ///
+    /// A write about a task this worker holds carries the claim's fence (unless the patch has
+    /// one: a take-over); a refused fence drops the claim and stops its supervisor (see
+    /// [`workers`]). Back to `queued` clears `worker` and `lease_until`; a terminal state
+    /// clears `lease_until` (`worker` stays: who ran it). Either ends this worker's claim.
     pub async fn update(
         &self,
         id: &str,
@@ -165,14 +179,45 @@ impl Engine {
         patch: TaskPatch,
         events: Vec<NewEvent>,
     ) -> Result<(TaskRecord, Vec<Event>), StoreError> {
+        let mut patch = patch;
         let terminal = patch.new_state().is_some_and(|s| s.is_terminal());
-        let freed = terminal || patch.new_state() == Some(TaskState::Queued);
+        let requeued = patch.new_state() == Some(TaskState::Queued);
+        let freed = terminal || requeued;
+        let held = match patch.fenced_by() {
+            Some(_) => None,
+            None => self.claim_of(id),
+        };
+        if let Some(fence) = &held {
+            patch = patch.fence(fence.clone());
+        }
+        if requeued {
+            patch = patch.worker(None).lease_until(None);
+        } else if terminal {
+            patch = patch.lease_until(None);
+        }
         if let (true, Some(g)) = (terminal, &self.gateway) {
             // Whoever sees the terminal state sees all of the task's usage.
             g.flush().await;
         }
-        let out = self.store.update(id, from, patch, events).await?;
+        let out = match self.store.update(id, from, patch, events).await {
+            Ok(out) => out,
+            Err(e @ StoreError::Fenced { .. }) => {
+                if held.is_some() {
+                    tracing::warn!(
+                        task = id,
+                        "task {id}: fenced — {e}; this worker ({}) stops writing to it",
+                        self.worker()
+                    );
+                    self.lose(id);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         if freed {
+            if held.is_some() {
+                self.release(id);
+            }
             self.wake.notify_one();
         }
         Ok(out)

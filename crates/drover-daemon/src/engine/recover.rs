@@ -1,4 +1,5 @@
-//! Start-up: settle what the previous daemon left.
+//! Start-up: settle what the previous daemon left — of the tasks this worker holds (see
+//! [`super::workers`]); other workers' tasks are not touched.
 //!
 //! - `preparing` tasks go back to `queued` (their half-made sandbox is reused or replaced).
 //! - Tasks that had an agent get a supervisor again. It re-attaches to a live shim, or, if the
@@ -24,7 +25,24 @@ pub async fn recover(engine: &Arc<Engine>) {
             return;
         }
     };
+    // Only what this worker holds (a row of an older SQLite database names no worker: the
+    // daemon's own); other workers' tasks are theirs, or the lapse sweep's.
+    let me = engine.worker().to_string();
+    let active: Vec<_> = active
+        .into_iter()
+        .filter(|t| t.worker.as_deref().is_none_or(|w| w == me))
+        .collect();
     for task in &active {
+        if task.worker.is_none() {
+            let patch = TaskPatch::new().worker(Some(me.clone()));
+            if let Err(e) = engine.store.update(&task.id, None, patch, vec![]).await {
+                tracing::warn!(task = task.id.as_str(), "recover: {e}");
+                continue;
+            }
+        }
+        if engine.claim_of(&task.id).is_none() {
+            engine.hold(&task.id, drover_store::Fence::new(&me, task.attempt));
+        }
         // `preparing` means no shim was recorded for this attempt (ready.json is cleared when
         // an attempt starts preparing, so one found now is this attempt's).
         if task.state == TaskState::Preparing {
@@ -107,8 +125,11 @@ pub async fn collect(engine: &Arc<Engine>) {
             return;
         }
     };
+    // A task another worker holds now is not this host's: its local sandbox is collected.
+    let me = engine.worker();
     let keep: HashSet<String> = all
         .iter()
+        .filter(|t| t.state.is_terminal() || t.worker.as_deref().is_none_or(|w| w == me))
         .filter(|t| !t.state.is_terminal() || t.sandbox.is_some())
         .map(|t| t.id.clone())
         .collect();

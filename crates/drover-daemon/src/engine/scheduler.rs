@@ -1,7 +1,7 @@
-//! Keeps `slots` tasks busy, oldest queued first.
+//! Keeps `slots` tasks busy, oldest queued first: this worker claims them (see
+//! [`super::workers`]); slots are per worker.
 
 use super::Engine;
-use drover_types::TaskState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,25 +31,31 @@ pub async fn run(engine: Arc<Engine>) {
     }
 }
 
+/// Supervises the claims that have no supervisor (taken back at start), then claims queued
+/// tasks for the free slots — never more than `slots` held at once by this worker. The claim
+/// (`FOR UPDATE SKIP LOCKED` on PostgreSQL) is what makes a task this worker's: a task is never
+/// started from a read of the queue.
 async fn fill(engine: &Arc<Engine>) -> Result<(), drover_store::StoreError> {
-    let free = engine.config.slots.saturating_sub(engine.used_slots());
-    if free == 0 {
-        return Ok(());
-    }
-    let queued = engine.store.queued().await?;
-    for id in queued.into_iter().take(free) {
+    for (id, _) in engine.claims() {
         if engine.is_stopping() {
-            break;
+            return Ok(());
         }
-        // The supervisor moves the task to `preparing` itself; claiming the slot here first keeps
-        // the count right even before that write lands.
-        if engine.used_slots() >= engine.config.slots {
-            break;
-        }
-        let task = engine.store.get_task(&id).await?;
-        if task.state == TaskState::Queued {
+        if !engine.is_supervised(&id) && !engine.is_lost(&id) {
             engine.supervise(&id);
         }
+    }
+    let busy = engine.used_slots().max(engine.claims().len());
+    let free = engine.config.slots.saturating_sub(busy);
+    if free == 0 || engine.is_stopping() {
+        return Ok(());
+    }
+    let claims = engine
+        .store
+        .claim(engine.worker(), free, engine.config.lease_secs)
+        .await?;
+    for claim in claims {
+        engine.hold(&claim.id, claim.fence);
+        engine.supervise(&claim.id);
     }
     Ok(())
 }

@@ -27,8 +27,13 @@ pub(crate) async fn start(
         return Ok(None);
     }
     let started = task.started_at.clone().unwrap_or_else(now);
+    // A requeued attempt starts from the work an earlier one delivered (see prepare_sandbox).
+    let data = match earlier_work(engine, task).await {
+        Some(_) => json!({ "from": task.branch }),
+        None => json!({}),
+    };
     let patch = TaskPatch::new()
-        .state(TaskState::Preparing, json!({}))
+        .state(TaskState::Preparing, data)
         .started_at(Some(started))
         .isolation(Some(engine.config.confinement.isolation));
     match engine
@@ -70,9 +75,14 @@ pub(crate) async fn start(
             return Ok(None);
         }
     };
-    let patch = TaskPatch::new()
+    let mut patch = TaskPatch::new()
         .sandbox(Some(sandbox.path.display().to_string()))
         .sandbox_kind(Some(sandbox.kind));
+    let repo_dir = sandbox.repo_dir.display().to_string();
+    if drover_sandbox::is_url(&task.repo) && task.repo_dir.as_deref() != Some(repo_dir.as_str()) {
+        // A URL repo resolved into this worker's own mirror.
+        patch = patch.repo_dir(Some(repo_dir));
+    }
     let task = engine.update(id, None, patch, vec![]).await?.0;
     if task.stop_requested {
         let ended = ExitInfo {
@@ -83,7 +93,7 @@ pub(crate) async fn start(
         finish(engine, id, adapter, ended).await?;
         return Ok(None);
     }
-    let resume = task.attempt > 0
+    let resume = task.attempt > 1
         && adapter.capabilities().resumable
         && task
             .session_id
@@ -241,13 +251,55 @@ pub(crate) async fn prepare_sandbox(
     if let Some(sb) = engine.sandboxes.load(&task.id).await? {
         return Ok(sb);
     }
-    let resolved = match (&task.repo_dir, &task.base_commit) {
-        (Some(dir), Some(commit)) => Resolved {
-            source: task.repo.clone(),
-            repo_dir: PathBuf::from(dir),
-            commit: commit.clone(),
-        },
+    let url = drover_sandbox::is_url(&task.repo);
+    let mut resolved = match (&task.repo_dir, &task.base_commit) {
+        // A URL's mirror is the creating worker's (under its DROVER_HOME): another worker
+        // resolves the URL into its own mirror, at the same commit.
+        (Some(dir), Some(commit))
+            if !url || std::path::Path::new(dir).starts_with(&engine.home.root) =>
+        {
+            Resolved {
+                source: task.repo.clone(),
+                repo_dir: PathBuf::from(dir),
+                commit: commit.clone(),
+            }
+        }
+        (_, Some(commit)) if url => engine.sandboxes.resolve(&task.repo, commit).await?,
         _ => engine.sandboxes.resolve(&task.repo, &task.base_ref).await?,
     };
+    if let Some(head) = earlier_work(engine, task).await {
+        resolved.commit = head;
+    }
     engine.sandboxes.prepare(&task.id, &resolved).await
+}
+
+/// The head of the task branch, when an earlier attempt delivered work to it in the
+/// repository this worker sees (e.g. committed from the sandbox of a lost run on this host):
+/// a requeued attempt starts from it rather than from the base commit.
+async fn earlier_work(engine: &Engine, task: &TaskRecord) -> Option<String> {
+    if task.attempt <= 1
+        || engine
+            .sandboxes
+            .load(&task.id)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    {
+        return None;
+    }
+    let dir = task.repo_dir.as_deref()?;
+    if drover_sandbox::is_url(&task.repo)
+        && !std::path::Path::new(dir).starts_with(&engine.home.root)
+    {
+        return None;
+    }
+    let out = drover_sandbox::git_command()
+        .args(["-C", dir, "rev-parse", "--verify", "-q"])
+        .arg(format!("refs/heads/{}^{{commit}}", task.branch))
+        .output()
+        .await
+        .ok()?;
+    let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !sha.is_empty()).then_some(sha)
 }

@@ -11,7 +11,7 @@ use super::{control, ingest, Engine};
 use drover_agents::Adapter;
 use drover_shim::{proc, ExitInfo};
 use drover_store::{now, StoreError, TaskPatch};
-use drover_types::{ErrorKind, EventKind, NewEvent, OnInterrupt, Outcome, TaskState};
+use drover_types::{ErrorKind, EventKind, NewEvent, Outcome, TaskState};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,8 @@ enum Ended {
     Detached,
     /// The shim's exit record is of a protocol version this daemon cannot read.
     Unreadable(String),
+    /// This worker's claim on the task is gone (see [`super::workers`]).
+    LeaseLost,
 }
 
 pub async fn run(engine: &Arc<Engine>, id: &str) {
@@ -34,12 +36,17 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
     let mut tries = 0u64;
     while let Err(e) = &result {
         tries += 1;
-        if tries > 5 || engine.is_stopping() {
+        // A refused fence is final: another worker holds the task now.
+        if tries > 5 || engine.is_stopping() || matches!(e, StoreError::Fenced { .. }) {
             break;
         }
         tracing::warn!(task = id, "supervisor: {e}; retrying");
         tokio::time::sleep(Duration::from_secs(tries)).await;
         result = drive(engine, id).await;
+    }
+    if matches!(result, Err(StoreError::Fenced { .. })) || engine.is_lost(id) {
+        super::workers::lease_lost(engine, id).await;
+        return;
     }
     if let (Err(e), false) = (&result, engine.is_stopping()) {
         tracing::error!(task = id, "supervisor gave up: {e}");
@@ -52,6 +59,15 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
         }
         if !t.state.is_active() && !engine.is_stopping() {
             super::endpoints::close(engine, id);
+        }
+    }
+    if let (Some(fence), Ok(t)) = (engine.claim_of(id), engine.store.get_task(id).await) {
+        // A claim whose task ended, or that the row no longer names, is not this worker's.
+        if t.state.is_terminal()
+            || t.worker.as_deref() != Some(engine.worker())
+            || t.attempt != fence.attempt
+        {
+            engine.release(id);
         }
     }
     if let (Some(link), Ok(t)) = (&engine.gateway, engine.store.get_task(id).await) {
@@ -91,6 +107,10 @@ async fn give_up(engine: &Arc<Engine>, id: &str, why: &str) {
 }
 
 async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
+    if engine.claim_of(id).is_none() {
+        // Not held by this worker (another runs it, or nobody claimed it yet).
+        return Ok(());
+    }
     let task = engine.store.get_task(id).await?;
     let adapter = match drover_agents::adapter(&task.agent) {
         Ok(a) => a,
@@ -124,7 +144,7 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
     }
     let ended = watch(engine, id, adapter.as_ref()).await?;
     match ended {
-        Ended::Detached => Ok(()),
+        Ended::Detached | Ended::LeaseLost => Ok(()),
         Ended::Lost(why) => interrupted(engine, id, adapter.as_ref(), &why).await,
         Ended::Exited(exit) => finish(engine, id, adapter.as_ref(), exit).await,
         Ended::Unreadable(why) => {
@@ -155,6 +175,9 @@ async fn watch(engine: &Arc<Engine>, id: &str, adapter: &dyn Adapter) -> Result<
     loop {
         if engine.is_stopping() {
             return Ok(Ended::Detached);
+        }
+        if engine.is_lost(id) {
+            return Ok(Ended::LeaseLost);
         }
         // exit.json is a few hundred bytes: a bounded read, fine on the async worker.
         let exit = match files.read_exit() {
@@ -215,10 +238,7 @@ async fn interrupted(
     let task = engine.store.get_task(id).await?;
     let outcome = Outcome::fail(ErrorKind::LostHost, why);
     let resumable = adapter.capabilities().resumable && task.session_id.is_some();
-    let resume = engine.config.on_interrupt == OnInterrupt::Resume
-        && resumable
-        && task.attempt < 3
-        && !task.stop_requested;
+    let resume = resumable && super::workers::may_resume(engine, &task);
     if resume {
         // Both transitions in one write, so no reader sees a terminal `interrupted` that is
         // about to be requeued.
@@ -236,8 +256,7 @@ async fn interrupted(
             .shim_pid(None)
             .shim_start(None)
             .agent_start(None)
-            .pending_input(None)
-            .inc_attempt();
+            .pending_input(None);
         engine
             .update(id, Some(&active()), patch, vec![interrupted])
             .await?;

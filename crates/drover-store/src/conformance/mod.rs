@@ -9,6 +9,7 @@
 
 mod audit;
 mod changes;
+mod hosts;
 mod locks;
 pub mod pg;
 mod pools;
@@ -19,6 +20,7 @@ mod webhooks;
 
 pub use audit::*;
 pub use changes::*;
+pub use hosts::*;
 pub use locks::*;
 pub use pools::*;
 pub use tasks::*;
@@ -65,6 +67,10 @@ macro_rules! conformance_tests {
             lock_slot_mismatch_is_refused,
             lock_release_worker_frees_its_tickets,
             lock_retries_in_vain_do_not_notify,
+            claims_are_exclusive_under_concurrency,
+            fenced_writes_of_a_stale_claim_change_nothing,
+            heartbeat_renews_only_its_own_tasks,
+            workers_are_listed_with_running_and_lapse,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {
