@@ -134,8 +134,8 @@ fn sixty_tasks_on_three_workers_each_run_once_within_each_workers_slots() {
 #[test]
 fn a_pool_of_four_slots_across_two_workers_never_runs_more_than_four() {
     let mut fleet = Fleet::new(exe(), LEASE_SECS);
-    fleet.spawn(WorkerOpts::new("p1", 4));
-    fleet.spawn(WorkerOpts::new("p2", 4));
+    fleet.spawn(WorkerOpts::new("p1", 3));
+    fleet.spawn(WorkerOpts::new("p2", 3));
     fleet.wait_ready(0);
     fleet.wait_ready(1);
     let cmd = record_cmd(&fleet.records, "0.6");
@@ -187,6 +187,12 @@ fn a_pool_of_four_slots_across_two_workers_never_runs_more_than_four() {
     }
     let most = max_overlap(&intervals);
     assert!(most <= 4, "the pool ran {most} tasks at once (slots 4)");
+    // 3 slots a worker: the pool's 4th slot can only be filled on the other worker.
+    assert_eq!(
+        per_worker.len(),
+        2,
+        "both workers ran pool tasks: {per_worker:?}"
+    );
     let recs = records(&fleet.records);
     assert_eq!(recs.len(), 12, "{recs:?}");
     let iv: Vec<(String, String)> = recs
