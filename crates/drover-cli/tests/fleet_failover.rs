@@ -142,17 +142,35 @@ fn a_worker_cut_off_from_the_database_cannot_write_to_a_task_it_lost() {
     );
     let new = fleet.start(resume("taker", 2));
     fleet.cut(old);
-    let taken = fleet.until(
-        new,
-        &id,
-        "the take-over to finish",
-        Duration::from_secs(120),
-        |t| {
-            t["attempt"] == 2
-                && ["succeeded", "failed", "cancelled", "interrupted"]
-                    .contains(&t["state"].as_str().unwrap_or_default())
-        },
-    );
+    let done = |t: &Value| {
+        t["attempt"] == 2
+            && ["succeeded", "failed", "cancelled", "interrupted"]
+                .contains(&t["state"].as_str().unwrap_or_default())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let taken = loop {
+        let t = fleet.show(new, &id);
+        if done(&t) {
+            break t;
+        }
+        // On failure, say what both workers were doing (e.g. a sweep blocked on a row lock the
+        // cut-off worker's in-flight transaction still holds).
+        let warnings = |i: usize| {
+            let log = fleet.log(i);
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the take-over did not finish within 120 s: {t:#}\ncut-off worker:\n{}\ntaker:\n{}",
+            warnings(old),
+            warnings(new)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(taken["state"], "succeeded", "{taken:#}");
     assert_eq!(taken["worker"], "taker", "{taken:#}");
     let before = fleet.events(new, &id);
