@@ -3,8 +3,10 @@
 //! - [`register`]: at start, the worker row, then one heartbeat whose claims (tasks this worker
 //!   held before a restart) go into the claims map — the fences of every write about them.
 //! - [`heartbeat`]: every `lease_secs / 3`, each call bounded by a deadline, renews the leases.
-//!   A claim missing from the answer was taken over: its supervisor stops. When no heartbeat
-//!   succeeded for `lease_secs`, every claim is assumed lost ([`Engine::lose`]).
+//!   A claim missing from the answer was taken over: its supervisor stops. When the lease
+//!   could run out before the next beat (no heartbeat sent in the last `lease_secs * 2/3`
+//!   succeeded), every claim is assumed lost ([`Engine::lose`]): the local agents end before
+//!   the database lets another worker take their tasks.
 //! - [`sweep`]: every `lease_secs / 2`, takes over other workers' lapsed claims with a write
 //!   fenced on the lapsed claim: a claimed-but-queued task goes back to the queue; an active one
 //!   becomes `interrupted` (`lost_host`) and, by [`may_resume`], is requeued at its old place.
@@ -146,12 +148,14 @@ pub async fn heartbeat(engine: Arc<Engine>) {
             _ = stopping.cancelled() => return,
         }
         let held: Vec<(String, Fence)> = engine.claims();
+        // The database's lease runs from its own now, which is later than this instant.
+        let sent = Instant::now();
         let beat = engine
             .store
             .heartbeat(engine.worker(), engine.config.lease_secs);
         match tokio::time::timeout(every, beat).await {
             Ok(Ok(claims)) => {
-                last_ok = Instant::now();
+                last_ok = sent;
                 if failing {
                     tracing::info!("heartbeat: the store answers again");
                     failing = false;
@@ -211,15 +215,18 @@ pub async fn heartbeat(engine: Arc<Engine>) {
                 tracing::warn!("heartbeat failed: no answer within {every:?}");
             }
         }
-        if last_ok.elapsed() >= lease {
+        // Lost before the database can lapse it: by the next beat the lease may have run out,
+        // and another worker may take the task over — this one's agent must be gone by then.
+        if last_ok.elapsed() + every >= lease {
             let held = engine.claims();
             for (id, fence) in &held {
                 tracing::warn!(
                     task = id.as_str(),
-                    "lease lost: task {id} (worker {}, attempt {}): no heartbeat for {}s; \
-                     ending its agent here",
+                    "lease lost: task {id} (worker {}, attempt {}): no heartbeat answered \
+                     for {:.1}s, the lease is {}s; ending its agent here",
                     engine.worker(),
                     fence.attempt,
+                    last_ok.elapsed().as_secs_f64(),
                     engine.config.lease_secs
                 );
                 engine.lose(id);

@@ -276,7 +276,13 @@ fn apply(op: &Op, masks: &mut Vec<PathBuf>) -> Result<(), String> {
             )
             .map_err(err(format!("binding {}", src.display())))?;
             for m in mounts_under(&at) {
-                remount(&m, *ro)?;
+                match remount(&m, *ro) {
+                    // A submount the host removed between the listing and now (another task's
+                    // sandbox ending: its unmount propagates here, its directory is deleted):
+                    // nothing is left there to restrict; the bind above it is remounted.
+                    Err(_) if m != at && std::fs::symlink_metadata(&m).is_err() => {}
+                    r => r?,
+                }
             }
             Ok(())
         }

@@ -62,7 +62,17 @@ impl PgStore {
     /// Connects to `url` (`postgres://…`), applies pending migrations and starts listening for
     /// other daemons' writes. The URL may hold a password: it never appears in an error.
     pub async fn open(url: &str) -> Result<Self> {
-        let opts = PgConnectOptions::from_str(url)?.application_name("drover");
+        // A worker cut off mid-transaction must not hold its row locks (a task's `FOR UPDATE`)
+        // until TCP gives up hours later: the server ends a session idle inside a transaction
+        // after 10 s, and probes a silent client's connection after 10 s (3 × 5 s).
+        let opts = PgConnectOptions::from_str(url)?
+            .application_name("drover")
+            .options([
+                ("idle_in_transaction_session_timeout", "10s"),
+                ("tcp_keepalives_idle", "10"),
+                ("tcp_keepalives_interval", "5"),
+                ("tcp_keepalives_count", "3"),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
