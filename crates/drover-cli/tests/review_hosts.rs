@@ -34,3 +34,47 @@ fn a_second_daemon_under_a_live_workers_name_refuses_to_start() {
     assert!(!out.status.success(), "second worker A started: {err}");
     assert!(err.contains("worker A"), "{err}");
 }
+
+/// SQLite (one host): the worker name changes between two daemons (`worker_name` edited, or
+/// its default, the host name, changed) while a task runs with its shim. The new daemon is the
+/// same host: it re-adopts the task (attempt 1, the same agent), rather than leaving it to the
+/// lapse sweep, which would requeue it as `lost_host` and start a second agent while the first,
+/// never adopted, still runs.
+#[test]
+fn sqlite_readopts_a_running_task_after_the_worker_name_changed() {
+    let mut env = Env::new()
+        .with_env("DROVER_WORKER_NAME", "old")
+        .with_env("DROVER_LEASE_SECS", "2");
+    let cmd =
+        "echo before; while [ ! -e go ]; do sleep 0.02; done; echo after > after.txt; echo after";
+    let id = env.run_command_task(cmd, "rename");
+    let t = env.until(&id, "running", |t| t["state"] == "running");
+    assert_eq!(t["worker"], "old", "{t:#}");
+    let marker = Path::new(t["sandbox"].as_str().unwrap()).join("go");
+    let pid = t["pid"].as_i64().unwrap();
+    env.ok(&["daemon", "stop"]);
+    assert!(alive(pid), "daemon stop killed the agent");
+    for (k, v) in env.extra_env.iter_mut() {
+        if k == "DROVER_WORKER_NAME" {
+            *v = "new".into();
+        }
+    }
+    // Any command starts the new daemon; it re-adopts at start.
+    let t = env.until(&id, "held by the new worker", |t| t["worker"] != "old");
+    assert_eq!(t["worker"], "new", "{t:#}");
+    assert_eq!(t["attempt"], 1, "{t:#}");
+    assert_eq!(t["state"], "running", "{t:#}");
+    std::fs::write(&marker, "").unwrap();
+    let t = env.until(&id, "terminal", |t| {
+        t["state"] != "running" && t["state"] != "queued" && t["state"] != "preparing"
+    });
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["attempt"], 1, "{t:#}");
+    assert!(
+        !env.events(&id)
+            .iter()
+            .any(|e| e["data"]["outcome"] == "lost_host"),
+        "{:#?}",
+        env.events(&id)
+    );
+}

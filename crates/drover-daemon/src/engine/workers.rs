@@ -40,6 +40,12 @@ impl Engine {
         &self.config.worker_name
     }
 
+    /// Whether a task held by `worker` (none: a row of an older database) is this host's to
+    /// re-adopt or keep: its own name, or on SQLite (one host) any name.
+    pub fn is_this_hosts(&self, worker: Option<&str>) -> bool {
+        self.config.database_url.is_none() || worker.is_none_or(|w| w == self.worker())
+    }
+
     /// The fence of a task this worker holds.
     pub fn claim_of(&self, id: &str) -> Option<Fence> {
         self.claims
