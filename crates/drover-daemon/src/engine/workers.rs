@@ -112,7 +112,7 @@ impl Engine {
 /// restart), renewing their leases.
 ///
 /// On a shared store, a live row of this name may be another daemon still running under it:
-/// the row is watched for one and a half heartbeat periods, and if its heartbeat moves this
+/// the row is watched for one heartbeat period (and half a second), and if its heartbeat moves this
 /// daemon refuses to start (both would renew and "take back" the same claims and run one
 /// attempt twice). A row left by this worker's own earlier run stays still: taken over.
 pub async fn register(engine: &Engine) -> Result<(), crate::DaemonError> {
@@ -149,8 +149,8 @@ async fn refuse_if_alive(engine: &Engine) -> Result<(), crate::DaemonError> {
     let Some(first) = row(engine.store.workers().await?).filter(|w| !w.lapsed) else {
         return Ok(());
     };
-    // Its heartbeat comes every lease/3: watch one and a half of those.
-    let watch = Duration::from_millis(u64::from(first.lease_secs.max(1)) * 500);
+    // Its heartbeat comes every lease/3: watch one of those and half a second.
+    let watch = Duration::from_millis(u64::from(first.lease_secs.max(1)) * 1000 / 3 + 500);
     tracing::info!(
         worker = me,
         "worker {me} has a live row (last heartbeat {}): checking for {watch:?} that no other \
