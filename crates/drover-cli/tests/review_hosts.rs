@@ -78,3 +78,42 @@ fn sqlite_readopts_a_running_task_after_the_worker_name_changed() {
         env.events(&id)
     );
 }
+
+/// `drover send --allow` through a worker that does not run the task (the agent's shim is on
+/// the other host): refused at once in one line naming the worker that runs it, with nothing
+/// written (no `input` event of an answer never delivered); through that worker it works.
+#[test]
+fn an_answer_through_another_worker_is_refused_naming_the_runner_and_writes_nothing() {
+    let perm = "python3 -c \"open('perm.txt','w').write('allowed\\n')\"";
+    let provider = Provider::start(serde_json::json!({ "scenarios": [
+        { "name": "perm", "match": "NEEDS-BASH", "turns": [
+            { "content": [ {"type": "tool_use", "name": "Bash",
+                            "input": {"command": perm, "description": "write a file"}} ] },
+            { "content": [ {"type": "text", "text": "bash ran"} ] } ] },
+        { "name": "default", "turns": [ { "content": [ {"type": "text", "text": "hello"} ] } ] }
+    ]}));
+    let rt = runtime();
+    let url = rt.block_on(pg::fresh_database());
+    let a = Env::claude(&provider)
+        .with_env("DROVER_DATABASE_URL", &url)
+        .with_env("DROVER_WORKER_NAME", "A");
+    let b = Env::claude(&provider)
+        .with_env("DROVER_DATABASE_URL", &url)
+        .with_env("DROVER_WORKER_NAME", "B");
+    // A local-path task of B: runs on B.
+    let id = b.ok(&["run", "NEEDS-BASH: run a command"]);
+    let t = b.until(&id, "needs_input", |t| t["state"] == "needs_input");
+    assert_eq!(t["worker"], "B", "{t:#}");
+    let out = a.run(&["send", &id, "--allow"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("worker B"), "{err}");
+    assert!(
+        !b.events(&id).iter().any(|e| e["kind"] == "input"),
+        "{:#?}",
+        b.events(&id)
+    );
+    b.ok(&["send", &id, "--allow"]);
+    let t = b.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+}
