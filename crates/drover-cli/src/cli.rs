@@ -449,6 +449,10 @@ pub struct BenchArgs {
     pub tasks: usize,
     #[arg(long, default_value_t = 16)]
     pub slots: usize,
+    /// dispatch: a scratch PostgreSQL database (`postgres://…`) for the PostgreSQL rows
+    /// (default: DROVER_DATABASE_URL; without either, SQLite only). Its tasks stay there.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
     /// api: concurrent clients for the creates (`--tasks` of them) and the GETs.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,

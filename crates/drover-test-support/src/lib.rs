@@ -1,6 +1,8 @@
 //! What every drover crate's tests share (dev-dependency only; never linked into `drover`).
 //!
 //! - [`daemon`]: an in-process daemon ([`daemon::InProcessDaemon`]).
+//! - [`fleet`]: worker processes on one PostgreSQL database, each in its own PID (and network)
+//!   namespace ([`fleet::Fleet`]).
 //!
 //! The other modules, one a job: each helper fails the test (panics) with a message saying what
 //! did not happen, and every wait has a deadline.
@@ -9,6 +11,7 @@
 
 pub mod agents;
 pub mod daemon;
+pub mod fleet;
 pub mod git;
 pub mod http;
 pub mod keys;

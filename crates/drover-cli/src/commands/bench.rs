@@ -1,4 +1,5 @@
-//! `drover bench [sandbox|memory|dispatch]`: the figures of issue 2, measured side by side.
+//! `drover bench [sandbox|memory|dispatch]`: the figures of issue 2, measured side by side
+//! (dispatch: SQLite vs PostgreSQL, 1 vs 2 workers, in [`super::bench_dispatch`]).
 
 use crate::cli::{BenchArgs, Benchmark};
 use crate::client::Client;
@@ -25,7 +26,17 @@ async fn run(which: Option<Benchmark>, args: &BenchArgs, work: &Path) -> Result<
         memory(work).await?;
     }
     if wanted(Benchmark::Dispatch) {
-        dispatch(args, work).await?;
+        let database_url = args
+            .database_url
+            .clone()
+            .or_else(|| std::env::var("DROVER_DATABASE_URL").ok())
+            .filter(|u| !u.trim().is_empty());
+        let opts = super::bench_dispatch::DispatchBench {
+            tasks: args.tasks,
+            slots: args.slots,
+            database_url,
+        };
+        super::bench_dispatch::dispatch(&opts, work).await?;
     }
     if wanted(Benchmark::Isolation) {
         super::bench_isolation::isolation(&args.files, work).await?;
@@ -70,7 +81,7 @@ async fn sandbox(args: &BenchArgs, work: &Path) -> Result<()> {
     Ok(())
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<()> {
+pub(super) fn git(dir: &Path, args: &[&str]) -> Result<()> {
     let st = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -93,7 +104,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
     }
 }
 
-fn small_repo(work: &Path) -> Result<PathBuf> {
+pub(super) fn small_repo(work: &Path) -> Result<PathBuf> {
     let repo = work.join("repo");
     std::fs::create_dir_all(&repo)?;
     std::fs::write(repo.join("README.md"), "bench\n")?;
@@ -227,62 +238,6 @@ async fn memory(work: &Path) -> Result<()> {
             "/v1/daemon/stop",
             &serde_json::json!({ "stop_tasks": true }),
         )
-        .await?;
-    Ok(())
-}
-
-async fn dispatch(args: &BenchArgs, work: &Path) -> Result<()> {
-    let n = args.tasks;
-    println!("## dispatch: {n} command tasks running `true` through {} slots, sandbox and commit included", args.slots);
-    let repo = small_repo(&work.join("dispatch"))?;
-    let (client, _) = daemon(work, "dispatch-home", args.slots).await?;
-    let t0 = Instant::now();
-    // Submitted by 16 concurrent clients, as a script or a pool would.
-    use futures::StreamExt;
-    let results: Vec<Result<Task>> = futures::stream::iter(0..n)
-        .map(|_| {
-            let client = client.clone();
-            let req = command_task(&repo, "true");
-            async move { client.post::<_, Task>("/v1/tasks", &req).await }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
-    let submitted = t0.elapsed();
-    // Watch the daemon's counters (cheap), not the whole task list (which would load the daemon
-    // being measured); the list is read once at the end.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let s: drover_types::DaemonStatus = client.get("/v1/status").await?;
-        if s.queued == 0 && s.running == 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(CliError::internal("benchmark timed out"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let total = t0.elapsed();
-    let tasks = client.list_tasks(true).await?;
-    let ok = tasks
-        .iter()
-        .filter(|t| t.state == TaskState::Succeeded)
-        .count();
-    println!(
-        "submitted in          {:>8.2} s ({:.0} tasks/s)",
-        submitted.as_secs_f64(),
-        n as f64 / submitted.as_secs_f64()
-    );
-    println!("all finished in       {:>8.2} s", total.as_secs_f64());
-    println!(
-        "throughput            {:>8.1} tasks/s ({ok}/{n} succeeded)\n",
-        n as f64 / total.as_secs_f64()
-    );
-    let _: serde_json::Value = client
-        .post("/v1/daemon/stop", &serde_json::json!({}))
         .await?;
     Ok(())
 }

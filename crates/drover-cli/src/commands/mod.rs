@@ -4,6 +4,7 @@ mod agents;
 mod audit;
 mod bench;
 mod bench_api;
+mod bench_dispatch;
 mod bench_isolation;
 pub mod bg_follow;
 mod daemon;

@@ -486,3 +486,10 @@ fn no_exposed_path_may_reach_drover_home() {
         }
     }
 }
+
+#[test]
+fn drover_lease_secs_is_a_number() {
+    let home = home_with(None);
+    let c = load(&home, &[("DROVER_LEASE_SECS", "3")], &Flags::default()).unwrap();
+    assert_eq!(c.lease_secs, 3);
+}
