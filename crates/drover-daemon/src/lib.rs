@@ -64,6 +64,13 @@ pub enum DaemonError {
     Store(#[from] drover_store::StoreError),
     #[error("api socket: {0}")]
     Socket(std::io::Error),
+    /// Another daemon heartbeats as this worker (docs/design.md §8).
+    #[error(
+        "worker {0} is alive on the database (its heartbeat moved while this daemon waited): \
+         another daemon runs under this name; give this one another worker_name \
+         (DROVER_WORKER_NAME), or stop the other"
+    )]
+    WorkerLive(String),
     /// The TCP listener (`listen`) could not start: its address, its certificate.
     #[error("{0}")]
     Listen(String),

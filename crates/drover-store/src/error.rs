@@ -35,6 +35,9 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Db(#[from] sqlx::Error),
+    /// The PostgreSQL database cannot be reached (`at` is host:port: never the password).
+    #[error("store: cannot connect to the database at {at}: {reason}")]
+    Connect { at: String, reason: String },
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store holds bad data: {0}")]

@@ -78,6 +78,15 @@ pub async fn send(
             task.id, task.state
         )));
     }
+    // The agent's stdin is its shim's, on the host of the worker running it: refused here
+    // before anything is written (an answer recorded but never delivered).
+    if let Some(w) = task.worker.as_deref().filter(|w| *w != engine.worker()) {
+        return Err(ControlError::Conflict(format!(
+            "task {} runs on worker {w}, not on this one ({}): send through worker {w}'s daemon",
+            task.id,
+            engine.worker()
+        )));
+    }
     let adapter =
         drover_agents::adapter(&task.agent).map_err(|e| ControlError::Invalid(e.to_string()))?;
     if req.allow || req.deny {

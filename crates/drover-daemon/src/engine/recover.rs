@@ -26,14 +26,16 @@ pub async fn recover(engine: &Arc<Engine>) {
         }
     };
     // Only what this worker holds (a row of an older SQLite database names no worker: the
-    // daemon's own); other workers' tasks are theirs, or the lapse sweep's.
+    // daemon's own); other workers' tasks are theirs, or the lapse sweep's. On SQLite every
+    // row is this host's, whatever worker name it carries (`worker_name`, or the host name it
+    // defaults to, may have changed since): re-adopted under this name.
     let me = engine.worker().to_string();
     let active: Vec<_> = active
         .into_iter()
-        .filter(|t| t.worker.as_deref().is_none_or(|w| w == me))
+        .filter(|t| engine.is_this_hosts(t.worker.as_deref()))
         .collect();
     for task in &active {
-        if task.worker.is_none() {
+        if task.worker.as_deref() != Some(me.as_str()) {
             let patch = TaskPatch::new().worker(Some(me.clone()));
             if let Err(e) = engine.store.update(&task.id, None, patch, vec![]).await {
                 tracing::warn!(task = task.id.as_str(), "recover: {e}");
@@ -126,10 +128,9 @@ pub async fn collect(engine: &Arc<Engine>) {
         }
     };
     // A task another worker holds now is not this host's: its local sandbox is collected.
-    let me = engine.worker();
     let keep: HashSet<String> = all
         .iter()
-        .filter(|t| t.state.is_terminal() || t.worker.as_deref().is_none_or(|w| w == me))
+        .filter(|t| t.state.is_terminal() || engine.is_this_hosts(t.worker.as_deref()))
         .filter(|t| !t.state.is_terminal() || t.sandbox.is_some())
         .map(|t| t.id.clone())
         .collect();

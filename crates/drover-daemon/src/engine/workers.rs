@@ -42,6 +42,12 @@ impl Engine {
         &self.config.worker_name
     }
 
+    /// Whether a task held by `worker` (none: a row of an older database) is this host's to
+    /// re-adopt or keep: its own name, or on SQLite (one host) any name.
+    pub fn is_this_hosts(&self, worker: Option<&str>) -> bool {
+        self.config.database_url.is_none() || worker.is_none_or(|w| w == self.worker())
+    }
+
     /// The fence of a task this worker holds.
     pub fn claim_of(&self, id: &str) -> Option<Fence> {
         self.claims
@@ -106,7 +112,15 @@ impl Engine {
 
 /// Registers this worker and takes back the claims it still holds in the store (after a
 /// restart), renewing their leases.
-pub async fn register(engine: &Engine) -> Result<(), StoreError> {
+///
+/// On a shared store, a live row of this name may be another daemon still running under it:
+/// the row is watched for one heartbeat period (and half a second), and if its heartbeat moves this
+/// daemon refuses to start (both would renew and "take back" the same claims and run one
+/// attempt twice). A row left by this worker's own earlier run stays still: taken over.
+pub async fn register(engine: &Engine) -> Result<(), crate::DaemonError> {
+    if engine.config.database_url.is_some() {
+        refuse_if_alive(engine).await?;
+    }
     let spec = WorkerSpec {
         name: engine.worker().to_string(),
         addr: engine.config.listen.as_ref().map(|l| l.addr.to_string()),
@@ -128,6 +142,33 @@ pub async fn register(engine: &Engine) -> Result<(), StoreError> {
         engine.config.lease_secs,
         engine.config.slots
     );
+    Ok(())
+}
+
+async fn refuse_if_alive(engine: &Engine) -> Result<(), crate::DaemonError> {
+    let me = engine.worker();
+    let row = |all: Vec<drover_store::WorkerRecord>| all.into_iter().find(|w| w.name == me);
+    let Some(first) = row(engine.store.workers().await?).filter(|w| !w.lapsed) else {
+        return Ok(());
+    };
+    // Its heartbeat comes every lease/3: watch one of those and half a second.
+    let watch = Duration::from_millis(u64::from(first.lease_secs.max(1)) * 1000 / 3 + 500);
+    tracing::info!(
+        worker = me,
+        "worker {me} has a live row (last heartbeat {}): checking for {watch:?} that no other \
+         daemon runs under this name",
+        first.last_heartbeat
+    );
+    let until = Instant::now() + watch;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match row(engine.store.workers().await?) {
+            Some(w) if w.last_heartbeat != first.last_heartbeat => {
+                return Err(crate::DaemonError::WorkerLive(me.to_string()));
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 

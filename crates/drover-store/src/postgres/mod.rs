@@ -73,6 +73,19 @@ impl PgStore {
                 ("tcp_keepalives_interval", "5"),
                 ("tcp_keepalives_count", "3"),
             ]);
+        // One direct connection first: the pool would retry until its acquire timeout and
+        // then say only "timed out", hiding why (refused, unknown host, TLS, password).
+        match <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts).await {
+            Ok(conn) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Err(e) => {
+                return Err(StoreError::Connect {
+                    at: format!("{}:{}", opts.get_host(), opts.get_port()),
+                    reason: e.to_string().replace('\n', " "),
+                })
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
