@@ -233,3 +233,63 @@ fn a_task_of_a_lapsed_worker_is_taken_over_on_postgres() {
     );
     rt.block_on(da.shutdown());
 }
+
+/// A worker stopped for longer than its lease while its agent kept running under its shim: the
+/// other worker takes the task over and finishes it as attempt 2; when the first worker starts
+/// again, the agent of its lost attempt is ended (not left working in a sandbox nobody follows)
+/// and it writes nothing to the task.
+#[test]
+fn a_worker_back_after_its_lease_ends_the_agent_of_its_lost_attempt() {
+    let a = Env::new();
+    let b = Env::new();
+    let rt = runtime();
+    let url = rt.block_on(pg::fresh_database());
+    let da = worker(&rt, &a, &url, "A", 1);
+    // Only A runs until the agent is up: B starts after.
+    let id = a.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--repo",
+        &url_of(&a),
+        "--cmd",
+        &format!(
+            "case \"$PWD\" in {}/*) echo on B; exit 0;; esac; sleep 600",
+            b.home.display()
+        ),
+        "long",
+    ]);
+    let t = a.until(&id, "A's agent to run", |t| {
+        t["state"] == "running" && t["worker"] == "A"
+    });
+    let pid = t["pid"].as_i64().unwrap();
+    rt.block_on(da.shutdown());
+    assert!(
+        drover_test_support::process::alive(pid),
+        "the agent outlives its daemon"
+    );
+    let db = worker(&rt, &b, &url, "B", 1);
+    let t = b.until(&id, "B to finish it", |t| t["state"] == "succeeded");
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(
+        (t["attempt"].as_i64(), t["worker"].as_str()),
+        (Some(2), Some("B"))
+    );
+    let seq = b.events(&id).last().unwrap()["seq"].clone();
+    let da = worker(&rt, &a, &url, "A", 1);
+    drover_test_support::poll::until(
+        "the lost attempt's agent to end",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(20),
+        || drover_test_support::process::alive(pid),
+        |alive| !alive,
+    );
+    let t = a.show(&id);
+    assert_eq!(
+        (t["state"].as_str(), t["worker"].as_str()),
+        (Some("succeeded"), Some("B"))
+    );
+    assert_eq!(a.events(&id).last().unwrap()["seq"], seq, "A wrote nothing");
+    rt.block_on(da.shutdown());
+    rt.block_on(db.shutdown());
+}

@@ -30,10 +30,17 @@ pub async fn recover(engine: &Arc<Engine>) {
     // row is this host's, whatever worker name it carries (`worker_name`, or the host name it
     // defaults to, may have changed since): re-adopted under this name.
     let me = engine.worker().to_string();
-    let active: Vec<_> = active
+    let (active, others): (Vec<_>, Vec<_>) = active
         .into_iter()
-        .filter(|t| engine.is_this_hosts(t.worker.as_deref()))
-        .collect();
+        .partition(|t| engine.is_this_hosts(t.worker.as_deref()));
+    // This daemon was away longer than its lease: what it ran was taken over (now another
+    // worker's, or requeued). An agent of it still alive here ends: its attempt is over.
+    if engine.config.database_url.is_some() {
+        let requeued = engine.store.queued().await.unwrap_or_default();
+        for id in others.iter().map(|t| &t.id).chain(requeued.iter()) {
+            super::workers::end_local_agent(engine, id);
+        }
+    }
     for task in &active {
         if task.worker.as_deref() != Some(me.as_str()) {
             let patch = TaskPatch::new().worker(Some(me.clone()));
@@ -137,6 +144,9 @@ pub async fn collect(engine: &Arc<Engine>) {
     let mut stale: HashSet<String> = engine.sandboxes.list().into_iter().collect();
     stale.extend(engine.sandboxes.mounted_task_ids());
     for id in stale.difference(&keep) {
+        // An agent of this host still working in it (its task was taken over by another worker
+        // while this daemon was stopped longer than the lease) ends first: its attempt is over.
+        super::workers::end_local_agent(engine, id);
         match engine.sandboxes.load(id).await {
             Ok(Some(sb)) => {
                 let msg =

@@ -376,9 +376,7 @@ async fn take_over(engine: &Engine, task: &TaskRecord) -> Result<(), StoreError>
 /// locally, stop serving its sockets and its gateway grant. Writes nothing to the store.
 pub(crate) async fn lease_lost(engine: &Engine, id: &str) {
     engine.release(id);
-    if let Ok(Some(ready)) = engine.home.task(id).read_ready() {
-        proc_kill(ready.pgid, ready.shim_pid);
-    }
+    end_local_agent(engine, id);
     match engine.sandboxes.load(id).await {
         Ok(Some(sb)) => {
             let msg = format!("drover: work kept after the lease was lost\n\nTask: {id}\n");
@@ -395,6 +393,21 @@ pub(crate) async fn lease_lost(engine: &Engine, id: &str) {
     }
     engine.forget_lost(id);
     tracing::warn!(task = id, "lease lost: task {id} ended on this worker");
+}
+
+/// Ends the agent this host started for `id`, if any is alive (members of its group in its
+/// shim's session, from this host's own ready record; a reused pid is never signalled).
+pub(crate) fn end_local_agent(engine: &Engine, id: &str) {
+    if let Ok(Some(ready)) = engine.home.task(id).read_ready() {
+        if drover_shim::proc::same_process(ready.shim_pid, ready.shim_start) {
+            tracing::warn!(
+                task = id,
+                "task {id} is no longer this worker's: ending its local agent (pid {})",
+                ready.pid
+            );
+        }
+        proc_kill(ready.pgid, ready.shim_pid);
+    }
 }
 
 fn proc_kill(pgid: i64, sid: i64) {
