@@ -293,3 +293,44 @@ fn a_worker_back_after_its_lease_ends_the_agent_of_its_lost_attempt() {
     rt.block_on(da.shutdown());
     rt.block_on(db.shutdown());
 }
+
+/// `drover doctor` names the store: reachable PostgreSQL with host, port and version, or a FAIL
+/// line saying why (exit 1) — never the URL's password.
+#[test]
+fn doctor_says_whether_the_database_answers_and_never_shows_its_password() {
+    let rt = runtime();
+    let url = rt.block_on(pg::fresh_database());
+    let with_password = url.replacen("postgres://postgres@", "postgres://postgres:s3cr3t-pw@", 1);
+    let good = Env::new().with_env("DROVER_DATABASE_URL", &with_password);
+    let out = good.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains(" store "))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.starts_with("ok") && line.contains("postgresql at 127.0.0.1:"),
+        "{text}"
+    );
+    assert!(line.contains("PostgreSQL 1"), "{line}");
+    let bad = Env::new().with_env(
+        "DROVER_DATABASE_URL",
+        "postgres://drover:s3cr3t-pw@127.0.0.1:1/drover",
+    );
+    let out = bad.run(&["doctor"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = text.lines().find(|l| l.contains(" store ")).unwrap();
+    assert!(
+        line.starts_with("FAIL") && line.contains("127.0.0.1:1"),
+        "{text}"
+    );
+    for t in [
+        &text,
+        &String::from_utf8_lossy(&good.run(&["doctor", "--json"]).stdout).to_string(),
+    ] {
+        assert!(!t.contains("s3cr3t-pw"), "the password is shown: {t}");
+    }
+}

@@ -87,6 +87,7 @@ pub async fn doctor(json: bool) -> Result<i32> {
         },
         hint: cg.remedy,
     });
+    checks.push(store_check(cfg.as_ref(), &home).await);
     checks.extend(agent_checks(cfg.as_ref()));
     checks.push(price_check(&home));
     if let Some(check) = listen_check(cfg.as_ref()) {
@@ -108,7 +109,9 @@ pub async fn doctor(json: bool) -> Result<i32> {
     });
     let essential_ok = checks
         .iter()
-        .filter(|c| matches!(c.name, "home" | "git") || isolation_essential.contains(&c.name))
+        .filter(|c| {
+            matches!(c.name, "home" | "git" | "store") || isolation_essential.contains(&c.name)
+        })
         .all(|c| c.ok);
     if json {
         let v: Vec<_> = checks
@@ -132,6 +135,42 @@ pub async fn doctor(json: bool) -> Result<i32> {
         }
     }
     Ok(if essential_ok { 0 } else { 1 })
+}
+
+/// The store (docs/design.md §8): SQLite in `DROVER_HOME`, or the PostgreSQL database of
+/// `database_url` — reachable or not, and this daemon's worker name. The URL's password is never
+/// shown (only host and port).
+async fn store_check(cfg: Option<&drover_daemon::Config>, home: &std::path::Path) -> Check {
+    let (Some(cfg), Some(url)) = (cfg, cfg.and_then(|c| c.database_url.as_ref())) else {
+        return Check {
+            name: "store",
+            ok: true,
+            detail: format!("sqlite: {}", drover_daemon::Home::new(home).db().display()),
+            hint: None,
+        };
+    };
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        drover_store::PgStore::probe(url.expose()),
+    )
+    .await;
+    let (ok, detail) = match probe {
+        Ok(Ok(at)) => (true, format!("postgresql at {at}")),
+        Ok(Err(e)) => (false, format!("postgresql: {e}")),
+        Err(_) => (false, "postgresql: no answer within 10 s".to_string()),
+    };
+    Check {
+        name: "store",
+        ok,
+        detail: format!(
+            "{detail}; worker {}, lease {}s, {} slots",
+            cfg.worker_name, cfg.lease_secs, cfg.slots
+        ),
+        hint: Some(
+            "check DROVER_DATABASE_URL (database_url): host, port, user, password and database"
+                .into(),
+        ),
+    }
 }
 
 /// The team server's listener (docs/design.md §7), when `listen` is set: plain HTTP on an

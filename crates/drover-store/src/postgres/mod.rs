@@ -58,7 +58,30 @@ impl Drop for PgStore {
     }
 }
 
+/// One connection to the database, closed again; `SELECT version()` on it (e.g. "PostgreSQL
+/// 15.18"). The error says where and why, never the password.
+async fn connect_once(opts: &PgConnectOptions) -> Result<String> {
+    let at = || format!("{}:{}", opts.get_host(), opts.get_port());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(opts)
+        .await
+        .map_err(|e| StoreError::Connect {
+            at: at(),
+            reason: e.to_string().replace('\n', " "),
+        })?;
+    let version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut conn)
+        .await?;
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(format!("{} (PostgreSQL {version})", at()))
+}
+
 impl PgStore {
+    /// Whether `url` answers, without touching its schema: `HOST:PORT (PostgreSQL VERSION)`, or
+    /// why not (`drover doctor`).
+    pub async fn probe(url: &str) -> Result<String> {
+        connect_once(&PgConnectOptions::from_str(url)?.application_name("drover doctor")).await
+    }
+
     /// Connects to `url` (`postgres://…`), applies pending migrations and starts listening for
     /// other daemons' writes. The URL may hold a password: it never appears in an error.
     pub async fn open(url: &str) -> Result<Self> {
@@ -75,17 +98,7 @@ impl PgStore {
             ]);
         // One direct connection first: the pool would retry until its acquire timeout and
         // then say only "timed out", hiding why (refused, unknown host, TLS, password).
-        match <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts).await {
-            Ok(conn) => {
-                let _ = sqlx::Connection::close(conn).await;
-            }
-            Err(e) => {
-                return Err(StoreError::Connect {
-                    at: format!("{}:{}", opts.get_host(), opts.get_port()),
-                    reason: e.to_string().replace('\n', " "),
-                })
-            }
-        }
+        let _ = connect_once(&opts).await?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
