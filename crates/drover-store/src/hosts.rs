@@ -82,6 +82,9 @@ pub trait HostStore: Send + Sync {
     async fn lapsed_tasks(&self) -> Result<Vec<TaskRecord>>;
     /// Every registered worker, by name.
     async fn workers(&self) -> Result<Vec<WorkerRecord>>;
+    /// The database's now, in [`now`](crate::now)'s format: the one clock every worker's times
+    /// about shared rows are taken from (SQLite: this host's).
+    async fn db_now(&self) -> Result<String>;
 }
 
 /// The states a held task keeps its lease in (everything but the terminal ones), as SQL.

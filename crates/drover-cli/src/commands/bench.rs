@@ -1,11 +1,12 @@
 //! `drover bench [sandbox|memory|dispatch]`: the figures of issue 2, measured side by side
 //! (dispatch: SQLite vs PostgreSQL, 1 vs 2 workers, in [`super::bench_dispatch`]).
 
+use super::bench_repo::small_repo;
 use crate::cli::{BenchArgs, Benchmark};
 use crate::client::Client;
 use crate::error::{CliError, Context, Result};
 use drover_types::{RunRequest, Task, TaskState};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub async fn bench(args: BenchArgs) -> Result<i32> {
@@ -79,39 +80,6 @@ async fn sandbox(args: &BenchArgs, work: &Path) -> Result<()> {
     }
     println!();
     Ok(())
-}
-
-pub(super) fn git(dir: &Path, args: &[&str]) -> Result<()> {
-    let st = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@drover.invalid",
-        ])
-        .args(args)
-        .output()
-        .context("git")?;
-    if st.status.success() {
-        Ok(())
-    } else {
-        Err(CliError::internal(format!(
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&st.stderr)
-        )))
-    }
-}
-
-pub(super) fn small_repo(work: &Path) -> Result<PathBuf> {
-    let repo = work.join("repo");
-    std::fs::create_dir_all(&repo)?;
-    std::fs::write(repo.join("README.md"), "bench\n")?;
-    git(&repo, &["init", "-q"])?;
-    git(&repo, &["add", "-A"])?;
-    git(&repo, &["commit", "-qm", "bench"])?;
-    Ok(repo)
 }
 
 async fn daemon(work: &Path, name: &str, slots: usize) -> Result<(Client, i32)> {

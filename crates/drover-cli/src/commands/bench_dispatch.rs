@@ -13,7 +13,7 @@
 //! `DROVER_LOG=info,sqlx::query=debug` to emit them; the count is of those lines in their logs.
 //! The PostgreSQL rows add their tasks to the database given: use a scratch one.
 
-use super::bench::{git, small_repo};
+use super::bench_repo::{git, small_repo};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use drover_types::{Event, RunRequest, Task, TaskState};

@@ -6,6 +6,7 @@ mod bench;
 mod bench_api;
 mod bench_dispatch;
 mod bench_isolation;
+mod bench_repo;
 pub mod bg_follow;
 mod daemon;
 mod demo;

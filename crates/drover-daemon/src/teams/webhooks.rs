@@ -214,22 +214,33 @@ pub async fn run(store: Arc<dyn Store>, home: PathBuf, stop: CancellationToken) 
     let mut changes = store.subscribe();
     loop {
         changes.borrow_and_update();
-        let now = drover_store::now();
+        // The database's clock, not this host's: holds and retry times are compared by every
+        // worker sharing the outbox, so a host whose clock runs ahead must not see another's
+        // held delivery as due.
+        let clock = match DbClock::read(store.as_ref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("webhooks: reading the database's clock: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        };
+        let now = clock.after(Duration::ZERO);
         // Claimed, not only read: daemons sharing one database send each delivery once.
-        let hold = (chrono::Utc::now()
-            + chrono::Duration::from_std(CLAIM_HOLD).unwrap_or(chrono::Duration::seconds(30)))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let hold = clock.after(CLAIM_HOLD);
         match store.claim_webhooks(&now, &hold, MAX_ATTEMPTS, BATCH).await {
             Ok(due) => {
                 let sends = due
                     .into_iter()
-                    .map(|d| attempt(store.as_ref(), &client, &home, d));
+                    .map(|d| attempt(store.as_ref(), &client, &home, &clock, d));
                 futures::future::join_all(sends).await;
             }
             Err(e) => tracing::warn!("webhooks: reading the outbox: {e}"),
         }
         let wait = match store.next_webhook_at(MAX_ATTEMPTS).await {
-            Ok(Some(at)) => until(&at),
+            Ok(Some(at)) => clock.until(&at),
             Ok(None) => Duration::from_secs(3600),
             Err(_) => Duration::from_secs(1),
         }
@@ -242,23 +253,56 @@ pub async fn run(store: Arc<dyn Store>, home: PathBuf, stop: CancellationToken) 
     }
 }
 
-/// How long until `at` (RFC 3339); zero if past or unreadable.
-fn until(at: &str) -> Duration {
-    chrono::DateTime::parse_from_rfc3339(at)
-        .ok()
-        .and_then(|t| {
-            (t.with_timezone(&chrono::Utc) - chrono::Utc::now())
-                .to_std()
-                .ok()
+/// The database's clock as seen from this host: its now when read, and how far it is from this
+/// host's (`Store::db_now`).
+struct DbClock {
+    skew: chrono::Duration,
+}
+
+impl DbClock {
+    async fn read(store: &dyn Store) -> Result<Self, drover_store::StoreError> {
+        Self::from_db_time(&store.db_now().await?)
+    }
+
+    /// The clock of a database whose now is `at` at this instant.
+    fn from_db_time(at: &str) -> Result<Self, drover_store::StoreError> {
+        let db = chrono::DateTime::parse_from_rfc3339(at)
+            .map_err(|e| drover_store::StoreError::Corrupt(format!("database time {at:?}: {e}")))?;
+        Ok(DbClock {
+            skew: db.with_timezone(&chrono::Utc) - chrono::Utc::now(),
         })
-        .unwrap_or(Duration::ZERO)
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.skew
+    }
+
+    /// The database's time `d` from now, as the store writes times.
+    fn after(&self, d: Duration) -> String {
+        (self.now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(60)))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    /// How long until `at` (RFC 3339, the database's clock); zero if past or unreadable.
+    fn until(&self, at: &str) -> Duration {
+        chrono::DateTime::parse_from_rfc3339(at)
+            .ok()
+            .and_then(|t| (t.with_timezone(&chrono::Utc) - self.now()).to_std().ok())
+            .unwrap_or(Duration::ZERO)
+    }
 }
 
 /// One attempt of `d`, recorded in the outbox and the audit log.
-async fn attempt(store: &dyn Store, client: &reqwest::Client, home: &Path, d: WebhookDelivery) {
+async fn attempt(
+    store: &dyn Store,
+    client: &reqwest::Client,
+    home: &Path,
+    clock: &DbClock,
+    d: WebhookDelivery,
+) {
     let outcome = match send(store, client, home, &d).await {
         Sent::Status(status) => {
-            let at = drover_store::now();
+            let at = clock.after(Duration::ZERO);
             audit(store, &d, status).await;
             if (200..300).contains(&status) {
                 AttemptOutcome::Delivered { status, at }
@@ -270,12 +314,9 @@ async fn attempt(store: &dyn Store, client: &reqwest::Client, home: &Path, d: We
                 );
                 AttemptOutcome::GiveUp { status }
             } else {
-                let next = chrono::Utc::now()
-                    + chrono::Duration::from_std(backoff(d.attempts + 1))
-                        .unwrap_or(chrono::Duration::seconds(60));
                 AttemptOutcome::Retry {
                     status,
-                    next_at: next.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    next_at: clock.after(backoff(d.attempts + 1)),
                 }
             }
         }
@@ -361,7 +402,27 @@ async fn audit(store: &dyn Store, d: &WebhookDelivery, status: u16) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A host whose clock is an hour behind the database's takes holds and retry times from the
+    /// database's: a hold it writes ends 30 s after the database's now, and a time the
+    /// database wrote 5 s ahead is 5 s away — not an hour.
+    #[test]
+    fn times_come_from_the_databases_clock_not_the_hosts() {
+        let db_now = chrono::Utc::now() + chrono::Duration::hours(1);
+        let clock =
+            DbClock::from_db_time(&db_now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap();
+        let hold = chrono::DateTime::parse_from_rfc3339(&clock.after(CLAIM_HOLD)).unwrap();
+        let ahead = (hold.with_timezone(&chrono::Utc) - db_now).num_milliseconds();
+        assert!((29_000..=31_000).contains(&ahead), "{ahead} ms");
+        let due = (db_now + chrono::Duration::seconds(5))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let wait = clock.until(&due).as_millis();
+        assert!((4_000..=5_100).contains(&wait), "{wait} ms");
+        assert_eq!(clock.until("2000-01-01T00:00:00.000Z"), Duration::ZERO);
+    }
 
     #[test]
     fn backoff_doubles_from_one_second_and_is_capped() {

@@ -101,6 +101,12 @@ impl HostStore for PgStore {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    async fn db_now(&self) -> Result<String> {
+        Ok(sqlx::query_scalar(&format!("SELECT {DB_NOW}"))
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn workers(&self) -> Result<Vec<WorkerRecord>> {
         let mut tx = self.pool.begin().await?;
         let at: String = sqlx::query_scalar(&format!("SELECT {DB_NOW}"))

@@ -133,6 +133,10 @@ impl HostStore for SqliteStore {
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
+    async fn db_now(&self) -> Result<String> {
+        Ok(now())
+    }
+
     async fn workers(&self) -> Result<Vec<WorkerRecord>> {
         let rows: Vec<WorkerRow> = sqlx::query_as(&format!(
             "SELECT w.name, w.addr, w.started_at, w.last_heartbeat, w.slots, w.lease_secs, \
