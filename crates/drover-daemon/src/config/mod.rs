@@ -260,6 +260,16 @@ impl Config {
         let database_url = match raw.database_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                if let Err(why) = drover_store::PgStore::check_url(u) {
+                    // sqlx's reason names the part at fault, never the URL (it may hold a password).
+                    return Err(bad(
+                        "database_url",
+                        format!(
+                            "database_url is not a valid PostgreSQL URL ({why}); write \
+                             postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+                        ),
+                    ));
+                }
                 Some(Secret::new(u))
             }
             Some(_) => return Err(bad(

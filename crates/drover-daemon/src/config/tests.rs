@@ -493,3 +493,32 @@ fn drover_lease_secs_is_a_number() {
     let c = load(&home, &[("DROVER_LEASE_SECS", "3")], &Flags::default()).unwrap();
     assert_eq!(c.lease_secs, 3);
 }
+
+#[test]
+fn a_bad_database_url_is_one_line_naming_the_variable_and_never_the_password() {
+    let home = home_with(None);
+    for url in [
+        "postgres://drover:pa55word@db:notaport/drover",
+        "mysql://drover:pa55word@db/drover",
+    ] {
+        let e = err(&home, &[("DROVER_DATABASE_URL", url)], &Flags::default()).to_string();
+        assert!(
+            e.contains("DROVER_DATABASE_URL") && e.contains("database_url"),
+            "{e}"
+        );
+        assert!(!e.contains("pa55word") && !e.contains('\n'), "{e}");
+    }
+    let ok = load(
+        &home,
+        &[(
+            "DROVER_DATABASE_URL",
+            "postgres://drover:pa55word@db:5432/drover",
+        )],
+        &Flags::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        ok.database_url.map(|u| u.expose().to_string()).as_deref(),
+        Some("postgres://drover:pa55word@db:5432/drover")
+    );
+}

@@ -76,6 +76,13 @@ async fn connect_once(opts: &PgConnectOptions) -> Result<String> {
 }
 
 impl PgStore {
+    /// Whether `url` parses as a PostgreSQL connection URL; why not, without the URL.
+    pub fn check_url(url: &str) -> std::result::Result<(), String> {
+        PgConnectOptions::from_str(url)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Whether `url` answers, without touching its schema: `HOST:PORT (PostgreSQL VERSION)`, or
     /// why not (`drover doctor`).
     pub async fn probe(url: &str) -> Result<String> {
