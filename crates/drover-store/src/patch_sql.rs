@@ -90,6 +90,8 @@ where
     set!("cpu_seconds", f.cpu_seconds);
     set!("worker", f.worker);
     set!("lease_until", f.lease_until);
+    set!("repos", f.repos.map(|r| to_json(&r)).transpose()?);
+    set!("prs", f.prs.map(|p| to_json(&p)).transpose()?);
     set!(
         "agent_usage",
         f.agent_usage.map(|u| to_json(&u)).transpose()?

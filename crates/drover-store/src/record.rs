@@ -92,6 +92,13 @@ pub struct TaskRecord {
     pub runs_on: Option<String>,
     /// Until when the holder's lease runs (RFC 3339); renewed by its heartbeat.
     pub lease_until: Option<String>,
+    /// A multi-repo task's repositories (JSON in the row; empty: one repository).
+    pub repos: Vec<drover_types::TaskRepo>,
+    /// Pull requests opened or found (JSON in the row).
+    pub prs: Vec<drover_types::PrInfo>,
+    /// `--pr` options (JSON in the row; `None`: no PR).
+    pub pr: Option<drover_types::PrOptions>,
+    pub batch: Option<String>,
 }
 
 impl TaskRecord {
@@ -156,6 +163,10 @@ impl TaskRecord {
             cpu_seconds: self.cpu_seconds,
             worker: self.worker.clone(),
             runs_on: self.runs_on.clone(),
+            repos: self.repos.clone(),
+            prs: self.prs.clone(),
+            pr: self.pr.clone(),
+            batch: self.batch.clone(),
         }
     }
 }
@@ -189,6 +200,9 @@ pub struct NewTask {
     pub limits: Limits,
     /// See [`TaskRecord::runs_on`].
     pub runs_on: Option<String>,
+    pub repos: Vec<drover_types::TaskRepo>,
+    pub pr: Option<drover_types::PrOptions>,
+    pub batch: Option<String>,
 }
 
 /// A stored RFC 3339 time.
@@ -276,6 +290,8 @@ pub(crate) struct PatchFields {
     pub cpu_seconds: Option<Option<f64>>,
     pub worker: Option<Option<String>>,
     pub lease_until: Option<Option<String>>,
+    pub repos: Option<Vec<drover_types::TaskRepo>>,
+    pub prs: Option<Vec<drover_types::PrInfo>>,
 }
 
 /// Counters a [`TaskPatch`] adds one to (read and written in the update's transaction).
@@ -393,5 +409,7 @@ impl TaskPatch {
         cpu_seconds: Option<f64>,
         worker: Option<String>,
         lease_until: Option<String>,
+        repos: Vec<drover_types::TaskRepo>,
+        prs: Vec<drover_types::PrInfo>,
     );
 }

@@ -34,6 +34,15 @@ pub(crate) fn json_list(col: &str, text: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
+/// A nullable JSON column.
+pub(crate) fn json_opt<T: serde::de::DeserializeOwned>(
+    col: &str,
+    text: Option<String>,
+) -> Result<Option<T>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+        .transpose()
+}
+
 /// A value stored as JSON text.
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -120,6 +129,10 @@ pub(crate) struct TaskRow {
     worker: Option<String>,
     runs_on: Option<String>,
     lease_until: Option<String>,
+    repos: Option<String>,
+    prs: Option<String>,
+    pr: Option<String>,
+    batch: Option<String>,
 }
 
 impl TryFrom<TaskRow> for TaskRecord {
@@ -203,6 +216,10 @@ impl TryFrom<TaskRow> for TaskRecord {
             worker: r.worker,
             runs_on: r.runs_on,
             lease_until: r.lease_until,
+            repos: json_opt("repos", r.repos)?.unwrap_or_default(),
+            prs: json_opt("prs", r.prs)?.unwrap_or_default(),
+            pr: json_opt("pr", r.pr)?,
+            batch: r.batch,
         })
     }
 }

@@ -17,6 +17,8 @@ pub mod vocab;
 pub mod api;
 pub mod clock;
 pub mod event;
+pub mod forge;
+pub mod secret;
 pub mod task;
 pub mod team;
 pub mod text;
@@ -25,6 +27,8 @@ pub mod validate;
 
 pub use api::*;
 pub use event::*;
+pub use forge::{PrInfo, PrOptions, PrState, TaskRepo};
+pub use secret::Secret;
 pub use task::*;
 pub use team::*;
 pub use usage::{BadUsageBy, UsageBy};

@@ -254,6 +254,19 @@ pub struct Task {
     /// (`None`: a URL repo, any worker).
     #[serde(default)]
     pub runs_on: Option<String>,
+    /// A multi-repo task's repositories (`--repo A --repo B`), the first being `repo`; empty for
+    /// a task on one repository (docs/design.md §9).
+    #[serde(default)]
+    pub repos: Vec<crate::TaskRepo>,
+    /// The pull (merge) requests the task opened or found, one per repository.
+    #[serde(default)]
+    pub prs: Vec<crate::PrInfo>,
+    /// The PR the task was asked to open once it succeeds (`--pr …`); `None`: push nothing.
+    #[serde(default)]
+    pub pr: Option<crate::PrOptions>,
+    /// The batch (`drover batch start NAME`) the task belongs to.
+    #[serde(default)]
+    pub batch: Option<String>,
 }
 
 #[cfg(test)]

@@ -217,6 +217,9 @@ async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<S
         stall_timeout_secs,
         limits,
         runs_on: engine.runs_on(&req.repo),
+        repos: vec![],
+        pr: None,
+        batch: None,
     };
     Ok((task, warnings))
 }

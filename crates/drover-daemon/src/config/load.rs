@@ -163,6 +163,9 @@ pub(super) struct Raw {
     pub database_url: Option<String>,
     pub worker_name: Option<String>,
     pub lease_secs: Option<u32>,
+    /// `[forges.NAME]` (docs/design.md §9).
+    #[serde(default)]
+    pub forges: HashMap<String, super::forges::ForgeFile>,
 }
 
 /// `config.toml`, already read and parsed (so that "cannot read" and "not TOML" are errors of

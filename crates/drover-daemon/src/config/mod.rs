@@ -9,6 +9,7 @@
 //! or flag), the key and what to do.
 
 mod error;
+mod forges;
 mod listen;
 mod load;
 mod sandbox;
@@ -97,6 +98,9 @@ pub struct Config {
     pub worker_name: String,
     /// `lease_secs` (`DROVER_LEASE_SECS`, default 30): how long a claim holds without a heartbeat.
     pub lease_secs: u32,
+    /// `[forges.NAME]`: the forges `--repo owner/name` and forge URLs go through (docs/design.md
+    /// §9), sorted by name; tokens read from the environment at load are [`Secret`]s.
+    pub forges: Vec<drover_forge::ForgeSettings>,
 }
 
 /// See [`Config::isolation_probe`].
@@ -286,7 +290,9 @@ impl Config {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "localhost".to_string()),
         };
+        let forges = forges::resolve(raw.forges, env, &|key| layers.origin(key))?;
         let cfg = Config {
+            forges,
             database_url,
             worker_name,
             lease_secs: raw.lease_secs.unwrap_or(30),

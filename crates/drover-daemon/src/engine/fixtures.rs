@@ -76,5 +76,9 @@ pub(crate) fn task(state: TaskState) -> TaskRecord {
         worker: None,
         runs_on: None,
         lease_until: None,
+        repos: vec![],
+        prs: vec![],
+        pr: None,
+        batch: None,
     }
 }

@@ -92,6 +92,8 @@ pub struct Engine {
     pub cgroups: drover_cgroup::Cgroups,
     /// What serves each active task's sockets (`crate::task_sockets`, set by `crate::run`).
     pub endpoints: std::sync::OnceLock<Box<dyn endpoints::TaskEndpoints>>,
+    /// `[forges.NAME]`: repository names, credentials and REST clients (docs/design.md §9).
+    pub forges: Arc<drover_forge::Forges>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -142,7 +144,12 @@ impl Engine {
         let locks = Arc::new(locks::Locks::new(store.clone(), config.worker_name.clone()));
         // This worker's lock tickets of an earlier run: their connections died with it.
         locks.release_own().await?;
+        let forges = Arc::new(drover_forge::Forges::new(
+            config.forges.clone(),
+            config.inherited.for_gate(),
+        ));
         let engine = Engine {
+            forges,
             host,
             store,
             sandboxes,

@@ -126,6 +126,9 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             runs_on: engine.runs_on(&pool.repo),
             protect: engine.config.protect_for(&pool.protect),
             limits: pool.limits,
+            repos: vec![],
+            pr: None,
+            batch: None,
         };
         match engine.store.launch_pool_task(&pool.name, task).await? {
             Some(_) => engine.wake.notify_one(),

@@ -90,9 +90,9 @@ pub(super) async fn insert_task(
         "INSERT INTO tasks (id, name, state, agent, model, repo, repo_dir, base_ref, \
          base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
          session_id, pool, team, created_by, verify_rounds, judge_model, timeout_secs, \
-         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags, runs_on, next_seq) \
+         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags, runs_on, repos, pr, batch, next_seq) \
          VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, 2) \
+         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, 2) \
          RETURNING *",
     )
     .bind(&t.id)
@@ -125,6 +125,9 @@ pub(super) async fn insert_task(
     .bind(t.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
     .bind(to_json(&t.tags)?)
     .bind(&t.runs_on)
+    .bind(if t.repos.is_empty() { None } else { Some(to_json(&t.repos)?) })
+    .bind(t.pr.as_ref().map(to_json).transpose()?)
+    .bind(&t.batch)
     .fetch_one(&mut **tx)
     .await?;
     // Its first event is seq 1 (`next_seq` is 2 already).

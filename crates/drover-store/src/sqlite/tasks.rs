@@ -60,7 +60,7 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
         "INSERT INTO tasks (id, queue_seq, name, state, agent, model, repo, repo_dir, base_ref, \
          base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
          session_id, pool, team, created_by, verify_rounds, judge_model, timeout_secs, \
-         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags, runs_on) \
+         stall_timeout_secs, protect, memory_bytes, cpus, pids, tags, runs_on, repos, pr, batch) \
          VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&t.id)
@@ -94,6 +94,9 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
     .bind(t.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
     .bind(to_json(&t.tags)?)
     .bind(&t.runs_on)
+    .bind(if t.repos.is_empty() { None } else { Some(to_json(&t.repos)?) })
+    .bind(t.pr.as_ref().map(to_json).transpose()?)
+    .bind(&t.batch)
     .execute(&mut **tx)
     .await?;
     let ev = NewEvent::new(EventKind::State, serde_json::json!({"state": "queued"}));

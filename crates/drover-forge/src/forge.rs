@@ -1,0 +1,92 @@
+//! The REST subset drover uses on every forge.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::credential::Credential;
+use crate::error::ForgeError;
+use crate::kind::ForgeKind;
+use crate::repo::RepoRef;
+use crate::settings::ForgeSettings;
+pub use drover_types::PrState;
+
+/// A pull (merge) request to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrRequest {
+    /// The task's branch (`drover/<id>`).
+    pub head: String,
+    /// The branch to merge into.
+    pub base: String,
+    pub title: String,
+    pub body: String,
+    pub draft: bool,
+}
+
+/// A pull (merge) request as the forge reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// GitHub/Gitea/Bitbucket number, GitLab `iid`.
+    pub number: u64,
+    /// The web page of the PR.
+    pub url: String,
+    pub state: PrState,
+}
+
+/// One forge's REST API.
+#[async_trait]
+pub trait Forge: Send + Sync {
+    fn kind(&self) -> ForgeKind;
+
+    /// The open PR whose head is `head` in `repo`, if any.
+    async fn find_pr(&self, repo: &RepoRef, head: &str) -> Result<Option<PullRequest>, ForgeError>;
+
+    /// Opens a PR (no check for an existing one: see [`Forge::ensure_pr`]).
+    async fn create_pr(&self, repo: &RepoRef, req: &PrRequest) -> Result<PullRequest, ForgeError>;
+
+    /// Adds a comment to PR `number`.
+    async fn comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<(), ForgeError>;
+
+    /// The PR of `req.head`: the existing one, else a new one; `true` when this call opened it.
+    /// A create refused because one exists (409/422 from a race) finds it again.
+    async fn ensure_pr(
+        &self,
+        repo: &RepoRef,
+        req: &PrRequest,
+    ) -> Result<(PullRequest, bool), ForgeError> {
+        if let Some(pr) = self.find_pr(repo, &req.head).await? {
+            return Ok((pr, false));
+        }
+        match self.create_pr(repo, req).await {
+            Ok(pr) => Ok((pr, true)),
+            Err(ForgeError::Api { status, .. }) if status == 409 || status == 422 => {
+                match self.find_pr(repo, &req.head).await? {
+                    Some(pr) => Ok((pr, false)),
+                    None => Err(ForgeError::Api {
+                        forge: repo.forge.clone(),
+                        method: "POST".into(),
+                        path: repo.path.clone(),
+                        status,
+                        message: "the forge refused the pull request and none exists".into(),
+                    }),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The REST client of `settings.kind`.
+pub fn client(settings: &ForgeSettings, credential: Arc<Credential>) -> Arc<dyn Forge> {
+    match settings.kind {
+        ForgeKind::Github => Arc::new(crate::github::Github::new(settings, credential)),
+        ForgeKind::Gitlab => Arc::new(crate::gitlab::Gitlab::new(settings, credential)),
+        ForgeKind::BitbucketCloud => Arc::new(crate::bitbucket_cloud::BitbucketCloud::new(
+            settings, credential,
+        )),
+        ForgeKind::BitbucketDc => {
+            Arc::new(crate::bitbucket_dc::BitbucketDc::new(settings, credential))
+        }
+        ForgeKind::Gitea => Arc::new(crate::gitea::Gitea::new(settings, credential)),
+    }
+}

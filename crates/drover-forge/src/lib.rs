@@ -1,0 +1,56 @@
+//! drover-forge: the code forges drover clones from, pushes to and opens pull requests on
+//! (docs/design.md §9).
+//!
+//! - [`ForgeKind`]: GitHub, GitLab, Bitbucket Cloud, Bitbucket Data Center, Gitea (= Forgejo).
+//! - [`ForgeSettings`]: one `[forges.NAME]` table, validated by the daemon's config loader.
+//! - [`Credential`]: where a forge's token comes from (`token_env`, `token_cmd` re-run on a 401
+//!   or after `token_ttl`, a GitHub App's installation tokens refreshed before they expire) and
+//!   the headers it becomes on git's wire and on the REST API. Tokens are [`Secret`]s: they never
+//!   print.
+//! - [`RepoRef`] / [`Forges::resolve`]: `owner/name` through the default forge, a URL through the
+//!   forge whose `git` base it starts with.
+//! - [`Forge`]: the REST subset drover uses — find the open PR of a head branch, open one
+//!   (idempotently: [`Forge::ensure_pr`]), comment — one implementation per kind, rate limits
+//!   honoured per host (`Retry-After`).
+
+mod credential;
+mod error;
+mod forge;
+mod kind;
+mod repo;
+mod settings;
+
+mod bitbucket_cloud;
+mod bitbucket_dc;
+mod gitea;
+mod github;
+mod gitlab;
+
+pub use credential::Credential;
+pub use drover_types::Secret;
+pub use error::ForgeError;
+pub use forge::{client, Forge, PrRequest, PrState, PullRequest};
+pub use kind::ForgeKind;
+pub use repo::{Forges, RepoRef};
+pub use settings::{CredentialSpec, ForgeSettings};
+
+/// Paths whose change in a task's branch opens its PR as a draft with a `needs-approval` note
+/// (unless `--allow-ci-changes`): CI configuration runs with the repository's secrets.
+pub const CI_CONFIG_PATHS: &[&str] = &[
+    ".github/workflows/",
+    ".gitlab-ci.yml",
+    "bitbucket-pipelines.yml",
+    ".gitea/workflows/",
+    ".forgejo/workflows/",
+];
+
+/// Whether `path` (relative to the repository's top) is CI configuration ([`CI_CONFIG_PATHS`]).
+pub fn is_ci_config(path: &str) -> bool {
+    CI_CONFIG_PATHS.iter().any(|p| {
+        if p.ends_with('/') {
+            path.starts_with(p)
+        } else {
+            path == *p
+        }
+    })
+}

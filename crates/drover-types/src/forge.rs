@@ -1,0 +1,73 @@
+//! A task's repositories on forges, its pull requests and the PR options it was asked for
+//! (docs/design.md §9).
+
+use serde::{Deserialize, Serialize};
+
+/// Where a pull (merge) request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PrState {
+    Open,
+    Draft,
+    Merged,
+    Closed,
+}
+
+impl PrState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrState::Open => "open",
+            PrState::Draft => "draft",
+            PrState::Merged => "merged",
+            PrState::Closed => "closed",
+        }
+    }
+}
+
+/// One pull (merge) request a task opened or found (task JSON `prs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PrInfo {
+    /// The repository as the task names it (`repo`, or the `repos[].repo` of a multi-repo task).
+    pub repo: String,
+    pub url: String,
+    pub number: u64,
+    pub state: PrState,
+}
+
+/// One repository of a multi-repo task (task JSON `repos`; the first is also the task's `repo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskRepo {
+    /// As given (`owner/name`, URL or path) — after resolution through a forge, its clone URL.
+    pub repo: String,
+    pub base_ref: String,
+    /// `drover/<task-id>`.
+    pub branch: String,
+    /// The commit the work was recorded as (`None` until the task committed it).
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// The commit `base_ref` resolved to at creation.
+    #[serde(default)]
+    pub base_commit: Option<String>,
+    /// The checkout's directory inside the task's workspace (`repos/<dir>` relative to it).
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+/// `--pr [--draft] [--base BRANCH] [--pr-title T] [--allow-ci-changes]`: open a PR for the task's
+/// branch once it succeeded (docs/design.md §9). Absent: push nothing, open nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PrOptions {
+    #[serde(default)]
+    pub draft: bool,
+    /// The branch to merge into (default: the task's `base_ref` when it is a branch, else the
+    /// repository's default branch).
+    #[serde(default)]
+    pub base: Option<String>,
+    /// Default: the task's name, else the prompt's first line (cut).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A change to CI configuration opens a normal PR instead of a draft marked
+    /// `needs-approval`.
+    #[serde(default)]
+    pub allow_ci_changes: bool,
+}
