@@ -108,6 +108,22 @@ impl TaskRecord {
         Some(started + chrono::Duration::seconds(self.timeout_secs?))
     }
 
+    /// The task's repositories: `repos` of a multi-repo task, else one made of `repo`,
+    /// `base_ref`, `branch`, `commit` and `base_commit` (publishing walks this list).
+    pub fn repo_list(&self) -> Vec<drover_types::TaskRepo> {
+        if !self.repos.is_empty() {
+            return self.repos.clone();
+        }
+        vec![drover_types::TaskRepo {
+            repo: self.repo.clone(),
+            base_ref: self.base_ref.clone(),
+            branch: self.branch.clone(),
+            commit: self.commit.clone(),
+            base_commit: self.base_commit.clone(),
+            dir: None,
+        }]
+    }
+
     /// The public view (docs/design.md §3). `queue_position` is filled by the caller, who knows the queue.
     pub fn to_task(&self, queue_position: Option<u64>) -> Task {
         Task {

@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod daemon;
 pub mod fleet;
+pub mod forge_tokens;
 pub mod git;
 pub mod http;
 pub mod keys;
