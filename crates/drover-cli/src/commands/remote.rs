@@ -37,7 +37,8 @@ pub fn repo_for(repo: Option<String>) -> Result<String> {
     })
 }
 
-/// A local directory becomes an absolute path (must exist); URLs pass through.
+/// A local directory becomes an absolute path (must exist); URLs pass through, and so does
+/// `owner/name` that is not a directory here (the daemon resolves it through its default forge).
 fn resolve_repo(repo: Option<String>) -> Result<String> {
     let raw = repo.unwrap_or_else(|| ".".into());
     let looks_remote = raw.contains("://") || (raw.contains('@') && raw.contains(':'));
@@ -45,9 +46,26 @@ fn resolve_repo(repo: Option<String>) -> Result<String> {
         return Ok(raw);
     }
     let path = std::path::Path::new(&raw);
+    if !path.exists() && looks_like_forge_path(&raw) {
+        return Ok(raw);
+    }
     let abs = std::fs::canonicalize(path).map_err(|e| {
         CliError::on_user_path(&e, format!("--repo {raw}: {e}"))
             .hint("pass a git checkout's directory, or run drover inside one")
     })?;
     Ok(abs.display().to_string())
+}
+
+/// `owner/name` (or `group/sub/name`): relative, at least two segments of letters, digits,
+/// `.`, `_` and `-`, none starting with `.`.
+fn looks_like_forge_path(s: &str) -> bool {
+    let segments: Vec<&str> = s.split('/').collect();
+    segments.len() >= 2
+        && segments.iter().all(|seg| {
+            !seg.is_empty()
+                && !seg.starts_with('.')
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
 }

@@ -52,9 +52,12 @@ async fn view(engine: &Engine, pool: &PoolRecord, with_events: bool) -> ApiResul
 pub async fn create(
     State(engine): State<Arc<Engine>>,
     Extension(principal): Extension<Principal>,
-    ApiJson(req): ApiJson<PoolRequest>,
+    ApiJson(mut req): ApiJson<PoolRequest>,
 ) -> ApiResult<Json<Value>> {
     ApiErr::confinable(&engine)?;
+    req.repo = engine
+        .repo_source(&req.repo)
+        .map_err(|e| ApiErr::invalid(e.to_string()))?;
     super::access::check_repo(&principal, &req.repo)?;
     super::access::check_team_repo(&engine, principal.team(), &req.repo).await?;
     if req.name.is_empty()

@@ -61,6 +61,9 @@ pub async fn create(
         req.api_key = provider_key;
     }
     super::access::bind_task(&principal, &mut req)?;
+    req.repo = engine
+        .repo_source(&req.repo)
+        .map_err(|e| ApiErr::invalid(e.to_string()))?;
     super::access::check_repo(&principal, &req.repo)?;
     super::access::check_team_repo(&engine, req.team.as_deref(), &req.repo).await?;
     ApiErr::confinable(&engine)?;

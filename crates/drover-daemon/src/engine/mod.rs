@@ -262,6 +262,16 @@ impl Engine {
             .remove(id);
     }
 
+    /// What a task stores as its `repo` for `--repo SPEC`: a forge repository's clone URL
+    /// (`owner/name` through the default forge, a URL through the forge whose `git` base it
+    /// starts with), else SPEC as given (docs/design.md §9).
+    pub fn repo_source(&self, spec: &str) -> Result<String, drover_forge::ForgeError> {
+        Ok(match self.forges.resolve(spec)? {
+            Some(r) => r.clone_url,
+            None => spec.to_string(),
+        })
+    }
+
     /// The worker a task on `repo` must run on: this one for a local path (only it sees the
     /// path), any for a URL (docs/design.md §8).
     pub fn runs_on(&self, repo: &str) -> Option<String> {
