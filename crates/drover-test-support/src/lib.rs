@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod fleet;
 pub mod forge_tokens;
 pub mod git;
+pub mod git_server;
 pub mod http;
 pub mod keys;
 pub mod mounts;
