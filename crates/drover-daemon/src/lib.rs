@@ -26,6 +26,7 @@ pub mod child_env;
 pub mod config;
 pub mod engine;
 pub mod gateway;
+pub mod git_proxy;
 pub mod home;
 pub mod isolation;
 pub mod ledger;
@@ -64,6 +65,9 @@ pub enum DaemonError {
     Store(#[from] drover_store::StoreError),
     #[error("api socket: {0}")]
     Socket(std::io::Error),
+    /// drover's git proxy could not bind its loopback listener.
+    #[error("git proxy: {0}")]
+    GitProxy(std::io::Error),
     /// Another daemon heartbeats as this worker (docs/design.md §8).
     #[error(
         "worker {0} is alive on the database (its heartbeat moved while this daemon waited): \

@@ -151,6 +151,13 @@ pub(crate) fn jail_spec(
             socket: Path::new(SANDBOX_RUN_DIR).join("gateway.sock"),
         });
     }
+    if engine.git_proxy.is_some() {
+        // The task's git proxy: the sandbox's `origin` (crate::git_proxy::task).
+        spec.forwards.push(Forward {
+            port: crate::git_proxy::GIT_PORT,
+            socket: Path::new(SANDBOX_RUN_DIR).join(crate::git_proxy::GIT_SOCK),
+        });
+    }
     if !engine.config.confinement.egress.is_empty() {
         // Agent and gates alike (a gate's build may fetch what the list allows); its
         // HTTPS_PROXY/HTTP_PROXY/NO_PROXY come from agent_env::egress_env.

@@ -1,0 +1,251 @@
+//! drover's git smart-HTTP proxy (docs/design.md §9): the only way git reaches a configured
+//! forge. Forge credentials stay in the daemon: the proxy adds `Authorization`
+//! ([`drover_forge::Credential::git_authorization`]) to each request it relays, refreshes the
+//! token once on a 401 and retries, and never hands a token to any git process, sandbox, log or
+//! event. Who may do what is a [`Scope`]:
+//!
+//! - a task's: served on its own socket (`run/<id>/git.sock`, reached from inside the jail
+//!   through a loopback forwarder on `127.0.0.1:`[`GIT_PORT`]; with `isolation = none` a
+//!   loopback TCP port of its own) — the socket identifies the task, no token; fetch of the
+//!   task's repo(s), push only `refs/heads/drover/<id>` (and below);
+//! - the daemon's own operations (the mirror's clone/fetch, the end-of-task push): a daemon-wide
+//!   loopback listener whose request paths carry a random capability (`/c/<cap>/…`) for one
+//!   repo and one operation, valid while its [`Capability`] guard lives — a drover capability,
+//!   never a forge token.
+//!
+//! Files: [`pkt`] (pkt-lines), [`relay`] (the HTTP handler), [`remote`] (the mirrors' hook),
+//! [`task`] (a task's socket and its sandbox's `origin`).
+
+pub mod pkt;
+pub mod relay;
+pub mod remote;
+pub mod task;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use drover_forge::{ForgeKind, Forges, RepoRef};
+
+/// The loopback port of the git forwarder inside a confined task (the sandbox's `origin` is
+/// `http://127.0.0.1:GIT_PORT/<repo path>.git`).
+pub const GIT_PORT: u16 = 3129;
+/// The task socket's file name in `run/<id>/`.
+pub const GIT_SOCK: &str = "git.sock";
+/// A POST body up to this size is kept for a retry after a 401; a larger one is streamed once.
+pub const RETRY_BODY: usize = 8 << 20;
+
+/// What one client of the proxy may do.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The repositories it may reach (the first one's path names them in refusals).
+    pub repos: Vec<RepoRef>,
+    /// The task whose branch `drover/<id>` (and below) it may push; `None`: fetch only.
+    pub push_task: Option<String>,
+}
+
+impl Scope {
+    /// Whether `refname` is one this scope may create or update.
+    pub fn may_push(&self, refname: &str) -> bool {
+        let Some(id) = &self.push_task else {
+            return false;
+        };
+        let branch = format!("refs/heads/drover/{id}");
+        refname == branch || refname.starts_with(&format!("{branch}/"))
+    }
+
+    /// The line git shows for a refused push.
+    pub fn push_refusal(&self) -> String {
+        match &self.push_task {
+            Some(id) => format!("drover: this task may push only drover/{id}"),
+            None => "drover: this operation may only fetch".to_string(),
+        }
+    }
+}
+
+/// Why the forge refused a request of a scope (read by the end-of-task push for its reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// 401 even after a refresh.
+    Unauthorized,
+    /// 403: the token lacks a permission.
+    Forbidden,
+    /// The credential could not be had (token_cmd failed).
+    Credential(String),
+    /// The forge could not be reached.
+    Unreachable(String),
+}
+
+/// A scope in use, with what the forge refused it last.
+#[derive(Debug)]
+pub struct Capability {
+    pub scope: Scope,
+    refused: Mutex<Option<Refused>>,
+}
+
+impl Capability {
+    pub fn new(scope: Scope) -> Arc<Self> {
+        Arc::new(Capability {
+            scope,
+            refused: Mutex::new(None),
+        })
+    }
+    pub fn refused(&self) -> Option<Refused> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn set_refused(&self, r: Refused) {
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+}
+
+/// The proxy: the forges, an HTTP client, the daemon-wide listener's port and its live
+/// capabilities.
+pub struct GitProxy {
+    pub forges: Arc<Forges>,
+    http: reqwest::Client,
+    port: u16,
+    caps: Mutex<HashMap<String, Arc<Capability>>>,
+    /// `isolation = none`: each task's own loopback port.
+    task_ports: Mutex<HashMap<String, u16>>,
+}
+
+/// A daemon capability's URL for one repository; the capability ends when this is dropped.
+pub struct CapabilityUrl {
+    pub url: String,
+    pub capability: Arc<Capability>,
+    key: String,
+    proxy: Arc<GitProxy>,
+}
+
+impl Drop for CapabilityUrl {
+    fn drop(&mut self) {
+        self.proxy
+            .caps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+impl GitProxy {
+    /// Binds the daemon-wide loopback listener and serves it on `tasks` until `stop`.
+    pub async fn start(
+        forges: Arc<Forges>,
+        tasks: &tokio_util::task::TaskTracker,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<Arc<GitProxy>> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(std::io::Error::other)?;
+        let proxy = Arc::new(GitProxy {
+            forges,
+            http,
+            port,
+            caps: Mutex::new(HashMap::new()),
+            task_ports: Mutex::new(HashMap::new()),
+        });
+        let app = relay::router(relay::Ctx::Daemon(proxy.clone()));
+        let t = tasks.clone();
+        tasks.spawn(async move {
+            crate::api::listen::serve_capped(listener, app, stop.cancelled_owned(), &t, 256)
+                .await;
+        });
+        Ok(proxy)
+    }
+
+    /// The forge repository `url` is, if it is on a configured forge.
+    pub fn repo(&self, url: &str) -> Option<RepoRef> {
+        forge_repo(&self.forges, url)
+    }
+
+    /// A capability URL for `scope` (its first repo), valid until the result is dropped.
+    pub fn capability(self: &Arc<Self>, scope: Scope) -> Option<CapabilityUrl> {
+        let path = url_path(&scope.repos.first()?.clone_url)?;
+        let key = hex::encode(rand::random::<[u8; 24]>());
+        let capability = Capability::new(scope);
+        self.caps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), capability.clone());
+        Some(CapabilityUrl {
+            url: format!("http://127.0.0.1:{}/c/{key}/{path}", self.port),
+            capability,
+            key,
+            proxy: self.clone(),
+        })
+    }
+
+    fn lookup(&self, key: &str) -> Option<Arc<Capability>> {
+        self.caps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub(crate) fn set_task_port(&self, id: &str, port: Option<u16>) {
+        let mut ports = self.task_ports.lock().unwrap_or_else(|e| e.into_inner());
+        match port {
+            Some(p) => ports.insert(id.to_string(), p),
+            None => ports.remove(id),
+        };
+    }
+
+    pub(crate) fn task_port(&self, id: &str) -> Option<u16> {
+        self.task_ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied()
+    }
+}
+
+/// The path part of a clone URL, without the leading `/` (`acme/app.git`).
+pub fn url_path(clone_url: &str) -> Option<String> {
+    let u = url::Url::parse(clone_url).ok()?;
+    let p = u.path().trim_start_matches('/').to_string();
+    (!p.is_empty()).then_some(p)
+}
+
+/// `url` on a configured forge: [`Forges::resolve`], else the forge whose `git` base `url`
+/// starts with (at a `/`), its path without `.git` (Bitbucket Data Center: without `scm/`).
+pub fn forge_repo(forges: &Forges, url: &str) -> Option<RepoRef> {
+    if let Ok(Some(r)) = forges.resolve(url) {
+        return Some(r);
+    }
+    if !url.contains("://") {
+        return None;
+    }
+    forges.entries().find_map(|e| {
+        let base = e.settings.git.trim_end_matches('/');
+        let rest = url.strip_prefix(base)?.strip_prefix('/')?;
+        let path = rest.strip_suffix(".git").unwrap_or(rest);
+        let path = match e.settings.kind {
+            ForgeKind::BitbucketDc => path.strip_prefix("scm/").unwrap_or(path),
+            _ => path,
+        };
+        (!path.is_empty() && !path.contains("..")).then(|| RepoRef {
+            forge: e.settings.name.clone(),
+            kind: e.settings.kind,
+            path: path.to_string(),
+            clone_url: url.to_string(),
+        })
+    })
+}
+
+/// The permission a push needs on `kind`, for a refusal's hint.
+pub fn push_permission_hint(kind: ForgeKind) -> &'static str {
+    match kind {
+        ForgeKind::Github => {
+            "the token needs Contents: write on the repository (fine-grained token or GitHub App) or the repo scope (classic token)"
+        }
+        ForgeKind::Gitlab => {
+            "the token needs the write_repository scope and at least the Developer role"
+        }
+        ForgeKind::BitbucketCloud => "the token needs the repository:write scope",
+        ForgeKind::BitbucketDc => "the token needs the Repository write permission",
+        ForgeKind::Gitea => "the token needs the write:repository scope",
+    }
+}
