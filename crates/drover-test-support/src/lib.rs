@@ -11,6 +11,7 @@
 
 pub mod agents;
 pub mod daemon;
+pub mod fake_forge;
 pub mod fleet;
 pub mod forge_tokens;
 pub mod git;
