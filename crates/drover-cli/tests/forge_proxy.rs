@@ -55,7 +55,14 @@ impl Forge {
     }
     fn run(&self, cmd: &str) -> String {
         self.env.ok(&[
-            "run", "--repo", &self.url(), "--agent", "command", "--cmd", cmd, "forge task",
+            "run",
+            "--repo",
+            &self.url(),
+            "--agent",
+            "command",
+            "--cmd",
+            cmd,
+            "forge task",
         ])
     }
     /// A file of the task's branch as the server has it.
@@ -159,7 +166,12 @@ fn the_agent_may_push_only_its_own_branch() {
             "{name}: {out}"
         );
         assert!(out.contains(&refused), "{name}: {out}");
-        assert!(out.contains(&format!("remote: drover: this task may push only drover/{id}")), "{name}: {out}");
+        assert!(
+            out.contains(&format!(
+                "remote: drover: this task may push only drover/{id}"
+            )),
+            "{name}: {out}"
+        );
         assert!(out.ends_with("exit 1"), "{name}: {out}");
     }
     for name in ["repo.txt", "fetchother.txt"] {
@@ -195,7 +207,10 @@ fn a_read_only_token_fails_the_task_with_the_permission_to_add() {
     assert_eq!(t["outcome"]["error_kind"], "git_error", "{t:#}");
     let text = t.to_string();
     assert!(text.contains(&format!("pushing drover/{id} to acme/app failed: the forge refused the push (403): the token needs Contents: write")), "{t:#}");
-    assert!(text.contains(&format!("the work stays on drover/{id}")), "{t:#}");
+    assert!(
+        text.contains(&format!("the work stays on drover/{id}")),
+        "{t:#}"
+    );
     assert_eq!(f.server.branch(REPO, &format!("drover/{id}")), None);
     // The work is in drover's mirror.
     let commit = t["commit"].as_str().unwrap();
@@ -212,7 +227,9 @@ fn a_read_only_token_fails_the_task_with_the_permission_to_add() {
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         let ft = e.file_type().unwrap();
@@ -245,13 +262,20 @@ fn the_token_is_nowhere_but_on_the_wire_to_the_forge() {
             assert!(!text.contains(n.as_str()), "{name} holds the token: {text}");
         }
     }
-    assert!(f.pushed_file(&id, "dotgit.txt").contains("url = http://127.0.0.1:"));
+    assert!(f
+        .pushed_file(&id, "dotgit.txt")
+        .contains("url = http://127.0.0.1:"));
     // Events JSON.
     let events = f.env.ok(&["logs", &id, "--json"]);
     // Every file of DROVER_HOME: the store (SQLite and its WAL), logs, mirrors' config.
     let mut files = vec![];
     files_under(&f.env.home, &mut files);
-    assert!(files.iter().any(|p| p.extension().is_some_and(|e| e == "db")), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "db")),
+        "{files:?}"
+    );
     for n in &needles {
         assert!(!events.contains(n.as_str()), "events hold the token");
         for p in &files {

@@ -25,7 +25,11 @@ pub(crate) struct Remote(Arc<OnceLock<Arc<dyn RemoteAccess>>>);
 
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() { "Remote(hook)" } else { "Remote(none)" })
+        f.write_str(if self.0.get().is_some() {
+            "Remote(hook)"
+        } else {
+            "Remote(none)"
+        })
     }
 }
 

@@ -129,7 +129,16 @@ pub(crate) fn jail_spec(
     let drover_home = &engine.home.root;
     // Nothing of DROVER_HOME but what the spec binds on purpose (checkout, run dir, home).
     let keep = |p: &PathBuf| !p.starts_with(drover_home) && p.exists();
-    let ro = resolved(ro.into_iter().filter(keep));
+    let mut ro = resolved(ro.into_iter().filter(keep));
+    // An overlay base borrows its objects (`git clone --shared`): a URL's mirror is under
+    // DROVER_HOME, read-only inside so git can read (and push) the history.
+    let mirrors =
+        std::fs::canonicalize(drover_home.join("repos")).unwrap_or(drover_home.join("repos"));
+    ro.extend(
+        crate::git_proxy::task::alternates(checkout)
+            .into_iter()
+            .filter(|p| p.starts_with(&mirrors)),
+    );
     let rw = resolved(rw.into_iter().filter(keep));
     let hidden = std::iter::once(drover_home.clone())
         .chain(credentials_in(&ro))

@@ -90,7 +90,10 @@ impl Capability {
         })
     }
     pub fn refused(&self) -> Option<Refused> {
-        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     fn set_refused(&self, r: Refused) {
         *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
@@ -149,8 +152,7 @@ impl GitProxy {
         let app = relay::router(relay::Ctx::Daemon(proxy.clone()));
         let t = tasks.clone();
         tasks.spawn(async move {
-            crate::api::listen::serve_capped(listener, app, stop.cancelled_owned(), &t, 256)
-                .await;
+            crate::api::listen::serve_capped(listener, app, stop.cancelled_owned(), &t, 256).await;
         });
         Ok(proxy)
     }

@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn commands_and_capabilities_parse() {
-        let mut body = line(format!("{Z} {A} refs/heads/drover/x\0 report-status side-band-64k agent=git/2\n").as_bytes());
+        let mut body = line(
+            format!("{Z} {A} refs/heads/drover/x\0 report-status side-band-64k agent=git/2\n")
+                .as_bytes(),
+        );
         body.extend(line(format!("{A} {Z} refs/heads/main\n").as_bytes()));
         body.extend_from_slice(FLUSH);
         body.extend_from_slice(b"PACK....");

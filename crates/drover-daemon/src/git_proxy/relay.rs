@@ -106,13 +106,14 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
                 repos: vec![],
                 push_task: Some(id.clone()),
             });
-            (p.clone(), Capability::new(scope), path.trim_start_matches('/').to_string())
+            (
+                p.clone(),
+                Capability::new(scope),
+                path.trim_start_matches('/').to_string(),
+            )
         }
         Ctx::Daemon(p) => {
-            let Some((key, rest)) = path
-                .strip_prefix("/c/")
-                .and_then(|r| r.split_once('/'))
-            else {
+            let Some((key, rest)) = path.strip_prefix("/c/").and_then(|r| r.split_once('/')) else {
                 return plain(StatusCode::NOT_FOUND, "not found");
             };
             let Some(cap) = p.lookup(key) else {
@@ -131,7 +132,12 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
         match (req.method().as_str(), service) {
             ("GET", Some(s)) => (Op::Advertise(s), repo),
             // Dumb HTTP (no service) is not served.
-            _ => return plain(StatusCode::FORBIDDEN, "drover: only git's smart HTTP is served"),
+            _ => {
+                return plain(
+                    StatusCode::FORBIDDEN,
+                    "drover: only git's smart HTTP is served",
+                )
+            }
         }
     } else if let Some((repo, s)) = rest
         .rsplit_once('/')
@@ -195,10 +201,11 @@ async fn relay(
     query: &str,
     req: Request,
 ) -> Response {
-    let forward: Vec<(String, HeaderValue)> = ["content-type", "content-encoding", "accept", "git-protocol"]
-        .iter()
-        .filter_map(|h| req.headers().get(*h).map(|v| (h.to_string(), v.clone())))
-        .collect();
+    let forward: Vec<(String, HeaderValue)> =
+        ["content-type", "content-encoding", "accept", "git-protocol"]
+            .iter()
+            .filter_map(|h| req.headers().get(*h).map(|v| (h.to_string(), v.clone())))
+            .collect();
     let mut payload = match op {
         Op::Advertise(_) => None,
         Op::Rpc(_) => match read_body(req.into_body()).await {
@@ -237,7 +244,10 @@ async fn relay(
         }
     }
     let Some(entry) = proxy.forges.get(&repo.forge) else {
-        return git_error(op, &format!("drover: forge {} is not configured", repo.forge));
+        return git_error(
+            op,
+            &format!("drover: forge {} is not configured", repo.forge),
+        );
     };
     let credential = entry.credential.clone();
     let url = match query.is_empty() {
@@ -248,7 +258,10 @@ async fn relay(
         Ok(t) => t,
         Err(e) => {
             cap.set_refused(Refused::Credential(e.to_string()));
-            return git_error(op, &format!("drover: no token for forge {}: {e}", repo.forge));
+            return git_error(
+                op,
+                &format!("drover: no token for forge {}: {e}", repo.forge),
+            );
         }
     };
     let mut retried = false;
@@ -277,7 +290,9 @@ async fn relay(
             }
             Some(Payload::Streaming(head, rest)) => {
                 let first = futures::stream::once(async move { Ok::<Bytes, axum::Error>(head) });
-                rb.body(reqwest::Body::wrap_stream(first.chain(rest.into_data_stream())))
+                rb.body(reqwest::Body::wrap_stream(
+                    first.chain(rest.into_data_stream()),
+                ))
             }
         };
         let resp = match rb.send().await {
@@ -285,7 +300,10 @@ async fn relay(
             Err(e) => {
                 let why = e.without_url().to_string();
                 cap.set_refused(Refused::Unreachable(why.clone()));
-                return git_error(op, &format!("drover: cannot reach the forge for {}: {why}", repo.path));
+                return git_error(
+                    op,
+                    &format!("drover: cannot reach the forge for {}: {why}", repo.path),
+                );
             }
         };
         match resp.status().as_u16() {
@@ -295,7 +313,10 @@ async fn relay(
                     Ok(t) => t,
                     Err(e) => {
                         cap.set_refused(Refused::Credential(e.to_string()));
-                        return git_error(op, &format!("drover: no token for forge {}: {e}", repo.forge));
+                        return git_error(
+                            op,
+                            &format!("drover: no token for forge {}: {e}", repo.forge),
+                        );
                     }
                 };
                 tracing::info!(forge = %repo.forge, repo = %repo.path, "forge answered 401; token refreshed, retrying");
@@ -339,14 +360,22 @@ async fn relay(
             _ => {}
         }
         let mut out = Response::builder().status(resp.status().as_u16());
-        for h in ["content-type", "cache-control", "expires", "pragma", "content-encoding"] {
+        for h in [
+            "content-type",
+            "cache-control",
+            "expires",
+            "pragma",
+            "content-encoding",
+        ] {
             if let Some(v) = resp.headers().get(h) {
                 out = out.header(h, v.as_bytes());
             }
         }
         return out
             .body(Body::from_stream(resp.bytes_stream()))
-            .unwrap_or_else(|_| plain(StatusCode::BAD_GATEWAY, "drover: bad answer from the forge"));
+            .unwrap_or_else(|_| {
+                plain(StatusCode::BAD_GATEWAY, "drover: bad answer from the forge")
+            });
     }
 }
 

@@ -53,18 +53,43 @@ pub fn open(
     let tasks = engine.tasks.clone();
     let (app, s) = (relay::router(ctx.clone()), stop.clone());
     engine.tasks.spawn(async move {
-        crate::api::listen::serve_capped(unix, app, s.cancelled_owned(), &tasks, crate::task_sockets::CONNECTIONS)
-            .await;
+        crate::api::listen::serve_capped(
+            unix,
+            app,
+            s.cancelled_owned(),
+            &tasks,
+            crate::task_sockets::CONNECTIONS,
+        )
+        .await;
     });
     if let Some(tcp) = tcp {
         let tasks = engine.tasks.clone();
         let (app, s) = (relay::router(ctx), stop.clone());
         engine.tasks.spawn(async move {
-            crate::api::listen::serve_capped(tcp, app, s.cancelled_owned(), &tasks, crate::task_sockets::CONNECTIONS)
-                .await;
+            crate::api::listen::serve_capped(
+                tcp,
+                app,
+                s.cancelled_owned(),
+                &tasks,
+                crate::task_sockets::CONNECTIONS,
+            )
+            .await;
         });
     }
     Ok(())
+}
+
+/// The object directories `checkout`'s git borrows from (`.git/objects/info/alternates`),
+/// as they exist on disk.
+pub fn alternates(checkout: &Path) -> Vec<std::path::PathBuf> {
+    let file = checkout.join(".git/objects/info/alternates");
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('/'))
+        .filter_map(|l| std::fs::canonicalize(l).ok())
+        .collect()
 }
 
 /// The URL the sandbox of `id` reaches `clone_url` at through the proxy.
@@ -73,7 +98,10 @@ pub fn origin_url(engine: &Engine, proxy: &GitProxy, id: &str, clone_url: &str) 
         true => GIT_PORT,
         false => proxy.task_port(id)?,
     };
-    Some(format!("http://127.0.0.1:{port}/{}", super::url_path(clone_url)?))
+    Some(format!(
+        "http://127.0.0.1:{port}/{}",
+        super::url_path(clone_url)?
+    ))
 }
 
 /// Points the sandbox's `origin` at the proxy (task `task`, repo `clone_url`, checkout
