@@ -22,6 +22,11 @@ struct Forge {
 /// A daemon with `[forges.t]` (github, git = the test server), token_cmd = `cat FILE` holding
 /// `token` (granted `scopes`), and `acme/app` on the server.
 fn forge(token: &str, scopes: Scopes) -> Forge {
+    forge_with(token, scopes, "")
+}
+
+/// [`forge`] with more config (e.g. a `[sandbox]` table).
+fn forge_with(token: &str, scopes: Scopes, extra: &str) -> Forge {
     let env = Env::new();
     let tokens = Tokens::new();
     tokens.grant(token, scopes, None);
@@ -34,7 +39,7 @@ fn forge(token: &str, scopes: Scopes) -> Forge {
     std::fs::write(
         env.home.join("config.toml"),
         format!(
-            "[forges.t]\nkind = \"github\"\napi = \"http://127.0.0.1:9/api\"\ngit = \"{}\"\ntoken_cmd = \"cat {}\"\ndefault = true\n",
+            "[forges.t]\nkind = \"github\"\napi = \"http://127.0.0.1:9/api\"\ngit = \"{}\"\ntoken_cmd = \"cat {}\"\ndefault = true\n{extra}",
             server.url(),
             token_file.display()
         ),
@@ -309,4 +314,42 @@ fn concurrent_tasks_on_one_repo_fetch_once() {
         .filter(|r| r.path.ends_with("info/refs?service=git-upload-pack") && r.status == 200)
         .count();
     assert!(adverts <= 2, "{adverts} fetches for 4 tasks: {reqs:#?}");
+}
+
+#[test]
+fn unconfined_tasks_get_a_loopback_port_of_their_own_with_the_same_rules() {
+    let f = forge_with("tok-none", Scopes::ALL, "[sandbox]\nisolation = \"none\"\n");
+    let id = f.run(
+        "git fetch origin > fetch.txt 2>&1; echo \"exit $?\" >> fetch.txt; \
+         git remote get-url origin > origin.txt; \
+         echo w > w.txt; git add w.txt; git -c user.name=a -c user.email=a@a commit -qm w; \
+         git push origin HEAD:main > main.txt 2>&1; echo \"exit $?\" >> main.txt",
+    );
+    let t = f.env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert!(f.pushed_file(&id, "fetch.txt").ends_with("exit 0"));
+    let origin = f.pushed_file(&id, "origin.txt");
+    assert!(
+        origin.starts_with("http://127.0.0.1:") && !origin.contains(":3129/"),
+        "{origin}"
+    );
+    let main = f.pushed_file(&id, "main.txt");
+    assert!(
+        main.contains(&format!("(drover: this task may push only drover/{id})")),
+        "{main}"
+    );
+    // The port is closed once the task ended.
+    let port: u16 = origin["http://127.0.0.1:".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    drover_test_support::poll::until(
+        "the task's git port closed",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(50),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        |closed| *closed,
+    );
 }

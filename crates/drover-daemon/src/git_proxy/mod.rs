@@ -251,3 +251,66 @@ pub fn push_permission_hint(kind: ForgeKind) -> &'static str {
         ForgeKind::Gitea => "the token needs the write:repository scope",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use drover_forge::{CredentialSpec, ForgeSettings};
+
+    #[test]
+    fn a_task_may_push_only_below_its_branch() {
+        let s = Scope {
+            repos: vec![],
+            push_task: Some("abc".into()),
+        };
+        assert!(s.may_push("refs/heads/drover/abc"));
+        assert!(s.may_push("refs/heads/drover/abc/x"));
+        for r in [
+            "refs/heads/drover/abcd",
+            "refs/heads/main",
+            "refs/tags/drover/abc",
+            "refs/heads/drover/ab",
+        ] {
+            assert!(!s.may_push(r), "{r}");
+        }
+        let fetch_only = Scope {
+            repos: vec![],
+            push_task: None,
+        };
+        assert!(!fetch_only.may_push("refs/heads/drover/abc"));
+    }
+
+    #[test]
+    fn urls_of_a_configured_forge_are_its_repos() {
+        let settings = |name: &str, kind, git: &str| ForgeSettings {
+            name: name.into(),
+            kind,
+            api: "https://api.example".into(),
+            git: git.into(),
+            credential: CredentialSpec::Cmd {
+                cmd: "true".into(),
+                ttl: None,
+            },
+            default: false,
+        };
+        let forges = Forges::new(
+            vec![
+                settings("gh", ForgeKind::Github, "https://github.com"),
+                settings("bb", ForgeKind::BitbucketDc, "https://bb.example/git"),
+            ],
+            vec![],
+        );
+        let r = forge_repo(&forges, "https://github.com/acme/app.git").unwrap();
+        assert_eq!((r.forge.as_str(), r.path.as_str()), ("gh", "acme/app"));
+        let r = forge_repo(&forges, "https://bb.example/git/scm/PROJ/repo.git").unwrap();
+        assert_eq!(r.path, "PROJ/repo");
+        assert!(forge_repo(&forges, "https://github.company.com/acme/app.git").is_none());
+        assert!(forge_repo(&forges, "https://gitlab.com/acme/app.git").is_none());
+        assert!(forge_repo(&forges, "/local/path").is_none());
+        assert_eq!(
+            url_path("https://github.com/acme/app.git").unwrap(),
+            "acme/app.git"
+        );
+    }
+}

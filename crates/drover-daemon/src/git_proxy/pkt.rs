@@ -162,7 +162,7 @@ mod tests {
         let out = refusal(&req, |_| "drover: no".into());
         assert_eq!(
             out,
-            b"000eunpack ok\n001cng refs/heads/main drover: no\n0000".to_vec()
+            b"000eunpack ok\n0022ng refs/heads/main drover: no\n0000".to_vec()
         );
         assert_eq!(err_advertisement("x"), b"000aERR x\n".to_vec());
     }
