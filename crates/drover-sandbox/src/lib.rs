@@ -170,6 +170,11 @@ impl Sandboxes {
         }
     }
 
+    /// Where the mirror of clone URL `url` is on this host (`DROVER_HOME/repos/<hash>.git`).
+    pub fn mirror_dir(&self, url: &str) -> PathBuf {
+        self.repos_dir().join(format!("{}.git", stable_hash(url)))
+    }
+
     /// Installs how mirrors reach remotes (once; later calls are ignored).
     pub fn set_remote_access(&self, hook: Arc<dyn RemoteAccess>) {
         self.remote.set(hook);

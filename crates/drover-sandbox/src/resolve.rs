@@ -74,8 +74,7 @@ impl Sandboxes {
 
     /// Clones (first time) or fetches (later) a URL into `DROVER_HOME/repos/<hash>.git`.
     async fn mirror(&self, url: &str) -> Result<PathBuf> {
-        let repos = self.repos_dir();
-        let dir = repos.join(format!("{}.git", stable_hash(url)));
+        let dir = self.mirror_dir(url);
         let arrived = self.fetches.arrived(&dir);
         let lock = self.lock_for(&format!("repo:{}", dir.display()));
         let _guard = lock.lock().await;

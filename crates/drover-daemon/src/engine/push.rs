@@ -28,9 +28,13 @@ pub(crate) async fn push_task(engine: &Engine, task: &TaskRecord) -> Result<(), 
         let Some(repo) = proxy.repo(&entry.repo) else {
             continue;
         };
-        let Some(dir) = entry.dir.clone().or_else(|| task.repo_dir.clone()) else {
-            continue;
-        };
+        // The mirror on this host (where finishing delivered the branch), whichever worker
+        // created the task.
+        let dir = engine
+            .sandboxes
+            .mirror_dir(&entry.repo)
+            .display()
+            .to_string();
         let branch = entry.branch.clone();
         let kept = format!("the work stays on {branch} in drover's mirror {dir}");
         let Some(cap) = proxy.capability(Scope {
