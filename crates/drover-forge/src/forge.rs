@@ -48,7 +48,9 @@ pub trait Forge: Send + Sync {
     async fn comment(&self, repo: &RepoRef, number: u64, body: &str) -> Result<(), ForgeError>;
 
     /// The PR of `req.head`: the existing one, else a new one; `true` when this call opened it.
-    /// A create refused because one exists (409/422 from a race) finds it again.
+    /// A create refused because one exists (409/422 from a race) finds it again (`false`). A
+    /// create whose answer was lost (5xx, or the forge unreachable: it may have opened the PR)
+    /// looks again before it creates once more — never a second PR for one head.
     async fn ensure_pr(
         &self,
         repo: &RepoRef,
@@ -57,22 +59,47 @@ pub trait Forge: Send + Sync {
         if let Some(pr) = self.find_pr(repo, &req.head).await? {
             return Ok((pr, false));
         }
-        match self.create_pr(repo, req).await {
-            Ok(pr) => Ok((pr, true)),
-            Err(ForgeError::Api { status, .. }) if status == 409 || status == 422 => {
-                match self.find_pr(repo, &req.head).await? {
-                    Some(pr) => Ok((pr, false)),
-                    None => Err(ForgeError::Api {
-                        forge: repo.forge.clone(),
-                        method: "POST".into(),
-                        path: repo.path.clone(),
-                        status,
-                        message: "the forge refused the pull request and none exists".into(),
-                    }),
+        let mut lost_once = false;
+        loop {
+            match self.create_pr(repo, req).await {
+                Ok(pr) => return Ok((pr, true)),
+                Err(ForgeError::Api { status, .. }) if status == 409 || status == 422 => {
+                    return match self.find_pr(repo, &req.head).await? {
+                        Some(pr) => Ok((pr, false)),
+                        None => Err(ForgeError::Api {
+                            forge: repo.forge.clone(),
+                            method: "POST".into(),
+                            path: repo.path.clone(),
+                            status,
+                            message: format!(
+                                "the forge refused the {} and none is open for {}",
+                                self.kind().pr_noun(),
+                                req.head
+                            ),
+                        }),
+                    };
                 }
+                Err(e) if is_lost_answer(&e) => {
+                    if let Some(pr) = self.find_pr(repo, &req.head).await? {
+                        return Ok((pr, true));
+                    }
+                    if lost_once {
+                        return Err(e);
+                    }
+                    lost_once = true;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+    }
+}
+
+/// An answer that may hide a PR the forge did open: a 5xx, or no answer at all.
+fn is_lost_answer(e: &ForgeError) -> bool {
+    match e {
+        ForgeError::Api { status, .. } => *status >= 500,
+        ForgeError::Unreachable { .. } => true,
+        _ => false,
     }
 }
 

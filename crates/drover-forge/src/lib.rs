@@ -16,6 +16,9 @@
 mod credential;
 mod error;
 mod forge;
+mod github_app;
+pub mod hints;
+mod http;
 mod kind;
 mod repo;
 mod settings;
@@ -26,12 +29,14 @@ mod gitea;
 mod github;
 mod gitlab;
 
-pub use credential::Credential;
+pub use credential::{Credential, APP_TOKEN_MARGIN};
 pub use drover_types::Secret;
 pub use error::ForgeError;
 pub use forge::{client, Forge, PrRequest, PrState, PullRequest};
+pub use hints::{pr_permission_hint, push_permission_hint};
+pub use http::{MAX_RETRIES, MAX_WAIT};
 pub use kind::ForgeKind;
-pub use repo::{Forges, RepoRef};
+pub use repo::{ForgeEntry, Forges, RepoRef};
 pub use settings::{CredentialSpec, ForgeSettings};
 
 /// Paths whose change in a task's branch opens its PR as a draft with a `needs-approval` note
