@@ -950,9 +950,12 @@ fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, Response> 
     };
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.leeway = 0;
-    validation.required_spec_claims = ["exp", "iat", "iss"].map(String::from).into();
-    let Ok(data) = jsonwebtoken::decode::<AppClaims>(&jwt, &key, &validation) else {
-        return unauthorized("A JSON web token could not be decoded");
+    validation.required_spec_claims = ["exp"].map(String::from).into();
+    let data = match jsonwebtoken::decode::<AppClaims>(&jwt, &key, &validation) {
+        Ok(data) => data,
+        Err(e) => {
+            return unauthorized(&format!("A JSON web token could not be decoded ({e})"));
+        }
     };
     let iss = match &data.claims.iss {
         Value::String(s) => s.clone(),
