@@ -297,6 +297,7 @@ fn without_url(e: reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -168,7 +168,7 @@ impl Forges {
 fn under_base(url: &url::Url, base: &str) -> Option<String> {
     let base = url::Url::parse(base.trim_end_matches('/')).ok()?;
     if url.scheme() != base.scheme()
-        || url.host_str()?.to_ascii_lowercase() != base.host_str()?.to_ascii_lowercase()
+        || !url.host_str()?.eq_ignore_ascii_case(base.host_str()?)
         || url.port_or_known_default() != base.port_or_known_default()
     {
         return None;
@@ -220,6 +220,7 @@ fn repo_ref(entry: &ForgeEntry, path: String) -> RepoRef {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::settings::CredentialSpec;
     use drover_types::Secret;

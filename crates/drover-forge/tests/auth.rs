@@ -1,5 +1,6 @@
 //! Tokens: a 401 re-runs `token_cmd` and retries once; a token that cannot refresh says what to
 //! do; a token without the PR permission gets a `Forbidden` naming it, per kind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! fake with the public key) buys an installation token; without `installation_id` the
 //! repository's installation is looked up; tokens are fetched again 5 minutes before they
 //! expire; a wrong key is a clear credential error.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -935,10 +935,10 @@ struct AppClaims {
     exp: i64,
 }
 
-/// Checks the app JWT of `headers`; `Err`: the GitHub answer.
-fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, Response> {
+/// Checks the app JWT of `headers`; `Err`: the message of GitHub's 401.
+fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, String> {
     let kind = shared.kind;
-    let unauthorized = |m: &str| Err(json_response(401, error_body(kind, 401, m), &[]));
+    let unauthorized = |m: &str| Err(m.to_string());
     let Some(app) = shared.inner.lock().unwrap().app.clone() else {
         return unauthorized("no GitHub App here");
     };
@@ -976,7 +976,7 @@ fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, Response> 
 fn mint(shared: &Shared, headers: &HeaderMap, id: &str) -> Response {
     let app = match check_jwt(shared, headers) {
         Ok(app) => app,
-        Err(r) => return r,
+        Err(m) => return json_response(401, error_body(shared.kind, 401, &m), &[]),
     };
     if id.parse::<u64>().ok() != Some(app.installation_id) {
         return kind_error(shared.kind, 404, None);
@@ -1005,7 +1005,7 @@ fn mint(shared: &Shared, headers: &HeaderMap, id: &str) -> Response {
 fn installation(shared: &Shared, headers: &HeaderMap, repo: &str) -> Response {
     let app = match check_jwt(shared, headers) {
         Ok(app) => app,
-        Err(r) => return r,
+        Err(m) => return json_response(401, error_body(shared.kind, 401, &m), &[]),
     };
     if !app.repos.is_empty() && !app.repos.iter().any(|r| r == repo) {
         return kind_error(shared.kind, 404, None);

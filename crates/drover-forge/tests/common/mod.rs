@@ -1,6 +1,6 @@
 //! Shared by the forge client tests: a fake forge of each kind, a `Forges` pointed at it and
 //! the repository each kind's tests use.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use drover_forge::{CredentialSpec, ForgeKind, ForgeSettings, Forges, RepoRef, Secret};
 use drover_test_support::fake_forge::FakeForge;
