@@ -119,3 +119,16 @@ async fn at_most_three_retries() {
     assert!(matches!(e, ForgeError::RateLimited { .. }), "{e:?}");
     assert_eq!(fake.requests().len(), 4, "the request and three retries");
 }
+
+#[tokio::test]
+async fn github_primary_limit_waits_for_the_reset() {
+    let (fake, forges, repo) = forge_with_token(ForgeKind::Github, "tok-1", Scopes::ALL);
+    let api = &forges.get(&repo.forge).unwrap().api;
+    fake.exhaust_next("GET", "/pulls", 1);
+    let t = Instant::now();
+    api.find_pr(&repo, "drover/a").await.unwrap();
+    // The reset is whole epoch seconds: at least until the next second has begun.
+    assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+    let statuses: Vec<u16> = fake.requests().iter().map(|r| r.2).collect();
+    assert_eq!(statuses, vec![403, 200]);
+}

@@ -85,6 +85,8 @@ struct Failure {
     path_contains: String,
     status: u16,
     retry_after: Option<u64>,
+    /// GitHub's primary limit: `x-ratelimit-remaining: 0` and a reset this many seconds away.
+    reset_in: Option<u64>,
 }
 
 #[derive(Default)]
@@ -213,6 +215,19 @@ impl FakeForge {
             path_contains: path_contains.to_string(),
             status,
             retry_after,
+            reset_in: None,
+        });
+    }
+
+    /// GitHub's primary rate limit: the next matching request is answered 403 with
+    /// `x-ratelimit-remaining: 0` and `x-ratelimit-reset` = now + `reset_in` (epoch seconds).
+    pub fn exhaust_next(&self, method: &str, path_contains: &str, reset_in: u64) {
+        self.lock().failures.push_back(Failure {
+            method: method.to_uppercase(),
+            path_contains: path_contains.to_string(),
+            status: 403,
+            retry_after: None,
+            reset_in: Some(reset_in),
         });
     }
 
@@ -761,6 +776,18 @@ fn quoted_after(filter: &str, key: &str) -> Option<String> {
 }
 
 fn scripted(kind: ForgeKind, f: &Failure, path: &str) -> Response {
+    if let Some(reset_in) = f.reset_in {
+        let reset = chrono::Utc::now().timestamp() + reset_in as i64;
+        return json_response(
+            f.status,
+            error_body(kind, f.status, "API rate limit exceeded for user."),
+            &[
+                ("x-ratelimit-limit", "5000".into()),
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ],
+        );
+    }
     match (kind, f.status) {
         (ForgeKind::Github, 422) => json_response(
             422,
