@@ -15,6 +15,7 @@ pub mod fake_forge;
 pub mod fleet;
 pub mod forge_tokens;
 pub mod git;
+pub mod git_server;
 pub mod http;
 pub mod keys;
 pub mod mounts;
