@@ -54,6 +54,9 @@ async fn a_refused_token_runs_token_cmd_again_and_the_request_succeeds() {
         // The git proxy shares the credential: it now hands out the new token.
         let entry = forges.get(&repo.forge).unwrap();
         assert_eq!(entry.credential.token().await.unwrap().expose(), "rot-2");
+        // Nothing prints a token: not the credential, not its cache.
+        let shown = format!("{:?}", entry.credential);
+        assert!(!shown.contains("rot-"), "{kind}: {shown}");
     }
 }
 
