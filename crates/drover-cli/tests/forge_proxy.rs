@@ -210,8 +210,16 @@ fn a_read_only_token_fails_the_task_with_the_permission_to_add() {
     let t = f.env.wait(&id);
     assert_eq!(t["state"], "failed", "{t:#}");
     assert_eq!(t["outcome"]["error_kind"], "git_error", "{t:#}");
-    let text = t.to_string();
-    assert!(text.contains(&format!("pushing drover/{id} to acme/app failed: the forge refused the push (403): the token needs Contents: write")), "{t:#}");
+    let text = t["outcome"]["reason"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "pushing drover/{id} to acme/app failed: the forge refused the push (403): {}",
+            drover_forge::push_permission_hint(drover_forge::ForgeKind::Github)
+        )),
+        "{t:#}"
+    );
+    assert!(text.contains("Contents: write"), "{text}");
+    assert!(!text.contains('\n'), "one line: {text}");
     assert!(
         text.contains(&format!("the work stays on drover/{id}")),
         "{t:#}"

@@ -10,7 +10,8 @@
 use drover_store::TaskRecord;
 
 use super::Engine;
-use crate::git_proxy::{push_permission_hint, Refused, Scope};
+use crate::git_proxy::{Refused, Scope};
+use drover_forge::push_permission_hint;
 
 /// Why a push failed: one line, with a hint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ pub mod task;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use drover_forge::{ForgeKind, Forges, RepoRef};
+use drover_forge::{Forges, RepoRef};
 
 /// The loopback port of the git forwarder inside a confined task (the sandbox's `origin` is
 /// `http://127.0.0.1:GIT_PORT/<repo path>.git`).
@@ -211,52 +211,20 @@ pub fn url_path(clone_url: &str) -> Option<String> {
     (!p.is_empty()).then_some(p)
 }
 
-/// `url` on a configured forge: [`Forges::resolve`], else the forge whose `git` base `url`
-/// starts with (at a `/`), its path without `.git` (Bitbucket Data Center: without `scm/`).
+/// `url` on a configured forge ([`Forges::resolve`] of a URL; a local path or a URL of no
+/// configured forge: `None`).
 pub fn forge_repo(forges: &Forges, url: &str) -> Option<RepoRef> {
-    if let Ok(Some(r)) = forges.resolve(url) {
-        return Some(r);
-    }
     if !url.contains("://") {
         return None;
     }
-    forges.entries().find_map(|e| {
-        let base = e.settings.git.trim_end_matches('/');
-        let rest = url.strip_prefix(base)?.strip_prefix('/')?;
-        let path = rest.strip_suffix(".git").unwrap_or(rest);
-        let path = match e.settings.kind {
-            ForgeKind::BitbucketDc => path.strip_prefix("scm/").unwrap_or(path),
-            _ => path,
-        };
-        (!path.is_empty() && !path.contains("..")).then(|| RepoRef {
-            forge: e.settings.name.clone(),
-            kind: e.settings.kind,
-            path: path.to_string(),
-            clone_url: url.to_string(),
-        })
-    })
-}
-
-/// The permission a push needs on `kind`, for a refusal's hint.
-pub fn push_permission_hint(kind: ForgeKind) -> &'static str {
-    match kind {
-        ForgeKind::Github => {
-            "the token needs Contents: write on the repository (fine-grained token or GitHub App) or the repo scope (classic token)"
-        }
-        ForgeKind::Gitlab => {
-            "the token needs the write_repository scope and at least the Developer role"
-        }
-        ForgeKind::BitbucketCloud => "the token needs the repository:write scope",
-        ForgeKind::BitbucketDc => "the token needs the Repository write permission",
-        ForgeKind::Gitea => "the token needs the write:repository scope",
-    }
+    forges.resolve(url).ok().flatten()
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use drover_forge::{CredentialSpec, ForgeSettings};
+    use drover_forge::{CredentialSpec, ForgeKind, ForgeSettings};
 
     #[test]
     fn a_task_may_push_only_below_its_branch() {

@@ -254,7 +254,7 @@ async fn relay(
         true => format!("{}/{}", repo.clone_url, suffix(op)),
         false => format!("{}/{}?{query}", repo.clone_url, suffix(op)),
     };
-    let mut token = match credential.token().await {
+    let mut token = match credential.token_for(repo).await {
         Ok(t) => t,
         Err(e) => {
             cap.set_refused(Refused::Credential(e.to_string()));
@@ -309,7 +309,7 @@ async fn relay(
         match resp.status().as_u16() {
             401 if !retried && retryable && credential.refreshable() => {
                 retried = true;
-                token = match credential.refresh(&token).await {
+                token = match credential.refresh_for(repo, &token).await {
                     Ok(t) => t,
                     Err(e) => {
                         cap.set_refused(Refused::Credential(e.to_string()));
@@ -324,17 +324,14 @@ async fn relay(
             }
             401 => {
                 cap.set_refused(Refused::Unauthorized);
-                let how = if !retryable {
-                    "a body too large to send twice, so no refresh was tried"
-                } else if credential.refreshable() {
-                    "even after a refresh; check token_cmd"
-                } else {
-                    "token_env cannot refresh; set a valid token"
+                let how = match retryable {
+                    false => "a request too large to send twice, so no refresh was tried".into(),
+                    true => credential.unauthorized_hint(),
                 };
                 return git_error(
                     op,
                     &format!(
-                        "drover: the forge refused drover's token for {} ({how} of [forges.{}])",
+                        "drover: the forge refused drover's token for {} ([forges.{}]): {how}",
                         repo.path, repo.forge
                     ),
                 );
@@ -342,7 +339,7 @@ async fn relay(
             403 => {
                 cap.set_refused(Refused::Forbidden);
                 let hint = match op.service() {
-                    Service::ReceivePack => super::push_permission_hint(repo.kind),
+                    Service::ReceivePack => drover_forge::push_permission_hint(repo.kind),
                     Service::UploadPack => "the token needs read access to the repository",
                 };
                 return git_error(

@@ -118,10 +118,13 @@ pub async fn set_origin(
     let Some(proxy) = engine.git_proxy.as_ref() else {
         return;
     };
-    if kind != SandboxKind::Overlay || proxy.repo(clone_url).is_none() {
+    if kind != SandboxKind::Overlay {
         return;
     }
-    let Some(url) = origin_url(engine, proxy, &task.id, clone_url) else {
+    let Some(repo) = proxy.repo(clone_url) else {
+        return;
+    };
+    let Some(url) = origin_url(engine, proxy, &task.id, &repo.clone_url) else {
         return;
     };
     for args in [
