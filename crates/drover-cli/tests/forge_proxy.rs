@@ -361,3 +361,38 @@ fn unconfined_tasks_get_a_loopback_port_of_their_own_with_the_same_rules() {
         |closed| *closed,
     );
 }
+
+#[test]
+fn owner_slash_name_resolves_through_the_default_forge_and_the_task_stores_the_clone_url() {
+    let f = forge("tok-name", Scopes::ALL);
+    let id = f.env.ok(&[
+        "run",
+        "--repo",
+        REPO,
+        "--agent",
+        "command",
+        "--cmd",
+        "echo hi > hi.txt",
+        "named",
+    ]);
+    let t = f.env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["repo"], f.url(), "{t:#}");
+    assert_eq!(f.pushed_file(&id, "hi.txt"), "hi");
+    // A forge URL carrying a token is refused, without echoing it.
+    let with_token = f.url().replacen("http://", "http://x:tok-LEAK@", 1);
+    let out = f.env.run(&[
+        "run",
+        "--repo",
+        &with_token,
+        "--agent",
+        "command",
+        "--cmd",
+        "true",
+        "leak",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must not carry a user or token"), "{err}");
+    assert!(!err.contains("tok-LEAK"), "{err}");
+}
