@@ -308,6 +308,8 @@ fn the_token_is_nowhere_but_on_the_wire_to_the_forge() {
 fn concurrent_tasks_on_one_repo_fetch_once() {
     let f = forge("tok-many", Scopes::ALL);
     let ids: Vec<String> = std::thread::scope(|s| {
+        // Collected first: all four start before any is joined.
+        #[allow(clippy::needless_collect)]
         let hs: Vec<_> = (0..4).map(|_| s.spawn(|| f.run("true"))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
