@@ -398,3 +398,31 @@ fn owner_slash_name_resolves_through_the_default_forge_and_the_task_stores_the_c
     assert!(err.contains("must not carry a user or token"), "{err}");
     assert!(!err.contains("tok-LEAK"), "{err}");
 }
+
+#[test]
+fn a_push_larger_than_the_retry_buffer_streams_through() {
+    let f = forge("tok-big", Scopes::ALL);
+    let id = f.run(
+        "head -c 12582912 /dev/urandom > big.bin; git add big.bin; \
+         git -c user.name=a -c user.email=a@a commit -qm big; \
+         git push origin HEAD:drover/$DROVER_TASK_ID > push.txt 2>&1; echo \"exit $?\" >> push.txt; \
+         git rev-parse HEAD > head.txt",
+    );
+    let t = f.env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let push = f.pushed_file(&id, "push.txt");
+    assert!(push.ends_with("exit 0"), "{push}");
+    let size = git(
+        &f.server.repo_dir(REPO),
+        &["cat-file", "-s", &format!("drover/{id}:big.bin")],
+    );
+    assert_eq!(size, "12582912");
+    // The mirror's origin is the clean clone URL (no proxy address, no credential).
+    let mirror = std::fs::read_dir(f.env.home.join("repos"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .unwrap();
+    assert_eq!(git(&mirror, &["remote", "get-url", "origin"]), f.url());
+}
