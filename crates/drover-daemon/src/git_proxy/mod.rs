@@ -281,4 +281,68 @@ mod tests {
             "acme/app.git"
         );
     }
+
+    #[tokio::test]
+    async fn the_daemon_listener_serves_only_live_capabilities_and_smart_http() {
+        let forges = Arc::new(Forges::new(
+            vec![ForgeSettings {
+                name: "t".into(),
+                kind: ForgeKind::Github,
+                api: "http://127.0.0.1:9".into(),
+                git: "http://127.0.0.1:9".into(),
+                credential: CredentialSpec::Cmd {
+                    cmd: "echo tok".into(),
+                    ttl: None,
+                },
+                default: true,
+            }],
+            vec![],
+        ));
+        let tasks = tokio_util::task::TaskTracker::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let proxy = GitProxy::start(forges, &tasks, stop.clone()).await.unwrap();
+        let repo = proxy.repo("http://127.0.0.1:9/acme/app.git").unwrap();
+        let cap = proxy
+            .capability(Scope {
+                repos: vec![repo],
+                push_task: None,
+            })
+            .unwrap();
+        let http = reqwest::Client::new();
+        let get = |url: String| {
+            let http = http.clone();
+            async move {
+                let r = http.get(url).send().await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+        let base = cap.url.clone();
+        let root = base.split("/c/").next().unwrap().to_string();
+        // Dumb HTTP and unknown paths: refused.
+        assert_eq!(get(format!("{base}/HEAD")).await.0, 404);
+        assert_eq!(get(format!("{base}/info/refs")).await.0, 403);
+        // A push through a fetch-only capability, another repo: git's ERR line.
+        let (s, body) = get(format!("{base}/info/refs?service=git-receive-pack")).await;
+        assert_eq!(s, 200);
+        assert!(
+            body.contains("ERR drover: this operation may only fetch"),
+            "{body}"
+        );
+        let other = base.replace("acme/app.git", "acme/other.git");
+        let (_, body) = get(format!("{other}/info/refs?service=git-upload-pack")).await;
+        assert!(
+            body.contains("ERR drover: this task may use only acme/app"),
+            "{body}"
+        );
+        // A guessed or ended capability: 403.
+        let guessed = format!(
+            "{root}/c/{}/acme/app.git/info/refs?service=git-upload-pack",
+            "0".repeat(48)
+        );
+        assert_eq!(get(guessed).await.0, 403);
+        let ended = format!("{base}/info/refs?service=git-upload-pack");
+        drop(cap);
+        assert_eq!(get(ended).await.0, 403);
+        stop.cancel();
+    }
 }
