@@ -426,3 +426,44 @@ fn a_push_larger_than_the_retry_buffer_streams_through() {
         .unwrap();
     assert_eq!(git(&mirror, &["remote", "get-url", "origin"]), f.url());
 }
+
+#[test]
+fn a_token_refused_even_after_a_refresh_is_one_clear_line_for_git_and_the_task() {
+    let f = forge("tok-revoked", Scopes::ALL);
+    let id = f.run(
+        "until [ -f go ]; do sleep 0.05; done; rm go; \
+         git fetch origin > fetch.txt 2>&1; echo \"exit $?\" >> fetch.txt",
+    );
+    let t = f.env.until(&id, "running with a sandbox", |t| {
+        t["state"] == "running" && t["sandbox"].is_string()
+    });
+    let sandbox = PathBuf::from(t["sandbox"].as_str().unwrap());
+    f.tokens.revoke("tok-revoked");
+    std::fs::write(sandbox.join("go"), "").unwrap();
+    let t = f.env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "git_error", "{t:#}");
+    let reason = t["outcome"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the forge refused drover's token even after a refresh"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("the work stays on drover/{id}")),
+        "{reason}"
+    );
+    // What the agent's git printed is in the work kept in the mirror.
+    let mirror = std::fs::read_dir(f.env.home.join("repos"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .unwrap();
+    let fetch = git(&mirror, &["show", &format!("drover/{id}:fetch.txt")]);
+    assert!(
+        fetch.contains("fatal: remote error: drover: the forge refused drover's token for acme/app ([forges.t])"),
+        "{fetch}"
+    );
+    assert!(!fetch.contains("Username"), "git must not prompt: {fetch}");
+    assert!(fetch.ends_with("exit 128"), "{fetch}");
+}
