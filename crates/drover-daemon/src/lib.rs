@@ -12,7 +12,9 @@
 //! - [`teams`]: teams and keys above the store — a key's validity, a team's policy for its
 //!   tasks, config teams imported at start, webhooks (secret, signature, delivery worker).
 //! - [`task_sockets`]: each active task's own sockets (`run/<id>/`): its scoped control endpoint,
-//!   the gateway relay, the `sandbox.egress` proxy.
+//!   the gateway relay, the `sandbox.egress` proxy, the git proxy's task socket.
+//! - [`git_proxy`]: drover's git smart-HTTP proxy — the only way git reaches a configured forge;
+//!   the credential is added per request, the task may push only `drover/<id>`.
 //!
 //! Shutdown is explicit: [`run`] takes a [`CancellationToken`]; cancelling it (the binary does on
 //! SIGTERM/SIGINT) or `POST /v1/daemon/stop` stops the API, the scheduler and every supervisor.

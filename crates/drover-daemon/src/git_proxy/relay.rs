@@ -213,7 +213,7 @@ async fn relay(
             Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("drover: {e}")),
         },
     };
-    if op == Op::Rpc(super::relay::Service::ReceivePack) {
+    if op == Op::Rpc(Service::ReceivePack) {
         let head = match &payload {
             Some(Payload::Whole(b)) | Some(Payload::Streaming(b, _)) => b.clone(),
             None => Bytes::new(),
