@@ -467,3 +467,36 @@ fn a_token_refused_even_after_a_refresh_is_one_clear_line_for_git_and_the_task()
     assert!(!fetch.contains("Username"), "git must not prompt: {fetch}");
     assert!(fetch.ends_with("exit 128"), "{fetch}");
 }
+
+#[test]
+fn an_unconfined_task_readopted_after_a_daemon_restart_gets_its_new_port() {
+    let f = forge_with(
+        "tok-restart",
+        Scopes::ALL,
+        "[sandbox]\nisolation = \"none\"\n",
+    );
+    let id = f.run(
+        "until [ -f go ]; do sleep 0.05; done; rm go; \
+         git fetch origin > fetch.txt 2>&1; echo \"exit $?\" >> fetch.txt",
+    );
+    let t = f.env.until(&id, "running with a sandbox", |t| {
+        t["state"] == "running" && t["sandbox"].is_string()
+    });
+    let sandbox = PathBuf::from(t["sandbox"].as_str().unwrap());
+    let origin = |dir: &Path| git(dir, &["config", "remote.origin.url"]);
+    let before = origin(&sandbox);
+    f.env.kill_daemon();
+    f.env.ok(&["daemon", "--slots", "4"]);
+    drover_test_support::poll::until(
+        "the sandbox's origin on the new port",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(50),
+        || origin(&sandbox),
+        |now| *now != before,
+    );
+    std::fs::write(sandbox.join("go"), "").unwrap();
+    let t = f.env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let fetch = f.pushed_file(&id, "fetch.txt");
+    assert!(fetch.ends_with("exit 0"), "{fetch}");
+}

@@ -104,6 +104,22 @@ pub fn origin_url(engine: &Engine, proxy: &GitProxy, id: &str, clone_url: &str) 
     ))
 }
 
+/// After a daemon restart re-opened `id`'s sockets: an unconfined task's loopback port is a new
+/// one, so its sandbox's `origin` is pointed at it again (a confined task's stays
+/// `127.0.0.1:GIT_PORT`).
+pub async fn reopened(engine: Arc<Engine>, id: String) {
+    if engine.git_proxy.is_none() || crate::engine::confine::confined(&engine) {
+        return;
+    }
+    let (Ok(task), Ok(Some(sb))) = (
+        engine.store.get_task(&id).await,
+        engine.sandboxes.load(&id).await,
+    ) else {
+        return;
+    };
+    set_origin(&engine, &task, &sb.path, sb.kind, &task.repo).await;
+}
+
 /// Points the sandbox's `origin` at the proxy (task `task`, repo `clone_url`, checkout
 /// `checkout`): `git fetch`, `git pull`, `git push origin HEAD:drover/<id>` work from inside and
 /// `.git/config` holds no credential. Overlay sandboxes only: a worktree's config is the
