@@ -323,6 +323,7 @@ fn concurrent_tasks_on_one_repo_fetch_once() {
         .iter()
         .filter(|r| r.path.ends_with("info/refs?service=git-upload-pack") && r.status == 200)
         .count();
+    eprintln!("upload-pack advertisements for 4 tasks: {adverts}");
     assert!(adverts <= 2, "{adverts} fetches for 4 tasks: {reqs:#?}");
 }
 
