@@ -345,4 +345,144 @@ mod tests {
         assert_eq!(get(ended).await.0, 403);
         stop.cancel();
     }
+
+    /// Only the checked `service=` goes to the forge: a second `service=` (git-http-backend
+    /// reads the last one) or any other query of the client's does not.
+    #[tokio::test]
+    async fn only_the_checked_service_reaches_the_forge() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = upstream.local_addr().unwrap().port();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let server = tokio::spawn(async move {
+            while let Ok((mut c, _)) = upstream.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let n = c.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let _ = tx.send(head.lines().next().unwrap_or("").to_string());
+                let body = pkt::line(b"# service=git-upload-pack\n");
+                let _ = c
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/x-git-upload-pack-advertisement\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                let _ = c.write_all(&body).await;
+            }
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let forges = Arc::new(Forges::new(
+            vec![ForgeSettings {
+                name: "t".into(),
+                kind: ForgeKind::Gitea,
+                api: base.clone(),
+                git: base.clone(),
+                credential: CredentialSpec::Cmd {
+                    cmd: "echo tok".into(),
+                    ttl: None,
+                },
+                default: true,
+            }],
+            vec![],
+        ));
+        let tasks = tokio_util::task::TaskTracker::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let proxy = GitProxy::start(forges, &tasks, stop.clone()).await.unwrap();
+        let repo = proxy.repo(&format!("{base}/acme/app.git")).unwrap();
+        let cap = proxy
+            .capability(Scope {
+                repos: vec![repo],
+                push_task: None,
+            })
+            .unwrap();
+        let r = reqwest::get(format!(
+            "{}/info/refs?service=git-upload-pack&service=git-receive-pack&x=1",
+            cap.url
+        ))
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            line,
+            "GET /acme/app.git/info/refs?service=git-upload-pack HTTP/1.1"
+        );
+        server.abort();
+        stop.cancel();
+    }
+
+    /// A push asking for push options (the forge acts on them: GitLab opens a merge request to
+    /// any branch, merges it when the pipeline passes, skips CI) is refused before the forge,
+    /// whichever command line names the capability.
+    #[tokio::test]
+    async fn a_push_with_push_options_is_refused() {
+        let forges = Arc::new(Forges::new(
+            vec![ForgeSettings {
+                name: "t".into(),
+                kind: ForgeKind::Gitlab,
+                api: "http://127.0.0.1:9".into(),
+                git: "http://127.0.0.1:9".into(),
+                credential: CredentialSpec::Cmd {
+                    cmd: "echo tok".into(),
+                    ttl: None,
+                },
+                default: true,
+            }],
+            vec![],
+        ));
+        let tasks = tokio_util::task::TaskTracker::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let proxy = GitProxy::start(forges, &tasks, stop.clone()).await.unwrap();
+        let repo = proxy.repo("http://127.0.0.1:9/acme/app.git").unwrap();
+        let cap = proxy
+            .capability(Scope {
+                repos: vec![repo],
+                push_task: Some("abc".into()),
+            })
+            .unwrap();
+        let z = "0".repeat(40);
+        let a = "1".repeat(40);
+        let http = reqwest::Client::new();
+        for second_line in [false, true] {
+            let mut body = match second_line {
+                false => pkt::line(
+                    format!("{z} {a} refs/heads/drover/abc\0 report-status push-options\n")
+                        .as_bytes(),
+                ),
+                true => {
+                    let mut b = pkt::line(
+                        format!("{z} {a} refs/heads/drover/abc\0 report-status\n").as_bytes(),
+                    );
+                    b.extend(pkt::line(
+                        format!("{z} {a} refs/heads/drover/abc/x\0push-options\n").as_bytes(),
+                    ));
+                    b
+                }
+            };
+            body.extend_from_slice(pkt::FLUSH);
+            body.extend(pkt::line(b"merge_request.create"));
+            body.extend(pkt::line(b"merge_request.merge_when_pipeline_succeeds"));
+            body.extend_from_slice(pkt::FLUSH);
+            body.extend_from_slice(b"PACK");
+            let r = http
+                .post(format!("{}/git-receive-pack", cap.url))
+                .header("content-type", "application/x-git-receive-pack-request")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let text = r.text().await.unwrap();
+            assert!(
+                text.contains("ERR drover: push options (git push -o) are not relayed"),
+                "second line {second_line}: {text}"
+            );
+        }
+        stop.cancel();
+    }
 }

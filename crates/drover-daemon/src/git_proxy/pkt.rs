@@ -24,6 +24,10 @@ pub struct PushRequest {
     pub side_band: bool,
     /// Whether the flush ending the commands was seen (else the prefix was too short).
     pub complete: bool,
+    /// The client asked for `push-options` (on any command line: receive-pack reads
+    /// capabilities after a NUL on every line): options the forge acts on (GitLab's
+    /// `merge_request.*`, `ci.*`), which a task may not send.
+    pub push_options: bool,
 }
 
 /// Parses the commands at the start of a receive-pack body (up to the first flush). `None`: not
@@ -49,14 +53,18 @@ pub fn parse_push(body: &[u8]) -> Option<PushRequest> {
         }
         let mut line = &rest[4..len];
         rest = &rest[len..];
-        if first {
-            if let Some(nul) = line.iter().position(|b| *b == 0) {
-                let caps = String::from_utf8_lossy(&line[nul + 1..]);
-                req.side_band = caps.split(' ').any(|c| c.trim() == "side-band-64k");
-                line = &line[..nul];
+        // git's receive-pack reads capabilities after a NUL on any command line, not only the
+        // first: every line's are looked at.
+        if let Some(nul) = line.iter().position(|b| *b == 0) {
+            let caps = String::from_utf8_lossy(&line[nul + 1..]);
+            let has = |name: &str| caps.split(' ').any(|c| c.trim() == name);
+            if first {
+                req.side_band = has("side-band-64k");
             }
-            first = false;
+            req.push_options |= has("push-options");
+            line = &line[..nul];
         }
+        first = false;
         let text = std::str::from_utf8(line).ok()?.trim_end_matches('\n');
         if text.starts_with("shallow ") || text.starts_with("push-cert") {
             // A signed push's certificate or shallow lines: refused by the caller (no commands
@@ -149,6 +157,27 @@ mod tests {
     }
 
     #[test]
+    fn push_options_are_seen_on_any_command_line() {
+        let mut body = line(format!("{Z} {A} refs/heads/drover/x\0 report-status\n").as_bytes());
+        body.extend_from_slice(FLUSH);
+        assert!(!parse_push(&body).unwrap().push_options);
+        let mut body = line(
+            format!("{Z} {A} refs/heads/drover/x\0 report-status push-options\n").as_bytes(),
+        );
+        body.extend_from_slice(FLUSH);
+        assert!(parse_push(&body).unwrap().push_options);
+        // On a second line (receive-pack reads capabilities after a NUL on every line).
+        let mut body = line(format!("{Z} {A} refs/heads/drover/x\0 report-status\n").as_bytes());
+        body.extend(line(
+            format!("{Z} {A} refs/heads/drover/x/y\0push-options\n").as_bytes(),
+        ));
+        body.extend_from_slice(FLUSH);
+        let req = parse_push(&body).unwrap();
+        assert!(req.push_options);
+        assert_eq!(req.commands[1].refname, "refs/heads/drover/x/y");
+    }
+
+    #[test]
     fn a_refusal_is_a_report_status() {
         let req = PushRequest {
             commands: vec![PushCommand {
@@ -158,6 +187,7 @@ mod tests {
             }],
             side_band: false,
             complete: true,
+            push_options: false,
         };
         let out = refusal(&req, |_| "drover: no".into());
         assert_eq!(

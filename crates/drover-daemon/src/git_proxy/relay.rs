@@ -167,7 +167,7 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
     if op.service() == Service::ReceivePack && cap.scope.push_task.is_none() {
         return git_error(op, &cap.scope.push_refusal());
     }
-    relay(&proxy, &cap, &repo, op, &query, req).await
+    relay(&proxy, &cap, &repo, op, req).await
 }
 
 /// The request's body: whole when it is at most [`RETRY_BODY`] (a retry can send it again),
@@ -198,7 +198,6 @@ async fn relay(
     cap: &Capability,
     repo: &RepoRef,
     op: Op,
-    query: &str,
     req: Request,
 ) -> Response {
     let forward: Vec<(String, HeaderValue)> =
@@ -223,6 +222,11 @@ async fn relay(
         let Some(push) = parsed.filter(|p| p.complete || head.is_empty()) else {
             return git_error(op, "drover: push request not understood (signed and compressed pushes are not relayed)");
         };
+        if push.push_options {
+            // The forge acts on push options (GitLab: open a merge request to any branch, set
+            // it to merge when the pipeline passes; skip CI): not a task's to send.
+            return git_error(op, "drover: push options (git push -o) are not relayed");
+        }
         if push
             .commands
             .iter()
@@ -250,9 +254,11 @@ async fn relay(
         );
     };
     let credential = entry.credential.clone();
-    let url = match query.is_empty() {
-        true => format!("{}/{}", repo.clone_url, suffix(op)),
-        false => format!("{}/{}?{query}", repo.clone_url, suffix(op)),
+    // Only what was checked goes on: `service=` as parsed (a second `service=` would be the
+    // one git-http-backend reads), nothing else of the client's query.
+    let url = match op {
+        Op::Advertise(s) => format!("{}/info/refs?service={}", repo.clone_url, s.name()),
+        Op::Rpc(_) => format!("{}/{}", repo.clone_url, suffix(op)),
     };
     let mut token = match credential.token_for(repo).await {
         Ok(t) => t,
