@@ -30,8 +30,15 @@ const PASSED_ENV: &[&str] = &[
     "GIT_COMMITTER_EMAIL",
 ];
 
+/// An HTTP transfer of the daemon's git (a mirror's clone or fetch, the end-of-task push, all
+/// through drover's git proxy) slower than 1 byte/s for this many seconds is aborted: a forge
+/// that accepts and never answers must not hang the mirror (and every task waiting on its
+/// lock) or a finishing task forever. Forges send progress or keep-alives while they work.
+pub const HTTP_STALL_SECS: u32 = 300;
+
 /// A `git` command with an empty environment but for [`PASSED_ENV`], no terminal prompt and
-/// the C locale (its output is parsed). Every git process the daemon starts is built here.
+/// the C locale (its output is parsed), HTTP transfers aborted after [`HTTP_STALL_SECS`]
+/// without progress. Every git process the daemon starts is built here.
 pub fn command() -> Command {
     let mut cmd = Command::new("git");
     cmd.env_clear();
@@ -42,7 +49,10 @@ pub fn command() -> Command {
             cmd.env(var, value);
         }
     }
-    cmd.env("GIT_TERMINAL_PROMPT", "0").env("LC_ALL", "C");
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .env("GIT_HTTP_LOW_SPEED_LIMIT", "1")
+        .env("GIT_HTTP_LOW_SPEED_TIME", HTTP_STALL_SECS.to_string());
     cmd
 }
 
@@ -124,4 +134,52 @@ pub(crate) fn path_str(p: &Path) -> Result<&str> {
         path: p.display().to_string(),
         reason: "not valid UTF-8".to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A remote that accepts and never answers: the daemon's git gives up (here after 2 s
+    /// instead of [`HTTP_STALL_SECS`]) instead of waiting forever.
+    #[tokio::test]
+    async fn a_remote_that_never_answers_does_not_hang_git() {
+        let envs: Vec<_> = command()
+            .as_std()
+            .get_envs()
+            .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+            .collect();
+        let has = |k: &str, v: &str| {
+            envs.iter()
+                .any(|(ek, ev)| ek == k && ev.as_deref() == Some(std::ffi::OsStr::new(v)))
+        };
+        assert!(has("GIT_HTTP_LOW_SPEED_LIMIT", "1"), "{envs:?}");
+        assert!(
+            has("GIT_HTTP_LOW_SPEED_TIME", &HTTP_STALL_SECS.to_string()),
+            "{envs:?}"
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut conns = vec![];
+            while let Ok((c, _)) = listener.accept().await {
+                conns.push(c);
+            }
+        });
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            command()
+                .env("GIT_HTTP_LOW_SPEED_TIME", "2")
+                .args(["ls-remote", &format!("http://127.0.0.1:{port}/acme/app.git")])
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("git waited on a silent remote for 60 s")
+        .unwrap();
+        assert!(!out.status.success());
+        held.abort();
+    }
 }

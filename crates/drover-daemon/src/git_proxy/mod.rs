@@ -138,8 +138,11 @@ impl GitProxy {
     ) -> std::io::Result<Arc<GitProxy>> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
+        // A forge that does not accept: the request ends (bodies stream, so no total timeout;
+        // a stall after connecting ends the daemon's git, drover_sandbox::HTTP_STALL_SECS).
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(std::io::Error::other)?;
         let proxy = Arc::new(GitProxy {
