@@ -69,9 +69,28 @@ pub(super) fn resolve(
             .map_err(|e: String| bad("kind", format!("{}: {e}", key("kind"))))?;
         let url = |k: &str, v: &Option<String>| -> Result<String, ConfigError> {
             let v = v.as_deref().map(str::trim).unwrap_or_default();
-            let ok = url::Url::parse(v)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            let parsed = url::Url::parse(v).ok();
+            if parsed
+                .as_ref()
+                .is_some_and(|u| !u.username().is_empty() || u.password().is_some())
+            {
+                // A token in the URL would end up in every clone URL (the store, `drover show`,
+                // the mirrors): refused, and never echoed.
+                return Err(bad(
+                    k,
+                    format!(
+                        "{}: the URL must not carry a user or token; give the credential with \
+                         token_env, token_cmd or app_id + app_key",
+                        key(k)
+                    ),
+                ));
+            }
+            let ok = parsed.filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
             match ok {
                 Some(_) => Ok(v.trim_end_matches('/').to_string()),
                 None => Err(bad(
@@ -184,4 +203,51 @@ pub(super) fn resolve(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn one(api: &str, git: &str) -> Result<Vec<ForgeSettings>, ConfigError> {
+        let file = ForgeFile {
+            kind: Some("github".into()),
+            api: Some(api.into()),
+            git: Some(git.into()),
+            token_env: Some("T".into()),
+            ..Default::default()
+        };
+        resolve(
+            HashMap::from([("gh".to_string(), file)]),
+            &Environment::from_pairs([("T", "tok")]),
+            &|_| Origin::Env("test".into()),
+        )
+    }
+
+    /// A token written into `git` (or `api`) would be in every clone URL drover stores and
+    /// shows: one line refusing it, without the token.
+    #[test]
+    fn a_forge_url_with_a_token_is_refused_without_echo() {
+        let ok = one("https://api.github.com", "https://github.com").unwrap();
+        assert_eq!(ok[0].git, "https://github.com");
+        for (api, git, key) in [
+            (
+                "https://api.github.com",
+                "https://x-access-token:SECRET42@github.com",
+                "forges.gh.git",
+            ),
+            ("https://SECRET42@api.github.com", "https://github.com", "forges.gh.api"),
+        ] {
+            let e = one(api, git).unwrap_err().to_string();
+            assert!(!e.contains("SECRET42"), "{e}");
+            assert!(e.contains(key), "{e}");
+            assert!(e.contains("must not carry a user or token"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let e = one("https://api.github.com", "https://github.com/?x=1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forges.gh.git"), "{e}");
+    }
 }
