@@ -158,6 +158,29 @@ pub fn state_label(t: &Task) -> String {
     }
 }
 
+/// `URL (#N, state)`: one PR of a task (`show`, `run --wait`).
+pub fn pr_line(p: &drover_types::PrInfo) -> String {
+    format!("{} (#{}, {})", clean(&p.url), p.number, p.state.as_str())
+}
+
+fn pr_asked(o: &drover_types::PrOptions) -> String {
+    let mut parts = vec![];
+    if o.draft {
+        parts.push("draft".to_string());
+    }
+    if let Some(b) = &o.base {
+        parts.push(format!("base {}", clean(b)));
+    }
+    if o.allow_ci_changes {
+        parts.push("CI changes allowed".to_string());
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 pub fn task(t: &Task) -> String {
     let t = &clean_task(t.clone());
     let mut out = String::new();
@@ -218,6 +241,15 @@ pub fn task(t: &Task) -> String {
     }
     if let Some(c) = &t.commit {
         kv("commit", c.clone());
+    }
+    for p in &t.prs {
+        kv("pr", pr_line(p));
+    }
+    if let (Some(o), true) = (&t.pr, t.prs.is_empty() && !t.state.is_terminal()) {
+        kv(
+            "pr",
+            format!("opened once the task succeeds{}", pr_asked(o)),
+        );
     }
     if let Some(s) = &t.sandbox {
         kv(
@@ -416,6 +448,17 @@ pub fn event(e: &Event) -> Option<String> {
             format!("✓ result{cost}: {}", excerpt(&s("result"), 300))
         }
         EventKind::Egress => format!("⇄ egress {} {}", s("authority"), s("verdict")),
+        EventKind::Pr => format!(
+            "⇡ pull request {} #{} {} ({})",
+            if d["opened"] == true {
+                "opened"
+            } else {
+                "found"
+            },
+            d["number"],
+            s("url"),
+            s("state")
+        ),
     };
     Some(clean(&line))
 }
