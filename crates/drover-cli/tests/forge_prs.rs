@@ -236,7 +236,7 @@ fn a_token_without_the_pr_permission_is_a_git_error_naming_it() {
     assert!(!reason.contains('\n') && !reason.contains('{'), "{reason}");
     assert!(reason.contains("cannot open the pull request"), "{reason}");
     assert!(reason.contains("k:") && reason.contains(f.path), "{reason}");
-    assert!(reason.to_lowercase().contains("pull request"), "{reason}");
+    assert!(reason.contains("Pull requests: write"), "{reason}");
     assert!(f.fake.prs(f.path).is_empty());
     assert!(t["prs"].as_array().unwrap().is_empty());
     let id = t["id"].as_str().unwrap();
