@@ -283,3 +283,54 @@ fn pr_off_a_forge_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--pr"));
 }
+
+/// A pool started with `--pr --draft` gives the options to every task it launches: each opens
+/// its own draft PR.
+#[test]
+fn a_pools_tasks_open_their_prs() {
+    let f = forge(ForgeKind::Gitlab, Scopes::ALL);
+    f.env.ok(&[
+        "pool",
+        "start",
+        "p",
+        "--slots",
+        "1",
+        "--count",
+        "2",
+        "--repo",
+        f.path,
+        "--agent",
+        "command",
+        "--cmd",
+        "echo hi > hi.txt",
+        "--prompt",
+        "Pool change {n}",
+        "--pr",
+        "--draft",
+    ]);
+    let tasks = drover_test_support::poll::until(
+        "the pool's two tasks to end",
+        std::time::Duration::from_secs(120),
+        std::time::Duration::from_millis(100),
+        || f.env.json(&["ls", "--all", "--json"]),
+        |v| {
+            let ts = v.as_array().unwrap();
+            ts.len() == 2 && ts.iter().all(|t| t["finished_at"].is_string())
+        },
+    );
+    let prs = f.fake.prs(f.path);
+    assert_eq!(prs.len(), 2, "{prs:#?}");
+    for t in tasks.as_array().unwrap() {
+        let id = t["id"].as_str().unwrap();
+        let t = f.env.show(id);
+        assert_eq!(t["state"], "succeeded", "{t:#}");
+        assert_eq!(t["pr"]["draft"], true, "{t:#}");
+        let pr = prs
+            .iter()
+            .find(|p| p.head == format!("drover/{id}"))
+            .unwrap_or_else(|| panic!("no PR for {id}: {prs:#?}"));
+        assert!(pr.draft);
+        assert!(pr.title.starts_with("Pool change "), "{}", pr.title);
+        assert_eq!(t["prs"][0]["number"], pr.number);
+    }
+}
