@@ -330,7 +330,9 @@ fn a_pools_tasks_open_their_prs() {
             .find(|p| p.head == format!("drover/{id}"))
             .unwrap_or_else(|| panic!("no PR for {id}: {prs:#?}"));
         assert!(pr.draft);
-        assert!(pr.title.starts_with("Pool change "), "{}", pr.title);
+        // A pool's task is named `POOL-N`: the title; the prompt is in the body.
+        assert_eq!(Some(pr.title.as_str()), t["name"].as_str());
+        assert!(pr.body.contains("> Pool change "), "{}", pr.body);
         assert_eq!(t["prs"][0]["number"], pr.number);
     }
 }
