@@ -182,6 +182,17 @@ fn ci_changes_open_a_draft_needing_approval_unless_allowed() {
     assert!(!prs[1].draft, "{:#?}", prs[1]);
     assert!(!prs[1].body.contains("needs-approval"));
 
+    // An agent hiding workflows behind a symlink: still CI configuration.
+    let t = f.run(
+        "mkdir -p ci/workflows && echo 'on: push' > ci/workflows/x.yml && ln -s ci .github",
+        &["--pr"],
+    );
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let prs = f.fake.prs(f.path);
+    assert_eq!(prs.len(), 3);
+    assert!(prs[2].draft, "{:#?}", prs[2]);
+    assert!(prs[2].body.contains("`.github`"), "{}", prs[2].body);
+
     // A branch of its own as base, a title and a draft asked for.
     let work = f.env.tmp.path().join("w");
     git(

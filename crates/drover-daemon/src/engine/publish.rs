@@ -280,9 +280,18 @@ async fn ci_paths(mirror: &Path, since: &str, commit: &str) -> Result<Vec<String
     Ok(ci_config_of(out.split('\0')))
 }
 
+/// The CI configuration among `paths`: [`drover_forge::is_ci_config`], and a file (a symlink)
+/// standing where a CI directory's parent would be (`.github` → a directory of workflows the
+/// agent wrote elsewhere).
 fn ci_config_of<'a>(paths: impl Iterator<Item = &'a str>) -> Vec<String> {
     paths
-        .filter(|p| !p.is_empty() && drover_forge::is_ci_config(p))
+        .filter(|p| {
+            !p.is_empty()
+                && (drover_forge::is_ci_config(p)
+                    || drover_forge::CI_CONFIG_PATHS
+                        .iter()
+                        .any(|ci| ci.starts_with(&format!("{p}/"))))
+        })
         .map(str::to_string)
         .collect()
 }
@@ -431,10 +440,16 @@ mod tests {
                 ".gitlab-ci.yml",
                 "docs/.gitlab-ci.yml",
                 "",
+                ".github",
+                ".githubx",
+                ".github/CODEOWNERS",
             ]
             .into_iter(),
         );
-        assert_eq!(got, [".github/workflows/x.yml", ".gitlab-ci.yml"]);
+        assert_eq!(
+            got,
+            [".github/workflows/x.yml", ".gitlab-ci.yml", ".github"]
+        );
     }
 
     #[test]
