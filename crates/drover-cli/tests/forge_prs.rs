@@ -219,13 +219,13 @@ fn ci_changes_open_a_draft_needing_approval_unless_allowed() {
     );
     assert_eq!(t["state"], "succeeded", "{t:#}");
     let prs = f.fake.prs(f.path);
-    assert_eq!(prs.len(), 3);
+    assert_eq!(prs.len(), 4);
     assert_eq!(
-        (prs[2].base.as_str(), prs[2].title.as_str()),
+        (prs[3].base.as_str(), prs[3].title.as_str()),
         ("release", "T")
     );
-    assert!(prs[2].draft);
-    assert!(!prs[2].body.contains("needs-approval"));
+    assert!(prs[3].draft);
+    assert!(!prs[3].body.contains("needs-approval"));
 }
 
 /// A token that may push but not open PRs: the task fails with `git_error`, one line naming
