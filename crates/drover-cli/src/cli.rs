@@ -567,7 +567,12 @@ mod tests {
     fn run_and_pool_start_keep_their_flags() {
         let shared = [
             "--agent",
+            "--allow-ci-changes",
+            "--base",
             "--cmd",
+            "--draft",
+            "--pr",
+            "--pr-title",
             "--cpus",
             "--judge-model",
             "--memory",

@@ -69,6 +69,7 @@ mod tests {
                 "stderr",
                 "result",
                 "egress",
+                "pr",
             ],
             |v| v.as_str(),
         );
