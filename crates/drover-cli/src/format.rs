@@ -529,6 +529,35 @@ mod snapshots {
         );
     }
 
+    /// One `pr` line per PR (URL, number, state); a PR still to come says so with its options.
+    #[test]
+    fn show_lists_a_tasks_prs() {
+        let t = crate::fixtures::task(
+            "abcd1236",
+            "succeeded",
+            serde_json::json!({
+                "pr": {"draft": true, "base": "dev", "title": null, "allow_ci_changes": false},
+                "prs": [
+                    {"repo": "https://git.example/a/b.git", "url": "https://git.example/a/b/pull/7",
+                     "number": 7, "state": "draft"},
+                    {"repo": "https://git.example/a/c.git", "url": "https://git.example/a/c/pull/2\u{1b}[2J",
+                     "number": 2, "state": "open"}
+                ]
+            }),
+        );
+        insta::assert_snapshot!("show_prs", super::task(&t));
+        let running = crate::fixtures::task(
+            "abcd1237",
+            "running",
+            serde_json::json!({"pr": {"draft": true, "base": "dev", "title": null, "allow_ci_changes": false}}),
+        );
+        let out = super::task(&running);
+        assert!(
+            out.contains("\npr           opened once the task succeeds (draft, base dev)\n"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn workers_table_has_one_line_per_worker() {
         let w: Vec<drover_types::WorkerInfo> = serde_json::from_value(serde_json::json!([
