@@ -213,13 +213,34 @@ fn ci_changes_open_a_draft_needing_approval_unless_allowed() {
             "HEAD:refs/heads/release",
         ],
     );
-    let t = f.run(
-        "echo x > x.txt",
-        &["--pr", "--draft", "--ref", "release", "--pr-title", "T"],
-    );
-    assert_eq!(t["state"], "succeeded", "{t:#}");
+    // `run --wait` prints the final message, then the PR.
+    let out = f.env.ok(&[
+        "run",
+        "--repo",
+        f.path,
+        "--agent",
+        "command",
+        "--cmd",
+        "echo x > x.txt; echo done",
+        "--pr",
+        "--draft",
+        "--ref",
+        "release",
+        "--pr-title",
+        "T",
+        "--wait",
+        "p",
+    ]);
     let prs = f.fake.prs(f.path);
     assert_eq!(prs.len(), 4);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0], "done");
+    assert!(
+        lines[1].starts_with("pr: http")
+            && lines[1].ends_with(&format!(" (#{}, draft)", prs[3].number)),
+        "{out}"
+    );
     assert_eq!(
         (prs[3].base.as_str(), prs[3].title.as_str()),
         ("release", "T")
