@@ -101,9 +101,14 @@ pub(crate) async fn finish(
             outcome = judged;
         }
     }
+    if outcome.verdict == Verdict::Success && commit.as_ref().is_ok_and(|c| c.is_some()) {
+        // A forge repo gets drover/<id> (docs/design.md §9); failing that, the task fails.
+        if let Err(e) = super::push::push_task(engine, &task).await {
+            outcome = Outcome::fail(ErrorKind::GitError, e.reason);
+        }
+    }
     if outcome.verdict == Verdict::Success && task.pr.is_some() {
-        // The branch is pushed (part gitproxy: `push_task` goes here, before the PRs); then the
-        // PRs, recorded on the task as they exist (docs/design.md §9).
+        // The branch is pushed: the PRs, recorded on the task as they exist (docs/design.md §9).
         let sha = match &commit {
             Ok(Some((sha, _))) => Some(sha.clone()),
             _ => task.commit.clone(),
