@@ -638,7 +638,7 @@ export interface components {
          * @description Normalized event kinds, the same across agents (docs/design.md §3).
          * @enum {string}
          */
-        EventKind: "state" | "text" | "tool_call" | "tool_result" | "needs_input" | "input" | "usage" | "gate" | "commit" | "error" | "stderr" | "result" | "egress";
+        EventKind: "state" | "text" | "tool_call" | "tool_result" | "needs_input" | "input" | "usage" | "gate" | "commit" | "error" | "stderr" | "result" | "egress" | "pr";
         /**
          * @description What a pool's failure streak does to its running tasks (`--on-failures`).
          * @enum {string}
@@ -772,6 +772,7 @@ export interface components {
             cpus?: number | null;
             /** Format: int64 */
             pids?: number | null;
+            pr?: null | components["schemas"]["PrOptions"];
         };
         /**
          * @description A pool's state.
@@ -837,6 +838,7 @@ export interface components {
             limits: components["schemas"]["Limits"];
             /** @description The team the pool (and every task it launches) belongs to; `None`: the host owner's. */
             team?: string | null;
+            pr?: null | components["schemas"]["PrOptions"];
         } & {
             /**
              * Format: int64
@@ -866,6 +868,39 @@ export interface components {
             events?: components["schemas"]["PoolEvent"][] | null;
             warnings?: string[] | null;
         };
+        /** @description One pull (merge) request a task opened or found (task JSON `prs`). */
+        PrInfo: {
+            /** @description The repository as the task names it (`repo`, or the `repos[].repo` of a multi-repo task). */
+            repo: string;
+            url: string;
+            /** Format: int64 */
+            number: number;
+            state: components["schemas"]["PrState"];
+        };
+        /**
+         * @description `--pr [--draft] [--base BRANCH] [--pr-title T] [--allow-ci-changes]`: open a PR for the task's
+         *     branch once it succeeded (docs/design.md §9). Absent: push nothing, open nothing.
+         */
+        PrOptions: {
+            draft?: boolean;
+            /**
+             * @description The branch to merge into (default: the task's `base_ref` when it is a branch, else the
+             *     repository's default branch).
+             */
+            base?: string | null;
+            /** @description Default: the task's name, else the prompt's first line (cut). */
+            title?: string | null;
+            /**
+             * @description A change to CI configuration opens a normal PR instead of a draft marked
+             *     `needs-approval`.
+             */
+            allow_ci_changes?: boolean;
+        };
+        /**
+         * @description Where a pull (merge) request stands.
+         * @enum {string}
+         */
+        PrState: "open" | "draft" | "merged" | "closed";
         /**
          * @description A secret on the wire between the CLI and the daemon: serialized as the plain string (it has to
          *     arrive), but `Debug` never shows it, so a debug print of a request cannot leak it.
@@ -961,6 +996,7 @@ export interface components {
             pids?: number | null;
             /** @description Free-form labels (`{"customer": "acme"}`) carried into usage and accounting rows. */
             tags?: components["schemas"]["BTreeMap"];
+            pr?: null | components["schemas"]["PrOptions"];
         };
         /**
          * @description The kind of a task's sandbox (`sandbox_kind`): the sandbox mode once resolved.
@@ -1118,6 +1154,16 @@ export interface components {
              *     (`None`: a URL repo, any worker).
              */
             runs_on?: string | null;
+            /**
+             * @description A multi-repo task's repositories (`--repo A --repo B`), the first being `repo`; empty for
+             *     a task on one repository (docs/design.md §9).
+             */
+            repos?: components["schemas"]["TaskRepo"][];
+            /** @description The pull (merge) requests the task opened or found, one per repository. */
+            prs?: components["schemas"]["PrInfo"][];
+            pr?: null | components["schemas"]["PrOptions"];
+            /** @description The batch (`drover batch start NAME`) the task belongs to. */
+            batch?: string | null;
         };
         /** @description The build locks (`drover lock`) a task holds or waits for: the task JSON's `locks`. */
         TaskLocks: {
@@ -1133,6 +1179,20 @@ export interface components {
         TaskPage: {
             tasks: components["schemas"]["Task"][];
             next_cursor?: string | null;
+        };
+        /** @description One repository of a multi-repo task (task JSON `repos`; the first is also the task's `repo`). */
+        TaskRepo: {
+            /** @description As given (`owner/name`, URL or path) — after resolution through a forge, its clone URL. */
+            repo: string;
+            base_ref: string;
+            /** @description `drover/<task-id>`. */
+            branch: string;
+            /** @description The commit the work was recorded as (`None` until the task committed it). */
+            commit?: string | null;
+            /** @description The commit `base_ref` resolved to at creation. */
+            base_commit?: string | null;
+            /** @description The checkout's directory inside the task's workspace (`repos/<dir>` relative to it). */
+            dir?: string | null;
         };
         /**
          * @description The persisted task states (docs/design.md §3). Every transition is also an event.
