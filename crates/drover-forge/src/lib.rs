@@ -46,13 +46,25 @@ pub use repo::{ForgeEntry, Forges, RepoRef};
 pub use settings::{CredentialSpec, ForgeSettings};
 
 /// Paths whose change in a task's branch opens its PR as a draft with a `needs-approval` note
-/// (unless `--allow-ci-changes`): CI configuration runs with the repository's secrets.
+/// (unless `--allow-ci-changes`): CI configuration runs with the repository's secrets — the
+/// forges' own and the CI services commonly wired to a forge repository (they run the
+/// branch's configuration with the project's secrets too), and GitHub's local actions
+/// (`uses: ./.github/actions/…` in a workflow runs them).
 pub const CI_CONFIG_PATHS: &[&str] = &[
     ".github/workflows/",
+    ".github/actions/",
     ".gitlab-ci.yml",
     "bitbucket-pipelines.yml",
     ".gitea/workflows/",
     ".forgejo/workflows/",
+    ".circleci/",
+    ".travis.yml",
+    "Jenkinsfile",
+    "azure-pipelines.yml",
+    ".buildkite/",
+    ".drone.yml",
+    ".woodpecker.yml",
+    ".woodpecker/",
 ];
 
 /// Whether `path` (relative to the repository's top) is CI configuration ([`CI_CONFIG_PATHS`]).
@@ -64,4 +76,32 @@ pub fn is_ci_config(path: &str) -> bool {
             path == *p
         }
     })
+}
+
+#[cfg(test)]
+mod ci_config_tests {
+    use super::is_ci_config;
+
+    /// CI services wired to a forge repository run the branch's configuration with the
+    /// project's secrets as the forge's own CI does: a change to theirs is CI configuration.
+    #[test]
+    fn third_party_ci_and_local_actions_are_ci_configuration() {
+        for p in [
+            ".github/workflows/x.yml",
+            ".github/actions/setup/action.yml",
+            ".circleci/config.yml",
+            ".travis.yml",
+            "Jenkinsfile",
+            "azure-pipelines.yml",
+            ".buildkite/pipeline.yml",
+            ".drone.yml",
+            ".woodpecker.yml",
+            ".woodpecker/build.yml",
+        ] {
+            assert!(is_ci_config(p), "{p}");
+        }
+        for p in ["src/Jenkinsfile.md", ".github/CODEOWNERS", "docs/.travis.yml"] {
+            assert!(!is_ci_config(p), "{p}");
+        }
+    }
 }
