@@ -100,7 +100,11 @@ mod ci_config_tests {
         ] {
             assert!(is_ci_config(p), "{p}");
         }
-        for p in ["src/Jenkinsfile.md", ".github/CODEOWNERS", "docs/.travis.yml"] {
+        for p in [
+            "src/Jenkinsfile.md",
+            ".github/CODEOWNERS",
+            "docs/.travis.yml",
+        ] {
             assert!(!is_ci_config(p), "{p}");
         }
     }

@@ -171,7 +171,10 @@ mod tests {
             std::time::Duration::from_secs(60),
             command()
                 .env("GIT_HTTP_LOW_SPEED_TIME", "2")
-                .args(["ls-remote", &format!("http://127.0.0.1:{port}/acme/app.git")])
+                .args([
+                    "ls-remote",
+                    &format!("http://127.0.0.1:{port}/acme/app.git"),
+                ])
                 .stdin(Stdio::null())
                 .kill_on_drop(true)
                 .output(),

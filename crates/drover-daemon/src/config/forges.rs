@@ -237,7 +237,11 @@ mod tests {
                 "https://x-access-token:SECRET42@github.com",
                 "forges.gh.git",
             ),
-            ("https://SECRET42@api.github.com", "https://github.com", "forges.gh.api"),
+            (
+                "https://SECRET42@api.github.com",
+                "https://github.com",
+                "forges.gh.api",
+            ),
         ] {
             let e = one(api, git).unwrap_err().to_string();
             assert!(!e.contains("SECRET42"), "{e}");

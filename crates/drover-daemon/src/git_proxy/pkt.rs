@@ -161,9 +161,8 @@ mod tests {
         let mut body = line(format!("{Z} {A} refs/heads/drover/x\0 report-status\n").as_bytes());
         body.extend_from_slice(FLUSH);
         assert!(!parse_push(&body).unwrap().push_options);
-        let mut body = line(
-            format!("{Z} {A} refs/heads/drover/x\0 report-status push-options\n").as_bytes(),
-        );
+        let mut body =
+            line(format!("{Z} {A} refs/heads/drover/x\0 report-status push-options\n").as_bytes());
         body.extend_from_slice(FLUSH);
         assert!(parse_push(&body).unwrap().push_options);
         // On a second line (receive-pack reads capabilities after a NUL on every line).
