@@ -71,7 +71,12 @@ fn a_push_with_push_options_is_refused() {
     assert_eq!(t["state"], "succeeded", "{t:#}");
     let out = git(&bare, &["show", &format!("drover/{id}:opts.txt")]);
     assert!(
-        out.contains("drover: push options (git push -o) are not relayed"),
+        out.contains("! [remote rejected] HEAD -> drover/")
+            && out.contains("(drover: push options (git push -o) are not relayed)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("remote: drover: push options (git push -o) are not relayed"),
         "{out}"
     );
     assert!(out.ends_with("exit 1"), "{out}");

@@ -482,7 +482,9 @@ mod tests {
                 .unwrap();
             let text = r.text().await.unwrap();
             assert!(
-                text.contains("ERR drover: push options (git push -o) are not relayed"),
+                text.contains(
+                    "ng refs/heads/drover/abc drover: push options (git push -o) are not relayed"
+                ),
                 "second line {second_line}: {text}"
             );
         }

@@ -224,8 +224,16 @@ async fn relay(
         };
         if push.push_options {
             // The forge acts on push options (GitLab: open a merge request to any branch, set
-            // it to merge when the pipeline passes; skip CI): not a task's to send.
-            return git_error(op, "drover: push options (git push -o) are not relayed");
+            // it to merge when the pipeline passes; skip CI): not a task's to send. Refused as
+            // a report-status (in side-band when asked: git reads the answer there).
+            let body = pkt::refusal(&push, |_| {
+                "drover: push options (git push -o) are not relayed".to_string()
+            });
+            let mut r = Response::new(Body::from(body));
+            if let Ok(v) = HeaderValue::from_str(&op.content_type()) {
+                r.headers_mut().insert("content-type", v);
+            }
+            return r;
         }
         if push
             .commands
