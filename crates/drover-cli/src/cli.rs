@@ -145,10 +145,12 @@ pub enum Command {
 /// and clocks.
 #[derive(Args, Debug)]
 pub struct TaskArgs {
-    /// Repository: a local directory (default: the current one) or a git URL.
-    #[arg(long)]
-    pub repo: Option<String>,
-    /// Base commit, branch or tag (default: HEAD).
+    /// Repository: a local directory (default: the current one), a git URL or owner/name on
+    /// the default forge. `run` takes it up to 16 times: one task, one workspace holding a
+    /// checkout per repository (the agent starts in the workspace), one branch drover/<id> each.
+    #[arg(long, value_name = "REPO")]
+    pub repo: Vec<String>,
+    /// Base commit, branch or tag (default: HEAD); with several --repo, of each of them.
     #[arg(long = "ref")]
     pub git_ref: Option<String>,
     /// claude (default) or command.

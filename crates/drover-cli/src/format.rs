@@ -190,6 +190,23 @@ pub fn task(t: &Task) -> String {
     );
     kv("repo", format!("{} @ {}", t.repo, t.base_ref));
     kv("branch", t.branch.clone());
+    // A multi-repo task (docs/design.md §9): one line per repository.
+    for (i, r) in t.repos.iter().enumerate() {
+        let commit = r.commit.as_deref().map_or_else(
+            || "(not committed yet)".to_string(),
+            |c| clean(c).chars().take(12).collect(),
+        );
+        kv(
+            if i == 0 { "repos" } else { "" },
+            format!(
+                "{}/ {} @ {}  {}  {commit}",
+                clean(r.dir.as_deref().unwrap_or("?")),
+                clean(&r.repo),
+                clean(&r.base_ref),
+                clean(&r.branch)
+            ),
+        );
+    }
     // Many hosts (docs/design.md §8): who holds (or last held) it, and a local-path pin.
     if let Some(w) = &t.worker {
         kv("worker", format!("{} (attempt {})", clean(w), t.attempt));

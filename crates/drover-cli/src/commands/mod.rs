@@ -14,6 +14,7 @@ mod doctor;
 pub mod key;
 mod lock;
 mod logs;
+mod multi_repo;
 mod pool;
 mod remote;
 mod tasks;

@@ -53,6 +53,7 @@ mod protect;
 mod raw;
 pub mod scoped;
 mod task_request;
+mod task_repos;
 mod tasks;
 pub mod tcp;
 mod teams;

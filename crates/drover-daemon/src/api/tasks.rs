@@ -61,16 +61,19 @@ pub async fn create(
         req.api_key = provider_key;
     }
     super::access::bind_task(&principal, &mut req)?;
+    super::task_repos::normalize(&mut req)?;
     req.repo = engine
         .repo_source(&req.repo)
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
     super::access::check_repo(&principal, &req.repo)?;
     super::access::check_team_repo(&engine, req.team.as_deref(), &req.repo).await?;
+    let other_repos = super::task_repos::sources(&engine, &principal, &req).await?;
     ApiErr::confinable(&engine)?;
     prompt_size(&req.prompt)?;
-    let (task, warnings) = prepare(&engine, &req)
+    let (mut task, warnings) = prepare(&engine, &req)
         .await
         .map_err(task_request::as_field_error)?;
+    super::task_repos::fill(&engine, &principal, &mut task, &other_repos).await?;
     if let (Some(dir), Some(commit)) = (&task.repo_dir, &task.base_commit) {
         let dir = std::path::Path::new(dir);
         super::access::check_base(&engine, &principal, &task.repo, &task.base_ref, dir, commit)
@@ -89,6 +92,7 @@ pub async fn create(
         let mut task = task.clone();
         if attempt > 0 {
             task.id = new_task_id();
+            super::task_repos::rename(&mut task);
         }
         // The key is in place before the task exists, so the scheduler never grants without it.
         let id = task.id.clone();

@@ -123,9 +123,18 @@ pub(crate) fn jail_spec(
     }
     ro.extend(engine.config.confinement.ro_paths.iter().cloned());
     let mut rw: Vec<PathBuf> = engine.config.confinement.rw_paths.clone();
-    let (git_ro, git_rw) = worktree_git(checkout);
-    ro.extend(git_ro);
-    rw.extend(git_rw);
+    // A workspace's checkouts (from drover's own sandbox.json, never the work tree), else the
+    // one checkout.
+    let members = engine.sandboxes.member_paths(id);
+    let checkouts = match members.is_empty() {
+        true => vec![checkout.to_path_buf()],
+        false => members,
+    };
+    for c in &checkouts {
+        let (git_ro, git_rw) = worktree_git(c);
+        ro.extend(git_ro);
+        rw.extend(git_rw);
+    }
     let drover_home = &engine.home.root;
     // Nothing of DROVER_HOME but what the spec binds on purpose (checkout, run dir, home).
     let keep = |p: &PathBuf| !p.starts_with(drover_home) && p.exists();

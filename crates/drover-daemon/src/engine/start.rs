@@ -248,6 +248,9 @@ pub(crate) async fn prepare_sandbox(
     engine: &Engine,
     task: &TaskRecord,
 ) -> Result<Sandbox, drover_sandbox::SandboxError> {
+    if !task.repos.is_empty() {
+        return super::workspace::prepare(engine, task).await;
+    }
     if let Some(sb) = engine.sandboxes.load(&task.id).await? {
         return Ok(sb);
     }

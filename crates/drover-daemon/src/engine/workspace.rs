@@ -1,0 +1,71 @@
+//! A multi-repo task's workspace (docs/design.md §9): prepared from the task's `repos` (one
+//! checkout per repository at `<workspace>/<dir>`, `drover-sandbox`'s `prepare_workspace`),
+//! committed and delivered member by member, each member's commit recorded in `repos`. A leaf:
+//! it uses nothing else of the engine but [`Engine`].
+
+use super::Engine;
+use drover_sandbox::{Sandbox, SandboxError};
+use drover_store::{TaskPatch, TaskRecord};
+
+/// The task's workspace: the one a restarted daemon finds (when every member was made), else a
+/// new one. A workspace left half-made by a prepare that died (no agent ever ran in it) is
+/// discarded and made again.
+pub(crate) async fn prepare(engine: &Engine, task: &TaskRecord) -> Result<Sandbox, SandboxError> {
+    if let Some(sb) = engine.sandboxes.load(&task.id).await? {
+        if sb.members.len() == task.repos.len() {
+            return Ok(sb);
+        }
+        tracing::warn!(
+            task = task.id.as_str(),
+            "a half-made workspace (no agent ran in it) is made again"
+        );
+        engine.sandboxes.discard(&sb).await?;
+    }
+    let mut members = Vec::with_capacity(task.repos.len());
+    let mut taken = std::collections::HashSet::new();
+    for r in &task.repos {
+        // At the commit resolved at creation, so every worker builds the same base.
+        let at = r.base_commit.as_deref().unwrap_or(&r.base_ref);
+        let resolved = engine.sandboxes.resolve(&r.repo, at).await?;
+        let dir = match &r.dir {
+            Some(d) => d.clone(),
+            None => drover_sandbox::checkout_name(&r.repo, &resolved.repo_dir, &taken),
+        };
+        taken.insert(dir.clone());
+        members.push((dir, resolved));
+    }
+    engine.sandboxes.prepare_workspace(&task.id, &members).await
+}
+
+/// Commits and delivers every member of `ws`, records each one's commit in the task's `repos`,
+/// removes the workspace; `(first repository's head, branch)` as `commit_work` answers. On
+/// failure the workspace stays for inspection and the error says where.
+pub(crate) async fn commit(
+    engine: &Engine,
+    id: &str,
+    ws: &Sandbox,
+    message: &str,
+) -> Result<Option<(String, String)>, String> {
+    let kept = |e: SandboxError| format!("{e} (workspace kept at {})", ws.path.display());
+    let heads = engine
+        .sandboxes
+        .commit_members(ws, message)
+        .await
+        .map_err(kept)?;
+    let task = engine.store.get_task(id).await.map_err(|e| e.to_string())?;
+    let mut repos = task.repos.clone();
+    for r in &mut repos {
+        if let Some((_, head)) = heads.iter().find(|(d, _)| r.dir.as_deref() == Some(d)) {
+            r.commit = Some(head.clone());
+        }
+    }
+    engine
+        .update(id, None, TaskPatch::new().repos(repos), vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    engine.sandboxes.discard(ws).await.map_err(kept)?;
+    Ok(heads
+        .into_iter()
+        .next()
+        .map(|(_, head)| (head, ws.branch.clone())))
+}
