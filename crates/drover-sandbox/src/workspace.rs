@@ -208,6 +208,32 @@ impl Sandboxes {
             .map(|sb| sb.members.into_iter().map(|m| m.path).collect())
             .unwrap_or_default()
     }
+
+    /// The object directories `task_id`'s overlay checkouts borrow through alternates (the
+    /// repository the base checkout was cloned from, `clone --shared`): git inside a jail needs
+    /// them readable. Read from drover's base checkouts (the overlays' read-only lower layers),
+    /// never from the checkout the agent writes.
+    pub fn borrowed_objects(&self, task_id: &str) -> Vec<std::path::PathBuf> {
+        if validate_task_id(task_id).is_err() {
+            return vec![];
+        }
+        let Some(sb) = crate::sandbox::read_meta(&self.sandboxes_dir().join(task_id)) else {
+            return vec![];
+        };
+        std::iter::once(&sb)
+            .chain(&sb.members)
+            .filter_map(|s| s.base_dir.as_ref())
+            .filter_map(|b| std::fs::read_to_string(b.join(".git/objects/info/alternates")).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with('/'))
+                    .map(std::path::PathBuf::from)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|p| p.is_dir())
+            .collect()
+    }
 }
 
 #[cfg(test)]

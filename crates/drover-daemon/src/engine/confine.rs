@@ -138,7 +138,10 @@ pub(crate) fn jail_spec(
     let drover_home = &engine.home.root;
     // Nothing of DROVER_HOME but what the spec binds on purpose (checkout, run dir, home).
     let keep = |p: &PathBuf| !p.starts_with(drover_home) && p.exists();
-    let ro = resolved(ro.into_iter().filter(keep));
+    let mut ro = resolved(ro.into_iter().filter(keep));
+    // The objects an overlay checkout borrows (its repository's, or drover's mirror of it):
+    // read-only, so git works inside; from drover's base checkouts, never the agent's files.
+    ro.extend(engine.sandboxes.borrowed_objects(id));
     let rw = resolved(rw.into_iter().filter(keep));
     let hidden = std::iter::once(drover_home.clone())
         .chain(credentials_in(&ro))

@@ -1,0 +1,218 @@
+//! Multi-repo tasks (docs/design.md §9): `drover run --repo A --repo B …` runs one agent in a
+//! workspace holding a checkout per repository; each repository gets its own `drover/<id>`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A second (third, …) repository beside the test's own, at `tmp/<rel>`, with one commit.
+fn other_repo(env: &Env, rel: &str) -> PathBuf {
+    let dir = env.tmp.path().join(rel);
+    std::fs::create_dir_all(&dir).unwrap();
+    let g = |args: &[&str]| {
+        drover_test_support::git::git_env(&dir, args, &[("HOME", env.user_home.as_os_str())])
+    };
+    g(&["init", "-q"]);
+    std::fs::write(dir.join("README.md"), format!("{rel}\n")).unwrap();
+    g(&["add", "-A"]);
+    g(&["commit", "-qm", "init"]);
+    dir
+}
+
+fn git_in(env: &Env, dir: &Path, args: &[&str]) -> String {
+    drover_test_support::git::git_env(dir, args, &[("HOME", env.user_home.as_os_str())])
+}
+
+fn files_of(env: &Env, dir: &Path, branch: &str) -> Vec<String> {
+    git_in(env, dir, &["ls-tree", "-r", "--name-only", branch])
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn one_session_two_repositories_a_branch_and_a_commit_each() {
+    let env = Env::new();
+    let a = other_repo(&env, "a");
+    let b = other_repo(&env, "b");
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    // From the workspace: a file in each checkout; in b the agent commits itself (its .git
+    // works inside the jail); a file at the workspace's top belongs to no repository.
+    let cmd = "echo x > a/f; echo y > b/f; echo top > top.txt; \
+               cd b && git add f && git -c user.name=agent -c user.email=agent@x commit -qm 'agent commit' && cd .. && \
+               git -C a status --porcelain && echo done";
+    let id = env.ok(&[
+        "run", "--repo", a_s, "--repo", b_s, "--agent", "command", "--cmd", cmd, "two repos",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["isolation"], "full", "the task ran unconfined: {t:#}");
+    assert_eq!(t["repo"], a_s);
+    let branch = format!("drover/{id}");
+    let repos = t["repos"].as_array().unwrap();
+    assert_eq!(repos.len(), 2, "{t:#}");
+    for (r, dir, name, content) in [(&repos[0], &a, "a", "x"), (&repos[1], &b, "b", "y")] {
+        assert_eq!(r["repo"], dir.to_str().unwrap());
+        assert_eq!(r["dir"], name);
+        assert_eq!(r["branch"], branch);
+        let head = git_in(&env, dir, &["rev-parse", &branch]);
+        assert_eq!(r["commit"], head, "{t:#}");
+        assert_eq!(git_in(&env, dir, &["show", &format!("{branch}:f")]), content);
+        let files = files_of(&env, dir, &branch);
+        assert_eq!(files, ["README.md", "f"], "{name}: {files:?}");
+        // The user's checkout is untouched.
+        assert!(!dir.join("f").exists());
+    }
+    assert_eq!(t["commit"], repos[0]["commit"]);
+    // b holds the agent's own commit (drover had nothing left to commit there).
+    assert_eq!(
+        git_in(&env, &b, &["log", "-1", "--format=%s", &branch]),
+        "agent commit"
+    );
+    assert!(git_in(&env, &a, &["log", "-1", "--format=%s", &branch]).starts_with("drover:"));
+    // The workspace is gone; the file at its top was in no repository.
+    assert!(t["sandbox"].is_null(), "{t:#}");
+    assert!(!env.home.join("sandboxes").join(&id).exists());
+    // show: one line per repository.
+    let text = env.ok(&["show", &id]);
+    let short_a = &repos[0]["commit"].as_str().unwrap()[..12];
+    let short_b = &repos[1]["commit"].as_str().unwrap()[..12];
+    assert!(
+        text.contains(&format!("a/ {a_s} @ HEAD  {branch}  {short_a}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("b/ {b_s} @ HEAD  {branch}  {short_b}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_restarted_daemon_re_adopts_a_workspace_task_and_same_named_repos_get_distinct_checkouts() {
+    let env = Env::new();
+    let one = other_repo(&env, "x/api");
+    let two = other_repo(&env, "y/api");
+    let cmd = "while [ ! -e go ]; do sleep 0.02; done; ls > seen.txt; \
+               echo one > api/f; echo two > api-2/f; echo done";
+    let id = env.ok(&[
+        "run",
+        "--repo",
+        one.to_str().unwrap(),
+        "--repo",
+        two.to_str().unwrap(),
+        "--agent",
+        "command",
+        "--cmd",
+        cmd,
+        "restart",
+    ]);
+    let t = env.until(&id, "running", |t| t["state"] == "running");
+    let ws = PathBuf::from(t["sandbox"].as_str().unwrap());
+    assert!(ws.join("api/.git").exists() && ws.join("api-2/.git").exists());
+    let pid = t["pid"].as_i64().unwrap();
+    env.kill_daemon();
+    assert!(alive(pid), "killing the daemon killed the agent");
+    std::fs::write(ws.join("go"), "").unwrap();
+    // The next command starts a daemon, which re-adopts the agent and finishes the task.
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let branch = format!("drover/{id}");
+    for (dir, content) in [(&one, "one"), (&two, "two")] {
+        assert_eq!(git_in(&env, dir, &["show", &format!("{branch}:f")]), content);
+    }
+    let dirs: Vec<&str> = t["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dir"].as_str().unwrap())
+        .collect();
+    assert_eq!(dirs, ["api", "api-2"]);
+    assert!(!env.home.join("sandboxes").join(&id).exists());
+}
+
+fn no_task_and_no_sandbox(env: &Env) {
+    let tasks: Value = env.json(&["ls", "--all", "--json"]);
+    assert_eq!(tasks.as_array().map(Vec::len), Some(0), "{tasks:#}");
+    let left: Vec<_> = std::fs::read_dir(env.home.join("sandboxes"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_bad_second_repository_is_refused_naming_it_and_nothing_is_created() {
+    let env = Env::new();
+    env.ok(&["daemon"]);
+    let good = env.repo.to_str().unwrap().to_string();
+    let not_git = env.tmp.path().join("plain");
+    std::fs::create_dir_all(&not_git).unwrap();
+    let not_git = not_git.to_str().unwrap().to_string();
+
+    // The CLI: the daemon's 422 as one line naming the repository, exit 2.
+    let out = env.run(&[
+        "run", "--repo", &good, "--repo", &not_git, "--agent", "command", "--cmd", "true", "p",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&not_git) && err.contains("repos[1]"), "{err}");
+
+    // The API: the same refusal; a repo that is not repos[0] (400); one repository twice;
+    // more than 16.
+    let body = |v: Value| v.to_string();
+    let (status, text) = api_json(
+        &env,
+        "POST",
+        "/v1/tasks",
+        &body(serde_json::json!({"repos": [good, not_git], "task": "p", "agent": "command", "cmd": "true"})),
+    );
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("repos[1]") && text.contains(&not_git), "{text}");
+    let (status, text) = api_json(
+        &env,
+        "POST",
+        "/v1/tasks",
+        &body(serde_json::json!({"repo": not_git, "repos": [good, good], "task": "p", "agent": "command", "cmd": "true"})),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("repos[0]"), "{text}");
+    let sub = env.repo.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let (status, text) = api_json(
+        &env,
+        "POST",
+        "/v1/tasks",
+        &body(serde_json::json!({"repos": [good, sub.to_str().unwrap()], "task": "p", "agent": "command", "cmd": "true"})),
+    );
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("already one of the task's"), "{text}");
+    let many: Vec<String> = (0..17).map(|_| good.clone()).collect();
+    let (status, text) = api_json(
+        &env,
+        "POST",
+        "/v1/tasks",
+        &body(serde_json::json!({"repos": many, "task": "p", "agent": "command", "cmd": "true"})),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at most 16"), "{text}");
+
+    // --protect with several repositories: refused before anything is sent (and by the API).
+    let b = other_repo(&env, "b");
+    let out = env.run(&[
+        "run", "--repo", &good, "--repo", b.to_str().unwrap(), "--protect", "*.lock",
+        "--agent", "command", "--cmd", "true", "p",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--protect"), "{err}");
+    let (status, text) = api_json(
+        &env,
+        "POST",
+        "/v1/tasks",
+        &body(serde_json::json!({"repos": [good, b.to_str().unwrap()], "protect": ["*.lock"], "task": "p", "agent": "command", "cmd": "true"})),
+    );
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("protected paths"), "{text}");
+
+    no_task_and_no_sandbox(&env);
+}
