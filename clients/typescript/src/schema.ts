@@ -866,6 +866,39 @@ export interface components {
             events?: components["schemas"]["PoolEvent"][] | null;
             warnings?: string[] | null;
         };
+        /** @description One pull (merge) request a task opened or found (task JSON `prs`). */
+        PrInfo: {
+            /** @description The repository as the task names it (`repo`, or the `repos[].repo` of a multi-repo task). */
+            repo: string;
+            url: string;
+            /** Format: int64 */
+            number: number;
+            state: components["schemas"]["PrState"];
+        };
+        /**
+         * @description `--pr [--draft] [--base BRANCH] [--pr-title T] [--allow-ci-changes]`: open a PR for the task's
+         *     branch once it succeeded (docs/design.md §9). Absent: push nothing, open nothing.
+         */
+        PrOptions: {
+            draft?: boolean;
+            /**
+             * @description The branch to merge into (default: the task's `base_ref` when it is a branch, else the
+             *     repository's default branch).
+             */
+            base?: string | null;
+            /** @description Default: the task's name, else the prompt's first line (cut). */
+            title?: string | null;
+            /**
+             * @description A change to CI configuration opens a normal PR instead of a draft marked
+             *     `needs-approval`.
+             */
+            allow_ci_changes?: boolean;
+        };
+        /**
+         * @description Where a pull (merge) request stands.
+         * @enum {string}
+         */
+        PrState: "open" | "draft" | "merged" | "closed";
         /**
          * @description A secret on the wire between the CLI and the daemon: serialized as the plain string (it has to
          *     arrive), but `Debug` never shows it, so a debug print of a request cannot leak it.
@@ -898,8 +931,17 @@ export interface components {
          *     (`"30m"`; alias `timeout_secs`). An unknown field is refused (400).
          */
         RunRequest: {
-            /** @description A local directory (resolved to an absolute path by the CLI) or a git URL. */
-            repo: string;
+            /**
+             * @description A local directory (resolved to an absolute path by the CLI), a git URL, or `owner/name`
+             *     on the default forge. May be left out when `repos` is given (then `repos[0]`).
+             */
+            repo?: string;
+            /**
+             * @description A multi-repo task (docs/design.md §9): its repositories, each as `repo` (at most 16);
+             *     the first is the task's `repo` (`repo`, if given too, must equal it). One checkout each
+             *     in the agent's workspace, one branch `drover/<id>` each, all at `ref`.
+             */
+            repos?: string[];
             /** @description Defaults to `HEAD`. */
             ref?: string | null;
             /** @description `claude` (default) or `command`. */
@@ -1118,6 +1160,16 @@ export interface components {
              *     (`None`: a URL repo, any worker).
              */
             runs_on?: string | null;
+            /**
+             * @description A multi-repo task's repositories (`--repo A --repo B`), the first being `repo`; empty for
+             *     a task on one repository (docs/design.md §9).
+             */
+            repos?: components["schemas"]["TaskRepo"][];
+            /** @description The pull (merge) requests the task opened or found, one per repository. */
+            prs?: components["schemas"]["PrInfo"][];
+            pr?: null | components["schemas"]["PrOptions"];
+            /** @description The batch (`drover batch start NAME`) the task belongs to. */
+            batch?: string | null;
         };
         /** @description The build locks (`drover lock`) a task holds or waits for: the task JSON's `locks`. */
         TaskLocks: {
@@ -1133,6 +1185,20 @@ export interface components {
         TaskPage: {
             tasks: components["schemas"]["Task"][];
             next_cursor?: string | null;
+        };
+        /** @description One repository of a multi-repo task (task JSON `repos`; the first is also the task's `repo`). */
+        TaskRepo: {
+            /** @description As given (`owner/name`, URL or path) — after resolution through a forge, its clone URL. */
+            repo: string;
+            base_ref: string;
+            /** @description `drover/<task-id>`. */
+            branch: string;
+            /** @description The commit the work was recorded as (`None` until the task committed it). */
+            commit?: string | null;
+            /** @description The commit `base_ref` resolved to at creation. */
+            base_commit?: string | null;
+            /** @description The checkout's directory name inside the task's workspace (the checkout is `<workspace>/<dir>`). */
+            dir?: string | null;
         };
         /**
          * @description The persisted task states (docs/design.md §3). Every transition is also an event.
