@@ -216,3 +216,42 @@ fn a_bad_second_repository_is_refused_naming_it_and_nothing_is_created() {
 
     no_task_and_no_sandbox(&env);
 }
+
+#[test]
+fn worktree_mode_gives_each_repository_a_worktree_the_confined_agent_can_commit_in() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(env.home.join("config.toml"), "sandbox = \"worktree\"\n").unwrap();
+    env.ok(&["daemon"]);
+    let a = other_repo(&env, "a");
+    let b = other_repo(&env, "b");
+    let a_main = git_in(&env, &a, &["rev-parse", "HEAD"]);
+    // Commits in both checkouts from inside the jail; moving a user's branch is refused.
+    let cmd = "for d in a b; do (cd $d && echo $d > f && git add f && \
+               git -c user.name=agent -c user.email=agent@x commit -qm \"agent $d\") || exit 9; done; \
+               git -C a update-ref refs/heads/master HEAD 2>/dev/null; git -C a update-ref refs/heads/main HEAD 2>/dev/null; echo done";
+    let id = env.ok(&[
+        "run", "--repo", a.to_str().unwrap(), "--repo", b.to_str().unwrap(),
+        "--agent", "command", "--cmd", cmd, "worktrees",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["sandbox_kind"], "worktree", "{t:#}");
+    assert_eq!(t["isolation"], "full", "{t:#}");
+    let branch = format!("drover/{id}");
+    for (dir, name) in [(&a, "a"), (&b, "b")] {
+        assert_eq!(
+            git_in(&env, dir, &["log", "-1", "--format=%s", &branch]),
+            format!("agent {name}")
+        );
+        assert_eq!(git_in(&env, dir, &["show", &format!("{branch}:f")]), name);
+    }
+    // The user's own branch did not move.
+    assert_eq!(git_in(&env, &a, &["rev-parse", "HEAD"]), a_main);
+    assert!(!env.home.join("sandboxes").join(&id).exists());
+    // No worktree is left registered in either repository.
+    for dir in [&a, &b] {
+        let list = git_in(&env, dir, &["worktree", "list"]);
+        assert_eq!(list.lines().count(), 1, "{list}");
+    }
+}
