@@ -43,7 +43,16 @@ fn one_session_two_repositories_a_branch_and_a_commit_each() {
                cd b && git add f && git -c user.name=agent -c user.email=agent@x commit -qm 'agent commit' && cd .. && \
                git -C a status --porcelain && echo done";
     let id = env.ok(&[
-        "run", "--repo", a_s, "--repo", b_s, "--agent", "command", "--cmd", cmd, "two repos",
+        "run",
+        "--repo",
+        a_s,
+        "--repo",
+        b_s,
+        "--agent",
+        "command",
+        "--cmd",
+        cmd,
+        "two repos",
     ]);
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}");
@@ -58,7 +67,10 @@ fn one_session_two_repositories_a_branch_and_a_commit_each() {
         assert_eq!(r["branch"], branch);
         let head = git_in(&env, dir, &["rev-parse", &branch]);
         assert_eq!(r["commit"], head, "{t:#}");
-        assert_eq!(git_in(&env, dir, &["show", &format!("{branch}:f")]), content);
+        assert_eq!(
+            git_in(&env, dir, &["show", &format!("{branch}:f")]),
+            content
+        );
         let files = files_of(&env, dir, &branch);
         assert_eq!(files, ["README.md", "f"], "{name}: {files:?}");
         // The user's checkout is untouched.
@@ -119,7 +131,10 @@ fn a_restarted_daemon_re_adopts_a_workspace_task_and_same_named_repos_get_distin
     assert_eq!(t["state"], "succeeded", "{t:#}");
     let branch = format!("drover/{id}");
     for (dir, content) in [(&one, "one"), (&two, "two")] {
-        assert_eq!(git_in(&env, dir, &["show", &format!("{branch}:f")]), content);
+        assert_eq!(
+            git_in(&env, dir, &["show", &format!("{branch}:f")]),
+            content
+        );
     }
     let dirs: Vec<&str> = t["repos"]
         .as_array()
@@ -164,15 +179,22 @@ fn a_bad_second_repository_is_refused_naming_it_and_nothing_is_created() {
         &env,
         "POST",
         "/v1/tasks",
-        &body(serde_json::json!({"repos": [good, not_git], "task": "p", "agent": "command", "cmd": "true"})),
+        &body(
+            serde_json::json!({"repos": [good, not_git], "task": "p", "agent": "command", "cmd": "true"}),
+        ),
     );
     assert_eq!(status, 422, "{text}");
-    assert!(text.contains("repos[1]") && text.contains(&not_git), "{text}");
+    assert!(
+        text.contains("repos[1]") && text.contains(&not_git),
+        "{text}"
+    );
     let (status, text) = api_json(
         &env,
         "POST",
         "/v1/tasks",
-        &body(serde_json::json!({"repo": not_git, "repos": [good, good], "task": "p", "agent": "command", "cmd": "true"})),
+        &body(
+            serde_json::json!({"repo": not_git, "repos": [good, good], "task": "p", "agent": "command", "cmd": "true"}),
+        ),
     );
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("repos[0]"), "{text}");
@@ -182,7 +204,9 @@ fn a_bad_second_repository_is_refused_naming_it_and_nothing_is_created() {
         &env,
         "POST",
         "/v1/tasks",
-        &body(serde_json::json!({"repos": [good, sub.to_str().unwrap()], "task": "p", "agent": "command", "cmd": "true"})),
+        &body(
+            serde_json::json!({"repos": [good, sub.to_str().unwrap()], "task": "p", "agent": "command", "cmd": "true"}),
+        ),
     );
     assert_eq!(status, 422, "{text}");
     assert!(text.contains("already one of the task's"), "{text}");
@@ -199,8 +223,18 @@ fn a_bad_second_repository_is_refused_naming_it_and_nothing_is_created() {
     // --protect with several repositories: refused before anything is sent (and by the API).
     let b = other_repo(&env, "b");
     let out = env.run(&[
-        "run", "--repo", &good, "--repo", b.to_str().unwrap(), "--protect", "*.lock",
-        "--agent", "command", "--cmd", "true", "p",
+        "run",
+        "--repo",
+        &good,
+        "--repo",
+        b.to_str().unwrap(),
+        "--protect",
+        "*.lock",
+        "--agent",
+        "command",
+        "--cmd",
+        "true",
+        "p",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -209,7 +243,9 @@ fn a_bad_second_repository_is_refused_naming_it_and_nothing_is_created() {
         &env,
         "POST",
         "/v1/tasks",
-        &body(serde_json::json!({"repos": [good, b.to_str().unwrap()], "protect": ["*.lock"], "task": "p", "agent": "command", "cmd": "true"})),
+        &body(
+            serde_json::json!({"repos": [good, b.to_str().unwrap()], "protect": ["*.lock"], "task": "p", "agent": "command", "cmd": "true"}),
+        ),
     );
     assert_eq!(status, 422, "{text}");
     assert!(text.contains("protected paths"), "{text}");
@@ -231,8 +267,16 @@ fn worktree_mode_gives_each_repository_a_worktree_the_confined_agent_can_commit_
                git -c user.name=agent -c user.email=agent@x commit -qm \"agent $d\") || exit 9; done; \
                git -C a update-ref refs/heads/master HEAD 2>/dev/null; git -C a update-ref refs/heads/main HEAD 2>/dev/null; echo done";
     let id = env.ok(&[
-        "run", "--repo", a.to_str().unwrap(), "--repo", b.to_str().unwrap(),
-        "--agent", "command", "--cmd", cmd, "worktrees",
+        "run",
+        "--repo",
+        a.to_str().unwrap(),
+        "--repo",
+        b.to_str().unwrap(),
+        "--agent",
+        "command",
+        "--cmd",
+        cmd,
+        "worktrees",
     ]);
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded", "{t:#}");

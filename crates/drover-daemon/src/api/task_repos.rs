@@ -34,7 +34,12 @@ pub fn normalize(req: &mut RunRequest) -> Result<(), ApiErr> {
             Some("split the work into several tasks (or a batch: one task per repository)"),
         ));
     }
-    if let Some((i, _)) = req.repos.iter().enumerate().find(|(_, r)| r.trim().is_empty()) {
+    if let Some((i, _)) = req
+        .repos
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.trim().is_empty())
+    {
         return Err(ApiErr::invalid(format!("repos[{i}] is empty")));
     }
     if req.repo.is_empty() {
@@ -42,10 +47,7 @@ pub fn normalize(req: &mut RunRequest) -> Result<(), ApiErr> {
     } else if req.repo != req.repos[0] {
         return Err(ApiErr::new(
             ApiErrorKind::Invalid,
-            format!(
-                "repo {:?} is not repos[0] {:?}",
-                req.repo, req.repos[0]
-            ),
+            format!("repo {:?} is not repos[0] {:?}", req.repo, req.repos[0]),
             Some("leave `repo` out, or make it the first of `repos`"),
         ));
     }
