@@ -299,3 +299,36 @@ fn worktree_mode_gives_each_repository_a_worktree_the_confined_agent_can_commit_
         assert_eq!(list.lines().count(), 1, "{list}");
     }
 }
+
+#[test]
+fn a_confined_workspace_agent_reaches_neither_the_users_work_trees_nor_drover() {
+    let env = Env::new();
+    let a = other_repo(&env, "a");
+    let b = other_repo(&env, "b");
+    std::fs::write(a.join("secret.txt"), "user's uncommitted file\n").unwrap();
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let home = env.home.to_str().unwrap();
+    // Each probe prints "<name>: open" if it got through.
+    let cmd = format!(
+        "cat {a_s}/secret.txt >/dev/null 2>&1 && echo 'work tree: open'; \
+         touch {a_s}/.git/objects/planted 2>/dev/null && echo 'objects: open'; \
+         touch {a_s}/.git/refs/heads/planted 2>/dev/null && echo 'refs: open'; \
+         ls -A {home}/sandboxes | grep -vx \"$DROVER_TASK_ID\" | grep -q . && echo 'other sandboxes: open'; \
+         ls -A {home}/sandboxes/$DROVER_TASK_ID | grep -vx ws | grep -q . && echo 'layers or sandbox.json: open'; \
+         ls {home}/bases >/dev/null 2>&1 && echo 'bases: open'; \
+         echo \"id=$DROVER_TASK_ID\"; echo x > a/f; echo probes done"
+    );
+    let id = env.ok(&[
+        "run", "--repo", a_s, "--repo", b_s, "--agent", "command", "--cmd", &cmd, "probe",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["isolation"], "full", "{t:#}");
+    let logs = env.ok(&["logs", &id]);
+    assert!(logs.contains("probes done"), "{logs}");
+    assert!(logs.contains(&format!("id={id}")), "{logs}");
+    assert!(!logs.contains(": open"), "{logs}");
+    assert!(!a.join(".git/objects/planted").exists());
+    assert!(!a.join(".git/refs/heads/planted").exists());
+    assert_eq!(git_in(&env, &a, &["show", &format!("drover/{id}:f")]), "x");
+}
