@@ -280,7 +280,9 @@ pub(crate) async fn prepare_sandbox(
 /// repository this worker sees (e.g. committed from the sandbox of a lost run on this host):
 /// a requeued attempt starts from it rather than from the base commit.
 async fn earlier_work(engine: &Engine, task: &TaskRecord) -> Option<String> {
+    // A multi-repo task starts again from its base commits (docs/design.md §9).
     if task.attempt <= 1
+        || !task.repos.is_empty()
         || engine
             .sandboxes
             .load(&task.id)
