@@ -65,7 +65,7 @@ pub async fn create(
     req.repo = engine
         .repo_source(&req.repo)
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
-    super::access::check_repo(&principal, &req.repo)?;
+    super::access::check_repo_on(&engine, &principal, &req.repo)?;
     super::access::check_team_repo(&engine, req.team.as_deref(), &req.repo).await?;
     let other_repos = super::task_repos::sources(&engine, &principal, &req).await?;
     ApiErr::confinable(&engine)?;

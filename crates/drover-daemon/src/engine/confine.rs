@@ -139,8 +139,9 @@ pub(crate) fn jail_spec(
     // Nothing of DROVER_HOME but what the spec binds on purpose (checkout, run dir, home).
     let keep = |p: &PathBuf| !p.starts_with(drover_home) && p.exists();
     let mut ro = resolved(ro.into_iter().filter(keep));
-    // The objects an overlay checkout borrows (its repository's, or drover's mirror of it):
-    // read-only, so git works inside; from drover's base checkouts, never the agent's files.
+    // The objects an overlay checkout borrows (`git clone --shared`: its repository's, or a
+    // URL's mirror under DROVER_HOME): read-only, so git inside can read (and push) the
+    // history; read from drover's base checkouts, never from the agent's files.
     ro.extend(engine.sandboxes.borrowed_objects(id));
     let rw = resolved(rw.into_iter().filter(keep));
     let hidden = std::iter::once(drover_home.clone())
@@ -161,6 +162,13 @@ pub(crate) fn jail_spec(
         spec.forwards.push(Forward {
             port,
             socket: Path::new(SANDBOX_RUN_DIR).join("gateway.sock"),
+        });
+    }
+    if engine.git_proxy.is_some() {
+        // The task's git proxy: the sandbox's `origin` (crate::git_proxy::task).
+        spec.forwards.push(Forward {
+            port: crate::git_proxy::GIT_PORT,
+            socket: Path::new(SANDBOX_RUN_DIR).join(crate::git_proxy::GIT_SOCK),
         });
     }
     if !engine.config.confinement.egress.is_empty() {

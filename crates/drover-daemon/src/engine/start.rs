@@ -187,6 +187,7 @@ pub(crate) async fn start(
         fail(engine, &task, ErrorKind::SandboxError, &e.to_string()).await?;
         return Ok(None);
     }
+    super::workspace::set_origins(engine, &task, &sandbox).await;
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
         Ok((mut child, ready)) => {

@@ -1,7 +1,8 @@
 //! A multi-repo task's workspace (docs/design.md §9): prepared from the task's `repos` (one
 //! checkout per repository at `<workspace>/<dir>`, `drover-sandbox`'s `prepare_workspace`),
-//! committed and delivered member by member, each member's commit recorded in `repos`. A leaf:
-//! it uses nothing else of the engine but [`Engine`].
+//! committed and delivered member by member, each member's commit recorded in `repos`; each
+//! checkout's `origin` is its own repository through the git proxy. A leaf: it uses nothing else
+//! of the engine but [`Engine`].
 
 use super::Engine;
 use drover_sandbox::{Sandbox, SandboxError};
@@ -68,4 +69,19 @@ pub(crate) async fn commit(
         .into_iter()
         .next()
         .map(|(_, head)| (head, ws.branch.clone())))
+}
+
+/// Points each checkout's `origin` at its own repository through the git proxy (a one-repository
+/// sandbox: the task's `repo`; a workspace: each member's entry of `repos`, matched by `dir`).
+pub(crate) async fn set_origins(engine: &Engine, task: &TaskRecord, sb: &Sandbox) {
+    use crate::git_proxy::task::set_origin;
+    if sb.members.is_empty() {
+        return set_origin(engine, task, &sb.path, sb.kind, &task.repo).await;
+    }
+    for m in &sb.members {
+        let dir = m.dir_name();
+        if let Some(r) = task.repos.iter().find(|r| r.dir.as_deref() == Some(dir.as_str())) {
+            set_origin(engine, task, &m.path, m.kind, &r.repo).await;
+        }
+    }
 }
