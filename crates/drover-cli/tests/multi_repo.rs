@@ -332,3 +332,97 @@ fn a_confined_workspace_agent_reaches_neither_the_users_work_trees_nor_drover() 
     assert!(!a.join(".git/refs/heads/planted").exists());
     assert_eq!(git_in(&env, &a, &["show", &format!("drover/{id}:f")]), "x");
 }
+
+const FORGE_TOKEN: &str = "forge-token-multi-5e1d";
+
+/// Two repositories (`acme/api`, `acme/web`) on one forge: real git behind `GitServer` and the
+/// REST API faked by `FakeForge` (GitHub), one token table; the daemon's default forge `k`.
+struct TwoOnAForge {
+    env: Env,
+    server: drover_test_support::git_server::GitServer,
+    fake: drover_test_support::fake_forge::FakeForge,
+}
+
+fn two_on_a_forge() -> TwoOnAForge {
+    use drover_forge::ForgeKind;
+    use drover_test_support::fake_forge::FakeForge;
+    use drover_test_support::forge_tokens::{Scopes, Tokens};
+    use drover_test_support::git_server::GitServer;
+    let tokens = Tokens::new();
+    tokens.grant(FORGE_TOKEN, Scopes::ALL, None);
+    let server = GitServer::start(tokens.clone());
+    server.create_repo("acme/api");
+    server.create_repo("acme/web");
+    let fake = FakeForge::start(ForgeKind::Github, tokens.clone());
+    let env = Env::new().with_env("DROVER_TEST_FORGE_TOKEN", FORGE_TOKEN);
+    std::fs::create_dir_all(&env.home).unwrap();
+    std::fs::write(
+        env.home.join("config.toml"),
+        format!(
+            "[forges.k]\nkind = \"github\"\napi = \"{}\"\ngit = \"{}\"\ntoken_env = \"DROVER_TEST_FORGE_TOKEN\"\ndefault = true\n",
+            fake.api_url(),
+            server.url()
+        ),
+    )
+    .unwrap();
+    TwoOnAForge { env, server, fake }
+}
+
+#[test]
+fn two_repositories_on_a_forge_each_get_their_branch_pushed_and_their_own_origin() {
+    let f = two_on_a_forge();
+    let main_before = f.server.branch("acme/api", "main");
+    // Each checkout's origin is its own repository through drover's proxy; a push to another
+    // branch is refused with drover's line; no token anywhere the agent can read.
+    let cmd = "echo one > api/f; echo two > web/f; \
+               echo \"api-origin=$(git -C api remote get-url origin)\"; \
+               echo \"web-origin=$(git -C web remote get-url origin)\"; \
+               git -C api add f && git -C api -c user.name=a -c user.email=a@x commit -qm 'agent api'; \
+               git -C api push origin HEAD:refs/heads/main 2>&1; \
+               cat api/.git/config web/.git/config; env; echo done";
+    let id = f.env.ok(&[
+        "run",
+        "--repo",
+        "acme/api",
+        "--repo",
+        "acme/web",
+        "--agent",
+        "command",
+        "--cmd",
+        cmd,
+        "Change both",
+    ]);
+    let t = f.env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let logs = f.env.ok(&["logs", &id]);
+    assert!(
+        logs.contains(&format!("this task may push only drover/{id}")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("api-origin=http://127.0.0.1:") && logs.contains("acme/api"),
+        "{logs}"
+    );
+    let web_origin = logs
+        .lines()
+        .find(|l| l.contains("web-origin="))
+        .unwrap_or_default();
+    assert!(web_origin.contains("acme/web"), "{logs}");
+    assert!(
+        !logs.contains(FORGE_TOKEN),
+        "a token reached the sandbox: {logs}"
+    );
+    let branch = format!("drover/{id}");
+    let repos = t["repos"].as_array().unwrap();
+    for (i, path) in ["acme/api", "acme/web"].iter().enumerate() {
+        assert_eq!(repos[i]["repo"], f.server.repo_url(path), "{t:#}");
+        assert_eq!(
+            f.server.branch(path, &branch).as_deref(),
+            repos[i]["commit"].as_str(),
+            "{path}: {t:#}"
+        );
+    }
+    assert_eq!(f.server.branch("acme/api", "main"), main_before);
+    assert!(!f.env.ok(&["show", &id, "--json"]).contains(FORGE_TOKEN));
+    assert!(f.fake.prs("acme/api").is_empty(), "no --pr, no PR");
+}

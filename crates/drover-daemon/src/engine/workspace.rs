@@ -80,7 +80,11 @@ pub(crate) async fn set_origins(engine: &Engine, task: &TaskRecord, sb: &Sandbox
     }
     for m in &sb.members {
         let dir = m.dir_name();
-        if let Some(r) = task.repos.iter().find(|r| r.dir.as_deref() == Some(dir.as_str())) {
+        if let Some(r) = task
+            .repos
+            .iter()
+            .find(|r| r.dir.as_deref() == Some(dir.as_str()))
+        {
             set_origin(engine, task, &m.path, m.kind, &r.repo).await;
         }
     }
