@@ -353,7 +353,7 @@ fn two_on_a_forge() -> TwoOnAForge {
     let server = GitServer::start(tokens.clone());
     server.create_repo("acme/api");
     server.create_repo("acme/web");
-    let fake = FakeForge::start(ForgeKind::Github, tokens.clone());
+    let fake = FakeForge::start(ForgeKind::Github, tokens);
     let env = Env::new().with_env("DROVER_TEST_FORGE_TOKEN", FORGE_TOKEN);
     std::fs::create_dir_all(&env.home).unwrap();
     std::fs::write(
