@@ -426,3 +426,63 @@ fn two_repositories_on_a_forge_each_get_their_branch_pushed_and_their_own_origin
     assert!(!f.env.ok(&["show", &id, "--json"]).contains(FORGE_TOKEN));
     assert!(f.fake.prs("acme/api").is_empty(), "no --pr, no PR");
 }
+
+/// The "2-repo task with 2 cross-linked PRs": `--pr` on two repositories of a forge —
+/// each gets its branch pushed and exactly one PR, and each PR's comments link the other's.
+#[test]
+fn two_repositories_on_a_forge_get_two_cross_linked_prs() {
+    let f = two_on_a_forge();
+    let id = f.env.ok(&[
+        "run",
+        "--repo",
+        "acme/api",
+        "--repo",
+        "acme/web",
+        "--pr",
+        "--agent",
+        "command",
+        "--cmd",
+        "echo one > api/f; echo two > web/f",
+        "Change both",
+    ]);
+    let t = f.env.wait(&id);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    let branch = format!("drover/{id}");
+    let repos = t["repos"].as_array().unwrap();
+    let recorded = t["prs"].as_array().unwrap();
+    assert_eq!(recorded.len(), 2, "{t:#}");
+    let mut urls = vec![];
+    for (i, path) in ["acme/api", "acme/web"].iter().enumerate() {
+        assert_eq!(
+            f.server.branch(path, &branch).as_deref(),
+            repos[i]["commit"].as_str(),
+            "{path}: {t:#}"
+        );
+        let prs = f.fake.prs(path);
+        assert_eq!(prs.len(), 1, "{path}: {prs:#?}");
+        assert_eq!(prs[0].head, branch);
+        let rec = recorded
+            .iter()
+            .find(|p| p["repo"] == repos[i]["repo"])
+            .unwrap_or_else(|| panic!("no PR recorded for {path}: {t:#}"));
+        assert_eq!(rec["number"], prs[0].number);
+        urls.push((
+            path,
+            prs[0].number,
+            rec["url"].as_str().unwrap().to_string(),
+        ));
+    }
+    for (me, other) in [(0, 1), (1, 0)] {
+        let (path, number, own) = &urls[me];
+        let comments = f.fake.comments(path, *number).join("\n");
+        assert!(
+            comments.contains(&urls[other].2),
+            "{path}#{number}: {comments}"
+        );
+        assert!(
+            !comments.contains(own.as_str()),
+            "{path}#{number} links itself: {comments}"
+        );
+    }
+    assert!(!f.env.ok(&["show", &id, "--json"]).contains(FORGE_TOKEN));
+}

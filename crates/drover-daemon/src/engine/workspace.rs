@@ -89,3 +89,16 @@ pub(crate) async fn set_origins(engine: &Engine, task: &TaskRecord, sb: &Sandbox
         }
     }
 }
+
+/// `task` with `repos` as stored now (each member's commit, recorded by [`commit`]); a
+/// one-repository task as it is.
+pub(crate) async fn with_recorded_commits(
+    engine: &Engine,
+    task: TaskRecord,
+) -> Result<TaskRecord, drover_store::StoreError> {
+    if task.repos.is_empty() {
+        return Ok(task);
+    }
+    let repos = engine.store.get_task(&task.id).await?.repos;
+    Ok(TaskRecord { repos, ..task })
+}
