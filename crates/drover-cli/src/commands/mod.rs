@@ -11,6 +11,7 @@ pub mod bg_follow;
 mod daemon;
 mod demo;
 mod doctor;
+mod doctor_forges;
 pub mod key;
 mod lock;
 mod logs;
