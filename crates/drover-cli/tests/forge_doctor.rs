@@ -1,4 +1,5 @@
 //! `drover doctor` names each configured forge and whether its token can be had, never the token.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 use common::*;
