@@ -61,7 +61,7 @@ pub(super) async fn insert_task(tx: &mut Transaction<'_, Sqlite>, t: &NewTask) -
          base_commit, branch, prompt, cmd, verify, permissions, created_at, max_usd, max_tokens, \
          session_id, pool, team, created_by, verify_rounds, judge_model, timeout_secs, \
          stall_timeout_secs, protect, memory_bytes, cpus, pids, tags, runs_on, repos, pr, batch) \
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&t.id)
     .bind(seq)
