@@ -140,6 +140,10 @@ pub struct BatchView {
     /// Dollars of all the batch's tasks, retries included.
     pub cost_usd: f64,
     pub repos: Vec<BatchRepo>,
+    /// Warnings about the request, in the answer that created the batch only (each naming its
+    /// repository, e.g. a `--protect` glob that matches no file there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `POST /v1/batches/{name}/retry`: the tasks made (one per repository whose latest task did
