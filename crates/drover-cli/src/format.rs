@@ -10,7 +10,9 @@ use std::iter::Peekable;
 use std::str::Chars;
 
 mod keys;
+mod batches;
 mod tables;
+pub use batches::{batch_repos_table, batches_table};
 pub use keys::{keys_table, teams_table};
 pub use tables::{audit_table, pools_table, table, usage_table, workers_table};
 

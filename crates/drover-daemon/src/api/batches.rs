@@ -300,7 +300,7 @@ fn fold(b: &BatchRecord, tasks: &[TaskRecord]) -> BatchView {
                 .find(|p| &p.repo == repo)
                 .or(latest.prs.first())
                 .cloned(),
-            cost_usd: mine.iter().filter_map(|t| t.cost_usd).sum(),
+            cost_usd: dollars(mine.iter().copied()),
             attempts: u32::try_from(mine.len()).unwrap_or(u32::MAX),
         });
     }
@@ -321,10 +321,15 @@ fn fold(b: &BatchRecord, tasks: &[TaskRecord]) -> BatchView {
         running,
         succeeded,
         failed,
-        cost_usd: tasks.iter().filter_map(|t| t.cost_usd).sum(),
+        cost_usd: dollars(tasks.iter()),
         repos,
         warnings: vec![],
     }
+}
+
+/// The dollars of `tasks` (0 when none has a cost; `Iterator::sum` of no `f64` is -0).
+fn dollars<'a>(tasks: impl Iterator<Item = &'a TaskRecord>) -> f64 {
+    tasks.filter_map(|t| t.cost_usd).fold(0.0, |a, c| a + c)
 }
 
 /// `GET /v1/batches`: every batch (a key: its team's), oldest first.
