@@ -11,9 +11,11 @@
 
 pub mod agents;
 pub mod daemon;
+pub mod fake_forge;
 pub mod fleet;
 pub mod forge_tokens;
 pub mod git;
+pub mod git_server;
 pub mod http;
 pub mod keys;
 pub mod mounts;
