@@ -9,8 +9,8 @@ use drover_types::{Event, EventKind, Task, TaskState};
 use std::iter::Peekable;
 use std::str::Chars;
 
-mod keys;
 mod batches;
+mod keys;
 mod tables;
 pub use batches::{batch_repos_table, batches_table};
 pub use keys::{keys_table, teams_table};

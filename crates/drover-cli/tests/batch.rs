@@ -86,7 +86,14 @@ fn three_repos_show_and_retry_only_the_failed() {
     let v = env.json(&["batch", "show", "deps", "--json"]);
     assert_eq!(v["name"], "deps");
     assert_eq!(v["state"], "running");
-    assert_eq!((v["tasks"].as_u64(), v["succeeded"].as_u64(), v["failed"].as_u64()), (Some(3), Some(2), Some(1)));
+    assert_eq!(
+        (
+            v["tasks"].as_u64(),
+            v["succeeded"].as_u64(),
+            v["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
     let rows = v["repos"].as_array().unwrap();
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row["repo"], canonical(&rs[i]));
@@ -102,7 +109,10 @@ fn three_repos_show_and_retry_only_the_failed() {
     for (i, id) in ids.iter().enumerate() {
         let line = text.lines().find(|l| l.contains(id.as_str())).unwrap();
         assert!(line.contains(&canonical(&rs[i])), "{line}");
-        assert!(line.contains(states[i]) && line.contains("$0.0000"), "{line}");
+        assert!(
+            line.contains(states[i]) && line.contains("$0.0000"),
+            "{line}"
+        );
     }
     let ls = env.ok(&["batch", "ls"]);
     assert!(ls.lines().next().unwrap().contains("SUCCEEDED"), "{ls}");
@@ -125,12 +135,22 @@ fn three_repos_show_and_retry_only_the_failed() {
     assert!(!ids.contains(&new[0]));
     let t = env.wait(&new[0]);
     assert_eq!(t["state"], "succeeded", "{t:#}");
-    assert_eq!((t["batch"].as_str(), t["repo"].as_str()), (Some("deps"), Some(canonical(&rs[1]).as_str())));
+    assert_eq!(
+        (t["batch"].as_str(), t["repo"].as_str()),
+        (Some("deps"), Some(canonical(&rs[1]).as_str()))
+    );
     let v = env.json(&["batch", "show", "deps", "--json"]);
-    assert_eq!((v["succeeded"].as_u64(), v["failed"].as_u64()), (Some(3), Some(0)));
+    assert_eq!(
+        (v["succeeded"].as_u64(), v["failed"].as_u64()),
+        (Some(3), Some(0))
+    );
     assert_eq!(v["repos"][1]["task"], new[0].as_str());
     assert_eq!(v["repos"][1]["attempts"], 2);
-    assert_eq!(v["repos"][0]["task"], ids[0].as_str(), "a succeeded repo is untouched");
+    assert_eq!(
+        v["repos"][0]["task"],
+        ids[0].as_str(),
+        "a succeeded repo is untouched"
+    );
     // Nothing left to retry: no new task.
     assert_eq!(env.ok(&["batch", "retry", "deps"]), "");
     let all = env.json(&["ls", "--all", "--json"]);
@@ -150,7 +170,10 @@ fn slots_bound_a_batch() {
     let done = wait_all(&env, &ids);
     assert!(done.iter().all(|t| t["state"] == "succeeded"), "{done:#?}");
     let overlap = max_overlap(&busy_intervals(&env, &ids));
-    assert!(overlap <= 2, "{overlap} tasks of a 2-slot batch ran at once");
+    assert!(
+        overlap <= 2,
+        "{overlap} tasks of a 2-slot batch ran at once"
+    );
     assert_eq!(env.json(&["batch", "show", "two", "--json"])["slots"], 2);
 
     let ids = start(&env, "all", &rs, "sleep 1.5; echo ok", &[]);
@@ -166,9 +189,17 @@ fn stop_cancels_queued_tasks_and_retry_runs_them_again() {
     let env = Env::new();
     env.ok(&["daemon", "--slots", "4"]);
     let rs = repos(&env, 3, &[]);
-    let ids = start(&env, "slow", &rs, "echo started; sleep 60", &["--slots", "1"]);
+    let ids = start(
+        &env,
+        "slow",
+        &rs,
+        "echo started; sleep 60",
+        &["--slots", "1"],
+    );
     // The first is running (the others wait for the batch's one slot).
-    env.until(&ids[0], "the first task running", |t| t["state"] == "running");
+    env.until(&ids[0], "the first task running", |t| {
+        t["state"] == "running"
+    });
     for id in &ids[1..] {
         assert_eq!(env.show(id)["state"], "queued");
     }
@@ -182,15 +213,17 @@ fn stop_cancels_queued_tasks_and_retry_runs_them_again() {
     }
     for id in &ids[1..] {
         let t = env.show(id);
-        assert!(t["started_at"].is_null(), "a queued task never started: {t:#}");
+        assert!(
+            t["started_at"].is_null(),
+            "a queued task never started: {t:#}"
+        );
     }
-    let new: Vec<String> = env
-        .ok(&["batch", "retry", "slow"])
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(new.len(), 3);
-    assert_eq!(env.json(&["batch", "show", "slow", "--json"])["state"], "running");
+    let retried = env.ok(&["batch", "retry", "slow"]);
+    assert_eq!(retried.lines().count(), 3, "{retried}");
+    assert_eq!(
+        env.json(&["batch", "show", "slow", "--json"])["state"],
+        "running"
+    );
     env.ok(&["batch", "stop", "slow"]);
 }
 
@@ -217,7 +250,9 @@ fn bad_input_is_refused_and_leaves_nothing() {
         rs[1].display().to_string(),
         plain.display().to_string(),
     );
-    let base = ["batch", "start", "bad", "--agent", "command", "--cmd", "true", "--prompt", "x"];
+    let base = [
+        "batch", "start", "bad", "--agent", "command", "--cmd", "true", "--prompt", "x",
+    ];
     let with = |extra: &[&str]| -> Vec<String> {
         base.iter().chain(extra).map(|s| s.to_string()).collect()
     };
@@ -225,7 +260,14 @@ fn bad_input_is_refused_and_leaves_nothing() {
     let (code, err) = exit_of(&env, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&p), "the error names the repo: {err}");
-    assert_eq!(err.trim().lines().filter(|l| l.starts_with("drover:")).count(), 1, "{err}");
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.starts_with("drover:"))
+            .count(),
+        1,
+        "{err}"
+    );
     let missing = env.tmp.path().join("missing").display().to_string();
     let args = with(&["--repo", &a, "--repo", &missing]);
     let (code, err) = exit_of(&env, &args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -250,7 +292,13 @@ fn bad_input_is_refused_and_leaves_nothing() {
     let (code, err) = exit_of(&env, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("already exists"), "{err}");
-    assert_eq!(env.json(&["ls", "--all", "--json"]).as_array().unwrap().len(), 2);
+    assert_eq!(
+        env.json(&["ls", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     let (code, err) = exit_of(&env, &["batch", "show", "nope"]);
     assert_eq!(code, 2, "{err}");
@@ -262,7 +310,9 @@ fn bad_input_is_refused_and_leaves_nothing() {
     assert_eq!(code, 2, "no repository: {err}");
     let (code, err) = exit_of(
         &env,
-        &["batch", "start", "x", "--repo", &a, "--prompt", "p", "--slots", "0"],
+        &[
+            "batch", "start", "x", "--repo", &a, "--prompt", "p", "--slots", "0",
+        ],
     );
     assert_eq!(code, 2, "{err}");
 }

@@ -13,9 +13,13 @@ fn a_key_sees_and_acts_on_its_own_teams_batches_only() {
     let s = TcpServer::start();
     s.keys.team("a");
     s.keys.team("b");
-    let a_write = s.keys.key("a", &[Scope::TasksRead, Scope::TasksWrite], None);
+    let a_write = s
+        .keys
+        .key("a", &[Scope::TasksRead, Scope::TasksWrite], None);
     let a_read = s.keys.key("a", &[Scope::TasksRead], None);
-    let b_write = s.keys.key("b", &[Scope::TasksRead, Scope::TasksWrite], None);
+    let b_write = s
+        .keys
+        .key("b", &[Scope::TasksRead, Scope::TasksWrite], None);
     let repo = s.env.repo.display().to_string();
     let body = |name: &str, repos: &[&str]| {
         json!({
@@ -26,11 +30,21 @@ fn a_key_sees_and_acts_on_its_own_teams_batches_only() {
     };
 
     // tasks:read is not enough to start one.
-    let (status, b) = s.call("POST", "/v1/batches", Some(&a_read.secret), &body("ba", &[&repo]));
+    let (status, b) = s.call(
+        "POST",
+        "/v1/batches",
+        Some(&a_read.secret),
+        &body("ba", &[&repo]),
+    );
     assert_eq!(status, 403, "{b}");
     assert!(b.contains("tasks:write"), "{b}");
 
-    let (status, b) = s.call("POST", "/v1/batches", Some(&a_write.secret), &body("ba", &[&repo]));
+    let (status, b) = s.call(
+        "POST",
+        "/v1/batches",
+        Some(&a_write.secret),
+        &body("ba", &[&repo]),
+    );
     assert_eq!(status, 201, "{b}");
     let v: Value = serde_json::from_str(&b).unwrap();
     assert_eq!(v["team"], "a", "a key's batch is its team's: {v:#}");
@@ -44,7 +58,10 @@ fn a_key_sees_and_acts_on_its_own_teams_batches_only() {
     );
     assert_eq!(status, 200, "{t}");
     let t: Value = serde_json::from_str(&t).unwrap();
-    assert_eq!((t["team"].as_str(), t["batch"].as_str()), (Some("a"), Some("ba")));
+    assert_eq!(
+        (t["team"].as_str(), t["batch"].as_str()),
+        (Some("a"), Some("ba"))
+    );
 
     // Team a's own read key sees it.
     let (status, b) = s.call("GET", "/v1/batches/ba", Some(&a_read.secret), "");
@@ -77,7 +94,12 @@ fn a_key_sees_and_acts_on_its_own_teams_batches_only() {
     // Naming the other team in the body changes nothing: a key's batch is its own team's.
     let mut other = serde_json::from_str::<Value>(&body("bb", &[&repo])).unwrap();
     other["team"] = json!("a");
-    let (status, b) = s.call("POST", "/v1/batches", Some(&b_write.secret), &other.to_string());
+    let (status, b) = s.call(
+        "POST",
+        "/v1/batches",
+        Some(&b_write.secret),
+        &other.to_string(),
+    );
     assert_eq!(status, 403, "{b}");
 
     // The team's allowed repos: one repository outside them refuses the whole batch.

@@ -63,7 +63,8 @@ impl TryFrom<BatchRow> for BatchRecord {
 }
 
 /// The columns `create_batch` writes, in the order of its placeholders.
-pub(crate) const INSERT_COLUMNS: &str = "name, state, team, created_by, created_at, repos, prompt, \
+pub(crate) const INSERT_COLUMNS: &str =
+    "name, state, team, created_by, created_at, repos, prompt, \
      base_ref, agent, cmd, model, judge_model, slots, pr, permissions, verify, verify_rounds, \
      max_usd, max_tokens, timeout_secs, stall_timeout_secs, protect";
 
@@ -72,7 +73,8 @@ pub(crate) const INSERT_BINDS: usize = 21;
 
 /// The condition (over a task aliased `t`) of a task that holds one of its batch's slots:
 /// claimed by a worker (still `queued`) or active.
-pub(crate) const HOLDS_SLOT: &str = "t.state IN ('queued', 'preparing', 'running', 'needs_input', 'verifying') \
+pub(crate) const HOLDS_SLOT: &str =
+    "t.state IN ('queued', 'preparing', 'running', 'needs_input', 'verifying') \
      AND (t.worker IS NOT NULL OR t.state <> 'queued')";
 
 /// The queued, unclaimed tasks a claim may take, batch slots respected, in queue order (a

@@ -111,7 +111,7 @@ impl<
 /// The traits, for callers that hold a `dyn Store` and call its methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, BatchStore, ChangeFeed, HostStore, LockStore, PoolStore, Store, TaskStore, TeamStore,
-        UsageStore, WebhookStore,
+        AuditStore, BatchStore, ChangeFeed, HostStore, LockStore, PoolStore, Store, TaskStore,
+        TeamStore, UsageStore, WebhookStore,
     };
 }

@@ -936,6 +936,7 @@ struct AppClaims {
 }
 
 /// Checks the app JWT of `headers`; `Err`: the GitHub answer.
+#[allow(clippy::result_large_err)] // a test double: the answer is built where the check fails
 fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, Response> {
     let kind = shared.kind;
     let unauthorized = |m: &str| Err(json_response(401, error_body(kind, 401, m), &[]));

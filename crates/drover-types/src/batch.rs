@@ -164,7 +164,17 @@ mod tests {
         for ok in ["a", "deps-2026.12", "0_x", &"a".repeat(63)] {
             assert!(check_batch_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", ".a", "_a", "A", "a b", "a/b", "é", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "_a",
+            "A",
+            "a b",
+            "a/b",
+            "é",
+            &"a".repeat(64),
+        ] {
             let e = check_batch_name(bad).unwrap_err();
             assert!(e.starts_with("batch name"), "{e}");
         }
@@ -185,6 +195,9 @@ mod tests {
             serde_json::json!({"name": "b", "repos": [], "task": "t", "colour": 1})
         )
         .is_err());
-        assert_eq!("stopped".parse::<BatchState>().unwrap(), BatchState::Stopped);
+        assert_eq!(
+            "stopped".parse::<BatchState>().unwrap(),
+            BatchState::Stopped
+        );
     }
 }

@@ -84,7 +84,9 @@ async fn start(a: BatchStartArgs) -> Result<i32> {
         CliError::input(e).hint("e.g. deps-2026-12 (lower case, digits, '_', '.', '-')")
     })?;
     if a.slots == Some(0) {
-        return Err(CliError::input("--slots must be at least 1 (or leave it out)"));
+        return Err(CliError::input(
+            "--slots must be at least 1 (or leave it out)",
+        ));
     }
     let stdin = |p: &Option<std::path::PathBuf>| p.as_deref() == Some(Path::new("-"));
     if stdin(&a.repos_file) && (stdin(&a.prompt_file) || a.prompt.as_deref() == Some("-")) {
@@ -102,9 +104,8 @@ async fn start(a: BatchStartArgs) -> Result<i32> {
         None => a.repo.clone(),
     };
     if listed.is_empty() {
-        return Err(CliError::input("no repository given").hint(
-            "give --repo R (repeatable) or --repos-file F with one repository per line",
-        ));
+        return Err(CliError::input("no repository given")
+            .hint("give --repo R (repeatable) or --repos-file F with one repository per line"));
     }
     let mut repos = Vec::with_capacity(listed.len());
     for r in listed {

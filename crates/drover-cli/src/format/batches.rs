@@ -45,11 +45,10 @@ pub fn batch_repos_table(repos: &[BatchRepo]) -> String {
     let rows = repos
         .iter()
         .map(|r| {
-            let pr = r
-                .pr
-                .as_ref()
-                .map(|p| format!("{} ({})", p.url, p.state.as_str()))
-                .unwrap_or_else(|| "-".into());
+            let pr =
+                r.pr.as_ref()
+                    .map(|p| format!("{} ({})", p.url, p.state.as_str()))
+                    .unwrap_or_else(|| "-".into());
             [
                 clean(&r.repo),
                 clean(&r.task),

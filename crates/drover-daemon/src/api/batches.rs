@@ -240,7 +240,11 @@ pub async fn create(
     let mut tasks = tasks;
     let mut last = None;
     for _ in 0..3 {
-        match engine.store.create_batch(batch.clone(), tasks.clone()).await {
+        match engine
+            .store
+            .create_batch(batch.clone(), tasks.clone())
+            .await
+        {
             Ok(b) => {
                 engine.wake.notify_one();
                 let mut view = view(&engine, &b).await?;
@@ -371,21 +375,22 @@ pub async fn stop(
         .store
         .set_batch_state(&name, BatchState::Stopped)
         .await?;
-    let live: Vec<TaskRecord> = engine
+    // Queued ones first (at once, so none starts meanwhile), then the active ones together:
+    // each stop escalates over seconds.
+    let (queued, active): (Vec<TaskRecord>, Vec<TaskRecord>) = engine
         .store
         .batch_tasks(&name)
         .await?
         .into_iter()
         .filter(|t| !t.state.is_terminal())
-        .collect();
-    // Queued ones first (at once, so none starts meanwhile), then the active ones together:
-    // each stop escalates over seconds.
-    let (queued, active): (Vec<_>, Vec<_>) = live
-        .into_iter()
         .partition(|t| t.state == TaskState::Queued);
     for t in &queued {
         if let Err(e) = crate::engine::control::stop(&engine, &t.id).await {
-            tracing::warn!(task = t.id.as_str(), batch = name.as_str(), "batch stop: {e}");
+            tracing::warn!(
+                task = t.id.as_str(),
+                batch = name.as_str(),
+                "batch stop: {e}"
+            );
         }
     }
     let mut stops = tokio::task::JoinSet::new();

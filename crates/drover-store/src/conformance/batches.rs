@@ -86,10 +86,16 @@ pub async fn batch_create_is_all_or_nothing(store: Arc<dyn Store>) {
 
     // Taken: refused, and none of the second call's tasks exist.
     let err = store
-        .create_batch(new_batch("deps", &["/x"], None), batch_tasks("bx00000", &["/x"]))
+        .create_batch(
+            new_batch("deps", &["/x"], None),
+            batch_tasks("bx00000", &["/x"]),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Exists(ref n) if n == "deps"), "{err}");
+    assert!(
+        matches!(err, StoreError::Exists(ref n) if n == "deps"),
+        "{err}"
+    );
     assert!(matches!(
         store.get_task("bx000000").await,
         Err(StoreError::NotFound(_))
@@ -121,7 +127,10 @@ pub async fn batch_create_is_all_or_nothing(store: Arc<dyn Store>) {
     ));
 
     store
-        .create_batch(new_batch("mine", &["/m"], None), batch_tasks("bm00000", &["/m"]))
+        .create_batch(
+            new_batch("mine", &["/m"], None),
+            batch_tasks("bm00000", &["/m"]),
+        )
         .await
         .unwrap();
     let all: Vec<String> = store
@@ -167,7 +176,10 @@ pub async fn batch_retry_takes_only_the_failed(store: Arc<dyn Store>) {
     end(&store, "rt000001", TaskState::Failed).await;
     end(&store, "rt000002", TaskState::Cancelled).await;
     // rt000003 (/d) is still queued.
-    store.set_batch_state("r", BatchState::Stopped).await.unwrap();
+    store
+        .set_batch_state("r", BatchState::Stopped)
+        .await
+        .unwrap();
     let again = batch_tasks("rr00000", &repos);
     let made = store.retry_batch("r", again.clone()).await.unwrap();
     let made_repos: Vec<&str> = made.iter().map(|t| t.repo.as_str()).collect();
@@ -199,7 +211,10 @@ pub async fn batch_slots_bound_claims_on(stores: Vec<Arc<dyn Store>>) {
     let first = stores[0].clone();
     let repos = ["/1", "/2", "/3", "/4", "/5", "/6"];
     first
-        .create_batch(new_batch("s", &repos, Some(2)), batch_tasks("sl00000", &repos))
+        .create_batch(
+            new_batch("s", &repos, Some(2)),
+            batch_tasks("sl00000", &repos),
+        )
         .await
         .unwrap();
     first.create_task(new_task("free0001")).await.unwrap();
@@ -227,7 +242,10 @@ pub async fn batch_slots_bound_claims_on(stores: Vec<Arc<dyn Store>>) {
             .map(|t| t.id.as_str())
             .collect();
         assert!(held.len() <= 2, "round {rounds}: {held:?} held at once");
-        assert!(!held.is_empty(), "round {rounds}: nothing of the batch claimed");
+        assert!(
+            !held.is_empty(),
+            "round {rounds}: nothing of the batch claimed"
+        );
         // The tasks of no batch went on the first round.
         if rounds == 1 {
             assert!(first.get_task("free0001").await.unwrap().worker.is_some());

@@ -90,10 +90,11 @@ impl BatchStore for SqliteStore {
 
     async fn retry_batch(&self, name: &str, tasks: Vec<NewTask>) -> Result<Vec<TaskRecord>> {
         let mut tx = self.writer.begin().await?;
-        let res = sqlx::query("UPDATE batches SET state = 'running', stopped_at = NULL WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let res =
+            sqlx::query("UPDATE batches SET state = 'running', stopped_at = NULL WHERE name = ?")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         if res.rows_affected() == 0 {
             return Err(StoreError::BatchNotFound(name.to_string()));
         }
