@@ -1,25 +1,36 @@
 //! A forge's token: where it comes from, when it is fetched again, and the headers it becomes.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::ForgeError;
 use crate::kind::ForgeKind;
+use crate::repo::RepoRef;
 use crate::settings::{CredentialSpec, ForgeSettings};
 use drover_types::Secret;
 
 /// One forge's credential. Shared (`Arc`) by the git proxy and the REST client, so a token a
 /// 401 refreshed is the one both use next.
+///
+/// A GitHub App's tokens belong to an installation: with `installation_id` configured, every
+/// repository uses it; without, [`Credential::token_for`] looks the installation of the
+/// repository up (`GET /repos/{o}/{r}/installation`, once per repository) and keeps one token
+/// per installation; [`Credential::token`] (no repository) uses the first installation looked
+/// up. Installation tokens are fetched again 5 minutes before their `expires_at`.
 #[derive(Debug)]
 pub struct Credential {
     forge: String,
     kind: ForgeKind,
     /// The REST base (a GitHub App's token endpoint is below it).
-    #[allow(dead_code)]
     api: String,
     spec: CredentialSpec,
     /// `token_cmd`'s environment (the daemon's allow-listed one; never a secret of drover's).
     cmd_env: Vec<(String, String)>,
-    cached: tokio::sync::Mutex<Option<Cached>>,
+    /// Per installation (GitHub App) — key 0 for every other credential.
+    cached: tokio::sync::Mutex<HashMap<u64, Cached>>,
+    /// GitHub App without `installation_id`: repository path → installation.
+    installations: tokio::sync::Mutex<Vec<(String, u64)>>,
+    client: reqwest::Client,
 }
 
 #[derive(Debug, Clone)]
@@ -29,16 +40,26 @@ struct Cached {
     stale_at: Option<Instant>,
 }
 
+/// A GitHub App installation token is fetched again this long before it expires.
+pub const APP_TOKEN_MARGIN: Duration = Duration::from_secs(300);
+
 impl Credential {
     pub fn new(settings: &ForgeSettings, cmd_env: Vec<(String, String)>) -> Self {
         Credential {
             forge: settings.name.clone(),
             kind: settings.kind,
-            api: settings.api.clone(),
+            api: settings.api.trim_end_matches('/').to_string(),
             spec: settings.credential.clone(),
             cmd_env,
-            cached: tokio::sync::Mutex::new(None),
+            cached: tokio::sync::Mutex::new(HashMap::new()),
+            installations: tokio::sync::Mutex::new(Vec::new()),
+            client: crate::http::new_client(),
         }
+    }
+
+    /// The forge's HTTP client (one per forge: the REST client uses it too).
+    pub(crate) fn http_client(&self) -> reqwest::Client {
+        self.client.clone()
     }
 
     /// The forge's name (`[forges.NAME]`).
@@ -50,33 +71,110 @@ impl Credential {
         self.kind
     }
 
-    /// The current token: the cached one unless it is older than its lifetime.
+    /// The current token: the cached one unless it is older than its lifetime. A GitHub App
+    /// without `installation_id` needs a repository first ([`Credential::token_for`]).
     pub async fn token(&self) -> Result<Secret, ForgeError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            if c.stale_at.is_none_or(|t| Instant::now() < t) {
-                return Ok(c.token.clone());
-            }
-        }
-        let fresh = self.fetch().await?;
-        let token = fresh.token.clone();
-        *cached = Some(fresh);
-        Ok(token)
+        let key = self.installation(None).await?;
+        self.current(key).await
+    }
+
+    /// The token for `repo` (a GitHub App: its installation's; else [`Credential::token`]).
+    pub async fn token_for(&self, repo: &RepoRef) -> Result<Secret, ForgeError> {
+        let key = self.installation(Some(repo)).await?;
+        self.current(key).await
     }
 
     /// After the forge answered 401 to `refused`: a new token, unless another caller already
     /// replaced `refused` (then that one). `token_env` cannot refresh: the same token again.
     pub async fn refresh(&self, refused: &Secret) -> Result<Secret, ForgeError> {
+        let key = self.installation(None).await?;
+        self.replace(key, refused).await
+    }
+
+    /// [`Credential::refresh`] for `repo`'s token ([`Credential::token_for`]).
+    pub async fn refresh_for(
+        &self,
+        repo: &RepoRef,
+        refused: &Secret,
+    ) -> Result<Secret, ForgeError> {
+        let key = self.installation(Some(repo)).await?;
+        self.replace(key, refused).await
+    }
+
+    /// What to do about a token the forge refused even after a refresh (no secret in it).
+    pub fn unauthorized_hint(&self) -> String {
+        match &self.spec {
+            CredentialSpec::Env { var, .. } => format!(
+                "the token in ${var} is invalid or expired; put a valid one there and restart \
+                 the daemon (or use token_cmd, which drover runs again on a 401)"
+            ),
+            CredentialSpec::Cmd { .. } => "token_cmd was run again and its new token was \
+                 refused too; check that the command prints a valid token for this forge"
+                .to_string(),
+            CredentialSpec::GithubApp { app_id, .. } => format!(
+                "a fresh installation token of GitHub App {app_id} was refused; check that the \
+                 app is installed on the repository and that app_key is the app's key"
+            ),
+        }
+    }
+
+    async fn current(&self, key: u64) -> Result<Secret, ForgeError> {
         let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
+        if let Some(c) = cached.get(&key) {
+            if c.stale_at.is_none_or(|t| Instant::now() < t) {
+                return Ok(c.token.clone());
+            }
+        }
+        let fresh = self.fetch(key).await?;
+        let token = fresh.token.clone();
+        cached.insert(key, fresh);
+        Ok(token)
+    }
+
+    async fn replace(&self, key: u64, refused: &Secret) -> Result<Secret, ForgeError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.get(&key) {
             if &c.token != refused {
                 return Ok(c.token.clone());
             }
         }
-        let fresh = self.fetch().await?;
+        let fresh = self.fetch(key).await?;
         let token = fresh.token.clone();
-        *cached = Some(fresh);
+        cached.insert(key, fresh);
         Ok(token)
+    }
+
+    /// The cache key: the installation of a GitHub App (configured, or looked up for `repo`),
+    /// else 0.
+    async fn installation(&self, repo: Option<&RepoRef>) -> Result<u64, ForgeError> {
+        let CredentialSpec::GithubApp {
+            installation_id, ..
+        } = &self.spec
+        else {
+            return Ok(0);
+        };
+        if let Some(id) = installation_id {
+            return Ok(*id);
+        }
+        let mut known = self.installations.lock().await;
+        let Some(repo) = repo else {
+            return known
+                .first()
+                .map(|(_, id)| *id)
+                .ok_or_else(|| ForgeError::Credential {
+                    forge: self.forge.clone(),
+                    reason:
+                        "the GitHub App has no installation_id and no repository was named yet; \
+                         add installation_id to the forge's table"
+                            .into(),
+                });
+        };
+        if let Some((_, id)) = known.iter().find(|(p, _)| *p == repo.path) {
+            return Ok(*id);
+        }
+        let id = crate::github_app::installation_of(self, &repo.path).await?;
+        known.push((repo.path.clone(), id));
+        Ok(id)
     }
 
     /// Whether a 401 can be cured by [`Credential::refresh`].
@@ -113,7 +211,7 @@ impl Credential {
         }
     }
 
-    async fn fetch(&self) -> Result<Cached, ForgeError> {
+    async fn fetch(&self, installation: u64) -> Result<Cached, ForgeError> {
         match &self.spec {
             CredentialSpec::Env { token, .. } => Ok(Cached {
                 token: token.clone(),
@@ -126,10 +224,14 @@ impl Credential {
                     stale_at: ttl.map(|t| Instant::now() + t),
                 })
             }
-            CredentialSpec::GithubApp { .. } => Err(ForgeError::Unsupported {
-                kind: self.kind,
-                what: "GitHub App credentials (not yet built)".into(),
-            }),
+            CredentialSpec::GithubApp { .. } => {
+                let (token, expires_in) =
+                    crate::github_app::installation_token(self, installation).await?;
+                Ok(Cached {
+                    token,
+                    stale_at: Some(Instant::now() + expires_in.saturating_sub(APP_TOKEN_MARGIN)),
+                })
+            }
         }
     }
 
@@ -165,5 +267,15 @@ impl Credential {
             return Err(fail("token_cmd printed no token".into()));
         }
         Ok(Secret::new(token))
+    }
+}
+
+/// What the GitHub App code reads of a credential.
+impl Credential {
+    pub(crate) fn api_base(&self) -> &str {
+        &self.api
+    }
+    pub(crate) fn spec(&self) -> &CredentialSpec {
+        &self.spec
     }
 }

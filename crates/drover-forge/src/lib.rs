@@ -9,13 +9,22 @@
 //!   print.
 //! - [`RepoRef`] / [`Forges::resolve`]: `owner/name` through the default forge, a URL through the
 //!   forge whose `git` base it starts with.
+//!   A GitHub App's token belongs to an installation: [`Credential::token_for`] names the
+//!   repository (its installation is looked up once when `installation_id` is not configured).
 //! - [`Forge`]: the REST subset drover uses — find the open PR of a head branch, open one
-//!   (idempotently: [`Forge::ensure_pr`]), comment — one implementation per kind, rate limits
-//!   honoured per host (`Retry-After`).
+//!   (idempotently: [`Forge::ensure_pr`], also across a race or a lost answer), comment — one
+//!   implementation per kind (`github`, `gitlab`, `bitbucket_cloud`, `bitbucket_dc`, `gitea`)
+//!   over a shared `http` layer: a 401 refreshes the token once, rate limits are honoured per
+//!   host (`Retry-After`, GitHub's `x-ratelimit-*`; at most [`MAX_WAIT`], [`MAX_RETRIES`]).
+//! - [`hints`]: what a token must be allowed, per kind ([`pr_permission_hint`],
+//!   [`push_permission_hint`]), and the message of any kind's error body.
 
 mod credential;
 mod error;
 mod forge;
+mod github_app;
+pub mod hints;
+mod http;
 mod kind;
 mod repo;
 mod settings;
@@ -26,12 +35,14 @@ mod gitea;
 mod github;
 mod gitlab;
 
-pub use credential::Credential;
+pub use credential::{Credential, APP_TOKEN_MARGIN};
 pub use drover_types::Secret;
 pub use error::ForgeError;
 pub use forge::{client, Forge, PrRequest, PrState, PullRequest};
+pub use hints::{pr_permission_hint, push_permission_hint};
+pub use http::{MAX_RETRIES, MAX_WAIT};
 pub use kind::ForgeKind;
-pub use repo::{Forges, RepoRef};
+pub use repo::{ForgeEntry, Forges, RepoRef};
 pub use settings::{CredentialSpec, ForgeSettings};
 
 /// Paths whose change in a task's branch opens its PR as a draft with a `needs-approval` note

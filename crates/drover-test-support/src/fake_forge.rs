@@ -85,6 +85,8 @@ struct Failure {
     path_contains: String,
     status: u16,
     retry_after: Option<u64>,
+    /// GitHub's primary limit: `x-ratelimit-remaining: 0` and a reset this many seconds away.
+    reset_in: Option<u64>,
 }
 
 #[derive(Default)]
@@ -213,6 +215,19 @@ impl FakeForge {
             path_contains: path_contains.to_string(),
             status,
             retry_after,
+            reset_in: None,
+        });
+    }
+
+    /// GitHub's primary rate limit: the next matching request is answered 403 with
+    /// `x-ratelimit-remaining: 0` and `x-ratelimit-reset` = now + `reset_in` (epoch seconds).
+    pub fn exhaust_next(&self, method: &str, path_contains: &str, reset_in: u64) {
+        self.lock().failures.push_back(Failure {
+            method: method.to_uppercase(),
+            path_contains: path_contains.to_string(),
+            status: 403,
+            retry_after: None,
+            reset_in: Some(reset_in),
         });
     }
 
@@ -761,6 +776,18 @@ fn quoted_after(filter: &str, key: &str) -> Option<String> {
 }
 
 fn scripted(kind: ForgeKind, f: &Failure, path: &str) -> Response {
+    if let Some(reset_in) = f.reset_in {
+        let reset = chrono::Utc::now().timestamp() + reset_in as i64;
+        return json_response(
+            f.status,
+            error_body(kind, f.status, "API rate limit exceeded for user."),
+            &[
+                ("x-ratelimit-limit", "5000".into()),
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ],
+        );
+    }
     match (kind, f.status) {
         (ForgeKind::Github, 422) => json_response(
             422,
@@ -935,11 +962,10 @@ struct AppClaims {
     exp: i64,
 }
 
-/// Checks the app JWT of `headers`; `Err`: the GitHub answer.
-#[allow(clippy::result_large_err)] // a test double: the answer is built where the check fails
-fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, Response> {
+/// Checks the app JWT of `headers`; `Err`: the message of GitHub's 401.
+fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, String> {
     let kind = shared.kind;
-    let unauthorized = |m: &str| Err(json_response(401, error_body(kind, 401, m), &[]));
+    let unauthorized = |m: &str| Err(m.to_string());
     let Some(app) = shared.inner.lock().unwrap().app.clone() else {
         return unauthorized("no GitHub App here");
     };
@@ -951,9 +977,12 @@ fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, Response> 
     };
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.leeway = 0;
-    validation.required_spec_claims = ["exp", "iat", "iss"].map(String::from).into();
-    let Ok(data) = jsonwebtoken::decode::<AppClaims>(&jwt, &key, &validation) else {
-        return unauthorized("A JSON web token could not be decoded");
+    validation.required_spec_claims = ["exp"].map(String::from).into();
+    let data = match jsonwebtoken::decode::<AppClaims>(&jwt, &key, &validation) {
+        Ok(data) => data,
+        Err(e) => {
+            return unauthorized(&format!("A JSON web token could not be decoded ({e})"));
+        }
     };
     let iss = match &data.claims.iss {
         Value::String(s) => s.clone(),
@@ -974,7 +1003,7 @@ fn check_jwt(shared: &Shared, headers: &HeaderMap) -> Result<FakeApp, Response> 
 fn mint(shared: &Shared, headers: &HeaderMap, id: &str) -> Response {
     let app = match check_jwt(shared, headers) {
         Ok(app) => app,
-        Err(r) => return r,
+        Err(m) => return json_response(401, error_body(shared.kind, 401, &m), &[]),
     };
     if id.parse::<u64>().ok() != Some(app.installation_id) {
         return kind_error(shared.kind, 404, None);
@@ -1003,7 +1032,7 @@ fn mint(shared: &Shared, headers: &HeaderMap, id: &str) -> Response {
 fn installation(shared: &Shared, headers: &HeaderMap, repo: &str) -> Response {
     let app = match check_jwt(shared, headers) {
         Ok(app) => app,
-        Err(r) => return r,
+        Err(m) => return json_response(401, error_body(shared.kind, 401, &m), &[]),
     };
     if !app.repos.is_empty() && !app.repos.iter().any(|r| r == repo) {
         return kind_error(shared.kind, 404, None);
