@@ -316,3 +316,32 @@ fn bad_input_is_refused_and_leaves_nothing() {
     );
     assert_eq!(code, 2, "{err}");
 }
+
+/// An agent (untrusted) inside a batch's task can neither start a batch nor stop or retry its
+/// own: the task's endpoint refuses every batch route (403, exit 2) and nothing changes.
+#[test]
+fn an_agent_cannot_start_or_stop_batches() {
+    let env = Env::new();
+    env.ok(&["daemon", "--slots", "2"]);
+    let rs = repos(&env, 1, &[]);
+    let cmd = "drover batch start evil --repo . --agent command --cmd true --prompt x >/dev/null 2>&1; a=$?; \
+               drover batch stop inside >/dev/null 2>&1; b=$?; \
+               drover batch retry inside >/dev/null 2>&1; c=$?; \
+               drover batch ls >/dev/null 2>&1; d=$?; echo \"codes $a $b $c $d\"";
+    let ids = start(&env, "inside", &rs, cmd, &[]);
+    let t = env.wait(&ids[0]);
+    assert_eq!(t["state"], "succeeded", "{t:#}");
+    assert_eq!(t["result"], "codes 2 2 2 2", "{t:#}");
+    let v = env.json(&["batch", "ls", "--json"]);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["inside"]);
+    assert_eq!(
+        env.json(&["batch", "show", "inside", "--json"])["state"],
+        "running"
+    );
+}
