@@ -26,7 +26,7 @@ fn a_three_repo_batch_opens_three_prs() {
     let tokens = Tokens::new();
     tokens.grant(TOKEN, Scopes::ALL, None);
     let git = GitServer::start(tokens.clone());
-    let api = FakeForge::start(ForgeKind::Github, tokens.clone());
+    let api = FakeForge::start(ForgeKind::Github, tokens);
     let names = ["acme/api", "acme/web", "acme/cli"];
     for n in names {
         git.create_repo(n);
