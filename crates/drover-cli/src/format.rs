@@ -124,6 +124,7 @@ pub fn clean_task(mut t: Task) -> Task {
         &mut t.result,
         &mut t.session_id,
         &mut t.pool,
+        &mut t.batch,
         &mut t.team,
         &mut t.created_by,
         &mut t.sandbox,
@@ -289,6 +290,9 @@ pub fn task(t: &Task) -> String {
     }
     if let Some(p) = &t.pool {
         kv("pool", p.clone());
+    }
+    if let Some(b) = &t.batch {
+        kv("batch", b.clone());
     }
     kv("prompt", excerpt(&t.prompt, 200));
     if let Some(r) = &t.result {

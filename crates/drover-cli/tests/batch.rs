@@ -114,6 +114,13 @@ fn three_repos_show_and_retry_only_the_failed() {
             "{line}"
         );
     }
+    let shown = env.ok(&["show", &ids[0]]);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("batch") && l.ends_with("deps")),
+        "{shown}"
+    );
     let ls = env.ok(&["batch", "ls"]);
     assert!(ls.lines().next().unwrap().contains("SUCCEEDED"), "{ls}");
     let row = ls.lines().find(|l| l.starts_with("deps")).unwrap();
