@@ -12,7 +12,9 @@
 //! - [`teams`]: teams and keys above the store — a key's validity, a team's policy for its
 //!   tasks, config teams imported at start, webhooks (secret, signature, delivery worker).
 //! - [`task_sockets`]: each active task's own sockets (`run/<id>/`): its scoped control endpoint,
-//!   the gateway relay, the `sandbox.egress` proxy.
+//!   the gateway relay, the `sandbox.egress` proxy, the git proxy's task socket.
+//! - [`git_proxy`]: drover's git smart-HTTP proxy — the only way git reaches a configured forge;
+//!   the credential is added per request, the task may push only `drover/<id>`.
 //!
 //! Shutdown is explicit: [`run`] takes a [`CancellationToken`]; cancelling it (the binary does on
 //! SIGTERM/SIGINT) or `POST /v1/daemon/stop` stops the API, the scheduler and every supervisor.
@@ -26,6 +28,7 @@ pub mod child_env;
 pub mod config;
 pub mod engine;
 pub mod gateway;
+pub mod git_proxy;
 pub mod home;
 pub mod isolation;
 pub mod ledger;
@@ -64,6 +67,9 @@ pub enum DaemonError {
     Store(#[from] drover_store::StoreError),
     #[error("api socket: {0}")]
     Socket(std::io::Error),
+    /// drover's git proxy could not bind its loopback listener.
+    #[error("git proxy: {0}")]
+    GitProxy(std::io::Error),
     /// Another daemon heartbeats as this worker (docs/design.md §8).
     #[error(
         "worker {0} is alive on the database (its heartbeat moved while this daemon waited): \

@@ -25,6 +25,7 @@ mod gc;
 mod git;
 mod overlay;
 mod protect;
+mod remote;
 mod resolve;
 mod sandbox;
 mod worktree;
@@ -42,6 +43,7 @@ pub use gc::GcReport;
 pub use git::command as git_command;
 pub use overlay::probe_overlay;
 pub use protect::{ChangeKind, InvalidGlob, Protect, ProtectedChange};
+pub use remote::{RemoteAccess, RemoteUrl};
 pub use resolve::{is_url, refs_containing};
 
 /// The mode asked for (configuration): `auto` picks overlay when [`probe_overlay`] passes.
@@ -120,6 +122,9 @@ pub struct Sandboxes {
     locks: LockMap,
     /// Local repository paths already resolved to their repository directory.
     local_dirs: Arc<Mutex<HashMap<String, PathBuf>>>,
+    /// How mirrors reach a forge (the daemon's git proxy), see [`remote`].
+    remote: remote::Remote,
+    fetches: remote::FetchCounts,
 }
 
 impl Sandboxes {
@@ -160,7 +165,19 @@ impl Sandboxes {
             reason,
             locks: Arc::default(),
             local_dirs: Arc::default(),
+            remote: remote::Remote::default(),
+            fetches: remote::FetchCounts::default(),
         }
+    }
+
+    /// Where the mirror of clone URL `url` is on this host (`DROVER_HOME/repos/<hash>.git`).
+    pub fn mirror_dir(&self, url: &str) -> PathBuf {
+        self.repos_dir().join(format!("{}.git", stable_hash(url)))
+    }
+
+    /// Installs how mirrors reach remotes (once; later calls are ignored).
+    pub fn set_remote_access(&self, hook: Arc<dyn RemoteAccess>) {
+        self.remote.set(hook);
     }
 
     /// `DROVER_HOME` as used (canonicalized when it existed).

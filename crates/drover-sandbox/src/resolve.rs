@@ -35,7 +35,8 @@ impl Sandboxes {
             Some(c) => c,
             None if is_url(repo) && looks_like_sha(git_ref) => {
                 // A commit no branch points at: ask the server for it directly.
-                let _ = git::run(&repo_dir, &["fetch", "-q", "origin", git_ref]).await;
+                let (source, _guard) = self.remote.source(repo);
+                let _ = git::run(&repo_dir, &["fetch", "-q", &source, git_ref]).await;
                 rev_parse_commit(&repo_dir, git_ref)
                     .await?
                     .ok_or_else(|| unknown(repo, git_ref))?
@@ -73,12 +74,44 @@ impl Sandboxes {
 
     /// Clones (first time) or fetches (later) a URL into `DROVER_HOME/repos/<hash>.git`.
     async fn mirror(&self, url: &str) -> Result<PathBuf> {
-        let repos = self.repos_dir();
-        let dir = repos.join(format!("{}.git", stable_hash(url)));
+        let dir = self.mirror_dir(url);
+        let arrived = self.fetches.arrived(&dir);
         let lock = self.lock_for(&format!("repo:{}", dir.display()));
         let _guard = lock.lock().await;
+        if self.fetches.fresh_since(&dir, arrived) && dir.join("HEAD").exists() {
+            // A fetch that began after this request arrived has completed: it is this one's.
+            return Ok(dir);
+        }
+        let n = self.fetches.begin(&dir);
+        let done = self.clone_or_fetch(url, &dir).await;
+        self.fetches.end(&dir, n);
+        done
+    }
+
+    /// [`Sandboxes::mirror`]'s git work, under the mirror's lock. Through the remote hook when
+    /// one is installed: `origin` stays `url` (no credential, no proxy address in the config).
+    async fn clone_or_fetch(&self, url: &str, dir: &Path) -> Result<PathBuf> {
+        let dir = dir.to_path_buf();
+        let repos = self.repos_dir();
+        let (source, _remote) = self.remote.source(url);
         if dir.join("HEAD").exists() {
-            let out = git::run(&dir, &["fetch", "-q", "--no-auto-maintenance", "origin"]).await?;
+            let out = if source == url {
+                git::run(&dir, &["fetch", "-q", "--no-auto-maintenance", "origin"]).await?
+            } else {
+                git::run(
+                    &dir,
+                    &[
+                        "fetch",
+                        "-q",
+                        "--no-auto-maintenance",
+                        &source,
+                        "+refs/heads/*:refs/heads/*",
+                        "+refs/tags/*:refs/tags/*",
+                        "^refs/heads/drover/*",
+                    ],
+                )
+                .await?
+            };
             if !out.ok() {
                 tracing::warn!(url, stderr = %out.stderr.trim(), "fetch failed; using the refs already cloned");
             }
@@ -94,7 +127,7 @@ impl Sandboxes {
         ));
         let out = git::run(
             &repos,
-            &["clone", "-q", "--bare", "--", url, path_str(&tmp)?],
+            &["clone", "-q", "--bare", "--", &source, path_str(&tmp)?],
         )
         .await?;
         if !out.ok() {
@@ -106,6 +139,7 @@ impl Sandboxes {
         }
         // Keep branches and tags current on later fetches; never touch drover's own branches.
         for (op, args) in [
+            ("remote", vec!["remote", "set-url", "origin", url]),
             (
                 "config",
                 vec![

@@ -105,7 +105,6 @@ impl GitServer {
 
     /// Creates a bare repo at `<root>/<path>.git` with one commit on `main` holding a README.
     pub fn create_repo(&self, path: &str) -> PathBuf {
-        crate::git::hermetic();
         let bare = self.repo_dir(path);
         std::fs::create_dir_all(&bare).unwrap();
         git(&bare, &["init", "--bare", "-q", "-b", "main"]);

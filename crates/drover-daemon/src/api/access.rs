@@ -324,6 +324,15 @@ pub fn bind_task(principal: &Principal, req: &mut RunRequest) -> Result<(), ApiE
     Ok(())
 }
 
+/// [`check_repo`], but a URL of a configured forge passes: the host owner chose that forge
+/// (`[forges.NAME]`), whatever network it is on.
+pub fn check_repo_on(engine: &Engine, principal: &Principal, repo: &str) -> Result<(), ApiErr> {
+    if crate::git_proxy::forge_repo(&engine.forges, repo).is_some() {
+        return Ok(());
+    }
+    check_repo(principal, repo)
+}
+
 /// A key's `repo` URL may not name this host or a private network (the rule of webhook URLs,
 /// `teams::webhooks::internal_host`): a clone is a request the daemon makes, so a key could
 /// otherwise probe what only the daemon reaches. A path on the server is not a URL (allowed).

@@ -58,7 +58,7 @@ pub async fn create(
     req.repo = engine
         .repo_source(&req.repo)
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
-    super::access::check_repo(&principal, &req.repo)?;
+    super::access::check_repo_on(&engine, &principal, &req.repo)?;
     super::access::check_team_repo(&engine, principal.team(), &req.repo).await?;
     if req.name.is_empty()
         || !req

@@ -140,7 +140,7 @@ pub(super) async fn admit(
     req.repo = engine
         .repo_source(&req.repo)
         .map_err(|e| ApiErr::invalid(e.to_string()))?;
-    super::access::check_repo(principal, &req.repo)?;
+    super::access::check_repo_on(engine, principal, &req.repo)?;
     super::access::check_team_repo(engine, req.team.as_deref(), &req.repo).await?;
     let (task, warnings) = prepare(engine, req)
         .await

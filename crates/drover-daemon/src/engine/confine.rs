@@ -129,7 +129,16 @@ pub(crate) fn jail_spec(
     let drover_home = &engine.home.root;
     // Nothing of DROVER_HOME but what the spec binds on purpose (checkout, run dir, home).
     let keep = |p: &PathBuf| !p.starts_with(drover_home) && p.exists();
-    let ro = resolved(ro.into_iter().filter(keep));
+    let mut ro = resolved(ro.into_iter().filter(keep));
+    // An overlay base borrows its objects (`git clone --shared`): a URL's mirror is under
+    // DROVER_HOME, read-only inside so git can read (and push) the history.
+    let mirrors =
+        std::fs::canonicalize(drover_home.join("repos")).unwrap_or(drover_home.join("repos"));
+    ro.extend(
+        crate::git_proxy::task::alternates(checkout)
+            .into_iter()
+            .filter(|p| p.starts_with(&mirrors)),
+    );
     let rw = resolved(rw.into_iter().filter(keep));
     let hidden = std::iter::once(drover_home.clone())
         .chain(credentials_in(&ro))
@@ -149,6 +158,13 @@ pub(crate) fn jail_spec(
         spec.forwards.push(Forward {
             port,
             socket: Path::new(SANDBOX_RUN_DIR).join("gateway.sock"),
+        });
+    }
+    if engine.git_proxy.is_some() {
+        // The task's git proxy: the sandbox's `origin` (crate::git_proxy::task).
+        spec.forwards.push(Forward {
+            port: crate::git_proxy::GIT_PORT,
+            socket: Path::new(SANDBOX_RUN_DIR).join(crate::git_proxy::GIT_SOCK),
         });
     }
     if !engine.config.confinement.egress.is_empty() {

@@ -101,6 +101,12 @@ pub(crate) async fn finish(
             outcome = judged;
         }
     }
+    if outcome.verdict == Verdict::Success && commit.as_ref().is_ok_and(|c| c.is_some()) {
+        // A forge repo gets drover/<id> (docs/design.md §9); failing that, the task fails.
+        if let Err(e) = super::push::push_task(engine, &task).await {
+            outcome = Outcome::fail(ErrorKind::GitError, e.reason);
+        }
+    }
     let state = terminal_state(&outcome);
     let patch = TaskPatch::new()
         .state(state, json!({ "reason": outcome.reason }))

@@ -37,6 +37,7 @@ pub mod limits;
 pub mod locks;
 pub mod pools;
 pub mod protect;
+pub(crate) mod push;
 pub mod recover;
 pub mod scheduler;
 pub mod start;
@@ -94,6 +95,8 @@ pub struct Engine {
     pub endpoints: std::sync::OnceLock<Box<dyn endpoints::TaskEndpoints>>,
     /// `[forges.NAME]`: repository names, credentials and REST clients (docs/design.md §9).
     pub forges: Arc<drover_forge::Forges>,
+    /// drover's git smart-HTTP proxy, when forges are configured (see [`crate::git_proxy`]).
+    pub git_proxy: Option<Arc<crate::git_proxy::GitProxy>>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -148,7 +151,22 @@ impl Engine {
             config.forges.clone(),
             config.inherited.for_gate(),
         ));
+        // Every git operation on a forge goes through drover's proxy (credentials stay here).
+        let git_proxy = match forges.is_empty() {
+            true => None,
+            false => {
+                let proxy =
+                    crate::git_proxy::GitProxy::start(forges.clone(), &tasks, stopping.clone())
+                        .await
+                        .map_err(DaemonError::GitProxy)?;
+                sandboxes.set_remote_access(Arc::new(crate::git_proxy::remote::MirrorAccess(
+                    proxy.clone(),
+                )));
+                Some(proxy)
+            }
+        };
         let engine = Engine {
+            git_proxy,
             forges,
             host,
             store,

@@ -122,6 +122,10 @@ fn reopen_sockets(engine: &Arc<Engine>, id: &str) {
     if let Err(e) = super::endpoints::open(engine, id) {
         tracing::warn!(task = id, "recover: {e}");
     }
+    engine.tasks.spawn(crate::git_proxy::task::reopened(
+        engine.clone(),
+        id.to_string(),
+    ));
 }
 
 /// Commits and removes sandboxes of tasks that are finished or gone, then removes base

@@ -187,6 +187,8 @@ pub(crate) async fn start(
         fail(engine, &task, ErrorKind::SandboxError, &e.to_string()).await?;
         return Ok(None);
     }
+    crate::git_proxy::task::set_origin(engine, &task, &sandbox.path, sandbox.kind, &task.repo)
+        .await;
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
         Ok((mut child, ready)) => {

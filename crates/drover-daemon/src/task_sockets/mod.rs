@@ -7,6 +7,8 @@
 //!   the gateway runs. The task's token still authenticates every request.
 //! - [`EGRESS`] (`egress.sock`): the `sandbox.egress` allow-list CONNECT proxy ([`egress`]),
 //!   when the list is not empty.
+//! - `git.sock`: drover's git proxy for this task (`crate::git_proxy::task`), when forges are
+//!   configured.
 //!
 //! Opened before the task's shim is spawned (`engine::start`) and, after a daemon restart, for
 //! every task that has an agent (`engine::recover`): the directory is kept and only the socket
@@ -107,6 +109,10 @@ impl TaskEndpoints for TaskSockets {
                 engine.tasks.clone(),
             ));
         }
+        if let Some(proxy) = &engine.git_proxy {
+            let sock = dir.join(crate::git_proxy::GIT_SOCK);
+            crate::git_proxy::task::open(engine, proxy, id, &dir, &token).map_err(err(&sock))?;
+        }
         if let Some(previous) = self.lock().insert(id.to_string(), token) {
             previous.cancel();
         }
@@ -116,6 +122,9 @@ impl TaskEndpoints for TaskSockets {
     fn close(&self, engine: &Engine, id: &str) {
         if let Some(token) = self.lock().remove(id) {
             token.cancel();
+        }
+        if let Some(proxy) = &engine.git_proxy {
+            proxy.set_task_port(id, None);
         }
         let dir = engine.home.run_dir(id);
         match std::fs::remove_dir_all(&dir) {
