@@ -833,7 +833,7 @@ export interface components {
          * @description Normalized event kinds, the same across agents (docs/design.md §3).
          * @enum {string}
          */
-        EventKind: "state" | "text" | "tool_call" | "tool_result" | "needs_input" | "input" | "usage" | "gate" | "commit" | "error" | "stderr" | "result" | "egress";
+        EventKind: "state" | "text" | "tool_call" | "tool_result" | "needs_input" | "input" | "usage" | "gate" | "commit" | "error" | "stderr" | "result" | "egress" | "pr";
         /**
          * @description What a pool's failure streak does to its running tasks (`--on-failures`).
          * @enum {string}
@@ -967,6 +967,7 @@ export interface components {
             cpus?: number | null;
             /** Format: int64 */
             pids?: number | null;
+            pr?: null | components["schemas"]["PrOptions"];
         };
         /**
          * @description A pool's state.
@@ -1032,6 +1033,7 @@ export interface components {
             limits: components["schemas"]["Limits"];
             /** @description The team the pool (and every task it launches) belongs to; `None`: the host owner's. */
             team?: string | null;
+            pr?: null | components["schemas"]["PrOptions"];
         } & {
             /**
              * Format: int64
@@ -1189,6 +1191,7 @@ export interface components {
             pids?: number | null;
             /** @description Free-form labels (`{"customer": "acme"}`) carried into usage and accounting rows. */
             tags?: components["schemas"]["BTreeMap"];
+            pr?: null | components["schemas"]["PrOptions"];
         };
         /**
          * @description The kind of a task's sandbox (`sandbox_kind`): the sandbox mode once resolved.

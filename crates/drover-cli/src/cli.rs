@@ -196,6 +196,42 @@ pub struct TaskArgs {
     /// How many processes and threads at once (e.g. 256; default: config `sandbox.pids`).
     #[arg(long, value_name = "N")]
     pub pids: Option<String>,
+    #[command(flatten)]
+    pub pr: PrArgs,
+}
+
+/// `--pr [--draft] [--base BRANCH] [--pr-title T] [--allow-ci-changes]` (docs/design.md §9).
+#[derive(Args, Debug, Default, Clone)]
+pub struct PrArgs {
+    /// Once the task succeeded, open a pull (merge) request for its branch (the repository
+    /// must be on a configured forge).
+    #[arg(long)]
+    pub pr: bool,
+    /// Open the PR as a draft.
+    #[arg(long, requires = "pr")]
+    pub draft: bool,
+    /// The branch the PR merges into (default: --ref when it is a branch, else the repository's
+    /// default branch).
+    #[arg(long, value_name = "BRANCH", requires = "pr")]
+    pub base: Option<String>,
+    /// The PR's title (default: --name, else the prompt's first line).
+    #[arg(long, value_name = "T", requires = "pr")]
+    pub pr_title: Option<String>,
+    /// A change to CI configuration opens a normal PR (default: a draft marked needs-approval).
+    #[arg(long, requires = "pr")]
+    pub allow_ci_changes: bool,
+}
+
+impl PrArgs {
+    /// The request's `pr`: `None` without `--pr`.
+    pub fn options(&self) -> Option<drover_types::PrOptions> {
+        self.pr.then(|| drover_types::PrOptions {
+            draft: self.draft,
+            base: self.base.clone(),
+            title: self.pr_title.clone(),
+            allow_ci_changes: self.allow_ci_changes,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -658,7 +694,12 @@ mod tests {
     fn run_and_pool_start_keep_their_flags() {
         let shared = [
             "--agent",
+            "--allow-ci-changes",
+            "--base",
             "--cmd",
+            "--draft",
+            "--pr",
+            "--pr-title",
             "--cpus",
             "--judge-model",
             "--memory",

@@ -161,6 +161,29 @@ pub fn state_label(t: &Task) -> String {
     }
 }
 
+/// `URL (#N, state)`: one PR of a task (`show`, `run --wait`).
+pub fn pr_line(p: &drover_types::PrInfo) -> String {
+    format!("{} (#{}, {})", clean(&p.url), p.number, p.state.as_str())
+}
+
+fn pr_asked(o: &drover_types::PrOptions) -> String {
+    let mut parts = vec![];
+    if o.draft {
+        parts.push("draft".to_string());
+    }
+    if let Some(b) = &o.base {
+        parts.push(format!("base {}", clean(b)));
+    }
+    if o.allow_ci_changes {
+        parts.push("CI changes allowed".to_string());
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 pub fn task(t: &Task) -> String {
     let t = &clean_task(t.clone());
     let mut out = String::new();
@@ -221,6 +244,15 @@ pub fn task(t: &Task) -> String {
     }
     if let Some(c) = &t.commit {
         kv("commit", c.clone());
+    }
+    for p in &t.prs {
+        kv("pr", pr_line(p));
+    }
+    if let (Some(o), true) = (&t.pr, t.prs.is_empty() && !t.state.is_terminal()) {
+        kv(
+            "pr",
+            format!("opened once the task succeeds{}", pr_asked(o)),
+        );
     }
     if let Some(s) = &t.sandbox {
         kv(
@@ -422,6 +454,17 @@ pub fn event(e: &Event) -> Option<String> {
             format!("✓ result{cost}: {}", excerpt(&s("result"), 300))
         }
         EventKind::Egress => format!("⇄ egress {} {}", s("authority"), s("verdict")),
+        EventKind::Pr => format!(
+            "⇡ pull request {} #{} {} ({})",
+            if d["opened"] == true {
+                "opened"
+            } else {
+                "found"
+            },
+            d["number"],
+            s("url"),
+            s("state")
+        ),
     };
     Some(clean(&line))
 }
@@ -488,6 +531,35 @@ mod snapshots {
         let out = super::task(&queued);
         assert!(
             !out.contains("worker ") && !out.contains("runs on"),
+            "{out}"
+        );
+    }
+
+    /// One `pr` line per PR (URL, number, state); a PR still to come says so with its options.
+    #[test]
+    fn show_lists_a_tasks_prs() {
+        let t = crate::fixtures::task(
+            "abcd1236",
+            "succeeded",
+            serde_json::json!({
+                "pr": {"draft": true, "base": "dev", "title": null, "allow_ci_changes": false},
+                "prs": [
+                    {"repo": "https://git.example/a/b.git", "url": "https://git.example/a/b/pull/7",
+                     "number": 7, "state": "draft"},
+                    {"repo": "https://git.example/a/c.git", "url": "https://git.example/a/c/pull/2\u{1b}[2J",
+                     "number": 2, "state": "open"}
+                ]
+            }),
+        );
+        insta::assert_snapshot!("show_prs", super::task(&t));
+        let running = crate::fixtures::task(
+            "abcd1237",
+            "running",
+            serde_json::json!({"pr": {"draft": true, "base": "dev", "title": null, "allow_ci_changes": false}}),
+        );
+        let out = super::task(&running);
+        assert!(
+            out.contains("\npr           opened once the task succeeds (draft, base dev)\n"),
             "{out}"
         );
     }

@@ -46,6 +46,8 @@ pub struct PoolRecord {
     pub limits: drover_types::Limits,
     /// The team the pool (and every task it launches) belongs to; `None`: the host owner's.
     pub team: Option<String>,
+    /// `--pr …`: every task of the pool opens a pull request once it succeeds (`None`: none).
+    pub pr: Option<drover_types::PrOptions>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -74,6 +76,7 @@ pub struct NewPool {
     pub limits: drover_types::Limits,
     /// The team the pool (and every task it launches) belongs to; `None`: the host owner's.
     pub team: Option<String>,
+    pub pr: Option<drover_types::PrOptions>,
 }
 
 /// Counters of a pool, computed from its tasks.

@@ -319,6 +319,7 @@ pub(crate) struct PoolRow {
     cpus: Option<f64>,
     pids: Option<i64>,
     team: Option<String>,
+    pr: Option<String>,
 }
 
 impl TryFrom<PoolRow> for PoolRecord {
@@ -355,6 +356,7 @@ impl TryFrom<PoolRow> for PoolRecord {
             protect: json_list("pools.protect", &r.protect)?,
             limits: limits(r.memory_bytes, r.cpus, r.pids),
             team: r.team,
+            pr: json_opt("pools.pr", r.pr)?,
         })
     }
 }

@@ -82,6 +82,15 @@ pub struct RunRequest {
     /// Free-form labels (`{"customer": "acme"}`) carried into usage and accounting rows.
     #[serde(default)]
     pub tags: crate::Tags,
+    /// Open a pull (merge) request once the task succeeded (`--pr …`, docs/design.md §9):
+    /// `{draft, base, title, allow_ci_changes}`, or `true` for the defaults; absent, `null` or
+    /// `false`: none. The repository must be on a configured forge.
+    #[serde(
+        default,
+        deserialize_with = "crate::forge::de_pr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pr: Option<crate::PrOptions>,
 }
 
 impl RunRequest {
@@ -265,6 +274,14 @@ pub struct PoolRequest {
     pub cpus: Option<f64>,
     #[serde(default)]
     pub pids: Option<u64>,
+    /// Every task of the pool opens a pull request once it succeeded, as `pr` on
+    /// [`RunRequest`].
+    #[serde(
+        default,
+        deserialize_with = "crate::forge::de_pr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pr: Option<crate::PrOptions>,
 }
 
 /// `POST /v1/pools/{name}/stop`

@@ -17,6 +17,9 @@ vocab! {
         Result = "result",
         /// A connection through the `sandbox.egress` allow-list proxy: allowed or refused.
         Egress = "egress",
+        /// A pull (merge) request opened or found for the task's branch (`{repo, url, number,
+        /// state, opened}`).
+        Pr = "pr",
     }
 }
 
@@ -66,6 +69,7 @@ mod tests {
                 "stderr",
                 "result",
                 "egress",
+                "pr",
             ],
             |v| v.as_str(),
         );

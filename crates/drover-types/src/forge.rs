@@ -71,3 +71,73 @@ pub struct PrOptions {
     #[serde(default)]
     pub allow_ci_changes: bool,
 }
+
+/// `pr` in a request: an options object (unknown fields refused), `true` (the defaults), or
+/// `false`/`null` (no PR).
+pub(crate) fn de_pr<'de, D>(d: D) -> Result<Option<PrOptions>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wire {
+        #[serde(default)]
+        draft: bool,
+        #[serde(default)]
+        base: Option<String>,
+        #[serde(default)]
+        title: Option<String>,
+        #[serde(default)]
+        allow_ci_changes: bool,
+    }
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "`pr`: an object {draft, base, title, allow_ci_changes} or a boolean"
+    )]
+    enum Pr {
+        Flag(bool),
+        Options(Wire),
+    }
+    Ok(match Option::<Pr>::deserialize(d)? {
+        None | Some(Pr::Flag(false)) => None,
+        Some(Pr::Flag(true)) => Some(PrOptions::default()),
+        Some(Pr::Options(w)) => Some(PrOptions {
+            draft: w.draft,
+            base: w.base,
+            title: w.title,
+            allow_ci_changes: w.allow_ci_changes,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::RunRequest;
+
+    fn pr(body: &str) -> Result<Option<super::PrOptions>, String> {
+        let v = format!(r#"{{"repo": "a/b", "task": "x"{body}}}"#);
+        serde_json::from_str::<RunRequest>(&v)
+            .map(|r| r.pr)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pr_is_an_object_or_a_flag() {
+        assert_eq!(pr("").unwrap(), None);
+        assert_eq!(pr(r#", "pr": null"#).unwrap(), None);
+        assert_eq!(pr(r#", "pr": false"#).unwrap(), None);
+        assert_eq!(pr(r#", "pr": true"#).unwrap(), Some(Default::default()));
+        let o = pr(r#", "pr": {"draft": true, "base": "dev", "title": "T"}"#)
+            .unwrap()
+            .unwrap();
+        assert!(o.draft && !o.allow_ci_changes);
+        assert_eq!(
+            (o.base.as_deref(), o.title.as_deref()),
+            (Some("dev"), Some("T"))
+        );
+        assert!(pr(r#", "pr": {"draf": true}"#).is_err());
+        assert!(pr(r#", "pr": "yes""#).unwrap_err().contains("`pr`"));
+    }
+}

@@ -48,6 +48,7 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
                 memory_bytes: limits.memory_bytes,
                 cpus: limits.cpus,
                 pids: limits.pids,
+                pr: a.task.pr.options(),
             };
             let v: Value = client.post("/v1/pools", &req).await?;
             for w in v["warnings"].as_array().into_iter().flatten() {

@@ -177,6 +177,7 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         memory_bytes: limits.memory_bytes,
         cpus: limits.cpus,
         pids: limits.pids,
+        pr: args.task.pr.options(),
     };
     let task: Task = client.post("/v1/tasks", &req).await?;
     for w in &task.warnings {
@@ -190,6 +191,10 @@ pub async fn run(args: RunArgs) -> Result<i32> {
     let t = wait_one(&client, &task.id).await?;
     if let Some(r) = &t.result {
         println!("{}", format::clean(r));
+    }
+    // After the final message, one line per pull request (docs/design.md §9).
+    for p in &t.prs {
+        println!("pr: {}", format::pr_line(p));
     }
     if t.state != TaskState::Succeeded {
         let reason = t

@@ -70,6 +70,17 @@ pub async fn create(
             "a pool name uses letters, digits, '-', '_' and '.'",
         ));
     }
+    if let Some(refusal) = req
+        .pr
+        .as_ref()
+        .and_then(|_| crate::engine::publish::pr_needs_forge(&engine, &req.repo))
+    {
+        return Err(ApiErr::new(
+            drover_types::ApiErrorKind::InvalidField,
+            refusal,
+            Some("configure the forge in config.toml, or leave out --pr"),
+        ));
+    }
     if req.slots == 0 {
         return Err(ApiErr::invalid("--slots must be at least 1"));
     }
@@ -147,6 +158,7 @@ pub async fn create(
         limits,
         // A key's pool is its team's (docs/design.md §7); the owner's has none.
         team: principal.team().map(str::to_string),
+        pr: req.pr.clone(),
     };
     let pool = match engine.store.create_pool(pool).await {
         Ok(p) => p,

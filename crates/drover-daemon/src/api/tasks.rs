@@ -174,6 +174,17 @@ async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<S
     validate::max_usd(budget.max_usd).map_err(ApiErr::invalid)?;
     validate::max_tokens(budget.max_tokens).map_err(ApiErr::invalid)?;
     task_request::check_tags(&req.tags).map_err(ApiErr::invalid)?;
+    if let Some(refusal) = req
+        .pr
+        .as_ref()
+        .and_then(|_| crate::engine::publish::pr_needs_forge(engine, &req.repo))
+    {
+        return Err(ApiErr::new(
+            drover_types::ApiErrorKind::Invalid,
+            refusal,
+            Some("configure the forge in config.toml, or leave out --pr"),
+        ));
+    }
     // The team's rules (from the store): it exists, the model is on its list, its per-task cap.
     let team = super::teams::admit_task(
         engine,
@@ -234,7 +245,7 @@ async fn prepare(engine: &Engine, req: &RunRequest) -> ApiResult<(NewTask, Vec<S
         limits,
         runs_on: engine.runs_on(&req.repo),
         repos: vec![],
-        pr: None,
+        pr: req.pr.clone(),
         batch: None,
     };
     Ok((task, warnings))

@@ -107,6 +107,25 @@ pub(crate) async fn finish(
             outcome = Outcome::fail(ErrorKind::GitError, e.reason);
         }
     }
+    if outcome.verdict == Verdict::Success && task.pr.is_some() {
+        // The branch is pushed: the PRs, recorded on the task as they exist (docs/design.md §9).
+        let sha = match &commit {
+            Ok(Some((sha, _))) => Some(sha.clone()),
+            _ => task.commit.clone(),
+        };
+        let pushed = TaskRecord {
+            commit: sha,
+            ..task.clone()
+        };
+        match super::publish::open_prs(engine, &pushed).await {
+            Ok(_) => {}
+            Err(super::publish::PublishError::Store(StoreError::WrongState { .. })) => {
+                return Ok(())
+            }
+            Err(super::publish::PublishError::Store(e)) => return Err(e),
+            Err(e) => outcome = Outcome::fail(ErrorKind::GitError, e.to_string()),
+        }
+    }
     let state = terminal_state(&outcome);
     let patch = TaskPatch::new()
         .state(state, json!({ "reason": outcome.reason }))

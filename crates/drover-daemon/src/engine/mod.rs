@@ -37,6 +37,7 @@ pub mod limits;
 pub mod locks;
 pub mod pools;
 pub mod protect;
+pub mod publish;
 pub(crate) mod push;
 pub mod recover;
 pub mod scheduler;

@@ -127,7 +127,7 @@ async fn fill(engine: &Arc<Engine>, pool: &PoolRecord) -> Result<(), StoreError>
             protect: engine.config.protect_for(&pool.protect),
             limits: pool.limits,
             repos: vec![],
-            pr: None,
+            pr: pool.pr.clone(),
             batch: None,
         };
         match engine.store.launch_pool_task(&pool.name, task).await? {

@@ -33,7 +33,17 @@ pub async fn pool_create_get_list(store: Arc<dyn Store>) {
     p.timeout_secs = Some(600);
     p.limits.pids = Some(32);
     p.team = Some("platform".into());
+    p.pr = Some(drover_types::PrOptions {
+        draft: true,
+        base: Some("develop".into()),
+        title: None,
+        allow_ci_changes: false,
+    });
     let created = store.create_pool(p).await.unwrap();
+    assert_eq!(
+        created.pr.as_ref().map(|o| (o.draft, o.base.as_deref())),
+        Some((true, Some("develop")))
+    );
     assert_eq!(created.team.as_deref(), Some("platform"));
     assert_eq!(created.state, PoolState::Running);
     assert_eq!((created.slots, created.count_total), (2, Some(5)));

@@ -44,9 +44,9 @@ impl PoolStore for PgStore {
             "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
              permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, \
              streak_since, allowed_models, failure_policy, timeout_secs, stall_timeout_secs, protect, \
-             memory_bytes, cpus, pids, team) \
+             memory_bytes, cpus, pids, team, pr) \
              VALUES ($1, 'running', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(&p.name)
         .bind(p.slots)
@@ -75,6 +75,7 @@ impl PoolStore for PgStore {
         .bind(p.limits.cpus)
         .bind(p.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
         .bind(&p.team)
+        .bind(p.pr.as_ref().map(to_json).transpose()?)
         .execute(&mut *tx)
         .await;
         match res {

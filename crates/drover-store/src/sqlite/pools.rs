@@ -31,8 +31,8 @@ impl PoolStore for SqliteStore {
             "INSERT INTO pools (name, state, slots, prompt, repo, base_ref, agent, cmd, model, judge_model, \
              permissions, count_total, max_failures, notify, verify, verify_rounds, max_usd, created_at, \
              streak_since, allowed_models, failure_policy, timeout_secs, stall_timeout_secs, protect, \
-             memory_bytes, cpus, pids, team) \
-             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             memory_bytes, cpus, pids, team, pr) \
+             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&p.name)
         .bind(p.slots)
@@ -61,6 +61,7 @@ impl PoolStore for SqliteStore {
         .bind(p.limits.cpus)
         .bind(p.limits.pids.map(|v| v.min(i64::MAX as u64) as i64))
         .bind(&p.team)
+        .bind(p.pr.as_ref().map(to_json).transpose()?)
         .execute(&mut *tx)
         .await;
         match res {
