@@ -328,40 +328,6 @@ pub struct PoolStartArgs {
     pub on_failures: FailurePolicy,
 }
 
-/// `--pr [--draft] [--base BRANCH] [--pr-title T] [--allow-ci-changes]` (docs/design.md §9): on
-/// `batch start` (and for `run` / `pool start` to reuse).
-#[derive(Args, Debug, Default, Clone)]
-pub struct PrArgs {
-    /// Once a task succeeds, push its branch and open a pull (merge) request on the repo's forge
-    /// (found, not duplicated, if one is open for the branch).
-    #[arg(long)]
-    pub pr: bool,
-    /// Open it as a draft.
-    #[arg(long, requires = "pr")]
-    pub draft: bool,
-    /// The branch to merge into (default: --ref when it is a branch, else the default branch).
-    #[arg(long, requires = "pr", value_name = "BRANCH")]
-    pub base: Option<String>,
-    /// The PR's title (default: the task's name, else the prompt's first line).
-    #[arg(long = "pr-title", requires = "pr", value_name = "T")]
-    pub pr_title: Option<String>,
-    /// A change to CI configuration opens a normal PR, not a draft marked needs-approval.
-    #[arg(long, requires = "pr")]
-    pub allow_ci_changes: bool,
-}
-
-impl PrArgs {
-    /// The request's `pr`: `None` without `--pr`.
-    pub fn options(&self) -> Option<drover_types::PrOptions> {
-        self.pr.then(|| drover_types::PrOptions {
-            draft: self.draft,
-            base: self.base.clone(),
-            title: self.pr_title.clone(),
-            allow_ci_changes: self.allow_ci_changes,
-        })
-    }
-}
-
 /// `drover batch …` (docs/design.md §9).
 #[derive(Subcommand, Debug)]
 pub enum BatchAction {

@@ -352,3 +352,25 @@ fn an_agent_cannot_start_or_stop_batches() {
         "running"
     );
 }
+
+/// `--pr` on a repository of no configured forge refuses the whole batch (exit 2, the repo
+/// named), as `drover run --pr` does: nothing stored.
+#[test]
+fn pr_on_a_repo_of_no_forge_refuses_the_batch() {
+    let env = Env::new();
+    env.ok(&["daemon", "--slots", "2"]);
+    let rs = repos(&env, 2, &[]);
+    let (a, b) = (rs[0].display().to_string(), rs[1].display().to_string());
+    let out = env.run(&[
+        "batch", "start", "prs", "--agent", "command", "--cmd", "true", "--repo", &a, "--repo", &b,
+        "--pr", "--prompt", "x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("repo {}", canonical(&rs[0]))),
+        "{err}"
+    );
+    assert_eq!(env.json(&["batch", "ls", "--json"]), serde_json::json!([]));
+    assert_eq!(env.json(&["ls", "--all", "--json"]), serde_json::json!([]));
+}

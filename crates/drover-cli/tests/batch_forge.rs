@@ -98,7 +98,6 @@ fn a_three_repo_batch_on_a_forge_pushes_three_branches() {
 
 /// The "3-repo batch with 3 PRs".
 #[test]
-#[ignore = "needs prflow (--pr opens the PR) on main"]
 fn a_three_repo_batch_opens_three_prs() {
     let f = forge();
     let ids = run_batch(&f, "bump", &["--pr", "--pr-title", "Bump deps"]);

@@ -146,6 +146,8 @@ async fn admit_all(
     let mut seen = HashSet::new();
     for repo in repos {
         let mut req = template.request(repo);
+        // Checked as a task's own `--pr` (a repo on no configured forge: refused).
+        req.pr = batch.pr.clone();
         super::access::bind_task(principal, &mut req)?;
         let (mut task, w) = super::tasks::admit(engine, principal, &mut req)
             .await
@@ -158,7 +160,6 @@ async fn admit_all(
             ));
         }
         task.batch = Some(batch.name.to_string());
-        task.pr = batch.pr.clone();
         warnings.extend(w.into_iter().map(|w| format!("repo {repo}: {w}")));
         tasks.push(task);
     }
