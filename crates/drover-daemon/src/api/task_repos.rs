@@ -71,7 +71,7 @@ pub async fn sources(
         let src = engine
             .repo_source(spec)
             .map_err(|e| named(ApiErr::invalid(e.to_string())))?;
-        super::access::check_repo(principal, &src).map_err(named)?;
+        super::access::check_repo_on(engine, principal, &src).map_err(named)?;
         super::access::check_team_repo(engine, req.team.as_deref(), &src)
             .await
             .map_err(named)?;
