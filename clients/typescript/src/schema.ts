@@ -38,6 +38,78 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every batch (a key: its team's) */
+        get: operations["listBatches"];
+        put?: never;
+        /**
+         * Start a batch: one task per repository
+         * @description Every repository is admitted as `POST /v1/tasks` admits its one, all before anything is stored: one bad repository is the 4xx naming it, and no batch. `slots`: at most that many of its tasks past `queued` at once, across every worker.
+         */
+        post: operations["createBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One batch: each repository's latest task, state, PR and cost */
+        get: operations["getBatch"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{name}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A new task for each repository whose latest task failed, was cancelled or interrupted */
+        post: operations["retryBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/batches/{name}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stop a batch: its queued tasks cancelled, its active ones stopped */
+        post: operations["stopBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/daemon/stop": {
         parameters: {
             query?: never;
@@ -572,6 +644,129 @@ export interface components {
         BTreeMap: {
             [key: string]: string;
         };
+        /** @description One repository of a batch: its latest task and what came of it (`batch show`). */
+        BatchRepo: {
+            repo: string;
+            /** @description The repository's latest task (a retry's, once retried). */
+            task: string;
+            state: components["schemas"]["TaskState"];
+            outcome?: null | components["schemas"]["Outcome"];
+            pr?: null | components["schemas"]["PrInfo"];
+            /**
+             * Format: double
+             * @description Dollars of every task the batch ran on this repository (retries included).
+             */
+            cost_usd: number;
+            /**
+             * Format: int32
+             * @description How many tasks the batch ran on this repository (1 + retries).
+             */
+            attempts: number;
+        };
+        /**
+         * @description `POST /v1/batches`: one task per repository, each with the same prompt and options (the
+         *     fields of `POST /v1/tasks`, spelled the same way). An unknown field is refused (400).
+         */
+        BatchRequest: {
+            /** @description `[a-z0-9][a-z0-9_.-]{0,62}`, unique on the daemon (409 when taken). */
+            name: string;
+            /**
+             * @description One task per entry, in this order: `owner/name` (the default forge), a URL, or a path on
+             *     the daemon's host. At least one; no repeats.
+             */
+            repos: string[];
+            /** @description What each agent is asked to do. */
+            task: string;
+            /**
+             * Format: int32
+             * @description At most this many of the batch's tasks past `queued` at once, across every worker
+             *     (default: no limit of its own; the workers' slots bound it).
+             */
+            slots?: number | null;
+            pr?: null | components["schemas"]["PrOptions"];
+            ref?: string | null;
+            agent?: string | null;
+            cmd?: string | null;
+            model?: string | null;
+            verify?: string[];
+            /** Format: int32 */
+            verify_rounds?: number | null;
+            judge_model?: string | null;
+            budget?: null | components["schemas"]["RequestBudget"];
+            permissions?: null | components["schemas"]["PermissionPolicy"];
+            /**
+             * Format: int64
+             * @description Each task's wall clock, as `POST /v1/tasks`' `timeout`.
+             */
+            timeout?: number | null;
+            /** Format: int64 */
+            stall_timeout_secs?: number | null;
+            protect?: string[];
+            /** @description Who asked (the owner's CLI sends `$USER`); over TCP the key's id, whatever this says. */
+            created_by?: string | null;
+            /** @description The team of the batch and its tasks (a key: its own, whatever this says). */
+            team?: string | null;
+        };
+        /**
+         * @description `POST /v1/batches/{name}/retry`: the tasks made (one per repository whose latest task did
+         *     not succeed), and the batch afterwards.
+         */
+        BatchRetried: {
+            tasks: string[];
+            batch: components["schemas"]["BatchView"];
+        };
+        /**
+         * @description A batch's state: `running` from start (and again after a retry), `stopped` by request.
+         * @enum {string}
+         */
+        BatchState: "running" | "stopped";
+        /**
+         * @description A batch as `GET /v1/batches[/{name}]` answers: its options, counters over each
+         *     repository's latest task, and (in `show`, and in `ls` too) one line per repository.
+         */
+        BatchView: {
+            name: string;
+            state: components["schemas"]["BatchState"];
+            team?: string | null;
+            created_by?: string | null;
+            created_at: string;
+            stopped_at?: string | null;
+            prompt: string;
+            agent: string;
+            cmd?: string | null;
+            model?: string | null;
+            /** Format: int32 */
+            slots?: number | null;
+            pr?: null | components["schemas"]["PrOptions"];
+            /**
+             * Format: int32
+             * @description Repositories (one latest task each).
+             */
+            tasks: number;
+            /**
+             * Format: int32
+             * @description Latest tasks not yet ended (queued or active).
+             */
+            running: number;
+            /** Format: int32 */
+            succeeded: number;
+            /**
+             * Format: int32
+             * @description Latest tasks that failed, were cancelled or interrupted (what `retry` re-runs).
+             */
+            failed: number;
+            /**
+             * Format: double
+             * @description Dollars of all the batch's tasks, retries included.
+             */
+            cost_usd: number;
+            repos: components["schemas"]["BatchRepo"][];
+            /**
+             * @description Warnings about the request, in the answer that created the batch only (each naming its
+             *     repository, e.g. a `--protect` glob that matches no file there).
+             */
+            warnings?: string[];
+        };
         Budget: {
             /** Format: double */
             max_usd?: number | null;
@@ -933,8 +1128,17 @@ export interface components {
          *     (`"30m"`; alias `timeout_secs`). An unknown field is refused (400).
          */
         RunRequest: {
-            /** @description A local directory (resolved to an absolute path by the CLI) or a git URL. */
-            repo: string;
+            /**
+             * @description A local directory (resolved to an absolute path by the CLI), a git URL, or `owner/name`
+             *     on the default forge. May be left out when `repos` is given (then `repos[0]`).
+             */
+            repo?: string;
+            /**
+             * @description A multi-repo task (docs/design.md §9): its repositories, each as `repo` (at most 16);
+             *     the first is the task's `repo` (`repo`, if given too, must equal it). One checkout each
+             *     in the agent's workspace, one branch `drover/<id>` each, all at `ref`.
+             */
+            repos?: string[];
             /** @description Defaults to `HEAD`. */
             ref?: string | null;
             /** @description `claude` (default) or `command`. */
@@ -1191,7 +1395,7 @@ export interface components {
             commit?: string | null;
             /** @description The commit `base_ref` resolved to at creation. */
             base_commit?: string | null;
-            /** @description The checkout's directory inside the task's workspace (`repos/<dir>` relative to it). */
+            /** @description The checkout's directory name inside the task's workspace (the checkout is `<workspace>/<dir>`). */
             dir?: string | null;
         };
         /**
@@ -1411,6 +1615,281 @@ export interface operations {
             };
             /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    listBatches: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the batches */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchView"][];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    createBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BatchRequest"];
+            };
+        };
+        responses: {
+            /** @description the batch, created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchView"];
+                };
+            };
+            /** @description malformed: bad JSON, an unknown field, a bad query value (`invalid`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description conflicts with the current state (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the body or the prompt is over its limit (`too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description a well-formed field whose value is not acceptable (`invalid_field`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    getBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the batch name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the batch */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchView"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description unknown, or another team's (`not_found`; the same answer either way) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    retryBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the batch name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the new tasks and the batch */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchRetried"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description unknown, or another team's (`not_found`; the same answer either way) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description a well-formed field whose value is not acceptable (`invalid_field`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    stopBatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the batch name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the batch */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BatchView"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description unknown, or another team's (`not_found`; the same answer either way) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -74,6 +74,11 @@ pub enum Command {
         #[command(subcommand)]
         action: PoolAction,
     },
+    /// Batches: one prompt, one task per repository, grouped (docs/design.md §9).
+    Batch {
+        #[command(subcommand)]
+        action: BatchAction,
+    },
     /// Tokens and dollars metered by the gateway.
     Usage {
         /// task, pool, model, day, team or tag:NAME (the value of each task's tag NAME).
@@ -145,10 +150,12 @@ pub enum Command {
 /// and clocks.
 #[derive(Args, Debug)]
 pub struct TaskArgs {
-    /// Repository: a local directory (default: the current one) or a git URL.
-    #[arg(long)]
-    pub repo: Option<String>,
-    /// Base commit, branch or tag (default: HEAD).
+    /// Repository: a local directory (default: the current one), a git URL or owner/name on
+    /// the default forge. `run` takes it up to 16 times: one task, one workspace holding a
+    /// checkout per repository (the agent starts in the workspace), one branch drover/<id> each.
+    #[arg(long, value_name = "REPO")]
+    pub repo: Vec<String>,
+    /// Base commit, branch or tag (default: HEAD); with several --repo, of each of them.
     #[arg(long = "ref")]
     pub git_ref: Option<String>,
     /// claude (default) or command.
@@ -321,6 +328,94 @@ pub struct PoolStartArgs {
     /// When the failure streak stops the pool: `finish` lets running tasks finish, `hard` stops them.
     #[arg(long, value_enum, default_value_t)]
     pub on_failures: FailurePolicy,
+}
+
+/// `drover batch …` (docs/design.md §9).
+#[derive(Subcommand, Debug)]
+pub enum BatchAction {
+    /// Start a batch: one task per repository; prints the task ids, one per line.
+    Start(Box<BatchStartArgs>),
+    /// List batches: NAME STATE TASKS RUNNING SUCCEEDED FAILED COST CREATED.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each repository's latest task: REPO TASK STATE PR COST.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel its queued tasks and stop its running ones.
+    Stop { name: String },
+    /// A new task for each repository whose latest task failed, was cancelled or interrupted;
+    /// prints the new task ids.
+    Retry { name: String },
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("repos").required(true).args(["repo", "repos_file"])))]
+pub struct BatchStartArgs {
+    /// Lower-case letters, digits, '_', '.' and '-' (at most 63).
+    pub name: String,
+    /// A repository: owner/name (the default forge), a URL or a local directory (repeatable).
+    #[arg(long, value_name = "R")]
+    pub repo: Vec<String>,
+    /// One repository per line (`#` comments and blank lines skipped; `-`: stdin).
+    #[arg(long, value_name = "F", conflicts_with = "repo")]
+    pub repos_file: Option<PathBuf>,
+    /// The prompt every task gets (`-` reads it from stdin).
+    #[arg(
+        long,
+        conflicts_with = "prompt_file",
+        required_unless_present = "prompt_file"
+    )]
+    pub prompt: Option<String>,
+    /// Read the prompt from this file (`-`: stdin).
+    #[arg(long, value_name = "F")]
+    pub prompt_file: Option<PathBuf>,
+    /// At most N of the batch's tasks running at once, across every worker (default: as many
+    /// as the workers' slots allow).
+    #[arg(long, value_name = "N")]
+    pub slots: Option<u32>,
+    #[command(flatten)]
+    pub pr: PrArgs,
+    /// Base commit, branch or tag of every repository (default: HEAD).
+    #[arg(long = "ref")]
+    pub git_ref: Option<String>,
+    /// claude (default) or command.
+    #[arg(long, default_value = "claude")]
+    pub agent: String,
+    /// For --agent command: the shell command to run.
+    #[arg(long)]
+    pub cmd: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Gate command run in each sandbox after the agent's turn (repeatable).
+    #[arg(long)]
+    pub verify: Vec<String>,
+    #[arg(long, default_value_t = 2)]
+    pub verify_rounds: u32,
+    #[arg(long)]
+    pub judge_model: Option<String>,
+    /// Each task's wall clock (e.g. 30m).
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<String>,
+    #[arg(long, value_name = "DUR")]
+    pub stall_timeout: Option<String>,
+    #[arg(long, value_enum)]
+    pub permissions: Option<PermissionPolicy>,
+    /// A path no task may change (repeatable glob).
+    #[arg(long = "protect", value_name = "GLOB")]
+    pub protect: Vec<String>,
+    /// Each task's dollar budget.
+    #[arg(long)]
+    pub max_usd: Option<f64>,
+    /// Each task's token budget.
+    #[arg(long)]
+    pub max_tokens: Option<u64>,
+    #[arg(long)]
+    pub team: Option<String>,
 }
 
 /// `drover team …` (docs/design.md §7).

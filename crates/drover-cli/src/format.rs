@@ -9,8 +9,10 @@ use drover_types::{Event, EventKind, Task, TaskState};
 use std::iter::Peekable;
 use std::str::Chars;
 
+mod batches;
 mod keys;
 mod tables;
+pub use batches::{batch_repos_table, batches_table};
 pub use keys::{keys_table, teams_table};
 pub use tables::{audit_table, pools_table, table, usage_table, workers_table};
 
@@ -122,6 +124,7 @@ pub fn clean_task(mut t: Task) -> Task {
         &mut t.result,
         &mut t.session_id,
         &mut t.pool,
+        &mut t.batch,
         &mut t.team,
         &mut t.created_by,
         &mut t.sandbox,
@@ -213,6 +216,23 @@ pub fn task(t: &Task) -> String {
     );
     kv("repo", format!("{} @ {}", t.repo, t.base_ref));
     kv("branch", t.branch.clone());
+    // A multi-repo task (docs/design.md §9): one line per repository.
+    for (i, r) in t.repos.iter().enumerate() {
+        let commit = r.commit.as_deref().map_or_else(
+            || "(not committed yet)".to_string(),
+            |c| clean(c).chars().take(12).collect(),
+        );
+        kv(
+            if i == 0 { "repos" } else { "" },
+            format!(
+                "{}/ {} @ {}  {}  {commit}",
+                clean(r.dir.as_deref().unwrap_or("?")),
+                clean(&r.repo),
+                clean(&r.base_ref),
+                clean(&r.branch)
+            ),
+        );
+    }
     // Many hosts (docs/design.md §8): who holds (or last held) it, and a local-path pin.
     if let Some(w) = &t.worker {
         kv("worker", format!("{} (attempt {})", clean(w), t.attempt));
@@ -319,6 +339,9 @@ pub fn task(t: &Task) -> String {
     }
     if let Some(p) = &t.pool {
         kv("pool", p.clone());
+    }
+    if let Some(b) = &t.batch {
+        kv("batch", b.clone());
     }
     kv("prompt", excerpt(&t.prompt, 200));
     if let Some(r) = &t.result {

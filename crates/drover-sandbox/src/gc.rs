@@ -112,7 +112,11 @@ impl Sandboxes {
         read_dir(&self.sandboxes_dir())
             .iter()
             .filter_map(|e| read_meta(&e.path()))
-            .any(|sb| sb.base_key.as_deref() == Some(key))
+            .any(|sb| {
+                std::iter::once(&sb)
+                    .chain(&sb.members)
+                    .any(|s| s.base_key.as_deref() == Some(key))
+            })
     }
 
     async fn remove_leftover(&self, path: &std::path::Path, report: &mut GcReport) {

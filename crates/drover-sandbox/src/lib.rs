@@ -14,6 +14,12 @@
 //! user's repository, then [`Sandboxes::remove`]). Work is never deleted: `remove` refuses while the
 //! sandbox holds uncommitted changes or the branch has not reached the repository.
 //!
+//! A multi-repo task gets a *workspace* ([`Sandboxes::prepare_workspace`]):
+//! `DROVER_HOME/sandboxes/<task-id>/ws/` holding one checkout per repository at `ws/<dir>`, each
+//! a sandbox as above (its overlay layers under `sandboxes/<task-id>/m/<dir>/`), all on branch
+//! `drover/<task-id>`; `sandbox.json` lists them as `members`, and `commit_all`, `remove`,
+//! `discard`, `finish` and `load` act on every member.
+//!
 //! All methods are async (git runs through `tokio::process`) and safe to call concurrently on one
 //! `Sandboxes` (it is `Clone`; clones share their locks). One daemon per `DROVER_HOME` is assumed.
 
@@ -28,6 +34,7 @@ mod protect;
 mod remote;
 mod resolve;
 mod sandbox;
+mod workspace;
 mod worktree;
 
 use std::collections::HashMap;
@@ -45,6 +52,7 @@ pub use overlay::probe_overlay;
 pub use protect::{ChangeKind, InvalidGlob, Protect, ProtectedChange};
 pub use remote::{RemoteAccess, RemoteUrl};
 pub use resolve::{is_url, refs_containing};
+pub use workspace::{checkout_name, MAX_REPOS};
 
 /// The mode asked for (configuration): `auto` picks overlay when [`probe_overlay`] passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -102,12 +110,25 @@ pub struct Sandbox {
     /// Overlay only: the base checkout's key and directory.
     pub base_key: Option<String>,
     pub base_dir: Option<PathBuf>,
+    /// A workspace (multi-repo task, [`Sandboxes::prepare_workspace`]): one checkout per
+    /// repository at `path/<dir>`, each a sandbox of its own (root `root/m/<dir>`). Empty for a
+    /// one-repository sandbox; then `path` is the checkout itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Sandbox>,
 }
 
 impl Sandbox {
     /// Overlay upper layer (the task's changes), `root/upper`.
     pub fn upper_dir(&self) -> PathBuf {
         self.root.join("upper")
+    }
+
+    /// A workspace's checkout directory name (`path`'s last component) of a member.
+    pub fn dir_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 }
 

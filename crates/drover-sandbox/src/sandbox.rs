@@ -137,6 +137,23 @@ impl Sandboxes {
         validate_task_id(task_id)?;
         let task_lock = self.lock_for(&format!("task:{task_id}"));
         let _task_guard = task_lock.lock().await;
+        let root = self.fresh_root(task_id).await?;
+        let result = match self.kind() {
+            SandboxKind::Overlay => self.prepare_overlay(task_id, resolved, &root).await,
+            SandboxKind::Worktree => self.prepare_worktree(task_id, resolved, &root).await,
+        };
+        if let Err(e) = &result {
+            tracing::warn!(task_id, error = %e, "sandbox prepare failed; cleaning up");
+            unmount_under(&root);
+            let _ = tokio::fs::remove_dir_all(&root).await;
+        }
+        result
+    }
+
+    /// `DROVER_HOME/sandboxes/<task_id>`, created empty: [`SandboxError::SandboxExists`] when it
+    /// holds a sandbox; the leftovers of a prepare that died before writing any metadata (so
+    /// before any work) are removed. Call with the task's lock held.
+    pub(crate) async fn fresh_root(&self, task_id: &str) -> Result<PathBuf> {
         let dir = self.sandboxes_dir();
         tokio::fs::create_dir_all(&dir)
             .await
@@ -149,7 +166,7 @@ impl Sandboxes {
                     return Err(SandboxError::SandboxExists(task_id.to_string()));
                 }
                 // A prepare that died half-way (no metadata yet, so no work): start over.
-                let _ = overlay::unmount(&root.join("merged"));
+                unmount_under(&root);
                 tokio::fs::remove_dir_all(&root)
                     .await
                     .map_err(|e| SandboxError::io("remove", &root, e))?;
@@ -159,18 +176,7 @@ impl Sandboxes {
             }
             Err(e) => return Err(SandboxError::io("create", &root, e)),
         }
-        let result = match self.kind() {
-            SandboxKind::Overlay => self.prepare_overlay(task_id, resolved, &root).await,
-            SandboxKind::Worktree => self.prepare_worktree(task_id, resolved, &root).await,
-        };
-        if let Err(e) = &result {
-            tracing::warn!(task_id, error = %e, "sandbox prepare failed; cleaning up");
-            if self.kind() == SandboxKind::Overlay {
-                let _ = overlay::unmount(&root.join("merged"));
-            }
-            let _ = tokio::fs::remove_dir_all(&root).await;
-        }
-        result
+        Ok(root)
     }
 
     async fn prepare_overlay(
@@ -179,24 +185,41 @@ impl Sandboxes {
         resolved: &Resolved,
         root: &Path,
     ) -> Result<Sandbox> {
+        self.overlay_at(task_id, resolved, root, None, &mut Meta::Own)
+            .await
+    }
+
+    /// An overlay checkout with its layers under `root` and its view at `path` (default
+    /// `root/merged`); its metadata is written as `meta` says (while the base's lock is held, so
+    /// garbage collection sees the base in use).
+    pub(crate) async fn overlay_at(
+        &self,
+        task_id: &str,
+        resolved: &Resolved,
+        root: &Path,
+        path: Option<PathBuf>,
+        meta: &mut Meta<'_>,
+    ) -> Result<Sandbox> {
         let sb = {
             let key = crate::base::base_key(resolved);
             let lock = self.lock_for(&base_lock_name(&key));
             let _guard = lock.lock().await;
             let (key, base) = self.ensure_base(resolved).await?;
-            let sb = new_sandbox(
+            let mut sb = new_sandbox(
                 task_id,
                 SandboxKind::Overlay,
                 root,
                 resolved,
                 Some((key, base)),
             );
-            write_meta(&sb).await?;
+            if let Some(path) = path {
+                sb.path = path;
+            }
+            meta.record(&sb).await?;
             sb
         };
-        for d in ["upper", "work", "merged"] {
-            let p = root.join(d);
-            tokio::fs::create_dir(&p)
+        for p in [root.join("upper"), root.join("work"), sb.path.clone()] {
+            tokio::fs::create_dir_all(&p)
                 .await
                 .map_err(|e| SandboxError::io("create", &p, e))?;
         }
@@ -226,8 +249,24 @@ impl Sandboxes {
         resolved: &Resolved,
         root: &Path,
     ) -> Result<Sandbox> {
-        let sb = new_sandbox(task_id, SandboxKind::Worktree, root, resolved, None);
-        write_meta(&sb).await?;
+        self.worktree_at(task_id, resolved, root, None, &mut Meta::Own)
+            .await
+    }
+
+    /// A worktree checkout at `path` (default `root/wt`); metadata as in `overlay_at`.
+    pub(crate) async fn worktree_at(
+        &self,
+        task_id: &str,
+        resolved: &Resolved,
+        root: &Path,
+        path: Option<PathBuf>,
+        meta: &mut Meta<'_>,
+    ) -> Result<Sandbox> {
+        let mut sb = new_sandbox(task_id, SandboxKind::Worktree, root, resolved, None);
+        if let Some(path) = path {
+            sb.path = path;
+        }
+        meta.record(&sb).await?;
         let lock = self.repo_lock(&sb.repo_dir);
         let _guard = lock.lock().await;
         let added = worktree::add(&sb.repo_dir, &sb.branch, &sb.path, &sb.base_commit).await;
@@ -250,7 +289,13 @@ impl Sandboxes {
     /// Returns `Some(sha of the branch head)` — also when nothing changed (then it is the base
     /// commit, or whatever the agent committed itself). `None` is never returned today.
     /// On error (e.g. a failed `git commit`: [`SandboxError::Git`]) the sandbox is left intact.
+    ///
+    /// A workspace: every member, in order ([`Sandboxes::commit_members`]); the first's head.
     pub async fn commit_all(&self, sb: &Sandbox, message: &str) -> Result<Option<String>> {
+        if !sb.members.is_empty() {
+            let heads = self.commit_members(sb, message).await?;
+            return Ok(heads.into_iter().next().map(|(_, head)| head));
+        }
         self.ensure_mounted(sb)?;
         check_git_dir(sb).await?;
         let dir = &sb.path;
@@ -365,6 +410,9 @@ impl Sandboxes {
     /// changes, and (overlay) with [`SandboxError::NotDelivered`] when the user's repository does
     /// not have the sandbox's branch head. [`Sandboxes::discard`] skips these checks.
     pub async fn remove(&self, sb: &Sandbox) -> Result<()> {
+        if !sb.members.is_empty() {
+            return self.remove_workspace(sb, true).await;
+        }
         if sb.path.exists() || sb.kind == SandboxKind::Overlay {
             self.ensure_mounted(sb)?;
             check_git_dir(sb).await?;
@@ -396,6 +444,9 @@ impl Sandboxes {
     /// Removes the sandbox WITHOUT the checks of [`Sandboxes::remove`]: uncommitted work is lost.
     /// For callers that decided so explicitly (e.g. a sandbox whose base checkout is gone).
     pub async fn discard(&self, sb: &Sandbox) -> Result<()> {
+        if !sb.members.is_empty() {
+            return self.remove_workspace(sb, false).await;
+        }
         crate::gate_view::drop_view_dir(&sb.root.join("gate")).await?;
         match sb.kind {
             SandboxKind::Overlay => overlay::unmount(&sb.path)?,
@@ -461,10 +512,15 @@ impl Sandboxes {
         let dir = self.sandboxes_dir();
         let mut ids: Vec<String> = overlay::mounts()
             .into_iter()
-            .filter(|m| m.fstype == "overlay" && m.point.file_name().is_some_and(|n| n == "merged"))
+            .filter(|m| m.fstype == "overlay")
             .filter_map(|m| {
-                let root = m.point.parent()?;
-                (root.parent()? == dir).then(|| root.file_name()?.to_str().map(String::from))?
+                // `<id>/merged`, or a workspace member's `<id>/ws/<dir>`.
+                let rel = m.point.strip_prefix(&dir).ok()?;
+                let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+                match parts.as_slice() {
+                    [id, "merged"] | [id, "ws", _] => Some(id.to_string()),
+                    _ => None,
+                }
             })
             .collect();
         ids.sort();
@@ -474,6 +530,12 @@ impl Sandboxes {
 
     /// Mounts an overlay sandbox whose mount is missing. Worktrees need nothing.
     pub(crate) fn ensure_mounted(&self, sb: &Sandbox) -> Result<()> {
+        if !sb.members.is_empty() {
+            for m in &sb.members {
+                self.ensure_mounted(m)?;
+            }
+            return Ok(());
+        }
         if sb.kind != SandboxKind::Overlay || is_mounted(&sb.path) {
             return Ok(());
         }
@@ -524,11 +586,45 @@ fn new_sandbox(
         repo_dir: resolved.repo_dir.clone(),
         base_key,
         base_dir,
+        members: vec![],
+    }
+}
+
+/// Unmounts every overlay mounted at or below `root` (deepest first), ignoring errors: the
+/// clean-up of a prepare that failed or died before any work.
+pub(crate) fn unmount_under(root: &Path) {
+    let mut points: Vec<PathBuf> = overlay::mounts()
+        .into_iter()
+        .map(|m| m.point)
+        .filter(|p| p.starts_with(root))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = overlay::unmount(&p);
+    }
+}
+
+/// Where a new checkout's metadata goes: its own `sandbox.json`, or the member list of the
+/// workspace being made (whose `sandbox.json` is rewritten).
+pub(crate) enum Meta<'a> {
+    Own,
+    Workspace(&'a mut Sandbox),
+}
+
+impl Meta<'_> {
+    async fn record(&mut self, sb: &Sandbox) -> Result<()> {
+        match self {
+            Meta::Own => write_meta(sb).await,
+            Meta::Workspace(ws) => {
+                ws.members.push(sb.clone());
+                write_meta(ws).await
+            }
+        }
     }
 }
 
 /// Writes `root/sandbox.json` atomically.
-async fn write_meta(sb: &Sandbox) -> Result<()> {
+pub(crate) async fn write_meta(sb: &Sandbox) -> Result<()> {
     let path = sb.root.join(META);
     let tmp = sb.root.join(".sandbox.json.tmp");
     let text = serde_json::to_string_pretty(sb).map_err(|e| SandboxError::BadMetadata {

@@ -8,6 +8,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("no pool named {0:?}")]
     PoolNotFound(String),
+    #[error("no batch named {0:?}")]
+    BatchNotFound(String),
     #[error("no team named {0:?}")]
     TeamNotFound(String),
     #[error("no API key with id {0:?}")]

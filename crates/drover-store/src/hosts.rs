@@ -77,6 +77,8 @@ pub trait HostStore: Send + Sync {
     /// held by anyone), oldest in queue order first: `worker` = it, `attempt` + 1, a lease.
     /// Concurrent claims on one database never take the same task (PostgreSQL:
     /// `FOR UPDATE SKIP LOCKED`). The task stays `queued`; its supervisor moves it on, fenced.
+    /// A batch's task is skipped while its batch has `slots` tasks claimed or active
+    /// ([`crate::batches`]; PostgreSQL locks those batch rows first).
     async fn claim(&self, worker: &str, n: usize, lease_secs: u32) -> Result<Vec<Claim>>;
     /// Held tasks (queued or active) whose lease lapsed by the database's clock.
     async fn lapsed_tasks(&self) -> Result<Vec<TaskRecord>>;

@@ -14,6 +14,8 @@
 //!     state change; the daemon's worker sends and retries them).
 //!   - [`HostStore`] ([`hosts`]): workers, claims, leases and fencing (docs/design.md §8).
 //!   - [`LockStore`] ([`locks`]): build locks held across workers.
+//!   - [`BatchStore`] ([`batches`]): batches (one task per repository, grouped) and their
+//!     atomic creation; a batch's `slots` bound the claim.
 //!   - Later areas go here the same way (each a trait in its own module, added to [`Store`]'s
 //!     supertraits, implemented under `sqlite/` and `postgres/`, covered by `conformance`).
 //! - [`Store`]: all areas plus [`ChangeFeed`]; what the daemon holds (`Arc<dyn Store>`).
@@ -32,6 +34,8 @@
 //! - Ingest offsets move in the same transaction as the events read before them, so a crash at any
 //!   point neither loses nor duplicates an agent's output.
 //! - A pool never has more live tasks than slots, nor more tasks than its count.
+//! - A batch and its tasks are stored all or none; a batch never has more tasks claimed or
+//!   active than its slots.
 //! - A usage batch is stored all or none.
 //! - Every committed write bumps [`Changes`] before the call returns (except an audit record:
 //!   nothing follows the audit log live).
@@ -39,6 +43,8 @@
 
 pub(crate) mod area_rows;
 pub mod audit;
+mod batch_rows;
+pub mod batches;
 pub mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -57,6 +63,7 @@ pub mod usage;
 pub mod webhooks;
 
 pub use audit::{AuditFilter, AuditStore, NewAuditRecord};
+pub use batches::{BatchRecord, BatchStore, NewBatch};
 pub use changes::{ChangeFeed, Changes};
 pub use error::{now, Result, StoreError};
 pub use hosts::{Claim, HostStore, WorkerRecord, WorkerSpec};
@@ -80,6 +87,7 @@ pub trait Store:
     + WebhookStore
     + HostStore
     + LockStore
+    + BatchStore
     + ChangeFeed
 {
 }
@@ -93,6 +101,7 @@ impl<
             + WebhookStore
             + HostStore
             + LockStore
+            + BatchStore
             + ChangeFeed
             + ?Sized,
     > Store for T
@@ -102,7 +111,7 @@ impl<
 /// The traits, for callers that hold a `dyn Store` and call its methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, ChangeFeed, HostStore, LockStore, PoolStore, Store, TaskStore, TeamStore,
-        UsageStore, WebhookStore,
+        AuditStore, BatchStore, ChangeFeed, HostStore, LockStore, PoolStore, Store, TaskStore,
+        TeamStore, UsageStore, WebhookStore,
     };
 }

@@ -1,7 +1,9 @@
 //! What only a shared store has: claims by several PgStores on one database (separate pools and
 //! connections, as separate daemons), and `runs_on`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use drover_store::conformance::{claims_are_exclusive_under_concurrency_on, new_task, pg};
+use drover_store::conformance::{
+    batch_slots_bound_claims_on, claims_are_exclusive_under_concurrency_on, new_task, pg,
+};
 use drover_store::prelude::*;
 use drover_store::{NewTask, PgStore};
 use std::sync::Arc;
@@ -15,6 +17,18 @@ async fn claims_are_exclusive_across_stores() {
         stores.push(Arc::new(PgStore::open(&url).await.unwrap()));
     }
     claims_are_exclusive_under_concurrency_on(stores).await;
+}
+
+/// Three stores ("workers") on one database claiming at once: a batch of 6 with slots 2 never
+/// has more than 2 tasks claimed or active (the claim locks the batch's row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_slots_hold_across_stores() {
+    let url = pg::fresh_database().await;
+    let mut stores: Vec<Arc<dyn Store>> = vec![];
+    for _ in 0..3 {
+        stores.push(Arc::new(PgStore::open(&url).await.unwrap()));
+    }
+    batch_slots_bound_claims_on(stores).await;
 }
 
 /// A task pinned to a worker (a local-path repo) is claimed only by it; an unpinned one by any.

@@ -7,8 +7,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    /// A local directory (resolved to an absolute path by the CLI) or a git URL.
+    /// A local directory (resolved to an absolute path by the CLI), a git URL, or `owner/name`
+    /// on the default forge. May be left out when `repos` is given (then `repos[0]`).
+    #[serde(default)]
     pub repo: String,
+    /// A multi-repo task (docs/design.md §9): its repositories, each as `repo` (at most 16);
+    /// the first is the task's `repo` (`repo`, if given too, must equal it). One checkout each
+    /// in the agent's workspace, one branch `drover/<id>` each, all at `ref`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<String>,
     /// Defaults to `HEAD`.
     #[serde(
         rename = "ref",

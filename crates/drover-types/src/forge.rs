@@ -48,7 +48,7 @@ pub struct TaskRepo {
     /// The commit `base_ref` resolved to at creation.
     #[serde(default)]
     pub base_commit: Option<String>,
-    /// The checkout's directory inside the task's workspace (`repos/<dir>` relative to it).
+    /// The checkout's directory name inside the task's workspace (the checkout is `<workspace>/<dir>`).
     #[serde(default)]
     pub dir: Option<String>,
 }

@@ -4,6 +4,7 @@
 //! - [`task`]: a task, its states and its outcome (docs/design.md §3; field names are the public contract).
 //! - [`event`]: the normalized, append-only per-task events.
 //! - [`api`]: request and error bodies of the daemon's HTTP API.
+//! - [`batch`]: batches (one task per repository, grouped): request, views, name rule.
 //! - [`clock`]: task clocks (`--timeout`, `--stall-timeout`): parsing and printing durations.
 //! - [`team`]: the team server's teams, API keys and scopes, audit records and accounting rows
 //!   (docs/design.md §7).
@@ -15,6 +16,7 @@
 #[macro_use]
 pub mod vocab;
 pub mod api;
+pub mod batch;
 pub mod clock;
 pub mod event;
 pub mod forge;
@@ -26,6 +28,7 @@ pub mod usage;
 pub mod validate;
 
 pub use api::*;
+pub use batch::{check_batch_name, BatchRepo, BatchRequest, BatchRetried, BatchState, BatchView};
 pub use event::*;
 pub use forge::{PrInfo, PrOptions, PrState, TaskRepo};
 pub use secret::Secret;

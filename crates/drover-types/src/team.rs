@@ -12,7 +12,7 @@ vocab! {
         TasksRead = "tasks:read",
         /// Create, message, stop and remove tasks.
         TasksWrite = "tasks:write",
-        /// Start, stop and resume pools (and batches).
+        /// Start, stop and resume pools (batches take the tasks scopes).
         PoolsWrite = "pools:write",
         /// Read metered usage and dollars.
         UsageRead = "usage:read",

@@ -5,11 +5,11 @@ use crate::error::Result;
 use drover_agents::BinarySetting;
 use serde_json::json;
 
-struct Check {
-    name: &'static str,
-    ok: bool,
-    detail: String,
-    hint: Option<String>,
+pub(super) struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    pub hint: Option<String>,
 }
 
 fn version_of(program: &str, arg: &str) -> std::result::Result<String, String> {
@@ -89,6 +89,7 @@ pub async fn doctor(json: bool) -> Result<i32> {
     });
     checks.push(store_check(cfg.as_ref(), &home).await);
     checks.extend(agent_checks(cfg.as_ref()));
+    checks.extend(super::doctor_forges::forge_checks(cfg.as_ref()).await);
     checks.push(price_check(&home));
     if let Some(check) = listen_check(cfg.as_ref()) {
         checks.push(check);

@@ -2,6 +2,7 @@
 
 mod agents;
 mod audit;
+mod batch;
 mod bench;
 mod bench_api;
 mod bench_dispatch;
@@ -11,9 +12,11 @@ pub mod bg_follow;
 mod daemon;
 mod demo;
 mod doctor;
+mod doctor_forges;
 pub mod key;
 mod lock;
 mod logs;
+mod multi_repo;
 mod pool;
 mod remote;
 mod tasks;
@@ -60,6 +63,7 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Attach { id } => logs::attach(&id).await,
         Command::Agents => agents::agents().await,
         Command::Pool { action } => pool::pool(action).await,
+        Command::Batch { action } => batch::batch(action).await,
         Command::Usage { by, json } => pool::usage(by, json).await,
         Command::Audit(args) => audit::audit(args).await,
         Command::Team { action } => team::team(action).await,

@@ -21,7 +21,11 @@ pub async fn pool(action: PoolAction) -> Result<i32> {
             let limits = super::tasks::limits(&a.task)?;
             drover_types::validate::max_usd(a.max_usd).map_err(CliError::input)?;
             let prompt = read_prompt(a.prompt, a.prompt_file.as_deref())?;
-            let repo = super::remote::repo_for(a.task.repo)?;
+            if a.task.repo.len() > 1 {
+                return Err(CliError::input("pool start takes one --repo")
+                    .hint("a pool's tasks share one repository; run a multi-repo task with `drover run --repo A --repo B`"));
+            }
+            let repo = super::remote::repo_for(a.task.repo.into_iter().next())?;
             let client = Client::connect().await?;
             let req = PoolRequest {
                 name: a.name,

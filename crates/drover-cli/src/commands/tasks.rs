@@ -145,11 +145,12 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         None => None,
     };
     let (timeout_secs, stall_timeout_secs) = clocks(&args.task.timeout, &args.task.stall_timeout)?;
-    let repo = super::remote::repo_for(args.task.repo)?;
+    let (repo, repos) = super::multi_repo::repos_for(args.task.repo, &args.task.protect)?;
     let client = Client::connect().await?;
     let req = RunRequest {
         tags: parse_tags(&args.tags)?,
         repo,
+        repos,
         base_ref: args.task.git_ref,
         agent: Some(args.task.agent),
         cmd: args.task.cmd,

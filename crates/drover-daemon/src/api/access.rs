@@ -13,7 +13,7 @@
 //!    for); [`Need::OwnerOnly`] (status, daemon stop, locks, workers, creating teams) → 403 for every key;
 //!    a missing scope → 403 `forbidden` naming it (`admin` holds every scope, for its own team).
 //! 4. Team visibility: `/v1/tasks/{id}…` resolves only the EXACT id of a task of the key's team,
-//!    `/v1/pools/{name}…` only a pool of its team, `/v1/teams/{name}…` only its team,
+//!    `/v1/pools/{name}…` only a pool of its team, `/v1/batches/{name}…` only a batch of its team, `/v1/teams/{name}…` only its team,
 //!    `/v1/keys/{id}…` only its team's key; anything else is the very 404 a missing one gets
 //!    (before any body is read), so nothing tells whether another team's exists.
 //! 5. The request carries [`Principal::Key`]; `last_used_at` is written at most once a minute
@@ -64,8 +64,11 @@ pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
         ("GET", ["pools", n]) if named(n) => Scoped(TasksRead),
         ("POST", ["pools"]) => Scoped(PoolsWrite),
         ("POST", ["pools", n, "stop" | "resume"]) if named(n) => Scoped(PoolsWrite),
-        ("GET", ["batches", ..]) => Scoped(TasksRead),
-        ("POST" | "DELETE", ["batches", ..]) => Scoped(PoolsWrite),
+        // Batches are tasks, grouped: the tasks scopes.
+        ("GET", ["batches"]) => Scoped(TasksRead),
+        ("GET", ["batches", n]) if named(n) => Scoped(TasksRead),
+        ("POST", ["batches"]) => Scoped(TasksWrite),
+        ("POST", ["batches", n, "stop" | "retry"]) if named(n) => Scoped(TasksWrite),
         ("GET", ["usage"]) => Scoped(UsageRead),
         ("GET", ["audit", ..]) => Scoped(AuditRead),
         // Creating a team is the host owner's; an admin key manages its own team.
@@ -190,6 +193,13 @@ async fn visible(engine: &Engine, principal: &Principal, segs: &[&str]) -> Resul
         ["keys", id, ..] => match engine.store.key(id).await {
             Ok(Some(k)) if principal.sees(Some(&k.team)) => Ok(()),
             Ok(_) => Err(StoreError::KeyNotFound((*id).to_string()).into()),
+            Err(e) => Err(e.into()),
+        },
+        ["batches", name, ..] => match engine.store.batch(name).await {
+            Ok(b) if principal.sees(b.team.as_deref()) => Ok(()),
+            Ok(_) | Err(StoreError::BatchNotFound(_)) => {
+                Err(StoreError::BatchNotFound((*name).to_string()).into())
+            }
             Err(e) => Err(e.into()),
         },
         ["pools", name, ..] => match engine.store.get_pool(name).await {

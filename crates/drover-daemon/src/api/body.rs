@@ -55,7 +55,10 @@ pub async fn bounded(req: Request, next: Next) -> Response {
 /// the handler), 1 MiB for every other one.
 fn body_limit(method: &axum::http::Method, path: &str) -> usize {
     let prompt_route = method == axum::http::Method::POST
-        && matches!(path.trim_end_matches('/'), "/v1/tasks" | "/v1/pools");
+        && matches!(
+            path.trim_end_matches('/'),
+            "/v1/tasks" | "/v1/pools" | "/v1/batches"
+        );
     if prompt_route {
         MAX_BODY_BYTES
     } else {

@@ -102,6 +102,11 @@ impl From<StoreError> for ApiErr {
                 e.to_string(),
                 Some("`drover pool ls` lists pools"),
             ),
+            StoreError::BatchNotFound(_) => ApiErr::new(
+                ApiErrorKind::NotFound,
+                e.to_string(),
+                Some("`drover batch ls` lists batches"),
+            ),
             StoreError::TeamNotFound(_) => ApiErr::new(
                 ApiErrorKind::NotFound,
                 e.to_string(),

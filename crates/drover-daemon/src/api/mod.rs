@@ -18,6 +18,8 @@
 //! | `DELETE /v1/tasks/{id}` | remove it (its work is committed first) |
 //! | `POST /v1/pools`, `GET /v1/pools[/{name}]` | start, list, show pools |
 //! | `POST /v1/pools/{name}/stop` / `resume` | stop (`{"hard": true}` stops its tasks too), resume |
+//! | `POST /v1/batches`, `GET /v1/batches[/{name}]` | start (one task per repository, [`batches`]), list, show batches |
+//! | `POST /v1/batches/{name}/stop` / `retry` | stop its tasks; a new task for each repository whose latest failed |
 //! | `GET /v1/locks`, `POST /v1/locks/{name}?slots=&holder=` | build locks (held while the connection is open, on every worker) |
 //! | `GET /v1/workers` | the workers sharing the store ([`drover_types::WorkerInfo`]; host owner only) |
 //! | `GET /v1/usage?by=task|pool|model|day|team|tag:NAME&team=` | metered usage and dollars (a key: its team's) |
@@ -41,6 +43,7 @@ pub mod access;
 pub mod audit;
 mod audit_log;
 pub mod auth;
+mod batches;
 pub mod body;
 mod daemon;
 mod error;
@@ -52,6 +55,7 @@ mod pools;
 mod protect;
 mod raw;
 pub mod scoped;
+mod task_repos;
 mod task_request;
 mod tasks;
 pub mod tcp;
@@ -65,7 +69,7 @@ pub use error::ApiErr;
 use std::sync::Arc;
 
 /// The largest request body (bytes) of the routes that carry a prompt (`POST /v1/tasks`,
-/// `POST /v1/pools`): a prompt of up to [`drover_types::MAX_PROMPT_BYTES`] with room for JSON
+/// `POST /v1/pools`, `POST /v1/batches`): a prompt of up to [`drover_types::MAX_PROMPT_BYTES`] with room for JSON
 /// escaping and the other fields.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
 /// The largest body of every other route (docs/design.md §7: "a body over 1 MiB" is a 413).
@@ -132,6 +136,10 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/pools/{name}", get(pools::show))
         .route("/v1/pools/{name}/stop", post(pools::stop))
         .route("/v1/pools/{name}/resume", post(pools::resume))
+        .route("/v1/batches", post(batches::create).get(batches::list))
+        .route("/v1/batches/{name}", get(batches::show))
+        .route("/v1/batches/{name}/stop", post(batches::stop))
+        .route("/v1/batches/{name}/retry", post(batches::retry))
         .route("/v1/locks", get(locks::list))
         .route("/v1/workers", get(workers::list))
         .route("/v1/usage", get(usage::usage))

@@ -372,6 +372,33 @@ pub fn routes() -> Vec<Route> {
             .path("name", "the pool name")
             .ok(200, "the pool", &[("application/json", json_of::<PoolView>())])
             .route(Post, "/v1/pools/{name}/resume"),
+        op("createBatch", "Start a batch: one task per repository", write)
+            .tag("batches")
+            .describe("Every repository is admitted as `POST /v1/tasks` admits its one, all before anything is stored: one bad repository is the 4xx naming it, and no batch. `slots`: at most that many of its tasks past `queued` at once, across every worker.")
+            .body::<drover_types::BatchRequest>(true)
+            .errors(&[409, 422])
+            .ok(201, "the batch, created", &[("application/json", json_of::<drover_types::BatchView>())])
+            .route(Post, "/v1/batches"),
+        op("listBatches", "Every batch (a key: its team's)", read)
+            .tag("batches")
+            .ok(200, "the batches", &[("application/json", array_of::<drover_types::BatchView>())])
+            .route(Get, "/v1/batches"),
+        op("getBatch", "One batch: each repository's latest task, state, PR and cost", read)
+            .tag("batches")
+            .path("name", "the batch name")
+            .ok(200, "the batch", &[("application/json", json_of::<drover_types::BatchView>())])
+            .route(Get, "/v1/batches/{name}"),
+        op("stopBatch", "Stop a batch: its queued tasks cancelled, its active ones stopped", write)
+            .tag("batches")
+            .path("name", "the batch name")
+            .ok(200, "the batch", &[("application/json", json_of::<drover_types::BatchView>())])
+            .route(Post, "/v1/batches/{name}/stop"),
+        op("retryBatch", "A new task for each repository whose latest task failed, was cancelled or interrupted", write)
+            .tag("batches")
+            .path("name", "the batch name")
+            .errors(&[422])
+            .ok(200, "the new tasks and the batch", &[("application/json", json_of::<drover_types::BatchRetried>())])
+            .route(Post, "/v1/batches/{name}/retry"),
         op("listLocks", "Build locks held and waited for", Owner)
             .tag("daemon")
             .ok(200, "the locks", &[("application/json", scalar(Type::Object))])
@@ -504,6 +531,9 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
     with::<t::PoolRequest>(&mut out);
     with::<t::PoolStopRequest>(&mut out);
     with::<PoolView>(&mut out);
+    with::<t::BatchRequest>(&mut out);
+    with::<t::BatchView>(&mut out);
+    with::<t::BatchRetried>(&mut out);
     with::<drover_store::PoolEvent>(&mut out);
     with::<drover_store::UsageLine>(&mut out);
     with::<t::TeamInfo>(&mut out);

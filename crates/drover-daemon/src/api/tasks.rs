@@ -26,7 +26,7 @@ use crate::engine::locks::Locks;
 
 type ApiResult<T> = Result<T, ApiErr>;
 
-async fn view(engine: &Engine, t: &TaskRecord) -> Task {
+pub(super) async fn view(engine: &Engine, t: &TaskRecord) -> Task {
     let pos = if t.state == drover_types::TaskState::Queued {
         engine
             .store
@@ -61,22 +61,9 @@ pub async fn create(
         req.api_key = provider_key;
     }
     super::access::bind_task(&principal, &mut req)?;
-    req.repo = engine
-        .repo_source(&req.repo)
-        .map_err(|e| ApiErr::invalid(e.to_string()))?;
-    super::access::check_repo_on(&engine, &principal, &req.repo)?;
-    super::access::check_team_repo(&engine, req.team.as_deref(), &req.repo).await?;
     ApiErr::confinable(&engine)?;
     prompt_size(&req.prompt)?;
-    let (task, warnings) = prepare(&engine, &req)
-        .await
-        .map_err(task_request::as_field_error)?;
-    if let (Some(dir), Some(commit)) = (&task.repo_dir, &task.base_commit) {
-        let dir = std::path::Path::new(dir);
-        super::access::check_base(&engine, &principal, &task.repo, &task.base_ref, dir, commit)
-            .await
-            .map_err(task_request::as_field_error)?;
-    }
+    let (task, warnings) = admit(&engine, &principal, &mut req).await?;
     let idem = idem_key.map(|key| Idempotency {
         scope: task_request::idempotency_scope(&principal),
         key,
@@ -89,6 +76,7 @@ pub async fn create(
         let mut task = task.clone();
         if attempt > 0 {
             task.id = new_task_id();
+            super::task_repos::rename(&mut task);
         }
         // The key is in place before the task exists, so the scheduler never grants without it.
         let id = task.id.clone();
@@ -139,6 +127,35 @@ pub async fn create(
     Err(last
         .map(ApiErr::from)
         .unwrap_or_else(|| ApiErr::invalid("could not create the task")))
+}
+
+/// One task's admission, the same for `POST /v1/tasks` and each repository of
+/// `POST /v1/batches`: the repo through [`Engine::repo_source`] (written back into `req`), the
+/// caller's repo rules (`check_repo`, the team's `allowed_repos`), the values and the team's
+/// rules ([`prepare`]), and the base commit's visibility to a key. Nothing is stored.
+pub(super) async fn admit(
+    engine: &Engine,
+    principal: &Principal,
+    req: &mut RunRequest,
+) -> ApiResult<(NewTask, Vec<String>)> {
+    super::task_repos::normalize(req)?;
+    req.repo = engine
+        .repo_source(&req.repo)
+        .map_err(|e| ApiErr::invalid(e.to_string()))?;
+    super::access::check_repo_on(engine, principal, &req.repo)?;
+    super::access::check_team_repo(engine, req.team.as_deref(), &req.repo).await?;
+    let other_repos = super::task_repos::sources(engine, principal, req).await?;
+    let (mut task, warnings) = prepare(engine, req)
+        .await
+        .map_err(task_request::as_field_error)?;
+    super::task_repos::fill(engine, principal, &mut task, &other_repos).await?;
+    if let (Some(dir), Some(commit)) = (&task.repo_dir, &task.base_commit) {
+        let dir = std::path::Path::new(dir);
+        super::access::check_base(engine, principal, &task.repo, &task.base_ref, dir, commit)
+            .await
+            .map_err(task_request::as_field_error)?;
+    }
+    Ok((task, warnings))
 }
 
 /// Checks a request's values and resolves its repo and ref: the task to insert (with a fresh

@@ -123,22 +123,26 @@ pub(crate) fn jail_spec(
     }
     ro.extend(engine.config.confinement.ro_paths.iter().cloned());
     let mut rw: Vec<PathBuf> = engine.config.confinement.rw_paths.clone();
-    let (git_ro, git_rw) = worktree_git(checkout);
-    ro.extend(git_ro);
-    rw.extend(git_rw);
+    // A workspace's checkouts (from drover's own sandbox.json, never the work tree), else the
+    // one checkout.
+    let members = engine.sandboxes.member_paths(id);
+    let checkouts = match members.is_empty() {
+        true => vec![checkout.to_path_buf()],
+        false => members,
+    };
+    for c in &checkouts {
+        let (git_ro, git_rw) = worktree_git(c);
+        ro.extend(git_ro);
+        rw.extend(git_rw);
+    }
     let drover_home = &engine.home.root;
     // Nothing of DROVER_HOME but what the spec binds on purpose (checkout, run dir, home).
     let keep = |p: &PathBuf| !p.starts_with(drover_home) && p.exists();
     let mut ro = resolved(ro.into_iter().filter(keep));
-    // An overlay base borrows its objects (`git clone --shared`): a URL's mirror is under
-    // DROVER_HOME, read-only inside so git can read (and push) the history.
-    let mirrors =
-        std::fs::canonicalize(drover_home.join("repos")).unwrap_or(drover_home.join("repos"));
-    ro.extend(
-        crate::git_proxy::task::alternates(checkout)
-            .into_iter()
-            .filter(|p| p.starts_with(&mirrors)),
-    );
+    // The objects an overlay checkout borrows (`git clone --shared`: its repository's, or a
+    // URL's mirror under DROVER_HOME): read-only, so git inside can read (and push) the
+    // history; read from drover's base checkouts, never from the agent's files.
+    ro.extend(engine.sandboxes.borrowed_objects(id));
     let rw = resolved(rw.into_iter().filter(keep));
     let hidden = std::iter::once(drover_home.clone())
         .chain(credentials_in(&ro))

@@ -80,6 +80,8 @@ pub(crate) async fn finish(
         .clone()
         .unwrap_or_else(|| first_line(&task.prompt));
     let commit = commit_work(engine, id, &summary).await;
+    // A multi-repo task's commits were just recorded in `repos` (engine::workspace).
+    let task = super::workspace::with_recorded_commits(engine, task).await?;
     if let Err(e) = &commit {
         if outcome.error_kind.is_none() || outcome.error_kind == Some(ErrorKind::AgentExit) {
             outcome = Outcome::fail(ErrorKind::GitError, e.clone());

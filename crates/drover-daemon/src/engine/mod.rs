@@ -45,6 +45,7 @@ pub mod start;
 pub mod supervise;
 pub mod terminal;
 pub mod workers;
+pub mod workspace;
 
 #[cfg(test)]
 mod fixtures;

@@ -187,8 +187,7 @@ pub(crate) async fn start(
         fail(engine, &task, ErrorKind::SandboxError, &e.to_string()).await?;
         return Ok(None);
     }
-    crate::git_proxy::task::set_origin(engine, &task, &sandbox.path, sandbox.kind, &task.repo)
-        .await;
+    super::workspace::set_origins(engine, &task, &sandbox).await;
     let files = engine.home.task(id);
     match spawn_shim(&engine.config.exe, &files, &launch, &env).await {
         Ok((mut child, ready)) => {
@@ -250,6 +249,9 @@ pub(crate) async fn prepare_sandbox(
     engine: &Engine,
     task: &TaskRecord,
 ) -> Result<Sandbox, drover_sandbox::SandboxError> {
+    if !task.repos.is_empty() {
+        return super::workspace::prepare(engine, task).await;
+    }
     if let Some(sb) = engine.sandboxes.load(&task.id).await? {
         return Ok(sb);
     }
@@ -279,7 +281,9 @@ pub(crate) async fn prepare_sandbox(
 /// repository this worker sees (e.g. committed from the sandbox of a lost run on this host):
 /// a requeued attempt starts from it rather than from the base commit.
 async fn earlier_work(engine: &Engine, task: &TaskRecord) -> Option<String> {
+    // A multi-repo task starts again from its base commits (docs/design.md §9).
     if task.attempt <= 1
+        || !task.repos.is_empty()
         || engine
             .sandboxes
             .load(&task.id)

@@ -60,6 +60,9 @@ pub(crate) async fn commit_work(
         Err(e) => return Err(e.to_string()),
     };
     let message = format!("drover: {summary}\n\nTask: {id}\n");
+    if !sb.members.is_empty() {
+        return super::workspace::commit(engine, id, &sb, &message).await;
+    }
     match engine.sandboxes.finish(&sb, &message).await {
         Ok(Some(sha)) => Ok(Some((sha, sb.branch.clone()))),
         Ok(None) => Ok(None),

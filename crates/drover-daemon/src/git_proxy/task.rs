@@ -117,7 +117,7 @@ pub async fn reopened(engine: Arc<Engine>, id: String) {
     ) else {
         return;
     };
-    set_origin(&engine, &task, &sb.path, sb.kind, &task.repo).await;
+    crate::engine::workspace::set_origins(&engine, &task, &sb).await;
 }
 
 /// Points the sandbox's `origin` at the proxy (task `task`, repo `clone_url`, checkout

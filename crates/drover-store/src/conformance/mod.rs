@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit;
+mod batches;
 mod changes;
 mod hosts;
 mod locks;
@@ -19,6 +20,7 @@ mod usage;
 mod webhooks;
 
 pub use audit::*;
+pub use batches::*;
 pub use changes::*;
 pub use hosts::*;
 pub use locks::*;
@@ -71,6 +73,9 @@ macro_rules! conformance_tests {
             fenced_writes_of_a_stale_claim_change_nothing,
             heartbeat_renews_only_its_own_tasks,
             workers_are_listed_with_running_and_lapse,
+            batch_create_is_all_or_nothing,
+            batch_retry_takes_only_the_failed,
+            batch_slots_bound_claims,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

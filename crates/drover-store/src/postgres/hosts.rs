@@ -68,11 +68,25 @@ impl HostStore for PgStore {
             return Ok(vec![]);
         }
         let mut tx = self.pool.begin().await?;
+        // The rows of the batches (with slots) whose queued tasks this claim may take, locked
+        // in name order: claims touching one batch queue here, and the claim below (a statement
+        // of its own) sees every claim committed before the lock was granted, so two workers
+        // never both take a batch's last slot.
+        sqlx::query(
+            "SELECT name FROM batches WHERE slots IS NOT NULL AND name IN \
+             (SELECT batch FROM tasks WHERE state = 'queued' AND worker IS NULL \
+             AND batch IS NOT NULL AND (runs_on IS NULL OR runs_on = $1)) \
+             ORDER BY name FOR UPDATE",
+        )
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?;
         let mut rows: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
             "UPDATE tasks SET worker = $1, attempt = attempt + 1, lease_until = {DB_LEASE} \
              WHERE id IN (SELECT id FROM tasks WHERE state = 'queued' AND worker IS NULL \
-             AND (runs_on IS NULL OR runs_on = $1) ORDER BY queue_seq LIMIT $3 \
-             FOR UPDATE SKIP LOCKED) RETURNING id, attempt, queue_seq"
+             AND id IN (SELECT id FROM ({}) AS eligible) ORDER BY queue_seq LIMIT $3 \
+             FOR UPDATE SKIP LOCKED) RETURNING id, attempt, queue_seq",
+            crate::batch_rows::claimable("AND (t.runs_on IS NULL OR t.runs_on = $1)")
         ))
         .bind(worker)
         .bind(f64::from(lease_secs))

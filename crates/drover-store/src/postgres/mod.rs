@@ -15,6 +15,7 @@
 //! - Task summaries (`summary_cols`) and whole rows (`fetch`) for every area reading tasks.
 
 mod audit;
+mod batches;
 mod hosts;
 mod locks;
 mod pools;

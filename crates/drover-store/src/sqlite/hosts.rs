@@ -100,11 +100,13 @@ impl HostStore for SqliteStore {
         // One writer: nothing else claims between the select and the update. `runs_on` is
         // ignored (one worker sees every path).
         let mut tx = self.writer.begin().await?;
-        let mut rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        // A batch's task waits while its batch holds `slots` claimed or active tasks.
+        let mut rows: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
             "UPDATE tasks SET worker = ?, attempt = attempt + 1, lease_until = ? \
-             WHERE id IN (SELECT id FROM tasks WHERE state = 'queued' AND worker IS NULL \
-             ORDER BY queue_seq LIMIT ?) RETURNING id, attempt, queue_seq",
-        )
+             WHERE id IN (SELECT id FROM ({}) AS eligible ORDER BY queue_seq LIMIT ?) \
+             RETURNING id, attempt, queue_seq",
+            crate::batch_rows::claimable("")
+        ))
         .bind(worker)
         .bind(later(lease_secs))
         .bind(i64::try_from(n).unwrap_or(i64::MAX))

@@ -11,6 +11,7 @@
 //! Every write bumps [`Changes`] once it committed.
 
 mod audit;
+mod batches;
 mod hosts;
 mod locks;
 mod pools;
