@@ -138,7 +138,7 @@ pub(crate) fn path_str(p: &Path) -> Result<&str> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     /// A remote that accepts and never answers: the daemon's git gives up (here after 2 s
