@@ -313,8 +313,7 @@ fn a_tls_handshake_that_never_comes_is_cut() {
     let r = Remote::start();
     let port: u16 = r.url.rsplit(':').next().unwrap().parse().unwrap();
     let mut idle = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let limit =
-        drover_daemon::api::listen::TLS_HANDSHAKE_TIMEOUT + std::time::Duration::from_secs(10);
+    let limit = drover_daemon::listen::TLS_HANDSHAKE_TIMEOUT + std::time::Duration::from_secs(10);
     idle.set_read_timeout(Some(limit)).unwrap();
     let started = std::time::Instant::now();
     let mut buf = [0u8; 64];

@@ -10,8 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 const MB50: u64 = 50 << 20;
-/// The daemon's header-read timeout (`drover_daemon::api::listen::HEADER_TIMEOUT`).
-const HEADER_TIMEOUT: Duration = drover_daemon::api::listen::HEADER_TIMEOUT;
+/// The daemon's header-read timeout (`drover_daemon::listen::HEADER_TIMEOUT`).
+const HEADER_TIMEOUT: Duration = drover_daemon::listen::HEADER_TIMEOUT;
 /// The time a client has to send a request body (`drover_daemon::api::body::BODY_TIMEOUT`).
 const BODY_TIMEOUT: Duration = drover_daemon::api::body::BODY_TIMEOUT;
 

@@ -693,7 +693,7 @@ fn health_is_public_and_tcp_has_the_unix_sockets_limits() {
     use std::io::Read;
     let mut idle = std::net::TcpStream::connect(s.addr).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(
-        drover_daemon::api::listen::HEADER_TIMEOUT.as_secs() + 10,
+        drover_daemon::listen::HEADER_TIMEOUT.as_secs() + 10,
     )))
     .unwrap();
     let started = std::time::Instant::now();
@@ -706,7 +706,7 @@ fn health_is_public_and_tcp_has_the_unix_sockets_limits() {
     );
     assert!(
         started.elapsed()
-            >= drover_daemon::api::listen::HEADER_TIMEOUT - Duration::from_millis(500)
+            >= drover_daemon::listen::HEADER_TIMEOUT - Duration::from_millis(500)
     );
 }
 

@@ -32,6 +32,7 @@ pub mod git_proxy;
 pub mod home;
 pub mod isolation;
 pub mod ledger;
+pub mod listen;
 pub mod task_sockets;
 pub mod teams;
 
@@ -91,7 +92,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     // SAFETY: prctl(PR_SET_DUMPABLE, 0) only changes this process's own attribute.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // Every connection and every task's logs take file descriptors: use all we may.
-    if let Some(n) = api::listen::raise_nofile() {
+    if let Some(n) = listen::raise_nofile() {
         tracing::info!("open file limit {n}");
     }
     let home = Home::new(&config.home);

@@ -53,7 +53,7 @@ impl Credential {
             cmd_env,
             cached: tokio::sync::Mutex::new(HashMap::new()),
             installations: tokio::sync::Mutex::new(Vec::new()),
-            client: crate::http::new_client(),
+            client: crate::wire::new_client(),
         }
     }
 
@@ -172,7 +172,7 @@ impl Credential {
         if let Some((_, id)) = known.iter().find(|(p, _)| *p == repo.path) {
             return Ok(*id);
         }
-        let id = crate::github_app::installation_of(self, &repo.path).await?;
+        let id = crate::github_app::installation_of(&self.app(), &repo.path).await?;
         known.push((repo.path.clone(), id));
         Ok(id)
     }
@@ -226,7 +226,7 @@ impl Credential {
             }
             CredentialSpec::GithubApp { .. } => {
                 let (token, expires_in) =
-                    crate::github_app::installation_token(self, installation).await?;
+                    crate::github_app::installation_token(&self.app(), installation).await?;
                 Ok(Cached {
                     token,
                     stale_at: Some(Instant::now() + expires_in.saturating_sub(APP_TOKEN_MARGIN)),
@@ -272,10 +272,12 @@ impl Credential {
 
 /// What the GitHub App code reads of a credential.
 impl Credential {
-    pub(crate) fn api_base(&self) -> &str {
-        &self.api
-    }
-    pub(crate) fn spec(&self) -> &CredentialSpec {
-        &self.spec
+    fn app(&self) -> crate::github_app::App<'_> {
+        crate::github_app::App {
+            forge: &self.forge,
+            api: &self.api,
+            spec: &self.spec,
+            client: self.http_client(),
+        }
     }
 }

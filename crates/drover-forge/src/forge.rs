@@ -1,14 +1,10 @@
 //! The REST subset drover uses on every forge.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 
-use crate::credential::Credential;
 use crate::error::ForgeError;
 use crate::kind::ForgeKind;
 use crate::repo::RepoRef;
-use crate::settings::ForgeSettings;
 pub use drover_types::PrState;
 
 /// A pull (merge) request to open.
@@ -100,21 +96,6 @@ fn is_lost_answer(e: &ForgeError) -> bool {
         ForgeError::Api { status, .. } => *status >= 500,
         ForgeError::Unreachable { .. } => true,
         _ => false,
-    }
-}
-
-/// The REST client of `settings.kind`.
-pub fn client(settings: &ForgeSettings, credential: Arc<Credential>) -> Arc<dyn Forge> {
-    match settings.kind {
-        ForgeKind::Github => Arc::new(crate::github::Github::new(settings, credential)),
-        ForgeKind::Gitlab => Arc::new(crate::gitlab::Gitlab::new(settings, credential)),
-        ForgeKind::BitbucketCloud => Arc::new(crate::bitbucket_cloud::BitbucketCloud::new(
-            settings, credential,
-        )),
-        ForgeKind::BitbucketDc => {
-            Arc::new(crate::bitbucket_dc::BitbucketDc::new(settings, credential))
-        }
-        ForgeKind::Gitea => Arc::new(crate::gitea::Gitea::new(settings, credential)),
     }
 }
 

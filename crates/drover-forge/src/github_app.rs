@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::credential::Credential;
 use crate::error::ForgeError;
-use crate::http::{host_key, limit_host, rate_limit_wait, seg, wait_host, MAX_RETRIES, MAX_WAIT};
 use crate::kind::ForgeKind;
 use crate::settings::CredentialSpec;
+use crate::wire::{host_key, limit_host, rate_limit_wait, seg, wait_host, MAX_RETRIES, MAX_WAIT};
 use drover_types::Secret;
 
 #[derive(Serialize)]
@@ -34,7 +33,31 @@ struct Installation {
     id: u64,
 }
 
-fn fail(cred: &Credential, reason: String) -> ForgeError {
+/// What the app's calls need of its credential (the forge's name, REST base, settings and
+/// HTTP client), so this module does not depend on [`crate::credential`].
+pub(crate) struct App<'a> {
+    pub forge: &'a str,
+    pub api: &'a str,
+    pub spec: &'a CredentialSpec,
+    pub client: reqwest::Client,
+}
+
+impl App<'_> {
+    fn forge(&self) -> &str {
+        self.forge
+    }
+    fn api_base(&self) -> &str {
+        self.api
+    }
+    fn spec(&self) -> &CredentialSpec {
+        self.spec
+    }
+    fn http_client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+}
+
+fn fail(cred: &App<'_>, reason: String) -> ForgeError {
     ForgeError::Credential {
         forge: cred.forge().to_string(),
         reason,
@@ -42,7 +65,7 @@ fn fail(cred: &Credential, reason: String) -> ForgeError {
 }
 
 /// The app's JWT (valid 10 minutes, 60 s of clock skew allowed for).
-fn jwt(cred: &Credential) -> Result<String, ForgeError> {
+fn jwt(cred: &App<'_>) -> Result<String, ForgeError> {
     let CredentialSpec::GithubApp {
         app_id, key_path, ..
     } = cred.spec()
@@ -84,7 +107,7 @@ fn jwt(cred: &Credential) -> Result<String, ForgeError> {
 
 /// Sends an app-authenticated request; the JSON body of a 2xx.
 async fn app_call(
-    cred: &Credential,
+    cred: &App<'_>,
     method: Method,
     path: &str,
 ) -> Result<serde_json::Value, ForgeError> {
@@ -141,7 +164,7 @@ async fn app_call(
 }
 
 /// The installation of the app on `repo_path` (`owner/name`).
-pub(crate) async fn installation_of(cred: &Credential, repo_path: &str) -> Result<u64, ForgeError> {
+pub(crate) async fn installation_of(cred: &App<'_>, repo_path: &str) -> Result<u64, ForgeError> {
     let (owner, name) = repo_path.split_once('/').unwrap_or((repo_path, ""));
     let v = app_call(
         cred,
@@ -156,7 +179,7 @@ pub(crate) async fn installation_of(cred: &Credential, repo_path: &str) -> Resul
 
 /// A new installation token and how long until it expires.
 pub(crate) async fn installation_token(
-    cred: &Credential,
+    cred: &App<'_>,
     installation: u64,
 ) -> Result<(Secret, Duration), ForgeError> {
     let v = app_call(

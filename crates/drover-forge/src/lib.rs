@@ -22,12 +22,14 @@
 mod credential;
 mod error;
 mod forge;
+mod forges;
 mod github_app;
 pub mod hints;
 mod http;
 mod kind;
 mod repo;
 mod settings;
+mod wire;
 
 mod bitbucket_cloud;
 mod bitbucket_dc;
@@ -38,12 +40,13 @@ mod gitlab;
 pub use credential::{Credential, APP_TOKEN_MARGIN};
 pub use drover_types::Secret;
 pub use error::ForgeError;
-pub use forge::{client, Forge, PrRequest, PrState, PullRequest};
+pub use forge::{Forge, PrRequest, PrState, PullRequest};
+pub use forges::{client, ForgeEntry, Forges};
 pub use hints::{pr_permission_hint, push_permission_hint};
-pub use http::{MAX_RETRIES, MAX_WAIT};
 pub use kind::ForgeKind;
-pub use repo::{ForgeEntry, Forges, RepoRef};
+pub use repo::RepoRef;
 pub use settings::{CredentialSpec, ForgeSettings};
+pub use wire::{MAX_RETRIES, MAX_WAIT};
 
 /// Paths whose change in a task's branch opens its PR as a draft with a `needs-approval` note
 /// (unless `--allow-ci-changes`): CI configuration runs with the repository's secrets — the

@@ -114,11 +114,17 @@ where
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use crate::RunRequest;
+
+    /// A body with a `pr` field read as `RunRequest` and `PoolRequest` read theirs.
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default, deserialize_with = "super::de_pr")]
+        pr: Option<super::PrOptions>,
+    }
 
     fn pr(body: &str) -> Result<Option<super::PrOptions>, String> {
-        let v = format!(r#"{{"repo": "a/b", "task": "x"{body}}}"#);
-        serde_json::from_str::<RunRequest>(&v)
+        let v = format!(r#"{{"repo": "a/b"{body}}}"#);
+        serde_json::from_str::<Body>(&v)
             .map(|r| r.pr)
             .map_err(|e| e.to_string())
     }

@@ -5,12 +5,7 @@ use crate::error::Result;
 use drover_agents::BinarySetting;
 use serde_json::json;
 
-pub(super) struct Check {
-    pub name: &'static str,
-    pub ok: bool,
-    pub detail: String,
-    pub hint: Option<String>,
-}
+use super::doctor_check::Check;
 
 fn version_of(program: &str, arg: &str) -> std::result::Result<String, String> {
     match std::process::Command::new(program).arg(arg).output() {

@@ -3,7 +3,7 @@
 //! installation answers). The token itself is never shown; a failure does not change doctor's
 //! exit code (tasks on other repositories still run).
 
-use super::doctor::Check;
+use super::doctor_check::Check;
 use drover_forge::{Credential, CredentialSpec, ForgeSettings};
 use std::time::Duration;
 

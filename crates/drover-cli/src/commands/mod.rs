@@ -12,6 +12,7 @@ pub mod bg_follow;
 mod daemon;
 mod demo;
 mod doctor;
+mod doctor_check;
 mod doctor_forges;
 pub mod key;
 mod lock;

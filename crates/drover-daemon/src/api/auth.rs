@@ -3,7 +3,6 @@
 //! take them with `Extension<Principal>` to check scope and team.
 
 use drover_types::{Actor, Scope};
-use std::net::SocketAddr;
 
 /// The caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,19 +67,7 @@ impl Principal {
     }
 }
 
-/// Where a request came from: `None` for the Unix socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RemoteAddr(pub Option<SocketAddr>);
-
-impl RemoteAddr {
-    /// `ip:port`, or `unix`.
-    pub fn describe(&self) -> String {
-        match self.0 {
-            Some(a) => a.to_string(),
-            None => "unix".into(),
-        }
-    }
-}
+pub use crate::listen::RemoteAddr;
 
 /// A new API key's secret: `drv_` and 32 random bytes in hex (shown once, never stored).
 pub fn new_key_secret() -> String {

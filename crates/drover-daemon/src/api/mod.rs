@@ -48,7 +48,7 @@ pub mod body;
 mod daemon;
 mod error;
 mod keys;
-pub mod listen;
+
 mod locks;
 pub mod openapi;
 mod pools;
@@ -109,7 +109,7 @@ pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
 
 /// The TCP listener's router: every route behind [`access::authenticate`], which checks the
 /// key, the route's scope and the team, and puts the [`auth::Principal`] in the request (the
-/// peer's [`auth::RemoteAddr`] is put there per connection by [`listen`]). The audit layer is
+/// peer's [`auth::RemoteAddr`] is put there per connection by [`crate::listen`]). The audit layer is
 /// outside it, so its refusals are recorded too (it reports the key in its answer).
 pub fn tcp_router(engine: Arc<Engine>) -> axum::Router {
     let gate = access::Gate::new(engine.clone());
@@ -190,6 +190,6 @@ pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> 
     let shutdown = engine.stopping().cancelled_owned();
     let tasks = engine.tasks.clone();
     tracing::info!("listening on {}", path.display());
-    listen::serve(listener, router(engine), shutdown, &tasks).await;
+    crate::listen::serve(listener, router(engine), shutdown, &tasks).await;
     Ok(())
 }

@@ -3,11 +3,10 @@
 //!
 //! The same routes as the admin socket behind [`super::access::authenticate`] (every route but
 //! `GET /v1/health` and `GET /v1/openapi.json` needs an API key), served by the same loop
-//! ([`super::listen`]: head timeout, connection cap, busy answer), with TLS from rustls (ring)
+//! ([`crate::listen`]: head timeout, connection cap, busy answer), with TLS from rustls (ring)
 //! when configured. The bound address is written to `DROVER_HOME/listen.addr` (port 0 picks
 //! one) and logged. Plain HTTP on an address other than loopback is allowed, with a warning.
 
-use super::listen;
 use crate::config::{Listen, TlsFiles};
 use crate::engine::Engine;
 use crate::DaemonError;
@@ -98,7 +97,7 @@ pub async fn serve(engine: Arc<Engine>, bound: Bound) {
     let shutdown = engine.stopping().cancelled_owned();
     let tasks = engine.tasks.clone();
     let app = super::tcp_router(engine);
-    listen::serve_with(
+    crate::listen::serve_with(
         bound.listener,
         bound.tls,
         app,
@@ -106,7 +105,7 @@ pub async fn serve(engine: Arc<Engine>, bound: Bound) {
         &tasks,
         // Half the daemon's connections at most: a crowd of network clients never takes
         // the file descriptors the owner's socket and the tasks need.
-        (listen::connection_cap() / 2).max(32),
+        (crate::listen::connection_cap() / 2).max(32),
     )
     .await;
 }

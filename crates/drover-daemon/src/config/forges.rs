@@ -5,29 +5,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use drover_forge::{CredentialSpec, ForgeKind, ForgeSettings};
-use serde::Deserialize;
 
 use super::error::{ConfigError, Origin};
-use super::load::Environment;
+use super::load::{Environment, ForgeFile};
 use super::Secret;
-
-/// One `[forges.NAME]` table as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ForgeFile {
-    pub kind: Option<String>,
-    pub api: Option<String>,
-    pub git: Option<String>,
-    pub token_env: Option<String>,
-    pub token_cmd: Option<String>,
-    /// e.g. `"50m"`: `token_cmd` runs again after this long.
-    pub token_ttl: Option<String>,
-    pub app_id: Option<String>,
-    /// The GitHub App's private key (PEM file).
-    pub app_key: Option<String>,
-    pub installation_id: Option<u64>,
-    pub default: Option<bool>,
-}
 
 /// The forges, sorted by name; at most one `default`.
 pub(super) fn resolve(

@@ -128,6 +128,24 @@ pub(super) struct GatewayFile {
     pub builtin_prices: Option<bool>,
 }
 
+/// One `[forges.NAME]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ForgeFile {
+    pub kind: Option<String>,
+    pub api: Option<String>,
+    pub git: Option<String>,
+    pub token_env: Option<String>,
+    pub token_cmd: Option<String>,
+    /// e.g. `"50m"`: `token_cmd` runs again after this long.
+    pub token_ttl: Option<String>,
+    pub app_id: Option<String>,
+    /// The GitHub App's private key (PEM file).
+    pub app_key: Option<String>,
+    pub installation_id: Option<u64>,
+    pub default: Option<bool>,
+}
+
 /// Every key, as merged from the layers; [`super::Config::load_with`] validates it once.
 /// Unknown keys are refused (a typo must not silently do nothing).
 #[derive(Debug, Default, Deserialize)]
@@ -165,7 +183,7 @@ pub(super) struct Raw {
     pub lease_secs: Option<u32>,
     /// `[forges.NAME]` (docs/design.md §9).
     #[serde(default)]
-    pub forges: HashMap<String, super::forges::ForgeFile>,
+    pub forges: HashMap<String, ForgeFile>,
 }
 
 /// `config.toml`, already read and parsed (so that "cannot read" and "not TOML" are errors of

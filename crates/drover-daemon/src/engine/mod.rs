@@ -31,6 +31,7 @@ pub mod control;
 pub mod endpoints;
 pub mod finish;
 pub mod gates;
+pub mod git_origin;
 pub mod ingest;
 pub mod judge;
 pub mod limits;

@@ -122,10 +122,7 @@ fn reopen_sockets(engine: &Arc<Engine>, id: &str) {
     if let Err(e) = super::endpoints::open(engine, id) {
         tracing::warn!(task = id, "recover: {e}");
     }
-    engine.tasks.spawn(crate::git_proxy::task::reopened(
-        engine.clone(),
-        id.to_string(),
-    ));
+    engine.tasks.spawn(reopened(engine.clone(), id.to_string()));
 }
 
 /// Commits and removes sandboxes of tasks that are finished or gone, then removes base
@@ -167,4 +164,20 @@ pub async fn collect(engine: &Arc<Engine>) {
     super::limits::sweep(engine).await;
     let report = engine.sandboxes.collect_garbage(&keep).await;
     tracing::info!("gc: {report:?}");
+}
+
+/// After a daemon restart re-opened `id`'s sockets: an unconfined task's loopback port is a new
+/// one, so its sandbox's `origin` is pointed at it again (a confined task's stays
+/// `127.0.0.1:GIT_PORT`).
+async fn reopened(engine: Arc<Engine>, id: String) {
+    if engine.git_proxy.is_none() || crate::engine::confine::confined(&engine) {
+        return;
+    }
+    let (Ok(task), Ok(Some(sb))) = (
+        engine.store.get_task(&id).await,
+        engine.sandboxes.load(&id).await,
+    ) else {
+        return;
+    };
+    super::workspace::set_origins(&engine, &task, &sb).await;
 }

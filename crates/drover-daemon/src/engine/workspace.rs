@@ -74,7 +74,7 @@ pub(crate) async fn commit(
 /// Points each checkout's `origin` at its own repository through the git proxy (a one-repository
 /// sandbox: the task's `repo`; a workspace: each member's entry of `repos`, matched by `dir`).
 pub(crate) async fn set_origins(engine: &Engine, task: &TaskRecord, sb: &Sandbox) {
-    use crate::git_proxy::task::set_origin;
+    use super::git_origin::set_origin;
     if sb.members.is_empty() {
         return set_origin(engine, task, &sb.path, sb.kind, &task.repo).await;
     }

@@ -19,7 +19,6 @@
 pub mod pkt;
 pub mod relay;
 pub mod remote;
-pub mod task;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -155,7 +154,7 @@ impl GitProxy {
         let app = relay::router(relay::Ctx::Daemon(proxy.clone()));
         let t = tasks.clone();
         tasks.spawn(async move {
-            crate::api::listen::serve_capped(listener, app, stop.cancelled_owned(), &t, 256).await;
+            crate::listen::serve_capped(listener, app, stop.cancelled_owned(), &t, 256).await;
         });
         Ok(proxy)
     }
@@ -221,6 +220,19 @@ pub fn forge_repo(forges: &Forges, url: &str) -> Option<RepoRef> {
         return None;
     }
     forges.resolve(url).ok().flatten()
+}
+
+/// The scope of task `task`: its repos on a configured forge (None: none is).
+pub fn scope(proxy: &GitProxy, task: &drover_store::TaskRecord) -> Option<Scope> {
+    let repos: Vec<_> = task
+        .repo_list()
+        .iter()
+        .filter_map(|r| proxy.repo(&r.repo))
+        .collect();
+    (!repos.is_empty()).then(|| Scope {
+        repos,
+        push_task: Some(task.id.clone()),
+    })
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use super::{pkt, Capability, GitProxy, Refused, RETRY_BODY};
 pub enum Ctx {
     Daemon(Arc<GitProxy>),
     /// A task's socket: its scope is read from the store on each request.
-    Task(Arc<GitProxy>, Arc<crate::engine::Engine>, String),
+    Task(Arc<GitProxy>, Arc<dyn drover_store::Store>, String),
 }
 
 pub fn router(ctx: Ctx) -> axum::Router {
@@ -97,12 +97,12 @@ fn git_error(op: Op, message: &str) -> Response {
 async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let (proxy, cap, rest) = match &ctx {
-        Ctx::Task(p, engine, id) => {
-            let task = match engine.store.get_task(id).await {
+        Ctx::Task(p, store, id) => {
+            let task = match store.get_task(id).await {
                 Ok(t) => t,
                 Err(_) => return plain(StatusCode::FORBIDDEN, "drover: this task is gone"),
             };
-            let scope = super::task::scope(p, &task).unwrap_or(super::Scope {
+            let scope = super::scope(p, &task).unwrap_or(super::Scope {
                 repos: vec![],
                 push_task: Some(id.clone()),
             });

@@ -1,6 +1,6 @@
 //! `daemon.sock`: the task-scoped control endpoint. The admin API's routes behind
 //! `api::scoped::filter` (only `drover lock` and reading this task), served like the admin
-//! socket (`api::listen`: header timeout, bounded bodies) with at most
+//! socket (`listen`: header timeout, bounded bodies) with at most
 //! [`super::CONNECTIONS`] connections.
 
 use crate::engine::Engine;
@@ -17,7 +17,7 @@ pub async fn serve(
 ) {
     let app = crate::api::scoped_router(engine.clone(), &id);
     let tasks = engine.tasks.clone();
-    crate::api::listen::serve_capped(
+    crate::listen::serve_capped(
         listener,
         app,
         stop.cancelled_owned(),

@@ -19,6 +19,7 @@
 
 pub mod control;
 pub mod egress;
+pub mod git;
 pub mod relay;
 
 use crate::engine::endpoints::{EndpointError, TaskEndpoints};
@@ -111,7 +112,7 @@ impl TaskEndpoints for TaskSockets {
         }
         if let Some(proxy) = &engine.git_proxy {
             let sock = dir.join(crate::git_proxy::GIT_SOCK);
-            crate::git_proxy::task::open(engine, proxy, id, &dir, &token).map_err(err(&sock))?;
+            git::open(engine, proxy, id, &dir, &token).map_err(err(&sock))?;
         }
         if let Some(previous) = self.lock().insert(id.to_string(), token) {
             previous.cancel();

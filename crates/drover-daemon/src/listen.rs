@@ -10,7 +10,10 @@
 //! - The same loop serves the Unix socket and TCP ([`Accept`]); over TCP with TLS the handshake
 //!   runs on the connection's own task within [`TLS_HANDSHAKE_TIMEOUT`] (holding its slot), so a
 //!   slow client never stalls the accept loop. Each request carries the peer's address as a
-//!   [`super::auth::RemoteAddr`] extension.
+//!   [`RemoteAddr`] extension.
+//!
+//! A leaf of the crate (it knows no route, store or engine), so everything that serves HTTP —
+//! the API, the task sockets, the git proxy — uses it without a module cycle.
 
 use axum::Router;
 use hyper::server::conn::http1;
@@ -116,17 +119,30 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
-/// The whole answer to a connection over the cap.
+/// Where a request came from: `None` for the Unix socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteAddr(pub Option<SocketAddr>);
+
+impl RemoteAddr {
+    /// `ip:port`, or `unix`.
+    pub fn describe(&self) -> String {
+        match self.0 {
+            Some(a) => a.to_string(),
+            None => "unix".into(),
+        }
+    }
+}
+
+/// The whole answer to a connection over the cap (the API's `busy` error, 503).
 fn busy() -> String {
-    let err = super::error::ApiErr::new(
-        drover_types::ApiErrorKind::Busy,
-        "the daemon is at its connection limit",
-        Some("retry in a few seconds"),
-    );
-    let body = serde_json::to_string(&err.body).unwrap_or_default();
+    let body = serde_json::to_string(&drover_types::ApiError {
+        kind: drover_types::ApiErrorKind::Busy,
+        error: "the daemon is at its connection limit".into(),
+        hint: Some("retry in a few seconds".into()),
+    })
+    .unwrap_or_default();
     format!(
-        "HTTP/1.1 {}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        err.status,
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
 }
@@ -205,7 +221,7 @@ pub async fn serve_with<L: Accept>(
         let app = tower::ServiceExt::map_request(
             app.clone(),
             move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(super::auth::RemoteAddr(peer));
+                req.extensions_mut().insert(RemoteAddr(peer));
                 req
             },
         );
