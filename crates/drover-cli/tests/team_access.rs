@@ -705,8 +705,7 @@ fn health_is_public_and_tcp_has_the_unix_sockets_limits() {
         started.elapsed()
     );
     assert!(
-        started.elapsed()
-            >= drover_daemon::listen::HEADER_TIMEOUT - Duration::from_millis(500)
+        started.elapsed() >= drover_daemon::listen::HEADER_TIMEOUT - Duration::from_millis(500)
     );
 }
 

@@ -563,8 +563,8 @@ fn the_webhook_secret_is_derived_per_team_and_stable() {
 mod as_key {
     use drover_daemon::api::auth::{KeyPrincipal, Principal, RemoteAddr};
     use drover_daemon::api::router_as;
-    use drover_daemon::listen;
     use drover_daemon::engine::Engine;
+    use drover_daemon::listen;
     use drover_daemon::{CancellationToken, Config, Home};
     use drover_store::NewKeyRecord;
     use drover_types::{Scope, TeamInfo};
