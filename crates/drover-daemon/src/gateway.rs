@@ -39,6 +39,7 @@ impl GatewayLink {
     /// ledger's notes.
     pub async fn start(
         config: &crate::Config,
+        telemetry: Arc<crate::telemetry::Telemetry>,
         home: &Path,
         store: Arc<dyn Store>,
         stopping: tokio_util::sync::CancellationToken,
@@ -58,7 +59,8 @@ impl GatewayLink {
             ..GatewayConfig::default()
         };
         let (ledger, rx) = crate::ledger::store_ledger(store).await?;
-        let gw = Gateway::new(cfg, ledger.clone()).map_err(|e| format!("gateway: {e}"))?;
+        let gw = Gateway::observed(cfg, ledger.clone(), Some(telemetry))
+            .map_err(|e| format!("gateway: {e}"))?;
         let listener = bind(home, up.gateway_port)
             .await
             .map_err(|e| format!("gateway listener: {e}"))?;

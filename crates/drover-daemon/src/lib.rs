@@ -35,6 +35,8 @@ pub mod ledger;
 pub mod listen;
 pub mod task_sockets;
 pub mod teams;
+pub mod telemetry;
+pub mod web;
 
 pub use config::{Config, ConfigError, Environment, Flags};
 pub use home::Home;

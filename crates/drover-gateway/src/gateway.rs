@@ -37,6 +37,15 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// A gateway reporting to `ledger`. Fails only if the HTTP client cannot be built.
     pub fn new(cfg: GatewayConfig, ledger: Arc<dyn Ledger>) -> Result<Self, GatewayError> {
+        Gateway::observed(cfg, ledger, None)
+    }
+
+    /// A gateway reporting to `ledger` that also tells `observer` about every exchange.
+    pub fn observed(
+        cfg: GatewayConfig,
+        ledger: Arc<dyn Ledger>,
+        observer: Option<Arc<dyn crate::Observer>>,
+    ) -> Result<Self, GatewayError> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .tcp_nodelay(true)
@@ -51,6 +60,7 @@ impl Gateway {
                 grants: Grants::default(),
                 budgets: Arc::new(Budgets::default()),
                 unknown_models: Mutex::new(HashSet::new()),
+                observer,
             }),
         })
     }

@@ -8,6 +8,7 @@ use crate::budget::Budgets;
 use crate::config::GatewayConfig;
 use crate::grant::Grants;
 use crate::ledger::Ledger;
+use crate::observer::Observer;
 
 /// Shared state behind every request.
 pub struct Inner {
@@ -18,6 +19,9 @@ pub struct Inner {
     pub budgets: Arc<Budgets>,
     /// Models already reported without a price (one `UnknownModelPrice` event each).
     pub unknown_models: Mutex<HashSet<String>>,
+    /// Told about every exchange (metrics, traces), when the embedder gave one.
+    #[allow(dead_code)] // called from the request path by the metrics work (issue 14)
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl Inner {

@@ -26,6 +26,7 @@ pub mod team;
 pub mod text;
 pub mod usage;
 pub mod validate;
+pub mod web;
 
 pub use api::*;
 pub use batch::{check_batch_name, BatchRepo, BatchRequest, BatchRetried, BatchState, BatchView};
@@ -36,3 +37,6 @@ pub use task::*;
 pub use team::*;
 pub use usage::{BadUsageBy, UsageBy};
 pub use vocab::*;
+pub use web::{
+    DiffFileStat, DiffPatch, DiffStatus, FleetCard, FleetGroup, FleetSnapshot, TaskDiff, WebLogin,
+};

@@ -100,6 +100,8 @@ pub struct Engine {
     pub forges: Arc<drover_forge::Forges>,
     /// drover's git smart-HTTP proxy, when forges are configured (see [`crate::git_proxy`]).
     pub git_proxy: Option<Arc<crate::git_proxy::GitProxy>>,
+    /// Prometheus metrics and OpenTelemetry (see [`crate::telemetry`]).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -133,8 +135,10 @@ impl Engine {
         let home_root = home.root.clone();
         let stopping = shutdown.child_token();
         let tasks = TaskTracker::new();
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config));
         let (gateway, notes) = match crate::gateway::GatewayLink::start(
             &config,
+            telemetry.clone(),
             &home.root,
             store.clone(),
             stopping.clone(),
@@ -169,6 +173,7 @@ impl Engine {
             }
         };
         let engine = Engine {
+            telemetry,
             git_proxy,
             forges,
             host,

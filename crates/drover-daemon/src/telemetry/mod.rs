@@ -1,0 +1,34 @@
+//! Seeing the fleet from outside (docs/design.md §10): Prometheus metrics ([`metrics`], served
+//! at `GET /metrics` and printed by `drover metrics`) and OpenTelemetry traces and metrics over
+//! OTLP ([`otel`], on when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+//!
+//! [`Telemetry`] is the one handle the engine, the API and the gateway (as its
+//! [`drover_gateway::Observer`]) report to; it fans every report out to both.
+
+pub mod metrics;
+pub mod otel;
+
+use drover_gateway::{Exchange, Observer};
+
+/// Metrics and traces of this daemon.
+pub struct Telemetry {
+    pub metrics: metrics::Metrics,
+    pub otel: otel::Otel,
+}
+
+impl Telemetry {
+    /// From the config (the OTLP exporter from the standard `OTEL_*` variables it read).
+    pub fn new(config: &crate::Config) -> Telemetry {
+        Telemetry {
+            metrics: metrics::Metrics::new(),
+            otel: otel::Otel::new(config),
+        }
+    }
+}
+
+impl Observer for Telemetry {
+    fn exchange(&self, task_id: &str, ex: &Exchange) {
+        self.metrics.exchange(task_id, ex);
+        self.otel.exchange(task_id, ex);
+    }
+}

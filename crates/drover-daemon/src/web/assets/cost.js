@@ -1,0 +1,4 @@
+// The cost view.
+export async function render(main) {
+  main.textContent = 'cost';
+}

@@ -1,0 +1,4 @@
+// The fleet view.
+export async function render(main) {
+  main.textContent = 'fleet';
+}

@@ -1,0 +1,4 @@
+// The pools view.
+export async function render(main) {
+  main.textContent = 'pools';
+}

@@ -1,0 +1,4 @@
+// The task view.
+export async function render(main) {
+  main.textContent = 'task';
+}
