@@ -23,6 +23,11 @@ pub const FILES: &[(&str, &str, &str)] = &[
         include_str!("assets/api.js"),
     ),
     (
+        "format.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/format.js"),
+    ),
+    (
         "fleet.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/fleet.js"),
