@@ -31,6 +31,7 @@ export async function render(main) {
     for (const [group] of COLUMNS) {
       const { count, list } = cols[group];
       count.textContent = String(by[group].length);
+      count.classList.toggle('hot', by[group].length > 0);
       list.replaceChildren(...by[group].map(card));
       if (!by[group].length) list.append(el('p', { class: 'empty' }, '—'));
     }

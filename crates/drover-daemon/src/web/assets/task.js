@@ -106,9 +106,7 @@ function drawHead(head, t, controls) {
       row('cost', usd(t.cost_usd) || '—'),
       row('tokens', `in ${tokens(u.input_tokens)} · out ${tokens(u.output_tokens)} · cache read ${tokens(u.cache_read_tokens)} · write ${tokens(u.cache_write_tokens)}`),
       prs.length ? row('PRs', ...prs) : null),
-    outcome,
-    pending,
-    controls.box);
+    ...[outcome, pending, controls.box].filter(Boolean));
 }
 
 // The transcript: rows keyed by seq, newest page first, older by cursor, then live.
