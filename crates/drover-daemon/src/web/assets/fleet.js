@@ -40,6 +40,8 @@ export async function render(main) {
     status.textContent = `${snap.cards.length} tasks · live · updated ${when}${omitted}`;
     status.dataset.version = String(snap.version);
     status.classList.remove('error');
+    // For the benchmark (scripts/bench-web.sh): when the first cards were on the page.
+    if (!performance.getEntriesByName('drover:fleet-cards').length) performance.mark('drover:fleet-cards');
   };
 
   const es = new EventSource('/v1/fleet/events', { withCredentials: true });

@@ -198,6 +198,8 @@ function transcriptView(pane, base, say, onEvent) {
       if (!evs.length) first = 1;
       older.hidden = !(first > 1);
       rows.scrollTop = rows.scrollHeight;
+      // For the benchmark (scripts/bench-web.sh): when the newest rows were on the page.
+      if (!performance.getEntriesByName('drover:transcript').length) performance.mark('drover:transcript');
     } catch (e) { say(`Could not read the events: ${e.message}`, true); }
     follow();
   };
