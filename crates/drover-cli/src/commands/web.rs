@@ -13,9 +13,7 @@ use drover_types::WebLogin;
 
 pub async fn web(open: bool) -> Result<i32> {
     let client = Client::connect().await?;
-    let login: WebLogin = client
-        .post("/v1/web/login", &serde_json::json!({}))
-        .await?;
+    let login: WebLogin = client.post("/v1/web/login", &serde_json::json!({})).await?;
     println!("{}", login.url);
     if open {
         open_browser(&login.url)?;

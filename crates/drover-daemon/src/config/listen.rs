@@ -170,8 +170,13 @@ mod tests {
             assert!(e.contains("web_listen"), "{bad}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
-        let e = resolve_web(Some("0.0.0.0:1"), &origin).unwrap_err().to_string();
-        assert!(e.contains("not a loopback address") && e.contains("listen"), "{e}");
+        let e = resolve_web(Some("0.0.0.0:1"), &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a loopback address") && e.contains("listen"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -88,7 +88,12 @@ mod tests {
 
     #[test]
     fn only_loopback_names_of_the_port() {
-        for ok in ["127.0.0.1:7421", "localhost:7421", "LOCALHOST:7421", "[::1]:7421"] {
+        for ok in [
+            "127.0.0.1:7421",
+            "localhost:7421",
+            "LOCALHOST:7421",
+            "[::1]:7421",
+        ] {
             assert!(host_allowed(ok, 7421), "{ok}");
         }
         for bad in [

@@ -241,11 +241,7 @@ async fn login_with_key(State(door): State<Door>, headers: HeaderMap, body: Byte
         .unwrap_or_default();
     match crate::api::access::valid_key(&door.engine, &key).await {
         Ok(k) => {
-            let id = door
-                .engine
-                .web
-                .sessions
-                .open(Who::Key { key_id: k.key_id });
+            let id = door.engine.web.sessions.open(Who::Key { key_id: k.key_id });
             logged_in(door.kind, &door.engine, &id)
         }
         Err(_) => login_form(
