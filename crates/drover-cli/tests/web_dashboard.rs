@@ -241,3 +241,22 @@ fn the_dashboard_shows_the_fleet_live_opens_tasks_and_answers_a_permission_reque
     b.screenshot("dashboard-7-fleet-after");
     b.close();
 }
+
+/// The harness against the daemon's own web listener: `drover web`'s one-time URL signs the
+/// browser in and the page shell (header, navigation, the view) loads from the binary.
+#[test]
+fn the_page_shell_loads_from_the_web_listener_through_drover_web() {
+    let env = Env::new();
+    let url = env.ok(&["web"]);
+    let b = Browser::start();
+    b.goto(&url);
+    b.wait_for("header nav a[data-nav=fleet]", LIVE);
+    b.wait_for("main#view", LIVE);
+    assert!(!b.url().contains("token"), "{}", b.url());
+    assert_eq!(b.eval("return document.title;", vec![]), json!("drover"));
+    // The fleet view's columns are drawn (their data comes live afterwards).
+    b.wait_for("[data-group=needs_input]", LIVE);
+    assert_eq!(b.count("[data-group]"), 5);
+    b.screenshot("shell");
+    b.close();
+}
