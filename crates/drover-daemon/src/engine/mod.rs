@@ -102,6 +102,8 @@ pub struct Engine {
     pub git_proxy: Option<Arc<crate::git_proxy::GitProxy>>,
     /// Prometheus metrics and OpenTelemetry (see [`crate::telemetry`]).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The fleet view's one shared, current state (see [`crate::web::fleet`]).
+    pub fleet: crate::web::fleet::FleetFeed,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -173,6 +175,7 @@ impl Engine {
             }
         };
         let engine = Engine {
+            fleet: crate::web::fleet::FleetFeed::new(),
             telemetry,
             git_proxy,
             forges,

@@ -3,3 +3,4 @@
 //! streams. No build step, no Node, no CDN: what the browser loads is the files in `assets/`.
 
 pub mod assets;
+pub mod fleet;
