@@ -20,7 +20,8 @@ struct Sse<S: Read> {
 
 impl<S: Read + Write> Sse<S> {
     fn open(mut s: S, path: &str, auth: Option<&str>) -> Sse<S> {
-        let mut req = format!("GET {path} HTTP/1.0\r\nhost: drover\r\naccept: text/event-stream\r\n");
+        let mut req =
+            format!("GET {path} HTTP/1.0\r\nhost: drover\r\naccept: text/event-stream\r\n");
         if let Some(k) = auth {
             req.push_str(&format!("authorization: Bearer {k}\r\n"));
         }
@@ -50,7 +51,8 @@ impl<S: Read + Write> Sse<S> {
                 while let Some(i) = self.buf.windows(2).position(|w| w == b"\n\n") {
                     let frame = String::from_utf8_lossy(&self.buf[..i]).to_string();
                     self.buf.drain(..i + 2);
-                    let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+                    let (mut id, mut event, mut data) =
+                        (String::new(), String::new(), String::new());
                     for line in frame.lines() {
                         if let Some(v) = line.strip_prefix("id:") {
                             id = v.trim().to_string();
@@ -96,7 +98,8 @@ impl<S: Read + Write> Sse<S> {
 
 fn unix_sse(env: &Env, path: &str) -> Sse<std::os::unix::net::UnixStream> {
     let s = std::os::unix::net::UnixStream::connect(env.sock()).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     Sse::open(s, path, None)
 }
 
@@ -115,7 +118,11 @@ fn card<'a>(fleet: &'a Value, id: &str) -> &'a Value {
 }
 
 fn has_card(fleet: &Value, id: &str) -> bool {
-    fleet["cards"].as_array().unwrap().iter().any(|c| c["id"] == id)
+    fleet["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == id)
 }
 
 fn count(fleet: &Value, group: &str) -> usize {
@@ -146,7 +153,10 @@ fn the_fleet_groups_its_tasks_with_their_last_lines_and_follows_changes() {
         { "name": "default", "turns": [ { "content": [ {"type": "text", "text": "hello"} ] } ] }
     ]}));
     let env = Env::claude(&provider);
-    let ok = env.run_command_task("echo first; printf 'the \\033[31mlast\\033[0m line\\n'", "ok");
+    let ok = env.run_command_task(
+        "echo first; printf 'the \\033[31mlast\\033[0m line\\n'",
+        "ok",
+    );
     let bad = env.run_command_task("echo about to fail; exit 3", "bad");
     let slow = env.run_command_task("echo working on it; sleep 600", "slow");
     let asks = env.ok(&["run", "NEEDS-BASH: run a command"]);
@@ -184,7 +194,16 @@ fn the_fleet_groups_its_tasks_with_their_last_lines_and_follows_changes() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 4);
-    assert_eq!(&ids[2..], &[bad.as_str(), ok.as_str()]);
+    let mut done = vec![bad.as_str(), ok.as_str()];
+    done.sort_by_key(|id| {
+        std::cmp::Reverse(
+            card(&fleet, id)["finished_at"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    });
+    assert_eq!(&ids[2..], &done[..]);
 
     // SSE: a snapshot at once, another after a change.
     let mut sse = unix_sse(&env, "/v1/fleet/events");
@@ -210,15 +229,22 @@ fn followers_share_one_state_and_keys_see_their_teams_cards() {
     let env = &server.env;
     server.keys.team("a");
     server.keys.team("b");
-    let a = server.keys.key("a", &[Scope::TasksRead, Scope::TasksWrite], None);
-    let b = server.keys.key("b", &[Scope::TasksRead, Scope::TasksWrite], None);
+    let a = server
+        .keys
+        .key("a", &[Scope::TasksRead, Scope::TasksWrite], None);
+    let b = server
+        .keys
+        .key("b", &[Scope::TasksRead, Scope::TasksWrite], None);
     let usage_only = server.keys.key("a", &[Scope::UsageRead], None);
     let make = |key: &str, line: &str| -> String {
         let body = json!({ "repo": env.repo.display().to_string(), "task": "t", "agent": "command",
                            "cmd": format!("echo {line}") });
         let (s, v) = server.call("POST", "/v1/tasks", Some(key), &body.to_string());
         assert_eq!(s, 201, "{v}");
-        serde_json::from_str::<Value>(&v).unwrap()["id"].as_str().unwrap().to_string()
+        serde_json::from_str::<Value>(&v).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let ta = make(&a.secret, "from-a");
     let tb = make(&b.secret, "from-b");
@@ -242,9 +268,16 @@ fn followers_share_one_state_and_keys_see_their_teams_cards() {
     assert_eq!(all["cards"].as_array().unwrap().len(), 3);
     // No key, a key without tasks:read.
     assert_eq!(server.call("GET", "/v1/fleet", None, "").0, 401);
-    assert_eq!(server.call("GET", "/v1/fleet", Some(&usage_only.secret), "").0, 403);
     assert_eq!(
-        server.call("GET", "/v1/fleet/events", Some(&usage_only.secret), "").0,
+        server
+            .call("GET", "/v1/fleet", Some(&usage_only.secret), "")
+            .0,
+        403
+    );
+    assert_eq!(
+        server
+            .call("GET", "/v1/fleet/events", Some(&usage_only.secret), "")
+            .0,
         403
     );
     // Another team's diff and paged events: the 404 of a missing task.
@@ -265,7 +298,8 @@ fn followers_share_one_state_and_keys_see_their_teams_cards() {
 
     // A key's stream over TCP: its team's cards only, also after a change.
     let tcp = std::net::TcpStream::connect(server.addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut sa = Sse::open(tcp, "/v1/fleet/events", Some(&a.secret));
     let (_, first) = sa.next(Duration::from_secs(30));
     assert_eq!(first["cards"].as_array().unwrap().len(), 1, "{first:#}");
@@ -290,16 +324,32 @@ fn followers_share_one_state_and_keys_see_their_teams_cards() {
     }
     let seen_a = sa.until("a's new task", |v| has_card(v, &ta2));
     assert!(!has_card(&seen_a, &tb2), "{seen_a:#}");
-    assert!(seen_a["cards"].as_array().unwrap().iter().all(|c| c["team"] == "a"));
+    assert!(seen_a["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["team"] == "a"));
     let computed = drover_daemon::web::fleet::computations() - before;
     // Two tasks through queued → preparing → running → succeeded: a handful of states,
     // whatever the number of followers (20 followers computing their own: ≥ 20 × that).
     assert!(computed >= 1, "{computed}");
     assert!(computed < 40, "{computed} computations for 21 followers");
     // The states followers got are the same objects: same version, same generation time.
-    let newest = last.iter().map(|v| v["version"].as_u64().unwrap()).max().unwrap();
-    for v in last.iter().filter(|v| v["version"].as_u64() == Some(newest)) {
-        assert_eq!(v["generated_at"], last.iter().find(|v| v["version"].as_u64() == Some(newest)).unwrap()["generated_at"]);
+    let newest = last
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    for v in last
+        .iter()
+        .filter(|v| v["version"].as_u64() == Some(newest))
+    {
+        assert_eq!(
+            v["generated_at"],
+            last.iter()
+                .find(|v| v["version"].as_u64() == Some(newest))
+                .unwrap()["generated_at"]
+        );
     }
 }
 
@@ -310,7 +360,10 @@ fn events_page_backwards_from_a_cursor_over_5000_events() {
     let t = env.wait(&id);
     assert_eq!(t["state"], "succeeded");
     let last = t["events_count"].as_i64().unwrap_or(0);
-    let (s, newest) = get(&env, &format!("/v1/tasks/{id}/events?before=1000000&limit=1000"));
+    let (s, newest) = get(
+        &env,
+        &format!("/v1/tasks/{id}/events?before=1000000&limit=1000"),
+    );
     assert_eq!(s, 200, "{newest}");
     let newest = newest.as_array().unwrap().clone();
     assert_eq!(newest.len(), 1000);
@@ -323,7 +376,10 @@ fn events_page_backwards_from_a_cursor_over_5000_events() {
         if first == 1 {
             break;
         }
-        let (s, page) = get(&env, &format!("/v1/tasks/{id}/events?before={first}&limit=1000"));
+        let (s, page) = get(
+            &env,
+            &format!("/v1/tasks/{id}/events?before={first}&limit=1000"),
+        );
         assert_eq!(s, 200);
         let page = page.as_array().unwrap().clone();
         assert!(!page.is_empty() && page.len() <= 1000);
@@ -342,7 +398,13 @@ fn events_page_backwards_from_a_cursor_over_5000_events() {
     assert_eq!(lines[0], "1");
     assert_eq!(lines[4999], "5000");
     // Bad cursors.
-    for q in ["before=0", "before=-1", "before=5&after=2", "before=5&follow=1", "before=5&limit=1001"] {
+    for q in [
+        "before=0",
+        "before=-1",
+        "before=5&after=2",
+        "before=5&follow=1",
+        "before=5&limit=1001",
+    ] {
         let (s, v) = get(&env, &format!("/v1/tasks/{id}/events?{q}"));
         assert_eq!(s, 400, "{q}: {v}");
     }
@@ -406,7 +468,14 @@ fn the_diff_of_a_live_and_a_finished_task_with_path_attacks_and_the_cut() {
     assert_eq!(patch(&live, "d/etc/passwd").0, 404);
     assert_eq!(patch(&live, "leak/x").0, 404);
     assert_eq!(patch(&live, "never.txt").0, 404);
-    for bad in ["../etc/passwd", "/etc/passwd", "d/../../x", "./live.txt", "a//b", ""] {
+    for bad in [
+        "../etc/passwd",
+        "/etc/passwd",
+        "d/../../x",
+        "./live.txt",
+        "a//b",
+        "",
+    ] {
         let (s, v) = patch(&live, bad);
         assert_eq!(s, 400, "{bad:?}: {v}");
     }
@@ -421,7 +490,10 @@ fn the_diff_of_a_live_and_a_finished_task_with_path_attacks_and_the_cut() {
     env.ok(&["stop", &live]);
 
     // A finished task: its delivered commit.
-    let done = env.run_command_task("printf 'x\\ny\\n' > done.txt; ln -s /etc/shadow out", "done");
+    let done = env.run_command_task(
+        "printf 'x\\ny\\n' > done.txt; ln -s /etc/shadow out",
+        "done",
+    );
     let t = env.wait(&done);
     assert_eq!(t["state"], "succeeded");
     let (s, diff) = get(&env, &format!("/v1/tasks/{done}/diff"));
