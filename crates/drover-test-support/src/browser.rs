@@ -348,11 +348,21 @@ impl Browser {
         .to_string()
     }
 
-    /// Clicks the first element matching `css`, waiting for it up to [`WAIT`].
+    /// Clicks the first element matching `css`, waiting for it up to [`WAIT`]. A live page may
+    /// replace the element between finding and clicking it (a stale reference): it is found
+    /// again, until the deadline.
     pub fn click(&self, css: &str) {
-        let e = self.wait_for(css, WAIT);
-        self.block(&format!("click {css}"), e.click())
-            .unwrap_or_else(|e| panic!("browser: click {css}: {e}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let e = self.wait_for(css, deadline.saturating_duration_since(Instant::now()));
+            match self.block(&format!("click {css}"), e.click()) {
+                Ok(()) => return,
+                Err(err) if err.is_stale_element_reference() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(err) => panic!("browser: click {css}: {err}"),
+            }
+        }
     }
 
     /// Types `text` into the first element matching `css`.

@@ -25,15 +25,30 @@ export async function render(main) {
     cols[group] = { count, list };
   }
 
+  // Cards are kept by id and remade only when their data changed; a column's children are
+  // touched only when its list changed (a card under the pointer is not replaced for nothing).
+  let made = new Map(); // id → { key, node }
   const draw = (snap) => {
     const by = Object.fromEntries(COLUMNS.map(([g]) => [g, []]));
-    for (const c of snap.cards) (by[c.group] || by.failed).push(c);
+    const next = new Map();
+    for (const c of snap.cards) {
+      const key = JSON.stringify(c);
+      const old = made.get(c.id);
+      const node = old && old.key === key ? old.node : card(c);
+      next.set(c.id, { key, node });
+      (by[c.group] || by.failed).push(node);
+    }
+    made = next;
     for (const [group] of COLUMNS) {
       const { count, list } = cols[group];
-      count.textContent = String(by[group].length);
-      count.classList.toggle('hot', by[group].length > 0);
-      list.replaceChildren(...by[group].map(card));
-      if (!by[group].length) list.append(el('p', { class: 'empty' }, '—'));
+      const nodes = by[group];
+      count.textContent = String(nodes.length);
+      count.classList.toggle('hot', nodes.length > 0);
+      const now = [...list.children];
+      const same = nodes.length
+        ? now.length === nodes.length && nodes.every((n, i) => now[i] === n)
+        : now.length === 1 && now[0].classList.contains('empty');
+      if (!same) list.replaceChildren(...(nodes.length ? nodes : [el('p', { class: 'empty' }, '—')]));
     }
     const when = new Date(snap.generated_at).toLocaleTimeString();
     const omitted = snap.finished_omitted ? ` · ${snap.finished_omitted} older finished tasks not shown` : '';
