@@ -60,7 +60,7 @@ export async function render(main, [id]) {
 
   await refresh();
   if (!task) return () => {};
-  const log = transcriptView(transcript, base, say, refreshSoon);
+  const log = transcriptView(transcript, base, say, (e) => { if (REFRESH.has(e.kind)) refreshSoon(); });
   let diffLoaded = false;
   tabT.addEventListener('click', () => { show(true); });
   tabD.addEventListener('click', () => { show(false); if (!diffLoaded) { diffLoaded = true; diffView(diff, base, task); } });
