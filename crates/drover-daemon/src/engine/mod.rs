@@ -104,6 +104,8 @@ pub struct Engine {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The web dashboard's logins and doors (see [`crate::web`]).
     pub web: Arc<crate::web::WebState>,
+    /// The fleet view's one shared, current state (see [`crate::web::fleet`]).
+    pub fleet: crate::web::fleet::FleetFeed,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -176,6 +178,7 @@ impl Engine {
         };
         let engine = Engine {
             web: Arc::new(crate::web::WebState::new(&config)),
+            fleet: crate::web::fleet::FleetFeed::new(),
             telemetry,
             git_proxy,
             forges,
