@@ -338,9 +338,7 @@ fn number(v: Option<&opentelemetry_proto::tonic::metrics::v1::number_data_point:
 }
 
 fn attrs(kvs: Vec<KeyValue>) -> BTreeMap<String, Value> {
-    kvs.into_iter()
-        .map(|kv| (kv.key, any(kv.value)))
-        .collect()
+    kvs.into_iter().map(|kv| (kv.key, any(kv.value))).collect()
 }
 
 fn any(v: Option<AnyValue>) -> Value {

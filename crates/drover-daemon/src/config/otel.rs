@@ -185,9 +185,7 @@ fn headers(env: &Environment, var: &str) -> Result<Vec<(String, Secret)>, Config
         Some(p) => Ok(p.into_iter().map(|(k, v)| (k, Secret::new(v))).collect()),
         None => Err(ConfigError::invalid(
             Origin::Env(var.into()),
-            format!(
-                "{var}: write header=value pairs separated by commas (values percent-encoded)"
-            ),
+            format!("{var}: write header=value pairs separated by commas (values percent-encoded)"),
         )),
     }
 }
@@ -234,16 +232,26 @@ mod tests {
         let e = env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"),
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:9/x"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20s3cret,x-a=1"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "Authorization=Bearer%20s3cret,x-a=1",
+            ),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-a=2"),
             ("OTEL_SERVICE_NAME", "fleet"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci,team=x"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=ci,team=x",
+            ),
             ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
         ]);
         let s = resolve(&e).unwrap().unwrap();
         let t = s.traces.as_ref().unwrap();
         assert_eq!(t.endpoint, "http://c:4318/v1/traces");
-        let h: Vec<_> = t.headers.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+        let h: Vec<_> = t
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
         assert_eq!(h, [("Authorization", "Bearer s3cret"), ("x-a", "2")]);
         assert_eq!(s.metrics.as_ref().unwrap().endpoint, "http://m:9/x");
         assert_eq!(s.service_name, "fleet");
@@ -268,7 +276,10 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ]);
-        assert!(resolve(&e).unwrap_err().to_string().contains("http/protobuf"));
+        assert!(resolve(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("http/protobuf"));
         let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318")]);
         assert!(resolve(&e).is_err());
         let e = env(&[

@@ -81,7 +81,10 @@ pub(crate) async fn finish(
         .unwrap_or_else(|| first_line(&task.prompt));
     let commit_started = std::time::SystemTime::now();
     let commit = commit_work(engine, id, &summary).await;
-    let mut attrs = vec![opentelemetry::KeyValue::new("drover.task.id", id.to_string())];
+    let mut attrs = vec![opentelemetry::KeyValue::new(
+        "drover.task.id",
+        id.to_string(),
+    )];
     if let Ok(Some((sha, _))) = &commit {
         attrs.push(opentelemetry::KeyValue::new("drover.commit", sha.clone()));
     }

@@ -139,7 +139,10 @@ async fn run_in(
             opentelemetry::KeyValue::new("drover.gate.passed", run.passed()),
         ];
         if let Some(code) = run.exit_code {
-            attrs.push(opentelemetry::KeyValue::new("drover.gate.exit_code", i64::from(code)));
+            attrs.push(opentelemetry::KeyValue::new(
+                "drover.gate.exit_code",
+                i64::from(code),
+            ));
         }
         let failed = (!run.passed()).then(|| match run.exit_code {
             Some(c) => format!("exit {c}"),

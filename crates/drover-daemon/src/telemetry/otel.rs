@@ -52,8 +52,8 @@ struct Meters {
 
 /// The GenAI semantic conventions' advised buckets.
 const TOKEN_BUCKETS: &[f64] = &[
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
-    4194304.0, 16777216.0, 67108864.0,
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
 ];
 const DURATION_BUCKETS: &[f64] = &[
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
@@ -147,7 +147,10 @@ impl Otel {
             KeyValue::new("drover.state", task.state.to_string()),
             KeyValue::new("drover.attempt", task.attempt),
             KeyValue::new("gen_ai.usage.input_tokens", task.usage.input_tokens as i64),
-            KeyValue::new("gen_ai.usage.output_tokens", task.usage.output_tokens as i64),
+            KeyValue::new(
+                "gen_ai.usage.output_tokens",
+                task.usage.output_tokens as i64,
+            ),
             KeyValue::new(
                 "gen_ai.usage.cache_read.input_tokens",
                 task.usage.cache_read_tokens as i64,
@@ -264,7 +267,11 @@ impl Otel {
             KeyValue::new("drover.task.id", task_id.to_string()),
             KeyValue::new("drover.retries", i64::from(ex.retries)),
         ];
-        if let Some(port) = ex.upstream.rsplit_once(':').and_then(|(_, p)| p.parse::<i64>().ok()) {
+        if let Some(port) = ex
+            .upstream
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<i64>().ok())
+        {
             attrs.push(KeyValue::new("server.port", port));
         }
         if let Some(r) = &ex.response_model {
@@ -291,7 +298,9 @@ impl Otel {
         if let Some(f) = &ex.finish_reason {
             attrs.push(KeyValue::new(
                 "gen_ai.response.finish_reasons",
-                opentelemetry::Value::Array(vec![opentelemetry::StringValue::from(f.clone())].into()),
+                opentelemetry::Value::Array(
+                    vec![opentelemetry::StringValue::from(f.clone())].into(),
+                ),
             ));
         }
         if let Some(e) = &error_type {
@@ -328,7 +337,10 @@ impl Otel {
                 }
             }
         });
-        if tokio::time::timeout(FLUSH_DEADLINE * 2, done).await.is_err() {
+        if tokio::time::timeout(FLUSH_DEADLINE * 2, done)
+            .await
+            .is_err()
+        {
             tracing::warn!("OpenTelemetry: the collector did not take the last data in time");
         }
     }
@@ -345,10 +357,8 @@ impl Live {
                 .filter(|(k, _)| k != "service.name")
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
         );
-        resource = resource.with_attribute(KeyValue::new(
-            "service.version",
-            env!("CARGO_PKG_VERSION"),
-        ));
+        resource =
+            resource.with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
         let resource = resource.build();
         let headers = |t: &OtlpTarget| -> HashMap<String, String> {
             t.headers
