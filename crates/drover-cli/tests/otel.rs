@@ -336,3 +336,61 @@ fn regex_like_traceparent(s: &str) -> Option<String> {
             .then(|| c.to_string())
     })
 }
+
+#[test]
+fn a_lone_failed_task_is_its_own_trace_with_an_error_status() {
+    use sha2::Digest;
+    let receiver = OtlpReceiver::start();
+    let env = with_otlp(Env::new(), &receiver.endpoint());
+    let id = env.ok(&[
+        "run",
+        "--agent",
+        "command",
+        "--cmd",
+        "printf '%s\\n' \"$TRACEPARENT\"",
+        "--verify",
+        "printf '%s' \"$TRACEPARENT\" > /dev/null; exit 3",
+        "lone",
+    ]);
+    let t = env.wait(&id);
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["outcome"]["error_kind"], "gate_failed");
+    let got = receiver.wait_for("the task's span", Duration::from_secs(60), |r| {
+        r.named("invoke_agent")
+            .iter()
+            .any(|s| s.str("gen_ai.agent.id") == id)
+    });
+    let span = got
+        .named("invoke_agent")
+        .into_iter()
+        .find(|s| s.str("gen_ai.agent.id") == id)
+        .unwrap()
+        .clone();
+    // Derived from the task id alone: SHA-256("task:" id).
+    let d = sha2::Sha256::digest(format!("task:{id}").as_bytes());
+    assert_eq!(span.trace_id, hex::encode(&d[..16]));
+    assert_eq!(span.span_id, hex::encode(&d[..8]));
+    assert_eq!(span.parent_span_id, "", "a lone task is its trace's root");
+    assert_eq!(span.status_code, 2, "{span:#?}");
+    assert_eq!(span.str("drover.outcome"), "gate_failed");
+    assert_eq!(span.str("error.type"), "gate_failed");
+    assert_eq!(
+        span.str("gen_ai.provider.name"),
+        "",
+        "a command agent has no provider"
+    );
+    let gate = got
+        .spans
+        .iter()
+        .find(|s| s.name == "gate" && s.parent_span_id == span.span_id)
+        .unwrap_or_else(|| panic!("no gate span: {:#?}", got.spans));
+    assert_eq!(gate.int("drover.gate.exit_code"), Some(3));
+    assert_eq!(gate.status_code, 2);
+    // The agent printed the TRACEPARENT of its span.
+    let line = serde_json::to_string(&env.events(&id)).unwrap();
+    assert_eq!(
+        regex_like_traceparent(&line).as_deref(),
+        Some(format!("00-{}-{}-01", span.trace_id, span.span_id).as_str()),
+        "{line}"
+    );
+}

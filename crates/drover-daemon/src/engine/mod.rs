@@ -251,6 +251,8 @@ impl Engine {
         if terminal {
             // The task's `invoke_agent` span (docs/design.md §10): whoever ends it exports it.
             trace::task_ended(self, &out.0).await;
+        } else if requeued {
+            self.telemetry.otel.forget(id);
         }
         if freed {
             if held.is_some() {

@@ -75,10 +75,54 @@ pub(crate) async fn child_span(
 /// The task's `invoke_agent` span, when this daemon wrote its terminal state.
 pub(crate) async fn task_ended(engine: &Engine, task: &TaskRecord) {
     if !engine.telemetry.otel.tracing() {
+        engine.telemetry.otel.forget(&task.id);
         return;
     }
     let t = task_trace(engine, task).await;
     engine.telemetry.otel.task_ended(task, &t);
+    if let Some(name) = task.batch.as_deref() {
+        batch_maybe_ended(engine, name).await;
+    }
+}
+
+/// A batch's root span, when the task that just ended was its last active one (a batch has no
+/// end state of its own; a `retry` later makes another root span with the same ids).
+async fn batch_maybe_ended(engine: &Engine, name: &str) {
+    let (batch, tasks) = match (
+        engine.store.batch(name).await,
+        engine.store.batch_tasks(name).await,
+    ) {
+        (Ok(b), Ok(t)) => (b, t),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!("trace of batch {name}: {e}");
+            return;
+        }
+    };
+    if tasks.iter().any(|t| !t.state.is_terminal()) {
+        return;
+    }
+    let run = Run::Batch {
+        name,
+        created_at: &batch.created_at,
+    };
+    if let Some(ids) = trace_ids::run_ids(run) {
+        let succeeded = tasks
+            .iter()
+            .filter(|t| t.state == drover_types::TaskState::Succeeded)
+            .count();
+        let mut attrs = vec![
+            KeyValue::new("drover.batch.state", batch.state.to_string()),
+            KeyValue::new("drover.batch.tasks", tasks.len() as i64),
+            KeyValue::new("drover.batch.succeeded", succeeded as i64),
+        ];
+        if let Some(t) = &batch.team {
+            attrs.push(KeyValue::new("drover.team", t.clone()));
+        }
+        engine
+            .telemetry
+            .otel
+            .run_ended("batch", name, ids, &batch.created_at, attrs);
+    }
 }
 
 /// A pool's root span, when it stops (from its creation to now).

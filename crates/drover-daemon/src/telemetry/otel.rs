@@ -93,6 +93,11 @@ impl Otel {
         self.map().get(task_id).copied()
     }
 
+    /// Forgets `task_id` (it ended, or went back to the queue: another worker may run it).
+    pub fn forget(&self, task_id: &str) {
+        self.map().remove(task_id);
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, TaskTrace>> {
         self.traces.lock().unwrap_or_else(|e| e.into_inner())
     }
