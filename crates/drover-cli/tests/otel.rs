@@ -349,7 +349,7 @@ fn a_lone_failed_task_is_its_own_trace_with_an_error_status() {
         "--cmd",
         "printf '%s\\n' \"$TRACEPARENT\"",
         "--verify",
-        "printf '%s' \"$TRACEPARENT\" > /dev/null; exit 3",
+        "printf '%s\\n' \"$TRACEPARENT\"; exit 3",
         "lone",
     ]);
     let t = env.wait(&id);
@@ -386,11 +386,16 @@ fn a_lone_failed_task_is_its_own_trace_with_an_error_status() {
         .unwrap_or_else(|| panic!("no gate span: {:#?}", got.spans));
     assert_eq!(gate.int("drover.gate.exit_code"), Some(3));
     assert_eq!(gate.status_code, 2);
-    // The agent printed the TRACEPARENT of its span.
-    let line = serde_json::to_string(&env.events(&id)).unwrap();
+    // The agent and its gate printed the TRACEPARENT of its span.
+    let want = format!("00-{}-{}-01", span.trace_id, span.span_id);
+    let evs = env.events(&id);
+    let text: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "text").collect();
+    let line = serde_json::to_string(&text).unwrap();
+    assert_eq!(regex_like_traceparent(&line).as_deref(), Some(want.as_str()), "{line}");
+    let gate_ev = evs.iter().find(|e| e["kind"] == "gate").expect("a gate event");
     assert_eq!(
-        regex_like_traceparent(&line).as_deref(),
-        Some(format!("00-{}-{}-01", span.trace_id, span.span_id).as_str()),
-        "{line}"
+        gate_ev["data"]["output_tail"].as_str().unwrap().trim(),
+        want,
+        "{gate_ev:#}"
     );
 }
