@@ -391,8 +391,15 @@ fn a_lone_failed_task_is_its_own_trace_with_an_error_status() {
     let evs = env.events(&id);
     let text: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "text").collect();
     let line = serde_json::to_string(&text).unwrap();
-    assert_eq!(regex_like_traceparent(&line).as_deref(), Some(want.as_str()), "{line}");
-    let gate_ev = evs.iter().find(|e| e["kind"] == "gate").expect("a gate event");
+    assert_eq!(
+        regex_like_traceparent(&line).as_deref(),
+        Some(want.as_str()),
+        "{line}"
+    );
+    let gate_ev = evs
+        .iter()
+        .find(|e| e["kind"] == "gate")
+        .expect("a gate event");
     assert_eq!(
         gate_ev["data"]["output_tail"].as_str().unwrap().trim(),
         want,
