@@ -45,6 +45,7 @@ pub mod scheduler;
 pub mod start;
 pub mod supervise;
 pub mod terminal;
+pub(crate) mod trace;
 pub mod workers;
 pub mod workspace;
 
@@ -253,6 +254,12 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
+        if terminal {
+            // The task's `invoke_agent` span (docs/design.md §10): whoever ends it exports it.
+            trace::task_ended(self, &out.0).await;
+        } else if requeued {
+            self.telemetry.otel.forget(id);
+        }
         if freed {
             if held.is_some() {
                 self.release(id);
