@@ -20,9 +20,12 @@ function poolRows(pools, reload) {
       try { await post(`/v1/pools/${encodeURIComponent(p.name)}/${what}`, {}); } catch (e) { alert(e.message); }
       reload();
     };
+    // Running: stop it. Stopped by a person or by its failure streak: resume it. Done: nothing.
     const button = p.state === 'running'
       ? el('button', { type: 'button', class: 'stop', 'data-pool': p.name, onclick: () => act('stop') }, 'Stop')
-      : el('button', { type: 'button', class: 'resume', 'data-pool': p.name, onclick: () => act('resume') }, 'Resume');
+      : ['stopped', 'failed'].includes(p.state)
+        ? el('button', { type: 'button', class: 'resume', 'data-pool': p.name, onclick: () => act('resume') }, 'Resume')
+        : null;
     return el('tr', { 'data-pool': p.name },
       el('td', { class: 'name' }, p.name),
       el('td', { class: `state ${p.state}` }, p.state),
