@@ -1486,6 +1486,11 @@ export interface components {
             max_usd_per_day?: number | null;
             /** Format: double */
             spent_today_usd: number;
+            /**
+             * @description Dollars spent in each hour of today so far (UTC; index = hour, the last is the current
+             *     hour).
+             */
+            hourly_usd: number[];
         };
         /** @description A team (`drover team ls --json`, `GET /v1/teams`). */
         TeamInfo: {

@@ -712,6 +712,10 @@ fn budgets_show_teams_and_active_task_budgets_by_team() {
     assert_eq!(teams, ["a", "b"], "{all:#}");
     assert_eq!(all["teams"][0]["max_usd_per_day"], 5.0);
     assert_eq!(all["teams"][0]["spent_today_usd"], 0.0);
+    let hours = all["teams"][0]["hourly_usd"].as_array().unwrap();
+    let hour = chrono::Timelike::hour(&chrono::Utc::now()) as usize;
+    assert!((hour..=hour + 1).contains(&hours.len()), "{all:#}");
+    assert!(hours.iter().all(|h| h == 0.0), "{all:#}");
     let task = all["tasks"]
         .as_array()
         .unwrap()

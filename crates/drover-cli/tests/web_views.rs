@@ -105,6 +105,9 @@ fn pools_and_cost_views_show_what_the_api_says() {
         format!("${:.4}", t1["spent_today_usd"].as_f64().unwrap())
     );
     assert_eq!(b.count(&format!("{team} svg.budget rect.spent")), 1);
+    // One column per hour of today so far, as the API counts them.
+    let hours = t1["hourly_usd"].as_array().unwrap().len();
+    assert_eq!(b.count(&format!("{team} svg.hours rect")), hours);
     // Usage sections for each grouping; command agents meter nothing, and the page says so.
     for by in ["day", "model", "team", "pool"] {
         let lines = api(&env, &format!("/v1/usage?by={by}"));

@@ -174,6 +174,9 @@ pub struct TeamBudget {
     /// `None`: no daily budget.
     pub max_usd_per_day: Option<f64>,
     pub spent_today_usd: f64,
+    /// Dollars spent in each hour of today so far (UTC; index = hour, the last is the current
+    /// hour).
+    pub hourly_usd: Vec<f64>,
 }
 
 /// An active task's dollar budget and what it spent.

@@ -47,6 +47,20 @@ function budgetBar(spent, max) {
   return chart;
 }
 
+// Today's spend per hour (UTC) as small columns, the current hour last.
+function hours(values) {
+  const w = 8; const h = 30;
+  const max = Math.max(0, ...values) || 1;
+  const chart = svg('svg', { class: 'hours', width: 24 * w, height: h, viewBox: `0 0 ${24 * w} ${h}`, role: 'img' });
+  values.forEach((v, i) => {
+    const bh = v > 0 ? Math.max(1, (h * v) / max) : 0;
+    const bar = svg('rect', { x: i * w + 1, y: h - bh, width: w - 2, height: bh, 'data-hour': i, 'data-value': v });
+    bar.append(svg('title', {}, `${String(i).padStart(2, '0')}:00 UTC: ${usd(v)}`));
+    chart.append(bar);
+  });
+  return chart;
+}
+
 async function usageSection(by, title) {
   const lines = await get(`/v1/usage?by=${encodeURIComponent(by)}`);
   const section = el('section', { class: 'usage', 'data-by': by }, el('h3', {}, title));
@@ -64,13 +78,14 @@ function budgetsSection(b) {
     el('td', {}, t.team),
     el('td', { class: 'num spent' }, usd(t.spent_today_usd)),
     el('td', { class: 'num max' }, t.max_usd_per_day == null ? 'no budget' : usd(t.max_usd_per_day)),
-    el('td', {}, t.max_usd_per_day == null ? null : budgetBar(t.spent_today_usd, t.max_usd_per_day))));
+    el('td', {}, t.max_usd_per_day == null ? null : budgetBar(t.spent_today_usd, t.max_usd_per_day)),
+    el('td', { class: 'hours' }, hours(t.hourly_usd || []))));
   const tasks = b.tasks.map((t) => el('tr', { 'data-task': t.id },
     el('td', {}, el('a', { href: `#/task/${encodeURIComponent(t.id)}` }, t.name || t.id)),
     el('td', { class: 'num spent' }, usd(t.spent_usd)),
     el('td', { class: 'num max' }, usd(t.max_usd)),
     el('td', {}, budgetBar(t.spent_usd, t.max_usd))));
-  const head = (first) => el('thead', {}, el('tr', {}, [first, 'Spent', 'Budget', ''].map((h) => el('th', {}, h))));
+  const head = (first) => el('thead', {}, el('tr', {}, [first, 'Spent', 'Budget', '', first === 'Team' ? 'Per hour (UTC)' : ''].map((h) => el('th', {}, h))));
   return el('section', { class: 'budgets' },
     el('h3', {}, `Team budgets today (${b.day}, UTC)`),
     teams.length ? el('table', { class: 'team-budgets' }, head('Team'), el('tbody', {}, teams)) : el('p', { class: 'empty' }, 'No teams.'),
