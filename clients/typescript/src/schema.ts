@@ -144,6 +144,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/fleet": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The fleet view: active tasks and the most recently finished
+         * @description Every active task and the 200 most recently finished (`finished_omitted` counts the rest), each with its last line of activity. A key sees its team's tasks only.
+         */
+        get: operations["fleet"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/fleet/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The fleet view, live (Server-Sent Events)
+         * @description `event: snapshot`, `id:` its version, `data:` a FleetSnapshot: one at once, then one after each change (at most about 4 a second; a slow reader gets the newest). Comment lines are heartbeats; the stream ends when the daemon stops.
+         */
+        get: operations["fleetEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/health": {
         parameters: {
             query?: never;
@@ -401,6 +441,46 @@ export interface paths {
         post?: never;
         /** Remove a task (its work is committed first) */
         delete: operations["removeTask"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{id}/diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The files the task changed against its base commit
+         * @description While the task is active its live sandbox (untracked files included), once it is over the delivered commit; a multi-repo task's files name their checkout (`repo_dir`).
+         */
+        get: operations["taskDiff"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tasks/{id}/diff/file": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One changed file's unified diff (cut at 256 KiB)
+         * @description `path` as the file list names it (relative, no `..`: else 400); a file the task did not change is a 404.
+         */
+        get: operations["taskDiffFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -877,6 +957,33 @@ export interface components {
             /** @description Tasks stopped first (`stop_tasks`). */
             stopped_tasks: string[];
         };
+        /** @description One file of `GET /v1/tasks/{id}/diff`. */
+        DiffFileStat: {
+            path: string;
+            old_path?: string | null;
+            status: components["schemas"]["DiffStatus"];
+            /** Format: int64 */
+            added: number;
+            /** Format: int64 */
+            removed: number;
+            binary: boolean;
+            /** @description The repository's checkout dir of a multi-repo task (`None`: the only one). */
+            repo_dir?: string | null;
+        };
+        /** @description `GET /v1/tasks/{id}/diff/file?path=&repo_dir=`: one file's unified diff, cut past a size. */
+        DiffPatch: {
+            path: string;
+            patch: string;
+            /** @description The patch was cut (`bytes` is its whole size). */
+            truncated: boolean;
+            /** Format: int64 */
+            bytes: number;
+        };
+        /**
+         * @description How a file changed on the task's branch.
+         * @enum {string}
+         */
+        DiffStatus: "added" | "modified" | "deleted" | "renamed";
         /**
          * @description The closed set of reasons a task did not succeed (docs/design.md §3).
          * @enum {string}
@@ -901,6 +1008,51 @@ export interface components {
          * @enum {string}
          */
         FailurePolicy: "finish" | "hard";
+        /** @description One task on the fleet view. */
+        FleetCard: {
+            id: string;
+            name?: string | null;
+            state: components["schemas"]["TaskState"];
+            group: components["schemas"]["FleetGroup"];
+            repo: string;
+            agent: string;
+            model?: string | null;
+            team?: string | null;
+            pool?: string | null;
+            batch?: string | null;
+            created_at: string;
+            started_at?: string | null;
+            finished_at?: string | null;
+            /** Format: double */
+            cost_usd?: number | null;
+            /** @description The last line of activity (an event's text, control sequences removed, ≤ 200 chars). */
+            last_line?: string | null;
+            error_kind?: null | components["schemas"]["ErrorKind"];
+        };
+        /**
+         * @description The dashboard's columns. Every [`crate::TaskState`] falls in exactly one
+         *     ([`FleetGroup::of`]).
+         * @enum {string}
+         */
+        FleetGroup: "needs_input" | "working" | "verifying" | "completed" | "failed";
+        /**
+         * @description `GET /v1/fleet` and each message of `GET /v1/fleet/events` (SSE): every active task and the
+         *     most recent finished ones, as the caller may see them (a key: its team's).
+         */
+        FleetSnapshot: {
+            /**
+             * Format: int64
+             * @description Grows with every store change the snapshot reflects.
+             */
+            version: number;
+            generated_at: string;
+            cards: components["schemas"]["FleetCard"][];
+            /**
+             * Format: int64
+             * @description Finished tasks left out (only the most recent are listed).
+             */
+            finished_omitted: number;
+        };
         /** @description `GET /v1/health`. */
         Health: {
             ok: boolean;
@@ -1441,6 +1593,15 @@ export interface components {
             max_usd: number;
             /** Format: double */
             spent_usd: number;
+        };
+        /**
+         * @description `GET /v1/tasks/{id}/diff`: the files the task's branch changed against its base commit (the
+         *     live sandbox while active, the commit once delivered).
+         */
+        TaskDiff: {
+            base_commit?: string | null;
+            commit?: string | null;
+            files: components["schemas"]["DiffFileStat"][];
         };
         /** @description The build locks (`drover lock`) a task holds or waits for: the task JSON's `locks`. */
         TaskLocks: {
@@ -2091,6 +2252,82 @@ export interface operations {
             };
             /** @description the body or the prompt is over its limit (`too_large`) */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    fleet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the fleet */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FleetSnapshot"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    fleetEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description snapshots */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3140,6 +3377,138 @@ export interface operations {
             };
         };
     };
+    taskDiff: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the task id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the changed files */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TaskDiff"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description unknown, or another team's (`not_found`; the same answer either way) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description conflicts with the current state (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    taskDiffFile: {
+        parameters: {
+            query?: {
+                /** @description the file, relative to its checkout */
+                path?: string;
+                /** @description a multi-repo task's checkout */
+                repo_dir?: string;
+            };
+            header?: never;
+            path: {
+                /** @description the task id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the patch */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DiffPatch"];
+                };
+            };
+            /** @description malformed: bad JSON, an unknown field, a bad query value (`invalid`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description unknown, or another team's (`not_found`; the same answer either way) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description conflicts with the current state (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
     taskEvents: {
         parameters: {
             query?: {
@@ -3149,6 +3518,8 @@ export interface operations {
                 follow?: boolean;
                 /** @description events per JSON page, 1 to 1,000 */
                 limit?: number;
+                /** @description JSON only: the `limit` events just before this seq, in seq order (the newest page: the last seq + 1; the next older page: its first seq) */
+                before?: number;
             };
             header?: {
                 /** @description SSE: resume after this seq */

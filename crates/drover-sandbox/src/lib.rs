@@ -25,6 +25,7 @@
 
 mod base;
 mod bench;
+mod diff;
 mod error;
 mod gate_view;
 mod gc;
@@ -44,6 +45,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 pub use bench::{bench_sandbox, make_repo as generate_repo, BenchRow};
+pub use diff::{DiffOf, Patch, DIFF_TIMEOUT, PATCH_MAX_BYTES};
 pub use error::SandboxError;
 pub use gate_view::GateView;
 pub use gc::GcReport;

@@ -12,7 +12,7 @@ const META: &str = "sandbox.json";
 
 /// Prefix for git commands drover runs inside a sandbox on the agent's files: no hooks and no
 /// fsmonitor command from a config the agent may have edited, so saving work runs nothing else.
-const INSIDE: [&str; 4] = [
+pub(crate) const INSIDE: [&str; 4] = [
     "-c",
     "core.hooksPath=/dev/null",
     "-c",
@@ -43,7 +43,7 @@ fn neutralized(key: &str) -> Option<&'static str> {
 /// includes followed: [`neutralized`]), the checkout as the work tree whatever `core.worktree`
 /// says, then `args`. Submodules' own configs are never read: callers' `status` ignores their
 /// work trees.
-async fn inside(dir: &Path, args: &[&str]) -> Result<Vec<String>> {
+pub(crate) async fn inside(dir: &Path, args: &[&str]) -> Result<Vec<String>> {
     let listed = git::run_raw(dir, &["config", "--list", "--name-only", "-z"]).await?;
     let mut out: Vec<String> = INSIDE.map(String::from).to_vec();
     for key in listed.1.split(|b| *b == 0).filter(|k| !k.is_empty()) {
@@ -63,7 +63,7 @@ async fn inside(dir: &Path, args: &[&str]) -> Result<Vec<String>> {
 /// daemon's `add`/`commit` would then write there. Overlay: `.git` is a real directory without
 /// `commondir`. Worktree: `.git` is a file naming a directory under the user's repository's
 /// `worktrees/`, whose `commondir` leads back to that repository.
-async fn check_git_dir(sb: &Sandbox) -> Result<()> {
+pub(crate) async fn check_git_dir(sb: &Sandbox) -> Result<()> {
     let dot_git = sb.path.join(".git");
     let meta = std::fs::symlink_metadata(&dot_git);
     let ok = match sb.kind {

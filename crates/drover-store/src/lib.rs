@@ -49,6 +49,7 @@ pub mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
+pub mod fleet;
 pub mod hosts;
 pub mod locks;
 mod patch_sql;
@@ -66,6 +67,7 @@ pub use audit::{AuditFilter, AuditStore, NewAuditRecord};
 pub use batches::{BatchRecord, BatchStore, NewBatch};
 pub use changes::{ChangeFeed, Changes};
 pub use error::{now, Result, StoreError};
+pub use fleet::{FleetRows, FleetStore};
 pub use hosts::{Claim, HostStore, WorkerRecord, WorkerSpec};
 pub use locks::{LockEntry, LockGrant, LockRecord, LockStore};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
@@ -88,6 +90,7 @@ pub trait Store:
     + HostStore
     + LockStore
     + BatchStore
+    + FleetStore
     + ChangeFeed
 {
 }
@@ -102,6 +105,7 @@ impl<
             + HostStore
             + LockStore
             + BatchStore
+            + FleetStore
             + ChangeFeed
             + ?Sized,
     > Store for T
@@ -111,7 +115,7 @@ impl<
 /// The traits, for callers that hold a `dyn Store` and call its methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, BatchStore, ChangeFeed, HostStore, LockStore, PoolStore, Store, TaskStore,
-        TeamStore, UsageStore, WebhookStore,
+        AuditStore, BatchStore, ChangeFeed, FleetStore, HostStore, LockStore, PoolStore, Store,
+        TaskStore, TeamStore, UsageStore, WebhookStore,
     };
 }

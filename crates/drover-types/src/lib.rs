@@ -23,6 +23,7 @@ pub mod forge;
 pub mod secret;
 pub mod task;
 pub mod team;
+pub mod terminal;
 pub mod text;
 pub mod usage;
 pub mod validate;

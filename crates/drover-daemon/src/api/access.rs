@@ -63,7 +63,12 @@ pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
         ("POST", ["tasks"]) => Scoped(TasksWrite),
         ("GET", ["tasks", id]) if named(id) => Scoped(TasksRead),
         ("DELETE", ["tasks", id]) if named(id) => Scoped(TasksWrite),
-        ("GET", ["tasks", id, "events" | "wait" | "raw"]) if named(id) => Scoped(TasksRead),
+        ("GET", ["tasks", id, "events" | "wait" | "raw" | "diff"]) if named(id) => {
+            Scoped(TasksRead)
+        }
+        ("GET", ["tasks", id, "diff", "file"]) if named(id) => Scoped(TasksRead),
+        // The dashboard's fleet view: a key sees its team's cards only.
+        ("GET", ["fleet"] | ["fleet", "events"]) => Scoped(TasksRead),
         ("POST", ["tasks", id, "send" | "stop"]) if named(id) => Scoped(TasksWrite),
         ("GET", ["pools"]) => Scoped(TasksRead),
         ("GET", ["pools", n]) if named(n) => Scoped(TasksRead),

@@ -11,6 +11,11 @@
 //! | `GET /v1/tasks?all=&state=&pool=&team=&tag=&limit=&cursor=` | a page of task summaries ([`drover_types::TaskPage`]) |
 //! | `GET /v1/tasks/{id}` | one task (id or unique prefix) |
 //! | `GET /v1/tasks/{id}/events?after=&follow=&limit=` | events as JSON (≤ 1,000 a page), or SSE on `Accept: text/event-stream` or `follow` (`Last-Event-ID` works like `after`; an `end` event closes it) |
+//! | `GET /v1/tasks/{id}/events?before=&limit=` | the `limit` events before seq `before`, in seq order: the newest page first, older ones by cursor ([`event_pages`]) |
+//! | `GET /v1/tasks/{id}/diff` | the files the task changed against its base commit ([`drover_types::web::TaskDiff`]; [`diff`]) |
+//! | `GET /v1/tasks/{id}/diff/file?path=&repo_dir=` | one file's unified diff, cut at 256 KiB ([`drover_types::web::DiffPatch`]) |
+//! | `GET /v1/fleet` | the fleet view: active tasks and the latest finished ([`drover_types::web::FleetSnapshot`]; a key: its team's; [`fleet`]) |
+//! | `GET /v1/fleet/events` | SSE: a `snapshot` event at once and after each change (≤ 4/s; one state shared by all followers) |
 //! | `GET /v1/tasks/{id}/raw?stream=&offset=&len=` | bytes of the raw stdout/stderr log |
 //! | `GET /v1/tasks/{id}/wait?timeout=` | the task once terminal (or as is after `timeout` s) |
 //! | `POST /v1/tasks/{id}/send` | a message or a permission answer |
@@ -54,7 +59,10 @@ mod batches;
 pub mod body;
 mod budgets;
 mod daemon;
+mod diff;
 mod error;
+mod event_pages;
+mod fleet;
 mod keys;
 
 mod locks;
@@ -158,6 +166,10 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/tasks", post(tasks::create).get(tasks::list))
         .route("/v1/tasks/{id}", get(tasks::show).delete(tasks::remove))
         .route("/v1/tasks/{id}/events", get(tasks::events))
+        .route("/v1/tasks/{id}/diff", get(diff::files))
+        .route("/v1/tasks/{id}/diff/file", get(diff::file))
+        .route("/v1/fleet", get(fleet::snapshot))
+        .route("/v1/fleet/events", get(fleet::events))
         .route("/v1/tasks/{id}/wait", get(tasks::wait))
         .route("/v1/tasks/{id}/raw", get(raw::raw))
         .route("/v1/tasks/{id}/send", post(tasks::send))

@@ -319,9 +319,36 @@ pub fn routes() -> Vec<Route> {
             .query("after", Type::Integer, "events after this seq")
             .query("follow", Type::Boolean, "answer Server-Sent Events, live until the task ends")
             .query("limit", Type::Integer, "events per JSON page, 1 to 1,000")
+            .query("before", Type::Integer, "JSON only: the `limit` events just before this seq, in seq order (the newest page: the last seq + 1; the next older page: its first seq)")
             .header("Last-Event-ID", Type::Integer, "SSE: resume after this seq")
             .ok(200, "events", &[("application/json", array_of::<drover_types::Event>()), sse])
             .route(Get, "/v1/tasks/{id}/events"),
+        op("taskDiff", "The files the task changed against its base commit", read)
+            .tag("tasks")
+            .describe("While the task is active its live sandbox (untracked files included), once it is over the delivered commit; a multi-repo task's files name their checkout (`repo_dir`).")
+            .path("id", "the task id")
+            .errors(&[409])
+            .ok(200, "the changed files", &[("application/json", json_of::<drover_types::web::TaskDiff>())])
+            .route(Get, "/v1/tasks/{id}/diff"),
+        op("taskDiffFile", "One changed file's unified diff (cut at 256 KiB)", read)
+            .tag("tasks")
+            .describe("`path` as the file list names it (relative, no `..`: else 400); a file the task did not change is a 404.")
+            .path("id", "the task id")
+            .query("path", Type::String, "the file, relative to its checkout")
+            .query("repo_dir", Type::String, "a multi-repo task's checkout")
+            .errors(&[409])
+            .ok(200, "the patch", &[("application/json", json_of::<drover_types::web::DiffPatch>())])
+            .route(Get, "/v1/tasks/{id}/diff/file"),
+        op("fleet", "The fleet view: active tasks and the most recently finished", read)
+            .tag("fleet")
+            .describe("Every active task and the 200 most recently finished (`finished_omitted` counts the rest), each with its last line of activity. A key sees its team's tasks only.")
+            .ok(200, "the fleet", &[("application/json", json_of::<drover_types::web::FleetSnapshot>())])
+            .route(Get, "/v1/fleet"),
+        op("fleetEvents", "The fleet view, live (Server-Sent Events)", read)
+            .tag("fleet")
+            .describe("`event: snapshot`, `id:` its version, `data:` a FleetSnapshot: one at once, then one after each change (at most about 4 a second; a slow reader gets the newest). Comment lines are heartbeats; the stream ends when the daemon stops.")
+            .ok(200, "snapshots", &[("text/event-stream", scalar(Type::String))])
+            .route(Get, "/v1/fleet/events"),
         op("waitTask", "Wait until the task is terminal", read)
             .tag("tasks")
             .path("id", "the task id")
@@ -575,6 +602,9 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
     with::<t::WebLogin>(&mut out);
     with::<t::WebSession>(&mut out);
     with::<t::Budgets>(&mut out);
+    with::<t::web::FleetSnapshot>(&mut out);
+    with::<t::web::TaskDiff>(&mut out);
+    with::<t::web::DiffPatch>(&mut out);
     with::<Health>(&mut out);
     with::<Removed>(&mut out);
     with::<DaemonStopping>(&mut out);

@@ -8,10 +8,10 @@
 //! | --- | --- |
 //! | `GET /v1/status` | the CLI's first call (is a daemon there?) |
 //! | `POST /v1/locks/{name}` | `drover lock`; the holder is this task, whatever the query says |
-//! | `GET /v1/tasks/{own id}` and its `/events`, `/wait`, `/raw` | reading itself (the exact id) |
+//! | `GET /v1/tasks/{own id}` and its `/events`, `/wait`, `/raw`, `/diff`, `/diff/file` | reading itself (the exact id) |
 //!
 //! Everything else that is a route is `403 {kind: "forbidden"}`: other tasks (by id, prefix or
-//! name: the answer never tells whether one exists), `ls`, `run`, pools, usage, the lock list,
+//! name: the answer never tells whether one exists), `ls`, `run`, the fleet view, pools, usage, the lock list,
 //! `POST /v1/daemon/stop`, and `stop`/`send`/`rm` of the task itself too — a self-`stop` would
 //! end it `cancelled` (a person's decision, which a pool's failure streak does not count) where
 //! simply exiting ends it as what it is; `send` would let an agent answer its own permission
@@ -46,7 +46,8 @@ pub fn decide(method: &Method, segments: &[&str], own: &str) -> Decision {
         (&Method::GET, ["status"]) => true,
         (&Method::POST, ["locks", _]) => true,
         (&Method::GET, ["tasks", id]) => *id == own,
-        (&Method::GET, ["tasks", id, "events" | "wait" | "raw"]) => *id == own,
+        (&Method::GET, ["tasks", id, "events" | "wait" | "raw" | "diff"]) => *id == own,
+        (&Method::GET, ["tasks", id, "diff", "file"]) => *id == own,
         _ => false,
     };
     if allowed {
@@ -102,7 +103,7 @@ mod tests {
         assert_eq!(d(Method::GET, "status", None), Allow);
         assert_eq!(d(Method::POST, "locks/build", None), Allow);
         assert_eq!(d(Method::GET, "tasks/aaaa1111", own), Allow);
-        for sub in ["events", "wait", "raw"] {
+        for sub in ["events", "wait", "raw", "diff", "diff/file"] {
             assert_eq!(d(Method::GET, &format!("tasks/aaaa1111/{sub}"), own), Allow);
             assert_eq!(
                 d(Method::GET, &format!("tasks/bbbb2222/{sub}"), other),
@@ -131,6 +132,8 @@ mod tests {
             (Method::POST, "pools/p/stop"),
             (Method::GET, "usage"),
             (Method::GET, "locks"),
+            (Method::GET, "fleet"),
+            (Method::GET, "fleet/events"),
         ] {
             assert_eq!(d(m, p, None), Forbid, "{p}");
         }

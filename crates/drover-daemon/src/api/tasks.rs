@@ -445,6 +445,9 @@ pub struct EventsQuery {
     /// Events per answer without `follow` (default and most: [`EVENTS_MAX_LIMIT`]); the next
     /// page is `after` = the last `seq`.
     limit: Option<usize>,
+    /// JSON only: the `limit` events just before this seq (in seq order); the next older page
+    /// is `before` = the first `seq` ([`super::event_pages`]).
+    before: Option<i64>,
 }
 
 /// A query flag: `true`/`false` or `1`/`0`.
@@ -520,6 +523,10 @@ pub async fn events(
     let (after, from_header) = resume_after(&headers, q.after)?;
     let task = engine.store.find_task(&id).await?;
     let sse = wants_sse(&headers, q.follow);
+    if let Some(before) = q.before {
+        let evs = super::event_pages::before(&engine, &task, before, q.after, sse, limit).await?;
+        return Ok(Json(evs).into_response());
+    }
     let last = task.next_seq - 1;
     if after > last && (from_header || sse) {
         let what = if from_header {

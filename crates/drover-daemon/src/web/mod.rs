@@ -24,6 +24,7 @@
 //! daemons' sessions apart). Logins live in memory ([`sessions`]).
 
 pub mod assets;
+pub mod fleet;
 pub mod gate;
 pub mod listener;
 pub mod login;

@@ -10,6 +10,7 @@
 mod audit;
 mod batches;
 mod changes;
+mod fleet;
 mod hosts;
 mod locks;
 pub mod pg;
@@ -22,6 +23,7 @@ mod webhooks;
 pub use audit::*;
 pub use batches::*;
 pub use changes::*;
+pub use fleet::*;
 pub use hosts::*;
 pub use locks::*;
 pub use pools::*;
@@ -76,6 +78,9 @@ macro_rules! conformance_tests {
             batch_create_is_all_or_nothing,
             batch_retry_takes_only_the_failed,
             batch_slots_bound_claims,
+            fleet_rows_hold_active_and_recent_finished_per_team,
+            latest_events_of_many_tasks,
+            events_before_pages_backwards,
         );
     };
     (@each $open:path; $($name:ident),* $(,)?) => {

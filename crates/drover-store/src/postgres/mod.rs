@@ -16,6 +16,7 @@
 
 mod audit;
 mod batches;
+mod fleet;
 mod hosts;
 mod locks;
 mod pools;

@@ -12,6 +12,7 @@
 
 mod audit;
 mod batches;
+mod fleet;
 mod hosts;
 mod locks;
 mod pools;
