@@ -110,6 +110,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/budgets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every budget's burn-down: team daily budgets and active tasks' --max-usd */
+        get: operations["budgets"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/daemon/stop": {
         parameters: {
             query?: never;
@@ -890,6 +907,14 @@ export interface components {
             /** Format: int64 */
             max_tokens?: number | null;
         };
+        /** @description `GET /v1/budgets`: every budget's burn-down (a key: its team's). */
+        Budgets: {
+            /** @description Today (UTC, `YYYY-MM-DD`): the day team budgets count. */
+            day: string;
+            teams: components["schemas"]["TeamBudget"][];
+            /** @description Active tasks with a dollar budget (`--max-usd`). */
+            tasks: components["schemas"]["TaskBudget"][];
+        };
         /** @description `POST /v1/keys` (`drover key create`). */
         CreateKeyRequest: {
             team: string;
@@ -1558,6 +1583,17 @@ export interface components {
             /** @description The batch (`drover batch start NAME`) the task belongs to. */
             batch?: string | null;
         };
+        /** @description An active task's dollar budget and what it spent. */
+        TaskBudget: {
+            id: string;
+            name?: string | null;
+            team?: string | null;
+            state: components["schemas"]["TaskState"];
+            /** Format: double */
+            max_usd: number;
+            /** Format: double */
+            spent_usd: number;
+        };
         /**
          * @description `GET /v1/tasks/{id}/diff`: the files the task's branch changed against its base commit (the
          *     live sandbox while active, the commit once delivered).
@@ -1601,6 +1637,22 @@ export interface components {
          * @enum {string}
          */
         TaskState: "queued" | "preparing" | "running" | "needs_input" | "verifying" | "succeeded" | "failed" | "cancelled" | "interrupted";
+        /** @description A team's daily budget and what it spent today. */
+        TeamBudget: {
+            team: string;
+            /**
+             * Format: double
+             * @description `None`: no daily budget.
+             */
+            max_usd_per_day?: number | null;
+            /** Format: double */
+            spent_today_usd: number;
+            /**
+             * @description Dollars spent in each hour of today so far (UTC; index = hour, the last is the current
+             *     hour).
+             */
+            hourly_usd: number[];
+        };
         /** @description A team (`drover team ls --json`, `GET /v1/teams`). */
         TeamInfo: {
             name: string;
@@ -2102,6 +2154,44 @@ export interface operations {
             };
             /** @description unknown, or another team's (`not_found`; the same answer either way) */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    budgets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the budgets (a key: its team's) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Budgets"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

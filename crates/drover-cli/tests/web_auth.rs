@@ -95,6 +95,13 @@ fn raw(
     }
 }
 
+impl TcpServer {
+    /// A JSON request on the admin socket: status and body.
+    fn owner_json(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        drover_test_support::http::json(&self.env.sock(), method, path, body)
+    }
+}
+
 /// The path and query of a URL `http://HOST:PORT/…`.
 fn path_of(url: &str) -> String {
     let rest = url.split_once("://").unwrap().1;
@@ -637,4 +644,94 @@ fn key_sessions_on_the_team_listener() {
     let a = raw(tcp, "GET", "/v1/tasks", None, &[("cookie", &cookie_a)], "");
     assert_eq!(a.status, 401, "{}", a.body);
     assert_eq!(list(&cookie_b), vec![tb]);
+}
+
+/// `GET /v1/budgets` (the cost view's burn-down): team daily budgets and active tasks'
+/// `--max-usd`; a key sees its team's only, with `usage:read`.
+#[test]
+fn budgets_show_teams_and_active_task_budgets_by_team() {
+    // A task budget needs the gateway (on without a provider key: nothing is called here).
+    let env = Env::new();
+    let rt = runtime();
+    let exe = Path::new(env!("CARGO_BIN_EXE_drover"));
+    let daemon = rt.block_on(InProcessDaemon::start_with(&env.home, exe, |c| {
+        c.upstreams.gateway = drover_daemon::config::GatewaySwitch::On;
+        c.listen = Some(drover_daemon::config::Listen {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+        });
+    }));
+    let file = drover_daemon::api::tcp::addr_file(&env.home);
+    let mut addr = None;
+    drover_test_support::poll::poll("listen.addr", Duration::from_secs(30), || {
+        addr = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        addr.is_some()
+    });
+    let srv = TcpServer {
+        rt,
+        daemon: Some(daemon),
+        addr: addr.unwrap(),
+        keys: drover_test_support::keys::Keys::open(&env.home),
+        env,
+    };
+    srv.keys.team("a");
+    srv.keys.team("b");
+    let (s, b) = srv.owner_json("PATCH", "/v1/teams/a", r#"{"max_usd_per_day": 5.0}"#);
+    assert_eq!(s, 200, "{b}");
+    let ka = srv
+        .keys
+        .key("a", &[Scope::TasksWrite, Scope::UsageRead], None);
+    let kb_read = srv.keys.key("b", &[Scope::TasksRead], None);
+    let body = json!({
+        "repo": srv.env.repo.display().to_string(),
+        "prompt": "budgeted",
+        "agent": "command",
+        "cmd": "sleep 60",
+        "budget": {"maxUsd": 1.5},
+    })
+    .to_string();
+    let (s, t) = srv.call("POST", "/v1/tasks", Some(&ka.secret), &body);
+    assert_eq!(s, 201, "{t}");
+    let id = serde_json::from_str::<Value>(&t).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    srv.env
+        .until(&id, "the task runs", |t| t["state"] == "running");
+    let (s, all) = srv.owner_json("GET", "/v1/budgets", "");
+    assert_eq!(s, 200, "{all}");
+    let all: Value = serde_json::from_str(&all).unwrap();
+    let teams: Vec<&str> = all["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["team"].as_str().unwrap())
+        .collect();
+    assert_eq!(teams, ["a", "b"], "{all:#}");
+    assert_eq!(all["teams"][0]["max_usd_per_day"], 5.0);
+    assert_eq!(all["teams"][0]["spent_today_usd"], 0.0);
+    let hours = all["teams"][0]["hourly_usd"].as_array().unwrap();
+    let hour = chrono::Timelike::hour(&chrono::Utc::now()) as usize;
+    assert!((hour..=hour + 1).contains(&hours.len()), "{all:#}");
+    assert!(hours.iter().all(|h| h == 0.0), "{all:#}");
+    let task = all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{all:#}"));
+    assert_eq!(task["max_usd"], 1.5);
+    assert_eq!(task["team"], "a");
+    // Key a: its team only. Key b without usage:read: 403.
+    let (s, mine) = srv.call("GET", "/v1/budgets", Some(&ka.secret), "");
+    assert_eq!(s, 200, "{mine}");
+    let mine: Value = serde_json::from_str(&mine).unwrap();
+    assert_eq!(mine["teams"].as_array().unwrap().len(), 1, "{mine:#}");
+    assert_eq!(mine["teams"][0]["team"], "a");
+    let (s, _) = srv.call("GET", "/v1/budgets", Some(&kb_read.secret), "");
+    assert_eq!(s, 403);
+    let (s, b) = srv.owner_json("POST", &format!("/v1/tasks/{id}/stop"), "");
+    assert!((200..300).contains(&s), "{b}");
 }

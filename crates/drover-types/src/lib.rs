@@ -38,6 +38,7 @@ pub use task::*;
 pub use team::*;
 pub use usage::{BadUsageBy, UsageBy};
 pub use vocab::*;
+pub use web::{Budgets, TaskBudget, TeamBudget};
 pub use web::{
     DiffFileStat, DiffPatch, DiffStatus, FleetCard, FleetGroup, FleetSnapshot, TaskDiff, WebLogin,
     WebSession,

@@ -157,6 +157,39 @@ pub struct WebSession {
     pub scopes: Vec<crate::Scope>,
 }
 
+/// `GET /v1/budgets`: every budget's burn-down (a key: its team's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Budgets {
+    /// Today (UTC, `YYYY-MM-DD`): the day team budgets count.
+    pub day: String,
+    pub teams: Vec<TeamBudget>,
+    /// Active tasks with a dollar budget (`--max-usd`).
+    pub tasks: Vec<TaskBudget>,
+}
+
+/// A team's daily budget and what it spent today.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TeamBudget {
+    pub team: String,
+    /// `None`: no daily budget.
+    pub max_usd_per_day: Option<f64>,
+    pub spent_today_usd: f64,
+    /// Dollars spent in each hour of today so far (UTC; index = hour, the last is the current
+    /// hour).
+    pub hourly_usd: Vec<f64>,
+}
+
+/// An active task's dollar budget and what it spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskBudget {
+    pub id: String,
+    pub name: Option<String>,
+    pub team: Option<String>,
+    pub state: crate::TaskState,
+    pub max_usd: f64,
+    pub spent_usd: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,7 +79,7 @@ pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
         ("GET", ["batches", n]) if named(n) => Scoped(TasksRead),
         ("POST", ["batches"]) => Scoped(TasksWrite),
         ("POST", ["batches", n, "stop" | "retry"]) if named(n) => Scoped(TasksWrite),
-        ("GET", ["usage"]) => Scoped(UsageRead),
+        ("GET", ["usage"] | ["budgets"]) => Scoped(UsageRead),
         ("GET", ["audit", ..]) => Scoped(AuditRead),
         // Creating a team is the host owner's; an admin key manages its own team.
         ("POST", ["teams"]) => OwnerOnly,

@@ -28,6 +28,7 @@
 //! | `GET /v1/locks`, `POST /v1/locks/{name}?slots=&holder=` | build locks (held while the connection is open, on every worker) |
 //! | `GET /v1/workers` | the workers sharing the store ([`drover_types::WorkerInfo`]; host owner only) |
 //! | `GET /v1/usage?by=task|pool|model|day|team|tag:NAME&team=` | metered usage and dollars (a key: its team's) |
+//! | `GET /v1/budgets` | team daily budgets (spent today) and active tasks' `--max-usd` ([`drover_types::Budgets`]; a key: its team's) |
 //! | `GET /v1/audit?since=&team=&limit=&cursor=` | the audit log ([`drover_types::AuditPage`]; a key: its team's) |
 //! | `GET /v1/audit/export?format=ndjson|csv&since=&team=` | accounting rows of finished tasks, streamed |
 //! | `POST /v1/teams`, `GET /v1/teams[/{name}]`, `PATCH /v1/teams/{name}` | teams ([`teams`]; creating one is the host owner's) |
@@ -56,6 +57,7 @@ mod audit_log;
 pub mod auth;
 mod batches;
 pub mod body;
+mod budgets;
 mod daemon;
 mod diff;
 mod error;
@@ -183,6 +185,7 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/locks", get(locks::list))
         .route("/v1/workers", get(workers::list))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/budgets", get(budgets::budgets))
         .route("/v1/audit", get(audit_log::list))
         .route("/v1/audit/export", get(audit_log::export))
         .route("/v1/locks/{name}", post(locks::acquire))

@@ -504,6 +504,10 @@ pub fn routes() -> Vec<Route> {
             .query("by", Type::String, "task, pool, model, day, team or tag:NAME")
             .ok(200, "one line per group", &[("application/json", array_of::<drover_store::UsageLine>())])
             .route(Get, "/v1/usage"),
+        op("budgets", "Every budget's burn-down: team daily budgets and active tasks' --max-usd", Access::Scope(Scope::UsageRead))
+            .tag("usage")
+            .ok(200, "the budgets (a key: its team's)", &[("application/json", json_of::<drover_types::Budgets>())])
+            .route(Get, "/v1/budgets"),
         op("audit", "A page of the audit log (a key: its team's)", Access::Scope(Scope::AuditRead))
             .tag("audit")
             .query("since", Type::String, "RFC 3339: records at or after it")
@@ -597,6 +601,7 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
     with::<t::WorkerState>(&mut out);
     with::<t::WebLogin>(&mut out);
     with::<t::WebSession>(&mut out);
+    with::<t::Budgets>(&mut out);
     with::<t::web::FleetSnapshot>(&mut out);
     with::<t::web::TaskDiff>(&mut out);
     with::<t::web::DiffPatch>(&mut out);
