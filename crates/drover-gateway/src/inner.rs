@@ -20,7 +20,6 @@ pub struct Inner {
     /// Models already reported without a price (one `UnknownModelPrice` event each).
     pub unknown_models: Mutex<HashSet<String>>,
     /// Told about every exchange (metrics, traces), when the embedder gave one.
-    #[allow(dead_code)] // called from the request path by the metrics work (issue 14)
     pub observer: Option<Arc<dyn Observer>>,
 }
 

@@ -111,6 +111,7 @@ mod prices;
 mod proxy;
 mod relay;
 pub mod upstream;
+mod watch;
 
 pub use budget::{Ask, Refusal, WorstCase, MIN_OUTPUT};
 pub use config::{GatewayConfig, Secret, DEFAULT_ANTHROPIC_BASE, DEFAULT_OPENAI_BASE};

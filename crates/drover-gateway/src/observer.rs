@@ -24,9 +24,9 @@ pub struct Exchange {
     /// gateway refused the request itself (see `refused`).
     pub status: Option<u16>,
     /// Why the gateway refused it without asking the provider (`budget`, `no_price`, `model`,
-    /// `unmeterable`), if it did.
+    /// `unmeterable`, `bad_request`, `no_key`), if it did.
     pub refused: Option<&'static str>,
-    /// Retries made (0: the first attempt was the last).
+    /// Retries made (0: the first attempt was the last), whatever the final status.
     pub retries: u32,
     pub started_at: DateTime<Utc>,
     /// From the request's arrival to its last byte relayed.

@@ -18,6 +18,7 @@ use crate::inner::Inner;
 use crate::ledger::{Api, GatewayEvent};
 use crate::relay::{Ctx, Relay};
 use crate::upstream::{send_with_retries, RetryOutcome};
+use crate::watch::Watch;
 
 /// Request headers not passed upstream: hop-by-hop, length (recomputed), the agent's task
 /// token, and `accept-encoding` (the relay reads the body, so it must arrive uncompressed).
@@ -154,7 +155,8 @@ fn has_url_source(body: &[u8]) -> bool {
     serde_json::from_slice::<Value>(body).is_ok_and(|v| walk(&v))
 }
 
-/// Serves one agent request.
+/// Serves one agent request. A task's request is reported to the observer once (see
+/// [`crate::watch`]): when its relayed body ends, or when it is refused or fails.
 pub async fn handle(
     inner: Arc<Inner>,
     api: Api,
@@ -162,9 +164,18 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match proxy(inner, api, uri, headers, body).await {
+    let Some(grant) = agent_token(&headers).and_then(|t| inner.grants.get(t)) else {
+        return GatewayError::Unauthorized.response(api.flavor());
+    };
+    let mut watch = Some(Watch::start(&inner, &grant.task_id, api));
+    match proxy(inner, grant, api, uri, headers, body, &mut watch).await {
         Ok(r) => r,
-        Err(e) => e.response(api.flavor()),
+        Err(e) => {
+            if let Some(w) = watch.as_mut() {
+                w.failed_with(&e);
+            }
+            e.response(api.flavor())
+        }
     }
 }
 
@@ -184,14 +195,13 @@ fn agent_token(headers: &HeaderMap) -> Option<&str> {
 
 async fn proxy(
     inner: Arc<Inner>,
+    grant: Arc<TaskGrant>,
     api: Api,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    watch: &mut Option<Watch>,
 ) -> Result<Response, GatewayError> {
-    let grant = agent_token(&headers)
-        .and_then(|t| inner.grants.get(t))
-        .ok_or(GatewayError::Unauthorized)?;
     let Prepared {
         body,
         model,
@@ -199,6 +209,9 @@ async fn proxy(
         cap: output_cap,
         choices,
     } = prepare(&inner, &grant, api, body).await?;
+    if let Some(w) = watch.as_mut() {
+        w.ex.request_model = model.clone();
+    }
     let hold = if api != Api::CountTokens && grant.limits.any() {
         let ask = Ask::new(body.len(), output_cap.map(|c| c.saturating_mul(choices)));
         let hold = check_budget(&inner, &grant, &model, ask).await?;
@@ -267,6 +280,12 @@ async fn proxy(
     let answer = match outcome {
         RetryOutcome::Answer(a) => a,
         RetryOutcome::Failed { failure, attempts } => {
+            if let Some(w) = watch.as_mut() {
+                // An answer relayed as is carries its status; else the agent gets the
+                // gateway's own error (`status: None`).
+                w.ex.status = failure.answer.as_ref().map(|(s, _, _)| s.as_u16());
+                w.ex.retries = attempts.saturating_sub(1);
+            }
             // An error status is not billed; a timeout or a broken connection may have been
             // (the provider may have run the request): the hold's drop charges its worst case.
             if failure.answer.is_some() {
@@ -292,13 +311,22 @@ async fn proxy(
             return Err(GatewayError::Upstream(failure.error));
         }
     };
+    if let Some(w) = watch.as_mut() {
+        w.ex.status = Some(answer.status.as_u16());
+        w.ex.retries = answer.attempts.saturating_sub(1);
+    }
+    let watch = watch.take();
     let sse = answer
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let body = if api == Api::CountTokens {
-        let rest = answer.body.map(|r| r.map_err(std::io::Error::other));
+        // The watch lives as long as the body: reported after its last byte.
+        let rest = answer.body.map(move |r| {
+            let _watch = &watch;
+            r.map_err(std::io::Error::other)
+        });
         Body::from_stream(futures::stream::once(async { Ok(answer.first) }).chain(rest))
     } else {
         let ctx = Ctx {
@@ -308,7 +336,9 @@ async fn proxy(
             model,
             strip_usage,
         };
-        Body::from_stream(Relay::new(ctx, answer.body, answer.first, sse, hold).into_stream())
+        Body::from_stream(
+            Relay::new(ctx, answer.body, answer.first, sse, hold, watch).into_stream(),
+        )
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = answer.status;

@@ -20,6 +20,7 @@ use crate::inner::Inner;
 use crate::ledger::{Api, GatewayEvent, ResponseOutcome, UsageRecord};
 use crate::meter::{complete_prefix, events, Meter};
 use crate::upstream::Upstream;
+use crate::watch::Watch;
 
 /// Largest non-streaming body kept for metering (bigger ones are relayed but not parsed).
 const MAX_JSON_COPY: usize = 64 * 1024 * 1024;
@@ -49,6 +50,9 @@ pub struct Relay {
     done: bool,
     /// The request's budget reservation: released once its usage is recorded.
     hold: Option<Reservation>,
+    /// The request's report to the observer: sent when the relay is dropped (after the last
+    /// byte, or when the agent went away).
+    watch: Option<Watch>,
 }
 
 impl Relay {
@@ -58,6 +62,7 @@ impl Relay {
         first: Bytes,
         sse: bool,
         hold: Option<Reservation>,
+        watch: Option<Watch>,
     ) -> Self {
         let idle = ctx.inner.cfg.idle_timeout;
         Relay {
@@ -72,6 +77,7 @@ impl Relay {
             recorded: false,
             done: false,
             hold,
+            watch,
         }
     }
 
@@ -205,7 +211,12 @@ impl Relay {
         }
         let hold = self.hold.take();
         let worst = hold.as_ref().map(Reservation::worst_case);
+        let interrupted = error.is_some();
         let (rec, events) = build_record(&self.ctx, &self.meter, outcome, error, worst);
+        if let Some(w) = self.watch.as_mut() {
+            w.metered(rec.as_ref());
+            w.ex.interrupted = interrupted;
+        }
         write(&self.ctx, rec, events).await;
         // Settled: the record now counts in what was spent.
         if let Some(h) = hold {
@@ -229,6 +240,9 @@ impl Drop for Relay {
             None,
             worst,
         );
+        if let Some(w) = self.watch.as_mut() {
+            w.metered(rec.as_ref());
+        }
         let ctx = Ctx {
             inner: self.ctx.inner.clone(),
             grant: self.ctx.grant.clone(),

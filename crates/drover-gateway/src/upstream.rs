@@ -27,6 +27,8 @@ pub struct Answer {
     pub headers: HeaderMap,
     pub first: Bytes,
     pub body: Upstream,
+    /// Upstream requests made for it (1: no retry).
+    pub attempts: u32,
 }
 
 /// A failed attempt.
@@ -155,6 +157,7 @@ async fn attempt(req: reqwest::RequestBuilder, ttfb: Duration) -> Result<Answer,
                     headers,
                     first,
                     body,
+                    attempts: 1,
                 })
             }
         }
@@ -175,7 +178,7 @@ where
     loop {
         attempts += 1;
         match attempt(make(), cfg.ttfb_timeout).await {
-            Ok(answer) => return RetryOutcome::Answer(answer),
+            Ok(answer) => return RetryOutcome::Answer(Answer { attempts, ..answer }),
             Err(failure) => {
                 if !failure.retryable || attempts > cfg.max_retries {
                     return RetryOutcome::Failed { failure, attempts };

@@ -104,6 +104,8 @@ pub struct Engine {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The fleet view's one shared, current state (see [`crate::web::fleet`]).
     pub fleet: crate::web::fleet::FleetFeed,
+    /// The web dashboard's logins and doors (see [`crate::web`]).
+    pub web: Arc<crate::web::WebState>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -176,6 +178,7 @@ impl Engine {
         };
         let engine = Engine {
             fleet: crate::web::fleet::FleetFeed::new(),
+            web: Arc::new(crate::web::WebState::new(&config)),
             telemetry,
             git_proxy,
             forges,

@@ -48,11 +48,20 @@ pub async fn start(scenarios: &str) -> Env {
 }
 
 pub async fn start_with(scenarios: &str, tweak: impl FnOnce(&mut GatewayConfig)) -> Env {
+    start_observed(scenarios, tweak, None).await
+}
+
+/// A gateway that also reports every exchange to `observer`.
+pub async fn start_observed(
+    scenarios: &str,
+    tweak: impl FnOnce(&mut GatewayConfig),
+    observer: Option<Arc<dyn drover_gateway::Observer>>,
+) -> Env {
     let provider = drover_test_support::provider::start(scenarios).await;
     let mut cfg = config(&provider);
     tweak(&mut cfg);
     let ledger = Arc::new(MemoryLedger::new());
-    let gateway = Gateway::new(cfg, ledger.clone()).unwrap();
+    let gateway = Gateway::observed(cfg, ledger.clone(), observer).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let gw = gateway.clone();
