@@ -461,7 +461,7 @@ fn key_sessions_on_the_team_listener() {
     srv.keys.revoke(&revoked.id);
     for bad in [
         format!("drv_{}", "0".repeat(64)),
-        revoked.secret.clone(),
+        revoked.secret,
         "nonsense".to_string(),
         String::new(),
     ] {
@@ -524,7 +524,7 @@ fn key_sessions_on_the_team_listener() {
             .map(|t| t["id"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(list(&cookie_a), vec![ta.clone()]);
+    assert_eq!(list(&cookie_a), vec![ta]);
     let a = raw(
         tcp,
         "GET",

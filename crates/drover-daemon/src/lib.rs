@@ -143,6 +143,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     if let Some(g) = &engine.gateway {
         g.close().await;
     }
+    // The last spans and metric points go to the collector, within a deadline.
+    engine.telemetry.otel.shutdown().await;
     home.remove_pid();
     served
 }

@@ -21,6 +21,7 @@ pub mod http;
 pub mod keys;
 pub mod mounts;
 pub mod net;
+pub mod otlp;
 pub mod poll;
 pub mod process;
 pub mod provider;

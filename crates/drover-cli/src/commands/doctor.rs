@@ -89,6 +89,15 @@ pub async fn doctor(json: bool) -> Result<i32> {
     if let Some(check) = listen_check(cfg.as_ref()) {
         checks.push(check);
     }
+    if let Some(cfg) = &cfg {
+        // Where OpenTelemetry goes (docs/design.md §10), never its headers.
+        checks.push(Check {
+            name: "opentelemetry",
+            ok: true,
+            detail: drover_daemon::config::OtelSettings::describe(cfg.otel.as_ref()),
+            hint: None,
+        });
+    }
     let client = Client::new(home.clone());
     let daemon = client.get::<drover_types::DaemonStatus>("/v1/status").await;
     checks.push(Check {

@@ -595,11 +595,11 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
     with::<t::Scope>(&mut out);
     with::<t::WorkerInfo>(&mut out);
     with::<t::WorkerState>(&mut out);
+    with::<t::WebLogin>(&mut out);
+    with::<t::WebSession>(&mut out);
     with::<t::web::FleetSnapshot>(&mut out);
     with::<t::web::TaskDiff>(&mut out);
     with::<t::web::DiffPatch>(&mut out);
-    with::<t::WebLogin>(&mut out);
-    with::<t::WebSession>(&mut out);
     with::<Health>(&mut out);
     with::<Removed>(&mut out);
     with::<DaemonStopping>(&mut out);

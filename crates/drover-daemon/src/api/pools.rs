@@ -220,6 +220,7 @@ pub async fn stop(
             false,
         )
         .await?;
+    crate::engine::trace::pool_ended(&engine, &p);
     engine
         .store
         .pool_event(

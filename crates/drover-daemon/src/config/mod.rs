@@ -12,6 +12,7 @@ mod error;
 mod forges;
 mod listen;
 mod load;
+mod otel;
 mod sandbox;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ mod tests;
 pub use error::{ConfigError, Origin};
 pub use listen::{Listen, TlsFiles};
 pub use load::{Environment, Flags, ENV_KEYS};
+pub use otel::{OtelSettings, OtlpTarget, HEADER_VARS as OTEL_HEADER_VARS};
 
 use drover_agents::BinarySetting;
 pub use drover_gateway::Secret;
@@ -107,6 +109,9 @@ pub struct Config {
     /// `[forges.NAME]`: the forges `--repo owner/name` and forge URLs go through (docs/design.md
     /// §9), sorted by name; tokens read from the environment at load are [`Secret`]s.
     pub forges: Vec<drover_forge::ForgeSettings>,
+    /// The OpenTelemetry exporter (docs/design.md §10), from the standard `OTEL_*` variables;
+    /// `None`: off. Its headers are [`Secret`]s.
+    pub otel: Option<OtelSettings>,
 }
 
 /// See [`Config::isolation_probe`].
@@ -299,6 +304,7 @@ impl Config {
         };
         let forges = forges::resolve(raw.forges, env, &|key| layers.origin(key))?;
         let cfg = Config {
+            otel: otel::resolve(env)?,
             forges,
             database_url,
             worker_name,
@@ -421,6 +427,12 @@ impl Config {
                 return Err((
                     "pass_env",
                     format!("pass_env: {name:?} is not a variable name"),
+                ));
+            }
+            if otel::HEADER_VARS.contains(&name.as_str()) {
+                return Err((
+                    "pass_env",
+                    format!("pass_env: {name} holds the OpenTelemetry collector's credential; it stays in the daemon"),
                 ));
             }
             if crate::child_env::is_provider_var(name) {

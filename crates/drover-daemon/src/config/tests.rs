@@ -522,3 +522,31 @@ fn a_bad_database_url_is_one_line_naming_the_variable_and_never_the_password() {
         Some("postgres://drover:pa55word@db:5432/drover")
     );
 }
+
+#[test]
+fn the_otlp_headers_stay_in_the_daemon() {
+    let home = home_with(None);
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20otlp-s3cret",
+        ),
+    ];
+    let c = load(&home, &vars, &Flags::default()).unwrap();
+    let otel = c.otel.as_ref().expect("exporter on");
+    assert_eq!(otel.traces.as_ref().unwrap().headers.len(), 1);
+    assert!(!format!("{c:?}").contains("otlp-s3cret"));
+    for env in [
+        c.inherited.for_gate(),
+        c.inherited.for_agent(&[], false),
+        c.inherited.for_agent(&[], true),
+    ] {
+        assert!(env
+            .iter()
+            .all(|(k, v)| !k.starts_with("OTEL_") && !v.contains("s3cret")));
+    }
+    let home = home_with(Some("pass_env = [\"OTEL_EXPORTER_OTLP_HEADERS\"]\n"));
+    let e = err(&home, &vars, &Flags::default()).to_string();
+    assert!(e.contains("pass_env") && e.contains("collector"), "{e}");
+}

@@ -79,7 +79,17 @@ pub(crate) async fn finish(
         .name
         .clone()
         .unwrap_or_else(|| first_line(&task.prompt));
+    let commit_started = std::time::SystemTime::now();
     let commit = commit_work(engine, id, &summary).await;
+    let mut attrs = vec![opentelemetry::KeyValue::new(
+        "drover.task.id",
+        id.to_string(),
+    )];
+    if let Ok(Some((sha, _))) = &commit {
+        attrs.push(opentelemetry::KeyValue::new("drover.commit", sha.clone()));
+    }
+    let commit_error = commit.as_ref().err().cloned();
+    super::trace::child_span(engine, &task, "commit", commit_started, attrs, commit_error).await;
     // A multi-repo task's commits were just recorded in `repos` (engine::workspace).
     let task = super::workspace::with_recorded_commits(engine, task).await?;
     if let Err(e) = &commit {

@@ -95,6 +95,8 @@ async fn run_in(
             .join(format!("gate-{}.log", i + 1));
         let mut env = engine.config.inherited.for_gate();
         env.extend(super::agent_env::drover_env(engine, &task.id));
+        env.push(super::trace::traceparent_env(engine, task).await);
+        let gate_started = std::time::SystemTime::now();
         // Confined like the agent (the gates run its code): `drover jail --spec FILE -- sh`.
         let jail = match super::confine::confined(engine) {
             true => match gate_jail(engine, &task.id, dir, &mut env) {
@@ -131,6 +133,22 @@ async fn run_in(
         if let (Some(obj), Some(p)) = (data.as_object_mut(), &protect) {
             obj.insert("protect".into(), p.clone());
         }
+        let mut attrs = vec![
+            opentelemetry::KeyValue::new("drover.gate.command", run.command.clone()),
+            opentelemetry::KeyValue::new("drover.gate.duration_ms", run.duration_ms as i64),
+            opentelemetry::KeyValue::new("drover.gate.passed", run.passed()),
+        ];
+        if let Some(code) = run.exit_code {
+            attrs.push(opentelemetry::KeyValue::new(
+                "drover.gate.exit_code",
+                i64::from(code),
+            ));
+        }
+        let failed = (!run.passed()).then(|| match run.exit_code {
+            Some(c) => format!("exit {c}"),
+            None => "did not finish".to_string(),
+        });
+        super::trace::child_span(engine, task, "gate", gate_started, attrs, failed).await;
         let ev = NewEvent::new(EventKind::Gate, data);
         engine
             .update(&task.id, None, TaskPatch::new(), vec![ev])

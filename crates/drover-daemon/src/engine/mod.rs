@@ -45,6 +45,7 @@ pub mod scheduler;
 pub mod start;
 pub mod supervise;
 pub mod terminal;
+pub(crate) mod trace;
 pub mod workers;
 pub mod workspace;
 
@@ -102,10 +103,10 @@ pub struct Engine {
     pub git_proxy: Option<Arc<crate::git_proxy::GitProxy>>,
     /// Prometheus metrics and OpenTelemetry (see [`crate::telemetry`]).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
-    /// The fleet view's one shared, current state (see [`crate::web::fleet`]).
-    pub fleet: crate::web::fleet::FleetFeed,
     /// The web dashboard's logins and doors (see [`crate::web`]).
     pub web: Arc<crate::web::WebState>,
+    /// The fleet view's one shared, current state (see [`crate::web::fleet`]).
+    pub fleet: crate::web::fleet::FleetFeed,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -177,8 +178,8 @@ impl Engine {
             }
         };
         let engine = Engine {
-            fleet: crate::web::fleet::FleetFeed::new(),
             web: Arc::new(crate::web::WebState::new(&config)),
+            fleet: crate::web::fleet::FleetFeed::new(),
             telemetry,
             git_proxy,
             forges,
@@ -253,6 +254,12 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
+        if terminal {
+            // The task's `invoke_agent` span (docs/design.md §10): whoever ends it exports it.
+            trace::task_ended(self, &out.0).await;
+        } else if requeued {
+            self.telemetry.otel.forget(id);
+        }
         if freed {
             if held.is_some() {
                 self.release(id);

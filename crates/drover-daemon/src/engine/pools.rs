@@ -31,10 +31,11 @@ pub async fn tick(engine: &Arc<Engine>) -> Result<(), StoreError> {
         }
         if pool.count_total.is_some_and(|t| pool.launched >= t) {
             if stats.running == 0 {
-                engine
+                let done = engine
                     .store
                     .set_pool_state(&pool.name, PoolState::Done, Some("count reached"), false)
                     .await?;
+                super::trace::pool_ended(engine, &done);
                 engine
                     .store
                     .pool_event(&pool.name, "state", json!({ "state": PoolState::Done }))
@@ -145,10 +146,11 @@ async fn streak_stop(
     reasons: &[String],
 ) -> Result<(), StoreError> {
     let why = format!("{streak} consecutive failures");
-    engine
+    let failed = engine
         .store
         .set_pool_state(&pool.name, PoolState::Failed, Some(&why), false)
         .await?;
+    super::trace::pool_ended(engine, &failed);
     engine
         .store
         .pool_event(

@@ -64,7 +64,23 @@ pub(crate) async fn start(
             return Ok(None);
         }
     }
-    let sandbox = match prepare_sandbox(engine, task).await {
+    let sandbox_started = std::time::SystemTime::now();
+    let prepared = prepare_sandbox(engine, task).await;
+    let sandbox_attrs = vec![
+        opentelemetry::KeyValue::new("drover.task.id", task.id.clone()),
+        opentelemetry::KeyValue::new("drover.repo", task.repo.clone()),
+    ];
+    let sandbox_error = prepared.as_ref().err().map(|e| e.to_string());
+    super::trace::child_span(
+        engine,
+        task,
+        "sandbox",
+        sandbox_started,
+        sandbox_attrs,
+        sandbox_error,
+    )
+    .await;
+    let sandbox = match prepared {
         Ok(sb) => sb,
         Err(e) => {
             let kind = match e {
@@ -129,6 +145,8 @@ pub(crate) async fn start(
         .for_agent(adapter.env_passthrough(), engine.gateway.is_some());
     env.extend(spec.env);
     env.extend(drover_env(engine, id));
+    // W3C trace context: the agent's own telemetry joins the run's trace (docs/design.md §10).
+    env.push(super::trace::traceparent_env(engine, &task).await);
     let env_remove = spec.env_remove;
     if let Some(link) = &engine.gateway {
         // The agent talks to the gateway with a task token; the real keys stay in the daemon.

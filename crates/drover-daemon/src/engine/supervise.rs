@@ -112,6 +112,9 @@ async fn drive(engine: &Arc<Engine>, id: &str) -> Result<(), StoreError> {
         return Ok(());
     }
     let task = engine.store.get_task(id).await?;
+    // Its trace context, for the gateway's `chat` spans (also of a task re-adopted after a
+    // restart).
+    super::trace::task_trace(engine, &task).await;
     let adapter = match drover_agents::adapter(&task.agent) {
         Ok(a) => a,
         Err(e) => {

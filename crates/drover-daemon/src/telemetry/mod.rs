@@ -7,6 +7,8 @@
 
 pub mod metrics;
 pub mod otel;
+mod otel_http;
+pub mod trace_ids;
 
 use drover_gateway::{Exchange, Observer};
 
