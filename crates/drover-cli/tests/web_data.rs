@@ -194,7 +194,7 @@ fn the_fleet_groups_its_tasks_with_their_last_lines_and_follows_changes() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 4);
-    let mut done = vec![bad.as_str(), ok.as_str()];
+    let mut done = [bad.as_str(), ok.as_str()];
     done.sort_by_key(|id| {
         std::cmp::Reverse(
             card(&fleet, id)["finished_at"]
