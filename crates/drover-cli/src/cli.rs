@@ -577,11 +577,13 @@ pub enum Benchmark {
     Isolation,
     /// The team server's API: creates/s, GET p50/p99, SSE followers' delivery and daemon RSS.
     Api,
+    /// Open dashboards: the daemon's CPU with 0 and N dashboards following a busy fleet.
+    Web,
 }
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// sandbox, memory, dispatch, isolation or api (default: all).
+    /// sandbox, memory, dispatch, isolation, api or web (default: all).
     #[arg(value_enum)]
     pub which: Option<Benchmark>,
     /// Files in the generated repositories for the sandbox and isolation benchmarks.
@@ -605,6 +607,12 @@ pub struct BenchArgs {
     /// api: concurrent SSE followers of one busy task.
     #[arg(long, default_value_t = 1000)]
     pub followers: usize,
+    /// web: dashboards following the fleet and one task's events each.
+    #[arg(long, default_value_t = 50)]
+    pub dashboards: usize,
+    /// web: busy tasks (a line every 50 ms each).
+    #[arg(long, default_value_t = 8)]
+    pub busy: usize,
     /// api: a small, quick run (at most 10 tasks, 100 GETs, 10 followers, 50 lines).
     #[arg(long)]
     pub quick: bool,

@@ -335,9 +335,18 @@ mod tests {
     #[test]
     fn name_status_and_numstat_make_one_list() {
         let status = "M\0src/a.rs\0A\0new file\0R087\0old.txt\0moved.txt\0D\0gone\0A\0img.png\0";
-        let numstat =
-            "3\t1\tsrc/a.rs\x00010\t0\tnew file\x00002\t2\t\0old.txt\0moved.txt\x00000\t4\tgone\0-\t-\timg.png\0";
-        let files = parse_files(status, numstat);
+        let numstat = [
+            "3\t1\tsrc/a.rs",
+            "10\t0\tnew file",
+            "2\t2\t",
+            "old.txt",
+            "moved.txt",
+            "0\t4\tgone",
+            "-\t-\timg.png",
+            "",
+        ]
+        .join("\0");
+        let files = parse_files(status, &numstat);
         assert_eq!(files.len(), 5);
         assert_eq!(files[0].path, "src/a.rs");
         assert_eq!((files[0].added, files[0].removed), (3, 1));

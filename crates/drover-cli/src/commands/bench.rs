@@ -53,6 +53,10 @@ async fn run(which: Option<Benchmark>, args: &BenchArgs, work: &Path) -> Result<
         );
         super::bench_api::api(&opts, work).await?;
     }
+    if wanted(Benchmark::Web) {
+        let opts = super::bench_web::WebBench::new(args.busy, args.dashboards, args.quick);
+        super::bench_web::web(&opts, work).await?;
+    }
     Ok(0)
 }
 

@@ -8,6 +8,7 @@ mod bench_api;
 mod bench_dispatch;
 mod bench_isolation;
 mod bench_repo;
+mod bench_web;
 pub mod bg_follow;
 mod daemon;
 mod demo;
