@@ -51,6 +51,7 @@ pub mod conformance;
 pub mod error;
 pub mod hosts;
 pub mod locks;
+pub mod metrics;
 mod patch_sql;
 pub mod pools;
 pub mod postgres;
@@ -68,6 +69,7 @@ pub use changes::{ChangeFeed, Changes};
 pub use error::{now, Result, StoreError};
 pub use hosts::{Claim, HostStore, WorkerRecord, WorkerSpec};
 pub use locks::{LockEntry, LockGrant, LockRecord, LockStore};
+pub use metrics::{MetricsStore, UsageTotal};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 pub use postgres::PgStore;
 pub use record::{Fence, NewTask, TaskPatch, TaskRecord};
@@ -88,6 +90,7 @@ pub trait Store:
     + HostStore
     + LockStore
     + BatchStore
+    + MetricsStore
     + ChangeFeed
 {
 }
@@ -102,6 +105,7 @@ impl<
             + HostStore
             + LockStore
             + BatchStore
+            + MetricsStore
             + ChangeFeed
             + ?Sized,
     > Store for T
@@ -111,7 +115,8 @@ impl<
 /// The traits, for callers that hold a `dyn Store` and call its methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, BatchStore, ChangeFeed, HostStore, LockStore, PoolStore, Store, TaskStore,
+        AuditStore, BatchStore, ChangeFeed, HostStore, LockStore, MetricsStore, PoolStore, Store,
+        TaskStore,
         TeamStore, UsageStore, WebhookStore,
     };
 }

@@ -18,6 +18,7 @@ mod audit;
 mod batches;
 mod hosts;
 mod locks;
+mod metrics;
 mod pools;
 mod tasks;
 mod teams;

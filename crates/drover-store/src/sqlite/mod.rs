@@ -14,6 +14,7 @@ mod audit;
 mod batches;
 mod hosts;
 mod locks;
+mod metrics;
 mod pools;
 mod tasks;
 mod teams;
