@@ -5,6 +5,7 @@
 //! [`Telemetry`] is the one handle the engine, the API and the gateway (as its
 //! [`drover_gateway::Observer`]) report to; it fans every report out to both.
 
+pub mod labels;
 pub mod metrics;
 pub mod otel;
 
