@@ -30,6 +30,7 @@
 //! | `POST /v1/keys`, `GET /v1/keys?team=` | create (the secret, once), list API keys ([`keys`]) |
 //! | `POST /v1/keys/{id}/rotate` / `revoke`, `DELETE /v1/keys/{id}` | rotate (old key valid for the overlap), revoke |
 //! | `GET /v1/openapi.json` | this API as OpenAPI 3.1 ([`openapi`]; no key needed) |
+//! | `GET /metrics` | Prometheus metrics, OpenMetrics text ([`metrics`]; over TCP a `usage:read` key — its team's series — or the scrape token) |
 //!
 //! Every mutating call on every router is appended to the audit log ([`audit`]).
 //!
@@ -50,6 +51,7 @@ mod error;
 mod keys;
 
 mod locks;
+pub mod metrics;
 pub mod openapi;
 mod pools;
 mod protect;
@@ -157,6 +159,7 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/keys/{id}/rotate", post(keys::rotate))
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
         .route("/v1/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics::metrics))
 }
 
 fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Router {

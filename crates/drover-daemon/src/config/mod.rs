@@ -101,6 +101,10 @@ pub struct Config {
     /// `[forges.NAME]`: the forges `--repo owner/name` and forge URLs go through (docs/design.md
     /// §9), sorted by name; tokens read from the environment at load are [`Secret`]s.
     pub forges: Vec<drover_forge::ForgeSettings>,
+    /// `metrics_token_env = "VAR"`: the bearer token a Prometheus scraper sends for
+    /// `GET /metrics` over TCP (valid for nothing else), read from the daemon's environment at
+    /// load (docs/design.md §10).
+    pub metrics_token: Option<Secret>,
 }
 
 /// See [`Config::isolation_probe`].
@@ -291,7 +295,32 @@ impl Config {
                 .unwrap_or_else(|| "localhost".to_string()),
         };
         let forges = forges::resolve(raw.forges, env, &|key| layers.origin(key))?;
+        let metrics_token = match raw.metrics_token_env.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(var) => match env.get(var).map(str::trim) {
+                Some(t) if t.len() >= 16 => Some(Secret::new(t)),
+                Some(_) => {
+                    return Err(bad(
+                        "metrics_token_env",
+                        format!(
+                            "metrics_token_env: ${var} holds fewer than 16 characters; use a long \
+                             random token (e.g. `openssl rand -hex 32`)"
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(bad(
+                        "metrics_token_env",
+                        format!(
+                            "metrics_token_env = {var:?}: the variable is not set in the \
+                             daemon's environment; export it, or remove metrics_token_env"
+                        ),
+                    ))
+                }
+            },
+        };
         let cfg = Config {
+            metrics_token,
             forges,
             database_url,
             worker_name,

@@ -27,6 +27,19 @@ impl Telemetry {
     }
 }
 
+impl Telemetry {
+    /// A task this daemon supervised ended: `drover_task_duration_seconds{outcome}` (from its
+    /// start, or its creation if it never started, to its end).
+    pub fn task_ended(&self, t: &drover_store::TaskRecord) {
+        use drover_store::record::parse_ts;
+        let from = t.started_at.as_deref().unwrap_or(&t.created_at);
+        if let (Some(from), Some(to)) = (parse_ts(from), t.finished_at.as_deref().and_then(parse_ts)) {
+            let secs = (to - from).num_milliseconds() as f64 / 1000.0;
+            self.metrics.task_ended(t.state, secs);
+        }
+    }
+}
+
 impl Observer for Telemetry {
     fn exchange(&self, task_id: &str, ex: &Exchange) {
         self.metrics.exchange(task_id, ex);
