@@ -116,7 +116,6 @@ impl<
 pub mod prelude {
     pub use crate::{
         AuditStore, BatchStore, ChangeFeed, HostStore, LockStore, MetricsStore, PoolStore, Store,
-        TaskStore,
-        TeamStore, UsageStore, WebhookStore,
+        TaskStore, TeamStore, UsageStore, WebhookStore,
     };
 }

@@ -541,7 +541,11 @@ mod tests {
             Some(Scoped(Scope::UsageRead))
         );
         assert_eq!(segments("/metrics/x"), None);
-        assert_eq!(r(Method::GET, "metrics"), None, "/v1/metrics is not a route");
+        assert_eq!(
+            r(Method::GET, "metrics"),
+            None,
+            "/v1/metrics is not a route"
+        );
         assert_eq!(
             r(Method::GET, "audit/export"),
             Some(Scoped(Scope::AuditRead))

@@ -45,8 +45,8 @@ type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Task durations: a second to a day.
 fn task_buckets() -> Histogram {
     Histogram::new([
-        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
-        14400.0, 28800.0, 86400.0,
+        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
+        28800.0, 86400.0,
     ])
 }
 
@@ -107,8 +107,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut live = Registry::default();
         let task_duration: Hist<OutcomeLabels> = Family::new_with_constructor(task_buckets);
-        let request_duration: Hist<RequestLabels> =
-            Family::new_with_constructor(request_buckets);
+        let request_duration: Hist<RequestLabels> = Family::new_with_constructor(request_buckets);
         let requests = Family::<UpstreamLabels, Counter>::default();
         let retries = Family::<UpstreamLabels, Counter>::default();
         let followers = Family::<StreamLabels, Gauge>::default();
@@ -179,7 +178,9 @@ impl Metrics {
         });
         self.requests.get_or_create(&up).inc();
         if ex.retries > 0 {
-            self.retries.get_or_create(&up).inc_by(u64::from(ex.retries));
+            self.retries
+                .get_or_create(&up)
+                .inc_by(u64::from(ex.retries));
         }
     }
 

@@ -33,7 +33,9 @@ impl Telemetry {
     pub fn task_ended(&self, t: &drover_store::TaskRecord) {
         use drover_store::record::parse_ts;
         let from = t.started_at.as_deref().unwrap_or(&t.created_at);
-        if let (Some(from), Some(to)) = (parse_ts(from), t.finished_at.as_deref().and_then(parse_ts)) {
+        if let (Some(from), Some(to)) =
+            (parse_ts(from), t.finished_at.as_deref().and_then(parse_ts))
+        {
             let secs = (to - from).num_milliseconds() as f64 / 1000.0;
             self.metrics.task_ended(t.state, secs);
         }

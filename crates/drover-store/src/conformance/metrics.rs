@@ -39,7 +39,11 @@ pub async fn metrics_totals_and_counts(store: Arc<dyn Store>) {
         [
             ("m1".to_string(), None, None),
             ("m1".to_string(), Some("a".to_string()), None),
-            ("m1".to_string(), Some("a".to_string()), Some("p".to_string())),
+            (
+                "m1".to_string(),
+                Some("a".to_string()),
+                Some("p".to_string())
+            ),
         ]
     );
     let a_none = all
@@ -56,7 +60,10 @@ pub async fn metrics_totals_and_counts(store: Arc<dyn Store>) {
         ),
         (2, 15, 30, 0, 2)
     );
-    assert!((a_none.cost_usd - 1.0).abs() < 1e-12, "an unpriced row adds 0");
+    assert!(
+        (a_none.cost_usd - 1.0).abs() < 1e-12,
+        "an unpriced row adds 0"
+    );
     let of_a = store.usage_totals(Some("a")).await.unwrap();
     assert_eq!(of_a.len(), 2);
     assert!(of_a.iter().all(|t| t.team.as_deref() == Some("a")));
