@@ -91,3 +91,21 @@ stop_postgres() {
   "${as[@]}" "$DROVER_TEST_PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$PG_DIR"
 }
+
+# Installs Debian's `chromium` and `chromium-driver` when missing (the dashboard's browser tests
+# drive them over WebDriver; nothing else is downloaded) and prints their versions.
+install_chromium() {
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "== installing Debian's chromium and chromium-driver (the dashboard's browser tests)"
+    if [ "$(id -u)" != 0 ]; then
+      echo "scripts/test.sh: chromium and chromium-driver are missing and only root can install them: apt-get install -y chromium chromium-driver" >&2
+      return 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >&2 || {
+      echo "== apt-get install failed; updating the package lists and trying again"
+      apt-get update -q >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >&2
+    }
+  fi
+  echo "== $(chromium --version 2>/dev/null | head -1); $(chromedriver --version | head -1)"
+}

@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine: installs the pinned Claude Code and Codex CLIs into a
 # cache folder, then runs formatting, lints and every test (real git, real SQLite, a throwaway PostgreSQL, real processes,
 # real Claude Code and Codex against drover's fake provider, the TypeScript client against a real
-# daemon). Needs: Rust toolchain, git, Node/npm. Run as root (overlay mounts).
+# daemon, the web dashboard in Debian's headless Chromium). Needs: Rust toolchain, git, Node/npm;
+# installs postgresql, chromium and chromium-driver with apt when missing. Run as root (overlay mounts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -17,6 +18,7 @@ echo "== codex: $DROVER_CODEX_BIN ($("$DROVER_CODEX_BIN" --version))"
 echo "== npm ci in clients/typescript (the TypeScript client's pinned typescript, openapi-typescript; its tests run in typescript_client.rs)"
 (cd clients/typescript && npm ci --no-audit --no-fund --prefer-offline --loglevel=error --progress=true)
 start_postgres
+install_chromium
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== module cycles (scripts/module-cycles.sh; its self-test first)"

@@ -547,6 +547,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/web/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A one-time login URL for the web dashboard (works once, for two minutes)
+         * @description The host owner (Unix socket): a URL on the loopback listener (`web_listen`; 409 when it is off). A key over TCP: a URL on the team listener logging in as that key. A task's sandbox, or a dashboard session: 403.
+         */
+        post: operations["webLogin"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/web/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Who the caller (the dashboard's session) is */
+        get: operations["webSession"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/workers": {
         parameters: {
             query?: never;
@@ -1472,6 +1509,20 @@ export interface components {
         };
         /** @enum {string} */
         Verdict: "success" | "soft_fail" | "fail";
+        /** @description `POST /v1/web/login`: a one-time login URL for the dashboard. */
+        WebLogin: {
+            url: string;
+            expires_at: string;
+        };
+        /** @description `GET /v1/web/session`: who the dashboard's session (or the caller) is. */
+        WebSession: {
+            /** @description The host owner (every team, every route). */
+            owner: boolean;
+            /** @description An API key's session: the key's id, team and scopes. */
+            key_id?: string | null;
+            team?: string | null;
+            scopes: components["schemas"]["Scope"][];
+        };
         /**
          * @description `GET /v1/teams/{name}/webhook-secret` (`drover team webhook-secret NAME`): the key a
          *     receiver checks `Drover-Signature` with (derived, never stored).
@@ -3662,6 +3713,91 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    webLogin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the URL */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebLogin"];
+                };
+            };
+            /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description the key lacks the route's scope, acts for another team, or the route is the host owner's (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+            /** @description conflicts with the current state (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiError"];
+                };
+            };
+        };
+    };
+    webSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the caller */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebSession"];
                 };
             };
             /** @description over TCP: no key, or an unknown, expired or revoked one (`unauthorized`) */

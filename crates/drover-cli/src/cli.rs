@@ -116,6 +116,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A one-time login URL for the web dashboard (printed alone; it works once, for two
+    /// minutes). With DROVER_URL: the team server's, logging in as DROVER_API_KEY.
+    Web {
+        /// Also open it with $BROWSER (else xdg-open).
+        #[arg(long)]
+        open: bool,
+    },
     /// Run the daemon (in the background unless --foreground), or `daemon stop`.
     Daemon(DaemonArgs),
     /// Check this machine: git, sandbox mode, agents, daemon.
@@ -541,6 +548,11 @@ pub struct DaemonArgs {
     /// TLS private key (PEM) for --listen; needs --tls-cert.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<String>,
+    /// The web dashboard's loopback listener (default 127.0.0.1:0, the bound address in
+    /// DROVER_HOME/web.addr; `off` disables it). Loopback addresses only: to serve other
+    /// hosts use --listen.
+    #[arg(long, value_name = "HOST:PORT|off")]
+    pub web_listen: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -233,6 +233,7 @@ impl Client {
             ("--listen", &flags.listen),
             ("--tls-cert", &flags.tls_cert),
             ("--tls-key", &flags.tls_key),
+            ("--web-listen", &flags.web_listen),
         ] {
             if let Some(v) = v {
                 extra.extend([flag.to_string(), v.clone()]);

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod agents;
+pub mod browser;
 pub mod daemon;
 pub mod fake_forge;
 pub mod fleet;

@@ -39,4 +39,5 @@ pub use usage::{BadUsageBy, UsageBy};
 pub use vocab::*;
 pub use web::{
     DiffFileStat, DiffPatch, DiffStatus, FleetCard, FleetGroup, FleetSnapshot, TaskDiff, WebLogin,
+    WebSession,
 };

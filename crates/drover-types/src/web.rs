@@ -146,6 +146,17 @@ pub struct WebLogin {
     pub expires_at: String,
 }
 
+/// `GET /v1/web/session`: who the dashboard's session (or the caller) is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WebSession {
+    /// The host owner (every team, every route).
+    pub owner: bool,
+    /// An API key's session: the key's id, team and scopes.
+    pub key_id: Option<String>,
+    pub team: Option<String>,
+    pub scopes: Vec<crate::Scope>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ fn flags(args: &DaemonArgs) -> drover_daemon::Flags {
         listen: args.listen.clone(),
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
+        web_listen: args.web_listen.clone(),
     }
 }
 

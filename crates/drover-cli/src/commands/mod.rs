@@ -23,6 +23,7 @@ mod pool;
 mod remote;
 mod tasks;
 pub mod team;
+mod web;
 mod workers;
 
 use crate::cli::{Cli, Command};
@@ -73,6 +74,7 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Key { action } => key::key(action).await,
         Command::Lock { name, slots, cmd } => lock::lock(&name, slots, &cmd).await,
         Command::Workers { json } => workers::workers(json).await,
+        Command::Web { open } => web::web(open).await,
         Command::Daemon(args) => daemon::background(args).await,
         Command::Doctor { json } => doctor::doctor(json).await,
         Command::FakeProvider { scenarios, port } => {

@@ -8,7 +8,10 @@
 //!    free, RFC 9110); its SHA-256 is looked up in the store on every request (no cache: a
 //!    revoke takes effect on the next request); unknown, expired or revoked → 401
 //!    `unauthorized`, one message for all of them (and for a malformed header), so the answer
-//!    never says which.
+//!    never says which. Without the header, the web dashboard's session cookie of a key
+//!    ([`crate::web`]) stands for that key: the key is read again from the store on every
+//!    request (revoked or expired → 401 and the session ends); a cookie-authenticated request
+//!    other than `GET`/`HEAD` needs `x-drover-csrf: 1` (403).
 //! 3. The rule: a route not in the table → 404 (a key never reaches a route nobody wrote a rule
 //!    for); [`Need::OwnerOnly`] (status, daemon stop, locks, workers, creating teams) → 403 for every key;
 //!    a missing scope → 403 `forbidden` naming it (`admin` holds every scope, for its own team).
@@ -41,6 +44,8 @@ pub enum Need {
     Scoped(Scope),
     /// The host owner only (the Unix socket): 403 for every key.
     OwnerOnly,
+    /// Any valid key, whatever its scopes (`/v1/web/…`).
+    AnyKey,
 }
 
 /// The one segment [`segments`] gives `/metrics` (the only route outside `/v1/`; a segment of
@@ -80,6 +85,8 @@ pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
         // Creating a team is the host owner's; an admin key manages its own team.
         ("POST", ["teams"]) => OwnerOnly,
         (_, ["teams", ..] | ["keys", ..]) => Scoped(Admin),
+        // The dashboard: a login URL for the key itself, and who it is.
+        ("POST", ["web", "login"]) | ("GET", ["web", "session"]) => AnyKey,
         _ => return None,
     };
     Some(need)
@@ -131,11 +138,19 @@ pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next
             }
         }
     }
-    let key = match key_of(&gate.engine, req.headers()).await {
+    let (key, via_cookie) = match caller(&gate.engine, req.headers()).await {
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
     let principal = Principal::Key(key);
+    if via_cookie {
+        if !crate::web::csrf_ok(req.method(), req.headers()) {
+            let mut resp = crate::web::csrf_refused().into_response();
+            resp.extensions_mut().insert(principal);
+            return resp;
+        }
+        req.extensions_mut().insert(crate::web::ViaCookie);
+    }
     // The key goes in the answer too, refusals included: the audit layer outside this one
     // records who made the call (`api::audit`).
     let answer = |resp: Response, principal: Principal| {
@@ -163,7 +178,7 @@ pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next
 /// A route's rule applied to a valid key.
 fn allowed(principal: &Principal, need: Need, segs: &[&str]) -> Result<(), ApiErr> {
     match need {
-        Need::Public => Ok(()),
+        Need::Public | Need::AnyKey => Ok(()),
         Need::OwnerOnly => {
             let what = match segs {
                 ["teams"] => "creating a team",
@@ -248,9 +263,56 @@ fn unauthorized(missing: bool) -> ApiErr {
     )
 }
 
+/// The caller's valid key — from the bearer header, else from the dashboard's session cookie
+/// (then `true`) — or the 401.
+async fn caller(engine: &Engine, headers: &HeaderMap) -> Result<(KeyPrincipal, bool), ApiErr> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Ok((key_of(engine, headers).await?, false));
+    }
+    let Some(door) = engine.web.team() else {
+        return Err(unauthorized(true));
+    };
+    let Some(id) = crate::web::session_cookie(headers, door.addr.port()) else {
+        return Err(unauthorized(true));
+    };
+    let ended = || {
+        ApiErr::new(
+            ApiErrorKind::Unauthorized,
+            "unauthorized: the dashboard's session has ended (expired, or its key is no longer valid)",
+            Some("log in again at /login"),
+        )
+    };
+    let Some(crate::web::sessions::Who::Key { key_id }) = engine.web.sessions.session(&id) else {
+        return Err(ended());
+    };
+    let info = engine.store.key(&key_id).await.map_err(ApiErr::from)?;
+    match info {
+        Some(info) if key_usable(&info, &drover_store::now()) => Ok((
+            KeyPrincipal {
+                key_id: info.id,
+                team: info.team,
+                scopes: info.scopes,
+            },
+            true,
+        )),
+        _ => {
+            engine.web.sessions.end_key(&key_id);
+            Err(ended())
+        }
+    }
+}
+
 /// The caller's valid key, or the 401.
 async fn key_of(engine: &Engine, headers: &HeaderMap) -> Result<KeyPrincipal, ApiErr> {
-    let secret = bearer(headers)?;
+    valid_key(engine, bearer(headers)?).await
+}
+
+/// The valid key whose secret is `secret` (`drv_…`), or the one 401 for a malformed, unknown,
+/// expired or revoked one.
+pub async fn valid_key(engine: &Engine, secret: &str) -> Result<KeyPrincipal, ApiErr> {
+    if !well_formed(secret) {
+        return Err(unauthorized(false));
+    }
     let info = engine
         .store
         .key_by_hash(&hash_key(secret))
@@ -555,6 +617,9 @@ mod tests {
         assert_eq!(r(Method::GET, "tasks/a/b"), None);
         assert_eq!(r(Method::PUT, "tasks/a"), None);
         assert_eq!(r(Method::GET, "nope"), None);
+        assert_eq!(r(Method::POST, "web/login"), Some(AnyKey));
+        assert_eq!(r(Method::GET, "web/session"), Some(AnyKey));
+        assert_eq!(r(Method::GET, "web/login"), None);
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub enum Action {
     KeyRevoke,
     DaemonStop,
     LockAcquire,
+    WebLogin,
     Unknown,
 }
 
@@ -72,6 +73,7 @@ impl Action {
             Action::KeyRevoke => "key.revoke",
             Action::DaemonStop => "daemon.stop",
             Action::LockAcquire => "lock.acquire",
+            Action::WebLogin => "web.login",
             Action::Unknown => "unknown",
         }
     }
@@ -120,6 +122,7 @@ impl Route {
             }
             ("POST", ["daemon", "stop"]) => (Action::DaemonStop, Target::None),
             ("POST", ["locks", name]) => (Action::LockAcquire, path(name)),
+            ("POST", ["web", "login"]) => (Action::WebLogin, Target::None),
             _ => (Action::Unknown, Target::None),
         };
         Route { action, target }

@@ -31,6 +31,12 @@
 //! | `POST /v1/keys/{id}/rotate` / `revoke`, `DELETE /v1/keys/{id}` | rotate (old key valid for the overlap), revoke |
 //! | `GET /v1/openapi.json` | this API as OpenAPI 3.1 ([`openapi`]; no key needed) |
 //! | `GET /metrics` | Prometheus metrics, OpenMetrics text ([`metrics`]; over TCP a `usage:read` key — its team's series — or the scrape token) |
+//! | `POST /v1/web/login` | a one-time dashboard login URL ([`crate::web::login`]) |
+//! | `GET /v1/web/session` | who the caller (the dashboard's session) is |
+//!
+//! The web dashboard's loopback listener serves these routes too, behind the host owner's
+//! session cookie ([`web_router`], [`crate::web`]); the TCP listener serves the dashboard's pages
+//! in front of them.
 //!
 //! Every mutating call on every router is appended to the audit log ([`audit`]).
 //!
@@ -113,12 +119,34 @@ pub fn scoped_router(engine: Arc<Engine>, task_id: &str) -> axum::Router {
 /// key, the route's scope and the team, and puts the [`auth::Principal`] in the request (the
 /// peer's [`auth::RemoteAddr`] is put there per connection by [`crate::listen`]). The audit layer is
 /// outside it, so its refusals are recorded too (it reports the key in its answer).
+/// The dashboard's pages (`/`, `/ui/*`, `/login`) are served in front of the API.
 pub fn tcp_router(engine: Arc<Engine>) -> axum::Router {
     let gate = access::Gate::new(engine.clone());
     let authenticated = finish(routes(), engine.clone()).layer(
         axum::middleware::from_fn_with_state(gate, access::authenticate),
     );
-    audited(authenticated, engine).layer(axum::middleware::from_fn(access::challenge))
+    let api =
+        audited(authenticated, engine.clone()).layer(axum::middleware::from_fn(access::challenge));
+    let (port, tls) = engine
+        .web
+        .team()
+        .map(|d| (d.addr.port(), d.tls))
+        .unwrap_or_default();
+    crate::web::pages::router(crate::web::pages::Door {
+        engine,
+        kind: crate::web::pages::Kind::Team { port, tls },
+    })
+    .fallback_service(api)
+}
+
+/// The web dashboard's loopback listener's API ([`crate::web`]): every route behind
+/// [`crate::web::gate::owner`] (the host owner's session cookie, the CSRF header), audited
+/// with the peer as `remote_addr` (put in each request by [`crate::listen`]).
+pub fn web_router(engine: Arc<Engine>, gate: crate::web::gate::Loopback) -> axum::Router {
+    let authenticated = finish(routes(), engine.clone()).layer(
+        axum::middleware::from_fn_with_state(gate, crate::web::gate::owner),
+    );
+    audited(authenticated, engine)
 }
 
 fn routes() -> axum::Router<Arc<Engine>> {
@@ -159,6 +187,8 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/keys/{id}/rotate", post(keys::rotate))
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
         .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/web/login", post(crate::web::login::login))
+        .route("/v1/web/session", get(crate::web::login::session))
         .route("/metrics", get(metrics::metrics))
 }
 
@@ -186,8 +216,21 @@ pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> 
     // A socket left by a daemon that died; absent is the usual case (bind reports the rest).
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path).map_err(DaemonError::Socket)?;
+    if let Some(addr) = engine.config.web_listen {
+        let web = crate::web::listener::bind(addr, &home.root).await?;
+        if let Ok(a) = web.local_addr() {
+            engine.web.set_loopback(a);
+        }
+        engine
+            .tasks
+            .spawn(crate::web::listener::serve(engine.clone(), web));
+    }
     if let Some(listen) = engine.config.listen.clone() {
         let bound = tcp::bind(&listen, &home.root).await?;
+        engine.web.set_team(crate::web::TeamDoor {
+            addr: bound.addr,
+            tls: listen.tls.is_some(),
+        });
         engine.tasks.spawn(tcp::serve(engine.clone(), bound));
     }
     let shutdown = engine.stopping().cancelled_owned();

@@ -36,6 +36,8 @@ pub enum Access {
     Scope(Scope),
     /// The host owner only (the Unix socket): every key gets 403.
     Owner,
+    /// Any valid key, whatever its scopes.
+    AnyKey,
 }
 
 impl Access {
@@ -45,6 +47,7 @@ impl Access {
             Access::Public => "none",
             Access::Scope(s) => s.as_str(),
             Access::Owner => "owner",
+            Access::AnyKey => "any",
         }
     }
 }
@@ -492,6 +495,20 @@ pub fn routes() -> Vec<Route> {
                 ("text/csv", scalar(Type::String)),
             ])
             .route(Get, "/v1/audit/export"),
+        op("webLogin", "A one-time login URL for the web dashboard (works once, for two minutes)", Access::AnyKey)
+            .tag("web")
+            .describe(
+                "The host owner (Unix socket): a URL on the loopback listener (`web_listen`; 409 \
+                 when it is off). A key over TCP: a URL on the team listener logging in as that \
+                 key. A task's sandbox, or a dashboard session: 403.",
+            )
+            .errors(&[409])
+            .ok(200, "the URL", &[("application/json", json_of::<drover_types::WebLogin>())])
+            .route(Post, "/v1/web/login"),
+        op("webSession", "Who the caller (the dashboard's session) is", Access::AnyKey)
+            .tag("web")
+            .ok(200, "the caller", &[("application/json", json_of::<drover_types::WebSession>())])
+            .route(Get, "/v1/web/session"),
     ]
 }
 
@@ -551,6 +568,8 @@ fn components() -> Vec<(String, RefOr<Schema>)> {
     with::<t::Scope>(&mut out);
     with::<t::WorkerInfo>(&mut out);
     with::<t::WorkerState>(&mut out);
+    with::<t::WebLogin>(&mut out);
+    with::<t::WebSession>(&mut out);
     with::<Health>(&mut out);
     with::<Removed>(&mut out);
     with::<DaemonStopping>(&mut out);

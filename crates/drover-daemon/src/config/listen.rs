@@ -1,5 +1,7 @@
 //! `listen`, `tls_cert`, `tls_key` (file, `DROVER_LISTEN`/`DROVER_TLS_CERT`/`DROVER_TLS_KEY`,
-//! `--listen`/`--tls-cert`/`--tls-key`): the team server's TCP listener (docs/design.md §7).
+//! `--listen`/`--tls-cert`/`--tls-key`): the team server's TCP listener (docs/design.md §7);
+//! and `web_listen` (`DROVER_WEB_LISTEN`, `--web-listen`): the dashboard's loopback listener
+//! (docs/design.md §10).
 
 use super::error::{ConfigError, Origin};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -99,6 +101,48 @@ pub(super) fn resolve(
     Ok(Some(Listen { addr, tls }))
 }
 
+/// The default `web_listen`: loopback, any port (the bound address goes to
+/// `DROVER_HOME/web.addr`).
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:0";
+
+/// The checked `web_listen`: `off` (none), or a loopback `HOST:PORT` (default
+/// [`DEFAULT_WEB_LISTEN`]). Anything that is not loopback is refused: the dashboard's loopback
+/// door logs the host owner in with a one-time URL and no key, so it must never face a network
+/// (the team listener `listen`, with API keys, is the way to serve other hosts).
+pub(super) fn resolve_web(
+    value: Option<&str>,
+    origin: &dyn Fn(&str) -> Origin,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let value = value.map(str::trim).unwrap_or(DEFAULT_WEB_LISTEN);
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = |why: &str| {
+        ConfigError::invalid(
+            origin("web_listen"),
+            format!(
+                "web_listen = {value:?}: {why}; write a loopback HOST:PORT (e.g. 127.0.0.1:7421) \
+                 or \"off\" — to serve other hosts use listen (the team server, with API keys)"
+            ),
+        )
+    };
+    let addrs: Vec<SocketAddr> = match value.parse::<SocketAddr>() {
+        Ok(a) => vec![a],
+        Err(_) if !value.contains(':') => return Err(bad("no port")),
+        Err(_) => value
+            .to_socket_addrs()
+            .map_err(|e| bad(&e.to_string()))?
+            .collect(),
+    };
+    let Some(addr) = addrs.first().copied() else {
+        return Err(bad("the host has no address"));
+    };
+    if !addrs.iter().all(|a| a.ip().is_loopback()) {
+        return Err(bad("not a loopback address"));
+    }
+    Ok(Some(addr))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -106,6 +150,33 @@ mod tests {
 
     fn origin(key: &str) -> Origin {
         Origin::Env(key.to_string())
+    }
+
+    #[test]
+    fn web_listen_is_loopback_or_off() {
+        let default = resolve_web(None, &origin).unwrap().unwrap();
+        assert_eq!(default.to_string(), "127.0.0.1:0");
+        assert_eq!(resolve_web(Some("off"), &origin).unwrap(), None);
+        assert_eq!(resolve_web(Some(" OFF "), &origin).unwrap(), None);
+        let v6 = resolve_web(Some("[::1]:7421"), &origin).unwrap().unwrap();
+        assert!(v6.ip().is_loopback() && v6.port() == 7421);
+        assert!(resolve_web(Some("localhost:0"), &origin)
+            .unwrap()
+            .unwrap()
+            .ip()
+            .is_loopback());
+        for bad in ["0.0.0.0:7421", "[::]:7421", "10.1.2.3:80", "127.0.0.1"] {
+            let e = resolve_web(Some(bad), &origin).unwrap_err().to_string();
+            assert!(e.contains("web_listen"), "{bad}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        let e = resolve_web(Some("0.0.0.0:1"), &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a loopback address") && e.contains("listen"),
+            "{e}"
+        );
     }
 
     #[test]

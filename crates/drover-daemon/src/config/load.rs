@@ -26,6 +26,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("DROVER_LISTEN", "listen"),
     ("DROVER_TLS_CERT", "tls_cert"),
     ("DROVER_TLS_KEY", "tls_key"),
+    ("DROVER_WEB_LISTEN", "web_listen"),
     ("DROVER_DATABASE_URL", "database_url"),
     ("DROVER_WORKER_NAME", "worker_name"),
     ("DROVER_LEASE_SECS", "lease_secs"),
@@ -106,6 +107,9 @@ pub struct Flags {
     pub tls_cert: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<String>,
+    /// `--web-listen HOST:PORT|off`: the dashboard's loopback listener (docs/design.md §10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +182,8 @@ pub(super) struct Raw {
     pub listen: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    /// `web_listen` (docs/design.md §10): the dashboard's loopback listener, or `off`.
+    pub web_listen: Option<String>,
     pub database_url: Option<String>,
     pub worker_name: Option<String>,
     pub lease_secs: Option<u32>,
@@ -301,6 +307,7 @@ impl Provider for Flags {
             ("listen", &self.listen),
             ("tls_cert", &self.tls_cert),
             ("tls_key", &self.tls_key),
+            ("web_listen", &self.web_listen),
         ] {
             if let Some(v) = v {
                 dict.insert(key.into(), Value::from(v.clone()));

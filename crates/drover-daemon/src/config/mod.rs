@@ -89,6 +89,12 @@ pub struct Config {
     /// `listen` (+ `tls_cert`, `tls_key`): the TCP listener of the team server, if any
     /// (docs/design.md §7).
     pub listen: Option<Listen>,
+    /// `web_listen` (`DROVER_WEB_LISTEN`, `--web-listen`; default `127.0.0.1:0`, `off`: none):
+    /// the dashboard's loopback listener (docs/design.md §10); loopback addresses only.
+    pub web_listen: Option<std::net::SocketAddr>,
+    /// How long a one-time dashboard login token lives (2 minutes; tests set it in-process, no
+    /// file, variable or flag reaches it).
+    pub web_token_ttl: Duration,
     /// `database_url` (`DROVER_DATABASE_URL`, `postgres://…`): the PostgreSQL store shared by
     /// every worker on it; `None`: SQLite in `DROVER_HOME` (docs/design.md §8). May hold a
     /// password: a [`Secret`], never printed.
@@ -265,6 +271,7 @@ impl Config {
             home,
             &|key| layers.origin(key),
         )?;
+        let web_listen = listen::resolve_web(raw.web_listen.as_deref(), &|key| layers.origin(key))?;
         let database_url = match raw.database_url.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
@@ -326,6 +333,8 @@ impl Config {
             worker_name,
             lease_secs: raw.lease_secs.unwrap_or(30),
             listen,
+            web_listen,
+            web_token_ttl: crate::web::sessions::TOKEN_TTL,
             confinement,
             isolation_probe: IsolationProbe::Host,
             home: home.to_path_buf(),

@@ -102,6 +102,8 @@ pub struct Engine {
     pub git_proxy: Option<Arc<crate::git_proxy::GitProxy>>,
     /// Prometheus metrics and OpenTelemetry (see [`crate::telemetry`]).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// The web dashboard's logins and doors (see [`crate::web`]).
+    pub web: Arc<crate::web::WebState>,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -173,6 +175,7 @@ impl Engine {
             }
         };
         let engine = Engine {
+            web: Arc::new(crate::web::WebState::new(&config)),
             telemetry,
             git_proxy,
             forges,

@@ -392,7 +392,7 @@ mod tests {
                 refused: Some("budget"),
                 status: None,
                 retries: 0,
-                ..ex.clone()
+                ..ex
             },
         );
         m.task_ended(TaskState::Succeeded, 42.0);

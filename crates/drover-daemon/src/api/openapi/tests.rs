@@ -253,6 +253,7 @@ fn the_documented_scopes_are_the_enforced_ones() {
             Access::Public => Need::Public,
             Access::Scope(s) => Need::Scoped(s),
             Access::Owner => Need::OwnerOnly,
+            Access::AnyKey => Need::AnyKey,
         };
         assert_eq!(enforced, Some(documented), "{method} {}", r.path);
     }
