@@ -94,7 +94,7 @@ pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
 
 /// The path's segments after `/v1/` (as sent: never percent-decoded here, so an encoded id
 /// matches nothing of another team); `/metrics` is `[METRICS]`.
-fn segments(path: &str) -> Option<Vec<&str>> {
+pub(crate) fn segments(path: &str) -> Option<Vec<&str>> {
     if path == METRICS {
         return Some(vec![METRICS]);
     }
