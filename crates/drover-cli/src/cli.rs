@@ -87,6 +87,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon's Prometheus metrics (what `GET /metrics` serves: OpenMetrics text).
+    Metrics,
     /// The audit log (every mutating call: who, what, when, from where, the answer), or
     /// `audit export`: one accounting row per finished task (docs/accounting.md).
     Audit(AuditArgs),

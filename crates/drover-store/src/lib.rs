@@ -52,6 +52,7 @@ pub mod error;
 pub mod fleet;
 pub mod hosts;
 pub mod locks;
+pub mod metrics;
 mod patch_sql;
 pub mod pools;
 pub mod postgres;
@@ -70,6 +71,7 @@ pub use error::{now, Result, StoreError};
 pub use fleet::{FleetRows, FleetStore};
 pub use hosts::{Claim, HostStore, WorkerRecord, WorkerSpec};
 pub use locks::{LockEntry, LockGrant, LockRecord, LockStore};
+pub use metrics::{MetricsStore, UsageTotal};
 pub use pools::{NewPool, PoolEvent, PoolRecord, PoolStats, PoolStore};
 pub use postgres::PgStore;
 pub use record::{Fence, NewTask, TaskPatch, TaskRecord};
@@ -91,6 +93,7 @@ pub trait Store:
     + LockStore
     + BatchStore
     + FleetStore
+    + MetricsStore
     + ChangeFeed
 {
 }
@@ -106,6 +109,7 @@ impl<
             + LockStore
             + BatchStore
             + FleetStore
+            + MetricsStore
             + ChangeFeed
             + ?Sized,
     > Store for T
@@ -115,7 +119,7 @@ impl<
 /// The traits, for callers that hold a `dyn Store` and call its methods.
 pub mod prelude {
     pub use crate::{
-        AuditStore, BatchStore, ChangeFeed, FleetStore, HostStore, LockStore, PoolStore, Store,
-        TaskStore, TeamStore, UsageStore, WebhookStore,
+        AuditStore, BatchStore, ChangeFeed, FleetStore, HostStore, LockStore, MetricsStore,
+        PoolStore, Store, TaskStore, TeamStore, UsageStore, WebhookStore,
     };
 }

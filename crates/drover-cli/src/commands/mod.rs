@@ -18,6 +18,7 @@ mod doctor_forges;
 pub mod key;
 mod lock;
 mod logs;
+mod metrics;
 mod multi_repo;
 mod pool;
 mod remote;
@@ -68,6 +69,7 @@ async fn run(cmd: Command) -> Result<i32> {
         Command::Pool { action } => pool::pool(action).await,
         Command::Batch { action } => batch::batch(action).await,
         Command::Usage { by, json } => pool::usage(by, json).await,
+        Command::Metrics => metrics::metrics().await,
         Command::Audit(args) => audit::audit(args).await,
         Command::Team { action } => team::team(action).await,
         Command::Key { action } => key::key(action).await,

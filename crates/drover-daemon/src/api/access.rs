@@ -48,6 +48,10 @@ pub enum Need {
     AnyKey,
 }
 
+/// The one segment [`segments`] gives `/metrics` (the only route outside `/v1/`; a segment of
+/// a `/v1/` path never holds a `/`).
+pub const METRICS: &str = "/metrics";
+
 /// The rule of every route (method, path segments after `/v1/`); `None`: not a route. A route
 /// added to [`super::routes`] without a rule here fails `every_route_has_a_rule`.
 pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
@@ -80,6 +84,8 @@ pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
         ("POST", ["batches"]) => Scoped(TasksWrite),
         ("POST", ["batches", n, "stop" | "retry"]) if named(n) => Scoped(TasksWrite),
         ("GET", ["usage"] | ["budgets"]) => Scoped(UsageRead),
+        // Or the scrape token (see `authenticate`); a key sees its team's series only.
+        ("GET", [METRICS]) => Scoped(UsageRead),
         ("GET", ["audit", ..]) => Scoped(AuditRead),
         // Creating a team is the host owner's; an admin key manages its own team.
         ("POST", ["teams"]) => OwnerOnly,
@@ -92,8 +98,11 @@ pub fn required(method: &Method, segments: &[&str]) -> Option<Need> {
 }
 
 /// The path's segments after `/v1/` (as sent: never percent-decoded here, so an encoded id
-/// matches nothing of another team).
-fn segments(path: &str) -> Option<Vec<&str>> {
+/// matches nothing of another team); `/metrics` is `[METRICS]`.
+pub(crate) fn segments(path: &str) -> Option<Vec<&str>> {
+    if path == METRICS {
+        return Some(vec![METRICS]);
+    }
     path.strip_prefix("/v1/").map(|p| p.split('/').collect())
 }
 
@@ -124,6 +133,15 @@ pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next
     let need = segs.as_deref().and_then(|s| required(req.method(), s));
     if need == Some(Need::Public) {
         return next.run(req).await;
+    }
+    // `GET /metrics` with the configured scrape token (valid for that route only).
+    if need.is_some() && segs.as_deref() == Some(&[METRICS][..]) {
+        if let Some(token) = &gate.engine.config.metrics_token {
+            if super::metrics::scrape_token(req.headers(), token) {
+                req.extensions_mut().insert(super::metrics::Scraper);
+                return next.run(req).await;
+            }
+        }
     }
     let (key, via_cookie) = match caller(&gate.engine, req.headers()).await {
         Ok(k) => k,
@@ -585,6 +603,16 @@ mod tests {
         );
         assert_eq!(r(Method::GET, "pools/p"), Some(Scoped(Scope::TasksRead)));
         assert_eq!(r(Method::GET, "usage"), Some(Scoped(Scope::UsageRead)));
+        assert_eq!(
+            required(&Method::GET, &segments("/metrics").unwrap()),
+            Some(Scoped(Scope::UsageRead))
+        );
+        assert_eq!(segments("/metrics/x"), None);
+        assert_eq!(
+            r(Method::GET, "metrics"),
+            None,
+            "/v1/metrics is not a route"
+        );
         assert_eq!(
             r(Method::GET, "audit/export"),
             Some(Scoped(Scope::AuditRead))

@@ -36,6 +36,7 @@
 //! | `POST /v1/keys`, `GET /v1/keys?team=` | create (the secret, once), list API keys ([`keys`]) |
 //! | `POST /v1/keys/{id}/rotate` / `revoke`, `DELETE /v1/keys/{id}` | rotate (old key valid for the overlap), revoke |
 //! | `GET /v1/openapi.json` | this API as OpenAPI 3.1 ([`openapi`]; no key needed) |
+//! | `GET /metrics` | Prometheus metrics, OpenMetrics text ([`metrics`]; over TCP a `usage:read` key — its team's series — or the scrape token) |
 //! | `POST /v1/web/login` | a one-time dashboard login URL ([`crate::web::login`]) |
 //! | `GET /v1/web/session` | who the caller (the dashboard's session) is |
 //!
@@ -66,6 +67,7 @@ mod fleet;
 mod keys;
 
 mod locks;
+pub mod metrics;
 pub mod openapi;
 mod pools;
 mod protect;
@@ -202,6 +204,7 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/web/login", post(crate::web::login::login))
         .route("/v1/web/session", get(crate::web::login::session))
+        .route("/metrics", get(metrics::metrics))
 }
 
 fn finish(routes: axum::Router<Arc<Engine>>, engine: Arc<Engine>) -> axum::Router {

@@ -540,6 +540,16 @@ pub fn routes() -> Vec<Route> {
             .tag("web")
             .ok(200, "the caller", &[("application/json", json_of::<drover_types::WebSession>())])
             .route(Get, "/v1/web/session"),
+        op("metrics", "Prometheus metrics (OpenMetrics 1.0 text)", Access::Scope(Scope::UsageRead))
+            .tag("meta")
+            .describe(
+                "The host owner and the scrape token (`Authorization: Bearer` of \
+                 `metrics_token_env`, valid for this route only): every family. A key with \
+                 usage:read: its team's task counts, tokens and dollars only. A task's sandbox: \
+                 403 (docs/design.md §10).",
+            )
+            .ok(200, "the metrics", &[("application/openmetrics-text", scalar(Type::String))])
+            .route(Get, "/metrics"),
     ]
 }
 

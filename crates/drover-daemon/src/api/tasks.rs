@@ -548,7 +548,15 @@ pub async fn events(
         return Ok(Json(evs).into_response());
     }
     let key = principal.key_id().map(str::to_string);
-    let stream = follow(engine, task.id, after, key);
+    // `drover_sse_followers{stream="task"}` counts this stream until its body is dropped.
+    let follower = engine
+        .telemetry
+        .metrics
+        .sse_follower(crate::telemetry::labels::SseStream::Task);
+    let stream = futures::StreamExt::map(follow(engine, task.id, after, key), move |e| {
+        let _follower = &follower;
+        e
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())

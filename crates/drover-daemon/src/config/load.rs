@@ -187,6 +187,8 @@ pub(super) struct Raw {
     pub database_url: Option<String>,
     pub worker_name: Option<String>,
     pub lease_secs: Option<u32>,
+    /// The variable holding the scrape token of `GET /metrics` (docs/design.md §10).
+    pub metrics_token_env: Option<String>,
     /// `[forges.NAME]` (docs/design.md §9).
     #[serde(default)]
     pub forges: HashMap<String, ForgeFile>,

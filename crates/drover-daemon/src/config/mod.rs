@@ -112,6 +112,10 @@ pub struct Config {
     /// The OpenTelemetry exporter (docs/design.md §10), from the standard `OTEL_*` variables;
     /// `None`: off. Its headers are [`Secret`]s.
     pub otel: Option<OtelSettings>,
+    /// `metrics_token_env = "VAR"`: the bearer token a Prometheus scraper sends for
+    /// `GET /metrics` over TCP (valid for nothing else), read from the daemon's environment at
+    /// load (docs/design.md §10).
+    pub metrics_token: Option<Secret>,
 }
 
 /// See [`Config::isolation_probe`].
@@ -303,8 +307,33 @@ impl Config {
                 .unwrap_or_else(|| "localhost".to_string()),
         };
         let forges = forges::resolve(raw.forges, env, &|key| layers.origin(key))?;
+        let metrics_token = match raw.metrics_token_env.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(var) => match env.get(var).map(str::trim) {
+                Some(t) if t.len() >= 16 => Some(Secret::new(t)),
+                Some(_) => {
+                    return Err(bad(
+                        "metrics_token_env",
+                        format!(
+                            "metrics_token_env: ${var} holds fewer than 16 characters; use a long \
+                             random token (e.g. `openssl rand -hex 32`)"
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(bad(
+                        "metrics_token_env",
+                        format!(
+                            "metrics_token_env = {var:?}: the variable is not set in the \
+                             daemon's environment; export it, or remove metrics_token_env"
+                        ),
+                    ))
+                }
+            },
+        };
         let cfg = Config {
             otel: otel::resolve(env)?,
+            metrics_token,
             forges,
             database_url,
             worker_name,

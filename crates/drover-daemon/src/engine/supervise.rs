@@ -56,6 +56,7 @@ pub async fn run(engine: &Arc<Engine>, id: &str) {
         if t.state.is_terminal() {
             // Ended by a path other than finish (a failure, an unreadable shim): its cgroup goes.
             super::limits::collect(engine, id).await;
+            engine.telemetry.task_ended(&t);
         }
         if !t.state.is_active() && !engine.is_stopping() {
             super::endpoints::close(engine, id);

@@ -5,6 +5,7 @@
 //! [`Telemetry`] is the one handle the engine, the API and the gateway (as its
 //! [`drover_gateway::Observer`]) report to; it fans every report out to both.
 
+pub mod labels;
 pub mod metrics;
 pub mod otel;
 mod otel_http;
@@ -24,6 +25,21 @@ impl Telemetry {
         Telemetry {
             metrics: metrics::Metrics::new(),
             otel: otel::Otel::new(config),
+        }
+    }
+}
+
+impl Telemetry {
+    /// A task this daemon supervised ended: `drover_task_duration_seconds{outcome}` (from its
+    /// start, or its creation if it never started, to its end).
+    pub fn task_ended(&self, t: &drover_store::TaskRecord) {
+        use drover_store::record::parse_ts;
+        let from = t.started_at.as_deref().unwrap_or(&t.created_at);
+        if let (Some(from), Some(to)) =
+            (parse_ts(from), t.finished_at.as_deref().and_then(parse_ts))
+        {
+            let secs = (to - from).num_milliseconds() as f64 / 1000.0;
+            self.metrics.task_ended(t.state, secs);
         }
     }
 }

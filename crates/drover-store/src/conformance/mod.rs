@@ -13,6 +13,7 @@ mod changes;
 mod fleet;
 mod hosts;
 mod locks;
+mod metrics;
 pub mod pg;
 mod pools;
 mod tasks;
@@ -26,6 +27,7 @@ pub use changes::*;
 pub use fleet::*;
 pub use hosts::*;
 pub use locks::*;
+pub use metrics::*;
 pub use pools::*;
 pub use tasks::*;
 pub use teams::*;
@@ -59,6 +61,7 @@ macro_rules! conformance_tests {
             pool_stats_come_from_tasks,
             usage_record_is_all_or_none_and_spent_sums,
             usage_report_groups,
+            metrics_totals_and_counts,
             teams_and_keys_round_trip,
             audit_log_appends_in_order_and_filters,
             accounting_rows_sum_usage_of_finished_tasks,

@@ -19,6 +19,7 @@ mod batches;
 mod fleet;
 mod hosts;
 mod locks;
+mod metrics;
 mod pools;
 mod tasks;
 mod teams;
