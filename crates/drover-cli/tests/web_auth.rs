@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// The loopback listener's address (`DROVER_HOME/web.addr`).
 fn web_addr(home: &Path) -> SocketAddr {
-    let file = drover_daemon::web::listener::addr_file(home);
+    let file = drover_daemon::api::web::listener::addr_file(home);
     let mut addr = None;
     drover_test_support::poll::poll("web.addr", Duration::from_secs(30), || {
         addr = std::fs::read_to_string(&file)
@@ -372,7 +372,7 @@ fn with_web_listen_off_there_is_no_listener_and_drover_web_says_how() {
     let daemon = rt.block_on(InProcessDaemon::start_with(&env.home, exe, |c| {
         c.web_listen = None;
     }));
-    assert!(!drover_daemon::web::listener::addr_file(&env.home).exists());
+    assert!(!drover_daemon::api::web::listener::addr_file(&env.home).exists());
     let out = env.run(&["web"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);

@@ -310,7 +310,7 @@ fn followers_share_one_state_and_keys_see_their_teams_cards() {
         let (_, v) = f.next(Duration::from_secs(30));
         assert_eq!(v["cards"].as_array().unwrap().len(), 3);
     }
-    let before = drover_daemon::web::fleet::computations();
+    let before = drover_daemon::engine::fleet::computations();
     let tb2 = make(&b.secret, "b-again");
     let ta2 = make(&a.secret, "a-again");
     let mut last = vec![];
@@ -329,7 +329,7 @@ fn followers_share_one_state_and_keys_see_their_teams_cards() {
         .unwrap()
         .iter()
         .all(|c| c["team"] == "a"));
-    let computed = drover_daemon::web::fleet::computations() - before;
+    let computed = drover_daemon::engine::fleet::computations() - before;
     // Two tasks through queued → preparing → running → succeeded: a handful of states,
     // whatever the number of followers (20 followers computing their own: ≥ 20 × that).
     assert!(computed >= 1, "{computed}");

@@ -150,7 +150,7 @@ pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next
     let principal = Principal::Key(key);
     if via_cookie {
         if !crate::web::csrf_ok(req.method(), req.headers()) {
-            let mut resp = crate::web::csrf_refused().into_response();
+            let mut resp = super::ApiErr::csrf_refused().into_response();
             resp.extensions_mut().insert(principal);
             return resp;
         }

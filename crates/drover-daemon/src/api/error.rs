@@ -32,6 +32,17 @@ pub struct ApiErr {
 }
 
 impl ApiErr {
+    /// The 403 of a cookie-authenticated mutating request without the CSRF header
+    /// ([`crate::web::CSRF_HEADER`]).
+    pub fn csrf_refused() -> Self {
+        ApiErr::new(
+            ApiErrorKind::Forbidden,
+            "forbidden: a request with the dashboard's session cookie that changes something needs \
+             the header x-drover-csrf: 1",
+            Some("the dashboard's pages send it; scripts use an API key (Authorization: Bearer)"),
+        )
+    }
+
     pub fn new(kind: ApiErrorKind, error: impl Into<String>, hint: Option<&str>) -> Self {
         ApiErr {
             status: status_of(kind),

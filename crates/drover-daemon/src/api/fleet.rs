@@ -1,12 +1,12 @@
 //! `GET /v1/fleet` and `GET /v1/fleet/events`: the dashboard's fleet view
 //! ([`drover_types::web::FleetSnapshot`]; docs/design.md §10), from the one shared state of
-//! [`crate::web::fleet`]. A key sees its team's cards only (as `GET /v1/tasks`); a task's own
+//! [`crate::engine::fleet`]. A key sees its team's cards only (as `GET /v1/tasks`); a task's own
 //! socket may not read the fleet ([`super::scoped`]).
 
 use super::auth::Principal;
 use super::ApiErr;
+use crate::engine::fleet::{FleetFeed, FleetState};
 use crate::engine::Engine;
-use crate::web::fleet::{FleetFeed, FleetState};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -45,8 +45,12 @@ pub async fn events(
     Extension(principal): Extension<Principal>,
 ) -> Response {
     let rx = FleetFeed::follow(&engine);
-    // TODO(metrics): count this follower with `Metrics::sse_follower("fleet")` once it is on main.
     let follower = Follower {
+        // `drover_sse_followers{stream="fleet"}` counts this stream until it is dropped.
+        _counted: engine
+            .telemetry
+            .metrics
+            .sse_follower(crate::telemetry::labels::SseStream::Fleet),
         rx,
         engine,
         team: principal.team().map(str::to_string),
@@ -64,6 +68,7 @@ pub async fn events(
 
 /// One follower: its receiver of the shared state and what it last sent.
 struct Follower {
+    _counted: crate::telemetry::metrics::Follower,
     rx: watch::Receiver<Option<Arc<FleetState>>>,
     engine: Arc<Engine>,
     team: Option<String>,

@@ -37,7 +37,7 @@
 //! | `POST /v1/keys/{id}/rotate` / `revoke`, `DELETE /v1/keys/{id}` | rotate (old key valid for the overlap), revoke |
 //! | `GET /v1/openapi.json` | this API as OpenAPI 3.1 ([`openapi`]; no key needed) |
 //! | `GET /metrics` | Prometheus metrics, OpenMetrics text ([`metrics`]; over TCP a `usage:read` key — its team's series — or the scrape token) |
-//! | `POST /v1/web/login` | a one-time dashboard login URL ([`crate::web::login`]) |
+//! | `POST /v1/web/login` | a one-time dashboard login URL ([`web::login`]) |
 //! | `GET /v1/web/session` | who the caller (the dashboard's session) is |
 //!
 //! The web dashboard's loopback listener serves these routes too, behind the host owner's
@@ -79,6 +79,7 @@ mod tasks;
 pub mod tcp;
 mod teams;
 mod usage;
+pub mod web;
 mod workers;
 
 use crate::engine::Engine;
@@ -142,20 +143,19 @@ pub fn tcp_router(engine: Arc<Engine>) -> axum::Router {
         .team()
         .map(|d| (d.addr.port(), d.tls))
         .unwrap_or_default();
-    crate::web::pages::router(crate::web::pages::Door {
+    web::pages::router(web::pages::Door {
         engine,
-        kind: crate::web::pages::Kind::Team { port, tls },
+        kind: web::pages::Kind::Team { port, tls },
     })
     .fallback_service(api)
 }
 
 /// The web dashboard's loopback listener's API ([`crate::web`]): every route behind
-/// [`crate::web::gate::owner`] (the host owner's session cookie, the CSRF header), audited
+/// [`web::gate::owner`] (the host owner's session cookie, the CSRF header), audited
 /// with the peer as `remote_addr` (put in each request by [`crate::listen`]).
-pub fn web_router(engine: Arc<Engine>, gate: crate::web::gate::Loopback) -> axum::Router {
-    let authenticated = finish(routes(), engine.clone()).layer(
-        axum::middleware::from_fn_with_state(gate, crate::web::gate::owner),
-    );
+pub fn web_router(engine: Arc<Engine>, gate: web::gate::Loopback) -> axum::Router {
+    let authenticated = finish(routes(), engine.clone())
+        .layer(axum::middleware::from_fn_with_state(gate, web::gate::owner));
     audited(authenticated, engine)
 }
 
@@ -202,8 +202,8 @@ fn routes() -> axum::Router<Arc<Engine>> {
         .route("/v1/keys/{id}/rotate", post(keys::rotate))
         .route("/v1/keys/{id}/revoke", post(keys::revoke))
         .route("/v1/openapi.json", get(openapi::serve))
-        .route("/v1/web/login", post(crate::web::login::login))
-        .route("/v1/web/session", get(crate::web::login::session))
+        .route("/v1/web/login", post(web::login::login))
+        .route("/v1/web/session", get(web::login::session))
         .route("/metrics", get(metrics::metrics))
 }
 
@@ -232,13 +232,13 @@ pub async fn serve(engine: Arc<Engine>, home: &Home) -> Result<(), DaemonError> 
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path).map_err(DaemonError::Socket)?;
     if let Some(addr) = engine.config.web_listen {
-        let web = crate::web::listener::bind(addr, &home.root).await?;
+        let web = web::listener::bind(addr, &home.root).await?;
         if let Ok(a) = web.local_addr() {
             engine.web.set_loopback(a);
         }
         engine
             .tasks
-            .spawn(crate::web::listener::serve(engine.clone(), web));
+            .spawn(web::listener::serve(engine.clone(), web));
     }
     if let Some(listen) = engine.config.listen.clone() {
         let bound = tcp::bind(&listen, &home.root).await?;

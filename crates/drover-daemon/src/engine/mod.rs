@@ -30,6 +30,7 @@ pub mod confine;
 pub mod control;
 pub mod endpoints;
 pub mod finish;
+pub mod fleet;
 pub mod gates;
 pub mod git_origin;
 pub mod ingest;
@@ -105,8 +106,8 @@ pub struct Engine {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// The web dashboard's logins and doors (see [`crate::web`]).
     pub web: Arc<crate::web::WebState>,
-    /// The fleet view's one shared, current state (see [`crate::web::fleet`]).
-    pub fleet: crate::web::fleet::FleetFeed,
+    /// The fleet view's one shared, current state (see [`fleet`]).
+    pub fleet: fleet::FleetFeed,
 }
 
 /// What the engine has done to an agent's stdin.
@@ -178,8 +179,8 @@ impl Engine {
             }
         };
         let engine = Engine {
-            web: Arc::new(crate::web::WebState::new(&config)),
-            fleet: crate::web::fleet::FleetFeed::new(),
+            web: Arc::new(crate::web::WebState::new(config.web_token_ttl)),
+            fleet: fleet::FleetFeed::new(),
             telemetry,
             git_proxy,
             forges,

@@ -4,7 +4,7 @@
 //!
 //! Two doors serve it:
 //!
-//! - The **loopback listener** ([`listener`]; `web_listen`, default `127.0.0.1:0`, bound address
+//! - The **loopback listener** ([`crate::api::web::listener`]; `web_listen`, default `127.0.0.1:0`, bound address
 //!   in `DROVER_HOME/web.addr`, `off` disables it; loopback addresses only): the host owner's.
 //!   `drover web` asks the admin socket (`POST /v1/web/login`) for a one-time URL
 //!   `http://127.0.0.1:PORT/login?token=…`; opening it sets a session cookie and redirects to
@@ -24,11 +24,6 @@
 //! daemons' sessions apart). Logins live in memory ([`sessions`]).
 
 pub mod assets;
-pub mod fleet;
-pub mod gate;
-pub mod listener;
-pub mod login;
-pub mod pages;
 pub mod sessions;
 
 use axum::http::{header, HeaderMap, Method};
@@ -55,13 +50,10 @@ pub struct TeamDoor {
 }
 
 impl WebState {
-    pub fn new(config: &crate::Config) -> WebState {
+    /// `token_ttl`: how long a one-time login token works (config `web_token_ttl`).
+    pub fn new(token_ttl: std::time::Duration) -> WebState {
         WebState {
-            sessions: Sessions::new(
-                config.web_token_ttl,
-                sessions::SESSION_TTL,
-                sessions::MAX_SESSIONS,
-            ),
+            sessions: Sessions::new(token_ttl, sessions::SESSION_TTL, sessions::MAX_SESSIONS),
             ..WebState::default()
         }
     }
@@ -137,16 +129,6 @@ pub fn csrf_ok(method: &Method, headers: &HeaderMap) -> bool {
         || headers
             .get(CSRF_HEADER)
             .is_some_and(|v| v.as_bytes() == b"1")
-}
-
-/// The 403 of a cookie-authenticated mutating request without the CSRF header.
-pub fn csrf_refused() -> crate::api::ApiErr {
-    crate::api::ApiErr::new(
-        drover_types::ApiErrorKind::Forbidden,
-        "forbidden: a request with the dashboard's session cookie that changes something needs \
-         the header x-drover-csrf: 1",
-        Some("the dashboard's pages send it; scripts use an API key (Authorization: Bearer)"),
-    )
 }
 
 #[cfg(test)]

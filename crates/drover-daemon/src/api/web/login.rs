@@ -9,12 +9,12 @@
 //!   refused by [`crate::api::scoped`]). With a session cookie: 403 (a session cannot extend
 //!   itself past its 12 hours by minting logins).
 
-use super::sessions::Who;
-use super::ViaCookie;
 use crate::api::auth::Principal;
 use crate::api::scoped::TaskScope;
 use crate::api::ApiErr;
 use crate::engine::Engine;
+use crate::web::sessions::Who;
+use crate::web::ViaCookie;
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap};
 use axum::Json;

@@ -7,9 +7,9 @@
 //! `Cache-Control: no-store`. `GET /login?token=…` answers a redirect to `/`, so the token leaves
 //! the address bar (and the history's newest entry); nothing logs `/login`'s query string.
 
-use super::sessions::Who;
-use super::{clear_cookie, csrf_ok, set_cookie};
 use crate::engine::Engine;
+use crate::web::sessions::Who;
+use crate::web::{clear_cookie, csrf_ok, set_cookie};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -92,7 +92,7 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
 }
 
 fn asset_answer(file: &str) -> Response {
-    match super::assets::file(file) {
+    match crate::web::assets::file(file) {
         Some((ty, body)) => ([(header::CONTENT_TYPE, ty)], body).into_response(),
         None => (
             StatusCode::NOT_FOUND,
@@ -255,9 +255,9 @@ async fn login_with_key(State(door): State<Door>, headers: HeaderMap, body: Byte
 /// `POST /logout` (with `x-drover-csrf: 1`): ends the session and removes the cookie.
 async fn logout(State(door): State<Door>, req: Request) -> Response {
     if !csrf_ok(req.method(), req.headers()) {
-        return super::csrf_refused().into_response();
+        return crate::api::ApiErr::csrf_refused().into_response();
     }
-    if let Some(id) = super::session_cookie(req.headers(), door.kind.port()) {
+    if let Some(id) = crate::web::session_cookie(req.headers(), door.kind.port()) {
         door.engine.web.sessions.end(&id);
     }
     (

@@ -2,10 +2,10 @@
 //! page of another site whose name was made to resolve to 127.0.0.1 sends its own name), and
 //! the host owner's session cookie on `/v1/…` ([`owner`]).
 
-use super::{csrf_ok, csrf_refused, session_cookie, sessions::Who, ViaCookie};
 use crate::api::auth::Principal;
 use crate::api::ApiErr;
 use crate::engine::Engine;
+use crate::web::{csrf_ok, session_cookie, sessions::Who, ViaCookie};
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -75,7 +75,7 @@ pub async fn owner(State(gate): State<Loopback>, mut req: Request, next: Next) -
         .into_response();
     }
     if !csrf_ok(req.method(), req.headers()) {
-        return csrf_refused().into_response();
+        return crate::api::ApiErr::csrf_refused().into_response();
     }
     req.extensions_mut().insert(Principal::Owner);
     req.extensions_mut().insert(ViaCookie);
