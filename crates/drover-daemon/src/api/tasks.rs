@@ -504,6 +504,7 @@ pub async fn events(
     State(engine): State<Arc<Engine>>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
+    cookie: Option<Extension<crate::web::ViaCookie>>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Response> {
@@ -548,7 +549,8 @@ pub async fn events(
         return Ok(Json(evs).into_response());
     }
     let key = principal.key_id().map(str::to_string);
-    let stream = follow(engine, task.id, after, key);
+    let session = cookie.map(|Extension(c)| c);
+    let stream = follow(engine, task.id, after, key, session);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -571,14 +573,19 @@ fn follow(
     id: String,
     mut after: i64,
     key: Option<String>,
+    session: Option<crate::web::ViaCookie>,
 ) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> {
     let tracker = engine.tasks.clone();
     async_stream(&tracker, move |tx| async move {
         let mut rx = engine.subscribe();
         let stopping = engine.stopping();
         loop {
-            // A key revoked, expired or rotated out while its stream is open: the stream ends
-            // (checked before each batch and at least every KEY_RECHECK).
+            // A key revoked, expired or rotated out, or the dashboard's session ended (logout,
+            // its 12 hours), while its stream is open: the stream ends (checked before each
+            // batch and at least every KEY_RECHECK).
+            if !crate::web::session_alive(&engine, session.as_ref()) {
+                return;
+            }
             if let Some(k) = &key {
                 let usable = matches!(
                     engine.store.key(k).await,
@@ -633,7 +640,7 @@ fn follow(
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
                 _ = stopping.cancelled() => {}
-                _ = tokio::time::sleep(KEY_RECHECK), if key.is_some() => {}
+                _ = tokio::time::sleep(KEY_RECHECK), if key.is_some() || session.is_some() => {}
             }
         }
     })
