@@ -134,9 +134,8 @@ impl Prepared {
                 // get hashed); a missing one (or not a plain file) starts empty.
                 let own = prep.run_text(&["rev-parse", "--git-path", "index"]).await?;
                 let own = sb.path.join(own.trim());
-                if std::fs::symlink_metadata(&own).is_ok_and(|m| m.is_file()) {
-                    let _ = tokio::fs::copy(&own, &index).await;
-                }
+                let dest = index.clone();
+                let _ = tokio::task::spawn_blocking(move || seed_index(&own, &dest)).await;
                 prep.index = Some(index);
                 if let Err(e) = prep.run_text(&["add", "-A", "--ignore-errors"]).await {
                     prep.cleanup().await;
@@ -251,6 +250,32 @@ impl Prepared {
     }
 }
 
+/// The largest checkout index copied to seed a diff's (a bigger one: the diff starts empty).
+pub const MAX_SEED_INDEX_BYTES: u64 = 256 << 20;
+
+/// Copies the checkout's index `own` to `dest` when it is a plain file: opened without following
+/// a symbolic link and without waiting on a FIFO (the agent may swap the file between any check
+/// and the copy), and never more than the size it had when opened (a device's endless stream
+/// never fills the disk). `false`: nothing copied (the diff's index starts empty).
+pub(crate) fn seed_index(own: &Path, dest: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(own)
+    else {
+        return Ok(false);
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() > MAX_SEED_INDEX_BYTES {
+        return Ok(false);
+    }
+    let mut out = std::fs::File::create(dest)?;
+    std::io::copy(&mut file.take(meta.len()), &mut out)?;
+    Ok(true)
+}
+
 /// A commit id as git gets it (never an option).
 fn rev(r: &str) -> Result<String> {
     if r.is_empty() || r.starts_with('-') || !r.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -357,6 +382,34 @@ mod tests {
         assert_eq!((files[2].added, files[2].removed), (2, 2));
         assert_eq!(files[3].status, DiffStatus::Deleted);
         assert!(files[4].binary);
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_seed_index_is_a_plain_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("seed");
+        let real = dir.path().join("index");
+        std::fs::write(&real, b"DIRC index bytes").unwrap();
+        assert!(seed_index(&real, &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"DIRC index bytes");
+        std::fs::remove_file(&dest).unwrap();
+
+        // The agent swapped it for a link to a secret, a device or a FIFO: nothing is read,
+        // nothing waits.
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"secret").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        assert!(!seed_index(&link, &dest).unwrap());
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert!(!seed_index(&zero, &dest).unwrap());
+        assert!(!seed_index(Path::new("/dev/zero"), &dest).unwrap());
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(!seed_index(&fifo, &dest).unwrap());
+        assert!(!dest.exists());
     }
 
     #[test]

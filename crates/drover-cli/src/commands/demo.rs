@@ -121,7 +121,16 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
             &envs,
         )
         .await?;
-    eprintln!("demo: repository {}\n", repo.display());
+    eprintln!("demo: repository {}", repo.display());
+    // The dashboard, while the demo runs (a one-time login, valid 2 minutes; `drover web` makes
+    // another).
+    match client
+        .post::<_, drover_types::WebLogin>("/v1/web/login", &json!({}))
+        .await
+    {
+        Ok(login) => eprintln!("demo: watch the fleet in a browser: {}\n", login.url),
+        Err(_) => eprintln!("demo: (no web dashboard: web_listen is off)\n"),
+    }
     let mut ids = vec![];
     let prompts = [
         (

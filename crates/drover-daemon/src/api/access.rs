@@ -143,18 +143,18 @@ pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next
             }
         }
     }
-    let (key, via_cookie) = match caller(&gate.engine, req.headers()).await {
+    let (key, session) = match caller(&gate.engine, req.headers()).await {
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
     let principal = Principal::Key(key);
-    if via_cookie {
+    if let Some(session) = session {
         if !crate::web::csrf_ok(req.method(), req.headers()) {
             let mut resp = super::ApiErr::csrf_refused().into_response();
             resp.extensions_mut().insert(principal);
             return resp;
         }
-        req.extensions_mut().insert(crate::web::ViaCookie);
+        req.extensions_mut().insert(crate::web::ViaCookie(session));
     }
     // The key goes in the answer too, refusals included: the audit layer outside this one
     // records who made the call (`api::audit`).
@@ -269,10 +269,13 @@ fn unauthorized(missing: bool) -> ApiErr {
 }
 
 /// The caller's valid key — from the bearer header, else from the dashboard's session cookie
-/// (then `true`) — or the 401.
-async fn caller(engine: &Engine, headers: &HeaderMap) -> Result<(KeyPrincipal, bool), ApiErr> {
+/// (then the session's id) — or the 401.
+async fn caller(
+    engine: &Engine,
+    headers: &HeaderMap,
+) -> Result<(KeyPrincipal, Option<String>), ApiErr> {
     if headers.contains_key(header::AUTHORIZATION) {
-        return Ok((key_of(engine, headers).await?, false));
+        return Ok((key_of(engine, headers).await?, None));
     }
     let Some(door) = engine.web.team() else {
         return Err(unauthorized(true));
@@ -298,7 +301,7 @@ async fn caller(engine: &Engine, headers: &HeaderMap) -> Result<(KeyPrincipal, b
                 team: info.team,
                 scopes: info.scopes,
             },
-            true,
+            Some(id),
         )),
         _ => {
             engine.web.sessions.end_key(&key_id);

@@ -9,6 +9,10 @@
 //! - `path` must be relative and without `..` (else 400) and one of the changed files of that
 //!   checkout (else 404, the same as a file that is not there). The patch is cut at 256 KiB.
 //! - Team visibility is the task's (`api::access`); a task's own socket may read its own diff.
+//! - Each read runs git over a whole checkout the agent fills (untracked files are hashed), on
+//!   the daemon's CPU, outside the task's cgroup: at most [`DIFFS_AT_ONCE`] run daemon-wide (more
+//!   wait) and at most [`DIFFS_PER_TASK`] per task (one more is 503 `busy`), so an agent calling
+//!   its own diff in a loop cannot take the host's CPU.
 
 use super::body::ApiQuery;
 use super::ApiErr;
@@ -20,10 +24,67 @@ use drover_store::TaskRecord;
 use drover_types::web::{DiffPatch, TaskDiff};
 use drover_types::ApiErrorKind;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 type ApiResult<T> = Result<T, ApiErr>;
+
+/// Diffs read at once, daemon-wide; more wait for a turn.
+pub const DIFFS_AT_ONCE: usize = 2;
+/// Diffs of one task read or waiting at once (the dashboard's list and one file); one more is
+/// refused (503 `busy`).
+pub const DIFFS_PER_TASK: usize = 2;
+
+static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DIFFS_AT_ONCE);
+static PER_TASK: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+/// One of a task's [`DIFFS_PER_TASK`] places, given back on drop.
+struct Place(String);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut m = PER_TASK.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// A diff's turn: its task's place and a daemon-wide permit.
+struct Turn {
+    _place: Place,
+    _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// Waits for a turn to read `task`'s diff, or the 503 when that task already has
+/// [`DIFFS_PER_TASK`] reads running or waiting.
+async fn turn(task: &str) -> ApiResult<Turn> {
+    let place = {
+        let mut m = PER_TASK.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(task.to_string()).or_insert(0);
+        if *n >= DIFFS_PER_TASK {
+            return Err(ApiErr::new(
+                ApiErrorKind::Busy,
+                format!("busy: task {task}'s changes are already being read"),
+                Some("try again when the running read has answered"),
+            ));
+        }
+        *n += 1;
+        Place(task.to_string())
+    };
+    let permit = TURNS
+        .acquire()
+        .await
+        .map_err(|_| ApiErr::internal("the diff semaphore is closed"))?;
+    Ok(Turn {
+        _place: place,
+        _permit: permit,
+    })
+}
 
 /// One checkout to compare: its `repo_dir` label (`None`: the only one) and what to read.
 enum Source {
@@ -124,6 +185,7 @@ pub async fn files(
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskDiff>> {
     let t = engine.store.find_task(&id).await?;
+    let _turn = turn(&t.id).await?;
     let mut files = vec![];
     for (label, src) in sources(&engine, &t).await? {
         let mut got = engine
@@ -192,6 +254,7 @@ pub async fn file(
         check_path(d)?;
     }
     let t = engine.store.find_task(&id).await?;
+    let _turn = turn(&t.id).await?;
     let all = sources(&engine, &t).await?;
     let Some((_, src)) = all.iter().find(|(label, _)| *label == q.repo_dir) else {
         return Err(not_changed(&q.path));

@@ -39,10 +39,12 @@ pub async fn snapshot(
 /// `GET /v1/fleet/events`: Server-Sent Events, `event: snapshot`, `id:` the version, `data:`
 /// the caller's [`drover_types::web::FleetSnapshot`]: one at once, then one after each change
 /// (at most a few a second; a slow reader skips to the newest). Heartbeat comments every 15 s;
-/// the stream ends when the daemon stops (or the key stops being valid).
+/// the stream ends when the daemon stops (or the key stops being valid, or the dashboard's
+/// session it was opened with ends: logout, its 12 hours).
 pub async fn events(
     State(engine): State<Arc<Engine>>,
     Extension(principal): Extension<Principal>,
+    cookie: Option<Extension<crate::web::ViaCookie>>,
 ) -> Response {
     let rx = FleetFeed::follow(&engine);
     let follower = Follower {
@@ -55,6 +57,7 @@ pub async fn events(
         engine,
         team: principal.team().map(str::to_string),
         key: principal.key_id().map(str::to_string),
+        session: cookie.map(|Extension(c)| c),
         sent: None,
     };
     let stream = futures::stream::unfold(follower, |mut f| async move {
@@ -73,6 +76,8 @@ struct Follower {
     engine: Arc<Engine>,
     team: Option<String>,
     key: Option<String>,
+    /// The dashboard's session the stream was opened with (it ends with it).
+    session: Option<crate::web::ViaCookie>,
     sent: Option<u64>,
 }
 
@@ -98,8 +103,10 @@ impl Follower {
             tokio::select! {
                 r = self.rx.changed() => if r.is_err() { return None },
                 _ = stopping.cancelled() => return None,
-                _ = tokio::time::sleep(KEY_RECHECK), if self.key.is_some() => {
-                    if !self.key_usable().await {
+                _ = tokio::time::sleep(KEY_RECHECK), if self.key.is_some() || self.session.is_some() => {
+                    if !crate::web::session_alive(&self.engine.web, self.session.as_ref())
+                        || !self.key_usable().await
+                    {
                         return None;
                     }
                 }

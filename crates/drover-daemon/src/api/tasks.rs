@@ -504,6 +504,7 @@ pub async fn events(
     State(engine): State<Arc<Engine>>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
+    cookie: Option<Extension<crate::web::ViaCookie>>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Response> {
@@ -548,12 +549,13 @@ pub async fn events(
         return Ok(Json(evs).into_response());
     }
     let key = principal.key_id().map(str::to_string);
+    let session = cookie.map(|Extension(c)| c);
     // `drover_sse_followers{stream="task"}` counts this stream until its body is dropped.
     let follower = engine
         .telemetry
         .metrics
         .sse_follower(crate::telemetry::labels::SseStream::Task);
-    let stream = futures::StreamExt::map(follow(engine, task.id, after, key), move |e| {
+    let stream = futures::StreamExt::map(follow(engine, task.id, after, key, session), move |e| {
         let _follower = &follower;
         e
     });
@@ -579,14 +581,19 @@ fn follow(
     id: String,
     mut after: i64,
     key: Option<String>,
+    session: Option<crate::web::ViaCookie>,
 ) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> {
     let tracker = engine.tasks.clone();
     async_stream(&tracker, move |tx| async move {
         let mut rx = engine.subscribe();
         let stopping = engine.stopping();
         loop {
-            // A key revoked, expired or rotated out while its stream is open: the stream ends
-            // (checked before each batch and at least every KEY_RECHECK).
+            // A key revoked, expired or rotated out, or the dashboard's session ended (logout,
+            // its 12 hours), while its stream is open: the stream ends (checked before each
+            // batch and at least every KEY_RECHECK).
+            if !crate::web::session_alive(&engine.web, session.as_ref()) {
+                return;
+            }
             if let Some(k) = &key {
                 let usable = matches!(
                     engine.store.key(k).await,
@@ -641,7 +648,7 @@ fn follow(
             tokio::select! {
                 r = rx.changed() => if r.is_err() { return },
                 _ = stopping.cancelled() => {}
-                _ = tokio::time::sleep(KEY_RECHECK), if key.is_some() => {}
+                _ = tokio::time::sleep(KEY_RECHECK), if key.is_some() || session.is_some() => {}
             }
         }
     })

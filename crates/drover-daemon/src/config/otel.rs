@@ -50,8 +50,12 @@ impl OtelSettings {
             return "off (set OTEL_EXPORTER_OTLP_ENDPOINT to export traces and metrics)".into();
         };
         let one = |t: &Option<OtlpTarget>| match t {
-            Some(t) if t.headers.is_empty() => t.endpoint.clone(),
-            Some(t) => format!("{} (+{} header(s))", t.endpoint, t.headers.len()),
+            Some(t) if t.headers.is_empty() => shown_endpoint(&t.endpoint),
+            Some(t) => format!(
+                "{} (+{} header(s))",
+                shown_endpoint(&t.endpoint),
+                t.headers.len()
+            ),
             None => "off".into(),
         };
         format!(
@@ -61,6 +65,26 @@ impl OtelSettings {
             one(&s.metrics),
             s.metric_interval.as_secs_f64()
         )
+    }
+}
+
+/// An endpoint as printed: a user and password in it (`https://user:token@collector`) and its
+/// query (where some collectors take a token) are masked, like the headers.
+pub fn shown_endpoint(endpoint: &str) -> String {
+    let Ok(mut u) = url::Url::parse(endpoint) else {
+        return "(not a URL)".into();
+    };
+    let userinfo = !u.username().is_empty() || u.password().is_some();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        u.set_query(Some("***"));
+    }
+    let s = u.to_string();
+    if userinfo {
+        s.replacen("://", "://***@", 1)
+    } else {
+        s
     }
 }
 
@@ -212,6 +236,20 @@ fn pairs(v: &str) -> Option<Vec<(String, String)>> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doctor_masks_credentials_in_the_endpoint() {
+        assert_eq!(
+            shown_endpoint("https://collector:4318/v1/traces"),
+            "https://collector:4318/v1/traces"
+        );
+        let s = shown_endpoint("https://user:s3cret@collector:4318/v1/traces?api_key=k3y");
+        assert!(
+            !s.contains("s3cret") && !s.contains("k3y") && !s.contains("user"),
+            "{s}"
+        );
+        assert_eq!(s, "https://***@collector:4318/v1/traces?***");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Environment {
         Environment::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))

@@ -77,9 +77,16 @@ impl WebState {
     }
 }
 
-/// Marks a request authenticated by a session cookie (not by the admin socket or a bearer key).
-#[derive(Debug, Clone, Copy)]
-pub struct ViaCookie;
+/// Marks a request authenticated by a session cookie (not by the admin socket or a bearer key):
+/// the session's id, so a long answer (an SSE stream) can end with its session (logout, the
+/// 12 hours, its key revoked) — [`session_alive`].
+#[derive(Debug, Clone)]
+pub struct ViaCookie(pub String);
+
+/// Whether the session a request came with is still live (`None`: not a cookie request).
+pub fn session_alive(web: &WebState, cookie: Option<&ViaCookie>) -> bool {
+    cookie.is_none_or(|c| web.sessions.session(&c.0).is_some())
+}
 
 /// The session cookie's name on the listener bound to `port`.
 pub fn cookie_name(port: u16) -> String {

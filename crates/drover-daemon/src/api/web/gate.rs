@@ -64,21 +64,23 @@ pub async fn owner(State(gate): State<Loopback>, mut req: Request, next: Next) -
     if public(req.method(), req.uri().path()) {
         return next.run(req).await;
     }
-    let who = session_cookie(req.headers(), gate.port)
-        .and_then(|id| gate.engine.web.sessions.session(&id));
-    if who != Some(Who::Owner) {
+    let id = session_cookie(req.headers(), gate.port);
+    let who = id
+        .as_deref()
+        .and_then(|id| gate.engine.web.sessions.session(id));
+    let (Some(Who::Owner), Some(id)) = (who, id) else {
         return ApiErr::new(
             ApiErrorKind::Unauthorized,
             "unauthorized: the dashboard needs a login",
             Some("run `drover web` on this host and open the URL it prints"),
         )
         .into_response();
-    }
+    };
     if !csrf_ok(req.method(), req.headers()) {
         return crate::api::ApiErr::csrf_refused().into_response();
     }
     req.extensions_mut().insert(Principal::Owner);
-    req.extensions_mut().insert(ViaCookie);
+    req.extensions_mut().insert(ViaCookie(id));
     next.run(req).await
 }
 
