@@ -69,6 +69,10 @@ fn api_sources() -> Vec<(PathBuf, String)> {
             if p.ends_with("openapi") || p.ends_with("openapi.rs") {
                 continue;
             }
+            // The dashboard's pages (`/`, `/ui/*`, `/login`, `/logout`: HTML, not the JSON API).
+            if p.ends_with("web/pages.rs") {
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "rs") {
